@@ -1,0 +1,45 @@
+//! Tunables of the log. Every field is documented in `docs/configuration.md`
+//! (section `[log]`); defaults are chosen for a small server.
+
+use serde::Deserialize;
+
+/// How the log batches, publishes and bounds its work.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// How often unpublished entries are written out as a segment and covered
+    /// by a new checkpoint (milliseconds). Bounds the ack-to-checkpoint delay.
+    pub flush_interval_ms: u64,
+    /// Most rows in one segment; a larger backlog is split.
+    pub segment_max_rows: usize,
+    /// Most payload bytes (approximate, before compression) in one segment.
+    pub segment_max_bytes: usize,
+    /// Most events sealed and fsynced together in one group commit.
+    pub group_max_events: usize,
+    /// Append requests that may wait for the sequencer before callers get 503.
+    pub queue_requests: usize,
+    /// Durable but not yet published entries allowed before appends get 503.
+    pub max_unpublished_events: usize,
+    /// Same bound in approximate bytes.
+    pub max_unpublished_bytes: usize,
+    /// How many recent `event_id`s are remembered for idempotent retries.
+    pub dedup_window: usize,
+    /// Lease validity without renewal (milliseconds).
+    pub lease_ttl_ms: i64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            flush_interval_ms: 500,
+            segment_max_rows: 200_000,
+            segment_max_bytes: 128 << 20,
+            group_max_events: 20_000,
+            queue_requests: 1024,
+            max_unpublished_events: 2_000_000,
+            max_unpublished_bytes: 1 << 30,
+            dedup_window: 1_000_000,
+            lease_ttl_ms: 30_000,
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! Fencing: one writer per namespace log, even when two servers share a store.
+//!
+//! Two mechanisms, both built on create-only and conditional object writes:
+//!
+//! * The **lease** (`ns/{ns}/lease`) says which server instance may append. A
+//!   server checks it before accepting any event for the namespace, so a second
+//!   server refuses appends up front instead of acknowledging events it could
+//!   never publish. It is renewed while held and deleted on clean shutdown. A
+//!   lease whose holder stopped renewing may be taken over after its TTL, with
+//!   a conditional update so exactly one contender wins; stores without
+//!   conditional updates (the local file system) never hand over a live-looking
+//!   lease: the same instance (same data directory) reclaims it on restart.
+//! * **Position claims** (`ns/{ns}/claims/{first:020}`) close the remaining
+//!   race (a paused holder whose lease was taken over): before writing the
+//!   segment that starts at `first`, a writer creates the claim create-only.
+//!   Two writers can never both claim the same position, so they can never both
+//!   extend the log from the same point; the loser is fenced.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Store, StoreError, layout};
+
+/// The lease object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    /// Instance id of the holder (stable per data directory).
+    pub owner: String,
+    /// Unix milliseconds of the last renewal.
+    pub renewed_at_ms: i64,
+    /// How long the lease is valid without renewal.
+    pub ttl_ms: i64,
+}
+
+/// The claim object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ClaimRecord {
+    owner: String,
+    first: u64,
+    last: u64,
+}
+
+/// Outcome of trying to hold a namespace.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    /// Another instance holds it.
+    #[error("namespace is held by another server (instance {owner}); this server will not append to it")]
+    Fenced {
+        /// The other holder.
+        owner: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The lease object is unreadable.
+    #[error("lease object is malformed: {0}")]
+    Malformed(String),
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The lease of one namespace, as held by this instance.
+pub struct Lease {
+    store: Store,
+    ns: String,
+    owner: String,
+    ttl_ms: i64,
+}
+
+impl Lease {
+    /// Takes (or retakes) the lease for `owner`.
+    pub async fn acquire(store: &Store, ns: &str, owner: &str, ttl_ms: i64) -> Result<Lease, LeaseError> {
+        let lease = Lease { store: store.clone(), ns: ns.to_string(), owner: owner.to_string(), ttl_ms };
+        lease.renew_inner(true).await?;
+        Ok(lease)
+    }
+
+    fn record(&self) -> Result<Bytes, LeaseError> {
+        let r = LeaseRecord { owner: self.owner.clone(), renewed_at_ms: now_ms(), ttl_ms: self.ttl_ms };
+        serde_json::to_vec(&r).map(Bytes::from).map_err(|e| LeaseError::Malformed(e.to_string()))
+    }
+
+    /// Confirms this instance still holds the lease and extends it.
+    pub async fn renew(&self) -> Result<(), LeaseError> {
+        self.renew_inner(false).await
+    }
+
+    async fn renew_inner(&self, acquiring: bool) -> Result<(), LeaseError> {
+        let path = layout::lease(&self.ns);
+        for _ in 0..5 {
+            let Some(cur) = self.store.get_versioned(&path).await? else {
+                if !acquiring {
+                    // Someone deleted our lease: do not silently re-take it mid-flight.
+                    return Err(LeaseError::Fenced { owner: "<lease deleted>".into() });
+                }
+                match self.store.put_create(&path, self.record()?).await {
+                    Ok(()) => return Ok(()),
+                    Err(StoreError::AlreadyExists(_)) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            let rec: LeaseRecord =
+                serde_json::from_slice(&cur.bytes).map_err(|e| LeaseError::Malformed(e.to_string()))?;
+            let expired = now_ms() > rec.renewed_at_ms.saturating_add(rec.ttl_ms);
+            if rec.owner != self.owner && !(acquiring && expired) {
+                return Err(LeaseError::Fenced { owner: rec.owner });
+            }
+            match self.store.put_update(&path, self.record()?, cur.version).await {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Precondition(_)) | Err(StoreError::AlreadyExists(_)) => continue,
+                Err(StoreError::NotSupported(_)) if rec.owner == self.owner => {
+                    // Local file system: no conditional update. Only the owner ever
+                    // rewrites its own lease there, so an overwrite is safe.
+                    self.store.put_overwrite(&path, self.record()?).await?;
+                    return Ok(());
+                }
+                Err(StoreError::NotSupported(_)) => return Err(LeaseError::Fenced { owner: rec.owner }),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(LeaseError::Store(StoreError::Other("lease contended; giving up after 5 attempts".into())))
+    }
+
+    /// Claims the log position `first` for a segment ending at `last`.
+    pub async fn claim(&self, first: u64, last: u64) -> Result<(), LeaseError> {
+        let path = layout::claim(&self.ns, first);
+        let body = serde_json::to_vec(&ClaimRecord { owner: self.owner.clone(), first, last })
+            .map_err(|e| LeaseError::Malformed(e.to_string()))?;
+        match self.store.put_create(&path, Bytes::from(body)).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::AlreadyExists(_)) => {
+                // Our own claim from before a crash is fine to reuse.
+                let cur = self.store.get(&path).await?.unwrap_or_default();
+                let rec: ClaimRecord =
+                    serde_json::from_slice(&cur).map_err(|e| LeaseError::Malformed(e.to_string()))?;
+                if rec.owner == self.owner { Ok(()) } else { Err(LeaseError::Fenced { owner: rec.owner }) }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Gives the lease up (clean shutdown), if still ours.
+    pub async fn release(&self) -> Result<(), LeaseError> {
+        let path = layout::lease(&self.ns);
+        if let Some(cur) = self.store.get(&path).await? {
+            let rec: LeaseRecord =
+                serde_json::from_slice(&cur).map_err(|e| LeaseError::Malformed(e.to_string()))?;
+            if rec.owner == self.owner {
+                self.store.delete(&path).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn second_owner_is_fenced_until_release() {
+        let dir = tempfile::tempdir().unwrap();
+        for store in [Store::memory(), Store::local(dir.path()).unwrap()] {
+            let a = Lease::acquire(&store, "n", "A", 60_000).await.unwrap();
+            assert!(matches!(Lease::acquire(&store, "n", "B", 60_000).await, Err(LeaseError::Fenced { .. })));
+            // The same owner re-acquires (restart after a crash).
+            Lease::acquire(&store, "n", "A", 60_000).await.unwrap();
+            a.renew().await.unwrap();
+            a.claim(0, 9).await.unwrap();
+            a.claim(0, 12).await.unwrap();
+            a.release().await.unwrap();
+            let b = Lease::acquire(&store, "n", "B", 60_000).await.unwrap();
+            assert!(matches!(b.claim(0, 5).await, Err(LeaseError::Fenced { .. })));
+            b.claim(10, 12).await.unwrap();
+            assert!(matches!(a.renew().await, Err(LeaseError::Fenced { .. })));
+        }
+    }
+
+    #[tokio::test]
+    async fn expired_lease_is_taken_over_where_updates_are_conditional() {
+        let store = Store::memory();
+        let a = Lease::acquire(&store, "n", "A", 1).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        Lease::acquire(&store, "n", "B", 60_000).await.unwrap();
+        assert!(matches!(a.renew().await, Err(LeaseError::Fenced { .. })));
+    }
+}

@@ -1,0 +1,28 @@
+//! The vault: per-namespace append-only logs of trace events, kept as a hash
+//! chain plus an RFC 6962 Merkle tree, with Ed25519-signed C2SP checkpoints
+//! and Parquet segments on object storage; and the verifier that proves a
+//! store intact or names what changed.
+//!
+//! Entry points: [`Vault`] (open, append, proofs, shutdown),
+//! [`verify::verify_store`], and the primitives in [`record`], [`merkle`],
+//! [`note`] and [`segment`] that third parties can reuse to check our output.
+
+pub mod config;
+pub mod jcs;
+pub mod keys;
+pub mod lease;
+pub mod log;
+pub mod merkle;
+pub mod note;
+pub mod record;
+pub mod segment;
+pub mod store;
+pub mod token;
+pub mod verify;
+mod vault;
+pub mod wal;
+
+pub use config::LogConfig;
+pub use log::{AppendError, NsLog, Receipt};
+pub use store::Store;
+pub use vault::{NamespaceInfo, VAULT_FORMAT, Vault, VaultError, VaultMeta, VaultOptions, read_meta, validate_namespace};

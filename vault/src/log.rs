@@ -1,0 +1,756 @@
+//! One namespace's append-only log: sequencing with group commit, and the
+//! publisher that turns durable entries into segments and checkpoints.
+//!
+//! Write path: `append` hands a batch to the namespace's sequencer thread over
+//! a bounded queue (full queue: [`AppendError::Overloaded`], never unbounded
+//! memory). The sequencer drains every waiting batch, seals the events
+//! (index, session_seq, salt, digests, leaf and chain hash), writes them to the
+//! WAL with one fdatasync, then updates the in-memory tree and answers every
+//! batch with its receipts. Receipts therefore always follow an fsync.
+//!
+//! Publish path: every `flush_interval_ms` the publisher takes the durable but
+//! unpublished entries, claims their position, writes the segment create-only,
+//! then the checkpoint for the new size create-only, then the `checkpoint`
+//! pointer. Only then does the WAL let go of those entries. A checkpoint thus
+//! never covers an entry whose segment is not in the store.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path as FsPath;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use ed25519_dalek::SigningKey;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracevault_schemas::Event;
+
+use crate::config::LogConfig;
+use crate::lease::{Lease, LeaseError};
+use crate::merkle::MerkleTree;
+use crate::note::{self, Checkpoint};
+use crate::record::{Entry, Hash, Sequence};
+use crate::segment::{self, SegmentSeal};
+use crate::store::{Store, StoreError, layout};
+use crate::wal::Wal;
+
+/// What a writer gets back for each event, in request order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Receipt {
+    /// The entry's index in the namespace log.
+    pub index: u64,
+    /// Hex leaf hash (what inclusion proofs prove).
+    pub leaf_hash: String,
+    /// Position within the session.
+    pub session_seq: u64,
+    /// True when this `event_id` was already in the log: the original receipt.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+}
+
+/// Why an append was refused. Nothing of the request was written.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// Too much queued or unpublished: retry later.
+    #[error("the log is busy ({0}); retry later")]
+    Overloaded(&'static str),
+    /// Another server holds this namespace.
+    #[error("{0}")]
+    Fenced(String),
+    /// The log stopped after a failure it cannot recover from by itself.
+    #[error("the log is unavailable: {0}")]
+    Failed(String),
+    /// The server is shutting down.
+    #[error("the log is shutting down")]
+    Closed,
+}
+
+/// Failures opening a namespace log.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// See [`LeaseError`].
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
+    /// See [`StoreError`].
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The WAL could not be opened.
+    #[error(transparent)]
+    Wal(#[from] crate::wal::WalError),
+    /// Store, WAL and checkpoints disagree: refuse to append on top of it.
+    #[error("namespace {ns}: {reason} (run `tracevault verify`)")]
+    Inconsistent {
+        /// Namespace.
+        ns: String,
+        /// What disagrees.
+        reason: String,
+    },
+}
+
+const STATUS_OK: u8 = 0;
+const STATUS_FENCED: u8 = 1;
+const STATUS_FAILED: u8 = 2;
+
+/// State shared by the sequencer, the publisher and readers.
+struct State {
+    tree: MerkleTree,
+    /// Durable entries not yet in a segment, in index order.
+    tail: VecDeque<Arc<Entry>>,
+    tail_bytes: usize,
+    /// Chain hash after the last published entry.
+    published_chain: Hash,
+    /// Latest signed checkpoint note and its size.
+    latest_note: Option<(u64, String)>,
+}
+
+struct Shared {
+    ns: String,
+    origin: String,
+    cfg: LogConfig,
+    state: RwLock<State>,
+    status: AtomicU8,
+    status_msg: Mutex<String>,
+    published: AtomicU64,
+    durable_tx: watch::Sender<u64>,
+    published_tx: watch::Sender<u64>,
+}
+
+impl Shared {
+    fn fail(&self, status: u8, msg: String) {
+        tracing::error!(ns = %self.ns, "{msg}");
+        if let Ok(mut m) = self.status_msg.lock() {
+            *m = msg;
+        }
+        self.status.store(status, Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Result<(), AppendError> {
+        let msg = || self.status_msg.lock().map(|m| m.clone()).unwrap_or_default();
+        match self.status.load(Ordering::SeqCst) {
+            STATUS_OK => Ok(()),
+            STATUS_FENCED => Err(AppendError::Fenced(msg())),
+            _ => Err(AppendError::Failed(msg())),
+        }
+    }
+}
+
+struct AppendReq {
+    events: Vec<Event>,
+    ingested_by: String,
+    reply: oneshot::Sender<Result<Vec<Receipt>, AppendError>>,
+}
+
+/// An open namespace log.
+pub struct NsLog {
+    shared: Arc<Shared>,
+    tx: Mutex<Option<mpsc::Sender<AppendReq>>>,
+    sequencer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    publisher: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    shutdown_tx: watch::Sender<bool>,
+}
+
+/// Everything needed to open a log.
+pub struct LogContext {
+    /// The store.
+    pub store: Store,
+    /// The log signing key.
+    pub key: SigningKey,
+    /// Vault origin (`tracevault.local/<id>`); the namespace is appended.
+    pub vault_origin: String,
+    /// This server instance (lease owner).
+    pub instance_id: String,
+    /// Tunables.
+    pub cfg: LogConfig,
+}
+
+/// What the sequencer thread owns.
+struct Sequencer {
+    ns: String,
+    wal: Wal,
+    next: u64,
+    chain: Hash,
+    last_received: i64,
+    sessions: HashMap<String, u64>,
+    dedup: Dedup,
+}
+
+/// A bounded map of recent `event_id`s to their receipts.
+struct Dedup {
+    map: HashMap<String, Receipt>,
+    order: VecDeque<String>,
+    cap: usize,
+}
+
+impl Dedup {
+    fn insert(&mut self, id: String, r: Receipt) {
+        if self.cap == 0 {
+            return;
+        }
+        if self.order.len() >= self.cap
+            && let Some(old) = self.order.pop_front()
+        {
+            self.map.remove(&old);
+        }
+        self.order.push_back(id.clone());
+        self.map.insert(id, r);
+    }
+}
+
+fn receipt(e: &Entry) -> Receipt {
+    Receipt { index: e.idx, leaf_hash: hex::encode(e.leaf_hash), session_seq: e.session_seq, duplicate: false }
+}
+
+/// Everything loaded from the store and WAL at open.
+struct Loaded {
+    tree: MerkleTree,
+    chain: Hash,
+    sessions: HashMap<String, u64>,
+    dedup: Dedup,
+    tail: VecDeque<Arc<Entry>>,
+    published: u64,
+    published_chain: Hash,
+    latest: Option<(u64, String)>,
+    last_received: i64,
+}
+
+impl Loaded {
+    fn absorb(&mut self, e: &Entry) {
+        self.tree.push(e.leaf_hash);
+        self.chain = e.chain_hash;
+        let next = self.sessions.entry(e.session_id.clone()).or_insert(0);
+        *next = (*next).max(e.session_seq + 1);
+        if let Some(id) = &e.event_id {
+            self.dedup.insert(id.clone(), receipt(e));
+        }
+        self.last_received = self.last_received.max(e.received_at);
+    }
+}
+
+fn inconsistent(ns: &str, reason: String) -> OpenError {
+    OpenError::Inconsistent { ns: ns.to_string(), reason }
+}
+
+/// Reads every segment of `ns` in order and rebuilds the log state. Segments
+/// are checked for contiguity and chain continuity (full verification is
+/// `tracevault verify`'s job).
+async fn load_store(ctx: &LogContext, ns: &str) -> Result<Loaded, OpenError> {
+    let mut l = Loaded {
+        tree: MerkleTree::new(),
+        chain: [0; 32],
+        sessions: HashMap::new(),
+        dedup: Dedup { map: HashMap::new(), order: VecDeque::new(), cap: ctx.cfg.dedup_window },
+        tail: VecDeque::new(),
+        published: 0,
+        published_chain: [0; 32],
+        latest: None,
+        last_received: 0,
+    };
+    let names = ctx.store.list_names(&layout::segments(ns)).await?;
+    let mut ranges: Vec<(u64, u64)> = names.iter().filter_map(|n| segment::parse_segment_file_name(n)).collect();
+    ranges.sort();
+    for (first, last) in ranges {
+        if first != l.tree.len() {
+            return Err(inconsistent(ns, format!("segment {first}-{last} does not start at {}", l.tree.len())));
+        }
+        let bytes = ctx
+            .store
+            .get(&layout::segment(ns, first, last))
+            .await?
+            .ok_or_else(|| inconsistent(ns, format!("segment {first}-{last} vanished")))?;
+        let seg = tokio::task::spawn_blocking(move || segment::decode(bytes))
+            .await
+            .map_err(|e| inconsistent(ns, e.to_string()))?
+            .map_err(|e| inconsistent(ns, format!("segment {first}-{last}: {e}")))?;
+        for e in &seg.entries {
+            if e.idx != l.tree.len() || crate::record::chain_next(&l.chain, &e.leaf_hash) != e.chain_hash {
+                return Err(inconsistent(ns, format!("segment {first}-{last} breaks the chain at index {}", e.idx)));
+            }
+            l.absorb(e);
+        }
+        if l.tree.len() != last + 1 {
+            return Err(inconsistent(ns, format!("segment {first}-{last} holds {} rows", seg.entries.len())));
+        }
+    }
+    l.published = l.tree.len();
+    l.published_chain = l.chain;
+    if let Some(bytes) = ctx.store.get(&layout::latest_checkpoint(ns)).await? {
+        let text = String::from_utf8_lossy(&bytes).to_string();
+        let name = format!("{}/{ns}", ctx.vault_origin);
+        let cp = note::open_checkpoint(&text, &name, &ctx.key.verifying_key())
+            .map_err(|e| inconsistent(ns, format!("latest checkpoint: {e}")))?;
+        if cp.size > l.published {
+            return Err(inconsistent(
+                ns,
+                format!("latest checkpoint covers {} entries but the segments hold {}", cp.size, l.published),
+            ));
+        }
+        l.latest = Some((cp.size, text));
+    }
+    Ok(l)
+}
+
+impl NsLog {
+    /// Opens the log of `ns`: takes the lease, rebuilds state from the store,
+    /// replays the WAL, and starts the sequencer and publisher.
+    pub async fn open(ctx: Arc<LogContext>, ns: &str, wal_dir: &FsPath) -> Result<Arc<NsLog>, OpenError> {
+        let lease = Lease::acquire(&ctx.store, ns, &ctx.instance_id, ctx.cfg.lease_ttl_ms).await?;
+        let mut l = load_store(&ctx, ns).await?;
+        let (wal, recovered) = Wal::open(wal_dir, l.published)?;
+        let mut replayed = 0u64;
+        for e in recovered.entries {
+            if e.idx < l.published {
+                let stored = l.tree.leaf(e.idx);
+                if stored != Some(e.leaf_hash) {
+                    return Err(inconsistent(ns, format!("WAL entry {} differs from the stored segment", e.idx)));
+                }
+                continue;
+            }
+            let expected_leaf = crate::merkle::leaf_hash(
+                &e.committed_record_bytes().map_err(|err| inconsistent(ns, err.to_string()))?,
+            );
+            if e.idx != l.tree.len()
+                || expected_leaf != e.leaf_hash
+                || crate::record::chain_next(&l.chain, &e.leaf_hash) != e.chain_hash
+            {
+                return Err(inconsistent(ns, format!("WAL entry {} does not extend the log at {}", e.idx, l.tree.len())));
+            }
+            l.absorb(&e);
+            l.tail.push_back(Arc::new(e));
+            replayed += 1;
+        }
+        if replayed > 0 || recovered.truncated_bytes > 0 {
+            tracing::info!(ns, replayed, truncated = recovered.truncated_bytes, "recovered from the WAL");
+        }
+        let durable = l.tree.len();
+        let tail_bytes = l.tail.iter().map(|e| e.approx_size()).sum();
+        let (durable_tx, _) = watch::channel(durable);
+        let (published_tx, _) = watch::channel(l.published);
+        let shared = Arc::new(Shared {
+            ns: ns.to_string(),
+            origin: format!("{}/{ns}", ctx.vault_origin),
+            cfg: ctx.cfg.clone(),
+            published: AtomicU64::new(l.published),
+            state: RwLock::new(State {
+                tree: l.tree,
+                tail: l.tail,
+                tail_bytes,
+                published_chain: l.published_chain,
+                latest_note: l.latest.clone(),
+            }),
+            status: AtomicU8::new(STATUS_OK),
+            status_msg: Mutex::new(String::new()),
+            durable_tx,
+            published_tx,
+        });
+        let seq = Sequencer {
+            ns: ns.to_string(),
+            wal,
+            next: durable,
+            chain: l.chain,
+            last_received: l.last_received,
+            sessions: l.sessions,
+            dedup: l.dedup,
+        };
+        let (tx, rx) = mpsc::channel(ctx.cfg.queue_requests.max(1));
+        let sh = shared.clone();
+        let group_max = ctx.cfg.group_max_events.max(1);
+        let sequencer = std::thread::Builder::new()
+            .name(format!("seq-{ns}"))
+            .spawn(move || sequencer_loop(seq, rx, sh, group_max))
+            .map_err(|e| inconsistent(ns, format!("cannot start sequencer: {e}")))?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let publisher = Publisher { ctx: ctx.clone(), shared: shared.clone(), lease };
+        // A checkpoint for segments written just before a crash, if it is missing.
+        let needs_checkpoint = l.latest.as_ref().map(|(s, _)| *s) != Some(l.published) && l.published > 0;
+        let handle = tokio::spawn(publisher.run(shutdown_rx, needs_checkpoint));
+        Ok(Arc::new(NsLog {
+            shared,
+            tx: Mutex::new(Some(tx)),
+            sequencer: Mutex::new(Some(sequencer)),
+            publisher: tokio::sync::Mutex::new(Some(handle)),
+            shutdown_tx,
+        }))
+    }
+
+    /// Appends validated events; resolves once they are durable.
+    pub async fn append(&self, events: Vec<Event>, ingested_by: &str) -> Result<Vec<Receipt>, AppendError> {
+        self.shared.check()?;
+        {
+            let st = self.shared.state.read().map_err(|_| AppendError::Failed("state lock poisoned".into()))?;
+            if st.tail.len() + events.len() > self.shared.cfg.max_unpublished_events
+                || st.tail_bytes > self.shared.cfg.max_unpublished_bytes
+            {
+                return Err(AppendError::Overloaded("too many entries wait for the object store"));
+            }
+        }
+        let tx = self.tx.lock().ok().and_then(|t| t.clone()).ok_or(AppendError::Closed)?;
+        let (reply, rx) = oneshot::channel();
+        tx.try_send(AppendReq { events, ingested_by: ingested_by.to_string(), reply }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => AppendError::Overloaded("sequencer queue full"),
+            mpsc::error::TrySendError::Closed(_) => AppendError::Closed,
+        })?;
+        rx.await.map_err(|_| AppendError::Closed)?
+    }
+
+    /// Entries that are durable (the tree size including the unpublished tail).
+    pub fn durable_size(&self) -> u64 {
+        *self.shared.durable_tx.borrow()
+    }
+
+    /// Entries covered by the latest checkpoint.
+    pub fn published_size(&self) -> u64 {
+        self.shared.published.load(Ordering::SeqCst)
+    }
+
+    /// The latest signed checkpoint note.
+    pub fn latest_checkpoint(&self) -> Option<(u64, String)> {
+        self.shared.state.read().ok().and_then(|s| s.latest_note.clone())
+    }
+
+    /// Waits until a checkpoint covers `size` entries (or `timeout` passes).
+    pub async fn wait_published(&self, size: u64, timeout: Duration) -> Option<(u64, String)> {
+        let mut rx = self.shared.published_tx.subscribe();
+        let ok = tokio::time::timeout(timeout, rx.wait_for(|p| *p >= size)).await;
+        match ok {
+            Ok(Ok(_)) => self.latest_checkpoint().filter(|(s, _)| *s >= size),
+            _ => None,
+        }
+    }
+
+    /// RFC 6962 inclusion proof of `index` in the tree of `size` (size <= durable).
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<(Hash, Vec<Hash>), crate::merkle::MerkleError> {
+        let st = self.shared.state.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let proof = st.tree.inclusion_proof(index, size)?;
+        let leaf = st.tree.leaf(index).ok_or(crate::merkle::MerkleError::IndexOutOfRange { index, size })?;
+        Ok((leaf, proof))
+    }
+
+    /// RFC 6962 consistency proof between two sizes (both <= durable).
+    pub fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, crate::merkle::MerkleError> {
+        let st = self.shared.state.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        st.tree.consistency_proof(from, to)
+    }
+
+    /// The checkpoint origin (and key name) of this namespace.
+    pub fn origin(&self) -> &str {
+        &self.shared.origin
+    }
+
+    /// Stops accepting appends, publishes everything durable, writes the final
+    /// checkpoint and releases the lease.
+    pub async fn shutdown(&self) {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        let seq = self.sequencer.lock().ok().and_then(|mut s| s.take());
+        if let Some(h) = seq {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+        let _ = self.shutdown_tx.send(true);
+        if let Some(h) = self.publisher.lock().await.take() {
+            let _ = h.await;
+        }
+    }
+}
+
+fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+fn sequencer_loop(mut s: Sequencer, mut rx: mpsc::Receiver<AppendReq>, shared: Arc<Shared>, group_max: usize) {
+    let mut entries: Vec<Entry> = Vec::new();
+    while let Some(first) = rx.blocking_recv() {
+        let mut reqs = vec![first];
+        let mut n = reqs[0].events.len();
+        while n < group_max {
+            match rx.try_recv() {
+                Ok(r) => {
+                    n += r.events.len();
+                    reqs.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = shared.check() {
+            for r in reqs {
+                let _ = r.reply.send(Err(clone_err(&e)));
+            }
+            continue;
+        }
+        entries.clear();
+        let mut answers: Vec<(oneshot::Sender<Result<Vec<Receipt>, AppendError>>, Vec<Receipt>)> = Vec::new();
+        let mut failed = None;
+        for req in reqs {
+            let mut receipts = Vec::with_capacity(req.events.len());
+            for ev in req.events {
+                if let Some(r) = ev.event_id.as_ref().and_then(|id| s.dedup.map.get(id)) {
+                    receipts.push(Receipt { duplicate: true, ..r.clone() });
+                    continue;
+                }
+                let mut salt = [0u8; 32];
+                if let Err(e) = crate::keys::random_bytes(&mut salt) {
+                    failed = Some(e.to_string());
+                    break;
+                }
+                s.last_received = s.last_received.max(now_micros());
+                let session_seq = *s.sessions.get(&ev.session_id).unwrap_or(&0);
+                let session_id = ev.session_id.clone();
+                let event_id = ev.event_id.clone();
+                let sealed = Entry::seal(
+                    ev,
+                    Sequence {
+                        ns: &s.ns,
+                        idx: s.next,
+                        session_seq,
+                        received_at: s.last_received,
+                        ingested_by: &req.ingested_by,
+                        salt,
+                        prev_chain: s.chain,
+                    },
+                );
+                match sealed {
+                    Ok(e) => {
+                        s.next += 1;
+                        s.chain = e.chain_hash;
+                        s.sessions.insert(session_id, session_seq + 1);
+                        let r = receipt(&e);
+                        if let Some(id) = event_id {
+                            s.dedup.insert(id, r.clone());
+                        }
+                        receipts.push(r);
+                        entries.push(e);
+                    }
+                    Err(e) => {
+                        failed = Some(format!("sealing failed: {e}"));
+                        break;
+                    }
+                }
+            }
+            answers.push((req.reply, receipts));
+            if failed.is_some() {
+                break;
+            }
+        }
+        if failed.is_none()
+            && let Err(e) = s.wal.append(&entries)
+        {
+            failed = Some(format!("WAL write failed: {e}"));
+        }
+        if let Some(msg) = failed {
+            // Fail closed: after a failed write or fsync we cannot know what is on
+            // disk, so nothing more is acknowledged until a restart recovers.
+            shared.fail(STATUS_FAILED, msg.clone());
+            for (reply, _) in answers {
+                let _ = reply.send(Err(AppendError::Failed(msg.clone())));
+            }
+            continue;
+        }
+        if let Ok(mut st) = shared.state.write() {
+            for e in entries.drain(..) {
+                st.tree.push(e.leaf_hash);
+                st.tail_bytes += e.approx_size();
+                st.tail.push_back(Arc::new(e));
+            }
+        }
+        shared.durable_tx.send_replace(s.next);
+        for (reply, receipts) in answers {
+            let _ = reply.send(Ok(receipts));
+        }
+        if let Err(e) = s.wal.release_below(shared.published.load(Ordering::SeqCst)) {
+            tracing::warn!(ns = %s.ns, "WAL cleanup: {e}");
+        }
+    }
+}
+
+fn clone_err(e: &AppendError) -> AppendError {
+    match e {
+        AppendError::Overloaded(m) => AppendError::Overloaded(m),
+        AppendError::Fenced(m) => AppendError::Fenced(m.clone()),
+        AppendError::Failed(m) => AppendError::Failed(m.clone()),
+        AppendError::Closed => AppendError::Closed,
+    }
+}
+
+struct Publisher {
+    ctx: Arc<LogContext>,
+    shared: Arc<Shared>,
+    lease: Lease,
+}
+
+enum PublishError {
+    Fenced(String),
+    Retry(String),
+}
+
+impl From<LeaseError> for PublishError {
+    fn from(e: LeaseError) -> Self {
+        match e {
+            LeaseError::Fenced { .. } => PublishError::Fenced(e.to_string()),
+            other => PublishError::Retry(other.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for PublishError {
+    fn from(e: StoreError) -> Self {
+        PublishError::Retry(e.to_string())
+    }
+}
+
+impl Publisher {
+    async fn run(self, mut shutdown: watch::Receiver<bool>, mut force_checkpoint: bool) {
+        let interval = Duration::from_millis(self.shared.cfg.flush_interval_ms.max(10));
+        let renew_every = Duration::from_millis((self.shared.cfg.lease_ttl_ms / 3).max(100) as u64);
+        let mut last_renew = tokio::time::Instant::now();
+        let mut backoff = interval;
+        loop {
+            let stopping = *shutdown.borrow();
+            if force_checkpoint {
+                match self.checkpoint_current().await {
+                    Ok(()) => force_checkpoint = false,
+                    Err(e) => self.report(e),
+                }
+            }
+            let mut failed = false;
+            loop {
+                match self.publish_once().await {
+                    Ok(true) => continue,
+                    Ok(false) => break,
+                    Err(PublishError::Fenced(msg)) => {
+                        self.shared.fail(STATUS_FENCED, msg);
+                        return;
+                    }
+                    Err(PublishError::Retry(msg)) => {
+                        tracing::warn!(ns = %self.shared.ns, "publishing failed, will retry: {msg}");
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            if stopping && (!failed || self.shared.check().is_err()) {
+                break;
+            }
+            if last_renew.elapsed() >= renew_every && !stopping {
+                match self.lease.renew().await {
+                    Ok(()) => last_renew = tokio::time::Instant::now(),
+                    Err(e) => self.report(e.into()),
+                }
+            }
+            backoff = if failed { (backoff * 2).min(Duration::from_secs(5)) } else { interval };
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        if self.shared.check().is_ok()
+            && let Err(e) = self.lease.release().await
+        {
+            tracing::warn!(ns = %self.shared.ns, "releasing the lease: {e}");
+        }
+    }
+
+    fn report(&self, e: PublishError) {
+        match e {
+            PublishError::Fenced(msg) => self.shared.fail(STATUS_FENCED, msg),
+            PublishError::Retry(msg) => tracing::warn!(ns = %self.shared.ns, "{msg}"),
+        }
+    }
+
+    /// Publishes one segment of the tail. Returns whether it did anything.
+    async fn publish_once(&self) -> Result<bool, PublishError> {
+        let cfg = &self.shared.cfg;
+        let (batch, chain_in, root) = {
+            let st = self.shared.state.read().map_err(|_| PublishError::Fenced("state lock poisoned".into()))?;
+            if st.tail.is_empty() {
+                return Ok(false);
+            }
+            let mut bytes = 0;
+            let mut batch: Vec<Arc<Entry>> = Vec::new();
+            for e in st.tail.iter() {
+                if !batch.is_empty() && (batch.len() >= cfg.segment_max_rows || bytes >= cfg.segment_max_bytes) {
+                    break;
+                }
+                bytes += e.approx_size();
+                batch.push(e.clone());
+            }
+            let last = batch[batch.len() - 1].idx;
+            let root = st.tree.root_at(last + 1).map_err(|e| PublishError::Fenced(e.to_string()))?;
+            (batch, st.published_chain, root)
+        };
+        let (first, last) = (batch[0].idx, batch[batch.len() - 1].idx);
+        let ns = &self.shared.ns;
+        self.lease.claim(first, last).await?;
+        let key = self.ctx.key.clone();
+        let key_id = note::key_id(&self.shared.origin, &key.verifying_key().to_bytes());
+        let entries = batch.clone();
+        let (_, bytes) = tokio::task::spawn_blocking(move || {
+            let seal = SegmentSeal { chain_in, root, key_id, key: &key };
+            segment::encode(&entries, &seal)
+        })
+        .await
+        .map_err(|e| PublishError::Retry(e.to_string()))?
+        .map_err(|e| PublishError::Retry(e.to_string()))?;
+        match self.ctx.store.put_create(&layout::segment(ns, first, last), bytes).await {
+            Ok(()) => {}
+            Err(StoreError::AlreadyExists(p)) => {
+                return Err(PublishError::Fenced(format!("segment {p} was written by someone else")));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let size = last + 1;
+        let note_text = self.write_checkpoint(size, root).await?;
+        {
+            let mut st = self.shared.state.write().map_err(|_| PublishError::Fenced("state lock poisoned".into()))?;
+            for _ in 0..batch.len() {
+                if let Some(e) = st.tail.pop_front() {
+                    st.tail_bytes = st.tail_bytes.saturating_sub(e.approx_size());
+                }
+            }
+            st.published_chain = batch[batch.len() - 1].chain_hash;
+            st.latest_note = Some((size, note_text));
+        }
+        self.shared.published.store(size, Ordering::SeqCst);
+        self.shared.published_tx.send_replace(size);
+        tracing::debug!(ns = %ns, first, last, "published segment");
+        Ok(true)
+    }
+
+    /// Signs and stores the checkpoint for `size` (create-only), then the pointer.
+    async fn write_checkpoint(&self, size: u64, root: Hash) -> Result<String, PublishError> {
+        let ns = &self.shared.ns;
+        let cp = Checkpoint { origin: self.shared.origin.clone(), size, root };
+        let text = note::sign_checkpoint(&cp, &self.shared.origin, &self.ctx.key);
+        let path = layout::checkpoint_at(ns, size);
+        let text = match self.ctx.store.put_create(&path, Bytes::from(text.clone())).await {
+            Ok(()) => text,
+            Err(StoreError::AlreadyExists(_)) => {
+                // Written before a crash? Then it must be ours and agree.
+                let existing = self.ctx.store.get(&path).await?.unwrap_or_default();
+                let existing = String::from_utf8_lossy(&existing).to_string();
+                match note::open_checkpoint(&existing, &self.shared.origin, &self.ctx.key.verifying_key()) {
+                    Ok(c) if c.root == root && c.size == size => existing,
+                    _ => return Err(PublishError::Fenced(format!("checkpoint {path} exists and disagrees"))),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.ctx.store.put_overwrite(&layout::latest_checkpoint(ns), Bytes::from(text.clone())).await?;
+        Ok(text)
+    }
+
+    /// Checkpoints the already published size (after a crash between segment and checkpoint).
+    async fn checkpoint_current(&self) -> Result<(), PublishError> {
+        let size = self.shared.published.load(Ordering::SeqCst);
+        let root = {
+            let st = self.shared.state.read().map_err(|_| PublishError::Fenced("state lock poisoned".into()))?;
+            st.tree.root_at(size).map_err(|e| PublishError::Fenced(e.to_string()))?
+        };
+        let text = self.write_checkpoint(size, root).await?;
+        if let Ok(mut st) = self.shared.state.write() {
+            st.latest_note = Some((size, text));
+        }
+        self.shared.published_tx.send_replace(size);
+        Ok(())
+    }
+}

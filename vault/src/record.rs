@@ -1,0 +1,381 @@
+//! Sealing an event into a log entry: salt, field digests, the committed
+//! record (RFC 8785 JSON), leaf hash and chain hash, exactly as SPEC section 4
+//! defines them. The same functions serve the writer and the verifier, so the
+//! two can never disagree about what an entry commits to.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use tracevault_schemas::{Event, Kind, format_timestamp};
+
+use crate::jcs;
+use crate::merkle;
+
+/// A 32-byte hash (SHA-256 output).
+pub type Hash = [u8; 32];
+
+/// Domain separator of field digests.
+const FIELD_DOMAIN: &[u8] = b"tracevault/field/v1";
+
+/// `SHA-256("tracevault/field/v1" || 0x00 || name || 0x00 || salt || value)`.
+pub fn field_digest(name: &str, salt: &[u8; 32], value: &[u8]) -> Hash {
+    let mut h = Sha256::new();
+    h.update(FIELD_DOMAIN);
+    h.update([0u8]);
+    h.update(name.as_bytes());
+    h.update([0u8]);
+    h.update(salt);
+    h.update(value);
+    h.finalize().into()
+}
+
+/// `chain_hash_i = SHA-256(chain_hash_{i-1} || leaf_hash_i)`.
+pub fn chain_next(prev: &Hash, leaf: &Hash) -> Hash {
+    let mut h = Sha256::new();
+    h.update(prev);
+    h.update(leaf);
+    h.finalize().into()
+}
+
+/// How `content` is stored: as the string itself, or as JCS JSON text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContentType {
+    /// The writer sent a JSON string.
+    Text,
+    /// The writer sent any other JSON value.
+    Json,
+}
+
+impl ContentType {
+    /// Wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContentType::Text => "text",
+            ContentType::Json => "json",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<ContentType> {
+        match s {
+            "text" => Some(ContentType::Text),
+            "json" => Some(ContentType::Json),
+            _ => None,
+        }
+    }
+}
+
+/// One log entry as stored (a segment row, a WAL record). Timestamps are
+/// microseconds since the Unix epoch, UTC.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub ns: String,
+    pub idx: u64,
+    pub session_id: String,
+    pub session_seq: u64,
+    pub kind: Kind,
+    pub ts: Option<i64>,
+    pub received_at: i64,
+    pub ingested_by: String,
+    pub event_id: Option<String>,
+    pub trace_id: Option<String>,
+    pub span_id: Option<String>,
+    pub parent_span_id: Option<String>,
+    pub name: Option<String>,
+    pub actor: Option<String>,
+    pub model: Option<String>,
+    pub content: Option<String>,
+    pub content_type: Option<ContentType>,
+    /// JCS text of the attributes object.
+    pub attributes: Option<String>,
+    #[serde(with = "hex32")]
+    pub salt: [u8; 32],
+    #[serde(with = "hex32_opt")]
+    pub content_digest: Option<Hash>,
+    #[serde(with = "hex32_opt")]
+    pub attributes_digest: Option<Hash>,
+    #[serde(with = "hex32")]
+    pub leaf_hash: Hash,
+    #[serde(with = "hex32")]
+    pub chain_hash: Hash,
+}
+
+/// Sequencing facts the log assigns to an event.
+#[derive(Debug, Clone)]
+pub struct Sequence<'a> {
+    pub ns: &'a str,
+    pub idx: u64,
+    pub session_seq: u64,
+    pub received_at: i64,
+    pub ingested_by: &'a str,
+    pub salt: [u8; 32],
+    pub prev_chain: Hash,
+}
+
+/// Why a stored value cannot be turned back into its committed form.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("canonical JSON: {0}")]
+    Jcs(#[from] jcs::JcsError),
+    #[error("timestamp {0} out of range")]
+    Timestamp(i64),
+}
+
+fn micros_to_string(us: i64) -> Result<String, RecordError> {
+    DateTime::<Utc>::from_timestamp_micros(us)
+        .map(|t| format_timestamp(&t))
+        .ok_or(RecordError::Timestamp(us))
+}
+
+impl Entry {
+    /// Seals `event` at the position `seq` gives it.
+    pub fn seal(event: Event, seq: Sequence<'_>) -> Result<Entry, RecordError> {
+        let (content, content_type) = match event.content {
+            None => (None, None),
+            Some(Value::String(s)) => (Some(s), Some(ContentType::Text)),
+            Some(v) => (Some(jcs::to_canonical_string(&v)?), Some(ContentType::Json)),
+        };
+        let attributes = match event.attributes {
+            None => None,
+            Some(m) => Some(jcs::to_canonical_string(&Value::Object(m))?),
+        };
+        let content_digest = content.as_ref().map(|c| field_digest("content", &seq.salt, c.as_bytes()));
+        let attributes_digest = attributes.as_ref().map(|a| field_digest("attributes", &seq.salt, a.as_bytes()));
+        let mut e = Entry {
+            ns: seq.ns.to_string(),
+            idx: seq.idx,
+            session_id: event.session_id,
+            session_seq: seq.session_seq,
+            kind: event.kind,
+            ts: event.ts.map(|t| t.timestamp_micros()),
+            received_at: seq.received_at,
+            ingested_by: seq.ingested_by.to_string(),
+            event_id: event.event_id,
+            trace_id: event.trace_id,
+            span_id: event.span_id,
+            parent_span_id: event.parent_span_id,
+            name: event.name,
+            actor: event.actor,
+            model: event.model,
+            content,
+            content_type,
+            attributes,
+            salt: seq.salt,
+            content_digest,
+            attributes_digest,
+            leaf_hash: [0; 32],
+            chain_hash: [0; 32],
+        };
+        e.leaf_hash = merkle::leaf_hash(&e.committed_record_bytes()?);
+        e.chain_hash = chain_next(&seq.prev_chain, &e.leaf_hash);
+        Ok(e)
+    }
+
+    /// The committed record as a JSON object (digests as stored, not recomputed).
+    pub fn committed_record(&self) -> Result<Value, RecordError> {
+        let mut m = Map::new();
+        let s = |v: &str| Value::String(v.to_string());
+        m.insert("v".into(), Value::from(1));
+        m.insert("ns".into(), s(&self.ns));
+        m.insert("index".into(), Value::from(self.idx));
+        m.insert("session_id".into(), s(&self.session_id));
+        m.insert("session_seq".into(), Value::from(self.session_seq));
+        m.insert("kind".into(), s(self.kind.as_str()));
+        m.insert("received_at".into(), Value::String(micros_to_string(self.received_at)?));
+        m.insert("ingested_by".into(), s(&self.ingested_by));
+        if let Some(ts) = self.ts {
+            m.insert("ts".into(), Value::String(micros_to_string(ts)?));
+        }
+        for (k, v) in [
+            ("event_id", &self.event_id),
+            ("trace_id", &self.trace_id),
+            ("span_id", &self.span_id),
+            ("parent_span_id", &self.parent_span_id),
+            ("name", &self.name),
+            ("actor", &self.actor),
+            ("model", &self.model),
+        ] {
+            if let Some(v) = v {
+                m.insert(k.into(), s(v));
+            }
+        }
+        if let Some(ct) = self.content_type {
+            m.insert("content_type".into(), s(ct.as_str()));
+        }
+        if let Some(d) = &self.content_digest {
+            m.insert("content_digest".into(), Value::String(hex::encode(d)));
+        }
+        if let Some(d) = &self.attributes_digest {
+            m.insert("attributes_digest".into(), Value::String(hex::encode(d)));
+        }
+        Ok(Value::Object(m))
+    }
+
+    /// The JCS bytes whose leaf hash goes into the tree.
+    pub fn committed_record_bytes(&self) -> Result<Vec<u8>, RecordError> {
+        Ok(jcs::to_canonical_vec(&self.committed_record()?)?)
+    }
+
+    /// The event as the writer sent it (content parsed back from JSON text).
+    pub fn to_event_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("session_id".into(), Value::String(self.session_id.clone()));
+        m.insert("kind".into(), Value::String(self.kind.as_str().into()));
+        if let Some(ts) = self.ts.and_then(|t| micros_to_string(t).ok()) {
+            m.insert("ts".into(), Value::String(ts));
+        }
+        for (k, v) in [
+            ("event_id", &self.event_id),
+            ("trace_id", &self.trace_id),
+            ("span_id", &self.span_id),
+            ("parent_span_id", &self.parent_span_id),
+            ("name", &self.name),
+            ("actor", &self.actor),
+            ("model", &self.model),
+        ] {
+            if let Some(v) = v {
+                m.insert(k.into(), Value::String(v.clone()));
+            }
+        }
+        if let Some(c) = &self.content {
+            let v = match self.content_type {
+                Some(ContentType::Json) => serde_json::from_str(c).unwrap_or(Value::String(c.clone())),
+                _ => Value::String(c.clone()),
+            };
+            m.insert("content".into(), v);
+        }
+        if let Some(a) = &self.attributes
+            && let Ok(v) = serde_json::from_str::<Value>(a)
+        {
+            m.insert("attributes".into(), v);
+        }
+        Value::Object(m)
+    }
+
+    /// Rough in-memory size, for the bounds on unpublished data.
+    pub fn approx_size(&self) -> usize {
+        200 + self.session_id.len()
+            + self.content.as_ref().map_or(0, String::len)
+            + self.attributes.as_ref().map_or(0, String::len)
+            + [&self.event_id, &self.trace_id, &self.span_id, &self.parent_span_id, &self.name, &self.actor, &self.model]
+                .iter()
+                .map(|o| o.as_ref().map_or(0, |s| s.len()))
+                .sum::<usize>()
+    }
+}
+
+mod hex32 {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let s = <&str>::deserialize(d)?;
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).map_err(serde::de::Error::custom)?;
+        Ok(out)
+    }
+}
+
+mod hex32_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(v: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.serialize_str(&hex::encode(v)),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 32]>, D::Error> {
+        let Some(s) = Option::<&str>::deserialize(d)? else { return Ok(None) };
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).map_err(serde::de::Error::custom)?;
+        Ok(Some(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vectors() -> Value {
+        serde_json::from_str(include_str!("../tests/fixtures/spec-v1.json")).unwrap()
+    }
+
+    fn h(s: &str) -> [u8; 32] {
+        hex::decode(s).unwrap().try_into().unwrap()
+    }
+
+    #[test]
+    fn field_digests_match_spec_vectors() {
+        for v in vectors()["field_digests"].as_array().unwrap() {
+            let d = field_digest(
+                v["name"].as_str().unwrap(),
+                &h(v["salt_hex"].as_str().unwrap()),
+                v["value"].as_str().unwrap().as_bytes(),
+            );
+            assert_eq!(hex::encode(d), v["digest_hex"].as_str().unwrap());
+        }
+    }
+
+    /// Seals the vector events and reproduces every record, JCS text, leaf and chain hash.
+    #[test]
+    fn sealed_entries_match_spec_vectors() {
+        let vec = vectors();
+        let salt = h(vec["field_digests"][0]["salt_hex"].as_str().unwrap());
+        let contents = [
+            Some(Value::String("Adding two and two gives four.".into())),
+            Some(serde_json::json!({"tool": "calc", "args": {"expr": "2+2"}})),
+            None,
+        ];
+        let attributes = [None, Some(serde_json::json!({"gen_ai.request.model": "m-1", "i": 3, "tags": ["a", "b"]})), None];
+        let mut prev = [0u8; 32];
+        for (i, r) in vec["records"].as_array().unwrap().iter().enumerate() {
+            let rec = &r["record"];
+            let mut ev = serde_json::Map::new();
+            for k in ["session_id", "kind", "ts", "event_id", "name", "model", "actor"] {
+                if let Some(v) = rec.get(k) {
+                    ev.insert(k.into(), v.clone());
+                }
+            }
+            if let Some(c) = &contents[i] {
+                ev.insert("content".into(), c.clone());
+            }
+            if let Some(a) = &attributes[i] {
+                ev.insert("attributes".into(), a.clone());
+            }
+            let event = Event::from_value(Value::Object(ev)).unwrap();
+            let received = tracevault_schemas::parse_timestamp("t", rec["received_at"].as_str().unwrap()).unwrap();
+            let e = Entry::seal(
+                event,
+                Sequence {
+                    ns: rec["ns"].as_str().unwrap(),
+                    idx: rec["index"].as_u64().unwrap(),
+                    session_seq: rec["session_seq"].as_u64().unwrap(),
+                    received_at: received.timestamp_micros(),
+                    ingested_by: rec["ingested_by"].as_str().unwrap(),
+                    salt,
+                    prev_chain: prev,
+                },
+            )
+            .unwrap();
+            assert_eq!(&e.committed_record().unwrap(), rec, "record {i}");
+            assert_eq!(String::from_utf8(e.committed_record_bytes().unwrap()).unwrap(), r["jcs"].as_str().unwrap());
+            assert_eq!(hex::encode(e.leaf_hash), r["leaf_hash_hex"].as_str().unwrap());
+            assert_eq!(hex::encode(e.chain_hash), r["chain_hash_hex"].as_str().unwrap());
+            prev = e.chain_hash;
+            let back = Event::from_value(e.to_event_json()).unwrap();
+            assert_eq!(back.content, contents[i].clone());
+        }
+    }
+
+    #[test]
+    fn entry_round_trips_through_json() {
+        let ev = Event::from_value(serde_json::json!({"session_id": "s", "kind": "output", "content": "x"})).unwrap();
+        let seq = Sequence { ns: "n", idx: 5, session_seq: 0, received_at: 1, ingested_by: "w", salt: [9; 32], prev_chain: [0; 32] };
+        let e = Entry::seal(ev, seq).unwrap();
+        let text = serde_json::to_string(&e).unwrap();
+        assert_eq!(serde_json::from_str::<Entry>(&text).unwrap(), e);
+    }
+}

@@ -1,0 +1,253 @@
+//! The object store and the vault's object layout (SPEC section 5).
+//!
+//! Everything durable beyond the WAL goes through `object_store`. On the local
+//! file system, `object_store` renames a fully written temporary file into
+//! place (so a half-written object is never visible) but does not fsync; the
+//! [`Store`] adds an fsync of the file and its directory, because the WAL is
+//! released once an object is written and power loss must not undo it.
+
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::prefix::PrefixStore;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+
+/// Store failures, split by what the caller should do about them.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A create-only write found the object already there.
+    #[error("object {0} already exists")]
+    AlreadyExists(String),
+    /// A conditional update lost a race.
+    #[error("object {0} changed concurrently")]
+    Precondition(String),
+    /// The store does not support an operation.
+    #[error("store does not support {0}")]
+    NotSupported(String),
+    /// Anything else (network, permissions, ...): usually worth a retry.
+    #[error("object store: {0}")]
+    Other(String),
+    /// Bad store URL or configuration.
+    #[error("store configuration: {0}")]
+    Config(String),
+}
+
+fn map_err(path: &Path, e: object_store::Error) -> StoreError {
+    match e {
+        object_store::Error::AlreadyExists { .. } => StoreError::AlreadyExists(path.to_string()),
+        object_store::Error::Precondition { .. } => StoreError::Precondition(path.to_string()),
+        object_store::Error::NotImplemented { operation, .. } => StoreError::NotSupported(operation),
+        other => StoreError::Other(other.to_string()),
+    }
+}
+
+/// An object and the version token needed to update it conditionally.
+pub struct Versioned {
+    /// Contents.
+    pub bytes: Bytes,
+    /// For `PutMode::Update`.
+    pub version: UpdateVersion,
+}
+
+/// The vault's object store plus, for the local file system, its root path.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<dyn ObjectStore>,
+    local_root: Option<PathBuf>,
+    description: String,
+}
+
+impl Store {
+    /// Opens a store from a URL: `s3://bucket[/prefix]` (credentials and endpoint
+    /// from `AWS_*` variables), `file:///abs/path`, or `memory://` (tests).
+    pub fn from_url(url: &str) -> Result<Store, StoreError> {
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(StoreError::Config(format!("{url}: no bucket")));
+            }
+            let s3 = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .build()
+                .map_err(|e| StoreError::Config(e.to_string()))?;
+            let prefix = prefix.trim_matches('/');
+            let inner: Arc<dyn ObjectStore> =
+                if prefix.is_empty() { Arc::new(s3) } else { Arc::new(PrefixStore::new(s3, prefix)) };
+            return Ok(Store { inner, local_root: None, description: url.to_string() });
+        }
+        if let Some(path) = url.strip_prefix("file://") {
+            return Store::local(FsPath::new(path));
+        }
+        if url == "memory://" {
+            return Ok(Store::memory());
+        }
+        Err(StoreError::Config(format!("unsupported store URL {url:?} (use s3://bucket/prefix or file:///path)")))
+    }
+
+    /// A local file-system store rooted at `root` (created if absent).
+    pub fn local(root: &FsPath) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(root).map_err(|e| StoreError::Config(format!("{}: {e}", root.display())))?;
+        let root = root.canonicalize().map_err(|e| StoreError::Config(format!("{}: {e}", root.display())))?;
+        let fs = LocalFileSystem::new_with_prefix(&root).map_err(|e| StoreError::Config(e.to_string()))?;
+        Ok(Store { inner: Arc::new(fs), local_root: Some(root.clone()), description: format!("file://{}", root.display()) })
+    }
+
+    /// An in-memory store (unit tests).
+    pub fn memory() -> Store {
+        Store { inner: Arc::new(InMemory::new()), local_root: None, description: "memory://".into() }
+    }
+
+    /// Where this store is, for messages.
+    pub fn describe(&self) -> &str {
+        &self.description
+    }
+
+    /// The raw `object_store` handle (for readers such as a query engine).
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
+        self.inner.clone()
+    }
+
+    fn fsync_local(&self, path: &Path) -> Result<(), StoreError> {
+        if let Some(root) = &self.local_root {
+            let file = root.join(path.as_ref());
+            let sync = |p: &FsPath| std::fs::File::open(p).and_then(|f| f.sync_all());
+            sync(&file).map_err(|e| StoreError::Other(format!("fsync {}: {e}", file.display())))?;
+            if let Some(dir) = file.parent() {
+                sync(dir).map_err(|e| StoreError::Other(format!("fsync {}: {e}", dir.display())))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn put_mode(&self, path: &Path, bytes: Bytes, mode: PutMode) -> Result<(), StoreError> {
+        let opts = PutOptions { mode, ..Default::default() };
+        self.inner.put_opts(path, PutPayload::from_bytes(bytes), opts).await.map_err(|e| map_err(path, e))?;
+        self.fsync_local(path)
+    }
+
+    /// Writes a new object; fails with [`StoreError::AlreadyExists`] if it exists.
+    pub async fn put_create(&self, path: &Path, bytes: Bytes) -> Result<(), StoreError> {
+        self.put_mode(path, bytes, PutMode::Create).await
+    }
+
+    /// Writes or replaces an object (only for pointers such as the latest checkpoint).
+    pub async fn put_overwrite(&self, path: &Path, bytes: Bytes) -> Result<(), StoreError> {
+        self.put_mode(path, bytes, PutMode::Overwrite).await
+    }
+
+    /// Replaces an object only if it is still at `version`.
+    pub async fn put_update(&self, path: &Path, bytes: Bytes, version: UpdateVersion) -> Result<(), StoreError> {
+        self.put_mode(path, bytes, PutMode::Update(version)).await
+    }
+
+    /// Reads an object; `None` when absent.
+    pub async fn get(&self, path: &Path) -> Result<Option<Bytes>, StoreError> {
+        Ok(self.get_versioned(path).await?.map(|v| v.bytes))
+    }
+
+    /// Reads an object with its version; `None` when absent.
+    pub async fn get_versioned(&self, path: &Path) -> Result<Option<Versioned>, StoreError> {
+        match self.inner.get(path).await {
+            Ok(r) => {
+                let version = UpdateVersion { e_tag: r.meta.e_tag.clone(), version: r.meta.version.clone() };
+                let bytes = r.bytes().await.map_err(|e| map_err(path, e))?;
+                Ok(Some(Versioned { bytes, version }))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(map_err(path, e)),
+        }
+    }
+
+    /// Deletes an object (absent is fine).
+    pub async fn delete(&self, path: &Path) -> Result<(), StoreError> {
+        match self.inner.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(map_err(path, e)),
+        }
+    }
+
+    /// Lists object names (last path segment) directly under `prefix`, sorted.
+    pub async fn list_names(&self, prefix: &Path) -> Result<Vec<String>, StoreError> {
+        let r = self.inner.list_with_delimiter(Some(prefix)).await.map_err(|e| map_err(prefix, e))?;
+        let mut names: Vec<String> =
+            r.objects.iter().filter_map(|o| o.location.filename().map(str::to_string)).collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Lists sub-"directories" directly under `prefix`, sorted.
+    pub async fn list_dirs(&self, prefix: &Path) -> Result<Vec<String>, StoreError> {
+        let r = self.inner.list_with_delimiter(Some(prefix)).await.map_err(|e| map_err(prefix, e))?;
+        let mut names: Vec<String> =
+            r.common_prefixes.iter().filter_map(|p| p.filename().map(str::to_string)).collect();
+        names.sort();
+        Ok(names)
+    }
+}
+
+/// Object names of the layout (SPEC section 5).
+pub mod layout {
+    use object_store::path::Path;
+
+    /// `vault.json`.
+    pub fn vault_json() -> Path {
+        Path::from("vault.json")
+    }
+    /// `ns/`.
+    pub fn namespaces() -> Path {
+        Path::from("ns")
+    }
+    /// `ns/{ns}/segments`.
+    pub fn segments(ns: &str) -> Path {
+        Path::from(format!("ns/{ns}/segments"))
+    }
+    /// `ns/{ns}/segments/{first:020}-{last:020}.parquet`.
+    pub fn segment(ns: &str, first: u64, last: u64) -> Path {
+        Path::from(format!("ns/{ns}/segments/{}", crate::segment::segment_file_name(first, last)))
+    }
+    /// `ns/{ns}/checkpoints`.
+    pub fn checkpoints(ns: &str) -> Path {
+        Path::from(format!("ns/{ns}/checkpoints"))
+    }
+    /// `ns/{ns}/checkpoints/{size:020}` (immutable).
+    pub fn checkpoint_at(ns: &str, size: u64) -> Path {
+        Path::from(format!("ns/{ns}/checkpoints/{size:020}"))
+    }
+    /// `ns/{ns}/checkpoint` (the latest; a pointer, overwritten).
+    pub fn latest_checkpoint(ns: &str) -> Path {
+        Path::from(format!("ns/{ns}/checkpoint"))
+    }
+    /// `ns/{ns}/lease` (which server may append).
+    pub fn lease(ns: &str) -> Path {
+        Path::from(format!("ns/{ns}/lease"))
+    }
+    /// `ns/{ns}/claims/{first:020}` (create-only claim of the next segment position).
+    pub fn claim(ns: &str, first: u64) -> Path {
+        Path::from(format!("ns/{ns}/claims/{first:020}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn create_is_create_only_on_memory_and_local() {
+        let dir = tempfile::tempdir().unwrap();
+        for store in [Store::memory(), Store::local(dir.path()).unwrap()] {
+            let p = Path::from("a/b");
+            store.put_create(&p, Bytes::from_static(b"1")).await.unwrap();
+            let e = store.put_create(&p, Bytes::from_static(b"2")).await.unwrap_err();
+            assert!(matches!(e, StoreError::AlreadyExists(_)), "{e}");
+            assert_eq!(store.get(&p).await.unwrap().unwrap(), Bytes::from_static(b"1"));
+            assert!(store.get(&Path::from("a/c")).await.unwrap().is_none());
+            assert_eq!(store.list_names(&Path::from("a")).await.unwrap(), ["b"]);
+            assert_eq!(store.list_dirs(&Path::from("")).await.unwrap(), ["a"]);
+        }
+    }
+}

@@ -1,0 +1,368 @@
+//! The vault: every namespace log of one store, its identity (`vault.json`),
+//! and the data directory that holds keys, WAL and the instance lock.
+//!
+//! Data directory layout:
+//! `keys/log.key`, `keys/issuer.key` (0600), `instance` (this server's lease
+//! owner id), `lock` (held exclusively while a server runs), `wal/<ns>/`, and
+//! `store/` when the store is the local default.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use tracevault_schemas::Event;
+
+use crate::config::LogConfig;
+use crate::keys::{self, KeyError};
+use crate::log::{AppendError, LogContext, NsLog, OpenError, Receipt};
+use crate::note;
+use crate::store::{Store, StoreError, layout};
+
+/// `vault.json`: the identity of a store.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VaultMeta {
+    /// Format marker.
+    pub format: String,
+    /// Random id chosen at creation.
+    pub vault_id: String,
+    /// Checkpoint origin prefix (`tracevault.local/<vault_id>`).
+    pub origin: String,
+    /// Base64 of the 32-byte Ed25519 log public key.
+    pub log_public_key: String,
+    /// RFC 3339 creation time.
+    pub created_at: String,
+}
+
+/// Format marker in `vault.json`.
+pub const VAULT_FORMAT: &str = "tracevault/v1";
+
+impl VaultMeta {
+    /// The log public key.
+    pub fn public_key(&self) -> Result<VerifyingKey, String> {
+        let b = B64.decode(&self.log_public_key).map_err(|_| "log_public_key is not base64".to_string())?;
+        let b: [u8; 32] = b.try_into().map_err(|_| "log_public_key is not 32 bytes".to_string())?;
+        VerifyingKey::from_bytes(&b).map_err(|e| format!("log_public_key: {e}"))
+    }
+}
+
+/// Reads `vault.json` from a store.
+pub async fn read_meta(store: &Store) -> Result<Option<VaultMeta>, VaultError> {
+    match store.get(&layout::vault_json()).await? {
+        None => Ok(None),
+        Some(b) => serde_json::from_slice(&b).map(Some).map_err(|e| VaultError::Meta(format!("vault.json: {e}"))),
+    }
+}
+
+/// Vault-level failures.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    /// See [`KeyError`].
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// See [`StoreError`].
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// See [`OpenError`].
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// `vault.json` problems, or a key that does not match it.
+    #[error("{0}")]
+    Meta(String),
+    /// The data directory is in use or unusable.
+    #[error("{0}")]
+    DataDir(String),
+    /// A namespace name that cannot be used.
+    #[error("invalid namespace {0:?}: use 1-64 characters of [a-z0-9._-], starting with a letter or digit")]
+    BadNamespace(String),
+    /// See [`AppendError`].
+    #[error(transparent)]
+    Append(#[from] AppendError),
+}
+
+/// Checks a namespace name. Names starting with `_` are reserved for the
+/// vault's own logs (such as `_audit`) and accepted only when `system` is set.
+pub fn validate_namespace(ns: &str, system: bool) -> Result<(), VaultError> {
+    let body = if system { ns.strip_prefix('_').unwrap_or(ns) } else { ns };
+    let ok = !body.is_empty()
+        && ns.len() <= 64
+        && body.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && body.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
+    if ok { Ok(()) } else { Err(VaultError::BadNamespace(ns.to_string())) }
+}
+
+/// Options for opening a vault.
+pub struct VaultOptions {
+    /// Data directory (keys, WAL, lock; the local store by default).
+    pub data_dir: PathBuf,
+    /// The store (default: `<data>/store` on the local file system).
+    pub store: Option<Store>,
+    /// Origin for a new vault (default `tracevault.local/<vault id>`).
+    pub origin: Option<String>,
+    /// Log tunables.
+    pub log: LogConfig,
+}
+
+/// A namespace as listed by `/v1/vault`.
+#[derive(Debug, Clone, Serialize)]
+pub struct NamespaceInfo {
+    /// Name.
+    pub ns: String,
+    /// C2SP verifier key of its checkpoints.
+    pub verifier_key: String,
+    /// Entries covered by its latest checkpoint.
+    pub size: u64,
+}
+
+struct Inner {
+    ctx: Arc<LogContext>,
+    meta: VaultMeta,
+    data_dir: PathBuf,
+    logs: tokio::sync::Mutex<HashMap<String, Arc<NsLog>>>,
+    _lock: File,
+}
+
+/// An open vault. Cheap to clone.
+#[derive(Clone)]
+pub struct Vault {
+    inner: Arc<Inner>,
+}
+
+fn data_err(p: &FsPath, e: std::io::Error) -> VaultError {
+    VaultError::DataDir(format!("{}: {e}", p.display()))
+}
+
+fn instance_id(data: &FsPath) -> Result<String, VaultError> {
+    let path = data.join("instance");
+    match fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+        _ => {
+            let mut b = [0u8; 8];
+            keys::random_bytes(&mut b)?;
+            let id = hex::encode(b);
+            fs::write(&path, format!("{id}\n")).map_err(|e| data_err(&path, e))?;
+            Ok(id)
+        }
+    }
+}
+
+/// Loads (or creates) the log key and checks it against `vault.json`,
+/// creating `vault.json` for a new store.
+async fn load_meta(store: &Store, key: &SigningKey, origin: Option<String>) -> Result<VaultMeta, VaultError> {
+    let pk = B64.encode(key.verifying_key().to_bytes());
+    for _ in 0..3 {
+        if let Some(meta) = read_meta(store).await? {
+            if meta.format != VAULT_FORMAT {
+                return Err(VaultError::Meta(format!("vault.json has unknown format {:?}", meta.format)));
+            }
+            if meta.log_public_key != pk {
+                return Err(VaultError::Meta(format!(
+                    "the store's vault.json names log key {} but this data directory holds key {pk}; \
+                     refusing to sign with a different key",
+                    meta.log_public_key
+                )));
+            }
+            return Ok(meta);
+        }
+        let mut id = [0u8; 8];
+        keys::random_bytes(&mut id)?;
+        let vault_id = hex::encode(id);
+        let meta = VaultMeta {
+            format: VAULT_FORMAT.into(),
+            origin: origin.clone().unwrap_or_else(|| format!("tracevault.local/{vault_id}")),
+            vault_id,
+            log_public_key: pk.clone(),
+            created_at: tracevault_schemas::format_timestamp(&chrono::Utc::now()),
+        };
+        let body = serde_json::to_vec_pretty(&meta).map_err(|e| VaultError::Meta(e.to_string()))?;
+        match store.put_create(&layout::vault_json(), Bytes::from(body)).await {
+            Ok(()) => return Ok(meta),
+            Err(StoreError::AlreadyExists(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(VaultError::Meta("vault.json keeps changing; is another server creating it?".into()))
+}
+
+impl Vault {
+    /// Opens the vault: locks the data directory, loads keys, checks or
+    /// creates `vault.json`, and recovers every namespace with WAL data.
+    pub async fn open(opts: VaultOptions) -> Result<Vault, VaultError> {
+        let data = opts.data_dir.clone();
+        fs::create_dir_all(&data).map_err(|e| data_err(&data, e))?;
+        let lock_path = data.join("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| data_err(&lock_path, e))?;
+        lock.try_lock().map_err(|_| {
+            VaultError::DataDir(format!(
+                "{} is in use by another tracevault process (lock {} is held)",
+                data.display(),
+                lock_path.display()
+            ))
+        })?;
+        let (key, created) = keys::load_or_create(&data.join("keys/log.key"))?;
+        if created {
+            tracing::info!("created the log signing key");
+        }
+        let store = match opts.store {
+            Some(s) => s,
+            None => Store::local(&data.join("store"))?,
+        };
+        let meta = load_meta(&store, &key, opts.origin).await?;
+        let ctx = Arc::new(LogContext {
+            store,
+            key,
+            vault_origin: meta.origin.clone(),
+            instance_id: instance_id(&data)?,
+            cfg: opts.log,
+        });
+        let vault = Vault {
+            inner: Arc::new(Inner {
+                ctx,
+                meta,
+                data_dir: data.clone(),
+                logs: tokio::sync::Mutex::new(HashMap::new()),
+                _lock: lock,
+            }),
+        };
+        // Namespaces with WAL data must publish it even if nobody writes again.
+        let wal_root = data.join("wal");
+        if let Ok(dirs) = fs::read_dir(&wal_root) {
+            for d in dirs.flatten() {
+                let ns = d.file_name().to_string_lossy().to_string();
+                let has_data = fs::read_dir(d.path())
+                    .map(|it| it.flatten().any(|f| f.metadata().map(|m| m.len() > 0).unwrap_or(false)))
+                    .unwrap_or(false);
+                if has_data && validate_namespace(&ns, true).is_ok() {
+                    vault.log(&ns).await?;
+                }
+            }
+        }
+        Ok(vault)
+    }
+
+    /// `vault.json` of this vault.
+    pub fn meta(&self) -> &VaultMeta {
+        &self.inner.meta
+    }
+
+    /// The log public key.
+    pub fn public_key(&self) -> VerifyingKey {
+        self.inner.ctx.key.verifying_key()
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &FsPath {
+        &self.inner.data_dir
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.inner.ctx.store
+    }
+
+    /// Checkpoint origin (and key name) of a namespace.
+    pub fn origin_of(&self, ns: &str) -> String {
+        format!("{}/{ns}", self.inner.meta.origin)
+    }
+
+    /// C2SP verifier key of a namespace.
+    pub fn verifier_key(&self, ns: &str) -> String {
+        note::verifier_key(&self.origin_of(ns), &self.public_key().to_bytes())
+    }
+
+    /// The open log of `ns`, opening (and recovering) it on first use.
+    pub async fn log(&self, ns: &str) -> Result<Arc<NsLog>, VaultError> {
+        validate_namespace(ns, true)?;
+        let mut logs = self.inner.logs.lock().await;
+        if let Some(l) = logs.get(ns) {
+            return Ok(l.clone());
+        }
+        let wal_dir = self.inner.data_dir.join("wal").join(ns);
+        let log = NsLog::open(self.inner.ctx.clone(), ns, &wal_dir).await?;
+        logs.insert(ns.to_string(), log.clone());
+        Ok(log)
+    }
+
+    /// The log of `ns` if it exists in the store or is open; `None` otherwise
+    /// (so that reads never create namespaces).
+    pub async fn existing_log(&self, ns: &str) -> Result<Option<Arc<NsLog>>, VaultError> {
+        validate_namespace(ns, true)?;
+        if let Some(l) = self.inner.logs.lock().await.get(ns) {
+            return Ok(Some(l.clone()));
+        }
+        if self.inner.ctx.store.get(&layout::latest_checkpoint(ns)).await?.is_none() {
+            return Ok(None);
+        }
+        self.log(ns).await.map(Some)
+    }
+
+    /// Appends validated events to `ns`; resolves once they are durable.
+    pub async fn append(&self, ns: &str, events: Vec<Event>, ingested_by: &str) -> Result<Vec<Receipt>, VaultError> {
+        validate_namespace(ns, false)?;
+        let log = self.log(ns).await?;
+        Ok(log.append(events, ingested_by).await?)
+    }
+
+    /// Every namespace in the store (and any open one), with size and key.
+    pub async fn namespaces(&self) -> Result<Vec<NamespaceInfo>, VaultError> {
+        let mut names = self.inner.ctx.store.list_dirs(&layout::namespaces()).await?;
+        let open: Vec<(String, u64)> = {
+            let logs = self.inner.logs.lock().await;
+            logs.iter().map(|(k, l)| (k.clone(), l.published_size())).collect()
+        };
+        for (n, _) in &open {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
+        }
+        names.sort();
+        let mut out = Vec::new();
+        for ns in names {
+            let size = match open.iter().find(|(n, _)| *n == ns) {
+                Some((_, s)) => *s,
+                None => match self.inner.ctx.store.get(&layout::latest_checkpoint(&ns)).await? {
+                    Some(b) => String::from_utf8_lossy(&b).lines().nth(1).and_then(|l| l.parse().ok()).unwrap_or(0),
+                    None => 0,
+                },
+            };
+            out.push(NamespaceInfo { verifier_key: self.verifier_key(&ns), ns, size });
+        }
+        Ok(out)
+    }
+
+    /// Flushes and closes every log (graceful shutdown), releasing leases.
+    pub async fn shutdown(&self, timeout: Duration) {
+        let logs: Vec<Arc<NsLog>> = self.inner.logs.lock().await.values().cloned().collect();
+        let all = futures::future::join_all(logs.iter().map(|l| l.shutdown()));
+        if tokio::time::timeout(timeout, all).await.is_err() {
+            tracing::warn!("shutdown timed out; unpublished entries stay in the WAL and are published on restart");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespace_names() {
+        for ok in ["a", "prod", "team-1.agents_x", "0abc"] {
+            validate_namespace(ok, false).unwrap();
+        }
+        for bad in ["", "A", "-a", "a/b", "_audit", "a b", &"x".repeat(65)] {
+            assert!(validate_namespace(bad, false).is_err(), "{bad}");
+        }
+        validate_namespace("_audit", true).unwrap();
+    }
+}

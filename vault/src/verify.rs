@@ -1,0 +1,593 @@
+//! `tracevault verify`: proves a store intact or says exactly what changed.
+//!
+//! Everything the format allows is checked, with nothing taken on trust from
+//! the store except what the pinned key (or, failing that, `vault.json`)
+//! signs: every segment's header signature and data digest; every row's
+//! field digests, leaf hash and chain link (every link, not only the ends);
+//! contiguous indexes with no duplicates; chain continuity across segments;
+//! each header's tree root; every stored checkpoint's signature and root; and
+//! consistency with a pinned checkpoint. Segments are fetched and checked in
+//! parallel and streamed through a compact Merkle range, so memory is bounded
+//! by the number of segments in flight, not the size of the log.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use ed25519_dalek::VerifyingKey;
+use futures::StreamExt;
+
+use crate::merkle::{leaf_hash, node_hash};
+use crate::note;
+use crate::record::{Entry, Hash, chain_next, field_digest};
+use crate::segment::{self, SegmentHeader};
+use crate::store::{Store, StoreError, layout};
+use crate::vault::read_meta;
+
+/// One integrity problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// Namespace (empty for vault-level findings).
+    pub ns: String,
+    /// The object concerned.
+    pub object: String,
+    /// The entry index concerned, if any.
+    pub index: Option<u64>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ns = if self.ns.is_empty() { "-" } else { &self.ns };
+        write!(f, "ns={ns} object={}", self.object)?;
+        if let Some(i) = self.index {
+            write!(f, " index={i}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Per-namespace totals.
+#[derive(Debug, Clone, Default)]
+pub struct NsSummary {
+    /// Namespace.
+    pub ns: String,
+    /// Entries found.
+    pub entries: u64,
+    /// Segments found.
+    pub segments: usize,
+    /// Checkpoints checked.
+    pub checkpoints: usize,
+    /// Segment bytes read.
+    pub bytes: u64,
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Integrity failures (exit 1 when non-empty).
+    pub findings: Vec<Finding>,
+    /// Things worth knowing that are not failures.
+    pub warnings: Vec<String>,
+    /// What was checked.
+    pub namespaces: Vec<NsSummary>,
+}
+
+/// Errors that stop verification (exit 2), as opposed to findings.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// See [`StoreError`].
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Bad arguments or an unusable store.
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// Progress callback: called with bytes of each segment once checked.
+pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// What to verify and against what.
+#[derive(Default, Clone)]
+pub struct VerifyOptions {
+    /// Expected log key; otherwise the key in `vault.json` is used (with a warning).
+    pub pinned_key: Option<VerifyingKey>,
+    /// A checkpoint obtained earlier: the store must be consistent with it.
+    pub pinned_checkpoint: Option<String>,
+    /// Only this namespace.
+    pub namespace: Option<String>,
+    /// Segments checked at once.
+    pub concurrency: usize,
+    /// Progress reporting.
+    pub progress: Option<Progress>,
+}
+
+/// Most findings reported per segment before summarising.
+const MAX_PER_SEGMENT: usize = 20;
+
+/// RFC 6962 root of a growing tree kept as a compact range (O(log n) memory).
+#[derive(Default)]
+struct CompactRange {
+    nodes: Vec<(u32, Hash)>,
+    size: u64,
+}
+
+impl CompactRange {
+    fn push(&mut self, leaf: Hash) {
+        let mut cur = (0u32, leaf);
+        while let Some(&(h, left)) = self.nodes.last() {
+            if h != cur.0 {
+                break;
+            }
+            self.nodes.pop();
+            cur = (h + 1, node_hash(&left, &cur.1));
+        }
+        self.nodes.push(cur);
+        self.size += 1;
+    }
+
+    fn root(&self) -> Hash {
+        let mut it = self.nodes.iter().rev();
+        let Some(&(_, mut acc)) = it.next() else { return crate::merkle::empty_root() };
+        for (_, left) in it {
+            acc = node_hash(left, &acc);
+        }
+        acc
+    }
+}
+
+struct SegmentOutcome {
+    first: u64,
+    last: u64,
+    object: String,
+    header: Option<SegmentHeader>,
+    leaves: Vec<Hash>,
+    chain_out: Option<Hash>,
+    findings: Vec<Finding>,
+    bytes: u64,
+}
+
+fn hex32(s: &str) -> Option<Hash> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(s, &mut out).ok().map(|_| out)
+}
+
+/// Checks one segment file on its own (signature, digests, rows, chain).
+fn check_segment(ns: &str, first: u64, last: u64, object: String, bytes: bytes::Bytes, key: &VerifyingKey, key_id: [u8; 4]) -> SegmentOutcome {
+    let mut out = SegmentOutcome {
+        first,
+        last,
+        object: object.clone(),
+        header: None,
+        leaves: Vec::new(),
+        chain_out: None,
+        findings: Vec::new(),
+        bytes: bytes.len() as u64,
+    };
+    let mut find = |index: Option<u64>, message: String| {
+        out.findings.push(Finding { ns: ns.to_string(), object: object.clone(), index, message })
+    };
+    let seg = match segment::decode(bytes.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            find(None, format!("segment is unreadable (file damaged or replaced): {e}"));
+            return out;
+        }
+    };
+    let h = &seg.header;
+    if !segment::verify_header_signature(h, &seg.signature, key) {
+        if h.key_id != hex::encode(key_id) {
+            find(None, format!("segment header is signed by another key (key id {}, expected {})", h.key_id, hex::encode(key_id)));
+        } else {
+            find(None, "segment header signature is invalid (header edited or re-signed)".into());
+        }
+    }
+    if !segment::data_digest_matches(h, &bytes) {
+        find(None, "file bytes differ from the signed data digest (Parquet data pages changed)".into());
+    }
+    if (h.first, h.last) != (first, last) || h.tree_size != last + 1 || h.ns != ns {
+        find(None, format!("header says ns {} range {}-{} size {}, but the object is {ns} {first}-{last}", h.ns, h.first, h.last, h.tree_size));
+    }
+    let expected_rows = last.saturating_sub(first) + 1;
+    if seg.entries.len() as u64 != expected_rows {
+        find(None, format!("segment holds {} rows, expected {expected_rows} (row dropped or duplicated)", seg.entries.len()));
+    }
+    let mut chain = match hex32(&h.chain_in) {
+        Some(c) => c,
+        None => {
+            find(None, "header chain_in is not a hash".into());
+            [0; 32]
+        }
+    };
+    let mut reported = 0usize;
+    let mut extra = 0usize;
+    let mut report = |index: Option<u64>, message: String, out: &mut Vec<(Option<u64>, String)>| {
+        if reported < MAX_PER_SEGMENT {
+            out.push((index, message));
+            reported += 1;
+        } else {
+            extra += 1;
+        }
+    };
+    let mut row_findings: Vec<(Option<u64>, String)> = Vec::new();
+    for (pos, e) in seg.entries.iter().enumerate() {
+        let want = first + pos as u64;
+        if e.idx != want {
+            report(Some(e.idx), format!("row {pos} has index {}, expected {want} (rows reordered, dropped or duplicated)", e.idx), &mut row_findings);
+        }
+        if e.ns != ns {
+            report(Some(e.idx), format!("row names namespace {:?}", e.ns), &mut row_findings);
+        }
+        for msg in check_digests(e) {
+            report(Some(e.idx), msg, &mut row_findings);
+        }
+        match e.committed_record_bytes() {
+            Ok(rec) if leaf_hash(&rec) == e.leaf_hash => {}
+            Ok(_) => report(Some(e.idx), "committed record does not match its leaf hash (metadata edited)".into(), &mut row_findings),
+            Err(err) => report(Some(e.idx), format!("committed record cannot be rebuilt: {err}"), &mut row_findings),
+        }
+        let next = chain_next(&chain, &e.leaf_hash);
+        if next != e.chain_hash {
+            report(Some(e.idx), "chain hash does not follow from the previous entry (chain broken)".into(), &mut row_findings);
+        }
+        chain = e.chain_hash;
+        out.leaves.push(e.leaf_hash);
+    }
+    if hex32(&h.chain_out) != Some(chain) {
+        report(None, "last chain hash differs from the signed header's chain_out".into(), &mut row_findings);
+    }
+    for (i, m) in row_findings {
+        find(i, m);
+    }
+    if extra > 0 {
+        find(None, format!("... and {extra} more problems in this segment"));
+    }
+    out.chain_out = Some(chain);
+    out.header = Some(seg.header);
+    out
+}
+
+/// Recomputes the field digests of an entry from its stored values.
+fn check_digests(e: &Entry) -> Vec<String> {
+    let mut msgs = Vec::new();
+    for (name, value, digest) in [
+        ("content", &e.content, &e.content_digest),
+        ("attributes", &e.attributes, &e.attributes_digest),
+    ] {
+        match (value, digest) {
+            (Some(v), Some(d)) => {
+                if field_digest(name, &e.salt, v.as_bytes()) != *d {
+                    msgs.push(format!("{name} does not match its digest (value edited)"));
+                }
+            }
+            (None, None) => {}
+            (Some(_), None) => msgs.push(format!("{name} present without a digest")),
+            (None, Some(_)) => msgs.push(format!("{name} missing but its digest is present (value removed)")),
+        }
+    }
+    if e.content.is_some() != e.content_type.is_some() {
+        msgs.push("content_type does not match the presence of content".into());
+    }
+    msgs
+}
+
+/// Verifies a whole store (or one namespace of it).
+pub async fn verify_store(store: &Store, opts: &VerifyOptions) -> Result<Report, VerifyError> {
+    let mut report = Report::default();
+    let meta = read_meta(store).await.map_err(|e| VerifyError::Usage(e.to_string()))?;
+    let namespaces = store.list_dirs(&layout::namespaces()).await?;
+    let Some(meta) = meta else {
+        if namespaces.is_empty() {
+            return Err(VerifyError::Usage(format!("{} holds no vault (no vault.json)", store.describe())));
+        }
+        report.findings.push(Finding {
+            ns: String::new(),
+            object: "vault.json".into(),
+            index: None,
+            message: "vault.json is missing".into(),
+        });
+        return Ok(report);
+    };
+    let stored_key = meta.public_key();
+    let key = match (&opts.pinned_key, &stored_key) {
+        (Some(pinned), Ok(stored)) => {
+            if pinned != stored {
+                report.findings.push(Finding {
+                    ns: String::new(),
+                    object: "vault.json".into(),
+                    index: None,
+                    message: format!(
+                        "vault key swapped: vault.json names {}, the pinned key is {}",
+                        meta.log_public_key,
+                        B64.encode(pinned.to_bytes())
+                    ),
+                });
+            }
+            *pinned
+        }
+        (Some(pinned), Err(e)) => {
+            report.findings.push(Finding { ns: String::new(), object: "vault.json".into(), index: None, message: e.clone() });
+            *pinned
+        }
+        (None, Ok(stored)) => {
+            report.warnings.push(format!(
+                "no --key given: trusting the key recorded in vault.json ({}); pin it to detect a swapped key",
+                meta.log_public_key
+            ));
+            *stored
+        }
+        (None, Err(e)) => return Err(VerifyError::Usage(format!("vault.json: {e}; pass --key"))),
+    };
+    let mut pinned = None;
+    if let Some(text) = &opts.pinned_checkpoint {
+        let origin = text.lines().next().unwrap_or_default().to_string();
+        let ns = origin
+            .strip_prefix(&format!("{}/", meta.origin))
+            .ok_or_else(|| VerifyError::Usage(format!("pinned checkpoint origin {origin:?} is not a namespace of this vault ({})", meta.origin)))?
+            .to_string();
+        match note::open_checkpoint(text, &origin, &key) {
+            Ok(cp) => pinned = Some((ns, cp)),
+            Err(e) => {
+                return Err(VerifyError::Usage(format!("pinned checkpoint does not verify with the log key: {e}")));
+            }
+        }
+    }
+    let selected: Vec<String> = match &opts.namespace {
+        Some(ns) => {
+            if !namespaces.contains(ns) {
+                return Err(VerifyError::Usage(format!("namespace {ns} is not in the store")));
+            }
+            vec![ns.clone()]
+        }
+        None => namespaces,
+    };
+    for ns in selected {
+        let origin = format!("{}/{ns}", meta.origin);
+        let pin = pinned.as_ref().filter(|(p, _)| *p == ns).map(|(_, cp)| cp.clone());
+        let summary = verify_namespace(store, &ns, &origin, &key, pin, opts, &mut report).await?;
+        report.namespaces.push(summary);
+    }
+    if let Some((ns, _)) = &pinned
+        && !report.namespaces.iter().any(|s| &s.ns == ns)
+    {
+        report.findings.push(Finding {
+            ns: ns.clone(),
+            object: format!("ns/{ns}"),
+            index: None,
+            message: "the pinned checkpoint's namespace is missing from the store (rollback)".into(),
+        });
+    }
+    Ok(report)
+}
+
+async fn verify_namespace(
+    store: &Store,
+    ns: &str,
+    origin: &str,
+    key: &VerifyingKey,
+    pinned: Option<note::Checkpoint>,
+    opts: &VerifyOptions,
+    report: &mut Report,
+) -> Result<NsSummary, VerifyError> {
+    let mut summary = NsSummary { ns: ns.to_string(), ..Default::default() };
+    let key_id = note::key_id(origin, &key.to_bytes());
+    let seg_prefix = layout::segments(ns);
+    let mut ranges = Vec::new();
+    for name in store.list_names(&seg_prefix).await? {
+        match segment::parse_segment_file_name(&name) {
+            Some((a, b)) if a <= b => ranges.push((a, b)),
+            _ => report.findings.push(Finding {
+                ns: ns.into(),
+                object: format!("{seg_prefix}/{name}"),
+                index: None,
+                message: "unexpected object among segments".into(),
+            }),
+        }
+    }
+    ranges.sort();
+    summary.segments = ranges.len();
+
+    // Checkpoints first, so their sizes are known while the tree is streamed.
+    let cp_prefix = layout::checkpoints(ns);
+    let mut checkpoints: BTreeMap<u64, (String, note::Checkpoint)> = BTreeMap::new();
+    let names = store.list_names(&cp_prefix).await?;
+    let fetched: Vec<(String, Result<Option<bytes::Bytes>, StoreError>)> = futures::stream::iter(names)
+        .map(|name| {
+            let p = object_store::path::Path::from(format!("{cp_prefix}/{name}"));
+            async move {
+            let r = store.get(&p).await;
+            (name, r)
+            }
+        })
+        .buffered(16)
+        .collect()
+        .await;
+    let mut cp_objects: Vec<(String, String)> = Vec::new();
+    for (name, r) in fetched {
+        let object = format!("{cp_prefix}/{name}");
+        let Some(bytes) = r? else { continue };
+        cp_objects.push((object.clone(), String::from_utf8_lossy(&bytes).to_string()));
+        if name.len() != 20 || name.parse::<u64>().is_err() {
+            report.findings.push(Finding { ns: ns.into(), object, index: None, message: "unexpected object among checkpoints".into() });
+            cp_objects.pop();
+        }
+    }
+    let latest_obj = layout::latest_checkpoint(ns).to_string();
+    let latest_text = store.get(&layout::latest_checkpoint(ns)).await?.map(|b| String::from_utf8_lossy(&b).to_string());
+    if let Some(t) = &latest_text {
+        cp_objects.push((latest_obj.clone(), t.clone()));
+    }
+    for (object, text) in &cp_objects {
+        match note::open_checkpoint(text, origin, key) {
+            Ok(cp) => {
+                if object != &latest_obj && !object.ends_with(&format!("{:020}", cp.size)) {
+                    report.findings.push(Finding {
+                        ns: ns.into(),
+                        object: object.clone(),
+                        index: None,
+                        message: format!("object name does not match the checkpoint's size {}", cp.size),
+                    });
+                }
+                checkpoints.insert(cp.size, (object.clone(), cp));
+            }
+            Err(e) => report.findings.push(Finding {
+                ns: ns.into(),
+                object: object.clone(),
+                index: None,
+                message: format!("checkpoint does not verify (forged or altered): {e}"),
+            }),
+        }
+    }
+    summary.checkpoints = cp_objects.len();
+    let mut wanted: BTreeSet<u64> = checkpoints.keys().copied().collect();
+    if let Some(p) = &pinned {
+        wanted.insert(p.size);
+    }
+
+    // Stream segments: check in parallel, fold in index order.
+    let concurrency = opts.concurrency.max(1);
+    let key2 = *key;
+    let mut stream = futures::stream::iter(ranges.clone())
+        .map(|(first, last)| {
+            let path = layout::segment(ns, first, last);
+            let ns = ns.to_string();
+            async move {
+                let object = path.to_string();
+                let bytes = store.get(&path).await?;
+                let Some(bytes) = bytes else {
+                    return Ok::<_, StoreError>(None);
+                };
+                let out = tokio::task::spawn_blocking(move || check_segment(&ns, first, last, object, bytes, &key2, key_id))
+                    .await
+                    .map_err(|e| StoreError::Other(e.to_string()))?;
+                Ok(Some(out))
+            }
+        })
+        .buffered(concurrency);
+    let mut tree = CompactRange::default();
+    let mut chain: Hash = [0; 32];
+    let mut roots: BTreeMap<u64, Hash> = BTreeMap::new();
+    if wanted.contains(&0) {
+        roots.insert(0, tree.root());
+    }
+    while let Some(res) = stream.next().await {
+        let Some(seg) = res? else { continue };
+        summary.bytes += seg.bytes;
+        if let Some(p) = &opts.progress {
+            p(seg.bytes);
+        }
+        report.findings.extend(seg.findings.iter().cloned());
+        let find = |message: String| Finding { ns: ns.into(), object: seg.object.clone(), index: None, message };
+        if seg.first < tree.size {
+            report.findings.push(find(format!("segment overlaps entries already covered up to {} (duplicate entries)", tree.size - 1)));
+            continue;
+        }
+        if seg.first > tree.size {
+            report.findings.push(Finding {
+                ns: ns.into(),
+                object: seg.object.clone(),
+                index: Some(tree.size),
+                message: format!("entries {}-{} are missing (segment dropped)", tree.size, seg.first - 1),
+            });
+            // The tree cannot be rebuilt across a hole; stop folding.
+            break;
+        }
+        let Some(h) = &seg.header else { break };
+        if seg.leaves.len() as u64 != seg.last - seg.first + 1 {
+            // Row count findings were reported; the tree past here is meaningless.
+            break;
+        }
+        if hex32(&h.chain_in) != Some(chain) {
+            report.findings.push(find("chain_in does not continue the previous segment's chain (segment replaced or reordered)".into()));
+        }
+        for leaf in &seg.leaves {
+            tree.push(*leaf);
+            if wanted.contains(&tree.size) {
+                roots.insert(tree.size, tree.root());
+            }
+        }
+        if B64.encode(tree.root()) != h.root {
+            report.findings.push(find(format!("signed header root does not match the tree at size {}", tree.size)));
+        }
+        chain = seg.chain_out.unwrap_or(chain);
+    }
+    drop(stream);
+    summary.entries = tree.size;
+    let last_range_end = ranges.last().map(|(_, b)| b + 1).unwrap_or(0);
+    if last_range_end > tree.size && !report.findings.iter().any(|f| f.ns == ns) {
+        report.findings.push(Finding {
+            ns: ns.into(),
+            object: seg_prefix.to_string(),
+            index: Some(tree.size),
+            message: "entries after this index could not be checked".into(),
+        });
+    }
+    for (size, (object, cp)) in &checkpoints {
+        match roots.get(size) {
+            Some(root) if *root == cp.root => {}
+            Some(_) => report.findings.push(Finding {
+                ns: ns.into(),
+                object: object.clone(),
+                index: None,
+                message: format!("checkpoint root does not match the data at size {size}"),
+            }),
+            None => report.findings.push(Finding {
+                ns: ns.into(),
+                object: object.clone(),
+                index: Some(tree.size),
+                message: format!("checkpoint covers {size} entries but the store holds {} (tail truncated or segment dropped)", tree.size),
+            }),
+        }
+    }
+    if let Some((_, (object, latest))) = checkpoints.iter().next_back()
+        && latest_text.is_some()
+        && object != &latest_obj
+        && checkpoints.values().find(|(o, _)| o == &latest_obj).map(|(_, c)| c.size) != Some(latest.size)
+    {
+        report.warnings.push(format!("{ns}: the latest-checkpoint pointer lags the newest checkpoint ({})", latest.size));
+    }
+    let max_cp = checkpoints.keys().next_back().copied().unwrap_or(0);
+    if tree.size > max_cp {
+        report.warnings.push(format!("{ns}: entries {max_cp}..{} are not covered by a checkpoint yet", tree.size));
+    }
+    if let Some(p) = pinned {
+        let object = format!("pinned checkpoint {origin} size {}", p.size);
+        match roots.get(&p.size) {
+            Some(root) if *root == p.root => {}
+            Some(_) => report.findings.push(Finding {
+                ns: ns.into(),
+                object,
+                index: None,
+                message: format!("fork: the store's tree at size {} differs from the pinned checkpoint", p.size),
+            }),
+            None => report.findings.push(Finding {
+                ns: ns.into(),
+                object,
+                index: Some(tree.size),
+                message: format!("rollback: the pinned checkpoint covers {} entries, the store only {}", p.size, tree.size),
+            }),
+        }
+    }
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::merkle::MerkleTree;
+
+    #[test]
+    fn compact_range_matches_the_tree() {
+        let mut t = MerkleTree::new();
+        let mut c = CompactRange::default();
+        assert_eq!(c.root(), t.root());
+        for i in 0..100u8 {
+            let l = leaf_hash(&[i]);
+            t.push(l);
+            c.push(l);
+            assert_eq!(c.root(), t.root(), "size {}", i + 1);
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! The write-ahead log: where an entry becomes durable before it is acked.
+//!
+//! One directory per namespace holds files named `{first_index:020}.wal`. A
+//! record is `len: u32 LE | crc32: u32 LE | payload` where the payload is the
+//! entry as JSON. A group of records is written with one `write` and made
+//! durable with one `fdatasync` (group commit); receipts are sent only after
+//! that returns.
+//!
+//! Recovery: a bad or short record in the *last* file marks the end of the
+//! log. Nothing after it was acknowledged, because an ack follows an fsync of
+//! everything written before it; the file is truncated there. A bad record in
+//! an older file (which was fsynced before the next one began) is corruption,
+//! and recovery refuses to continue rather than guess.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::record::Entry;
+
+/// Start a new file once the current one is this large.
+pub const ROTATE_BYTES: u64 = 64 << 20;
+/// Largest record accepted when reading (guards against a corrupt length).
+const MAX_RECORD: usize = 64 << 20;
+
+/// WAL failures.
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    /// The file system refused.
+    #[error("wal {path}: {source}")]
+    Io {
+        /// File or directory.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// A record in a sealed file is damaged.
+    #[error("wal {path} is corrupt at byte {offset}: {reason}")]
+    Corrupt {
+        /// File.
+        path: String,
+        /// Offset of the bad record.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> WalError + '_ {
+    move |source| WalError::Io { path: path.display().to_string(), source }
+}
+
+/// An open write-ahead log for one namespace.
+pub struct Wal {
+    dir: PathBuf,
+    /// `(first index, path)` of every file, oldest first; the last is open.
+    files: Vec<(u64, PathBuf)>,
+    current: File,
+    current_len: u64,
+    buf: Vec<u8>,
+}
+
+/// What recovery found.
+pub struct Recovered {
+    /// Every intact entry, in file order.
+    pub entries: Vec<Entry>,
+    /// Bytes cut off the end of the last file (an unacknowledged torn write).
+    pub truncated_bytes: u64,
+}
+
+fn file_name(first: u64) -> String {
+    format!("{first:020}.wal")
+}
+
+fn sync_dir(dir: &Path) -> Result<(), WalError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
+}
+
+/// Parses records from `data`; returns entries and the offset where parsing stopped
+/// with the reason, if it stopped early.
+fn parse_records(data: &[u8], out: &mut Vec<Entry>) -> (usize, Option<String>) {
+    let mut off = 0usize;
+    while off < data.len() {
+        if data.len() - off < 8 {
+            return (off, Some("short record header".into()));
+        }
+        let len = u32::from_le_bytes(data[off..off + 4].try_into().unwrap_or_default()) as usize;
+        let crc = u32::from_le_bytes(data[off + 4..off + 8].try_into().unwrap_or_default());
+        if len > MAX_RECORD {
+            return (off, Some(format!("record length {len} too large")));
+        }
+        let Some(payload) = data.get(off + 8..off + 8 + len) else {
+            return (off, Some("short record".into()));
+        };
+        if crc32fast::hash(payload) != crc {
+            return (off, Some("checksum mismatch".into()));
+        }
+        match serde_json::from_slice::<Entry>(payload) {
+            Ok(e) => out.push(e),
+            Err(e) => return (off, Some(format!("undecodable record: {e}"))),
+        }
+        off += 8 + len;
+    }
+    (off, None)
+}
+
+impl Wal {
+    /// Opens (creating if needed) the WAL in `dir` and recovers its entries.
+    /// `next_index` names the first file when the directory is empty.
+    pub fn open(dir: &Path, next_index: u64) -> Result<(Wal, Recovered), WalError> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let mut files: Vec<(u64, PathBuf)> = Vec::new();
+        for ent in fs::read_dir(dir).map_err(io_err(dir))? {
+            let ent = ent.map_err(io_err(dir))?;
+            let name = ent.file_name().to_string_lossy().to_string();
+            if let Some(first) = name.strip_suffix(".wal").and_then(|s| s.parse::<u64>().ok()) {
+                files.push((first, ent.path()));
+            }
+        }
+        files.sort();
+        let mut entries = Vec::new();
+        let mut truncated_bytes = 0;
+        let n = files.len();
+        for (i, (_, path)) in files.iter().enumerate() {
+            let mut data = Vec::new();
+            File::open(path).and_then(|mut f| f.read_to_end(&mut data)).map_err(io_err(path))?;
+            let (end, problem) = parse_records(&data, &mut entries);
+            if let Some(reason) = problem {
+                if i + 1 < n {
+                    return Err(WalError::Corrupt { path: path.display().to_string(), offset: end as u64, reason });
+                }
+                truncated_bytes = (data.len() - end) as u64;
+                tracing::warn!(path = %path.display(), offset = end, bytes = truncated_bytes, %reason,
+                    "discarding an unacknowledged torn write at the end of the WAL");
+                let f = OpenOptions::new().write(true).open(path).map_err(io_err(path))?;
+                f.set_len(end as u64).map_err(io_err(path))?;
+                f.sync_all().map_err(io_err(path))?;
+            }
+        }
+        if files.is_empty() {
+            let path = dir.join(file_name(next_index));
+            File::create(&path).map_err(io_err(&path))?;
+            sync_dir(dir)?;
+            files.push((next_index, path));
+        }
+        let last = &files[files.len() - 1].1;
+        let current = OpenOptions::new().append(true).open(last).map_err(io_err(last))?;
+        let current_len = current.metadata().map_err(io_err(last))?.len();
+        let wal = Wal { dir: dir.to_path_buf(), files, current, current_len, buf: Vec::new() };
+        Ok((wal, Recovered { entries, truncated_bytes }))
+    }
+
+    /// Appends a group of entries and makes them durable (one write, one fdatasync).
+    pub fn append(&mut self, entries: &[Entry]) -> Result<(), WalError> {
+        let Some(first) = entries.first() else { return Ok(()) };
+        if self.current_len >= ROTATE_BYTES {
+            self.rotate(first.idx)?;
+        }
+        self.buf.clear();
+        for e in entries {
+            let start = self.buf.len();
+            self.buf.extend_from_slice(&[0u8; 8]);
+            serde_json::to_writer(&mut self.buf, e).map_err(|e| WalError::Io {
+                path: self.dir.display().to_string(),
+                source: std::io::Error::other(e),
+            })?;
+            let payload = &self.buf[start + 8..];
+            let len = payload.len() as u32;
+            let crc = crc32fast::hash(payload);
+            self.buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
+            self.buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+        }
+        let path = self.files[self.files.len() - 1].1.clone();
+        self.current.write_all(&self.buf).map_err(io_err(&path))?;
+        self.current.sync_data().map_err(io_err(&path))?;
+        self.current_len += self.buf.len() as u64;
+        Ok(())
+    }
+
+    fn rotate(&mut self, first: u64) -> Result<(), WalError> {
+        let path = self.dir.join(file_name(first));
+        let f = OpenOptions::new().create_new(true).append(true).open(&path).map_err(io_err(&path))?;
+        sync_dir(&self.dir)?;
+        self.current = f;
+        self.current_len = 0;
+        self.files.push((first, path));
+        Ok(())
+    }
+
+    /// Deletes files whose entries all lie below `published` (they are in the
+    /// object store, covered by a checkpoint). The open file is kept.
+    pub fn release_below(&mut self, published: u64) -> Result<(), WalError> {
+        while self.files.len() > 1 && self.files[1].0 <= published {
+            let (_, path) = self.files.remove(0);
+            fs::remove_file(&path).map_err(io_err(&path))?;
+        }
+        Ok(())
+    }
+
+    /// Number of files (for tests and metrics).
+    pub fn file_count(&self) -> usize {
+        self.files.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Sequence;
+    use tracevault_schemas::Event;
+
+    fn entry(i: u64) -> Entry {
+        let ev = Event::from_value(serde_json::json!({"session_id": "s", "kind": "input", "content": format!("x{i}")})).unwrap();
+        Entry::seal(ev, Sequence { ns: "n", idx: i, session_seq: i, received_at: 5, ingested_by: "w", salt: [1; 32], prev_chain: [0; 32] })
+            .unwrap()
+    }
+
+    #[test]
+    fn appended_entries_are_recovered() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, r) = Wal::open(dir.path(), 0).unwrap();
+        assert!(r.entries.is_empty());
+        w.append(&[entry(0), entry(1)]).unwrap();
+        w.append(&[entry(2)]).unwrap();
+        drop(w);
+        let (_, r) = Wal::open(dir.path(), 0).unwrap();
+        assert_eq!(r.entries.iter().map(|e| e.idx).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(r.truncated_bytes, 0);
+    }
+
+    #[test]
+    fn torn_tail_is_truncated_and_appends_continue() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _) = Wal::open(dir.path(), 0).unwrap();
+        w.append(&[entry(0), entry(1)]).unwrap();
+        drop(w);
+        let path = dir.path().join(file_name(0));
+        let len = fs::metadata(&path).unwrap().len();
+        // A torn write: half of a third record.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&[40, 0, 0, 0, 1, 2, 3, 4, b'{']).unwrap();
+        drop(f);
+        let (mut w, r) = Wal::open(dir.path(), 0).unwrap();
+        assert_eq!(r.entries.len(), 2);
+        assert_eq!(r.truncated_bytes, 9);
+        assert_eq!(fs::metadata(&path).unwrap().len(), len);
+        w.append(&[entry(2)]).unwrap();
+        drop(w);
+        let (_, r) = Wal::open(dir.path(), 0).unwrap();
+        assert_eq!(r.entries.len(), 3);
+    }
+
+    #[test]
+    fn flipped_bit_in_a_sealed_file_is_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _) = Wal::open(dir.path(), 0).unwrap();
+        w.append(&[entry(0)]).unwrap();
+        w.rotate(1).unwrap();
+        w.append(&[entry(1)]).unwrap();
+        drop(w);
+        let path = dir.path().join(file_name(0));
+        let mut data = fs::read(&path).unwrap();
+        data[20] ^= 0x10;
+        fs::write(&path, data).unwrap();
+        assert!(matches!(Wal::open(dir.path(), 0), Err(WalError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn released_files_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _) = Wal::open(dir.path(), 0).unwrap();
+        w.append(&[entry(0)]).unwrap();
+        w.rotate(1).unwrap();
+        w.append(&[entry(1)]).unwrap();
+        w.rotate(2).unwrap();
+        w.release_below(1).unwrap();
+        assert_eq!(w.file_count(), 2);
+        w.release_below(5).unwrap();
+        assert_eq!(w.file_count(), 1);
+        drop(w);
+        let (_, r) = Wal::open(dir.path(), 0).unwrap();
+        assert!(r.entries.is_empty());
+    }
+}
