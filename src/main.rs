@@ -1,1 +1,180 @@
-fn main() {}
+//! `tracevault`: the one binary. Subcommands wire the crates together:
+//! `serve` (the HTTP service), `token issue`, `verify`, and `bench ingest`.
+
+mod bench;
+mod config;
+mod serve;
+mod verify_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Tamper-evident vault for AI reasoning traces and agent session streams.
+#[derive(Parser)]
+#[command(name = "tracevault", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the service (local store under ./tracevault-data by default).
+    Serve(ServeArgs),
+    /// Token operations (offline, with the issuer key on this machine).
+    Token {
+        #[command(subcommand)]
+        cmd: TokenCmd,
+    },
+    /// Prove a store intact, or say exactly what changed (exit 0 intact, 1 tampered, 2 error).
+    Verify(VerifyArgs),
+    /// Load generators.
+    Bench {
+        #[command(subcommand)]
+        cmd: BenchCmd,
+    },
+}
+
+/// `serve` options; each also has an environment variable and a config key.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Data directory (keys, WAL, local store).
+    #[arg(long, env = "TRACEVAULT_DATA")]
+    pub data: Option<PathBuf>,
+    /// Listen address.
+    #[arg(long, env = "TRACEVAULT_LISTEN")]
+    pub listen: Option<String>,
+    /// Object store URL (s3://bucket/prefix or file:///path); default <data>/store.
+    #[arg(long, env = "TRACEVAULT_STORE")]
+    pub store: Option<String>,
+    /// TOML config file (docs/configuration.md).
+    #[arg(long, env = "TRACEVAULT_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Print a JWT signed by the issuer key.
+    Issue(TokenIssueArgs),
+}
+
+#[derive(Args)]
+struct TokenIssueArgs {
+    /// Data directory holding keys/issuer.key.
+    #[arg(long, env = "TRACEVAULT_DATA", default_value = "tracevault-data")]
+    data: PathBuf,
+    /// writer, reader, approver or admin.
+    #[arg(long)]
+    role: String,
+    /// Namespaces, comma-separated (`*` for admin).
+    #[arg(long, value_delimiter = ',', required = true)]
+    namespace: Vec<String>,
+    /// Lifetime: 90s, 30m, 1h, 7d, or seconds.
+    #[arg(long, default_value = "1h")]
+    ttl: String,
+    /// Reader window start (RFC 3339).
+    #[arg(long)]
+    from: Option<String>,
+    /// Reader window end (RFC 3339).
+    #[arg(long)]
+    to: Option<String>,
+    /// Subject (who acts; recorded as ingested_by).
+    #[arg(long, default_value = "operator")]
+    sub: String,
+}
+
+/// `verify` options.
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// Data directory (its local store is verified).
+    #[arg(long, conflicts_with = "store", required_unless_present = "store")]
+    pub data: Option<PathBuf>,
+    /// Store URL (s3://bucket/prefix or file:///path).
+    #[arg(long)]
+    pub store: Option<String>,
+    /// Only this namespace.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Expected log key (base64 Ed25519 public key).
+    #[arg(long)]
+    pub key: Option<String>,
+    /// A checkpoint obtained earlier (file with the signed note).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Segments checked in parallel (default: number of CPUs).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Drive POST /v1/logs/{ns}/events and report throughput and ack latency.
+    Ingest(bench::IngestArgs),
+}
+
+fn parse_ttl(s: &str) -> anyhow::Result<i64> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last() {
+        Some('s') => (&s[..s.len() - 1], 1),
+        Some('m') => (&s[..s.len() - 1], 60),
+        Some('h') => (&s[..s.len() - 1], 3600),
+        Some('d') => (&s[..s.len() - 1], 86400),
+        _ => (s, 1),
+    };
+    let n: i64 = num.parse().map_err(|_| anyhow::anyhow!("invalid ttl {s:?} (use 90s, 30m, 1h, 7d)"))?;
+    anyhow::ensure!(n > 0, "ttl must be positive");
+    Ok(n * mult)
+}
+
+fn token_issue(a: TokenIssueArgs) -> anyhow::Result<()> {
+    use tracevault_vault::token::{Role, TokenIssuer};
+    let role = Role::parse(&a.role).ok_or_else(|| anyhow::anyhow!("--role must be writer, reader, approver or admin"))?;
+    for ns in &a.namespace {
+        if !(ns == "*" && role == Role::Admin) {
+            tracevault_vault::validate_namespace(ns, role == Role::Admin)?;
+        }
+    }
+    for (name, t) in [("--from", &a.from), ("--to", &a.to)] {
+        if let Some(t) = t {
+            tracevault_schemas::parse_timestamp(name, t)?;
+        }
+    }
+    let issuer = TokenIssuer::load(&a.data)?;
+    let (jwt, _) = issuer.issue(role, a.namespace, &a.sub, parse_ttl(&a.ttl)?, (a.from, a.to))?;
+    println!("{jwt}");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Serve(a) => serve::run(a).map(|_| ExitCode::SUCCESS),
+        Cmd::Token { cmd: TokenCmd::Issue(a) } => token_issue(a).map(|_| ExitCode::SUCCESS),
+        Cmd::Verify(a) => return verify_cmd::run(a),
+        Cmd::Bench { cmd: BenchCmd::Ingest(a) } => bench::run(a).map(|_| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_units() {
+        assert_eq!(parse_ttl("90s").unwrap(), 90);
+        assert_eq!(parse_ttl("30m").unwrap(), 1800);
+        assert_eq!(parse_ttl("1h").unwrap(), 3600);
+        assert_eq!(parse_ttl("7d").unwrap(), 604800);
+        assert_eq!(parse_ttl("42").unwrap(), 42);
+        assert!(parse_ttl("0").is_err() && parse_ttl("1y").is_err() && parse_ttl("-5s").is_err());
+    }
+}

@@ -1,1 +1,291 @@
-//! Ingest.
+//! The write side of tracevault over HTTP (axum): appending events with
+//! durable receipts, and the evidence endpoints (checkpoints, inclusion and
+//! consistency proofs, vault description) that writers and third parties use
+//! to check what the vault holds. SPEC sections 2 and 3.
+
+mod auth;
+mod body;
+mod error;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tracevault_vault::token::{Role, TokenIssuer};
+use tracevault_vault::{Vault, note, validate_namespace};
+
+pub use error::ApiError;
+
+/// Request limits. Every one is a config key (`[limits]`, docs/configuration.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request body, after decompression.
+    pub max_body_bytes: usize,
+    /// Largest single event (its JSON text).
+    pub max_event_bytes: usize,
+    /// Most events in one request.
+    pub max_events_per_request: usize,
+    /// How long `?wait=checkpoint` waits before answering 503.
+    pub checkpoint_wait_ms: u64,
+    /// Longest lifetime of a token issued over HTTP (seconds).
+    pub max_token_ttl_s: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 16 << 20,
+            max_event_bytes: 1 << 20,
+            max_events_per_request: 10_000,
+            checkpoint_wait_ms: 10_000,
+            max_token_ttl_s: 30 * 24 * 3600,
+        }
+    }
+}
+
+/// What every handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    /// The vault.
+    pub vault: Vault,
+    /// Token issuer and verifier.
+    pub tokens: Arc<TokenIssuer>,
+    /// Request limits.
+    pub limits: Limits,
+}
+
+/// Builds the router.
+pub fn router(state: AppState) -> Router {
+    // Compressed bodies are capped at the same size as decompressed ones.
+    let raw_limit = state.limits.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/vault", get(vault_info))
+        .route("/v1/tokens", post(issue_token))
+        .route("/v1/logs/{ns}/events", post(append_events))
+        .route("/v1/logs/{ns}/checkpoint", get(checkpoint))
+        .route("/v1/logs/{ns}/proof/inclusion", get(inclusion))
+        .route("/v1/logs/{ns}/proof/consistency", get(consistency))
+        .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })
+        .layer(DefaultBodyLimit::max(raw_limit))
+        .with_state(state)
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn vault_info(State(st): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let claims = auth::authenticate(&st, &headers)?;
+    let all = st.vault.namespaces().await?;
+    let visible: Vec<_> = all.into_iter().filter(|n| claims.allows_ns(&n.ns)).collect();
+    Ok(Json(json!({
+        "origin": st.vault.meta().origin,
+        "log_public_key": B64.encode(st.vault.public_key().to_bytes()),
+        "namespaces": visible,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenRequest {
+    role: String,
+    #[serde(alias = "namespaces")]
+    ns: Vec<String>,
+    sub: String,
+    #[serde(default)]
+    ttl_s: Option<i64>,
+    #[serde(default)]
+    win_from: Option<String>,
+    #[serde(default)]
+    win_to: Option<String>,
+}
+
+async fn issue_token(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let claims = auth::authenticate(&st, &headers)?;
+    let body = body_bytes(body, st.limits.max_body_bytes)?;
+    auth::authorize(&claims, &[Role::Admin], None)?;
+    let req: TokenRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?;
+    let role = Role::parse(&req.role)
+        .ok_or_else(|| ApiError::bad_request("invalid_role", "role must be writer, reader, approver or admin"))?;
+    for ns in &req.ns {
+        if !(ns == "*" && role == Role::Admin) {
+            validate_namespace(ns, role == Role::Admin)?;
+        }
+    }
+    for (name, w) in [("win_from", &req.win_from), ("win_to", &req.win_to)] {
+        if let Some(w) = w {
+            tracevault_schemas::parse_timestamp(name, w).map_err(|e| ApiError::bad_request("invalid_window", e.to_string()))?;
+        }
+    }
+    let ttl = req.ttl_s.unwrap_or(3600);
+    if ttl <= 0 || ttl > st.limits.max_token_ttl_s {
+        return Err(ApiError::bad_request(
+            "invalid_ttl",
+            format!("ttl_s must be between 1 and {}", st.limits.max_token_ttl_s),
+        ));
+    }
+    let (token, claims) = st
+        .tokens
+        .issue(role, req.ns, &req.sub, ttl, (req.win_from, req.win_to))
+        .map_err(|e| ApiError::bad_request("invalid_token_request", e.to_string()))?;
+    Ok(Json(json!({"token": token, "claims": claims})))
+}
+
+#[derive(Deserialize)]
+struct AppendQuery {
+    #[serde(default)]
+    wait: Option<String>,
+}
+
+async fn append_events(
+    State(st): State<AppState>,
+    Path(ns): Path<String>,
+    q: Result<Query<AppendQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let claims = auth::authenticate(&st, &headers)?;
+    auth::authorize(&claims, &[Role::Writer], Some(&ns))?;
+    let q = query(q)?;
+    let body = body_bytes(body, st.limits.max_body_bytes)?;
+    validate_namespace(&ns, false)?;
+    let wait_checkpoint = match q.wait.as_deref() {
+        None => false,
+        Some("checkpoint") => true,
+        Some(other) => return Err(ApiError::bad_request("invalid_query", format!("unknown wait mode {other:?}"))),
+    };
+    let body = body::decode_body(&headers, body, st.limits.max_body_bytes)?;
+    let limits = st.limits.clone();
+    let events = tokio::task::spawn_blocking(move || body::parse_events(&headers, &body, &limits))
+        .await
+        .map_err(|e| ApiError::unavailable("internal", e.to_string()))??;
+    let receipts = st.vault.append(&ns, events, &claims.sub).await?;
+    if !wait_checkpoint {
+        return Ok(Json(json!({"receipts": receipts})));
+    }
+    let log = st.vault.log(&ns).await?;
+    let need = receipts.iter().map(|r| r.index + 1).max().unwrap_or(0);
+    let timeout = Duration::from_millis(st.limits.checkpoint_wait_ms);
+    let (size, note_text) = log.wait_published(need, timeout).await.ok_or_else(|| {
+        ApiError::unavailable("checkpoint_timeout", "events are durable but no checkpoint covered them in time; poll the checkpoint")
+    })?;
+    let mut proofs = Vec::with_capacity(receipts.len());
+    for r in &receipts {
+        let (_, proof) = log
+            .inclusion_proof(r.index, size)
+            .map_err(|e| ApiError::unavailable("internal", e.to_string()))?;
+        proofs.push(note::format_tlog_proof(r.index, &proof, &note_text));
+    }
+    Ok(Json(json!({"receipts": receipts, "proofs": proofs})))
+}
+
+/// Resolves the log of an existing namespace for a token allowed to see it.
+async fn readable_log(
+    st: &AppState,
+    headers: &HeaderMap,
+    ns: &str,
+) -> Result<Arc<tracevault_vault::NsLog>, ApiError> {
+    let claims = auth::authenticate(st, headers)?;
+    auth::authorize(&claims, &[Role::Writer, Role::Reader, Role::Approver, Role::Admin], Some(ns))?;
+    validate_namespace(ns, true)?;
+    st.vault
+        .existing_log(ns)
+        .await?
+        .ok_or_else(|| ApiError::not_found("unknown_namespace", format!("namespace {ns} has no entries yet")))
+}
+
+async fn checkpoint(State(st): State<AppState>, Path(ns): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let log = readable_log(&st, &headers, &ns).await?;
+    let (_, text) = log
+        .latest_checkpoint()
+        .ok_or_else(|| ApiError::not_found("no_checkpoint", format!("namespace {ns} has no checkpoint yet")))?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+}
+
+#[derive(Deserialize)]
+struct InclusionQuery {
+    index: Option<u64>,
+    size: Option<u64>,
+}
+
+fn proof_error(e: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request("invalid_proof_request", e.to_string())
+}
+
+async fn inclusion(
+    State(st): State<AppState>,
+    Path(ns): Path<String>,
+    q: Result<Query<InclusionQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let log = readable_log(&st, &headers, &ns).await?;
+    let q = query(q)?;
+    let (Some(index), Some(size)) = (q.index, q.size) else {
+        return Err(proof_error("index and size are required unsigned integers"));
+    };
+    let (leaf, hashes) = log.inclusion_proof(index, size).map_err(proof_error)?;
+    Ok(Json(json!({
+        "index": index,
+        "size": size,
+        "leaf_hash": hex::encode(leaf),
+        "hashes": hashes.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
+    })))
+}
+
+#[derive(Deserialize)]
+struct ConsistencyQuery {
+    from: Option<u64>,
+    to: Option<u64>,
+}
+
+async fn consistency(
+    State(st): State<AppState>,
+    Path(ns): Path<String>,
+    q: Result<Query<ConsistencyQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let log = readable_log(&st, &headers, &ns).await?;
+    let q = query(q)?;
+    let (Some(from), Some(to)) = (q.from, q.to) else {
+        return Err(proof_error("from and to are required unsigned integers"));
+    };
+    let hashes = log.consistency_proof(from, to).map_err(proof_error)?;
+    Ok(Json(json!({
+        "from": from,
+        "to": to,
+        "hashes": hashes.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
+    })))
+}
+
+/// Maps axum's body rejection (e.g. over the raw size limit) to our JSON error.
+fn body_bytes(b: Result<Bytes, BytesRejection>, max: usize) -> Result<Bytes, ApiError> {
+    b.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large("body_too_large", format!("request body exceeds {max} bytes"))
+        } else {
+            ApiError::bad_request("invalid_body", e.body_text())
+        }
+    })
+}
+
+/// Maps a query-string rejection to our JSON error.
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(t)| t).map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+}

@@ -640,7 +640,15 @@ impl Publisher {
             backoff = if failed { (backoff * 2).min(Duration::from_secs(5)) } else { interval };
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
-                _ = shutdown.changed() => {}
+                r = shutdown.changed() => {
+                    if r.is_err() {
+                        // The log was dropped without `shutdown` (as in a crash): stop
+                        // here. Without this the loop would spin (`changed` fails at
+                        // once) and keep writing to the store behind a new owner of
+                        // the data directory. The WAL holds everything unpublished.
+                        return;
+                    }
+                }
             }
         }
         if self.shared.check().is_ok()

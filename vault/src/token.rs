@@ -127,10 +127,13 @@ impl TokenIssuer {
         }
     }
 
-    /// Loads (or creates, 0600) `<data>/keys/issuer.key`.
-    pub fn load(data_dir: &Path, issuer: &str) -> Result<TokenIssuer, TokenError> {
+    /// Loads (or creates, 0600) `<data>/keys/issuer.key`. The `iss` of its
+    /// tokens is `tracevault/<key id>`, so that the CLI can mint tokens offline
+    /// from the key file alone, whatever store the server uses.
+    pub fn load(data_dir: &Path) -> Result<TokenIssuer, TokenError> {
         let (key, _) = keys::load_or_create(&data_dir.join("keys/issuer.key"))?;
-        Ok(TokenIssuer::new(&key, issuer))
+        let kid = hex::encode(&sha2_digest(&key.verifying_key().to_bytes())[..8]);
+        Ok(TokenIssuer::new(&key, &format!("tracevault/{kid}")))
     }
 
     /// Issues a token valid for `ttl_s` seconds from now.

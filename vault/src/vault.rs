@@ -21,6 +21,7 @@ use tracevault_schemas::Event;
 
 use crate::config::LogConfig;
 use crate::keys::{self, KeyError};
+use crate::lease::LeaseError;
 use crate::log::{AppendError, LogContext, NsLog, OpenError, Receipt};
 use crate::note;
 use crate::store::{Store, StoreError, layout};
@@ -244,7 +245,16 @@ impl Vault {
                     .map(|it| it.flatten().any(|f| f.metadata().map(|m| m.len() > 0).unwrap_or(false)))
                     .unwrap_or(false);
                 if has_data && validate_namespace(&ns, true).is_ok() {
-                    vault.log(&ns).await?;
+                    match vault.log(&ns).await {
+                        Ok(_) => {}
+                        // Held by another server (a failover): this server must still
+                        // start and serve its other namespaces. Appends to `ns` keep
+                        // failing as fenced until the lease comes back.
+                        Err(VaultError::Open(OpenError::Lease(e @ LeaseError::Fenced { .. }))) => {
+                            tracing::warn!(ns = %ns, "not recovering the WAL of this namespace: {e}");
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
             }
         }

@@ -1,0 +1,83 @@
+//! The API's error shape: `{"error": {"code", "message"}}` with a stable
+//! snake_case code and the right status, per SPEC section 3.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tracevault_vault::lease::LeaseError;
+use tracevault_vault::log::OpenError;
+use tracevault_vault::{AppendError, VaultError};
+
+/// An API error: status, stable code, human message.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable machine-readable code.
+    pub code: &'static str,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+impl ApiError {
+    /// Builds an error.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into() }
+    }
+    /// 400.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+    /// 413.
+    pub fn too_large(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, code, message)
+    }
+    /// 404.
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, message)
+    }
+    /// 503 with `Retry-After`.
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::warn!(code = self.code, "{}", self.message);
+        }
+        let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
+        let mut resp = (self.status, body).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE || self.status == StatusCode::TOO_MANY_REQUESTS {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}
+
+impl From<AppendError> for ApiError {
+    fn from(e: AppendError) -> Self {
+        match e {
+            AppendError::Overloaded(_) => ApiError::unavailable("overloaded", e.to_string()),
+            AppendError::Fenced(_) => ApiError::new(StatusCode::CONFLICT, "namespace_fenced", e.to_string()),
+            AppendError::Failed(_) => ApiError::unavailable("log_unavailable", e.to_string()),
+            AppendError::Closed => ApiError::unavailable("shutting_down", e.to_string()),
+        }
+    }
+}
+
+impl From<VaultError> for ApiError {
+    fn from(e: VaultError) -> Self {
+        match e {
+            VaultError::Append(a) => a.into(),
+            VaultError::BadNamespace(_) => ApiError::bad_request("invalid_namespace", e.to_string()),
+            VaultError::Open(OpenError::Lease(LeaseError::Fenced { .. })) => {
+                ApiError::new(StatusCode::CONFLICT, "namespace_fenced", e.to_string())
+            }
+            VaultError::Open(OpenError::Inconsistent { .. }) => ApiError::unavailable("namespace_inconsistent", e.to_string()),
+            other => ApiError::unavailable("store_unavailable", other.to_string()),
+        }
+    }
+}

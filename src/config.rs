@@ -1,0 +1,55 @@
+//! The TOML config file (`--config`). Every key is documented in
+//! docs/configuration.md. Flags and environment variables override it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+use tracevault_ingest::Limits;
+use tracevault_vault::LogConfig;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    /// Data directory.
+    pub data: Option<PathBuf>,
+    /// Listen address.
+    pub listen: Option<String>,
+    /// Store URL.
+    pub store: Option<String>,
+    /// Origin of a new vault (default `tracevault.local/<vault id>`).
+    pub origin: Option<String>,
+    /// Lifetime of the bootstrap admin token written to `<data>/admin.token` (seconds).
+    pub admin_token_ttl_s: Option<i64>,
+    /// Log tunables.
+    pub log: LogConfig,
+    /// Request limits.
+    pub limits: Limits,
+}
+
+impl FileConfig {
+    /// Reads and parses a config file; unknown keys are errors.
+    pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_section_and_rejects_unknown_keys() {
+        let c: FileConfig = toml::from_str(
+            "listen = \"127.0.0.1:9000\"\n[log]\nflush_interval_ms = 100\n[limits]\nmax_events_per_request = 5\n",
+        )
+        .unwrap();
+        assert_eq!(c.listen.as_deref(), Some("127.0.0.1:9000"));
+        assert_eq!(c.log.flush_interval_ms, 100);
+        assert_eq!(c.limits.max_events_per_request, 5);
+        assert!(toml::from_str::<FileConfig>("lisen = 1").is_err());
+        assert!(toml::from_str::<FileConfig>("[log]\nflush = 1").is_err());
+    }
+}

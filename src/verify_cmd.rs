@@ -1,0 +1,91 @@
+//! `tracevault verify`: exit 0 intact, 1 integrity failure (one line per
+//! finding), 2 usage or I/O error.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use ed25519_dalek::VerifyingKey;
+use indicatif::{ProgressBar, ProgressStyle};
+use tracevault_vault::Store;
+use tracevault_vault::verify::{VerifyOptions, verify_store};
+
+use crate::VerifyArgs;
+
+fn parse_key(s: &str) -> anyhow::Result<VerifyingKey> {
+    let b = B64.decode(s.trim()).map_err(|_| anyhow::anyhow!("--key is not base64"))?;
+    let b: [u8; 32] = b.try_into().map_err(|_| anyhow::anyhow!("--key must be a 32-byte Ed25519 public key"))?;
+    Ok(VerifyingKey::from_bytes(&b)?)
+}
+
+fn run_inner(a: VerifyArgs) -> anyhow::Result<bool> {
+    let store = match (&a.data, &a.store) {
+        (Some(d), None) => {
+            let root = d.join("store");
+            anyhow::ensure!(root.is_dir(), "{} has no store directory", d.display());
+            Store::local(&root)?
+        }
+        (None, Some(u)) => Store::from_url(u)?,
+        _ => anyhow::bail!("give exactly one of --data or --store"),
+    };
+    let pinned_key = a.key.as_deref().map(parse_key).transpose()?;
+    let pinned_checkpoint = match &a.checkpoint {
+        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?),
+        None => None,
+    };
+    let bar = if std::io::stderr().is_terminal() {
+        let b = ProgressBar::new_spinner();
+        b.set_style(ProgressStyle::with_template("{spinner} verified {bytes} ({bytes_per_sec}) {msg}")?);
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let b2 = bar.clone();
+    let jobs = a.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) * 2);
+    let opts = VerifyOptions {
+        pinned_key,
+        pinned_checkpoint,
+        namespace: a.namespace.clone(),
+        concurrency: jobs,
+        progress: Some(Arc::new(move |n| b2.inc(n))),
+    };
+    let started = Instant::now();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let report = rt.block_on(verify_store(&store, &opts))?;
+    bar.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    for f in &report.findings {
+        println!("FAIL {f}");
+    }
+    let entries: u64 = report.namespaces.iter().map(|n| n.entries).sum();
+    let bytes: u64 = report.namespaces.iter().map(|n| n.bytes).sum();
+    let segments: usize = report.namespaces.iter().map(|n| n.segments).sum();
+    let checkpoints: usize = report.namespaces.iter().map(|n| n.checkpoints).sum();
+    let verdict = if report.findings.is_empty() { "OK" } else { "TAMPERED" };
+    println!(
+        "{verdict}: {} namespaces, {entries} entries, {segments} segments, {checkpoints} checkpoints, {:.1} MB in {secs:.2}s ({:.1} MB/s), {} findings",
+        report.namespaces.len(),
+        bytes as f64 / 1e6,
+        bytes as f64 / 1e6 / secs.max(1e-9),
+        report.findings.len()
+    );
+    Ok(report.findings.is_empty())
+}
+
+/// Runs `verify` and maps the outcome to the exit code.
+pub fn run(a: VerifyArgs) -> ExitCode {
+    match run_inner(a) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
