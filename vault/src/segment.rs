@@ -282,6 +282,13 @@ fn read_header(kv: Option<&Vec<KeyValue>>) -> Result<(SegmentHeader, Vec<u8>), S
     Ok((header, signature))
 }
 
+/// Reads only the signed header and its signature from the footer, without
+/// decoding any rows: what is left to check when data pages are damaged.
+pub fn decode_header(bytes: &Bytes) -> Result<(SegmentHeader, Vec<u8>), SegmentError> {
+    let meta = parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(bytes).map_err(pq)?;
+    read_header(meta.file_metadata().key_value_metadata())
+}
+
 /// Decodes a whole segment file.
 pub fn decode(bytes: Bytes) -> Result<DecodedSegment, SegmentError> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(pq)?;

@@ -173,6 +173,13 @@ fn check_segment(ns: &str, first: u64, last: u64, object: String, bytes: bytes::
         Ok(s) => s,
         Err(e) => {
             find(None, format!("segment is unreadable (file damaged or replaced): {e}"));
+            // The footer may still be intact: say whether the data pages changed.
+            if let Ok((h, sig)) = segment::decode_header(&bytes)
+                && segment::verify_header_signature(&h, &sig, key)
+                && !segment::data_digest_matches(&h, &bytes)
+            {
+                find(None, "file bytes differ from the signed data digest (Parquet data pages changed)".into());
+            }
             return out;
         }
     };
@@ -203,6 +210,7 @@ fn check_segment(ns: &str, first: u64, last: u64, object: String, bytes: bytes::
     };
     let mut reported = 0usize;
     let mut extra = 0usize;
+    let mut row_findings: Vec<(Option<u64>, String)> = Vec::new();
     let mut report = |index: Option<u64>, message: String, out: &mut Vec<(Option<u64>, String)>| {
         if reported < MAX_PER_SEGMENT {
             out.push((index, message));
@@ -211,12 +219,62 @@ fn check_segment(ns: &str, first: u64, last: u64, object: String, bytes: bytes::
             extra += 1;
         }
     };
-    let mut row_findings: Vec<(Option<u64>, String)> = Vec::new();
+
+    // Which indexes the rows hold: missing, duplicated, foreign or out of order.
+    // The log is defined by index, so the chain and the tree are checked in
+    // index order; row order is a separate finding.
+    let mut order: Vec<usize> = (0..seg.entries.len()).collect();
+    order.sort_by_key(|&p| (seg.entries[p].idx, p));
+    let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
+    for e in &seg.entries {
+        *counts.entry(e.idx).or_default() += 1;
+    }
+    let mut next = first;
+    for (&idx, &n) in &counts {
+        if idx < first || idx > last {
+            continue;
+        }
+        if idx > next {
+            let msg = if idx - next == 1 {
+                format!("entry {next} is missing from the segment (row dropped)")
+            } else {
+                format!("entries {next}-{} are missing from the segment (rows dropped)", idx - 1)
+            };
+            report(Some(next), msg, &mut row_findings);
+        }
+        if n > 1 {
+            report(Some(idx), format!("entry {idx} appears {n} times (row duplicated)"), &mut row_findings);
+        }
+        next = idx + 1;
+    }
+    if next <= last {
+        let msg = if next == last {
+            format!("entry {next} is missing from the segment (row dropped)")
+        } else {
+            format!("entries {next}-{last} are missing from the segment (rows dropped)")
+        };
+        report(Some(next), msg, &mut row_findings);
+    }
+    let permutation = seg.entries.len() as u64 == expected_rows && counts.len() as u64 == expected_rows
+        && counts.keys().all(|i| (first..=last).contains(i));
+    let mut prev_idx: Option<u64> = None;
     for (pos, e) in seg.entries.iter().enumerate() {
         let want = first + pos as u64;
-        if e.idx != want {
-            report(Some(e.idx), format!("row {pos} has index {}, expected {want} (rows reordered, dropped or duplicated)", e.idx), &mut row_findings);
+        if e.idx < first || e.idx > last {
+            report(Some(e.idx), format!("row {pos} holds entry {}, outside the segment's range {first}-{last}", e.idx), &mut row_findings);
+        } else if permutation && e.idx != want {
+            report(Some(e.idx), format!("row {pos} holds entry {}, expected {want} (rows reordered)", e.idx), &mut row_findings);
+        } else if !permutation && prev_idx.is_some_and(|p| e.idx < p) {
+            report(Some(e.idx), format!("row {pos} holds entry {} after entry {} (rows reordered)", e.idx, prev_idx.unwrap_or(0)), &mut row_findings);
         }
+        prev_idx = Some(e.idx);
+    }
+
+    // Content: digests and leaf hash of every row; the chain in index order.
+    let mut chain_before: Option<Hash> = None; // chain before the last index seen
+    let mut last_seen: Option<u64> = None;
+    for &pos in &order {
+        let e = &seg.entries[pos];
         if e.ns != ns {
             report(Some(e.idx), format!("row names namespace {:?}", e.ns), &mut row_findings);
         }
@@ -228,11 +286,22 @@ fn check_segment(ns: &str, first: u64, last: u64, object: String, bytes: bytes::
             Ok(_) => report(Some(e.idx), "committed record does not match its leaf hash (metadata edited)".into(), &mut row_findings),
             Err(err) => report(Some(e.idx), format!("committed record cannot be rebuilt: {err}"), &mut row_findings),
         }
-        let next = chain_next(&chain, &e.leaf_hash);
-        if next != e.chain_hash {
+        let prev = match last_seen {
+            None if e.idx == first => Some(chain),
+            Some(l) if e.idx == l + 1 => Some(chain),
+            Some(l) if e.idx == l => chain_before, // a duplicate: same predecessor
+            _ => None,                             // after a gap (already reported)
+        };
+        if let Some(p) = prev
+            && chain_next(&p, &e.leaf_hash) != e.chain_hash
+        {
             report(Some(e.idx), "chain hash does not follow from the previous entry (chain broken)".into(), &mut row_findings);
         }
-        chain = e.chain_hash;
+        if last_seen != Some(e.idx) {
+            chain_before = prev;
+            chain = e.chain_hash;
+            last_seen = Some(e.idx);
+        }
         out.leaves.push(e.leaf_hash);
     }
     if hex32(&h.chain_out) != Some(chain) {
@@ -391,7 +460,8 @@ async fn verify_namespace(
 
     // Checkpoints first, so their sizes are known while the tree is streamed.
     let cp_prefix = layout::checkpoints(ns);
-    let mut checkpoints: BTreeMap<u64, (String, note::Checkpoint)> = BTreeMap::new();
+    // By size; several objects may hold the same size (`checkpoints/{size}` and the pointer).
+    let mut checkpoints: BTreeMap<u64, Vec<(String, note::Checkpoint)>> = BTreeMap::new();
     let names = store.list_names(&cp_prefix).await?;
     let fetched: Vec<(String, Result<Option<bytes::Bytes>, StoreError>)> = futures::stream::iter(names)
         .map(|name| {
@@ -430,7 +500,7 @@ async fn verify_namespace(
                         message: format!("object name does not match the checkpoint's size {}", cp.size),
                     });
                 }
-                checkpoints.insert(cp.size, (object.clone(), cp));
+                checkpoints.entry(cp.size).or_default().push((object.clone(), cp));
             }
             Err(e) => report.findings.push(Finding {
                 ns: ns.into(),
@@ -469,6 +539,8 @@ async fn verify_namespace(
     let mut tree = CompactRange::default();
     let mut chain: Hash = [0; 32];
     let mut roots: BTreeMap<u64, Hash> = BTreeMap::new();
+    // Why the tree could not be rebuilt past `tree.size`, if it stopped early.
+    let mut stopped: Option<String> = None;
     if wanted.contains(&0) {
         roots.insert(0, tree.root());
     }
@@ -485,18 +557,24 @@ async fn verify_namespace(
             continue;
         }
         if seg.first > tree.size {
+            let next = seg.object.rsplit('/').next().unwrap_or_default();
             report.findings.push(Finding {
                 ns: ns.into(),
-                object: seg.object.clone(),
+                object: seg_prefix.to_string(),
                 index: Some(tree.size),
-                message: format!("entries {}-{} are missing (segment dropped)", tree.size, seg.first - 1),
+                message: format!("entries {}-{} are missing (segment dropped; the next segment is {next})", tree.size, seg.first - 1),
             });
             // The tree cannot be rebuilt across a hole; stop folding.
+            stopped = Some(format!("entries {}-{} are missing", tree.size, seg.first - 1));
             break;
         }
-        let Some(h) = &seg.header else { break };
+        let Some(h) = &seg.header else {
+            stopped = Some(format!("{} is unreadable", seg.object));
+            break;
+        };
         if seg.leaves.len() as u64 != seg.last - seg.first + 1 {
             // Row count findings were reported; the tree past here is meaningless.
+            stopped = Some(format!("{} holds the wrong rows", seg.object));
             break;
         }
         if hex32(&h.chain_in) != Some(chain) {
@@ -524,29 +602,39 @@ async fn verify_namespace(
             message: "entries after this index could not be checked".into(),
         });
     }
-    for (size, (object, cp)) in &checkpoints {
-        match roots.get(size) {
-            Some(root) if *root == cp.root => {}
-            Some(_) => report.findings.push(Finding {
-                ns: ns.into(),
-                object: object.clone(),
-                index: None,
-                message: format!("checkpoint root does not match the data at size {size}"),
-            }),
-            None => report.findings.push(Finding {
-                ns: ns.into(),
-                object: object.clone(),
-                index: Some(tree.size),
-                message: format!("checkpoint covers {size} entries but the store holds {} (tail truncated or segment dropped)", tree.size),
-            }),
+    let unchecked = |size: u64, what: &str| match &stopped {
+        Some(why) => format!(
+            "{what} covers {size} entries and could not be checked: the tree could only be rebuilt up to {} ({why})",
+            tree.size
+        ),
+        None => format!("{what} covers {size} entries but the store holds only {} (tail truncated or segments dropped)", tree.size),
+    };
+    for (size, objects) in &checkpoints {
+        for (object, cp) in objects {
+            match roots.get(size) {
+                Some(root) if *root == cp.root => {}
+                Some(_) => report.findings.push(Finding {
+                    ns: ns.into(),
+                    object: object.clone(),
+                    index: None,
+                    message: format!("checkpoint root does not match the data at size {size}"),
+                }),
+                None => report.findings.push(Finding {
+                    ns: ns.into(),
+                    object: object.clone(),
+                    index: Some(tree.size),
+                    message: unchecked(*size, "checkpoint"),
+                }),
+            }
         }
     }
-    if let Some((_, (object, latest))) = checkpoints.iter().next_back()
-        && latest_text.is_some()
-        && object != &latest_obj
-        && checkpoints.values().find(|(o, _)| o == &latest_obj).map(|(_, c)| c.size) != Some(latest.size)
+    let pointer_size = checkpoints.iter().find(|(_, v)| v.iter().any(|(o, _)| o == &latest_obj)).map(|(s, _)| *s);
+    let newest_immutable =
+        checkpoints.iter().rev().find(|(_, v)| v.iter().any(|(o, _)| o != &latest_obj)).map(|(s, _)| *s);
+    if let (Some(p), Some(n)) = (pointer_size, newest_immutable)
+        && p < n
     {
-        report.warnings.push(format!("{ns}: the latest-checkpoint pointer lags the newest checkpoint ({})", latest.size));
+        report.warnings.push(format!("{ns}: the latest-checkpoint pointer ({p}) lags the newest checkpoint ({n})"));
     }
     let max_cp = checkpoints.keys().next_back().copied().unwrap_or(0);
     if tree.size > max_cp {
@@ -561,6 +649,12 @@ async fn verify_namespace(
                 object,
                 index: None,
                 message: format!("fork: the store's tree at size {} differs from the pinned checkpoint", p.size),
+            }),
+            None if stopped.is_some() => report.findings.push(Finding {
+                ns: ns.into(),
+                object,
+                index: Some(tree.size),
+                message: unchecked(p.size, "the pinned checkpoint"),
             }),
             None => report.findings.push(Finding {
                 ns: ns.into(),

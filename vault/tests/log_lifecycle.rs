@@ -203,6 +203,10 @@ async fn crash_before_publishing_is_recovered_from_the_wal() {
     let ns = "crashy";
     // Nothing gets published: the flush interval is an hour.
     let vault = open(data, 3_600_000).await;
+    // The publisher makes one pass when the log opens; let it go to sleep
+    // first, so that nothing appended below can be published.
+    vault.log(ns).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let mut receipts = Vec::new();
     for round in 0..3u64 {
         let evs = (0..4).map(|i| ev(&format!("s{}", i % 2), round * 4 + i, Some(&format!("id{}", round * 4 + i)))).collect();

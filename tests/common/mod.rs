@@ -1,0 +1,185 @@
+//! Shared helpers of the end-to-end tests: a real `tracevault serve` process
+//! on a bound loopback socket, tokens minted with the real CLI, and a real
+//! HTTP client.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tracevault");
+
+/// A running server.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub data: PathBuf,
+    pub stdout: Vec<String>,
+}
+
+impl Server {
+    /// Starts `tracevault serve --data DATA --listen 127.0.0.1:0 EXTRA..` and
+    /// waits for its "listening on" line.
+    pub fn start(data: &Path, extra: &[&str]) -> Server {
+        Self::try_start(data, extra).unwrap_or_else(|e| panic!("server did not start: {e}"))
+    }
+
+    pub fn try_start(data: &Path, extra: &[&str]) -> Result<Server, String> {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut lines = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => {
+                    if let Some(addr) = line.strip_prefix("listening on ") {
+                        let url = addr.trim().to_string();
+                        lines.push(line);
+                        // Keep draining stdout so the child never blocks on a full pipe.
+                        std::thread::spawn(move || for _ in rx.iter() {});
+                        return Ok(Server { child, url, data: data.to_path_buf(), stdout: lines });
+                    }
+                    lines.push(line);
+                }
+                Err(_) => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        let mut err = String::new();
+                        if let Some(mut e) = child.stderr.take() {
+                            use std::io::Read;
+                            let _ = e.read_to_string(&mut err);
+                        }
+                        return Err(format!("exited with {status}: {err}"));
+                    }
+                    if Instant::now() > deadline {
+                        let _ = child.kill();
+                        return Err("timed out waiting for the listening line".into());
+                    }
+                }
+            }
+        }
+    }
+
+    /// The printed log public key (base64).
+    pub fn public_key(&self) -> String {
+        self.stdout.iter().find_map(|l| l.strip_prefix("log public key: ")).unwrap().to_string()
+    }
+
+    /// SIGKILL: no flush, no goodbye.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for exit; returns the exit code.
+    pub fn terminate(mut self) -> Option<i32> {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return s.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Mints a token with `tracevault token issue`.
+pub fn token(data: &Path, role: &str, ns: &str, sub: &str) -> String {
+    let out = Command::new(BIN)
+        .args(["token", "issue", "--data", data.to_str().unwrap(), "--role", role, "--namespace", ns, "--sub", sub])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "token issue failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Runs `tracevault verify ARGS`; returns (exit code, stdout, stderr).
+pub fn verify(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).arg("verify").args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// Writes a config file in `dir` and returns its path.
+pub fn config(dir: &Path, text: &str) -> PathBuf {
+    let p = dir.join("config.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
+}
+
+/// Posts a JSON batch; returns (status, body).
+pub async fn post_events(c: &reqwest::Client, url: &str, ns: &str, tok: &str, body: serde_json::Value, query: &str) -> (u16, serde_json::Value) {
+    let r = c
+        .post(format!("{url}/v1/logs/{ns}/events{query}"))
+        .bearer_auth(tok)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+}
+
+pub async fn get(c: &reqwest::Client, url: &str, tok: Option<&str>) -> (u16, String) {
+    let mut r = c.get(url);
+    if let Some(t) = tok {
+        r = r.bearer_auth(t);
+    }
+    let r = r.send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// Finds an executable: `$NAME_ENV`, then `.venv/bin/NAME` of the repo, then PATH.
+pub fn find_tool(name: &str, env: &str) -> Option<PathBuf> {
+    if let Ok(p) = std::env::var(env) {
+        return Some(PathBuf::from(p));
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin").join(name);
+    if venv.exists() {
+        return Some(venv);
+    }
+    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(name)).find(|p| p.exists()))
+}
+
+/// The Python with pyarrow, duckdb and cryptography installed (see .ci/run).
+pub fn python() -> PathBuf {
+    find_tool("python3", "TRACEVAULT_TEST_PYTHON")
+        .expect("python3 not found; run scripts/test.sh, which creates .venv with the test tools")
+}

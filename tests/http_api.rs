@@ -1,0 +1,257 @@
+//! End-to-end: a real server on a loopback socket, real JWTs from the CLI,
+//! events in every accepted encoding, and everything it hands out (receipts,
+//! checkpoints, proofs, tlog-proofs, Parquet segments) checked by an
+//! independent Python implementation of the specs, pyarrow and DuckDB.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::*;
+use serde_json::{Value, json};
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn independent_check(job: &Value) -> Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/independent/check.py");
+    let mut child = Command::new(python())
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child.stdin.take().unwrap().write_all(job.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "independent check failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_api_receipts_proofs_and_segments_check_out_independently() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(dir.path(), "[log]\nflush_interval_ms = 100\n");
+    let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    let c = client();
+    let w = token(&data, "writer", "alpha", "pipeline-a");
+    let url = &srv.url;
+
+    // JSON batch with ?wait=checkpoint: receipts and C2SP tlog-proofs.
+    let (s, r1) = post_events(
+        &c,
+        url,
+        "alpha",
+        &w,
+        json!({"events": [
+            {"session_id": "s1", "kind": "prompt", "content": "What is 2+2?", "ts": "2026-11-22T01:02:03Z"},
+            {"session_id": "s1", "kind": "reasoning", "content": "Adding two and two gives four."},
+            {"session_id": "s1", "kind": "tool_call", "content": {"tool": "calc", "args": {"expr": "2+2"}},
+             "attributes": {"gen_ai.request.model": "m-1", "i": 3, "ünï": "cödé"}, "event_id": "call-1",
+             "name": "calc", "actor": "agent:planner", "model": "m-1", "trace_id": "t1", "span_id": "sp1"}
+        ]}),
+        "?wait=checkpoint",
+    )
+    .await;
+    assert_eq!(s, 200, "{r1}");
+    let receipts = r1["receipts"].as_array().unwrap().clone();
+    assert_eq!(receipts.iter().map(|r| r["index"].as_u64().unwrap()).collect::<Vec<_>>(), [0, 1, 2]);
+    assert_eq!(receipts.iter().map(|r| r["session_seq"].as_u64().unwrap()).collect::<Vec<_>>(), [0, 1, 2]);
+    let proofs = r1["proofs"].as_array().unwrap().clone();
+    assert_eq!(proofs.len(), 3);
+
+    // NDJSON, gzip-compressed, with a retried event_id.
+    let nd = "{\"session_id\":\"s2\",\"kind\":\"input\",\"content\":\"ls\"}\n{\"session_id\":\"s1\",\"kind\":\"tool_call\",\"event_id\":\"call-1\"}\n";
+    let resp = c
+        .post(format!("{url}/v1/logs/alpha/events"))
+        .bearer_auth(&w)
+        .header("content-type", "application/x-ndjson")
+        .header("content-encoding", "gzip")
+        .body(gzip(nd.as_bytes()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let r2: Value = resp.json().await.unwrap();
+    assert_eq!(r2["receipts"][0]["index"], 3);
+    assert_eq!(r2["receipts"][0]["session_seq"], 0);
+    assert_eq!(r2["receipts"][1], json!({"index": 2, "leaf_hash": receipts[2]["leaf_hash"], "session_seq": 2, "duplicate": true}));
+
+    // Checkpoint covering everything, once published.
+    let vault: Value = serde_json::from_str(&get(&c, &format!("{url}/v1/vault"), Some(&w)).await.1).unwrap();
+    let vkey = vault["namespaces"][0]["verifier_key"].as_str().unwrap().to_string();
+    assert_eq!(vault["log_public_key"], srv.public_key());
+    let mut note = String::new();
+    for _ in 0..100 {
+        let (s, text) = get(&c, &format!("{url}/v1/logs/alpha/checkpoint"), Some(&w)).await;
+        assert_eq!(s, 200);
+        if text.lines().nth(1) == Some("4") {
+            note = text;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!note.is_empty(), "no checkpoint of size 4 within 5 s");
+    let old_note = proofs[0].as_str().unwrap().split_once("\n\n").unwrap().1.to_string();
+    let old_size: u64 = old_note.lines().nth(1).unwrap().parse().unwrap();
+    let mut inclusion = Vec::new();
+    for i in 0..4u64 {
+        let (s, body) = get(&c, &format!("{url}/v1/logs/alpha/proof/inclusion?index={i}&size=4"), Some(&w)).await;
+        assert_eq!(s, 200, "{body}");
+        inclusion.push(serde_json::from_str::<Value>(&body).unwrap());
+    }
+    let (s, body) = get(&c, &format!("{url}/v1/logs/alpha/proof/consistency?from={old_size}&to=4"), Some(&w)).await;
+    assert_eq!(s, 200);
+    let cons: Value = serde_json::from_str(&body).unwrap();
+
+    let mut all_receipts = receipts.clone();
+    all_receipts.push(r2["receipts"][0].clone());
+    let seg_dir = data.join("store/ns/alpha/segments");
+    let mut segments: Vec<String> =
+        std::fs::read_dir(&seg_dir).unwrap().map(|e| e.unwrap().path().display().to_string()).collect();
+    segments.sort();
+    let job = json!({
+        "vkey": vkey,
+        "checkpoint": note,
+        "inclusion": inclusion,
+        "consistency": [{"from": old_size, "to": 4, "hashes": cons["hashes"], "old_note": old_note}],
+        "tlog_proofs": proofs,
+        "tlog_leaves": receipts.iter().map(|r| r["leaf_hash"].clone()).collect::<Vec<_>>(),
+        "segments": segments,
+        "receipts": all_receipts,
+    });
+    let out = independent_check(&job);
+    assert_eq!(out["size"], 4);
+    assert_eq!(out["inclusion_checked"], 4);
+    assert_eq!(out["consistency_checked"], 1);
+    assert_eq!(out["tlog_checked"], 3);
+    assert_eq!(out["rows"], 4);
+    assert_eq!(out["duckdb_rows"], 4);
+    assert_eq!((out["duckdb_min"].as_u64(), out["duckdb_max"].as_u64()), (Some(0), Some(3)));
+
+    // A tampered proof must fail the independent checker (it is not a rubber stamp).
+    let mut bad = job.clone();
+    bad["inclusion"][1]["leaf_hash"] = json!(receipts[0]["leaf_hash"]);
+    bad["segments"] = json!([]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/independent/check.py");
+    let mut child = Command::new(python()).arg(script).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(bad.to_string().as_bytes()).unwrap();
+    assert!(!child.wait().unwrap().success());
+
+    // Graceful shutdown: exit 0, final checkpoint, lease released, verify clean.
+    assert_eq!(srv.terminate(), Some(0));
+    assert!(!data.join("store/ns/alpha/lease").exists());
+    let (code, out, err) = verify(&["--data", data.to_str().unwrap(), "--key", vault["log_public_key"].as_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("OK: 1 namespaces, 4 entries"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_errors_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(
+        dir.path(),
+        "[log]\nflush_interval_ms = 100\n[limits]\nmax_events_per_request = 3\nmax_event_bytes = 2000\nmax_body_bytes = 10000\n",
+    );
+    let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    let c = client();
+    let url = &srv.url;
+    let w = token(&data, "writer", "alpha", "w");
+    let other = token(&data, "writer", "beta", "w");
+    let reader = token(&data, "reader", "alpha", "r");
+    let ev = json!({"session_id": "s", "kind": "output", "content": "x"});
+    let code = |v: &Value| v["error"]["code"].as_str().unwrap_or("").to_string();
+
+    // Authentication and authorization.
+    let r = c.post(format!("{url}/v1/logs/alpha/events")).json(&json!({"events": [ev]})).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(code(&r.json().await.unwrap()), "missing_token");
+    let (s, b) = post_events(&c, url, "alpha", "not.a.jwt", json!({"events": [ev]}), "").await;
+    assert_eq!((s, code(&b)), (401, "invalid_token".into()));
+    let forged = format!("{}x", &w[..w.len() - 1]);
+    let (s, b) = post_events(&c, url, "alpha", &forged, json!({"events": [ev]}), "").await;
+    assert_eq!((s, code(&b)), (401, "invalid_token".into()));
+    let (s, b) = post_events(&c, url, "alpha", &other, json!({"events": [ev]}), "").await;
+    assert_eq!((s, code(&b)), (403, "forbidden".into()));
+    let (s, b) = post_events(&c, url, "alpha", &reader, json!({"events": [ev]}), "").await;
+    assert_eq!((s, code(&b)), (403, "forbidden".into()));
+    let (s, _) = get(&c, &format!("{url}/v1/vault"), None).await;
+    assert_eq!(s, 401);
+    let (s, _) = get(&c, &format!("{url}/healthz"), None).await;
+    assert_eq!(s, 200);
+
+    // Bad events: precise field, nothing written (the valid first event is not appended either).
+    let (s, b) = post_events(&c, url, "alpha", &w, json!({"events": [ev, {"session_id": "s", "kind": "nope"}]}), "").await;
+    assert_eq!((s, code(&b)), (400, "invalid_event".into()));
+    assert!(b["error"]["message"].as_str().unwrap().starts_with("events[1].kind"), "{b}");
+    let (s, b) = post_events(&c, url, "alpha", &w, json!({"events": [{"session_id": "s", "kind": "input", "extra": 1}]}), "").await;
+    assert_eq!((s, code(&b)), (400, "invalid_event".into()));
+    assert!(b["error"]["message"].as_str().unwrap().contains("events[0].extra"), "{b}");
+    let (s, b) = post_events(&c, url, "alpha", &w, json!({"evnts": []}), "").await;
+    assert_eq!((s, code(&b)), (400, "invalid_json".into()));
+    let (s, b) = post_events(&c, url, "alpha", &w, json!({"events": [ev, ev, ev, ev]}), "").await;
+    assert_eq!((s, code(&b)), (413, "too_many_events".into()));
+    let big = json!({"session_id": "s", "kind": "output", "content": "x".repeat(3000)});
+    let (s, b) = post_events(&c, url, "alpha", &w, json!({"events": [big]}), "").await;
+    assert_eq!((s, code(&b)), (413, "event_too_large".into()));
+    let r = c
+        .post(format!("{url}/v1/logs/alpha/events"))
+        .bearer_auth(&w)
+        .header("content-type", "application/x-ndjson")
+        .header("content-encoding", "gzip")
+        .body(gzip(&vec![b' '; 50_000]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413, "a gzip bomb is refused by its decompressed size");
+    assert_eq!(code(&r.json().await.unwrap()), "body_too_large");
+    let r = c
+        .post(format!("{url}/v1/logs/alpha/events"))
+        .bearer_auth(&w)
+        .header("content-type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    let (s, b) = post_events(&c, url, "alpha", &w, json!({"events": [ev]}), "?wait=forever").await;
+    assert_eq!((s, code(&b)), (400, "invalid_query".into()));
+
+    // Nothing was appended by any of the above: the namespace does not exist yet.
+    let (s, b) = get(&c, &format!("{url}/v1/logs/alpha/checkpoint"), Some(&w)).await;
+    assert_eq!(s, 404, "{b}");
+
+    // A good request still works; then proofs beyond the tree are refused cleanly.
+    let (s, _) = post_events(&c, url, "alpha", &w, json!({"events": [ev]}), "?wait=checkpoint").await;
+    assert_eq!(s, 200);
+    let (s, b) = get(&c, &format!("{url}/v1/logs/alpha/proof/inclusion?index=5&size=9"), Some(&w)).await;
+    assert_eq!(s, 400);
+    assert!(b.contains("invalid_proof_request"));
+    let (s, b) = get(&c, &format!("{url}/v1/logs/alpha/proof/inclusion?index=abc&size=1"), Some(&w)).await;
+    assert_eq!(s, 400, "{b}");
+    let (s, b) = get(&c, &format!("{url}/v1/logs/beta/checkpoint"), Some(&w)).await;
+    assert_eq!(s, 403, "{b}");
+
+    // Admin-only token endpoint.
+    let admin = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let r = c.post(format!("{url}/v1/tokens")).bearer_auth(&w).json(&json!({"role": "writer", "ns": ["x"], "sub": "a"})).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = c.post(format!("{url}/v1/tokens")).bearer_auth(admin.trim()).json(&json!({"role": "writer", "ns": ["gamma"], "sub": "svc", "ttl_s": 60})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let minted: Value = r.json().await.unwrap();
+    let (s, _) = post_events(&c, url, "gamma", minted["token"].as_str().unwrap(), json!({"events": [ev]}), "").await;
+    assert_eq!(s, 200);
+    let r = c.post(format!("{url}/v1/tokens")).bearer_auth(admin.trim()).json(&json!({"role": "writer", "ns": ["*"], "sub": "svc"})).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+}
