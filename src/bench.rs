@@ -47,11 +47,27 @@ pub struct IngestArgs {
 /// A deterministic, compressible-but-not-trivial payload of `n` bytes.
 fn payload(n: usize, seed: u64) -> String {
     const WORDS: [&str; 16] = [
-        "the", "model", "called", "tool", "search", "with", "query", "result", "reasoning", "step", "token",
-        "agent", "plan", "observe", "answer", "because",
+        "the",
+        "model",
+        "called",
+        "tool",
+        "search",
+        "with",
+        "query",
+        "result",
+        "reasoning",
+        "step",
+        "token",
+        "agent",
+        "plan",
+        "observe",
+        "answer",
+        "because",
     ];
     let mut s = String::with_capacity(n + 16);
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     while s.len() < n {
         x ^= x << 13;
         x ^= x >> 7;
@@ -73,13 +89,20 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Runs the load and prints the result.
 pub fn run(a: IngestArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(a.batch > 0 && a.concurrency > 0 && a.events > 0, "events, batch and concurrency must be positive");
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    anyhow::ensure!(
+        a.batch > 0 && a.concurrency > 0 && a.events > 0,
+        "events, batch and concurrency must be positive"
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(run_async(a))
 }
 
 async fn run_async(a: IngestArgs) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(a.concurrency as usize).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(a.concurrency as usize)
+        .build()?;
     let url = format!("{}/v1/logs/{}/events", a.url.trim_end_matches('/'), a.ns);
     let batches = a.events.div_ceil(a.batch);
     // Pre-build a few distinct bodies so request building does not limit the server.
@@ -101,8 +124,14 @@ async fn run_async(a: IngestArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..a.concurrency {
-        let (client, url, token, bodies, next, bytes_sent) =
-            (client.clone(), url.clone(), a.token.clone(), bodies.clone(), next.clone(), bytes_sent.clone());
+        let (client, url, token, bodies, next, bytes_sent) = (
+            client.clone(),
+            url.clone(),
+            a.token.clone(),
+            bodies.clone(),
+            next.clone(),
+            bytes_sent.clone(),
+        );
         let (rate, batch, total) = (a.rate, a.batch, a.events);
         workers.push(tokio::spawn(async move {
             let mut lat = Vec::new();
@@ -125,7 +154,10 @@ async fn run_async(a: IngestArgs) -> anyhow::Result<()> {
                     body.clone()
                 } else {
                     let v: serde_json::Value = serde_json::from_str(body)?;
-                    let evs: Vec<_> = v["events"].as_array().map(|e| e[..n as usize].to_vec()).unwrap_or_default();
+                    let evs: Vec<_> = v["events"]
+                        .as_array()
+                        .map(|e| e[..n as usize].to_vec())
+                        .unwrap_or_default();
                     json!({ "events": evs }).to_string()
                 };
                 bytes_sent.fetch_add(body.len() as u64, Ordering::Relaxed);
@@ -166,9 +198,14 @@ async fn run_async(a: IngestArgs) -> anyhow::Result<()> {
     } else {
         println!(
             "{} events in {:.2}s: {:.0} events/s, {:.1} MB/s; ack latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} requests)",
-            a.events, secs, out["events_per_sec"].as_f64().unwrap_or(0.0), out["mb_per_sec"].as_f64().unwrap_or(0.0),
-            out["p50_ms"].as_f64().unwrap_or(0.0), out["p99_ms"].as_f64().unwrap_or(0.0),
-            out["max_ms"].as_f64().unwrap_or(0.0), lat.len()
+            a.events,
+            secs,
+            out["events_per_sec"].as_f64().unwrap_or(0.0),
+            out["mb_per_sec"].as_f64().unwrap_or(0.0),
+            out["p50_ms"].as_f64().unwrap_or(0.0),
+            out["p99_ms"].as_f64().unwrap_or(0.0),
+            out["max_ms"].as_f64().unwrap_or(0.0),
+            lat.len()
         );
     }
     Ok(())

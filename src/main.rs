@@ -123,14 +123,17 @@ fn parse_ttl(s: &str) -> anyhow::Result<i64> {
         Some('d') => (&s[..s.len() - 1], 86400),
         _ => (s, 1),
     };
-    let n: i64 = num.parse().map_err(|_| anyhow::anyhow!("invalid ttl {s:?} (use 90s, 30m, 1h, 7d)"))?;
+    let n: i64 = num
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid ttl {s:?} (use 90s, 30m, 1h, 7d)"))?;
     anyhow::ensure!(n > 0, "ttl must be positive");
     Ok(n * mult)
 }
 
 fn token_issue(a: TokenIssueArgs) -> anyhow::Result<()> {
     use tracevault_vault::token::{Role, TokenIssuer};
-    let role = Role::parse(&a.role).ok_or_else(|| anyhow::anyhow!("--role must be writer, reader, approver or admin"))?;
+    let role = Role::parse(&a.role)
+        .ok_or_else(|| anyhow::anyhow!("--role must be writer, reader, approver or admin"))?;
     for ns in &a.namespace {
         if !(ns == "*" && role == Role::Admin) {
             tracevault_vault::validate_namespace(ns, role == Role::Admin)?;
@@ -142,7 +145,13 @@ fn token_issue(a: TokenIssueArgs) -> anyhow::Result<()> {
         }
     }
     let issuer = TokenIssuer::load(&a.data)?;
-    let (jwt, _) = issuer.issue(role, a.namespace, &a.sub, parse_ttl(&a.ttl)?, (a.from, a.to))?;
+    let (jwt, _) = issuer.issue(
+        role,
+        a.namespace,
+        &a.sub,
+        parse_ttl(&a.ttl)?,
+        (a.from, a.to),
+    )?;
     println!("{jwt}");
     Ok(())
 }
@@ -151,9 +160,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Serve(a) => serve::run(a).map(|_| ExitCode::SUCCESS),
-        Cmd::Token { cmd: TokenCmd::Issue(a) } => token_issue(a).map(|_| ExitCode::SUCCESS),
+        Cmd::Token {
+            cmd: TokenCmd::Issue(a),
+        } => token_issue(a).map(|_| ExitCode::SUCCESS),
         Cmd::Verify(a) => return verify_cmd::run(a),
-        Cmd::Bench { cmd: BenchCmd::Ingest(a) } => bench::run(a).map(|_| ExitCode::SUCCESS),
+        Cmd::Bench {
+            cmd: BenchCmd::Ingest(a),
+        } => bench::run(a).map(|_| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -19,14 +19,26 @@ use crate::config::FileConfig;
 const ADMIN_TTL_S: i64 = 30 * 24 * 3600;
 
 /// Writes `<data>/admin.token` unless a valid one is already there.
-fn ensure_admin_token(tokens: &TokenIssuer, data: &std::path::Path, ttl: i64) -> anyhow::Result<PathBuf> {
+fn ensure_admin_token(
+    tokens: &TokenIssuer,
+    data: &std::path::Path,
+    ttl: i64,
+) -> anyhow::Result<PathBuf> {
     let path = data.join("admin.token");
     if let Ok(existing) = std::fs::read_to_string(&path)
-        && tokens.verify(existing.trim()).is_ok_and(|c| c.role == Role::Admin)
+        && tokens
+            .verify(existing.trim())
+            .is_ok_and(|c| c.role == Role::Admin)
     {
         return Ok(path);
     }
-    let (jwt, _) = tokens.issue(Role::Admin, vec!["*".into()], "bootstrap-admin", ttl, (None, None))?;
+    let (jwt, _) = tokens.issue(
+        Role::Admin,
+        vec!["*".into()],
+        "bootstrap-admin",
+        ttl,
+        (None, None),
+    )?;
     tracevault_vault::keys::write_secret_file(&path, format!("{jwt}\n").as_bytes())?;
     Ok(path)
 }
@@ -63,28 +75,60 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         Some(p) => FileConfig::load(p)?,
         None => FileConfig::default(),
     };
-    let data = args.data.or(file.data.clone()).unwrap_or_else(|| PathBuf::from("tracevault-data"));
-    let listen = args.listen.or(file.listen.clone()).unwrap_or_else(|| "127.0.0.1:8470".into());
+    let data = args
+        .data
+        .or(file.data.clone())
+        .unwrap_or_else(|| PathBuf::from("tracevault-data"));
+    let listen = args
+        .listen
+        .or(file.listen.clone())
+        .unwrap_or_else(|| "127.0.0.1:8470".into());
     let store_url = args.store.or(file.store.clone());
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let store = match &store_url {
             Some(u) => Some(Store::from_url(u)?),
             None => None,
         };
-        let vault = Vault::open(VaultOptions { data_dir: data.clone(), store, origin: file.origin.clone(), log: file.log.clone() })
-            .await
-            .with_context(|| format!("opening the vault in {}", data.display()))?;
+        let vault = Vault::open(VaultOptions {
+            data_dir: data.clone(),
+            store,
+            origin: file.origin.clone(),
+            log: file.log.clone(),
+        })
+        .await
+        .with_context(|| format!("opening the vault in {}", data.display()))?;
         let tokens = Arc::new(TokenIssuer::load(&data)?);
-        let admin = ensure_admin_token(&tokens, &data, file.admin_token_ttl_s.unwrap_or(ADMIN_TTL_S))?;
-        let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
-        println!("tracevault {} serving {}", env!("CARGO_PKG_VERSION"), vault.store().describe());
-        println!("log public key: {}", B64.encode(vault.public_key().to_bytes()));
+        let admin = ensure_admin_token(
+            &tokens,
+            &data,
+            file.admin_token_ttl_s.unwrap_or(ADMIN_TTL_S),
+        )?;
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("binding {listen}"))?;
+        println!(
+            "tracevault {} serving {}",
+            env!("CARGO_PKG_VERSION"),
+            vault.store().describe()
+        );
+        println!(
+            "log public key: {}",
+            B64.encode(vault.public_key().to_bytes())
+        );
         println!("vault origin: {}", vault.meta().origin);
         println!("admin token: {}", admin.display());
         println!("listening on http://{}", listener.local_addr()?);
-        let state = AppState { vault: vault.clone(), tokens, limits: file.limits.clone() };
-        axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+        let state = AppState {
+            vault: vault.clone(),
+            tokens,
+            limits: file.limits.clone(),
+        };
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
         vault.shutdown(Duration::from_secs(60)).await;
         tracing::info!("stopped cleanly");
         Ok(())

@@ -16,8 +16,12 @@ use tracevault_vault::verify::{VerifyOptions, verify_store};
 use crate::VerifyArgs;
 
 fn parse_key(s: &str) -> anyhow::Result<VerifyingKey> {
-    let b = B64.decode(s.trim()).map_err(|_| anyhow::anyhow!("--key is not base64"))?;
-    let b: [u8; 32] = b.try_into().map_err(|_| anyhow::anyhow!("--key must be a 32-byte Ed25519 public key"))?;
+    let b = B64
+        .decode(s.trim())
+        .map_err(|_| anyhow::anyhow!("--key is not base64"))?;
+    let b: [u8; 32] = b
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("--key must be a 32-byte Ed25519 public key"))?;
     Ok(VerifyingKey::from_bytes(&b)?)
 }
 
@@ -33,18 +37,27 @@ fn run_inner(a: VerifyArgs) -> anyhow::Result<bool> {
     };
     let pinned_key = a.key.as_deref().map(parse_key).transpose()?;
     let pinned_checkpoint = match &a.checkpoint {
-        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?),
+        Some(p) => {
+            Some(std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?)
+        }
         None => None,
     };
     let bar = if std::io::stderr().is_terminal() {
         let b = ProgressBar::new_spinner();
-        b.set_style(ProgressStyle::with_template("{spinner} verified {bytes} ({bytes_per_sec}) {msg}")?);
+        b.set_style(ProgressStyle::with_template(
+            "{spinner} verified {bytes} ({bytes_per_sec}) {msg}",
+        )?);
         b
     } else {
         ProgressBar::hidden()
     };
     let b2 = bar.clone();
-    let jobs = a.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) * 2);
+    let jobs = a.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            * 2
+    });
     let opts = VerifyOptions {
         pinned_key,
         pinned_checkpoint,
@@ -53,7 +66,9 @@ fn run_inner(a: VerifyArgs) -> anyhow::Result<bool> {
         progress: Some(Arc::new(move |n| b2.inc(n))),
     };
     let started = Instant::now();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let report = rt.block_on(verify_store(&store, &opts))?;
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
@@ -67,7 +82,11 @@ fn run_inner(a: VerifyArgs) -> anyhow::Result<bool> {
     let bytes: u64 = report.namespaces.iter().map(|n| n.bytes).sum();
     let segments: usize = report.namespaces.iter().map(|n| n.segments).sum();
     let checkpoints: usize = report.namespaces.iter().map(|n| n.checkpoints).sum();
-    let verdict = if report.findings.is_empty() { "OK" } else { "TAMPERED" };
+    let verdict = if report.findings.is_empty() {
+        "OK"
+    } else {
+        "TAMPERED"
+    };
     println!(
         "{verdict}: {} namespaces, {entries} entries, {segments} segments, {checkpoints} checkpoints, {:.1} MB in {secs:.2}s ({:.1} MB/s), {} findings",
         report.namespaces.len(),

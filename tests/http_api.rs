@@ -26,7 +26,12 @@ fn independent_check(job: &Value) -> Value {
         .stderr(Stdio::piped())
         .spawn()
         .expect("python3");
-    child.stdin.take().unwrap().write_all(job.to_string().as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(job.to_string().as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -65,8 +70,20 @@ async fn write_api_receipts_proofs_and_segments_check_out_independently() {
     .await;
     assert_eq!(s, 200, "{r1}");
     let receipts = r1["receipts"].as_array().unwrap().clone();
-    assert_eq!(receipts.iter().map(|r| r["index"].as_u64().unwrap()).collect::<Vec<_>>(), [0, 1, 2]);
-    assert_eq!(receipts.iter().map(|r| r["session_seq"].as_u64().unwrap()).collect::<Vec<_>>(), [0, 1, 2]);
+    assert_eq!(
+        receipts
+            .iter()
+            .map(|r| r["index"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
+    assert_eq!(
+        receipts
+            .iter()
+            .map(|r| r["session_seq"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
     let proofs = r1["proofs"].as_array().unwrap().clone();
     assert_eq!(proofs.len(), 3);
 
@@ -85,11 +102,18 @@ async fn write_api_receipts_proofs_and_segments_check_out_independently() {
     let r2: Value = resp.json().await.unwrap();
     assert_eq!(r2["receipts"][0]["index"], 3);
     assert_eq!(r2["receipts"][0]["session_seq"], 0);
-    assert_eq!(r2["receipts"][1], json!({"index": 2, "leaf_hash": receipts[2]["leaf_hash"], "session_seq": 2, "duplicate": true}));
+    assert_eq!(
+        r2["receipts"][1],
+        json!({"index": 2, "leaf_hash": receipts[2]["leaf_hash"], "session_seq": 2, "duplicate": true})
+    );
 
     // Checkpoint covering everything, once published.
-    let vault: Value = serde_json::from_str(&get(&c, &format!("{url}/v1/vault"), Some(&w)).await.1).unwrap();
-    let vkey = vault["namespaces"][0]["verifier_key"].as_str().unwrap().to_string();
+    let vault: Value =
+        serde_json::from_str(&get(&c, &format!("{url}/v1/vault"), Some(&w)).await.1).unwrap();
+    let vkey = vault["namespaces"][0]["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(vault["log_public_key"], srv.public_key());
     let mut note = String::new();
     for _ in 0..100 {
@@ -102,23 +126,41 @@ async fn write_api_receipts_proofs_and_segments_check_out_independently() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(!note.is_empty(), "no checkpoint of size 4 within 5 s");
-    let old_note = proofs[0].as_str().unwrap().split_once("\n\n").unwrap().1.to_string();
+    let old_note = proofs[0]
+        .as_str()
+        .unwrap()
+        .split_once("\n\n")
+        .unwrap()
+        .1
+        .to_string();
     let old_size: u64 = old_note.lines().nth(1).unwrap().parse().unwrap();
     let mut inclusion = Vec::new();
     for i in 0..4u64 {
-        let (s, body) = get(&c, &format!("{url}/v1/logs/alpha/proof/inclusion?index={i}&size=4"), Some(&w)).await;
+        let (s, body) = get(
+            &c,
+            &format!("{url}/v1/logs/alpha/proof/inclusion?index={i}&size=4"),
+            Some(&w),
+        )
+        .await;
         assert_eq!(s, 200, "{body}");
         inclusion.push(serde_json::from_str::<Value>(&body).unwrap());
     }
-    let (s, body) = get(&c, &format!("{url}/v1/logs/alpha/proof/consistency?from={old_size}&to=4"), Some(&w)).await;
+    let (s, body) = get(
+        &c,
+        &format!("{url}/v1/logs/alpha/proof/consistency?from={old_size}&to=4"),
+        Some(&w),
+    )
+    .await;
     assert_eq!(s, 200);
     let cons: Value = serde_json::from_str(&body).unwrap();
 
     let mut all_receipts = receipts.clone();
     all_receipts.push(r2["receipts"][0].clone());
     let seg_dir = data.join("store/ns/alpha/segments");
-    let mut segments: Vec<String> =
-        std::fs::read_dir(&seg_dir).unwrap().map(|e| e.unwrap().path().display().to_string()).collect();
+    let mut segments: Vec<String> = std::fs::read_dir(&seg_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .collect();
     segments.sort();
     let job = json!({
         "vkey": vkey,
@@ -137,21 +179,40 @@ async fn write_api_receipts_proofs_and_segments_check_out_independently() {
     assert_eq!(out["tlog_checked"], 3);
     assert_eq!(out["rows"], 4);
     assert_eq!(out["duckdb_rows"], 4);
-    assert_eq!((out["duckdb_min"].as_u64(), out["duckdb_max"].as_u64()), (Some(0), Some(3)));
+    assert_eq!(
+        (out["duckdb_min"].as_u64(), out["duckdb_max"].as_u64()),
+        (Some(0), Some(3))
+    );
 
     // A tampered proof must fail the independent checker (it is not a rubber stamp).
     let mut bad = job.clone();
     bad["inclusion"][1]["leaf_hash"] = json!(receipts[0]["leaf_hash"]);
     bad["segments"] = json!([]);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/independent/check.py");
-    let mut child = Command::new(python()).arg(script).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(bad.to_string().as_bytes()).unwrap();
+    let mut child = Command::new(python())
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(bad.to_string().as_bytes())
+        .unwrap();
     assert!(!child.wait().unwrap().success());
 
     // Graceful shutdown: exit 0, final checkpoint, lease released, verify clean.
     assert_eq!(srv.terminate(), Some(0));
     assert!(!data.join("store/ns/alpha/lease").exists());
-    let (code, out, err) = verify(&["--data", data.to_str().unwrap(), "--key", vault["log_public_key"].as_str().unwrap()]);
+    let (code, out, err) = verify(&[
+        "--data",
+        data.to_str().unwrap(),
+        "--key",
+        vault["log_public_key"].as_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("OK: 1 namespaces, 4 entries"), "{out}");
 }
@@ -174,7 +235,12 @@ async fn bad_requests_get_clear_errors_and_write_nothing() {
     let code = |v: &Value| v["error"]["code"].as_str().unwrap_or("").to_string();
 
     // Authentication and authorization.
-    let r = c.post(format!("{url}/v1/logs/alpha/events")).json(&json!({"events": [ev]})).send().await.unwrap();
+    let r = c
+        .post(format!("{url}/v1/logs/alpha/events"))
+        .json(&json!({"events": [ev]}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(code(&r.json().await.unwrap()), "missing_token");
     let (s, b) = post_events(&c, url, "alpha", "not.a.jwt", json!({"events": [ev]}), "").await;
@@ -192,15 +258,51 @@ async fn bad_requests_get_clear_errors_and_write_nothing() {
     assert_eq!(s, 200);
 
     // Bad events: precise field, nothing written (the valid first event is not appended either).
-    let (s, b) = post_events(&c, url, "alpha", &w, json!({"events": [ev, {"session_id": "s", "kind": "nope"}]}), "").await;
+    let (s, b) = post_events(
+        &c,
+        url,
+        "alpha",
+        &w,
+        json!({"events": [ev, {"session_id": "s", "kind": "nope"}]}),
+        "",
+    )
+    .await;
     assert_eq!((s, code(&b)), (400, "invalid_event".into()));
-    assert!(b["error"]["message"].as_str().unwrap().starts_with("events[1].kind"), "{b}");
-    let (s, b) = post_events(&c, url, "alpha", &w, json!({"events": [{"session_id": "s", "kind": "input", "extra": 1}]}), "").await;
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("events[1].kind"),
+        "{b}"
+    );
+    let (s, b) = post_events(
+        &c,
+        url,
+        "alpha",
+        &w,
+        json!({"events": [{"session_id": "s", "kind": "input", "extra": 1}]}),
+        "",
+    )
+    .await;
     assert_eq!((s, code(&b)), (400, "invalid_event".into()));
-    assert!(b["error"]["message"].as_str().unwrap().contains("events[0].extra"), "{b}");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("events[0].extra"),
+        "{b}"
+    );
     let (s, b) = post_events(&c, url, "alpha", &w, json!({"evnts": []}), "").await;
     assert_eq!((s, code(&b)), (400, "invalid_json".into()));
-    let (s, b) = post_events(&c, url, "alpha", &w, json!({"events": [ev, ev, ev, ev]}), "").await;
+    let (s, b) = post_events(
+        &c,
+        url,
+        "alpha",
+        &w,
+        json!({"events": [ev, ev, ev, ev]}),
+        "",
+    )
+    .await;
     assert_eq!((s, code(&b)), (413, "too_many_events".into()));
     let big = json!({"session_id": "s", "kind": "output", "content": "x".repeat(3000)});
     let (s, b) = post_events(&c, url, "alpha", &w, json!({"events": [big]}), "").await;
@@ -214,7 +316,11 @@ async fn bad_requests_get_clear_errors_and_write_nothing() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 413, "a gzip bomb is refused by its decompressed size");
+    assert_eq!(
+        r.status(),
+        413,
+        "a gzip bomb is refused by its decompressed size"
+    );
     assert_eq!(code(&r.json().await.unwrap()), "body_too_large");
     let r = c
         .post(format!("{url}/v1/logs/alpha/events"))
@@ -225,7 +331,15 @@ async fn bad_requests_get_clear_errors_and_write_nothing() {
         .await
         .unwrap();
     assert_eq!(r.status(), 415);
-    let (s, b) = post_events(&c, url, "alpha", &w, json!({"events": [ev]}), "?wait=forever").await;
+    let (s, b) = post_events(
+        &c,
+        url,
+        "alpha",
+        &w,
+        json!({"events": [ev]}),
+        "?wait=forever",
+    )
+    .await;
     assert_eq!((s, code(&b)), (400, "invalid_query".into()));
 
     // Nothing was appended by any of the above: the namespace does not exist yet.
@@ -233,25 +347,69 @@ async fn bad_requests_get_clear_errors_and_write_nothing() {
     assert_eq!(s, 404, "{b}");
 
     // A good request still works; then proofs beyond the tree are refused cleanly.
-    let (s, _) = post_events(&c, url, "alpha", &w, json!({"events": [ev]}), "?wait=checkpoint").await;
+    let (s, _) = post_events(
+        &c,
+        url,
+        "alpha",
+        &w,
+        json!({"events": [ev]}),
+        "?wait=checkpoint",
+    )
+    .await;
     assert_eq!(s, 200);
-    let (s, b) = get(&c, &format!("{url}/v1/logs/alpha/proof/inclusion?index=5&size=9"), Some(&w)).await;
+    let (s, b) = get(
+        &c,
+        &format!("{url}/v1/logs/alpha/proof/inclusion?index=5&size=9"),
+        Some(&w),
+    )
+    .await;
     assert_eq!(s, 400);
     assert!(b.contains("invalid_proof_request"));
-    let (s, b) = get(&c, &format!("{url}/v1/logs/alpha/proof/inclusion?index=abc&size=1"), Some(&w)).await;
+    let (s, b) = get(
+        &c,
+        &format!("{url}/v1/logs/alpha/proof/inclusion?index=abc&size=1"),
+        Some(&w),
+    )
+    .await;
     assert_eq!(s, 400, "{b}");
     let (s, b) = get(&c, &format!("{url}/v1/logs/beta/checkpoint"), Some(&w)).await;
     assert_eq!(s, 403, "{b}");
 
     // Admin-only token endpoint.
     let admin = std::fs::read_to_string(data.join("admin.token")).unwrap();
-    let r = c.post(format!("{url}/v1/tokens")).bearer_auth(&w).json(&json!({"role": "writer", "ns": ["x"], "sub": "a"})).send().await.unwrap();
+    let r = c
+        .post(format!("{url}/v1/tokens"))
+        .bearer_auth(&w)
+        .json(&json!({"role": "writer", "ns": ["x"], "sub": "a"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
-    let r = c.post(format!("{url}/v1/tokens")).bearer_auth(admin.trim()).json(&json!({"role": "writer", "ns": ["gamma"], "sub": "svc", "ttl_s": 60})).send().await.unwrap();
+    let r = c
+        .post(format!("{url}/v1/tokens"))
+        .bearer_auth(admin.trim())
+        .json(&json!({"role": "writer", "ns": ["gamma"], "sub": "svc", "ttl_s": 60}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let minted: Value = r.json().await.unwrap();
-    let (s, _) = post_events(&c, url, "gamma", minted["token"].as_str().unwrap(), json!({"events": [ev]}), "").await;
+    let (s, _) = post_events(
+        &c,
+        url,
+        "gamma",
+        minted["token"].as_str().unwrap(),
+        json!({"events": [ev]}),
+        "",
+    )
+    .await;
     assert_eq!(s, 200);
-    let r = c.post(format!("{url}/v1/tokens")).bearer_auth(admin.trim()).json(&json!({"role": "writer", "ns": ["*"], "sub": "svc"})).send().await.unwrap();
+    let r = c
+        .post(format!("{url}/v1/tokens"))
+        .bearer_auth(admin.trim())
+        .json(&json!({"role": "writer", "ns": ["*"], "sub": "svc"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
 }

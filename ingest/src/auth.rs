@@ -10,14 +10,27 @@ use crate::error::ApiError;
 /// Verifies the bearer token of a request. 401 when missing or invalid.
 pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Claims, ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing_token", "an Authorization: Bearer <token> header is required"));
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing_token",
+            "an Authorization: Bearer <token> header is required",
+        ));
     };
     let token = value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "the Authorization header must be `Bearer <token>`"))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "the Authorization header must be `Bearer <token>`",
+            )
+        })?;
     state
         .tokens
         .verify(token)
@@ -36,7 +49,11 @@ pub fn authorize(claims: &Claims, roles: &[Role], ns: Option<&str>) -> Result<()
     if let Some(ns) = ns
         && !claims.allows_ns(ns)
     {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("this token does not cover namespace {ns}")));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this token does not cover namespace {ns}"),
+        ));
     }
     Ok(())
 }

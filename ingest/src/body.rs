@@ -17,7 +17,12 @@ use crate::error::ApiError;
 /// Returns the body, gunzipped if `Content-Encoding: gzip`, enforcing `max`
 /// bytes after decompression.
 pub fn decode_body(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Bytes, ApiError> {
-    let enc = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("identity").trim().to_ascii_lowercase();
+    let enc = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity")
+        .trim()
+        .to_ascii_lowercase();
     match enc.as_str() {
         "identity" | "" => {
             if body.len() > max {
@@ -28,8 +33,12 @@ pub fn decode_body(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Bytes
         "gzip" | "x-gzip" => {
             let mut out = Vec::new();
             let mut dec = flate2::read::GzDecoder::new(&body[..]).take(max as u64 + 1);
-            dec.read_to_end(&mut out)
-                .map_err(|e| ApiError::bad_request("invalid_encoding", format!("gzip body could not be decompressed: {e}")))?;
+            dec.read_to_end(&mut out).map_err(|e| {
+                ApiError::bad_request(
+                    "invalid_encoding",
+                    format!("gzip body could not be decompressed: {e}"),
+                )
+            })?;
             if out.len() > max {
                 return Err(too_big(max));
             }
@@ -44,7 +53,10 @@ pub fn decode_body(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Bytes
 }
 
 fn too_big(max: usize) -> ApiError {
-    ApiError::too_large("body_too_large", format!("request body exceeds {max} bytes (after decompression)"))
+    ApiError::too_large(
+        "body_too_large",
+        format!("request body exceeds {max} bytes (after decompression)"),
+    )
 }
 
 #[derive(Deserialize)]
@@ -58,43 +70,80 @@ fn parse_one(raw: &str, i: usize, limits: &Limits) -> Result<Event, ApiError> {
     if raw.len() > limits.max_event_bytes {
         return Err(ApiError::too_large(
             "event_too_large",
-            format!("events[{i}] is {} bytes; at most {} allowed", raw.len(), limits.max_event_bytes),
+            format!(
+                "events[{i}] is {} bytes; at most {} allowed",
+                raw.len(),
+                limits.max_event_bytes
+            ),
         ));
     }
-    Event::from_json(raw).map_err(|e| ApiError::bad_request("invalid_event", e.at(&format!("events[{i}]")).to_string()))
+    Event::from_json(raw).map_err(|e| {
+        ApiError::bad_request("invalid_event", e.at(&format!("events[{i}]")).to_string())
+    })
 }
 
 fn check_count(n: usize, limits: &Limits) -> Result<(), ApiError> {
     if n > limits.max_events_per_request {
         return Err(ApiError::too_large(
             "too_many_events",
-            format!("{n} events in one request; at most {} allowed", limits.max_events_per_request),
+            format!(
+                "{n} events in one request; at most {} allowed",
+                limits.max_events_per_request
+            ),
         ));
     }
     Ok(())
 }
 
 /// Parses the events of a request according to its content type.
-pub fn parse_events(headers: &HeaderMap, body: &[u8], limits: &Limits) -> Result<Vec<Event>, ApiError> {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("invalid_json", "body is not UTF-8"))?;
+pub fn parse_events(
+    headers: &HeaderMap,
+    body: &[u8],
+    limits: &Limits,
+) -> Result<Vec<Event>, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::bad_request("invalid_json", "body is not UTF-8"))?;
     match mime.as_str() {
         "application/json" => {
-            let batch: Batch = serde_json::from_str(text)
-                .map_err(|e| ApiError::bad_request("invalid_json", format!("expected {{\"events\": [...]}}: {e}")))?;
+            let batch: Batch = serde_json::from_str(text).map_err(|e| {
+                ApiError::bad_request(
+                    "invalid_json",
+                    format!("expected {{\"events\": [...]}}: {e}"),
+                )
+            })?;
             check_count(batch.events.len(), limits)?;
-            batch.events.iter().enumerate().map(|(i, r)| parse_one(r.get(), i, limits)).collect()
+            batch
+                .events
+                .iter()
+                .enumerate()
+                .map(|(i, r)| parse_one(r.get(), i, limits))
+                .collect()
         }
         "application/x-ndjson" | "application/ndjson" | "application/jsonl" => {
             let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
             check_count(lines.len(), limits)?;
-            lines.iter().enumerate().map(|(i, l)| parse_one(l, i, limits)).collect()
+            lines
+                .iter()
+                .enumerate()
+                .map(|(i, l)| parse_one(l, i, limits))
+                .collect()
         }
         _ => Err(ApiError::new(
             axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
-            format!("Content-Type {ct:?} is not supported (use application/json or application/x-ndjson)"),
+            format!(
+                "Content-Type {ct:?} is not supported (use application/json or application/x-ndjson)"
+            ),
         )),
     }
 }

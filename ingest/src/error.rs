@@ -23,7 +23,11 @@ pub struct ApiError {
 impl ApiError {
     /// Builds an error.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
     }
     /// 400.
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -50,8 +54,11 @@ impl IntoResponse for ApiError {
         }
         let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
         let mut resp = (self.status, body).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE || self.status == StatusCode::TOO_MANY_REQUESTS {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        if self.status == StatusCode::SERVICE_UNAVAILABLE
+            || self.status == StatusCode::TOO_MANY_REQUESTS
+        {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         resp
     }
@@ -61,7 +68,9 @@ impl From<AppendError> for ApiError {
     fn from(e: AppendError) -> Self {
         match e {
             AppendError::Overloaded(_) => ApiError::unavailable("overloaded", e.to_string()),
-            AppendError::Fenced(_) => ApiError::new(StatusCode::CONFLICT, "namespace_fenced", e.to_string()),
+            AppendError::Fenced(_) => {
+                ApiError::new(StatusCode::CONFLICT, "namespace_fenced", e.to_string())
+            }
             AppendError::Failed(_) => ApiError::unavailable("log_unavailable", e.to_string()),
             AppendError::Closed => ApiError::unavailable("shutting_down", e.to_string()),
         }
@@ -72,11 +81,15 @@ impl From<VaultError> for ApiError {
     fn from(e: VaultError) -> Self {
         match e {
             VaultError::Append(a) => a.into(),
-            VaultError::BadNamespace(_) => ApiError::bad_request("invalid_namespace", e.to_string()),
+            VaultError::BadNamespace(_) => {
+                ApiError::bad_request("invalid_namespace", e.to_string())
+            }
             VaultError::Open(OpenError::Lease(LeaseError::Fenced { .. })) => {
                 ApiError::new(StatusCode::CONFLICT, "namespace_fenced", e.to_string())
             }
-            VaultError::Open(OpenError::Inconsistent { .. }) => ApiError::unavailable("namespace_inconsistent", e.to_string()),
+            VaultError::Open(OpenError::Inconsistent { .. }) => {
+                ApiError::unavailable("namespace_inconsistent", e.to_string())
+            }
             other => ApiError::unavailable("store_unavailable", other.to_string()),
         }
     }

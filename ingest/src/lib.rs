@@ -86,10 +86,16 @@ async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-async fn vault_info(State(st): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+async fn vault_info(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     let claims = auth::authenticate(&st, &headers)?;
     let all = st.vault.namespaces().await?;
-    let visible: Vec<_> = all.into_iter().filter(|n| claims.allows_ns(&n.ns)).collect();
+    let visible: Vec<_> = all
+        .into_iter()
+        .filter(|n| claims.allows_ns(&n.ns))
+        .collect();
     Ok(Json(json!({
         "origin": st.vault.meta().origin,
         "log_public_key": B64.encode(st.vault.public_key().to_bytes()),
@@ -120,10 +126,14 @@ async fn issue_token(
     let claims = auth::authenticate(&st, &headers)?;
     let body = body_bytes(body, st.limits.max_body_bytes)?;
     auth::authorize(&claims, &[Role::Admin], None)?;
-    let req: TokenRequest =
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?;
-    let role = Role::parse(&req.role)
-        .ok_or_else(|| ApiError::bad_request("invalid_role", "role must be writer, reader, approver or admin"))?;
+    let req: TokenRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?;
+    let role = Role::parse(&req.role).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_role",
+            "role must be writer, reader, approver or admin",
+        )
+    })?;
     for ns in &req.ns {
         if !(ns == "*" && role == Role::Admin) {
             validate_namespace(ns, role == Role::Admin)?;
@@ -131,7 +141,8 @@ async fn issue_token(
     }
     for (name, w) in [("win_from", &req.win_from), ("win_to", &req.win_to)] {
         if let Some(w) = w {
-            tracevault_schemas::parse_timestamp(name, w).map_err(|e| ApiError::bad_request("invalid_window", e.to_string()))?;
+            tracevault_schemas::parse_timestamp(name, w)
+                .map_err(|e| ApiError::bad_request("invalid_window", e.to_string()))?;
         }
     }
     let ttl = req.ttl_s.unwrap_or(3600);
@@ -169,7 +180,12 @@ async fn append_events(
     let wait_checkpoint = match q.wait.as_deref() {
         None => false,
         Some("checkpoint") => true,
-        Some(other) => return Err(ApiError::bad_request("invalid_query", format!("unknown wait mode {other:?}"))),
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("unknown wait mode {other:?}"),
+            ));
+        }
     };
     let body = body::decode_body(&headers, body, st.limits.max_body_bytes)?;
     let limits = st.limits.clone();
@@ -184,7 +200,10 @@ async fn append_events(
     let need = receipts.iter().map(|r| r.index + 1).max().unwrap_or(0);
     let timeout = Duration::from_millis(st.limits.checkpoint_wait_ms);
     let (size, note_text) = log.wait_published(need, timeout).await.ok_or_else(|| {
-        ApiError::unavailable("checkpoint_timeout", "events are durable but no checkpoint covered them in time; poll the checkpoint")
+        ApiError::unavailable(
+            "checkpoint_timeout",
+            "events are durable but no checkpoint covered them in time; poll the checkpoint",
+        )
     })?;
     let mut proofs = Vec::with_capacity(receipts.len());
     for r in &receipts {
@@ -203,19 +222,32 @@ async fn readable_log(
     ns: &str,
 ) -> Result<Arc<tracevault_vault::NsLog>, ApiError> {
     let claims = auth::authenticate(st, headers)?;
-    auth::authorize(&claims, &[Role::Writer, Role::Reader, Role::Approver, Role::Admin], Some(ns))?;
+    auth::authorize(
+        &claims,
+        &[Role::Writer, Role::Reader, Role::Approver, Role::Admin],
+        Some(ns),
+    )?;
     validate_namespace(ns, true)?;
-    st.vault
-        .existing_log(ns)
-        .await?
-        .ok_or_else(|| ApiError::not_found("unknown_namespace", format!("namespace {ns} has no entries yet")))
+    st.vault.existing_log(ns).await?.ok_or_else(|| {
+        ApiError::not_found(
+            "unknown_namespace",
+            format!("namespace {ns} has no entries yet"),
+        )
+    })
 }
 
-async fn checkpoint(State(st): State<AppState>, Path(ns): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn checkpoint(
+    State(st): State<AppState>,
+    Path(ns): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let log = readable_log(&st, &headers, &ns).await?;
-    let (_, text) = log
-        .latest_checkpoint()
-        .ok_or_else(|| ApiError::not_found("no_checkpoint", format!("namespace {ns} has no checkpoint yet")))?;
+    let (_, text) = log.latest_checkpoint().ok_or_else(|| {
+        ApiError::not_found(
+            "no_checkpoint",
+            format!("namespace {ns} has no checkpoint yet"),
+        )
+    })?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }
 
@@ -278,7 +310,10 @@ async fn consistency(
 fn body_bytes(b: Result<Bytes, BytesRejection>, max: usize) -> Result<Bytes, ApiError> {
     b.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::too_large("body_too_large", format!("request body exceeds {max} bytes"))
+            ApiError::too_large(
+                "body_too_large",
+                format!("request body exceeds {max} bytes"),
+            )
         } else {
             ApiError::bad_request("invalid_body", e.body_text())
         }
@@ -287,5 +322,6 @@ fn body_bytes(b: Result<Bytes, BytesRejection>, max: usize) -> Result<Bytes, Api
 
 /// Maps a query-string rejection to our JSON error.
 fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    q.map(|Query(t)| t).map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+    q.map(|Query(t)| t)
+        .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
 }

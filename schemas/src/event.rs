@@ -28,7 +28,10 @@ pub const MAX_SHORT_FIELD_LEN: usize = 1024;
 #[serde(deny_unknown_fields)]
 pub struct Event {
     /// Session the event belongs to.
-    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9._:-]{1,128}$"))]
+    #[schemars(
+        length(min = 1, max = 128),
+        regex(pattern = r"^[A-Za-z0-9._:-]{1,128}$")
+    )]
     pub session_id: String,
     /// What kind of step this is.
     pub kind: Kind,
@@ -85,7 +88,10 @@ pub struct EventError {
 
 impl EventError {
     fn new(field: &str, message: impl Into<String>) -> Self {
-        Self { field: field.to_string(), message: message.into() }
+        Self {
+            field: field.to_string(),
+            message: message.into(),
+        }
     }
 
     /// The same error, located inside a batch (`events[3].kind`).
@@ -107,7 +113,10 @@ fn session_char_ok(c: char) -> bool {
 /// Checks a `session_id` (also used for path parameters).
 pub fn validate_session_id(s: &str) -> Result<(), EventError> {
     if s.is_empty() || s.len() > MAX_SESSION_ID_LEN {
-        return Err(EventError::new("session_id", "must be 1-128 characters long"));
+        return Err(EventError::new(
+            "session_id",
+            "must be 1-128 characters long",
+        ));
     }
     if let Some(c) = s.chars().find(|c| !session_char_ok(*c)) {
         return Err(EventError::new(
@@ -120,10 +129,16 @@ pub fn validate_session_id(s: &str) -> Result<(), EventError> {
 
 fn take_short(field: &str, v: Value) -> Result<String, EventError> {
     let Value::String(s) = v else {
-        return Err(EventError::new(field, format!("must be a string, got {}", type_name(&v))));
+        return Err(EventError::new(
+            field,
+            format!("must be a string, got {}", type_name(&v)),
+        ));
     };
     if s.is_empty() {
-        return Err(EventError::new(field, "must not be empty (omit the field instead)"));
+        return Err(EventError::new(
+            field,
+            "must not be empty (omit the field instead)",
+        ));
     }
     if s.len() > MAX_SHORT_FIELD_LEN {
         return Err(EventError::new(
@@ -132,7 +147,10 @@ fn take_short(field: &str, v: Value) -> Result<String, EventError> {
         ));
     }
     if s.chars().any(char::is_control) {
-        return Err(EventError::new(field, "must not contain control characters"));
+        return Err(EventError::new(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(s)
 }
@@ -155,7 +173,10 @@ pub fn parse_timestamp(field: &str, s: &str) -> Result<DateTime<Utc>, EventError
         .map_err(|e| EventError::new(field, format!("not an RFC 3339 timestamp: {e}")))?;
     let t = t.with_timezone(&Utc).trunc_subsecs(6);
     if t.timestamp_micros() < 0 {
-        return Err(EventError::new(field, "timestamps before 1970 are not accepted"));
+        return Err(EventError::new(
+            field,
+            "timestamps before 1970 are not accepted",
+        ));
     }
     Ok(t)
 }
@@ -171,7 +192,10 @@ impl Event {
     /// problem is reported with its field name.
     pub fn from_value(v: Value) -> Result<Event, EventError> {
         let Value::Object(map) = v else {
-            return Err(EventError::new("", format!("an event must be a JSON object, got {}", type_name(&v))));
+            return Err(EventError::new(
+                "",
+                format!("an event must be a JSON object, got {}", type_name(&v)),
+            ));
         };
         let mut session_id = None;
         let mut kind = None;
@@ -197,22 +221,34 @@ impl Event {
             match k.as_str() {
                 "session_id" => {
                     let Value::String(s) = v else {
-                        return Err(EventError::new("session_id", format!("must be a string, got {}", type_name(&v))));
+                        return Err(EventError::new(
+                            "session_id",
+                            format!("must be a string, got {}", type_name(&v)),
+                        ));
                     };
                     validate_session_id(&s)?;
                     session_id = Some(s);
                 }
                 "kind" => {
                     let Value::String(s) = v else {
-                        return Err(EventError::new("kind", format!("must be a string, got {}", type_name(&v))));
+                        return Err(EventError::new(
+                            "kind",
+                            format!("must be a string, got {}", type_name(&v)),
+                        ));
                     };
                     kind = Some(Kind::parse(&s).ok_or_else(|| {
-                        EventError::new("kind", format!("unknown kind {s:?}; expected one of {}", Kind::ALL_NAMES))
+                        EventError::new(
+                            "kind",
+                            format!("unknown kind {s:?}; expected one of {}", Kind::ALL_NAMES),
+                        )
                     })?);
                 }
                 "ts" => {
                     let Value::String(s) = v else {
-                        return Err(EventError::new("ts", format!("must be an RFC 3339 string, got {}", type_name(&v))));
+                        return Err(EventError::new(
+                            "ts",
+                            format!("must be an RFC 3339 string, got {}", type_name(&v)),
+                        ));
                     };
                     ev.ts = Some(parse_timestamp("ts", &s)?);
                 }
@@ -234,7 +270,10 @@ impl Event {
                     }
                 },
                 other => {
-                    return Err(EventError::new(other, "unknown field (see the Event JSON Schema)"));
+                    return Err(EventError::new(
+                        other,
+                        "unknown field (see the Event JSON Schema)",
+                    ));
                 }
             }
         }
@@ -277,7 +316,10 @@ mod tests {
             "name": "calc", "actor": "agent", "model": "m", "content": {"x": 1}, "attributes": {"a": [1]}
         }))
         .unwrap();
-        assert_eq!(format_timestamp(&e.ts.unwrap()), "2026-11-22T01:02:03.123456Z");
+        assert_eq!(
+            format_timestamp(&e.ts.unwrap()),
+            "2026-11-22T01:02:03.123456Z"
+        );
         assert!(!e.content_is_text());
     }
 
@@ -289,36 +331,76 @@ mod tests {
     fn each_field_has_a_precise_error() {
         assert_eq!(err(json!({"kind": "prompt"})).field, "session_id");
         assert_eq!(err(json!({"session_id": "s"})).field, "kind");
-        assert_eq!(err(json!({"session_id": "", "kind": "prompt"})).field, "session_id");
-        assert_eq!(err(json!({"session_id": "a b", "kind": "prompt"})).field, "session_id");
-        assert_eq!(err(json!({"session_id": "x".repeat(129), "kind": "prompt"})).field, "session_id");
-        assert_eq!(err(json!({"session_id": "s", "kind": "thought"})).field, "kind");
-        assert_eq!(err(json!({"session_id": "s", "kind": "prompt", "ts": "yesterday"})).field, "ts");
-        assert_eq!(err(json!({"session_id": "s", "kind": "prompt", "ts": 5})).field, "ts");
-        assert_eq!(err(json!({"session_id": "s", "kind": "prompt", "name": 5})).field, "name");
-        assert_eq!(err(json!({"session_id": "s", "kind": "prompt", "model": ""})).field, "model");
-        assert_eq!(err(json!({"session_id": "s", "kind": "prompt", "actor": "a\nb"})).field, "actor");
+        assert_eq!(
+            err(json!({"session_id": "", "kind": "prompt"})).field,
+            "session_id"
+        );
+        assert_eq!(
+            err(json!({"session_id": "a b", "kind": "prompt"})).field,
+            "session_id"
+        );
+        assert_eq!(
+            err(json!({"session_id": "x".repeat(129), "kind": "prompt"})).field,
+            "session_id"
+        );
+        assert_eq!(
+            err(json!({"session_id": "s", "kind": "thought"})).field,
+            "kind"
+        );
+        assert_eq!(
+            err(json!({"session_id": "s", "kind": "prompt", "ts": "yesterday"})).field,
+            "ts"
+        );
+        assert_eq!(
+            err(json!({"session_id": "s", "kind": "prompt", "ts": 5})).field,
+            "ts"
+        );
+        assert_eq!(
+            err(json!({"session_id": "s", "kind": "prompt", "name": 5})).field,
+            "name"
+        );
+        assert_eq!(
+            err(json!({"session_id": "s", "kind": "prompt", "model": ""})).field,
+            "model"
+        );
+        assert_eq!(
+            err(json!({"session_id": "s", "kind": "prompt", "actor": "a\nb"})).field,
+            "actor"
+        );
         assert_eq!(
             err(json!({"session_id": "s", "kind": "prompt", "event_id": "x".repeat(1025)})).field,
             "event_id"
         );
-        assert_eq!(err(json!({"session_id": "s", "kind": "prompt", "attributes": [1]})).field, "attributes");
+        assert_eq!(
+            err(json!({"session_id": "s", "kind": "prompt", "attributes": [1]})).field,
+            "attributes"
+        );
         let e = err(json!({"session_id": "s", "kind": "prompt", "colour": "red"}));
         assert_eq!(e.field, "colour");
         assert!(e.message.contains("unknown field"));
         assert_eq!(err(json!([1])).field, "");
-        assert_eq!(err(json!({"session_id": "s"})).at("events[3]").to_string(), "events[3].kind: is required");
+        assert_eq!(
+            err(json!({"session_id": "s"})).at("events[3]").to_string(),
+            "events[3].kind: is required"
+        );
     }
 
     #[test]
     fn null_optional_is_absent() {
-        let e = Event::from_value(json!({"session_id": "s", "kind": "input", "content": null})).unwrap();
+        let e = Event::from_value(json!({"session_id": "s", "kind": "input", "content": null}))
+            .unwrap();
         assert!(e.content.is_none());
-        assert_eq!(err(json!({"session_id": null, "kind": "input"})).field, "session_id");
+        assert_eq!(
+            err(json!({"session_id": null, "kind": "input"})).field,
+            "session_id"
+        );
     }
 
     #[test]
     fn pre_epoch_timestamps_are_refused() {
-        assert_eq!(err(json!({"session_id": "s", "kind": "prompt", "ts": "1969-12-31T23:59:59Z"})).field, "ts");
+        assert_eq!(
+            err(json!({"session_id": "s", "kind": "prompt", "ts": "1969-12-31T23:59:59Z"})).field,
+            "ts"
+        );
     }
 }

@@ -49,8 +49,7 @@ impl Kind {
     ];
 
     /// The names, for error messages.
-    pub const ALL_NAMES: &'static str =
-        "prompt, reasoning, tool_call, tool_result, response, message, input, output, error, annotation, span";
+    pub const ALL_NAMES: &'static str = "prompt, reasoning, tool_call, tool_result, response, message, input, output, error, annotation, span";
 
     /// The wire name (`tool_call`).
     pub fn as_str(self) -> &'static str {
@@ -83,7 +82,10 @@ mod tests {
     fn names_round_trip_and_match_serde() {
         for k in Kind::ALL {
             assert_eq!(Kind::parse(k.as_str()), Some(k));
-            assert_eq!(serde_json::to_value(k).unwrap(), serde_json::Value::String(k.as_str().into()));
+            assert_eq!(
+                serde_json::to_value(k).unwrap(),
+                serde_json::Value::String(k.as_str().into())
+            );
             assert!(Kind::ALL_NAMES.contains(k.as_str()));
         }
         assert_eq!(Kind::parse("Prompt"), None);

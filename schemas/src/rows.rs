@@ -84,12 +84,32 @@ mod tests {
     #[test]
     fn traces_columns_are_the_spec_prefix() {
         let s = segment_schema();
-        let names: Vec<&str> = s.fields().iter().take(TRACES_COLUMNS).map(|f| f.name().as_str()).collect();
+        let names: Vec<&str> = s
+            .fields()
+            .iter()
+            .take(TRACES_COLUMNS)
+            .map(|f| f.name().as_str())
+            .collect();
         assert_eq!(
             names,
             [
-                "ns", "idx", "session_id", "session_seq", "kind", "ts", "received_at", "ingested_by", "event_id",
-                "trace_id", "span_id", "parent_span_id", "name", "actor", "model", "content", "attributes",
+                "ns",
+                "idx",
+                "session_id",
+                "session_seq",
+                "kind",
+                "ts",
+                "received_at",
+                "ingested_by",
+                "event_id",
+                "trace_id",
+                "span_id",
+                "parent_span_id",
+                "name",
+                "actor",
+                "model",
+                "content",
+                "attributes",
                 "leaf_hash"
             ]
         );

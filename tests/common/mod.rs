@@ -28,7 +28,13 @@ impl Server {
 
     pub fn try_start(data: &Path, extra: &[&str]) -> Result<Server, String> {
         let mut child = Command::new(BIN)
-            .args(["serve", "--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+            .args([
+                "serve",
+                "--data",
+                data.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+            ])
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -54,7 +60,12 @@ impl Server {
                         lines.push(line);
                         // Keep draining stdout so the child never blocks on a full pipe.
                         std::thread::spawn(move || for _ in rx.iter() {});
-                        return Ok(Server { child, url, data: data.to_path_buf(), stdout: lines });
+                        return Ok(Server {
+                            child,
+                            url,
+                            data: data.to_path_buf(),
+                            stdout: lines,
+                        });
                     }
                     lines.push(line);
                 }
@@ -78,7 +89,11 @@ impl Server {
 
     /// The printed log public key (base64).
     pub fn public_key(&self) -> String {
-        self.stdout.iter().find_map(|l| l.strip_prefix("log public key: ")).unwrap().to_string()
+        self.stdout
+            .iter()
+            .find_map(|l| l.strip_prefix("log public key: "))
+            .unwrap()
+            .to_string()
     }
 
     /// SIGKILL: no flush, no goodbye.
@@ -89,7 +104,9 @@ impl Server {
 
     /// SIGTERM and wait for exit; returns the exit code.
     pub fn terminate(mut self) -> Option<i32> {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(Some(s)) = self.child.try_wait() {
@@ -114,10 +131,25 @@ impl Drop for Server {
 /// Mints a token with `tracevault token issue`.
 pub fn token(data: &Path, role: &str, ns: &str, sub: &str) -> String {
     let out = Command::new(BIN)
-        .args(["token", "issue", "--data", data.to_str().unwrap(), "--role", role, "--namespace", ns, "--sub", sub])
+        .args([
+            "token",
+            "issue",
+            "--data",
+            data.to_str().unwrap(),
+            "--role",
+            role,
+            "--namespace",
+            ns,
+            "--sub",
+            sub,
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "token issue failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "token issue failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
@@ -139,11 +171,21 @@ pub fn config(dir: &Path, text: &str) -> PathBuf {
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
 }
 
 /// Posts a JSON batch; returns (status, body).
-pub async fn post_events(c: &reqwest::Client, url: &str, ns: &str, tok: &str, body: serde_json::Value, query: &str) -> (u16, serde_json::Value) {
+pub async fn post_events(
+    c: &reqwest::Client,
+    url: &str,
+    ns: &str,
+    tok: &str,
+    body: serde_json::Value,
+    query: &str,
+) -> (u16, serde_json::Value) {
     let r = c
         .post(format!("{url}/v1/logs/{ns}/events{query}"))
         .bearer_auth(tok)
@@ -154,7 +196,10 @@ pub async fn post_events(c: &reqwest::Client, url: &str, ns: &str, tok: &str, bo
         .unwrap();
     let status = r.status().as_u16();
     let text = r.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
 }
 
 pub async fn get(c: &reqwest::Client, url: &str, tok: Option<&str>) -> (u16, String) {
@@ -171,11 +216,17 @@ pub fn find_tool(name: &str, env: &str) -> Option<PathBuf> {
     if let Ok(p) = std::env::var(env) {
         return Some(PathBuf::from(p));
     }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin").join(name);
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".venv/bin")
+        .join(name);
     if venv.exists() {
         return Some(venv);
     }
-    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(name)).find(|p| p.exists()))
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.exists())
+    })
 }
 
 /// The Python with pyarrow, duckdb and cryptography installed (see .ci/run).

@@ -18,7 +18,7 @@ def b64d(s):
 
 
 def parse_vkey(vkey):
-    name, keyid_hex, key_b64 = vkey.split("+")
+    name, keyid_hex, key_b64 = vkey.split("+", 2)
     raw = b64d(key_b64)
     assert raw[0] == 1 and len(raw) == 33, "not an Ed25519 verifier key"
     expect = hashlib.sha256(name.encode() + b"\n" + raw).digest()[:4]

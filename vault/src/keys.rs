@@ -54,7 +54,10 @@ pub fn random_bytes(buf: &mut [u8]) -> Result<(), KeyError> {
 /// Returns the key and whether it was created now.
 pub fn load_or_create(path: &Path) -> Result<(SigningKey, bool), KeyError> {
     let p = path.display().to_string();
-    let io = |source| KeyError::Io { path: p.clone(), source };
+    let io = |source| KeyError::Io {
+        path: p.clone(),
+        source,
+    };
     match fs::read_to_string(path) {
         Ok(text) => {
             let mode = fs::metadata(path).map_err(io)?.permissions().mode() & 0o777;
@@ -70,8 +73,14 @@ pub fn load_or_create(path: &Path) -> Result<(SigningKey, bool), KeyError> {
             }
             let mut seed = [0u8; 32];
             random_bytes(&mut seed)?;
-            let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io)?;
-            f.write_all(format!("{}\n", B64.encode(seed)).as_bytes()).map_err(io)?;
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(io)?;
+            f.write_all(format!("{}\n", B64.encode(seed)).as_bytes())
+                .map_err(io)?;
             f.sync_all().map_err(io)?;
             Ok((SigningKey::from_bytes(&seed), true))
         }
@@ -80,9 +89,14 @@ pub fn load_or_create(path: &Path) -> Result<(SigningKey, bool), KeyError> {
 }
 
 fn parse_key(path: &str, text: &str) -> Result<SigningKey, KeyError> {
-    let bad = |reason: &str| KeyError::Malformed { path: path.to_string(), reason: reason.to_string() };
+    let bad = |reason: &str| KeyError::Malformed {
+        path: path.to_string(),
+        reason: reason.to_string(),
+    };
     let bytes = B64.decode(text.trim()).map_err(|_| bad("not base64"))?;
-    let seed: [u8; 32] = bytes.try_into().map_err(|_| bad("not a 32-byte Ed25519 seed"))?;
+    let seed: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| bad("not a 32-byte Ed25519 seed"))?;
     Ok(SigningKey::from_bytes(&seed))
 }
 
@@ -90,10 +104,18 @@ fn parse_key(path: &str, text: &str) -> Result<SigningKey, KeyError> {
 /// atomically (write to a temporary name, fsync, rename).
 pub fn write_secret_file(path: &Path, contents: &[u8]) -> Result<(), KeyError> {
     let p = path.display().to_string();
-    let io = |source| KeyError::Io { path: p.clone(), source };
+    let io = |source| KeyError::Io {
+        path: p.clone(),
+        source,
+    };
     let tmp = path.with_extension("tmp");
     let _ = fs::remove_file(&tmp);
-    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(io)?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
     f.write_all(contents).map_err(io)?;
     f.sync_all().map_err(io)?;
     fs::rename(&tmp, path).map_err(io)?;
@@ -110,8 +132,18 @@ mod tests {
         let path = dir.path().join("keys/log.key");
         let (k1, created) = load_or_create(&path).unwrap();
         assert!(created);
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            fs::metadata(path.parent().unwrap())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o700
+        );
         let (k2, created) = load_or_create(&path).unwrap();
         assert!(!created);
         assert_eq!(k1.to_bytes(), k2.to_bytes());
@@ -123,10 +155,16 @@ mod tests {
         let path = dir.path().join("k");
         load_or_create(&path).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(load_or_create(&path), Err(KeyError::Permissions { .. })));
+        assert!(matches!(
+            load_or_create(&path),
+            Err(KeyError::Permissions { .. })
+        ));
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         fs::write(&path, "AAAA\n").unwrap();
-        assert!(matches!(load_or_create(&path), Err(KeyError::Malformed { .. })));
+        assert!(matches!(
+            load_or_create(&path),
+            Err(KeyError::Malformed { .. })
+        ));
     }
 
     #[test]
@@ -136,6 +174,9 @@ mod tests {
         write_secret_file(&path, b"x").unwrap();
         write_secret_file(&path, b"y").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"y");
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 }

@@ -44,7 +44,9 @@ struct ClaimRecord {
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
     /// Another instance holds it.
-    #[error("namespace is held by another server (instance {owner}); this server will not append to it")]
+    #[error(
+        "namespace is held by another server (instance {owner}); this server will not append to it"
+    )]
     Fenced {
         /// The other holder.
         owner: String,
@@ -71,15 +73,31 @@ pub struct Lease {
 
 impl Lease {
     /// Takes (or retakes) the lease for `owner`.
-    pub async fn acquire(store: &Store, ns: &str, owner: &str, ttl_ms: i64) -> Result<Lease, LeaseError> {
-        let lease = Lease { store: store.clone(), ns: ns.to_string(), owner: owner.to_string(), ttl_ms };
+    pub async fn acquire(
+        store: &Store,
+        ns: &str,
+        owner: &str,
+        ttl_ms: i64,
+    ) -> Result<Lease, LeaseError> {
+        let lease = Lease {
+            store: store.clone(),
+            ns: ns.to_string(),
+            owner: owner.to_string(),
+            ttl_ms,
+        };
         lease.renew_inner(true).await?;
         Ok(lease)
     }
 
     fn record(&self) -> Result<Bytes, LeaseError> {
-        let r = LeaseRecord { owner: self.owner.clone(), renewed_at_ms: now_ms(), ttl_ms: self.ttl_ms };
-        serde_json::to_vec(&r).map(Bytes::from).map_err(|e| LeaseError::Malformed(e.to_string()))
+        let r = LeaseRecord {
+            owner: self.owner.clone(),
+            renewed_at_ms: now_ms(),
+            ttl_ms: self.ttl_ms,
+        };
+        serde_json::to_vec(&r)
+            .map(Bytes::from)
+            .map_err(|e| LeaseError::Malformed(e.to_string()))
     }
 
     /// Confirms this instance still holds the lease and extends it.
@@ -93,7 +111,9 @@ impl Lease {
             let Some(cur) = self.store.get_versioned(&path).await? else {
                 if !acquiring {
                     // Someone deleted our lease: do not silently re-take it mid-flight.
-                    return Err(LeaseError::Fenced { owner: "<lease deleted>".into() });
+                    return Err(LeaseError::Fenced {
+                        owner: "<lease deleted>".into(),
+                    });
                 }
                 match self.store.put_create(&path, self.record()?).await {
                     Ok(()) => return Ok(()),
@@ -101,13 +121,17 @@ impl Lease {
                     Err(e) => return Err(e.into()),
                 }
             };
-            let rec: LeaseRecord =
-                serde_json::from_slice(&cur.bytes).map_err(|e| LeaseError::Malformed(e.to_string()))?;
+            let rec: LeaseRecord = serde_json::from_slice(&cur.bytes)
+                .map_err(|e| LeaseError::Malformed(e.to_string()))?;
             let expired = now_ms() > rec.renewed_at_ms.saturating_add(rec.ttl_ms);
             if rec.owner != self.owner && !(acquiring && expired) {
                 return Err(LeaseError::Fenced { owner: rec.owner });
             }
-            match self.store.put_update(&path, self.record()?, cur.version).await {
+            match self
+                .store
+                .put_update(&path, self.record()?, cur.version)
+                .await
+            {
                 Ok(()) => return Ok(()),
                 Err(StoreError::Precondition(_)) | Err(StoreError::AlreadyExists(_)) => continue,
                 Err(StoreError::NotSupported(_)) if rec.owner == self.owner => {
@@ -116,26 +140,38 @@ impl Lease {
                     self.store.put_overwrite(&path, self.record()?).await?;
                     return Ok(());
                 }
-                Err(StoreError::NotSupported(_)) => return Err(LeaseError::Fenced { owner: rec.owner }),
+                Err(StoreError::NotSupported(_)) => {
+                    return Err(LeaseError::Fenced { owner: rec.owner });
+                }
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(LeaseError::Store(StoreError::Other("lease contended; giving up after 5 attempts".into())))
+        Err(LeaseError::Store(StoreError::Other(
+            "lease contended; giving up after 5 attempts".into(),
+        )))
     }
 
     /// Claims the log position `first` for a segment ending at `last`.
     pub async fn claim(&self, first: u64, last: u64) -> Result<(), LeaseError> {
         let path = layout::claim(&self.ns, first);
-        let body = serde_json::to_vec(&ClaimRecord { owner: self.owner.clone(), first, last })
-            .map_err(|e| LeaseError::Malformed(e.to_string()))?;
+        let body = serde_json::to_vec(&ClaimRecord {
+            owner: self.owner.clone(),
+            first,
+            last,
+        })
+        .map_err(|e| LeaseError::Malformed(e.to_string()))?;
         match self.store.put_create(&path, Bytes::from(body)).await {
             Ok(()) => Ok(()),
             Err(StoreError::AlreadyExists(_)) => {
                 // Our own claim from before a crash is fine to reuse.
                 let cur = self.store.get(&path).await?.unwrap_or_default();
-                let rec: ClaimRecord =
-                    serde_json::from_slice(&cur).map_err(|e| LeaseError::Malformed(e.to_string()))?;
-                if rec.owner == self.owner { Ok(()) } else { Err(LeaseError::Fenced { owner: rec.owner }) }
+                let rec: ClaimRecord = serde_json::from_slice(&cur)
+                    .map_err(|e| LeaseError::Malformed(e.to_string()))?;
+                if rec.owner == self.owner {
+                    Ok(())
+                } else {
+                    Err(LeaseError::Fenced { owner: rec.owner })
+                }
             }
             Err(e) => Err(e.into()),
         }
@@ -164,7 +200,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for store in [Store::memory(), Store::local(dir.path()).unwrap()] {
             let a = Lease::acquire(&store, "n", "A", 60_000).await.unwrap();
-            assert!(matches!(Lease::acquire(&store, "n", "B", 60_000).await, Err(LeaseError::Fenced { .. })));
+            assert!(matches!(
+                Lease::acquire(&store, "n", "B", 60_000).await,
+                Err(LeaseError::Fenced { .. })
+            ));
             // The same owner re-acquires (restart after a crash).
             Lease::acquire(&store, "n", "A", 60_000).await.unwrap();
             a.renew().await.unwrap();
@@ -172,7 +211,10 @@ mod tests {
             a.claim(0, 12).await.unwrap();
             a.release().await.unwrap();
             let b = Lease::acquire(&store, "n", "B", 60_000).await.unwrap();
-            assert!(matches!(b.claim(0, 5).await, Err(LeaseError::Fenced { .. })));
+            assert!(matches!(
+                b.claim(0, 5).await,
+                Err(LeaseError::Fenced { .. })
+            ));
             b.claim(10, 12).await.unwrap();
             assert!(matches!(a.renew().await, Err(LeaseError::Fenced { .. })));
         }

@@ -18,11 +18,14 @@ pub mod record;
 pub mod segment;
 pub mod store;
 pub mod token;
-pub mod verify;
 mod vault;
+pub mod verify;
 pub mod wal;
 
 pub use config::LogConfig;
 pub use log::{AppendError, NsLog, Receipt};
 pub use store::Store;
-pub use vault::{NamespaceInfo, VAULT_FORMAT, Vault, VaultError, VaultMeta, VaultOptions, read_meta, validate_namespace};
+pub use vault::{
+    NamespaceInfo, VAULT_FORMAT, Vault, VaultError, VaultMeta, VaultOptions, read_meta,
+    validate_namespace,
+};

@@ -126,7 +126,12 @@ impl Shared {
     }
 
     fn check(&self) -> Result<(), AppendError> {
-        let msg = || self.status_msg.lock().map(|m| m.clone()).unwrap_or_default();
+        let msg = || {
+            self.status_msg
+                .lock()
+                .map(|m| m.clone())
+                .unwrap_or_default()
+        };
         match self.status.load(Ordering::SeqCst) {
             STATUS_OK => Ok(()),
             STATUS_FENCED => Err(AppendError::Fenced(msg())),
@@ -135,10 +140,13 @@ impl Shared {
     }
 }
 
+/// Where a batch's receipts (or its error) are sent.
+type Reply = oneshot::Sender<Result<Vec<Receipt>, AppendError>>;
+
 struct AppendReq {
     events: Vec<Event>,
     ingested_by: String,
-    reply: oneshot::Sender<Result<Vec<Receipt>, AppendError>>,
+    reply: Reply,
 }
 
 /// An open namespace log.
@@ -198,7 +206,12 @@ impl Dedup {
 }
 
 fn receipt(e: &Entry) -> Receipt {
-    Receipt { index: e.idx, leaf_hash: hex::encode(e.leaf_hash), session_seq: e.session_seq, duplicate: false }
+    Receipt {
+        index: e.idx,
+        leaf_hash: hex::encode(e.leaf_hash),
+        session_seq: e.session_seq,
+        duplicate: false,
+    }
 }
 
 /// Everything loaded from the store and WAL at open.
@@ -228,7 +241,10 @@ impl Loaded {
 }
 
 fn inconsistent(ns: &str, reason: String) -> OpenError {
-    OpenError::Inconsistent { ns: ns.to_string(), reason }
+    OpenError::Inconsistent {
+        ns: ns.to_string(),
+        reason,
+    }
 }
 
 /// Reads every segment of `ns` in order and rebuilds the log state. Segments
@@ -239,7 +255,11 @@ async fn load_store(ctx: &LogContext, ns: &str) -> Result<Loaded, OpenError> {
         tree: MerkleTree::new(),
         chain: [0; 32],
         sessions: HashMap::new(),
-        dedup: Dedup { map: HashMap::new(), order: VecDeque::new(), cap: ctx.cfg.dedup_window },
+        dedup: Dedup {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            cap: ctx.cfg.dedup_window,
+        },
         tail: VecDeque::new(),
         published: 0,
         published_chain: [0; 32],
@@ -247,11 +267,17 @@ async fn load_store(ctx: &LogContext, ns: &str) -> Result<Loaded, OpenError> {
         last_received: 0,
     };
     let names = ctx.store.list_names(&layout::segments(ns)).await?;
-    let mut ranges: Vec<(u64, u64)> = names.iter().filter_map(|n| segment::parse_segment_file_name(n)).collect();
+    let mut ranges: Vec<(u64, u64)> = names
+        .iter()
+        .filter_map(|n| segment::parse_segment_file_name(n))
+        .collect();
     ranges.sort();
     for (first, last) in ranges {
         if first != l.tree.len() {
-            return Err(inconsistent(ns, format!("segment {first}-{last} does not start at {}", l.tree.len())));
+            return Err(inconsistent(
+                ns,
+                format!("segment {first}-{last} does not start at {}", l.tree.len()),
+            ));
         }
         let bytes = ctx
             .store
@@ -263,13 +289,21 @@ async fn load_store(ctx: &LogContext, ns: &str) -> Result<Loaded, OpenError> {
             .map_err(|e| inconsistent(ns, e.to_string()))?
             .map_err(|e| inconsistent(ns, format!("segment {first}-{last}: {e}")))?;
         for e in &seg.entries {
-            if e.idx != l.tree.len() || crate::record::chain_next(&l.chain, &e.leaf_hash) != e.chain_hash {
-                return Err(inconsistent(ns, format!("segment {first}-{last} breaks the chain at index {}", e.idx)));
+            if e.idx != l.tree.len()
+                || crate::record::chain_next(&l.chain, &e.leaf_hash) != e.chain_hash
+            {
+                return Err(inconsistent(
+                    ns,
+                    format!("segment {first}-{last} breaks the chain at index {}", e.idx),
+                ));
             }
             l.absorb(e);
         }
         if l.tree.len() != last + 1 {
-            return Err(inconsistent(ns, format!("segment {first}-{last} holds {} rows", seg.entries.len())));
+            return Err(inconsistent(
+                ns,
+                format!("segment {first}-{last} holds {} rows", seg.entries.len()),
+            ));
         }
     }
     l.published = l.tree.len();
@@ -282,7 +316,10 @@ async fn load_store(ctx: &LogContext, ns: &str) -> Result<Loaded, OpenError> {
         if cp.size > l.published {
             return Err(inconsistent(
                 ns,
-                format!("latest checkpoint covers {} entries but the segments hold {}", cp.size, l.published),
+                format!(
+                    "latest checkpoint covers {} entries but the segments hold {}",
+                    cp.size, l.published
+                ),
             ));
         }
         l.latest = Some((cp.size, text));
@@ -293,7 +330,11 @@ async fn load_store(ctx: &LogContext, ns: &str) -> Result<Loaded, OpenError> {
 impl NsLog {
     /// Opens the log of `ns`: takes the lease, rebuilds state from the store,
     /// replays the WAL, and starts the sequencer and publisher.
-    pub async fn open(ctx: Arc<LogContext>, ns: &str, wal_dir: &FsPath) -> Result<Arc<NsLog>, OpenError> {
+    pub async fn open(
+        ctx: Arc<LogContext>,
+        ns: &str,
+        wal_dir: &FsPath,
+    ) -> Result<Arc<NsLog>, OpenError> {
         let lease = Lease::acquire(&ctx.store, ns, &ctx.instance_id, ctx.cfg.lease_ttl_ms).await?;
         let mut l = load_store(&ctx, ns).await?;
         let (wal, recovered) = Wal::open(wal_dir, l.published)?;
@@ -302,25 +343,41 @@ impl NsLog {
             if e.idx < l.published {
                 let stored = l.tree.leaf(e.idx);
                 if stored != Some(e.leaf_hash) {
-                    return Err(inconsistent(ns, format!("WAL entry {} differs from the stored segment", e.idx)));
+                    return Err(inconsistent(
+                        ns,
+                        format!("WAL entry {} differs from the stored segment", e.idx),
+                    ));
                 }
                 continue;
             }
             let expected_leaf = crate::merkle::leaf_hash(
-                &e.committed_record_bytes().map_err(|err| inconsistent(ns, err.to_string()))?,
+                &e.committed_record_bytes()
+                    .map_err(|err| inconsistent(ns, err.to_string()))?,
             );
             if e.idx != l.tree.len()
                 || expected_leaf != e.leaf_hash
                 || crate::record::chain_next(&l.chain, &e.leaf_hash) != e.chain_hash
             {
-                return Err(inconsistent(ns, format!("WAL entry {} does not extend the log at {}", e.idx, l.tree.len())));
+                return Err(inconsistent(
+                    ns,
+                    format!(
+                        "WAL entry {} does not extend the log at {}",
+                        e.idx,
+                        l.tree.len()
+                    ),
+                ));
             }
             l.absorb(&e);
             l.tail.push_back(Arc::new(e));
             replayed += 1;
         }
         if replayed > 0 || recovered.truncated_bytes > 0 {
-            tracing::info!(ns, replayed, truncated = recovered.truncated_bytes, "recovered from the WAL");
+            tracing::info!(
+                ns,
+                replayed,
+                truncated = recovered.truncated_bytes,
+                "recovered from the WAL"
+            );
         }
         let durable = l.tree.len();
         let tail_bytes = l.tail.iter().map(|e| e.approx_size()).sum();
@@ -360,9 +417,14 @@ impl NsLog {
             .spawn(move || sequencer_loop(seq, rx, sh, group_max))
             .map_err(|e| inconsistent(ns, format!("cannot start sequencer: {e}")))?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let publisher = Publisher { ctx: ctx.clone(), shared: shared.clone(), lease };
+        let publisher = Publisher {
+            ctx: ctx.clone(),
+            shared: shared.clone(),
+            lease,
+        };
         // A checkpoint for segments written just before a crash, if it is missing.
-        let needs_checkpoint = l.latest.as_ref().map(|(s, _)| *s) != Some(l.published) && l.published > 0;
+        let needs_checkpoint =
+            l.latest.as_ref().map(|(s, _)| *s) != Some(l.published) && l.published > 0;
         let handle = tokio::spawn(publisher.run(shutdown_rx, needs_checkpoint));
         Ok(Arc::new(NsLog {
             shared,
@@ -374,19 +436,39 @@ impl NsLog {
     }
 
     /// Appends validated events; resolves once they are durable.
-    pub async fn append(&self, events: Vec<Event>, ingested_by: &str) -> Result<Vec<Receipt>, AppendError> {
+    pub async fn append(
+        &self,
+        events: Vec<Event>,
+        ingested_by: &str,
+    ) -> Result<Vec<Receipt>, AppendError> {
         self.shared.check()?;
         {
-            let st = self.shared.state.read().map_err(|_| AppendError::Failed("state lock poisoned".into()))?;
+            let st = self
+                .shared
+                .state
+                .read()
+                .map_err(|_| AppendError::Failed("state lock poisoned".into()))?;
             if st.tail.len() + events.len() > self.shared.cfg.max_unpublished_events
                 || st.tail_bytes > self.shared.cfg.max_unpublished_bytes
             {
-                return Err(AppendError::Overloaded("too many entries wait for the object store"));
+                return Err(AppendError::Overloaded(
+                    "too many entries wait for the object store",
+                ));
             }
         }
-        let tx = self.tx.lock().ok().and_then(|t| t.clone()).ok_or(AppendError::Closed)?;
+        let tx = self
+            .tx
+            .lock()
+            .ok()
+            .and_then(|t| t.clone())
+            .ok_or(AppendError::Closed)?;
         let (reply, rx) = oneshot::channel();
-        tx.try_send(AppendReq { events, ingested_by: ingested_by.to_string(), reply }).map_err(|e| match e {
+        tx.try_send(AppendReq {
+            events,
+            ingested_by: ingested_by.to_string(),
+            reply,
+        })
+        .map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => AppendError::Overloaded("sequencer queue full"),
             mpsc::error::TrySendError::Closed(_) => AppendError::Closed,
         })?;
@@ -405,7 +487,11 @@ impl NsLog {
 
     /// The latest signed checkpoint note.
     pub fn latest_checkpoint(&self) -> Option<(u64, String)> {
-        self.shared.state.read().ok().and_then(|s| s.latest_note.clone())
+        self.shared
+            .state
+            .read()
+            .ok()
+            .and_then(|s| s.latest_note.clone())
     }
 
     /// Waits until a checkpoint covers `size` entries (or `timeout` passes).
@@ -419,16 +505,35 @@ impl NsLog {
     }
 
     /// RFC 6962 inclusion proof of `index` in the tree of `size` (size <= durable).
-    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<(Hash, Vec<Hash>), crate::merkle::MerkleError> {
-        let st = self.shared.state.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    pub fn inclusion_proof(
+        &self,
+        index: u64,
+        size: u64,
+    ) -> Result<(Hash, Vec<Hash>), crate::merkle::MerkleError> {
+        let st = self
+            .shared
+            .state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let proof = st.tree.inclusion_proof(index, size)?;
-        let leaf = st.tree.leaf(index).ok_or(crate::merkle::MerkleError::IndexOutOfRange { index, size })?;
+        let leaf = st
+            .tree
+            .leaf(index)
+            .ok_or(crate::merkle::MerkleError::IndexOutOfRange { index, size })?;
         Ok((leaf, proof))
     }
 
     /// RFC 6962 consistency proof between two sizes (both <= durable).
-    pub fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, crate::merkle::MerkleError> {
-        let st = self.shared.state.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    pub fn consistency_proof(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Hash>, crate::merkle::MerkleError> {
+        let st = self
+            .shared
+            .state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         st.tree.consistency_proof(from, to)
     }
 
@@ -458,7 +563,12 @@ fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
-fn sequencer_loop(mut s: Sequencer, mut rx: mpsc::Receiver<AppendReq>, shared: Arc<Shared>, group_max: usize) {
+fn sequencer_loop(
+    mut s: Sequencer,
+    mut rx: mpsc::Receiver<AppendReq>,
+    shared: Arc<Shared>,
+    group_max: usize,
+) {
     let mut entries: Vec<Entry> = Vec::new();
     while let Some(first) = rx.blocking_recv() {
         let mut reqs = vec![first];
@@ -479,13 +589,16 @@ fn sequencer_loop(mut s: Sequencer, mut rx: mpsc::Receiver<AppendReq>, shared: A
             continue;
         }
         entries.clear();
-        let mut answers: Vec<(oneshot::Sender<Result<Vec<Receipt>, AppendError>>, Vec<Receipt>)> = Vec::new();
+        let mut answers: Vec<(Reply, Vec<Receipt>)> = Vec::new();
         let mut failed = None;
         for req in reqs {
             let mut receipts = Vec::with_capacity(req.events.len());
             for ev in req.events {
                 if let Some(r) = ev.event_id.as_ref().and_then(|id| s.dedup.map.get(id)) {
-                    receipts.push(Receipt { duplicate: true, ..r.clone() });
+                    receipts.push(Receipt {
+                        duplicate: true,
+                        ..r.clone()
+                    });
                     continue;
                 }
                 let mut salt = [0u8; 32];
@@ -637,7 +750,11 @@ impl Publisher {
                     Err(e) => self.report(e.into()),
                 }
             }
-            backoff = if failed { (backoff * 2).min(Duration::from_secs(5)) } else { interval };
+            backoff = if failed {
+                (backoff * 2).min(Duration::from_secs(5))
+            } else {
+                interval
+            };
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
                 r = shutdown.changed() => {
@@ -669,21 +786,30 @@ impl Publisher {
     async fn publish_once(&self) -> Result<bool, PublishError> {
         let cfg = &self.shared.cfg;
         let (batch, chain_in, root) = {
-            let st = self.shared.state.read().map_err(|_| PublishError::Fenced("state lock poisoned".into()))?;
+            let st = self
+                .shared
+                .state
+                .read()
+                .map_err(|_| PublishError::Fenced("state lock poisoned".into()))?;
             if st.tail.is_empty() {
                 return Ok(false);
             }
             let mut bytes = 0;
             let mut batch: Vec<Arc<Entry>> = Vec::new();
             for e in st.tail.iter() {
-                if !batch.is_empty() && (batch.len() >= cfg.segment_max_rows || bytes >= cfg.segment_max_bytes) {
+                if !batch.is_empty()
+                    && (batch.len() >= cfg.segment_max_rows || bytes >= cfg.segment_max_bytes)
+                {
                     break;
                 }
                 bytes += e.approx_size();
                 batch.push(e.clone());
             }
             let last = batch[batch.len() - 1].idx;
-            let root = st.tree.root_at(last + 1).map_err(|e| PublishError::Fenced(e.to_string()))?;
+            let root = st
+                .tree
+                .root_at(last + 1)
+                .map_err(|e| PublishError::Fenced(e.to_string()))?;
             (batch, st.published_chain, root)
         };
         let (first, last) = (batch[0].idx, batch[batch.len() - 1].idx);
@@ -693,23 +819,39 @@ impl Publisher {
         let key_id = note::key_id(&self.shared.origin, &key.verifying_key().to_bytes());
         let entries = batch.clone();
         let (_, bytes) = tokio::task::spawn_blocking(move || {
-            let seal = SegmentSeal { chain_in, root, key_id, key: &key };
+            let seal = SegmentSeal {
+                chain_in,
+                root,
+                key_id,
+                key: &key,
+            };
             segment::encode(&entries, &seal)
         })
         .await
         .map_err(|e| PublishError::Retry(e.to_string()))?
         .map_err(|e| PublishError::Retry(e.to_string()))?;
-        match self.ctx.store.put_create(&layout::segment(ns, first, last), bytes).await {
+        match self
+            .ctx
+            .store
+            .put_create(&layout::segment(ns, first, last), bytes)
+            .await
+        {
             Ok(()) => {}
             Err(StoreError::AlreadyExists(p)) => {
-                return Err(PublishError::Fenced(format!("segment {p} was written by someone else")));
+                return Err(PublishError::Fenced(format!(
+                    "segment {p} was written by someone else"
+                )));
             }
             Err(e) => return Err(e.into()),
         }
         let size = last + 1;
         let note_text = self.write_checkpoint(size, root).await?;
         {
-            let mut st = self.shared.state.write().map_err(|_| PublishError::Fenced("state lock poisoned".into()))?;
+            let mut st = self
+                .shared
+                .state
+                .write()
+                .map_err(|_| PublishError::Fenced("state lock poisoned".into()))?;
             for _ in 0..batch.len() {
                 if let Some(e) = st.tail.pop_front() {
                     st.tail_bytes = st.tail_bytes.saturating_sub(e.approx_size());
@@ -727,23 +869,43 @@ impl Publisher {
     /// Signs and stores the checkpoint for `size` (create-only), then the pointer.
     async fn write_checkpoint(&self, size: u64, root: Hash) -> Result<String, PublishError> {
         let ns = &self.shared.ns;
-        let cp = Checkpoint { origin: self.shared.origin.clone(), size, root };
+        let cp = Checkpoint {
+            origin: self.shared.origin.clone(),
+            size,
+            root,
+        };
         let text = note::sign_checkpoint(&cp, &self.shared.origin, &self.ctx.key);
         let path = layout::checkpoint_at(ns, size);
-        let text = match self.ctx.store.put_create(&path, Bytes::from(text.clone())).await {
+        let text = match self
+            .ctx
+            .store
+            .put_create(&path, Bytes::from(text.clone()))
+            .await
+        {
             Ok(()) => text,
             Err(StoreError::AlreadyExists(_)) => {
                 // Written before a crash? Then it must be ours and agree.
                 let existing = self.ctx.store.get(&path).await?.unwrap_or_default();
                 let existing = String::from_utf8_lossy(&existing).to_string();
-                match note::open_checkpoint(&existing, &self.shared.origin, &self.ctx.key.verifying_key()) {
+                match note::open_checkpoint(
+                    &existing,
+                    &self.shared.origin,
+                    &self.ctx.key.verifying_key(),
+                ) {
                     Ok(c) if c.root == root && c.size == size => existing,
-                    _ => return Err(PublishError::Fenced(format!("checkpoint {path} exists and disagrees"))),
+                    _ => {
+                        return Err(PublishError::Fenced(format!(
+                            "checkpoint {path} exists and disagrees"
+                        )));
+                    }
                 }
             }
             Err(e) => return Err(e.into()),
         };
-        self.ctx.store.put_overwrite(&layout::latest_checkpoint(ns), Bytes::from(text.clone())).await?;
+        self.ctx
+            .store
+            .put_overwrite(&layout::latest_checkpoint(ns), Bytes::from(text.clone()))
+            .await?;
         Ok(text)
     }
 
@@ -751,8 +913,14 @@ impl Publisher {
     async fn checkpoint_current(&self) -> Result<(), PublishError> {
         let size = self.shared.published.load(Ordering::SeqCst);
         let root = {
-            let st = self.shared.state.read().map_err(|_| PublishError::Fenced("state lock poisoned".into()))?;
-            st.tree.root_at(size).map_err(|e| PublishError::Fenced(e.to_string()))?
+            let st = self
+                .shared
+                .state
+                .read()
+                .map_err(|_| PublishError::Fenced("state lock poisoned".into()))?;
+            st.tree
+                .root_at(size)
+                .map_err(|e| PublishError::Fenced(e.to_string()))?
         };
         let text = self.write_checkpoint(size, root).await?;
         if let Ok(mut st) = self.shared.state.write() {

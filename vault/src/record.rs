@@ -141,8 +141,12 @@ impl Entry {
             None => None,
             Some(m) => Some(jcs::to_canonical_string(&Value::Object(m))?),
         };
-        let content_digest = content.as_ref().map(|c| field_digest("content", &seq.salt, c.as_bytes()));
-        let attributes_digest = attributes.as_ref().map(|a| field_digest("attributes", &seq.salt, a.as_bytes()));
+        let content_digest = content
+            .as_ref()
+            .map(|c| field_digest("content", &seq.salt, c.as_bytes()));
+        let attributes_digest = attributes
+            .as_ref()
+            .map(|a| field_digest("attributes", &seq.salt, a.as_bytes()));
         let mut e = Entry {
             ns: seq.ns.to_string(),
             idx: seq.idx,
@@ -183,7 +187,10 @@ impl Entry {
         m.insert("session_id".into(), s(&self.session_id));
         m.insert("session_seq".into(), Value::from(self.session_seq));
         m.insert("kind".into(), s(self.kind.as_str()));
-        m.insert("received_at".into(), Value::String(micros_to_string(self.received_at)?));
+        m.insert(
+            "received_at".into(),
+            Value::String(micros_to_string(self.received_at)?),
+        );
         m.insert("ingested_by".into(), s(&self.ingested_by));
         if let Some(ts) = self.ts {
             m.insert("ts".into(), Value::String(micros_to_string(ts)?));
@@ -241,7 +248,9 @@ impl Entry {
         }
         if let Some(c) = &self.content {
             let v = match self.content_type {
-                Some(ContentType::Json) => serde_json::from_str(c).unwrap_or(Value::String(c.clone())),
+                Some(ContentType::Json) => {
+                    serde_json::from_str(c).unwrap_or(Value::String(c.clone()))
+                }
                 _ => Value::String(c.clone()),
             };
             m.insert("content".into(), v);
@@ -259,10 +268,18 @@ impl Entry {
         200 + self.session_id.len()
             + self.content.as_ref().map_or(0, String::len)
             + self.attributes.as_ref().map_or(0, String::len)
-            + [&self.event_id, &self.trace_id, &self.span_id, &self.parent_span_id, &self.name, &self.actor, &self.model]
-                .iter()
-                .map(|o| o.as_ref().map_or(0, |s| s.len()))
-                .sum::<usize>()
+            + [
+                &self.event_id,
+                &self.trace_id,
+                &self.span_id,
+                &self.parent_span_id,
+                &self.name,
+                &self.actor,
+                &self.model,
+            ]
+            .iter()
+            .map(|o| o.as_ref().map_or(0, |s| s.len()))
+            .sum::<usize>()
     }
 }
 
@@ -288,7 +305,9 @@ mod hex32_opt {
         }
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 32]>, D::Error> {
-        let Some(s) = Option::<&str>::deserialize(d)? else { return Ok(None) };
+        let Some(s) = Option::<&str>::deserialize(d)? else {
+            return Ok(None);
+        };
         let mut out = [0u8; 32];
         hex::decode_to_slice(s, &mut out).map_err(serde::de::Error::custom)?;
         Ok(Some(out))
@@ -329,12 +348,24 @@ mod tests {
             Some(serde_json::json!({"tool": "calc", "args": {"expr": "2+2"}})),
             None,
         ];
-        let attributes = [None, Some(serde_json::json!({"gen_ai.request.model": "m-1", "i": 3, "tags": ["a", "b"]})), None];
+        let attributes = [
+            None,
+            Some(serde_json::json!({"gen_ai.request.model": "m-1", "i": 3, "tags": ["a", "b"]})),
+            None,
+        ];
         let mut prev = [0u8; 32];
         for (i, r) in vec["records"].as_array().unwrap().iter().enumerate() {
             let rec = &r["record"];
             let mut ev = serde_json::Map::new();
-            for k in ["session_id", "kind", "ts", "event_id", "name", "model", "actor"] {
+            for k in [
+                "session_id",
+                "kind",
+                "ts",
+                "event_id",
+                "name",
+                "model",
+                "actor",
+            ] {
                 if let Some(v) = rec.get(k) {
                     ev.insert(k.into(), v.clone());
                 }
@@ -346,7 +377,9 @@ mod tests {
                 ev.insert("attributes".into(), a.clone());
             }
             let event = Event::from_value(Value::Object(ev)).unwrap();
-            let received = tracevault_schemas::parse_timestamp("t", rec["received_at"].as_str().unwrap()).unwrap();
+            let received =
+                tracevault_schemas::parse_timestamp("t", rec["received_at"].as_str().unwrap())
+                    .unwrap();
             let e = Entry::seal(
                 event,
                 Sequence {
@@ -361,9 +394,18 @@ mod tests {
             )
             .unwrap();
             assert_eq!(&e.committed_record().unwrap(), rec, "record {i}");
-            assert_eq!(String::from_utf8(e.committed_record_bytes().unwrap()).unwrap(), r["jcs"].as_str().unwrap());
-            assert_eq!(hex::encode(e.leaf_hash), r["leaf_hash_hex"].as_str().unwrap());
-            assert_eq!(hex::encode(e.chain_hash), r["chain_hash_hex"].as_str().unwrap());
+            assert_eq!(
+                String::from_utf8(e.committed_record_bytes().unwrap()).unwrap(),
+                r["jcs"].as_str().unwrap()
+            );
+            assert_eq!(
+                hex::encode(e.leaf_hash),
+                r["leaf_hash_hex"].as_str().unwrap()
+            );
+            assert_eq!(
+                hex::encode(e.chain_hash),
+                r["chain_hash_hex"].as_str().unwrap()
+            );
             prev = e.chain_hash;
             let back = Event::from_value(e.to_event_json()).unwrap();
             assert_eq!(back.content, contents[i].clone());
@@ -372,8 +414,19 @@ mod tests {
 
     #[test]
     fn entry_round_trips_through_json() {
-        let ev = Event::from_value(serde_json::json!({"session_id": "s", "kind": "output", "content": "x"})).unwrap();
-        let seq = Sequence { ns: "n", idx: 5, session_seq: 0, received_at: 1, ingested_by: "w", salt: [9; 32], prev_chain: [0; 32] };
+        let ev = Event::from_value(
+            serde_json::json!({"session_id": "s", "kind": "output", "content": "x"}),
+        )
+        .unwrap();
+        let seq = Sequence {
+            ns: "n",
+            idx: 5,
+            session_seq: 0,
+            received_at: 1,
+            ingested_by: "w",
+            salt: [9; 32],
+            prev_chain: [0; 32],
+        };
         let e = Entry::seal(ev, seq).unwrap();
         let text = serde_json::to_string(&e).unwrap();
         assert_eq!(serde_json::from_str::<Entry>(&text).unwrap(), e);

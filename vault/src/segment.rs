@@ -12,9 +12,12 @@
 use std::borrow::Borrow;
 use std::sync::Arc;
 
-use arrow_array::builder::{FixedSizeBinaryBuilder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
+use arrow_array::builder::{
+    FixedSizeBinaryBuilder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+};
 use arrow_array::{
-    Array, ArrayRef, FixedSizeBinaryArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    Array, ArrayRef, FixedSizeBinaryArray, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -24,8 +27,10 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::{BloomFilterPosition, EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::file::metadata::SortingColumn;
+use parquet::file::properties::{
+    BloomFilterPosition, EnabledStatistics, WriterProperties, WriterVersion,
+};
 use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -139,7 +144,11 @@ fn writer_props() -> WriterProperties {
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_bloom_filter_position(BloomFilterPosition::AfterRowGroup)
-        .set_sorting_columns(Some(vec![SortingColumn { column_idx: 1, descending: false, nulls_first: false }]))
+        .set_sorting_columns(Some(vec![SortingColumn {
+            column_idx: 1,
+            descending: false,
+            nulls_first: false,
+        }]))
         .set_created_by("tracevault".to_string());
     for c in [col::SESSION_ID, col::EVENT_ID, col::TRACE_ID] {
         b = b.set_column_bloom_filter_enabled(ColumnPath::from(c), true);
@@ -165,7 +174,8 @@ pub fn entries_to_batch<E: Borrow<Entry>>(entries: &[E]) -> Result<RecordBatch, 
     let mut cd = FixedSizeBinaryBuilder::with_capacity(n, 32);
     let mut ad = FixedSizeBinaryBuilder::with_capacity(n, 32);
     let mut chain = FixedSizeBinaryBuilder::with_capacity(n, 32);
-    let as_i64 = |v: u64| i64::try_from(v).map_err(|_| SegmentError::Format(format!("{v} exceeds i64")));
+    let as_i64 =
+        |v: u64| i64::try_from(v).map_err(|_| SegmentError::Format(format!("{v} exceeds i64")));
     for e in entries {
         let e: &Entry = e.borrow();
         ns.append_value(&e.ns);
@@ -226,13 +236,21 @@ pub fn entries_to_batch<E: Borrow<Entry>>(entries: &[E]) -> Result<RecordBatch, 
 }
 
 /// Encodes `entries` (consecutive, sorted by index) into a signed Parquet file.
-pub fn encode<E: Borrow<Entry>>(entries: &[E], seal: &SegmentSeal<'_>) -> Result<(SegmentHeader, Bytes), SegmentError> {
+pub fn encode<E: Borrow<Entry>>(
+    entries: &[E],
+    seal: &SegmentSeal<'_>,
+) -> Result<(SegmentHeader, Bytes), SegmentError> {
     let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
         return Err(SegmentError::Empty);
     };
     let (first, last): (&Entry, &Entry) = (first.borrow(), last.borrow());
     let batch = entries_to_batch(entries)?;
-    let mut w = ArrowWriter::try_new(Vec::with_capacity(1 << 20), segment_schema(), Some(writer_props())).map_err(pq)?;
+    let mut w = ArrowWriter::try_new(
+        Vec::with_capacity(1 << 20),
+        segment_schema(),
+        Some(writer_props()),
+    )
+    .map_err(pq)?;
     w.write(&batch).map_err(pq)?;
     w.flush().map_err(pq)?;
     // Push the buffered bytes through, so `inner()` holds everything before the footer.
@@ -252,9 +270,13 @@ pub fn encode<E: Borrow<Entry>>(entries: &[E], seal: &SegmentSeal<'_>) -> Result
         key_id: hex::encode(seal.key_id),
     };
     let sig = seal.key.sign(&header.signed_bytes()?);
-    let header_json = jcs::to_canonical_string(&serde_json::to_value(&header).map_err(pq)?).map_err(pq)?;
+    let header_json =
+        jcs::to_canonical_string(&serde_json::to_value(&header).map_err(pq)?).map_err(pq)?;
     w.append_key_value_metadata(KeyValue::new(HEADER_KEY.to_string(), header_json));
-    w.append_key_value_metadata(KeyValue::new(SIGNATURE_KEY.to_string(), B64.encode(sig.to_bytes())));
+    w.append_key_value_metadata(KeyValue::new(
+        SIGNATURE_KEY.to_string(),
+        B64.encode(sig.to_bytes()),
+    ));
     let bytes = w.into_inner().map_err(pq)?;
     Ok((header, Bytes::from(bytes)))
 }
@@ -272,20 +294,27 @@ pub struct DecodedSegment {
 /// Reads the footer header and signature without decoding rows.
 fn read_header(kv: Option<&Vec<KeyValue>>) -> Result<(SegmentHeader, Vec<u8>), SegmentError> {
     let find = |k: &str| {
-        kv.and_then(|kv| kv.iter().find(|e| e.key == k)).and_then(|e| e.value.clone())
+        kv.and_then(|kv| kv.iter().find(|e| e.key == k))
+            .and_then(|e| e.value.clone())
     };
-    let h = find(HEADER_KEY).ok_or_else(|| SegmentError::Format("footer has no segment header".into()))?;
-    let s = find(SIGNATURE_KEY).ok_or_else(|| SegmentError::Format("footer has no header signature".into()))?;
-    let header: SegmentHeader =
-        serde_json::from_str(&h).map_err(|e| SegmentError::Format(format!("segment header: {e}")))?;
-    let signature = B64.decode(s).map_err(|_| SegmentError::Format("header signature is not base64".into()))?;
+    let h = find(HEADER_KEY)
+        .ok_or_else(|| SegmentError::Format("footer has no segment header".into()))?;
+    let s = find(SIGNATURE_KEY)
+        .ok_or_else(|| SegmentError::Format("footer has no header signature".into()))?;
+    let header: SegmentHeader = serde_json::from_str(&h)
+        .map_err(|e| SegmentError::Format(format!("segment header: {e}")))?;
+    let signature = B64
+        .decode(s)
+        .map_err(|_| SegmentError::Format("header signature is not base64".into()))?;
     Ok((header, signature))
 }
 
 /// Reads only the signed header and its signature from the footer, without
 /// decoding any rows: what is left to check when data pages are damaged.
 pub fn decode_header(bytes: &Bytes) -> Result<(SegmentHeader, Vec<u8>), SegmentError> {
-    let meta = parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(bytes).map_err(pq)?;
+    let meta = parquet::file::metadata::ParquetMetaDataReader::new()
+        .parse_and_finish(bytes)
+        .map_err(pq)?;
     read_header(meta.file_metadata().key_value_metadata())
 }
 
@@ -294,7 +323,9 @@ pub fn decode(bytes: Bytes) -> Result<DecodedSegment, SegmentError> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(pq)?;
     let (header, signature) = read_header(builder.metadata().file_metadata().key_value_metadata())?;
     if builder.schema().fields() != segment_schema().fields() {
-        return Err(SegmentError::Format("columns differ from the segment schema".into()));
+        return Err(SegmentError::Format(
+            "columns differ from the segment schema".into(),
+        ));
     }
     let reader = builder.with_batch_size(8192).build().map_err(pq)?;
     let mut entries = Vec::new();
@@ -302,7 +333,11 @@ pub fn decode(bytes: Bytes) -> Result<DecodedSegment, SegmentError> {
         let batch = batch.map_err(pq)?;
         batch_to_entries(&batch, &mut entries)?;
     }
-    Ok(DecodedSegment { header, signature, entries })
+    Ok(DecodedSegment {
+        header,
+        signature,
+        entries,
+    })
 }
 
 fn column<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> Result<&'a T, SegmentError> {
@@ -319,7 +354,10 @@ fn hash_at(a: &FixedSizeBinaryArray, i: usize, name: &str) -> Result<Option<Hash
     if a.is_null(i) {
         return Ok(None);
     }
-    a.value(i).try_into().map(Some).map_err(|_| SegmentError::Format(format!("{name} is not 32 bytes")))
+    a.value(i)
+        .try_into()
+        .map(Some)
+        .map_err(|_| SegmentError::Format(format!("{name} is not 32 bytes")))
 }
 
 fn req<T>(v: Option<T>, name: &str, i: usize) -> Result<T, SegmentError> {
@@ -329,7 +367,12 @@ fn req<T>(v: Option<T>, name: &str, i: usize) -> Result<T, SegmentError> {
 /// Converts a segment batch back into entries.
 pub fn batch_to_entries(b: &RecordBatch, out: &mut Vec<Entry>) -> Result<(), SegmentError> {
     let s = |n| column::<StringArray>(b, n);
-    let (ns, session_id, kind, ingested_by) = (s(col::NS)?, s(col::SESSION_ID)?, s(col::KIND)?, s(col::INGESTED_BY)?);
+    let (ns, session_id, kind, ingested_by) = (
+        s(col::NS)?,
+        s(col::SESSION_ID)?,
+        s(col::KIND)?,
+        s(col::INGESTED_BY)?,
+    );
     let idx = column::<Int64Array>(b, col::IDX)?;
     let seq = column::<Int64Array>(b, col::SESSION_SEQ)?;
     let ts = column::<TimestampMicrosecondArray>(b, col::TS)?;
@@ -348,17 +391,22 @@ pub fn batch_to_entries(b: &RecordBatch, out: &mut Vec<Entry>) -> Result<(), Seg
     ];
     let opt: Vec<&StringArray> = names.iter().map(|n| s(n)).collect::<Result<_, _>>()?;
     let f = |n| column::<FixedSizeBinaryArray>(b, n);
-    let (leaf, salt, cd, ad, chain) =
-        (f(col::LEAF_HASH)?, f(col::SALT)?, f(col::CONTENT_DIGEST)?, f(col::ATTRIBUTES_DIGEST)?, f(col::CHAIN_HASH)?);
+    let (leaf, salt, cd, ad, chain) = (
+        f(col::LEAF_HASH)?,
+        f(col::SALT)?,
+        f(col::CONTENT_DIGEST)?,
+        f(col::ATTRIBUTES_DIGEST)?,
+        f(col::CHAIN_HASH)?,
+    );
     for i in 0..b.num_rows() {
         let kind_s = kind.value(i);
-        let content_type = match opt[9].is_null(i) {
-            true => None,
-            false => Some(
-                ContentType::parse(opt[9].value(i))
-                    .ok_or_else(|| SegmentError::Format(format!("row {i}: unknown content_type")))?,
-            ),
-        };
+        let content_type =
+            match opt[9].is_null(i) {
+                true => None,
+                false => Some(ContentType::parse(opt[9].value(i)).ok_or_else(|| {
+                    SegmentError::Format(format!("row {i}: unknown content_type"))
+                })?),
+            };
         let to_u64 = |v: i64, n: &str| {
             u64::try_from(v).map_err(|_| SegmentError::Format(format!("row {i}: negative {n}")))
         };
@@ -367,7 +415,8 @@ pub fn batch_to_entries(b: &RecordBatch, out: &mut Vec<Entry>) -> Result<(), Seg
             idx: to_u64(idx.value(i), "idx")?,
             session_id: session_id.value(i).to_string(),
             session_seq: to_u64(seq.value(i), "session_seq")?,
-            kind: Kind::parse(kind_s).ok_or_else(|| SegmentError::Format(format!("row {i}: unknown kind {kind_s:?}")))?,
+            kind: Kind::parse(kind_s)
+                .ok_or_else(|| SegmentError::Format(format!("row {i}: unknown kind {kind_s:?}")))?,
             ts: (!ts.is_null(i)).then(|| ts.value(i)),
             received_at: recv.value(i),
             ingested_by: ingested_by.value(i).to_string(),
@@ -392,8 +441,14 @@ pub fn batch_to_entries(b: &RecordBatch, out: &mut Vec<Entry>) -> Result<(), Seg
 }
 
 /// Checks the header signature with `key`.
-pub fn verify_header_signature(header: &SegmentHeader, signature: &[u8], key: &VerifyingKey) -> bool {
-    let Ok(sig) = Signature::from_slice(signature) else { return false };
+pub fn verify_header_signature(
+    header: &SegmentHeader,
+    signature: &[u8],
+    key: &VerifyingKey,
+) -> bool {
+    let Ok(sig) = Signature::from_slice(signature) else {
+        return false;
+    };
     match header.signed_bytes() {
         Ok(msg) => key.verify(&msg, &sig).is_ok(),
         Err(_) => false,
@@ -402,7 +457,9 @@ pub fn verify_header_signature(header: &SegmentHeader, signature: &[u8], key: &V
 
 /// Checks the header's `data_sha256` against the file bytes.
 pub fn data_digest_matches(header: &SegmentHeader, file: &[u8]) -> bool {
-    let Ok(len) = usize::try_from(header.data_len) else { return false };
+    let Ok(len) = usize::try_from(header.data_len) else {
+        return false;
+    };
     file.len() >= len && hex::encode(Sha256::digest(&file[..len])) == header.data_sha256
 }
 
@@ -436,14 +493,27 @@ mod tests {
     fn encode_decode_round_trip_with_valid_signature() {
         let key = SigningKey::from_bytes(&[7; 32]);
         let entries = sample_entries(40);
-        let seal = SegmentSeal { chain_in: [0; 32], root: [1; 32], key_id: [1, 2, 3, 4], key: &key };
+        let seal = SegmentSeal {
+            chain_in: [0; 32],
+            root: [1; 32],
+            key_id: [1, 2, 3, 4],
+            key: &key,
+        };
         let (header, bytes) = encode(&entries, &seal).unwrap();
         assert_eq!((header.first, header.last, header.tree_size), (0, 39, 40));
         let d = decode(bytes.clone()).unwrap();
         assert_eq!(d.header, header);
         assert_eq!(d.entries, entries);
-        assert!(verify_header_signature(&d.header, &d.signature, &key.verifying_key()));
-        assert!(!verify_header_signature(&d.header, &d.signature, &SigningKey::from_bytes(&[8; 32]).verifying_key()));
+        assert!(verify_header_signature(
+            &d.header,
+            &d.signature,
+            &key.verifying_key()
+        ));
+        assert!(!verify_header_signature(
+            &d.header,
+            &d.signature,
+            &SigningKey::from_bytes(&[8; 32]).verifying_key()
+        ));
         assert!(data_digest_matches(&header, &bytes));
         let mut flipped = bytes.to_vec();
         flipped[10] ^= 1;
@@ -452,7 +522,10 @@ mod tests {
 
     #[test]
     fn file_names_round_trip() {
-        assert_eq!(parse_segment_file_name(&segment_file_name(3, 99)), Some((3, 99)));
+        assert_eq!(
+            parse_segment_file_name(&segment_file_name(3, 99)),
+            Some((3, 99))
+        );
         assert_eq!(parse_segment_file_name("3-99.parquet"), None);
     }
 }

@@ -41,7 +41,9 @@ fn map_err(path: &Path, e: object_store::Error) -> StoreError {
     match e {
         object_store::Error::AlreadyExists { .. } => StoreError::AlreadyExists(path.to_string()),
         object_store::Error::Precondition { .. } => StoreError::Precondition(path.to_string()),
-        object_store::Error::NotImplemented { operation, .. } => StoreError::NotSupported(operation),
+        object_store::Error::NotImplemented { operation, .. } => {
+            StoreError::NotSupported(operation)
+        }
         other => StoreError::Other(other.to_string()),
     }
 }
@@ -76,9 +78,16 @@ impl Store {
                 .build()
                 .map_err(|e| StoreError::Config(e.to_string()))?;
             let prefix = prefix.trim_matches('/');
-            let inner: Arc<dyn ObjectStore> =
-                if prefix.is_empty() { Arc::new(s3) } else { Arc::new(PrefixStore::new(s3, prefix)) };
-            return Ok(Store { inner, local_root: None, description: url.to_string() });
+            let inner: Arc<dyn ObjectStore> = if prefix.is_empty() {
+                Arc::new(s3)
+            } else {
+                Arc::new(PrefixStore::new(s3, prefix))
+            };
+            return Ok(Store {
+                inner,
+                local_root: None,
+                description: url.to_string(),
+            });
         }
         if let Some(path) = url.strip_prefix("file://") {
             return Store::local(FsPath::new(path));
@@ -86,20 +95,34 @@ impl Store {
         if url == "memory://" {
             return Ok(Store::memory());
         }
-        Err(StoreError::Config(format!("unsupported store URL {url:?} (use s3://bucket/prefix or file:///path)")))
+        Err(StoreError::Config(format!(
+            "unsupported store URL {url:?} (use s3://bucket/prefix or file:///path)"
+        )))
     }
 
     /// A local file-system store rooted at `root` (created if absent).
     pub fn local(root: &FsPath) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(root).map_err(|e| StoreError::Config(format!("{}: {e}", root.display())))?;
-        let root = root.canonicalize().map_err(|e| StoreError::Config(format!("{}: {e}", root.display())))?;
-        let fs = LocalFileSystem::new_with_prefix(&root).map_err(|e| StoreError::Config(e.to_string()))?;
-        Ok(Store { inner: Arc::new(fs), local_root: Some(root.clone()), description: format!("file://{}", root.display()) })
+        std::fs::create_dir_all(root)
+            .map_err(|e| StoreError::Config(format!("{}: {e}", root.display())))?;
+        let root = root
+            .canonicalize()
+            .map_err(|e| StoreError::Config(format!("{}: {e}", root.display())))?;
+        let fs = LocalFileSystem::new_with_prefix(&root)
+            .map_err(|e| StoreError::Config(e.to_string()))?;
+        Ok(Store {
+            inner: Arc::new(fs),
+            local_root: Some(root.clone()),
+            description: format!("file://{}", root.display()),
+        })
     }
 
     /// An in-memory store (unit tests).
     pub fn memory() -> Store {
-        Store { inner: Arc::new(InMemory::new()), local_root: None, description: "memory://".into() }
+        Store {
+            inner: Arc::new(InMemory::new()),
+            local_root: None,
+            description: "memory://".into(),
+        }
     }
 
     /// Where this store is, for messages.
@@ -118,15 +141,22 @@ impl Store {
             let sync = |p: &FsPath| std::fs::File::open(p).and_then(|f| f.sync_all());
             sync(&file).map_err(|e| StoreError::Other(format!("fsync {}: {e}", file.display())))?;
             if let Some(dir) = file.parent() {
-                sync(dir).map_err(|e| StoreError::Other(format!("fsync {}: {e}", dir.display())))?;
+                sync(dir)
+                    .map_err(|e| StoreError::Other(format!("fsync {}: {e}", dir.display())))?;
             }
         }
         Ok(())
     }
 
     async fn put_mode(&self, path: &Path, bytes: Bytes, mode: PutMode) -> Result<(), StoreError> {
-        let opts = PutOptions { mode, ..Default::default() };
-        self.inner.put_opts(path, PutPayload::from_bytes(bytes), opts).await.map_err(|e| map_err(path, e))?;
+        let opts = PutOptions {
+            mode,
+            ..Default::default()
+        };
+        self.inner
+            .put_opts(path, PutPayload::from_bytes(bytes), opts)
+            .await
+            .map_err(|e| map_err(path, e))?;
         self.fsync_local(path)
     }
 
@@ -141,7 +171,12 @@ impl Store {
     }
 
     /// Replaces an object only if it is still at `version`.
-    pub async fn put_update(&self, path: &Path, bytes: Bytes, version: UpdateVersion) -> Result<(), StoreError> {
+    pub async fn put_update(
+        &self,
+        path: &Path,
+        bytes: Bytes,
+        version: UpdateVersion,
+    ) -> Result<(), StoreError> {
         self.put_mode(path, bytes, PutMode::Update(version)).await
     }
 
@@ -154,7 +189,10 @@ impl Store {
     pub async fn get_versioned(&self, path: &Path) -> Result<Option<Versioned>, StoreError> {
         match self.inner.get(path).await {
             Ok(r) => {
-                let version = UpdateVersion { e_tag: r.meta.e_tag.clone(), version: r.meta.version.clone() };
+                let version = UpdateVersion {
+                    e_tag: r.meta.e_tag.clone(),
+                    version: r.meta.version.clone(),
+                };
                 let bytes = r.bytes().await.map_err(|e| map_err(path, e))?;
                 Ok(Some(Versioned { bytes, version }))
             }
@@ -173,18 +211,32 @@ impl Store {
 
     /// Lists object names (last path segment) directly under `prefix`, sorted.
     pub async fn list_names(&self, prefix: &Path) -> Result<Vec<String>, StoreError> {
-        let r = self.inner.list_with_delimiter(Some(prefix)).await.map_err(|e| map_err(prefix, e))?;
-        let mut names: Vec<String> =
-            r.objects.iter().filter_map(|o| o.location.filename().map(str::to_string)).collect();
+        let r = self
+            .inner
+            .list_with_delimiter(Some(prefix))
+            .await
+            .map_err(|e| map_err(prefix, e))?;
+        let mut names: Vec<String> = r
+            .objects
+            .iter()
+            .filter_map(|o| o.location.filename().map(str::to_string))
+            .collect();
         names.sort();
         Ok(names)
     }
 
     /// Lists sub-"directories" directly under `prefix`, sorted.
     pub async fn list_dirs(&self, prefix: &Path) -> Result<Vec<String>, StoreError> {
-        let r = self.inner.list_with_delimiter(Some(prefix)).await.map_err(|e| map_err(prefix, e))?;
-        let mut names: Vec<String> =
-            r.common_prefixes.iter().filter_map(|p| p.filename().map(str::to_string)).collect();
+        let r = self
+            .inner
+            .list_with_delimiter(Some(prefix))
+            .await
+            .map_err(|e| map_err(prefix, e))?;
+        let mut names: Vec<String> = r
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect();
         names.sort();
         Ok(names)
     }
@@ -208,7 +260,10 @@ pub mod layout {
     }
     /// `ns/{ns}/segments/{first:020}-{last:020}.parquet`.
     pub fn segment(ns: &str, first: u64, last: u64) -> Path {
-        Path::from(format!("ns/{ns}/segments/{}", crate::segment::segment_file_name(first, last)))
+        Path::from(format!(
+            "ns/{ns}/segments/{}",
+            crate::segment::segment_file_name(first, last)
+        ))
     }
     /// `ns/{ns}/checkpoints`.
     pub fn checkpoints(ns: &str) -> Path {
@@ -241,10 +296,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for store in [Store::memory(), Store::local(dir.path()).unwrap()] {
             let p = Path::from("a/b");
-            store.put_create(&p, Bytes::from_static(b"1")).await.unwrap();
-            let e = store.put_create(&p, Bytes::from_static(b"2")).await.unwrap_err();
+            store
+                .put_create(&p, Bytes::from_static(b"1"))
+                .await
+                .unwrap();
+            let e = store
+                .put_create(&p, Bytes::from_static(b"2"))
+                .await
+                .unwrap_err();
             assert!(matches!(e, StoreError::AlreadyExists(_)), "{e}");
-            assert_eq!(store.get(&p).await.unwrap().unwrap(), Bytes::from_static(b"1"));
+            assert_eq!(
+                store.get(&p).await.unwrap().unwrap(),
+                Bytes::from_static(b"1")
+            );
             assert!(store.get(&Path::from("a/c")).await.unwrap().is_none());
             assert_eq!(store.list_names(&Path::from("a")).await.unwrap(), ["b"]);
             assert_eq!(store.list_dirs(&Path::from("")).await.unwrap(), ["a"]);

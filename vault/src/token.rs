@@ -75,7 +75,9 @@ pub struct Claims {
 impl Claims {
     /// Whether this token covers namespace `ns`.
     pub fn allows_ns(&self, ns: &str) -> bool {
-        self.ns.iter().any(|n| n == ns || (n == "*" && self.role == Role::Admin))
+        self.ns
+            .iter()
+            .any(|n| n == ns || (n == "*" && self.role == Role::Admin))
     }
 }
 
@@ -103,7 +105,9 @@ pub struct TokenIssuer {
 }
 
 /// PKCS#8 v1 DER prefix of an Ed25519 private key (RFC 8410), followed by the seed.
-const PKCS8_ED25519_PREFIX: [u8; 16] = [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+const PKCS8_ED25519_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
 
 impl TokenIssuer {
     /// Builds an issuer from a key; `issuer` is the `iss` value (the vault origin).
@@ -152,10 +156,14 @@ impl TokenIssuer {
             return Err(TokenError::Issue("ttl must be positive".into()));
         }
         if ns.is_empty() {
-            return Err(TokenError::Issue("at least one namespace is required".into()));
+            return Err(TokenError::Issue(
+                "at least one namespace is required".into(),
+            ));
         }
         if ns.iter().any(|n| n == "*") && role != Role::Admin {
-            return Err(TokenError::Issue("namespace * is for admin tokens only".into()));
+            return Err(TokenError::Issue(
+                "namespace * is for admin tokens only".into(),
+            ));
         }
         let now = chrono::Utc::now().timestamp();
         let mut jti = [0u8; 16];
@@ -181,9 +189,13 @@ impl TokenIssuer {
 
     /// Verifies a token and returns its claims.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|e| TokenError::Invalid(e.to_string()))?;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| TokenError::Invalid(e.to_string()))?;
         if header.alg != Algorithm::EdDSA {
-            return Err(TokenError::Invalid(format!("algorithm {:?} is not accepted", header.alg)));
+            return Err(TokenError::Invalid(format!(
+                "algorithm {:?} is not accepted",
+                header.alg
+            )));
         }
         if let Some(kid) = &header.kid
             && kid != &self.kid
@@ -194,10 +206,14 @@ impl TokenIssuer {
             .map_err(|e| TokenError::Invalid(e.to_string()))?;
         let c = data.claims;
         if c.jti.is_empty() || c.sub.is_empty() || c.ns.is_empty() {
-            return Err(TokenError::Invalid("jti, sub and ns must not be empty".into()));
+            return Err(TokenError::Invalid(
+                "jti, sub and ns must not be empty".into(),
+            ));
         }
         if c.ns.iter().any(|n| n == "*") && c.role != Role::Admin {
-            return Err(TokenError::Invalid("namespace * is for admin tokens only".into()));
+            return Err(TokenError::Invalid(
+                "namespace * is for admin tokens only".into(),
+            ));
         }
         Ok(c)
     }
@@ -221,7 +237,9 @@ mod tests {
     #[test]
     fn issue_and_verify() {
         let i = issuer();
-        let (jwt, claims) = i.issue(Role::Writer, vec!["a".into()], "pipe", 60, (None, None)).unwrap();
+        let (jwt, claims) = i
+            .issue(Role::Writer, vec!["a".into()], "pipe", 60, (None, None))
+            .unwrap();
         assert_eq!(i.verify(&jwt).unwrap(), claims);
         assert!(claims.allows_ns("a") && !claims.allows_ns("b"));
     }
@@ -229,7 +247,9 @@ mod tests {
     #[test]
     fn rejects_bad_tokens() {
         let i = issuer();
-        let (jwt, _) = i.issue(Role::Writer, vec!["a".into()], "pipe", 60, (None, None)).unwrap();
+        let (jwt, _) = i
+            .issue(Role::Writer, vec!["a".into()], "pipe", 60, (None, None))
+            .unwrap();
         // Another key.
         let other = TokenIssuer::new(&SigningKey::from_bytes(&[4; 32]), "tracevault.local/x");
         assert!(other.verify(&jwt).is_err());
@@ -238,9 +258,15 @@ mod tests {
         assert!(j2.verify(&jwt).is_err());
         // Tampered payload.
         let parts: Vec<&str> = jwt.split('.').collect();
-        let mut payload: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+        let mut payload: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
         payload["role"] = "admin".into();
-        let forged = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(payload.to_string()), parts[2]);
+        let forged = format!(
+            "{}.{}.{}",
+            parts[0],
+            URL_SAFE_NO_PAD.encode(payload.to_string()),
+            parts[2]
+        );
         assert!(i.verify(&forged).is_err());
         // alg: none.
         let none_header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
@@ -254,26 +280,53 @@ mod tests {
         .unwrap();
         assert!(i.verify(&hs).is_err());
         // Expired (beyond leeway).
-        let (old, _) = i.issue(Role::Writer, vec!["a".into()], "pipe", 1, (None, None)).unwrap();
-        let mut p: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(old.split('.').nth(1).unwrap()).unwrap()).unwrap();
+        let (old, _) = i
+            .issue(Role::Writer, vec!["a".into()], "pipe", 1, (None, None))
+            .unwrap();
+        let mut p: serde_json::Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(old.split('.').nth(1).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
         p["exp"] = (chrono::Utc::now().timestamp() - 3600).into();
         let mut h = Header::new(Algorithm::EdDSA);
         h.kid = Some(i.kid.clone());
         let expired = jsonwebtoken::encode(&h, &p, &i.encoding).unwrap();
-        assert!(i.verify(&expired).unwrap_err().to_string().contains("xpired"));
+        assert!(
+            i.verify(&expired)
+                .unwrap_err()
+                .to_string()
+                .contains("xpired")
+        );
         // Unknown kid.
         h.kid = Some("nope".into());
-        let (ok, _) = i.issue(Role::Writer, vec!["a".into()], "p", 60, (None, None)).unwrap();
-        let p2: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(ok.split('.').nth(1).unwrap()).unwrap()).unwrap();
-        assert!(i.verify(&jsonwebtoken::encode(&h, &p2, &i.encoding).unwrap()).is_err());
+        let (ok, _) = i
+            .issue(Role::Writer, vec!["a".into()], "p", 60, (None, None))
+            .unwrap();
+        let p2: serde_json::Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(ok.split('.').nth(1).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            i.verify(&jsonwebtoken::encode(&h, &p2, &i.encoding).unwrap())
+                .is_err()
+        );
         assert!(i.verify("garbage").is_err());
     }
 
     #[test]
     fn star_only_for_admin() {
         let i = issuer();
-        assert!(i.issue(Role::Writer, vec!["*".into()], "p", 60, (None, None)).is_err());
-        let (t, c) = i.issue(Role::Admin, vec!["*".into()], "root", 60, (None, None)).unwrap();
+        assert!(
+            i.issue(Role::Writer, vec!["*".into()], "p", 60, (None, None))
+                .is_err()
+        );
+        let (t, c) = i
+            .issue(Role::Admin, vec!["*".into()], "root", 60, (None, None))
+            .unwrap();
         assert!(i.verify(&t).is_ok() && c.allows_ns("anything"));
     }
 }

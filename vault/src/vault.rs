@@ -47,8 +47,12 @@ pub const VAULT_FORMAT: &str = "tracevault/v1";
 impl VaultMeta {
     /// The log public key.
     pub fn public_key(&self) -> Result<VerifyingKey, String> {
-        let b = B64.decode(&self.log_public_key).map_err(|_| "log_public_key is not base64".to_string())?;
-        let b: [u8; 32] = b.try_into().map_err(|_| "log_public_key is not 32 bytes".to_string())?;
+        let b = B64
+            .decode(&self.log_public_key)
+            .map_err(|_| "log_public_key is not base64".to_string())?;
+        let b: [u8; 32] = b
+            .try_into()
+            .map_err(|_| "log_public_key is not 32 bytes".to_string())?;
         VerifyingKey::from_bytes(&b).map_err(|e| format!("log_public_key: {e}"))
     }
 }
@@ -57,7 +61,9 @@ impl VaultMeta {
 pub async fn read_meta(store: &Store) -> Result<Option<VaultMeta>, VaultError> {
     match store.get(&layout::vault_json()).await? {
         None => Ok(None),
-        Some(b) => serde_json::from_slice(&b).map(Some).map_err(|e| VaultError::Meta(format!("vault.json: {e}"))),
+        Some(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| VaultError::Meta(format!("vault.json: {e}"))),
     }
 }
 
@@ -80,7 +86,9 @@ pub enum VaultError {
     #[error("{0}")]
     DataDir(String),
     /// A namespace name that cannot be used.
-    #[error("invalid namespace {0:?}: use 1-64 characters of [a-z0-9._-], starting with a letter or digit")]
+    #[error(
+        "invalid namespace {0:?}: use 1-64 characters of [a-z0-9._-], starting with a letter or digit"
+    )]
     BadNamespace(String),
     /// See [`AppendError`].
     #[error(transparent)]
@@ -90,12 +98,25 @@ pub enum VaultError {
 /// Checks a namespace name. Names starting with `_` are reserved for the
 /// vault's own logs (such as `_audit`) and accepted only when `system` is set.
 pub fn validate_namespace(ns: &str, system: bool) -> Result<(), VaultError> {
-    let body = if system { ns.strip_prefix('_').unwrap_or(ns) } else { ns };
+    let body = if system {
+        ns.strip_prefix('_').unwrap_or(ns)
+    } else {
+        ns
+    };
     let ok = !body.is_empty()
         && ns.len() <= 64
-        && body.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && body.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
-    if ok { Ok(()) } else { Err(VaultError::BadNamespace(ns.to_string())) }
+        && body
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && body
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(VaultError::BadNamespace(ns.to_string()))
+    }
 }
 
 /// Options for opening a vault.
@@ -155,12 +176,19 @@ fn instance_id(data: &FsPath) -> Result<String, VaultError> {
 
 /// Loads (or creates) the log key and checks it against `vault.json`,
 /// creating `vault.json` for a new store.
-async fn load_meta(store: &Store, key: &SigningKey, origin: Option<String>) -> Result<VaultMeta, VaultError> {
+async fn load_meta(
+    store: &Store,
+    key: &SigningKey,
+    origin: Option<String>,
+) -> Result<VaultMeta, VaultError> {
     let pk = B64.encode(key.verifying_key().to_bytes());
     for _ in 0..3 {
         if let Some(meta) = read_meta(store).await? {
             if meta.format != VAULT_FORMAT {
-                return Err(VaultError::Meta(format!("vault.json has unknown format {:?}", meta.format)));
+                return Err(VaultError::Meta(format!(
+                    "vault.json has unknown format {:?}",
+                    meta.format
+                )));
             }
             if meta.log_public_key != pk {
                 return Err(VaultError::Meta(format!(
@@ -176,19 +204,26 @@ async fn load_meta(store: &Store, key: &SigningKey, origin: Option<String>) -> R
         let vault_id = hex::encode(id);
         let meta = VaultMeta {
             format: VAULT_FORMAT.into(),
-            origin: origin.clone().unwrap_or_else(|| format!("tracevault.local/{vault_id}")),
+            origin: origin
+                .clone()
+                .unwrap_or_else(|| format!("tracevault.local/{vault_id}")),
             vault_id,
             log_public_key: pk.clone(),
             created_at: tracevault_schemas::format_timestamp(&chrono::Utc::now()),
         };
         let body = serde_json::to_vec_pretty(&meta).map_err(|e| VaultError::Meta(e.to_string()))?;
-        match store.put_create(&layout::vault_json(), Bytes::from(body)).await {
+        match store
+            .put_create(&layout::vault_json(), Bytes::from(body))
+            .await
+        {
             Ok(()) => return Ok(meta),
             Err(StoreError::AlreadyExists(_)) => continue,
             Err(e) => return Err(e.into()),
         }
     }
-    Err(VaultError::Meta("vault.json keeps changing; is another server creating it?".into()))
+    Err(VaultError::Meta(
+        "vault.json keeps changing; is another server creating it?".into(),
+    ))
 }
 
 impl Vault {
@@ -242,7 +277,10 @@ impl Vault {
             for d in dirs.flatten() {
                 let ns = d.file_name().to_string_lossy().to_string();
                 let has_data = fs::read_dir(d.path())
-                    .map(|it| it.flatten().any(|f| f.metadata().map(|m| m.len() > 0).unwrap_or(false)))
+                    .map(|it| {
+                        it.flatten()
+                            .any(|f| f.metadata().map(|m| m.len() > 0).unwrap_or(false))
+                    })
                     .unwrap_or(false);
                 if has_data && validate_namespace(&ns, true).is_ok() {
                     match vault.log(&ns).await {
@@ -311,14 +349,26 @@ impl Vault {
         if let Some(l) = self.inner.logs.lock().await.get(ns) {
             return Ok(Some(l.clone()));
         }
-        if self.inner.ctx.store.get(&layout::latest_checkpoint(ns)).await?.is_none() {
+        if self
+            .inner
+            .ctx
+            .store
+            .get(&layout::latest_checkpoint(ns))
+            .await?
+            .is_none()
+        {
             return Ok(None);
         }
         self.log(ns).await.map(Some)
     }
 
     /// Appends validated events to `ns`; resolves once they are durable.
-    pub async fn append(&self, ns: &str, events: Vec<Event>, ingested_by: &str) -> Result<Vec<Receipt>, VaultError> {
+    pub async fn append(
+        &self,
+        ns: &str,
+        events: Vec<Event>,
+        ingested_by: &str,
+    ) -> Result<Vec<Receipt>, VaultError> {
         validate_namespace(ns, false)?;
         let log = self.log(ns).await?;
         Ok(log.append(events, ingested_by).await?)
@@ -326,10 +376,17 @@ impl Vault {
 
     /// Every namespace in the store (and any open one), with size and key.
     pub async fn namespaces(&self) -> Result<Vec<NamespaceInfo>, VaultError> {
-        let mut names = self.inner.ctx.store.list_dirs(&layout::namespaces()).await?;
+        let mut names = self
+            .inner
+            .ctx
+            .store
+            .list_dirs(&layout::namespaces())
+            .await?;
         let open: Vec<(String, u64)> = {
             let logs = self.inner.logs.lock().await;
-            logs.iter().map(|(k, l)| (k.clone(), l.published_size())).collect()
+            logs.iter()
+                .map(|(k, l)| (k.clone(), l.published_size()))
+                .collect()
         };
         for (n, _) in &open {
             if !names.contains(n) {
@@ -341,12 +398,26 @@ impl Vault {
         for ns in names {
             let size = match open.iter().find(|(n, _)| *n == ns) {
                 Some((_, s)) => *s,
-                None => match self.inner.ctx.store.get(&layout::latest_checkpoint(&ns)).await? {
-                    Some(b) => String::from_utf8_lossy(&b).lines().nth(1).and_then(|l| l.parse().ok()).unwrap_or(0),
+                None => match self
+                    .inner
+                    .ctx
+                    .store
+                    .get(&layout::latest_checkpoint(&ns))
+                    .await?
+                {
+                    Some(b) => String::from_utf8_lossy(&b)
+                        .lines()
+                        .nth(1)
+                        .and_then(|l| l.parse().ok())
+                        .unwrap_or(0),
                     None => 0,
                 },
             };
-            out.push(NamespaceInfo { verifier_key: self.verifier_key(&ns), ns, size });
+            out.push(NamespaceInfo {
+                verifier_key: self.verifier_key(&ns),
+                ns,
+                size,
+            });
         }
         Ok(out)
     }
@@ -356,7 +427,9 @@ impl Vault {
         let logs: Vec<Arc<NsLog>> = self.inner.logs.lock().await.values().cloned().collect();
         let all = futures::future::join_all(logs.iter().map(|l| l.shutdown()));
         if tokio::time::timeout(timeout, all).await.is_err() {
-            tracing::warn!("shutdown timed out; unpublished entries stay in the WAL and are published on restart");
+            tracing::warn!(
+                "shutdown timed out; unpublished entries stay in the WAL and are published on restart"
+            );
         }
     }
 }

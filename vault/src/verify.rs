@@ -130,7 +130,9 @@ impl CompactRange {
 
     fn root(&self) -> Hash {
         let mut it = self.nodes.iter().rev();
-        let Some(&(_, mut acc)) = it.next() else { return crate::merkle::empty_root() };
+        let Some(&(_, mut acc)) = it.next() else {
+            return crate::merkle::empty_root();
+        };
         for (_, left) in it {
             acc = node_hash(left, &acc);
         }
@@ -155,7 +157,15 @@ fn hex32(s: &str) -> Option<Hash> {
 }
 
 /// Checks one segment file on its own (signature, digests, rows, chain).
-fn check_segment(ns: &str, first: u64, last: u64, object: String, bytes: bytes::Bytes, key: &VerifyingKey, key_id: [u8; 4]) -> SegmentOutcome {
+fn check_segment(
+    ns: &str,
+    first: u64,
+    last: u64,
+    object: String,
+    bytes: bytes::Bytes,
+    key: &VerifyingKey,
+    key_id: [u8; 4],
+) -> SegmentOutcome {
     let mut out = SegmentOutcome {
         first,
         last,
@@ -167,18 +177,30 @@ fn check_segment(ns: &str, first: u64, last: u64, object: String, bytes: bytes::
         bytes: bytes.len() as u64,
     };
     let mut find = |index: Option<u64>, message: String| {
-        out.findings.push(Finding { ns: ns.to_string(), object: object.clone(), index, message })
+        out.findings.push(Finding {
+            ns: ns.to_string(),
+            object: object.clone(),
+            index,
+            message,
+        })
     };
     let seg = match segment::decode(bytes.clone()) {
         Ok(s) => s,
         Err(e) => {
-            find(None, format!("segment is unreadable (file damaged or replaced): {e}"));
+            find(
+                None,
+                format!("segment is unreadable (file damaged or replaced): {e}"),
+            );
             // The footer may still be intact: say whether the data pages changed.
             if let Ok((h, sig)) = segment::decode_header(&bytes)
                 && segment::verify_header_signature(&h, &sig, key)
                 && !segment::data_digest_matches(&h, &bytes)
             {
-                find(None, "file bytes differ from the signed data digest (Parquet data pages changed)".into());
+                find(
+                    None,
+                    "file bytes differ from the signed data digest (Parquet data pages changed)"
+                        .into(),
+                );
             }
             return out;
         }
@@ -186,20 +208,45 @@ fn check_segment(ns: &str, first: u64, last: u64, object: String, bytes: bytes::
     let h = &seg.header;
     if !segment::verify_header_signature(h, &seg.signature, key) {
         if h.key_id != hex::encode(key_id) {
-            find(None, format!("segment header is signed by another key (key id {}, expected {})", h.key_id, hex::encode(key_id)));
+            find(
+                None,
+                format!(
+                    "segment header is signed by another key (key id {}, expected {})",
+                    h.key_id,
+                    hex::encode(key_id)
+                ),
+            );
         } else {
-            find(None, "segment header signature is invalid (header edited or re-signed)".into());
+            find(
+                None,
+                "segment header signature is invalid (header edited or re-signed)".into(),
+            );
         }
     }
     if !segment::data_digest_matches(h, &bytes) {
-        find(None, "file bytes differ from the signed data digest (Parquet data pages changed)".into());
+        find(
+            None,
+            "file bytes differ from the signed data digest (Parquet data pages changed)".into(),
+        );
     }
     if (h.first, h.last) != (first, last) || h.tree_size != last + 1 || h.ns != ns {
-        find(None, format!("header says ns {} range {}-{} size {}, but the object is {ns} {first}-{last}", h.ns, h.first, h.last, h.tree_size));
+        find(
+            None,
+            format!(
+                "header says ns {} range {}-{} size {}, but the object is {ns} {first}-{last}",
+                h.ns, h.first, h.last, h.tree_size
+            ),
+        );
     }
     let expected_rows = last.saturating_sub(first) + 1;
     if seg.entries.len() as u64 != expected_rows {
-        find(None, format!("segment holds {} rows, expected {expected_rows} (row dropped or duplicated)", seg.entries.len()));
+        find(
+            None,
+            format!(
+                "segment holds {} rows, expected {expected_rows} (row dropped or duplicated)",
+                seg.entries.len()
+            ),
+        );
     }
     let mut chain = match hex32(&h.chain_in) {
         Some(c) => c,
@@ -238,12 +285,19 @@ fn check_segment(ns: &str, first: u64, last: u64, object: String, bytes: bytes::
             let msg = if idx - next == 1 {
                 format!("entry {next} is missing from the segment (row dropped)")
             } else {
-                format!("entries {next}-{} are missing from the segment (rows dropped)", idx - 1)
+                format!(
+                    "entries {next}-{} are missing from the segment (rows dropped)",
+                    idx - 1
+                )
             };
             report(Some(next), msg, &mut row_findings);
         }
         if n > 1 {
-            report(Some(idx), format!("entry {idx} appears {n} times (row duplicated)"), &mut row_findings);
+            report(
+                Some(idx),
+                format!("entry {idx} appears {n} times (row duplicated)"),
+                &mut row_findings,
+            );
         }
         next = idx + 1;
     }
@@ -255,17 +309,40 @@ fn check_segment(ns: &str, first: u64, last: u64, object: String, bytes: bytes::
         };
         report(Some(next), msg, &mut row_findings);
     }
-    let permutation = seg.entries.len() as u64 == expected_rows && counts.len() as u64 == expected_rows
+    let permutation = seg.entries.len() as u64 == expected_rows
+        && counts.len() as u64 == expected_rows
         && counts.keys().all(|i| (first..=last).contains(i));
     let mut prev_idx: Option<u64> = None;
     for (pos, e) in seg.entries.iter().enumerate() {
         let want = first + pos as u64;
         if e.idx < first || e.idx > last {
-            report(Some(e.idx), format!("row {pos} holds entry {}, outside the segment's range {first}-{last}", e.idx), &mut row_findings);
+            report(
+                Some(e.idx),
+                format!(
+                    "row {pos} holds entry {}, outside the segment's range {first}-{last}",
+                    e.idx
+                ),
+                &mut row_findings,
+            );
         } else if permutation && e.idx != want {
-            report(Some(e.idx), format!("row {pos} holds entry {}, expected {want} (rows reordered)", e.idx), &mut row_findings);
+            report(
+                Some(e.idx),
+                format!(
+                    "row {pos} holds entry {}, expected {want} (rows reordered)",
+                    e.idx
+                ),
+                &mut row_findings,
+            );
         } else if !permutation && prev_idx.is_some_and(|p| e.idx < p) {
-            report(Some(e.idx), format!("row {pos} holds entry {} after entry {} (rows reordered)", e.idx, prev_idx.unwrap_or(0)), &mut row_findings);
+            report(
+                Some(e.idx),
+                format!(
+                    "row {pos} holds entry {} after entry {} (rows reordered)",
+                    e.idx,
+                    prev_idx.unwrap_or(0)
+                ),
+                &mut row_findings,
+            );
         }
         prev_idx = Some(e.idx);
     }
@@ -276,15 +353,27 @@ fn check_segment(ns: &str, first: u64, last: u64, object: String, bytes: bytes::
     for &pos in &order {
         let e = &seg.entries[pos];
         if e.ns != ns {
-            report(Some(e.idx), format!("row names namespace {:?}", e.ns), &mut row_findings);
+            report(
+                Some(e.idx),
+                format!("row names namespace {:?}", e.ns),
+                &mut row_findings,
+            );
         }
         for msg in check_digests(e) {
             report(Some(e.idx), msg, &mut row_findings);
         }
         match e.committed_record_bytes() {
             Ok(rec) if leaf_hash(&rec) == e.leaf_hash => {}
-            Ok(_) => report(Some(e.idx), "committed record does not match its leaf hash (metadata edited)".into(), &mut row_findings),
-            Err(err) => report(Some(e.idx), format!("committed record cannot be rebuilt: {err}"), &mut row_findings),
+            Ok(_) => report(
+                Some(e.idx),
+                "committed record does not match its leaf hash (metadata edited)".into(),
+                &mut row_findings,
+            ),
+            Err(err) => report(
+                Some(e.idx),
+                format!("committed record cannot be rebuilt: {err}"),
+                &mut row_findings,
+            ),
         }
         let prev = match last_seen {
             None if e.idx == first => Some(chain),
@@ -295,7 +384,11 @@ fn check_segment(ns: &str, first: u64, last: u64, object: String, bytes: bytes::
         if let Some(p) = prev
             && chain_next(&p, &e.leaf_hash) != e.chain_hash
         {
-            report(Some(e.idx), "chain hash does not follow from the previous entry (chain broken)".into(), &mut row_findings);
+            report(
+                Some(e.idx),
+                "chain hash does not follow from the previous entry (chain broken)".into(),
+                &mut row_findings,
+            );
         }
         if last_seen != Some(e.idx) {
             chain_before = prev;
@@ -305,13 +398,20 @@ fn check_segment(ns: &str, first: u64, last: u64, object: String, bytes: bytes::
         out.leaves.push(e.leaf_hash);
     }
     if hex32(&h.chain_out) != Some(chain) {
-        report(None, "last chain hash differs from the signed header's chain_out".into(), &mut row_findings);
+        report(
+            None,
+            "last chain hash differs from the signed header's chain_out".into(),
+            &mut row_findings,
+        );
     }
     for (i, m) in row_findings {
         find(i, m);
     }
     if extra > 0 {
-        find(None, format!("... and {extra} more problems in this segment"));
+        find(
+            None,
+            format!("... and {extra} more problems in this segment"),
+        );
     }
     out.chain_out = Some(chain);
     out.header = Some(seg.header);
@@ -333,7 +433,9 @@ fn check_digests(e: &Entry) -> Vec<String> {
             }
             (None, None) => {}
             (Some(_), None) => msgs.push(format!("{name} present without a digest")),
-            (None, Some(_)) => msgs.push(format!("{name} missing but its digest is present (value removed)")),
+            (None, Some(_)) => msgs.push(format!(
+                "{name} missing but its digest is present (value removed)"
+            )),
         }
     }
     if e.content.is_some() != e.content_type.is_some() {
@@ -345,11 +447,16 @@ fn check_digests(e: &Entry) -> Vec<String> {
 /// Verifies a whole store (or one namespace of it).
 pub async fn verify_store(store: &Store, opts: &VerifyOptions) -> Result<Report, VerifyError> {
     let mut report = Report::default();
-    let meta = read_meta(store).await.map_err(|e| VerifyError::Usage(e.to_string()))?;
+    let meta = read_meta(store)
+        .await
+        .map_err(|e| VerifyError::Usage(e.to_string()))?;
     let namespaces = store.list_dirs(&layout::namespaces()).await?;
     let Some(meta) = meta else {
         if namespaces.is_empty() {
-            return Err(VerifyError::Usage(format!("{} holds no vault (no vault.json)", store.describe())));
+            return Err(VerifyError::Usage(format!(
+                "{} holds no vault (no vault.json)",
+                store.describe()
+            )));
         }
         report.findings.push(Finding {
             ns: String::new(),
@@ -377,7 +484,12 @@ pub async fn verify_store(store: &Store, opts: &VerifyOptions) -> Result<Report,
             *pinned
         }
         (Some(pinned), Err(e)) => {
-            report.findings.push(Finding { ns: String::new(), object: "vault.json".into(), index: None, message: e.clone() });
+            report.findings.push(Finding {
+                ns: String::new(),
+                object: "vault.json".into(),
+                index: None,
+                message: e.clone(),
+            });
             *pinned
         }
         (None, Ok(stored)) => {
@@ -394,19 +506,28 @@ pub async fn verify_store(store: &Store, opts: &VerifyOptions) -> Result<Report,
         let origin = text.lines().next().unwrap_or_default().to_string();
         let ns = origin
             .strip_prefix(&format!("{}/", meta.origin))
-            .ok_or_else(|| VerifyError::Usage(format!("pinned checkpoint origin {origin:?} is not a namespace of this vault ({})", meta.origin)))?
+            .ok_or_else(|| {
+                VerifyError::Usage(format!(
+                    "pinned checkpoint origin {origin:?} is not a namespace of this vault ({})",
+                    meta.origin
+                ))
+            })?
             .to_string();
         match note::open_checkpoint(text, &origin, &key) {
             Ok(cp) => pinned = Some((ns, cp)),
             Err(e) => {
-                return Err(VerifyError::Usage(format!("pinned checkpoint does not verify with the log key: {e}")));
+                return Err(VerifyError::Usage(format!(
+                    "pinned checkpoint does not verify with the log key: {e}"
+                )));
             }
         }
     }
     let selected: Vec<String> = match &opts.namespace {
         Some(ns) => {
             if !namespaces.contains(ns) {
-                return Err(VerifyError::Usage(format!("namespace {ns} is not in the store")));
+                return Err(VerifyError::Usage(format!(
+                    "namespace {ns} is not in the store"
+                )));
             }
             vec![ns.clone()]
         }
@@ -414,7 +535,10 @@ pub async fn verify_store(store: &Store, opts: &VerifyOptions) -> Result<Report,
     };
     for ns in selected {
         let origin = format!("{}/{ns}", meta.origin);
-        let pin = pinned.as_ref().filter(|(p, _)| *p == ns).map(|(_, cp)| cp.clone());
+        let pin = pinned
+            .as_ref()
+            .filter(|(p, _)| *p == ns)
+            .map(|(_, cp)| cp.clone());
         let summary = verify_namespace(store, &ns, &origin, &key, pin, opts, &mut report).await?;
         report.namespaces.push(summary);
     }
@@ -425,7 +549,8 @@ pub async fn verify_store(store: &Store, opts: &VerifyOptions) -> Result<Report,
             ns: ns.clone(),
             object: format!("ns/{ns}"),
             index: None,
-            message: "the pinned checkpoint's namespace is missing from the store (rollback)".into(),
+            message: "the pinned checkpoint's namespace is missing from the store (rollback)"
+                .into(),
         });
     }
     Ok(report)
@@ -440,7 +565,10 @@ async fn verify_namespace(
     opts: &VerifyOptions,
     report: &mut Report,
 ) -> Result<NsSummary, VerifyError> {
-    let mut summary = NsSummary { ns: ns.to_string(), ..Default::default() };
+    let mut summary = NsSummary {
+        ns: ns.to_string(),
+        ..Default::default()
+    };
     let key_id = note::key_id(origin, &key.to_bytes());
     let seg_prefix = layout::segments(ns);
     let mut ranges = Vec::new();
@@ -463,29 +591,38 @@ async fn verify_namespace(
     // By size; several objects may hold the same size (`checkpoints/{size}` and the pointer).
     let mut checkpoints: BTreeMap<u64, Vec<(String, note::Checkpoint)>> = BTreeMap::new();
     let names = store.list_names(&cp_prefix).await?;
-    let fetched: Vec<(String, Result<Option<bytes::Bytes>, StoreError>)> = futures::stream::iter(names)
-        .map(|name| {
-            let p = object_store::path::Path::from(format!("{cp_prefix}/{name}"));
-            async move {
-            let r = store.get(&p).await;
-            (name, r)
-            }
-        })
-        .buffered(16)
-        .collect()
-        .await;
+    let fetched: Vec<(String, Result<Option<bytes::Bytes>, StoreError>)> =
+        futures::stream::iter(names)
+            .map(|name| {
+                let p = object_store::path::Path::from(format!("{cp_prefix}/{name}"));
+                async move {
+                    let r = store.get(&p).await;
+                    (name, r)
+                }
+            })
+            .buffered(16)
+            .collect()
+            .await;
     let mut cp_objects: Vec<(String, String)> = Vec::new();
     for (name, r) in fetched {
         let object = format!("{cp_prefix}/{name}");
         let Some(bytes) = r? else { continue };
         cp_objects.push((object.clone(), String::from_utf8_lossy(&bytes).to_string()));
         if name.len() != 20 || name.parse::<u64>().is_err() {
-            report.findings.push(Finding { ns: ns.into(), object, index: None, message: "unexpected object among checkpoints".into() });
+            report.findings.push(Finding {
+                ns: ns.into(),
+                object,
+                index: None,
+                message: "unexpected object among checkpoints".into(),
+            });
             cp_objects.pop();
         }
     }
     let latest_obj = layout::latest_checkpoint(ns).to_string();
-    let latest_text = store.get(&layout::latest_checkpoint(ns)).await?.map(|b| String::from_utf8_lossy(&b).to_string());
+    let latest_text = store
+        .get(&layout::latest_checkpoint(ns))
+        .await?
+        .map(|b| String::from_utf8_lossy(&b).to_string());
     if let Some(t) = &latest_text {
         cp_objects.push((latest_obj.clone(), t.clone()));
     }
@@ -497,10 +634,16 @@ async fn verify_namespace(
                         ns: ns.into(),
                         object: object.clone(),
                         index: None,
-                        message: format!("object name does not match the checkpoint's size {}", cp.size),
+                        message: format!(
+                            "object name does not match the checkpoint's size {}",
+                            cp.size
+                        ),
                     });
                 }
-                checkpoints.entry(cp.size).or_default().push((object.clone(), cp));
+                checkpoints
+                    .entry(cp.size)
+                    .or_default()
+                    .push((object.clone(), cp));
             }
             Err(e) => report.findings.push(Finding {
                 ns: ns.into(),
@@ -529,9 +672,11 @@ async fn verify_namespace(
                 let Some(bytes) = bytes else {
                     return Ok::<_, StoreError>(None);
                 };
-                let out = tokio::task::spawn_blocking(move || check_segment(&ns, first, last, object, bytes, &key2, key_id))
-                    .await
-                    .map_err(|e| StoreError::Other(e.to_string()))?;
+                let out = tokio::task::spawn_blocking(move || {
+                    check_segment(&ns, first, last, object, bytes, &key2, key_id)
+                })
+                .await
+                .map_err(|e| StoreError::Other(e.to_string()))?;
                 Ok(Some(out))
             }
         })
@@ -551,9 +696,17 @@ async fn verify_namespace(
             p(seg.bytes);
         }
         report.findings.extend(seg.findings.iter().cloned());
-        let find = |message: String| Finding { ns: ns.into(), object: seg.object.clone(), index: None, message };
+        let find = |message: String| Finding {
+            ns: ns.into(),
+            object: seg.object.clone(),
+            index: None,
+            message,
+        };
         if seg.first < tree.size {
-            report.findings.push(find(format!("segment overlaps entries already covered up to {} (duplicate entries)", tree.size - 1)));
+            report.findings.push(find(format!(
+                "segment overlaps entries already covered up to {} (duplicate entries)",
+                tree.size - 1
+            )));
             continue;
         }
         if seg.first > tree.size {
@@ -562,10 +715,18 @@ async fn verify_namespace(
                 ns: ns.into(),
                 object: seg_prefix.to_string(),
                 index: Some(tree.size),
-                message: format!("entries {}-{} are missing (segment dropped; the next segment is {next})", tree.size, seg.first - 1),
+                message: format!(
+                    "entries {}-{} are missing (segment dropped; the next segment is {next})",
+                    tree.size,
+                    seg.first - 1
+                ),
             });
             // The tree cannot be rebuilt across a hole; stop folding.
-            stopped = Some(format!("entries {}-{} are missing", tree.size, seg.first - 1));
+            stopped = Some(format!(
+                "entries {}-{} are missing",
+                tree.size,
+                seg.first - 1
+            ));
             break;
         }
         let Some(h) = &seg.header else {
@@ -587,7 +748,10 @@ async fn verify_namespace(
             }
         }
         if B64.encode(tree.root()) != h.root {
-            report.findings.push(find(format!("signed header root does not match the tree at size {}", tree.size)));
+            report.findings.push(find(format!(
+                "signed header root does not match the tree at size {}",
+                tree.size
+            )));
         }
         chain = seg.chain_out.unwrap_or(chain);
     }
@@ -607,7 +771,10 @@ async fn verify_namespace(
             "{what} covers {size} entries and could not be checked: the tree could only be rebuilt up to {} ({why})",
             tree.size
         ),
-        None => format!("{what} covers {size} entries but the store holds only {} (tail truncated or segments dropped)", tree.size),
+        None => format!(
+            "{what} covers {size} entries but the store holds only {} (tail truncated or segments dropped)",
+            tree.size
+        ),
     };
     for (size, objects) in &checkpoints {
         for (object, cp) in objects {
@@ -628,17 +795,28 @@ async fn verify_namespace(
             }
         }
     }
-    let pointer_size = checkpoints.iter().find(|(_, v)| v.iter().any(|(o, _)| o == &latest_obj)).map(|(s, _)| *s);
-    let newest_immutable =
-        checkpoints.iter().rev().find(|(_, v)| v.iter().any(|(o, _)| o != &latest_obj)).map(|(s, _)| *s);
+    let pointer_size = checkpoints
+        .iter()
+        .find(|(_, v)| v.iter().any(|(o, _)| o == &latest_obj))
+        .map(|(s, _)| *s);
+    let newest_immutable = checkpoints
+        .iter()
+        .rev()
+        .find(|(_, v)| v.iter().any(|(o, _)| o != &latest_obj))
+        .map(|(s, _)| *s);
     if let (Some(p), Some(n)) = (pointer_size, newest_immutable)
         && p < n
     {
-        report.warnings.push(format!("{ns}: the latest-checkpoint pointer ({p}) lags the newest checkpoint ({n})"));
+        report.warnings.push(format!(
+            "{ns}: the latest-checkpoint pointer ({p}) lags the newest checkpoint ({n})"
+        ));
     }
     let max_cp = checkpoints.keys().next_back().copied().unwrap_or(0);
     if tree.size > max_cp {
-        report.warnings.push(format!("{ns}: entries {max_cp}..{} are not covered by a checkpoint yet", tree.size));
+        report.warnings.push(format!(
+            "{ns}: entries {max_cp}..{} are not covered by a checkpoint yet",
+            tree.size
+        ));
     }
     if let Some(p) = pinned {
         let object = format!("pinned checkpoint {origin} size {}", p.size);
@@ -648,7 +826,10 @@ async fn verify_namespace(
                 ns: ns.into(),
                 object,
                 index: None,
-                message: format!("fork: the store's tree at size {} differs from the pinned checkpoint", p.size),
+                message: format!(
+                    "fork: the store's tree at size {} differs from the pinned checkpoint",
+                    p.size
+                ),
             }),
             None if stopped.is_some() => report.findings.push(Finding {
                 ns: ns.into(),
@@ -660,7 +841,10 @@ async fn verify_namespace(
                 ns: ns.into(),
                 object,
                 index: Some(tree.size),
-                message: format!("rollback: the pinned checkpoint covers {} entries, the store only {}", p.size, tree.size),
+                message: format!(
+                    "rollback: the pinned checkpoint covers {} entries, the store only {}",
+                    p.size, tree.size
+                ),
             }),
         }
     }

@@ -47,7 +47,10 @@ pub enum WalError {
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> WalError + '_ {
-    move |source| WalError::Io { path: path.display().to_string(), source }
+    move |source| WalError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// An open write-ahead log for one namespace.
@@ -73,7 +76,9 @@ fn file_name(first: u64) -> String {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), WalError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
 }
 
 /// Parses records from `data`; returns entries and the offset where parsing stopped
@@ -113,7 +118,10 @@ impl Wal {
         for ent in fs::read_dir(dir).map_err(io_err(dir))? {
             let ent = ent.map_err(io_err(dir))?;
             let name = ent.file_name().to_string_lossy().to_string();
-            if let Some(first) = name.strip_suffix(".wal").and_then(|s| s.parse::<u64>().ok()) {
+            if let Some(first) = name
+                .strip_suffix(".wal")
+                .and_then(|s| s.parse::<u64>().ok())
+            {
                 files.push((first, ent.path()));
             }
         }
@@ -123,16 +131,25 @@ impl Wal {
         let n = files.len();
         for (i, (_, path)) in files.iter().enumerate() {
             let mut data = Vec::new();
-            File::open(path).and_then(|mut f| f.read_to_end(&mut data)).map_err(io_err(path))?;
+            File::open(path)
+                .and_then(|mut f| f.read_to_end(&mut data))
+                .map_err(io_err(path))?;
             let (end, problem) = parse_records(&data, &mut entries);
             if let Some(reason) = problem {
                 if i + 1 < n {
-                    return Err(WalError::Corrupt { path: path.display().to_string(), offset: end as u64, reason });
+                    return Err(WalError::Corrupt {
+                        path: path.display().to_string(),
+                        offset: end as u64,
+                        reason,
+                    });
                 }
                 truncated_bytes = (data.len() - end) as u64;
                 tracing::warn!(path = %path.display(), offset = end, bytes = truncated_bytes, %reason,
                     "discarding an unacknowledged torn write at the end of the WAL");
-                let f = OpenOptions::new().write(true).open(path).map_err(io_err(path))?;
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(io_err(path))?;
                 f.set_len(end as u64).map_err(io_err(path))?;
                 f.sync_all().map_err(io_err(path))?;
             }
@@ -144,15 +161,32 @@ impl Wal {
             files.push((next_index, path));
         }
         let last = &files[files.len() - 1].1;
-        let current = OpenOptions::new().append(true).open(last).map_err(io_err(last))?;
+        let current = OpenOptions::new()
+            .append(true)
+            .open(last)
+            .map_err(io_err(last))?;
         let current_len = current.metadata().map_err(io_err(last))?.len();
-        let wal = Wal { dir: dir.to_path_buf(), files, current, current_len, buf: Vec::new() };
-        Ok((wal, Recovered { entries, truncated_bytes }))
+        let wal = Wal {
+            dir: dir.to_path_buf(),
+            files,
+            current,
+            current_len,
+            buf: Vec::new(),
+        };
+        Ok((
+            wal,
+            Recovered {
+                entries,
+                truncated_bytes,
+            },
+        ))
     }
 
     /// Appends a group of entries and makes them durable (one write, one fdatasync).
     pub fn append(&mut self, entries: &[Entry]) -> Result<(), WalError> {
-        let Some(first) = entries.first() else { return Ok(()) };
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
         if self.current_len >= ROTATE_BYTES {
             self.rotate(first.idx)?;
         }
@@ -179,7 +213,11 @@ impl Wal {
 
     fn rotate(&mut self, first: u64) -> Result<(), WalError> {
         let path = self.dir.join(file_name(first));
-        let f = OpenOptions::new().create_new(true).append(true).open(&path).map_err(io_err(&path))?;
+        let f = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
         sync_dir(&self.dir)?;
         self.current = f;
         self.current_len = 0;
@@ -210,9 +248,23 @@ mod tests {
     use tracevault_schemas::Event;
 
     fn entry(i: u64) -> Entry {
-        let ev = Event::from_value(serde_json::json!({"session_id": "s", "kind": "input", "content": format!("x{i}")})).unwrap();
-        Entry::seal(ev, Sequence { ns: "n", idx: i, session_seq: i, received_at: 5, ingested_by: "w", salt: [1; 32], prev_chain: [0; 32] })
-            .unwrap()
+        let ev = Event::from_value(
+            serde_json::json!({"session_id": "s", "kind": "input", "content": format!("x{i}")}),
+        )
+        .unwrap();
+        Entry::seal(
+            ev,
+            Sequence {
+                ns: "n",
+                idx: i,
+                session_seq: i,
+                received_at: 5,
+                ingested_by: "w",
+                salt: [1; 32],
+                prev_chain: [0; 32],
+            },
+        )
+        .unwrap()
     }
 
     #[test]
@@ -224,7 +276,10 @@ mod tests {
         w.append(&[entry(2)]).unwrap();
         drop(w);
         let (_, r) = Wal::open(dir.path(), 0).unwrap();
-        assert_eq!(r.entries.iter().map(|e| e.idx).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(
+            r.entries.iter().map(|e| e.idx).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
         assert_eq!(r.truncated_bytes, 0);
     }
 
@@ -262,7 +317,10 @@ mod tests {
         let mut data = fs::read(&path).unwrap();
         data[20] ^= 0x10;
         fs::write(&path, data).unwrap();
-        assert!(matches!(Wal::open(dir.path(), 0), Err(WalError::Corrupt { .. })));
+        assert!(matches!(
+            Wal::open(dir.path(), 0),
+            Err(WalError::Corrupt { .. })
+        ));
     }
 
     #[test]

@@ -19,7 +19,8 @@ use tracevault_vault::verify::VerifyOptions;
 use tracevault_vault::{AppendError, Receipt, Store, Vault, VaultError, segment};
 
 fn open_cp(vault: &Vault, ns: &str, text: &str) -> Checkpoint {
-    let cp = note::open_checkpoint(text, &vault.origin_of(ns), &vault.public_key()).expect("checkpoint opens");
+    let cp = note::open_checkpoint(text, &vault.origin_of(ns), &vault.public_key())
+        .expect("checkpoint opens");
     assert_eq!(cp.origin, vault.origin_of(ns));
     cp
 }
@@ -28,7 +29,9 @@ fn open_cp(vault: &Vault, ns: &str, text: &str) -> Checkpoint {
 async fn assert_included(vault: &Vault, ns: &str, receipts: &[Receipt], cp: &Checkpoint) {
     let log = vault.log(ns).await.unwrap();
     for r in receipts {
-        let (leaf, proof) = log.inclusion_proof(r.index, cp.size).expect("inclusion proof");
+        let (leaf, proof) = log
+            .inclusion_proof(r.index, cp.size)
+            .expect("inclusion proof");
         assert_eq!(hex::encode(leaf), r.leaf_hash, "leaf of index {}", r.index);
         verify_inclusion(&leaf, r.index, cp.size, &proof, &cp.root)
             .unwrap_or_else(|e| panic!("inclusion of {} in {}: {e:?}", r.index, cp.size));
@@ -49,9 +52,17 @@ async fn stored_leaves(store_root: &std::path::Path, ns: &str) -> HashMap<u64, S
     let mut out = HashMap::new();
     for name in store.list_names(&layout::segments(ns)).await.unwrap() {
         let (a, b) = segment::parse_segment_file_name(&name).unwrap();
-        let bytes = store.get(&layout::segment(ns, a, b)).await.unwrap().unwrap();
+        let bytes = store
+            .get(&layout::segment(ns, a, b))
+            .await
+            .unwrap()
+            .unwrap();
         for e in segment::decode(bytes).unwrap().entries {
-            assert!(out.insert(e.idx, hex::encode(e.leaf_hash)).is_none(), "index {} stored twice", e.idx);
+            assert!(
+                out.insert(e.idx, hex::encode(e.leaf_hash)).is_none(),
+                "index {} stored twice",
+                e.idx
+            );
         }
     }
     out
@@ -67,50 +78,131 @@ async fn append_retry_prove_restart_and_verify() {
     assert_eq!(origin, format!("{}/{ns}", vault.meta().origin));
 
     // Batch 1: two sessions interleaved.
-    let batch: Vec<_> = (0..6).map(|i| ev(if i % 2 == 0 { "s1" } else { "s2" }, i, Some(&format!("e{i}")))).collect();
+    let batch: Vec<_> = (0..6)
+        .map(|i| {
+            ev(
+                if i % 2 == 0 { "s1" } else { "s2" },
+                i,
+                Some(&format!("e{i}")),
+            )
+        })
+        .collect();
     let r1 = vault.append(ns, batch, "writer-a").await.unwrap();
-    assert_eq!(r1.iter().map(|r| r.index).collect::<Vec<_>>(), [0, 1, 2, 3, 4, 5]);
-    assert_eq!(r1.iter().map(|r| r.session_seq).collect::<Vec<_>>(), [0, 0, 1, 1, 2, 2]);
+    assert_eq!(
+        r1.iter().map(|r| r.index).collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4, 5]
+    );
+    assert_eq!(
+        r1.iter().map(|r| r.session_seq).collect::<Vec<_>>(),
+        [0, 0, 1, 1, 2, 2]
+    );
     assert!(r1.iter().all(|r| !r.duplicate && r.leaf_hash.len() == 64));
 
     // Retries of e1 and e4 return the original receipts; a new event continues.
     let r2 = vault
-        .append(ns, vec![ev("s2", 1, Some("e1")), ev("s1", 4, Some("e4")), ev("s1", 6, Some("e6")), ev("s3", 7, None)], "writer-a")
+        .append(
+            ns,
+            vec![
+                ev("s2", 1, Some("e1")),
+                ev("s1", 4, Some("e4")),
+                ev("s1", 6, Some("e6")),
+                ev("s3", 7, None),
+            ],
+            "writer-a",
+        )
         .await
         .unwrap();
-    assert_eq!(r2[0], Receipt { duplicate: true, ..r1[1].clone() });
-    assert_eq!(r2[1], Receipt { duplicate: true, ..r1[4].clone() });
-    assert_eq!((r2[2].index, r2[2].session_seq, r2[2].duplicate), (6, 3, false));
-    assert_eq!((r2[3].index, r2[3].session_seq, r2[3].duplicate), (7, 0, false));
+    assert_eq!(
+        r2[0],
+        Receipt {
+            duplicate: true,
+            ..r1[1].clone()
+        }
+    );
+    assert_eq!(
+        r2[1],
+        Receipt {
+            duplicate: true,
+            ..r1[4].clone()
+        }
+    );
+    assert_eq!(
+        (r2[2].index, r2[2].session_seq, r2[2].duplicate),
+        (6, 3, false)
+    );
+    assert_eq!(
+        (r2[3].index, r2[3].session_seq, r2[3].duplicate),
+        (7, 0, false)
+    );
     // The same event_id twice in one request: one entry, the second is the duplicate.
-    let r3 = vault.append(ns, vec![ev("s3", 8, Some("e8")), ev("s3", 8, Some("e8"))], "writer-b").await.unwrap();
+    let r3 = vault
+        .append(
+            ns,
+            vec![ev("s3", 8, Some("e8")), ev("s3", 8, Some("e8"))],
+            "writer-b",
+        )
+        .await
+        .unwrap();
     assert_eq!(r3[0].index, 8);
-    assert_eq!(r3[1], Receipt { duplicate: true, ..r3[0].clone() });
+    assert_eq!(
+        r3[1],
+        Receipt {
+            duplicate: true,
+            ..r3[0].clone()
+        }
+    );
 
     let log = vault.log(ns).await.unwrap();
     assert_eq!(log.durable_size(), 9);
-    let (size1, text1) = log.wait_published(9, WAIT).await.expect("published within the timeout");
+    let (size1, text1) = log
+        .wait_published(9, WAIT)
+        .await
+        .expect("published within the timeout");
     assert_eq!(size1, 9);
     assert_eq!(log.published_size(), 9);
     let cp1 = open_cp(&vault, ns, &text1);
     assert_eq!(cp1.size, 9);
     // The checkpoint objects in the store are exactly that note.
     let store = vault.store().clone();
-    let immut = store.get(&layout::checkpoint_at(ns, 9)).await.unwrap().expect("checkpoints/9");
+    let immut = store
+        .get(&layout::checkpoint_at(ns, 9))
+        .await
+        .unwrap()
+        .expect("checkpoints/9");
     assert_eq!(std::str::from_utf8(&immut).unwrap(), text1);
-    let latest = store.get(&layout::latest_checkpoint(ns)).await.unwrap().unwrap();
+    let latest = store
+        .get(&layout::latest_checkpoint(ns))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(std::str::from_utf8(&latest).unwrap(), text1);
     // The advertised verifier key names the same origin and key.
     let (name, pk) = note::parse_verifier_key(&vault.verifier_key(ns)).unwrap();
-    assert_eq!((name.as_str(), pk), (origin.as_str(), vault.public_key().to_bytes()));
-    assert_eq!(vault.meta().log_public_key, B64.encode(vault.public_key().to_bytes()));
+    assert_eq!(
+        (name.as_str(), pk),
+        (origin.as_str(), vault.public_key().to_bytes())
+    );
+    assert_eq!(
+        vault.meta().log_public_key,
+        B64.encode(vault.public_key().to_bytes())
+    );
 
     let mut all: Vec<Receipt> = r1.iter().chain(&r2[2..]).chain(&r3[..1]).cloned().collect();
     assert_included(&vault, ns, &all, &cp1).await;
 
     // More entries, a second checkpoint, and consistency between the two.
-    let r4 = vault.append(ns, (10..15).map(|i| ev("s1", i, None)).collect(), "writer-a").await.unwrap();
-    assert_eq!(r4.iter().map(|r| r.session_seq).collect::<Vec<_>>(), [4, 5, 6, 7, 8]);
+    let r4 = vault
+        .append(
+            ns,
+            (10..15).map(|i| ev("s1", i, None)).collect(),
+            "writer-a",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r4.iter().map(|r| r.session_seq).collect::<Vec<_>>(),
+        [4, 5, 6, 7, 8]
+    );
     all.extend(r4.iter().cloned());
     let (_, text2) = log.wait_published(14, WAIT).await.unwrap();
     let cp2 = open_cp(&vault, ns, &text2);
@@ -130,15 +222,40 @@ async fn append_retry_prove_restart_and_verify() {
     assert_eq!(vault.meta().vault_id, vault_id);
     let log = vault.log(ns).await.unwrap();
     assert_eq!((log.durable_size(), log.published_size()), (14, 14));
-    assert_eq!(log.latest_checkpoint().map(|(s, t)| (s, t == text2)), Some((14, true)));
+    assert_eq!(
+        log.latest_checkpoint().map(|(s, t)| (s, t == text2)),
+        Some((14, true))
+    );
     let r5 = vault
-        .append(ns, vec![ev("s1", 20, Some("e0")), ev("s1", 21, Some("e21")), ev("s2", 22, None), ev("s3", 23, Some("e8"))], "writer-c")
+        .append(
+            ns,
+            vec![
+                ev("s1", 20, Some("e0")),
+                ev("s1", 21, Some("e21")),
+                ev("s2", 22, None),
+                ev("s3", 23, Some("e8")),
+            ],
+            "writer-c",
+        )
         .await
         .unwrap();
-    assert_eq!(r5[0], Receipt { duplicate: true, ..r1[0].clone() }, "dedup survives a restart");
+    assert_eq!(
+        r5[0],
+        Receipt {
+            duplicate: true,
+            ..r1[0].clone()
+        },
+        "dedup survives a restart"
+    );
     assert_eq!((r5[1].index, r5[1].session_seq), (14, 9));
     assert_eq!((r5[2].index, r5[2].session_seq), (15, 3));
-    assert_eq!(r5[3], Receipt { duplicate: true, ..r3[0].clone() });
+    assert_eq!(
+        r5[3],
+        Receipt {
+            duplicate: true,
+            ..r3[0].clone()
+        }
+    );
     all.extend([r5[1].clone(), r5[2].clone()]);
     let (_, text3) = log.wait_published(16, WAIT).await.unwrap();
     let cp3 = open_cp(&vault, ns, &text3);
@@ -146,7 +263,8 @@ async fn append_retry_prove_restart_and_verify() {
     assert_included(&vault, ns, &all, &cp3).await;
     for (old, _) in [(&cp1, 0), (&cp2, 1)] {
         let proof = log.consistency_proof(old.size, cp3.size).unwrap();
-        verify_consistency(old.size, cp3.size, &proof, &old.root, &cp3.root).expect("consistent across restart");
+        verify_consistency(old.size, cp3.size, &proof, &old.root, &cp3.root)
+            .expect("consistent across restart");
     }
     vault.shutdown(Duration::from_secs(10)).await;
     drop(log);
@@ -155,15 +273,31 @@ async fn append_retry_prove_restart_and_verify() {
     // A reopened log starts where it stopped, even with nothing new to publish.
     let report = verify(
         &store_dir(data),
-        VerifyOptions { pinned_checkpoint: Some(text3.clone()), ..pinned(open_cp_key(data)) },
+        VerifyOptions {
+            pinned_checkpoint: Some(text3.clone()),
+            ..pinned(open_cp_key(data))
+        },
     )
     .await;
     assert_clean(&report);
     assert_eq!(report.namespaces.len(), 1);
-    assert_eq!((report.namespaces[0].entries, report.namespaces[0].checkpoints > 0), (16, true));
+    assert_eq!(
+        (
+            report.namespaces[0].entries,
+            report.namespaces[0].checkpoints > 0
+        ),
+        (16, true)
+    );
     // Older pinned checkpoints are consistent with the store too.
     for t in [&text1, &text2] {
-        let r = verify(&store_dir(data), VerifyOptions { pinned_checkpoint: Some(t.to_string()), ..pinned(open_cp_key(data)) }).await;
+        let r = verify(
+            &store_dir(data),
+            VerifyOptions {
+                pinned_checkpoint: Some(t.to_string()),
+                ..pinned(open_cp_key(data))
+            },
+        )
+        .await;
         assert_clean(&r);
     }
     let leaves = stored_leaves(&store_dir(data), ns).await;
@@ -175,7 +309,10 @@ async fn append_retry_prove_restart_and_verify() {
 
 /// The log public key of the vault in `data`, read from its key file.
 fn open_cp_key(data: &std::path::Path) -> ed25519_dalek::VerifyingKey {
-    tracevault_vault::keys::load_or_create(&data.join("keys/log.key")).unwrap().0.verifying_key()
+    tracevault_vault::keys::load_or_create(&data.join("keys/log.key"))
+        .unwrap()
+        .0
+        .verifying_key()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,7 +346,15 @@ async fn crash_before_publishing_is_recovered_from_the_wal() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut receipts = Vec::new();
     for round in 0..3u64 {
-        let evs = (0..4).map(|i| ev(&format!("s{}", i % 2), round * 4 + i, Some(&format!("id{}", round * 4 + i)))).collect();
+        let evs = (0..4)
+            .map(|i| {
+                ev(
+                    &format!("s{}", i % 2),
+                    round * 4 + i,
+                    Some(&format!("id{}", round * 4 + i)),
+                )
+            })
+            .collect();
         receipts.extend(vault.append(ns, evs, "w").await.unwrap());
     }
     let key = vault.public_key();
@@ -231,21 +376,45 @@ async fn crash_before_publishing_is_recovered_from_the_wal() {
     assert_eq!(wal_files.len(), 1, "{wal_files:?}");
     {
         use std::io::Write;
-        let mut f = std::fs::OpenOptions::new().append(true).open(wal_dir.join(&wal_files[0])).unwrap();
-        f.write_all(&[200, 0, 0, 0, 9, 9, 9, 9, b'{', b'"']).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(wal_dir.join(&wal_files[0]))
+            .unwrap();
+        f.write_all(&[200, 0, 0, 0, 9, 9, 9, 9, b'{', b'"'])
+            .unwrap();
     }
 
     // Restart with a short interval: recovery publishes the WAL without any new append.
     let vault = open(data, 50).await;
     let log = vault.log(ns).await.unwrap();
     assert_eq!(log.durable_size(), 12);
-    let (size, text) = log.wait_published(12, WAIT).await.expect("recovered entries are published");
+    let (size, text) = log
+        .wait_published(12, WAIT)
+        .await
+        .expect("recovered entries are published");
     let cp = open_cp(&vault, ns, &text);
     assert_eq!(size, 12);
     assert_included(&vault, ns, &receipts, &cp).await;
     // Dedup and session numbering survive the crash.
-    let again = vault.append(ns, vec![ev("s0", 0, Some("id5")), ev("s0", 99, None), ev("s1", 98, None)], "w").await.unwrap();
-    assert_eq!(again[0], Receipt { duplicate: true, ..receipts[5].clone() });
+    let again = vault
+        .append(
+            ns,
+            vec![
+                ev("s0", 0, Some("id5")),
+                ev("s0", 99, None),
+                ev("s1", 98, None),
+            ],
+            "w",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        again[0],
+        Receipt {
+            duplicate: true,
+            ..receipts[5].clone()
+        }
+    );
     assert_eq!((again[1].index, again[1].session_seq), (12, 6));
     assert_eq!((again[2].index, again[2].session_seq), (13, 6));
     receipts.extend(again[1..].iter().cloned());
@@ -257,9 +426,23 @@ async fn crash_before_publishing_is_recovered_from_the_wal() {
     let leaves = stored_leaves(&store_dir(data), ns).await;
     assert_eq!(leaves.len(), 14);
     for r in &receipts {
-        assert_eq!(leaves.get(&r.index), Some(&r.leaf_hash), "index {}", r.index);
+        assert_eq!(
+            leaves.get(&r.index),
+            Some(&r.leaf_hash),
+            "index {}",
+            r.index
+        );
     }
-    assert_clean(&verify(&store_dir(data), VerifyOptions { pinned_checkpoint: Some(text), ..pinned(key) }).await);
+    assert_clean(
+        &verify(
+            &store_dir(data),
+            VerifyOptions {
+                pinned_checkpoint: Some(text),
+                ..pinned(key)
+            },
+        )
+        .await,
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -268,10 +451,24 @@ async fn crash_after_partial_publish_loses_nothing() {
     let data = dir.path();
     let ns = "partial";
     let vault = open(data, 20).await;
-    let mut receipts = vault.append(ns, (0..5).map(|i| ev("s", i, None)).collect(), "w").await.unwrap();
-    vault.log(ns).await.unwrap().wait_published(5, WAIT).await.unwrap();
+    let mut receipts = vault
+        .append(ns, (0..5).map(|i| ev("s", i, None)).collect(), "w")
+        .await
+        .unwrap();
+    vault
+        .log(ns)
+        .await
+        .unwrap()
+        .wait_published(5, WAIT)
+        .await
+        .unwrap();
     // Acked but maybe not published when the "crash" happens.
-    receipts.extend(vault.append(ns, (5..9).map(|i| ev("s", i, None)).collect(), "w").await.unwrap());
+    receipts.extend(
+        vault
+            .append(ns, (5..9).map(|i| ev("s", i, None)).collect(), "w")
+            .await
+            .unwrap(),
+    );
     let key = vault.public_key();
     drop(vault);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -301,13 +498,30 @@ async fn second_server_on_a_shared_store_is_fenced() {
     let store_root = root.path().join("shared-store");
     let (da, db) = (root.path().join("a"), root.path().join("b"));
     let store = Store::local(&store_root).unwrap();
-    let a = Vault::open(opts_with_store(&da, store.clone(), 50)).await.unwrap();
-    let ra = a.append("shared", (0..3).map(|i| ev("s", i, Some(&format!("x{i}")))).collect(), "a").await.unwrap();
-    a.log("shared").await.unwrap().wait_published(3, WAIT).await.unwrap();
+    let a = Vault::open(opts_with_store(&da, store.clone(), 50))
+        .await
+        .unwrap();
+    let ra = a
+        .append(
+            "shared",
+            (0..3).map(|i| ev("s", i, Some(&format!("x{i}")))).collect(),
+            "a",
+        )
+        .await
+        .unwrap();
+    a.log("shared")
+        .await
+        .unwrap()
+        .wait_published(3, WAIT)
+        .await
+        .unwrap();
 
     // A server with another log key may not even open the store.
     match Vault::open(opts_with_store(&db, Store::local(&store_root).unwrap(), 50)).await {
-        Err(VaultError::Meta(msg)) => assert!(msg.contains("refusing to sign with a different key"), "{msg}"),
+        Err(VaultError::Meta(msg)) => assert!(
+            msg.contains("refusing to sign with a different key"),
+            "{msg}"
+        ),
         Err(e) => panic!("wrong error: {e}"),
         Ok(_) => panic!("opened a store whose vault.json names another key"),
     }
@@ -318,46 +532,126 @@ async fn second_server_on_a_shared_store_is_fenced() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(db.join("keys"), std::fs::Permissions::from_mode(0o700)).unwrap();
         std::fs::copy(da.join("keys/log.key"), db.join("keys/log.key")).unwrap();
-        std::fs::set_permissions(db.join("keys/log.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(
+            db.join("keys/log.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
     }
-    let b = Vault::open(opts_with_store(&db, Store::local(&store_root).unwrap(), 50)).await.unwrap();
+    let b = Vault::open(opts_with_store(&db, Store::local(&store_root).unwrap(), 50))
+        .await
+        .unwrap();
     assert_eq!(b.meta(), a.meta());
     let before = list_files(&store_root);
-    let err = b.append("shared", vec![ev("s", 10, Some("x0")), ev("s", 11, None)], "b").await.unwrap_err();
-    let fenced = matches!(&err, VaultError::Open(OpenError::Lease(LeaseError::Fenced { .. })))
-        || matches!(&err, VaultError::Append(AppendError::Fenced(_)));
+    let err = b
+        .append(
+            "shared",
+            vec![ev("s", 10, Some("x0")), ev("s", 11, None)],
+            "b",
+        )
+        .await
+        .unwrap_err();
+    let fenced = matches!(
+        &err,
+        VaultError::Open(OpenError::Lease(LeaseError::Fenced { .. }))
+    ) || matches!(&err, VaultError::Append(AppendError::Fenced(_)));
     assert!(fenced, "expected fencing, got {err}");
-    assert!(list_files(&db.join("wal").join("shared")).iter().all(|f| std::fs::metadata(db.join("wal/shared").join(f)).unwrap().len() == 0));
+    assert!(list_files(&db.join("wal").join("shared")).iter().all(|f| {
+        std::fs::metadata(db.join("wal/shared").join(f))
+            .unwrap()
+            .len()
+            == 0
+    }));
     // A keeps working; B wrote nothing.
-    let ra2 = a.append("shared", vec![ev("s", 3, None)], "a").await.unwrap();
+    let ra2 = a
+        .append("shared", vec![ev("s", 3, None)], "a")
+        .await
+        .unwrap();
     assert_eq!((ra2[0].index, ra2[0].session_seq), (3, 3));
-    a.log("shared").await.unwrap().wait_published(4, WAIT).await.unwrap();
+    a.log("shared")
+        .await
+        .unwrap()
+        .wait_published(4, WAIT)
+        .await
+        .unwrap();
     let after = list_files(&store_root);
     let new: Vec<_> = after.iter().filter(|f| !before.contains(f)).collect();
     assert!(
-        new.iter().all(|f| f.contains("00000000000000000003") || f.ends_with("checkpoints/00000000000000000004")),
+        new.iter().all(|f| f.contains("00000000000000000003")
+            || f.ends_with("checkpoints/00000000000000000004")),
         "only A's segment/checkpoint/claim for index 3 may be new: {new:?}"
     );
     // B may still serve namespaces nobody else holds.
-    b.append("bonly", vec![ev("q", 0, None)], "b").await.unwrap();
-    b.log("bonly").await.unwrap().wait_published(1, WAIT).await.unwrap();
+    b.append("bonly", vec![ev("q", 0, None)], "b")
+        .await
+        .unwrap();
+    b.log("bonly")
+        .await
+        .unwrap()
+        .wait_published(1, WAIT)
+        .await
+        .unwrap();
 
     // After A shuts down (releasing its lease), B takes over and continues the log.
     a.shutdown(Duration::from_secs(10)).await;
-    let rb = b.append("shared", vec![ev("s", 10, Some("x0")), ev("s", 11, None)], "b").await.unwrap();
-    assert_eq!(rb[0], Receipt { duplicate: true, ..ra[0].clone() });
+    let rb = b
+        .append(
+            "shared",
+            vec![ev("s", 10, Some("x0")), ev("s", 11, None)],
+            "b",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rb[0],
+        Receipt {
+            duplicate: true,
+            ..ra[0].clone()
+        }
+    );
     assert_eq!((rb[1].index, rb[1].session_seq), (4, 4));
-    let (_, text) = b.log("shared").await.unwrap().wait_published(5, WAIT).await.unwrap();
+    let (_, text) = b
+        .log("shared")
+        .await
+        .unwrap()
+        .wait_published(5, WAIT)
+        .await
+        .unwrap();
     // Now A (restarted on its own data dir) is the fenced one.
     drop(a);
-    let a = Vault::open(opts_with_store(&da, Store::local(&store_root).unwrap(), 50)).await.unwrap();
-    let err = a.append("shared", vec![ev("s", 12, None)], "a").await.unwrap_err();
-    assert!(matches!(&err, VaultError::Open(OpenError::Lease(LeaseError::Fenced { .. }))), "{err}");
+    let a = Vault::open(opts_with_store(&da, Store::local(&store_root).unwrap(), 50))
+        .await
+        .unwrap();
+    let err = a
+        .append("shared", vec![ev("s", 12, None)], "a")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            VaultError::Open(OpenError::Lease(LeaseError::Fenced { .. }))
+        ),
+        "{err}"
+    );
     b.shutdown(Duration::from_secs(10)).await;
     a.shutdown(Duration::from_secs(10)).await;
 
-    let report = verify(&store_root, VerifyOptions { pinned_checkpoint: Some(text), ..pinned(b.public_key()) }).await;
+    let report = verify(
+        &store_root,
+        VerifyOptions {
+            pinned_checkpoint: Some(text),
+            ..pinned(b.public_key())
+        },
+    )
+    .await;
     assert_clean(&report);
-    let sizes: HashMap<_, _> = report.namespaces.iter().map(|s| (s.ns.clone(), s.entries)).collect();
-    assert_eq!(sizes, HashMap::from([("shared".to_string(), 5), ("bonly".to_string(), 1)]));
+    let sizes: HashMap<_, _> = report
+        .namespaces
+        .iter()
+        .map(|s| (s.ns.clone(), s.entries))
+        .collect();
+    assert_eq!(
+        sizes,
+        HashMap::from([("shared".to_string(), 5), ("bonly".to_string(), 1)])
+    );
 }

@@ -40,23 +40,46 @@ async fn fixture() -> &'static Fixture {
             // A static is never dropped: clear fixtures left by earlier runs.
             if let Ok(rd) = std::fs::read_dir(env!("CARGO_TARGET_TMPDIR")) {
                 for e in rd.flatten() {
-                    let old = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
-                    if e.file_name().to_string_lossy().starts_with("tamper-fixture")
+                    let old = e
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok());
+                    if e.file_name()
+                        .to_string_lossy()
+                        .starts_with("tamper-fixture")
                         && old.is_some_and(|age| age > Duration::from_secs(600))
                     {
                         let _ = std::fs::remove_dir_all(e.path());
                     }
                 }
             }
-            let dir = tempfile::Builder::new().prefix("tamper-fixture").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+            let dir = tempfile::Builder::new()
+                .prefix("tamper-fixture")
+                .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+                .unwrap();
             let data = dir.path().to_path_buf();
             let vault = open(&data, 20).await;
             let mut alpha_checkpoints = Vec::new();
             for (ns, rounds) in NAMESPACES {
                 for r in 0..rounds {
-                    let evs = (0..ROWS).map(|i| ev(&format!("sess-{}", i % 2), r * ROWS + i, Some(&format!("{ns}-{r}-{i}")))).collect();
+                    let evs = (0..ROWS)
+                        .map(|i| {
+                            ev(
+                                &format!("sess-{}", i % 2),
+                                r * ROWS + i,
+                                Some(&format!("{ns}-{r}-{i}")),
+                            )
+                        })
+                        .collect();
                     vault.append(ns, evs, "writer@test").await.unwrap();
-                    let (size, text) = vault.log(ns).await.unwrap().wait_published((r + 1) * ROWS, WAIT).await.unwrap();
+                    let (size, text) = vault
+                        .log(ns)
+                        .await
+                        .unwrap()
+                        .wait_published((r + 1) * ROWS, WAIT)
+                        .await
+                        .unwrap();
                     assert_eq!(size, (r + 1) * ROWS, "one segment per round");
                     if ns == "alpha" {
                         alpha_checkpoints.push(text);
@@ -66,8 +89,16 @@ async fn fixture() -> &'static Fixture {
             vault.shutdown(Duration::from_secs(10)).await;
             let origin = vault.meta().origin.clone();
             drop(vault);
-            let key = tracevault_vault::keys::load_or_create(&data.join("keys/log.key")).unwrap().0;
-            Fixture { _dir: dir, data, key, origin, alpha_checkpoints }
+            let key = tracevault_vault::keys::load_or_create(&data.join("keys/log.key"))
+                .unwrap()
+                .0;
+            Fixture {
+                _dir: dir,
+                data,
+                key,
+                origin,
+                alpha_checkpoints,
+            }
         })
         .await
 }
@@ -88,7 +119,10 @@ impl Fixture {
 }
 
 fn seg_object(ns: &str, round: u64) -> String {
-    format!("ns/{ns}/segments/{}", segment::segment_file_name(round * ROWS, round * ROWS + ROWS - 1))
+    format!(
+        "ns/{ns}/segments/{}",
+        segment::segment_file_name(round * ROWS, round * ROWS + ROWS - 1)
+    )
 }
 fn cp_object(ns: &str, size: u64) -> String {
     format!("ns/{ns}/checkpoints/{size:020}")
@@ -97,13 +131,24 @@ fn cp_object(ns: &str, size: u64) -> String {
 /// Decodes the segment at `object`, lets `edit` change its rows, and writes it
 /// back under the same name, signed by `key` with the original header's
 /// chain_in and root (so only what `edit` did differs).
-fn rewrite_segment(root: &Path, object: &str, key: &SigningKey, key_id: [u8; 4], edit: impl FnOnce(&mut Vec<Entry>)) {
+fn rewrite_segment(
+    root: &Path,
+    object: &str,
+    key: &SigningKey,
+    key_id: [u8; 4],
+    edit: impl FnOnce(&mut Vec<Entry>),
+) {
     let path = root.join(object);
     let seg = segment::decode(Bytes::from(std::fs::read(&path).unwrap())).unwrap();
     let mut entries = seg.entries;
     edit(&mut entries);
     let root_hash: [u8; 32] = B64.decode(&seg.header.root).unwrap().try_into().unwrap();
-    let seal = SegmentSeal { chain_in: hex32(&seg.header.chain_in), root: root_hash, key_id, key };
+    let seal = SegmentSeal {
+        chain_in: hex32(&seg.header.chain_in),
+        root: root_hash,
+        key_id,
+        key,
+    };
     let (_, bytes) = segment::encode(&entries, &seal).unwrap();
     std::fs::write(&path, bytes).unwrap();
 }
@@ -121,15 +166,24 @@ fn assert_findings(report: &Report, expected: &[(&str, &str, Option<u64>, &str)]
         f.ns == e.0 && f.object == e.1 && f.index == e.2 && f.message.contains(e.3)
     };
     for e in expected {
-        assert!(report.findings.iter().any(|f| matches(f, e)), "missing finding {e:?}; report:\n{all}");
+        assert!(
+            report.findings.iter().any(|f| matches(f, e)),
+            "missing finding {e:?}; report:\n{all}"
+        );
     }
     for f in &report.findings {
-        assert!(expected.iter().any(|e| matches(f, e)), "unexpected finding {f}; report:\n{all}");
+        assert!(
+            expected.iter().any(|e| matches(f, e)),
+            "unexpected finding {f}; report:\n{all}"
+        );
     }
     // One line per finding, naming namespace and object.
     for f in &report.findings {
         let line = f.to_string();
-        assert!(!line.contains('\n') && line.contains(&format!("object={}", f.object)), "{line}");
+        assert!(
+            !line.contains('\n') && line.contains(&format!("object={}", f.object)),
+            "{line}"
+        );
     }
 }
 
@@ -143,12 +197,25 @@ async fn untouched_store_verifies_clean() {
     let d = f.copy();
     let r = check(d.path(), f).await;
     assert_clean(&r);
-    let mut got: Vec<_> = r.namespaces.iter().map(|s| (s.ns.as_str(), s.entries, s.segments)).collect();
+    let mut got: Vec<_> = r
+        .namespaces
+        .iter()
+        .map(|s| (s.ns.as_str(), s.entries, s.segments))
+        .collect();
     got.sort();
     assert_eq!(got, [("alpha", 25, 5), ("beta", 10, 2), ("gamma", 5, 1)]);
     // Every stored alpha checkpoint, pinned, is consistent with the store.
     for t in &f.alpha_checkpoints {
-        assert_clean(&verify(d.path(), VerifyOptions { pinned_checkpoint: Some(t.clone()), ..pinned(f.public()) }).await);
+        assert_clean(
+            &verify(
+                d.path(),
+                VerifyOptions {
+                    pinned_checkpoint: Some(t.clone()),
+                    ..pinned(f.public())
+                },
+            )
+            .await,
+        );
     }
     // Without a pinned key: one warning, no findings.
     let r = verify(d.path(), VerifyOptions::default()).await;
@@ -156,7 +223,14 @@ async fn untouched_store_verifies_clean() {
     assert_eq!(r.warnings.len(), 1, "{}", describe(&r));
     assert!(r.warnings[0].contains("no --key given"), "{}", describe(&r));
     // One namespace only.
-    let r = verify(d.path(), VerifyOptions { namespace: Some("beta".into()), ..pinned(f.public()) }).await;
+    let r = verify(
+        d.path(),
+        VerifyOptions {
+            namespace: Some("beta".into()),
+            ..pinned(f.public())
+        },
+    )
+    .await;
     assert_clean(&r);
     assert_eq!(r.namespaces.len(), 1);
 }
@@ -171,7 +245,15 @@ async fn a_edited_content_value() {
         rows[2].content = Some("I never said that".into());
     });
     let r = check(d.path(), f).await;
-    assert_findings(&r, &[("alpha", &obj, Some(7), "content does not match its digest (value edited)")]);
+    assert_findings(
+        &r,
+        &[(
+            "alpha",
+            &obj,
+            Some(7),
+            "content does not match its digest (value edited)",
+        )],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,7 +265,15 @@ async fn a2_edited_attributes_value() {
         rows[4].attributes = Some(r#"{"i":4,"tag":"forged"}"#.into());
     });
     let r = check(d.path(), f).await;
-    assert_findings(&r, &[("beta", &obj, Some(4), "attributes does not match its digest (value edited)")]);
+    assert_findings(
+        &r,
+        &[(
+            "beta",
+            &obj,
+            Some(4),
+            "attributes does not match its digest (value edited)",
+        )],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,8 +290,18 @@ async fn b_edited_metadata_fields() {
     assert_findings(
         &r,
         &[
-            ("alpha", &obj, Some(11), "committed record does not match its leaf hash (metadata edited)"),
-            ("alpha", &obj, Some(13), "committed record does not match its leaf hash (metadata edited)"),
+            (
+                "alpha",
+                &obj,
+                Some(11),
+                "committed record does not match its leaf hash (metadata edited)",
+            ),
+            (
+                "alpha",
+                &obj,
+                Some(13),
+                "committed record does not match its leaf hash (metadata edited)",
+            ),
         ],
     );
 }
@@ -221,26 +321,68 @@ async fn c_dropped_row() {
         &r,
         &[
             ("alpha", &obj, None, "segment holds 4 rows, expected 5"),
-            ("alpha", &obj, Some(7), "entry 7 is missing from the segment (row dropped)"),
+            (
+                "alpha",
+                &obj,
+                Some(7),
+                "entry 7 is missing from the segment (row dropped)",
+            ),
             // The checkpoints past the damage cannot be checked; they say why.
-            ("alpha", &cp_object("alpha", 10), Some(5), "could not be checked"),
-            ("alpha", &cp_object("alpha", 15), Some(5), "could not be checked"),
-            ("alpha", &cp_object("alpha", 20), Some(5), "could not be checked"),
-            ("alpha", &cp_object("alpha", 25), Some(5), "could not be checked"),
-            ("alpha", "ns/alpha/checkpoint", Some(5), "could not be checked"),
+            (
+                "alpha",
+                &cp_object("alpha", 10),
+                Some(5),
+                "could not be checked",
+            ),
+            (
+                "alpha",
+                &cp_object("alpha", 15),
+                Some(5),
+                "could not be checked",
+            ),
+            (
+                "alpha",
+                &cp_object("alpha", 20),
+                Some(5),
+                "could not be checked",
+            ),
+            (
+                "alpha",
+                &cp_object("alpha", 25),
+                Some(5),
+                "could not be checked",
+            ),
+            (
+                "alpha",
+                "ns/alpha/checkpoint",
+                Some(5),
+                "could not be checked",
+            ),
         ],
     );
     // A pinned checkpoint past the damage is "not checkable", not a rollback.
-    let r = verify(d.path(), VerifyOptions { pinned_checkpoint: Some(f.alpha_checkpoints[4].clone()), ..pinned(f.public()) }).await;
+    let r = verify(
+        d.path(),
+        VerifyOptions {
+            pinned_checkpoint: Some(f.alpha_checkpoints[4].clone()),
+            ..pinned(f.public())
+        },
+    )
+    .await;
     let object = format!("pinned checkpoint {} size 25", f.origin_of("alpha"));
     assert!(
         r.findings.iter().any(|x| x.object == object
             && x.index == Some(5)
-            && x.message.starts_with("the pinned checkpoint covers 25 entries and could not be checked")),
+            && x.message
+                .starts_with("the pinned checkpoint covers 25 entries and could not be checked")),
         "{}",
         describe(&r)
     );
-    assert!(!r.findings.iter().any(|x| x.message.contains("rollback")), "{}", describe(&r));
+    assert!(
+        !r.findings.iter().any(|x| x.message.contains("rollback")),
+        "{}",
+        describe(&r)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,13 +401,39 @@ async fn d_dropped_middle_segment() {
                 Some(10),
                 "entries 10-14 are missing (segment dropped; the next segment is 00000000000000000015-00000000000000000019.parquet)",
             ),
-            ("alpha", &cp_object("alpha", 15), Some(10), "could not be checked"),
-            ("alpha", &cp_object("alpha", 20), Some(10), "could not be checked"),
-            ("alpha", &cp_object("alpha", 25), Some(10), "could not be checked"),
-            ("alpha", "ns/alpha/checkpoint", Some(10), "could not be checked"),
+            (
+                "alpha",
+                &cp_object("alpha", 15),
+                Some(10),
+                "could not be checked",
+            ),
+            (
+                "alpha",
+                &cp_object("alpha", 20),
+                Some(10),
+                "could not be checked",
+            ),
+            (
+                "alpha",
+                &cp_object("alpha", 25),
+                Some(10),
+                "could not be checked",
+            ),
+            (
+                "alpha",
+                "ns/alpha/checkpoint",
+                Some(10),
+                "could not be checked",
+            ),
         ],
     );
-    assert!(r.findings.iter().any(|x| x.message.contains("could only be rebuilt up to 10 (entries 10-14 are missing)")), "{}", describe(&r));
+    assert!(
+        r.findings.iter().any(|x| x
+            .message
+            .contains("could only be rebuilt up to 10 (entries 10-14 are missing)")),
+        "{}",
+        describe(&r)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,8 +445,18 @@ async fn e_truncated_tail() {
     assert_findings(
         &r,
         &[
-            ("alpha", &cp_object("alpha", 25), Some(20), "checkpoint covers 25 entries but the store holds only 20 (tail truncated"),
-            ("alpha", "ns/alpha/checkpoint", Some(20), "checkpoint covers 25 entries but the store holds only 20 (tail truncated"),
+            (
+                "alpha",
+                &cp_object("alpha", 25),
+                Some(20),
+                "checkpoint covers 25 entries but the store holds only 20 (tail truncated",
+            ),
+            (
+                "alpha",
+                "ns/alpha/checkpoint",
+                Some(20),
+                "checkpoint covers 25 entries but the store holds only 20 (tail truncated",
+            ),
         ],
     );
 }
@@ -288,13 +466,25 @@ async fn f_reordered_rows() {
     let f = fixture().await;
     let d = f.copy();
     let obj = seg_object("alpha", 3);
-    rewrite_segment(d.path(), &obj, &f.key, real_key_id(f, "alpha"), |rows| rows.swap(1, 3));
+    rewrite_segment(d.path(), &obj, &f.key, real_key_id(f, "alpha"), |rows| {
+        rows.swap(1, 3)
+    });
     let r = check(d.path(), f).await;
     assert_findings(
         &r,
         &[
-            ("alpha", &obj, Some(18), "row 1 holds entry 18, expected 16 (rows reordered)"),
-            ("alpha", &obj, Some(16), "row 3 holds entry 16, expected 18 (rows reordered)"),
+            (
+                "alpha",
+                &obj,
+                Some(18),
+                "row 1 holds entry 18, expected 16 (rows reordered)",
+            ),
+            (
+                "alpha",
+                &obj,
+                Some(16),
+                "row 3 holds entry 16, expected 18 (rows reordered)",
+            ),
         ],
     );
 }
@@ -319,7 +509,15 @@ async fn g_segment_resigned_with_another_key() {
     let d = f.copy();
     rewrite_segment(d.path(), &obj, &other, real_key_id(f, "alpha"), |_| {});
     let r = check(d.path(), f).await;
-    assert_findings(&r, &[("alpha", &obj, None, "segment header signature is invalid (header edited or re-signed)")]);
+    assert_findings(
+        &r,
+        &[(
+            "alpha",
+            &obj,
+            None,
+            "segment header signature is invalid (header edited or re-signed)",
+        )],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -333,11 +531,31 @@ async fn h_forged_checkpoints() {
     // Signed by another key.
     let d = f.copy();
     let other = SigningKey::from_bytes(&[9; 32]);
-    let forged = note::sign_checkpoint(&Checkpoint { root: [7; 32], ..cp.clone() }, &origin, &other);
+    let forged = note::sign_checkpoint(
+        &Checkpoint {
+            root: [7; 32],
+            ..cp.clone()
+        },
+        &origin,
+        &other,
+    );
     std::fs::write(d.path().join(&obj), &forged).unwrap();
     let r = check(d.path(), f).await;
-    assert_findings(&r, &[("alpha", &obj, None, "checkpoint does not verify (forged or altered)")]);
-    assert!(r.findings[0].message.contains("no signature") || r.findings[0].message.to_lowercase().contains("signature"), "{}", describe(&r));
+    assert_findings(
+        &r,
+        &[(
+            "alpha",
+            &obj,
+            None,
+            "checkpoint does not verify (forged or altered)",
+        )],
+    );
+    assert!(
+        r.findings[0].message.contains("no signature")
+            || r.findings[0].message.to_lowercase().contains("signature"),
+        "{}",
+        describe(&r)
+    );
 
     // Root changed, text otherwise intact (the old signature line kept).
     let d = f.copy();
@@ -347,28 +565,65 @@ async fn h_forged_checkpoints() {
     std::fs::write(d.path().join(&obj), &altered).unwrap();
     // The latest pointer too, with a changed size.
     let latest = &f.alpha_checkpoints[4];
-    std::fs::write(d.path().join("ns/alpha/checkpoint"), latest.replacen("\n25\n", "\n26\n", 1)).unwrap();
+    std::fs::write(
+        d.path().join("ns/alpha/checkpoint"),
+        latest.replacen("\n25\n", "\n26\n", 1),
+    )
+    .unwrap();
     let r = check(d.path(), f).await;
     assert_findings(
         &r,
         &[
-            ("alpha", &obj, None, "checkpoint does not verify (forged or altered)"),
-            ("alpha", "ns/alpha/checkpoint", None, "checkpoint does not verify (forged or altered)"),
+            (
+                "alpha",
+                &obj,
+                None,
+                "checkpoint does not verify (forged or altered)",
+            ),
+            (
+                "alpha",
+                "ns/alpha/checkpoint",
+                None,
+                "checkpoint does not verify (forged or altered)",
+            ),
         ],
     );
 
     // Signed with the real key but committing to another tree (a fork).
     let d = f.copy();
-    let forked = note::sign_checkpoint(&Checkpoint { root: [7; 32], ..cp.clone() }, &origin, &f.key);
+    let forked = note::sign_checkpoint(
+        &Checkpoint {
+            root: [7; 32],
+            ..cp.clone()
+        },
+        &origin,
+        &f.key,
+    );
     std::fs::write(d.path().join(&obj), &forked).unwrap();
     let r = check(d.path(), f).await;
-    assert_findings(&r, &[("alpha", &obj, None, "checkpoint root does not match the data at size 15")]);
+    assert_findings(
+        &r,
+        &[(
+            "alpha",
+            &obj,
+            None,
+            "checkpoint root does not match the data at size 15",
+        )],
+    );
 
     // A valid checkpoint stored under the wrong size.
     let d = f.copy();
     std::fs::write(d.path().join(&obj), &f.alpha_checkpoints[1]).unwrap();
     let r = check(d.path(), f).await;
-    assert_findings(&r, &[("alpha", &obj, None, "object name does not match the checkpoint's size 10")]);
+    assert_findings(
+        &r,
+        &[(
+            "alpha",
+            &obj,
+            None,
+            "object name does not match the checkpoint's size 10",
+        )],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -381,19 +636,53 @@ async fn i_rollback_against_a_pinned_checkpoint() {
         std::fs::remove_file(d.path().join(seg_object("alpha", round))).unwrap();
         std::fs::remove_file(d.path().join(cp_object("alpha", (round + 1) * ROWS))).unwrap();
     }
-    std::fs::write(d.path().join("ns/alpha/checkpoint"), &f.alpha_checkpoints[2]).unwrap();
+    std::fs::write(
+        d.path().join("ns/alpha/checkpoint"),
+        &f.alpha_checkpoints[2],
+    )
+    .unwrap();
     // On its own the rolled-back store is self-consistent...
     assert_clean(&check(d.path(), f).await);
     // ...but not with the checkpoint a client kept.
-    let r = verify(d.path(), VerifyOptions { pinned_checkpoint: Some(pinned_text.clone()), ..pinned(f.public()) }).await;
+    let r = verify(
+        d.path(),
+        VerifyOptions {
+            pinned_checkpoint: Some(pinned_text.clone()),
+            ..pinned(f.public())
+        },
+    )
+    .await;
     let object = format!("pinned checkpoint {} size 25", f.origin_of("alpha"));
-    assert_findings(&r, &[("alpha", &object, Some(15), "rollback: the pinned checkpoint covers 25 entries, the store only 15")]);
+    assert_findings(
+        &r,
+        &[(
+            "alpha",
+            &object,
+            Some(15),
+            "rollback: the pinned checkpoint covers 25 entries, the store only 15",
+        )],
+    );
 
     // A whole namespace deleted.
     let d = f.copy();
     std::fs::remove_dir_all(d.path().join("ns/alpha")).unwrap();
-    let r = verify(d.path(), VerifyOptions { pinned_checkpoint: Some(pinned_text.clone()), ..pinned(f.public()) }).await;
-    assert_findings(&r, &[("alpha", "ns/alpha", None, "the pinned checkpoint's namespace is missing from the store (rollback)")]);
+    let r = verify(
+        d.path(),
+        VerifyOptions {
+            pinned_checkpoint: Some(pinned_text.clone()),
+            ..pinned(f.public())
+        },
+    )
+    .await;
+    assert_findings(
+        &r,
+        &[(
+            "alpha",
+            "ns/alpha",
+            None,
+            "the pinned checkpoint's namespace is missing from the store (rollback)",
+        )],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -405,12 +694,18 @@ async fn i2_fork_rewritten_history_with_the_real_key() {
     let ns = "alpha";
     let mut tree = MerkleTree::new();
     for round in 0..4 {
-        let seg = segment::decode(Bytes::from(std::fs::read(d.path().join(seg_object(ns, round))).unwrap())).unwrap();
+        let seg = segment::decode(Bytes::from(
+            std::fs::read(d.path().join(seg_object(ns, round))).unwrap(),
+        ))
+        .unwrap();
         for e in &seg.entries {
             tree.push(e.leaf_hash);
         }
     }
-    let last = segment::decode(Bytes::from(std::fs::read(d.path().join(seg_object(ns, 4))).unwrap())).unwrap();
+    let last = segment::decode(Bytes::from(
+        std::fs::read(d.path().join(seg_object(ns, 4))).unwrap(),
+    ))
+    .unwrap();
     let chain_in = hex32(&last.header.chain_in);
     let mut prev = chain_in;
     let forged: Vec<Entry> = last
@@ -436,17 +731,58 @@ async fn i2_fork_rewritten_history_with_the_real_key() {
         })
         .collect();
     let root = tree.root();
-    let seal = SegmentSeal { chain_in, root, key_id: real_key_id(f, ns), key: &f.key };
-    std::fs::write(d.path().join(seg_object(ns, 4)), segment::encode(&forged, &seal).unwrap().1).unwrap();
-    let cp = note::sign_checkpoint(&Checkpoint { origin: f.origin_of(ns), size: 25, root }, &f.origin_of(ns), &f.key);
+    let seal = SegmentSeal {
+        chain_in,
+        root,
+        key_id: real_key_id(f, ns),
+        key: &f.key,
+    };
+    std::fs::write(
+        d.path().join(seg_object(ns, 4)),
+        segment::encode(&forged, &seal).unwrap().1,
+    )
+    .unwrap();
+    let cp = note::sign_checkpoint(
+        &Checkpoint {
+            origin: f.origin_of(ns),
+            size: 25,
+            root,
+        },
+        &f.origin_of(ns),
+        &f.key,
+    );
     std::fs::write(d.path().join(cp_object(ns, 25)), &cp).unwrap();
     std::fs::write(d.path().join("ns/alpha/checkpoint"), &cp).unwrap();
     assert_clean(&check(d.path(), f).await);
-    let r = verify(d.path(), VerifyOptions { pinned_checkpoint: Some(f.alpha_checkpoints[4].clone()), ..pinned(f.public()) }).await;
+    let r = verify(
+        d.path(),
+        VerifyOptions {
+            pinned_checkpoint: Some(f.alpha_checkpoints[4].clone()),
+            ..pinned(f.public())
+        },
+    )
+    .await;
     let object = format!("pinned checkpoint {} size 25", f.origin_of(ns));
-    assert_findings(&r, &[("alpha", &object, None, "fork: the store's tree at size 25 differs from the pinned checkpoint")]);
+    assert_findings(
+        &r,
+        &[(
+            "alpha",
+            &object,
+            None,
+            "fork: the store's tree at size 25 differs from the pinned checkpoint",
+        )],
+    );
     // An older pin is still consistent (the fork is after it).
-    assert_clean(&verify(d.path(), VerifyOptions { pinned_checkpoint: Some(f.alpha_checkpoints[3].clone()), ..pinned(f.public()) }).await);
+    assert_clean(
+        &verify(
+            d.path(),
+            VerifyOptions {
+                pinned_checkpoint: Some(f.alpha_checkpoints[3].clone()),
+                ..pinned(f.public())
+            },
+        )
+        .await,
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -465,7 +801,10 @@ async fn j_flipped_bit_in_a_parquet_file() {
     println!("{}", describe(&r));
     let digest = "file bytes differ from the signed data digest (Parquet data pages changed)";
     assert!(
-        r.findings.iter().any(|x| x.ns == "beta" && x.object == obj && x.index.is_none() && x.message.contains(digest)),
+        r.findings.iter().any(|x| x.ns == "beta"
+            && x.object == obj
+            && x.index.is_none()
+            && x.message.contains(digest)),
         "{}",
         describe(&r)
     );
@@ -477,7 +816,10 @@ async fn j_flipped_bit_in_a_parquet_file() {
         assert!(
             x.ns == "beta"
                 && (x.object == obj
-                    || cp && (x.message.contains("could not be checked") || x.message.contains("root does not match the data at size 10"))),
+                    || cp
+                        && (x.message.contains("could not be checked")
+                            || x.message
+                                .contains("root does not match the data at size 10"))),
             "{x}"
         );
     }
@@ -498,7 +840,9 @@ async fn j2_flipped_bit_in_every_data_byte_position_sampled() {
         std::fs::write(d.path().join(&obj), &bytes).unwrap();
         let r = check(d.path(), f).await;
         assert!(
-            r.findings.iter().any(|x| x.object == obj && x.message.contains("signed data digest")),
+            r.findings
+                .iter()
+                .any(|x| x.object == obj && x.message.contains("signed data digest")),
             "flip at byte {at}:\n{}",
             describe(&r)
         );
@@ -521,9 +865,24 @@ async fn k_duplicated_row() {
         &r,
         &[
             ("alpha", &obj, None, "segment holds 6 rows, expected 5"),
-            ("alpha", &obj, Some(21), "entry 21 appears 2 times (row duplicated)"),
-            ("alpha", &cp_object("alpha", 25), Some(20), "could not be checked"),
-            ("alpha", "ns/alpha/checkpoint", Some(20), "could not be checked"),
+            (
+                "alpha",
+                &obj,
+                Some(21),
+                "entry 21 appears 2 times (row duplicated)",
+            ),
+            (
+                "alpha",
+                &cp_object("alpha", 25),
+                Some(20),
+                "could not be checked",
+            ),
+            (
+                "alpha",
+                "ns/alpha/checkpoint",
+                Some(20),
+                "could not be checked",
+            ),
         ],
     );
 }
@@ -543,17 +902,33 @@ async fn l_swapped_vault_key() {
 
     // Pinned: the swap itself is the finding; the data still verifies with the real key.
     let r = check(d.path(), f).await;
-    let msg = format!("vault key swapped: vault.json names {other_b64}, the pinned key is {real_b64}");
+    let msg =
+        format!("vault key swapped: vault.json names {other_b64}, the pinned key is {real_b64}");
     assert_findings(&r, &[("", "vault.json", None, &msg)]);
-    assert!(r.findings[0].to_string().starts_with("ns=- object=vault.json: vault key swapped"), "{}", r.findings[0]);
+    assert!(
+        r.findings[0]
+            .to_string()
+            .starts_with("ns=- object=vault.json: vault key swapped"),
+        "{}",
+        r.findings[0]
+    );
 
     // Not pinned: the swapped key is trusted (with a warning) and nothing it
     // did not sign verifies: every segment and every checkpoint is named.
     let r = verify(d.path(), VerifyOptions::default()).await;
-    assert!(r.warnings.iter().any(|w| w.contains("no --key given") && w.contains(&other_b64)), "{}", describe(&r));
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("no --key given") && w.contains(&other_b64)),
+        "{}",
+        describe(&r)
+    );
     let mut expected: Vec<(String, String, Option<u64>, String)> = Vec::new();
     for (ns, rounds) in NAMESPACES {
-        let other_id = hex::encode(note::key_id(&f.origin_of(ns), &other.verifying_key().to_bytes()));
+        let other_id = hex::encode(note::key_id(
+            &f.origin_of(ns),
+            &other.verifying_key().to_bytes(),
+        ));
         let real_id = hex::encode(real_key_id(f, ns));
         for round in 0..rounds {
             expected.push((
@@ -562,12 +937,24 @@ async fn l_swapped_vault_key() {
                 None,
                 format!("segment header is signed by another key (key id {real_id}, expected {other_id})"),
             ));
-            expected.push((ns.into(), cp_object(ns, (round + 1) * ROWS), None, "checkpoint does not verify (forged or altered)".into()));
+            expected.push((
+                ns.into(),
+                cp_object(ns, (round + 1) * ROWS),
+                None,
+                "checkpoint does not verify (forged or altered)".into(),
+            ));
         }
-        expected.push((ns.into(), format!("ns/{ns}/checkpoint"), None, "checkpoint does not verify (forged or altered)".into()));
+        expected.push((
+            ns.into(),
+            format!("ns/{ns}/checkpoint"),
+            None,
+            "checkpoint does not verify (forged or altered)".into(),
+        ));
     }
-    let expected: Vec<(&str, &str, Option<u64>, &str)> =
-        expected.iter().map(|(a, b, c, d)| (a.as_str(), b.as_str(), *c, d.as_str())).collect();
+    let expected: Vec<(&str, &str, Option<u64>, &str)> = expected
+        .iter()
+        .map(|(a, b, c, d)| (a.as_str(), b.as_str(), *c, d.as_str()))
+        .collect();
     assert_findings(&r, &expected);
 }
 
@@ -576,14 +963,24 @@ async fn m_segment_moved_to_another_position_or_namespace() {
     let f = fixture().await;
     // gamma's only segment copied over beta's first: same range, other namespace.
     let d = f.copy();
-    std::fs::copy(d.path().join(seg_object("gamma", 0)), d.path().join(seg_object("beta", 0))).unwrap();
+    std::fs::copy(
+        d.path().join(seg_object("gamma", 0)),
+        d.path().join(seg_object("beta", 0)),
+    )
+    .unwrap();
     let r = check(d.path(), f).await;
     println!("{}", describe(&r));
     let obj = seg_object("beta", 0);
     assert!(
-        r.findings.iter().any(|x| x.ns == "beta" && x.object == obj && x.message.contains("header says ns gamma")),
+        r.findings.iter().any(|x| x.ns == "beta"
+            && x.object == obj
+            && x.message.contains("header says ns gamma")),
         "{}",
         describe(&r)
     );
-    assert!(r.findings.iter().all(|x| x.ns == "beta"), "{}", describe(&r));
+    assert!(
+        r.findings.iter().all(|x| x.ns == "beta"),
+        "{}",
+        describe(&r)
+    );
 }

@@ -14,30 +14,42 @@ pub fn opts(data: &Path, flush_interval_ms: u64) -> VaultOptions {
         data_dir: data.to_path_buf(),
         store: None,
         origin: None,
-        log: LogConfig { flush_interval_ms, ..Default::default() },
+        log: LogConfig {
+            flush_interval_ms,
+            ..Default::default()
+        },
     }
 }
 
 /// Options with an explicit store.
 pub fn opts_with_store(data: &Path, store: Store, flush_interval_ms: u64) -> VaultOptions {
-    VaultOptions { store: Some(store), ..opts(data, flush_interval_ms) }
+    VaultOptions {
+        store: Some(store),
+        ..opts(data, flush_interval_ms)
+    }
 }
 
 pub async fn open(data: &Path, flush_interval_ms: u64) -> Vault {
-    Vault::open(opts(data, flush_interval_ms)).await.expect("open vault")
+    Vault::open(opts(data, flush_interval_ms))
+        .await
+        .expect("open vault")
 }
 
 /// An event of `session`; `i` varies content, name and attributes.
 pub fn ev(session: &str, i: u64, event_id: Option<&str>) -> Event {
     let mut v = serde_json::json!({
         "session_id": session,
-        "kind": if i % 2 == 0 { "reasoning" } else { "tool_call" },
+        "kind": if i.is_multiple_of(2) { "reasoning" } else { "tool_call" },
         "name": format!("step-{i}"),
         "actor": "agent-7",
         "attributes": {"i": i, "tag": "t"},
     });
     // Alternate text and JSON content.
-    v["content"] = if i % 3 == 0 { serde_json::json!({"args": [i, "x"], "ok": true}) } else { serde_json::json!(format!("thinking about {i}")) };
+    v["content"] = if i.is_multiple_of(3) {
+        serde_json::json!({"args": [i, "x"], "ok": true})
+    } else {
+        serde_json::json!(format!("thinking about {i}"))
+    };
     if let Some(id) = event_id {
         v["event_id"] = serde_json::json!(id);
     }
@@ -51,11 +63,22 @@ pub fn store_dir(data: &Path) -> PathBuf {
 
 pub async fn verify(root: &Path, opts: VerifyOptions) -> Report {
     let store = Store::local(root).expect("store");
-    verify_store(&store, &VerifyOptions { concurrency: 4, ..opts }).await.expect("verify runs")
+    verify_store(
+        &store,
+        &VerifyOptions {
+            concurrency: 4,
+            ..opts
+        },
+    )
+    .await
+    .expect("verify runs")
 }
 
 pub fn pinned(vault_key: ed25519_dalek::VerifyingKey) -> VerifyOptions {
-    VerifyOptions { pinned_key: Some(vault_key), ..Default::default() }
+    VerifyOptions {
+        pinned_key: Some(vault_key),
+        ..Default::default()
+    }
 }
 
 pub fn describe(r: &Report) -> String {
@@ -70,13 +93,19 @@ pub fn describe(r: &Report) -> String {
 }
 
 pub fn assert_clean(r: &Report) {
-    assert!(r.findings.is_empty() && r.warnings.is_empty(), "expected a clean report:\n{}", describe(r));
+    assert!(
+        r.findings.is_empty() && r.warnings.is_empty(),
+        "expected a clean report:\n{}",
+        describe(r)
+    );
 }
 
 /// Relative file names of every file under `root`, sorted.
 pub fn list_files(root: &Path) -> Vec<String> {
     fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
-        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() {
