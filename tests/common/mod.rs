@@ -27,6 +27,11 @@ impl Server {
     }
 
     pub fn try_start(data: &Path, extra: &[&str]) -> Result<Server, String> {
+        Self::try_start_env(data, extra, &[])
+    }
+
+    /// Starts a server with extra environment variables.
+    pub fn try_start_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Result<Server, String> {
         let mut child = Command::new(BIN)
             .args([
                 "serve",
@@ -36,6 +41,7 @@ impl Server {
                 "127.0.0.1:0",
             ])
             .args(extra)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -155,7 +161,12 @@ pub fn token(data: &Path, role: &str, ns: &str, sub: &str) -> String {
 
 /// Runs `tracevault verify ARGS`; returns (exit code, stdout, stderr).
 pub fn verify(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN).arg("verify").args(args).output().unwrap();
+    verify_env(args, &[])
+}
+
+/// Runs `tracevault verify ARGS` with extra environment variables.
+pub fn verify_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(BIN).arg("verify").args(args).envs(env.iter().copied()).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).to_string(),

@@ -68,15 +68,23 @@ impl Store {
     /// Opens a store from a URL: `s3://bucket[/prefix]` (credentials and endpoint
     /// from `AWS_*` variables), `file:///abs/path`, or `memory://` (tests).
     pub fn from_url(url: &str) -> Result<Store, StoreError> {
+        Store::from_url_with(url, &[])
+    }
+
+    /// Like [`Store::from_url`], with S3 settings (`aws_endpoint`,
+    /// `aws_allow_http`, ...) that take precedence over the environment.
+    pub fn from_url_with(url: &str, s3_options: &[(&str, &str)]) -> Result<Store, StoreError> {
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
                 return Err(StoreError::Config(format!("{url}: no bucket")));
             }
-            let s3 = AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .build()
-                .map_err(|e| StoreError::Config(e.to_string()))?;
+            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            for (k, v) in s3_options {
+                let key = k.parse().map_err(|e: object_store::Error| StoreError::Config(e.to_string()))?;
+                builder = builder.with_config(key, *v);
+            }
+            let s3 = builder.build().map_err(|e| StoreError::Config(e.to_string()))?;
             let prefix = prefix.trim_matches('/');
             let inner: Arc<dyn ObjectStore> = if prefix.is_empty() {
                 Arc::new(s3)

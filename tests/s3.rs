@@ -1,0 +1,205 @@
+//! The S3 path against a real S3-compatible server (moto, started here on
+//! loopback): conditional writes with exactly one winner, lease takeover and
+//! position claims, and a full server run on `--store s3://...` verified by
+//! `tracevault verify --store`.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use object_store::path::Path;
+use serde_json::json;
+use tracevault_vault::Store;
+use tracevault_vault::lease::{Lease, LeaseError};
+use tracevault_vault::store::StoreError;
+
+/// A moto S3 server on a free loopback port, killed on drop.
+struct Moto {
+    child: Child,
+    endpoint: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Moto {
+    async fn start(bucket: &str) -> Moto {
+        let bin = find_tool("moto_server", "MOTO_SERVER")
+            .expect("moto_server not found: run scripts/test.sh (it installs moto[server] into .venv)");
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawning moto_server");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let moto = Moto { child, endpoint };
+        let c = client();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = c.put(format!("{}/{bucket}", moto.endpoint)).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "moto did not come up");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        moto
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT", self.endpoint.clone()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_REGION", "us-east-1".into()),
+        ]
+    }
+
+    fn store(&self, url: &str) -> Store {
+        let env = self.env();
+        let opts: Vec<(&str, &str)> = vec![
+            ("aws_endpoint", env[0].1.as_str()),
+            ("aws_allow_http", "true"),
+            ("aws_access_key_id", "testing"),
+            ("aws_secret_access_key", "testing"),
+            ("aws_region", "us-east-1"),
+        ];
+        Store::from_url_with(url, &opts).unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conditional_writes_have_exactly_one_winner() {
+    let moto = Moto::start("race").await;
+    let store = moto.store("s3://race/p");
+    let path = Path::from("ns/x/checkpoints/00000000000000000001");
+    let racers: Vec<_> = (0..16)
+        .map(|i| {
+            let (s, p) = (store.clone(), path.clone());
+            tokio::spawn(async move { s.put_create(&p, Bytes::from(format!("writer {i}"))).await })
+        })
+        .collect();
+    let mut wins = 0;
+    for r in racers {
+        match r.await.unwrap() {
+            Ok(()) => wins += 1,
+            Err(StoreError::AlreadyExists(_)) => {}
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    assert_eq!(wins, 1, "exactly one create-only writer wins");
+    let winner = store.get(&path).await.unwrap().unwrap();
+    assert!(winner.starts_with(b"writer "));
+
+    let v = store.get_versioned(&path).await.unwrap().unwrap();
+    let racers: Vec<_> = (0..16)
+        .map(|i| {
+            let (s, p, ver) = (store.clone(), path.clone(), v.version.clone());
+            tokio::spawn(async move { s.put_update(&p, Bytes::from(format!("update {i}")), ver).await })
+        })
+        .collect();
+    let mut wins = 0;
+    for r in racers {
+        match r.await.unwrap() {
+            Ok(()) => wins += 1,
+            Err(StoreError::Precondition(_)) | Err(StoreError::AlreadyExists(_)) => {}
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    assert_eq!(wins, 1, "exactly one conditional update wins");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_expire_hand_over_once_and_claims_fence_the_loser() {
+    let moto = Moto::start("lease").await;
+    let store = moto.store("s3://lease/p");
+    let a = Lease::acquire(&store, "alpha", "A", 300).await.unwrap();
+    assert!(matches!(Lease::acquire(&store, "alpha", "B", 300).await, Err(LeaseError::Fenced { .. })));
+    a.claim(0, 9).await.unwrap();
+    // A stops renewing (a paused process); after the TTL, B takes over with a
+    // conditional update, and only one of several contenders can.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let contenders: Vec<_> = ["B", "C", "D", "E"]
+        .into_iter()
+        .map(|o| {
+            let s = store.clone();
+            tokio::spawn(async move { Lease::acquire(&s, "alpha", o, 60_000).await.map(|l| (o, l)) })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for c in contenders {
+        if let Ok(w) = c.await.unwrap() {
+            winners.push(w);
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one contender takes an expired lease");
+    let (_, b) = winners.pop().unwrap();
+    // The old holder is fenced on renewal, and on the next position it tries to claim.
+    assert!(matches!(a.renew().await, Err(LeaseError::Fenced { .. })));
+    b.claim(10, 19).await.unwrap();
+    assert!(matches!(a.claim(10, 12).await, Err(LeaseError::Fenced { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_on_s3_appends_fences_and_verifies() {
+    let moto = Moto::start("vault").await;
+    let env_owned = moto.env();
+    let env: Vec<(&str, &str)> = env_owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
+    let cfg = config(dir.path(), "[log]\nflush_interval_ms = 100\n");
+    let url = "s3://vault/tenant-1";
+    let args = ["--store", url, "--config", cfg.to_str().unwrap()];
+    let a = Server::try_start_env(&a_dir, &args, &env).unwrap();
+    let c = client();
+    let wa = token(&a_dir, "writer", "alpha", "a");
+    let batch = json!({"events": (0..50).map(|i| json!({"session_id": "s3", "kind": "output", "content": format!("line {i}")})).collect::<Vec<_>>()});
+    for _ in 0..3 {
+        let (s, r) = post_events(&c, &a.url, "alpha", &wa, batch.clone(), "?wait=checkpoint").await;
+        assert_eq!(s, 200, "{r}");
+    }
+    // A second server on the same bucket (same log key) is fenced for alpha.
+    std::fs::create_dir_all(b_dir.join("keys")).unwrap();
+    std::fs::copy(a_dir.join("keys/log.key"), b_dir.join("keys/log.key")).unwrap();
+    let b = Server::try_start_env(&b_dir, &args, &env).unwrap();
+    let wb = token(&b_dir, "writer", "alpha", "b");
+    let (s, r) = post_events(&c, &b.url, "alpha", &wb, batch.clone(), "").await;
+    assert_eq!(s, 409, "{r}");
+    assert_eq!(a.terminate(), Some(0));
+    drop(b);
+
+    let key = std::fs::read_to_string(a_dir.join("keys/log.key")).unwrap();
+    let seed: [u8; 32] = base64_decode(key.trim()).try_into().unwrap();
+    let pk = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
+    use base64::Engine;
+    let pk_b64 = base64::engine::general_purpose::STANDARD.encode(pk.to_bytes());
+    let (code, out, err) = verify_env(&["--store", url, "--key", &pk_b64], &env);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("150 entries"), "{out}");
+
+    // Drop a segment object in the bucket: verify names it and exits 1.
+    let store = moto.store(url);
+    let names = store.list_names(&Path::from("ns/alpha/segments")).await.unwrap();
+    assert!(names.len() >= 2);
+    store.delete(&Path::from(format!("ns/alpha/segments/{}", names[0]))).await.unwrap();
+    let (code, out, _) = verify_env(&["--store", url, "--key", &pk_b64], &env);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAIL ns=alpha") && out.contains("missing"), "{out}");
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
