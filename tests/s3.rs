@@ -32,9 +32,14 @@ impl Drop for Moto {
 
 impl Moto {
     async fn start(bucket: &str) -> Moto {
-        let bin = find_tool("moto_server", "MOTO_SERVER")
-            .expect("moto_server not found: run scripts/test.sh (it installs moto[server] into .venv)");
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let bin = find_tool("moto_server", "MOTO_SERVER").expect(
+            "moto_server not found: run scripts/test.sh (it installs moto[server] into .venv)",
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let child = Command::new(bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
@@ -107,7 +112,10 @@ async fn conditional_writes_have_exactly_one_winner() {
     let racers: Vec<_> = (0..16)
         .map(|i| {
             let (s, p, ver) = (store.clone(), path.clone(), v.version.clone());
-            tokio::spawn(async move { s.put_update(&p, Bytes::from(format!("update {i}")), ver).await })
+            tokio::spawn(async move {
+                s.put_update(&p, Bytes::from(format!("update {i}")), ver)
+                    .await
+            })
         })
         .collect();
     let mut wins = 0;
@@ -126,7 +134,10 @@ async fn leases_expire_hand_over_once_and_claims_fence_the_loser() {
     let moto = Moto::start("lease").await;
     let store = moto.store("s3://lease/p");
     let a = Lease::acquire(&store, "alpha", "A", 300).await.unwrap();
-    assert!(matches!(Lease::acquire(&store, "alpha", "B", 300).await, Err(LeaseError::Fenced { .. })));
+    assert!(matches!(
+        Lease::acquire(&store, "alpha", "B", 300).await,
+        Err(LeaseError::Fenced { .. })
+    ));
     a.claim(0, 9).await.unwrap();
     // A stops renewing (a paused process); after the TTL, B takes over with a
     // conditional update, and only one of several contenders can.
@@ -135,7 +146,9 @@ async fn leases_expire_hand_over_once_and_claims_fence_the_loser() {
         .into_iter()
         .map(|o| {
             let s = store.clone();
-            tokio::spawn(async move { Lease::acquire(&s, "alpha", o, 60_000).await.map(|l| (o, l)) })
+            tokio::spawn(
+                async move { Lease::acquire(&s, "alpha", o, 60_000).await.map(|l| (o, l)) },
+            )
         })
         .collect();
     let mut winners = Vec::new();
@@ -144,12 +157,19 @@ async fn leases_expire_hand_over_once_and_claims_fence_the_loser() {
             winners.push(w);
         }
     }
-    assert_eq!(winners.len(), 1, "exactly one contender takes an expired lease");
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one contender takes an expired lease"
+    );
     let (_, b) = winners.pop().unwrap();
     // The old holder is fenced on renewal, and on the next position it tries to claim.
     assert!(matches!(a.renew().await, Err(LeaseError::Fenced { .. })));
     b.claim(10, 19).await.unwrap();
-    assert!(matches!(a.claim(10, 12).await, Err(LeaseError::Fenced { .. })));
+    assert!(matches!(
+        a.claim(10, 12).await,
+        Err(LeaseError::Fenced { .. })
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,12 +211,21 @@ async fn server_on_s3_appends_fences_and_verifies() {
 
     // Drop a segment object in the bucket: verify names it and exits 1.
     let store = moto.store(url);
-    let names = store.list_names(&Path::from("ns/alpha/segments")).await.unwrap();
+    let names = store
+        .list_names(&Path::from("ns/alpha/segments"))
+        .await
+        .unwrap();
     assert!(names.len() >= 2);
-    store.delete(&Path::from(format!("ns/alpha/segments/{}", names[0]))).await.unwrap();
+    store
+        .delete(&Path::from(format!("ns/alpha/segments/{}", names[0])))
+        .await
+        .unwrap();
     let (code, out, _) = verify_env(&["--store", url, "--key", &pk_b64], &env);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("FAIL ns=alpha") && out.contains("missing"), "{out}");
+    assert!(
+        out.contains("FAIL ns=alpha") && out.contains("missing"),
+        "{out}"
+    );
 }
 
 fn base64_decode(s: &str) -> Vec<u8> {

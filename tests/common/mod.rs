@@ -31,7 +31,11 @@ impl Server {
     }
 
     /// Starts a server with extra environment variables.
-    pub fn try_start_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Result<Server, String> {
+    pub fn try_start_env(
+        data: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Server, String> {
         let mut child = Command::new(BIN)
             .args([
                 "serve",
@@ -166,7 +170,12 @@ pub fn verify(args: &[&str]) -> (i32, String, String) {
 
 /// Runs `tracevault verify ARGS` with extra environment variables.
 pub fn verify_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(BIN).arg("verify").args(args).envs(env.iter().copied()).output().unwrap();
+    let out = Command::new(BIN)
+        .arg("verify")
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).to_string(),

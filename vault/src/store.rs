@@ -81,10 +81,14 @@ impl Store {
             }
             let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
             for (k, v) in s3_options {
-                let key = k.parse().map_err(|e: object_store::Error| StoreError::Config(e.to_string()))?;
+                let key = k
+                    .parse()
+                    .map_err(|e: object_store::Error| StoreError::Config(e.to_string()))?;
                 builder = builder.with_config(key, *v);
             }
-            let s3 = builder.build().map_err(|e| StoreError::Config(e.to_string()))?;
+            let s3 = builder
+                .build()
+                .map_err(|e| StoreError::Config(e.to_string()))?;
             let prefix = prefix.trim_matches('/');
             let inner: Arc<dyn ObjectStore> = if prefix.is_empty() {
                 Arc::new(s3)

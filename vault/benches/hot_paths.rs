@@ -1,0 +1,142 @@
+//! Criterion benches of the per-event hot paths: canonical encoding, field
+//! digests and leaf hashing, sealing a whole entry, Merkle tree append, and
+//! Parquet segment encoding. Run by hand: `cargo bench --workspace --bench hot_paths`.
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use ed25519_dalek::SigningKey;
+use serde_json::json;
+use tracevault_schemas::Event;
+use tracevault_vault::merkle::{MerkleTree, leaf_hash};
+use tracevault_vault::record::{Entry, Sequence, field_digest};
+use tracevault_vault::segment::{SegmentSeal, encode};
+use tracevault_vault::{jcs, note};
+
+fn event(i: u64) -> Event {
+    Event::from_value(json!({
+        "session_id": format!("sess-{}", i % 64),
+        "kind": "tool_call",
+        "name": "search",
+        "actor": "agent:planner",
+        "model": "m-1",
+        "content": "x".repeat(1024),
+        "attributes": {"gen_ai.request.model": "m-1", "i": i, "tags": ["a", "b"]},
+    }))
+    .unwrap()
+}
+
+fn seal(i: u64, prev: [u8; 32]) -> Entry {
+    Entry::seal(
+        event(i),
+        Sequence {
+            ns: "bench",
+            idx: i,
+            session_seq: i / 64,
+            received_at: 1_700_000_000_000_000 + i as i64,
+            ingested_by: "w",
+            salt: [7; 32],
+            prev_chain: prev,
+        },
+    )
+    .unwrap()
+}
+
+fn benches(c: &mut Criterion) {
+    let e = seal(1, [0; 32]);
+    let record = e.committed_record().unwrap();
+    let mut g = c.benchmark_group("per_event");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("jcs_committed_record", |b| {
+        b.iter(|| jcs::to_canonical_vec(&record).unwrap())
+    });
+    let bytes = jcs::to_canonical_vec(&record).unwrap();
+    g.bench_function("leaf_hash", |b| b.iter(|| leaf_hash(&bytes)));
+    let content = "x".repeat(1024);
+    g.bench_function("field_digest_1KiB", |b| {
+        b.iter(|| field_digest("content", &[7; 32], content.as_bytes()))
+    });
+    g.bench_function("seal_entry_1KiB", |b| {
+        b.iter_batched(
+            || event(1),
+            |ev| {
+                Entry::seal(
+                    ev,
+                    Sequence {
+                        ns: "bench",
+                        idx: 1,
+                        session_seq: 0,
+                        received_at: 1,
+                        ingested_by: "w",
+                        salt: [7; 32],
+                        prev_chain: [0; 32],
+                    },
+                )
+                .unwrap()
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("event_parse_validate_1KiB", |b| {
+        let text = json!({"session_id": "s", "kind": "output", "content": "x".repeat(1024), "attributes": {"a": 1}}).to_string();
+        b.iter(|| Event::from_json(&text).unwrap())
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("merkle");
+    g.throughput(Throughput::Elements(100_000));
+    g.bench_function("append_100k", |b| {
+        b.iter(|| {
+            let mut t = MerkleTree::new();
+            for i in 0..100_000u64 {
+                t.push(leaf_hash(&i.to_le_bytes()));
+            }
+            t.root()
+        })
+    });
+    g.finish();
+
+    let mut prev = [0u8; 32];
+    let entries: Vec<Entry> = (0..10_000)
+        .map(|i| {
+            let e = seal(i, prev);
+            prev = e.chain_hash;
+            e
+        })
+        .collect();
+    let key = SigningKey::from_bytes(&[9; 32]);
+    let key_id = note::key_id("bench", &key.verifying_key().to_bytes());
+    let mut g = c.benchmark_group("segment");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(entries.len() as u64));
+    g.bench_function("encode_10k_1KiB", |b| {
+        b.iter(|| {
+            encode(
+                &entries,
+                &SegmentSeal {
+                    chain_in: [0; 32],
+                    root: [1; 32],
+                    key_id,
+                    key: &key,
+                },
+            )
+            .unwrap()
+        })
+    });
+    let (_, file) = encode(
+        &entries,
+        &SegmentSeal {
+            chain_in: [0; 32],
+            root: [1; 32],
+            key_id,
+            key: &key,
+        },
+    )
+    .unwrap();
+    g.throughput(Throughput::Bytes(file.len() as u64));
+    g.bench_function("decode_10k_1KiB", |b| {
+        b.iter(|| tracevault_vault::segment::decode(file.clone()).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(hot, benches);
+criterion_main!(hot);
