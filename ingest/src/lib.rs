@@ -21,6 +21,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tracevault_vault::record::Prepared;
 use tracevault_vault::token::{Role, TokenIssuer};
 use tracevault_vault::{Vault, note, validate_namespace};
 
@@ -189,10 +190,19 @@ async fn append_events(
     };
     let body = body::decode_body(&headers, body, st.limits.max_body_bytes)?;
     let limits = st.limits.clone();
-    let events = tokio::task::spawn_blocking(move || body::parse_events(&headers, &body, &limits))
-        .await
-        .map_err(|e| ApiError::unavailable("internal", e.to_string()))??;
-    let receipts = st.vault.append(&ns, events, &claims.sub).await?;
+    // Parsing, validation and payload hashing run off the async threads and in
+    // parallel across requests; the sequencer only hashes the small record.
+    let events = tokio::task::spawn_blocking(move || {
+        let events = body::parse_events(&headers, &body, &limits)?;
+        events
+            .into_iter()
+            .map(Prepared::new)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ApiError::unavailable("seal_failed", e.to_string()))
+    })
+    .await
+    .map_err(|e| ApiError::unavailable("internal", e.to_string()))??;
+    let receipts = st.vault.append_prepared(&ns, events, &claims.sub).await?;
     if !wait_checkpoint {
         return Ok(Json(json!({"receipts": receipts})));
     }

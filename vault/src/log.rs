@@ -24,13 +24,12 @@ use bytes::Bytes;
 use ed25519_dalek::SigningKey;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
-use tracevault_schemas::Event;
 
 use crate::config::LogConfig;
 use crate::lease::{Lease, LeaseError};
 use crate::merkle::MerkleTree;
 use crate::note::{self, Checkpoint};
-use crate::record::{Entry, Hash, Sequence};
+use crate::record::{Entry, Hash, Position, Prepared};
 use crate::segment::{self, SegmentSeal};
 use crate::store::{Store, StoreError, layout};
 use crate::wal::Wal;
@@ -144,7 +143,7 @@ impl Shared {
 type Reply = oneshot::Sender<Result<Vec<Receipt>, AppendError>>;
 
 struct AppendReq {
-    events: Vec<Event>,
+    events: Vec<Prepared>,
     ingested_by: String,
     reply: Reply,
 }
@@ -435,10 +434,10 @@ impl NsLog {
         }))
     }
 
-    /// Appends validated events; resolves once they are durable.
+    /// Appends prepared events; resolves once they are durable.
     pub async fn append(
         &self,
-        events: Vec<Event>,
+        events: Vec<Prepared>,
         ingested_by: &str,
     ) -> Result<Vec<Receipt>, AppendError> {
         self.shared.check()?;
@@ -591,37 +590,29 @@ fn sequencer_loop(
         entries.clear();
         let mut answers: Vec<(Reply, Vec<Receipt>)> = Vec::new();
         let mut failed = None;
-        for req in reqs {
+        let mut pending = reqs.into_iter();
+        for req in pending.by_ref() {
             let mut receipts = Vec::with_capacity(req.events.len());
             for ev in req.events {
-                if let Some(r) = ev.event_id.as_ref().and_then(|id| s.dedup.map.get(id)) {
+                if let Some(r) = ev.event_id().and_then(|id| s.dedup.map.get(id)) {
                     receipts.push(Receipt {
                         duplicate: true,
                         ..r.clone()
                     });
                     continue;
                 }
-                let mut salt = [0u8; 32];
-                if let Err(e) = crate::keys::random_bytes(&mut salt) {
-                    failed = Some(e.to_string());
-                    break;
-                }
                 s.last_received = s.last_received.max(now_micros());
-                let session_seq = *s.sessions.get(&ev.session_id).unwrap_or(&0);
-                let session_id = ev.session_id.clone();
-                let event_id = ev.event_id.clone();
-                let sealed = Entry::seal(
-                    ev,
-                    Sequence {
-                        ns: &s.ns,
-                        idx: s.next,
-                        session_seq,
-                        received_at: s.last_received,
-                        ingested_by: &req.ingested_by,
-                        salt,
-                        prev_chain: s.chain,
-                    },
-                );
+                let session_seq = *s.sessions.get(ev.session_id()).unwrap_or(&0);
+                let session_id = ev.session_id().to_string();
+                let event_id = ev.event_id().map(str::to_string);
+                let sealed = ev.seal(Position {
+                    ns: &s.ns,
+                    idx: s.next,
+                    session_seq,
+                    received_at: s.last_received,
+                    ingested_by: &req.ingested_by,
+                    prev_chain: s.chain,
+                });
                 match sealed {
                     Ok(e) => {
                         s.next += 1;
@@ -645,6 +636,8 @@ fn sequencer_loop(
                 break;
             }
         }
+        // Requests after a failure get the failure too, not a dropped channel.
+        answers.extend(pending.map(|r| (r.reply, Vec::new())));
         if failed.is_none()
             && let Err(e) = s.wal.append(&entries)
         {

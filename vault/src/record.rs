@@ -121,6 +121,8 @@ pub enum RecordError {
     Jcs(#[from] jcs::JcsError),
     #[error("timestamp {0} out of range")]
     Timestamp(i64),
+    #[error("random generator: {0}")]
+    Random(String),
 }
 
 fn micros_to_string(us: i64) -> Result<String, RecordError> {
@@ -129,9 +131,34 @@ fn micros_to_string(us: i64) -> Result<String, RecordError> {
         .ok_or(RecordError::Timestamp(us))
 }
 
-impl Entry {
-    /// Seals `event` at the position `seq` gives it.
-    pub fn seal(event: Event, seq: Sequence<'_>) -> Result<Entry, RecordError> {
+/// Where the log puts an entry (everything [`Sequence`] holds but the salt).
+#[derive(Debug, Clone)]
+pub struct Position<'a> {
+    pub ns: &'a str,
+    pub idx: u64,
+    pub session_seq: u64,
+    pub received_at: i64,
+    pub ingested_by: &'a str,
+    pub prev_chain: Hash,
+}
+
+/// An event with its salt drawn and its payload canonicalised and digested,
+/// but no position yet. The expensive, position-independent half of sealing
+/// (hashing the payload) is done here, in parallel on the request handlers,
+/// so the single sequencer thread only hashes the small committed record.
+#[derive(Debug, Clone)]
+pub struct Prepared(Entry);
+
+impl Prepared {
+    /// Prepares `event` with a fresh random salt.
+    pub fn new(event: Event) -> Result<Prepared, RecordError> {
+        let mut salt = [0u8; 32];
+        crate::keys::random_bytes(&mut salt).map_err(|e| RecordError::Random(e.to_string()))?;
+        Prepared::with_salt(event, salt)
+    }
+
+    /// Prepares `event` with the given salt.
+    pub fn with_salt(event: Event, salt: [u8; 32]) -> Result<Prepared, RecordError> {
         let (content, content_type) = match event.content {
             None => (None, None),
             Some(Value::String(s)) => (Some(s), Some(ContentType::Text)),
@@ -143,19 +170,19 @@ impl Entry {
         };
         let content_digest = content
             .as_ref()
-            .map(|c| field_digest("content", &seq.salt, c.as_bytes()));
+            .map(|c| field_digest("content", &salt, c.as_bytes()));
         let attributes_digest = attributes
             .as_ref()
-            .map(|a| field_digest("attributes", &seq.salt, a.as_bytes()));
-        let mut e = Entry {
-            ns: seq.ns.to_string(),
-            idx: seq.idx,
+            .map(|a| field_digest("attributes", &salt, a.as_bytes()));
+        Ok(Prepared(Entry {
+            ns: String::new(),
+            idx: 0,
             session_id: event.session_id,
-            session_seq: seq.session_seq,
+            session_seq: 0,
             kind: event.kind,
             ts: event.ts.map(|t| t.timestamp_micros()),
-            received_at: seq.received_at,
-            ingested_by: seq.ingested_by.to_string(),
+            received_at: 0,
+            ingested_by: String::new(),
             event_id: event.event_id,
             trace_id: event.trace_id,
             span_id: event.span_id,
@@ -166,15 +193,49 @@ impl Entry {
             content,
             content_type,
             attributes,
-            salt: seq.salt,
+            salt,
             content_digest,
             attributes_digest,
             leaf_hash: [0; 32],
             chain_hash: [0; 32],
-        };
+        }))
+    }
+
+    /// The event's session.
+    pub fn session_id(&self) -> &str {
+        &self.0.session_id
+    }
+
+    /// The event's client id, if any.
+    pub fn event_id(&self) -> Option<&str> {
+        self.0.event_id.as_deref()
+    }
+
+    /// Places the event in the log: the committed record, leaf and chain hash.
+    pub fn seal(self, pos: Position<'_>) -> Result<Entry, RecordError> {
+        let mut e = self.0;
+        e.ns = pos.ns.to_string();
+        e.idx = pos.idx;
+        e.session_seq = pos.session_seq;
+        e.received_at = pos.received_at;
+        e.ingested_by = pos.ingested_by.to_string();
         e.leaf_hash = merkle::leaf_hash(&e.committed_record_bytes()?);
-        e.chain_hash = chain_next(&seq.prev_chain, &e.leaf_hash);
+        e.chain_hash = chain_next(&pos.prev_chain, &e.leaf_hash);
         Ok(e)
+    }
+}
+
+impl Entry {
+    /// Seals `event` at the position `seq` gives it.
+    pub fn seal(event: Event, seq: Sequence<'_>) -> Result<Entry, RecordError> {
+        Prepared::with_salt(event, seq.salt)?.seal(Position {
+            ns: seq.ns,
+            idx: seq.idx,
+            session_seq: seq.session_seq,
+            received_at: seq.received_at,
+            ingested_by: seq.ingested_by,
+            prev_chain: seq.prev_chain,
+        })
     }
 
     /// The committed record as a JSON object (digests as stored, not recomputed).

@@ -24,6 +24,7 @@ use crate::keys::{self, KeyError};
 use crate::lease::LeaseError;
 use crate::log::{AppendError, LogContext, NsLog, OpenError, Receipt};
 use crate::note;
+use crate::record::{Prepared, RecordError};
 use crate::store::{Store, StoreError, layout};
 
 /// `vault.json`: the identity of a store.
@@ -93,6 +94,9 @@ pub enum VaultError {
     /// See [`AppendError`].
     #[error(transparent)]
     Append(#[from] AppendError),
+    /// An event could not be prepared (canonical JSON, random generator).
+    #[error("event could not be sealed: {0}")]
+    Record(#[from] RecordError),
 }
 
 /// Checks a namespace name. Names starting with `_` are reserved for the
@@ -367,6 +371,21 @@ impl Vault {
         &self,
         ns: &str,
         events: Vec<Event>,
+        ingested_by: &str,
+    ) -> Result<Vec<Receipt>, VaultError> {
+        let prepared = events
+            .into_iter()
+            .map(Prepared::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.append_prepared(ns, prepared, ingested_by).await
+    }
+
+    /// Appends events prepared by the caller (see [`Prepared`]: callers can do
+    /// the payload hashing in parallel); resolves once they are durable.
+    pub async fn append_prepared(
+        &self,
+        ns: &str,
+        events: Vec<Prepared>,
         ingested_by: &str,
     ) -> Result<Vec<Receipt>, VaultError> {
         validate_namespace(ns, false)?;
