@@ -120,17 +120,19 @@ async fn run_async(a: IngestArgs) -> anyhow::Result<()> {
             .collect(),
     );
     let next = Arc::new(AtomicU64::new(0));
+    let max_index = Arc::new(AtomicU64::new(0));
     let bytes_sent = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..a.concurrency {
-        let (client, url, token, bodies, next, bytes_sent) = (
+        let (client, url, token, bodies, next, bytes_sent, max_index) = (
             client.clone(),
             url.clone(),
             a.token.clone(),
             bodies.clone(),
             next.clone(),
             bytes_sent.clone(),
+            max_index.clone(),
         );
         let (rate, batch, total) = (a.rate, a.batch, a.events);
         workers.push(tokio::spawn(async move {
@@ -173,6 +175,9 @@ async fn run_async(a: IngestArgs) -> anyhow::Result<()> {
                 let text = resp.text().await?;
                 anyhow::ensure!(status.is_success(), "server answered {status}: {text}");
                 lat.push(scheduled.elapsed().as_secs_f64() * 1000.0);
+                if let Some(i) = last_index(&text) {
+                    max_index.fetch_max(i, Ordering::Relaxed);
+                }
             }
             Ok::<_, anyhow::Error>(lat)
         }));
@@ -182,6 +187,7 @@ async fn run_async(a: IngestArgs) -> anyhow::Result<()> {
         lat.extend(w.await??);
     }
     let secs = start.elapsed().as_secs_f64();
+    let lag = checkpoint_lag(&client, &a, max_index.load(Ordering::Relaxed) + 1).await;
     lat.sort_by(|x, y| x.total_cmp(y));
     let mb = bytes_sent.load(Ordering::Relaxed) as f64 / 1e6;
     let out = json!({
@@ -192,12 +198,13 @@ async fn run_async(a: IngestArgs) -> anyhow::Result<()> {
         "p50_ms": percentile(&lat, 0.50),
         "p99_ms": percentile(&lat, 0.99),
         "max_ms": lat.last().copied().unwrap_or(0.0),
+        "checkpoint_lag_ms": lag,
     });
     if a.json {
         println!("{out}");
     } else {
         println!(
-            "{} events in {:.2}s: {:.0} events/s, {:.1} MB/s; ack latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} requests)",
+            "{} events in {:.2}s: {:.0} events/s, {:.1} MB/s; ack latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} requests); checkpoint covered the last ack after {:.0} ms",
             a.events,
             secs,
             out["events_per_sec"].as_f64().unwrap_or(0.0),
@@ -205,10 +212,46 @@ async fn run_async(a: IngestArgs) -> anyhow::Result<()> {
             out["p50_ms"].as_f64().unwrap_or(0.0),
             out["p99_ms"].as_f64().unwrap_or(0.0),
             out["max_ms"].as_f64().unwrap_or(0.0),
-            lat.len()
+            lat.len(),
+            lag
         );
     }
     Ok(())
+}
+
+/// The last receipt index in a response body (cheap scan, no full parse).
+fn last_index(body: &str) -> Option<u64> {
+    let at = body.rfind("\"index\":")? + 8;
+    body[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .ok()
+}
+
+/// Milliseconds from the end of the run until a checkpoint covers `size` entries.
+async fn checkpoint_lag(client: &reqwest::Client, a: &IngestArgs, size: u64) -> f64 {
+    let url = format!(
+        "{}/v1/logs/{}/checkpoint",
+        a.url.trim_end_matches('/'),
+        a.ns
+    );
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(30) {
+        if let Ok(r) = client.get(&url).bearer_auth(&a.token).send().await
+            && let Ok(text) = r.text().await
+            && text
+                .lines()
+                .nth(1)
+                .and_then(|l| l.parse::<u64>().ok())
+                .is_some_and(|s| s >= size)
+        {
+            return t.elapsed().as_secs_f64() * 1000.0;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    f64::NAN
 }
 
 #[cfg(test)]
@@ -220,5 +263,10 @@ mod tests {
         assert_eq!(payload(1024, 1).len(), 1024);
         assert_ne!(payload(64, 1), payload(64, 2));
         assert_eq!(percentile(&[1.0, 2.0, 3.0], 0.5), 2.0);
+        assert_eq!(
+            last_index(r#"{"receipts":[{"index":7,"x":1},{"index":12,"leaf_hash":"a"}]}"#),
+            Some(12)
+        );
+        assert_eq!(last_index("{}"), None);
     }
 }
