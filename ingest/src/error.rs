@@ -73,6 +73,7 @@ impl From<AppendError> for ApiError {
             }
             AppendError::Failed(_) => ApiError::unavailable("log_unavailable", e.to_string()),
             AppendError::Closed => ApiError::unavailable("shutting_down", e.to_string()),
+            AppendError::LeaseLapsed => ApiError::unavailable("lease_lapsed", e.to_string()),
         }
     }
 }

@@ -18,7 +18,7 @@ use std::collections::{HashMap, VecDeque};
 use std::path::Path as FsPath;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ed25519_dalek::SigningKey;
@@ -63,6 +63,10 @@ pub enum AppendError {
     /// The server is shutting down.
     #[error("the log is shutting down")]
     Closed,
+    /// The lease could not be renewed in time (store unreachable?): appends
+    /// pause rather than risk acknowledging writes another server may own.
+    #[error("the namespace lease could not be renewed recently; retry later")]
+    LeaseLapsed,
 }
 
 /// Failures opening a namespace log.
@@ -113,6 +117,15 @@ struct Shared {
     published: AtomicU64,
     durable_tx: watch::Sender<u64>,
     published_tx: watch::Sender<u64>,
+    /// Until when (monotonic clock) the lease is known to be ours: the last
+    /// successful renewal plus three quarters of the TTL. Appends stop past it,
+    /// so a server cut off from the store stops acknowledging writes before
+    /// another server may take the namespace over.
+    lease_valid_until: Mutex<Instant>,
+}
+
+fn lease_margin_deadline(ttl_ms: i64) -> Instant {
+    Instant::now() + Duration::from_millis((ttl_ms.max(0) as u64) * 3 / 4)
 }
 
 impl Shared {
@@ -283,10 +296,34 @@ async fn load_store(ctx: &LogContext, ns: &str) -> Result<Loaded, OpenError> {
             .get(&layout::segment(ns, first, last))
             .await?
             .ok_or_else(|| inconsistent(ns, format!("segment {first}-{last} vanished")))?;
-        let seg = tokio::task::spawn_blocking(move || segment::decode(bytes))
-            .await
-            .map_err(|e| inconsistent(ns, e.to_string()))?
-            .map_err(|e| inconsistent(ns, format!("segment {first}-{last}: {e}")))?;
+        // Everything this server will sign on top of must itself be signed by
+        // our key and intact: never extend (and so endorse) forged data.
+        let vk = ctx.key.verifying_key();
+        let seg = tokio::task::spawn_blocking(move || {
+            let seg = segment::decode(bytes.clone()).map_err(|e| e.to_string())?;
+            if !segment::verify_header_signature(&seg.header, &seg.signature, &vk) {
+                return Err("header signature does not verify with the log key".to_string());
+            }
+            if !segment::data_digest_matches(&seg.header, &bytes) {
+                return Err("file bytes differ from the signed data digest".to_string());
+            }
+            if (seg.header.first, seg.header.last) != (first, last) {
+                return Err("header range differs from the object name".to_string());
+            }
+            for e in &seg.entries {
+                let rec = e.committed_record_bytes().map_err(|e| e.to_string())?;
+                if crate::merkle::leaf_hash(&rec) != e.leaf_hash {
+                    return Err(format!("entry {} does not match its leaf hash", e.idx));
+                }
+            }
+            Ok(seg)
+        })
+        .await
+        .map_err(|e| inconsistent(ns, e.to_string()))?
+        .map_err(|e| inconsistent(ns, format!("segment {first}-{last}: {e}")))?;
+        if hex::encode(l.chain) != seg.header.chain_in {
+            return Err(inconsistent(ns, format!("segment {first}-{last} does not continue the chain")));
+        }
         for e in &seg.entries {
             if e.idx != l.tree.len()
                 || crate::record::chain_next(&l.chain, &e.leaf_hash) != e.chain_hash
@@ -297,6 +334,13 @@ async fn load_store(ctx: &LogContext, ns: &str) -> Result<Loaded, OpenError> {
                 ));
             }
             l.absorb(e);
+        }
+        {
+            use base64::Engine;
+            let root = base64::engine::general_purpose::STANDARD.encode(l.tree.root());
+            if seg.header.root != root || hex::encode(l.chain) != seg.header.chain_out {
+                return Err(inconsistent(ns, format!("segment {first}-{last}: signed root or chain differs from the data")));
+            }
         }
         if l.tree.len() != last + 1 {
             return Err(inconsistent(
@@ -321,9 +365,48 @@ async fn load_store(ctx: &LogContext, ns: &str) -> Result<Loaded, OpenError> {
                 ),
             ));
         }
+        if l.tree.root_at(cp.size).ok() != Some(cp.root) {
+            return Err(inconsistent(ns, format!("latest checkpoint root differs from the data at size {}", cp.size)));
+        }
         l.latest = Some((cp.size, text));
     }
+    // Immutable checkpoints beyond the segments mean the store lost data.
+    let newest = ctx.store.list_names(&layout::checkpoints(ns)).await?.into_iter().filter_map(|n| n.parse::<u64>().ok()).max();
+    if let Some(size) = newest
+        && size > l.published
+    {
+        return Err(inconsistent(ns, format!("checkpoint {size} exists but the segments hold only {} entries (store rolled back?)", l.published)));
+    }
     Ok(l)
+}
+
+/// The last checkpoint this server signed for a namespace, kept beside its
+/// WAL so that a store rolled back behind our back is noticed at open.
+const SIGNED_FILE: &str = "last-signed-checkpoint";
+
+fn check_last_signed(ctx: &LogContext, ns: &str, wal_dir: &FsPath, tree: &MerkleTree) -> Result<(), OpenError> {
+    let Ok(text) = std::fs::read_to_string(wal_dir.join(SIGNED_FILE)) else { return Ok(()) };
+    let name = format!("{}/{ns}", ctx.vault_origin);
+    let cp = note::open_checkpoint(&text, &name, &ctx.key.verifying_key())
+        .map_err(|e| inconsistent(ns, format!("{SIGNED_FILE}: {e}")))?;
+    if cp.size > tree.len() {
+        return Err(inconsistent(ns, format!("this server signed a checkpoint of size {} but the store holds {} entries (store rolled back)", cp.size, tree.len())));
+    }
+    if tree.root_at(cp.size).ok() != Some(cp.root) {
+        return Err(inconsistent(ns, format!("the store's tree at size {} differs from the checkpoint this server signed (fork)", cp.size)));
+    }
+    Ok(())
+}
+
+/// Records the newest signed checkpoint (temporary file, fsync, rename).
+fn save_last_signed(wal_dir: &FsPath, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = wal_dir.join(format!("{SIGNED_FILE}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, wal_dir.join(SIGNED_FILE))?;
+    std::fs::File::open(wal_dir)?.sync_all()
 }
 
 impl NsLog {
@@ -336,7 +419,11 @@ impl NsLog {
     ) -> Result<Arc<NsLog>, OpenError> {
         let lease = Lease::acquire(&ctx.store, ns, &ctx.instance_id, ctx.cfg.lease_ttl_ms).await?;
         let mut l = load_store(&ctx, ns).await?;
-        let (wal, recovered) = Wal::open(wal_dir, l.published)?;
+        check_last_signed(&ctx, ns, wal_dir, &l.tree)?;
+        let (dir, published) = (wal_dir.to_path_buf(), l.published);
+        let (wal, recovered) = tokio::task::spawn_blocking(move || Wal::open(&dir, published))
+            .await
+            .map_err(|e| inconsistent(ns, e.to_string()))??;
         let mut replayed = 0u64;
         for e in recovered.entries {
             if e.idx < l.published {
@@ -398,6 +485,7 @@ impl NsLog {
             status_msg: Mutex::new(String::new()),
             durable_tx,
             published_tx,
+            lease_valid_until: Mutex::new(lease_margin_deadline(ctx.cfg.lease_ttl_ms)),
         });
         let seq = Sequencer {
             ns: ns.to_string(),
@@ -420,6 +508,9 @@ impl NsLog {
             ctx: ctx.clone(),
             shared: shared.clone(),
             lease,
+            inflight: None,
+            last_renew: tokio::time::Instant::now(),
+            wal_dir: wal_dir.to_path_buf(),
         };
         // A checkpoint for segments written just before a crash, if it is missing.
         let needs_checkpoint =
@@ -441,6 +532,10 @@ impl NsLog {
         ingested_by: &str,
     ) -> Result<Vec<Receipt>, AppendError> {
         self.shared.check()?;
+        let valid_until = *self.shared.lease_valid_until.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if Instant::now() > valid_until {
+            return Err(AppendError::LeaseLapsed);
+        }
         {
             let st = self
                 .shared
@@ -675,6 +770,7 @@ fn clone_err(e: &AppendError) -> AppendError {
         AppendError::Fenced(m) => AppendError::Fenced(m.clone()),
         AppendError::Failed(m) => AppendError::Failed(m.clone()),
         AppendError::Closed => AppendError::Closed,
+        AppendError::LeaseLapsed => AppendError::LeaseLapsed,
     }
 }
 
@@ -682,6 +778,11 @@ struct Publisher {
     ctx: Arc<LogContext>,
     shared: Arc<Shared>,
     lease: Lease,
+    /// Last index of a segment whose upload was attempted but not yet
+    /// checkpointed: a retry must write exactly the same range.
+    inflight: Option<u64>,
+    last_renew: tokio::time::Instant,
+    wal_dir: std::path::PathBuf,
 }
 
 enum PublishError {
@@ -705,49 +806,28 @@ impl From<StoreError> for PublishError {
 }
 
 impl Publisher {
-    async fn run(self, mut shutdown: watch::Receiver<bool>, mut force_checkpoint: bool) {
+    async fn run(mut self, mut shutdown: watch::Receiver<bool>, mut force_checkpoint: bool) {
         let interval = Duration::from_millis(self.shared.cfg.flush_interval_ms.max(10));
-        let renew_every = Duration::from_millis((self.shared.cfg.lease_ttl_ms / 3).max(100) as u64);
-        let mut last_renew = tokio::time::Instant::now();
         let mut backoff = interval;
         loop {
             let stopping = *shutdown.borrow();
-            if force_checkpoint {
-                match self.checkpoint_current().await {
-                    Ok(()) => force_checkpoint = false,
-                    Err(e) => self.report(e),
-                }
-            }
             let mut failed = false;
-            loop {
-                match self.publish_once().await {
-                    Ok(true) => continue,
-                    Ok(false) => break,
-                    Err(PublishError::Fenced(msg)) => {
-                        self.shared.fail(STATUS_FENCED, msg);
-                        return;
-                    }
-                    Err(PublishError::Retry(msg)) => {
-                        tracing::warn!(ns = %self.shared.ns, "publishing failed, will retry: {msg}");
-                        failed = true;
-                        break;
-                    }
+            match self.step(&mut force_checkpoint).await {
+                Ok(()) => {}
+                Err(PublishError::Fenced(msg)) => {
+                    // Never touch the log again: another server owns it now.
+                    self.shared.fail(STATUS_FENCED, msg);
+                    return;
+                }
+                Err(PublishError::Retry(msg)) => {
+                    tracing::warn!(ns = %self.shared.ns, "publishing failed, will retry: {msg}");
+                    failed = true;
                 }
             }
             if stopping && (!failed || self.shared.check().is_err()) {
                 break;
             }
-            if last_renew.elapsed() >= renew_every && !stopping {
-                match self.lease.renew().await {
-                    Ok(()) => last_renew = tokio::time::Instant::now(),
-                    Err(e) => self.report(e.into()),
-                }
-            }
-            backoff = if failed {
-                (backoff * 2).min(Duration::from_secs(5))
-            } else {
-                interval
-            };
+            backoff = if failed { (backoff * 2).min(Duration::from_secs(5)) } else { interval };
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
                 r = shutdown.changed() => {
@@ -768,16 +848,41 @@ impl Publisher {
         }
     }
 
-    fn report(&self, e: PublishError) {
-        match e {
-            PublishError::Fenced(msg) => self.shared.fail(STATUS_FENCED, msg),
-            PublishError::Retry(msg) => tracing::warn!(ns = %self.shared.ns, "{msg}"),
+    /// One round: renew if due, write a missing checkpoint, publish the tail.
+    async fn step(&mut self, force_checkpoint: &mut bool) -> Result<(), PublishError> {
+        self.renew_if_due().await?;
+        if *force_checkpoint {
+            self.checkpoint_current().await?;
+            *force_checkpoint = false;
         }
+        while self.publish_once().await? {
+            self.renew_if_due().await?;
+        }
+        Ok(())
+    }
+
+    /// Renews the lease when a third of its TTL has passed since the last renewal.
+    async fn renew_if_due(&mut self) -> Result<(), PublishError> {
+        let every = Duration::from_millis((self.shared.cfg.lease_ttl_ms / 3).max(100) as u64);
+        if self.last_renew.elapsed() < every {
+            return Ok(());
+        }
+        let started = Instant::now();
+        self.lease.renew().await?;
+        self.last_renew = tokio::time::Instant::now();
+        // Count validity from when the renewal was sent, not when it returned.
+        let until = started + Duration::from_millis((self.shared.cfg.lease_ttl_ms.max(0) as u64) * 3 / 4);
+        *self.shared.lease_valid_until.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = until;
+        Ok(())
     }
 
     /// Publishes one segment of the tail. Returns whether it did anything.
-    async fn publish_once(&self) -> Result<bool, PublishError> {
+    async fn publish_once(&mut self) -> Result<bool, PublishError> {
+        if let Err(e) = self.shared.check() {
+            return Err(PublishError::Fenced(e.to_string()));
+        }
         let cfg = &self.shared.cfg;
+        let inflight = self.inflight;
         let (batch, chain_in, root) = {
             let st = self
                 .shared
@@ -790,9 +895,15 @@ impl Publisher {
             let mut bytes = 0;
             let mut batch: Vec<Arc<Entry>> = Vec::new();
             for e in st.tail.iter() {
-                if !batch.is_empty()
-                    && (batch.len() >= cfg.segment_max_rows || bytes >= cfg.segment_max_bytes)
-                {
+                let full = match inflight {
+                    // A retry writes exactly the range it tried before.
+                    Some(last) => e.idx > last,
+                    None => {
+                        !batch.is_empty()
+                            && (batch.len() >= cfg.segment_max_rows || bytes >= cfg.segment_max_bytes)
+                    }
+                };
+                if full {
                     break;
                 }
                 bytes += e.approx_size();
@@ -806,8 +917,10 @@ impl Publisher {
             (batch, st.published_chain, root)
         };
         let (first, last) = (batch[0].idx, batch[batch.len() - 1].idx);
-        let ns = &self.shared.ns;
+        let ns = self.shared.ns.clone();
+        let ns = &ns;
         self.lease.claim(first, last).await?;
+        self.inflight = Some(last);
         let key = self.ctx.key.clone();
         let key_id = note::key_id(&self.shared.origin, &key.verifying_key().to_bytes());
         let entries = batch.clone();
@@ -831,14 +944,16 @@ impl Publisher {
         {
             Ok(()) => {}
             Err(StoreError::AlreadyExists(p)) => {
-                return Err(PublishError::Fenced(format!(
-                    "segment {p} was written by someone else"
-                )));
+                // Our own earlier attempt (its acknowledgement was lost), or someone else's?
+                self.check_own_segment(ns, first, last, chain_in, root, batch[batch.len() - 1].chain_hash)
+                    .await
+                    .map_err(|why| PublishError::Fenced(format!("segment {p} exists and is not ours: {why}")))?;
             }
             Err(e) => return Err(e.into()),
         }
         let size = last + 1;
         let note_text = self.write_checkpoint(size, root).await?;
+        self.inflight = None;
         {
             let mut st = self
                 .shared
@@ -857,6 +972,35 @@ impl Publisher {
         self.shared.published_tx.send_replace(size);
         tracing::debug!(ns = %ns, first, last, "published segment");
         Ok(true)
+    }
+
+    /// Checks that an existing segment object is the one we meant to write:
+    /// signed by our key, same range, same chain and root.
+    async fn check_own_segment(
+        &self,
+        ns: &str,
+        first: u64,
+        last: u64,
+        chain_in: Hash,
+        root: Hash,
+        chain_out: Hash,
+    ) -> Result<(), String> {
+        let bytes = self
+            .ctx
+            .store
+            .get(&layout::segment(ns, first, last))
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("it vanished")?;
+        let (h, sig) = segment::decode_header(&bytes).map_err(|e| e.to_string())?;
+        use base64::Engine;
+        let ok = segment::verify_header_signature(&h, &sig, &self.ctx.key.verifying_key())
+            && segment::data_digest_matches(&h, &bytes)
+            && (h.first, h.last) == (first, last)
+            && h.chain_in == hex::encode(chain_in)
+            && h.chain_out == hex::encode(chain_out)
+            && h.root == base64::engine::general_purpose::STANDARD.encode(root);
+        if ok { Ok(()) } else { Err("its signed header differs".into()) }
     }
 
     /// Signs and stores the checkpoint for `size` (create-only), then the pointer.
@@ -899,6 +1043,11 @@ impl Publisher {
             .store
             .put_overwrite(&layout::latest_checkpoint(ns), Bytes::from(text.clone()))
             .await?;
+        let (dir, t) = (self.wal_dir.clone(), text.clone());
+        tokio::task::spawn_blocking(move || save_last_signed(&dir, &t))
+            .await
+            .map_err(|e| PublishError::Retry(e.to_string()))?
+            .map_err(|e| PublishError::Retry(format!("recording the signed checkpoint: {e}")))?;
         Ok(text)
     }
 

@@ -150,7 +150,9 @@ struct Inner {
     ctx: Arc<LogContext>,
     meta: VaultMeta,
     data_dir: PathBuf,
-    logs: tokio::sync::Mutex<HashMap<String, Arc<NsLog>>>,
+    /// One cell per namespace, so that opening one (which may read the whole
+    /// namespace from the store) never blocks appends to the others.
+    logs: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Arc<NsLog>>>>>,
     _lock: File,
 }
 
@@ -295,7 +297,10 @@ impl Vault {
                         Err(VaultError::Open(OpenError::Lease(e @ LeaseError::Fenced { .. }))) => {
                             tracing::warn!(ns = %ns, "not recovering the WAL of this namespace: {e}");
                         }
-                        Err(e) => return Err(e),
+                        // One damaged or unreachable namespace must not take the
+                        // others down: report it and keep serving; appends to it
+                        // retry the open (and fail with this error) later.
+                        Err(e) => tracing::error!(ns = %ns, "namespace unavailable: {e}"),
                     }
                 }
             }
@@ -336,21 +341,22 @@ impl Vault {
     /// The open log of `ns`, opening (and recovering) it on first use.
     pub async fn log(&self, ns: &str) -> Result<Arc<NsLog>, VaultError> {
         validate_namespace(ns, true)?;
-        let mut logs = self.inner.logs.lock().await;
-        if let Some(l) = logs.get(ns) {
-            return Ok(l.clone());
-        }
-        let wal_dir = self.inner.data_dir.join("wal").join(ns);
-        let log = NsLog::open(self.inner.ctx.clone(), ns, &wal_dir).await?;
-        logs.insert(ns.to_string(), log.clone());
-        Ok(log)
+        let cell = self.inner.logs.lock().await.entry(ns.to_string()).or_default().clone();
+        let log = cell
+            .get_or_try_init(|| async {
+                let wal_dir = self.inner.data_dir.join("wal").join(ns);
+                NsLog::open(self.inner.ctx.clone(), ns, &wal_dir).await
+            })
+            .await?;
+        Ok(log.clone())
     }
 
     /// The log of `ns` if it exists in the store or is open; `None` otherwise
     /// (so that reads never create namespaces).
     pub async fn existing_log(&self, ns: &str) -> Result<Option<Arc<NsLog>>, VaultError> {
         validate_namespace(ns, true)?;
-        if let Some(l) = self.inner.logs.lock().await.get(ns) {
+        let open = self.inner.logs.lock().await.get(ns).and_then(|c| c.get().cloned());
+        if let Some(l) = open {
             return Ok(Some(l.clone()));
         }
         if self
@@ -404,7 +410,7 @@ impl Vault {
         let open: Vec<(String, u64)> = {
             let logs = self.inner.logs.lock().await;
             logs.iter()
-                .map(|(k, l)| (k.clone(), l.published_size()))
+                .filter_map(|(k, c)| c.get().map(|l| (k.clone(), l.published_size())))
                 .collect()
         };
         for (n, _) in &open {
@@ -443,7 +449,7 @@ impl Vault {
 
     /// Flushes and closes every log (graceful shutdown), releasing leases.
     pub async fn shutdown(&self, timeout: Duration) {
-        let logs: Vec<Arc<NsLog>> = self.inner.logs.lock().await.values().cloned().collect();
+        let logs: Vec<Arc<NsLog>> = self.inner.logs.lock().await.values().filter_map(|c| c.get().cloned()).collect();
         let all = futures::future::join_all(logs.iter().map(|l| l.shutdown()));
         if tokio::time::timeout(timeout, all).await.is_err() {
             tracing::warn!(
