@@ -322,7 +322,10 @@ async fn load_store(ctx: &LogContext, ns: &str) -> Result<Loaded, OpenError> {
         .map_err(|e| inconsistent(ns, e.to_string()))?
         .map_err(|e| inconsistent(ns, format!("segment {first}-{last}: {e}")))?;
         if hex::encode(l.chain) != seg.header.chain_in {
-            return Err(inconsistent(ns, format!("segment {first}-{last} does not continue the chain")));
+            return Err(inconsistent(
+                ns,
+                format!("segment {first}-{last} does not continue the chain"),
+            ));
         }
         for e in &seg.entries {
             if e.idx != l.tree.len()
@@ -339,7 +342,10 @@ async fn load_store(ctx: &LogContext, ns: &str) -> Result<Loaded, OpenError> {
             use base64::Engine;
             let root = base64::engine::general_purpose::STANDARD.encode(l.tree.root());
             if seg.header.root != root || hex::encode(l.chain) != seg.header.chain_out {
-                return Err(inconsistent(ns, format!("segment {first}-{last}: signed root or chain differs from the data")));
+                return Err(inconsistent(
+                    ns,
+                    format!("segment {first}-{last}: signed root or chain differs from the data"),
+                ));
             }
         }
         if l.tree.len() != last + 1 {
@@ -366,16 +372,34 @@ async fn load_store(ctx: &LogContext, ns: &str) -> Result<Loaded, OpenError> {
             ));
         }
         if l.tree.root_at(cp.size).ok() != Some(cp.root) {
-            return Err(inconsistent(ns, format!("latest checkpoint root differs from the data at size {}", cp.size)));
+            return Err(inconsistent(
+                ns,
+                format!(
+                    "latest checkpoint root differs from the data at size {}",
+                    cp.size
+                ),
+            ));
         }
         l.latest = Some((cp.size, text));
     }
     // Immutable checkpoints beyond the segments mean the store lost data.
-    let newest = ctx.store.list_names(&layout::checkpoints(ns)).await?.into_iter().filter_map(|n| n.parse::<u64>().ok()).max();
+    let newest = ctx
+        .store
+        .list_names(&layout::checkpoints(ns))
+        .await?
+        .into_iter()
+        .filter_map(|n| n.parse::<u64>().ok())
+        .max();
     if let Some(size) = newest
         && size > l.published
     {
-        return Err(inconsistent(ns, format!("checkpoint {size} exists but the segments hold only {} entries (store rolled back?)", l.published)));
+        return Err(inconsistent(
+            ns,
+            format!(
+                "checkpoint {size} exists but the segments hold only {} entries (store rolled back?)",
+                l.published
+            ),
+        ));
     }
     Ok(l)
 }
@@ -384,16 +408,36 @@ async fn load_store(ctx: &LogContext, ns: &str) -> Result<Loaded, OpenError> {
 /// WAL so that a store rolled back behind our back is noticed at open.
 const SIGNED_FILE: &str = "last-signed-checkpoint";
 
-fn check_last_signed(ctx: &LogContext, ns: &str, wal_dir: &FsPath, tree: &MerkleTree) -> Result<(), OpenError> {
-    let Ok(text) = std::fs::read_to_string(wal_dir.join(SIGNED_FILE)) else { return Ok(()) };
+fn check_last_signed(
+    ctx: &LogContext,
+    ns: &str,
+    wal_dir: &FsPath,
+    tree: &MerkleTree,
+) -> Result<(), OpenError> {
+    let Ok(text) = std::fs::read_to_string(wal_dir.join(SIGNED_FILE)) else {
+        return Ok(());
+    };
     let name = format!("{}/{ns}", ctx.vault_origin);
     let cp = note::open_checkpoint(&text, &name, &ctx.key.verifying_key())
         .map_err(|e| inconsistent(ns, format!("{SIGNED_FILE}: {e}")))?;
     if cp.size > tree.len() {
-        return Err(inconsistent(ns, format!("this server signed a checkpoint of size {} but the store holds {} entries (store rolled back)", cp.size, tree.len())));
+        return Err(inconsistent(
+            ns,
+            format!(
+                "this server signed a checkpoint of size {} but the store holds {} entries (store rolled back)",
+                cp.size,
+                tree.len()
+            ),
+        ));
     }
     if tree.root_at(cp.size).ok() != Some(cp.root) {
-        return Err(inconsistent(ns, format!("the store's tree at size {} differs from the checkpoint this server signed (fork)", cp.size)));
+        return Err(inconsistent(
+            ns,
+            format!(
+                "the store's tree at size {} differs from the checkpoint this server signed (fork)",
+                cp.size
+            ),
+        ));
     }
     Ok(())
 }
@@ -532,7 +576,11 @@ impl NsLog {
         ingested_by: &str,
     ) -> Result<Vec<Receipt>, AppendError> {
         self.shared.check()?;
-        let valid_until = *self.shared.lease_valid_until.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let valid_until = *self
+            .shared
+            .lease_valid_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if Instant::now() > valid_until {
             return Err(AppendError::LeaseLapsed);
         }
@@ -827,7 +875,11 @@ impl Publisher {
             if stopping && (!failed || self.shared.check().is_err()) {
                 break;
             }
-            backoff = if failed { (backoff * 2).min(Duration::from_secs(5)) } else { interval };
+            backoff = if failed {
+                (backoff * 2).min(Duration::from_secs(5))
+            } else {
+                interval
+            };
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
                 r = shutdown.changed() => {
@@ -871,8 +923,13 @@ impl Publisher {
         self.lease.renew().await?;
         self.last_renew = tokio::time::Instant::now();
         // Count validity from when the renewal was sent, not when it returned.
-        let until = started + Duration::from_millis((self.shared.cfg.lease_ttl_ms.max(0) as u64) * 3 / 4);
-        *self.shared.lease_valid_until.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = until;
+        let until =
+            started + Duration::from_millis((self.shared.cfg.lease_ttl_ms.max(0) as u64) * 3 / 4);
+        *self
+            .shared
+            .lease_valid_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = until;
         Ok(())
     }
 
@@ -900,7 +957,8 @@ impl Publisher {
                     Some(last) => e.idx > last,
                     None => {
                         !batch.is_empty()
-                            && (batch.len() >= cfg.segment_max_rows || bytes >= cfg.segment_max_bytes)
+                            && (batch.len() >= cfg.segment_max_rows
+                                || bytes >= cfg.segment_max_bytes)
                     }
                 };
                 if full {
@@ -945,9 +1003,18 @@ impl Publisher {
             Ok(()) => {}
             Err(StoreError::AlreadyExists(p)) => {
                 // Our own earlier attempt (its acknowledgement was lost), or someone else's?
-                self.check_own_segment(ns, first, last, chain_in, root, batch[batch.len() - 1].chain_hash)
-                    .await
-                    .map_err(|why| PublishError::Fenced(format!("segment {p} exists and is not ours: {why}")))?;
+                self.check_own_segment(
+                    ns,
+                    first,
+                    last,
+                    chain_in,
+                    root,
+                    batch[batch.len() - 1].chain_hash,
+                )
+                .await
+                .map_err(|why| {
+                    PublishError::Fenced(format!("segment {p} exists and is not ours: {why}"))
+                })?;
             }
             Err(e) => return Err(e.into()),
         }
@@ -1000,7 +1067,11 @@ impl Publisher {
             && h.chain_in == hex::encode(chain_in)
             && h.chain_out == hex::encode(chain_out)
             && h.root == base64::engine::general_purpose::STANDARD.encode(root);
-        if ok { Ok(()) } else { Err("its signed header differs".into()) }
+        if ok {
+            Ok(())
+        } else {
+            Err("its signed header differs".into())
+        }
     }
 
     /// Signs and stores the checkpoint for `size` (create-only), then the pointer.

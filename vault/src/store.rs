@@ -128,6 +128,15 @@ impl Store {
         })
     }
 
+    /// Wraps any `object_store` implementation (no local fsync is added).
+    pub fn from_object_store(inner: Arc<dyn ObjectStore>, description: &str) -> Store {
+        Store {
+            inner,
+            local_root: None,
+            description: description.to_string(),
+        }
+    }
+
     /// An in-memory store (unit tests).
     pub fn memory() -> Store {
         Store {

@@ -341,7 +341,14 @@ impl Vault {
     /// The open log of `ns`, opening (and recovering) it on first use.
     pub async fn log(&self, ns: &str) -> Result<Arc<NsLog>, VaultError> {
         validate_namespace(ns, true)?;
-        let cell = self.inner.logs.lock().await.entry(ns.to_string()).or_default().clone();
+        let cell = self
+            .inner
+            .logs
+            .lock()
+            .await
+            .entry(ns.to_string())
+            .or_default()
+            .clone();
         let log = cell
             .get_or_try_init(|| async {
                 let wal_dir = self.inner.data_dir.join("wal").join(ns);
@@ -355,7 +362,13 @@ impl Vault {
     /// (so that reads never create namespaces).
     pub async fn existing_log(&self, ns: &str) -> Result<Option<Arc<NsLog>>, VaultError> {
         validate_namespace(ns, true)?;
-        let open = self.inner.logs.lock().await.get(ns).and_then(|c| c.get().cloned());
+        let open = self
+            .inner
+            .logs
+            .lock()
+            .await
+            .get(ns)
+            .and_then(|c| c.get().cloned());
         if let Some(l) = open {
             return Ok(Some(l.clone()));
         }
@@ -449,7 +462,14 @@ impl Vault {
 
     /// Flushes and closes every log (graceful shutdown), releasing leases.
     pub async fn shutdown(&self, timeout: Duration) {
-        let logs: Vec<Arc<NsLog>> = self.inner.logs.lock().await.values().filter_map(|c| c.get().cloned()).collect();
+        let logs: Vec<Arc<NsLog>> = self
+            .inner
+            .logs
+            .lock()
+            .await
+            .values()
+            .filter_map(|c| c.get().cloned())
+            .collect();
         let all = futures::future::join_all(logs.iter().map(|l| l.shutdown()));
         if tokio::time::timeout(timeout, all).await.is_err() {
             tracing::warn!(
