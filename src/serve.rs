@@ -121,11 +121,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         println!("vault origin: {}", vault.meta().origin);
         println!("admin token: {}", admin.display());
         println!("listening on http://{}", listener.local_addr()?);
-        let state = AppState {
-            vault: vault.clone(),
-            tokens,
-            limits: file.limits.clone(),
-        };
+        let state = AppState::new(vault.clone(), tokens, file.limits.clone());
         axum::serve(listener, router(state))
             .with_graceful_shutdown(shutdown_signal())
             .await?;

@@ -375,6 +375,32 @@ async fn bad_requests_get_clear_errors_and_write_nothing() {
     let (s, b) = get(&c, &format!("{url}/v1/logs/beta/checkpoint"), Some(&w)).await;
     assert_eq!(s, 403, "{b}");
 
+    // Wrong method and undecodable path segments still get the JSON error shape.
+    let r = c
+        .delete(format!("{url}/v1/logs/alpha/events"))
+        .bearer_auth(&w)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(code(&r.json().await.unwrap()), "method_not_allowed");
+    let r = c
+        .get(format!("{url}/v1/logs/%FF/checkpoint"))
+        .bearer_auth(&w)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(code(&r.json().await.unwrap()), "invalid_path");
+    // Proofs only for sizes a checkpoint covers.
+    let (s, b) = get(
+        &c,
+        &format!("{url}/v1/logs/alpha/proof/inclusion?index=0&size=2"),
+        Some(&w),
+    )
+    .await;
+    assert_eq!(s, 400, "{b}");
+
     // Admin-only token endpoint.
     let admin = std::fs::read_to_string(data.join("admin.token")).unwrap();
     let r = c

@@ -10,7 +10,7 @@ mod error;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -41,6 +41,9 @@ pub struct Limits {
     pub checkpoint_wait_ms: u64,
     /// Longest lifetime of a token issued over HTTP (seconds).
     pub max_token_ttl_s: i64,
+    /// Write requests (appends, token issues) handled at once; more get 503.
+    /// Together with `max_body_bytes` this bounds the memory bodies can take.
+    pub max_inflight_writes: usize,
 }
 
 impl Default for Limits {
@@ -51,6 +54,7 @@ impl Default for Limits {
             max_events_per_request: 10_000,
             checkpoint_wait_ms: 10_000,
             max_token_ttl_s: 30 * 24 * 3600,
+            max_inflight_writes: 64,
         }
     }
 }
@@ -64,21 +68,68 @@ pub struct AppState {
     pub tokens: Arc<TokenIssuer>,
     /// Request limits.
     pub limits: Limits,
+    /// Permits for write requests in flight (`max_inflight_writes`).
+    pub write_permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl AppState {
+    /// Builds the state, sizing the write permits from `limits`.
+    pub fn new(vault: Vault, tokens: Arc<TokenIssuer>, limits: Limits) -> AppState {
+        let permits = Arc::new(tokio::sync::Semaphore::new(
+            limits.max_inflight_writes.max(1),
+        ));
+        AppState {
+            vault,
+            tokens,
+            limits,
+            write_permits: permits,
+        }
+    }
+}
+
+/// Sheds load before a write request's body is read: beyond
+/// `max_inflight_writes` concurrent writes, answer 503 with `Retry-After`.
+async fn shed_writes(
+    State(st): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match st.write_permits.clone().try_acquire_owned() {
+        Ok(_permit) => next.run(req).await,
+        Err(_) => ApiError::unavailable(
+            "overloaded",
+            "too many write requests in flight; retry later",
+        )
+        .into_response(),
+    }
 }
 
 /// Builds the router.
 pub fn router(state: AppState) -> Router {
     // Compressed bodies are capped at the same size as decompressed ones.
     let raw_limit = state.limits.max_body_bytes;
+    let writes = Router::new()
+        .route("/v1/tokens", post(issue_token))
+        .route("/v1/logs/{ns}/events", post(append_events))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            shed_writes,
+        ));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/vault", get(vault_info))
-        .route("/v1/tokens", post(issue_token))
-        .route("/v1/logs/{ns}/events", post(append_events))
         .route("/v1/logs/{ns}/checkpoint", get(checkpoint))
         .route("/v1/logs/{ns}/proof/inclusion", get(inclusion))
         .route("/v1/logs/{ns}/proof/consistency", get(consistency))
+        .merge(writes)
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not accept that method",
+            )
+        })
         .layer(DefaultBodyLimit::max(raw_limit))
         .with_state(state)
 }
@@ -168,11 +219,12 @@ struct AppendQuery {
 
 async fn append_events(
     State(st): State<AppState>,
-    Path(ns): Path<String>,
+    ns: Result<Path<String>, PathRejection>,
     q: Result<Query<AppendQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let ns = path_ns(ns)?;
     let claims = auth::authenticate(&st, &headers)?;
     auth::authorize(&claims, &[Role::Writer], Some(&ns))?;
     let q = query(q)?;
@@ -188,11 +240,12 @@ async fn append_events(
             ));
         }
     };
-    let body = body::decode_body(&headers, body, st.limits.max_body_bytes)?;
     let limits = st.limits.clone();
-    // Parsing, validation and payload hashing run off the async threads and in
-    // parallel across requests; the sequencer only hashes the small record.
+    // Decompression, parsing, validation and payload hashing run off the async
+    // threads and in parallel across requests; the sequencer only hashes the
+    // small committed record.
     let events = tokio::task::spawn_blocking(move || {
+        let body = body::decode_body(&headers, body, limits.max_body_bytes)?;
         let events = body::parse_events(&headers, &body, &limits)?;
         events
             .into_iter()
@@ -248,9 +301,10 @@ async fn readable_log(
 
 async fn checkpoint(
     State(st): State<AppState>,
-    Path(ns): Path<String>,
+    ns: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let ns = path_ns(ns)?;
     let log = readable_log(&st, &headers, &ns).await?;
     let (_, text) = log.latest_checkpoint().ok_or_else(|| {
         ApiError::not_found(
@@ -273,10 +327,11 @@ fn proof_error(e: impl std::fmt::Display) -> ApiError {
 
 async fn inclusion(
     State(st): State<AppState>,
-    Path(ns): Path<String>,
+    ns: Result<Path<String>, PathRejection>,
     q: Result<Query<InclusionQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
+    let ns = path_ns(ns)?;
     let log = readable_log(&st, &headers, &ns).await?;
     let q = query(q)?;
     let (Some(index), Some(size)) = (q.index, q.size) else {
@@ -299,10 +354,11 @@ struct ConsistencyQuery {
 
 async fn consistency(
     State(st): State<AppState>,
-    Path(ns): Path<String>,
+    ns: Result<Path<String>, PathRejection>,
     q: Result<Query<ConsistencyQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
+    let ns = path_ns(ns)?;
     let log = readable_log(&st, &headers, &ns).await?;
     let q = query(q)?;
     let (Some(from), Some(to)) = (q.from, q.to) else {
@@ -328,6 +384,12 @@ fn body_bytes(b: Result<Bytes, BytesRejection>, max: usize) -> Result<Bytes, Api
             ApiError::bad_request("invalid_body", e.body_text())
         }
     })
+}
+
+/// Maps a path rejection (e.g. bad percent-encoding) to our JSON error.
+fn path_ns(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    p.map(|Path(ns)| ns)
+        .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))
 }
 
 /// Maps a query-string rejection to our JSON error.

@@ -119,6 +119,9 @@ pub fn write_secret_file(path: &Path, contents: &[u8]) -> Result<(), KeyError> {
     f.write_all(contents).map_err(io)?;
     f.sync_all().map_err(io)?;
     fs::rename(&tmp, path).map_err(io)?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    }
     Ok(())
 }
 

@@ -177,17 +177,35 @@ impl Lease {
         }
     }
 
-    /// Gives the lease up (clean shutdown), if still ours.
+    /// Gives the lease up (clean shutdown), if still ours. Where the store
+    /// has conditional updates the lease is replaced by an expired tombstone
+    /// only if nobody took it over meanwhile; elsewhere (the local file
+    /// system, where only its owner ever writes it) it is deleted.
     pub async fn release(&self) -> Result<(), LeaseError> {
         let path = layout::lease(&self.ns);
-        if let Some(cur) = self.store.get(&path).await? {
-            let rec: LeaseRecord =
-                serde_json::from_slice(&cur).map_err(|e| LeaseError::Malformed(e.to_string()))?;
-            if rec.owner == self.owner {
-                self.store.delete(&path).await?;
-            }
+        let Some(cur) = self.store.get_versioned(&path).await? else {
+            return Ok(());
+        };
+        let rec: LeaseRecord =
+            serde_json::from_slice(&cur.bytes).map_err(|e| LeaseError::Malformed(e.to_string()))?;
+        if rec.owner != self.owner {
+            return Ok(());
         }
-        Ok(())
+        let tombstone = serde_json::to_vec(&LeaseRecord {
+            owner: String::new(),
+            renewed_at_ms: 0,
+            ttl_ms: 0,
+        })
+        .map_err(|e| LeaseError::Malformed(e.to_string()))?;
+        match self
+            .store
+            .put_update(&path, Bytes::from(tombstone), cur.version)
+            .await
+        {
+            Ok(()) | Err(StoreError::Precondition(_)) => Ok(()),
+            Err(StoreError::NotSupported(_)) => Ok(self.store.delete(&path).await?),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

@@ -646,7 +646,7 @@ impl NsLog {
         }
     }
 
-    /// RFC 6962 inclusion proof of `index` in the tree of `size` (size <= durable).
+    /// RFC 6962 inclusion proof of `index` in the tree of `size` (size <= the latest checkpoint).
     pub fn inclusion_proof(
         &self,
         index: u64,
@@ -657,6 +657,7 @@ impl NsLog {
             .state
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.check_published(size)?;
         let proof = st.tree.inclusion_proof(index, size)?;
         let leaf = st
             .tree
@@ -665,7 +666,7 @@ impl NsLog {
         Ok((leaf, proof))
     }
 
-    /// RFC 6962 consistency proof between two sizes (both <= durable).
+    /// RFC 6962 consistency proof between two sizes (both <= the latest checkpoint).
     pub fn consistency_proof(
         &self,
         from: u64,
@@ -676,7 +677,21 @@ impl NsLog {
             .state
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.check_published(to)?;
         st.tree.consistency_proof(from, to)
+    }
+
+    /// Proofs are served only for sizes a signed checkpoint covers: an
+    /// unpublished size could never be checked against anything.
+    fn check_published(&self, size: u64) -> Result<(), crate::merkle::MerkleError> {
+        let published = self.published_size();
+        if size > published {
+            return Err(crate::merkle::MerkleError::SizeOutOfRange {
+                size,
+                len: published,
+            });
+        }
+        Ok(())
     }
 
     /// The checkpoint origin (and key name) of this namespace.

@@ -174,7 +174,9 @@ fn instance_id(data: &FsPath) -> Result<String, VaultError> {
             let mut b = [0u8; 8];
             keys::random_bytes(&mut b)?;
             let id = hex::encode(b);
-            fs::write(&path, format!("{id}\n")).map_err(|e| data_err(&path, e))?;
+            // Atomic and durable: a lost or empty id after a power cut would make
+            // this server a stranger to its own leases and claims.
+            keys::write_secret_file(&path, format!("{id}\n").as_bytes())?;
             Ok(id)
         }
     }

@@ -1,14 +1,16 @@
 //! The write-ahead log: where an entry becomes durable before it is acked.
 //!
 //! One directory per namespace holds files named `{first_index:020}.wal`. A
-//! record is `len: u32 LE | crc32: u32 LE | payload` where the payload is the
-//! entry as JSON. A group of records is written with one `write` and made
+//! record is `"TVW1" | len: u32 LE | crc32: u32 LE | payload` where the payload
+//! is the entry as JSON. A group of records is written with one `write` and made
 //! durable with one `fdatasync` (group commit); receipts are sent only after
 //! that returns.
 //!
 //! Recovery: a bad or short record in the *last* file marks the end of the
-//! log. Nothing after it was acknowledged, because an ack follows an fsync of
-//! everything written before it; the file is truncated there. A bad record in
+//! log when no intact record follows it. Nothing after it was acknowledged,
+//! because an ack follows an fsync of everything written before it; the file
+//! is truncated there. If an intact record does follow (found by its magic and
+//! checksum), the damage is in the middle of acknowledged data: corruption. A bad record in
 //! an older file (which was fsynced before the next one began) is corruption,
 //! and recovery refuses to continue rather than guess.
 
@@ -22,6 +24,10 @@ use crate::record::Entry;
 pub const ROTATE_BYTES: u64 = 64 << 20;
 /// Largest record accepted when reading (guards against a corrupt length).
 const MAX_RECORD: usize = 64 << 20;
+/// Marks the start of every record, so intact records after a damaged one can be found.
+const MAGIC: &[u8; 4] = b"TVW1";
+/// Magic, length and checksum.
+const HEADER: usize = 12;
 
 /// WAL failures.
 #[derive(Debug, thiserror::Error)]
@@ -83,37 +89,68 @@ fn sync_dir(dir: &Path) -> Result<(), WalError> {
 
 /// Parses records from `data`; returns entries and the offset where parsing stopped
 /// with the reason, if it stopped early.
+/// Parses the record at `off`: `Ok((entry, next offset))` or why it is bad.
+fn parse_at(data: &[u8], off: usize) -> Result<(Entry, usize), String> {
+    let head = data.get(off..off + HEADER).ok_or("short record header")?;
+    if &head[..4] != MAGIC {
+        return Err("bad record marker".into());
+    }
+    let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize;
+    let crc = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
+    if len > MAX_RECORD {
+        return Err(format!("record length {len} too large"));
+    }
+    let payload = data
+        .get(off + HEADER..off + HEADER + len)
+        .ok_or("short record")?;
+    if crc32fast::hash(payload) != crc {
+        return Err("checksum mismatch".into());
+    }
+    let e =
+        serde_json::from_slice::<Entry>(payload).map_err(|e| format!("undecodable record: {e}"))?;
+    Ok((e, off + HEADER + len))
+}
+
+/// Parses records from `data`; returns entries and the offset where parsing stopped
+/// with the reason, if it stopped early.
 fn parse_records(data: &[u8], out: &mut Vec<Entry>) -> (usize, Option<String>) {
     let mut off = 0usize;
     while off < data.len() {
-        if data.len() - off < 8 {
-            return (off, Some("short record header".into()));
+        match parse_at(data, off) {
+            Ok((e, next)) => {
+                out.push(e);
+                off = next;
+            }
+            Err(why) => return (off, Some(why)),
         }
-        let len = u32::from_le_bytes(data[off..off + 4].try_into().unwrap_or_default()) as usize;
-        let crc = u32::from_le_bytes(data[off + 4..off + 8].try_into().unwrap_or_default());
-        if len > MAX_RECORD {
-            return (off, Some(format!("record length {len} too large")));
-        }
-        let Some(payload) = data.get(off + 8..off + 8 + len) else {
-            return (off, Some("short record".into()));
-        };
-        if crc32fast::hash(payload) != crc {
-            return (off, Some("checksum mismatch".into()));
-        }
-        match serde_json::from_slice::<Entry>(payload) {
-            Ok(e) => out.push(e),
-            Err(e) => return (off, Some(format!("undecodable record: {e}"))),
-        }
-        off += 8 + len;
     }
     (off, None)
+}
+
+/// Whether an intact record starts anywhere after `from`.
+fn intact_record_after(data: &[u8], from: usize) -> Option<usize> {
+    let mut at = from + 1;
+    while at + HEADER <= data.len() {
+        let pos = data[at..].windows(4).position(|w| w == MAGIC)? + at;
+        if parse_at(data, pos).is_ok() {
+            return Some(pos);
+        }
+        at = pos + 1;
+    }
+    None
 }
 
 impl Wal {
     /// Opens (creating if needed) the WAL in `dir` and recovers its entries.
     /// `next_index` names the first file when the directory is empty.
     pub fn open(dir: &Path, next_index: u64) -> Result<(Wal, Recovered), WalError> {
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        if !dir.exists() {
+            fs::create_dir_all(dir).map_err(io_err(dir))?;
+            // Make the new directory entries themselves durable.
+            for d in dir.ancestors().skip(1).take(2) {
+                sync_dir(d)?;
+            }
+        }
         let mut files: Vec<(u64, PathBuf)> = Vec::new();
         for ent in fs::read_dir(dir).map_err(io_err(dir))? {
             let ent = ent.map_err(io_err(dir))?;
@@ -136,6 +173,13 @@ impl Wal {
                 .map_err(io_err(path))?;
             let (end, problem) = parse_records(&data, &mut entries);
             if let Some(reason) = problem {
+                if let Some(pos) = intact_record_after(&data, end) {
+                    return Err(WalError::Corrupt {
+                        path: path.display().to_string(),
+                        offset: end as u64,
+                        reason: format!("{reason}, followed by an intact record at byte {pos}"),
+                    });
+                }
                 if i + 1 < n {
                     return Err(WalError::Corrupt {
                         path: path.display().to_string(),
@@ -193,16 +237,17 @@ impl Wal {
         self.buf.clear();
         for e in entries {
             let start = self.buf.len();
+            self.buf.extend_from_slice(MAGIC);
             self.buf.extend_from_slice(&[0u8; 8]);
             serde_json::to_writer(&mut self.buf, e).map_err(|e| WalError::Io {
                 path: self.dir.display().to_string(),
                 source: std::io::Error::other(e),
             })?;
-            let payload = &self.buf[start + 8..];
+            let payload = &self.buf[start + HEADER..];
             let len = payload.len() as u32;
             let crc = crc32fast::hash(payload);
-            self.buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
-            self.buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+            self.buf[start + 4..start + 8].copy_from_slice(&len.to_le_bytes());
+            self.buf[start + 8..start + 12].copy_from_slice(&crc.to_le_bytes());
         }
         let path = self.files[self.files.len() - 1].1.clone();
         self.current.write_all(&self.buf).map_err(io_err(&path))?;
@@ -321,6 +366,27 @@ mod tests {
             Wal::open(dir.path(), 0),
             Err(WalError::Corrupt { .. })
         ));
+    }
+
+    #[test]
+    fn damage_before_intact_records_in_the_last_file_is_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _) = Wal::open(dir.path(), 0).unwrap();
+        w.append(&[entry(0)]).unwrap();
+        w.append(&[entry(1)]).unwrap();
+        drop(w);
+        let path = dir.path().join(file_name(0));
+        let mut data = fs::read(&path).unwrap();
+        data[30] ^= 0x10;
+        fs::write(&path, &data).unwrap();
+        let err = Wal::open(dir.path(), 0)
+            .err()
+            .expect("acknowledged entries must not be dropped silently");
+        assert!(
+            err.to_string().contains("followed by an intact record"),
+            "{err}"
+        );
+        assert_eq!(fs::read(&path).unwrap(), data, "nothing truncated");
     }
 
     #[test]
