@@ -150,7 +150,8 @@ fn write_f64(out: &mut String, f: f64) -> Result<(), JcsError> {
     Ok(())
 }
 
-fn write_string(out: &mut String, s: &str) {
+/// Writes `s` as an RFC 8785 JSON string, quotes included.
+pub fn write_string(out: &mut String, s: &str) {
     out.push('"');
     // Copy runs of characters that need no escaping in one go.
     let bytes = s.as_bytes();

@@ -7,6 +7,7 @@
 //! [`verify::verify_store`], and the primitives in [`record`], [`merkle`],
 //! [`note`] and [`segment`] that third parties can reuse to check our output.
 
+pub mod codec;
 pub mod config;
 pub mod jcs;
 pub mod keys;

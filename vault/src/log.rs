@@ -220,7 +220,7 @@ impl Dedup {
 fn receipt(e: &Entry) -> Receipt {
     Receipt {
         index: e.idx,
-        leaf_hash: hex::encode(e.leaf_hash),
+        leaf_hash: crate::record::hex32(&e.leaf_hash),
         session_seq: e.session_seq,
         duplicate: false,
     }

@@ -30,6 +30,17 @@ pub fn field_digest(name: &str, salt: &[u8; 32], value: &[u8]) -> Hash {
     h.finalize().into()
 }
 
+/// Lowercase hex of a hash (a lookup table: this is on the per-event path).
+pub fn hex32(h: &Hash) -> String {
+    const LUT: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(64);
+    for b in h {
+        s.push(LUT[(b >> 4) as usize] as char);
+        s.push(LUT[(b & 15) as usize] as char);
+    }
+    s
+}
+
 /// `chain_hash_i = SHA-256(chain_hash_{i-1} || leaf_hash_i)`.
 pub fn chain_next(prev: &Hash, leaf: &Hash) -> Hash {
     let mut h = Sha256::new();
@@ -273,17 +284,95 @@ impl Entry {
             m.insert("content_type".into(), s(ct.as_str()));
         }
         if let Some(d) = &self.content_digest {
-            m.insert("content_digest".into(), Value::String(hex::encode(d)));
+            m.insert("content_digest".into(), Value::String(hex32(d)));
         }
         if let Some(d) = &self.attributes_digest {
-            m.insert("attributes_digest".into(), Value::String(hex::encode(d)));
+            m.insert("attributes_digest".into(), Value::String(hex32(d)));
         }
         Ok(Value::Object(m))
     }
 
-    /// The JCS bytes whose leaf hash goes into the tree.
+    /// The JCS bytes whose leaf hash goes into the tree. Written directly in
+    /// RFC 8785 key order (the record's keys are fixed ASCII names, so their
+    /// order is known) instead of building a JSON tree first; a test keeps it
+    /// identical to `jcs(committed_record())`.
     pub fn committed_record_bytes(&self) -> Result<Vec<u8>, RecordError> {
-        Ok(jcs::to_canonical_vec(&self.committed_record()?)?)
+        let mut o = String::with_capacity(512);
+        let mut first = true;
+        let mut key = |o: &mut String, k: &str| {
+            o.push(if first { '{' } else { ',' });
+            first = false;
+            o.push('"');
+            o.push_str(k);
+            o.push_str("\":");
+        };
+        let str_field = |o: &mut String, v: &str| jcs::write_string(o, v);
+        // Keys in UTF-16 code unit order (plain ASCII order here).
+        if let Some(v) = &self.actor {
+            key(&mut o, "actor");
+            str_field(&mut o, v);
+        }
+        if let Some(d) = &self.attributes_digest {
+            key(&mut o, "attributes_digest");
+            o.push('"');
+            o.push_str(&hex32(d));
+            o.push('"');
+        }
+        if let Some(d) = &self.content_digest {
+            key(&mut o, "content_digest");
+            o.push('"');
+            o.push_str(&hex32(d));
+            o.push('"');
+        }
+        if let Some(ct) = self.content_type {
+            key(&mut o, "content_type");
+            str_field(&mut o, ct.as_str());
+        }
+        if let Some(v) = &self.event_id {
+            key(&mut o, "event_id");
+            str_field(&mut o, v);
+        }
+        key(&mut o, "index");
+        o.push_str(&self.idx.to_string());
+        key(&mut o, "ingested_by");
+        str_field(&mut o, &self.ingested_by);
+        key(&mut o, "kind");
+        str_field(&mut o, self.kind.as_str());
+        if let Some(v) = &self.model {
+            key(&mut o, "model");
+            str_field(&mut o, v);
+        }
+        if let Some(v) = &self.name {
+            key(&mut o, "name");
+            str_field(&mut o, v);
+        }
+        key(&mut o, "ns");
+        str_field(&mut o, &self.ns);
+        if let Some(v) = &self.parent_span_id {
+            key(&mut o, "parent_span_id");
+            str_field(&mut o, v);
+        }
+        key(&mut o, "received_at");
+        str_field(&mut o, &micros_to_string(self.received_at)?);
+        key(&mut o, "session_id");
+        str_field(&mut o, &self.session_id);
+        key(&mut o, "session_seq");
+        o.push_str(&self.session_seq.to_string());
+        if let Some(v) = &self.span_id {
+            key(&mut o, "span_id");
+            str_field(&mut o, v);
+        }
+        if let Some(v) = &self.trace_id {
+            key(&mut o, "trace_id");
+            str_field(&mut o, v);
+        }
+        if let Some(ts) = self.ts {
+            key(&mut o, "ts");
+            str_field(&mut o, &micros_to_string(ts)?);
+        }
+        key(&mut o, "v");
+        o.push_str("1}");
+        Ok(o.into_bytes())
     }
 
     /// The event as the writer sent it (content parsed back from JSON text).
@@ -471,6 +560,41 @@ mod tests {
             let back = Event::from_value(e.to_event_json()).unwrap();
             assert_eq!(back.content, contents[i].clone());
         }
+    }
+
+    #[test]
+    fn direct_record_encoding_equals_jcs_of_the_record() {
+        let events = [
+            serde_json::json!({"session_id": "s", "kind": "output"}),
+            serde_json::json!({"session_id": "a.b:c", "kind": "tool_call", "ts": "2026-01-01T00:00:00.000001Z",
+                "event_id": "e\"x\\", "trace_id": "t", "span_id": "sp", "parent_span_id": "pp",
+                "name": "ünïcödé 😀", "actor": "a", "model": "m", "content": {"b": 1, "a": [true]},
+                "attributes": {"z": null}}),
+            serde_json::json!({"session_id": "s", "kind": "prompt", "content": "plain"}),
+        ];
+        for (i, v) in events.into_iter().enumerate() {
+            let ev = Event::from_value(v).unwrap();
+            let seq = Sequence {
+                ns: "n-1",
+                idx: 1 << 40,
+                session_seq: i as u64,
+                received_at: 1_700_000_000_123_456,
+                ingested_by: "w\"q",
+                salt: [3; 32],
+                prev_chain: [0; 32],
+            };
+            let mut e = Entry::seal(ev, seq).unwrap();
+            if i == 1 {
+                // Stored values are not re-validated: control characters must encode identically too.
+                e.actor = Some("a\u{1}\u{7f}\u{2028}\t".into());
+            }
+            let via_tree = jcs::to_canonical_vec(&e.committed_record().unwrap()).unwrap();
+            assert_eq!(
+                String::from_utf8(e.committed_record_bytes().unwrap()).unwrap(),
+                String::from_utf8(via_tree).unwrap()
+            );
+        }
+        assert_eq!(hex32(&[0xab; 32]), hex::encode([0xab; 32]));
     }
 
     #[test]

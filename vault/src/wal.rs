@@ -2,7 +2,7 @@
 //!
 //! One directory per namespace holds files named `{first_index:020}.wal`. A
 //! record is `"TVW1" | len: u32 LE | crc32: u32 LE | payload` where the payload
-//! is the entry as JSON. A group of records is written with one `write` and made
+//! is the entry in the binary encoding of [`crate::codec`]. A group of records is written with one `write` and made
 //! durable with one `fdatasync` (group commit); receipts are sent only after
 //! that returns.
 //!
@@ -106,8 +106,7 @@ fn parse_at(data: &[u8], off: usize) -> Result<(Entry, usize), String> {
     if crc32fast::hash(payload) != crc {
         return Err("checksum mismatch".into());
     }
-    let e =
-        serde_json::from_slice::<Entry>(payload).map_err(|e| format!("undecodable record: {e}"))?;
+    let e = crate::codec::decode_entry(payload).map_err(|e| format!("undecodable record: {e}"))?;
     Ok((e, off + HEADER + len))
 }
 
@@ -239,10 +238,7 @@ impl Wal {
             let start = self.buf.len();
             self.buf.extend_from_slice(MAGIC);
             self.buf.extend_from_slice(&[0u8; 8]);
-            serde_json::to_writer(&mut self.buf, e).map_err(|e| WalError::Io {
-                path: self.dir.display().to_string(),
-                source: std::io::Error::other(e),
-            })?;
+            crate::codec::encode_entry(e, &mut self.buf);
             let payload = &self.buf[start + HEADER..];
             let len = payload.len() as u32;
             let crc = crc32fast::hash(payload);
