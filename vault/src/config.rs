@@ -32,8 +32,8 @@ impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             flush_interval_ms: 500,
-            segment_max_rows: 200_000,
-            segment_max_bytes: 128 << 20,
+            segment_max_rows: 50_000,
+            segment_max_bytes: 64 << 20,
             group_max_events: 20_000,
             queue_requests: 1024,
             max_unpublished_events: 2_000_000,

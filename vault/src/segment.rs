@@ -318,6 +318,30 @@ pub fn decode_header(bytes: &Bytes) -> Result<(SegmentHeader, Vec<u8>), SegmentE
     read_header(meta.file_metadata().key_value_metadata())
 }
 
+/// Decodes a segment file batch by batch, handing each entry to `f` in file
+/// order, so that memory stays bounded by one batch whatever the segment size.
+/// Returns the footer header and signature.
+pub fn decode_each(
+    bytes: Bytes,
+    mut f: impl FnMut(Entry),
+) -> Result<(SegmentHeader, Vec<u8>), SegmentError> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(pq)?;
+    let (header, signature) = read_header(builder.metadata().file_metadata().key_value_metadata())?;
+    if builder.schema().fields() != segment_schema().fields() {
+        return Err(SegmentError::Format(
+            "columns differ from the segment schema".into(),
+        ));
+    }
+    let reader = builder.with_batch_size(4096).build().map_err(pq)?;
+    let mut buf = Vec::with_capacity(4096);
+    for batch in reader {
+        let batch = batch.map_err(pq)?;
+        batch_to_entries(&batch, &mut buf)?;
+        buf.drain(..).for_each(&mut f);
+    }
+    Ok((header, signature))
+}
+
 /// Decodes a whole segment file.
 pub fn decode(bytes: Bytes) -> Result<DecodedSegment, SegmentError> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(pq)?;

@@ -140,6 +140,19 @@ impl CompactRange {
     }
 }
 
+/// What the order checks need of a row.
+struct RowFacts {
+    idx: u64,
+    leaf_hash: Hash,
+    chain_hash: Hash,
+}
+
+/// The footer of a streamed segment.
+struct DecodedFacts {
+    header: SegmentHeader,
+    signature: Vec<u8>,
+}
+
 struct SegmentOutcome {
     first: u64,
     last: u64,
@@ -184,8 +197,33 @@ fn check_segment(
             message,
         })
     };
-    let seg = match segment::decode(bytes.clone()) {
-        Ok(s) => s,
+    // Stream the rows: per-row content checks happen as rows are decoded, and
+    // only (index, leaf, chain) of each row is kept for the order checks.
+    let mut rows: Vec<RowFacts> = Vec::new();
+    let mut content: Vec<(u64, String)> = Vec::new();
+    let decoded = segment::decode_each(bytes.clone(), |e| {
+        if e.ns != ns {
+            content.push((e.idx, format!("row names namespace {:?}", e.ns)));
+        }
+        for msg in check_digests(&e) {
+            content.push((e.idx, msg));
+        }
+        match e.committed_record_bytes() {
+            Ok(rec) if leaf_hash(&rec) == e.leaf_hash => {}
+            Ok(_) => content.push((
+                e.idx,
+                "committed record does not match its leaf hash (metadata edited)".into(),
+            )),
+            Err(err) => content.push((e.idx, format!("committed record cannot be rebuilt: {err}"))),
+        }
+        rows.push(RowFacts {
+            idx: e.idx,
+            leaf_hash: e.leaf_hash,
+            chain_hash: e.chain_hash,
+        });
+    });
+    let seg = match decoded {
+        Ok((header, signature)) => DecodedFacts { header, signature },
         Err(e) => {
             find(
                 None,
@@ -239,12 +277,12 @@ fn check_segment(
         );
     }
     let expected_rows = last.saturating_sub(first) + 1;
-    if seg.entries.len() as u64 != expected_rows {
+    if rows.len() as u64 != expected_rows {
         find(
             None,
             format!(
                 "segment holds {} rows, expected {expected_rows} (row dropped or duplicated)",
-                seg.entries.len()
+                rows.len()
             ),
         );
     }
@@ -258,6 +296,14 @@ fn check_segment(
     let mut reported = 0usize;
     let mut extra = 0usize;
     let mut row_findings: Vec<(Option<u64>, String)> = Vec::new();
+    for (idx, msg) in content {
+        if reported < MAX_PER_SEGMENT {
+            row_findings.push((Some(idx), msg));
+            reported += 1;
+        } else {
+            extra += 1;
+        }
+    }
     let mut report = |index: Option<u64>, message: String, out: &mut Vec<(Option<u64>, String)>| {
         if reported < MAX_PER_SEGMENT {
             out.push((index, message));
@@ -270,10 +316,10 @@ fn check_segment(
     // Which indexes the rows hold: missing, duplicated, foreign or out of order.
     // The log is defined by index, so the chain and the tree are checked in
     // index order; row order is a separate finding.
-    let mut order: Vec<usize> = (0..seg.entries.len()).collect();
-    order.sort_by_key(|&p| (seg.entries[p].idx, p));
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by_key(|&p| (rows[p].idx, p));
     let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
-    for e in &seg.entries {
+    for e in &rows {
         *counts.entry(e.idx).or_default() += 1;
     }
     let mut next = first;
@@ -309,11 +355,11 @@ fn check_segment(
         };
         report(Some(next), msg, &mut row_findings);
     }
-    let permutation = seg.entries.len() as u64 == expected_rows
+    let permutation = rows.len() as u64 == expected_rows
         && counts.len() as u64 == expected_rows
         && counts.keys().all(|i| (first..=last).contains(i));
     let mut prev_idx: Option<u64> = None;
-    for (pos, e) in seg.entries.iter().enumerate() {
+    for (pos, e) in rows.iter().enumerate() {
         let want = first + pos as u64;
         if e.idx < first || e.idx > last {
             report(
@@ -351,30 +397,7 @@ fn check_segment(
     let mut chain_before: Option<Hash> = None; // chain before the last index seen
     let mut last_seen: Option<u64> = None;
     for &pos in &order {
-        let e = &seg.entries[pos];
-        if e.ns != ns {
-            report(
-                Some(e.idx),
-                format!("row names namespace {:?}", e.ns),
-                &mut row_findings,
-            );
-        }
-        for msg in check_digests(e) {
-            report(Some(e.idx), msg, &mut row_findings);
-        }
-        match e.committed_record_bytes() {
-            Ok(rec) if leaf_hash(&rec) == e.leaf_hash => {}
-            Ok(_) => report(
-                Some(e.idx),
-                "committed record does not match its leaf hash (metadata edited)".into(),
-                &mut row_findings,
-            ),
-            Err(err) => report(
-                Some(e.idx),
-                format!("committed record cannot be rebuilt: {err}"),
-                &mut row_findings,
-            ),
-        }
+        let e = &rows[pos];
         let prev = match last_seen {
             None if e.idx == first => Some(chain),
             Some(l) if e.idx == l + 1 => Some(chain),
