@@ -26,6 +26,13 @@ pub struct LogConfig {
     pub dedup_window: usize,
     /// Lease validity without renewal (milliseconds).
     pub lease_ttl_ms: i64,
+    /// How often small segments are merged in the background (milliseconds; 0 disables).
+    pub compact_interval_ms: u64,
+    /// Merged segments hold up to this many rows.
+    pub compact_target_rows: u64,
+    /// A run of small segments is merged once it has this many segments
+    /// (or half the target rows).
+    pub compact_min_segments: usize,
 }
 
 impl Default for LogConfig {
@@ -40,6 +47,9 @@ impl Default for LogConfig {
             max_unpublished_bytes: 1 << 30,
             dedup_window: 1_000_000,
             lease_ttl_ms: 30_000,
+            compact_interval_ms: 10_000,
+            compact_target_rows: 50_000,
+            compact_min_segments: 8,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! [`note`] and [`segment`] that third parties can reuse to check our output.
 
 pub mod codec;
+pub mod compact;
 pub mod config;
 pub mod jcs;
 pub mod keys;

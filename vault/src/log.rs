@@ -283,7 +283,10 @@ async fn load_store(ctx: &LogContext, ns: &str) -> Result<Loaded, OpenError> {
         .iter()
         .filter_map(|n| segment::parse_segment_file_name(n))
         .collect();
-    ranges.sort();
+    // After an interrupted merge, small segments may sit under the merged one:
+    // take the largest segment at each position (the compactor cleans up).
+    crate::compact::cover_order(&mut ranges);
+    let (ranges, _covered) = crate::compact::split_covered(&ranges);
     for (first, last) in ranges {
         if first != l.tree.len() {
             return Err(inconsistent(
@@ -554,6 +557,7 @@ impl NsLog {
             lease,
             inflight: None,
             last_renew: tokio::time::Instant::now(),
+            last_compact: tokio::time::Instant::now(),
             wal_dir: wal_dir.to_path_buf(),
         };
         // A checkpoint for segments written just before a crash, if it is missing.
@@ -845,6 +849,7 @@ struct Publisher {
     /// checkpointed: a retry must write exactly the same range.
     inflight: Option<u64>,
     last_renew: tokio::time::Instant,
+    last_compact: tokio::time::Instant,
     wal_dir: std::path::PathBuf,
 }
 
@@ -925,7 +930,45 @@ impl Publisher {
         while self.publish_once().await? {
             self.renew_if_due().await?;
         }
+        self.compact_if_due().await;
         Ok(())
+    }
+
+    /// Merges small segments now and then (see [`crate::compact`]). Failures
+    /// are logged and retried next time; they never stop publishing.
+    async fn compact_if_due(&mut self) {
+        let cfg = &self.shared.cfg;
+        if cfg.compact_interval_ms == 0
+            || self.last_compact.elapsed() < Duration::from_millis(cfg.compact_interval_ms)
+            || self.shared.check().is_err()
+        {
+            return;
+        }
+        self.last_compact = tokio::time::Instant::now();
+        let policy = crate::compact::CompactPolicy {
+            target_rows: cfg.compact_target_rows.max(2),
+            min_segments: cfg.compact_min_segments.max(2),
+        };
+        let shared = self.shared.clone();
+        let root_at = move |size: u64| {
+            let st = shared
+                .state
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            st.tree.root_at(size).ok()
+        };
+        let r = crate::compact::compact_once(
+            &self.ctx.store,
+            &self.shared.ns,
+            &self.shared.origin,
+            &self.ctx.key,
+            root_at,
+            policy,
+        )
+        .await;
+        if let Err(e) = r {
+            tracing::warn!(ns = %self.shared.ns, "compaction: {e}");
+        }
     }
 
     /// Renews the lease when a third of its TTL has passed since the last renewal.
