@@ -117,7 +117,7 @@ async fn small_segments_are_merged_and_everything_still_verifies() {
 /// Merges segments [i, j) of the store by hand with the real key, as an
 /// interrupted compaction would have left them (merged written, small not deleted).
 fn merge_by_hand(data: &Path, from: usize, to: usize) -> String {
-    let names = segment_names(&data);
+    let names = segment_names(data);
     let segs: Vec<_> = names[from..to]
         .iter()
         .map(|n| {
