@@ -48,6 +48,9 @@ fn benches(c: &mut Criterion) {
     g.bench_function("jcs_committed_record", |b| {
         b.iter(|| jcs::to_canonical_vec(&record).unwrap())
     });
+    g.bench_function("committed_record_direct", |b| {
+        b.iter(|| e.committed_record_bytes().unwrap())
+    });
     let bytes = jcs::to_canonical_vec(&record).unwrap();
     g.bench_function("leaf_hash", |b| b.iter(|| leaf_hash(&bytes)));
     let content = "x".repeat(1024);
