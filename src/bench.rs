@@ -121,11 +121,12 @@ async fn run_async(a: IngestArgs) -> anyhow::Result<()> {
     );
     let next = Arc::new(AtomicU64::new(0));
     let max_index = Arc::new(AtomicU64::new(0));
+    let retries = Arc::new(AtomicU64::new(0));
     let bytes_sent = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..a.concurrency {
-        let (client, url, token, bodies, next, bytes_sent, max_index) = (
+        let (client, url, token, bodies, next, bytes_sent, max_index, retries) = (
             client.clone(),
             url.clone(),
             a.token.clone(),
@@ -133,6 +134,7 @@ async fn run_async(a: IngestArgs) -> anyhow::Result<()> {
             next.clone(),
             bytes_sent.clone(),
             max_index.clone(),
+            retries.clone(),
         );
         let (rate, batch, total) = (a.rate, a.batch, a.events);
         workers.push(tokio::spawn(async move {
@@ -163,17 +165,27 @@ async fn run_async(a: IngestArgs) -> anyhow::Result<()> {
                     json!({ "events": evs }).to_string()
                 };
                 bytes_sent.fetch_add(body.len() as u64, Ordering::Relaxed);
-                let resp = client
-                    .post(&url)
-                    .bearer_auth(&token)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .context("sending")?;
-                let status = resp.status();
-                let text = resp.text().await?;
-                anyhow::ensure!(status.is_success(), "server answered {status}: {text}");
+                // A 503 (load shed) is retried after a pause, as a real client
+                // would; the latency then includes the wait.
+                let text = loop {
+                    let resp = client
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .context("sending")?;
+                    let status = resp.status();
+                    let text = resp.text().await?;
+                    if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                        retries.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                    anyhow::ensure!(status.is_success(), "server answered {status}: {text}");
+                    break text;
+                };
                 lat.push(scheduled.elapsed().as_secs_f64() * 1000.0);
                 if let Some(i) = last_index(&text) {
                     max_index.fetch_max(i, Ordering::Relaxed);
@@ -199,12 +211,13 @@ async fn run_async(a: IngestArgs) -> anyhow::Result<()> {
         "p99_ms": percentile(&lat, 0.99),
         "max_ms": lat.last().copied().unwrap_or(0.0),
         "checkpoint_lag_ms": lag,
+        "retried_503": retries.load(Ordering::Relaxed),
     });
     if a.json {
         println!("{out}");
     } else {
         println!(
-            "{} events in {:.2}s: {:.0} events/s, {:.1} MB/s; ack latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} requests); checkpoint covered the last ack after {:.0} ms",
+            "{} events in {:.2}s: {:.0} events/s, {:.1} MB/s; ack latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} requests, {} retried after 503); checkpoint covered the last ack after {:.0} ms",
             a.events,
             secs,
             out["events_per_sec"].as_f64().unwrap_or(0.0),
@@ -213,6 +226,7 @@ async fn run_async(a: IngestArgs) -> anyhow::Result<()> {
             out["p99_ms"].as_f64().unwrap_or(0.0),
             out["max_ms"].as_f64().unwrap_or(0.0),
             lat.len(),
+            retries.load(Ordering::Relaxed),
             lag
         );
     }

@@ -19,6 +19,8 @@ pub struct LogConfig {
     /// Append requests that may wait for the sequencer before callers get 503.
     pub queue_requests: usize,
     /// Durable but not yet published entries allowed before appends get 503.
+    /// This is what keeps "a checkpoint covers every ack within 2 s" true
+    /// when writers outrun the publisher: they are slowed down instead.
     pub max_unpublished_events: usize,
     /// Same bound in approximate bytes.
     pub max_unpublished_bytes: usize,
@@ -43,8 +45,8 @@ impl Default for LogConfig {
             segment_max_bytes: 64 << 20,
             group_max_events: 20_000,
             queue_requests: 1024,
-            max_unpublished_events: 2_000_000,
-            max_unpublished_bytes: 1 << 30,
+            max_unpublished_events: 150_000,
+            max_unpublished_bytes: 256 << 20,
             dedup_window: 1_000_000,
             lease_ttl_ms: 30_000,
             compact_interval_ms: 10_000,
