@@ -153,6 +153,23 @@ fn writer_props() -> WriterProperties {
     for c in [col::SESSION_ID, col::EVENT_ID, col::TRACE_ID] {
         b = b.set_column_bloom_filter_enabled(ColumnPath::from(c), true);
     }
+    // Payloads, hashes and salts are unique per row: a dictionary never pays
+    // off and min/max statistics never prune anything, so skip both (they were
+    // a large share of encode time). Pruning columns (ns, idx, session_id,
+    // kind, ts, received_at, ...) keep page statistics.
+    for c in [
+        col::CONTENT,
+        col::ATTRIBUTES,
+        col::LEAF_HASH,
+        col::SALT,
+        col::CONTENT_DIGEST,
+        col::ATTRIBUTES_DIGEST,
+        col::CHAIN_HASH,
+    ] {
+        b = b
+            .set_column_dictionary_enabled(ColumnPath::from(c), false)
+            .set_column_statistics_enabled(ColumnPath::from(c), EnabledStatistics::None);
+    }
     b.build()
 }
 
