@@ -47,8 +47,36 @@ async fn second_server_on_the_same_store_is_fenced() {
     let (s, r) = post_events(&c, &a.url, "alpha", &wa, ev.clone(), "?wait=checkpoint").await;
     assert_eq!((s, r["receipts"][0]["index"].as_u64()), (200, Some(1)));
 
-    // A stops cleanly and releases its lease: B may take over and continues the log.
+    // B can still serve reads of alpha (from the store, without the lease).
+    let (s, cp_b) = get(
+        &c,
+        &format!("{}/v1/logs/alpha/checkpoint", b.url),
+        Some(&wb),
+    )
+    .await;
+    assert_eq!(s, 200, "{cp_b}");
+    let (_, cp_a) = get(
+        &c,
+        &format!("{}/v1/logs/alpha/checkpoint", a.url),
+        Some(&wa),
+    )
+    .await;
+    assert_eq!(cp_a, cp_b);
+    let (s, proof) = get(
+        &c,
+        &format!("{}/v1/logs/alpha/proof/inclusion?index=0&size=2", b.url),
+        Some(&wb),
+    )
+    .await;
+    assert_eq!(s, 200, "{proof}");
+
+    // A stops cleanly and releases its lease; B's reads did not take it.
     assert_eq!(a.terminate(), Some(0));
+    assert!(
+        !dir.path().join("shared/ns/alpha/lease").exists(),
+        "a read took the lease"
+    );
+    // B may now take over and continues the log.
     let (s, r) = post_events(&c, &b.url, "alpha", &wb, ev.clone(), "?wait=checkpoint").await;
     assert_eq!(s, 200, "{r}");
     assert_eq!(r["receipts"][0]["index"], 2);

@@ -283,7 +283,7 @@ async fn readable_log(
     st: &AppState,
     headers: &HeaderMap,
     ns: &str,
-) -> Result<Arc<tracevault_vault::NsLog>, ApiError> {
+) -> Result<tracevault_vault::LogView, ApiError> {
     let claims = auth::authenticate(st, headers)?;
     auth::authorize(
         &claims,
@@ -291,7 +291,7 @@ async fn readable_log(
         Some(ns),
     )?;
     validate_namespace(ns, true)?;
-    st.vault.existing_log(ns).await?.ok_or_else(|| {
+    st.vault.view(ns).await?.ok_or_else(|| {
         ApiError::not_found(
             "unknown_namespace",
             format!("namespace {ns} has no entries yet"),

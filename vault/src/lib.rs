@@ -28,6 +28,6 @@ pub use config::LogConfig;
 pub use log::{AppendError, NsLog, Receipt};
 pub use store::Store;
 pub use vault::{
-    NamespaceInfo, VAULT_FORMAT, Vault, VaultError, VaultMeta, VaultOptions, read_meta,
+    LogView, NamespaceInfo, VAULT_FORMAT, Vault, VaultError, VaultMeta, VaultOptions, read_meta,
     validate_namespace,
 };

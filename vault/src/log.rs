@@ -407,6 +407,70 @@ async fn load_store(ctx: &LogContext, ns: &str) -> Result<Loaded, OpenError> {
     Ok(l)
 }
 
+/// A read-only view of a namespace this server does not write: its tree and
+/// latest checkpoint, rebuilt from the store (with the same checks as an
+/// open), without taking the lease. Reads must never make a server the
+/// writer of a namespace.
+pub struct Snapshot {
+    tree: MerkleTree,
+    latest: Option<(u64, String)>,
+}
+
+impl Snapshot {
+    /// Loads the namespace from the store.
+    pub async fn load(ctx: &LogContext, ns: &str) -> Result<Snapshot, OpenError> {
+        let l = load_store(ctx, ns).await?;
+        Ok(Snapshot {
+            tree: l.tree,
+            latest: l.latest,
+        })
+    }
+
+    /// The latest signed checkpoint seen when the snapshot was taken.
+    pub fn latest_checkpoint(&self) -> Option<(u64, String)> {
+        self.latest.clone()
+    }
+
+    fn published(&self) -> u64 {
+        self.latest.as_ref().map_or(0, |(s, _)| *s)
+    }
+
+    /// Inclusion proof, for sizes the latest checkpoint covers.
+    pub fn inclusion_proof(
+        &self,
+        index: u64,
+        size: u64,
+    ) -> Result<(Hash, Vec<Hash>), crate::merkle::MerkleError> {
+        if size > self.published() {
+            return Err(crate::merkle::MerkleError::SizeOutOfRange {
+                size,
+                len: self.published(),
+            });
+        }
+        let proof = self.tree.inclusion_proof(index, size)?;
+        let leaf = self
+            .tree
+            .leaf(index)
+            .ok_or(crate::merkle::MerkleError::IndexOutOfRange { index, size })?;
+        Ok((leaf, proof))
+    }
+
+    /// Consistency proof, for sizes the latest checkpoint covers.
+    pub fn consistency_proof(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Hash>, crate::merkle::MerkleError> {
+        if to > self.published() {
+            return Err(crate::merkle::MerkleError::SizeOutOfRange {
+                size: to,
+                len: self.published(),
+            });
+        }
+        self.tree.consistency_proof(from, to)
+    }
+}
+
 /// The last checkpoint this server signed for a namespace, kept beside its
 /// WAL so that a store rolled back behind our back is noticed at open.
 const SIGNED_FILE: &str = "last-signed-checkpoint";

@@ -22,7 +22,7 @@ use tracevault_schemas::Event;
 use crate::config::LogConfig;
 use crate::keys::{self, KeyError};
 use crate::lease::LeaseError;
-use crate::log::{AppendError, LogContext, NsLog, OpenError, Receipt};
+use crate::log::{AppendError, LogContext, NsLog, OpenError, Receipt, Snapshot};
 use crate::note;
 use crate::record::{Prepared, RecordError};
 use crate::store::{Store, StoreError, layout};
@@ -135,6 +135,48 @@ pub struct VaultOptions {
     pub log: LogConfig,
 }
 
+/// What reads of a namespace go through.
+pub enum LogView {
+    /// This server writes the namespace.
+    Open(Arc<NsLog>),
+    /// A read-only snapshot of the store.
+    Snapshot(Arc<Snapshot>),
+}
+
+impl LogView {
+    /// The latest signed checkpoint (size, note).
+    pub fn latest_checkpoint(&self) -> Option<(u64, String)> {
+        match self {
+            LogView::Open(l) => l.latest_checkpoint(),
+            LogView::Snapshot(s) => s.latest_checkpoint(),
+        }
+    }
+
+    /// Inclusion proof of `index` at `size` (covered by a checkpoint).
+    pub fn inclusion_proof(
+        &self,
+        index: u64,
+        size: u64,
+    ) -> Result<(crate::record::Hash, Vec<crate::record::Hash>), crate::merkle::MerkleError> {
+        match self {
+            LogView::Open(l) => l.inclusion_proof(index, size),
+            LogView::Snapshot(s) => s.inclusion_proof(index, size),
+        }
+    }
+
+    /// Consistency proof between two sizes (covered by a checkpoint).
+    pub fn consistency_proof(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<crate::record::Hash>, crate::merkle::MerkleError> {
+        match self {
+            LogView::Open(l) => l.consistency_proof(from, to),
+            LogView::Snapshot(s) => s.consistency_proof(from, to),
+        }
+    }
+}
+
 /// A namespace as listed by `/v1/vault`.
 #[derive(Debug, Clone, Serialize)]
 pub struct NamespaceInfo {
@@ -153,6 +195,8 @@ struct Inner {
     /// One cell per namespace, so that opening one (which may read the whole
     /// namespace from the store) never blocks appends to the others.
     logs: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Arc<NsLog>>>>>,
+    /// Read-only views of namespaces this server does not write.
+    snapshots: tokio::sync::Mutex<HashMap<String, Arc<Snapshot>>>,
     _lock: File,
 }
 
@@ -276,6 +320,7 @@ impl Vault {
                 meta,
                 data_dir: data.clone(),
                 logs: tokio::sync::Mutex::new(HashMap::new()),
+                snapshots: tokio::sync::Mutex::new(HashMap::new()),
                 _lock: lock,
             }),
         };
@@ -360,9 +405,11 @@ impl Vault {
         Ok(log.clone())
     }
 
-    /// The log of `ns` if it exists in the store or is open; `None` otherwise
-    /// (so that reads never create namespaces).
-    pub async fn existing_log(&self, ns: &str) -> Result<Option<Arc<NsLog>>, VaultError> {
+    /// A view for reading `ns` (checkpoint, proofs): the open log when this
+    /// server writes it, otherwise a read-only snapshot of the store, refreshed
+    /// when the store's latest checkpoint moves. `None` when the namespace has
+    /// no checkpoint yet. Reads never take the namespace lease.
+    pub async fn view(&self, ns: &str) -> Result<Option<LogView>, VaultError> {
         validate_namespace(ns, true)?;
         let open = self
             .inner
@@ -372,19 +419,34 @@ impl Vault {
             .get(ns)
             .and_then(|c| c.get().cloned());
         if let Some(l) = open {
-            return Ok(Some(l.clone()));
+            return Ok(Some(LogView::Open(l)));
         }
-        if self
+        let Some(pointer) = self
             .inner
             .ctx
             .store
             .get(&layout::latest_checkpoint(ns))
             .await?
-            .is_none()
-        {
+        else {
             return Ok(None);
+        };
+        let size: Option<u64> = String::from_utf8_lossy(&pointer)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.parse().ok());
+        let cached = self.inner.snapshots.lock().await.get(ns).cloned();
+        if let Some(snap) = cached
+            && snap.latest_checkpoint().map(|(s, _)| s) == size
+        {
+            return Ok(Some(LogView::Snapshot(snap)));
         }
-        self.log(ns).await.map(Some)
+        let snap = Arc::new(Snapshot::load(&self.inner.ctx, ns).await?);
+        self.inner
+            .snapshots
+            .lock()
+            .await
+            .insert(ns.to_string(), snap.clone());
+        Ok(Some(LogView::Snapshot(snap)))
     }
 
     /// Appends validated events to `ns`; resolves once they are durable.
