@@ -111,7 +111,7 @@ async fn fetch_own(
     let seg = tokio::task::spawn_blocking(move || {
         let seg = segment::decode(bytes.clone()).map_err(|e| e.to_string())?;
         let ok = segment::verify_header_signature(&seg.header, &seg.signature, &vk)
-            && segment::data_digest_matches(&seg.header, &bytes)
+            && segment::file_digest_matches(&seg.header, &seg.signature, &bytes)
             && (seg.header.first, seg.header.last) == (first, last)
             && seg.entries.len() as u64 == last - first + 1
             && seg

@@ -307,8 +307,8 @@ async fn load_store(ctx: &LogContext, ns: &str) -> Result<Loaded, OpenError> {
             if !segment::verify_header_signature(&seg.header, &seg.signature, &vk) {
                 return Err("header signature does not verify with the log key".to_string());
             }
-            if !segment::data_digest_matches(&seg.header, &bytes) {
-                return Err("file bytes differ from the signed data digest".to_string());
+            if !segment::file_digest_matches(&seg.header, &seg.signature, &bytes) {
+                return Err("file bytes differ from the signed file digest".to_string());
             }
             if (seg.header.first, seg.header.last) != (first, last) {
                 return Err("header range differs from the object name".to_string());
@@ -1184,7 +1184,7 @@ impl Publisher {
         let (h, sig) = segment::decode_header(&bytes).map_err(|e| e.to_string())?;
         use base64::Engine;
         let ok = segment::verify_header_signature(&h, &sig, &self.ctx.key.verifying_key())
-            && segment::data_digest_matches(&h, &bytes)
+            && segment::file_digest_matches(&h, &sig, &bytes)
             && (h.first, h.last) == (first, last)
             && h.chain_in == hex::encode(chain_in)
             && h.chain_out == hex::encode(chain_out)

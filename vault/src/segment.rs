@@ -4,10 +4,13 @@
 //!
 //! The header binds the segment to the log: its index range, the chain hash
 //! before and after it, and the Merkle tree size and root after it. It also
-//! carries the SHA-256 of every byte of the file written before the footer
-//! (`data_len`, `data_sha256`), so a flipped bit in any data page is caught
-//! even where it would not change a decoded value. The footer itself holds the
-//! signed header; statistics and indexes in it are pruning hints only.
+//! carries `file_sha256`: the SHA-256 of every byte of the file, with the two
+//! footer values that hold the header and its signature replaced by zero
+//! bytes (they cannot cover themselves). So a flipped bit anywhere, in a data
+//! page, a statistic, a page index or the footer, is caught, even where it
+//! would not change a decoded value. The writer first writes the file with
+//! placeholders of the exact final lengths, digests it, then patches the real
+//! header and signature in place.
 
 use std::borrow::Borrow;
 use std::sync::Arc;
@@ -70,10 +73,11 @@ pub struct SegmentHeader {
     pub tree_size: u64,
     /// Merkle root at `tree_size` (base64, as in checkpoints).
     pub root: String,
-    /// Bytes of the file covered by `data_sha256` (everything before the footer).
+    /// Bytes of the file before the footer (row groups), for information.
     pub data_len: u64,
-    /// SHA-256 (hex) of the first `data_len` bytes of the file.
-    pub data_sha256: String,
+    /// SHA-256 (hex) of the whole file with the header and signature footer
+    /// values zeroed (see the module docs).
+    pub file_sha256: String,
     /// C2SP key id (hex) of the signing key, for precise error messages.
     pub key_id: String,
 }
@@ -272,8 +276,8 @@ pub fn encode<E: Borrow<Entry>>(
     w.flush().map_err(pq)?;
     // Push the buffered bytes through, so `inner()` holds everything before the footer.
     w.sync().map_err(pq)?;
-    let data = w.inner();
-    let header = SegmentHeader {
+    let data_len = w.inner().len() as u64;
+    let mut header = SegmentHeader {
         v: 1,
         ns: first.ns.clone(),
         first: first.idx,
@@ -282,20 +286,80 @@ pub fn encode<E: Borrow<Entry>>(
         chain_out: hex::encode(last.chain_hash),
         tree_size: last.idx + 1,
         root: B64.encode(seal.root),
-        data_len: data.len() as u64,
-        data_sha256: hex::encode(Sha256::digest(data)),
+        data_len,
+        file_sha256: "0".repeat(64),
         key_id: hex::encode(seal.key_id),
     };
-    let sig = seal.key.sign(&header.signed_bytes()?);
-    let header_json =
-        jcs::to_canonical_string(&serde_json::to_value(&header).map_err(pq)?).map_err(pq)?;
-    w.append_key_value_metadata(KeyValue::new(HEADER_KEY.to_string(), header_json));
+    let header_text = |h: &SegmentHeader| -> Result<String, SegmentError> {
+        jcs::to_canonical_string(&serde_json::to_value(h).map_err(pq)?).map_err(pq)
+    };
+    // Placeholders of the exact final lengths (the digest is fixed-width hex,
+    // an Ed25519 signature is always 88 base64 characters).
+    let placeholder_header = header_text(&header)?;
+    let placeholder_sig = B64.encode([0u8; 64]);
+    w.append_key_value_metadata(KeyValue::new(
+        HEADER_KEY.to_string(),
+        placeholder_header.clone(),
+    ));
     w.append_key_value_metadata(KeyValue::new(
         SIGNATURE_KEY.to_string(),
-        B64.encode(sig.to_bytes()),
+        placeholder_sig.clone(),
     ));
-    let bytes = w.into_inner().map_err(pq)?;
+    let mut bytes = w.into_inner().map_err(pq)?;
+    let footer = footer_range(&bytes)?;
+    let h_at = find_in(&bytes, footer.clone(), placeholder_header.as_bytes())
+        .ok_or_else(|| SegmentError::Format("header placeholder not found in the footer".into()))?;
+    let s_at = find_in(&bytes, footer, placeholder_sig.as_bytes()).ok_or_else(|| {
+        SegmentError::Format("signature placeholder not found in the footer".into())
+    })?;
+    let holes = [
+        (h_at, placeholder_header.len()),
+        (s_at, placeholder_sig.len()),
+    ];
+    header.file_sha256 = hex::encode(digest_with_holes(&bytes, &holes));
+    let real_header = header_text(&header)?;
+    let sig = B64.encode(seal.key.sign(&header.signed_bytes()?).to_bytes());
+    if real_header.len() != placeholder_header.len() || sig.len() != placeholder_sig.len() {
+        return Err(SegmentError::Format("footer values changed length".into()));
+    }
+    bytes[h_at..h_at + real_header.len()].copy_from_slice(real_header.as_bytes());
+    bytes[s_at..s_at + sig.len()].copy_from_slice(sig.as_bytes());
     Ok((header, Bytes::from(bytes)))
+}
+
+/// The byte range of the Parquet footer (thrift metadata) of a file.
+fn footer_range(file: &[u8]) -> Result<std::ops::Range<usize>, SegmentError> {
+    let n = file.len();
+    if n < 12 || &file[n - 4..] != b"PAR1" {
+        return Err(SegmentError::Format("not a Parquet file".into()));
+    }
+    let len = u32::from_le_bytes([file[n - 8], file[n - 7], file[n - 6], file[n - 5]]) as usize;
+    let start = (n - 8)
+        .checked_sub(len)
+        .ok_or_else(|| SegmentError::Format("footer length out of range".into()))?;
+    Ok(start..n - 8)
+}
+
+fn find_in(file: &[u8], range: std::ops::Range<usize>, needle: &[u8]) -> Option<usize> {
+    file[range.clone()]
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| p + range.start)
+}
+
+/// SHA-256 of `file` with each `(offset, len)` hole read as zero bytes.
+fn digest_with_holes(file: &[u8], holes: &[(usize, usize)]) -> [u8; 32] {
+    let mut holes = holes.to_vec();
+    holes.sort();
+    let mut h = Sha256::new();
+    let mut at = 0;
+    for (off, len) in holes {
+        h.update(&file[at..off]);
+        h.update(vec![0u8; len]);
+        at = off + len;
+    }
+    h.update(&file[at..]);
+    h.finalize().into()
 }
 
 /// A segment file read back: header, signature and rows, not yet verified.
@@ -496,12 +560,28 @@ pub fn verify_header_signature(
     }
 }
 
-/// Checks the header's `data_sha256` against the file bytes.
-pub fn data_digest_matches(header: &SegmentHeader, file: &[u8]) -> bool {
-    let Ok(len) = usize::try_from(header.data_len) else {
+/// Checks the header's `file_sha256` against the file: every byte of it, with
+/// the footer values holding exactly this header (as RFC 8785 text) and this
+/// signature (as base64) read as zeros.
+pub fn file_digest_matches(header: &SegmentHeader, signature: &[u8], file: &[u8]) -> bool {
+    let Ok(footer) = footer_range(file) else {
         return false;
     };
-    file.len() >= len && hex::encode(Sha256::digest(&file[..len])) == header.data_sha256
+    let Ok(v) = serde_json::to_value(header) else {
+        return false;
+    };
+    let Ok(text) = jcs::to_canonical_string(&v) else {
+        return false;
+    };
+    let sig = B64.encode(signature);
+    let (Some(h_at), Some(s_at)) = (
+        find_in(file, footer.clone(), text.as_bytes()),
+        find_in(file, footer, sig.as_bytes()),
+    ) else {
+        return false;
+    };
+    let d = digest_with_holes(file, &[(h_at, text.len()), (s_at, sig.len())]);
+    hex::encode(d) == header.file_sha256
 }
 
 #[cfg(test)]
@@ -555,10 +635,15 @@ mod tests {
             &d.signature,
             &SigningKey::from_bytes(&[8; 32]).verifying_key()
         ));
-        assert!(data_digest_matches(&header, &bytes));
+        assert!(file_digest_matches(&header, &d.signature, &bytes));
         let mut flipped = bytes.to_vec();
         flipped[10] ^= 1;
-        assert!(!data_digest_matches(&header, &flipped));
+        assert!(!file_digest_matches(&header, &d.signature, &flipped));
+        // A flipped bit in the footer (statistics, indexes) is caught too.
+        let footer = footer_range(&bytes).unwrap();
+        let mut in_footer = bytes.to_vec();
+        in_footer[footer.start + 3] ^= 1;
+        assert!(!file_digest_matches(&header, &d.signature, &in_footer));
     }
 
     #[test]

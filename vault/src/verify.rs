@@ -232,12 +232,11 @@ fn check_segment(
             // The footer may still be intact: say whether the data pages changed.
             if let Ok((h, sig)) = segment::decode_header(&bytes)
                 && segment::verify_header_signature(&h, &sig, key)
-                && !segment::data_digest_matches(&h, &bytes)
+                && !segment::file_digest_matches(&h, &sig, &bytes)
             {
                 find(
                     None,
-                    "file bytes differ from the signed data digest (Parquet data pages changed)"
-                        .into(),
+                    "file bytes differ from the signed file digest (Parquet file changed)".into(),
                 );
             }
             return out;
@@ -261,10 +260,10 @@ fn check_segment(
             );
         }
     }
-    if !segment::data_digest_matches(h, &bytes) {
+    if !segment::file_digest_matches(h, &seg.signature, &bytes) {
         find(
             None,
-            "file bytes differ from the signed data digest (Parquet data pages changed)".into(),
+            "file bytes differ from the signed file digest (Parquet file changed)".into(),
         );
     }
     if (h.first, h.last) != (first, last) || h.tree_size != last + 1 || h.ns != ns {

@@ -799,7 +799,7 @@ async fn j_flipped_bit_in_a_parquet_file() {
     std::fs::write(&path, &bytes).unwrap();
     let r = check(d.path(), f).await;
     println!("{}", describe(&r));
-    let digest = "file bytes differ from the signed data digest (Parquet data pages changed)";
+    let digest = "file bytes differ from the signed file digest (Parquet file changed)";
     assert!(
         r.findings.iter().any(|x| x.ns == "beta"
             && x.object == obj
@@ -842,7 +842,7 @@ async fn j2_flipped_bit_in_every_data_byte_position_sampled() {
         assert!(
             r.findings
                 .iter()
-                .any(|x| x.object == obj && x.message.contains("signed data digest")),
+                .any(|x| x.object == obj && x.message.contains("signed file digest")),
             "flip at byte {at}:\n{}",
             describe(&r)
         );
