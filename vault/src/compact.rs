@@ -58,6 +58,11 @@ pub fn split_covered(ranges: &[Range]) -> (Vec<Range>, Vec<Range>) {
     (cover, covered)
 }
 
+/// Most segments merged in one round, and most leftovers deleted in one round:
+/// a round runs inside the publisher, so it must stay short (a few seconds of
+/// object-store calls) for checkpoints and lease renewals to keep their pace.
+pub const MAX_SEGMENTS_PER_ROUND: usize = 128;
+
 /// Picks the first run of consecutive small segments worth merging.
 pub fn pick_run(cover: &[(u64, u64)], policy: CompactPolicy) -> Option<(usize, usize)> {
     let small = |&(a, b): &(u64, u64)| b - a + 1 < policy.target_rows / 2;
@@ -68,7 +73,11 @@ pub fn pick_run(cover: &[(u64, u64)], policy: CompactPolicy) -> Option<(usize, u
             continue;
         }
         let (mut j, mut rows) = (i, 0u64);
-        while j < cover.len() && small(&cover[j]) && (j == i || cover[j].0 == cover[j - 1].1 + 1) {
+        while j < cover.len()
+            && j - i < MAX_SEGMENTS_PER_ROUND
+            && small(&cover[j])
+            && (j == i || cover[j].0 == cover[j - 1].1 + 1)
+        {
             let r = cover[j].1 - cover[j].0 + 1;
             if rows + r > policy.target_rows {
                 break;
@@ -157,14 +166,23 @@ pub async fn compact_once(
         tree(size).ok_or_else(|| CompactError::Foreign(format!("tree has no size {size}")))
     };
     let mut changed = 0;
-    // Leftovers of an interrupted merge: delete them only under a verified cover.
-    for &(a, b) in &covered {
+    // Leftovers of an interrupted merge: delete them only under a verified
+    // cover (each cover checked once per round).
+    let mut verified: Vec<Range> = Vec::new();
+    for &(a, b) in covered.iter().take(MAX_SEGMENTS_PER_ROUND) {
         let Some(&c) = cover.iter().rev().find(|&&(ca, cb)| ca <= a && b <= cb) else {
             continue;
         };
-        fetch_own(store, ns, c, key, root_at(c.1 + 1)?).await?;
+        if !verified.contains(&c) {
+            fetch_own(store, ns, c, key, root_at(c.1 + 1)?).await?;
+            verified.push(c);
+        }
         store.delete(&layout::segment(ns, a, b)).await?;
         changed += 1;
+    }
+    if changed > 0 {
+        // One kind of work per round keeps rounds short.
+        return Ok(changed);
     }
     let Some((i, j)) = pick_run(&cover, policy) else {
         return Ok(changed);

@@ -124,8 +124,8 @@ struct Shared {
     lease_valid_until: Mutex<Instant>,
 }
 
-fn lease_margin_deadline(ttl_ms: i64) -> Instant {
-    Instant::now() + Duration::from_millis((ttl_ms.max(0) as u64) * 3 / 4)
+fn lease_margin_deadline(from: Instant, ttl_ms: i64) -> Instant {
+    from + Duration::from_millis((ttl_ms.max(0) as u64) * 3 / 4)
 }
 
 impl Shared {
@@ -262,7 +262,27 @@ fn inconsistent(ns: &str, reason: String) -> OpenError {
 /// Reads every segment of `ns` in order and rebuilds the log state. Segments
 /// are checked for contiguity and chain continuity (full verification is
 /// `tracevault verify`'s job).
-async fn load_store(ctx: &LogContext, ns: &str) -> Result<Loaded, OpenError> {
+async fn load_store(ctx: &LogContext, ns: &str, snapshot: bool) -> Result<Loaded, OpenError> {
+    // A snapshot of a namespace another server is writing reads the pointer
+    // first and stops there: segments and checkpoints published meanwhile are
+    // not part of it (and are not inconsistencies).
+    let limit = if snapshot {
+        match ctx.store.get(&layout::latest_checkpoint(ns)).await? {
+            Some(b) => {
+                let name = format!("{}/{ns}", ctx.vault_origin);
+                let cp = note::open_checkpoint(
+                    &String::from_utf8_lossy(&b),
+                    &name,
+                    &ctx.key.verifying_key(),
+                )
+                .map_err(|e| inconsistent(ns, format!("latest checkpoint: {e}")))?;
+                Some((cp.size, String::from_utf8_lossy(&b).to_string()))
+            }
+            None => Some((0, String::new())),
+        }
+    } else {
+        None
+    };
     let mut l = Loaded {
         tree: MerkleTree::new(),
         chain: [0; 32],
@@ -288,6 +308,9 @@ async fn load_store(ctx: &LogContext, ns: &str) -> Result<Loaded, OpenError> {
     crate::compact::cover_order(&mut ranges);
     let (ranges, _covered) = crate::compact::split_covered(&ranges);
     for (first, last) in ranges {
+        if limit.as_ref().is_some_and(|(size, _)| first >= *size) {
+            break;
+        }
         if first != l.tree.len() {
             return Err(inconsistent(
                 ns,
@@ -360,6 +383,22 @@ async fn load_store(ctx: &LogContext, ns: &str) -> Result<Loaded, OpenError> {
     }
     l.published = l.tree.len();
     l.published_chain = l.chain;
+    if let Some((size, text)) = limit {
+        if size == 0 {
+            return Ok(l);
+        }
+        let name = format!("{}/{ns}", ctx.vault_origin);
+        let cp = note::open_checkpoint(&text, &name, &ctx.key.verifying_key())
+            .map_err(|e| inconsistent(ns, format!("latest checkpoint: {e}")))?;
+        if l.published != size || l.tree.root_at(size).ok() != Some(cp.root) {
+            return Err(inconsistent(
+                ns,
+                format!("the segments do not match the latest checkpoint of size {size}"),
+            ));
+        }
+        l.latest = Some((size, text));
+        return Ok(l);
+    }
     if let Some(bytes) = ctx.store.get(&layout::latest_checkpoint(ns)).await? {
         let text = String::from_utf8_lossy(&bytes).to_string();
         let name = format!("{}/{ns}", ctx.vault_origin);
@@ -419,7 +458,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// Loads the namespace from the store.
     pub async fn load(ctx: &LogContext, ns: &str) -> Result<Snapshot, OpenError> {
-        let l = load_store(ctx, ns).await?;
+        let l = load_store(ctx, ns, true).await?;
         Ok(Snapshot {
             tree: l.tree,
             latest: l.latest,
@@ -529,7 +568,7 @@ impl NsLog {
         wal_dir: &FsPath,
     ) -> Result<Arc<NsLog>, OpenError> {
         let lease = Lease::acquire(&ctx.store, ns, &ctx.instance_id, ctx.cfg.lease_ttl_ms).await?;
-        let mut l = load_store(&ctx, ns).await?;
+        let mut l = load_store(&ctx, ns, false).await?;
         check_last_signed(&ctx, ns, wal_dir, &l.tree)?;
         let (dir, published) = (wal_dir.to_path_buf(), l.published);
         let (wal, recovered) = tokio::task::spawn_blocking(move || Wal::open(&dir, published))
@@ -576,6 +615,10 @@ impl NsLog {
                 "recovered from the WAL"
             );
         }
+        // Loading may have taken a while: renew now and count the lease's
+        // validity from this renewal, not from the end of the open.
+        let renewed_at = Instant::now();
+        lease.renew().await?;
         let durable = l.tree.len();
         let tail_bytes = l.tail.iter().map(|e| e.approx_size()).sum();
         let (durable_tx, _) = watch::channel(durable);
@@ -596,7 +639,7 @@ impl NsLog {
             status_msg: Mutex::new(String::new()),
             durable_tx,
             published_tx,
-            lease_valid_until: Mutex::new(lease_margin_deadline(ctx.cfg.lease_ttl_ms)),
+            lease_valid_until: Mutex::new(lease_margin_deadline(renewed_at, ctx.cfg.lease_ttl_ms)),
         });
         let seq = Sequencer {
             ns: ns.to_string(),
@@ -620,7 +663,7 @@ impl NsLog {
             shared: shared.clone(),
             lease,
             inflight: None,
-            last_renew: tokio::time::Instant::now(),
+            last_renew: tokio::time::Instant::from_std(renewed_at),
             last_compact: tokio::time::Instant::now(),
             wal_dir: wal_dir.to_path_buf(),
         };
@@ -683,6 +726,11 @@ impl NsLog {
             mpsc::error::TrySendError::Closed(_) => AppendError::Closed,
         })?;
         rx.await.map_err(|_| AppendError::Closed)?
+    }
+
+    /// False once the log is fenced or failed (it then serves nothing new).
+    pub fn is_healthy(&self) -> bool {
+        self.shared.check().is_ok()
     }
 
     /// Entries that are durable (the tree size including the unpublished tail).
@@ -807,7 +855,18 @@ fn sequencer_loop(
                 Err(_) => break,
             }
         }
-        if let Err(e) = shared.check() {
+        // Re-check here, not only at enqueue: a request may have waited in the
+        // queue past the lease deadline. Sealing and the WAL write follow at once.
+        let valid_until = *shared
+            .lease_valid_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let refused = match shared.check() {
+            Err(e) => Some(e),
+            Ok(()) if Instant::now() > valid_until => Some(AppendError::LeaseLapsed),
+            Ok(()) => None,
+        };
+        if let Some(e) = refused {
             for r in reqs {
                 let _ = r.reply.send(Err(clone_err(&e)));
             }

@@ -316,7 +316,9 @@ pub fn encode<E: Borrow<Entry>>(
         (h_at, placeholder_header.len()),
         (s_at, placeholder_sig.len()),
     ];
-    header.file_sha256 = hex::encode(digest_with_holes(&bytes, &holes));
+    let digest = digest_with_holes(&bytes, &holes)
+        .ok_or_else(|| SegmentError::Format("footer placeholders overlap".into()))?;
+    header.file_sha256 = hex::encode(digest);
     let real_header = header_text(&header)?;
     let sig = B64.encode(seal.key.sign(&header.signed_bytes()?).to_bytes());
     if real_header.len() != placeholder_header.len() || sig.len() != placeholder_sig.len() {
@@ -341,25 +343,29 @@ fn footer_range(file: &[u8]) -> Result<std::ops::Range<usize>, SegmentError> {
 }
 
 fn find_in(file: &[u8], range: std::ops::Range<usize>, needle: &[u8]) -> Option<usize> {
-    file[range.clone()]
+    if needle.is_empty() {
+        return None;
+    }
+    file.get(range.clone())?
         .windows(needle.len())
         .position(|w| w == needle)
         .map(|p| p + range.start)
 }
 
-/// SHA-256 of `file` with each `(offset, len)` hole read as zero bytes.
-fn digest_with_holes(file: &[u8], holes: &[(usize, usize)]) -> [u8; 32] {
+/// SHA-256 of `file` with each `(offset, len)` hole read as zero bytes;
+/// `None` when holes overlap or leave the file (a malformed footer).
+fn digest_with_holes(file: &[u8], holes: &[(usize, usize)]) -> Option<[u8; 32]> {
     let mut holes = holes.to_vec();
     holes.sort();
     let mut h = Sha256::new();
     let mut at = 0;
     for (off, len) in holes {
-        h.update(&file[at..off]);
+        h.update(file.get(at..off)?);
         h.update(vec![0u8; len]);
-        at = off + len;
+        at = off.checked_add(len)?;
     }
-    h.update(&file[at..]);
-    h.finalize().into()
+    h.update(file.get(at..)?);
+    Some(h.finalize().into())
 }
 
 /// A segment file read back: header, signature and rows, not yet verified.
@@ -580,8 +586,10 @@ pub fn file_digest_matches(header: &SegmentHeader, signature: &[u8], file: &[u8]
     ) else {
         return false;
     };
-    let d = digest_with_holes(file, &[(h_at, text.len()), (s_at, sig.len())]);
-    hex::encode(d) == header.file_sha256
+    match digest_with_holes(file, &[(h_at, text.len()), (s_at, sig.len())]) {
+        Some(d) => hex::encode(d) == header.file_sha256,
+        None => false,
+    }
 }
 
 #[cfg(test)]

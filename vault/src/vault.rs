@@ -418,7 +418,8 @@ impl Vault {
             .await
             .get(ns)
             .and_then(|c| c.get().cloned());
-        if let Some(l) = open {
+        // A fenced or failed log is frozen: read the store instead.
+        if let Some(l) = open.filter(|l| l.is_healthy()) {
             return Ok(Some(LogView::Open(l)));
         }
         let Some(pointer) = self
@@ -440,7 +441,18 @@ impl Vault {
         {
             return Ok(Some(LogView::Snapshot(snap)));
         }
-        let snap = Arc::new(Snapshot::load(&self.inner.ctx, ns).await?);
+        // The writer may merge segments while we read them: retry a few times.
+        let mut attempt = 0;
+        let snap = loop {
+            match Snapshot::load(&self.inner.ctx, ns).await {
+                Ok(s) => break Arc::new(s),
+                Err(e) if attempt < 3 => {
+                    tracing::debug!(ns, "snapshot load retried: {e}");
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         self.inner
             .snapshots
             .lock()

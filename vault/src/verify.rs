@@ -694,11 +694,29 @@ async fn verify_namespace(
                 let Some(bytes) = bytes else {
                     return Ok::<_, StoreError>(None);
                 };
+                let obj = object.clone();
+                let ns2 = ns.clone();
                 let out = tokio::task::spawn_blocking(move || {
                     check_segment(&ns, first, last, object, bytes, &key2, key_id)
                 })
-                .await
-                .map_err(|e| StoreError::Other(e.to_string()))?;
+                .await;
+                // A file crafted to break the checker is a finding about that
+                // file, never a reason to stop checking the rest of the store.
+                let out = out.unwrap_or_else(|e| SegmentOutcome {
+                    first,
+                    last,
+                    object: obj.clone(),
+                    header: None,
+                    leaves: Vec::new(),
+                    chain_out: None,
+                    findings: vec![Finding {
+                        ns: ns2,
+                        object: obj,
+                        index: None,
+                        message: format!("segment could not be checked (malformed file): {e}"),
+                    }],
+                    bytes: 0,
+                });
                 Ok(Some(out))
             }
         })
