@@ -561,8 +561,31 @@ pub async fn verify_store(store: &Store, opts: &VerifyOptions) -> Result<Report,
             .as_ref()
             .filter(|(p, _)| *p == ns)
             .map(|(_, cp)| cp.clone());
-        let summary = verify_namespace(store, &ns, &origin, &key, pin, opts, &mut report).await?;
-        report.namespaces.push(summary);
+        // A segment deleted mid-run (a live server merging) means the listing
+        // is stale: check the namespace again from a fresh listing.
+        let mut attempt = 0;
+        loop {
+            let mut part = Report::default();
+            let (summary, vanished) =
+                verify_namespace(store, &ns, &origin, &key, pin.clone(), opts, &mut part).await?;
+            if vanished && attempt < 3 {
+                attempt += 1;
+                continue;
+            }
+            if vanished {
+                part.findings.push(Finding {
+                    ns: ns.clone(),
+                    object: layout::segments(&ns).to_string(),
+                    index: None,
+                    message: "segments kept disappearing while being read; verify a quiet store"
+                        .into(),
+                });
+            }
+            report.findings.extend(part.findings);
+            report.warnings.extend(part.warnings);
+            report.namespaces.push(summary);
+            break;
+        }
     }
     if let Some((ns, _)) = &pinned
         && !report.namespaces.iter().any(|s| &s.ns == ns)
@@ -586,29 +609,14 @@ async fn verify_namespace(
     pinned: Option<note::Checkpoint>,
     opts: &VerifyOptions,
     report: &mut Report,
-) -> Result<NsSummary, VerifyError> {
+) -> Result<(NsSummary, bool), VerifyError> {
     let mut summary = NsSummary {
         ns: ns.to_string(),
         ..Default::default()
     };
     let key_id = note::key_id(origin, &key.to_bytes());
-    let seg_prefix = layout::segments(ns);
-    let mut ranges = Vec::new();
-    for name in store.list_names(&seg_prefix).await? {
-        match segment::parse_segment_file_name(&name) {
-            Some((a, b)) if a <= b => ranges.push((a, b)),
-            _ => report.findings.push(Finding {
-                ns: ns.into(),
-                object: format!("{seg_prefix}/{name}"),
-                index: None,
-                message: "unexpected object among segments".into(),
-            }),
-        }
-    }
-    crate::compact::cover_order(&mut ranges);
-    summary.segments = ranges.len();
-
-    // Checkpoints first, so their sizes are known while the tree is streamed.
+    // Checkpoints first, so their sizes are known while the tree is streamed,
+    // and so that a live store's newer segments cannot look like a truncation.
     let cp_prefix = layout::checkpoints(ns);
     // By size; several objects may hold the same size (`checkpoints/{size}` and the pointer).
     let mut checkpoints: BTreeMap<u64, Vec<(String, note::Checkpoint)>> = BTreeMap::new();
@@ -676,6 +684,24 @@ async fn verify_namespace(
         }
     }
     summary.checkpoints = cp_objects.len();
+    // Segments are listed after the checkpoints: on a live store, segments
+    // published meanwhile are only extra (not yet checkpointed), never a gap.
+    let seg_prefix = layout::segments(ns);
+    let mut ranges = Vec::new();
+    for name in store.list_names(&seg_prefix).await? {
+        match segment::parse_segment_file_name(&name) {
+            Some((a, b)) if a <= b => ranges.push((a, b)),
+            _ => report.findings.push(Finding {
+                ns: ns.into(),
+                object: format!("{seg_prefix}/{name}"),
+                index: None,
+                message: "unexpected object among segments".into(),
+            }),
+        }
+    }
+    crate::compact::cover_order(&mut ranges);
+    summary.segments = ranges.len();
+
     let mut wanted: BTreeSet<u64> = checkpoints.keys().copied().collect();
     if let Some(p) = &pinned {
         wanted.insert(p.size);
@@ -722,6 +748,7 @@ async fn verify_namespace(
         })
         .buffered(concurrency);
     let mut tree = CompactRange::default();
+    let mut vanished = false;
     let mut chain: Hash = [0; 32];
     // The last segment folded into the tree: its first index and leaves.
     let mut cover: Option<(u64, Vec<Hash>)> = None;
@@ -732,7 +759,11 @@ async fn verify_namespace(
         roots.insert(0, tree.root());
     }
     while let Some(res) = stream.next().await {
-        let Some(seg) = res? else { continue };
+        let Some(seg) = res? else {
+            // Deleted between listing and reading: a live server merged it.
+            vanished = true;
+            break;
+        };
         summary.bytes += seg.bytes;
         if let Some(p) = &opts.progress {
             p(seg.bytes);
@@ -811,6 +842,9 @@ async fn verify_namespace(
         cover = Some((seg.first, seg.leaves));
     }
     drop(stream);
+    if vanished {
+        return Ok((summary, true));
+    }
     summary.entries = tree.size;
     let last_range_end = ranges.iter().map(|(_, b)| b + 1).max().unwrap_or(0);
     if last_range_end > tree.size && !report.findings.iter().any(|f| f.ns == ns) {
@@ -903,7 +937,7 @@ async fn verify_namespace(
             }),
         }
     }
-    Ok(summary)
+    Ok((summary, false))
 }
 
 #[cfg(test)]
