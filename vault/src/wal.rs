@@ -1,16 +1,20 @@
 //! The write-ahead log: where an entry becomes durable before it is acked.
 //!
 //! One directory per namespace holds files named `{first_index:020}.wal`. A
-//! record is `"TVW1" | len: u32 LE | crc32: u32 LE | payload` where the payload
+//! record is `"TVW1" | pos: u32 LE | len: u32 LE | crc32: u32 LE | payload`
+//! (`pos` = position within its group commit, the CRC covering `pos` and the
+//! payload) where the payload
 //! is the entry in the binary encoding of [`crate::codec`]. A group of records is written with one `write` and made
 //! durable with one `fdatasync` (group commit); receipts are sent only after
 //! that returns.
 //!
 //! Recovery: a bad or short record in the *last* file marks the end of the
-//! log when no intact record follows it. Nothing after it was acknowledged,
-//! because an ack follows an fsync of everything written before it; the file
-//! is truncated there. If an intact record does follow (found by its magic and
-//! checksum), the damage is in the middle of acknowledged data: corruption. A bad record in
+//! log unless an intact record *starting a later group* follows it. Records of
+//! the damaged record's own group are an unacknowledged torn write (the disk may
+//! persist its pages in any order before the fsync returns); the file is
+//! truncated there. A later group is only written after the earlier one's
+//! fsync returned, so finding one means the damage is in acknowledged data:
+//! corruption, and recovery refuses rather than drop it. A bad record in
 //! an older file (which was fsynced before the next one began) is corruption,
 //! and recovery refuses to continue rather than guess.
 
@@ -26,8 +30,8 @@ pub const ROTATE_BYTES: u64 = 64 << 20;
 const MAX_RECORD: usize = 64 << 20;
 /// Marks the start of every record, so intact records after a damaged one can be found.
 const MAGIC: &[u8; 4] = b"TVW1";
-/// Magic, length and checksum.
-const HEADER: usize = 12;
+/// Magic, position in the group, length and checksum.
+const HEADER: usize = 16;
 
 /// WAL failures.
 #[derive(Debug, thiserror::Error)]
@@ -87,27 +91,35 @@ fn sync_dir(dir: &Path) -> Result<(), WalError> {
         .map_err(io_err(dir))
 }
 
-/// Parses records from `data`; returns entries and the offset where parsing stopped
-/// with the reason, if it stopped early.
-/// Parses the record at `off`: `Ok((entry, next offset))` or why it is bad.
-fn parse_at(data: &[u8], off: usize) -> Result<(Entry, usize), String> {
+/// CRC-32 of a record's position in its group and its payload.
+fn record_crc(pos: u32, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&pos.to_le_bytes());
+    h.update(payload);
+    h.finalize()
+}
+
+/// Parses the record at `off`: `Ok((entry, position in its group, next offset))`
+/// or why it is bad.
+fn parse_at(data: &[u8], off: usize) -> Result<(Entry, u32, usize), String> {
     let head = data.get(off..off + HEADER).ok_or("short record header")?;
     if &head[..4] != MAGIC {
         return Err("bad record marker".into());
     }
-    let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize;
-    let crc = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
+    let pos = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    let len = u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize;
+    let crc = u32::from_le_bytes([head[12], head[13], head[14], head[15]]);
     if len > MAX_RECORD {
         return Err(format!("record length {len} too large"));
     }
     let payload = data
         .get(off + HEADER..off + HEADER + len)
         .ok_or("short record")?;
-    if crc32fast::hash(payload) != crc {
+    if record_crc(pos, payload) != crc {
         return Err("checksum mismatch".into());
     }
     let e = crate::codec::decode_entry(payload).map_err(|e| format!("undecodable record: {e}"))?;
-    Ok((e, off + HEADER + len))
+    Ok((e, pos, off + HEADER + len))
 }
 
 /// Parses records from `data`; returns entries and the offset where parsing stopped
@@ -116,7 +128,7 @@ fn parse_records(data: &[u8], out: &mut Vec<Entry>) -> (usize, Option<String>) {
     let mut off = 0usize;
     while off < data.len() {
         match parse_at(data, off) {
-            Ok((e, next)) => {
+            Ok((e, _, next)) => {
                 out.push(e);
                 off = next;
             }
@@ -126,15 +138,19 @@ fn parse_records(data: &[u8], out: &mut Vec<Entry>) -> (usize, Option<String>) {
     (off, None)
 }
 
-/// Whether an intact record starts anywhere after `from`.
-fn intact_record_after(data: &[u8], from: usize) -> Option<usize> {
+/// Where an intact record that *starts a group* lies after `from`, if any.
+/// A group is written with one write and one fdatasync, and the next group
+/// only after that returns; so a later group's first record, intact after a
+/// damaged one, proves the damage is in fsynced (acknowledged) data. Intact
+/// records of the damaged record's own group are an unacknowledged torn write.
+fn later_group_after(data: &[u8], from: usize) -> Option<usize> {
     let mut at = from + 1;
     while at + HEADER <= data.len() {
-        let pos = data[at..].windows(4).position(|w| w == MAGIC)? + at;
-        if parse_at(data, pos).is_ok() {
-            return Some(pos);
+        let found = data[at..].windows(4).position(|w| w == MAGIC)? + at;
+        if let Ok((_, 0, _)) = parse_at(data, found) {
+            return Some(found);
         }
-        at = pos + 1;
+        at = found + 1;
     }
     None
 }
@@ -172,11 +188,13 @@ impl Wal {
                 .map_err(io_err(path))?;
             let (end, problem) = parse_records(&data, &mut entries);
             if let Some(reason) = problem {
-                if let Some(pos) = intact_record_after(&data, end) {
+                if let Some(pos) = later_group_after(&data, end) {
                     return Err(WalError::Corrupt {
                         path: path.display().to_string(),
                         offset: end as u64,
-                        reason: format!("{reason}, followed by an intact record at byte {pos}"),
+                        reason: format!(
+                            "{reason}, followed by an intact later group at byte {pos}"
+                        ),
                     });
                 }
                 if i + 1 < n {
@@ -234,16 +252,18 @@ impl Wal {
             self.rotate(first.idx)?;
         }
         self.buf.clear();
-        for e in entries {
+        for (pos, e) in entries.iter().enumerate() {
+            let pos = pos as u32;
             let start = self.buf.len();
             self.buf.extend_from_slice(MAGIC);
+            self.buf.extend_from_slice(&pos.to_le_bytes());
             self.buf.extend_from_slice(&[0u8; 8]);
             crate::codec::encode_entry(e, &mut self.buf);
             let payload = &self.buf[start + HEADER..];
             let len = payload.len() as u32;
-            let crc = crc32fast::hash(payload);
-            self.buf[start + 4..start + 8].copy_from_slice(&len.to_le_bytes());
-            self.buf[start + 8..start + 12].copy_from_slice(&crc.to_le_bytes());
+            let crc = record_crc(pos, payload);
+            self.buf[start + 8..start + 12].copy_from_slice(&len.to_le_bytes());
+            self.buf[start + 12..start + 16].copy_from_slice(&crc.to_le_bytes());
         }
         let path = self.files[self.files.len() - 1].1.clone();
         self.current.write_all(&self.buf).map_err(io_err(&path))?;
@@ -379,10 +399,32 @@ mod tests {
             .err()
             .expect("acknowledged entries must not be dropped silently");
         assert!(
-            err.to_string().contains("followed by an intact record"),
+            err.to_string()
+                .contains("followed by an intact later group"),
             "{err}"
         );
         assert_eq!(fs::read(&path).unwrap(), data, "nothing truncated");
+    }
+
+    #[test]
+    fn a_torn_group_with_later_pages_on_disk_is_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _) = Wal::open(dir.path(), 0).unwrap();
+        w.append(&[entry(0)]).unwrap();
+        // One group of three records; the disk kept the third but not the second.
+        w.append(&[entry(1), entry(2), entry(3)]).unwrap();
+        drop(w);
+        let path = dir.path().join(file_name(0));
+        let mut data = fs::read(&path).unwrap();
+        let (_, _, second) = parse_at(&data, 0).unwrap();
+        let (_, _, third) = parse_at(&data, second).unwrap();
+        for b in &mut data[third + 4..third + 40] {
+            *b = 0;
+        }
+        fs::write(&path, &data).unwrap();
+        let (_, r) = Wal::open(dir.path(), 0).unwrap();
+        assert_eq!(r.entries.iter().map(|e| e.idx).collect::<Vec<_>>(), [0, 1]);
+        assert!(r.truncated_bytes > 0);
     }
 
     #[test]
