@@ -326,7 +326,19 @@ pub fn encode<E: Borrow<Entry>>(
     }
     bytes[h_at..h_at + real_header.len()].copy_from_slice(real_header.as_bytes());
     bytes[s_at..s_at + sig.len()].copy_from_slice(sig.as_bytes());
-    Ok((header, Bytes::from(bytes)))
+    let bytes = Bytes::from(bytes);
+    // Check the result as a verifier will, so a patch that landed anywhere but
+    // the footer values can never be published.
+    let (read_back, read_sig) = decode_header(&bytes)?;
+    if read_back != header
+        || !verify_header_signature(&read_back, &read_sig, &seal.key.verifying_key())
+        || !file_digest_matches(&read_back, &read_sig, &bytes)
+    {
+        return Err(SegmentError::Format(
+            "the sealed segment does not verify".into(),
+        ));
+    }
+    Ok((header, bytes))
 }
 
 /// The byte range of the Parquet footer (thrift metadata) of a file.

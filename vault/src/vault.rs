@@ -135,6 +135,9 @@ pub struct VaultOptions {
     pub log: LogConfig,
 }
 
+/// Read-only snapshots kept at once (each holds a namespace's whole tree).
+const MAX_SNAPSHOTS: usize = 8;
+
 /// What reads of a namespace go through.
 pub enum LogView {
     /// This server writes the namespace.
@@ -435,11 +438,13 @@ impl Vault {
             .lines()
             .nth(1)
             .and_then(|l| l.parse().ok());
-        let cached = self.inner.snapshots.lock().await.get(ns).cloned();
-        if let Some(snap) = cached
+        // One load at a time (concurrent readers wait for it instead of each
+        // re-reading the namespace), and a small cache.
+        let mut snapshots = self.inner.snapshots.lock().await;
+        if let Some(snap) = snapshots.get(ns)
             && snap.latest_checkpoint().map(|(s, _)| s) == size
         {
-            return Ok(Some(LogView::Snapshot(snap)));
+            return Ok(Some(LogView::Snapshot(snap.clone())));
         }
         // The writer may merge segments while we read them: retry a few times.
         let mut attempt = 0;
@@ -453,11 +458,13 @@ impl Vault {
                 Err(e) => return Err(e.into()),
             }
         };
-        self.inner
-            .snapshots
-            .lock()
-            .await
-            .insert(ns.to_string(), snap.clone());
+        if snapshots.len() >= MAX_SNAPSHOTS && !snapshots.contains_key(ns) {
+            // Each snapshot holds a whole tree: keep only a few.
+            if let Some(k) = snapshots.keys().next().cloned() {
+                snapshots.remove(&k);
+            }
+        }
+        snapshots.insert(ns.to_string(), snap.clone());
         Ok(Some(LogView::Snapshot(snap)))
     }
 
