@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::LogConfig;
 use crate::lease::{Lease, LeaseError};
-use crate::merkle::MerkleTree;
+use crate::merkle::{MerkleError, MerkleTree};
 use crate::note::{self, Checkpoint};
 use crate::record::{Entry, Hash, Position, Prepared};
 use crate::segment::{self, SegmentSeal};
@@ -475,39 +475,51 @@ impl Snapshot {
     }
 
     /// Inclusion proof, for sizes the latest checkpoint covers.
-    pub fn inclusion_proof(
-        &self,
-        index: u64,
-        size: u64,
-    ) -> Result<(Hash, Vec<Hash>), crate::merkle::MerkleError> {
-        if size > self.published() {
-            return Err(crate::merkle::MerkleError::SizeOutOfRange {
-                size,
-                len: self.published(),
-            });
-        }
-        let proof = self.tree.inclusion_proof(index, size)?;
-        let leaf = self
-            .tree
-            .leaf(index)
-            .ok_or(crate::merkle::MerkleError::IndexOutOfRange { index, size })?;
-        Ok((leaf, proof))
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<(Hash, Vec<Hash>), MerkleError> {
+        inclusion_within(&self.tree, self.published(), index, size)
     }
 
     /// Consistency proof, for sizes the latest checkpoint covers.
-    pub fn consistency_proof(
-        &self,
-        from: u64,
-        to: u64,
-    ) -> Result<Vec<Hash>, crate::merkle::MerkleError> {
-        if to > self.published() {
-            return Err(crate::merkle::MerkleError::SizeOutOfRange {
-                size: to,
-                len: self.published(),
-            });
-        }
-        self.tree.consistency_proof(from, to)
+    pub fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, MerkleError> {
+        consistency_within(&self.tree, self.published(), from, to)
     }
+}
+
+/// Proofs are served only for sizes a signed checkpoint covers (`published`):
+/// an unpublished size could never be checked against anything.
+fn inclusion_within(
+    tree: &MerkleTree,
+    published: u64,
+    index: u64,
+    size: u64,
+) -> Result<(Hash, Vec<Hash>), MerkleError> {
+    if size > published {
+        return Err(MerkleError::SizeOutOfRange {
+            size,
+            len: published,
+        });
+    }
+    let proof = tree.inclusion_proof(index, size)?;
+    let leaf = tree
+        .leaf(index)
+        .ok_or(MerkleError::IndexOutOfRange { index, size })?;
+    Ok((leaf, proof))
+}
+
+/// See [`inclusion_within`].
+fn consistency_within(
+    tree: &MerkleTree,
+    published: u64,
+    from: u64,
+    to: u64,
+) -> Result<Vec<Hash>, MerkleError> {
+    if to > published {
+        return Err(MerkleError::SizeOutOfRange {
+            size: to,
+            len: published,
+        });
+    }
+    tree.consistency_proof(from, to)
 }
 
 /// The last checkpoint this server signed for a namespace, kept beside its
@@ -763,51 +775,23 @@ impl NsLog {
     }
 
     /// RFC 6962 inclusion proof of `index` in the tree of `size` (size <= the latest checkpoint).
-    pub fn inclusion_proof(
-        &self,
-        index: u64,
-        size: u64,
-    ) -> Result<(Hash, Vec<Hash>), crate::merkle::MerkleError> {
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<(Hash, Vec<Hash>), MerkleError> {
         let st = self
             .shared
             .state
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.check_published(size)?;
-        let proof = st.tree.inclusion_proof(index, size)?;
-        let leaf = st
-            .tree
-            .leaf(index)
-            .ok_or(crate::merkle::MerkleError::IndexOutOfRange { index, size })?;
-        Ok((leaf, proof))
+        inclusion_within(&st.tree, self.published_size(), index, size)
     }
 
     /// RFC 6962 consistency proof between two sizes (both <= the latest checkpoint).
-    pub fn consistency_proof(
-        &self,
-        from: u64,
-        to: u64,
-    ) -> Result<Vec<Hash>, crate::merkle::MerkleError> {
+    pub fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, MerkleError> {
         let st = self
             .shared
             .state
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.check_published(to)?;
-        st.tree.consistency_proof(from, to)
-    }
-
-    /// Proofs are served only for sizes a signed checkpoint covers: an
-    /// unpublished size could never be checked against anything.
-    fn check_published(&self, size: u64) -> Result<(), crate::merkle::MerkleError> {
-        let published = self.published_size();
-        if size > published {
-            return Err(crate::merkle::MerkleError::SizeOutOfRange {
-                size,
-                len: published,
-            });
-        }
-        Ok(())
+        consistency_within(&st.tree, self.published_size(), from, to)
     }
 
     /// The checkpoint origin (and key name) of this namespace.
