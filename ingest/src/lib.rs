@@ -247,11 +247,7 @@ async fn append_events(
     let events = tokio::task::spawn_blocking(move || {
         let body = body::decode_body(&headers, body, limits.max_body_bytes)?;
         let events = body::parse_events(&headers, &body, &limits)?;
-        events
-            .into_iter()
-            .map(Prepared::new)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ApiError::unavailable("seal_failed", e.to_string()))
+        Prepared::batch(events).map_err(|e| ApiError::unavailable("seal_failed", e.to_string()))
     })
     .await
     .map_err(|e| ApiError::unavailable("internal", e.to_string()))??;

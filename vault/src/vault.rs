@@ -475,10 +475,7 @@ impl Vault {
         events: Vec<Event>,
         ingested_by: &str,
     ) -> Result<Vec<Receipt>, VaultError> {
-        let prepared = events
-            .into_iter()
-            .map(Prepared::new)
-            .collect::<Result<Vec<_>, _>>()?;
+        let prepared = Prepared::batch(events)?;
         self.append_prepared(ns, prepared, ingested_by).await
     }
 
