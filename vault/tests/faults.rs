@@ -28,6 +28,8 @@ struct Flaky {
     inner: LocalFileSystem,
     fail_checkpoints: AtomicU32,
     lie_segments: AtomicU32,
+    /// While set, every write of a lease object fails (the store is unreachable for renewals).
+    fail_leases: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Display for Flaky {
@@ -57,6 +59,9 @@ impl ObjectStore for Flaky {
         opts: PutOptions,
     ) -> Result<PutResult> {
         let p = location.as_ref();
+        if p.ends_with("/lease") && self.fail_leases.load(Ordering::SeqCst) {
+            return Err(injected());
+        }
         if p.contains("/checkpoints/") && take(&self.fail_checkpoints) {
             return Err(injected());
         }
@@ -102,6 +107,7 @@ async fn run(fail_checkpoints: u32, lie_segments: u32) {
         inner: LocalFileSystem::new_with_prefix(&root).unwrap(),
         fail_checkpoints: AtomicU32::new(0),
         lie_segments: AtomicU32::new(0),
+        fail_leases: Default::default(),
     });
     let store = Store::from_object_store(flaky.clone(), "flaky");
     let vault = Vault::open(opts_with_store(&data, store, 20))
@@ -171,4 +177,60 @@ async fn failed_checkpoint_writes_are_retried_without_fencing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_segment_write_reported_as_failed_is_recognised_as_ours() {
     run(0, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_pause_while_the_lease_cannot_be_renewed() {
+    use tracevault_vault::{AppendError, LogConfig, VaultError, VaultOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let root = dir.path().join("store");
+    std::fs::create_dir_all(&root).unwrap();
+    let flaky = Arc::new(Flaky {
+        inner: LocalFileSystem::new_with_prefix(&root).unwrap(),
+        fail_checkpoints: AtomicU32::new(0),
+        lie_segments: AtomicU32::new(0),
+        fail_leases: Default::default(),
+    });
+    let store = Store::from_object_store(flaky.clone(), "flaky");
+    let log = LogConfig {
+        flush_interval_ms: 20,
+        lease_ttl_ms: 600,
+        ..Default::default()
+    };
+    let vault = Vault::open(VaultOptions {
+        log,
+        ..opts_with_store(&data, store, 20)
+    })
+    .await
+    .unwrap();
+    vault
+        .append("n", vec![ev("s", 0, None)], "w")
+        .await
+        .unwrap();
+    // The store stops accepting lease renewals: within 3/4 of the TTL appends stop.
+    flaky.fail_leases.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    match vault.append("n", vec![ev("s", 1, None)], "w").await {
+        Err(VaultError::Append(AppendError::LeaseLapsed)) => {}
+        other => panic!("expected a lapsed lease, got {other:?}"),
+    }
+    // Renewals work again: so do appends, and nothing was lost or duplicated.
+    flaky.fail_leases.store(false, Ordering::SeqCst);
+    let mut ok = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Ok(r) = vault.append("n", vec![ev("s", 2, None)], "w").await {
+            ok = Some(r);
+            break;
+        }
+    }
+    assert_eq!(
+        ok.expect("appends resume after a successful renewal")[0].index,
+        1
+    );
+    vault.shutdown(Duration::from_secs(10)).await;
+    drop(vault);
+    let report = verify(&root, Default::default()).await;
+    assert!(report.findings.is_empty(), "{}", describe(&report));
 }
