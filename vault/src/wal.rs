@@ -1,9 +1,11 @@
 //! The write-ahead log: where an entry becomes durable before it is acked.
 //!
-//! One directory per namespace holds files named `{first_index:020}.wal`. A
-//! record is `"TVW1" | pos: u32 LE | len: u32 LE | crc32: u32 LE | payload`
-//! (`pos` = position within its group commit, the CRC covering `pos` and the
-//! payload) where the payload
+//! One directory per namespace holds files named `{first_index:020}.wal`. Each
+//! file starts with a header holding a random 16-byte secret; a record is
+//! `"TVW1" | pos: u32 LE | len: u32 LE | crc32: u32 LE | payload`
+//! (`pos` = position within its group commit, the CRC covering the file's
+//! secret, `pos` and the payload, so that a writer cannot plant bytes that pass
+//! for a record) where the payload
 //! is the entry in the binary encoding of [`crate::codec`]. A group of records is written with one `write` and made
 //! durable with one `fdatasync` (group commit); receipts are sent only after
 //! that returns.
@@ -32,6 +34,17 @@ const MAX_RECORD: usize = 64 << 20;
 const MAGIC: &[u8; 4] = b"TVW1";
 /// Magic, position in the group, length and checksum.
 const HEADER: usize = 16;
+/// Starts every WAL file.
+const FILE_MAGIC: &[u8; 4] = b"TVWF";
+/// File format version.
+const FILE_VERSION: u32 = 1;
+/// File magic, version, 16-byte random secret, CRC of the preceding 24 bytes.
+pub(crate) const FILE_HEADER: usize = 28;
+
+/// The per-file secret keys every record checksum, so that bytes a writer
+/// places inside an event (which may look like a record) can never pass for
+/// an intact record during recovery.
+type Secret = [u8; 16];
 
 /// WAL failures.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +83,8 @@ pub struct Wal {
     files: Vec<(u64, PathBuf)>,
     current: File,
     current_len: u64,
+    /// Keys the record checksums of the current file.
+    secret: Secret,
     buf: Vec<u8>,
 }
 
@@ -92,8 +107,9 @@ fn sync_dir(dir: &Path) -> Result<(), WalError> {
 }
 
 /// CRC-32 of a record's position in its group and its payload.
-fn record_crc(pos: u32, payload: &[u8]) -> u32 {
+fn record_crc(secret: &Secret, pos: u32, payload: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
+    h.update(secret);
     h.update(&pos.to_le_bytes());
     h.update(payload);
     h.finalize()
@@ -101,7 +117,7 @@ fn record_crc(pos: u32, payload: &[u8]) -> u32 {
 
 /// Parses the record at `off`: `Ok((entry, position in its group, next offset))`
 /// or why it is bad.
-fn parse_at(data: &[u8], off: usize) -> Result<(Entry, u32, usize), String> {
+fn parse_at(data: &[u8], off: usize, secret: &Secret) -> Result<(Entry, u32, usize), String> {
     let head = data.get(off..off + HEADER).ok_or("short record header")?;
     if &head[..4] != MAGIC {
         return Err("bad record marker".into());
@@ -115,7 +131,7 @@ fn parse_at(data: &[u8], off: usize) -> Result<(Entry, u32, usize), String> {
     let payload = data
         .get(off + HEADER..off + HEADER + len)
         .ok_or("short record")?;
-    if record_crc(pos, payload) != crc {
+    if record_crc(secret, pos, payload) != crc {
         return Err("checksum mismatch".into());
     }
     let e = crate::codec::decode_entry(payload).map_err(|e| format!("undecodable record: {e}"))?;
@@ -124,10 +140,10 @@ fn parse_at(data: &[u8], off: usize) -> Result<(Entry, u32, usize), String> {
 
 /// Parses records from `data`; returns entries and the offset where parsing stopped
 /// with the reason, if it stopped early.
-fn parse_records(data: &[u8], out: &mut Vec<Entry>) -> (usize, Option<String>) {
-    let mut off = 0usize;
+fn parse_records(data: &[u8], secret: &Secret, out: &mut Vec<Entry>) -> (usize, Option<String>) {
+    let mut off = FILE_HEADER;
     while off < data.len() {
-        match parse_at(data, off) {
+        match parse_at(data, off, secret) {
             Ok((e, _, next)) => {
                 out.push(e);
                 off = next;
@@ -143,16 +159,61 @@ fn parse_records(data: &[u8], out: &mut Vec<Entry>) -> (usize, Option<String>) {
 /// only after that returns; so a later group's first record, intact after a
 /// damaged one, proves the damage is in fsynced (acknowledged) data. Intact
 /// records of the damaged record's own group are an unacknowledged torn write.
-fn later_group_after(data: &[u8], from: usize) -> Option<usize> {
+fn later_group_after(data: &[u8], from: usize, secret: &Secret) -> Option<usize> {
     let mut at = from + 1;
     while at + HEADER <= data.len() {
         let found = data[at..].windows(4).position(|w| w == MAGIC)? + at;
-        if let Ok((_, 0, _)) = parse_at(data, found) {
+        if let Ok((_, 0, _)) = parse_at(data, found, secret) {
             return Some(found);
         }
         at = found + 1;
     }
     None
+}
+
+/// Reads a file's header: `Ok(None)` when the file is too short to hold one
+/// (its creation was cut short: it holds no records).
+fn read_file_header(data: &[u8]) -> Result<Option<Secret>, String> {
+    let Some(head) = data.get(..FILE_HEADER) else {
+        return Ok(None);
+    };
+    if &head[..4] != FILE_MAGIC {
+        return Err("not a WAL file (bad magic)".into());
+    }
+    if u32::from_le_bytes([head[4], head[5], head[6], head[7]]) != FILE_VERSION {
+        return Err("unknown WAL file version".into());
+    }
+    let crc = u32::from_le_bytes([head[24], head[25], head[26], head[27]]);
+    if crc32fast::hash(&head[..24]) != crc {
+        return Err("damaged WAL file header".into());
+    }
+    let mut secret = [0u8; 16];
+    secret.copy_from_slice(&head[8..24]);
+    Ok(Some(secret))
+}
+
+/// Creates a WAL file with a fresh secret, durably (file and directory).
+fn new_file(dir: &Path, path: &Path) -> Result<(File, Secret), WalError> {
+    let mut secret = [0u8; 16];
+    crate::keys::random_bytes(&mut secret).map_err(|e| WalError::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let mut head = Vec::with_capacity(FILE_HEADER);
+    head.extend_from_slice(FILE_MAGIC);
+    head.extend_from_slice(&FILE_VERSION.to_le_bytes());
+    head.extend_from_slice(&secret);
+    let crc = crc32fast::hash(&head);
+    head.extend_from_slice(&crc.to_le_bytes());
+    let mut f = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(path)
+        .map_err(io_err(path))?;
+    f.write_all(&head).map_err(io_err(path))?;
+    f.sync_all().map_err(io_err(path))?;
+    sync_dir(dir)?;
+    Ok((f, secret))
 }
 
 impl Wal {
@@ -180,15 +241,32 @@ impl Wal {
         files.sort();
         let mut entries = Vec::new();
         let mut truncated_bytes = 0;
+        let mut last_secret: Option<Secret> = None;
         let n = files.len();
         for (i, (_, path)) in files.iter().enumerate() {
             let mut data = Vec::new();
             File::open(path)
                 .and_then(|mut f| f.read_to_end(&mut data))
                 .map_err(io_err(path))?;
-            let (end, problem) = parse_records(&data, &mut entries);
+            let corrupt = |offset: usize, reason: String| WalError::Corrupt {
+                path: path.display().to_string(),
+                offset: offset as u64,
+                reason,
+            };
+            let secret = match read_file_header(&data) {
+                Ok(Some(secret)) => secret,
+                // Creation cut short: no record was ever written to it.
+                Ok(None) if i + 1 == n => {
+                    fs::remove_file(path).map_err(io_err(path))?;
+                    continue;
+                }
+                Ok(None) => return Err(corrupt(0, "truncated WAL file header".into())),
+                Err(reason) => return Err(corrupt(0, reason)),
+            };
+            last_secret = Some(secret);
+            let (end, problem) = parse_records(&data, &secret, &mut entries);
             if let Some(reason) = problem {
-                if let Some(pos) = later_group_after(&data, end) {
+                if let Some(pos) = later_group_after(&data, end, &secret) {
                     return Err(WalError::Corrupt {
                         path: path.display().to_string(),
                         offset: end as u64,
@@ -215,23 +293,32 @@ impl Wal {
                 f.sync_all().map_err(io_err(path))?;
             }
         }
-        if files.is_empty() {
-            let path = dir.join(file_name(next_index));
-            File::create(&path).map_err(io_err(&path))?;
-            sync_dir(dir)?;
-            files.push((next_index, path));
-        }
+        // A last file whose creation was cut short was removed above.
+        files.retain(|(_, p)| p.exists());
+        let (current, secret) = match (files.last(), last_secret) {
+            (Some((_, last)), Some(secret)) => {
+                let f = OpenOptions::new()
+                    .append(true)
+                    .open(last)
+                    .map_err(io_err(last))?;
+                (f, secret)
+            }
+            _ => {
+                let first = files.last().map_or(next_index, |(f, _)| *f).max(next_index);
+                let path = dir.join(file_name(first));
+                let (f, secret) = new_file(dir, &path)?;
+                files.push((first, path));
+                (f, secret)
+            }
+        };
         let last = &files[files.len() - 1].1;
-        let current = OpenOptions::new()
-            .append(true)
-            .open(last)
-            .map_err(io_err(last))?;
         let current_len = current.metadata().map_err(io_err(last))?.len();
         let wal = Wal {
             dir: dir.to_path_buf(),
             files,
             current,
             current_len,
+            secret,
             buf: Vec::new(),
         };
         Ok((
@@ -261,7 +348,7 @@ impl Wal {
             crate::codec::encode_entry(e, &mut self.buf);
             let payload = &self.buf[start + HEADER..];
             let len = payload.len() as u32;
-            let crc = record_crc(pos, payload);
+            let crc = record_crc(&self.secret, pos, payload);
             self.buf[start + 8..start + 12].copy_from_slice(&len.to_le_bytes());
             self.buf[start + 12..start + 16].copy_from_slice(&crc.to_le_bytes());
         }
@@ -274,14 +361,10 @@ impl Wal {
 
     fn rotate(&mut self, first: u64) -> Result<(), WalError> {
         let path = self.dir.join(file_name(first));
-        let f = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        sync_dir(&self.dir)?;
+        let (f, secret) = new_file(&self.dir, &path)?;
         self.current = f;
-        self.current_len = 0;
+        self.secret = secret;
+        self.current_len = FILE_HEADER as u64;
         self.files.push((first, path));
         Ok(())
     }
@@ -416,8 +499,9 @@ mod tests {
         drop(w);
         let path = dir.path().join(file_name(0));
         let mut data = fs::read(&path).unwrap();
-        let (_, _, second) = parse_at(&data, 0).unwrap();
-        let (_, _, third) = parse_at(&data, second).unwrap();
+        let secret = read_file_header(&data).unwrap().unwrap();
+        let (_, _, second) = parse_at(&data, FILE_HEADER, &secret).unwrap();
+        let (_, _, third) = parse_at(&data, second, &secret).unwrap();
         for b in &mut data[third + 4..third + 40] {
             *b = 0;
         }
@@ -425,6 +509,86 @@ mod tests {
         let (_, r) = Wal::open(dir.path(), 0).unwrap();
         assert_eq!(r.entries.iter().map(|e| e.idx).collect::<Vec<_>>(), [0, 1]);
         assert!(r.truncated_bytes > 0);
+    }
+
+    /// A fake record, all ASCII (so a writer could send it as event content),
+    /// that starts a group (position 0) and is checksummed with `secret`.
+    fn ascii_fake_record(secret: &Secret) -> String {
+        for n in 0..100_000u32 {
+            let mut e = entry(9);
+            // Vary the length too: every byte, the length's included, must be ASCII.
+            e.content = Some(format!("n{n}{}", "x".repeat((n % 128) as usize)));
+            e.content_digest = Some([0x41; 32]);
+            e.leaf_hash = [0x41; 32];
+            e.chain_hash = [0x41; 32];
+            let mut payload = Vec::new();
+            crate::codec::encode_entry(&e, &mut payload);
+            let mut rec = Vec::new();
+            rec.extend_from_slice(MAGIC);
+            rec.extend_from_slice(&0u32.to_le_bytes());
+            rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            rec.extend_from_slice(&record_crc(secret, 0, &payload).to_le_bytes());
+            rec.extend_from_slice(&payload);
+            if rec.iter().all(|b| *b < 0x80) {
+                return String::from_utf8(rec).unwrap();
+            }
+        }
+        panic!("no ASCII-only fake record found")
+    }
+
+    /// A torn group whose second event carries `fake` as content.
+    fn torn_group_carrying(fake: impl Fn(&Secret) -> String) -> Result<(Wal, Recovered), WalError> {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _) = Wal::open(dir.path(), 0).unwrap();
+        w.append(&[entry(0)]).unwrap();
+        let mut carrier = entry(1);
+        carrier.content = Some(fake(&w.secret));
+        w.append(&[entry(2), carrier]).unwrap();
+        drop(w);
+        let path = dir.path().join(file_name(0));
+        let mut data = fs::read(&path).unwrap();
+        let secret = read_file_header(&data).unwrap().unwrap();
+        let (_, _, second) = parse_at(&data, FILE_HEADER, &secret).unwrap();
+        data[second + 20] ^= 0xff;
+        fs::write(&path, &data).unwrap();
+        Wal::open(dir.path(), 0)
+    }
+
+    #[test]
+    fn a_record_forged_inside_content_does_not_pass_for_a_later_group() {
+        // Keyed with a guessed secret, the fake is not an intact record: the
+        // torn group is truncated as it should be.
+        let (_, r) = torn_group_carrying(|_| ascii_fake_record(&[0; 16]))
+            .expect("a torn group is truncated");
+        assert_eq!(r.entries.len(), 1);
+        // Only a writer who knew the file's secret could make it count (which
+        // shows the scan would otherwise have been fooled).
+        assert!(matches!(
+            torn_group_carrying(ascii_fake_record),
+            Err(WalError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn a_damaged_file_header_is_corruption_and_a_cut_one_is_recreated() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _) = Wal::open(dir.path(), 0).unwrap();
+        w.append(&[entry(0)]).unwrap();
+        drop(w);
+        let path = dir.path().join(file_name(0));
+        let mut data = fs::read(&path).unwrap();
+        data[10] ^= 1;
+        fs::write(&path, &data).unwrap();
+        assert!(matches!(
+            Wal::open(dir.path(), 0),
+            Err(WalError::Corrupt { .. })
+        ));
+        fs::write(&path, &data[..10]).unwrap();
+        let (mut w, r) = Wal::open(dir.path(), 0).unwrap();
+        assert!(r.entries.is_empty());
+        w.append(&[entry(0)]).unwrap();
+        drop(w);
+        assert_eq!(Wal::open(dir.path(), 0).unwrap().1.entries.len(), 1);
     }
 
     #[test]
