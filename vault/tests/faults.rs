@@ -98,18 +98,24 @@ impl ObjectStore for Flaky {
     }
 }
 
-async fn run(fail_checkpoints: u32, lie_segments: u32) {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let root = dir.path().join("store");
-    std::fs::create_dir_all(&root).unwrap();
+/// The real local store under `root`, wrapped with no faults armed yet.
+fn flaky_store(root: &std::path::Path) -> (Arc<Flaky>, Store) {
     let flaky = Arc::new(Flaky {
-        inner: LocalFileSystem::new_with_prefix(&root).unwrap(),
+        inner: LocalFileSystem::new_with_prefix(root).unwrap(),
         fail_checkpoints: AtomicU32::new(0),
         lie_segments: AtomicU32::new(0),
         fail_leases: Default::default(),
     });
     let store = Store::from_object_store(flaky.clone(), "flaky");
+    (flaky, store)
+}
+
+async fn run(fail_checkpoints: u32, lie_segments: u32) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let root = dir.path().join("store");
+    std::fs::create_dir_all(&root).unwrap();
+    let (flaky, store) = flaky_store(&root);
     let vault = Vault::open(opts_with_store(&data, store, 20))
         .await
         .unwrap();
@@ -186,13 +192,7 @@ async fn appends_pause_while_the_lease_cannot_be_renewed() {
     let data = dir.path().join("data");
     let root = dir.path().join("store");
     std::fs::create_dir_all(&root).unwrap();
-    let flaky = Arc::new(Flaky {
-        inner: LocalFileSystem::new_with_prefix(&root).unwrap(),
-        fail_checkpoints: AtomicU32::new(0),
-        lie_segments: AtomicU32::new(0),
-        fail_leases: Default::default(),
-    });
-    let store = Store::from_object_store(flaky.clone(), "flaky");
+    let (flaky, store) = flaky_store(&root);
     let log = LogConfig {
         flush_interval_ms: 20,
         lease_ttl_ms: 600,
