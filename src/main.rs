@@ -1,9 +1,11 @@
 //! `tracevault`: the one binary. Subcommands wire the crates together:
-//! `serve` (the HTTP service), `token issue`, `verify`, and `bench ingest`.
+//! `serve` (the HTTP service), `token issue`, `verify`, `stream` (pipe a
+//! session into the vault), and `bench ingest`.
 
 mod bench;
 mod config;
 mod serve;
+mod stream_cmd;
 mod verify_cmd;
 
 use std::path::PathBuf;
@@ -30,6 +32,8 @@ enum Cmd {
     },
     /// Prove a store intact, or say exactly what changed (exit 0 intact, 1 tampered, 2 error).
     Verify(VerifyArgs),
+    /// Pipe stdin into a live session stream, printing receipts as events become durable.
+    Stream(stream_cmd::StreamArgs),
     /// Load generators.
     Bench {
         #[command(subcommand)]
@@ -164,6 +168,7 @@ fn main() -> ExitCode {
             cmd: TokenCmd::Issue(a),
         } => token_issue(a).map(|_| ExitCode::SUCCESS),
         Cmd::Verify(a) => return verify_cmd::run(a),
+        Cmd::Stream(a) => stream_cmd::run(a),
         Cmd::Bench {
             cmd: BenchCmd::Ingest(a),
         } => bench::run(a).map(|_| ExitCode::SUCCESS),

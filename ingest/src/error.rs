@@ -18,6 +18,8 @@ pub struct ApiError {
     pub code: &'static str,
     /// Human-readable explanation.
     pub message: String,
+    /// Seconds for `Retry-After` (429 and 503 only).
+    pub retry_after_s: u64,
 }
 
 impl ApiError {
@@ -27,7 +29,13 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after_s: 1,
         }
+    }
+    /// The same error with another `Retry-After`.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_s = secs.max(1);
+        self
     }
     /// 400.
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -58,8 +66,10 @@ impl IntoResponse for ApiError {
             || self.status == StatusCode::TOO_MANY_REQUESTS
         {
             resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(self.retry_after_s));
         }
+        resp.extensions_mut()
+            .insert(crate::metrics::ErrorCode(self.code));
         resp
     }
 }

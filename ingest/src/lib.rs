@@ -6,6 +6,10 @@
 mod auth;
 mod body;
 mod error;
+pub mod metrics;
+mod otlp;
+mod ratelimit;
+mod stream;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +26,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tracevault_vault::record::Prepared;
-use tracevault_vault::token::{Role, TokenIssuer};
+use tracevault_vault::token::{Claims, Role, TokenIssuer};
 use tracevault_vault::{Vault, note, validate_namespace};
 
 pub use error::ApiError;
@@ -41,9 +45,29 @@ pub struct Limits {
     pub checkpoint_wait_ms: u64,
     /// Longest lifetime of a token issued over HTTP (seconds).
     pub max_token_ttl_s: i64,
-    /// Write requests (appends, token issues) handled at once; more get 503.
-    /// Together with `max_body_bytes` this bounds the memory bodies can take.
+    /// Write requests (appends, OTLP exports, token issues) handled at once;
+    /// more get 503. Together with the body limits this bounds the memory
+    /// request bodies can take.
     pub max_inflight_writes: usize,
+    /// Largest OTLP/HTTP body, after decompression (the OTLP endpoints only).
+    pub max_otlp_body_bytes: usize,
+    /// Most events one OTLP request may map to (a span gives one event per
+    /// message part); more is refused whole with 413.
+    pub max_otlp_events_per_request: usize,
+    /// Events per second one writer token may append (0 = unlimited); over
+    /// it, 429 with `Retry-After` (session streams wait instead).
+    pub writer_events_per_s: u64,
+    /// Burst allowance of that rate, in events.
+    pub writer_burst_events: u64,
+    /// Session streams open at once; more get 503.
+    pub max_streams: usize,
+    /// A session stream with no data for this long is closed (with its summary).
+    pub stream_idle_timeout_s: u64,
+    /// How long a session stream keeps retrying an append the log refused
+    /// for a transient reason (overload, lease renewal) before giving up.
+    pub stream_retry_ms: u64,
+    /// How long the readiness check waits for the object store.
+    pub ready_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -55,6 +79,14 @@ impl Default for Limits {
             checkpoint_wait_ms: 10_000,
             max_token_ttl_s: 30 * 24 * 3600,
             max_inflight_writes: 64,
+            max_otlp_body_bytes: 20 << 20,
+            max_otlp_events_per_request: 100_000,
+            writer_events_per_s: 200_000,
+            writer_burst_events: 400_000,
+            max_streams: 256,
+            stream_idle_timeout_s: 3600,
+            stream_retry_ms: 30_000,
+            ready_timeout_ms: 2_000,
         }
     }
 }
@@ -70,6 +102,12 @@ pub struct AppState {
     pub limits: Limits,
     /// Permits for write requests in flight (`max_inflight_writes`).
     pub write_permits: Arc<tokio::sync::Semaphore>,
+    /// Permits for open session streams (`max_streams`).
+    pub stream_permits: Arc<tokio::sync::Semaphore>,
+    /// Per-token write rate limits.
+    limiter: Arc<ratelimit::RateLimiter>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
@@ -81,10 +119,34 @@ impl AppState {
         AppState {
             vault,
             tokens,
-            limits,
             write_permits: permits,
+            stream_permits: Arc::new(tokio::sync::Semaphore::new(limits.max_streams.max(1))),
+            limiter: Arc::new(ratelimit::RateLimiter::new(
+                limits.writer_events_per_s,
+                limits.writer_burst_events,
+            )),
+            metrics: Arc::new(metrics::Metrics::default()),
+            limits,
         }
     }
+
+    /// Charges `events` to the writer token's rate limit; 429 when over it.
+    fn rate_limit(&self, claims: &Claims, events: u64) -> Result<(), ApiError> {
+        self.limiter.take(&claims.jti, events).map_err(rate_limited)
+    }
+}
+
+/// 429 with a `Retry-After` of `wait` (rounded up to whole seconds).
+fn rate_limited(wait: Duration) -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!(
+            "this token is over its write rate limit; retry in {} ms",
+            wait.as_millis()
+        ),
+    )
+    .retry_after(wait.as_secs_f64().ceil() as u64)
 }
 
 /// Sheds load before a write request's body is read: beyond
@@ -96,12 +158,38 @@ async fn shed_writes(
 ) -> Response {
     match st.write_permits.clone().try_acquire_owned() {
         Ok(_permit) => next.run(req).await,
-        Err(_) => ApiError::unavailable(
-            "overloaded",
-            "too many write requests in flight; retry later",
-        )
-        .into_response(),
+        Err(_) => {
+            let e = ApiError::unavailable(
+                "overloaded",
+                "too many write requests in flight; retry later",
+            );
+            if req.uri().path().starts_with("/otlp/") {
+                let enc = otlp::Encoding::of(req.headers()).unwrap_or(otlp::Encoding::Protobuf);
+                otlp::error_response(e, enc)
+            } else {
+                e.into_response()
+            }
+        }
     }
+}
+
+/// Counts every failed response by status and stable code, and logs it.
+async fn count_rejections(
+    State(st): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if status.is_client_error() || status.is_server_error() {
+        let code = resp
+            .extensions()
+            .get::<metrics::ErrorCode>()
+            .map(|c| c.0)
+            .unwrap_or("other");
+        st.metrics.rejected(status.as_u16(), code);
+    }
+    resp
 }
 
 /// Builds the router.
@@ -115,13 +203,39 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             shed_writes,
         ));
+    let otlp = Router::new()
+        .route("/otlp/v1/traces", post(otlp::traces))
+        .route("/otlp/v1/logs", post(otlp::logs))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            shed_writes,
+        ))
+        .layer(DefaultBodyLimit::max(state.limits.max_otlp_body_bytes));
+    let request_id = axum::http::HeaderName::from_static("x-request-id");
+    let trace = tower_http::trace::TraceLayer::new_for_http().make_span_with(
+        |req: &axum::http::Request<axum::body::Body>| {
+            let id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path())
+        },
+    );
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route(
+            "/v1/logs/{ns}/sessions/{session_id}/stream",
+            post(stream::session_stream),
+        )
         .route("/v1/vault", get(vault_info))
         .route("/v1/logs/{ns}/checkpoint", get(checkpoint))
         .route("/v1/logs/{ns}/proof/inclusion", get(inclusion))
         .route("/v1/logs/{ns}/proof/consistency", get(consistency))
         .merge(writes)
+        .merge(otlp)
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -131,11 +245,121 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(raw_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_rejections,
+        ))
+        .layer(trace)
+        .layer(tower_http::request_id::PropagateRequestIdLayer::new(
+            request_id.clone(),
+        ))
+        .layer(tower_http::request_id::SetRequestIdLayer::new(
+            request_id,
+            NextRequestId::default(),
+        ))
         .with_state(state)
+}
+
+/// Request ids for requests that bring none: `<random prefix>-<counter>`,
+/// unique per process run, cheap, and sortable within a run.
+#[derive(Clone)]
+struct NextRequestId {
+    prefix: Arc<str>,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Default for NextRequestId {
+    fn default() -> Self {
+        let mut b = [0u8; 4];
+        let _ = getrandom::fill(&mut b);
+        NextRequestId {
+            prefix: hex::encode(b).into(),
+            next: Arc::new(std::sync::atomic::AtomicU64::new(1)),
+        }
+    }
+}
+
+impl tower_http::request_id::MakeRequestId for NextRequestId {
+    fn make_request_id<B>(
+        &mut self,
+        _: &axum::http::Request<B>,
+    ) -> Option<tower_http::request_id::RequestId> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        axum::http::HeaderValue::from_str(&format!("{}-{n}", self.prefix))
+            .ok()
+            .map(tower_http::request_id::RequestId::new)
+    }
 }
 
 async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
+}
+
+/// Ready when the object store answers within `ready_timeout_ms` and no open
+/// log has failed or been fenced; 503 otherwise (take this server out of a
+/// load balancer, it cannot acknowledge writes).
+async fn readyz(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let timeout = Duration::from_millis(st.limits.ready_timeout_ms);
+    match tokio::time::timeout(timeout, st.vault.store().probe()).await {
+        Err(_) => {
+            return Err(ApiError::unavailable(
+                "store_unreachable",
+                format!(
+                    "the object store did not answer within {} ms",
+                    timeout.as_millis()
+                ),
+            ));
+        }
+        Ok(Err(e)) => {
+            return Err(ApiError::unavailable(
+                "store_unreachable",
+                format!("the object store failed: {e}"),
+            ));
+        }
+        Ok(Ok(())) => {}
+    }
+    let failed: Vec<String> = st
+        .vault
+        .open_logs()
+        .await
+        .into_iter()
+        .filter(|(_, l)| !l.is_healthy())
+        .map(|(ns, _)| ns)
+        .collect();
+    if !failed.is_empty() {
+        return Err(ApiError::unavailable(
+            "log_unavailable",
+            format!("namespaces not accepting writes: {}", failed.join(", ")),
+        ));
+    }
+    Ok(Json(json!({"status": "ready"})))
+}
+
+async fn metrics_text(State(st): State<AppState>) -> Response {
+    let logs: Vec<_> = st
+        .vault
+        .open_logs()
+        .await
+        .into_iter()
+        .map(|(ns, l)| (ns, l.stats()))
+        .collect();
+    let in_flight = st
+        .limits
+        .max_inflight_writes
+        .max(1)
+        .saturating_sub(st.write_permits.available_permits()) as u64;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        st.metrics.render(&logs, in_flight, now_ms),
+    )
+        .into_response()
 }
 
 async fn vault_info(
@@ -240,6 +464,9 @@ async fn append_events(
             ));
         }
     };
+    let started = std::time::Instant::now();
+    let raw_len = body.len() as u64;
+    st.rate_limit(&claims, 1)?;
     let limits = st.limits.clone();
     // Decompression, parsing, validation and payload hashing run off the async
     // threads and in parallel across requests; the sequencer only hashes the
@@ -251,7 +478,11 @@ async fn append_events(
     })
     .await
     .map_err(|e| ApiError::unavailable("internal", e.to_string()))??;
+    st.rate_limit(&claims, events.len() as u64)?;
     let receipts = st.vault.append_prepared(&ns, events, &claims.sub).await?;
+    let n = receipts.iter().filter(|r| !r.duplicate).count() as u64;
+    st.metrics
+        .ingested(&ns, metrics::Source::Api, n, raw_len, started.elapsed());
     if !wait_checkpoint {
         return Ok(Json(json!({"receipts": receipts})));
     }

@@ -6,6 +6,7 @@
 
 mod event;
 mod kind;
+pub mod otlp;
 pub mod rows;
 
 pub use event::{

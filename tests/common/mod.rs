@@ -254,3 +254,48 @@ pub fn python() -> PathBuf {
     find_tool("python3", "TRACEVAULT_TEST_PYTHON")
         .expect("python3 not found; run scripts/test.sh, which creates .venv with the test tools")
 }
+
+/// Polls the namespace's checkpoint until it covers `size` entries; returns
+/// the size it saw last (so a test can assert on it either way).
+pub async fn wait_size(c: &reqwest::Client, url: &str, ns: &str, tok: &str, size: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = 0;
+    loop {
+        let (s, text) = get(c, &format!("{url}/v1/logs/{ns}/checkpoint"), Some(tok)).await;
+        if s == 200 {
+            last = text
+                .lines()
+                .nth(1)
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(0);
+        }
+        if last >= size || Instant::now() > deadline {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The stored rows of a namespace on a local store, read back with pyarrow
+/// (tests/independent/dump_rows.py), ordered by index.
+pub fn stored_rows(data: &Path, ns: &str) -> Vec<serde_json::Value> {
+    let dir = data.join("store/ns").join(ns).join("segments");
+    if !dir.exists() {
+        return Vec::new();
+    }
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/independent/dump_rows.py"
+    );
+    let out = Command::new(python())
+        .arg(script)
+        .arg(&dir)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "dump_rows failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}

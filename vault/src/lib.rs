@@ -25,7 +25,7 @@ pub mod verify;
 pub mod wal;
 
 pub use config::LogConfig;
-pub use log::{AppendError, NsLog, Receipt};
+pub use log::{AppendError, LogStats, NsLog, Receipt};
 pub use store::Store;
 pub use vault::{
     LogView, NamespaceInfo, VAULT_FORMAT, Vault, VaultError, VaultMeta, VaultOptions, read_meta,

@@ -122,6 +122,36 @@ struct Shared {
     /// so a server cut off from the store stops acknowledging writes before
     /// another server may take the namespace over.
     lease_valid_until: Mutex<Instant>,
+    /// Segments this server has written (for `/metrics`).
+    segments_uploaded: AtomicU64,
+    /// Publish attempts that failed and will be retried (store errors).
+    publish_failures: AtomicU64,
+    /// When (Unix ms) the latest checkpoint was published; 0 before the first.
+    checkpoint_at_ms: AtomicU64,
+}
+
+/// Operational counters of one namespace log, for monitoring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogStats {
+    /// Entries durable on this server (tree size, published or not).
+    pub durable: u64,
+    /// Entries covered by the latest checkpoint.
+    pub published: u64,
+    /// Append requests waiting for the sequencer.
+    pub queued_requests: u64,
+    /// Segments written by this server since the log was opened.
+    pub segments_uploaded: u64,
+    /// Failed publish attempts (retried) since the log was opened.
+    pub publish_failures: u64,
+    /// Unix ms of the latest checkpoint published by this server (0: none yet).
+    pub checkpoint_at_ms: u64,
+}
+
+fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn lease_margin_deadline(from: Instant, ttl_ms: i64) -> Instant {
@@ -652,6 +682,9 @@ impl NsLog {
             durable_tx,
             published_tx,
             lease_valid_until: Mutex::new(lease_margin_deadline(renewed_at, ctx.cfg.lease_ttl_ms)),
+            segments_uploaded: AtomicU64::new(0),
+            publish_failures: AtomicU64::new(0),
+            checkpoint_at_ms: AtomicU64::new(0),
         });
         let seq = Sequencer {
             ns: ns.to_string(),
@@ -748,6 +781,27 @@ impl NsLog {
     /// Entries that are durable (the tree size including the unpublished tail).
     pub fn durable_size(&self) -> u64 {
         *self.shared.durable_tx.borrow()
+    }
+
+    /// Operational counters (queue depth, uploads, checkpoint time).
+    pub fn stats(&self) -> LogStats {
+        let queued_requests = self
+            .tx
+            .lock()
+            .ok()
+            .and_then(|g| {
+                g.as_ref()
+                    .map(|tx| (tx.max_capacity() - tx.capacity()) as u64)
+            })
+            .unwrap_or(0);
+        LogStats {
+            durable: self.durable_size(),
+            published: self.published_size(),
+            queued_requests,
+            segments_uploaded: self.shared.segments_uploaded.load(Ordering::Relaxed),
+            publish_failures: self.shared.publish_failures.load(Ordering::Relaxed),
+            checkpoint_at_ms: self.shared.checkpoint_at_ms.load(Ordering::Relaxed),
+        }
     }
 
     /// Entries covered by the latest checkpoint.
@@ -996,6 +1050,7 @@ impl Publisher {
                 }
                 Err(PublishError::Retry(msg)) => {
                     tracing::warn!(ns = %self.shared.ns, "publishing failed, will retry: {msg}");
+                    self.shared.publish_failures.fetch_add(1, Ordering::Relaxed);
                     failed = true;
                 }
             }
@@ -1165,7 +1220,11 @@ impl Publisher {
             .put_create(&layout::segment(ns, first, last), bytes)
             .await
         {
-            Ok(()) => {}
+            Ok(()) => {
+                self.shared
+                    .segments_uploaded
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             Err(StoreError::AlreadyExists(p)) => {
                 // Our own earlier attempt (its acknowledgement was lost), or someone else's?
                 self.check_own_segment(
@@ -1202,6 +1261,9 @@ impl Publisher {
         }
         self.shared.published.store(size, Ordering::SeqCst);
         self.shared.published_tx.send_replace(size);
+        self.shared
+            .checkpoint_at_ms
+            .store(unix_ms_now(), Ordering::Relaxed);
         tracing::debug!(ns = %ns, first, last, "published segment");
         Ok(true)
     }
@@ -1305,6 +1367,9 @@ impl Publisher {
             st.latest_note = Some((size, text));
         }
         self.shared.published_tx.send_replace(size);
+        self.shared
+            .checkpoint_at_ms
+            .store(unix_ms_now(), Ordering::Relaxed);
         Ok(())
     }
 }

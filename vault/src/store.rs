@@ -201,6 +201,16 @@ impl Store {
         self.put_mode(path, bytes, PutMode::Update(version)).await
     }
 
+    /// Checks that the store answers: reads the vault description (a missing
+    /// object is an answer too). Used by the readiness check.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        let path = layout::vault_json();
+        match self.inner.head(&path).await {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(map_err(&path, e)),
+        }
+    }
+
     /// Reads an object; `None` when absent.
     pub async fn get(&self, path: &Path) -> Result<Option<Bytes>, StoreError> {
         Ok(self.get_versioned(path).await?.map(|v| v.bytes))

@@ -408,6 +408,22 @@ impl Vault {
         Ok(log.clone())
     }
 
+    /// The logs this server has open (written by it), by namespace, for monitoring.
+    pub async fn open_logs(&self) -> Vec<(String, Arc<NsLog>)> {
+        let cells: Vec<_> = self
+            .inner
+            .logs
+            .lock()
+            .await
+            .iter()
+            .map(|(ns, c)| (ns.clone(), c.clone()))
+            .collect();
+        cells
+            .into_iter()
+            .filter_map(|(ns, c)| c.get().map(|l| (ns, l.clone())))
+            .collect()
+    }
+
     /// A view for reading `ns` (checkpoint, proofs): the open log when this
     /// server writes it, otherwise a read-only snapshot of the store, refreshed
     /// when the store's latest checkpoint moves. `None` when the namespace has

@@ -1,0 +1,424 @@
+//! The OTLP/HTTP receiver: `POST /otlp/v1/traces` and `POST /otlp/v1/logs`.
+//!
+//! Follows the OTLP/HTTP specification so that an unmodified OpenTelemetry
+//! SDK or Collector can export here: protobuf or JSON bodies (the response uses
+//! the request's encoding), optional gzip, a limit on the decompressed size
+//! (413, which clients do not retry), failures as a `google.rpc.Status`, and
+//! `partial_success` when some spans or records were refused. The GenAI
+//! mapping itself lives in `tracevault_schemas::otlp`; event ids derived from
+//! (trace, span, position) make a resent batch append nothing new.
+
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracevault_schemas::Event;
+use tracevault_schemas::otlp::{self as mapping, Mapped};
+use tracevault_vault::record::Prepared;
+use tracevault_vault::token::{Claims, Role};
+
+use crate::error::ApiError;
+use crate::{AppState, auth, body, body_bytes, metrics::Source};
+
+/// The header that picks one of the token's namespaces.
+pub const NAMESPACE_HEADER: &str = "x-tracevault-namespace";
+
+/// The two OTLP encodings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// `application/x-protobuf`.
+    Protobuf,
+    /// `application/json` (the OTLP JSON mapping).
+    Json,
+}
+
+impl Encoding {
+    /// The encoding named by the request's `Content-Type`, if supported.
+    pub fn of(headers: &HeaderMap) -> Option<Encoding> {
+        let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+        let mime = ct.split(';').next()?.trim().to_ascii_lowercase();
+        match mime.as_str() {
+            "application/x-protobuf" | "application/protobuf" => Some(Encoding::Protobuf),
+            "application/json" => Some(Encoding::Json),
+            _ => None,
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Protobuf => "application/x-protobuf",
+            Encoding::Json => "application/json",
+        }
+    }
+}
+
+/// `google.rpc.Status`, the body of every OTLP failure response.
+#[derive(Clone, PartialEq, Message, Serialize)]
+struct Status {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+    #[prost(message, repeated, tag = "3")]
+    #[serde(skip)]
+    details: Vec<Any>,
+}
+
+/// `google.protobuf.Any`.
+#[derive(Clone, PartialEq, Message)]
+struct Any {
+    #[prost(string, tag = "1")]
+    type_url: String,
+    #[prost(bytes = "vec", tag = "2")]
+    value: Vec<u8>,
+}
+
+/// `google.rpc.ErrorInfo`: carries our stable error code as `reason`.
+#[derive(Clone, PartialEq, Message)]
+struct ErrorInfo {
+    #[prost(string, tag = "1")]
+    reason: String,
+    #[prost(string, tag = "2")]
+    domain: String,
+}
+
+const ERROR_INFO_TYPE: &str = "type.googleapis.com/google.rpc.ErrorInfo";
+
+/// The gRPC status code matching an HTTP status, as OTLP/HTTP clients read it.
+fn grpc_code(status: StatusCode) -> i32 {
+    match status.as_u16() {
+        400 | 413 | 415 => 3, // INVALID_ARGUMENT
+        401 => 16,            // UNAUTHENTICATED
+        403 => 7,             // PERMISSION_DENIED
+        404 => 5,             // NOT_FOUND
+        409 => 10,            // ABORTED
+        429 => 8,             // RESOURCE_EXHAUSTED
+        503 => 14,            // UNAVAILABLE
+        _ => 13,              // INTERNAL
+    }
+}
+
+/// Renders an [`ApiError`] as an OTLP failure: same HTTP status (and
+/// `Retry-After` for 429/503), body a `google.rpc.Status` in `enc`, whose
+/// `ErrorInfo` detail (protobuf) or `details[0].reason` (JSON) is our stable code.
+pub fn error_response(e: ApiError, enc: Encoding) -> Response {
+    if e.status.is_server_error() {
+        tracing::warn!(code = e.code, "{}", e.message);
+    }
+    let status = Status {
+        code: grpc_code(e.status),
+        message: e.message.clone(),
+        details: vec![Any {
+            type_url: ERROR_INFO_TYPE.into(),
+            value: ErrorInfo {
+                reason: e.code.into(),
+                domain: "tracevault".into(),
+            }
+            .encode_to_vec(),
+        }],
+    };
+    let body = match enc {
+        Encoding::Protobuf => status.encode_to_vec(),
+        Encoding::Json => serde_json::json!({
+            "code": status.code,
+            "message": status.message,
+            "details": [{"@type": ERROR_INFO_TYPE, "reason": e.code, "domain": "tracevault"}],
+        })
+        .to_string()
+        .into_bytes(),
+    };
+    let mut resp = (e.status, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(enc.content_type()),
+    );
+    if e.status == StatusCode::SERVICE_UNAVAILABLE || e.status == StatusCode::TOO_MANY_REQUESTS {
+        h.insert(header::RETRY_AFTER, HeaderValue::from(e.retry_after_s));
+    }
+    resp.extensions_mut()
+        .insert(crate::metrics::ErrorCode(e.code));
+    resp
+}
+
+/// The namespace an OTLP request writes to: the `x-tracevault-namespace`
+/// header (which must be one of the token's), else the token's only namespace.
+fn namespace(claims: &Claims, headers: &HeaderMap) -> Result<String, ApiError> {
+    if let Some(v) = headers.get(NAMESPACE_HEADER) {
+        let ns = v
+            .to_str()
+            .map_err(|_| {
+                ApiError::bad_request("invalid_namespace", "namespace header is not ASCII")
+            })?
+            .trim()
+            .to_string();
+        auth::authorize(claims, &[Role::Writer], Some(&ns))?;
+        tracevault_vault::validate_namespace(&ns, false)?;
+        return Ok(ns);
+    }
+    match claims.ns.as_slice() {
+        [only] if only != "*" => {
+            tracevault_vault::validate_namespace(only, false)?;
+            Ok(only.clone())
+        }
+        _ => Err(ApiError::bad_request(
+            "namespace_required",
+            format!(
+                "this token covers several namespaces; name one in the {NAMESPACE_HEADER} header"
+            ),
+        )),
+    }
+}
+
+/// What the two signals share: decoding, mapping and the response type.
+trait Signal: Message + Default + DeserializeOwned + Send + 'static {
+    type Response: Message + Serialize;
+    const SOURCE: Source;
+    /// What a rejected item is called in messages (`spans`, `log records`).
+    const ITEMS: &'static str;
+    fn map(&self) -> Mapped;
+    fn is_empty(&self) -> bool;
+    fn response(rejected: i64, message: String) -> Self::Response;
+}
+
+impl Signal for ExportTraceServiceRequest {
+    type Response = ExportTraceServiceResponse;
+    const SOURCE: Source = Source::OtlpTraces;
+    const ITEMS: &'static str = "spans";
+    fn map(&self) -> Mapped {
+        mapping::map_traces(self)
+    }
+    fn is_empty(&self) -> bool {
+        self.resource_spans
+            .iter()
+            .all(|r| r.scope_spans.iter().all(|s| s.spans.is_empty()))
+    }
+    fn response(rejected: i64, message: String) -> Self::Response {
+        ExportTraceServiceResponse {
+            partial_success: (rejected > 0 || !message.is_empty()).then_some(
+                ExportTracePartialSuccess {
+                    rejected_spans: rejected,
+                    error_message: message,
+                },
+            ),
+        }
+    }
+}
+
+impl Signal for ExportLogsServiceRequest {
+    type Response = ExportLogsServiceResponse;
+    const SOURCE: Source = Source::OtlpLogs;
+    const ITEMS: &'static str = "log records";
+    fn map(&self) -> Mapped {
+        mapping::map_logs(self)
+    }
+    fn is_empty(&self) -> bool {
+        self.resource_logs
+            .iter()
+            .all(|r| r.scope_logs.iter().all(|s| s.log_records.is_empty()))
+    }
+    fn response(rejected: i64, message: String) -> Self::Response {
+        ExportLogsServiceResponse {
+            partial_success: (rejected > 0 || !message.is_empty()).then_some(
+                ExportLogsPartialSuccess {
+                    rejected_log_records: rejected,
+                    error_message: message,
+                },
+            ),
+        }
+    }
+}
+
+/// `POST /otlp/v1/traces`.
+pub async fn traces(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    export::<ExportTraceServiceRequest>(st, headers, body).await
+}
+
+/// `POST /otlp/v1/logs`.
+pub async fn logs(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    export::<ExportLogsServiceRequest>(st, headers, body).await
+}
+
+async fn export<S: Signal>(
+    st: AppState,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let enc = Encoding::of(&headers).unwrap_or(Encoding::Protobuf);
+    match export_inner::<S>(st, headers, body).await {
+        Ok(bytes) => {
+            let mut resp = bytes.into_response();
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(enc.content_type()),
+            );
+            resp
+        }
+        Err(e) => error_response(e, enc),
+    }
+}
+
+/// Result of the blocking part of an export: what to append, and what to say
+/// about the rest.
+struct Decoded {
+    events: Vec<Prepared>,
+    rejected: u64,
+    messages: Vec<String>,
+}
+
+async fn export_inner<S: Signal>(
+    st: AppState,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Vec<u8>, ApiError> {
+    let started = std::time::Instant::now();
+    let claims = auth::authenticate(&st, &headers)?;
+    auth::authorize(&claims, &[Role::Writer], None)?;
+    let ns = namespace(&claims, &headers)?;
+    let max = st.limits.max_otlp_body_bytes;
+    let raw = body_bytes(body, max)?;
+    let Some(enc) = Encoding::of(&headers) else {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "OTLP/HTTP bodies must be application/x-protobuf or application/json",
+        ));
+    };
+    st.rate_limit(&claims, 1)?;
+    let limits = st.limits.clone();
+    let raw_len = raw.len();
+    let decoded = tokio::task::spawn_blocking(move || -> Result<Decoded, ApiError> {
+        let body = body::decode_body(&headers, raw, max)?;
+        let req: S = match enc {
+            Encoding::Protobuf => S::decode(&body[..]).map_err(|e| {
+                ApiError::bad_request("invalid_protobuf", format!("body is not a valid OTLP protobuf message: {e}"))
+            })?,
+            Encoding::Json => serde_json::from_slice(&body).map_err(|e| {
+                ApiError::bad_request("invalid_json", format!("body is not valid OTLP JSON: {e}"))
+            })?,
+        };
+        let mut messages = Vec::new();
+        if req.is_empty() && !is_trivially_empty(&body) {
+            messages.push(format!(
+                "the request decoded to no {}; OTLP JSON uses lowerCamelCase keys (resourceSpans, scopeSpans, ...), unknown keys are ignored",
+                S::ITEMS
+            ));
+        }
+        let mapped = req.map();
+        let n = mapped.events.len();
+        if n > limits.max_otlp_events_per_request {
+            return Err(ApiError::too_large(
+                "too_many_events",
+                format!(
+                    "this request maps to {n} events; at most {} allowed per request",
+                    limits.max_otlp_events_per_request
+                ),
+            ));
+        }
+        let (events, oversized) = drop_oversized(mapped.events, limits.max_event_bytes);
+        messages.extend(mapped.messages);
+        if oversized > 0 {
+            messages.push(format!(
+                "{oversized} {} refused: an event would exceed {} bytes",
+                S::ITEMS,
+                limits.max_event_bytes
+            ));
+        }
+        let events = Prepared::batch(events)
+            .map_err(|e| ApiError::unavailable("seal_failed", e.to_string()))?;
+        Ok(Decoded {
+            events,
+            rejected: mapped.rejected + oversized,
+            messages,
+        })
+    })
+    .await
+    .map_err(|e| ApiError::unavailable("internal", e.to_string()))??;
+    let mut new = 0;
+    if !decoded.events.is_empty() {
+        st.rate_limit(&claims, decoded.events.len() as u64)?;
+        let receipts = st
+            .vault
+            .append_prepared(&ns, decoded.events, &claims.sub)
+            .await?;
+        new = receipts.iter().filter(|r| !r.duplicate).count() as u64;
+    }
+    st.metrics
+        .ingested(&ns, S::SOURCE, new, raw_len as u64, started.elapsed());
+    let message = decoded.messages.join("; ");
+    let resp = S::response(decoded.rejected as i64, message);
+    Ok(match enc {
+        Encoding::Protobuf => resp.encode_to_vec(),
+        Encoding::Json => serde_json::to_vec(&resp)
+            .map_err(|e| ApiError::unavailable("internal", e.to_string()))?,
+    })
+}
+
+/// `""`, `{}` and the empty protobuf message carry nothing to warn about.
+fn is_trivially_empty(body: &[u8]) -> bool {
+    let t: Vec<u8> = body
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    t.is_empty() || t == b"{}"
+}
+
+/// Removes every span (a run of events sharing trace and span id) that has an
+/// event larger than `max` bytes as JSON: a span is kept whole or not at all.
+/// Returns the kept events and how many spans were refused.
+fn drop_oversized(events: Vec<Event>, max: usize) -> (Vec<Event>, u64) {
+    let size = |e: &Event| serde_json::to_vec(e).map(|v| v.len()).unwrap_or(usize::MAX);
+    // Event ids are `<span or record identity>:<position>` (see the mapping).
+    let key = |e: &Event| {
+        e.event_id
+            .as_deref()
+            .and_then(|id| id.rsplit_once(':'))
+            .map(|(k, _)| k.to_string())
+    };
+    let mut kept = Vec::with_capacity(events.len());
+    let mut refused = 0u64;
+    let mut group: Vec<Event> = Vec::new();
+    let mut group_ok = true;
+    let mut flush = |group: &mut Vec<Event>, ok: bool, kept: &mut Vec<Event>| {
+        if group.is_empty() {
+            return;
+        }
+        if ok {
+            kept.append(group);
+        } else {
+            refused += 1;
+            group.clear();
+        }
+    };
+    for e in events {
+        if let Some(first) = group.first()
+            && key(first) != key(&e)
+        {
+            flush(&mut group, group_ok, &mut kept);
+            group_ok = true;
+        }
+        group_ok &= size(&e) <= max;
+        group.push(e);
+    }
+    flush(&mut group, group_ok, &mut kept);
+    (kept, refused)
+}

@@ -1,0 +1,122 @@
+//! Identifiers: OTLP trace/span ids as hex, session ids, deterministic event
+//! id prefixes, and timestamps.
+
+use chrono::DateTime;
+use prost::Message;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::anyvalue::non_null;
+use crate::{MAX_SESSION_ID_LEN, format_timestamp, parse_timestamp, validate_session_id};
+
+/// Session used when a record has neither a conversation id nor a trace id.
+pub(super) const UNTRACED_SESSION: &str = "otlp-untraced";
+
+/// How many sanitised characters a normalised session id keeps before its hash.
+const SESSION_PREFIX_CHARS: usize = 100;
+
+/// Lowercase hex of an OTLP id; empty and all-zero ids (invalid in OTLP) are
+/// absent.
+pub(super) fn hex_id(bytes: &[u8]) -> Option<String> {
+    if bytes.iter().all(|b| *b == 0) {
+        None
+    } else {
+        Some(hex::encode(bytes))
+    }
+}
+
+/// Lowercase hex of the SHA-256 of `data`, cut to `chars` characters.
+fn sha256_hex(data: &[u8], chars: usize) -> String {
+    let mut h = hex::encode(Sha256::digest(data));
+    h.truncate(chars);
+    h
+}
+
+/// Makes any string a valid `session_id`, deterministically. A valid id is
+/// kept as is. Otherwise every character outside `[A-Za-z0-9._:-]` becomes
+/// `_`, the result is cut to its first 100 characters, and `:` plus the first
+/// 16 hex digits of the SHA-256 of the original UTF-8 are appended, so that
+/// distinct originals stay distinct. An empty string has no session.
+pub(super) fn normalise_session(raw: &str) -> Option<String> {
+    if raw.is_empty() {
+        return None;
+    }
+    if raw.len() <= MAX_SESSION_ID_LEN && validate_session_id(raw).is_ok() {
+        return Some(raw.to_string());
+    }
+    let prefix: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(SESSION_PREFIX_CHARS)
+        .collect();
+    Some(format!("{prefix}:{}", sha256_hex(raw.as_bytes(), 16)))
+}
+
+/// The conversation id as text: strings as is, other scalars and structures
+/// as their JSON text (then normalised like any other id).
+fn conversation_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// The session of a span or log record: `gen_ai.conversation.id` from each of
+/// `sources` in turn, else the trace id, else [`UNTRACED_SESSION`].
+pub(super) fn session_for(sources: &[&Map<String, Value>], trace_id: Option<&str>) -> String {
+    sources
+        .iter()
+        .filter_map(|m| non_null(m.get("gen_ai.conversation.id")))
+        .filter_map(conversation_text)
+        .find_map(|s| normalise_session(&s))
+        .or_else(|| trace_id.and_then(normalise_session))
+        .unwrap_or_else(|| UNTRACED_SESSION.to_string())
+}
+
+/// A digest identifying a message together with the resource and scope that
+/// carry it: SHA-256 over each part's protobuf encoding, each preceded by its
+/// length. Decoding OTLP/JSON or OTLP/protobuf yields the same structs, hence
+/// the same digest.
+pub(super) fn content_digest(parts: &[&dyn ProstBytes]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        let bytes = p.bytes();
+        h.update((bytes.len() as u64).to_be_bytes());
+        h.update(&bytes);
+    }
+    let mut s = hex::encode(h.finalize());
+    s.truncate(32);
+    s
+}
+
+/// Something whose protobuf encoding can be hashed (absent → empty).
+pub(super) trait ProstBytes {
+    /// The protobuf encoding.
+    fn bytes(&self) -> Vec<u8>;
+}
+
+impl<M: Message> ProstBytes for Option<&M> {
+    fn bytes(&self) -> Vec<u8> {
+        self.map(Message::encode_to_vec).unwrap_or_default()
+    }
+}
+
+/// RFC 3339 text of a unix-nanosecond time; 0, and times RFC 3339 cannot
+/// carry or the event model does not accept, are absent.
+pub(super) fn nanos_to_rfc3339(nanos: u64) -> Option<String> {
+    if nanos == 0 {
+        return None;
+    }
+    let secs = i64::try_from(nanos / 1_000_000_000).ok()?;
+    let sub = u32::try_from(nanos % 1_000_000_000).ok()?;
+    let t = DateTime::from_timestamp(secs, sub)?;
+    let text = format_timestamp(&t);
+    parse_timestamp("ts", &text).ok().map(|_| text)
+}

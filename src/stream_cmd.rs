@@ -1,0 +1,236 @@
+//! `tracevault stream`: pipes stdin into a live session stream
+//! (`POST /v1/logs/{ns}/sessions/{id}/stream`) and prints the receipts as
+//! they come back, so a shell session can be recorded while it happens:
+//!
+//! ```text
+//! script -qf >(tracevault stream --server http://127.0.0.1:8470 --token "$T" --session s1)
+//! ```
+//!
+//! Each stdin line is sent as soon as it is read. A line that is a JSON object
+//! is sent as an Event (its `session_id` may be omitted); any other line
+//! becomes an event of `--kind` (default `output`) whose content is the line.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use clap::{Args, ValueEnum};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+/// How stdin lines are read.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LineFormat {
+    /// JSON objects are events; other lines are plain text.
+    Auto,
+    /// Every line must be a JSON event.
+    Ndjson,
+    /// Every line is plain text, even if it looks like JSON.
+    Lines,
+}
+
+/// `stream` options.
+#[derive(Args)]
+pub struct StreamArgs {
+    /// Server base URL.
+    #[arg(
+        long,
+        env = "TRACEVAULT_SERVER",
+        default_value = "http://127.0.0.1:8470"
+    )]
+    server: String,
+    /// Writer token.
+    #[arg(long, env = "TRACEVAULT_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Namespace (default: the token's only namespace).
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Session id of every event.
+    #[arg(long)]
+    session: String,
+    /// Kind of the events made from plain lines.
+    #[arg(long, default_value = "output")]
+    kind: String,
+    /// How stdin lines are read.
+    #[arg(long, value_enum, default_value = "auto")]
+    format: LineFormat,
+    /// Print only the final summary, not one receipt per line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// The namespace named in a JWT's `ns` claim, when it names exactly one.
+/// (The server checks the token; this only reads it to pick a default.)
+fn token_namespace(token: &str) -> Option<String> {
+    let payload = token.split('.').nth(1)?;
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+    match claims.get("ns")?.as_array()?.as_slice() {
+        [Value::String(ns)] if ns != "*" => Some(ns.clone()),
+        _ => None,
+    }
+}
+
+/// Turns one stdin line into the NDJSON line to send.
+fn to_event_line(line: &str, format: LineFormat, kind: &str) -> anyhow::Result<Option<String>> {
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    let as_json = || match serde_json::from_str::<Value>(line) {
+        Ok(v @ Value::Object(_)) => Some(v),
+        _ => None,
+    };
+    let v = match format {
+        LineFormat::Ndjson => {
+            if line.trim().is_empty() {
+                return Ok(None);
+            }
+            as_json().with_context(|| format!("not a JSON event: {line:?}"))?
+        }
+        LineFormat::Auto => as_json().unwrap_or_else(|| json!({"kind": kind, "content": line})),
+        LineFormat::Lines => json!({"kind": kind, "content": line}),
+    };
+    Ok(Some(v.to_string()))
+}
+
+/// Runs the client; exit 0 when every line was committed and the stream ended
+/// cleanly, 1 when some line was refused or the stream ended early, 2 on errors.
+pub fn run(a: StreamArgs) -> anyhow::Result<ExitCode> {
+    let ns = match a.namespace.clone().or_else(|| token_namespace(&a.token)) {
+        Some(ns) => ns,
+        None => bail!("--namespace is required: the token does not name exactly one namespace"),
+    };
+    let url = format!(
+        "{}/v1/logs/{ns}/sessions/{}/stream",
+        a.server.trim_end_matches('/'),
+        a.session
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(stream(a, url))
+}
+
+async fn stream(a: StreamArgs, url: String) -> anyhow::Result<ExitCode> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+    let (format, kind) = (a.format, a.kind.clone());
+    let reader = tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        while let Some(line) = lines.next_line().await? {
+            if let Some(mut out) = to_event_line(&line, format, &kind)? {
+                out.push('\n');
+                if tx.send(Ok(Bytes::from(out))).await.is_err() {
+                    break; // the request ended (server closed it)
+                }
+            }
+        }
+        anyhow::Ok(())
+    });
+    let body = reqwest::Body::wrap_stream(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }));
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(&a.token)
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .with_context(|| format!("POST {url}"))?;
+    let status = resp.status();
+    if !status.is_success() {
+        let text = resp.text().await.unwrap_or_default();
+        bail!("server answered {status}: {text}");
+    }
+    let mut out = tokio::io::stdout();
+    let mut pending = Vec::new();
+    let mut summary: Option<Value> = None;
+    let mut errors = 0u64;
+    let mut body = resp.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        pending.extend_from_slice(&chunk.context("reading the receipts")?);
+        while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=pos).collect();
+            let v: Value = serde_json::from_slice(&line).unwrap_or(Value::Null);
+            if let Some(s) = v.get("summary") {
+                summary = Some(s.clone());
+            } else if v.get("error").is_some() {
+                errors += 1;
+                eprintln!("{}", String::from_utf8_lossy(&line).trim_end());
+            } else if !a.quiet {
+                out.write_all(&line).await?;
+                out.flush().await?;
+            }
+        }
+    }
+    match reader.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e.context("reading stdin")),
+        Err(e) => bail!("stdin reader failed: {e}"),
+    }
+    let Some(summary) = summary else {
+        bail!("the stream ended without a summary (connection lost?)");
+    };
+    eprintln!("summary: {summary}");
+    let clean = summary.get("end").and_then(Value::as_str) == Some("eof") && errors == 0;
+    Ok(if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_become_events() {
+        let plain = to_event_line("$ ls -l", LineFormat::Auto, "output")
+            .unwrap()
+            .unwrap();
+        assert_eq!(plain, r#"{"content":"$ ls -l","kind":"output"}"#);
+        let ev = r#"{"kind":"input","content":"ls"}"#;
+        let got = to_event_line(ev, LineFormat::Auto, "output")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&got).unwrap()["kind"],
+            "input"
+        );
+        let forced = to_event_line(ev, LineFormat::Lines, "output")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&forced).unwrap()["content"],
+            ev
+        );
+        assert!(to_event_line("not json", LineFormat::Ndjson, "output").is_err());
+        assert!(
+            to_event_line("", LineFormat::Ndjson, "output")
+                .unwrap()
+                .is_none()
+        );
+        // A JSON array or number is not an event: sent as text in auto mode.
+        let arr = to_event_line("[1,2]", LineFormat::Auto, "output")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&arr).unwrap()["content"],
+            "[1,2]"
+        );
+    }
+
+    #[test]
+    fn namespace_from_token() {
+        let claims = URL_SAFE_NO_PAD.encode(br#"{"ns":["agents"]}"#);
+        assert_eq!(
+            token_namespace(&format!("h.{claims}.s")).as_deref(),
+            Some("agents")
+        );
+        let two = URL_SAFE_NO_PAD.encode(br#"{"ns":["a","b"]}"#);
+        assert_eq!(token_namespace(&format!("h.{two}.s")), None);
+        assert_eq!(token_namespace("garbage"), None);
+    }
+}

@@ -1,0 +1,449 @@
+//! OTLP/HTTP ingest end to end: real OpenTelemetry clients (the unmodified
+//! Python SDK with its protobuf exporter, gzip on and off; the Rust
+//! `opentelemetry-otlp` exporter in JSON and protobuf) export GenAI spans and
+//! log events to a real server. The stored rows are read back with pyarrow and
+//! checked for kinds, sessions and content; resent batches add nothing; bad
+//! input gets the documented 4xx and writes nothing.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::Command;
+
+use bytes::Bytes;
+use common::*;
+use opentelemetry::KeyValue;
+use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _};
+use opentelemetry::trace::{Span as _, SpanKind, Tracer as _, TracerProvider as _};
+use opentelemetry_http::{HttpClient, HttpError};
+use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::logs::{InMemoryLogExporter, LogBatch, LogExporter as _, SdkLoggerProvider};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanExporter as _};
+use serde_json::{Value, json};
+
+/// The exporter's HTTP transport, backed by the tests' reqwest client.
+#[derive(Debug)]
+struct Transport(reqwest::Client);
+
+#[async_trait::async_trait]
+impl HttpClient for Transport {
+    async fn send_bytes(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, HttpError> {
+        let (parts, body) = request.into_parts();
+        let resp = self
+            .0
+            .request(parts.method, parts.uri.to_string())
+            .headers(parts.headers)
+            .body(body)
+            .send()
+            .await?;
+        let mut out = http::Response::builder().status(resp.status());
+        for (k, v) in resp.headers() {
+            out = out.header(k, v);
+        }
+        Ok(out.body(resp.bytes().await?)?)
+    }
+}
+
+fn rows_of(data: &std::path::Path, ns: &str) -> Vec<Value> {
+    stored_rows(data, ns)
+}
+
+fn kinds(rows: &[Value]) -> Vec<String> {
+    rows.iter()
+        .map(|r| r["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn python_export(url: &str, tok: &str, compression: &str, conv: &str) -> Value {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/independent/otlp_export.py"
+    );
+    let out = Command::new(python())
+        .args([
+            script,
+            &format!("{url}/otlp/v1/traces"),
+            tok,
+            compression,
+            conv,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "otlp_export.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_exports_genai_spans_with_and_without_gzip() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(dir.path(), "[log]\nflush_interval_ms = 50\n");
+    let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    let c = client();
+    let w = token(&data, "writer", "agents", "otel-sdk");
+
+    // Per export: 4 spans → 13 events (see otlp_export.py); exported twice.
+    let first = python_export(&srv.url, &w, "gzip", "conv-1");
+    assert_eq!(first["results"], json!(["SUCCESS", "SUCCESS"]), "{first}");
+    assert_eq!(wait_size(&c, &srv.url, "agents", &w, 13).await, 13);
+    let second = python_export(&srv.url, &w, "none", "conv-2");
+    assert_eq!(second["results"], json!(["SUCCESS", "SUCCESS"]), "{second}");
+    assert_eq!(wait_size(&c, &srv.url, "agents", &w, 26).await, 26);
+    // The resent batches added nothing.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(wait_size(&c, &srv.url, "agents", &w, 27).await, 26);
+
+    let rows = rows_of(&data, "agents");
+    assert_eq!(rows.len(), 26);
+    for (conv, export) in [("conv-1", &first), ("conv-2", &second)] {
+        let rows: Vec<Value> = rows
+            .iter()
+            .filter(|r| r["session_id"] == conv)
+            .cloned()
+            .collect();
+        assert_eq!(
+            kinds(&rows),
+            [
+                "span",
+                "prompt",
+                "prompt",
+                "reasoning",
+                "response",
+                "tool_call", // chat
+                "span",
+                "tool_call",
+                "tool_result", // execute_tool
+                "span",
+                "prompt",
+                "response", // legacy events
+                "span",     // invoke_agent
+            ],
+            "{conv}"
+        );
+        let trace = export["spans"][0]["trace_id"].as_str().unwrap();
+        assert!(rows.iter().all(|r| r["trace_id"] == trace));
+        assert!(rows.iter().all(|r| r["ingested_by"] == "otel-sdk"));
+        let chat_span = export["spans"][0]["span_id"].as_str().unwrap();
+        assert_eq!(rows[0]["span_id"], chat_span);
+        assert_eq!(rows[0]["name"], "chat gpt-4o");
+        assert_eq!(rows[0]["model"], "gpt-4o-2024-08-06");
+        assert_eq!(rows[1]["content"], "You are a weather assistant.");
+        assert_eq!(rows[2]["content"], "What is the weather in Paris?");
+        assert_eq!(
+            rows[3]["content"],
+            "The user wants weather; call the weather tool."
+        );
+        assert_eq!(rows[4]["content"], "Let me check the weather.");
+        assert_eq!(rows[5]["name"], "get_weather");
+        let args: Value = serde_json::from_str(rows[5]["content"].as_str().unwrap()).unwrap();
+        assert_eq!(args, json!({"city": "Paris"}));
+        let result: Value = serde_json::from_str(rows[8]["content"].as_str().unwrap()).unwrap();
+        assert_eq!(result, json!({"temp_c": 18}));
+        assert_eq!(rows[10]["content"], "Summarise: 18 degrees in Paris.");
+        assert_eq!(rows[11]["content"], "Paris: 18 C.");
+        // Nothing the sender said is lost: the span event keeps every raw attribute.
+        let attrs: Value = serde_json::from_str(rows[0]["attributes"].as_str().unwrap()).unwrap();
+        assert_eq!(attrs["gen_ai.usage.input_tokens"], 42);
+        assert_eq!(attrs["gen_ai.conversation.id"], conv);
+        assert!(
+            attrs["gen_ai.output.messages"]
+                .to_string()
+                .contains("call the weather tool")
+        );
+        assert_eq!(
+            attrs["otlp.resource"]["service.name"], "agent-under-test",
+            "{attrs}"
+        );
+    }
+    // The metrics saw the new entries only, not the resent duplicates.
+    let (s, m) = get(&c, &format!("{}/metrics", srv.url), None).await;
+    assert_eq!(s, 200);
+    assert!(
+        m.lines()
+            .any(|l| l
+                == "tracevault_events_ingested_total{ns=\"agents\",source=\"otlp_traces\"} 26"),
+        "{m}"
+    );
+    assert_eq!(srv.terminate(), Some(0));
+    let (code, out, err) = verify(&["--data", data.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+fn rust_exporter_config(url: &str, tok: &str, path: &str) -> (String, HashMap<String, String>) {
+    let headers = HashMap::from([("authorization".to_string(), format!("Bearer {tok}"))]);
+    (format!("{url}{path}"), headers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_otlp_exporter_sends_json_and_protobuf_spans_and_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(dir.path(), "[log]\nflush_interval_ms = 50\n");
+    let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    let c = client();
+    let w = token(&data, "writer", "rust", "otel-rust");
+
+    // Spans recorded through the real tracing API.
+    let memory = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(memory.clone())
+        .with_resource(Resource::builder().with_service_name("rust-agent").build())
+        .build();
+    let tracer = provider.tracer("tracevault-test");
+    let mut span = tracer
+        .span_builder("chat claude")
+        .with_kind(SpanKind::Client)
+        .start(&tracer);
+    span.set_attribute(KeyValue::new("gen_ai.operation.name", "chat"));
+    span.set_attribute(KeyValue::new("gen_ai.request.model", "claude-x"));
+    span.set_attribute(KeyValue::new("gen_ai.conversation.id", "rust-conv"));
+    span.set_attribute(KeyValue::new(
+        "gen_ai.input.messages",
+        json!([{"role": "user", "parts": [{"type": "text", "content": "hello from rust"}]}])
+            .to_string(),
+    ));
+    span.set_attribute(KeyValue::new(
+        "gen_ai.output.messages",
+        json!([{"role": "assistant", "parts": [
+            {"type": "reasoning", "content": "greet back"},
+            {"type": "text", "content": "hi!"}]}])
+        .to_string(),
+    ));
+    let trace_id = span.span_context().trace_id();
+    let span_id = span.span_context().span_id();
+    span.end();
+    let spans = memory.get_finished_spans().unwrap();
+    assert_eq!(spans.len(), 1);
+
+    for (protocol, gzip) in [(Protocol::HttpJson, false), (Protocol::HttpBinary, true)] {
+        let (endpoint, headers) = rust_exporter_config(&srv.url, &w, "/otlp/v1/traces");
+        let mut b = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(protocol)
+            .with_endpoint(endpoint)
+            .with_headers(headers)
+            .with_http_client(Transport(client()));
+        if gzip {
+            b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
+        }
+        let mut exporter = b.build().unwrap();
+        exporter.set_resource(&Resource::builder().with_service_name("rust-agent").build());
+        exporter.export(spans.clone()).await.unwrap();
+    }
+    // JSON then protobuf of the same span: one set of 4 events.
+    assert_eq!(wait_size(&c, &srv.url, "rust", &w, 4).await, 4);
+
+    // A GenAI log event (legacy per-message shape), joined to the span by ids.
+    let logs = InMemoryLogExporter::default();
+    let lp = SdkLoggerProvider::builder()
+        .with_simple_exporter(logs.clone())
+        .build();
+    let logger = lp.logger("tracevault-test");
+    let mut rec = logger.create_log_record();
+    rec.set_event_name("gen_ai.user.message");
+    rec.set_body(AnyValue::Map(Box::new(HashMap::from([(
+        "content".into(),
+        AnyValue::String("a logged prompt".into()),
+    )]))));
+    rec.add_attribute("gen_ai.conversation.id", "rust-conv");
+    rec.set_trace_context(trace_id, span_id, None);
+    logger.emit(rec);
+    let emitted = logs.get_emitted_logs().unwrap();
+    assert_eq!(emitted.len(), 1);
+    let (endpoint, headers) = rust_exporter_config(&srv.url, &w, "/otlp/v1/logs");
+    let exporter = opentelemetry_otlp::LogExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpJson)
+        .with_endpoint(endpoint)
+        .with_headers(headers)
+        .with_http_client(Transport(client()))
+        .build()
+        .unwrap();
+    let batch = [(&emitted[0].record, &emitted[0].instrumentation)];
+    exporter.export(LogBatch::new(&batch)).await.unwrap();
+    exporter.export(LogBatch::new(&batch)).await.unwrap(); // a retry
+    assert_eq!(wait_size(&c, &srv.url, "rust", &w, 5).await, 5);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(wait_size(&c, &srv.url, "rust", &w, 6).await, 5);
+
+    let rows = rows_of(&data, "rust");
+    assert_eq!(
+        kinds(&rows),
+        ["span", "prompt", "reasoning", "response", "prompt"]
+    );
+    assert!(rows.iter().all(|r| r["session_id"] == "rust-conv"));
+    assert_eq!(rows[1]["content"], "hello from rust");
+    assert_eq!(rows[3]["content"], "hi!");
+    assert_eq!(rows[4]["content"], "a logged prompt");
+    assert_eq!(rows[4]["trace_id"], format!("{trace_id}"));
+    assert_eq!(rows[4]["span_id"], format!("{span_id}"));
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+async fn post_otlp(
+    c: &reqwest::Client,
+    url: &str,
+    tok: Option<&str>,
+    ct: &str,
+    extra: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, String, Vec<u8>) {
+    let mut r = c
+        .post(format!("{url}/otlp/v1/traces"))
+        .header("content-type", ct);
+    if let Some(t) = tok {
+        r = r.bearer_auth(t);
+    }
+    for (k, v) in extra {
+        r = r.header(*k, *v);
+    }
+    let resp = r.body(body).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, ct, resp.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_otlp_input_gets_documented_errors_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let srv = Server::start(&data, &[]);
+    let c = client();
+    let w = token(&data, "writer", "guarded", "w");
+    let two = token(&data, "writer", "guarded,other", "w2");
+    let url = &srv.url;
+    let json_ct = "application/json";
+    let pb_ct = "application/x-protobuf";
+
+    // Malformed protobuf: 400 with a protobuf google.rpc.Status.
+    let (s, ct, body) = post_otlp(&c, url, Some(&w), pb_ct, &[], vec![0xff; 64]).await;
+    assert_eq!((s, ct.as_str()), (400, pb_ct));
+    assert!(!body.is_empty());
+    // Malformed JSON: 400 with a JSON Status carrying our stable code.
+    let (s, ct, body) = post_otlp(
+        &c,
+        url,
+        Some(&w),
+        json_ct,
+        &[],
+        b"{\"resourceSpans\": [".to_vec(),
+    )
+    .await;
+    assert_eq!((s, ct.as_str()), (400, json_ct));
+    let st: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(st["code"], 3, "{st}");
+    assert_eq!(st["details"][0]["reason"], "invalid_json", "{st}");
+    // A gzip bomb: 64 MiB of zeros in ~64 KiB. Refused at the 20 MiB limit.
+    let bomb = gzip(&vec![0u8; 64 << 20]);
+    assert!(bomb.len() < 1 << 20);
+    let (s, _, body) = post_otlp(
+        &c,
+        url,
+        Some(&w),
+        pb_ct,
+        &[("content-encoding", "gzip")],
+        bomb,
+    )
+    .await;
+    assert_eq!(s, 413, "{}", String::from_utf8_lossy(&body));
+    // A 30 MiB body.
+    let (s, _, _) = post_otlp(&c, url, Some(&w), json_ct, &[], vec![b' '; 30 << 20]).await;
+    assert_eq!(s, 413);
+    // A namespace header the token does not cover: 403.
+    let ok_json = json!({"resourceSpans": [{"scopeSpans": [{"spans": [{
+        "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
+        "name": "x", "kind": 1, "startTimeUnixNano": "1700000000000000000",
+        "endTimeUnixNano": "1700000001000000000"}]}]}]})
+    .to_string()
+    .into_bytes();
+    let (s, _, body) = post_otlp(
+        &c,
+        url,
+        Some(&w),
+        json_ct,
+        &[("x-tracevault-namespace", "elsewhere")],
+        ok_json.clone(),
+    )
+    .await;
+    assert_eq!(s, 403, "{}", String::from_utf8_lossy(&body));
+    // A token with two namespaces must name one.
+    let (s, _, body) = post_otlp(&c, url, Some(&two), json_ct, &[], ok_json.clone()).await;
+    assert_eq!(s, 400, "{}", String::from_utf8_lossy(&body));
+    let st: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(st["details"][0]["reason"], "namespace_required");
+    // No token: 401. A reader or other content type: refused.
+    let (s, _, _) = post_otlp(&c, url, None, json_ct, &[], ok_json.clone()).await;
+    assert_eq!(s, 401);
+    let (s, _, _) = post_otlp(&c, url, Some(&w), "text/plain", &[], ok_json.clone()).await;
+    assert_eq!(s, 415);
+    // snake_case keys decode to nothing: 200 with a partial_success message.
+    let snake = json!({"resource_spans": [{"scope_spans": [{"spans": [{"name": "x"}]}]}]});
+    let (s, _, body) = post_otlp(
+        &c,
+        url,
+        Some(&w),
+        json_ct,
+        &[],
+        snake.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let resp: Value = serde_json::from_slice(&body).unwrap();
+    let msg = resp["partialSuccess"]["errorMessage"]
+        .as_str()
+        .unwrap_or("");
+    assert!(msg.contains("lowerCamelCase"), "{resp}");
+    // Nothing was written by any of it.
+    assert_eq!(
+        get(&c, &format!("{url}/v1/logs/guarded/checkpoint"), Some(&w))
+            .await
+            .0,
+        404
+    );
+    // A span with an over-long name is rejected alone; its neighbour lands.
+    let mixed = json!({"resourceSpans": [{"scopeSpans": [{"spans": [
+        {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174", "name": "ok"},
+        {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b175", "name": "n".repeat(5000)}
+    ]}]}]});
+    let (s, _, body) = post_otlp(
+        &c,
+        url,
+        Some(&w),
+        json_ct,
+        &[],
+        mixed.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let resp: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(resp["partialSuccess"]["rejectedSpans"], 1, "{resp}");
+    assert_eq!(wait_size(&c, url, "guarded", &w, 1).await, 1);
+    // Every refusal above is counted by code.
+    let (_, m) = get(&c, &format!("{url}/metrics"), None).await;
+    for needle in [
+        "code=\"invalid_protobuf\"",
+        "code=\"invalid_json\"",
+        "code=\"body_too_large\"",
+        "code=\"forbidden\"",
+    ] {
+        assert!(m.contains(needle), "{needle} missing in\n{m}");
+    }
+}
