@@ -255,20 +255,24 @@ pub fn python() -> PathBuf {
         .expect("python3 not found; run scripts/test.sh, which creates .venv with the test tools")
 }
 
+/// The size of the namespace's latest checkpoint (0 when it has none).
+pub async fn checkpoint_size(c: &reqwest::Client, url: &str, ns: &str, tok: &str) -> u64 {
+    let (s, text) = get(c, &format!("{url}/v1/logs/{ns}/checkpoint"), Some(tok)).await;
+    if s != 200 {
+        return 0;
+    }
+    text.lines()
+        .nth(1)
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Polls the namespace's checkpoint until it covers `size` entries; returns
 /// the size it saw last (so a test can assert on it either way).
 pub async fn wait_size(c: &reqwest::Client, url: &str, ns: &str, tok: &str, size: u64) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(20);
-    let mut last = 0;
     loop {
-        let (s, text) = get(c, &format!("{url}/v1/logs/{ns}/checkpoint"), Some(tok)).await;
-        if s == 200 {
-            last = text
-                .lines()
-                .nth(1)
-                .and_then(|l| l.parse().ok())
-                .unwrap_or(0);
-        }
+        let last = checkpoint_size(c, url, ns, tok).await;
         if last >= size || Instant::now() > deadline {
             return last;
         }

@@ -1,0 +1,258 @@
+//! Live session streams end to end: receipts come back while the request is
+//! still open, bad lines are answered in-band without ending the stream, a
+//! client killed mid-line loses only that line, and `tracevault stream` pipes
+//! a shell's output into the vault.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Reads NDJSON lines off a response body as they arrive.
+struct Lines {
+    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    buf: Vec<u8>,
+}
+
+impl Lines {
+    async fn next(&mut self) -> Option<Value> {
+        loop {
+            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=pos).collect();
+                return Some(serde_json::from_slice(&line).unwrap());
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(20), self.body.next())
+                .await
+                .expect("no receipt within 20 s")?;
+            self.buf.extend_from_slice(&chunk.unwrap());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_stream_back_while_the_request_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let srv = Server::start(&data, &[]);
+    let w = token(&data, "writer", "term", "shell-recorder");
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    let body = reqwest::Body::wrap_stream(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|i| (i, rx))
+    }));
+    let resp = client()
+        .post(format!("{}/v1/logs/term/sessions/sess-1/stream", srv.url))
+        .bearer_auth(&w)
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut lines = Lines {
+        body: Box::pin(resp.bytes_stream()),
+        buf: Vec::new(),
+    };
+    // Each line's receipt arrives before the next line is even sent.
+    let mut indexes = Vec::new();
+    for i in 0..3 {
+        let ev = json!({"kind": "output", "content": format!("tick {i}")});
+        tx.send(Ok(Bytes::from(format!("{ev}\n")))).await.unwrap();
+        let r = lines.next().await.unwrap();
+        assert_eq!(r["line"], i + 1, "{r}");
+        assert_eq!(r["session_seq"], i, "{r}");
+        indexes.push(r["index"].as_u64().unwrap());
+    }
+    // Bad lines are answered in-band; the stream goes on.
+    tx.send(Ok(Bytes::from_static(b"{not json\n")))
+        .await
+        .unwrap();
+    let r = lines.next().await.unwrap();
+    assert_eq!(
+        (r["line"].as_u64(), r["error"]["code"].as_str()),
+        (Some(4), Some("invalid_json")),
+        "{r}"
+    );
+    let other = json!({"session_id": "someone-else", "kind": "output", "content": "x"});
+    tx.send(Ok(Bytes::from(format!("{other}\n"))))
+        .await
+        .unwrap();
+    let r = lines.next().await.unwrap();
+    assert_eq!(r["error"]["code"], "session_mismatch", "{r}");
+    // One chunk carrying two lines, split across a chunk boundary mid-line.
+    tx.send(Ok(Bytes::from_static(
+        b"{\"kind\":\"input\",\"content\":\"ls\"}\n{\"kind\":\"out",
+    )))
+    .await
+    .unwrap();
+    tx.send(Ok(Bytes::from_static(b"put\",\"content\":\"a b c\"}\n")))
+        .await
+        .unwrap();
+    for want in [6, 7] {
+        let r = lines.next().await.unwrap();
+        assert_eq!(r["line"], want, "{r}");
+        indexes.push(r["index"].as_u64().unwrap());
+    }
+    drop(tx);
+    let s = lines.next().await.unwrap();
+    let s = &s["summary"];
+    assert_eq!(s["committed"], 5, "{s}");
+    assert_eq!(s["rejected_lines"], 2, "{s}");
+    assert_eq!(s["end"], "eof");
+    assert_eq!(s["ranges"], json!([[0, 4]]));
+    assert_eq!(indexes, [0, 1, 2, 3, 4]);
+    assert!(lines.next().await.is_none());
+
+    let c = client();
+    assert_eq!(wait_size(&c, &srv.url, "term", &w, 5).await, 5);
+    let rows = stored_rows(&data, "term");
+    let contents: Vec<&str> = rows
+        .iter()
+        .map(|r| r["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(contents, ["tick 0", "tick 1", "tick 2", "ls", "a b c"]);
+    assert!(
+        rows.iter()
+            .all(|r| r["session_id"] == "sess-1" && r["ingested_by"] == "shell-recorder")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_killed_mid_line_keeps_every_acknowledged_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let srv = Server::start(&data, &[]);
+    let w = token(&data, "writer", "term", "w");
+    let addr = srv.url.trim_start_matches("http://").to_string();
+    let mut sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v1/logs/term/sessions/killed/stream HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {w}\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    let chunk = |s: &str| format!("{:x}\r\n{s}\r\n", s.len());
+    let payload = "{\"kind\":\"output\",\"content\":\"one\"}\n{\"kind\":\"output\",\"content\":\"two\"}\n{\"kind\":\"output\",\"content\":\"thr";
+    sock.write_all(chunk(payload).as_bytes()).await.unwrap();
+    // Read until both receipts have been sent to us.
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while String::from_utf8_lossy(&got)
+        .matches("\"leaf_hash\"")
+        .count()
+        < 2
+    {
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout_at(deadline, sock.read(&mut buf))
+            .await
+            .expect("receipts in time")
+            .unwrap();
+        assert!(
+            n > 0,
+            "connection closed early: {}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got).to_string();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    // The client dies with half a line sent.
+    drop(sock);
+    let c = client();
+    assert_eq!(wait_size(&c, &srv.url, "term", &w, 2).await, 2);
+    // A graceful stop publishes everything durable: the store then holds
+    // exactly the two acknowledged lines, never the unfinished third.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(srv.terminate(), Some(0));
+    let rows = stored_rows(&data, "term");
+    let contents: Vec<&str> = rows
+        .iter()
+        .map(|r| r["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(contents, ["one", "two"]);
+    let (code, out, err) = verify(&["--data", data.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracevault_stream_pipes_stdin_into_a_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let srv = Server::start(&data, &[]);
+    let w = token(&data, "writer", "shell", "operator");
+    let mut child = Command::new(BIN)
+        .args([
+            "stream",
+            "--server",
+            &srv.url,
+            "--token",
+            &w,
+            "--session",
+            "tty-7",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "$ echo hello").unwrap();
+    writeln!(stdin, "hello").unwrap();
+    writeln!(
+        stdin,
+        "{}",
+        json!({"kind": "input", "content": "exit", "actor": "operator"})
+    )
+    .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let receipts: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(receipts.len(), 3, "{stdout}");
+    assert!(stderr.contains("\"committed\":3"), "{stderr}");
+
+    let c = client();
+    assert_eq!(wait_size(&c, &srv.url, "shell", &w, 3).await, 3);
+    let rows = stored_rows(&data, "shell");
+    let got: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r["kind"].as_str().unwrap(), r["content"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("output", "$ echo hello"),
+            ("output", "hello"),
+            ("input", "exit")
+        ]
+    );
+
+    // A writer token for another namespace is refused before anything is read.
+    let other = token(&data, "writer", "elsewhere", "x");
+    let out = Command::new(BIN)
+        .args([
+            "stream",
+            "--server",
+            &srv.url,
+            "--token",
+            &other,
+            "--namespace",
+            "shell",
+            "--session",
+            "s",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("403"));
+}
