@@ -232,3 +232,137 @@ fn base64_decode(s: &str) -> Vec<u8> {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.decode(s).unwrap()
 }
+
+/// A TCP proxy in front of moto that can cut the network: while down, every
+/// open connection is dropped and new ones are closed at once, as when the
+/// object store becomes unreachable.
+struct Proxy {
+    endpoint: String,
+    up: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Proxy {
+    async fn start(target: &str) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let target = target.trim_start_matches("http://").to_string();
+        let up = std::sync::Arc::new(tokio::sync::watch::channel(true).0);
+        let up2 = up.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !*up2.borrow() {
+                    continue; // dropped: connection closed
+                }
+                let target = target.clone();
+                let mut down = up2.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = down.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Proxy { endpoint, up }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_outage_sheds_with_503_and_loses_no_acknowledged_event() {
+    let moto = Moto::start("outage").await;
+    let proxy = Proxy::start(&moto.endpoint).await;
+    let mut env_owned = moto.env();
+    env_owned[0].1 = proxy.endpoint.clone();
+    let env: Vec<(&str, &str)> = env_owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    // A small unpublished bound, so the outage hits it quickly, and a lease
+    // TTL long enough that the bound (not the lease) is what sheds first.
+    let cfg = config(
+        dir.path(),
+        "[log]\nflush_interval_ms = 100\nmax_unpublished_events = 500\nlease_ttl_ms = 60000\n[limits]\nready_timeout_ms = 1000\n",
+    );
+    let url = "s3://outage/v";
+    let srv = Server::try_start_env(
+        &data,
+        &["--store", url, "--config", cfg.to_str().unwrap()],
+        &env,
+    )
+    .unwrap();
+    let c = client();
+    let w = token(&data, "writer", "alpha", "w");
+    let batch = |round: usize| json!({"events": (0..50).map(|i| json!({"session_id": "o", "kind": "output", "content": format!("r{round} e{i}")})).collect::<Vec<_>>()});
+    let mut acked = 0u64;
+    let (s, r) = post_events(&c, &srv.url, "alpha", &w, batch(0), "?wait=checkpoint").await;
+    assert_eq!(s, 200, "{r}");
+    acked += 50;
+    assert_eq!(get(&c, &format!("{}/readyz", srv.url), None).await.0, 200);
+
+    proxy.set_up(false);
+    let mut shed = None;
+    for round in 1..200 {
+        let resp = c
+            .post(format!("{}/v1/logs/alpha/events", srv.url))
+            .bearer_auth(&w)
+            .json(&batch(round))
+            .send()
+            .await
+            .unwrap();
+        match resp.status().as_u16() {
+            200 => acked += 50,
+            503 => {
+                assert!(resp.headers().contains_key("retry-after"));
+                let body: serde_json::Value = resp.json().await.unwrap();
+                shed = Some(body["error"]["code"].as_str().unwrap().to_string());
+                break;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(
+        shed.as_deref(),
+        Some("overloaded"),
+        "acked {acked} without shedding"
+    );
+    // The backlog stays within the configured bound (plus one batch).
+    assert!(acked <= 50 + 500 + 50, "acked {acked}");
+    let (_, m) = get(&c, &format!("{}/metrics", srv.url), None).await;
+    let unpublished: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("tracevault_unpublished_entries{ns=\"alpha\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(unpublished <= 550, "{unpublished}");
+    let (s, body) = get(&c, &format!("{}/readyz", srv.url), None).await;
+    assert_eq!(s, 503, "{body}");
+    assert!(body.contains("store_unreachable"), "{body}");
+
+    // The store comes back: the backlog is published and writes resume.
+    proxy.set_up(true);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (s, r) = post_events(&c, &srv.url, "alpha", &w, batch(1000), "?wait=checkpoint").await;
+        if s == 200 {
+            acked += 50;
+            break;
+        }
+        assert_eq!(s, 503, "{r}");
+        assert!(Instant::now() < deadline, "writes did not resume: {r}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(get(&c, &format!("{}/readyz", srv.url), None).await.0, 200);
+    assert_eq!(srv.terminate(), Some(0));
+    let (code, out, err) = verify_env(&["--store", url], &env);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("{acked} entries")),
+        "acked {acked}: {out}"
+    );
+}
