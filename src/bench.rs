@@ -42,6 +42,77 @@ pub struct IngestArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// What to send: the native JSON API, or OTLP/HTTP spans (protobuf or
+    /// JSON), each span a GenAI chat call whose one input message carries
+    /// `--size` bytes (2 log events per span: the span and the prompt).
+    #[arg(long, value_enum, default_value = "api")]
+    format: Format,
+}
+
+/// Request encodings `bench ingest` can drive.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// `POST /v1/logs/{ns}/events`, JSON batches.
+    Api,
+    /// `POST /otlp/v1/traces`, `application/x-protobuf`.
+    OtlpProto,
+    /// `POST /otlp/v1/traces`, `application/json`.
+    OtlpJson,
+}
+
+/// Log events one benchmark span becomes.
+const EVENTS_PER_SPAN: u64 = 2;
+
+/// An OTLP export of `n` GenAI spans with unique ids (batch `k` of the run),
+/// encoded for `format`.
+fn otlp_body(format: Format, k: u64, n: u64, size: usize) -> anyhow::Result<Vec<u8>> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    let kv = |k: &str, v: String| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v)),
+        }),
+        ..Default::default()
+    };
+    let start = 1_795_000_000_000_000_000u64 + k * 1_000_000;
+    let spans = (0..n)
+        .map(|i| {
+            let mut trace_id = [0u8; 16];
+            trace_id[..8].copy_from_slice(&k.to_be_bytes());
+            trace_id[8..].copy_from_slice(&i.to_be_bytes());
+            let messages = json!([{"role": "user", "parts": [{"type": "text", "content": payload(size, k * 1_000_003 + i)}]}]);
+            Span {
+                trace_id: trace_id.to_vec(),
+                span_id: (i + 1).to_be_bytes().to_vec(),
+                name: "chat bench-model".into(),
+                kind: 3,
+                start_time_unix_nano: start + i,
+                end_time_unix_nano: start + i + 1000,
+                attributes: vec![
+                    kv("gen_ai.operation.name", "chat".into()),
+                    kv("gen_ai.request.model", "bench-model".into()),
+                    kv("gen_ai.conversation.id", format!("bench-{}", (k * n + i) % 64)),
+                    kv("gen_ai.input.messages", messages.to_string()),
+                ],
+                ..Default::default()
+            }
+        })
+        .collect();
+    let req = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    Ok(match format {
+        Format::OtlpJson => serde_json::to_vec(&req)?,
+        _ => prost::Message::encode_to_vec(&req),
+    })
 }
 
 /// A deterministic, compressible-but-not-trivial payload of `n` bytes.
@@ -103,7 +174,16 @@ async fn run_async(a: IngestArgs) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(a.concurrency as usize)
         .build()?;
-    let url = format!("{}/v1/logs/{}/events", a.url.trim_end_matches('/'), a.ns);
+    let base = a.url.trim_end_matches('/');
+    let (url, content_type) = match a.format {
+        Format::Api => (
+            format!("{base}/v1/logs/{}/events", a.ns),
+            "application/json",
+        ),
+        Format::OtlpProto => (format!("{base}/otlp/v1/traces"), "application/x-protobuf"),
+        Format::OtlpJson => (format!("{base}/otlp/v1/traces"), "application/json"),
+    };
+    let size_before = checkpoint_size(&client, &a).await;
     let batches = a.events.div_ceil(a.batch);
     // Pre-build a few distinct bodies so request building does not limit the server.
     let bodies: Arc<Vec<String>> = Arc::new(
@@ -136,7 +216,8 @@ async fn run_async(a: IngestArgs) -> anyhow::Result<()> {
             max_index.clone(),
             retries.clone(),
         );
-        let (rate, batch, total) = (a.rate, a.batch, a.events);
+        let (rate, batch, total, format, size, ns) =
+            (a.rate, a.batch, a.events, a.format, a.size, a.ns.clone());
         workers.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             loop {
@@ -154,15 +235,19 @@ async fn run_async(a: IngestArgs) -> anyhow::Result<()> {
                     None => Instant::now(),
                 };
                 let body = &bodies[(k % bodies.len() as u64) as usize];
-                let body = if n == batch {
-                    body.clone()
+                let body: bytes::Bytes = if format != Format::Api {
+                    // OTLP: `batch` counts log events; ids are unique per span,
+                    // so every request is new work (no idempotent replays).
+                    otlp_body(format, k, n.div_ceil(EVENTS_PER_SPAN), size)?.into()
+                } else if n == batch {
+                    body.clone().into()
                 } else {
                     let v: serde_json::Value = serde_json::from_str(body)?;
                     let evs: Vec<_> = v["events"]
                         .as_array()
                         .map(|e| e[..n as usize].to_vec())
                         .unwrap_or_default();
-                    json!({ "events": evs }).to_string()
+                    json!({ "events": evs }).to_string().into()
                 };
                 bytes_sent.fetch_add(body.len() as u64, Ordering::Relaxed);
                 // A 503 (load shed) is retried after a pause, as a real client
@@ -171,7 +256,8 @@ async fn run_async(a: IngestArgs) -> anyhow::Result<()> {
                     let resp = client
                         .post(&url)
                         .bearer_auth(&token)
-                        .header("content-type", "application/json")
+                        .header("content-type", content_type)
+                        .header("x-tracevault-namespace", &ns)
                         .body(body.clone())
                         .send()
                         .await
@@ -199,7 +285,11 @@ async fn run_async(a: IngestArgs) -> anyhow::Result<()> {
         lat.extend(w.await??);
     }
     let secs = start.elapsed().as_secs_f64();
-    let lag = checkpoint_lag(&client, &a, max_index.load(Ordering::Relaxed) + 1).await;
+    let expect = match a.format {
+        Format::Api => max_index.load(Ordering::Relaxed) + 1,
+        _ => size_before + batches * a.batch.div_ceil(EVENTS_PER_SPAN) * EVENTS_PER_SPAN,
+    };
+    let lag = checkpoint_lag(&client, &a, expect).await;
     lat.sort_by(|x, y| x.total_cmp(y));
     let mb = bytes_sent.load(Ordering::Relaxed) as f64 / 1e6;
     let out = json!({
@@ -244,6 +334,24 @@ fn last_index(body: &str) -> Option<u64> {
         .ok()
 }
 
+/// The size of the namespace's latest checkpoint (0 if none).
+async fn checkpoint_size(client: &reqwest::Client, a: &IngestArgs) -> u64 {
+    let url = format!(
+        "{}/v1/logs/{}/checkpoint",
+        a.url.trim_end_matches('/'),
+        a.ns
+    );
+    match client.get(&url).bearer_auth(&a.token).send().await {
+        Ok(r) if r.status().is_success() => r
+            .text()
+            .await
+            .ok()
+            .and_then(|t| t.lines().nth(1).and_then(|l| l.parse().ok()))
+            .unwrap_or(0),
+        _ => 0,
+    }
+}
+
 /// Milliseconds from the end of the run until a checkpoint covers `size` entries.
 async fn checkpoint_lag(client: &reqwest::Client, a: &IngestArgs, size: u64) -> f64 {
     let url = format!(
@@ -282,5 +390,35 @@ mod tests {
             Some(12)
         );
         assert_eq!(last_index("{}"), None);
+    }
+
+    #[test]
+    fn otlp_bodies_map_to_two_new_events_per_span() {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        let pb = otlp_body(Format::OtlpProto, 3, 10, 1024).unwrap();
+        let req: ExportTraceServiceRequest = prost::Message::decode(&pb[..]).unwrap();
+        let mapped = tracevault_schemas::otlp::map_traces(&req);
+        assert_eq!(mapped.rejected, 0, "{:?}", mapped.messages);
+        assert_eq!(mapped.events.len() as u64, 10 * EVENTS_PER_SPAN);
+        assert_eq!(
+            mapped.events[1]
+                .content
+                .as_ref()
+                .and_then(|c| c.as_str())
+                .map(str::len),
+            Some(1024)
+        );
+        // Another batch number gives other ids (no dedup across requests).
+        let other: ExportTraceServiceRequest =
+            serde_json::from_slice(&otlp_body(Format::OtlpJson, 4, 10, 1024).unwrap()).unwrap();
+        let ids = |r: &ExportTraceServiceRequest| {
+            tracevault_schemas::otlp::map_traces(r)
+                .events
+                .into_iter()
+                .map(|e| e.event_id)
+                .collect::<Vec<_>>()
+        };
+        let (a, b) = (ids(&req), ids(&other));
+        assert!(a.iter().all(|id| !b.contains(id)));
     }
 }
