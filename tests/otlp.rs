@@ -447,3 +447,34 @@ async fn bad_otlp_input_gets_documented_errors_and_writes_nothing() {
         assert!(m.contains(needle), "{needle} missing in\n{m}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_endpoints_and_request_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let srv = Server::start(&data, &[]);
+    let c = client();
+    assert_eq!(get(&c, &format!("{}/healthz", srv.url), None).await.0, 200);
+    let (s, body) = get(&c, &format!("{}/readyz", srv.url), None).await;
+    assert_eq!((s, body.as_str()), (200, "{\"status\":\"ready\"}"));
+    let r = c.get(format!("{}/metrics", srv.url)).send().await.unwrap();
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    // Every response gets a request id; a caller's own id is kept.
+    let a = c.get(format!("{}/healthz", srv.url)).send().await.unwrap();
+    let b = c.get(format!("{}/nope", srv.url)).send().await.unwrap();
+    let (ida, idb) = (&a.headers()["x-request-id"], &b.headers()["x-request-id"]);
+    assert_ne!(ida, idb);
+    let own = c
+        .get(format!("{}/healthz", srv.url))
+        .header("x-request-id", "caller-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.headers()["x-request-id"], "caller-42");
+    assert_eq!(b.status(), 404);
+}
