@@ -478,3 +478,70 @@ async fn operations_endpoints_and_request_ids() {
     assert_eq!(own.headers()["x-request-id"], "caller-42");
     assert_eq!(b.status(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_over_its_rate_limit_gets_429_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(
+        dir.path(),
+        "[limits]\nwriter_events_per_s = 10\nwriter_burst_events = 100\n",
+    );
+    let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    let c = client();
+    let w = token(&data, "writer", "limited", "w");
+    let batch = json!({"events": (0..150).map(|i| json!({"session_id": "r", "kind": "output", "content": i.to_string()})).collect::<Vec<_>>()});
+    // The burst allows one large batch (into debt)...
+    let (s, r) = post_events(&c, &srv.url, "limited", &w, batch.clone(), "").await;
+    assert_eq!(s, 200, "{r}");
+    // ...then the token must wait about (150 - 100) / 10 = 5 s.
+    let resp = c
+        .post(format!("{}/v1/logs/limited/events", srv.url))
+        .bearer_auth(&w)
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    let wait: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((4..=6).contains(&wait), "retry-after {wait}");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+    // OTLP answers the same in its own shape; another token is not affected.
+    let span = json!({"resourceSpans": [{"scopeSpans": [{"spans": [{
+        "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174", "name": "x"}]}]}]});
+    let (s, _, body) = post_otlp(
+        &c,
+        &srv.url,
+        Some(&w),
+        "application/json",
+        &[],
+        span.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(s, 429);
+    let st: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (st["code"].as_i64(), st["details"][0]["reason"].as_str()),
+        (Some(8), Some("rate_limited"))
+    );
+    let other = token(&data, "writer", "limited", "w2");
+    let (s, _, _) = post_otlp(
+        &c,
+        &srv.url,
+        Some(&other),
+        "application/json",
+        &[],
+        span.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(s, 200);
+    // Nothing of the refused requests was written.
+    assert_eq!(wait_size(&c, &srv.url, "limited", &w, 151).await, 151);
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert_eq!(checkpoint_size(&c, &srv.url, "limited", &w).await, 151);
+}
