@@ -63,9 +63,9 @@ pub enum Format {
 /// Log events one benchmark span becomes.
 const EVENTS_PER_SPAN: u64 = 2;
 
-/// An OTLP export of `n` GenAI spans with unique ids (batch `k` of the run),
-/// encoded for `format`.
-fn otlp_body(format: Format, k: u64, n: u64, size: usize) -> anyhow::Result<Vec<u8>> {
+/// An OTLP export of `n` GenAI spans with ids unique to this run (`run`, a
+/// random nonce) and batch `k`, encoded for `format`.
+fn otlp_body(format: Format, run: u64, k: u64, n: u64, size: usize) -> anyhow::Result<Vec<u8>> {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
@@ -80,8 +80,8 @@ fn otlp_body(format: Format, k: u64, n: u64, size: usize) -> anyhow::Result<Vec<
     let spans = (0..n)
         .map(|i| {
             let mut trace_id = [0u8; 16];
-            trace_id[..8].copy_from_slice(&k.to_be_bytes());
-            trace_id[8..].copy_from_slice(&i.to_be_bytes());
+            trace_id[..8].copy_from_slice(&run.to_be_bytes());
+            trace_id[8..].copy_from_slice(&((k << 32) | i).to_be_bytes());
             let messages = json!([{"role": "user", "parts": [{"type": "text", "content": payload(size, k * 1_000_003 + i)}]}]);
             Span {
                 trace_id: trace_id.to_vec(),
@@ -184,6 +184,10 @@ async fn run_async(a: IngestArgs) -> anyhow::Result<()> {
         Format::OtlpJson => (format!("{base}/otlp/v1/traces"), "application/json"),
     };
     let size_before = checkpoint_size(&client, &a).await;
+    let run: u64 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
     let batches = a.events.div_ceil(a.batch);
     // Pre-build a few distinct bodies so request building does not limit the server.
     let bodies: Arc<Vec<String>> = Arc::new(
@@ -238,7 +242,7 @@ async fn run_async(a: IngestArgs) -> anyhow::Result<()> {
                 let body: bytes::Bytes = if format != Format::Api {
                     // OTLP: `batch` counts log events; ids are unique per span,
                     // so every request is new work (no idempotent replays).
-                    otlp_body(format, k, n.div_ceil(EVENTS_PER_SPAN), size)?.into()
+                    otlp_body(format, run, k, n.div_ceil(EVENTS_PER_SPAN), size)?.into()
                 } else if n == batch {
                     body.clone().into()
                 } else {
@@ -395,7 +399,7 @@ mod tests {
     #[test]
     fn otlp_bodies_map_to_two_new_events_per_span() {
         use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-        let pb = otlp_body(Format::OtlpProto, 3, 10, 1024).unwrap();
+        let pb = otlp_body(Format::OtlpProto, 9, 3, 10, 1024).unwrap();
         let req: ExportTraceServiceRequest = prost::Message::decode(&pb[..]).unwrap();
         let mapped = tracevault_schemas::otlp::map_traces(&req);
         assert_eq!(mapped.rejected, 0, "{:?}", mapped.messages);
@@ -410,7 +414,7 @@ mod tests {
         );
         // Another batch number gives other ids (no dedup across requests).
         let other: ExportTraceServiceRequest =
-            serde_json::from_slice(&otlp_body(Format::OtlpJson, 4, 10, 1024).unwrap()).unwrap();
+            serde_json::from_slice(&otlp_body(Format::OtlpJson, 9, 4, 10, 1024).unwrap()).unwrap();
         let ids = |r: &ExportTraceServiceRequest| {
             tracevault_schemas::otlp::map_traces(r)
                 .events

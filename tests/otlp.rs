@@ -421,7 +421,10 @@ async fn bad_otlp_input_gets_documented_errors_and_writes_nothing() {
     // A span with an over-long name is rejected alone; its neighbour lands.
     let mixed = json!({"resourceSpans": [{"scopeSpans": [{"spans": [
         {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174", "name": "ok"},
-        {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b175", "name": "n".repeat(5000)}
+        {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b175", "name": "n".repeat(5000)},
+        // Over max_event_bytes once stored (1.2 MiB attribute): refused whole.
+        {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b176", "name": "big",
+         "attributes": [{"key": "blob", "value": {"stringValue": "b".repeat(1_200_000)}}]}
     ]}]}]});
     let (s, _, body) = post_otlp(
         &c,
@@ -434,7 +437,7 @@ async fn bad_otlp_input_gets_documented_errors_and_writes_nothing() {
     .await;
     assert_eq!(s, 200);
     let resp: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(resp["partialSuccess"]["rejectedSpans"], 1, "{resp}");
+    assert_eq!(resp["partialSuccess"]["rejectedSpans"], 2, "{resp}");
     assert_eq!(wait_size(&c, url, "guarded", &w, 1).await, 1);
     // Every refusal above is counted by code.
     let (_, m) = get(&c, &format!("{url}/metrics"), None).await;

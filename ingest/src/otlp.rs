@@ -22,7 +22,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use prost::Message;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tracevault_schemas::Event;
 use tracevault_schemas::otlp::{self as mapping, Mapped};
 use tracevault_vault::record::Prepared;
 use tracevault_vault::token::{Claims, Role};
@@ -333,7 +332,9 @@ async fn export_inner<S: Signal>(
                 ),
             ));
         }
-        let (events, oversized) = drop_oversized(mapped.events, limits.max_event_bytes);
+        let events = Prepared::batch(mapped.events)
+            .map_err(|e| ApiError::unavailable("seal_failed", e.to_string()))?;
+        let (events, oversized) = drop_oversized(events, limits.max_event_bytes);
         messages.extend(mapped.messages);
         if oversized > 0 {
             messages.push(format!(
@@ -342,8 +343,6 @@ async fn export_inner<S: Signal>(
                 limits.max_event_bytes
             ));
         }
-        let events = Prepared::batch(events)
-            .map_err(|e| ApiError::unavailable("seal_failed", e.to_string()))?;
         Ok(Decoded {
             events,
             rejected: mapped.rejected + oversized,
@@ -382,43 +381,36 @@ fn is_trivially_empty(body: &[u8]) -> bool {
     t.is_empty() || t == b"{}"
 }
 
-/// Removes every span (a run of events sharing trace and span id) that has an
-/// event larger than `max` bytes as JSON: a span is kept whole or not at all.
+/// Removes every span (or log record: a run of events whose ids share their
+/// `<identity>:` prefix) that has an event whose stored payload (content and
+/// attributes) exceeds `max` bytes: a span is kept whole or not at all.
 /// Returns the kept events and how many spans were refused.
-fn drop_oversized(events: Vec<Event>, max: usize) -> (Vec<Event>, u64) {
-    let size = |e: &Event| serde_json::to_vec(e).map(|v| v.len()).unwrap_or(usize::MAX);
+fn drop_oversized(events: Vec<Prepared>, max: usize) -> (Vec<Prepared>, u64) {
     // Event ids are `<span or record identity>:<position>` (see the mapping).
-    let key = |e: &Event| {
-        e.event_id
-            .as_deref()
-            .and_then(|id| id.rsplit_once(':'))
-            .map(|(k, _)| k.to_string())
-    };
+    let key = |e: &Prepared| e.event_id().and_then(|id| id.rsplit_once(':')).map(|(k, _)| k.to_string());
     let mut kept = Vec::with_capacity(events.len());
     let mut refused = 0u64;
-    let mut group: Vec<Event> = Vec::new();
+    let mut group: Vec<Prepared> = Vec::new();
     let mut group_ok = true;
-    let mut flush = |group: &mut Vec<Event>, ok: bool, kept: &mut Vec<Event>| {
-        if group.is_empty() {
-            return;
-        }
-        if ok {
-            kept.append(group);
-        } else {
-            refused += 1;
-            group.clear();
-        }
-    };
     for e in events {
         if let Some(first) = group.first()
             && key(first) != key(&e)
         {
-            flush(&mut group, group_ok, &mut kept);
+            if group_ok {
+                kept.append(&mut group);
+            } else {
+                refused += 1;
+                group.clear();
+            }
             group_ok = true;
         }
-        group_ok &= size(&e) <= max;
+        group_ok &= e.payload_bytes() <= max;
         group.push(e);
     }
-    flush(&mut group, group_ok, &mut kept);
+    if group_ok {
+        kept.append(&mut group);
+    } else if !group.is_empty() {
+        refused += 1;
+    }
     (kept, refused)
 }

@@ -184,6 +184,14 @@ impl Prepared {
             .collect()
     }
 
+    /// Bytes of payload as stored: the content and attributes columns (text,
+    /// or JCS for JSON). What event size limits apply to when an event did not
+    /// arrive as JSON text of its own (OTLP).
+    pub fn payload_bytes(&self) -> usize {
+        self.0.content.as_ref().map_or(0, String::len)
+            + self.0.attributes.as_ref().map_or(0, String::len)
+    }
+
     /// Prepares `event` with the given salt.
     pub fn with_salt(event: Event, salt: [u8; 32]) -> Result<Prepared, RecordError> {
         let (content, content_type) = match event.content {
