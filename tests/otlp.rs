@@ -411,6 +411,39 @@ async fn bad_otlp_input_gets_documented_errors_and_writes_nothing() {
         .as_str()
         .unwrap_or("");
     assert!(msg.contains("lowerCamelCase"), "{resp}");
+    // 30 000 empty spans (2 bytes each on the wire): refused before decoding.
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{
+        AnyValue as PbValue, KeyValue as PbKv, any_value,
+    };
+    use opentelemetry_proto::tonic::resource::v1::Resource as PbResource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span as PbSpan};
+    let req = |spans: usize, resource_bytes: usize| ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(PbResource {
+                attributes: vec![PbKv {
+                    key: "big".into(),
+                    value: Some(PbValue {
+                        value: Some(any_value::Value::StringValue("r".repeat(resource_bytes))),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![PbSpan::default(); spans],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let flood = prost::Message::encode_to_vec(&req(30_000, 1));
+    let (s, _, _) = post_otlp(&c, url, Some(&w), pb_ct, &[], flood).await;
+    assert_eq!(s, 413);
+    // A 100 KiB resource repeated on 1 000 spans would expand to 100 MB.
+    let expanding = prost::Message::encode_to_vec(&req(1_000, 100 << 10));
+    let (s, _, body) = post_otlp(&c, url, Some(&w), pb_ct, &[], expanding).await;
+    assert_eq!(s, 413, "{}", String::from_utf8_lossy(&body));
     // Nothing was written by any of it.
     assert_eq!(
         get(&c, &format!("{url}/v1/logs/guarded/checkpoint"), Some(&w))
@@ -442,6 +475,8 @@ async fn bad_otlp_input_gets_documented_errors_and_writes_nothing() {
     // Every refusal above is counted by code.
     let (_, m) = get(&c, &format!("{url}/metrics"), None).await;
     for needle in [
+        "code=\"too_many_items\"",
+        "code=\"too_large_when_mapped\"",
         "code=\"invalid_protobuf\"",
         "code=\"invalid_json\"",
         "code=\"body_too_large\"",

@@ -8,6 +8,7 @@ mod body;
 mod error;
 pub mod metrics;
 mod otlp;
+mod otlp_count;
 mod ratelimit;
 mod stream;
 
@@ -54,6 +55,13 @@ pub struct Limits {
     /// Most events one OTLP request may map to (a span gives one event per
     /// message part); more is refused whole with 413.
     pub max_otlp_events_per_request: usize,
+    /// Most spans (or log records) in one OTLP request, counted on the wire
+    /// before decoding; more → 413. For JSON bodies, at most 50 times as many
+    /// `{` bytes. Bounds the memory one request can expand into.
+    pub max_otlp_items_per_request: usize,
+    /// OTLP requests decoded and mapped at once (the CPU- and memory-heavy
+    /// part); others wait their turn. Bounds the peak memory of decoding.
+    pub max_otlp_decoding: usize,
     /// Events per second one writer token may append (0 = unlimited); over
     /// it, 429 with `Retry-After` (session streams wait instead).
     pub writer_events_per_s: u64,
@@ -68,6 +76,10 @@ pub struct Limits {
     pub stream_retry_ms: u64,
     /// How long the readiness check waits for the object store.
     pub ready_timeout_ms: u64,
+    /// Longest time a write request (appends, OTLP exports, token issues) may
+    /// take from its headers to its answer, body upload included (408 beyond).
+    /// Keep it above `checkpoint_wait_ms`. Session streams are not bound by it.
+    pub write_timeout_s: u64,
 }
 
 impl Default for Limits {
@@ -81,12 +93,15 @@ impl Default for Limits {
             max_inflight_writes: 64,
             max_otlp_body_bytes: 20 << 20,
             max_otlp_events_per_request: 100_000,
+            max_otlp_items_per_request: 20_000,
+            max_otlp_decoding: 4,
             writer_events_per_s: 200_000,
             writer_burst_events: 400_000,
             max_streams: 256,
             stream_idle_timeout_s: 3600,
             stream_retry_ms: 30_000,
             ready_timeout_ms: 2_000,
+            write_timeout_s: 60,
         }
     }
 }
@@ -104,6 +119,8 @@ pub struct AppState {
     pub write_permits: Arc<tokio::sync::Semaphore>,
     /// Permits for open session streams (`max_streams`).
     pub stream_permits: Arc<tokio::sync::Semaphore>,
+    /// Permits for OTLP decoding (`max_otlp_decoding`).
+    otlp_decoding: Arc<tokio::sync::Semaphore>,
     /// Per-token write rate limits.
     limiter: Arc<ratelimit::RateLimiter>,
     /// Counters for `/metrics`.
@@ -121,6 +138,7 @@ impl AppState {
             tokens,
             write_permits: permits,
             stream_permits: Arc::new(tokio::sync::Semaphore::new(limits.max_streams.max(1))),
+            otlp_decoding: Arc::new(tokio::sync::Semaphore::new(limits.max_otlp_decoding.max(1))),
             limiter: Arc::new(ratelimit::RateLimiter::new(
                 limits.writer_events_per_s,
                 limits.writer_burst_events,
@@ -149,27 +167,45 @@ fn rate_limited(wait: Duration) -> ApiError {
     .retry_after(wait.as_secs_f64().ceil() as u64)
 }
 
-/// Sheds load before a write request's body is read: beyond
-/// `max_inflight_writes` concurrent writes, answer 503 with `Retry-After`.
+/// Guards every write request before its body is read: the token must be
+/// valid (401 otherwise, so unauthenticated clients can never hold a write
+/// slot), and beyond `max_inflight_writes` concurrent writes the answer is 503
+/// with `Retry-After`. The whole request, body upload included, must finish
+/// within `write_timeout_s` (408 otherwise), so slow senders cannot pin a slot.
 async fn shed_writes(
     State(st): State<AppState>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    match st.write_permits.clone().try_acquire_owned() {
-        Ok(_permit) => next.run(req).await,
-        Err(_) => {
-            let e = ApiError::unavailable(
-                "overloaded",
-                "too many write requests in flight; retry later",
-            );
-            if req.uri().path().starts_with("/otlp/") {
-                let enc = otlp::Encoding::of(req.headers()).unwrap_or(otlp::Encoding::Protobuf);
-                otlp::error_response(e, enc)
-            } else {
-                e.into_response()
-            }
-        }
+    let otlp = req
+        .uri()
+        .path()
+        .starts_with("/otlp/")
+        .then(|| otlp::Encoding::of(req.headers()).unwrap_or(otlp::Encoding::Protobuf));
+    let reject = |e: ApiError| match otlp {
+        Some(enc) => otlp::error_response(e, enc),
+        None => e.into_response(),
+    };
+    if let Err(e) = auth::authenticate(&st, req.headers()) {
+        return reject(e);
+    }
+    let Ok(_permit) = st.write_permits.clone().try_acquire_owned() else {
+        return reject(ApiError::unavailable(
+            "overloaded",
+            "too many write requests in flight; retry later",
+        ));
+    };
+    let limit = Duration::from_secs(st.limits.write_timeout_s.max(1));
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => reject(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request was not completed within {} s (upload too slow?)",
+                limit.as_secs()
+            ),
+        )),
     }
 }
 
@@ -311,9 +347,11 @@ async fn readyz(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
             ));
         }
         Ok(Err(e)) => {
+            // Details (endpoint, bucket) go to the log, not to unauthenticated callers.
+            tracing::warn!("readiness: the object store failed: {e}");
             return Err(ApiError::unavailable(
                 "store_unreachable",
-                format!("the object store failed: {e}"),
+                "the object store failed (see the server log)",
             ));
         }
         Ok(Ok(())) => {}
@@ -327,9 +365,16 @@ async fn readyz(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
         .map(|(ns, _)| ns)
         .collect();
     if !failed.is_empty() {
+        tracing::warn!(
+            "readiness: namespaces not accepting writes: {}",
+            failed.join(", ")
+        );
         return Err(ApiError::unavailable(
             "log_unavailable",
-            format!("namespaces not accepting writes: {}", failed.join(", ")),
+            format!(
+                "{} namespace(s) not accepting writes (see the server log)",
+                failed.len()
+            ),
         ));
     }
     Ok(Json(json!({"status": "ready"})))

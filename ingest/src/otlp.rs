@@ -27,7 +27,7 @@ use tracevault_vault::record::Prepared;
 use tracevault_vault::token::{Claims, Role};
 
 use crate::error::ApiError;
-use crate::{AppState, auth, body, body_bytes, metrics::Source};
+use crate::{AppState, auth, body, body_bytes, metrics::Source, otlp_count};
 
 /// The header that picks one of the token's namespaces.
 pub const NAMESPACE_HEADER: &str = "x-tracevault-namespace";
@@ -110,7 +110,12 @@ fn grpc_code(status: StatusCode) -> i32 {
 /// Renders an [`ApiError`] as an OTLP failure: same HTTP status (and
 /// `Retry-After` for 429/503), body a `google.rpc.Status` in `enc`, whose
 /// `ErrorInfo` detail (protobuf) or `details[0].reason` (JSON) is our stable code.
-pub fn error_response(e: ApiError, enc: Encoding) -> Response {
+pub fn error_response(mut e: ApiError, enc: Encoding) -> Response {
+    // OTLP clients drop a batch on any status but 429/502/503/504. A fenced
+    // namespace is a fail-over in progress: the retry belongs at the new owner.
+    if e.status == StatusCode::CONFLICT {
+        e.status = StatusCode::SERVICE_UNAVAILABLE;
+    }
     if e.status.is_server_error() {
         tracing::warn!(code = e.code, "{}", e.message);
     }
@@ -186,7 +191,14 @@ trait Signal: Message + Default + DeserializeOwned + Send + 'static {
     /// What a rejected item is called in messages (`spans`, `log records`).
     const ITEMS: &'static str;
     fn map(&self) -> Mapped;
-    fn is_empty(&self) -> bool;
+    fn is_empty(&self) -> bool {
+        self.items() == 0
+    }
+    /// Spans or log records in the request.
+    fn items(&self) -> u64;
+    /// Bytes of resource and scope the mapping copies into each item's first
+    /// event, summed over the items (the raw attributes are kept per event).
+    fn repeated_bytes(&self) -> u64;
     fn response(rejected: i64, message: String) -> Self::Response;
 }
 
@@ -197,10 +209,23 @@ impl Signal for ExportTraceServiceRequest {
     fn map(&self) -> Mapped {
         mapping::map_traces(self)
     }
-    fn is_empty(&self) -> bool {
+    fn items(&self) -> u64 {
         self.resource_spans
             .iter()
-            .all(|r| r.scope_spans.iter().all(|s| s.spans.is_empty()))
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len() as u64)
+            .sum()
+    }
+    fn repeated_bytes(&self) -> u64 {
+        let mut total = 0u64;
+        for r in &self.resource_spans {
+            let res = r.resource.as_ref().map_or(0, |x| x.encoded_len()) as u64;
+            for s in &r.scope_spans {
+                let scope = s.scope.as_ref().map_or(0, |x| x.encoded_len()) as u64;
+                total = total.saturating_add((res + scope).saturating_mul(s.spans.len() as u64));
+            }
+        }
+        total
     }
     fn response(rejected: i64, message: String) -> Self::Response {
         ExportTraceServiceResponse {
@@ -221,10 +246,24 @@ impl Signal for ExportLogsServiceRequest {
     fn map(&self) -> Mapped {
         mapping::map_logs(self)
     }
-    fn is_empty(&self) -> bool {
+    fn items(&self) -> u64 {
         self.resource_logs
             .iter()
-            .all(|r| r.scope_logs.iter().all(|s| s.log_records.is_empty()))
+            .flat_map(|r| &r.scope_logs)
+            .map(|s| s.log_records.len() as u64)
+            .sum()
+    }
+    fn repeated_bytes(&self) -> u64 {
+        let mut total = 0u64;
+        for r in &self.resource_logs {
+            let res = r.resource.as_ref().map_or(0, |x| x.encoded_len()) as u64;
+            for s in &r.scope_logs {
+                let scope = s.scope.as_ref().map_or(0, |x| x.encoded_len()) as u64;
+                total =
+                    total.saturating_add((res + scope).saturating_mul(s.log_records.len() as u64));
+            }
+        }
+        total
     }
     fn response(rejected: i64, message: String) -> Self::Response {
         ExportLogsServiceResponse {
@@ -304,8 +343,36 @@ async fn export_inner<S: Signal>(
     st.rate_limit(&claims, 1)?;
     let limits = st.limits.clone();
     let raw_len = raw.len();
+    let _decoding = st
+        .otlp_decoding
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::unavailable("shutting_down", "the server is stopping"))?;
     let decoded = tokio::task::spawn_blocking(move || -> Result<Decoded, ApiError> {
         let body = body::decode_body(&headers, raw, max)?;
+        let items_max = limits.max_otlp_items_per_request as u64;
+        let too_many = |what: String| {
+            ApiError::too_large(
+                "too_many_items",
+                format!("{what}; at most {items_max} {} per request", S::ITEMS),
+            )
+        };
+        match enc {
+            Encoding::Protobuf => {
+                if let Some(n) = otlp_count::protobuf_items(&body)
+                    && n > items_max
+                {
+                    return Err(too_many(format!("the request holds {n} {}", S::ITEMS)));
+                }
+            }
+            Encoding::Json => {
+                let n = otlp_count::json_objects(&body);
+                if n > items_max.saturating_mul(50) {
+                    return Err(too_many(format!("the request holds {n} JSON objects")));
+                }
+            }
+        }
         let req: S = match enc {
             Encoding::Protobuf => S::decode(&body[..]).map_err(|e| {
                 ApiError::bad_request("invalid_protobuf", format!("body is not a valid OTLP protobuf message: {e}"))
@@ -314,6 +381,23 @@ async fn export_inner<S: Signal>(
                 ApiError::bad_request("invalid_json", format!("body is not valid OTLP JSON: {e}"))
             })?,
         };
+        let items = req.items();
+        if items > items_max {
+            return Err(too_many(format!("the request holds {items} {}", S::ITEMS)));
+        }
+        // Every item's first event keeps the resource and scope attributes:
+        // refuse requests where that copying alone would outgrow the body.
+        let repeated = req.repeated_bytes();
+        if repeated > (max as u64).saturating_mul(4) {
+            return Err(ApiError::too_large(
+                "too_large_when_mapped",
+                format!(
+                    "resource and scope attributes repeated on each of the {items} {} come to {repeated} bytes; send fewer {} per request or smaller resource attributes",
+                    S::ITEMS,
+                    S::ITEMS
+                ),
+            ));
+        }
         let mut messages = Vec::new();
         if req.is_empty() && !is_trivially_empty(&body) {
             messages.push(format!(
@@ -387,7 +471,11 @@ fn is_trivially_empty(body: &[u8]) -> bool {
 /// Returns the kept events and how many spans were refused.
 fn drop_oversized(events: Vec<Prepared>, max: usize) -> (Vec<Prepared>, u64) {
     // Event ids are `<span or record identity>:<position>` (see the mapping).
-    let key = |e: &Prepared| e.event_id().and_then(|id| id.rsplit_once(':')).map(|(k, _)| k.to_string());
+    let key = |e: &Prepared| {
+        e.event_id()
+            .and_then(|id| id.rsplit_once(':'))
+            .map(|(k, _)| k.to_string())
+    };
     let mut kept = Vec::with_capacity(events.len());
     let mut refused = 0u64;
     let mut group: Vec<Prepared> = Vec::new();
