@@ -128,8 +128,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         println!("admin token: {}", admin.display());
         println!("listening on http://{}", listener.local_addr()?);
         let state = AppState::new(vault.clone(), tokens, file.limits.clone());
+        let stopping = state.clone();
         axum::serve(listener, router(state))
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(async move {
+                shutdown_signal().await;
+                stopping.begin_shutdown();
+            })
             .await?;
         vault.shutdown(Duration::from_secs(60)).await;
         tracing::info!("stopped cleanly");

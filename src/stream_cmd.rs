@@ -20,6 +20,7 @@ use clap::{Args, ValueEnum};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use url::Url;
 
 /// How stdin lines are read.
 #[derive(Clone, Copy, ValueEnum)]
@@ -100,25 +101,40 @@ pub fn run(a: StreamArgs) -> anyhow::Result<ExitCode> {
         Some(ns) => ns,
         None => bail!("--namespace is required: the token does not name exactly one namespace"),
     };
-    let url = format!(
-        "{}/v1/logs/{ns}/sessions/{}/stream",
-        a.server.trim_end_matches('/'),
-        a.session
-    );
+    tracevault_schemas::validate_session_id(&a.session)?;
+    // Path segments are set one by one, so session ids like `..` stay literal.
+    let mut url = Url::parse(&a.server).with_context(|| format!("--server {:?}", a.server))?;
+    url.path_segments_mut()
+        .map_err(|_| anyhow::anyhow!("--server must be an http(s) URL"))?
+        .pop_if_empty()
+        .extend(["v1", "logs", &ns, "sessions", &a.session, "stream"]);
+    let url = url.to_string();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(stream(a, url))
+    let result = rt.block_on(stream(a, url));
+    // A blocking read of stdin may still be pending: do not wait for it.
+    rt.shutdown_background();
+    result
 }
 
 async fn stream(a: StreamArgs, url: String) -> anyhow::Result<ExitCode> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     let (format, kind) = (a.format, a.kind.clone());
     let reader = tokio::spawn(async move {
-        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-        while let Some(line) = lines.next_line().await? {
-            if let Some(mut out) = to_event_line(&line, format, &kind)? {
+        let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
+        let mut raw = Vec::new();
+        loop {
+            raw.clear();
+            if stdin.read_until(b'\n', &mut raw).await? == 0 {
+                break;
+            }
+            // Terminal output is not always UTF-8: keep the line, replace
+            // the undecodable bytes, never stop recording over them.
+            let text = String::from_utf8_lossy(&raw);
+            let line = text.strip_suffix('\n').unwrap_or(&text);
+            if let Some(mut out) = to_event_line(line, format, &kind)? {
                 out.push('\n');
                 if tx.send(Ok(Bytes::from(out))).await.is_err() {
                     break; // the request ended (server closed it)
@@ -164,10 +180,16 @@ async fn stream(a: StreamArgs, url: String) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    match reader.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(e.context("reading stdin")),
-        Err(e) => bail!("stdin reader failed: {e}"),
+    // The response has ended: the server closed the stream (end of stdin,
+    // or its own reasons). Stop reading stdin either way.
+    if reader.is_finished() {
+        match reader.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e.context("reading stdin")),
+            Err(e) => bail!("stdin reader failed: {e}"),
+        }
+    } else {
+        reader.abort();
     }
     let Some(summary) = summary else {
         bail!("the stream ended without a summary (connection lost?)");
@@ -220,6 +242,17 @@ mod tests {
             serde_json::from_str::<Value>(&arr).unwrap()["content"],
             "[1,2]"
         );
+    }
+
+    #[test]
+    fn dot_session_ids_stay_literal_in_the_url() {
+        let mut url = Url::parse("http://h:1/base/").unwrap();
+        url.path_segments_mut()
+            .unwrap()
+            .pop_if_empty()
+            .extend(["sessions", "..", "stream"]);
+        assert!(!url.path().contains("/../"), "{url}");
+        assert!(url.path().starts_with("/base/sessions/"), "{url}");
     }
 
     #[test]

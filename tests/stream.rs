@@ -256,3 +256,82 @@ async fn tracevault_stream_pipes_stdin_into_a_session() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("403"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_lines_are_refused_in_order_and_shutdown_ends_open_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(dir.path(), "[limits]\nmax_event_bytes = 200\n");
+    let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    let w = token(&data, "writer", "term", "w");
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    let body = reqwest::Body::wrap_stream(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|i| (i, rx))
+    }));
+    let resp = client()
+        .post(format!("{}/v1/logs/term/sessions/long/stream", srv.url))
+        .bearer_auth(&w)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let mut lines = Lines {
+        body: Box::pin(resp.bytes_stream()),
+        buf: Vec::new(),
+    };
+    // In one chunk: a good line, a complete 300-byte line, and the start of an
+    // unfinished 300-byte line. Answers come in line order.
+    let long = json!({"kind": "output", "content": "x".repeat(300)}).to_string();
+    let chunk = format!(
+        "{{\"kind\":\"output\",\"content\":\"ok\"}}\n{long}\n{}",
+        &long[..250]
+    );
+    tx.send(Ok(Bytes::from(chunk))).await.unwrap();
+    let a = lines.next().await.unwrap();
+    let b = lines.next().await.unwrap();
+    let c = lines.next().await.unwrap();
+    assert_eq!(
+        (a["line"].as_u64(), a["index"].as_u64()),
+        (Some(1), Some(0)),
+        "{a}"
+    );
+    assert_eq!(
+        (b["line"].as_u64(), b["error"]["code"].as_str()),
+        (Some(2), Some("event_too_large")),
+        "{b}"
+    );
+    assert_eq!(
+        (c["line"].as_u64(), c["error"]["code"].as_str()),
+        (Some(3), Some("event_too_large")),
+        "{c}"
+    );
+    // The rest of line 3 is skipped; line 4 is fine.
+    tx.send(Ok(Bytes::from(format!(
+        "{}\n{{\"kind\":\"output\",\"content\":\"after\"}}\n",
+        &long[250..]
+    ))))
+    .await
+    .unwrap();
+    let d = lines.next().await.unwrap();
+    assert_eq!(
+        (d["line"].as_u64(), d["index"].as_u64()),
+        (Some(4), Some(1)),
+        "{d}"
+    );
+    // SIGTERM with the stream still open: the stream ends with its summary
+    // and the server exits cleanly instead of waiting for the client.
+    let pid = srv.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let s = lines.next().await.unwrap();
+    assert_eq!(s["summary"]["end"], "shutting_down", "{s}");
+    assert_eq!(s["summary"]["committed"], 2, "{s}");
+    assert_eq!(s["summary"]["rejected_lines"], 2, "{s}");
+    drop(tx);
+    assert_eq!(srv.terminate(), Some(0));
+}

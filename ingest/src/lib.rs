@@ -125,6 +125,9 @@ pub struct AppState {
     limiter: Arc<ratelimit::RateLimiter>,
     /// Counters for `/metrics`.
     pub metrics: Arc<metrics::Metrics>,
+    /// Set when the server stops: open session streams end (with their summary)
+    /// so that the graceful shutdown is not held up by them.
+    shutdown: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl AppState {
@@ -144,8 +147,15 @@ impl AppState {
                 limits.writer_burst_events,
             )),
             metrics: Arc::new(metrics::Metrics::default()),
+            shutdown: Arc::new(tokio::sync::watch::channel(false).0),
             limits,
         }
+    }
+
+    /// Tells long-lived requests (session streams) to finish: their complete
+    /// lines are committed and the summary sent; called on SIGTERM/SIGINT.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
     }
 
     /// Charges `events` to the writer token's rate limit; 429 when over it.

@@ -42,6 +42,13 @@ use crate::{AppState, auth};
 /// Most index ranges listed in the summary (the receipts list every index).
 const MAX_SUMMARY_RANGES: usize = 1000;
 
+fn too_long(max: usize) -> ApiError {
+    ApiError::too_large(
+        "event_too_large",
+        format!("line is longer than {max} bytes; skipped to the next newline"),
+    )
+}
+
 /// `POST /v1/logs/{ns}/sessions/{session_id}/stream`.
 pub async fn session_stream(
     State(st): State<AppState>,
@@ -85,6 +92,7 @@ pub async fn session_stream(
         session,
         sub: claims.sub,
         jti: claims.jti,
+        exp: claims.exp,
         tx,
     };
     tokio::spawn(async move {
@@ -109,6 +117,8 @@ struct StreamIngest {
     session: String,
     sub: String,
     jti: String,
+    /// When the writer's token expires (Unix seconds): the stream ends then.
+    exp: i64,
     tx: mpsc::Sender<Bytes>,
 }
 
@@ -116,6 +126,9 @@ struct StreamIngest {
 #[derive(Default)]
 struct Tally {
     committed: u64,
+    duplicates: u64,
+    first: Option<u64>,
+    last: Option<u64>,
     ranges: Vec<(u64, u64)>,
     ranges_truncated: bool,
     rejected_lines: u64,
@@ -123,10 +136,17 @@ struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, index: u64) {
-        self.committed += 1;
+    fn add(&mut self, index: u64, duplicate: bool) {
+        if duplicate {
+            self.duplicates += 1;
+        } else {
+            self.committed += 1;
+        }
+        self.first = Some(self.first.map_or(index, |f| f.min(index)));
+        self.last = Some(self.last.map_or(index, |l| l.max(index)));
         let full = self.ranges.len() >= MAX_SUMMARY_RANGES;
         match self.ranges.last_mut() {
+            Some((a, b)) if *a <= index && index <= *b => {}
             Some((_, b)) if *b + 1 == index => *b = index,
             _ if full => self.ranges_truncated = true,
             _ => self.ranges.push((index, index)),
@@ -134,41 +154,60 @@ impl Tally {
     }
 }
 
-/// One complete line of the body, numbered from 1.
+/// One line of the body, numbered from 1: its text, or why it was refused
+/// before parsing (too long).
 struct Line {
     n: u64,
-    text: Bytes,
+    text: Result<Bytes, ApiError>,
 }
 
+/// Why the receipts could not be delivered.
+struct Stalled;
+
 impl StreamIngest {
-    async fn send(&self, v: Value) {
+    /// Queues a response line. A client that stopped reading loses its
+    /// receipts, never its events; one that reads nothing for the idle
+    /// timeout while receipts wait is `Stalled` and the stream ends.
+    async fn send(&self, v: Value) -> Result<(), Stalled> {
         let mut line = v.to_string().into_bytes();
         line.push(b'\n');
-        // A client that stopped reading loses its receipts, never its events.
-        let _ = self.tx.send(Bytes::from(line)).await;
+        let idle = Duration::from_secs(self.st.limits.stream_idle_timeout_s.max(1));
+        match self.tx.send_timeout(Bytes::from(line), idle).await {
+            Ok(()) | Err(mpsc::error::SendTimeoutError::Closed(_)) => Ok(()),
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => Err(Stalled),
+        }
     }
 
     async fn run(self, body: Body) {
         let idle = Duration::from_secs(self.st.limits.stream_idle_timeout_s.max(1));
         let max_line = self.st.limits.max_event_bytes;
+        let mut shutdown = self.st.shutdown.subscribe();
         let mut body = body.into_data_stream();
         let mut buf = BytesMut::new();
+        // How much of `buf` is known to hold no newline (no rescans).
+        let mut scanned = 0usize;
         let mut tally = Tally::default();
         let mut line_no = 0u64;
         // Skipping the rest of an over-long line until its newline.
         let mut skipping = false;
         let end = loop {
-            let chunk = match tokio::time::timeout(idle, body.next()).await {
+            if *shutdown.borrow() {
+                tally.discarded_bytes += buf.len() as u64;
+                break "shutting_down";
+            }
+            let next = tokio::select! {
+                n = tokio::time::timeout(idle, body.next()) => n,
+                _ = shutdown.changed() => continue,
+            };
+            let chunk = match next {
                 Err(_) => break "idle_timeout",
                 Ok(None) => {
                     // A clean end of body: the last line needs no newline.
                     if !buf.is_empty() && !skipping {
                         line_no += 1;
                         let text = buf.split().freeze();
-                        if let Err(end) = self
-                            .commit(vec![Line { n: line_no, text }], &mut tally)
-                            .await
-                        {
+                        let line = self.checked(line_no, text, max_line);
+                        if let Err(end) = self.commit(vec![line], &mut tally).await {
                             break end;
                         }
                     }
@@ -181,36 +220,38 @@ impl StreamIngest {
                 }
                 Ok(Some(Ok(c))) => c,
             };
-            let received = chunk.len();
             buf.extend_from_slice(&chunk);
             let mut lines = Vec::new();
-            while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
+            while let Some(off) = buf[scanned..].iter().position(|&b| b == b'\n') {
+                let pos = scanned + off;
                 let text = buf.split_to(pos + 1).freeze();
+                scanned = 0;
                 if skipping {
                     skipping = false;
                     tally.discarded_bytes += text.len() as u64;
                     continue;
                 }
                 line_no += 1;
+                lines.push(self.checked(line_no, text.slice(..pos), max_line));
+            }
+            scanned = buf.len();
+            if skipping {
+                tally.discarded_bytes += buf.len() as u64;
+                buf.clear();
+                scanned = 0;
+            } else if buf.len() > max_line {
+                // The unfinished line is already too long: refuse it now (in
+                // order, after this chunk's complete lines) and skip its rest.
+                line_no += 1;
+                tally.discarded_bytes += buf.len() as u64;
+                buf.clear();
+                scanned = 0;
+                skipping = true;
                 lines.push(Line {
                     n: line_no,
-                    text: text.slice(..pos),
+                    text: Err(too_long(max_line)),
                 });
             }
-            if buf.len() > max_line {
-                line_no += 1;
-                tally.rejected_lines += 1;
-                tally.discarded_bytes += buf.len() as u64;
-                buf.clear();
-                skipping = true;
-                self.send(json!({"line": line_no, "error": {"code": "event_too_large",
-                    "message": format!("line is longer than {max_line} bytes; skipped to the next newline")}}))
-                    .await;
-            } else if skipping {
-                tally.discarded_bytes += buf.len() as u64;
-                buf.clear();
-            }
-            let _ = received;
             if !lines.is_empty()
                 && let Err(end) = self.commit(lines, &mut tally).await
             {
@@ -219,29 +260,44 @@ impl StreamIngest {
         };
         let ranges: Vec<[u64; 2]> = tally.ranges.iter().map(|&(a, b)| [a, b]).collect();
         tracing::info!(ns = %self.ns, session = %self.session, committed = tally.committed, end, "session stream ended");
-        self.send(json!({"summary": {
-            "committed": tally.committed,
-            "first_index": tally.ranges.first().map(|r| r.0),
-            "last_index": tally.ranges.last().map(|r| r.1),
-            "ranges": ranges,
-            "ranges_truncated": tally.ranges_truncated,
-            "rejected_lines": tally.rejected_lines,
-            "discarded_bytes": tally.discarded_bytes,
-            "end": end,
-        }}))
-        .await;
+        let _ = self
+            .send(json!({"summary": {
+                "committed": tally.committed,
+                "duplicates": tally.duplicates,
+                "first_index": tally.first,
+                "last_index": tally.last,
+                "ranges": ranges,
+                "ranges_truncated": tally.ranges_truncated,
+                "rejected_lines": tally.rejected_lines,
+                "discarded_bytes": tally.discarded_bytes,
+                "end": end,
+            }}))
+            .await;
+    }
+
+    /// A complete line, refused at once if longer than `max` bytes.
+    fn checked(&self, n: u64, text: Bytes, max: usize) -> Line {
+        let text = if text.len() > max {
+            Err(too_long(max))
+        } else {
+            Ok(text)
+        };
+        Line { n, text }
     }
 
     /// Parses `lines`, appends the valid ones as one batch and streams their
     /// receipts (and the errors of invalid ones) in line order. `Err` ends the
-    /// stream: the log stayed unavailable.
+    /// stream (with the reason for the summary).
     async fn commit(&self, lines: Vec<Line>, tally: &mut Tally) -> Result<(), &'static str> {
         let started = Instant::now();
-        let bytes: usize = lines.iter().map(|l| l.text.len() + 1).sum();
+        let bytes: usize = lines
+            .iter()
+            .map(|l| l.text.as_ref().map_or(0, |t| t.len() + 1))
+            .sum();
         let mut outcome: Vec<(u64, Result<usize, ApiError>)> = Vec::with_capacity(lines.len());
         let mut events = Vec::new();
-        for l in &lines {
-            match self.parse(&l.text) {
+        for l in lines {
+            match l.text.and_then(|t| self.parse(&t)) {
                 Ok(Some(ev)) => {
                     outcome.push((l.n, Ok(events.len())));
                     events.push(ev);
@@ -253,12 +309,20 @@ impl StreamIngest {
         let receipts = if events.is_empty() {
             Vec::new()
         } else {
+            let first = outcome.first().map(|o| o.0).unwrap_or(0);
+            let last = outcome.last().map(|o| o.0).unwrap_or(0);
+            if chrono::Utc::now().timestamp() >= self.exp {
+                let _ = self
+                    .send(json!({"lines": [first, last], "error": {"code": "token_expired",
+                        "message": "the stream's token expired; open a new stream with a fresh token"}}))
+                    .await;
+                return Err("token_expired");
+            }
             match self.append(events).await {
                 Ok(r) => r,
                 Err(e) => {
-                    let first = lines.first().map(|l| l.n).unwrap_or(0);
-                    let last = lines.last().map(|l| l.n).unwrap_or(0);
-                    self.send(json!({"lines": [first, last], "error": {"code": e.code, "message": e.message}}))
+                    let _ = self
+                        .send(json!({"lines": [first, last], "error": {"code": e.code, "message": e.message}}))
                         .await;
                     return Err("append_failed");
                 }
@@ -272,22 +336,24 @@ impl StreamIngest {
             started.elapsed(),
         );
         for (n, o) in outcome {
-            match o {
+            let line = match o {
                 Ok(i) => {
                     let r = &receipts[i];
-                    tally.add(r.index);
+                    tally.add(r.index, r.duplicate);
                     let mut v = json!({"line": n, "index": r.index, "leaf_hash": r.leaf_hash, "session_seq": r.session_seq});
                     if r.duplicate {
                         v["duplicate"] = json!(true);
                     }
-                    self.send(v).await;
+                    v
                 }
                 Err(e) => {
                     tally.rejected_lines += 1;
-                    self.send(json!({"line": n, "error": {"code": e.code, "message": e.message}}))
-                        .await;
+                    json!({"line": n, "error": {"code": e.code, "message": e.message}})
                 }
-            }
+            };
+            self.send(line)
+                .await
+                .map_err(|Stalled| "client_not_reading")?;
         }
         Ok(())
     }
