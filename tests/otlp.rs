@@ -59,21 +59,28 @@ fn kinds(rows: &[Value]) -> Vec<String> {
         .collect()
 }
 
-fn python_export(url: &str, tok: &str, compression: &str, conv: &str) -> Value {
+/// Runs the Python SDK exporter. `via_env`: configured only through the
+/// standard OTEL_EXPORTER_OTLP_* variables, with the base URL `<server>/otlp`.
+fn python_export(url: &str, tok: &str, compression: &str, conv: &str, via_env: bool) -> Value {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/independent/otlp_export.py"
     );
-    let out = Command::new(python())
-        .args([
-            script,
-            &format!("{url}/otlp/v1/traces"),
-            tok,
-            compression,
-            conv,
-        ])
-        .output()
-        .unwrap();
+    let endpoint = if via_env {
+        "env".to_string()
+    } else {
+        format!("{url}/otlp/v1/traces")
+    };
+    let mut cmd = Command::new(python());
+    cmd.args([script, &endpoint, tok, compression, conv]);
+    if via_env {
+        cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("{url}/otlp"))
+            .env(
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                format!("authorization=Bearer%20{tok}"),
+            );
+    }
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "otlp_export.py failed: {}",
@@ -92,10 +99,10 @@ async fn python_sdk_exports_genai_spans_with_and_without_gzip() {
     let w = token(&data, "writer", "agents", "otel-sdk");
 
     // Per export: 4 spans → 13 events (see otlp_export.py); exported twice.
-    let first = python_export(&srv.url, &w, "gzip", "conv-1");
+    let first = python_export(&srv.url, &w, "gzip", "conv-1", false);
     assert_eq!(first["results"], json!(["SUCCESS", "SUCCESS"]), "{first}");
     assert_eq!(wait_size(&c, &srv.url, "agents", &w, 13).await, 13);
-    let second = python_export(&srv.url, &w, "none", "conv-2");
+    let second = python_export(&srv.url, &w, "none", "conv-2", true);
     assert_eq!(second["results"], json!(["SUCCESS", "SUCCESS"]), "{second}");
     assert_eq!(wait_size(&c, &srv.url, "agents", &w, 26).await, 26);
     // The resent batches added nothing.

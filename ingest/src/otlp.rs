@@ -450,8 +450,15 @@ async fn export_inner<S: Signal>(
     let resp = S::response(decoded.rejected as i64, message);
     Ok(match enc {
         Encoding::Protobuf => resp.encode_to_vec(),
-        Encoding::Json => serde_json::to_vec(&resp)
-            .map_err(|e| ApiError::unavailable("internal", e.to_string()))?,
+        Encoding::Json => {
+            // `{}` rather than `{"partialSuccess": null}` for a full success.
+            let mut v = serde_json::to_value(&resp)
+                .map_err(|e| ApiError::unavailable("internal", e.to_string()))?;
+            if let serde_json::Value::Object(m) = &mut v {
+                m.retain(|_, x| !x.is_null());
+            }
+            v.to_string().into_bytes()
+        }
     })
 }
 

@@ -3,6 +3,9 @@ SDK and its OTLP/HTTP protobuf exporter (opentelemetry-exporter-otlp-proto-http)
 
 Usage: otlp_export.py ENDPOINT TOKEN COMPRESSION(gzip|none) CONVERSATION_ID [NAMESPACE]
 
+ENDPOINT `env` leaves endpoint and headers to the standard environment variables
+(OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_HEADERS), as a deployment would.
+
 Records three spans (a chat call in the current GenAI conventions with
 reasoning and a tool call, the tool execution, and a chat call in the legacy
 per-message event shape), then exports the same finished spans twice, as a
@@ -91,12 +94,11 @@ spans = memory.get_finished_spans()
 headers = {"authorization": f"Bearer {token}"}
 if namespace:
     headers["x-tracevault-namespace"] = namespace
-exporter = OTLPSpanExporter(
-    endpoint=endpoint,
-    headers=headers,
-    compression=Compression.Gzip if compression == "gzip" else Compression.NoCompression,
-    timeout=30,
-)
+compression = Compression.Gzip if compression == "gzip" else Compression.NoCompression
+if endpoint == "env":
+    exporter = OTLPSpanExporter(compression=compression, timeout=30)
+else:
+    exporter = OTLPSpanExporter(endpoint=endpoint, headers=headers, compression=compression, timeout=30)
 first = exporter.export(spans)
 # A client retrying after a lost response sends the very same spans again.
 second = exporter.export(spans)
