@@ -22,6 +22,9 @@ pub struct FileConfig {
     pub origin: Option<String>,
     /// Lifetime of the bootstrap admin token written to `<data>/admin.token` (seconds).
     pub admin_token_ttl_s: Option<i64>,
+    /// Serve `/metrics` without a token (default true); false requires an
+    /// admin token (the metrics name every namespace this server writes).
+    pub metrics_public: Option<bool>,
     /// Log tunables.
     pub log: LogConfig,
     /// Request limits.

@@ -127,7 +127,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         println!("vault origin: {}", vault.meta().origin);
         println!("admin token: {}", admin.display());
         println!("listening on http://{}", listener.local_addr()?);
-        let state = AppState::new(vault.clone(), tokens, file.limits.clone());
+        let mut state = AppState::new(vault.clone(), tokens, file.limits.clone());
+        state.metrics_public = file.metrics_public.unwrap_or(true);
         let stopping = state.clone();
         axum::serve(listener, router(state))
             .with_graceful_shutdown(async move {

@@ -479,6 +479,23 @@ async fn bad_otlp_input_gets_documented_errors_and_writes_nothing() {
     let resp: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(resp["partialSuccess"]["rejectedSpans"], 2, "{resp}");
     assert_eq!(wait_size(&c, url, "guarded", &w, 1).await, 1);
+    // Content-Encoding: deflate (zlib) is accepted like gzip.
+    let other_span = String::from_utf8(ok_json.clone())
+        .unwrap()
+        .replace("eee19b7ec3c1b174", "eee19b7ec3c1b177");
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    z.write_all(other_span.as_bytes()).unwrap();
+    let (s, _, body) = post_otlp(
+        &c,
+        url,
+        Some(&w),
+        json_ct,
+        &[("content-encoding", "deflate")],
+        z.finish().unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(wait_size(&c, url, "guarded", &w, 2).await, 2);
     // Every refusal above is counted by code.
     let (_, m) = get(&c, &format!("{url}/metrics"), None).await;
     for needle in [
@@ -497,12 +514,32 @@ async fn bad_otlp_input_gets_documented_errors_and_writes_nothing() {
 async fn operations_endpoints_and_request_ids() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let srv = Server::start(&data, &[]);
+    let cfg = config(dir.path(), "metrics_public = false\n");
+    let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
     let c = client();
+    // With metrics_public = false, /metrics wants an admin token.
+    assert_eq!(get(&c, &format!("{}/metrics", srv.url), None).await.0, 401);
+    let w = token(&data, "writer", "x", "w");
+    assert_eq!(
+        get(&c, &format!("{}/metrics", srv.url), Some(&w)).await.0,
+        403
+    );
+    let admin = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let (s, m) = get(&c, &format!("{}/metrics", srv.url), Some(admin.trim())).await;
+    assert_eq!(s, 200);
+    assert!(
+        m.contains("# TYPE tracevault_ack_latency_seconds histogram"),
+        "{m}"
+    );
     assert_eq!(get(&c, &format!("{}/healthz", srv.url), None).await.0, 200);
     let (s, body) = get(&c, &format!("{}/readyz", srv.url), None).await;
     assert_eq!((s, body.as_str()), (200, "{\"status\":\"ready\"}"));
-    let r = c.get(format!("{}/metrics", srv.url)).send().await.unwrap();
+    let r = c
+        .get(format!("{}/metrics", srv.url))
+        .bearer_auth(admin.trim())
+        .send()
+        .await
+        .unwrap();
     assert!(
         r.headers()["content-type"]
             .to_str()

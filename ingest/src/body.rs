@@ -44,10 +44,25 @@ pub fn decode_body(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Bytes
             }
             Ok(Bytes::from(out))
         }
+        "deflate" => {
+            // HTTP's "deflate" is the zlib format (RFC 9110 section 8.4.1.2).
+            let mut out = Vec::new();
+            let mut dec = flate2::read::ZlibDecoder::new(&body[..]).take(max as u64 + 1);
+            dec.read_to_end(&mut out).map_err(|e| {
+                ApiError::bad_request(
+                    "invalid_encoding",
+                    format!("deflate body could not be decompressed: {e}"),
+                )
+            })?;
+            if out.len() > max {
+                return Err(too_big(max));
+            }
+            Ok(Bytes::from(out))
+        }
         other => Err(ApiError::new(
             axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_encoding",
-            format!("Content-Encoding {other:?} is not supported (use gzip or none)"),
+            format!("Content-Encoding {other:?} is not supported (use gzip, deflate or none)"),
         )),
     }
 }

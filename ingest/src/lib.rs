@@ -125,6 +125,8 @@ pub struct AppState {
     limiter: Arc<ratelimit::RateLimiter>,
     /// Counters for `/metrics`.
     pub metrics: Arc<metrics::Metrics>,
+    /// Whether `/metrics` is served without a token (else: admin tokens only).
+    pub metrics_public: bool,
     /// Set when the server stops: open session streams end (with their summary)
     /// so that the graceful shutdown is not held up by them.
     shutdown: Arc<tokio::sync::watch::Sender<bool>>,
@@ -147,6 +149,7 @@ impl AppState {
                 limits.writer_burst_events,
             )),
             metrics: Arc::new(metrics::Metrics::default()),
+            metrics_public: true,
             shutdown: Arc::new(tokio::sync::watch::channel(false).0),
             limits,
         }
@@ -390,7 +393,13 @@ async fn readyz(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({"status": "ready"})))
 }
 
-async fn metrics_text(State(st): State<AppState>) -> Response {
+async fn metrics_text(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    if !st.metrics_public
+        && let Err(e) = auth::authenticate(&st, &headers)
+            .and_then(|c| auth::authorize(&c, &[Role::Admin], None))
+    {
+        return e.into_response();
+    }
     let logs: Vec<_> = st
         .vault
         .open_logs()
