@@ -55,5 +55,25 @@ mod tests {
         assert_eq!(c.limits.max_events_per_request, 5);
         assert!(toml::from_str::<FileConfig>("lisen = 1").is_err());
         assert!(toml::from_str::<FileConfig>("[log]\nflush = 1").is_err());
+        // Combinations that could never work are refused.
+        let bad: FileConfig = toml::from_str(
+            "[log]\nmax_unpublished_events = 100\n[limits]\nmax_events_per_request = 500\n",
+        )
+        .unwrap();
+        assert!(
+            bad.limits
+                .check(&bad.log)
+                .unwrap_err()
+                .contains("max_events_per_request")
+        );
+        let bad: FileConfig = toml::from_str("[limits]\nwrite_timeout_s = 5\n").unwrap();
+        assert!(
+            bad.limits
+                .check(&bad.log)
+                .unwrap_err()
+                .contains("write_timeout_s")
+        );
+        let ok = FileConfig::default();
+        assert!(ok.limits.check(&ok.log).is_ok());
     }
 }

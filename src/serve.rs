@@ -78,7 +78,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         logs.init();
     }
     let file = match &args.config {
-        Some(p) => FileConfig::load(p)?,
+        Some(p) => {
+            let f = FileConfig::load(p)?;
+            f.limits
+                .check(&f.log)
+                .map_err(|e| anyhow::anyhow!("config {}: {e}", p.display()))?;
+            f
+        }
         None => FileConfig::default(),
     };
     let data = args

@@ -287,7 +287,7 @@ async fn store_outage_sheds_with_503_and_loses_no_acknowledged_event() {
     // TTL long enough that the bound (not the lease) is what sheds first.
     let cfg = config(
         dir.path(),
-        "[log]\nflush_interval_ms = 100\nmax_unpublished_events = 500\nlease_ttl_ms = 60000\n[limits]\nready_timeout_ms = 1000\n",
+        "[log]\nflush_interval_ms = 100\nmax_unpublished_events = 500\nlease_ttl_ms = 60000\n[limits]\nready_timeout_ms = 1000\nmax_events_per_request = 100\nmax_otlp_events_per_request = 100\n",
     );
     let url = "s3://outage/v";
     let srv = Server::try_start_env(

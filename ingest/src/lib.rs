@@ -106,6 +106,35 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// Refuses combinations that could never work: a request larger than
+    /// the log's unpublished bound would get 503 forever, and a write deadline
+    /// shorter than the checkpoint wait would cut every `?wait=checkpoint`.
+    pub fn check(&self, log: &tracevault_vault::LogConfig) -> Result<(), String> {
+        for (name, n) in [
+            ("max_events_per_request", self.max_events_per_request),
+            (
+                "max_otlp_events_per_request",
+                self.max_otlp_events_per_request,
+            ),
+        ] {
+            if n > log.max_unpublished_events {
+                return Err(format!(
+                    "[limits] {name} = {n} exceeds [log] max_unpublished_events = {}: such requests could never be accepted",
+                    log.max_unpublished_events
+                ));
+            }
+        }
+        if self.write_timeout_s.saturating_mul(1000) <= self.checkpoint_wait_ms {
+            return Err(format!(
+                "[limits] write_timeout_s = {} must be longer than checkpoint_wait_ms = {}",
+                self.write_timeout_s, self.checkpoint_wait_ms
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// What every handler needs.
 #[derive(Clone)]
 pub struct AppState {
