@@ -135,6 +135,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         println!("listening on http://{}", listener.local_addr()?);
         let mut state = AppState::new(vault.clone(), tokens, file.limits.clone());
         state.metrics_public = file.metrics_public.unwrap_or(true);
+        // Fail closed: a server that cannot read its revocations does not start.
+        let revoked = state
+            .load_revocations()
+            .await
+            .map_err(|e| anyhow::anyhow!("reading token revocations from _audit: {e}"))?;
+        tracing::info!(revoked, "token revocations loaded from _audit");
         let stopping = state.clone();
         axum::serve(listener, router(state))
             .with_graceful_shutdown(async move {

@@ -31,10 +31,30 @@ pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Claims, Api
                 "the Authorization header must be `Bearer <token>`",
             )
         })?;
-    state
+    let claims = state
         .tokens
         .verify(token)
-        .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", e.to_string()))
+        .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", e.to_string()))?;
+    if state.revocations.is_revoked(&claims.jti) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "token_revoked",
+            "this token has been revoked",
+        ));
+    }
+    // Reader tokens live at most `max_reader_token_ttl_s` from their issue,
+    // whatever their `exp` says (with the same 30 s clock leeway as `exp`).
+    let cap = state.limits.max_reader_token_ttl_s;
+    if claims.role == Role::Reader
+        && chrono::Utc::now().timestamp() > claims.iat.saturating_add(cap).saturating_add(30)
+    {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "token_expired",
+            format!("reader tokens are valid for at most {cap} s after they were issued"),
+        ));
+    }
+    Ok(claims)
 }
 
 /// Requires one of `roles` and, when given, access to namespace `ns`. 403 otherwise.

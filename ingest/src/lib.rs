@@ -3,6 +3,7 @@
 //! consistency proofs, vault description) that writers and third parties use
 //! to check what the vault holds. SPEC sections 2 and 3.
 
+mod audit;
 mod auth;
 mod body;
 mod error;
@@ -76,6 +77,9 @@ pub struct Limits {
     pub stream_retry_ms: u64,
     /// How long the readiness check waits for the object store.
     pub ready_timeout_ms: u64,
+    /// Longest life of a reader token, counted from its `iat`, whatever its
+    /// `exp` says (SPEC section 2: default 12 h).
+    pub max_reader_token_ttl_s: i64,
     /// Longest time a write request (appends, OTLP exports, token issues) may
     /// take from its headers to its answer, body upload included (408 beyond).
     /// Keep it above `checkpoint_wait_ms`. Session streams are not bound by it.
@@ -101,6 +105,7 @@ impl Default for Limits {
             stream_idle_timeout_s: 3600,
             stream_retry_ms: 30_000,
             ready_timeout_ms: 2_000,
+            max_reader_token_ttl_s: 12 * 3600,
             write_timeout_s: 60,
         }
     }
@@ -156,6 +161,10 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Whether `/metrics` is served without a token (else: admin tokens only).
     pub metrics_public: bool,
+    /// Revoked token ids (rebuilt from `_audit` at start-up).
+    revocations: Arc<audit::Revocations>,
+    /// Denied requests on their way to `_audit`.
+    denied: Arc<audit::DeniedLog>,
     /// Set when the server stops: open session streams end (with their summary)
     /// so that the graceful shutdown is not held up by them.
     shutdown: Arc<tokio::sync::watch::Sender<bool>>,
@@ -167,6 +176,7 @@ impl AppState {
         let permits = Arc::new(tokio::sync::Semaphore::new(
             limits.max_inflight_writes.max(1),
         ));
+        let denied = Arc::new(audit::DeniedLog::start(vault.clone()));
         AppState {
             vault,
             tokens,
@@ -179,9 +189,17 @@ impl AppState {
             )),
             metrics: Arc::new(metrics::Metrics::default()),
             metrics_public: true,
+            revocations: Arc::new(audit::Revocations::default()),
+            denied,
             shutdown: Arc::new(tokio::sync::watch::channel(false).0),
             limits,
         }
+    }
+
+    /// Rebuilds the revoked-token set from `_audit`. Call before serving: a
+    /// server that cannot read its revocations must not accept tokens.
+    pub async fn load_revocations(&self) -> Result<usize, tracevault_vault::VaultError> {
+        self.revocations.load(&self.vault).await
     }
 
     /// Tells long-lived requests (session streams) to finish: their complete
@@ -257,6 +275,12 @@ async fn count_rejections(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    let (method, path) = (req.method().to_string(), req.uri().path().to_string());
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let resp = next.run(req).await;
     let status = resp.status();
     if status.is_client_error() || status.is_server_error() {
@@ -266,6 +290,13 @@ async fn count_rejections(
             .map(|c| c.0)
             .unwrap_or("other");
         st.metrics.rejected(status.as_u16(), code);
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            let path: String = path.chars().take(512).collect();
+            st.denied.record(json!({
+                "status": status.as_u16(), "code": code, "method": method,
+                "path": path, "request_id": request_id,
+            }));
+        }
     }
     resp
 }
@@ -276,6 +307,7 @@ pub fn router(state: AppState) -> Router {
     let raw_limit = state.limits.max_body_bytes;
     let writes = Router::new()
         .route("/v1/tokens", post(issue_token))
+        .route("/v1/tokens/revoke", post(revoke_token))
         .route("/v1/logs/{ns}/events", post(append_events))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -515,17 +547,79 @@ async fn issue_token(
         }
     }
     let ttl = req.ttl_s.unwrap_or(3600);
-    if ttl <= 0 || ttl > st.limits.max_token_ttl_s {
+    let max_ttl = if role == Role::Reader {
+        st.limits
+            .max_token_ttl_s
+            .min(st.limits.max_reader_token_ttl_s)
+    } else {
+        st.limits.max_token_ttl_s
+    };
+    if ttl <= 0 || ttl > max_ttl {
         return Err(ApiError::bad_request(
             "invalid_ttl",
-            format!("ttl_s must be between 1 and {}", st.limits.max_token_ttl_s),
+            format!("ttl_s must be between 1 and {max_ttl} for this role"),
         ));
     }
-    let (token, claims) = st
+    let (token, new) = st
         .tokens
         .issue(role, req.ns, &req.sub, ttl, (req.win_from, req.win_to))
         .map_err(|e| ApiError::bad_request("invalid_token_request", e.to_string()))?;
-    Ok(Json(json!({"token": token, "claims": claims})))
+    // Recorded before it is handed out: a token that is not in the access
+    // log never leaves the server.
+    let record = json!({"jti": new.jti, "role": new.role, "ns": new.ns, "sub": new.sub,
+        "iat": new.iat, "exp": new.exp, "win_from": new.win_from, "win_to": new.win_to});
+    st.vault
+        .append_system(
+            audit::AUDIT_NS,
+            vec![audit::event(
+                audit::TOKEN_ISSUES,
+                "token_issued",
+                &claims.sub,
+                record,
+            )],
+            audit::SERVER,
+        )
+        .await?;
+    Ok(Json(json!({"token": token, "claims": new})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeRequest {
+    jti: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /v1/tokens/revoke` (admin): records the revocation in `_audit`,
+/// then refuses the token everywhere on this server at once.
+async fn revoke_token(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let claims = auth::authenticate(&st, &headers)?;
+    auth::authorize(&claims, &[Role::Admin], None)?;
+    let body = body_bytes(body, st.limits.max_body_bytes)?;
+    let req: RevokeRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?;
+    if req.jti.is_empty() || req.jti.len() > 128 {
+        return Err(ApiError::bad_request(
+            "invalid_jti",
+            "jti must be 1-128 characters",
+        ));
+    }
+    if req.reason.as_ref().is_some_and(|r| r.len() > 1024) {
+        return Err(ApiError::bad_request(
+            "invalid_reason",
+            "reason is at most 1024 bytes",
+        ));
+    }
+    let receipt = st
+        .revocations
+        .revoke(&st.vault, &req.jti, &claims.sub, req.reason.as_deref())
+        .await?;
+    Ok(Json(json!({"revoked": req.jti, "receipt": receipt})))
 }
 
 #[derive(Deserialize)]

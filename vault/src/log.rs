@@ -783,6 +783,16 @@ impl NsLog {
         *self.shared.durable_tx.borrow()
     }
 
+    /// Copies of the durable entries not yet in a published segment; `None`
+    /// if the state is unreadable (a panic poisoned it): callers fail closed.
+    pub fn unpublished_entries(&self) -> Option<Vec<Entry>> {
+        self.shared
+            .state
+            .read()
+            .ok()
+            .map(|st| st.tail.iter().map(|e| (**e).clone()).collect())
+    }
+
     /// Operational counters (queue depth, uploads, checkpoint time).
     pub fn stats(&self) -> LogStats {
         let queued_requests = self

@@ -97,6 +97,9 @@ pub enum VaultError {
     /// An event could not be prepared (canonical JSON, random generator).
     #[error("event could not be sealed: {0}")]
     Record(#[from] RecordError),
+    /// Stored entries could not be read back (a segment failed to decode).
+    #[error("reading the log: {0}")]
+    Read(String),
 }
 
 /// Checks a namespace name. Names starting with `_` are reserved for the
@@ -406,6 +409,74 @@ impl Vault {
             })
             .await?;
         Ok(log.clone())
+    }
+
+    /// Appends to one of the vault's own logs (`_audit`): what the server
+    /// records about access to itself. Never reachable by writer tokens.
+    pub async fn append_system(
+        &self,
+        ns: &str,
+        events: Vec<Event>,
+        ingested_by: &str,
+    ) -> Result<Vec<Receipt>, VaultError> {
+        if !ns.starts_with('_') {
+            return Err(VaultError::BadNamespace(ns.to_string()));
+        }
+        validate_namespace(ns, true)?;
+        let prepared = Prepared::batch(events)?;
+        let log = self.log(ns).await?;
+        Ok(log.append(prepared, ingested_by).await?)
+    }
+
+    /// Every entry of session `session_id` in `ns`, in index order: from the
+    /// segments in the store and, when this server writes `ns`, its durable
+    /// but unpublished tail. Reads each segment of the namespace (a full
+    /// scan): meant for the small system sessions read at start-up.
+    pub async fn session_entries(
+        &self,
+        ns: &str,
+        session_id: &str,
+    ) -> Result<Vec<crate::record::Entry>, VaultError> {
+        validate_namespace(ns, true)?;
+        // The tail first: entries published meanwhile then show up in the
+        // segment listing below (and duplicates are removed), never in neither.
+        let open = self.inner.logs.lock().await.get(ns).cloned();
+        let mut out: Vec<crate::record::Entry> = Vec::new();
+        if let Some(log) = open.and_then(|c| c.get().cloned()) {
+            let tail = log
+                .unpublished_entries()
+                .ok_or_else(|| VaultError::Read(format!("the state of {ns} is unreadable")))?;
+            out.extend(tail.into_iter().filter(|e| e.session_id == session_id));
+        }
+        let store = &self.inner.ctx.store;
+        let names = store.list_names(&layout::segments(ns)).await?;
+        let mut ranges: Vec<(u64, u64)> = names
+            .iter()
+            .filter_map(|n| crate::segment::parse_segment_file_name(n))
+            .collect();
+        crate::compact::cover_order(&mut ranges);
+        let (ranges, _) = crate::compact::split_covered(&ranges);
+        for (first, last) in ranges {
+            let Some(bytes) = store.get(&layout::segment(ns, first, last)).await? else {
+                // Merged away after the listing: the merged segment may not be
+                // in it. Never return a partial read: the caller retries.
+                return Err(VaultError::Read(format!(
+                    "segment {first}-{last} of {ns} vanished during the read (compaction); retry"
+                )));
+            };
+            let seg = tokio::task::spawn_blocking(move || crate::segment::decode(bytes))
+                .await
+                .map_err(|e| VaultError::Read(e.to_string()))?
+                .map_err(|e| VaultError::Read(format!("segment {first}-{last}: {e}")))?;
+            out.extend(
+                seg.entries
+                    .into_iter()
+                    .filter(|e| e.session_id == session_id),
+            );
+        }
+        out.sort_by_key(|e| e.idx);
+        out.dedup_by_key(|e| e.idx);
+        Ok(out)
     }
 
     /// The logs this server has open (written by it), by namespace, for monitoring.
