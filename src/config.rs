@@ -25,6 +25,8 @@ pub struct FileConfig {
     /// Serve `/metrics` without a token (default true); false requires an
     /// admin token (the metrics name every namespace this server writes).
     pub metrics_public: Option<bool>,
+    /// Masking policy file (docs/masking.md); default: the built-in strict policy.
+    pub masking_policy: Option<PathBuf>,
     /// Log tunables.
     pub log: LogConfig,
     /// Request limits.

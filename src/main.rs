@@ -4,6 +4,7 @@
 
 mod bench;
 mod config;
+mod read_api;
 mod serve;
 mod stream_cmd;
 mod verify_cmd;

@@ -8,12 +8,13 @@ use std::time::Duration;
 use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use tracevault_ingest::{AppState, router};
+use tracevault_ingest::{AppState, router_with};
 use tracevault_vault::token::{Role, TokenIssuer};
 use tracevault_vault::{Store, Vault, VaultOptions};
 
 use crate::ServeArgs;
 use crate::config::FileConfig;
+use crate::read_api;
 
 /// Default lifetime of the bootstrap admin token: 30 days.
 const ADMIN_TTL_S: i64 = 30 * 24 * 3600;
@@ -118,6 +119,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             &data,
             file.admin_token_ttl_s.unwrap_or(ADMIN_TTL_S),
         )?;
+        // Everything that can refuse to start happens before "listening on".
+        let mut state = AppState::new(vault.clone(), tokens, file.limits.clone());
+        state.metrics_public = file.metrics_public.unwrap_or(true);
+        // Fail closed: a server that cannot read its revocations does not start.
+        let revoked = state
+            .load_revocations()
+            .await
+            .map_err(|e| anyhow::anyhow!("reading token revocations from _audit: {e}"))?;
+        tracing::info!(revoked, "token revocations loaded from _audit");
+        let stopping = state.clone();
+        let read = Arc::new(read_api::ReadContext::load(
+            &data,
+            file.masking_policy.as_deref(),
+        )?);
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
             .with_context(|| format!("binding {listen}"))?;
@@ -133,16 +148,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         println!("vault origin: {}", vault.meta().origin);
         println!("admin token: {}", admin.display());
         println!("listening on http://{}", listener.local_addr()?);
-        let mut state = AppState::new(vault.clone(), tokens, file.limits.clone());
-        state.metrics_public = file.metrics_public.unwrap_or(true);
-        // Fail closed: a server that cannot read its revocations does not start.
-        let revoked = state
-            .load_revocations()
-            .await
-            .map_err(|e| anyhow::anyhow!("reading token revocations from _audit: {e}"))?;
-        tracing::info!(revoked, "token revocations loaded from _audit");
-        let stopping = state.clone();
-        axum::serve(listener, router(state))
+        let app = router_with(state, read_api::routes()).layer(axum::Extension(read));
+        axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 shutdown_signal().await;
                 stopping.begin_shutdown();

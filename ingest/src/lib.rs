@@ -3,8 +3,8 @@
 //! consistency proofs, vault description) that writers and third parties use
 //! to check what the vault holds. SPEC sections 2 and 3.
 
-mod audit;
-mod auth;
+pub mod audit;
+pub mod auth;
 mod body;
 mod error;
 pub mod metrics;
@@ -303,6 +303,13 @@ async fn count_rejections(
 
 /// Builds the router.
 pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// Builds the router with `extra` routes (the read side, wired by the
+/// binary), which get the same layers: request ids, tracing, rejection
+/// counting and denied-request auditing.
+pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     // Compressed bodies are capped at the same size as decompressed ones.
     let raw_limit = state.limits.max_body_bytes;
     let writes = Router::new()
@@ -346,6 +353,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/logs/{ns}/proof/consistency", get(consistency))
         .merge(writes)
         .merge(otlp)
+        .merge(extra)
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -479,6 +479,50 @@ impl Vault {
         Ok(out)
     }
 
+    /// Entry `index` of `ns`: from this server's unpublished tail when it
+    /// writes `ns`, else from the store segment covering it. `None` when the
+    /// log has no such entry (yet).
+    pub async fn entry(
+        &self,
+        ns: &str,
+        index: u64,
+    ) -> Result<Option<crate::record::Entry>, VaultError> {
+        validate_namespace(ns, true)?;
+        let open = self.inner.logs.lock().await.get(ns).cloned();
+        if let Some(log) = open.and_then(|c| c.get().cloned()) {
+            let tail = log
+                .unpublished_entries()
+                .ok_or_else(|| VaultError::Read(format!("the state of {ns} is unreadable")))?;
+            if let Some(e) = tail.into_iter().find(|e| e.idx == index) {
+                return Ok(Some(e));
+            }
+        }
+        let store = &self.inner.ctx.store;
+        for _attempt in 0..3 {
+            let names = store.list_names(&layout::segments(ns)).await?;
+            let mut ranges: Vec<(u64, u64)> = names
+                .iter()
+                .filter_map(|n| crate::segment::parse_segment_file_name(n))
+                .filter(|(a, b)| *a <= index && index <= *b)
+                .collect();
+            crate::compact::cover_order(&mut ranges);
+            let Some(&(first, last)) = ranges.first() else {
+                return Ok(None);
+            };
+            let Some(bytes) = store.get(&layout::segment(ns, first, last)).await? else {
+                continue; // merged away since the listing: list again
+            };
+            let seg = tokio::task::spawn_blocking(move || crate::segment::decode(bytes))
+                .await
+                .map_err(|e| VaultError::Read(e.to_string()))?
+                .map_err(|e| VaultError::Read(format!("segment {first}-{last}: {e}")))?;
+            return Ok(seg.entries.into_iter().find(|e| e.idx == index));
+        }
+        Err(VaultError::Read(format!(
+            "the segment holding entry {index} of {ns} kept moving (compaction); retry"
+        )))
+    }
+
     /// The logs this server has open (written by it), by namespace, for monitoring.
     pub async fn open_logs(&self) -> Vec<(String, Arc<NsLog>)> {
         let cells: Vec<_> = self
