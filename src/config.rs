@@ -27,6 +27,8 @@ pub struct FileConfig {
     pub metrics_public: Option<bool>,
     /// Masking policy file (docs/masking.md); default: the built-in strict policy.
     pub masking_policy: Option<PathBuf>,
+    /// SQL query bounds.
+    pub query: crate::read_api::QueryConfig,
     /// Log tunables.
     pub log: LogConfig,
     /// Request limits.

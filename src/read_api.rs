@@ -6,6 +6,9 @@
 //! - `GET /v1/logs/{ns}/entries/{index}` (reader, admin): the committed record
 //!   (what the leaf hash covers: digests only for content and attributes) and
 //!   the stored event, masked.
+//! - `POST /v1/query` (reader, admin) `{"sql"}`: SQL over table `traces` and
+//!   view `sessions`, enforced and masked below SQL (`tracevault_query::sql`);
+//!   JSON rows, or Arrow IPC with `Accept: application/vnd.apache.arrow.stream`.
 
 use std::path::Path as FsPath;
 use std::sync::Arc;
@@ -21,18 +24,52 @@ use tracevault_ingest::{ApiError, AppState, audit, auth};
 use tracevault_query::masking::{Masker, Policy};
 use tracevault_vault::token::{Claims, Role};
 
+/// Bounds of SQL queries (config section `[query]`).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueryConfig {
+    /// Most rows a caller's `traces` may hold for one query (refused beyond).
+    pub max_scan_rows: usize,
+    /// Most rows in a result (refused beyond, never cut).
+    pub max_result_rows: usize,
+    /// Memory one query's operators may use (MiB).
+    pub memory_mb: usize,
+    /// Wall-clock limit of one query (seconds).
+    pub timeout_s: u64,
+    /// Longest SQL text (bytes).
+    pub max_sql_bytes: usize,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        QueryConfig {
+            max_scan_rows: 1_000_000,
+            max_result_rows: 100_000,
+            memory_mb: 512,
+            timeout_s: 30,
+            max_sql_bytes: 64 << 10,
+        }
+    }
+}
+
 /// What the read endpoints need besides the server state.
 pub struct ReadContext {
     /// The masking policy (the built-in strict one unless configured).
     pub policy: Policy,
     /// Key of the `hash` action; never leaves the server.
     pub hash_key: [u8; 32],
+    /// Query bounds.
+    pub query: QueryConfig,
 }
 
 impl ReadContext {
     /// Loads the policy file (if any) and the hash key
     /// (`<data>/keys/masking.key`, created 0600 on first use).
-    pub fn load(data: &FsPath, policy_file: Option<&FsPath>) -> anyhow::Result<ReadContext> {
+    pub fn load(
+        data: &FsPath,
+        policy_file: Option<&FsPath>,
+        query: QueryConfig,
+    ) -> anyhow::Result<ReadContext> {
         let policy = match policy_file {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
@@ -46,13 +83,16 @@ impl ReadContext {
         Ok(ReadContext {
             policy,
             hash_key: key.to_bytes(),
+            query,
         })
     }
 }
 
 /// The read routes, to be merged into the server's router.
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/logs/{ns}/entries/{index}", get(entry))
+    Router::new()
+        .route("/v1/logs/{ns}/entries/{index}", get(entry))
+        .route("/v1/query", axum::routing::post(query))
 }
 
 /// A reader's window as Unix microseconds (inclusive bounds).
@@ -126,16 +166,8 @@ async fn entry(
         .map_err(|err| ApiError::unavailable("internal", err.to_string()))?;
     let leaf: Value = serde_json::from_slice(&record)
         .map_err(|err| ApiError::unavailable("internal", err.to_string()))?;
-    let role = match claims.role {
-        Role::Reader => "reader",
-        Role::Admin => "admin",
-        Role::Writer => "writer",
-        Role::Approver => "approver",
-    };
-    let claim_map = match serde_json::to_value(&claims) {
-        Ok(Value::Object(m)) => m,
-        _ => Map::new(),
-    };
+    let role = role_name(&claims);
+    let claim_map = claim_map(&claims);
     let profile = rc.policy.profile_for(role, &claim_map);
     let masker = Masker::new(profile, &rc.hash_key);
     let mut event = match e.to_event_json() {
@@ -164,4 +196,132 @@ async fn entry(
         "event": Value::Object(event),
         "masking_profile": profile.name,
     })))
+}
+
+fn role_name(c: &Claims) -> &'static str {
+    match c.role {
+        Role::Reader => "reader",
+        Role::Admin => "admin",
+        Role::Writer => "writer",
+        Role::Approver => "approver",
+    }
+}
+
+fn claim_map(c: &Claims) -> Map<String, Value> {
+    match serde_json::to_value(c) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueryRequest {
+    sql: String,
+}
+
+const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
+
+async fn query(
+    State(st): State<AppState>,
+    Extension(rc): Extension<Arc<ReadContext>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    use tracevault_query::sql::{self, Access, QueryError, QueryLimits};
+    let claims = auth::authenticate(&st, &headers)?;
+    auth::authorize(&claims, &[Role::Reader, Role::Admin], None)?;
+    if body.len() > rc.query.max_sql_bytes + 1024 {
+        return Err(ApiError::too_large(
+            "body_too_large",
+            "the query request is too large",
+        ));
+    }
+    let req: QueryRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_json",
+            format!("expected {{\"sql\": \"...\"}}: {e}"),
+        )
+    })?;
+    if req.sql.len() > rc.query.max_sql_bytes {
+        return Err(ApiError::too_large(
+            "sql_too_large",
+            format!("SQL is at most {} bytes", rc.query.max_sql_bytes),
+        ));
+    }
+    let namespaces = if claims.ns.iter().any(|n| n == "*") && claims.role == Role::Admin {
+        let mut all: Vec<String> = st
+            .vault
+            .namespaces()
+            .await?
+            .into_iter()
+            .map(|n| n.ns)
+            .collect();
+        if !all.iter().any(|n| n == audit::AUDIT_NS) {
+            all.push(audit::AUDIT_NS.to_string());
+        }
+        all
+    } else {
+        claims.ns.clone()
+    };
+    let (from_us, to_us) = if claims.role == Role::Reader {
+        window(&claims)?
+    } else {
+        (None, None)
+    };
+    let access = Access {
+        namespaces,
+        from_us,
+        to_us,
+    };
+    let role = role_name(&claims);
+    let profile = rc.policy.profile_for(role, &claim_map(&claims));
+    let masker = Masker::new(profile, &rc.hash_key);
+    let limits = QueryLimits {
+        max_scan_rows: rc.query.max_scan_rows,
+        max_result_rows: rc.query.max_result_rows,
+        memory_bytes: rc.query.memory_mb << 20,
+        timeout: std::time::Duration::from_secs(rc.query.timeout_s.max(1)),
+    };
+    let outcome = sql::run(&st.vault, &access, &masker, &req.sql, limits).await;
+    let (rows, error) = match &outcome {
+        Ok(r) => (Some(r.rows), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    // Every query is recorded, answered or not, before anything is returned.
+    st.vault
+        .append_system(
+            audit::AUDIT_NS,
+            vec![audit::event(
+                "queries",
+                "query",
+                &claims.sub,
+                json!({"sql": req.sql, "role": role, "jti": claims.jti, "ns": access.namespaces,
+                       "profile": profile.name, "rows": rows, "error": error,
+                       "masked": masker.counts()}),
+            )],
+            audit::SERVER,
+        )
+        .await?;
+    let result = outcome.map_err(|e| match e {
+        QueryError::Refused(m) => ApiError::bad_request("invalid_query", m),
+        e @ QueryError::ScanTooLarge(..) => ApiError::too_large("scan_too_large", e.to_string()),
+        e @ QueryError::ResultTooLarge(_) => ApiError::too_large("result_too_large", e.to_string()),
+        e @ QueryError::Timeout(_) => ApiError::unavailable("query_timeout", e.to_string()),
+        e @ QueryError::Failed(_) => ApiError::bad_request("query_failed", e.to_string()),
+        QueryError::Vault(v) => v.into(),
+    })?;
+    let wants_arrow = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains(ARROW_STREAM));
+    if wants_arrow {
+        let bytes = tracevault_query::rows::to_arrow_ipc(&result.schema, &result.batches)
+            .map_err(|e| ApiError::unavailable("internal", e))?;
+        return Ok(([(axum::http::header::CONTENT_TYPE, ARROW_STREAM)], bytes).into_response());
+    }
+    let mut body = tracevault_query::rows::to_json(&result.schema, &result.batches);
+    body["masking_profile"] = json!(profile.name);
+    Ok(Json(body).into_response())
 }

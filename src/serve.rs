@@ -132,6 +132,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let read = Arc::new(read_api::ReadContext::load(
             &data,
             file.masking_policy.as_deref(),
+            file.query.clone(),
         )?);
         let listener = tokio::net::TcpListener::bind(&listen)
             .await

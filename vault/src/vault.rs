@@ -437,6 +437,17 @@ impl Vault {
         ns: &str,
         session_id: &str,
     ) -> Result<Vec<crate::record::Entry>, VaultError> {
+        let sid = session_id.to_string();
+        self.scan_entries(ns, move |e| e.session_id == sid).await
+    }
+
+    /// Every entry of `ns` for which `keep` holds, in index order (segments
+    /// in the store plus this server's unpublished tail; a full scan).
+    pub async fn scan_entries(
+        &self,
+        ns: &str,
+        keep: impl Fn(&crate::record::Entry) -> bool + Send + Sync + Clone + 'static,
+    ) -> Result<Vec<crate::record::Entry>, VaultError> {
         validate_namespace(ns, true)?;
         // The tail first: entries published meanwhile then show up in the
         // segment listing below (and duplicates are removed), never in neither.
@@ -446,7 +457,7 @@ impl Vault {
             let tail = log
                 .unpublished_entries()
                 .ok_or_else(|| VaultError::Read(format!("the state of {ns} is unreadable")))?;
-            out.extend(tail.into_iter().filter(|e| e.session_id == session_id));
+            out.extend(tail.into_iter().filter(|e| keep(e)));
         }
         let store = &self.inner.ctx.store;
         let names = store.list_names(&layout::segments(ns)).await?;
@@ -464,15 +475,19 @@ impl Vault {
                     "segment {first}-{last} of {ns} vanished during the read (compaction); retry"
                 )));
             };
-            let seg = tokio::task::spawn_blocking(move || crate::segment::decode(bytes))
-                .await
-                .map_err(|e| VaultError::Read(e.to_string()))?
-                .map_err(|e| VaultError::Read(format!("segment {first}-{last}: {e}")))?;
-            out.extend(
-                seg.entries
-                    .into_iter()
-                    .filter(|e| e.session_id == session_id),
-            );
+            let keep = keep.clone();
+            let rows = tokio::task::spawn_blocking(move || {
+                crate::segment::decode(bytes).map(|seg| {
+                    seg.entries
+                        .into_iter()
+                        .filter(|e| keep(e))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .await
+            .map_err(|e| VaultError::Read(e.to_string()))?
+            .map_err(|e| VaultError::Read(format!("segment {first}-{last}: {e}")))?;
+            out.extend(rows);
         }
         out.sort_by_key(|e| e.idx);
         out.dedup_by_key(|e| e.idx);

@@ -1,0 +1,251 @@
+//! SQL over the vault (`POST /v1/query`): a reader sees only its namespaces
+//! and window whatever SQL it writes, values are masked below SQL (even
+//! inside expressions and predicates), the session refuses DDL, DML, COPY,
+//! URL tables and `information_schema`, results are JSON or Arrow IPC, and
+//! every query lands in `_audit`.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+const EMAIL: &str = "jane.doe@example.com";
+
+async fn sql(c: &reqwest::Client, url: &str, tok: &str, q: &str) -> (u16, Value) {
+    let r = c
+        .post(format!("{url}/v1/query"))
+        .bearer_auth(tok)
+        .json(&json!({"sql": q}))
+        .send()
+        .await
+        .unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+fn col(body: &Value, row: usize, c: usize) -> &Value {
+    &body["rows"][row][c]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_see_only_their_rows_masked_whatever_sql_they_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(dir.path(), "[log]\nflush_interval_ms = 50\n");
+    let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    let c = client();
+    let url = &srv.url;
+    for (ns, n) in [("alpha", 3), ("beta", 2)] {
+        let w = token(&data, "writer", ns, "agent");
+        let events: Vec<Value> = (0..n)
+            .map(|i| {
+                json!({"session_id": format!("{ns}-s{}", i % 2), "kind": "prompt",
+                            "content": format!("{ns} {i} contact {EMAIL}")})
+            })
+            .collect();
+        let (s, r) = post_events(&c, url, ns, &w, json!({"events": events}), "").await;
+        assert_eq!(s, 200, "{r}");
+    }
+    let reader = token(&data, "reader", "alpha", "auditor");
+
+    // Plain query: only alpha, masked.
+    let (s, b) = sql(
+        &c,
+        url,
+        &reader,
+        "SELECT ns, idx, content FROM traces ORDER BY idx",
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["rows"].as_array().unwrap().len(), 3, "{b}");
+    assert_eq!(b["columns"][0]["name"], "ns");
+    for r in b["rows"].as_array().unwrap() {
+        assert_eq!(r[0], "alpha");
+        let content = r[2].as_str().unwrap();
+        assert!(
+            !content.contains(EMAIL) && content.contains("[REDACTED:email]"),
+            "{content}"
+        );
+    }
+    // Adversarial SQL cannot widen the view.
+    for q in [
+        "SELECT count(*) FROM traces WHERE 1=1 OR ns = 'beta'",
+        "SELECT count(*) FROM (SELECT * FROM traces UNION ALL SELECT * FROM traces WHERE ns = 'beta') t WHERE ns = 'alpha'",
+        "WITH x AS (SELECT * FROM traces WHERE ns <> 'alpha') SELECT count(*) + 3 FROM x",
+        "SELECT count(*) FROM traces WHERE ns IN (SELECT ns FROM traces) OR true",
+    ] {
+        let (s, b) = sql(&c, url, &reader, q).await;
+        assert_eq!(s, 200, "{q}: {b}");
+        assert_eq!(col(&b, 0, 0), 3, "{q}: {b}");
+    }
+    let (_, b) = sql(
+        &c,
+        url,
+        &reader,
+        "SELECT count(*) FROM traces WHERE ns = 'beta'",
+    )
+    .await;
+    assert_eq!(col(&b, 0, 0), 0);
+    // Raw values cannot be probed through predicates or functions either.
+    let (_, b) = sql(
+        &c,
+        url,
+        &reader,
+        "SELECT count(*) FROM traces WHERE content LIKE '%jane%'",
+    )
+    .await;
+    assert_eq!(col(&b, 0, 0), 0, "{b}");
+    let (_, b) = sql(
+        &c,
+        url,
+        &reader,
+        "SELECT upper(content) FROM traces LIMIT 1",
+    )
+    .await;
+    assert!(!b.to_string().to_lowercase().contains("jane.doe"), "{b}");
+    // Ways to name data directly, or change anything, are refused.
+    for q in [
+        "CREATE TABLE x AS SELECT * FROM traces",
+        "CREATE EXTERNAL TABLE e STORED AS PARQUET LOCATION '/etc/'",
+        "COPY traces TO '/tmp/out.parquet'",
+        "INSERT INTO traces SELECT * FROM traces",
+        "SELECT * FROM information_schema.tables",
+        "SELECT * FROM 'file:///etc/passwd'",
+        "SELECT * FROM read_parquet('/etc/passwd')",
+        "DROP TABLE traces",
+        "SET datafusion.catalog.information_schema = true",
+        "SELECT 1; SELECT 2",
+    ] {
+        let (s, b) = sql(&c, url, &reader, q).await;
+        assert_eq!(s, 400, "{q} was not refused: {b}");
+    }
+    // The sessions view.
+    let (s, b) = sql(
+        &c,
+        url,
+        &reader,
+        "SELECT session_id, events FROM sessions ORDER BY session_id",
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["rows"], json!([["alpha-s0", 2], ["alpha-s1", 1]]));
+    // Arrow IPC on request.
+    let r = c
+        .post(format!("{url}/v1/query"))
+        .bearer_auth(&reader)
+        .header("accept", "application/vnd.apache.arrow.stream")
+        .json(&json!({"sql": "SELECT idx FROM traces"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let bytes = r.bytes().await.unwrap();
+    // Read back by pyarrow, an independent Arrow implementation.
+    let mut py = std::process::Command::new(python())
+        .args(["-c", "import sys, pyarrow.ipc as ipc; t = ipc.open_stream(sys.stdin.buffer.read()).read_all(); print(t.num_rows, t.schema.names)"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    py.stdin.take().unwrap().write_all(&bytes).unwrap();
+    let out = py.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3 ['idx']");
+    // Writers never query; a window that ended before the events sees nothing.
+    let w = token(&data, "writer", "alpha", "agent");
+    assert_eq!(sql(&c, url, &w, "SELECT 1").await.0, 403);
+    let out = std::process::Command::new(BIN)
+        .args([
+            "token",
+            "issue",
+            "--data",
+            data.to_str().unwrap(),
+            "--role",
+            "reader",
+            "--namespace",
+            "alpha",
+            "--sub",
+            "late",
+            "--from",
+            "2020-01-01T00:00:00Z",
+            "--to",
+            "2021-01-01T00:00:00Z",
+        ])
+        .output()
+        .unwrap();
+    let old = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let (s, b) = sql(&c, url, &old, "SELECT count(*) FROM traces").await;
+    assert_eq!((s, col(&b, 0, 0).clone()), (200, json!(0)), "{b}");
+    // Admins query the access log: every query above is there with its SQL.
+    let admin = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let (s, b) = sql(
+        &c,
+        url,
+        admin.trim(),
+        "SELECT count(*) FROM traces WHERE ns = '_audit' AND name = 'query'",
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert!(col(&b, 0, 0).as_u64().unwrap() >= 20, "{b}");
+    assert_eq!(srv.terminate(), Some(0));
+    let audit = stored_rows(&data, "_audit");
+    assert!(audit.iter().any(|r| r["name"] == "query"
+        && r["actor"] == "auditor"
+        && r["content"].as_str().unwrap().contains("OR ns = 'beta'")));
+    let (code, out, err) = verify(&["--data", data.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_results_are_refused_not_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(
+        dir.path(),
+        "[query]\nmax_result_rows = 5\nmax_scan_rows = 50\n",
+    );
+    let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    let c = client();
+    let w = token(&data, "writer", "alpha", "agent");
+    let events: Vec<Value> = (0..20)
+        .map(|i| json!({"session_id": "s", "kind": "output", "content": i.to_string()}))
+        .collect();
+    assert_eq!(
+        post_events(&c, &srv.url, "alpha", &w, json!({"events": events}), "")
+            .await
+            .0,
+        200
+    );
+    let reader = token(&data, "reader", "alpha", "auditor");
+    let (s, b) = sql(&c, &srv.url, &reader, "SELECT * FROM traces").await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (413, Some("result_too_large")),
+        "{b}"
+    );
+    let (s, b) = sql(
+        &c,
+        &srv.url,
+        &reader,
+        "SELECT idx FROM traces ORDER BY idx LIMIT 5",
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["rows"], json!([[0], [1], [2], [3], [4]]));
+    // More visible rows than max_scan_rows: refused.
+    let events: Vec<Value> = (0..40)
+        .map(|i| json!({"session_id": "s", "kind": "output", "content": i.to_string()}))
+        .collect();
+    assert_eq!(
+        post_events(&c, &srv.url, "alpha", &w, json!({"events": events}), "")
+            .await
+            .0,
+        200
+    );
+    let (s, b) = sql(&c, &srv.url, &reader, "SELECT count(*) FROM traces").await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (413, Some("scan_too_large")),
+        "{b}"
+    );
+}
