@@ -1,9 +1,10 @@
 //! `tracevault`: the one binary. Subcommands wire the crates together:
 //! `serve` (the HTTP service), `token issue`, `verify`, `stream` (pipe a
-//! session into the vault), and `bench ingest`.
+//! session into the vault), `query` (SQL), and `bench ingest`.
 
 mod bench;
 mod config;
+mod query_cmd;
 mod read_api;
 mod serve;
 mod stream_cmd;
@@ -35,6 +36,8 @@ enum Cmd {
     Verify(VerifyArgs),
     /// Pipe stdin into a live session stream, printing receipts as events become durable.
     Stream(stream_cmd::StreamArgs),
+    /// Run SQL against the vault (reader or admin token) and print the result.
+    Query(query_cmd::QueryArgs),
     /// Load generators.
     Bench {
         #[command(subcommand)]
@@ -170,6 +173,7 @@ fn main() -> ExitCode {
         } => token_issue(a).map(|_| ExitCode::SUCCESS),
         Cmd::Verify(a) => return verify_cmd::run(a),
         Cmd::Stream(a) => stream_cmd::run(a),
+        Cmd::Query(a) => query_cmd::run(a),
         Cmd::Bench {
             cmd: BenchCmd::Ingest(a),
         } => bench::run(a).map(|_| ExitCode::SUCCESS),

@@ -176,6 +176,34 @@ async fn readers_see_only_their_rows_masked_whatever_sql_they_write() {
     let old = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let (s, b) = sql(&c, url, &old, "SELECT count(*) FROM traces").await;
     assert_eq!((s, col(&b, 0, 0).clone()), (200, json!(0)), "{b}");
+    // The CLI: CSV and table output, and exit 1 when the server refuses.
+    let cli = |format: &str, q: &str| {
+        std::process::Command::new(BIN)
+            .args([
+                "query", "--server", url, "--token", &reader, "--format", format, q,
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = cli("csv", "SELECT ns, count(*) AS n FROM traces GROUP BY ns");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ns,n\nalpha,3\n");
+    let out = cli(
+        "table",
+        "SELECT kind, count(*) AS n FROM traces GROUP BY kind",
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.starts_with("kind") && text.contains("prompt | 3") && text.ends_with("(1 rows)\n"),
+        "{text}"
+    );
+    let out = cli("table", "DROP TABLE traces");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("400"));
     // Admins query the access log: every query above is there with its SQL.
     let admin = std::fs::read_to_string(data.join("admin.token")).unwrap();
     let (s, b) = sql(

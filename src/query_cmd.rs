@@ -1,0 +1,205 @@
+//! `tracevault query`: runs SQL through `POST /v1/query` and prints the result
+//! as an aligned table (default), JSON, CSV, or raw Arrow IPC stream bytes.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use serde_json::{Value, json};
+
+/// Output formats.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum OutFormat {
+    /// Aligned columns for a terminal.
+    Table,
+    /// The server's JSON (`{"columns", "rows"}`).
+    Json,
+    /// RFC 4180 CSV with a header line.
+    Csv,
+    /// Arrow IPC stream bytes (for pyarrow, DuckDB, ...).
+    Arrow,
+}
+
+/// `query` options.
+#[derive(Args)]
+pub struct QueryArgs {
+    /// Server base URL.
+    #[arg(
+        long,
+        env = "TRACEVAULT_SERVER",
+        default_value = "http://127.0.0.1:8470"
+    )]
+    server: String,
+    /// Reader or admin token.
+    #[arg(long, env = "TRACEVAULT_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: OutFormat,
+    /// The SQL (table `traces`, view `sessions`).
+    sql: String,
+}
+
+/// A cell as text: strings bare, null empty, anything else as JSON.
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// Renders the JSON result as an aligned table (cells cut at 60 characters,
+/// with `…`, so one long content value does not flood the terminal).
+fn table(body: &Value) -> String {
+    let names: Vec<String> = body["columns"]
+        .as_array()
+        .map(|c| c.iter().map(|c| cell(&c["name"])).collect())
+        .unwrap_or_default();
+    let clip = |s: String| {
+        let s = s.replace(['\n', '\r', '\t'], " ");
+        if s.chars().count() > 60 {
+            format!("{}…", s.chars().take(59).collect::<String>())
+        } else {
+            s
+        }
+    };
+    let rows: Vec<Vec<String>> = body["rows"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .map(|row| {
+                    row.as_array()
+                        .map(|cells| cells.iter().map(|c| clip(cell(c))).collect())
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut width: Vec<usize> = names.iter().map(|n| n.chars().count()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            if let Some(w) = width.get_mut(i) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: &[String]| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let pad = width
+                    .get(i)
+                    .copied()
+                    .unwrap_or(0)
+                    .saturating_sub(c.chars().count());
+                format!("{c}{}", " ".repeat(pad))
+            })
+            .collect::<Vec<_>>()
+            .join(" | ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = line(&names);
+    out.push('\n');
+    out.push_str(
+        &width
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .join("-+-"),
+    );
+    out.push('\n');
+    for r in &rows {
+        out.push_str(&line(r));
+        out.push('\n');
+    }
+    out.push_str(&format!("({} rows)\n", rows.len()));
+    out
+}
+
+/// Runs the query; exit 0 on success, 1 when the server refused it, 2 on errors.
+pub fn run(a: QueryArgs) -> anyhow::Result<ExitCode> {
+    let url = format!("{}/v1/query", a.server.trim_end_matches('/'));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let arrow = matches!(a.format, OutFormat::Arrow);
+    let (status, bytes) = rt.block_on(async {
+        let mut req = reqwest::Client::new()
+            .post(&url)
+            .bearer_auth(&a.token)
+            .json(&json!({"sql": a.sql}));
+        if arrow {
+            req = req.header("accept", "application/vnd.apache.arrow.stream");
+        }
+        let resp = req.send().await.with_context(|| format!("POST {url}"))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.context("reading the answer")?;
+        anyhow::Ok((status, bytes))
+    })?;
+    if !status.is_success() {
+        let msg = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).to_string());
+        eprintln!("error: the server answered {status}: {msg}");
+        return Ok(ExitCode::from(1));
+    }
+    let mut out = std::io::stdout().lock();
+    match a.format {
+        OutFormat::Arrow => out.write_all(&bytes)?,
+        OutFormat::Json => out.write_all(&bytes)?,
+        OutFormat::Table | OutFormat::Csv => {
+            let body: Value = serde_json::from_slice(&bytes).context("the answer is not JSON")?;
+            if body.get("columns").is_none() {
+                bail!("unexpected answer: {body}");
+            }
+            if matches!(a.format, OutFormat::Table) {
+                out.write_all(table(&body).as_bytes())?;
+            } else {
+                let header: Vec<String> = body["columns"]
+                    .as_array()
+                    .map(|c| c.iter().map(|c| csv_field(&cell(&c["name"]))).collect())
+                    .unwrap_or_default();
+                writeln!(out, "{}", header.join(","))?;
+                for row in body["rows"].as_array().into_iter().flatten() {
+                    let cells: Vec<String> = row
+                        .as_array()
+                        .map(|r| r.iter().map(|c| csv_field(&cell(c))).collect())
+                        .unwrap_or_default();
+                    writeln!(out, "{}", cells.join(","))?;
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_tables_and_csv_fields() {
+        let body = json!({"columns": [{"name": "kind"}, {"name": "n"}],
+                          "rows": [["prompt", 2], ["a\nb", null]]});
+        let t = table(&body);
+        assert_eq!(
+            t,
+            "kind   | n\n-------+--\nprompt | 2\na b\n(2 rows)\n".replace("a b\n", "a b    |\n")
+        );
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,\"b\""), "\"a,\"\"b\"\"\"");
+    }
+}
