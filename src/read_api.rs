@@ -43,7 +43,7 @@ pub struct QueryConfig {
 impl Default for QueryConfig {
     fn default() -> Self {
         QueryConfig {
-            max_scan_rows: 1_000_000,
+            max_scan_rows: 250_000,
             max_result_rows: 100_000,
             memory_mb: 512,
             timeout_s: 30,

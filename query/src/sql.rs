@@ -60,7 +60,7 @@ pub enum QueryError {
     #[error("{0}")]
     Refused(String),
     /// The caller's visible rows exceed `max_scan_rows`.
-    #[error("the query would scan {0} rows; at most {1} are allowed (use a narrower token window)")]
+    #[error("the query would scan more than {1} rows (at least {0}); use a narrower token window")]
     ScanTooLarge(usize, usize),
     /// The result exceeds `max_result_rows`.
     #[error("the result has more than {0} rows; add a LIMIT or narrow the WHERE clause")]
@@ -234,10 +234,16 @@ pub async fn run(
         let mut entries = Vec::new();
         for ns in &access.namespaces {
             let (from, to) = (access.from_us, access.to_us);
+            let room = limits.max_scan_rows.saturating_sub(entries.len());
             let rows = vault
-                .scan_entries(ns, move |e| {
-                    from.is_none_or(|f| e.received_at >= f) && to.is_none_or(|t| e.received_at <= t)
-                })
+                .scan_entries(
+                    ns,
+                    move |e| {
+                        from.is_none_or(|f| e.received_at >= f)
+                            && to.is_none_or(|t| e.received_at <= t)
+                    },
+                    room,
+                )
                 .await;
             let rows = match rows {
                 Ok(r) => r,

@@ -438,15 +438,20 @@ impl Vault {
         session_id: &str,
     ) -> Result<Vec<crate::record::Entry>, VaultError> {
         let sid = session_id.to_string();
-        self.scan_entries(ns, move |e| e.session_id == sid).await
+        self.scan_entries(ns, move |e| e.session_id == sid, usize::MAX)
+            .await
     }
 
     /// Every entry of `ns` for which `keep` holds, in index order (segments
-    /// in the store plus this server's unpublished tail; a full scan).
+    /// in the store plus this server's unpublished tail; a full scan). Stops
+    /// reading once more than `limit` entries are kept, so a caller can
+    /// refuse an oversized scan without holding all of it in memory: a
+    /// result longer than `limit` is incomplete by design.
     pub async fn scan_entries(
         &self,
         ns: &str,
         keep: impl Fn(&crate::record::Entry) -> bool + Send + Sync + Clone + 'static,
+        limit: usize,
     ) -> Result<Vec<crate::record::Entry>, VaultError> {
         validate_namespace(ns, true)?;
         // The tail first: entries published meanwhile then show up in the
@@ -468,6 +473,9 @@ impl Vault {
         crate::compact::cover_order(&mut ranges);
         let (ranges, _) = crate::compact::split_covered(&ranges);
         for (first, last) in ranges {
+            if out.len() > limit {
+                break;
+            }
             let Some(bytes) = store.get(&layout::segment(ns, first, last)).await? else {
                 // Merged away after the listing: the merged segment may not be
                 // in it. Never return a partial read: the caller retries.
