@@ -226,12 +226,19 @@ async fn query(
     State(st): State<AppState>,
     Extension(rc): Extension<Arc<ReadContext>>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
     use tracevault_query::sql::{self, Access, QueryError, QueryLimits};
     let claims = auth::authenticate(&st, &headers)?;
     auth::authorize(&claims, &[Role::Reader, Role::Admin], None)?;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large("body_too_large", "the query request is too large")
+        } else {
+            ApiError::bad_request("invalid_body", e.body_text())
+        }
+    })?;
     if body.len() > rc.query.max_sql_bytes + 1024 {
         return Err(ApiError::too_large(
             "body_too_large",
