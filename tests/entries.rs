@@ -92,26 +92,13 @@ async fn entries_are_masked_windowed_audited_and_still_provable() {
     assert_eq!(read(&c, &srv.url, "alpha", 99, &reader).await.0, 404);
     assert_eq!(read(&c, &srv.url, "_audit", 0, &reader).await.0, 403);
     // A window that ended before the events arrived: the entries do not exist for it.
-    let out = std::process::Command::new(BIN)
-        .args([
-            "token",
-            "issue",
-            "--data",
-            data.to_str().unwrap(),
-            "--role",
-            "reader",
-            "--namespace",
-            "alpha",
-            "--sub",
-            "late",
-            "--from",
-            "2020-01-01T00:00:00Z",
-            "--to",
-            "2021-01-01T00:00:00Z",
-        ])
-        .output()
-        .unwrap();
-    let old_window = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let old_window = reader_token_window(
+        &data,
+        "alpha",
+        "late",
+        "2020-01-01T00:00:00Z",
+        "2021-01-01T00:00:00Z",
+    );
     let (s, body) = read(&c, &srv.url, "alpha", 0, &old_window).await;
     assert_eq!(
         (s, body["error"]["code"].as_str()),

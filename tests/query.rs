@@ -154,26 +154,13 @@ async fn readers_see_only_their_rows_masked_whatever_sql_they_write() {
     // Writers never query; a window that ended before the events sees nothing.
     let w = token(&data, "writer", "alpha", "agent");
     assert_eq!(sql(&c, url, &w, "SELECT 1").await.0, 403);
-    let out = std::process::Command::new(BIN)
-        .args([
-            "token",
-            "issue",
-            "--data",
-            data.to_str().unwrap(),
-            "--role",
-            "reader",
-            "--namespace",
-            "alpha",
-            "--sub",
-            "late",
-            "--from",
-            "2020-01-01T00:00:00Z",
-            "--to",
-            "2021-01-01T00:00:00Z",
-        ])
-        .output()
-        .unwrap();
-    let old = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let old = reader_token_window(
+        &data,
+        "alpha",
+        "late",
+        "2020-01-01T00:00:00Z",
+        "2021-01-01T00:00:00Z",
+    );
     let (s, b) = sql(&c, url, &old, "SELECT count(*) FROM traces").await;
     assert_eq!((s, col(&b, 0, 0).clone()), (200, json!(0)), "{b}");
     // The CLI: CSV and table output, and exit 1 when the server refuses.

@@ -30,41 +30,33 @@ pub fn decode_body(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Bytes
             }
             Ok(body)
         }
-        "gzip" | "x-gzip" => {
-            let mut out = Vec::new();
-            let mut dec = flate2::read::GzDecoder::new(&body[..]).take(max as u64 + 1);
-            dec.read_to_end(&mut out).map_err(|e| {
-                ApiError::bad_request(
-                    "invalid_encoding",
-                    format!("gzip body could not be decompressed: {e}"),
-                )
-            })?;
-            if out.len() > max {
-                return Err(too_big(max));
-            }
-            Ok(Bytes::from(out))
-        }
-        "deflate" => {
-            // HTTP's "deflate" is the zlib format (RFC 9110 section 8.4.1.2).
-            let mut out = Vec::new();
-            let mut dec = flate2::read::ZlibDecoder::new(&body[..]).take(max as u64 + 1);
-            dec.read_to_end(&mut out).map_err(|e| {
-                ApiError::bad_request(
-                    "invalid_encoding",
-                    format!("deflate body could not be decompressed: {e}"),
-                )
-            })?;
-            if out.len() > max {
-                return Err(too_big(max));
-            }
-            Ok(Bytes::from(out))
-        }
+        "gzip" | "x-gzip" => inflate(flate2::read::GzDecoder::new(&body[..]), "gzip", max),
+        // HTTP's "deflate" is the zlib format (RFC 9110 section 8.4.1.2).
+        "deflate" => inflate(flate2::read::ZlibDecoder::new(&body[..]), "deflate", max),
         other => Err(ApiError::new(
             axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_encoding",
             format!("Content-Encoding {other:?} is not supported (use gzip, deflate or none)"),
         )),
     }
+}
+
+/// Decompresses with a cap: reads at most `max + 1` bytes, so a
+/// decompression bomb costs no more than the limit before it is refused.
+fn inflate(dec: impl Read, what: &str, max: usize) -> Result<Bytes, ApiError> {
+    let mut out = Vec::new();
+    dec.take(max as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| {
+            ApiError::bad_request(
+                "invalid_encoding",
+                format!("{what} body could not be decompressed: {e}"),
+            )
+        })?;
+    if out.len() > max {
+        return Err(too_big(max));
+    }
+    Ok(Bytes::from(out))
 }
 
 fn too_big(max: usize) -> ApiError {

@@ -163,6 +163,35 @@ pub fn token(data: &Path, role: &str, ns: &str, sub: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// Mints a reader token whose window is `[from, to]` (RFC 3339).
+pub fn reader_token_window(data: &Path, ns: &str, sub: &str, from: &str, to: &str) -> String {
+    let out = Command::new(BIN)
+        .args([
+            "token",
+            "issue",
+            "--data",
+            data.to_str().unwrap(),
+            "--role",
+            "reader",
+            "--namespace",
+            ns,
+            "--sub",
+            sub,
+            "--from",
+            from,
+            "--to",
+            to,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 /// Runs `tracevault verify ARGS`; returns (exit code, stdout, stderr).
 pub fn verify(args: &[&str]) -> (i32, String, String) {
     verify_env(args, &[])
