@@ -138,21 +138,12 @@ impl Drop for Server {
     }
 }
 
-/// Mints a token with `tracevault token issue`.
-pub fn token(data: &Path, role: &str, ns: &str, sub: &str) -> String {
+/// Mints a token with `tracevault token issue`, plus `extra` arguments.
+fn issue(data: &Path, role: &str, ns: &str, sub: &str, extra: &[&str]) -> String {
     let out = Command::new(BIN)
-        .args([
-            "token",
-            "issue",
-            "--data",
-            data.to_str().unwrap(),
-            "--role",
-            role,
-            "--namespace",
-            ns,
-            "--sub",
-            sub,
-        ])
+        .args(["token", "issue", "--data", data.to_str().unwrap()])
+        .args(["--role", role, "--namespace", ns, "--sub", sub])
+        .args(extra)
         .output()
         .unwrap();
     assert!(
@@ -163,33 +154,14 @@ pub fn token(data: &Path, role: &str, ns: &str, sub: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// Mints a token with `tracevault token issue`.
+pub fn token(data: &Path, role: &str, ns: &str, sub: &str) -> String {
+    issue(data, role, ns, sub, &[])
+}
+
 /// Mints a reader token whose window is `[from, to]` (RFC 3339).
 pub fn reader_token_window(data: &Path, ns: &str, sub: &str, from: &str, to: &str) -> String {
-    let out = Command::new(BIN)
-        .args([
-            "token",
-            "issue",
-            "--data",
-            data.to_str().unwrap(),
-            "--role",
-            "reader",
-            "--namespace",
-            ns,
-            "--sub",
-            sub,
-            "--from",
-            from,
-            "--to",
-            to,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    issue(data, "reader", ns, sub, &["--from", from, "--to", to])
 }
 
 /// Runs `tracevault verify ARGS`; returns (exit code, stdout, stderr).
