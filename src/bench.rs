@@ -47,7 +47,26 @@ pub struct IngestArgs {
     /// `--size` bytes (2 log events per span: the span and the prompt).
     #[arg(long, value_enum, default_value = "api")]
     format: Format,
+    /// Native API only: give each run of this many consecutive events its
+    /// own session (ids `s<request>-<n>`), with kinds cycling through prompt,
+    /// reasoning, tool_call, tool_result, response and output, as agents
+    /// write them (sessions local in time). 0: 64 sessions interleaved in
+    /// every request, all `output`.
+    #[arg(long, default_value_t = 0)]
+    session_events: u64,
 }
+
+/// Kinds `--session-events` cycles through.
+const KINDS: [&str; 6] = [
+    "prompt",
+    "reasoning",
+    "tool_call",
+    "tool_result",
+    "response",
+    "output",
+];
+/// Placeholder for the request number in pre-built bodies.
+const REQUEST_MARK: &str = "@@REQ@@";
 
 /// Request encodings `bench ingest` can drive.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -195,7 +214,14 @@ async fn run_async(a: IngestArgs) -> anyhow::Result<()> {
             .map(|b| {
                 let events: Vec<_> = (0..a.batch)
                     .map(|i| {
-                        json!({"session_id": format!("bench-{}", (b * a.batch + i) % 64), "kind": "output",
+                        let (session, kind) = match a.session_events {
+                            0 => (format!("bench-{}", (b * a.batch + i) % 64), "output"),
+                            n => (
+                                format!("{REQUEST_MARK}-{}", i / n),
+                                KINDS[(i % KINDS.len() as u64) as usize],
+                            ),
+                        };
+                        json!({"session_id": session, "kind": kind,
                                "content": payload(a.size, b * 1_000_003 + i)})
                     })
                     .collect();
@@ -220,8 +246,15 @@ async fn run_async(a: IngestArgs) -> anyhow::Result<()> {
             max_index.clone(),
             retries.clone(),
         );
-        let (rate, batch, total, format, size, ns) =
-            (a.rate, a.batch, a.events, a.format, a.size, a.ns.clone());
+        let (rate, batch, total, format, size, ns, session_events) = (
+            a.rate,
+            a.batch,
+            a.events,
+            a.format,
+            a.size,
+            a.ns.clone(),
+            a.session_events,
+        );
         workers.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             loop {
@@ -243,10 +276,13 @@ async fn run_async(a: IngestArgs) -> anyhow::Result<()> {
                     // OTLP: `batch` counts log events; ids are unique per span,
                     // so every request is new work (no idempotent replays).
                     otlp_body(format, run, k, n.div_ceil(EVENTS_PER_SPAN), size)?.into()
+                } else if n == batch && session_events > 0 {
+                    body.replace(REQUEST_MARK, &format!("s{k:08}")).into()
                 } else if n == batch {
                     body.clone().into()
                 } else {
-                    let v: serde_json::Value = serde_json::from_str(body)?;
+                    let v: serde_json::Value =
+                        serde_json::from_str(&body.replace(REQUEST_MARK, &format!("s{k:08}")))?;
                     let evs: Vec<_> = v["events"]
                         .as_array()
                         .map(|e| e[..n as usize].to_vec())

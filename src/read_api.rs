@@ -28,7 +28,7 @@ use tracevault_vault::token::{Claims, Role};
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QueryConfig {
-    /// Most rows a caller's `traces` may hold for one query (refused beyond).
+    /// Most rows the scan of a caller's `traces` may produce for one query (refused beyond).
     pub max_scan_rows: usize,
     /// Most rows in a result (refused beyond, never cut).
     pub max_result_rows: usize,
@@ -43,7 +43,7 @@ pub struct QueryConfig {
 impl Default for QueryConfig {
     fn default() -> Self {
         QueryConfig {
-            max_scan_rows: 250_000,
+            max_scan_rows: 10_000_000,
             max_result_rows: 100_000,
             memory_mb: 512,
             timeout_s: 30,
@@ -113,7 +113,7 @@ fn window(c: &Claims) -> Result<(Option<i64>, Option<i64>), ApiError> {
 
 /// Masks the stored event in place: string fields per their column, JSON
 /// content and attributes recursively; a `drop` removes the field.
-fn mask_event(m: &Masker<'_>, event: &mut Map<String, Value>) {
+fn mask_event(m: &Masker, event: &mut Map<String, Value>) {
     let keys: Vec<String> = event.keys().cloned().collect();
     for k in keys {
         let Some(v) = event.get_mut(&k) else { continue };
@@ -284,7 +284,7 @@ async fn query(
     };
     let role = role_name(&claims);
     let profile = rc.policy.profile_for(role, &claim_map(&claims));
-    let masker = Masker::new(profile, &rc.hash_key);
+    let masker = Arc::new(Masker::new(profile, &rc.hash_key));
     let limits = QueryLimits {
         max_scan_rows: rc.query.max_scan_rows,
         max_result_rows: rc.query.max_result_rows,
@@ -292,9 +292,9 @@ async fn query(
         timeout: std::time::Duration::from_secs(rc.query.timeout_s.max(1)),
     };
     let outcome = sql::run(&st.vault, &access, &masker, &req.sql, limits).await;
-    let (rows, error) = match &outcome {
-        Ok(r) => (Some(r.rows), None),
-        Err(e) => (None, Some(e.to_string())),
+    let (rows, scan, error) = match &outcome {
+        Ok(r) => (Some(r.rows), Some(r.scan), None),
+        Err(e) => (None, None, Some(e.to_string())),
     };
     // Every query is recorded, answered or not, before anything is returned.
     st.vault
@@ -305,7 +305,7 @@ async fn query(
                 "query",
                 &claims.sub,
                 json!({"sql": req.sql, "role": role, "jti": claims.jti, "ns": access.namespaces,
-                       "profile": profile.name, "rows": rows, "error": error,
+                       "profile": profile.name, "rows": rows, "scan": scan, "error": error,
                        "masked": masker.counts()}),
             )],
             audit::SERVER,
@@ -330,5 +330,6 @@ async fn query(
     }
     let mut body = tracevault_query::rows::to_json(&result.schema, &result.batches);
     body["masking_profile"] = json!(profile.name);
+    body["scan"] = json!(result.scan);
     Ok(Json(body).into_response())
 }

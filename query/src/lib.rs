@@ -8,4 +8,5 @@
 
 pub mod masking;
 pub mod rows;
+mod scan;
 pub mod sql;

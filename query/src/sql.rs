@@ -1,33 +1,33 @@
 //! SQL over the vault for one caller (DataFusion).
 //!
 //! Enforcement lives below SQL: the only table the caller's session knows,
-//! `traces`, is built for that caller from the rows it may see (its
-//! namespaces, its `received_at` window) with `content`, `attributes` and
-//! every other string column already masked per its profile. Whatever SQL
-//! it writes (`OR 1=1`, unions, subqueries, CTEs) can only recombine those
+//! `traces`, is a scan built for that caller ([`crate::scan`]) that yields
+//! only the rows it may see (its namespaces, its `received_at` window) with
+//! every string column already masked per its profile. Whatever SQL it
+//! writes (`OR 1=1`, unions, subqueries, CTEs) can only recombine those
 //! rows. The session refuses DDL, DML and statements, has no
 //! `information_schema`, no URL tables and no file-reading table functions,
-//! so no data can be named directly.
-//!
-//! This first version materialises the caller's visible rows in memory (a
-//! `MemTable`) before planning, bounded by `max_scan_rows`; pruning on
-//! `ns`/`received_at`/`session_id` with a streaming scan is the next step.
+//! so no data can be named directly. The scan streams: memory is bounded by
+//! the query's memory pool, time by its timeout, and the rows a caller may
+//! scan by `max_scan_rows`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{
-    ArrayRef, RecordBatch, StringBuilder, TimestampMicrosecondBuilder, UInt64Builder,
-};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::datasource::MemTable;
+use datafusion::error::DataFusionError;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::physical_plan::metrics::MetricValue;
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
-use tracevault_vault::record::Entry;
 use tracevault_vault::{Vault, VaultError};
 
 use crate::masking::Masker;
+use crate::scan::{STORE_URL, ScanShared, TracesTable};
 
 /// What the caller may see.
 #[derive(Debug, Clone)]
@@ -43,7 +43,7 @@ pub struct Access {
 /// Bounds of one query.
 #[derive(Debug, Clone, Copy)]
 pub struct QueryLimits {
-    /// Most rows the caller's table may hold (refused beyond, never cut).
+    /// Most rows the caller's scan may produce (refused beyond, never cut).
     pub max_scan_rows: usize,
     /// Most rows in a result (refused beyond, never cut).
     pub max_result_rows: usize,
@@ -85,6 +85,25 @@ pub struct QueryResult {
     pub batches: Vec<RecordBatch>,
     /// Row count.
     pub rows: usize,
+    /// What the scan read to answer.
+    pub scan: ScanStats,
+}
+
+/// What one query's scan read: for the access log, the API and benchmarks,
+/// and to show that pruning works (a one-session lookup reads a few row
+/// groups, not the vault).
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct ScanStats {
+    /// Rows the caller's table produced (after the access rule).
+    pub rows: usize,
+    /// Segment files planned (after the namespace choice).
+    pub files: usize,
+    /// Row groups in those files that were considered.
+    pub row_groups: usize,
+    /// Row groups skipped by statistics or bloom filters.
+    pub row_groups_pruned: usize,
+    /// Bytes read from the store by the Parquet scans.
+    pub bytes_scanned: usize,
 }
 
 /// The columns of table `traces` (SPEC section 5), in order.
@@ -113,201 +132,142 @@ pub fn traces_schema() -> SchemaRef {
     ]))
 }
 
-/// Masks one optional string column value (`None` when dropped).
-fn masked(m: &Masker<'_>, column: &str, v: Option<&str>) -> Option<String> {
-    let v = v?;
-    m.mask_str(column, v).map(|c| c.into_owned())
-}
-
-/// JSON text columns are masked as JSON (paths apply), then re-serialised.
-fn masked_json(m: &Masker<'_>, column: &str, v: Option<&str>, is_json: bool) -> Option<String> {
-    let v = v?;
-    if !is_json {
-        return masked(m, column, Some(v));
-    }
-    match serde_json::from_str::<serde_json::Value>(v) {
-        Ok(mut j) => {
-            m.mask_json(column, &mut j);
-            (!j.is_null()).then(|| j.to_string())
-        }
-        // Stored JSON text that does not parse: mask it as text (fail closed).
-        Err(_) => masked(m, column, Some(v)),
-    }
-}
-
-/// Builds the caller's rows of `traces`, masked.
-fn to_batch(entries: &[Entry], m: &Masker<'_>) -> Result<RecordBatch, QueryError> {
-    let n = entries.len();
-    let mut strs: Vec<StringBuilder> = (0..13)
-        .map(|_| StringBuilder::with_capacity(n, n * 16))
-        .collect();
-    let mut idx = UInt64Builder::with_capacity(n);
-    let mut seq = UInt64Builder::with_capacity(n);
-    let mut ts = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut rec = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-    for e in entries {
-        let json_content = e.content_type == Some(tracevault_vault::record::ContentType::Json);
-        let cols: [Option<String>; 13] = [
-            Some(e.ns.clone()),
-            masked(m, "session_id", Some(&e.session_id)),
-            Some(e.kind.as_str().to_string()),
-            masked(m, "ingested_by", Some(&e.ingested_by)),
-            masked(m, "event_id", e.event_id.as_deref()),
-            masked(m, "trace_id", e.trace_id.as_deref()),
-            masked(m, "span_id", e.span_id.as_deref()),
-            masked(m, "parent_span_id", e.parent_span_id.as_deref()),
-            masked(m, "name", e.name.as_deref()),
-            masked(m, "actor", e.actor.as_deref()),
-            masked(m, "model", e.model.as_deref()),
-            masked_json(m, "content", e.content.as_deref(), json_content),
-            masked_json(m, "attributes", e.attributes.as_deref(), true),
-        ];
-        for (b, v) in strs.iter_mut().zip(cols) {
-            b.append_option(v);
-        }
-        idx.append_value(e.idx);
-        seq.append_value(e.session_seq);
-        ts.append_option(e.ts);
-        rec.append_value(e.received_at);
-    }
-    let mut s = strs
-        .into_iter()
-        .map(|mut b| Arc::new(b.finish()) as ArrayRef);
-    let mut next = || {
-        s.next()
-            .ok_or_else(|| QueryError::Failed("column count".into()))
-    };
-    // Non-null columns must stay non-null: a dropped session_id or
-    // ingested_by becomes an empty string rather than breaking the schema.
-    let mut leaf = StringBuilder::with_capacity(n, n * 64);
-    for e in entries {
-        leaf.append_value(hex::encode(e.leaf_hash));
-    }
-    let (ns, session, kind, ingested) = (next()?, next()?, next()?, next()?);
-    let fix = |a: ArrayRef| -> ArrayRef {
-        if a.null_count() == 0 {
-            return a;
-        }
-        let s = a.as_any().downcast_ref::<arrow::array::StringArray>();
-        match s {
-            Some(s) => Arc::new(
-                s.iter()
-                    .map(|v| Some(v.unwrap_or("").to_string()))
-                    .collect::<arrow::array::StringArray>(),
-            ),
-            None => a,
-        }
-    };
-    let columns: Vec<ArrayRef> = vec![
-        ns,
-        Arc::new(idx.finish()),
-        fix(session),
-        Arc::new(seq.finish()),
-        kind,
-        Arc::new(ts.finish()),
-        Arc::new(rec.finish()),
-        fix(ingested),
-        next()?,
-        next()?,
-        next()?,
-        next()?,
-        next()?,
-        next()?,
-        next()?,
-        next()?,
-        next()?,
-        Arc::new(leaf.finish()),
-    ];
-    RecordBatch::try_new(traces_schema(), columns).map_err(|e| QueryError::Failed(e.to_string()))
-}
-
 /// Runs `sql` for a caller: builds its masked, windowed `traces` (and the
 /// `sessions` view over it), then executes in a locked-down session.
 pub async fn run(
     vault: &Vault,
     access: &Access,
-    masker: &Masker<'_>,
+    masker: &Arc<Masker>,
     sql: &str,
     limits: QueryLimits,
 ) -> Result<QueryResult, QueryError> {
-    let work = async {
-        let mut entries = Vec::new();
-        for ns in &access.namespaces {
-            let (from, to) = (access.from_us, access.to_us);
-            let room = limits.max_scan_rows.saturating_sub(entries.len());
-            let rows = vault
-                .scan_entries(
-                    ns,
-                    move |e| {
-                        from.is_none_or(|f| e.received_at >= f)
-                            && to.is_none_or(|t| e.received_at <= t)
-                    },
-                    room,
-                )
-                .await;
-            let rows = match rows {
-                Ok(r) => r,
-                // A namespace that does not exist (yet) has no rows.
-                Err(VaultError::BadNamespace(_)) => Vec::new(),
-                Err(e) => return Err(e.into()),
-            };
-            entries.extend(rows);
-            if entries.len() > limits.max_scan_rows {
-                return Err(QueryError::ScanTooLarge(
-                    entries.len(),
-                    limits.max_scan_rows,
-                ));
-            }
-        }
-        let batch = to_batch(&entries, masker)?;
-        drop(entries);
-        let runtime = RuntimeEnvBuilder::new()
-            .with_memory_limit(limits.memory_bytes, 1.0)
-            .build_arc()
-            .map_err(|e| QueryError::Failed(e.to_string()))?;
-        let config = SessionConfig::new().with_information_schema(false);
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
-        let table = MemTable::try_new(traces_schema(), vec![vec![batch]])
-            .map_err(|e| QueryError::Failed(e.to_string()))?;
-        ctx.register_table("traces", Arc::new(table))
-            .map_err(|e| QueryError::Failed(e.to_string()))?;
-        ctx.sql(
-            "CREATE VIEW sessions AS SELECT ns, session_id, min(received_at) AS first_at, \
-             max(received_at) AS last_at, count(*) AS events, array_agg(DISTINCT kind) AS kinds \
-             FROM traces GROUP BY ns, session_id",
-        )
+    let shared = Arc::new(ScanShared {
+        access: access.clone(),
+        masker: masker.clone(),
+        scanned: AtomicUsize::new(0),
+        files: AtomicUsize::new(0),
+        max_scan_rows: limits.max_scan_rows,
+        fault: std::sync::Mutex::new(None),
+    });
+    let work = execute(vault, shared.clone(), sql, limits);
+    let outcome = tokio::time::timeout(limits.timeout, work)
         .await
-        .map_err(|e| QueryError::Failed(e.to_string()))?;
-        let options = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
-        let df = ctx
-            .sql_with_options(sql, options)
-            .await
-            .map_err(|e| QueryError::Refused(e.to_string()))?;
-        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let mut stream = df
-            .execute_stream()
-            .await
-            .map_err(|e| QueryError::Failed(e.to_string()))?;
-        let mut batches = Vec::new();
-        let mut rows = 0usize;
-        while let Some(b) = stream.next().await {
-            let b = b.map_err(|e| QueryError::Failed(e.to_string()))?;
-            rows += b.num_rows();
-            if rows > limits.max_result_rows {
-                return Err(QueryError::ResultTooLarge(limits.max_result_rows));
-            }
-            batches.push(b);
+        .map_err(|_| QueryError::Timeout(limits.timeout))?;
+    outcome.map_err(|e| {
+        let scanned = shared.scanned.load(Ordering::Relaxed);
+        if scanned > limits.max_scan_rows {
+            return QueryError::ScanTooLarge(scanned, limits.max_scan_rows);
         }
-        Ok(QueryResult {
-            schema,
-            batches,
-            rows,
-        })
+        if let Some(v) = shared.fault.lock().ok().and_then(|mut f| f.take()) {
+            return QueryError::Vault(v);
+        }
+        e
+    })
+}
+
+/// Plans and runs `sql` over the caller's `traces` in a locked-down session.
+async fn execute(
+    vault: &Vault,
+    shared: Arc<ScanShared>,
+    sql: &str,
+    limits: QueryLimits,
+) -> Result<QueryResult, QueryError> {
+    let failed = |e: DataFusionError| QueryError::Failed(e.to_string());
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(limits.memory_bytes, 1.0)
+        .build_arc()
+        .map_err(failed)?;
+    let url = url::Url::parse(STORE_URL).map_err(|e| QueryError::Failed(e.to_string()))?;
+    runtime.register_object_store(&url, vault.store().object_store());
+    let config = SessionConfig::new().with_information_schema(false);
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    let table = TracesTable {
+        vault: vault.clone(),
+        shared: shared.clone(),
     };
-    tokio::time::timeout(limits.timeout, work)
+    ctx.register_table("traces", Arc::new(table))
+        .map_err(failed)?;
+    ctx.sql(
+        "CREATE VIEW sessions AS SELECT ns, session_id, min(received_at) AS first_at, \
+         max(received_at) AS last_at, count(*) AS events, array_agg(DISTINCT kind) AS kinds \
+         FROM traces GROUP BY ns, session_id",
+    )
+    .await
+    .map_err(failed)?;
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let df = ctx
+        .sql_with_options(sql, options)
         .await
-        .map_err(|_| QueryError::Timeout(limits.timeout))?
+        .map_err(|e| QueryError::Refused(e.to_string()))?;
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let task = Arc::new(df.task_ctx());
+    let plan = df.create_physical_plan().await.map_err(vanished)?;
+    let mut stream = execute_stream(plan.clone(), task).map_err(vanished)?;
+    let mut batches = Vec::new();
+    let mut rows = 0usize;
+    while let Some(b) = stream.next().await {
+        let b = b.map_err(vanished)?;
+        rows += b.num_rows();
+        if rows > limits.max_result_rows {
+            return Err(QueryError::ResultTooLarge(limits.max_result_rows));
+        }
+        batches.push(b);
+    }
+    drop(stream);
+    let mut scan = ScanStats::default();
+    collect_stats(&plan, &mut scan);
+    scan.rows = shared.scanned.load(Ordering::Relaxed);
+    scan.files = shared.files.load(Ordering::Relaxed);
+    Ok(QueryResult {
+        schema,
+        batches,
+        rows,
+        scan,
+    })
+}
+
+/// Adds up what the Parquet scans under `plan` read and skipped.
+fn collect_stats(plan: &Arc<dyn ExecutionPlan>, out: &mut ScanStats) {
+    if let Some(metrics) = plan.metrics() {
+        for m in metrics.iter() {
+            match m.value() {
+                MetricValue::Count { name, count } if name.as_ref() == "bytes_scanned" => {
+                    out.bytes_scanned += count.value();
+                }
+                MetricValue::PruningMetrics {
+                    name,
+                    pruning_metrics,
+                } => match name.as_ref() {
+                    "row_groups_pruned_statistics" => {
+                        out.row_groups += pruning_metrics.pruned() + pruning_metrics.matched();
+                        out.row_groups_pruned += pruning_metrics.pruned();
+                    }
+                    "row_groups_pruned_bloom_filter" => {
+                        out.row_groups_pruned += pruning_metrics.pruned();
+                    }
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+    }
+    for child in plan.children() {
+        collect_stats(child, out);
+    }
+}
+
+/// A segment merged away between listing and reading (compaction) is a
+/// retryable vault read error, not a query failure.
+fn vanished(e: DataFusionError) -> QueryError {
+    if let DataFusionError::ObjectStore(os) = e.find_root()
+        && matches!(os.as_ref(), object_store::Error::NotFound { .. })
+    {
+        return QueryError::Vault(VaultError::Read(format!(
+            "a segment vanished during the query (compaction); retry: {os}"
+        )));
+    }
+    QueryError::Failed(e.to_string())
 }

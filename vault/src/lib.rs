@@ -28,6 +28,6 @@ pub use config::LogConfig;
 pub use log::{AppendError, LogStats, NsLog, Receipt};
 pub use store::Store;
 pub use vault::{
-    LogView, NamespaceInfo, VAULT_FORMAT, Vault, VaultError, VaultMeta, VaultOptions, read_meta,
-    validate_namespace,
+    LogView, NamespaceInfo, ReadSnapshot, SegmentObject, VAULT_FORMAT, Vault, VaultError,
+    VaultMeta, VaultOptions, read_meta, validate_namespace,
 };

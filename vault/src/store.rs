@@ -256,6 +256,23 @@ impl Store {
         Ok(names)
     }
 
+    /// Lists objects directly under `prefix` as (name, size in bytes), sorted
+    /// by name: what a reader needs to fetch byte ranges of them.
+    pub async fn list_sized(&self, prefix: &Path) -> Result<Vec<(String, u64)>, StoreError> {
+        let r = self
+            .inner
+            .list_with_delimiter(Some(prefix))
+            .await
+            .map_err(|e| map_err(prefix, e))?;
+        let mut out: Vec<(String, u64)> = r
+            .objects
+            .iter()
+            .filter_map(|o| Some((o.location.filename()?.to_string(), o.size)))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
     /// Lists sub-"directories" directly under `prefix`, sorted.
     pub async fn list_dirs(&self, prefix: &Path) -> Result<Vec<String>, StoreError> {
         let r = self

@@ -183,6 +183,28 @@ impl LogView {
     }
 }
 
+/// One segment object a reader must read (see [`Vault::read_snapshot`]).
+#[derive(Debug, Clone)]
+pub struct SegmentObject {
+    /// Object path in the store.
+    pub path: object_store::path::Path,
+    /// Size in bytes, as listed.
+    pub size: u64,
+    /// First entry index in it.
+    pub first: u64,
+    /// Last entry index in it.
+    pub last: u64,
+}
+
+/// A consistent read of one namespace (see [`Vault::read_snapshot`]).
+#[derive(Debug, Clone, Default)]
+pub struct ReadSnapshot {
+    /// Segments covering indices `0..=last`, in index order.
+    pub segments: Vec<SegmentObject>,
+    /// Acknowledged entries after the last segment, in index order.
+    pub tail: Vec<crate::record::Entry>,
+}
+
 /// A namespace as listed by `/v1/vault`.
 #[derive(Debug, Clone, Serialize)]
 pub struct NamespaceInfo {
@@ -442,6 +464,48 @@ impl Vault {
             .await
     }
 
+    /// What a reader of `ns` must read to see every acknowledged entry: the
+    /// segment objects covering the published prefix (one cover, no
+    /// overlaps, in index order) and, when this server writes `ns`, the
+    /// durable but unpublished entries after them. The tail is taken before
+    /// the listing, so an entry published meanwhile is in the listing (and
+    /// dropped from the tail), never in neither.
+    pub async fn read_snapshot(&self, ns: &str) -> Result<ReadSnapshot, VaultError> {
+        validate_namespace(ns, true)?;
+        let open = self.inner.logs.lock().await.get(ns).cloned();
+        let mut tail = Vec::new();
+        if let Some(log) = open.and_then(|c| c.get().cloned()) {
+            tail = log
+                .unpublished_entries()
+                .ok_or_else(|| VaultError::Read(format!("the state of {ns} is unreadable")))?;
+        }
+        let listed = self
+            .inner
+            .ctx
+            .store
+            .list_sized(&layout::segments(ns))
+            .await?;
+        let sizes: HashMap<(u64, u64), u64> = listed
+            .iter()
+            .filter_map(|(n, size)| Some((crate::segment::parse_segment_file_name(n)?, *size)))
+            .collect();
+        let mut ranges: Vec<(u64, u64)> = sizes.keys().copied().collect();
+        crate::compact::cover_order(&mut ranges);
+        let (ranges, _) = crate::compact::split_covered(&ranges);
+        let covered = ranges.last().map_or(0, |r| r.1 + 1);
+        tail.retain(|e| e.idx >= covered);
+        let segments = ranges
+            .into_iter()
+            .map(|(first, last)| SegmentObject {
+                path: layout::segment(ns, first, last),
+                size: sizes.get(&(first, last)).copied().unwrap_or(0),
+                first,
+                last,
+            })
+            .collect();
+        Ok(ReadSnapshot { segments, tail })
+    }
+
     /// Every entry of `ns` for which `keep` holds, in index order (segments
     /// in the store plus this server's unpublished tail; a full scan). Stops
     /// reading once more than `limit` entries are kept, so a caller can
@@ -453,30 +517,16 @@ impl Vault {
         keep: impl Fn(&crate::record::Entry) -> bool + Send + Sync + Clone + 'static,
         limit: usize,
     ) -> Result<Vec<crate::record::Entry>, VaultError> {
-        validate_namespace(ns, true)?;
-        // The tail first: entries published meanwhile then show up in the
-        // segment listing below (and duplicates are removed), never in neither.
-        let open = self.inner.logs.lock().await.get(ns).cloned();
-        let mut out: Vec<crate::record::Entry> = Vec::new();
-        if let Some(log) = open.and_then(|c| c.get().cloned()) {
-            let tail = log
-                .unpublished_entries()
-                .ok_or_else(|| VaultError::Read(format!("the state of {ns} is unreadable")))?;
-            out.extend(tail.into_iter().filter(|e| keep(e)));
-        }
+        let snap = self.read_snapshot(ns).await?;
+        let mut out: Vec<crate::record::Entry> =
+            snap.tail.into_iter().filter(|e| keep(e)).collect();
         let store = &self.inner.ctx.store;
-        let names = store.list_names(&layout::segments(ns)).await?;
-        let mut ranges: Vec<(u64, u64)> = names
-            .iter()
-            .filter_map(|n| crate::segment::parse_segment_file_name(n))
-            .collect();
-        crate::compact::cover_order(&mut ranges);
-        let (ranges, _) = crate::compact::split_covered(&ranges);
-        for (first, last) in ranges {
+        for seg in snap.segments {
             if out.len() > limit {
                 break;
             }
-            let Some(bytes) = store.get(&layout::segment(ns, first, last)).await? else {
+            let (first, last) = (seg.first, seg.last);
+            let Some(bytes) = store.get(&seg.path).await? else {
                 // Merged away after the listing: the merged segment may not be
                 // in it. Never return a partial read: the caller retries.
                 return Err(VaultError::Read(format!(

@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use hmac::KeyInit;
@@ -25,8 +26,8 @@ const STRICT_COLUMNS: [&str; 2] = ["content", "attributes"];
 /// `Sync`, so one masker can serve parallel batches. Keeps per-label counts
 /// of what it masked, for the access log.
 #[derive(Debug)]
-pub struct Masker<'a> {
-    profile: &'a Profile,
+pub struct Masker {
+    profile: Arc<Profile>,
     mac: Option<HmacSha256>,
     /// One counter per rule of the profile.
     counts: Vec<AtomicU64>,
@@ -42,16 +43,16 @@ enum Outcome {
     Drop,
 }
 
-impl<'a> Masker<'a> {
+impl Masker {
     /// A masker for `profile`. `hash_key` keys the `hash` action's
     /// HMAC-SHA256; it stays inside the server (only 64-bit tags of it leave).
-    pub fn new(profile: &'a Profile, hash_key: &[u8; 32]) -> Self {
+    pub fn new(profile: &Arc<Profile>, hash_key: &[u8; 32]) -> Self {
         let rules = match &profile.engine {
             Engine::Rules(rs) => rs.rules.len(),
             Engine::RedactAll => 0,
         };
         Masker {
-            profile,
+            profile: profile.clone(),
             mac: HmacSha256::new_from_slice(hash_key).ok(),
             counts: (0..rules).map(|_| AtomicU64::new(0)).collect(),
             whole: AtomicU64::new(0),
@@ -60,8 +61,18 @@ impl<'a> Masker<'a> {
     }
 
     /// The profile this masker applies.
-    pub fn profile(&self) -> &'a Profile {
-        self.profile
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// True when no value of `column` can be changed by this profile: the
+    /// query engine may then prune and filter on its stored values directly
+    /// (filters on a masked column must see the masked values only).
+    pub fn leaves_column(&self, column: &str) -> bool {
+        match &self.profile.engine {
+            Engine::RedactAll => !STRICT_COLUMNS.contains(&column),
+            Engine::Rules(rs) => rs.column_mask(column) == 0,
+        }
     }
 
     /// Masks one string value of `column` (`content`, `name`, `actor`, ...),
@@ -200,8 +211,8 @@ impl<'a> Masker<'a> {
 
 /// One `mask_json` traversal. Path-pattern states are kept as a stack of
 /// `paths.len()` words per level (`states[level * k..][..k]`).
-struct Walk<'m, 'a> {
-    masker: &'m Masker<'a>,
+struct Walk<'m> {
+    masker: &'m Masker,
     rs: &'m RuleSet,
     /// Column-applicable rules without paths: apply everywhere.
     base: u128,
@@ -210,7 +221,7 @@ struct Walk<'m, 'a> {
     changed: bool,
 }
 
-impl Walk<'_, '_> {
+impl Walk<'_> {
     /// Rules applying at `level`, and whether anything can apply at or
     /// below it (if not, the subtree is skipped).
     fn applicable(&self, level: usize) -> (u128, bool) {

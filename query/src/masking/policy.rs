@@ -2,6 +2,8 @@
 //! names the profile and rule), and profile selection by role or token
 //! claim, which fails closed to the built-in strict profile.
 
+use std::sync::Arc;
+
 use regex::RegexBuilder;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -73,9 +75,9 @@ struct RuleFile {
 /// failed lookup.
 #[derive(Debug)]
 pub struct Policy {
-    profiles: Vec<Profile>,
+    profiles: Vec<Arc<Profile>>,
     default: Option<usize>,
-    strict: Profile,
+    strict: Arc<Profile>,
     hash_key_file: Option<String>,
 }
 
@@ -111,7 +113,7 @@ impl Policy {
         if let Some(v) = file.version.filter(|v| *v != 1) {
             return Err(PolicyError::Version(v));
         }
-        let mut profiles: Vec<Profile> = Vec::with_capacity(file.profile.len());
+        let mut profiles: Vec<Arc<Profile>> = Vec::with_capacity(file.profile.len());
         for (i, p) in file.profile.into_iter().enumerate() {
             if p.name.trim().is_empty() {
                 return Err(PolicyError::EmptyProfileName { index: i + 1 });
@@ -126,7 +128,7 @@ impl Policy {
             if !selectable && file.default_profile.as_deref() != Some(p.name.as_str()) {
                 return Err(PolicyError::Unreachable(p.name));
             }
-            profiles.push(build_profile(p)?);
+            profiles.push(Arc::new(build_profile(p)?));
         }
         let default = match file.default_profile {
             None => None,
@@ -135,7 +137,7 @@ impl Policy {
                     .iter()
                     .position(|p| p.name == name)
                     .ok_or_else(|| PolicyError::UnknownDefault(name.clone()))?;
-                if profiles.get(i).is_some_and(Profile::is_unmasked) {
+                if profiles.get(i).is_some_and(|p| p.is_unmasked()) {
                     return Err(PolicyError::UnmaskedDefault(name));
                 }
                 Some(i)
@@ -144,7 +146,7 @@ impl Policy {
         Ok(Policy {
             profiles,
             default,
-            strict: strict_profile(),
+            strict: Arc::new(strict_profile()),
             hash_key_file: file.hash_key_file,
         })
     }
@@ -156,7 +158,7 @@ impl Policy {
         Policy {
             profiles: Vec::new(),
             default: None,
-            strict: strict_profile(),
+            strict: Arc::new(strict_profile()),
             hash_key_file: None,
         }
     }
@@ -166,7 +168,7 @@ impl Policy {
     /// `claims`; else `default_profile`; else the built-in strict profile.
     /// Never "no masking" by accident: only a profile that matched and says
     /// `unmasked = true` masks nothing.
-    pub fn profile_for(&self, role: &str, claims: &Map<String, Value>) -> &Profile {
+    pub fn profile_for(&self, role: &str, claims: &Map<String, Value>) -> &Arc<Profile> {
         self.profiles
             .iter()
             .find(|p| p.selects(role, claims))

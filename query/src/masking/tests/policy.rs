@@ -352,7 +352,7 @@ fn default_only_profile_serves_unknown_roles() {
 fn policy_and_masker_are_shareable_across_threads() {
     fn shareable<T: Send + Sync>() {}
     shareable::<Policy>();
-    shareable::<Masker<'static>>();
+    shareable::<Masker>();
     let policy = default_policy();
     let masker = Masker::new(policy.profile_for("x", &Map::new()), &KEY);
     std::thread::scope(|s| {

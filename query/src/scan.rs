@@ -1,0 +1,559 @@
+//! Table `traces` for one caller: a streaming, pruned scan of the segment
+//! Parquet files in the store plus the acknowledged but unpublished tail.
+//!
+//! The plan under every query is
+//! `MaskExec <- Union(DataSourceExec(parquet), memory tail)`:
+//! - the Parquet scan reads only the columns the query needs and skips row
+//!   groups and pages with the caller's namespace and `received_at` window
+//!   (statistics) and with the query's own filters on columns the caller's
+//!   masking profile leaves untouched (statistics and the `session_id`,
+//!   `event_id`, `trace_id` bloom filters), so a one-session lookup does not
+//!   read the vault;
+//! - [`MaskExec`] enforces the access rule row by row (whatever the pruning
+//!   did), turns stored columns into the `traces` types, and masks every
+//!   string column per the caller's profile, batch by batch, before any
+//!   operator of the caller's SQL sees a value.
+//!
+//! Filters on masked columns are never used below the mask: they would let a
+//! reader probe raw values. DataFusion re-applies every filter above the
+//! scan (pushdown is declared inexact), on masked values.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, FixedSizeBinaryArray, RecordBatch, RecordBatchOptions,
+    StringArray, StringBuilder, TimestampMicrosecondArray,
+};
+use arrow::compute::{cast, filter_record_batch};
+use arrow::datatypes::{DataType, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::Session;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::{DFSchema, DataFusionError, Result as DfResult, ScalarValue};
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::execution::TaskContext;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::expr_rewriter::unnormalize_col;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, col, lit};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::union::UnionExec;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
+    SendableRecordBatchStream,
+};
+use futures::StreamExt;
+use tracevault_schemas::rows::{TRACES_COLUMNS, col as c, segment_schema};
+use tracevault_vault::record::Entry;
+use tracevault_vault::{Vault, VaultError};
+
+use crate::masking::Masker;
+use crate::sql::{Access, traces_schema};
+
+/// URL under which the vault's store is registered in a query's runtime.
+pub(crate) const STORE_URL: &str = "tracevault://store/";
+
+/// Segment column holding the content type (needed to mask JSON content as JSON).
+const CONTENT_TYPE_COL: usize = TRACES_COLUMNS;
+/// Segment/traces column positions used here.
+const NS: usize = 0;
+const IDX: usize = 1;
+const SESSION_ID: usize = 2;
+const SESSION_SEQ: usize = 3;
+const RECEIVED_AT: usize = 6;
+const INGESTED_BY: usize = 7;
+const CONTENT: usize = 15;
+const ATTRIBUTES: usize = 16;
+const LEAF_HASH: usize = 17;
+
+/// What all partitions of one query's scan share.
+#[derive(Debug)]
+pub(crate) struct ScanShared {
+    pub(crate) access: Access,
+    pub(crate) masker: Arc<Masker>,
+    /// Rows the caller's scan has produced so far (all partitions).
+    pub(crate) scanned: AtomicUsize,
+    /// Segment files planned.
+    pub(crate) files: AtomicUsize,
+    pub(crate) max_scan_rows: usize,
+    /// The first vault error met while planning (typed, for the API).
+    pub(crate) fault: std::sync::Mutex<Option<VaultError>>,
+}
+
+impl ScanShared {
+    fn fail(&self, e: VaultError) -> DataFusionError {
+        let msg = e.to_string();
+        if let Ok(mut f) = self.fault.lock() {
+            f.get_or_insert(e);
+        }
+        DataFusionError::Execution(msg)
+    }
+}
+
+/// The caller's `traces` table.
+pub(crate) struct TracesTable {
+    pub(crate) vault: Vault,
+    pub(crate) shared: Arc<ScanShared>,
+}
+
+impl fmt::Debug for TracesTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TracesTable")
+            .field("shared", &self.shared)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Columns whose stored values may be used for pruning when the caller's
+/// profile leaves them untouched (same type in `traces` and in segments).
+const PRUNABLE: [&str; 8] = [
+    c::NS,
+    c::KIND,
+    c::TS,
+    c::RECEIVED_AT,
+    c::SESSION_ID,
+    c::EVENT_ID,
+    c::TRACE_ID,
+    c::MODEL,
+];
+
+impl TracesTable {
+    /// Whether filter `e` only names columns whose stored values are what
+    /// the caller sees, so it may prune below the mask.
+    fn prunable(&self, e: &Expr) -> bool {
+        let mut ok = true;
+        let _ = e.apply(|n| {
+            if let Expr::Column(column) = n {
+                let name = column.name.as_str();
+                let typed_same = PRUNABLE.contains(&name);
+                let unmasked = matches!(name, c::TS | c::RECEIVED_AT | c::KIND | c::NS)
+                    || self.shared.masker.leaves_column(name);
+                if !(typed_same && unmasked) {
+                    ok = false;
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        ok
+    }
+
+    /// The access rule as an expression over segment columns (for pruning;
+    /// [`MaskExec`] enforces it exactly).
+    fn access_expr(&self) -> Option<Expr> {
+        let a = &self.shared.access;
+        let ts = |us: i64| {
+            lit(ScalarValue::TimestampMicrosecond(
+                Some(us),
+                Some("UTC".into()),
+            ))
+        };
+        let mut e = col(c::NS).in_list(
+            a.namespaces.iter().map(|n| lit(n.as_str())).collect(),
+            false,
+        );
+        if let Some(f) = a.from_us {
+            e = e.and(col(c::RECEIVED_AT).gt_eq(ts(f)));
+        }
+        if let Some(t) = a.to_us {
+            e = e.and(col(c::RECEIVED_AT).lt_eq(ts(t)));
+        }
+        (!a.namespaces.is_empty()).then_some(e)
+    }
+}
+
+#[async_trait]
+impl TableProvider for TracesTable {
+    fn schema(&self) -> SchemaRef {
+        traces_schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if self.prunable(f) {
+                    TableProviderFilterPushDown::Inexact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let out_cols: Vec<usize> = projection
+            .cloned()
+            .unwrap_or_else(|| (0..TRACES_COLUMNS).collect());
+        // Stored columns to read: the projected ones plus what enforcement
+        // (ns, received_at) and masking (content_type) need.
+        let mut read = out_cols.clone();
+        read.extend([NS, RECEIVED_AT]);
+        if out_cols.contains(&CONTENT) {
+            read.push(CONTENT_TYPE_COL);
+        }
+        read.sort_unstable();
+        read.dedup();
+
+        let access = &self.shared.access;
+        let mut files: Vec<PartitionedFile> = Vec::new();
+        let mut tail: Vec<Entry> = Vec::new();
+        for ns in &access.namespaces {
+            let snap = match self.vault.read_snapshot(ns).await {
+                Ok(s) => s,
+                // A namespace that does not exist (yet) has no rows.
+                Err(VaultError::BadNamespace(_)) => continue,
+                Err(e) => return Err(self.shared.fail(e)),
+            };
+            files.extend(
+                snap.segments
+                    .into_iter()
+                    .map(|s| PartitionedFile::new(s.path.to_string(), s.size)),
+            );
+            tail.extend(
+                snap.tail
+                    .into_iter()
+                    .filter(|e| access.allows(&e.ns, e.received_at)),
+            );
+        }
+
+        self.shared.files.fetch_add(files.len(), Ordering::Relaxed);
+        let seg_schema = segment_schema();
+        let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+        if !files.is_empty() {
+            let df_schema = DFSchema::try_from(seg_schema.as_ref().clone())?;
+            let mut predicate = self.access_expr();
+            for f in filters.iter().filter(|f| self.prunable(f)) {
+                let f = unnormalize_col(f.clone());
+                predicate = Some(match predicate {
+                    Some(p) => p.and(f),
+                    None => f,
+                });
+            }
+            let mut source = ParquetSource::new(seg_schema.clone())
+                .with_bloom_filter_on_read(true)
+                .with_enable_page_index(true)
+                .with_pushdown_filters(true);
+            if let Some(p) = predicate {
+                // A filter that cannot be planned over stored columns only
+                // loses pruning, never rows: everything is filtered again above.
+                if let Ok(phys) = state.create_physical_expr(p, &df_schema) {
+                    source = source.with_predicate(phys);
+                }
+            }
+            let parts = state.config().target_partitions().max(1);
+            let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); parts.min(files.len())];
+            let n_groups = groups.len();
+            for (i, f) in files.into_iter().enumerate() {
+                groups[i % n_groups].push(f);
+            }
+            let url = ObjectStoreUrl::parse(STORE_URL)?;
+            let config = FileScanConfigBuilder::new(url, Arc::new(source))
+                .with_projection_indices(Some(read.clone()))?
+                .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
+                .build();
+            inputs.push(DataSourceExec::from_data_source(config));
+        }
+        if !tail.is_empty() {
+            let batch = tracevault_vault::segment::entries_to_batch(&tail)
+                .map_err(|e| self.shared.fail(VaultError::Read(e.to_string())))?;
+            inputs.push(MemorySourceConfig::try_new_exec(
+                &[vec![batch]],
+                seg_schema.clone(),
+                Some(read.clone()),
+            )?);
+        }
+        let input: Arc<dyn ExecutionPlan> = if inputs.is_empty() {
+            Arc::new(EmptyExec::new(Arc::new(seg_schema.project(&read)?)))
+        } else {
+            UnionExec::try_new(inputs)?
+        };
+        Ok(Arc::new(MaskExec::new(
+            input,
+            out_cols,
+            &read,
+            self.shared.clone(),
+        )?))
+    }
+}
+
+impl Access {
+    /// Whether a row of `ns` received at `received_us` is visible.
+    pub(crate) fn allows(&self, ns: &str, received_us: i64) -> bool {
+        self.namespaces.iter().any(|n| n == ns)
+            && self.from_us.is_none_or(|f| received_us >= f)
+            && self.to_us.is_none_or(|t| received_us <= t)
+    }
+}
+
+/// Enforces the access rule and masks, batch by batch.
+#[derive(Debug)]
+pub(crate) struct MaskExec {
+    input: Arc<dyn ExecutionPlan>,
+    /// `traces` columns produced, in output order.
+    out_cols: Vec<usize>,
+    /// Position in the input batch of each stored column read (by segment index).
+    pos: Vec<Option<usize>>,
+    schema: SchemaRef,
+    shared: Arc<ScanShared>,
+    props: Arc<PlanProperties>,
+}
+
+impl MaskExec {
+    fn new(
+        input: Arc<dyn ExecutionPlan>,
+        out_cols: Vec<usize>,
+        read: &[usize],
+        shared: Arc<ScanShared>,
+    ) -> DfResult<MaskExec> {
+        let schema = Arc::new(traces_schema().project(&out_cols)?);
+        let mut pos = vec![None; segment_schema().fields().len()];
+        for (i, &s) in read.iter().enumerate() {
+            pos[s] = Some(i);
+        }
+        let props = PlanProperties::new(
+            EquivalenceProperties::new(schema.clone()),
+            input.output_partitioning().clone(),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        );
+        Ok(MaskExec {
+            input,
+            out_cols,
+            pos,
+            schema,
+            shared,
+            props: Arc::new(props),
+        })
+    }
+
+    fn column(&self, b: &RecordBatch, seg_col: usize) -> DfResult<ArrayRef> {
+        self.pos
+            .get(seg_col)
+            .copied()
+            .flatten()
+            .map(|i| b.column(i).clone())
+            .ok_or_else(|| DataFusionError::Internal(format!("column {seg_col} not read")))
+    }
+}
+
+impl DisplayAs for MaskExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "MaskExec: profile={}, namespaces={:?}",
+            self.shared.masker.profile().name,
+            self.shared.access.namespaces
+        )
+    }
+}
+
+impl ExecutionPlan for MaskExec {
+    fn name(&self) -> &str {
+        "MaskExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.props
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    #[allow(deprecated)]
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if children.len() != 1 {
+            return Err(DataFusionError::Internal("MaskExec has one child".into()));
+        }
+        let input = children.swap_remove(0);
+        let props = PlanProperties::new(
+            EquivalenceProperties::new(self.schema.clone()),
+            input.output_partitioning().clone(),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        );
+        Ok(Arc::new(MaskExec {
+            input,
+            out_cols: self.out_cols.clone(),
+            pos: self.pos.clone(),
+            schema: self.schema.clone(),
+            shared: self.shared.clone(),
+            props: Arc::new(props),
+        }))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        let input = self.input.execute(partition, context)?;
+        let this = MaskExec {
+            input: self.input.clone(),
+            out_cols: self.out_cols.clone(),
+            pos: self.pos.clone(),
+            schema: self.schema.clone(),
+            shared: self.shared.clone(),
+            props: self.props.clone(),
+        };
+        let stream = input.map(move |b| b.and_then(|b| this.mask_batch(&b)));
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            stream,
+        )))
+    }
+}
+
+impl MaskExec {
+    /// Keeps the caller's rows of `b` and returns them as masked `traces` rows.
+    fn mask_batch(&self, b: &RecordBatch) -> DfResult<RecordBatch> {
+        let internal = |m: &str| DataFusionError::Internal(m.to_string());
+        let ns = self.column(b, NS)?;
+        let ns = ns
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| internal("ns type"))?;
+        let rec = self.column(b, RECEIVED_AT)?;
+        let rec = rec
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .ok_or_else(|| internal("received_at type"))?;
+        let keep: BooleanArray = (0..b.num_rows())
+            .map(|i| {
+                Some(
+                    !ns.is_null(i)
+                        && !rec.is_null(i)
+                        && self.shared.access.allows(ns.value(i), rec.value(i)),
+                )
+            })
+            .collect();
+        let b = filter_record_batch(b, &keep)?;
+        let n = b.num_rows();
+        let total = self.shared.scanned.fetch_add(n, Ordering::Relaxed) + n;
+        if total > self.shared.max_scan_rows {
+            return Err(DataFusionError::ResourcesExhausted(format!(
+                "the query would scan more than {} rows",
+                self.shared.max_scan_rows
+            )));
+        }
+        let m = &self.shared.masker;
+        let mut cols: Vec<ArrayRef> = Vec::with_capacity(self.out_cols.len());
+        for &oc in &self.out_cols {
+            let a = self.column(&b, oc)?;
+            let name = traces_schema().field(oc).name().clone();
+            let out: ArrayRef = match oc {
+                IDX | SESSION_SEQ => cast(&a, &DataType::UInt64)?,
+                LEAF_HASH => {
+                    let h = a
+                        .as_any()
+                        .downcast_ref::<FixedSizeBinaryArray>()
+                        .ok_or_else(|| internal("leaf_hash type"))?;
+                    let mut s = StringBuilder::with_capacity(n, n * 64);
+                    for i in 0..n {
+                        s.append_value(hex::encode(h.value(i)));
+                    }
+                    Arc::new(s.finish())
+                }
+                _ if a.data_type() != &DataType::Utf8 || m.leaves_column(&name) => a,
+                CONTENT => {
+                    let ct = self.column(&b, CONTENT_TYPE_COL)?;
+                    let ct = ct
+                        .as_any()
+                        .downcast_ref::<StringArray>()
+                        .ok_or_else(|| internal("content_type type"))?;
+                    let json: Vec<bool> = (0..n)
+                        .map(|i| !ct.is_null(i) && ct.value(i) == "json")
+                        .collect();
+                    mask_strings(m, &name, &a, |i| json[i], false)?
+                }
+                ATTRIBUTES => mask_strings(m, &name, &a, |_| true, false)?,
+                SESSION_ID | INGESTED_BY => mask_strings(m, &name, &a, |_| false, true)?,
+                _ => mask_strings(m, &name, &a, |_| false, false)?,
+            };
+            cols.push(out);
+        }
+        let opts = RecordBatchOptions::new().with_row_count(Some(n));
+        Ok(RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            cols,
+            &opts,
+        )?)
+    }
+}
+
+/// Masks a string column; `is_json(i)` says whether row `i` holds JSON text
+/// (masked as JSON, paths apply). A dropped value becomes null, or `""`
+/// when the column is not nullable.
+fn mask_strings(
+    m: &Masker,
+    column: &str,
+    a: &ArrayRef,
+    is_json: impl Fn(usize) -> bool,
+    non_null: bool,
+) -> DfResult<ArrayRef> {
+    let s = a
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| DataFusionError::Internal(format!("{column}: not a string column")))?;
+    let mut out = StringBuilder::with_capacity(s.len(), s.value_data().len());
+    for i in 0..s.len() {
+        if s.is_null(i) {
+            out.append_null();
+            continue;
+        }
+        let v = s.value(i);
+        let masked: Option<std::borrow::Cow<'_, str>> = if is_json(i) {
+            match serde_json::from_str::<serde_json::Value>(v) {
+                Ok(mut j) => {
+                    if m.mask_json(column, &mut j) {
+                        (!j.is_null()).then(|| j.to_string().into())
+                    } else {
+                        Some(v.into())
+                    }
+                }
+                // Stored JSON text that does not parse: mask it as text (fail closed).
+                Err(_) => m.mask_str(column, v),
+            }
+        } else {
+            m.mask_str(column, v)
+        };
+        match masked {
+            Some(t) => out.append_value(t),
+            None if non_null => out.append_value(""),
+            None => out.append_null(),
+        }
+    }
+    Ok(Arc::new(out.finish()))
+}
