@@ -137,6 +137,49 @@ fn mask_event(m: &Masker, event: &mut Map<String, Value>) {
     }
 }
 
+/// Fields of the committed record that hold a column's value verbatim
+/// (content and attributes are there only as digests).
+const LEAF_TEXT_FIELDS: [&str; 9] = [
+    "session_id",
+    "ingested_by",
+    "event_id",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "name",
+    "actor",
+    "model",
+];
+
+/// Masks the verbatim column values of the committed record like the same
+/// columns of the event, so the leaf never shows what the event hides.
+/// Returns the fields changed: with them masked, the leaf hash can no longer
+/// be recomputed from the shown record, but the inclusion proof of
+/// `leaf_hash` still checks.
+fn mask_leaf(m: &Masker, leaf: &mut Value) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    let Value::Object(o) = leaf else {
+        return changed;
+    };
+    for f in LEAF_TEXT_FIELDS {
+        let Some(Value::String(v)) = o.get(f) else {
+            continue;
+        };
+        match m.mask_str(f, v) {
+            Some(std::borrow::Cow::Borrowed(_)) => {}
+            Some(std::borrow::Cow::Owned(masked)) => {
+                o.insert(f.to_string(), Value::String(masked));
+                changed.push(f);
+            }
+            None => {
+                o.insert(f.to_string(), Value::String("[WITHHELD]".into()));
+                changed.push(f);
+            }
+        }
+    }
+    changed
+}
+
 async fn entry(
     State(st): State<AppState>,
     Extension(rc): Extension<Arc<ReadContext>>,
@@ -164,12 +207,13 @@ async fn entry(
     let record = e
         .committed_record_bytes()
         .map_err(|err| ApiError::unavailable("internal", err.to_string()))?;
-    let leaf: Value = serde_json::from_slice(&record)
+    let mut leaf: Value = serde_json::from_slice(&record)
         .map_err(|err| ApiError::unavailable("internal", err.to_string()))?;
     let role = role_name(&claims);
     let claim_map = claim_map(&claims);
     let profile = rc.policy.profile_for(role, &claim_map);
     let masker = Masker::new(profile, &rc.hash_key);
+    let withheld = mask_leaf(&masker, &mut leaf);
     let mut event = match e.to_event_json() {
         Value::Object(m) => m,
         _ => Map::new(),
@@ -193,6 +237,7 @@ async fn entry(
         "index": index,
         "leaf": leaf,
         "leaf_hash": hex::encode(e.leaf_hash),
+        "leaf_masked": withheld,
         "event": Value::Object(event),
         "masking_profile": profile.name,
     })))

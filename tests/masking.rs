@@ -63,6 +63,11 @@ action = "hash"
 [[profile.rule]]
 detector = "all"
 action = "redact"
+
+[[profile.rule]]
+detector = "email"
+action = "redact"
+columns = ["name", "actor"]
 "#;
 
 fn assert_no_raw(what: &str, text: &str) {
@@ -101,6 +106,10 @@ async fn no_seeded_secret_leaves_raw_by_any_read_path() {
         "content": {"args": {"ip": "203.0.113.77", "cards": ["4111 1111 1111 1111"]}},
         "attributes": {"user": {"email": "alice@example.com", "ssn": "219-09-9999"}}}),
     );
+    // A column the policy names outside content/attributes: masked in the
+    // event and in the committed record (the leaf) alike.
+    events.push(json!({"session_id": "s", "kind": "annotation",
+        "name": "mail alice@example.com", "actor": "alice@example.com", "content": "x"}));
     let (s, r) = post_events(&c, url, "pii", &w, json!({"events": events}), "").await;
     assert_eq!(s, 200, "{r}");
     let n = events.len() as u64;
@@ -111,7 +120,7 @@ async fn no_seeded_secret_leaves_raw_by_any_read_path() {
     let r = c
         .post(format!("{url}/v1/query"))
         .bearer_auth(&reader)
-        .json(&json!({"sql": "SELECT idx, content, attributes FROM traces ORDER BY idx"}))
+        .json(&json!({"sql": "SELECT idx, content, attributes, name, actor FROM traces ORDER BY idx"}))
         .send()
         .await
         .unwrap();
@@ -128,6 +137,7 @@ async fn no_seeded_secret_leaves_raw_by_any_read_path() {
     // Equal emails hash to equal tags, in text content and nested attributes.
     let tags: Vec<String> = regex_tags(&text, "[HASH:email:");
     assert_eq!(tags.len(), 2, "{text}");
+    assert!(text.contains("[REDACTED:email]"), "{text}");
     assert_eq!(tags[0], tags[1], "equal values hash equally");
     // Expressions see masked values only.
     let (_, b) = sql(
@@ -158,6 +168,13 @@ async fn no_seeded_secret_leaves_raw_by_any_read_path() {
         let (s, text) = get(&c, &format!("{url}/v1/logs/pii/entries/{i}"), Some(&reader)).await;
         assert_eq!(s, 200, "{text}");
         assert_no_raw(&format!("entry {i}"), &text);
+        let e: Value = serde_json::from_str(&text).unwrap();
+        let want = if i == n - 1 {
+            json!(["name", "actor"])
+        } else {
+            json!([])
+        };
+        assert_eq!(e["leaf_masked"], want, "{text}");
     }
     assert_eq!(srv.terminate(), Some(0));
 
