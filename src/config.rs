@@ -33,6 +33,8 @@ pub struct FileConfig {
     pub log: LogConfig,
     /// Request limits.
     pub limits: Limits,
+    /// External token issuers (`[[issuers]]`, docs/auth.md).
+    pub issuers: Vec<tracevault_ingest::external::IssuerConfig>,
 }
 
 impl FileConfig {
@@ -79,5 +81,41 @@ mod tests {
         );
         let ok = FileConfig::default();
         assert!(ok.limits.check(&ok.log).is_ok());
+    }
+
+    #[test]
+    fn parses_external_issuers() {
+        let c: FileConfig = toml::from_str(
+            r#"
+[[issuers]]
+issuer = "https://idp.example.com/"
+audience = "tracevault"
+jwks_url = "https://idp.example.com/jwks.json"
+role_claim = "groups"
+map = [
+  { value = "auditors", role = "reader", ns = ["prod", "staging"], window_s = 604800 },
+  { value = "approvers", role = "approver", ns = ["prod"] },
+]
+
+[[issuers]]
+issuer = "https://login.example.org"
+audience = "api://tracevault"
+jwks_file = "/etc/tracevault/idp-jwks.json"
+algorithms = ["EdDSA"]
+role_claim = "realm_access.roles"
+subject_claim = "email"
+subject_prefix = "corp:"
+[[issuers.map]]
+value = "ingest"
+role = "writer"
+ns = ["prod"]
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.issuers.len(), 2);
+        assert_eq!(c.issuers[0].map.len(), 2);
+        assert_eq!(c.issuers[1].map[0].value, "ingest");
+        assert!(tracevault_ingest::external::validate_all(&c.issuers, "own").is_ok());
+        assert!(toml::from_str::<FileConfig>("[[issuers]]\nissuer = \"x\"\nbogus = 1\n").is_err());
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use tracevault_ingest::external::ExternalIssuers;
 use tracevault_ingest::{AppState, router_with};
 use tracevault_vault::token::{Role, TokenIssuer};
 use tracevault_vault::{Store, Vault, VaultOptions};
@@ -84,6 +85,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             f.limits
                 .check(&f.log)
                 .map_err(|e| anyhow::anyhow!("config {}: {e}", p.display()))?;
+            tracevault_ingest::external::validate_all(&f.issuers, "")
+                .map_err(|e| anyhow::anyhow!("config {}: {e}", p.display()))?;
             f
         }
         None => FileConfig::default(),
@@ -128,6 +131,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("reading token revocations from _audit: {e}"))?;
         tracing::info!(revoked, "token revocations loaded from _audit");
+        // External issuers: invalid entries or an unreadable jwks_file stop
+        // the start; an unreachable jwks_url only refuses that issuer's tokens.
+        if !file.issuers.is_empty() {
+            // The `iss` of the vault's own tokens, which no external issuer may take.
+            let (_, own) =
+                state
+                    .tokens
+                    .issue(Role::Admin, vec!["*".into()], "probe", 1, (None, None))?;
+            let external = ExternalIssuers::start(&file.issuers, &own.iss)
+                .await
+                .map_err(|e| anyhow::anyhow!("external token issuers: {e}"))?;
+            state.set_external_issuers(Arc::new(external));
+        }
         let stopping = state.clone();
         let read = Arc::new(read_api::ReadContext::load(
             &data,

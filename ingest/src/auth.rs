@@ -1,5 +1,6 @@
 //! Bearer-token authentication and role/namespace authorization.
-//! Nothing is served without a valid token (except `/healthz`).
+//! Nothing is served without a valid token (except `/healthz`): one of the
+//! vault's own issuer, or of a configured external issuer (`external`).
 
 use axum::http::{HeaderMap, StatusCode, header};
 use tracevault_vault::token::{Claims, Role};
@@ -31,10 +32,15 @@ pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Claims, Api
                 "the Authorization header must be `Bearer <token>`",
             )
         })?;
-    let claims = state
-        .tokens
-        .verify(token)
-        .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", e.to_string()))?;
+    // A token naming a configured external issuer is that issuer's alone
+    // (JWKS, claim-to-role mapping); every other goes to the vault's own.
+    let claims = match state.external.verify(token) {
+        Some(verified) => verified?,
+        None => state
+            .tokens
+            .verify(token)
+            .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", e.to_string()))?,
+    };
     if state.revocations.is_revoked(&claims.jti) {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,

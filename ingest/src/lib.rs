@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 mod body;
 mod error;
+pub mod external;
 pub mod metrics;
 mod otlp;
 mod otlp_count;
@@ -168,6 +169,8 @@ pub struct AppState {
     /// Set when the server stops: open session streams end (with their summary)
     /// so that the graceful shutdown is not held up by them.
     shutdown: Arc<tokio::sync::watch::Sender<bool>>,
+    /// External token issuers (JWKS); none unless configured.
+    external: Arc<external::ExternalIssuers>,
 }
 
 impl AppState {
@@ -192,8 +195,14 @@ impl AppState {
             revocations: Arc::new(audit::Revocations::default()),
             denied,
             shutdown: Arc::new(tokio::sync::watch::channel(false).0),
+            external: Arc::default(),
             limits,
         }
+    }
+
+    /// Accepts the tokens of these external issuers too (docs/auth.md).
+    pub fn set_external_issuers(&mut self, issuers: Arc<external::ExternalIssuers>) {
+        self.external = issuers;
     }
 
     /// Rebuilds the revoked-token set from `_audit`. Call before serving: a
