@@ -68,6 +68,7 @@ const NS: usize = 0;
 const IDX: usize = 1;
 const SESSION_ID: usize = 2;
 const SESSION_SEQ: usize = 3;
+const KIND: usize = 4;
 const RECEIVED_AT: usize = 6;
 const INGESTED_BY: usize = 7;
 const CONTENT: usize = 15;
@@ -470,10 +471,12 @@ impl MaskExec {
         }
         let m = &self.shared.masker;
         let mut cols: Vec<ArrayRef> = Vec::with_capacity(self.out_cols.len());
-        for &oc in &self.out_cols {
+        for (i, &oc) in self.out_cols.iter().enumerate() {
             let a = self.column(&b, oc)?;
-            let name = traces_schema().field(oc).name().clone();
+            let name = self.schema.field(i).name().as_str();
             let out: ArrayRef = match oc {
+                // Structural columns are never masked (and may prune).
+                NS | KIND => a,
                 IDX | SESSION_SEQ => cast(&a, &DataType::UInt64)?,
                 LEAF_HASH => {
                     let h = a
@@ -486,7 +489,7 @@ impl MaskExec {
                     }
                     Arc::new(s.finish())
                 }
-                _ if a.data_type() != &DataType::Utf8 || m.leaves_column(&name) => a,
+                _ if a.data_type() != &DataType::Utf8 || m.leaves_column(name) => a,
                 CONTENT => {
                     let ct = self.column(&b, CONTENT_TYPE_COL)?;
                     let ct = ct
@@ -496,11 +499,11 @@ impl MaskExec {
                     let json: Vec<bool> = (0..n)
                         .map(|i| !ct.is_null(i) && ct.value(i) == "json")
                         .collect();
-                    mask_strings(m, &name, &a, |i| json[i], false)?
+                    mask_strings(m, name, &a, |i| json[i], false)?
                 }
-                ATTRIBUTES => mask_strings(m, &name, &a, |_| true, false)?,
-                SESSION_ID | INGESTED_BY => mask_strings(m, &name, &a, |_| false, true)?,
-                _ => mask_strings(m, &name, &a, |_| false, false)?,
+                ATTRIBUTES => mask_strings(m, name, &a, |_| true, false)?,
+                SESSION_ID | INGESTED_BY => mask_strings(m, name, &a, |_| false, true)?,
+                _ => mask_strings(m, name, &a, |_| false, false)?,
             };
             cols.push(out);
         }

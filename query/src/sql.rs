@@ -141,29 +141,46 @@ pub async fn run(
     sql: &str,
     limits: QueryLimits,
 ) -> Result<QueryResult, QueryError> {
-    let shared = Arc::new(ScanShared {
-        access: access.clone(),
-        masker: masker.clone(),
-        scanned: AtomicUsize::new(0),
-        files: AtomicUsize::new(0),
-        max_scan_rows: limits.max_scan_rows,
-        fault: std::sync::Mutex::new(None),
-    });
-    let work = execute(vault, shared.clone(), sql, limits);
-    let outcome = tokio::time::timeout(limits.timeout, work)
-        .await
-        .map_err(|_| QueryError::Timeout(limits.timeout))?;
-    outcome.map_err(|e| {
+    let deadline = tokio::time::Instant::now() + limits.timeout;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let shared = Arc::new(ScanShared {
+            access: access.clone(),
+            masker: masker.clone(),
+            scanned: AtomicUsize::new(0),
+            files: AtomicUsize::new(0),
+            max_scan_rows: limits.max_scan_rows,
+            fault: std::sync::Mutex::new(None),
+        });
+        let work = execute(vault, shared.clone(), sql, limits);
+        let outcome = tokio::time::timeout_at(deadline, work)
+            .await
+            .map_err(|_| QueryError::Timeout(limits.timeout))?;
+        let e = match outcome {
+            Ok(r) => return Ok(r),
+            Err(e) => e,
+        };
         let scanned = shared.scanned.load(Ordering::Relaxed);
         if scanned > limits.max_scan_rows {
-            return QueryError::ScanTooLarge(scanned, limits.max_scan_rows);
+            return Err(QueryError::ScanTooLarge(scanned, limits.max_scan_rows));
         }
         if let Some(v) = shared.fault.lock().ok().and_then(|mut f| f.take()) {
-            return QueryError::Vault(v);
+            return Err(QueryError::Vault(v));
         }
-        e
-    })
+        // A segment merged away by compaction between listing and reading:
+        // list again (the merged segment replaces it) rather than fail.
+        match e {
+            QueryError::Vault(VaultError::Read(m)) if m.starts_with(VANISHED) && attempt < 3 => {
+                tracing::debug!(attempt, "query retried: {m}");
+            }
+            e => return Err(e),
+        }
+    }
 }
+
+/// Prefix of the error for a segment that vanished during a query.
+const VANISHED: &str = "a segment vanished during the query";
 
 /// Plans and runs `sql` over the caller's `traces` in a locked-down session.
 async fn execute(
@@ -266,7 +283,7 @@ fn vanished(e: DataFusionError) -> QueryError {
         && matches!(os.as_ref(), object_store::Error::NotFound { .. })
     {
         return QueryError::Vault(VaultError::Read(format!(
-            "a segment vanished during the query (compaction); retry: {os}"
+            "{VANISHED} (compaction); retry: {os}"
         )));
     }
     QueryError::Failed(e.to_string())
