@@ -407,7 +407,7 @@ async fn jwks_url_is_fetched_rotated_and_kept_through_outages() {
     // The IdP is down at start: the server starts, refuses that issuer's
     // tokens, and still accepts its own.
     let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
-    assert_eq!(jwks.hits(), 1);
+    assert!(jwks.hits() >= 1, "fetched at start-up");
     let c = client();
     let url = &srv.url;
     refused(
@@ -444,7 +444,7 @@ async fn jwks_url_is_fetched_rotated_and_kept_through_outages() {
     // interval, however many arrive.
     jwks.set(500, "oops");
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let before = jwks.hits();
+    let (before, started) = (jwks.hits(), std::time::Instant::now());
     for _ in 0..20 {
         refused(
             vault(&c, url, &t[2]).await,
@@ -453,7 +453,13 @@ async fn jwks_url_is_fetched_rotated_and_kept_through_outages() {
             "unknown kid",
         );
     }
-    assert_eq!(jwks.hits(), before + 1, "one fetch for 20 unknown kids");
+    let fetches = jwks.hits() - before;
+    let allowed = 1 + started.elapsed().as_secs() as usize;
+    assert!(
+        (1..=allowed).contains(&fetches),
+        "{fetches} fetches for 20 unknown kids in {:?}",
+        started.elapsed()
+    );
     assert_eq!(vault(&c, url, &t[0]).await.0, 200);
     assert_eq!(vault(&c, url, &t[1]).await.0, 200);
     // A key set that is not JWKS is no better than an outage.
