@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! .venv/bin/python3 -c 'import pyarrow, duckdb, cryptography, moto' 2>/dev/null || [ ! -x .venv/bin/moto_server ]; then
+if ! .venv/bin/python3 -c 'import pyarrow, duckdb, cryptography, moto, jwt, opentelemetry.sdk' 2>/dev/null || [ ! -x .venv/bin/moto_server ]; then
   echo "== installing test tools into .venv"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
