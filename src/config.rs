@@ -92,6 +92,7 @@ issuer = "https://idp.example.com/"
 audience = "tracevault"
 jwks_url = "https://idp.example.com/jwks.json"
 role_claim = "groups"
+subject_prefix = "idp:"
 map = [
   { value = "auditors", role = "reader", ns = ["prod", "staging"], window_s = 604800 },
   { value = "approvers", role = "approver", ns = ["prod"] },
@@ -116,6 +117,10 @@ ns = ["prod"]
         assert_eq!(c.issuers[0].map.len(), 2);
         assert_eq!(c.issuers[1].map[0].value, "ingest");
         assert!(tracevault_ingest::external::validate_all(&c.issuers, "own").is_ok());
+        // An issuer without a subject prefix is refused.
+        let mut no_prefix = c.issuers.clone();
+        no_prefix[0].subject_prefix.clear();
+        assert!(tracevault_ingest::external::validate_all(&no_prefix, "own").is_err());
         assert!(toml::from_str::<FileConfig>("[[issuers]]\nissuer = \"x\"\nbogus = 1\n").is_err());
     }
 }

@@ -38,6 +38,8 @@ pub struct QueryConfig {
     pub timeout_s: u64,
     /// Longest SQL text (bytes).
     pub max_sql_bytes: usize,
+    /// Queries run at once; more get `503 busy` (each has its own memory pool).
+    pub max_concurrent: usize,
 }
 
 impl Default for QueryConfig {
@@ -48,6 +50,7 @@ impl Default for QueryConfig {
             memory_mb: 512,
             timeout_s: 30,
             max_sql_bytes: 64 << 10,
+            max_concurrent: 4,
         }
     }
 }
@@ -60,6 +63,8 @@ pub struct ReadContext {
     pub hash_key: [u8; 32],
     /// Query bounds.
     pub query: QueryConfig,
+    /// Slots for running queries (`max_concurrent`).
+    pub slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl ReadContext {
@@ -83,6 +88,7 @@ impl ReadContext {
         Ok(ReadContext {
             policy,
             hash_key: key.to_bytes(),
+            slots: Arc::new(tokio::sync::Semaphore::new(query.max_concurrent.max(1))),
             query,
         })
     }
@@ -114,7 +120,12 @@ fn window(c: &Claims) -> Result<(Option<i64>, Option<i64>), ApiError> {
 /// Masks the stored event in place: string fields per their column, JSON
 /// content and attributes recursively; a `drop` removes the field.
 fn mask_event(m: &Masker, event: &mut Map<String, Value>) {
-    let keys: Vec<String> = event.keys().cloned().collect();
+    // Structural fields are never masked (as in SQL, where they also prune).
+    let keys: Vec<String> = event
+        .keys()
+        .filter(|k| !matches!(k.as_str(), "ns" | "kind" | "index" | "session_seq"))
+        .cloned()
+        .collect();
     for k in keys {
         let Some(v) = event.get_mut(&k) else { continue };
         let keep = match v {
@@ -235,7 +246,10 @@ async fn entry(
         .await?;
     Ok(Json(json!({
         "index": index,
-        "leaf": leaf,
+        // With a verbatim column masked, the rest of the record would let a
+        // reader confirm guesses of it against `leaf_hash`: withhold it all
+        // (the salted digests included); the inclusion proof still checks.
+        "leaf": if withheld.is_empty() { leaf } else { Value::Null },
         "leaf_hash": hex::encode(e.leaf_hash),
         "leaf_masked": withheld,
         "event": Value::Object(event),
@@ -315,7 +329,13 @@ async fn query(
         }
         all
     } else {
-        claims.ns.clone()
+        let mut own = claims.ns.clone();
+        own.sort();
+        own.dedup();
+        for ns in &own {
+            tracevault_vault::validate_namespace(ns, claims.role == Role::Admin)?;
+        }
+        own
     };
     let (from_us, to_us) = if claims.role == Role::Reader {
         window(&claims)?
@@ -326,7 +346,19 @@ async fn query(
         namespaces,
         from_us,
         to_us,
+        // Plans and scan statistics describe whole row groups, including rows
+        // outside a reader's window: for admins only.
+        diagnostics: claims.role == Role::Admin,
     };
+    let _slot = rc.slots.clone().try_acquire_owned().map_err(|_| {
+        ApiError::unavailable(
+            "busy",
+            format!(
+                "{} queries are running; retry shortly",
+                rc.query.max_concurrent
+            ),
+        )
+    })?;
     let role = role_name(&claims);
     let profile = rc.policy.profile_for(role, &claim_map(&claims));
     let masker = Arc::new(Masker::new(profile, &rc.hash_key));
@@ -375,6 +407,8 @@ async fn query(
     }
     let mut body = tracevault_query::rows::to_json(&result.schema, &result.batches);
     body["masking_profile"] = json!(profile.name);
-    body["scan"] = json!(result.scan);
+    if access.diagnostics {
+        body["scan"] = json!(result.scan);
+    }
     Ok(Json(body).into_response())
 }

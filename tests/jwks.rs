@@ -301,7 +301,11 @@ async fn third_party_tokens_map_to_roles_and_bad_ones_are_refused() {
     // token has none.
     let w = &t[21];
     assert_eq!(post_events(&c, url, "prod", w, events(1), "").await.0, 200);
-    let jti = format!("ext:{}", hex::encode(sha2::Sha256::digest(w.as_bytes())));
+    let signed = w.rsplit_once('.').unwrap().0;
+    let jti = format!(
+        "ext:{}",
+        hex::encode(sha2::Sha256::digest(signed.as_bytes()))
+    );
     let (s, body) = send(
         c.post(format!("{url}/v1/tokens/revoke"))
             .header("content-type", "application/json")
@@ -400,7 +404,7 @@ async fn jwks_url_is_fetched_rotated_and_kept_through_outages() {
         dir.path(),
         &format!(
             "[[issuers]]\nissuer = \"{ISS}\"\naudience = \"tracevault\"\njwks_url = \"{}\"\n\
-             role_claim = \"groups\"\nmin_refresh_interval_s = 1\nrefresh_s = 3600\n{MAP}",
+             role_claim = \"groups\"\nsubject_prefix = \"idp:\"\nmin_refresh_interval_s = 1\nrefresh_s = 3600\n{MAP}",
             jwks.url
         ),
     );
@@ -481,7 +485,7 @@ fn invalid_issuer_configs_stop_the_server() {
     let jwks = dir.path().join("jwks.json");
     std::fs::write(&jwks, r#"{"keys": []}"#).unwrap();
     let head = format!(
-        "[[issuers]]\nissuer = \"{ISS}\"\naudience = \"tracevault\"\nrole_claim = \"groups\"\n"
+        "[[issuers]]\nissuer = \"{ISS}\"\naudience = \"tracevault\"\nrole_claim = \"groups\"\nsubject_prefix = \"idp:\"\n"
     );
     let file = format!("jwks_file = \"{}\"\n", jwks.display());
     let writer = "[[issuers.map]]\nvalue = \"a\"\nrole = \"writer\"\nns = [\"prod\"]\n";

@@ -307,15 +307,30 @@ async fn session_lookups_prune_segments_and_see_the_unpublished_tail() {
     let (s, r) = post_events(&c, url, "alpha", &w, json!({"events": events}), "").await;
     assert_eq!(s, 200, "{r}");
     let reader = token(&data, "reader", "alpha", "auditor");
+    // Scan statistics and plans describe whole row groups (rows outside a
+    // reader's window included): admins see them, readers do not.
+    let admin = token(&data, "admin", "alpha", "ops");
+    let q = "SELECT count(*) FROM traces WHERE session_id = 's5'";
+    let (s, b) = sql(&c, url, &reader, q).await;
+    assert_eq!((s, col(&b, 0, 0).clone()), (200, json!(30)), "{b}");
+    assert!(b.get("scan").is_none(), "{b}");
+    for q in [
+        "EXPLAIN SELECT * FROM traces",
+        "EXPLAIN ANALYZE SELECT * FROM traces",
+    ] {
+        let (s, b) = sql(&c, url, &reader, q).await;
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (400, Some("invalid_query")),
+            "{b}"
+        );
+    }
+    let (s, b) = sql(&c, url, &admin, &format!("EXPLAIN {q}")).await;
+    assert_eq!(s, 200, "{b}");
+    assert!(b.to_string().contains("MaskExec"), "{b}");
 
     // A one-session lookup reads one segment's row group, not the vault.
-    let (s, b) = sql(
-        &c,
-        url,
-        &reader,
-        "SELECT count(*) FROM traces WHERE session_id = 's5'",
-    )
-    .await;
+    let (s, b) = sql(&c, url, &admin, q).await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(col(&b, 0, 0), 30, "{b}");
     assert_eq!(b["scan"]["files"], 8, "{b}");
@@ -342,7 +357,7 @@ async fn session_lookups_prune_segments_and_see_the_unpublished_tail() {
     let (_, b) = sql(
         &c,
         url,
-        &reader,
+        &admin,
         "SELECT count(*) FROM traces WHERE content = '5/7'",
     )
     .await;

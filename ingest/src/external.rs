@@ -101,6 +101,8 @@ pub struct IssuerConfig {
     #[serde(default = "default_subject_claim")]
     pub subject_claim: String,
     /// Prepended to the subject (what `ingested_by` records), e.g. `idp:`.
+    /// Required and non-empty, so an external subject can never pass for a
+    /// name used in the vault's own tokens or in a masking profile match.
     #[serde(default)]
     pub subject_prefix: String,
     /// Period of key set reloads, in seconds (default 300).
@@ -232,6 +234,13 @@ impl IssuerConfig {
         self.algorithms().map_err(err)?;
         if self.role_claim.is_empty() || self.subject_claim.is_empty() {
             return Err(err("role_claim and subject_claim must not be empty".into()));
+        }
+        if self.subject_prefix.is_empty() {
+            return Err(err(
+                "subject_prefix must not be empty (e.g. \"okta:\"): it keeps this issuer's subjects \
+                 apart from the names in the vault's own tokens and in masking profile matches"
+                    .into(),
+            ));
         }
         if self.min_refresh_interval_s == 0 {
             return Err(err("min_refresh_interval_s must be at least 1".into()));
@@ -805,10 +814,12 @@ impl Issuer {
             return Err(invalid("claim iat is in the future"));
         }
         let sub = match claims.get(&self.subject_claim) {
-            Some(Value::String(s)) if !s.is_empty() => format!("{}{s}", self.subject_prefix),
+            Some(Value::String(s)) if !s.is_empty() && !s.chars().any(char::is_control) => {
+                format!("{}{s}", self.subject_prefix)
+            }
             _ => {
                 return Err(invalid(format!(
-                    "claim {} (the subject) must be a non-empty string",
+                    "claim {} (the subject) must be a non-empty string without control characters",
                     self.subject_claim
                 )));
             }
@@ -819,10 +830,15 @@ impl Issuer {
             )));
         }
         let jti = match claims.get("jti") {
+            // Derived from the signed part only (header and payload): an
+            // ECDSA signature can be re-encoded (high/low S) into a different
+            // token string that still verifies, which must not escape a
+            // revocation.
             None | Some(Value::Null) => {
+                let signed = token.rsplit_once('.').map_or(token, |(s, _)| s);
                 format!(
                     "ext:{}",
-                    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+                    hex::encode(sha2::Sha256::digest(signed.as_bytes()))
                 )
             }
             Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= MAX_CLAIM_CHARS => {
@@ -1087,13 +1103,18 @@ mod tests {
     const ISS: &str = "https://idp.example.com/";
 
     fn config(extra: &str) -> IssuerConfig {
+        let prefix = if extra.contains("subject_prefix") {
+            ""
+        } else {
+            "subject_prefix = \"ext:\"\n"
+        };
         toml::from_str(&format!(
             r#"
 issuer = "{ISS}"
 audience = "tracevault"
 jwks_file = "/nonexistent/jwks.json"
 role_claim = "groups"
-{extra}
+{prefix}{extra}
 [[map]]
 value = "auditors"
 role = "reader"
@@ -1153,9 +1174,16 @@ ns = ["*"]
         assert!(config("").validate("tracevault/abc").is_ok());
         assert_eq!(config("").algorithms, ["RS256", "ES256", "EdDSA"]);
         assert_eq!(config("").subject_claim, "sub");
+        let mut unprefixed = config("");
+        unprefixed.subject_prefix.clear();
+        let e = unprefixed
+            .validate("tracevault/abc")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("subject_prefix"), "{e}");
         let bad = |extra: &str, map: &str, needle: &str| {
             let text = format!(
-                "issuer = \"{ISS}\"\naudience = \"tracevault\"\nrole_claim = \"groups\"\n{extra}\n[[map]]\n{map}\n"
+                "issuer = \"{ISS}\"\naudience = \"tracevault\"\nrole_claim = \"groups\"\nsubject_prefix = \"x:\"\n{extra}\n[[map]]\n{map}\n"
             );
             let c: IssuerConfig = toml::from_str(&text).unwrap();
             let e = c.validate("tracevault/abc").unwrap_err().to_string();
@@ -1241,7 +1269,7 @@ ns = ["*"]
         );
         // Admins may have `*` and system namespaces.
         let ok: IssuerConfig = toml::from_str(&format!(
-            "issuer = \"{ISS}\"\naudience = \"a\"\nrole_claim = \"r\"\n{file}\n[[map]]\nvalue = \"x\"\nrole = \"admin\"\nns = [\"*\", \"_audit\"]\n"
+            "issuer = \"{ISS}\"\naudience = \"a\"\nrole_claim = \"r\"\nsubject_prefix = \"x:\"\n{file}\n[[map]]\nvalue = \"x\"\nrole = \"admin\"\nns = [\"*\", \"_audit\"]\n"
         ))
         .unwrap();
         assert!(ok.validate("own").is_ok());
@@ -1405,7 +1433,7 @@ ns = ["*"]
             let got = i.verify(&t).unwrap();
             assert_eq!(got.iss, ISS);
             assert_eq!(got.aud, "tracevault");
-            assert_eq!(got.sub, "alice");
+            assert_eq!(got.sub, "ext:alice");
             assert_eq!(got.role, Role::Writer);
             assert_eq!(got.ns, ["prod"]);
             assert_eq!(
@@ -1414,7 +1442,8 @@ ns = ["*"]
             );
             assert_eq!((got.win_from, got.win_to), (None, None));
             // No jti in the token: derived from the token itself.
-            let digest = hex::encode(sha2::Sha256::digest(t.as_bytes()));
+            let signed = t.rsplit_once('.').unwrap().0;
+            let digest = hex::encode(sha2::Sha256::digest(signed.as_bytes()));
             assert_eq!(got.jti, format!("ext:{digest}"));
         }
         // The token's own jti is kept; `aud` may be a list; the prefix applies.
@@ -1438,12 +1467,54 @@ ns = ["*"]
         let got = i3
             .verify(&mint(&rsa(), Algorithm::RS256, Some("rsa-1"), &c3))
             .unwrap();
-        assert_eq!(got.sub, "alice@example.com");
+        assert_eq!(got.sub, "ext:alice@example.com");
         let mut c4 = c3.clone();
         c4.as_object_mut().unwrap().remove("email");
         let (s, _, m) = code(i3.verify(&mint(&rsa(), Algorithm::RS256, Some("rsa-1"), &c4)));
         assert_eq!(s, 401);
         assert!(m.contains("claim email"), "{m}");
+    }
+
+    /// An ECDSA signature (r, s) has a twin (r, n - s) that also verifies;
+    /// re-encoding a revoked token that way must not give it a new jti.
+    #[test]
+    fn a_re_encoded_ecdsa_signature_keeps_the_derived_jti() {
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+        // Order of the P-256 group.
+        const N: [u8; 32] = [
+            0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0xff, 0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2,
+            0xfc, 0x63, 0x25, 0x51,
+        ];
+        let i = issuer();
+        let t = mint(
+            &ec(),
+            Algorithm::ES256,
+            Some("ec-1"),
+            &claims(json!("pipelines")),
+        );
+        let (signed, sig) = t.rsplit_once('.').unwrap();
+        let sig = B64URL.decode(sig).unwrap();
+        let (r, s_bytes) = sig.split_at(32);
+        // n - s, big-endian with borrow.
+        let mut twin = [0u8; 32];
+        let mut borrow = 0i16;
+        for k in (0..32).rev() {
+            let mut d = N[k] as i16 - s_bytes[k] as i16 - borrow;
+            borrow = i16::from(d < 0);
+            if d < 0 {
+                d += 256;
+            }
+            twin[k] = d as u8;
+        }
+        let t2 = format!("{signed}.{}", B64URL.encode([r, &twin[..]].concat()));
+        assert_ne!(t, t2);
+        let a = i.verify(&t).unwrap();
+        // Whether or not the library accepts the twin, it never gets a fresh jti.
+        if let Ok(b) = i.verify(&t2) {
+            assert_eq!(a.jti, b.jti);
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::error::DataFusionError;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::metrics::MetricValue;
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
@@ -38,6 +39,10 @@ pub struct Access {
     pub from_us: Option<i64>,
     /// Window end (inclusive).
     pub to_us: Option<i64>,
+    /// May see plans (`EXPLAIN`) and scan statistics. Both describe whole
+    /// row groups, rows outside a reader's window included, so only callers
+    /// that see everything of their namespaces (admins) get them.
+    pub diagnostics: bool,
 }
 
 /// Bounds of one query.
@@ -219,6 +224,17 @@ async fn execute(
         .sql_with_options(sql, options)
         .await
         .map_err(|e| QueryError::Refused(e.to_string()))?;
+    if !shared.access.diagnostics
+        && matches!(
+            df.logical_plan(),
+            LogicalPlan::Explain(_) | LogicalPlan::Analyze(_)
+        )
+    {
+        return Err(QueryError::Refused(
+            "EXPLAIN is for admins: plans and their statistics describe rows outside a reader's window"
+                .into(),
+        ));
+    }
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let task = Arc::new(df.task_ctx());
     let plan = df.create_physical_plan().await.map_err(vanished)?;
@@ -279,11 +295,16 @@ fn collect_stats(plan: &Arc<dyn ExecutionPlan>, out: &mut ScanStats) {
 /// A segment merged away between listing and reading (compaction) is a
 /// retryable vault read error, not a query failure.
 fn vanished(e: DataFusionError) -> QueryError {
-    if let DataFusionError::ObjectStore(os) = e.find_root()
-        && matches!(os.as_ref(), object_store::Error::NotFound { .. })
-    {
+    let not_found = match e.find_root() {
+        DataFusionError::ObjectStore(os) => {
+            matches!(os.as_ref(), object_store::Error::NotFound { .. })
+        }
+        // Wrapped by the Parquet reader.
+        other => format!("{other:?}").contains("NotFound {"),
+    };
+    if not_found {
         return QueryError::Vault(VaultError::Read(format!(
-            "{VANISHED} (compaction); retry: {os}"
+            "{VANISHED} (compaction); retry: {e}"
         )));
     }
     QueryError::Failed(e.to_string())
