@@ -69,7 +69,8 @@ def main():
     # 1. Full-scan aggregate: events per kind per hour.
     tv_sql = ("SELECT kind, date_trunc('hour', received_at) AS hour, count(*) AS n "
               "FROM traces GROUP BY kind, hour ORDER BY hour, kind")
-    dk_sql = (f"SELECT kind, date_trunc('hour', received_at) AS hour, count(*) AS n "
+    # (timestamps as text: DuckDB's Python client needs pytz to return them)
+    dk_sql = (f"SELECT kind, CAST(date_trunc('hour', received_at) AS VARCHAR) AS hour, count(*) AS n "
               f"FROM {src} GROUP BY kind, hour ORDER BY hour, kind")
     t_tv, body = median_of(a.runs, lambda: tv_query(a.url, a.reader, tv_sql))
     t_dk, rows = median_of(a.runs, lambda: duck_query(con, dk_sql))
@@ -77,17 +78,20 @@ def main():
     dk_counts = sorted((r[0], r[2]) for r in rows)
     assert tv_counts == dk_counts, (tv_counts, dk_counts)
     total = sum(n for _, n in dk_counts)
-    out.append(("aggregate per kind per hour (full scan)", total, t_tv, t_dk, body.get("scan")))
+    # Scan statistics are shown to admins only: ask once with the admin token.
+    scan = tv_query(a.url, a.unmasked, tv_sql)[1].get("scan")
+    out.append(("aggregate per kind per hour (full scan)", total, t_tv, t_dk, scan))
 
     # 2. Single-session lookup with content (masked for the reader).
     tv_sql = ("SELECT idx, session_seq, kind, received_at, content FROM traces "
               f"WHERE session_id = '{a.session}' ORDER BY session_seq")
-    dk_sql = (f"SELECT idx, session_seq, kind, received_at, content FROM {src} "
+    dk_sql = (f"SELECT idx, session_seq, kind, CAST(received_at AS VARCHAR), content FROM {src} "
               f"WHERE session_id = '{a.session}' ORDER BY session_seq")
     t_tv, body = median_of(a.runs, lambda: tv_query(a.url, a.reader, tv_sql))
     t_dk, rows = median_of(a.runs, lambda: duck_query(con, dk_sql))
     assert [r[0] for r in body["rows"]] == [r[0] for r in rows], "session rows differ"
-    out.append((f"one session ({len(rows)} events, with content)", total, t_tv, t_dk, body.get("scan")))
+    scan = tv_query(a.url, a.unmasked, tv_sql)[1].get("scan")
+    out.append((f"one session ({len(rows)} events, with content)", total, t_tv, t_dk, scan))
 
     # 3. Masking overhead: every content value through the engine, masked or not.
     tv_sql = "SELECT count(*), sum(length(content)) FROM traces"
@@ -100,9 +104,9 @@ def main():
     assert b_plain["rows"][0][0] == n == b_mask["rows"][0][0]
     mb = content_bytes / 1e6
     out.append(("sum(length(content)), unmasked profile", n, t_plain, t_dk, b_plain.get("scan")))
-    out.append(("sum(length(content)), reader (strict masking)", n, t_mask, t_dk, b_mask.get("scan")))
+    out.append(("sum(length(content)), reader (strict masking)", n, t_mask, t_dk, b_plain.get("scan")))
 
-    print("| query | rows in vault | tracevault (median) | DuckDB (median) | tracevault scan |")
+    print("| query | rows in vault | tracevault (median) | DuckDB (median) | tracevault scan (admin view) |")
     print("|---|---|---|---|---|")
     for name, rows_n, tv, dk, scan in out:
         print(f"| {name} | {rows_n:,} | {tv*1000:,.0f} ms | {dk*1000:,.0f} ms | {json.dumps(scan)} |")
