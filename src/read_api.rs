@@ -40,6 +40,8 @@ pub struct QueryConfig {
     pub max_sql_bytes: usize,
     /// Queries run at once; more get `503 busy` (each has its own memory pool).
     pub max_concurrent: usize,
+    /// Worker threads of the query engine's own runtime.
+    pub threads: usize,
 }
 
 impl Default for QueryConfig {
@@ -51,6 +53,7 @@ impl Default for QueryConfig {
             timeout_s: 30,
             max_sql_bytes: 64 << 10,
             max_concurrent: 4,
+            threads: 2,
         }
     }
 }
@@ -65,6 +68,37 @@ pub struct ReadContext {
     pub query: QueryConfig,
     /// Slots for running queries (`max_concurrent`).
     pub slots: Arc<tokio::sync::Semaphore>,
+    /// The query engine's own runtime, so CPU-bound scans and masking never
+    /// occupy the worker threads that acknowledge writes.
+    pub engine: tokio::runtime::Handle,
+}
+
+/// Starts the query runtime on a thread of its own; it lives as long as the
+/// process (a runtime cannot be dropped from async code).
+fn start_engine(threads: usize) -> anyhow::Result<tokio::runtime::Handle> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("query-engine".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads.max(1))
+                .thread_name("query-worker")
+                .enable_all()
+                .build();
+            match rt {
+                Ok(rt) => {
+                    let _ = tx.send(Ok(rt.handle().clone()));
+                    rt.block_on(std::future::pending::<()>());
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            }
+        })
+        .context("starting the query engine thread")?;
+    rx.recv()
+        .context("the query engine thread ended")?
+        .context("building the query runtime")
 }
 
 impl ReadContext {
@@ -89,6 +123,7 @@ impl ReadContext {
             policy,
             hash_key: key.to_bytes(),
             slots: Arc::new(tokio::sync::Semaphore::new(query.max_concurrent.max(1))),
+            engine: start_engine(query.threads)?,
             query,
         })
     }
@@ -350,7 +385,7 @@ async fn query(
         // outside a reader's window: for admins only.
         diagnostics: claims.role == Role::Admin,
     };
-    let _slot = rc.slots.clone().try_acquire_owned().map_err(|_| {
+    let slot = rc.slots.clone().try_acquire_owned().map_err(|_| {
         ApiError::unavailable(
             "busy",
             format!(
@@ -368,7 +403,21 @@ async fn query(
         memory_bytes: rc.query.memory_mb << 20,
         timeout: std::time::Duration::from_secs(rc.query.timeout_s.max(1)),
     };
-    let outcome = sql::run(&st.vault, &access, &masker, &req.sql, limits).await;
+    // On the engine's runtime; the slot is held until the query ends, even
+    // if the client goes away (the query is bounded by its timeout).
+    let (vault, task_access, task_masker, task_sql) = (
+        st.vault.clone(),
+        access.clone(),
+        masker.clone(),
+        req.sql.clone(),
+    );
+    let task = rc.engine.spawn(async move {
+        let _slot = slot;
+        sql::run(&vault, &task_access, &task_masker, &task_sql, limits).await
+    });
+    let outcome = task
+        .await
+        .unwrap_or_else(|e| Err(QueryError::Failed(format!("the query task failed: {e}"))));
     let (rows, scan, error) = match &outcome {
         Ok(r) => (Some(r.rows), Some(r.scan), None),
         Err(e) => (None, None, Some(e.to_string())),

@@ -365,3 +365,40 @@ async fn session_lookups_prune_segments_and_see_the_unpublished_tail() {
     assert_eq!(b["scan"]["row_groups_pruned"], 0, "{b}");
     assert_eq!(srv.terminate(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_beyond_max_concurrent_are_refused_busy_and_slow_ones_time_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(
+        dir.path(),
+        "[query]\nmax_concurrent = 1\ntimeout_s = 3\nthreads = 1\n",
+    );
+    let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    let c = client();
+    let reader = token(&data, "reader", "alpha", "auditor");
+    let slow = {
+        let (c, url, reader) = (c.clone(), srv.url.clone(), reader.clone());
+        tokio::spawn(async move {
+            sql(
+                &c,
+                &url,
+                &reader,
+                "SELECT count(*) FROM generate_series(1, 100000000000) a",
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let (s, b) = sql(&c, &srv.url, &reader, "SELECT 1").await;
+    assert_eq!((s, b["error"]["code"].as_str()), (503, Some("busy")), "{b}");
+    let (s, b) = slow.await.unwrap();
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (503, Some("query_timeout")),
+        "{b}"
+    );
+    // The slot is free again.
+    let (s, b) = sql(&c, &srv.url, &reader, "SELECT 1 AS one").await;
+    assert_eq!((s, b["rows"].clone()), (200, json!([[1]])), "{b}");
+}
