@@ -8,6 +8,7 @@ mod query_cmd;
 mod read_api;
 mod serve;
 mod stream_cmd;
+mod verify_bundle_cmd;
 mod verify_cmd;
 
 use std::path::PathBuf;
@@ -34,6 +35,8 @@ enum Cmd {
     },
     /// Prove a store intact, or say exactly what changed (exit 0 intact, 1 tampered, 2 error).
     Verify(VerifyArgs),
+    /// Check an export bundle offline with the log's verifier key (exit codes as `verify`).
+    VerifyBundle(verify_bundle_cmd::VerifyBundleArgs),
     /// Pipe stdin into a live session stream, printing receipts as events become durable.
     Stream(stream_cmd::StreamArgs),
     /// Run SQL against the vault (reader or admin token) and print the result.
@@ -172,6 +175,7 @@ fn main() -> ExitCode {
             cmd: TokenCmd::Issue(a),
         } => token_issue(a).map(|_| ExitCode::SUCCESS),
         Cmd::Verify(a) => return verify_cmd::run(a),
+        Cmd::VerifyBundle(a) => return verify_bundle_cmd::run(a),
         Cmd::Stream(a) => stream_cmd::run(a),
         Cmd::Query(a) => query_cmd::run(a),
         Cmd::Bench {

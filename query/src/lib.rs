@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+pub mod export;
 pub mod masking;
 pub mod rows;
 mod scan;

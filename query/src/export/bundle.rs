@@ -1,0 +1,298 @@
+//! Writing a bundle: mask the rows per the requester's profile, keep what
+//! still proves them, and seal the whole with a signed manifest.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, FixedSizeBinaryBuilder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+    UInt64Builder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use ed25519_dalek::{Signer, SigningKey};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{WriterProperties, WriterVersion};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tracevault_vault::jcs;
+use tracevault_vault::record::{ContentType, Entry, Hash};
+
+use super::{ExportError, FORMAT, MANIFEST_DOMAIN, VERBATIM};
+use crate::masking::Masker;
+
+/// One selected entry and its inclusion proof against the bundle's checkpoint.
+pub struct BundleRow {
+    /// The entry as stored (unmasked; masked while writing).
+    pub entry: Entry,
+    /// RFC 6962 inclusion proof of `entry.leaf_hash` at the checkpoint size.
+    pub proof: Vec<Hash>,
+}
+
+/// Everything a bundle states about itself besides the rows.
+pub struct BundleInput {
+    /// The export request's id.
+    pub export_id: String,
+    /// The namespace exported.
+    pub ns: String,
+    /// The signed checkpoint note the proofs are against.
+    pub checkpoint: String,
+    /// Its tree size.
+    pub size: u64,
+    /// SHA-256 (hex) of the frozen selection, as recorded at request time.
+    pub selection_digest: String,
+    /// Who requested it.
+    pub requester: String,
+    /// Who approved it.
+    pub approvers: Vec<String>,
+    /// When the bundle was made (RFC 3339).
+    pub created_at: String,
+    /// The request's history (one JSON value per line of `approvals.jsonl`).
+    pub approvals: Vec<Value>,
+    /// The rows, in index order.
+    pub rows: Vec<BundleRow>,
+}
+
+/// The columns of `events.parquet`: the `traces` columns (masked), the
+/// content type, and the salt where every salted field is shown unmasked.
+pub(crate) fn events_schema() -> SchemaRef {
+    let ts = || DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    let s = |n: &str| Field::new(n, DataType::Utf8, true);
+    Arc::new(Schema::new(vec![
+        Field::new("idx", DataType::UInt64, false),
+        Field::new("ns", DataType::Utf8, false),
+        s("session_id"),
+        Field::new("session_seq", DataType::UInt64, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("ts", ts(), true),
+        Field::new("received_at", ts(), false),
+        s("ingested_by"),
+        s("event_id"),
+        s("trace_id"),
+        s("span_id"),
+        s("parent_span_id"),
+        s("name"),
+        s("actor"),
+        s("model"),
+        s("content"),
+        s("content_type"),
+        s("attributes"),
+        Field::new("salt", DataType::FixedSizeBinary(32), true),
+        Field::new("leaf_hash", DataType::Utf8, false),
+    ]))
+}
+
+/// One row after masking, and what masking withheld.
+struct Masked {
+    verbatim: Vec<Option<String>>,
+    content: Option<String>,
+    attributes: Option<String>,
+    withheld: Vec<&'static str>,
+}
+
+fn mask_entry(m: &Masker, e: &Entry) -> Masked {
+    let values = [
+        Some(&e.session_id),
+        Some(&e.ingested_by),
+        e.event_id.as_ref(),
+        e.trace_id.as_ref(),
+        e.span_id.as_ref(),
+        e.parent_span_id.as_ref(),
+        e.name.as_ref(),
+        e.actor.as_ref(),
+        e.model.as_ref(),
+    ];
+    let mut withheld = Vec::new();
+    let mut verbatim = Vec::with_capacity(VERBATIM.len());
+    for (col, v) in VERBATIM.into_iter().zip(values) {
+        let out = v.and_then(|v| m.mask_str(col, v).map(|c| c.into_owned()));
+        if out.as_ref() != v {
+            withheld.push(col);
+        }
+        verbatim.push(out);
+    }
+    let json = |col: &str, text: &str| -> Option<String> {
+        match serde_json::from_str::<Value>(text) {
+            Ok(mut j) => {
+                if !m.mask_json(col, &mut j) {
+                    Some(text.to_string())
+                } else {
+                    (!j.is_null()).then(|| j.to_string())
+                }
+            }
+            // Stored JSON that does not parse: mask it as text (fail closed).
+            Err(_) => m.mask_str(col, text).map(|c| c.into_owned()),
+        }
+    };
+    let content = e.content.as_deref().and_then(|c| match e.content_type {
+        Some(ContentType::Json) => json("content", c),
+        _ => m.mask_str("content", c).map(|c| c.into_owned()),
+    });
+    if content != e.content {
+        withheld.push("content");
+    }
+    let attributes = e.attributes.as_deref().and_then(|a| json("attributes", a));
+    if attributes != e.attributes {
+        withheld.push("attributes");
+    }
+    Masked {
+        verbatim,
+        content,
+        attributes,
+        withheld,
+    }
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+fn build(e: impl std::fmt::Display) -> ExportError {
+    ExportError::Build(e.to_string())
+}
+
+/// Writes the bundle (a tar file) for `input`, masking with `masker` and
+/// signing the manifest with the log key.
+pub fn write_bundle(
+    input: &BundleInput,
+    masker: &Masker,
+    key: &SigningKey,
+) -> Result<Vec<u8>, ExportError> {
+    let n = input.rows.len();
+    let mut idx = UInt64Builder::with_capacity(n);
+    let mut seq = UInt64Builder::with_capacity(n);
+    let mut ts = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut rec = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut ns = StringBuilder::new();
+    let mut kind = StringBuilder::new();
+    let mut verbatim: Vec<StringBuilder> = VERBATIM.iter().map(|_| StringBuilder::new()).collect();
+    let (mut content, mut ctype, mut attrs, mut leaf) = (
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    );
+    let mut salt = FixedSizeBinaryBuilder::with_capacity(n, 32);
+    let mut proofs = Vec::with_capacity(n * 512);
+    for row in &input.rows {
+        let e = &row.entry;
+        if e.ns != input.ns {
+            return Err(build(format!(
+                "entry {} is not of namespace {}",
+                e.idx, input.ns
+            )));
+        }
+        let m = mask_entry(masker, e);
+        idx.append_value(e.idx);
+        ns.append_value(&e.ns);
+        seq.append_value(e.session_seq);
+        kind.append_value(e.kind.as_str());
+        ts.append_option(e.ts);
+        rec.append_value(e.received_at);
+        for (b, v) in verbatim.iter_mut().zip(&m.verbatim) {
+            b.append_option(v.as_deref());
+        }
+        content.append_option(m.content.as_deref());
+        ctype.append_option(e.content_type.map(ContentType::as_str));
+        attrs.append_option(m.attributes.as_deref());
+        // The salt would let a recipient confirm guesses of a masked
+        // content or attributes value against its digest.
+        if m.withheld.contains(&"content") || m.withheld.contains(&"attributes") {
+            salt.append_null();
+        } else {
+            salt.append_value(e.salt).map_err(build)?;
+        }
+        leaf.append_value(hex::encode(e.leaf_hash));
+        let record = if m.withheld.iter().any(|f| VERBATIM.contains(f)) {
+            Value::Null
+        } else {
+            let bytes = e.committed_record_bytes().map_err(build)?;
+            serde_json::from_slice(&bytes).map_err(build)?
+        };
+        let line = json!({
+            "index": e.idx,
+            "leaf_hash": hex::encode(e.leaf_hash),
+            "record": record,
+            "withheld": m.withheld,
+            "proof": row.proof.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
+        });
+        proofs.extend_from_slice(line.to_string().as_bytes());
+        proofs.push(b'\n');
+    }
+    let mut cols: Vec<ArrayRef> = vec![Arc::new(idx.finish()), Arc::new(ns.finish())];
+    let mut verbatim = verbatim
+        .into_iter()
+        .map(|mut b| Arc::new(b.finish()) as ArrayRef);
+    let mut next = || verbatim.next().ok_or_else(|| build("column count"));
+    cols.push(next()?); // session_id
+    cols.push(Arc::new(seq.finish()));
+    cols.push(Arc::new(kind.finish()));
+    cols.push(Arc::new(ts.finish()));
+    cols.push(Arc::new(rec.finish()));
+    for _ in 1..VERBATIM.len() {
+        cols.push(next()?); // ingested_by .. model
+    }
+    cols.push(Arc::new(content.finish()));
+    cols.push(Arc::new(ctype.finish()));
+    cols.push(Arc::new(attrs.finish()));
+    cols.push(Arc::new(salt.finish()));
+    cols.push(Arc::new(leaf.finish()));
+    let batch = RecordBatch::try_new(events_schema(), cols).map_err(build)?;
+    let props = WriterProperties::builder()
+        .set_writer_version(WriterVersion::PARQUET_2_0)
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(build)?))
+        .set_created_by("tracevault export".into())
+        .build();
+    let mut w = ArrowWriter::try_new(Vec::new(), events_schema(), Some(props)).map_err(build)?;
+    w.write(&batch).map_err(build)?;
+    let parquet = w.into_inner().map_err(build)?;
+
+    let mut approvals = Vec::new();
+    for a in &input.approvals {
+        approvals.extend_from_slice(a.to_string().as_bytes());
+        approvals.push(b'\n');
+    }
+    let members: [(&str, &[u8]); 4] = [
+        ("checkpoint", input.checkpoint.as_bytes()),
+        ("events.parquet", &parquet),
+        ("proofs.jsonl", &proofs),
+        ("approvals.jsonl", &approvals),
+    ];
+    let manifest = json!({
+        "format": FORMAT,
+        "export_id": input.export_id,
+        "ns": input.ns,
+        "checkpoint_size": input.size,
+        "rows": n,
+        "selection_digest": input.selection_digest,
+        "requester": input.requester,
+        "approvers": input.approvers,
+        "masking_profile": masker.profile().name,
+        "created_at": input.created_at,
+        "members": members.iter().map(|(k, v)| (k.to_string(), Value::String(sha256_hex(v)))).collect::<serde_json::Map<_, _>>(),
+    });
+    let manifest = jcs::to_canonical_vec(&manifest).map_err(build)?;
+    let mut signed = MANIFEST_DOMAIN.to_vec();
+    signed.extend_from_slice(&manifest);
+    let sig = B64.encode(key.sign(&signed).to_bytes());
+
+    let mut tar = tar::Builder::new(Vec::new());
+    let all: [(&str, &[u8]); 6] = [
+        ("manifest.json", &manifest),
+        ("manifest.sig", sig.as_bytes()),
+        members[0],
+        members[1],
+        members[2],
+        members[3],
+    ];
+    for (name, data) in all {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut h, name, data).map_err(build)?;
+    }
+    tar.into_inner().map_err(build)
+}

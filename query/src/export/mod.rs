@@ -1,0 +1,59 @@
+//! Export bundles (issue 5, `docs/exports.md`): one tar file that carries the
+//! selected events (masked per the requester's profile) and its own proofs,
+//! so its recipient can check it offline with only the log's verifier key.
+//!
+//! Members, in order: `manifest.json` (JCS; SHA-256 of every other member),
+//! `manifest.sig` (Ed25519 by the log key over a domain separator and the
+//! manifest), `checkpoint` (the signed note the proofs are against),
+//! `events.parquet` (the rows), `proofs.jsonl` (per row: committed record,
+//! leaf hash, inclusion proof) and `approvals.jsonl` (the request's history).
+
+mod bundle;
+mod verify;
+
+pub use bundle::{BundleInput, BundleRow, write_bundle};
+pub use verify::{BundleReport, verify_bundle};
+
+/// `format` of the manifest.
+pub const FORMAT: &str = "tracevault-export/1";
+/// Domain separator of manifest signatures (never confusable with
+/// checkpoint, segment-header or token signatures made by the same key).
+pub const MANIFEST_DOMAIN: &[u8] = b"tracevault/export-manifest/v1\n";
+/// Member names, in bundle order.
+pub const MEMBERS: [&str; 6] = [
+    "manifest.json",
+    "manifest.sig",
+    "checkpoint",
+    "events.parquet",
+    "proofs.jsonl",
+    "approvals.jsonl",
+];
+/// Largest member a verifier reads (a bundle is refused beyond, not cut).
+pub const MAX_MEMBER_BYTES: u64 = 8 << 30;
+
+/// Columns of the committed record that hold a value verbatim (content and
+/// attributes are there as salted digests only). When the requester's
+/// profile masks one of them, the record is withheld from the bundle: it
+/// would show the raw value, or let a recipient confirm guesses of it.
+pub const VERBATIM: [&str; 9] = [
+    "session_id",
+    "ingested_by",
+    "event_id",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "name",
+    "actor",
+    "model",
+];
+
+/// Why a bundle could not be built or read.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Building failed (a bug or bad input).
+    #[error("building the bundle: {0}")]
+    Build(String),
+    /// The file is not a readable bundle (damaged, truncated, too large).
+    #[error("{0}")]
+    Unreadable(String),
+}

@@ -1,0 +1,475 @@
+//! Verifying a bundle offline, with only the log's verifier key: the
+//! manifest's signature and member digests, the checkpoint's signature,
+//! every committed record against its leaf hash and inclusion proof, and
+//! every Parquet row against its committed record (fields the requester's
+//! profile masked are reported as withheld, never as verified).
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+
+use arrow::array::{
+    Array, FixedSizeBinaryArray, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array,
+};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
+use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tracevault_schemas::Kind;
+use tracevault_vault::record::{ContentType, Entry, Hash, field_digest};
+use tracevault_vault::{jcs, merkle, note};
+
+use super::{ExportError, FORMAT, MANIFEST_DOMAIN, MAX_MEMBER_BYTES, MEMBERS};
+
+/// What verifying a bundle found. `findings` empty means intact.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct BundleReport {
+    /// The export id the manifest names.
+    pub export_id: String,
+    /// The namespace.
+    pub ns: String,
+    /// Checkpoint size the proofs are against.
+    pub size: u64,
+    /// Rows in `events.parquet`.
+    pub rows: u64,
+    /// Rows whose every shown field is bound to its committed record.
+    pub bound: u64,
+    /// Rows whose record is withheld (a verbatim column masked): only their
+    /// leaf hash's inclusion is proven, not the row's values.
+    pub unbound: u64,
+    /// Masked fields, by name: withheld, not verified.
+    pub withheld: BTreeMap<String, u64>,
+    /// Every integrity failure, one precise message each.
+    pub findings: Vec<String>,
+}
+
+struct ProofLine {
+    leaf: Hash,
+    record: Option<Value>,
+    withheld: Vec<String>,
+}
+
+fn hash32(s: &str) -> Option<Hash> {
+    hex::decode(s).ok()?.try_into().ok()
+}
+
+/// Member contents by name.
+type Members = HashMap<String, Vec<u8>>;
+
+/// Reads the members of the tar file, refusing oversized or repeated ones.
+fn read_members(file: &[u8]) -> Result<(Members, Vec<String>), ExportError> {
+    let bad = |e: std::io::Error| ExportError::Unreadable(format!("not a readable bundle: {e}"));
+    let mut out = HashMap::new();
+    let mut findings = Vec::new();
+    let mut archive = tar::Archive::new(file);
+    for entry in archive.entries().map_err(bad)? {
+        let entry = entry.map_err(bad)?;
+        let name = entry.path().map_err(bad)?.to_string_lossy().into_owned();
+        let size = entry.header().size().map_err(bad)?;
+        if size > MAX_MEMBER_BYTES {
+            return Err(ExportError::Unreadable(format!(
+                "member {name} is {size} bytes, more than {MAX_MEMBER_BYTES}"
+            )));
+        }
+        if !MEMBERS.contains(&name.as_str()) {
+            findings.push(format!("unexpected member {name:?} (added to the bundle)"));
+            continue;
+        }
+        let mut data = Vec::with_capacity(size as usize);
+        entry.take(size).read_to_end(&mut data).map_err(bad)?;
+        if out.insert(name.clone(), data).is_some() {
+            findings.push(format!("member {name} appears twice"));
+        }
+    }
+    Ok((out, findings))
+}
+
+/// Verifies `file` against `verifier_key` (the C2SP verifier key of the
+/// bundle's namespace log). `progress(done, total)` is called per row.
+/// `Err` only when the file cannot be read as a bundle at all.
+pub fn verify_bundle(
+    file: &[u8],
+    verifier_key: &str,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<BundleReport, ExportError> {
+    let (name, pk) = note::parse_verifier_key(verifier_key)
+        .map_err(|e| ExportError::Unreadable(format!("verifier key: {e}")))?;
+    let pubkey = VerifyingKey::from_bytes(&pk)
+        .map_err(|e| ExportError::Unreadable(format!("verifier key: {e}")))?;
+    let (members, mut findings) = read_members(file)?;
+    let mut report = BundleReport::default();
+    let missing: Vec<&str> = MEMBERS
+        .iter()
+        .copied()
+        .filter(|m| !members.contains_key(*m))
+        .collect();
+    if !missing.is_empty() {
+        findings.push(format!("members missing: {}", missing.join(", ")));
+        report.findings = findings;
+        return Ok(report);
+    }
+    let get = |m: &str| members.get(m).map(Vec::as_slice).unwrap_or_default();
+
+    // The manifest and its signature.
+    let manifest_bytes = get("manifest.json");
+    let sig_ok = B64
+        .decode(get("manifest.sig").trim_ascii())
+        .ok()
+        .and_then(|s| Signature::from_slice(&s).ok())
+        .is_some_and(|sig| {
+            let mut signed = MANIFEST_DOMAIN.to_vec();
+            signed.extend_from_slice(manifest_bytes);
+            pubkey.verify(&signed, &sig).is_ok()
+        });
+    if !sig_ok {
+        findings.push("manifest.sig: not a valid signature of manifest.json by this key (manifest changed or signed by another key)".into());
+    }
+    let manifest: Value = match serde_json::from_slice(manifest_bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            findings.push(format!("manifest.json: not JSON: {e}"));
+            report.findings = findings;
+            return Ok(report);
+        }
+    };
+    if manifest["format"] != FORMAT {
+        findings.push(format!(
+            "manifest.json: format is {}, expected {FORMAT}",
+            manifest["format"]
+        ));
+    }
+    report.export_id = manifest["export_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    report.ns = manifest["ns"].as_str().unwrap_or_default().to_string();
+    for m in &MEMBERS[2..] {
+        let want = manifest["members"][*m].as_str().unwrap_or_default();
+        if hex::encode(Sha256::digest(get(m))) != want {
+            findings.push(format!(
+                "{m}: SHA-256 differs from the manifest (member changed)"
+            ));
+        }
+    }
+
+    // The checkpoint.
+    let cp = match std::str::from_utf8(get("checkpoint"))
+        .map_err(|e| e.to_string())
+        .and_then(|t| note::open_checkpoint(t, &name, &pubkey).map_err(|e| e.to_string()))
+    {
+        Ok(cp) => cp,
+        Err(e) => {
+            findings.push(format!("checkpoint: {e}"));
+            report.findings = findings;
+            return Ok(report);
+        }
+    };
+    report.size = cp.size;
+    if manifest["checkpoint_size"].as_u64() != Some(cp.size) {
+        findings.push(format!(
+            "checkpoint: size {} but the manifest says {}",
+            cp.size, manifest["checkpoint_size"]
+        ));
+    }
+    if !cp.origin.ends_with(&format!("/{}", report.ns)) {
+        findings.push(format!(
+            "checkpoint: log {} is not the log of namespace {}",
+            cp.origin, report.ns
+        ));
+    }
+
+    // Proofs: each record hashes to its leaf, each leaf is in the tree.
+    let mut proofs: HashMap<u64, ProofLine> = HashMap::new();
+    for (n, line) in get("proofs.jsonl").split(|b| *b == b'\n').enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        let v: Value = match serde_json::from_slice(line) {
+            Ok(v) => v,
+            Err(e) => {
+                findings.push(format!("proofs.jsonl line {}: not JSON: {e}", n + 1));
+                continue;
+            }
+        };
+        let (Some(index), Some(leaf)) = (
+            v["index"].as_u64(),
+            v["leaf_hash"].as_str().and_then(hash32),
+        ) else {
+            findings.push(format!(
+                "proofs.jsonl line {}: no index or leaf_hash",
+                n + 1
+            ));
+            continue;
+        };
+        let proof: Option<Vec<Hash>> = v["proof"].as_array().and_then(|a| {
+            a.iter()
+                .map(|h| {
+                    h.as_str()
+                        .and_then(|s| B64.decode(s).ok())
+                        .and_then(|b| b.try_into().ok())
+                })
+                .collect()
+        });
+        let Some(proof) = proof else {
+            findings.push(format!(
+                "entry {index}: inclusion proof is not a list of base64 hashes"
+            ));
+            continue;
+        };
+        if let Err(e) = merkle::verify_inclusion(&leaf, index, cp.size, &proof, &cp.root) {
+            findings.push(format!(
+                "entry {index}: inclusion proof does not reach the checkpoint root ({e})"
+            ));
+        }
+        let record = (!v["record"].is_null()).then(|| v["record"].clone());
+        if let Some(r) = &record {
+            match jcs::to_canonical_vec(r) {
+                Ok(bytes) if merkle::leaf_hash(&bytes) == leaf => {}
+                Ok(_) => findings.push(format!(
+                    "entry {index}: committed record does not hash to its leaf hash (record changed)"
+                )),
+                Err(e) => findings.push(format!("entry {index}: committed record: {e}")),
+            }
+        }
+        let withheld = v["withheld"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let line = ProofLine {
+            leaf,
+            record,
+            withheld,
+        };
+        if proofs.insert(index, line).is_some() {
+            findings.push(format!("entry {index}: two proofs (row duplicated)"));
+        }
+    }
+
+    // Rows: each bound to its committed record.
+    let batches =
+        ParquetRecordBatchReaderBuilder::try_new(Bytes::copy_from_slice(get("events.parquet")))
+            .and_then(|b| b.build())
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string()));
+    let batches = match batches {
+        Ok(b) => b,
+        Err(e) => {
+            findings.push(format!("events.parquet: unreadable: {e}"));
+            report.findings = findings;
+            return Ok(report);
+        }
+    };
+    let total: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+    let mut seen: HashMap<u64, ()> = HashMap::new();
+    let mut done = 0u64;
+    for b in &batches {
+        match rows_of(b) {
+            Ok(rows) => {
+                for row in rows {
+                    check_row(&row, &proofs, &mut report, &mut findings);
+                    if seen.insert(row.idx, ()).is_some() {
+                        findings.push(format!("entry {}: row appears twice", row.idx));
+                    }
+                    done += 1;
+                    progress(done, total);
+                }
+            }
+            Err(e) => findings.push(format!("events.parquet: {e}")),
+        }
+    }
+    report.rows = done;
+    let mut dropped: Vec<u64> = proofs
+        .keys()
+        .filter(|i| !seen.contains_key(i))
+        .copied()
+        .collect();
+    dropped.sort_unstable();
+    for i in dropped.iter().take(20) {
+        findings.push(format!("entry {i}: has a proof but no row (row dropped)"));
+    }
+    if dropped.len() > 20 {
+        findings.push(format!("... and {} more rows dropped", dropped.len() - 20));
+    }
+    if manifest["rows"].as_u64() != Some(done) {
+        findings.push(format!(
+            "events.parquet: {done} rows, the manifest says {}",
+            manifest["rows"]
+        ));
+    }
+    report.findings = findings;
+    Ok(report)
+}
+
+/// One row of `events.parquet`, as stored in the bundle.
+struct Row {
+    idx: u64,
+    entry: Entry,
+    leaf: Option<Hash>,
+    salt: Option<[u8; 32]>,
+}
+
+fn rows_of(b: &RecordBatch) -> Result<Vec<Row>, String> {
+    let s = |n: &str| {
+        b.column_by_name(n)
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+            .ok_or_else(|| format!("column {n} missing or mistyped"))
+    };
+    let u = |n: &str| {
+        b.column_by_name(n)
+            .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
+            .ok_or_else(|| format!("column {n} missing or mistyped"))
+    };
+    let t = |n: &str| {
+        b.column_by_name(n)
+            .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>())
+            .ok_or_else(|| format!("column {n} missing or mistyped"))
+    };
+    let (idx, seq, ts, rec) = (u("idx")?, u("session_seq")?, t("ts")?, t("received_at")?);
+    let salt = b
+        .column_by_name("salt")
+        .and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>())
+        .ok_or("column salt missing or mistyped")?;
+    let names = [
+        "ns",
+        "session_id",
+        "kind",
+        "ingested_by",
+        "event_id",
+        "trace_id",
+        "span_id",
+        "parent_span_id",
+        "name",
+        "actor",
+        "model",
+        "content",
+        "content_type",
+        "attributes",
+        "leaf_hash",
+    ];
+    let cols: Vec<&StringArray> = names.iter().map(|n| s(n)).collect::<Result<_, _>>()?;
+    let get = |c: usize, i: usize| (!cols[c].is_null(i)).then(|| cols[c].value(i).to_string());
+    let mut out = Vec::with_capacity(b.num_rows());
+    for i in 0..b.num_rows() {
+        let kind = get(2, i).unwrap_or_default();
+        let entry = Entry {
+            ns: get(0, i).unwrap_or_default(),
+            idx: idx.value(i),
+            session_id: get(1, i).unwrap_or_default(),
+            session_seq: seq.value(i),
+            kind: Kind::parse(&kind)
+                .ok_or_else(|| format!("row {}: unknown kind {kind:?}", idx.value(i)))?,
+            ts: (!ts.is_null(i)).then(|| ts.value(i)),
+            received_at: rec.value(i),
+            ingested_by: get(3, i).unwrap_or_default(),
+            event_id: get(4, i),
+            trace_id: get(5, i),
+            span_id: get(6, i),
+            parent_span_id: get(7, i),
+            name: get(8, i),
+            actor: get(9, i),
+            model: get(10, i),
+            content: get(11, i),
+            content_type: get(12, i).and_then(|c| ContentType::parse(&c)),
+            attributes: get(13, i),
+            salt: [0; 32],
+            content_digest: None,
+            attributes_digest: None,
+            leaf_hash: [0; 32],
+            chain_hash: [0; 32],
+        };
+        out.push(Row {
+            idx: idx.value(i),
+            entry,
+            leaf: get(14, i).as_deref().and_then(hash32),
+            salt: (!salt.is_null(i))
+                .then(|| salt.value(i).try_into().ok())
+                .flatten(),
+        });
+    }
+    Ok(out)
+}
+
+/// Binds one row to its proof line: same leaf hash, and (when the record is
+/// shown) the record rebuilt from the row's values is byte for byte the
+/// record that hashes to the leaf.
+fn check_row(
+    row: &Row,
+    proofs: &HashMap<u64, ProofLine>,
+    report: &mut BundleReport,
+    findings: &mut Vec<String>,
+) {
+    let i = row.idx;
+    let Some(p) = proofs.get(&i) else {
+        findings.push(format!(
+            "entry {i}: row has no proof (row added or swapped in)"
+        ));
+        return;
+    };
+    if row.leaf != Some(p.leaf) {
+        findings.push(format!(
+            "entry {i}: row's leaf_hash differs from its proof's (row swapped)"
+        ));
+        return;
+    }
+    for f in &p.withheld {
+        *report.withheld.entry(f.clone()).or_default() += 1;
+    }
+    let Some(record) = &p.record else {
+        report.unbound += 1;
+        return;
+    };
+    let digest = |field: &str, value: &Option<String>| -> Option<Hash> {
+        match (row.salt, value) {
+            (Some(salt), Some(v)) => Some(field_digest(field, &salt, v.as_bytes())),
+            // Withheld (masked): take the record's digest, the value is not verified.
+            _ => record[format!("{field}_digest")].as_str().and_then(hash32),
+        }
+    };
+    let mut e = row.entry.clone();
+    e.content_digest = digest("content", &e.content);
+    e.attributes_digest = digest("attributes", &e.attributes);
+    if row.salt.is_none()
+        && (e.content.is_some() || e.attributes.is_some())
+        && !p
+            .withheld
+            .iter()
+            .any(|f| f == "content" || f == "attributes")
+    {
+        findings.push(format!(
+            "entry {i}: salt missing though nothing is withheld"
+        ));
+        return;
+    }
+    let rebuilt = e
+        .committed_record_bytes()
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+    match rebuilt {
+        Some(r) if &r == record => report.bound += 1,
+        Some(Value::Object(r)) => {
+            let mut fields: Vec<&str> = r
+                .iter()
+                .filter(|(k, v)| record.get(k.as_str()) != Some(*v))
+                .map(|(k, _)| k.as_str())
+                .collect();
+            if let Value::Object(want) = record {
+                fields.extend(
+                    want.keys()
+                        .filter(|k| !r.contains_key(*k))
+                        .map(String::as_str),
+                );
+            }
+            findings.push(format!(
+                "entry {i}: row differs from its committed record in {} (row changed)",
+                fields.join(", ")
+            ));
+        }
+        _ => findings.push(format!("entry {i}: row cannot be turned into a record")),
+    }
+}

@@ -1,0 +1,248 @@
+//! Export bundles against a real vault: a bundle verifies offline with only
+//! the verifier key, masked fields are withheld (never verified, never
+//! shown), and flipping any byte of any member, dropping a row, or swapping
+//! in a row from another export fails with a precise message.
+
+use std::io::Read;
+use std::time::Duration;
+
+use serde_json::json;
+use tracevault_query::export::{
+    BundleInput, BundleReport, BundleRow, MEMBERS, verify_bundle, write_bundle,
+};
+use tracevault_query::masking::{Masker, Policy};
+use tracevault_schemas::Event;
+use tracevault_vault::{LogConfig, Vault, VaultOptions, keys};
+
+const KEY: [u8; 32] = [9; 32];
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    vault: Vault,
+    key: ed25519_dalek::SigningKey,
+}
+
+async fn fixture(n: u64) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = Vault::open(VaultOptions {
+        data_dir: dir.path().to_path_buf(),
+        store: None,
+        origin: None,
+        log: LogConfig {
+            flush_interval_ms: 20,
+            ..LogConfig::default()
+        },
+    })
+    .await
+    .unwrap();
+    let events: Vec<Event> = (0..n)
+        .map(|i| {
+            let mut v = json!({"session_id": format!("s{}", i % 3), "kind": "tool_result",
+                "name": "lookup", "content": format!("row {i} mail alice@example.com"),
+                "attributes": {"n": i}});
+            if i == 4 {
+                // A verbatim column that a policy masking `name` hides.
+                v["name"] = json!("notify bob@example.org");
+            }
+            Event::from_value(v).unwrap()
+        })
+        .collect();
+    vault.append("n", events, "agent").await.unwrap();
+    let log = vault.log("n").await.unwrap();
+    assert!(
+        log.wait_published(n, Duration::from_secs(10))
+            .await
+            .is_some()
+    );
+    let (key, _) = keys::load_or_create(&dir.path().join("keys/log.key")).unwrap();
+    Fixture {
+        _dir: dir,
+        vault,
+        key,
+    }
+}
+
+async fn bundle(f: &Fixture, id: &str, policy: &Policy, pick: impl Fn(u64) -> bool) -> Vec<u8> {
+    let view = f.vault.view("n").await.unwrap().unwrap();
+    let (size, checkpoint) = view.latest_checkpoint().unwrap();
+    let entries = f
+        .vault
+        .scan_entries("n", |_| true, usize::MAX)
+        .await
+        .unwrap();
+    let rows = entries
+        .into_iter()
+        .filter(|e| pick(e.idx))
+        .map(|e| BundleRow {
+            proof: view.inclusion_proof(e.idx, size).unwrap().1,
+            entry: e,
+        })
+        .collect();
+    let input = BundleInput {
+        export_id: id.into(),
+        ns: "n".into(),
+        checkpoint,
+        size,
+        selection_digest: "00".repeat(32),
+        requester: "auditor".into(),
+        approvers: vec!["boss".into()],
+        created_at: "2026-11-22T00:00:00Z".into(),
+        approvals: vec![json!({"name": "export_approved", "actor": "boss"})],
+        rows,
+    };
+    let masker = Masker::new(policy.profile_for("reader", &serde_json::Map::new()), &KEY);
+    write_bundle(&input, &masker, &f.key).unwrap()
+}
+
+fn check(f: &Fixture, file: &[u8]) -> BundleReport {
+    let mut calls = 0;
+    let r = verify_bundle(file, &f.vault.verifier_key("n"), &mut |_, _| calls += 1).unwrap();
+    assert_eq!(calls, r.rows, "progress is reported per row");
+    r
+}
+
+/// The members of a tar file, in order.
+fn members(file: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut a = tar::Archive::new(file);
+    a.entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().to_string_lossy().into_owned();
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).unwrap();
+            (name, data)
+        })
+        .collect()
+}
+
+fn pack(members: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut t = tar::Builder::new(Vec::new());
+    for (name, data) in members {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        t.append_data(&mut h, name, data.as_slice()).unwrap();
+    }
+    t.into_inner().unwrap()
+}
+
+fn unmasked() -> Policy {
+    Policy::from_toml("[[profile]]\nname = \"raw\"\nroles = [\"reader\"]\nunmasked = true\n")
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_verifies_offline_and_masked_fields_are_withheld() {
+    let f = fixture(9).await;
+    let file = bundle(&f, "x1", &Policy::default_policy(), |i| i % 2 == 0).await;
+    let r = check(&f, &file);
+    assert!(r.findings.is_empty(), "{:?}", r.findings);
+    assert_eq!(
+        (r.rows, r.export_id.as_str(), r.ns.as_str()),
+        (5, "x1", "n")
+    );
+    // The strict profile masks content (every row has an email) but no
+    // verbatim column: every row is bound, content is withheld.
+    assert_eq!((r.bound, r.unbound), (5, 0));
+    assert_eq!(r.withheld.get("content"), Some(&5));
+    assert!(!String::from_utf8_lossy(&file).contains("alice@example.com"));
+
+    // A profile that masks `name`: that row's record is withheld (it holds
+    // names verbatim); only its leaf's inclusion is proven.
+    let policy = Policy::from_toml(
+        "[[profile]]\nname = \"p\"\nroles = [\"reader\"]\n[[profile.rule]]\ndetector = \"email\"\naction = \"redact\"\ncolumns = [\"name\", \"content\"]\n",
+    )
+    .unwrap();
+    let file = bundle(&f, "x2", &policy, |_| true).await;
+    let r = check(&f, &file);
+    assert!(r.findings.is_empty(), "{:?}", r.findings);
+    assert_eq!((r.rows, r.bound, r.unbound), (9, 8, 1));
+    assert!(!String::from_utf8_lossy(&file).contains("bob@example.org"));
+    // An unmasked bundle binds content too (salt shipped, digests recomputed).
+    let file = bundle(&f, "x3", &unmasked(), |i| i < 3).await;
+    let r = check(&f, &file);
+    assert!(r.findings.is_empty() && r.withheld.is_empty(), "{r:?}");
+    assert_eq!(r.bound, 3);
+    // Another key: nothing verifies.
+    let other = tracevault_vault::note::verifier_key(
+        "tracevault.local/x/n",
+        &ed25519_dalek::SigningKey::from_bytes(&[1; 32])
+            .verifying_key()
+            .to_bytes(),
+    );
+    let r = verify_bundle(&file, &other, &mut |_, _| {}).unwrap();
+    assert!(!r.findings.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_flipped_byte_dropped_or_swapped_row_is_caught() {
+    let f = fixture(6).await;
+    let file = bundle(&f, "a", &unmasked(), |i| i < 4).await;
+    let parts = members(&file);
+    assert_eq!(
+        parts.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        MEMBERS
+    );
+    // Flip one byte in the middle of every member.
+    for (m, (name, data)) in parts.iter().enumerate() {
+        let mut p = parts.clone();
+        let mut d = data.clone();
+        let at = d.len() / 2;
+        d[at] ^= 0x01;
+        p[m] = (name.clone(), d);
+        let findings = match verify_bundle(&pack(&p), &f.vault.verifier_key("n"), &mut |_, _| {}) {
+            Ok(r) => r.findings,
+            Err(e) => vec![e.to_string()],
+        };
+        assert!(
+            findings.iter().any(|f| f.contains(name.as_str())),
+            "flipping a byte of {name}: {findings:?}"
+        );
+    }
+    // A member dropped or added.
+    let r = check(&f, &pack(&parts[..5]));
+    assert!(
+        r.findings.iter().any(|f| f.contains("approvals.jsonl")),
+        "{:?}",
+        r.findings
+    );
+    let mut extra = parts.clone();
+    extra.push(("notes.txt".into(), b"hi".to_vec()));
+    let r = check(&f, &pack(&extra));
+    assert!(
+        r.findings.iter().any(|f| f.contains("notes.txt")),
+        "{:?}",
+        r.findings
+    );
+
+    // Another export's rows swapped in: the manifest no longer matches, and
+    // the rows are not those the proofs are for.
+    let other = members(&bundle(&f, "b", &unmasked(), |i| i >= 2).await);
+    let mut swapped = parts.clone();
+    swapped[3] = other[3].clone();
+    let r = check(&f, &pack(&swapped));
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.contains("events.parquet: SHA-256")),
+        "{:?}",
+        r.findings
+    );
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.contains("no proof") || f.contains("no row")),
+        "{:?}",
+        r.findings
+    );
+    swapped[4] = other[4].clone();
+    let r = check(&f, &pack(&swapped));
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.contains("proofs.jsonl: SHA-256")),
+        "{:?}",
+        r.findings
+    );
+}
