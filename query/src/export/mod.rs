@@ -10,6 +10,7 @@
 
 mod bundle;
 mod verify;
+pub mod workflow;
 
 pub use bundle::{BundleInput, BundleRow, write_bundle};
 pub use verify::{BundleReport, verify_bundle};

@@ -1,0 +1,601 @@
+//! The export approval workflow as a state machine over recorded
+//! transitions (`docs/exports.md`). The server records every transition in
+//! `_audit` first and then applies it here; at start-up it replays them, so
+//! the state is always what the tamper-evident history says, and the
+//! history never expires.
+//!
+//! Decisions fail closed: the requester never approves its own request, one
+//! identity never counts twice, a single deny ends a request, approvals and
+//! downloads are only possible inside their windows.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+/// Workflow settings (config `[exports]`).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExportPolicy {
+    /// Distinct approvers needed (N of the approvers of the namespace).
+    pub approvals_required: usize,
+    /// A request not decided within this many seconds expires.
+    pub request_ttl_s: i64,
+    /// Downloads are possible this long after the approval that completed
+    /// the quorum.
+    pub download_window_s: i64,
+    /// Downloads allowed (default 1: a bundle leaves once).
+    pub downloads: u32,
+}
+
+impl Default for ExportPolicy {
+    fn default() -> Self {
+        ExportPolicy {
+            approvals_required: 1,
+            request_ttl_s: 7 * 24 * 3600,
+            download_window_s: 24 * 3600,
+            downloads: 1,
+        }
+    }
+}
+
+/// Who acts: the verified identity of a token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// Token issuer (identities of different issuers never match).
+    pub iss: String,
+    /// Subject.
+    pub sub: String,
+}
+
+/// What a request exports, frozen when it is made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Selection {
+    /// `sql` or `session`.
+    pub by: String,
+    /// The SQL text or the session id.
+    pub value: String,
+    /// Checkpoint size the selection was taken against.
+    pub size: u64,
+    /// Rows selected.
+    pub rows: u64,
+    /// SHA-256 (hex) of the sorted `(idx, leaf_hash)` list.
+    pub digest: String,
+    /// The requester's window (Unix microseconds of `received_at`).
+    pub from_us: Option<i64>,
+    /// Window end.
+    pub to_us: Option<i64>,
+}
+
+/// One recorded step of a request's life (the `content` of its `_audit` event).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Transition {
+    /// A reader asked.
+    Requested {
+        /// Export id.
+        id: String,
+        /// Namespace.
+        ns: String,
+        /// Who asked.
+        by: Actor,
+        /// Why (mandatory).
+        reason: String,
+        /// What, frozen.
+        selection: Selection,
+        /// When (Unix seconds).
+        at: i64,
+    },
+    /// An approver approved.
+    Approved {
+        /// Export id.
+        id: String,
+        /// Who.
+        by: Actor,
+        /// Optional comment.
+        comment: String,
+        /// When.
+        at: i64,
+    },
+    /// An approver denied (ends the request).
+    Denied {
+        /// Export id.
+        id: String,
+        /// Who.
+        by: Actor,
+        /// Why.
+        comment: String,
+        /// When.
+        at: i64,
+    },
+    /// The requester downloaded the bundle.
+    Downloaded {
+        /// Export id.
+        id: String,
+        /// Who.
+        by: Actor,
+        /// When.
+        at: i64,
+    },
+}
+
+impl Transition {
+    /// The export this step belongs to.
+    pub fn id(&self) -> &str {
+        match self {
+            Transition::Requested { id, .. }
+            | Transition::Approved { id, .. }
+            | Transition::Denied { id, .. }
+            | Transition::Downloaded { id, .. } => id,
+        }
+    }
+}
+
+/// Where a request stands at a given time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Waiting for approvals.
+    Pending,
+    /// Approved; downloadable within the window.
+    Approved,
+    /// Denied by an approver.
+    Denied,
+    /// Not decided in time, or not downloaded in time.
+    Expired,
+    /// Downloaded as often as allowed.
+    Downloaded,
+}
+
+/// A request and its history.
+#[derive(Debug, Clone, Serialize)]
+pub struct Request {
+    /// Export id.
+    pub id: String,
+    /// Namespace.
+    pub ns: String,
+    /// Who asked.
+    pub requester: Actor,
+    /// Why.
+    pub reason: String,
+    /// What.
+    pub selection: Selection,
+    /// When asked.
+    pub requested_at: i64,
+    /// Approvals so far, in order.
+    pub approvals: Vec<(Actor, i64, String)>,
+    /// The deny, if any.
+    pub denied: Option<(Actor, i64, String)>,
+    /// When the quorum was reached.
+    pub approved_at: Option<i64>,
+    /// Downloads so far.
+    pub downloads: u32,
+}
+
+/// Why a step is refused: a stable code (for the API) and a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Refusal {
+    /// Stable code, e.g. `self_approval`.
+    pub code: &'static str,
+    /// Human text.
+    pub message: String,
+    /// 403 (not allowed), 404 (no such export) or 409 (wrong state).
+    pub status: u16,
+}
+
+fn refuse(status: u16, code: &'static str, message: impl Into<String>) -> Refusal {
+    Refusal {
+        code,
+        message: message.into(),
+        status,
+    }
+}
+
+/// Every request, rebuilt from the recorded transitions.
+#[derive(Debug, Default)]
+pub struct Exports {
+    policy: ExportPolicy,
+    requests: BTreeMap<String, Request>,
+}
+
+impl Exports {
+    /// An empty workflow under `policy`.
+    pub fn new(policy: ExportPolicy) -> Exports {
+        Exports {
+            policy,
+            requests: BTreeMap::new(),
+        }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &ExportPolicy {
+        &self.policy
+    }
+
+    /// A request by id.
+    pub fn get(&self, id: &str) -> Option<&Request> {
+        self.requests.get(id)
+    }
+
+    /// Requests of namespaces in `ns` (all with `None`), optionally in `state`.
+    pub fn list<'a>(
+        &'a self,
+        ns: Option<&'a BTreeSet<String>>,
+        state: Option<State>,
+        now: i64,
+    ) -> impl Iterator<Item = (&'a Request, State)> + 'a {
+        self.requests
+            .values()
+            .filter(move |r| ns.is_none_or(|set| set.contains(&r.ns)))
+            .map(move |r| (r, self.state(r, now)))
+            .filter(move |(_, s)| state.is_none_or(|want| *s == want))
+    }
+
+    /// The state of `r` at `now` (expiry is a matter of time, not of a step).
+    pub fn state(&self, r: &Request, now: i64) -> State {
+        if r.denied.is_some() {
+            return State::Denied;
+        }
+        match r.approved_at {
+            None if now > r.requested_at.saturating_add(self.policy.request_ttl_s) => {
+                State::Expired
+            }
+            None => State::Pending,
+            Some(_) if r.downloads >= self.policy.downloads => State::Downloaded,
+            Some(at) if now > at.saturating_add(self.policy.download_window_s) => State::Expired,
+            Some(_) => State::Approved,
+        }
+    }
+
+    /// Applies a recorded step (replay, or after recording a checked one).
+    /// Steps that do not fit (unknown id, duplicate request) are ignored:
+    /// only [`Exports::check`]ed steps are ever recorded.
+    pub fn apply(&mut self, t: &Transition) {
+        match t {
+            Transition::Requested {
+                id,
+                ns,
+                by,
+                reason,
+                selection,
+                at,
+            } => {
+                self.requests.entry(id.clone()).or_insert_with(|| Request {
+                    id: id.clone(),
+                    ns: ns.clone(),
+                    requester: by.clone(),
+                    reason: reason.clone(),
+                    selection: selection.clone(),
+                    requested_at: *at,
+                    approvals: Vec::new(),
+                    denied: None,
+                    approved_at: None,
+                    downloads: 0,
+                });
+            }
+            Transition::Approved {
+                id,
+                by,
+                comment,
+                at,
+            } => {
+                let need = self.policy.approvals_required.max(1);
+                if let Some(r) = self.requests.get_mut(id) {
+                    r.approvals.push((by.clone(), *at, comment.clone()));
+                    if r.approved_at.is_none() && r.approvals.len() >= need {
+                        r.approved_at = Some(*at);
+                    }
+                }
+            }
+            Transition::Denied {
+                id,
+                by,
+                comment,
+                at,
+            } => {
+                if let Some(r) = self.requests.get_mut(id)
+                    && r.denied.is_none()
+                {
+                    r.denied = Some((by.clone(), *at, comment.clone()));
+                }
+            }
+            Transition::Downloaded { id, .. } => {
+                if let Some(r) = self.requests.get_mut(id) {
+                    r.downloads += 1;
+                }
+            }
+        }
+    }
+
+    /// Checks whether `t` may happen at `now`, for an actor whose token
+    /// covers namespaces `ns_allowed` with the role the endpoint requires
+    /// (readers request and download, approvers approve and deny; the caller
+    /// has checked the role).
+    pub fn check(
+        &self,
+        t: &Transition,
+        ns_allowed: &dyn Fn(&str) -> bool,
+        now: i64,
+    ) -> Result<(), Refusal> {
+        let find = |id: &str| {
+            self.requests
+                .get(id)
+                .ok_or_else(|| refuse(404, "no_such_export", format!("no export {id}")))
+        };
+        match t {
+            Transition::Requested { id, ns, reason, .. } => {
+                if self.requests.contains_key(id) {
+                    return Err(refuse(
+                        409,
+                        "duplicate_export",
+                        format!("export {id} exists"),
+                    ));
+                }
+                if !ns_allowed(ns) {
+                    return Err(refuse(
+                        403,
+                        "wrong_namespace",
+                        format!("this token does not cover namespace {ns}"),
+                    ));
+                }
+                if reason.trim().is_empty() {
+                    return Err(refuse(400, "reason_required", "an export needs a reason"));
+                }
+                Ok(())
+            }
+            Transition::Approved { id, by, .. } | Transition::Denied { id, by, .. } => {
+                let r = find(id)?;
+                if !ns_allowed(&r.ns) {
+                    return Err(refuse(
+                        403,
+                        "wrong_namespace",
+                        format!("this token does not approve exports of {}", r.ns),
+                    ));
+                }
+                if *by == r.requester {
+                    return Err(refuse(
+                        403,
+                        "self_approval",
+                        "the requester cannot decide its own export",
+                    ));
+                }
+                let state = self.state(r, now);
+                if state != State::Pending {
+                    return Err(refuse(
+                        409,
+                        "not_pending",
+                        format!("export {id} is {state:?}").to_lowercase(),
+                    ));
+                }
+                if matches!(t, Transition::Approved { .. })
+                    && r.approvals.iter().any(|(a, _, _)| a == by)
+                {
+                    return Err(refuse(409, "already_approved", "one approver counts once"));
+                }
+                Ok(())
+            }
+            Transition::Downloaded { id, by, .. } => {
+                let r = find(id)?;
+                if *by != r.requester {
+                    return Err(refuse(
+                        403,
+                        "not_requester",
+                        "only the requester downloads its export",
+                    ));
+                }
+                match self.state(r, now) {
+                    State::Approved => Ok(()),
+                    State::Pending => Err(refuse(
+                        409,
+                        "not_approved",
+                        format!("export {id} is not approved yet"),
+                    )),
+                    State::Downloaded => Err(refuse(
+                        409,
+                        "already_downloaded",
+                        format!("export {id} was already downloaded"),
+                    )),
+                    State::Expired => Err(refuse(409, "expired", format!("export {id} expired"))),
+                    State::Denied => Err(refuse(409, "denied", format!("export {id} was denied"))),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn actor(s: &str) -> Actor {
+        Actor {
+            iss: "tv".into(),
+            sub: s.into(),
+        }
+    }
+
+    fn requested(id: &str, at: i64) -> Transition {
+        Transition::Requested {
+            id: id.into(),
+            ns: "prod".into(),
+            by: actor("alice"),
+            reason: "incident 42".into(),
+            selection: Selection {
+                by: "session".into(),
+                value: "s1".into(),
+                size: 10,
+                rows: 3,
+                digest: "00".repeat(32),
+                from_us: None,
+                to_us: None,
+            },
+            at,
+        }
+    }
+
+    fn approve(id: &str, who: &str, at: i64) -> Transition {
+        Transition::Approved {
+            id: id.into(),
+            by: actor(who),
+            comment: String::new(),
+            at,
+        }
+    }
+
+    fn download(id: &str, who: &str, at: i64) -> Transition {
+        Transition::Downloaded {
+            id: id.into(),
+            by: actor(who),
+            at,
+        }
+    }
+
+    /// Checks then applies, as the server does.
+    fn step(x: &mut Exports, t: Transition, now: i64) -> Result<(), &'static str> {
+        x.check(&t, &|ns| ns == "prod", now).map_err(|r| r.code)?;
+        x.apply(&t);
+        Ok(())
+    }
+
+    #[test]
+    fn two_of_m_approval_then_one_download() {
+        let mut x = Exports::new(ExportPolicy {
+            approvals_required: 2,
+            ..ExportPolicy::default()
+        });
+        step(&mut x, requested("e", 100), 100).unwrap();
+        assert_eq!(
+            step(&mut x, download("e", "alice", 101), 101),
+            Err("not_approved")
+        );
+        assert_eq!(
+            step(&mut x, approve("e", "alice", 102), 102),
+            Err("self_approval")
+        );
+        step(&mut x, approve("e", "bob", 103), 103).unwrap();
+        assert_eq!(
+            step(&mut x, approve("e", "bob", 104), 104),
+            Err("already_approved")
+        );
+        assert_eq!(x.state(x.get("e").unwrap(), 104), State::Pending);
+        // The same subject from another issuer is another identity.
+        let carol = Transition::Approved {
+            id: "e".into(),
+            by: Actor {
+                iss: "idp".into(),
+                sub: "bob".into(),
+            },
+            comment: "ok".into(),
+            at: 105,
+        };
+        step(&mut x, carol, 105).unwrap();
+        assert_eq!(x.state(x.get("e").unwrap(), 105), State::Approved);
+        assert_eq!(
+            step(&mut x, download("e", "bob", 106), 106),
+            Err("not_requester")
+        );
+        step(&mut x, download("e", "alice", 107), 107).unwrap();
+        assert_eq!(
+            step(&mut x, download("e", "alice", 108), 108),
+            Err("already_downloaded")
+        );
+        assert_eq!(
+            step(&mut x, approve("e", "dan", 109), 109),
+            Err("not_pending")
+        );
+    }
+
+    #[test]
+    fn deny_ends_and_windows_expire() {
+        let mut x = Exports::new(ExportPolicy::default());
+        step(&mut x, requested("d", 0), 0).unwrap();
+        let deny = Transition::Denied {
+            id: "d".into(),
+            by: actor("bob"),
+            comment: "no".into(),
+            at: 5,
+        };
+        step(&mut x, deny, 5).unwrap();
+        assert_eq!(
+            step(&mut x, approve("d", "carol", 6), 6),
+            Err("not_pending")
+        );
+        assert_eq!(x.state(x.get("d").unwrap(), 6), State::Denied);
+
+        let p = ExportPolicy::default();
+        step(&mut x, requested("t", 0), 0).unwrap();
+        let late = p.request_ttl_s + 1;
+        assert_eq!(
+            step(&mut x, approve("t", "bob", late), late),
+            Err("not_pending")
+        );
+        assert_eq!(x.state(x.get("t").unwrap(), late), State::Expired);
+
+        step(&mut x, requested("w", 0), 0).unwrap();
+        step(&mut x, approve("w", "bob", 10), 10).unwrap();
+        let after = 10 + p.download_window_s + 1;
+        assert_eq!(
+            step(&mut x, download("w", "alice", after), after),
+            Err("expired")
+        );
+        // The history stays: an expired request is still there to list.
+        let expired: Vec<_> = x
+            .list(None, Some(State::Expired), after)
+            .map(|(r, _)| r.id.clone())
+            .collect();
+        assert_eq!(expired, ["t", "w"]);
+    }
+
+    #[test]
+    fn requests_need_their_namespace_a_reason_and_a_fresh_id() {
+        let mut x = Exports::new(ExportPolicy::default());
+        let mut t = requested("r", 0);
+        if let Transition::Requested { ns, .. } = &mut t {
+            *ns = "other".into();
+        }
+        assert_eq!(step(&mut x, t, 0), Err("wrong_namespace"));
+        let mut t = requested("r", 0);
+        if let Transition::Requested { reason, .. } = &mut t {
+            *reason = "  ".into();
+        }
+        assert_eq!(step(&mut x, t, 0), Err("reason_required"));
+        step(&mut x, requested("r", 0), 0).unwrap();
+        assert_eq!(step(&mut x, requested("r", 1), 1), Err("duplicate_export"));
+        assert_eq!(
+            step(&mut x, approve("nope", "bob", 1), 1),
+            Err("no_such_export")
+        );
+        // An approver of another namespace cannot decide.
+        let t = approve("r", "bob", 2);
+        assert_eq!(
+            x.check(&t, &|ns| ns == "dev", 2).unwrap_err().code,
+            "wrong_namespace"
+        );
+    }
+
+    #[test]
+    fn replaying_recorded_steps_rebuilds_the_same_state() {
+        let steps = [
+            requested("a", 0),
+            approve("a", "bob", 1),
+            download("a", "alice", 2),
+            requested("b", 3),
+        ];
+        let json: Vec<String> = steps
+            .iter()
+            .map(|t| serde_json::to_string(t).unwrap())
+            .collect();
+        assert!(json[1].contains("\"step\":\"approved\""), "{}", json[1]);
+        let mut x = Exports::new(ExportPolicy::default());
+        for j in &json {
+            x.apply(&serde_json::from_str(j).unwrap());
+        }
+        assert_eq!(x.state(x.get("a").unwrap(), 3), State::Downloaded);
+        assert_eq!(x.state(x.get("b").unwrap(), 3), State::Pending);
+        let pending: Vec<_> = x
+            .list(None, Some(State::Pending), 3)
+            .map(|(r, _)| r.id.clone())
+            .collect();
+        assert_eq!(pending, ["b"]);
+    }
+}
