@@ -540,7 +540,7 @@ mod tests {
         );
         // The history stays: an expired request is still there to list.
         let expired: Vec<_> = x
-            .list(None, Some(State::Expired), after)
+            .list(None, Some(State::Expired), late)
             .map(|(r, _)| r.id.clone())
             .collect();
         assert_eq!(expired, ["t", "w"]);
