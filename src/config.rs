@@ -29,6 +29,8 @@ pub struct FileConfig {
     pub masking_policy: Option<PathBuf>,
     /// SQL query bounds.
     pub query: crate::read_api::QueryConfig,
+    /// The export approval workflow.
+    pub exports: tracevault_query::export::workflow::ExportPolicy,
     /// Log tunables.
     pub log: LogConfig,
     /// Request limits.

@@ -4,6 +4,7 @@
 
 mod bench;
 mod config;
+mod export_api;
 mod query_cmd;
 mod read_api;
 mod serve;

@@ -137,7 +137,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// A reader's window as Unix microseconds (inclusive bounds).
-fn window(c: &Claims) -> Result<(Option<i64>, Option<i64>), ApiError> {
+pub(crate) fn window(c: &Claims) -> Result<(Option<i64>, Option<i64>), ApiError> {
     let parse = |name: &str, v: &Option<String>| -> Result<Option<i64>, ApiError> {
         v.as_deref()
             .map(|s| {
@@ -292,7 +292,7 @@ async fn entry(
     })))
 }
 
-fn role_name(c: &Claims) -> &'static str {
+pub(crate) fn role_name(c: &Claims) -> &'static str {
     match c.role {
         Role::Reader => "reader",
         Role::Admin => "admin",
@@ -301,7 +301,7 @@ fn role_name(c: &Claims) -> &'static str {
     }
 }
 
-fn claim_map(c: &Claims) -> Map<String, Value> {
+pub(crate) fn claim_map(c: &Claims) -> Map<String, Value> {
     match serde_json::to_value(c) {
         Ok(Value::Object(m)) => m,
         _ => Map::new(),

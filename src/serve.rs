@@ -150,6 +150,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             file.masking_policy.as_deref(),
             file.query.clone(),
         )?);
+        let (log_key, _) = tracevault_vault::keys::load_or_create(&data.join("keys/log.key"))?;
+        let exports =
+            Arc::new(crate::export_api::ExportContext::load(&vault, file.exports, log_key).await?);
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
             .with_context(|| format!("binding {listen}"))?;
@@ -165,7 +168,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         println!("vault origin: {}", vault.meta().origin);
         println!("admin token: {}", admin.display());
         println!("listening on http://{}", listener.local_addr()?);
-        let app = router_with(state, read_api::routes()).layer(axum::Extension(read));
+        let app = router_with(state, read_api::routes().merge(crate::export_api::routes()))
+            .layer(axum::Extension(read))
+            .layer(axum::Extension(exports));
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 shutdown_signal().await;

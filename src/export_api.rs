@@ -1,0 +1,562 @@
+//! Exports under approval over HTTP (`docs/exports.md`, SPEC section 3):
+//! `POST /v1/exports` (reader), `GET /v1/exports[?state=]`,
+//! `GET /v1/exports/{id}`, `POST /v1/exports/{id}/approve|deny` (approver),
+//! `GET /v1/exports/{id}/bundle` (the requester, once approved).
+//!
+//! Every step is checked by the workflow (`tracevault_query::export::workflow`),
+//! recorded in `_audit` session `exports`, and only then applied; at start-up
+//! the state is rebuilt from that history.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ed25519_dalek::SigningKey;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tracevault_ingest::{ApiError, AppState, audit, auth};
+use tracevault_query::export::workflow::{
+    Actor, ExportPolicy, Exports, Refusal, Selection, State as ExportState, Transition,
+};
+use tracevault_query::export::{BundleInput, BundleRow, write_bundle};
+use tracevault_query::masking::Masker;
+use tracevault_query::sql::{self, Access, QueryLimits};
+use tracevault_vault::Vault;
+use tracevault_vault::record::Entry;
+use tracevault_vault::token::{Claims, Role};
+
+use crate::read_api::{ReadContext, claim_map, role_name, window};
+
+/// `_audit` session holding the history of every export.
+pub const EXPORTS_SESSION: &str = "exports";
+
+/// The workflow state and the key that signs bundles.
+pub struct ExportContext {
+    exports: tokio::sync::Mutex<Exports>,
+    key: SigningKey,
+}
+
+impl ExportContext {
+    /// Rebuilds the workflow from `_audit` (fail closed: an unreadable
+    /// history stops the start).
+    pub async fn load(
+        vault: &Vault,
+        policy: ExportPolicy,
+        key: SigningKey,
+    ) -> anyhow::Result<Self> {
+        let mut exports = Exports::new(policy);
+        let entries = vault
+            .session_entries(audit::AUDIT_NS, EXPORTS_SESSION)
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the export history from _audit: {e}"))?;
+        for e in entries {
+            let t: Option<Transition> = e
+                .content
+                .as_deref()
+                .and_then(|c| serde_json::from_str(c).ok());
+            match t {
+                Some(t) => exports.apply(&t),
+                None => anyhow::bail!(
+                    "_audit entry {} of session exports is not a workflow step",
+                    e.idx
+                ),
+            }
+        }
+        Ok(ExportContext {
+            exports: tokio::sync::Mutex::new(exports),
+            key,
+        })
+    }
+}
+
+/// The export routes, merged into the server's router.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/exports", post(request).get(list))
+        .route("/v1/exports/{id}", get(status))
+        .route("/v1/exports/{id}/approve", post(approve))
+        .route("/v1/exports/{id}/deny", post(deny))
+        .route("/v1/exports/{id}/bundle", get(bundle))
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn actor(c: &Claims) -> Actor {
+    Actor {
+        iss: c.iss.clone(),
+        sub: c.sub.clone(),
+    }
+}
+
+fn refused(r: Refusal) -> ApiError {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FORBIDDEN);
+    ApiError::new(status, r.code, r.message)
+}
+
+/// Records `t` in `_audit`, then applies it (the caller holds the lock, so
+/// checks and steps never interleave).
+async fn record(st: &AppState, x: &mut Exports, t: Transition, who: &str) -> Result<(), ApiError> {
+    let name = match &t {
+        Transition::Requested { .. } => "export_requested",
+        Transition::Approved { .. } => "export_approved",
+        Transition::Denied { .. } => "export_denied",
+        Transition::Downloaded { .. } => "export_downloaded",
+    };
+    let content =
+        serde_json::to_value(&t).map_err(|e| ApiError::unavailable("internal", e.to_string()))?;
+    st.vault
+        .append_system(
+            audit::AUDIT_NS,
+            vec![audit::event(EXPORTS_SESSION, name, who, content)],
+            audit::SERVER,
+        )
+        .await?;
+    x.apply(&t);
+    Ok(())
+}
+
+fn view(r: &tracevault_query::export::workflow::Request, state: ExportState) -> Value {
+    json!({
+        "id": r.id, "state": state, "namespace": r.ns, "requester": r.requester,
+        "reason": r.reason, "selection": r.selection, "requested_at": r.requested_at,
+        "approvals": r.approvals.iter().map(|(a, at, c)| json!({"by": a, "at": at, "comment": c})).collect::<Vec<_>>(),
+        "denied": r.denied.as_ref().map(|(a, at, c)| json!({"by": a, "at": at, "comment": c})),
+        "approved_at": r.approved_at, "downloads": r.downloads,
+    })
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestBody {
+    namespace: String,
+    sql: Option<String>,
+    session_id: Option<String>,
+    reason: String,
+}
+
+/// What a selection is: `sql` or `session` with its text, the checkpoint
+/// size it is taken below, and the requester's window.
+struct Pick<'a> {
+    by: &'a str,
+    value: &'a str,
+    size: u64,
+    window: (Option<i64>, Option<i64>),
+}
+
+/// The selection's rows: the entries of `ns` below `size` that the
+/// requester's SQL (or session) yields under its access, in index order.
+async fn select(
+    st: &AppState,
+    rc: &ReadContext,
+    masker: &Arc<Masker>,
+    ns: &str,
+    pick: Pick<'_>,
+) -> Result<(Vec<Entry>, String), ApiError> {
+    let Pick {
+        by,
+        value,
+        size,
+        window,
+    } = pick;
+    let inner = match by {
+        "session" => format!(
+            "SELECT idx FROM traces WHERE session_id = '{}'",
+            value.replace('\'', "''")
+        ),
+        _ => value.to_string(),
+    };
+    let q = format!("SELECT DISTINCT idx FROM ({inner}) q WHERE idx < {size} ORDER BY idx");
+    let access = Access {
+        namespaces: vec![ns.to_string()],
+        from_us: window.0,
+        to_us: window.1,
+        diagnostics: false,
+    };
+    let limits = QueryLimits {
+        max_scan_rows: rc.query.max_scan_rows,
+        max_result_rows: rc.query.max_result_rows,
+        memory_bytes: rc.query.memory_mb << 20,
+        timeout: std::time::Duration::from_secs(rc.query.timeout_s.max(1)),
+    };
+    let result = sql::run(&st.vault, &access, masker, &q, limits)
+        .await
+        .map_err(|e| {
+            ApiError::bad_request(
+                "invalid_selection",
+                format!("the selection must be SQL returning an idx column: {e}"),
+            )
+        })?;
+    let mut wanted = BTreeSet::new();
+    for b in &result.batches {
+        let col = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::UInt64Array>()
+            .ok_or_else(|| {
+                ApiError::bad_request("invalid_selection", "idx must be the traces column idx")
+            })?;
+        wanted.extend(col.iter().flatten());
+    }
+    let set = Arc::new(wanted);
+    let keep = set.clone();
+    let entries = st
+        .vault
+        .scan_entries(ns, move |e| keep.contains(&e.idx), usize::MAX)
+        .await?;
+    if entries.len() != set.len() {
+        return Err(ApiError::unavailable(
+            "selection_incomplete",
+            "some selected entries could not be read; retry",
+        ));
+    }
+    let mut h = Sha256::new();
+    for e in &entries {
+        h.update(format!("{}:{}\n", e.idx, hex::encode(e.leaf_hash)).as_bytes());
+    }
+    Ok((entries, hex::encode(h.finalize())))
+}
+
+fn masker_for(rc: &ReadContext, c: &Claims) -> Arc<Masker> {
+    let profile = rc.policy.profile_for(role_name(c), &claim_map(c));
+    Arc::new(Masker::new(profile, &rc.hash_key))
+}
+
+async fn request(
+    State(st): State<AppState>,
+    Extension(rc): Extension<Arc<ReadContext>>,
+    Extension(xc): Extension<Arc<ExportContext>>,
+    headers: HeaderMap,
+    body: Result<Json<RequestBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let claims = auth::authenticate(&st, &headers)?;
+    auth::authorize(&claims, &[Role::Reader], None)?;
+    let Json(b) = body.map_err(|e| ApiError::bad_request("invalid_json", e.body_text()))?;
+    auth::authorize(&claims, &[Role::Reader], Some(&b.namespace))?;
+    tracevault_vault::validate_namespace(&b.namespace, false)?;
+    let (by, value) = match (&b.sql, &b.session_id) {
+        (Some(s), None) => ("sql", s.clone()),
+        (None, Some(s)) => ("session", s.clone()),
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_selection",
+                "give exactly one of sql and session_id",
+            ));
+        }
+    };
+    if value.len() > rc.query.max_sql_bytes {
+        return Err(ApiError::too_large(
+            "sql_too_large",
+            "the selection is too long",
+        ));
+    }
+    let size = match st.vault.view(&b.namespace).await? {
+        Some(v) => v.latest_checkpoint().map_or(0, |c| c.0),
+        None => 0,
+    };
+    if size == 0 {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "nothing_to_export",
+            format!("namespace {} has no signed checkpoint yet", b.namespace),
+        ));
+    }
+    let win = window(&claims)?;
+    let masker = masker_for(&rc, &claims);
+    let (entries, digest) = select(
+        &st,
+        &rc,
+        &masker,
+        &b.namespace,
+        Pick {
+            by,
+            value: &value,
+            size,
+            window: win,
+        },
+    )
+    .await?;
+    let mut id = [0u8; 12];
+    tracevault_vault::keys::random_bytes(&mut id)
+        .map_err(|e| ApiError::unavailable("internal", e.to_string()))?;
+    let t = Transition::Requested {
+        id: hex::encode(id),
+        ns: b.namespace.clone(),
+        by: actor(&claims),
+        reason: b.reason.clone(),
+        selection: Selection {
+            by: by.into(),
+            value,
+            size,
+            rows: entries.len() as u64,
+            digest: digest.clone(),
+            from_us: win.0,
+            to_us: win.1,
+        },
+        at: now(),
+    };
+    let mut x = xc.exports.lock().await;
+    x.check(&t, &|ns| claims.allows_ns(ns), now())
+        .map_err(refused)?;
+    let id = t.id().to_string();
+    record(&st, &mut x, t, &claims.sub).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": id, "state": "pending", "rows": entries.len(), "selection_digest": digest})),
+    )
+        .into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    state: Option<String>,
+}
+
+async fn list(
+    State(st): State<AppState>,
+    Extension(xc): Extension<Arc<ExportContext>>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let claims = auth::authenticate(&st, &headers)?;
+    auth::authorize(&claims, &[Role::Reader, Role::Approver, Role::Admin], None)?;
+    let want = match q.state.as_deref() {
+        None => None,
+        Some(s) => Some(
+            serde_json::from_value::<ExportStateName>(Value::String(s.into()))
+                .map_err(|_| {
+                    ApiError::bad_request(
+                        "invalid_state",
+                        "state is pending, approved, denied, expired or downloaded",
+                    )
+                })?
+                .0,
+        ),
+    };
+    let x = xc.exports.lock().await;
+    let me = actor(&claims);
+    let items: Vec<Value> = x
+        .list(None, want, now())
+        .filter(|(r, _)| match claims.role {
+            Role::Reader => r.requester == me,
+            _ => claims.allows_ns(&r.ns),
+        })
+        .map(|(r, s)| view(r, s))
+        .collect();
+    Ok(Json(json!({"exports": items})))
+}
+
+/// `?state=` names.
+struct ExportStateName(ExportState);
+
+impl<'de> serde::Deserialize<'de> for ExportStateName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let map: BTreeMap<&str, ExportState> = [
+            ("pending", ExportState::Pending),
+            ("approved", ExportState::Approved),
+            ("denied", ExportState::Denied),
+            ("expired", ExportState::Expired),
+            ("downloaded", ExportState::Downloaded),
+        ]
+        .into_iter()
+        .collect();
+        map.get(s.as_str())
+            .copied()
+            .map(ExportStateName)
+            .ok_or_else(|| serde::de::Error::custom("unknown state"))
+    }
+}
+
+async fn status(
+    State(st): State<AppState>,
+    Extension(xc): Extension<Arc<ExportContext>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let claims = auth::authenticate(&st, &headers)?;
+    auth::authorize(&claims, &[Role::Reader, Role::Approver, Role::Admin], None)?;
+    let x = xc.exports.lock().await;
+    let not_found = || ApiError::not_found("no_such_export", format!("no export {id}"));
+    let r = x.get(&id).ok_or_else(not_found)?;
+    let visible = match claims.role {
+        Role::Reader => r.requester == actor(&claims),
+        _ => claims.allows_ns(&r.ns),
+    };
+    if !visible {
+        return Err(not_found());
+    }
+    Ok(Json(view(r, x.state(r, now()))))
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Decision {
+    #[serde(default)]
+    comment: String,
+}
+
+async fn decide(
+    st: AppState,
+    xc: Arc<ExportContext>,
+    headers: HeaderMap,
+    id: String,
+    body: Option<Json<Decision>>,
+    approve: bool,
+) -> Result<Json<Value>, ApiError> {
+    let claims = auth::authenticate(&st, &headers)?;
+    auth::authorize(&claims, &[Role::Approver], None)?;
+    let comment = body.map(|Json(d)| d.comment).unwrap_or_default();
+    let t = if approve {
+        Transition::Approved {
+            id: id.clone(),
+            by: actor(&claims),
+            comment,
+            at: now(),
+        }
+    } else {
+        Transition::Denied {
+            id: id.clone(),
+            by: actor(&claims),
+            comment,
+            at: now(),
+        }
+    };
+    let mut x = xc.exports.lock().await;
+    x.check(&t, &|ns| claims.allows_ns(ns), now())
+        .map_err(refused)?;
+    record(&st, &mut x, t, &claims.sub).await?;
+    let r = x
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found("no_such_export", format!("no export {id}")))?;
+    Ok(Json(view(r, x.state(r, now()))))
+}
+
+async fn approve(
+    State(st): State<AppState>,
+    Extension(xc): Extension<Arc<ExportContext>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Option<Json<Decision>>,
+) -> Result<Json<Value>, ApiError> {
+    decide(st, xc, headers, id, body, true).await
+}
+
+async fn deny(
+    State(st): State<AppState>,
+    Extension(xc): Extension<Arc<ExportContext>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Option<Json<Decision>>,
+) -> Result<Json<Value>, ApiError> {
+    decide(st, xc, headers, id, body, false).await
+}
+
+async fn bundle(
+    State(st): State<AppState>,
+    Extension(rc): Extension<Arc<ReadContext>>,
+    Extension(xc): Extension<Arc<ExportContext>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let claims = auth::authenticate(&st, &headers)?;
+    auth::authorize(&claims, &[Role::Reader], None)?;
+    let mut x = xc.exports.lock().await;
+    let t = Transition::Downloaded {
+        id: id.clone(),
+        by: actor(&claims),
+        at: now(),
+    };
+    x.check(&t, &|ns| claims.allows_ns(ns), now())
+        .map_err(refused)?;
+    let r = x
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("no_such_export", format!("no export {id}")))?;
+    // The frozen selection, re-run on the same snapshot: what the approvers
+    // saw is exactly what leaves, or nothing does.
+    let sel = &r.selection;
+    let masker = masker_for(&rc, &claims);
+    let (entries, digest) = select(
+        &st,
+        &rc,
+        &masker,
+        &r.ns,
+        Pick {
+            by: &sel.by,
+            value: &sel.value,
+            size: sel.size,
+            window: (sel.from_us, sel.to_us),
+        },
+    )
+    .await?;
+    if digest != sel.digest {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "selection_changed",
+            "the selection no longer yields the rows that were approved (it depends on time or randomness); request the export again",
+        ));
+    }
+    let view = st.vault.view(&r.ns).await?.ok_or_else(|| {
+        ApiError::unavailable("unavailable", format!("namespace {} cannot be read", r.ns))
+    })?;
+    let (size, checkpoint) = view
+        .latest_checkpoint()
+        .ok_or_else(|| ApiError::unavailable("unavailable", "no checkpoint"))?;
+    let mut rows = Vec::with_capacity(entries.len());
+    for e in entries {
+        let (_, proof) = view
+            .inclusion_proof(e.idx, size)
+            .map_err(|err| ApiError::unavailable("unavailable", err.to_string()))?;
+        rows.push(BundleRow { entry: e, proof });
+    }
+    let history: Vec<Value> = st
+        .vault
+        .session_entries(audit::AUDIT_NS, EXPORTS_SESSION)
+        .await?
+        .into_iter()
+        .filter_map(|e| {
+            let c: Value = serde_json::from_str(e.content.as_deref()?).ok()?;
+            (c["id"] == Value::String(id.clone()))
+                .then(|| json!({"index": e.idx, "leaf_hash": hex::encode(e.leaf_hash), "step": c}))
+        })
+        .collect();
+    let input = BundleInput {
+        export_id: id.clone(),
+        ns: r.ns.clone(),
+        checkpoint,
+        size,
+        selection_digest: sel.digest.clone(),
+        requester: r.requester.sub.clone(),
+        approvers: r.approvals.iter().map(|(a, _, _)| a.sub.clone()).collect(),
+        created_at: chrono::Utc::now().to_rfc3339(),
+        approvals: history,
+        rows,
+    };
+    let key = xc.key.clone();
+    let bytes = tokio::task::spawn_blocking(move || write_bundle(&input, &masker, &key))
+        .await
+        .map_err(|e| ApiError::unavailable("internal", e.to_string()))?
+        .map_err(|e| ApiError::unavailable("internal", e.to_string()))?;
+    // Recorded before the bundle leaves.
+    record(&st, &mut x, t, &claims.sub).await?;
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/x-tar".to_string(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"export-{id}.tar\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}

@@ -1,0 +1,276 @@
+//! Exports under approval end to end: a reader requests a session export
+//! with a reason; self-approval, approval by a writer or by an approver of
+//! another namespace, download before approval and a second download are
+//! refused; an approved bundle verifies offline with only the verifier key;
+//! the whole history is queryable in `_audit` and `verify` covers it.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+async fn send(
+    c: &reqwest::Client,
+    method: &str,
+    url: &str,
+    tok: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut r = match method {
+        "POST" => c.post(url),
+        _ => c.get(url),
+    }
+    .bearer_auth(tok);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let r = r.send().await.unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_export_is_approved_downloaded_once_and_verifies_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(dir.path(), "[log]\nflush_interval_ms = 50\n");
+    let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    let c = client();
+    let url = &srv.url;
+    let w = token(&data, "writer", "prod", "agent");
+    let events: Vec<Value> = (0..6)
+        .map(|i| {
+            json!({"session_id": if i < 4 { "s1" } else { "s2" }, "kind": "prompt",
+                        "content": format!("step {i} for jane.doe@example.com")})
+        })
+        .collect();
+    let (s, r) = post_events(
+        &c,
+        url,
+        "prod",
+        &w,
+        json!({"events": events}),
+        "?wait=checkpoint",
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    let alice = token(&data, "reader", "prod", "alice");
+    let bob = token(&data, "approver", "prod", "bob");
+    let alice_approver = token(&data, "approver", "prod", "alice");
+    let dev_approver = token(&data, "approver", "dev", "carol");
+
+    // A reason is mandatory; the namespace must be the reader's.
+    let req =
+        |reason: &str, ns: &str| json!({"namespace": ns, "session_id": "s1", "reason": reason});
+    let (s, b) = send(
+        &c,
+        "POST",
+        &format!("{url}/v1/exports"),
+        &alice,
+        Some(req(" ", "prod")),
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (400, Some("reason_required")),
+        "{b}"
+    );
+    let (s, _) = send(
+        &c,
+        "POST",
+        &format!("{url}/v1/exports"),
+        &alice,
+        Some(req("x", "dev")),
+    )
+    .await;
+    assert_eq!(s, 403);
+    let (s, b) = send(
+        &c,
+        "POST",
+        &format!("{url}/v1/exports"),
+        &w,
+        Some(req("x", "prod")),
+    )
+    .await;
+    assert_eq!(s, 403, "{b}");
+    let (s, b) = send(
+        &c,
+        "POST",
+        &format!("{url}/v1/exports"),
+        &alice,
+        Some(req("incident 42", "prod")),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["rows"], 4, "{b}");
+    let id = b["id"].as_str().unwrap().to_string();
+    let ex = format!("{url}/v1/exports/{id}");
+
+    // The approver's inbox.
+    let (s, b) = send(
+        &c,
+        "GET",
+        &format!("{url}/v1/exports?state=pending"),
+        &bob,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, b["exports"][0]["id"].as_str()),
+        (200, Some(id.as_str())),
+        "{b}"
+    );
+    // Refusals.
+    let (s, b) = send(&c, "GET", &format!("{ex}/bundle"), &alice, None).await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (409, Some("not_approved")),
+        "{b}"
+    );
+    let (s, b) = send(&c, "POST", &format!("{ex}/approve"), &alice_approver, None).await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (403, Some("self_approval")),
+        "{b}"
+    );
+    let (s, _) = send(&c, "POST", &format!("{ex}/approve"), &w, None).await;
+    assert_eq!(s, 403);
+    let (s, _) = send(&c, "POST", &format!("{ex}/approve"), &alice, None).await;
+    assert_eq!(s, 403);
+    let (s, b) = send(&c, "POST", &format!("{ex}/approve"), &dev_approver, None).await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (403, Some("wrong_namespace")),
+        "{b}"
+    );
+    // Approved once; a second approval by the same identity is refused.
+    let (s, b) = send(
+        &c,
+        "POST",
+        &format!("{ex}/approve"),
+        &bob,
+        Some(json!({"comment": "ok"})),
+    )
+    .await;
+    assert_eq!((s, b["state"].as_str()), (200, Some("approved")), "{b}");
+    let (s, _) = send(&c, "POST", &format!("{ex}/approve"), &bob, None).await;
+    assert_eq!(s, 409);
+
+    // Only the requester downloads, once.
+    let (s, _) = send(
+        &c,
+        "GET",
+        &format!("{ex}/bundle"),
+        &token(&data, "reader", "prod", "mallory"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 403);
+    let r = c
+        .get(format!("{ex}/bundle"))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let bytes = r.bytes().await.unwrap();
+    assert!(!String::from_utf8_lossy(&bytes).contains("jane.doe@example.com"));
+    let (s, b) = send(&c, "GET", &format!("{ex}/bundle"), &alice, None).await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (409, Some("already_downloaded")),
+        "{b}"
+    );
+
+    // Offline: only the file and the verifier key.
+    let (_, vault) = get(&c, &format!("{url}/v1/vault"), Some(&alice)).await;
+    let vault: Value = serde_json::from_str(&vault).unwrap();
+    let vk = vault["namespaces"][0]["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let file = dir.path().join("export.tar");
+    std::fs::write(&file, &bytes).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["verify-bundle", file.to_str().unwrap(), "--key", &vk])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{err}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(err.contains("4 rows") && err.contains("4 bound"), "{err}");
+
+    // A denied request ends there.
+    let (_, b) = send(
+        &c,
+        "POST",
+        &format!("{url}/v1/exports"),
+        &alice,
+        Some(req("again", "prod")),
+    )
+    .await;
+    let id2 = b["id"].as_str().unwrap().to_string();
+    let (s, _) = send(
+        &c,
+        "POST",
+        &format!("{url}/v1/exports/{id2}/deny"),
+        &bob,
+        Some(json!({"comment": "no"})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, b) = send(
+        &c,
+        "POST",
+        &format!("{url}/v1/exports/{id2}/approve"),
+        &token(&data, "approver", "prod", "dan"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (409, Some("not_pending")),
+        "{b}"
+    );
+
+    // The history is in _audit, and survives a restart.
+    assert_eq!(srv.terminate(), Some(0));
+    let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    let (s, b) = send(
+        &c,
+        "GET",
+        &format!("{}/v1/exports/{id}", srv.url),
+        &bob,
+        None,
+    )
+    .await;
+    assert_eq!((s, b["state"].as_str()), (200, Some("downloaded")), "{b}");
+    let admin = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let (s, b) = send(
+        &c,
+        "POST",
+        &format!("{}/v1/query", srv.url),
+        admin.trim(),
+        Some(json!({"sql": "SELECT name FROM traces WHERE ns = '_audit' AND session_id = 'exports' ORDER BY idx"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(
+        b["rows"],
+        json!([
+            ["export_requested"],
+            ["export_approved"],
+            ["export_downloaded"],
+            ["export_requested"],
+            ["export_denied"]
+        ]),
+        "{b}"
+    );
+    assert_eq!(srv.terminate(), Some(0));
+    let (code, out, err) = verify(&["--data", data.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+}
