@@ -17,14 +17,13 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use ed25519_dalek::SigningKey;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tracevault_ingest::{ApiError, AppState, audit, auth};
 use tracevault_query::export::workflow::{
     Actor, ExportPolicy, Exports, Refusal, Selection, State as ExportState, Transition,
 };
-use tracevault_query::export::{BundleInput, BundleRow, write_bundle};
+use tracevault_query::export::{BundleInput, BundleRow, selection_digest, write_bundle};
 use tracevault_query::masking::Masker;
-use tracevault_query::sql::{self, Access, QueryLimits};
+use tracevault_query::sql::{self, Access, QueryError, QueryLimits};
 use tracevault_vault::Vault;
 use tracevault_vault::record::Entry;
 use tracevault_vault::token::{Claims, Role};
@@ -36,7 +35,7 @@ pub const EXPORTS_SESSION: &str = "exports";
 
 /// The workflow state and the key that signs bundles.
 pub struct ExportContext {
-    exports: tokio::sync::Mutex<Exports>,
+    exports: Arc<tokio::sync::Mutex<Exports>>,
     key: SigningKey,
 }
 
@@ -67,7 +66,7 @@ impl ExportContext {
             }
         }
         Ok(ExportContext {
-            exports: tokio::sync::Mutex::new(exports),
+            exports: Arc::new(tokio::sync::Mutex::new(exports)),
             key,
         })
     }
@@ -99,26 +98,44 @@ fn refused(r: Refusal) -> ApiError {
     ApiError::new(status, r.code, r.message)
 }
 
-/// Records `t` in `_audit`, then applies it (the caller holds the lock, so
-/// checks and steps never interleave).
-async fn record(st: &AppState, x: &mut Exports, t: Transition, who: &str) -> Result<(), ApiError> {
-    let name = match &t {
-        Transition::Requested { .. } => "export_requested",
-        Transition::Approved { .. } => "export_approved",
-        Transition::Denied { .. } => "export_denied",
-        Transition::Downloaded { .. } => "export_downloaded",
-    };
-    let content =
-        serde_json::to_value(&t).map_err(|e| ApiError::unavailable("internal", e.to_string()))?;
-    st.vault
-        .append_system(
-            audit::AUDIT_NS,
-            vec![audit::event(EXPORTS_SESSION, name, who, content)],
-            audit::SERVER,
-        )
-        .await?;
-    x.apply(&t);
-    Ok(())
+/// Checks `t`, records it in `_audit`, then applies it, all under the
+/// workflow lock and in a task of its own: a client that goes away cannot
+/// leave a step recorded but not applied. Returns the request's view after.
+async fn commit(
+    st: &AppState,
+    xc: &Arc<ExportContext>,
+    claims: &Claims,
+    t: Transition,
+) -> Result<Value, ApiError> {
+    let (st, exports, claims) = (st.clone(), xc.exports.clone(), claims.clone());
+    let task = tokio::spawn(async move {
+        let mut x = exports.lock().await;
+        let at = now();
+        x.check(&t, &|ns| claims.allows_ns(ns), at)
+            .map_err(refused)?;
+        let name = match &t {
+            Transition::Requested { .. } => "export_requested",
+            Transition::Approved { .. } => "export_approved",
+            Transition::Denied { .. } => "export_denied",
+            Transition::Downloaded { .. } => "export_downloaded",
+        };
+        let content = serde_json::to_value(&t)
+            .map_err(|e| ApiError::unavailable("internal", e.to_string()))?;
+        st.vault
+            .append_system(
+                audit::AUDIT_NS,
+                vec![audit::event(EXPORTS_SESSION, name, &claims.sub, content)],
+                audit::SERVER,
+            )
+            .await?;
+        x.apply(&t);
+        let r = x
+            .get(t.id())
+            .ok_or_else(|| ApiError::unavailable("internal", "the step was not applied"))?;
+        Ok::<Value, ApiError>(view(r, x.state(r, at)))
+    });
+    task.await
+        .map_err(|e| ApiError::unavailable("internal", e.to_string()))?
 }
 
 fn view(r: &tracevault_query::export::workflow::Request, state: ExportState) -> Value {
@@ -171,7 +188,9 @@ async fn select(
         ),
         _ => value.to_string(),
     };
-    let q = format!("SELECT DISTINCT idx FROM ({inner}) q WHERE idx < {size} ORDER BY idx");
+    // The selection on lines of its own, so a trailing `--` comment cannot
+    // swallow the wrapper (the bounds are enforced again below anyway).
+    let q = format!("SELECT DISTINCT idx FROM (\n{inner}\n) q WHERE idx < {size} ORDER BY idx");
     let access = Access {
         namespaces: vec![ns.to_string()],
         from_us: window.0,
@@ -184,13 +203,29 @@ async fn select(
         memory_bytes: rc.query.memory_mb << 20,
         timeout: std::time::Duration::from_secs(rc.query.timeout_s.max(1)),
     };
-    let result = sql::run(&st.vault, &access, masker, &q, limits)
+    // A query like any other: a slot, and the engine's own runtime.
+    let slot = rc.slots.clone().try_acquire_owned().map_err(|_| {
+        ApiError::unavailable("busy", "too many queries are running; retry shortly")
+    })?;
+    let (vault, task_masker) = (st.vault.clone(), masker.clone());
+    let result = rc
+        .engine
+        .spawn(async move {
+            let _slot = slot;
+            sql::run(&vault, &access, &task_masker, &q, limits).await
+        })
         .await
-        .map_err(|e| {
-            ApiError::bad_request(
+        .map_err(|e| ApiError::unavailable("internal", e.to_string()))?
+        .map_err(|e| match e {
+            QueryError::ScanTooLarge(..) | QueryError::ResultTooLarge(_) => {
+                ApiError::too_large("selection_too_large", e.to_string())
+            }
+            QueryError::Timeout(_) => ApiError::unavailable("query_timeout", e.to_string()),
+            QueryError::Vault(v) => v.into(),
+            e => ApiError::bad_request(
                 "invalid_selection",
-                format!("the selection must be SQL returning an idx column: {e}"),
-            )
+                format!("the selection must be SQL returning the idx column of traces: {e}"),
+            ),
         })?;
     let mut wanted = BTreeSet::new();
     for b in &result.batches {
@@ -203,23 +238,25 @@ async fn select(
             })?;
         wanted.extend(col.iter().flatten());
     }
-    let set = Arc::new(wanted);
-    let keep = set.clone();
+    // Whatever indices the SQL produced, only rows the requester may see
+    // (its window, below the frozen size) are exported.
+    let keep = Arc::new(wanted);
+    let (from, to) = window;
     let entries = st
         .vault
-        .scan_entries(ns, move |e| keep.contains(&e.idx), usize::MAX)
+        .scan_entries(
+            ns,
+            move |e| {
+                keep.contains(&e.idx)
+                    && e.idx < size
+                    && from.is_none_or(|f| e.received_at >= f)
+                    && to.is_none_or(|t| e.received_at <= t)
+            },
+            usize::MAX,
+        )
         .await?;
-    if entries.len() != set.len() {
-        return Err(ApiError::unavailable(
-            "selection_incomplete",
-            "some selected entries could not be read; retry",
-        ));
-    }
-    let mut h = Sha256::new();
-    for e in &entries {
-        h.update(format!("{}:{}\n", e.idx, hex::encode(e.leaf_hash)).as_bytes());
-    }
-    Ok((entries, hex::encode(h.finalize())))
+    let digest = selection_digest(entries.iter().map(|e| (e.idx, e.leaf_hash)));
+    Ok((entries, digest))
 }
 
 fn masker_for(rc: &ReadContext, c: &Claims) -> Arc<Masker> {
@@ -239,6 +276,12 @@ async fn request(
     let Json(b) = body.map_err(|e| ApiError::bad_request("invalid_json", e.body_text()))?;
     auth::authorize(&claims, &[Role::Reader], Some(&b.namespace))?;
     tracevault_vault::validate_namespace(&b.namespace, false)?;
+    if b.reason.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "reason_required",
+            "an export needs a reason",
+        ));
+    }
     let (by, value) = match (&b.sql, &b.session_id) {
         (Some(s), None) => ("sql", s.clone()),
         (None, Some(s)) => ("session", s.clone()),
@@ -281,6 +324,13 @@ async fn request(
         },
     )
     .await?;
+    if entries.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "empty_selection",
+            "the selection holds no rows this token may see (its namespace, window and the latest checkpoint)",
+        ));
+    }
     let mut id = [0u8; 12];
     tracevault_vault::keys::random_bytes(&mut id)
         .map_err(|e| ApiError::unavailable("internal", e.to_string()))?;
@@ -298,13 +348,12 @@ async fn request(
             from_us: win.0,
             to_us: win.1,
         },
+        profile: masker.profile().name.clone(),
+        policy: *xc.exports.lock().await.policy(),
         at: now(),
     };
-    let mut x = xc.exports.lock().await;
-    x.check(&t, &|ns| claims.allows_ns(ns), now())
-        .map_err(refused)?;
     let id = t.id().to_string();
-    record(&st, &mut x, t, &claims.sub).await?;
+    commit(&st, &xc, &claims, t).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"id": id, "state": "pending", "rows": entries.len(), "selection_digest": digest})),
@@ -427,14 +476,7 @@ async fn decide(
             at: now(),
         }
     };
-    let mut x = xc.exports.lock().await;
-    x.check(&t, &|ns| claims.allows_ns(ns), now())
-        .map_err(refused)?;
-    record(&st, &mut x, t, &claims.sub).await?;
-    let r = x
-        .get(&id)
-        .ok_or_else(|| ApiError::not_found("no_such_export", format!("no export {id}")))?;
-    Ok(Json(view(r, x.state(r, now()))))
+    Ok(Json(commit(&st, &xc, &claims, t).await?))
 }
 
 async fn approve(
@@ -466,22 +508,36 @@ async fn bundle(
 ) -> Result<Response, ApiError> {
     let claims = auth::authenticate(&st, &headers)?;
     auth::authorize(&claims, &[Role::Reader], None)?;
-    let mut x = xc.exports.lock().await;
+    // Checked now (cheap refusals first), and again when recorded: the
+    // bundle is built without holding the workflow lock.
     let t = Transition::Downloaded {
         id: id.clone(),
         by: actor(&claims),
         at: now(),
     };
-    x.check(&t, &|ns| claims.allows_ns(ns), now())
-        .map_err(refused)?;
-    let r = x
-        .get(&id)
-        .cloned()
-        .ok_or_else(|| ApiError::not_found("no_such_export", format!("no export {id}")))?;
+    let r = {
+        let x = xc.exports.lock().await;
+        x.check(&t, &|ns| claims.allows_ns(ns), now())
+            .map_err(refused)?;
+        x.get(&id)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found("no_such_export", format!("no export {id}")))?
+    };
     // The frozen selection, re-run on the same snapshot: what the approvers
     // saw is exactly what leaves, or nothing does.
     let sel = &r.selection;
     let masker = masker_for(&rc, &claims);
+    if masker.profile().name != r.profile {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "profile_changed",
+            format!(
+                "the export was requested under masking profile {}, this token gets {}; request it again",
+                r.profile,
+                masker.profile().name
+            ),
+        ));
+    }
     let (entries, digest) = select(
         &st,
         &rc,
@@ -521,7 +577,14 @@ async fn bundle(
         .await?
         .into_iter()
         .filter_map(|e| {
-            let c: Value = serde_json::from_str(e.content.as_deref()?).ok()?;
+            let mut c: Value = serde_json::from_str(e.content.as_deref()?).ok()?;
+            // The session id as the requester's profile shows it.
+            if c["selection"]["by"] == "session"
+                && let Some(v) = c["selection"]["value"].as_str()
+            {
+                let shown = masker.mask_str("session_id", v).map(|m| m.into_owned());
+                c["selection"]["value"] = shown.map_or(Value::Null, Value::String);
+            }
             (c["id"] == Value::String(id.clone()))
                 .then(|| json!({"index": e.idx, "leaf_hash": hex::encode(e.leaf_hash), "step": c}))
         })
@@ -543,8 +606,9 @@ async fn bundle(
         .await
         .map_err(|e| ApiError::unavailable("internal", e.to_string()))?
         .map_err(|e| ApiError::unavailable("internal", e.to_string()))?;
-    // Recorded before the bundle leaves.
-    record(&st, &mut x, t, &claims.sub).await?;
+    // Recorded before the bundle leaves (and refused if another download
+    // got there first).
+    commit(&st, &xc, &claims, t).await?;
     Ok((
         [
             (

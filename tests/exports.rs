@@ -106,6 +106,24 @@ async fn a_session_export_is_approved_downloaded_once_and_verifies_offline() {
     let id = b["id"].as_str().unwrap().to_string();
     let ex = format!("{url}/v1/exports/{id}");
 
+    // Whatever indices a selection's SQL makes up, only rows in the
+    // requester's window are exported.
+    let old = reader_token_window(
+        &data,
+        "prod",
+        "eve",
+        "2020-01-01T00:00:00Z",
+        "2021-01-01T00:00:00Z",
+    );
+    let forged = json!({"namespace": "prod", "reason": "probe",
+        "sql": "SELECT arrow_cast(column1, 'UInt64') AS idx FROM (VALUES (0), (1), (2)) --"});
+    let (s, b) = send(&c, "POST", &format!("{url}/v1/exports"), &old, Some(forged)).await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (409, Some("empty_selection")),
+        "{b}"
+    );
+
     // The approver's inbox.
     let (s, b) = send(
         &c,

@@ -53,7 +53,10 @@ async fn the_cli_verifies_offline_and_names_what_changed() {
             proof: view.inclusion_proof(e.idx, size).unwrap().1,
             entry: e,
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let digest = tracevault_query::export::selection_digest(
+        rows.iter().map(|r| (r.entry.idx, r.entry.leaf_hash)),
+    );
     let (key, _) = keys::load_or_create(&data.join("keys/log.key")).unwrap();
     let policy = Policy::default_policy();
     let masker = Masker::new(
@@ -65,7 +68,7 @@ async fn the_cli_verifies_offline_and_names_what_changed() {
         ns: "n".into(),
         checkpoint,
         size,
-        selection_digest: "ab".repeat(32),
+        selection_digest: digest,
         requester: "auditor".into(),
         approvers: vec!["boss".into()],
         created_at: "2026-11-22T00:00:00Z".into(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tracevault_query::export::{
-    BundleInput, BundleReport, BundleRow, MEMBERS, verify_bundle, write_bundle,
+    BundleInput, BundleReport, BundleRow, MEMBERS, selection_digest, verify_bundle, write_bundle,
 };
 use tracevault_query::masking::{Masker, Policy};
 use tracevault_schemas::Event;
@@ -70,7 +70,7 @@ async fn bundle(f: &Fixture, id: &str, policy: &Policy, pick: impl Fn(u64) -> bo
         .scan_entries("n", |_| true, usize::MAX)
         .await
         .unwrap();
-    let rows = entries
+    let rows: Vec<BundleRow> = entries
         .into_iter()
         .filter(|e| pick(e.idx))
         .map(|e| BundleRow {
@@ -78,12 +78,13 @@ async fn bundle(f: &Fixture, id: &str, policy: &Policy, pick: impl Fn(u64) -> bo
             entry: e,
         })
         .collect();
+    let digest = selection_digest(rows.iter().map(|r| (r.entry.idx, r.entry.leaf_hash)));
     let input = BundleInput {
         export_id: id.into(),
         ns: "n".into(),
         checkpoint,
         size,
-        selection_digest: "00".repeat(32),
+        selection_digest: digest,
         requester: "auditor".into(),
         approvers: vec!["boss".into()],
         created_at: "2026-11-22T00:00:00Z".into(),
@@ -146,6 +147,12 @@ async fn a_bundle_verifies_offline_and_masked_fields_are_withheld() {
     // verbatim column: every row is bound, content is withheld.
     assert_eq!((r.bound, r.unbound), (5, 0));
     assert_eq!(r.withheld.get("content"), Some(&5));
+    // With content masked the salt is withheld, so the shown attributes are
+    // reported as unverified, not counted verified.
+    assert_eq!(
+        r.withheld.get("attributes (unverified: salt withheld)"),
+        Some(&5)
+    );
     assert!(!String::from_utf8_lossy(&file).contains("alice@example.com"));
 
     // A profile that masks `name`: that row's record is withheld (it holds
@@ -245,4 +252,34 @@ async fn any_flipped_byte_dropped_or_swapped_row_is_caught() {
         "{:?}",
         r.findings
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_pax_size_differs_from_its_header_is_refused() {
+    // Other tar readers honour a PAX size override: a member could extract
+    // as more than what the verifier hashed. Such bundles are not read.
+    let f = fixture(3).await;
+    let parts = members(&bundle(&f, "p", &unmasked(), |_| true).await);
+    let mut t = tar::Builder::new(Vec::new());
+    for (name, data) in &parts {
+        if name == "events.parquet" {
+            let bigger = (data.len() + 512).to_string();
+            t.append_pax_extensions([("size", bigger.as_bytes())])
+                .unwrap();
+        }
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        t.append_data(&mut h, name, data.as_slice()).unwrap();
+    }
+    let file = t.into_inner().unwrap();
+    let r = verify_bundle(&file, &f.vault.verifier_key("n"), &mut |_, _| {});
+    let e = r
+        .map(|r| r.findings.join("; "))
+        .unwrap_or_else(|e| e.to_string());
+    assert!(
+        e.contains("PAX size") || e.contains("events.parquet"),
+        "{e}"
+    );
+    assert!(e.contains("events.parquet"), "{e}");
 }

@@ -48,6 +48,18 @@ pub const VERBATIM: [&str; 9] = [
     "model",
 ];
 
+/// The frozen selection's digest: SHA-256 (hex) of `"{idx}:{leaf hex}\n"`
+/// for each row in index order. Recorded when an export is requested,
+/// re-checked at download, and recomputed by the verifier from the proofs.
+pub fn selection_digest(rows: impl IntoIterator<Item = (u64, [u8; 32])>) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for (idx, leaf) in rows {
+        h.update(format!("{idx}:{}\n", hex::encode(leaf)).as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
 /// Why a bundle could not be built or read.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {

@@ -67,7 +67,21 @@ fn read_members(file: &[u8]) -> Result<(Members, Vec<String>), ExportError> {
     for entry in archive.entries().map_err(bad)? {
         let entry = entry.map_err(bad)?;
         let name = entry.path().map_err(bad)?.to_string_lossy().into_owned();
+        // Only plain files, and no PAX size override: other tar readers
+        // honour the override, so a member could extract differently from
+        // what was hashed here.
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            return Err(ExportError::Unreadable(format!(
+                "member {name} is not a regular file"
+            )));
+        }
         let size = entry.header().size().map_err(bad)?;
+        if entry.size() != size {
+            return Err(ExportError::Unreadable(format!(
+                "member {name} has a PAX size ({}) that differs from its header size ({size})",
+                entry.size()
+            )));
+        }
         if size > MAX_MEMBER_BYTES {
             return Err(ExportError::Unreadable(format!(
                 "member {name} is {size} bytes, more than {MAX_MEMBER_BYTES}"
@@ -77,7 +91,8 @@ fn read_members(file: &[u8]) -> Result<(Members, Vec<String>), ExportError> {
             findings.push(format!("unexpected member {name:?} (added to the bundle)"));
             continue;
         }
-        let mut data = Vec::with_capacity(size as usize);
+        // Capacity bounded by the file itself, not by a header's claim.
+        let mut data = Vec::with_capacity(size.min(file.len() as u64) as usize);
         entry.take(size).read_to_end(&mut data).map_err(bad)?;
         if out.insert(name.clone(), data).is_some() {
             findings.push(format!("member {name} appears twice"));
@@ -251,6 +266,16 @@ pub fn verify_bundle(
         }
     }
 
+    // The rows are the selection the approvers saw.
+    let mut listed: Vec<(u64, Hash)> = proofs.iter().map(|(i, p)| (*i, p.leaf)).collect();
+    listed.sort_unstable();
+    if manifest["selection_digest"].as_str() != Some(super::selection_digest(listed).as_str()) {
+        findings.push(
+            "proofs.jsonl: the rows are not the approved selection (selection_digest differs)"
+                .into(),
+        );
+    }
+
     // Rows: each bound to its committed record.
     let batches =
         ParquetRecordBatchReaderBuilder::try_new(Bytes::copy_from_slice(get("events.parquet")))
@@ -421,9 +446,34 @@ fn check_row(
         *report.withheld.entry(f.clone()).or_default() += 1;
     }
     let Some(record) = &p.record else {
+        if !p
+            .withheld
+            .iter()
+            .any(|f| super::VERBATIM.contains(&f.as_str()))
+        {
+            findings.push(format!(
+                "entry {i}: committed record withheld though no verbatim column is masked"
+            ));
+            return;
+        }
         report.unbound += 1;
         return;
     };
+    // Without the salt, a shown (unmasked) content or attributes value is
+    // not tied to its digest: say so rather than count it verified.
+    if row.salt.is_none() {
+        for (f, shown) in [
+            ("content", row.entry.content.is_some()),
+            ("attributes", row.entry.attributes.is_some()),
+        ] {
+            if shown && !p.withheld.iter().any(|w| w == f) {
+                *report
+                    .withheld
+                    .entry(format!("{f} (unverified: salt withheld)"))
+                    .or_default() += 1;
+            }
+        }
+    }
     let digest = |field: &str, value: &Option<String>| -> Option<Hash> {
         match (row.salt, value) {
             (Some(salt), Some(v)) => Some(field_digest(field, &salt, v.as_bytes())),

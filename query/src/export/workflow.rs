@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 /// Workflow settings (config `[exports]`).
-#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExportPolicy {
     /// Distinct approvers needed (N of the approvers of the namespace).
@@ -25,6 +25,22 @@ pub struct ExportPolicy {
     pub download_window_s: i64,
     /// Downloads allowed (default 1: a bundle leaves once).
     pub downloads: u32,
+}
+
+impl ExportPolicy {
+    /// Refuses settings that could never work or would fail open.
+    pub fn check(&self) -> Result<(), String> {
+        if self.approvals_required == 0 {
+            return Err("[exports] approvals_required must be at least 1".into());
+        }
+        if self.downloads == 0 {
+            return Err("[exports] downloads must be at least 1".into());
+        }
+        if self.request_ttl_s <= 0 || self.download_window_s <= 0 {
+            return Err("[exports] request_ttl_s and download_window_s must be positive".into());
+        }
+        Ok(())
+    }
 }
 
 impl Default for ExportPolicy {
@@ -82,6 +98,12 @@ pub enum Transition {
         reason: String,
         /// What, frozen.
         selection: Selection,
+        /// The masking profile the requester's rows were selected under;
+        /// the bundle is masked the same way or not made.
+        profile: String,
+        /// The policy in force when asked: later changes to the
+        /// configuration never re-open or shorten a recorded request.
+        policy: ExportPolicy,
         /// When (Unix seconds).
         at: i64,
     },
@@ -116,6 +138,16 @@ pub enum Transition {
         /// When.
         at: i64,
     },
+}
+
+/// When a step happened.
+fn t_at(t: &Transition) -> i64 {
+    match t {
+        Transition::Requested { at, .. }
+        | Transition::Approved { at, .. }
+        | Transition::Denied { at, .. }
+        | Transition::Downloaded { at, .. } => *at,
+    }
 }
 
 impl Transition {
@@ -159,6 +191,10 @@ pub struct Request {
     pub reason: String,
     /// What.
     pub selection: Selection,
+    /// Masking profile at request time.
+    pub profile: String,
+    /// Policy at request time.
+    pub policy: ExportPolicy,
     /// When asked.
     pub requested_at: i64,
     /// Approvals so far, in order.
@@ -248,9 +284,12 @@ impl Exports {
     }
 
     /// Applies a recorded step (replay, or after recording a checked one).
-    /// Steps that do not fit (unknown id, duplicate request) are ignored:
-    /// only [`Exports::check`]ed steps are ever recorded.
+    /// The rules that do not depend on the caller's token are enforced here
+    /// too, so a history with a step that should not have been recorded (a
+    /// retried approval, a step after a deny) never counts it: replay is
+    /// as strict as [`Exports::check`].
     pub fn apply(&mut self, t: &Transition) {
+        let state = self.get(t.id()).map(|r| self.state(r, t_at(t)));
         match t {
             Transition::Requested {
                 id,
@@ -258,6 +297,8 @@ impl Exports {
                 by,
                 reason,
                 selection,
+                profile,
+                policy,
                 at,
             } => {
                 self.requests.entry(id.clone()).or_insert_with(|| Request {
@@ -266,6 +307,8 @@ impl Exports {
                     requester: by.clone(),
                     reason: reason.clone(),
                     selection: selection.clone(),
+                    profile: profile.clone(),
+                    policy: *policy,
                     requested_at: *at,
                     approvals: Vec::new(),
                     denied: None,
@@ -279,10 +322,13 @@ impl Exports {
                 comment,
                 at,
             } => {
-                let need = self.policy.approvals_required.max(1);
-                if let Some(r) = self.requests.get_mut(id) {
+                if let Some(r) = self.requests.get_mut(id)
+                    && state == Some(State::Pending)
+                    && *by != r.requester
+                    && !r.approvals.iter().any(|(a, _, _)| a == by)
+                {
                     r.approvals.push((by.clone(), *at, comment.clone()));
-                    if r.approved_at.is_none() && r.approvals.len() >= need {
+                    if r.approvals.len() >= r.policy.approvals_required.max(1) {
                         r.approved_at = Some(*at);
                     }
                 }
@@ -294,13 +340,17 @@ impl Exports {
                 at,
             } => {
                 if let Some(r) = self.requests.get_mut(id)
-                    && r.denied.is_none()
+                    && state == Some(State::Pending)
+                    && *by != r.requester
                 {
                     r.denied = Some((by.clone(), *at, comment.clone()));
                 }
             }
-            Transition::Downloaded { id, .. } => {
-                if let Some(r) = self.requests.get_mut(id) {
+            Transition::Downloaded { id, by, .. } => {
+                if let Some(r) = self.requests.get_mut(id)
+                    && state == Some(State::Approved)
+                    && *by == r.requester
+                {
                     r.downloads += 1;
                 }
             }
@@ -429,6 +479,8 @@ mod tests {
                 from_us: None,
                 to_us: None,
             },
+            profile: "strict".into(),
+            policy: ExportPolicy::default(),
             at,
         }
     }
@@ -463,7 +515,11 @@ mod tests {
             approvals_required: 2,
             ..ExportPolicy::default()
         });
-        step(&mut x, requested("e", 100), 100).unwrap();
+        let mut t = requested("e", 100);
+        if let Transition::Requested { policy, .. } = &mut t {
+            *policy = *x.policy();
+        }
+        step(&mut x, t, 100).unwrap();
         assert_eq!(
             step(&mut x, download("e", "alice", 101), 101),
             Err("not_approved")
@@ -591,6 +647,26 @@ mod tests {
             x.apply(&serde_json::from_str(j).unwrap());
         }
         assert_eq!(x.state(x.get("a").unwrap(), 3), State::Downloaded);
+        // A history holding steps that should never have been recorded (a
+        // retried approval by the same approver, the requester approving, a
+        // second download) does not count them on replay.
+        let mut y = Exports::new(ExportPolicy::default());
+        let mut two = requested("c", 0);
+        if let Transition::Requested { policy, .. } = &mut two {
+            policy.approvals_required = 2;
+        }
+        for t in [
+            two,
+            approve("c", "bob", 1),
+            approve("c", "bob", 2),
+            approve("c", "alice", 3),
+        ] {
+            y.apply(&t);
+        }
+        assert_eq!(y.state(y.get("c").unwrap(), 4), State::Pending);
+        assert_eq!(y.get("c").unwrap().approvals.len(), 1);
+        // The policy recorded with the request holds, not today's.
+        assert_eq!(y.get("c").unwrap().policy.approvals_required, 2);
         assert_eq!(x.state(x.get("b").unwrap(), 3), State::Pending);
         let pending: Vec<_> = x
             .list(None, Some(State::Pending), 3)
