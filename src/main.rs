@@ -5,6 +5,7 @@
 mod bench;
 mod config;
 mod export_api;
+mod export_cmd;
 mod query_cmd;
 mod read_api;
 mod serve;
@@ -42,6 +43,11 @@ enum Cmd {
     Stream(stream_cmd::StreamArgs),
     /// Run SQL against the vault (reader or admin token) and print the result.
     Query(query_cmd::QueryArgs),
+    /// Exports under approval: request, list, status, approve, deny, download.
+    Export {
+        #[command(subcommand)]
+        cmd: export_cmd::ExportCmd,
+    },
     /// Load generators.
     Bench {
         #[command(subcommand)]
@@ -179,6 +185,7 @@ fn main() -> ExitCode {
         Cmd::VerifyBundle(a) => return verify_bundle_cmd::run(a),
         Cmd::Stream(a) => stream_cmd::run(a),
         Cmd::Query(a) => query_cmd::run(a),
+        Cmd::Export { cmd } => export_cmd::run(cmd),
         Cmd::Bench {
             cmd: BenchCmd::Ingest(a),
         } => bench::run(a).map(|_| ExitCode::SUCCESS),

@@ -222,38 +222,57 @@ async fn a_session_export_is_approved_downloaded_once_and_verifies_offline() {
     );
     assert!(err.contains("4 rows") && err.contains("4 bound"), "{err}");
 
-    // A denied request ends there.
-    let (_, b) = send(
-        &c,
-        "POST",
-        &format!("{url}/v1/exports"),
+    // A denied request ends there; this time through `tracevault export`.
+    let cli = |tok: &str, args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .arg("export")
+            .args(args)
+            .args(["--server", url.as_str(), "--token", tok])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, out, err) = cli(
         &alice,
-        Some(req("again", "prod")),
-    )
-    .await;
-    let id2 = b["id"].as_str().unwrap().to_string();
-    let (s, _) = send(
-        &c,
-        "POST",
-        &format!("{url}/v1/exports/{id2}/deny"),
-        &bob,
-        Some(json!({"comment": "no"})),
-    )
-    .await;
-    assert_eq!(s, 200);
-    let (s, b) = send(
-        &c,
-        "POST",
-        &format!("{url}/v1/exports/{id2}/approve"),
-        &token(&data, "approver", "prod", "dan"),
-        None,
-    )
-    .await;
-    assert_eq!(
-        (s, b["error"]["code"].as_str()),
-        (409, Some("not_pending")),
-        "{b}"
+        &[
+            "request",
+            "--namespace",
+            "prod",
+            "--session",
+            "s2",
+            "--reason",
+            "again",
+        ],
     );
+    assert_eq!(code, Some(0), "{err}");
+    let made: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(made["rows"], 2, "{made}");
+    let id2 = made["id"].as_str().unwrap().to_string();
+    let (code, out, err) = cli(&bob, &["deny", &id2, "--comment", "no"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("\"state\":\"denied\""), "{out}");
+    let dan = token(&data, "approver", "prod", "dan");
+    let (code, _, err) = cli(&dan, &["approve", &id2]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("not_pending"), "{err}");
+    let (code, _, err) = cli(
+        &alice,
+        &[
+            "download",
+            &id2,
+            "-o",
+            dir.path().join("x.tar").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(1));
+    assert!(err.contains("denied"), "{err}");
+    let (code, out, _) = cli(&bob, &["list", "--state", "denied"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains(&id2), "{out}");
 
     // The history is in _audit, and survives a restart.
     assert_eq!(srv.terminate(), Some(0));
