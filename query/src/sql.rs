@@ -299,8 +299,13 @@ fn vanished(e: DataFusionError) -> QueryError {
         DataFusionError::ObjectStore(os) => {
             matches!(os.as_ref(), object_store::Error::NotFound { .. })
         }
-        // Wrapped by the Parquet reader.
-        other => format!("{other:?}").contains("NotFound {"),
+        // Wrapped by the Parquet reader, which keeps only the message
+        // ("Failed to fetch metadata for file ns/…/segments/…: Object
+        // Store error: Object at location … not found").
+        other => {
+            let m = format!("{other:?}");
+            m.contains("NotFound {") || (m.contains("segments/") && m.contains("not found"))
+        }
     };
     if not_found {
         return QueryError::Vault(VaultError::Read(format!(
@@ -308,4 +313,25 @@ fn vanished(e: DataFusionError) -> QueryError {
         )));
     }
     QueryError::Failed(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_segment_merged_away_mid_query_is_retryable() {
+        // What the Parquet reader reports when compaction deleted a file.
+        let e = DataFusionError::ParquetError(Box::new(parquet::errors::ParquetError::General(
+            "Failed to fetch metadata for file ns/prod/segments/00000000000000005556-00000000000000005566.parquet: \
+             Object Store error: Object at location /d/store/ns/prod/segments/x.parquet not found: \
+             No such file or directory (os error 2)"
+                .into(),
+        )));
+        assert!(
+            matches!(vanished(e), QueryError::Vault(VaultError::Read(m)) if m.starts_with(VANISHED))
+        );
+        let other = DataFusionError::Execution("division by zero".into());
+        assert!(matches!(vanished(other), QueryError::Failed(_)));
+    }
 }
