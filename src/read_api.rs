@@ -184,18 +184,8 @@ fn mask_event(m: &Masker, event: &mut Map<String, Value>) {
 }
 
 /// Fields of the committed record that hold a column's value verbatim
-/// (content and attributes are there only as digests).
-const LEAF_TEXT_FIELDS: [&str; 9] = [
-    "session_id",
-    "ingested_by",
-    "event_id",
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "name",
-    "actor",
-    "model",
-];
+/// (shared with export bundles, which withhold records the same way).
+use tracevault_query::export::VERBATIM as LEAF_TEXT_FIELDS;
 
 /// Masks the verbatim column values of the committed record like the same
 /// columns of the event, so the leaf never shows what the event hides.
