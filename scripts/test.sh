@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace, as CI does. On a fresh machine it first
 # installs the Python tools the end-to-end tests use into ./.venv (about a
-# minute): moto's S3 server, pyarrow, DuckDB and cryptography.
+# minute): moto's S3 server, pyarrow, DuckDB and cryptography; and Debian's Go
+# with golang.org/x/mod, whose sumdb/note and sumdb/tlog check bundle proofs
+# independently of this project's code.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +11,14 @@ if ! .venv/bin/python3 -c 'import pyarrow, duckdb, cryptography, moto, jwt, open
   echo "== installing test tools into .venv"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+fi
+if ! command -v go >/dev/null || [ ! -d /usr/share/gocode/src/golang.org/x/mod/sumdb/tlog ]; then
+  echo "== installing Go and golang.org/x/mod (Debian packages)"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get install -y -q golang-go golang-golang-x-mod-dev >/dev/null \
+    || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q golang-go golang-golang-x-mod-dev >/dev/null; }
 fi
 export TRACEVAULT_TEST_PYTHON="$PWD/.venv/bin/python3"
 export MOTO_SERVER="$PWD/.venv/bin/moto_server"

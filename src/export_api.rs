@@ -113,12 +113,7 @@ async fn commit(
         let at = now();
         x.check(&t, &|ns| claims.allows_ns(ns), at)
             .map_err(refused)?;
-        let name = match &t {
-            Transition::Requested { .. } => "export_requested",
-            Transition::Approved { .. } => "export_approved",
-            Transition::Denied { .. } => "export_denied",
-            Transition::Downloaded { .. } => "export_downloaded",
-        };
+        let name = t.event_name();
         let content = serde_json::to_value(&t)
             .map_err(|e| ApiError::unavailable("internal", e.to_string()))?;
         st.vault
@@ -138,13 +133,68 @@ async fn commit(
         .map_err(|e| ApiError::unavailable("internal", e.to_string()))?
 }
 
+/// Records the expiry of every request past its TTL or download window,
+/// every `every` (and once at start-up), so that the end of a request is an
+/// entry in its `_audit` history like every other step. Runs until the
+/// server stops; a failed write is retried at the next round.
+pub fn spawn_expiry_recorder(st: AppState, xc: Arc<ExportContext>, every: std::time::Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let mut x = xc.exports.lock().await;
+            for t in x.due_expiries(now()) {
+                let content = match serde_json::to_value(&t) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::error!(error = %e, "encoding an export expiry");
+                        continue;
+                    }
+                };
+                let ev = audit::event(EXPORTS_SESSION, t.event_name(), audit::SERVER, content);
+                match st
+                    .vault
+                    .append_system(audit::AUDIT_NS, vec![ev], audit::SERVER)
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::info!(export = t.id(), "export expired");
+                        x.apply(&t);
+                    }
+                    Err(e) => {
+                        tracing::warn!(export = t.id(), error = %e, "recording an export expiry failed; retrying later");
+                        break;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// The longest reason or comment kept with a step.
+const MAX_TEXT_BYTES: usize = 4096;
+
+fn check_text(what: &'static str, code: &'static str, text: &str) -> Result<(), ApiError> {
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(ApiError::bad_request(
+            code,
+            format!(
+                "the {what} is {} bytes; at most {MAX_TEXT_BYTES}",
+                text.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn view(r: &tracevault_query::export::workflow::Request, state: ExportState) -> Value {
     json!({
         "id": r.id, "state": state, "namespace": r.ns, "requester": r.requester,
         "reason": r.reason, "selection": r.selection, "requested_at": r.requested_at,
         "approvals": r.approvals.iter().map(|(a, at, c)| json!({"by": a, "at": at, "comment": c})).collect::<Vec<_>>(),
         "denied": r.denied.as_ref().map(|(a, at, c)| json!({"by": a, "at": at, "comment": c})),
-        "approved_at": r.approved_at, "downloads": r.downloads,
+        "approved_at": r.approved_at, "downloads": r.downloads, "expired_at": r.expired_at,
     })
 }
 
@@ -282,6 +332,7 @@ async fn request(
             "an export needs a reason",
         ));
     }
+    check_text("reason", "reason_too_long", &b.reason)?;
     let (by, value) = match (&b.sql, &b.session_id) {
         (Some(s), None) => ("sql", s.clone()),
         (None, Some(s)) => ("session", s.clone()),
@@ -461,6 +512,7 @@ async fn decide(
     let claims = auth::authenticate(&st, &headers)?;
     auth::authorize(&claims, &[Role::Approver], None)?;
     let comment = body.map(|Json(d)| d.comment).unwrap_or_default();
+    check_text("comment", "comment_too_long", &comment)?;
     let t = if approve {
         Transition::Approved {
             id: id.clone(),
@@ -571,24 +623,28 @@ async fn bundle(
             .map_err(|err| ApiError::unavailable("unavailable", err.to_string()))?;
         rows.push(BundleRow { entry: e, proof });
     }
-    let history: Vec<Value> = st
-        .vault
-        .session_entries(audit::AUDIT_NS, EXPORTS_SESSION)
-        .await?
-        .into_iter()
-        .filter_map(|e| {
-            let mut c: Value = serde_json::from_str(e.content.as_deref()?).ok()?;
-            // The session id as the requester's profile shows it.
-            if c["selection"]["by"] == "session"
-                && let Some(v) = c["selection"]["value"].as_str()
-            {
-                let shown = masker.mask_str("session_id", v).map(|m| m.into_owned());
-                c["selection"]["value"] = shown.map_or(Value::Null, Value::String);
-            }
-            (c["id"] == Value::String(id.clone()))
-                .then(|| json!({"index": e.idx, "leaf_hash": hex::encode(e.leaf_hash), "step": c}))
-        })
-        .collect();
+    // The request's history, proven in `_audit` (the session id of a
+    // session selection as the requester's profile shows it).
+    let show_masker = masker.clone();
+    let show = move |mut c: Value| {
+        if c["selection"]["by"] == "session"
+            && let Some(v) = c["selection"]["value"].as_str()
+        {
+            let shown = show_masker
+                .mask_str("session_id", v)
+                .map(|m| m.into_owned());
+            c["selection"]["value"] = shown.map_or(Value::Null, Value::String);
+        }
+        c
+    };
+    let (history, audit_checkpoint) = tracevault_query::export::history_for(
+        &st.vault,
+        &id,
+        &show,
+        std::time::Duration::from_secs(10),
+    )
+    .await
+    .map_err(|e| ApiError::unavailable("unavailable", e.to_string()))?;
     let input = BundleInput {
         export_id: id.clone(),
         ns: r.ns.clone(),
@@ -599,6 +655,7 @@ async fn bundle(
         approvers: r.approvals.iter().map(|(a, _, _)| a.sub.clone()).collect(),
         created_at: chrono::Utc::now().to_rfc3339(),
         approvals: history,
+        audit_checkpoint,
         rows,
     };
     let key = xc.key.clone();

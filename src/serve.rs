@@ -168,6 +168,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         println!("vault origin: {}", vault.meta().origin);
         println!("admin token: {}", admin.display());
         println!("listening on http://{}", listener.local_addr()?);
+        // Expiries are recorded within a quarter of the shortest window
+        // (between 1 s and 60 s after they happen).
+        let p = file.exports;
+        let every = (p.request_ttl_s.min(p.download_window_s) / 4).clamp(1, 60) as u64;
+        crate::export_api::spawn_expiry_recorder(
+            state.clone(),
+            exports.clone(),
+            Duration::from_secs(every),
+        );
         let app = router_with(state, read_api::routes().merge(crate::export_api::routes()))
             .layer(axum::Extension(read))
             .layer(axum::Extension(exports));

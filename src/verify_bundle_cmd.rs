@@ -58,7 +58,7 @@ fn run_inner(a: VerifyBundleArgs) -> anyhow::Result<bool> {
             .map(|(k, n)| format!("{k} ×{n}"))
             .collect();
         eprintln!(
-            "export {} of {}: {} rows against checkpoint size {}; {} bound to their records, {} proven by leaf only (record withheld); withheld (masked, not verified): {}; {} findings",
+            "export {} of {}: {} rows against checkpoint size {}; {} bound to their records, {} proven by leaf only (record withheld); withheld (masked, not verified): {}; history: {} steps proven in _audit, {} bound; {} findings",
             report.export_id,
             report.ns,
             report.rows,
@@ -70,6 +70,8 @@ fn run_inner(a: VerifyBundleArgs) -> anyhow::Result<bool> {
             } else {
                 withheld.join(", ")
             },
+            report.history_steps,
+            report.history_bound,
             report.findings.len()
         );
     }

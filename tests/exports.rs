@@ -221,6 +221,11 @@ async fn a_session_export_is_approved_downloaded_once_and_verifies_offline() {
         String::from_utf8_lossy(&out.stdout)
     );
     assert!(err.contains("4 rows") && err.contains("4 bound"), "{err}");
+    // The request and its approval come with their proofs in `_audit`.
+    assert!(
+        err.contains("history: 2 steps proven in _audit, 2 bound"),
+        "{err}"
+    );
 
     // A denied request ends there; this time through `tracevault export`.
     let cli = |tok: &str, args: &[&str]| {
@@ -307,6 +312,180 @@ async fn a_session_export_is_approved_downloaded_once_and_verifies_offline() {
         ]),
         "{b}"
     );
+    assert_eq!(srv.terminate(), Some(0));
+    let (code, out, err) = verify(&["--data", data.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_requests_are_refused_and_their_end_is_recorded_in_audit() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(
+        dir.path(),
+        "[log]\nflush_interval_ms = 50\n[exports]\nrequest_ttl_s = 2\ndownload_window_s = 2\n",
+    );
+    let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    let c = client();
+    let url = &srv.url;
+    let w = token(&data, "writer", "prod", "agent");
+    let (s, r) = post_events(
+        &c,
+        url,
+        "prod",
+        &w,
+        json!({"events": [{"session_id": "s1", "kind": "prompt", "content": "hi"}]}),
+        "?wait=checkpoint",
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    let alice = token(&data, "reader", "prod", "alice");
+    let bob = token(&data, "approver", "prod", "bob");
+    let ask = |reason: &str| json!({"namespace": "prod", "session_id": "s1", "reason": reason});
+    let mut ids = Vec::new();
+    for reason in ["never decided", "never downloaded"] {
+        let (s, b) = send(
+            &c,
+            "POST",
+            &format!("{url}/v1/exports"),
+            &alice,
+            Some(ask(reason)),
+        )
+        .await;
+        assert_eq!(s, 201, "{b}");
+        ids.push(b["id"].as_str().unwrap().to_string());
+    }
+    // Reasons and comments are bounded.
+    let (s, b) = send(
+        &c,
+        "POST",
+        &format!("{url}/v1/exports"),
+        &alice,
+        Some(ask(&"x".repeat(5000))),
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (400, Some("reason_too_long")),
+        "{b}"
+    );
+    let (s, b) = send(
+        &c,
+        "POST",
+        &format!("{url}/v1/exports/{}/approve", ids[1]),
+        &bob,
+        Some(json!({"comment": "y".repeat(5000)})),
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (400, Some("comment_too_long")),
+        "{b}"
+    );
+    let (s, b) = send(
+        &c,
+        "POST",
+        &format!("{url}/v1/exports/{}/approve", ids[1]),
+        &bob,
+        None,
+    )
+    .await;
+    assert_eq!((s, b["state"].as_str()), (200, Some("approved")), "{b}");
+
+    // Both run out: the pending one's TTL, the approved one's window.
+    let admin = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let history = |srv_url: String| {
+        let (c, admin) = (c.clone(), admin.trim().to_string());
+        async move {
+            let (s, b) = send(
+                &c,
+                "POST",
+                &format!("{srv_url}/v1/query"),
+                &admin,
+                Some(json!({"sql": "SELECT name FROM traces WHERE ns = '_audit' AND session_id = 'exports' ORDER BY idx"})),
+            )
+            .await;
+            assert_eq!(s, 200, "{b}");
+            b["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r[0].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let names = loop {
+        let names = history(url.clone()).await;
+        if names.iter().filter(|n| *n == "export_expired").count() == 2
+            || std::time::Instant::now() > deadline
+        {
+            break names;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    assert_eq!(
+        names,
+        [
+            "export_requested",
+            "export_requested",
+            "export_approved",
+            "export_expired",
+            "export_expired"
+        ],
+    );
+    let (s, b) = send(
+        &c,
+        "POST",
+        &format!("{url}/v1/exports/{}/approve", ids[0]),
+        &bob,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (409, Some("not_pending")),
+        "{b}"
+    );
+    let (s, b) = send(
+        &c,
+        "GET",
+        &format!("{url}/v1/exports/{}/bundle", ids[1]),
+        &alice,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (409, Some("expired")),
+        "{b}"
+    );
+    let (s, b) = send(
+        &c,
+        "GET",
+        &format!("{url}/v1/exports?state=expired"),
+        &bob,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["exports"].as_array().unwrap().len(), 2, "{b}");
+    assert!(b["exports"][0]["expired_at"].is_i64(), "{b}");
+
+    // After a restart: still expired, nothing recorded twice, store intact.
+    assert_eq!(srv.terminate(), Some(0));
+    let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    let (s, b) = send(
+        &c,
+        "GET",
+        &format!("{}/v1/exports/{}", srv.url, ids[1]),
+        &alice,
+        None,
+    )
+    .await;
+    assert_eq!((s, b["state"].as_str()), (200, Some("expired")), "{b}");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(history(srv.url.clone()).await.len(), 5);
     assert_eq!(srv.terminate(), Some(0));
     let (code, out, err) = verify(&["--data", data.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");

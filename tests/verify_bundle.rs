@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use common::BIN;
 use serde_json::json;
-use tracevault_query::export::{BundleInput, BundleRow, write_bundle};
+use tracevault_query::export::workflow::{Actor, Transition};
+use tracevault_query::export::{BundleInput, BundleRow, history_for, write_bundle};
 use tracevault_query::masking::{Masker, Policy};
 use tracevault_vault::{LogConfig, Vault, VaultOptions, keys};
 
@@ -63,6 +64,35 @@ async fn the_cli_verifies_offline_and_names_what_changed() {
         policy.profile_for("reader", &serde_json::Map::new()),
         &[7; 32],
     );
+    // The request's history in `_audit`, as the server records it.
+    let by = |sub: &str| Actor {
+        iss: "tv".into(),
+        sub: sub.into(),
+    };
+    let approved = Transition::Approved {
+        id: "e1".into(),
+        by: by("boss"),
+        comment: "ok".into(),
+        at: 2,
+    };
+    let requested = json!({"step": "requested", "id": "e1", "by": by("auditor")});
+    let steps = [
+        ("export_requested", requested),
+        ("export_approved", serde_json::to_value(&approved).unwrap()),
+    ]
+    .map(|(name, step)| {
+        tracevault_schemas::Event::from_value(
+            json!({"session_id": "exports", "kind": "annotation", "name": name, "content": step}),
+        )
+        .unwrap()
+    });
+    vault
+        .append_system("_audit", steps.to_vec(), "tracevault")
+        .await
+        .unwrap();
+    let (approvals, audit_checkpoint) = history_for(&vault, "e1", &|v| v, Duration::from_secs(10))
+        .await
+        .unwrap();
     let input = BundleInput {
         export_id: "e1".into(),
         ns: "n".into(),
@@ -72,7 +102,8 @@ async fn the_cli_verifies_offline_and_names_what_changed() {
         requester: "auditor".into(),
         approvers: vec!["boss".into()],
         created_at: "2026-11-22T00:00:00Z".into(),
-        approvals: vec![],
+        approvals,
+        audit_checkpoint,
         rows,
     };
     let bundle = write_bundle(&input, &masker, &key).unwrap();
@@ -92,6 +123,58 @@ async fn the_cli_verifies_offline_and_names_what_changed() {
         err.contains("5 rows") && err.contains("content ×5"),
         "{err}"
     );
+
+    // Go's sumdb/note and sumdb/tlog accept both checkpoints and every
+    // inclusion proof in the bundle (the rows' and the history's)...
+    let tlogcheck = common::go_tlogcheck(dir.path());
+    let go = Command::new(&tlogcheck)
+        .arg(&file)
+        .arg(&vk)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&go.stdout);
+    assert!(
+        go.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&go.stderr)
+    );
+    let said: serde_json::Value = serde_json::from_str(&said).unwrap();
+    assert_eq!(said["checked"], 5, "{said}");
+    assert_eq!(said["history"], 2, "{said}");
+    assert_eq!(said["size"], size, "{said}");
+    assert_eq!(said["origin"], vk.split('+').next().unwrap(), "{said}");
+    // ...and refuse one whose proof has one hash changed (same length, so
+    // the tar stays readable), or whose checkpoint is checked with another
+    // namespace's key.
+    let mut bent = bundle.clone();
+    let at = bent
+        .windows(10)
+        .position(|w| w == b"\"proof\":[\"")
+        .expect("a proof in proofs.jsonl")
+        + 10;
+    bent[at] = if bent[at] == b'A' { b'B' } else { b'A' };
+    let bent_file = dir.path().join("bent.tar");
+    std::fs::write(&bent_file, &bent).unwrap();
+    let go = Command::new(&tlogcheck)
+        .arg(&bent_file)
+        .arg(&vk)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&go.stderr);
+    assert_eq!(go.status.code(), Some(1), "{err}");
+    assert!(err.contains("inclusion proof"), "{err}");
+    let go = Command::new(&tlogcheck)
+        .arg(&file)
+        .arg(vault.verifier_key("other"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&go.stderr);
+    assert_eq!(go.status.code(), Some(1), "{err}");
+    assert!(err.contains("checkpoint signature"), "{err}");
+    // tracevault's own check names the same proof.
+    let out = run(&bent_file);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
 
     // One byte of the Parquet member changed (the rows sit after the first
     // three members; flip a byte inside the file's second half).

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use tracevault_query::export::{
-    BundleInput, BundleReport, BundleRow, MEMBERS, selection_digest, verify_bundle, write_bundle,
+    BundleInput, BundleReport, BundleRow, MEMBERS, history_for, selection_digest, verify_bundle,
+    write_bundle,
 };
 use tracevault_query::masking::{Masker, Policy};
 use tracevault_schemas::Event;
@@ -62,6 +63,39 @@ async fn fixture(n: u64) -> Fixture {
     }
 }
 
+/// Records export `id`'s request (by `auditor`) and approval (by `boss`) in
+/// `_audit`, as the server does, and returns the history lines and the
+/// `_audit` checkpoint they are proven against.
+pub async fn history(vault: &Vault, id: &str) -> (Vec<serde_json::Value>, String) {
+    let steps = [
+        (
+            "export_requested",
+            "auditor",
+            json!({"step": "requested", "id": id, "by": {"iss": "tv", "sub": "auditor"}, "reason": "incident"}),
+        ),
+        (
+            "export_approved",
+            "boss",
+            json!({"step": "approved", "id": id, "by": {"iss": "tv", "sub": "boss"}, "comment": "ok", "at": 1}),
+        ),
+    ];
+    let events = steps
+        .into_iter()
+        .map(|(name, actor, step)| {
+            Event::from_value(json!({"session_id": "exports", "kind": "annotation",
+                "name": name, "actor": actor, "content": step}))
+            .unwrap()
+        })
+        .collect();
+    vault
+        .append_system("_audit", events, "tracevault")
+        .await
+        .unwrap();
+    history_for(vault, id, &|v| v, Duration::from_secs(10))
+        .await
+        .unwrap()
+}
+
 async fn bundle(f: &Fixture, id: &str, policy: &Policy, pick: impl Fn(u64) -> bool) -> Vec<u8> {
     let view = f.vault.view("n").await.unwrap().unwrap();
     let (size, checkpoint) = view.latest_checkpoint().unwrap();
@@ -79,6 +113,7 @@ async fn bundle(f: &Fixture, id: &str, policy: &Policy, pick: impl Fn(u64) -> bo
         })
         .collect();
     let digest = selection_digest(rows.iter().map(|r| (r.entry.idx, r.entry.leaf_hash)));
+    let (approvals, audit_checkpoint) = history(&f.vault, id).await;
     let input = BundleInput {
         export_id: id.into(),
         ns: "n".into(),
@@ -88,7 +123,8 @@ async fn bundle(f: &Fixture, id: &str, policy: &Policy, pick: impl Fn(u64) -> bo
         requester: "auditor".into(),
         approvers: vec!["boss".into()],
         created_at: "2026-11-22T00:00:00Z".into(),
-        approvals: vec![json!({"name": "export_approved", "actor": "boss"})],
+        approvals,
+        audit_checkpoint,
         rows,
     };
     let masker = Masker::new(policy.profile_for("reader", &serde_json::Map::new()), &KEY);
@@ -143,6 +179,8 @@ async fn a_bundle_verifies_offline_and_masked_fields_are_withheld() {
         (r.rows, r.export_id.as_str(), r.ns.as_str()),
         (5, "x1", "n")
     );
+    // The request and its approval, each proven in `_audit`.
+    assert_eq!((r.history_steps, r.history_bound), (2, 2));
     // The strict profile masks content (every row has an email) but no
     // verbatim column: every row is bound, content is withheld.
     assert_eq!((r.bound, r.unbound), (5, 0));
@@ -282,4 +320,87 @@ async fn a_member_whose_pax_size_differs_from_its_header_is_refused() {
         "{e}"
     );
     assert!(e.contains("events.parquet"), "{e}");
+}
+
+/// Re-seals `parts` with the log key: a new manifest with the members'
+/// digests, signed. What is left to catch a change is the history's own
+/// proofs.
+fn reseal(parts: &[(String, Vec<u8>)], key: &ed25519_dalek::SigningKey) -> Vec<u8> {
+    use ed25519_dalek::Signer;
+    use sha2::Digest;
+    let mut manifest: serde_json::Value = serde_json::from_slice(&parts[0].1).unwrap();
+    for (name, data) in &parts[2..] {
+        manifest["members"][name] = json!(hex::encode(sha2::Sha256::digest(data)));
+    }
+    let bytes = tracevault_vault::jcs::to_canonical_vec(&manifest).unwrap();
+    let mut signed = tracevault_query::export::MANIFEST_DOMAIN.to_vec();
+    signed.extend_from_slice(&bytes);
+    let sig = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        key.sign(&signed).to_bytes(),
+    );
+    let mut p = parts.to_vec();
+    p[0].1 = bytes;
+    p[1].1 = sig.into_bytes();
+    pack(&p)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_approval_history_is_proven_in_audit() {
+    let f = fixture(3).await;
+    let parts = members(&bundle(&f, "h", &unmasked(), |_| true).await);
+    let at = |name: &str| parts.iter().position(|(n, _)| n == name).unwrap();
+    let (hist, audit_cp) = (at("approvals.jsonl"), at("audit_checkpoint"));
+    // Resealed untouched: intact (the reseal itself is sound).
+    let r = check(&f, &reseal(&parts, &f.key));
+    assert!(r.findings.is_empty(), "{:?}", r.findings);
+
+    // The approver renamed in the shown step.
+    let mut p = parts.clone();
+    p[hist].1 = String::from_utf8(p[hist].1.clone())
+        .unwrap()
+        .replace("\"sub\":\"boss\"", "\"sub\":\"mallory\"")
+        .into_bytes();
+    let r = check(&f, &reseal(&p, &f.key));
+    assert!(
+        r.findings.iter().any(|x| x.contains("step changed")),
+        "{:?}",
+        r.findings
+    );
+    assert!(
+        r.findings
+            .iter()
+            .any(|x| x.contains("no proven approval by \"boss\"")),
+        "{:?}",
+        r.findings
+    );
+
+    // The approval left out of the history.
+    let mut p = parts.clone();
+    let text = String::from_utf8(p[hist].1.clone()).unwrap();
+    p[hist].1 = text
+        .lines()
+        .filter(|l| !l.contains("\"approved\""))
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        .into_bytes();
+    let r = check(&f, &reseal(&p, &f.key));
+    assert_eq!(r.history_steps, 1, "{:?}", r.findings);
+    assert!(
+        r.findings.iter().any(|x| x.contains("no proven approval")),
+        "{:?}",
+        r.findings
+    );
+
+    // A checkpoint of another log in place of `_audit`'s.
+    let mut p = parts.clone();
+    p[audit_cp].1 = p[at("checkpoint")].1.clone();
+    let r = check(&f, &reseal(&p, &f.key));
+    assert!(
+        r.findings
+            .iter()
+            .any(|x| x.starts_with("audit_checkpoint:")),
+        "{:?}",
+        r.findings
+    );
 }

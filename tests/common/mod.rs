@@ -304,3 +304,34 @@ pub fn stored_rows(data: &Path, ns: &str) -> Vec<serde_json::Value> {
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// Builds `tests/independent/tlogcheck` (Go, with `golang.org/x/mod`'s
+/// `sumdb/note` and `sumdb/tlog`: an implementation of signed notes and
+/// RFC 6962 proofs that is not ours) into `dir` and returns the binary.
+/// `scripts/test.sh` installs Go and the module (Debian's `golang-go` and
+/// `golang-golang-x-mod-dev`); `TRACEVAULT_TEST_GO` and
+/// `TRACEVAULT_TEST_GOPATH` point elsewhere.
+pub fn go_tlogcheck(dir: &Path) -> PathBuf {
+    let go = find_tool("go", "TRACEVAULT_TEST_GO")
+        .expect("go not found; run scripts/test.sh, which installs golang-go");
+    let gopath =
+        std::env::var("TRACEVAULT_TEST_GOPATH").unwrap_or_else(|_| "/usr/share/gocode".into());
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/independent/tlogcheck/main.go");
+    let out = dir.join("tlogcheck");
+    let built = std::process::Command::new(go)
+        .args(["build", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .env("GO111MODULE", "off")
+        .env("GOPATH", &gopath)
+        .env("GOCACHE", dir.join("gocache"))
+        .env("GOFLAGS", "")
+        .output()
+        .expect("running go build");
+    assert!(
+        built.status.success(),
+        "go build of tlogcheck failed (is golang.org/x/mod under {gopath}?): {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    out
+}

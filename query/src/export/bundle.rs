@@ -48,8 +48,11 @@ pub struct BundleInput {
     pub approvers: Vec<String>,
     /// When the bundle was made (RFC 3339).
     pub created_at: String,
-    /// The request's history (one JSON value per line of `approvals.jsonl`).
+    /// The request's history (one JSON value per line of `approvals.jsonl`,
+    /// made by [`super::history_for`]).
     pub approvals: Vec<Value>,
+    /// The signed `_audit` checkpoint the history's proofs are against.
+    pub audit_checkpoint: String,
     /// The rows, in index order.
     pub rows: Vec<BundleRow>,
 }
@@ -253,11 +256,12 @@ pub fn write_bundle(
         approvals.extend_from_slice(a.to_string().as_bytes());
         approvals.push(b'\n');
     }
-    let members: [(&str, &[u8]); 4] = [
+    let members: [(&str, &[u8]); 5] = [
         ("checkpoint", input.checkpoint.as_bytes()),
         ("events.parquet", &parquet),
         ("proofs.jsonl", &proofs),
         ("approvals.jsonl", &approvals),
+        ("audit_checkpoint", input.audit_checkpoint.as_bytes()),
     ];
     let manifest = json!({
         "format": FORMAT,
@@ -278,13 +282,14 @@ pub fn write_bundle(
     let sig = B64.encode(key.sign(&signed).to_bytes());
 
     let mut tar = tar::Builder::new(Vec::new());
-    let all: [(&str, &[u8]); 6] = [
+    let all: [(&str, &[u8]); 7] = [
         ("manifest.json", &manifest),
         ("manifest.sig", sig.as_bytes()),
         members[0],
         members[1],
         members[2],
         members[3],
+        members[4],
     ];
     for (name, data) in all {
         let mut h = tar::Header::new_ustar();

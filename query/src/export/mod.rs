@@ -6,13 +6,17 @@
 //! `manifest.sig` (Ed25519 by the log key over a domain separator and the
 //! manifest), `checkpoint` (the signed note the proofs are against),
 //! `events.parquet` (the rows), `proofs.jsonl` (per row: committed record,
-//! leaf hash, inclusion proof) and `approvals.jsonl` (the request's history).
+//! leaf hash, inclusion proof), `approvals.jsonl` (the request's history,
+//! each step with its `_audit` record and inclusion proof) and
+//! `audit_checkpoint` (the signed `_audit` checkpoint those proofs are against).
 
 mod bundle;
+mod history;
 mod verify;
 pub mod workflow;
 
 pub use bundle::{BundleInput, BundleRow, write_bundle};
+pub use history::history_for;
 pub use verify::{BundleReport, verify_bundle};
 
 /// `format` of the manifest.
@@ -21,13 +25,14 @@ pub const FORMAT: &str = "tracevault-export/1";
 /// checkpoint, segment-header or token signatures made by the same key).
 pub const MANIFEST_DOMAIN: &[u8] = b"tracevault/export-manifest/v1\n";
 /// Member names, in bundle order.
-pub const MEMBERS: [&str; 6] = [
+pub const MEMBERS: [&str; 7] = [
     "manifest.json",
     "manifest.sig",
     "checkpoint",
     "events.parquet",
     "proofs.jsonl",
     "approvals.jsonl",
+    "audit_checkpoint",
 ];
 /// Largest member a verifier reads (a bundle is refused beyond, not cut).
 pub const MAX_MEMBER_BYTES: u64 = 8 << 30;

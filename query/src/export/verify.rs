@@ -41,6 +41,11 @@ pub struct BundleReport {
     pub unbound: u64,
     /// Masked fields, by name: withheld, not verified.
     pub withheld: BTreeMap<String, u64>,
+    /// Workflow steps in `approvals.jsonl` proven in `_audit`.
+    pub history_steps: u64,
+    /// Of those, steps whose content is bound to their record (a step whose
+    /// shown form was masked is proven included, not bound).
+    pub history_bound: u64,
     /// Every integrity failure, one precise message each.
     pub findings: Vec<String>,
 }
@@ -194,6 +199,18 @@ pub fn verify_bundle(
             cp.origin, report.ns
         ));
     }
+
+    // The history: who asked and who approved, proven in `_audit`.
+    let history = super::history::check_history(
+        get("approvals.jsonl"),
+        get("audit_checkpoint"),
+        &name,
+        &pubkey,
+        &manifest,
+        &mut findings,
+    );
+    report.history_steps = history.steps;
+    report.history_bound = history.bound;
 
     // Proofs: each record hashes to its leaf, each leaf is in the tree.
     let mut proofs: HashMap<u64, ProofLine> = HashMap::new();

@@ -138,6 +138,18 @@ pub enum Transition {
         /// When.
         at: i64,
     },
+    /// The server found the request past its request TTL or download
+    /// window and recorded it, so the end of a request is in the history
+    /// too, not only derivable from the clock.
+    Expired {
+        /// Export id.
+        id: String,
+        /// What expired: `pending` (never decided) or `approved` (never
+        /// downloaded in the window).
+        from: State,
+        /// When the server recorded it.
+        at: i64,
+    },
 }
 
 /// When a step happened.
@@ -146,7 +158,8 @@ fn t_at(t: &Transition) -> i64 {
         Transition::Requested { at, .. }
         | Transition::Approved { at, .. }
         | Transition::Denied { at, .. }
-        | Transition::Downloaded { at, .. } => *at,
+        | Transition::Downloaded { at, .. }
+        | Transition::Expired { at, .. } => *at,
     }
 }
 
@@ -157,13 +170,25 @@ impl Transition {
             Transition::Requested { id, .. }
             | Transition::Approved { id, .. }
             | Transition::Denied { id, .. }
-            | Transition::Downloaded { id, .. } => id,
+            | Transition::Downloaded { id, .. }
+            | Transition::Expired { id, .. } => id,
+        }
+    }
+
+    /// The `_audit` event name of this step.
+    pub fn event_name(&self) -> &'static str {
+        match self {
+            Transition::Requested { .. } => "export_requested",
+            Transition::Approved { .. } => "export_approved",
+            Transition::Denied { .. } => "export_denied",
+            Transition::Downloaded { .. } => "export_downloaded",
+            Transition::Expired { .. } => "export_expired",
         }
     }
 }
 
 /// Where a request stands at a given time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     /// Waiting for approvals.
@@ -205,6 +230,8 @@ pub struct Request {
     pub approved_at: Option<i64>,
     /// Downloads so far.
     pub downloads: u32,
+    /// When the server recorded the expiry, if it has.
+    pub expired_at: Option<i64>,
 }
 
 /// Why a step is refused: a stable code (for the API) and a message.
@@ -267,20 +294,43 @@ impl Exports {
             .filter(move |(_, s)| state.is_none_or(|want| *s == want))
     }
 
-    /// The state of `r` at `now` (expiry is a matter of time, not of a step).
+    /// The state of `r` at `now`, under the policy recorded with the
+    /// request (a later configuration never re-opens or shortens it).
+    /// Expiry is a matter of time; the server also records it
+    /// ([`Exports::due_expiries`]) so that the history says so.
     pub fn state(&self, r: &Request, now: i64) -> State {
         if r.denied.is_some() {
             return State::Denied;
         }
+        if r.expired_at.is_some() {
+            return State::Expired;
+        }
+        let p = &r.policy;
         match r.approved_at {
-            None if now > r.requested_at.saturating_add(self.policy.request_ttl_s) => {
-                State::Expired
-            }
+            None if now > r.requested_at.saturating_add(p.request_ttl_s) => State::Expired,
             None => State::Pending,
-            Some(_) if r.downloads >= self.policy.downloads => State::Downloaded,
-            Some(at) if now > at.saturating_add(self.policy.download_window_s) => State::Expired,
+            Some(_) if r.downloads >= p.downloads => State::Downloaded,
+            Some(at) if now > at.saturating_add(p.download_window_s) => State::Expired,
             Some(_) => State::Approved,
         }
+    }
+
+    /// The `Expired` steps due at `now`: requests past their TTL or window
+    /// whose expiry is not yet in the history.
+    pub fn due_expiries(&self, now: i64) -> Vec<Transition> {
+        self.requests
+            .values()
+            .filter(|r| r.expired_at.is_none() && self.state(r, now) == State::Expired)
+            .map(|r| Transition::Expired {
+                id: r.id.clone(),
+                from: if r.approved_at.is_some() {
+                    State::Approved
+                } else {
+                    State::Pending
+                },
+                at: now,
+            })
+            .collect()
     }
 
     /// Applies a recorded step (replay, or after recording a checked one).
@@ -314,6 +364,7 @@ impl Exports {
                     denied: None,
                     approved_at: None,
                     downloads: 0,
+                    expired_at: None,
                 });
             }
             Transition::Approved {
@@ -352,6 +403,15 @@ impl Exports {
                     && *by == r.requester
                 {
                     r.downloads += 1;
+                }
+            }
+            Transition::Expired { id, at, .. } => {
+                // Only a request that really was expired at that time.
+                if let Some(r) = self.requests.get_mut(id)
+                    && state == Some(State::Expired)
+                    && r.denied.is_none()
+                {
+                    r.expired_at.get_or_insert(*at);
                 }
             }
         }
@@ -447,6 +507,17 @@ impl Exports {
                     )),
                     State::Expired => Err(refuse(409, "expired", format!("export {id} expired"))),
                     State::Denied => Err(refuse(409, "denied", format!("export {id} was denied"))),
+                }
+            }
+            Transition::Expired { id, at, .. } => {
+                let r = find(id)?;
+                match self.state(r, (*at).max(now)) {
+                    State::Expired if r.expired_at.is_none() => Ok(()),
+                    s => Err(refuse(
+                        409,
+                        "not_expired",
+                        format!("export {id} is {s:?}").to_lowercase(),
+                    )),
                 }
             }
         }
@@ -600,6 +671,42 @@ mod tests {
             .map(|(r, _)| r.id.clone())
             .collect();
         assert_eq!(expired, ["t", "w"]);
+    }
+
+    #[test]
+    fn expiry_follows_the_recorded_policy_and_is_recorded_once() {
+        let mut x = Exports::new(ExportPolicy::default());
+        let mut t = requested("p", 0);
+        if let Transition::Requested { policy, .. } = &mut t {
+            policy.request_ttl_s = 10;
+        }
+        step(&mut x, t, 0).unwrap();
+        step(&mut x, requested("q", 0), 0).unwrap();
+        // Today's policy (a week) does not extend the recorded 10 s.
+        assert_eq!(x.state(x.get("p").unwrap(), 11), State::Expired);
+        assert_eq!(x.state(x.get("q").unwrap(), 11), State::Pending);
+        let due = x.due_expiries(11);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].id(), "p");
+        assert_eq!(due[0].event_name(), "export_expired");
+        let json = serde_json::to_string(&due[0]).unwrap();
+        assert!(json.contains("\"from\":\"pending\""), "{json}");
+        step(&mut x, due[0].clone(), 11).unwrap();
+        assert!(x.due_expiries(12).is_empty());
+        assert_eq!(step(&mut x, due[0].clone(), 12), Err("not_expired"));
+        assert_eq!(
+            step(&mut x, approve("p", "bob", 12), 12),
+            Err("not_pending")
+        );
+        // A recorded expiry of a request that was not expired at that time
+        // does not count on replay.
+        x.apply(&Transition::Expired {
+            id: "q".into(),
+            from: State::Pending,
+            at: 5,
+        });
+        assert_eq!(x.state(x.get("q").unwrap(), 5), State::Pending);
+        assert_eq!(x.get("q").unwrap().expired_at, None);
     }
 
     #[test]
