@@ -290,21 +290,12 @@ async fn select(
     }
     // Whatever indices the SQL produced, only rows the requester may see
     // (its window, below the frozen size) are exported.
-    let keep = Arc::new(wanted);
+    wanted.retain(|i| *i < size);
     let (from, to) = window;
-    let entries = st
-        .vault
-        .scan_entries(
-            ns,
-            move |e| {
-                keep.contains(&e.idx)
-                    && e.idx < size
-                    && from.is_none_or(|f| e.received_at >= f)
-                    && to.is_none_or(|t| e.received_at <= t)
-            },
-            usize::MAX,
-        )
-        .await?;
+    let mut entries = st.vault.entries_at(ns, Arc::new(wanted)).await?;
+    entries.retain(|e| {
+        from.is_none_or(|f| e.received_at >= f) && to.is_none_or(|t| e.received_at <= t)
+    });
     let digest = selection_digest(entries.iter().map(|e| (e.idx, e.leaf_hash)));
     Ok((entries, digest))
 }

@@ -479,19 +479,47 @@ impl Vault {
                 .unpublished_entries()
                 .ok_or_else(|| VaultError::Read(format!("the state of {ns} is unreadable")))?;
         }
-        let listed = self
-            .inner
-            .ctx
-            .store
-            .list_sized(&layout::segments(ns))
-            .await?;
-        let sizes: HashMap<(u64, u64), u64> = listed
-            .iter()
-            .filter_map(|(n, size)| Some((crate::segment::parse_segment_file_name(n)?, *size)))
-            .collect();
-        let mut ranges: Vec<(u64, u64)> = sizes.keys().copied().collect();
-        crate::compact::cover_order(&mut ranges);
-        let (ranges, _) = crate::compact::split_covered(&ranges);
+        // The segments must tile the log from index 0: a hole means a
+        // segment was removed from the store, and a reader must never get a
+        // silently partial answer. A listing taken while compaction swaps
+        // segments can show a transient hole, so list again before failing.
+        let mut attempt = 0;
+        let (sizes, ranges) = loop {
+            let listed = self
+                .inner
+                .ctx
+                .store
+                .list_sized(&layout::segments(ns))
+                .await?;
+            let sizes: HashMap<(u64, u64), u64> = listed
+                .iter()
+                .filter_map(|(n, size)| Some((crate::segment::parse_segment_file_name(n)?, *size)))
+                .collect();
+            let mut ranges: Vec<(u64, u64)> = sizes.keys().copied().collect();
+            crate::compact::cover_order(&mut ranges);
+            let (ranges, _) = crate::compact::split_covered(&ranges);
+            let mut next = 0u64;
+            let mut hole = None;
+            for &(first, last) in &ranges {
+                if first > next {
+                    hole = Some((next, first - 1));
+                    break;
+                }
+                next = next.max(last + 1);
+            }
+            match hole {
+                None => break (sizes, ranges),
+                Some(_) if attempt < 2 => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Some((a, b)) => {
+                    return Err(VaultError::Read(format!(
+                        "entries {a}-{b} of {ns} are missing from the store (a segment was removed); run `tracevault verify`"
+                    )));
+                }
+            }
+        };
         let covered = ranges.last().map_or(0, |r| r.1 + 1);
         tail.retain(|e| e.idx >= covered);
         let segments = ranges
@@ -517,6 +545,36 @@ impl Vault {
         keep: impl Fn(&crate::record::Entry) -> bool + Send + Sync + Clone + 'static,
         limit: usize,
     ) -> Result<Vec<crate::record::Entry>, VaultError> {
+        self.scan_segments(ns, |_, _| true, keep, limit).await
+    }
+
+    /// The entries of `ns` at `indices` (those that exist), in index order.
+    /// Only the segments whose index range holds one of them are read, so
+    /// fetching a session's entries does not decode the whole log.
+    pub async fn entries_at(
+        &self,
+        ns: &str,
+        indices: std::sync::Arc<std::collections::BTreeSet<u64>>,
+    ) -> Result<Vec<crate::record::Entry>, VaultError> {
+        let wanted = indices.clone();
+        self.scan_segments(
+            ns,
+            |first, last| wanted.range(first..=last).next().is_some(),
+            move |e| indices.contains(&e.idx),
+            usize::MAX,
+        )
+        .await
+    }
+
+    /// [`Vault::scan_entries`] over the segments `(first, last)` for which
+    /// `read_segment` is true.
+    async fn scan_segments(
+        &self,
+        ns: &str,
+        read_segment: impl Fn(u64, u64) -> bool,
+        keep: impl Fn(&crate::record::Entry) -> bool + Send + Sync + Clone + 'static,
+        limit: usize,
+    ) -> Result<Vec<crate::record::Entry>, VaultError> {
         let snap = self.read_snapshot(ns).await?;
         let mut out: Vec<crate::record::Entry> =
             snap.tail.into_iter().filter(|e| keep(e)).collect();
@@ -526,6 +584,9 @@ impl Vault {
                 break;
             }
             let (first, last) = (seg.first, seg.last);
+            if !read_segment(first, last) {
+                continue;
+            }
             let Some(bytes) = store.get(&seg.path).await? else {
                 // Merged away after the listing: the merged segment may not be
                 // in it. Never return a partial read: the caller retries.

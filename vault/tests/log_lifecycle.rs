@@ -655,3 +655,60 @@ async fn second_server_on_a_shared_store_is_fenced() {
         HashMap::from([("shared".to_string(), 5), ("bonly".to_string(), 1)])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_at_reads_only_the_segments_holding_the_indices() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let mut o = opts(data, 20);
+    o.log.compact_interval_ms = 0;
+    let vault = Vault::open(o).await.unwrap();
+    let log = vault.log("n").await.unwrap();
+    // Three segments: 0-3, 4-7, 8-11.
+    for b in 0..3u64 {
+        let batch = (0..4).map(|i| ev("s", b * 4 + i, None)).collect();
+        vault.append("n", batch, "w").await.unwrap();
+        assert!(
+            log.wait_published((b + 1) * 4, Duration::from_secs(10))
+                .await
+                .is_some()
+        );
+    }
+    let segs = std::fs::read_dir(store_dir(data).join("ns/n/segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect::<Vec<_>>();
+    assert_eq!(segs.len(), 3, "{segs:?}");
+    let want: std::collections::BTreeSet<u64> = [1, 9, 11, 40].into();
+    let got = vault
+        .entries_at("n", std::sync::Arc::new(want.clone()))
+        .await
+        .unwrap();
+    assert_eq!(got.iter().map(|e| e.idx).collect::<Vec<_>>(), [1, 9, 11]);
+    // The middle segment damaged: a full scan fails on it, a read of 1, 9
+    // and 11 never opens it; one of 5 does.
+    let middle = segs
+        .iter()
+        .find(|p| p.to_string_lossy().contains("00000000000000000004-"))
+        .unwrap();
+    let bytes = std::fs::read(middle).unwrap();
+    std::fs::write(middle, &bytes[..bytes.len() / 2]).unwrap();
+    assert!(vault.scan_entries("n", |_| true, usize::MAX).await.is_err());
+    let again = vault
+        .entries_at("n", std::sync::Arc::new(want))
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 3);
+    let five = vault.entries_at("n", std::sync::Arc::new([5].into())).await;
+    assert!(five.is_err(), "{five:?}");
+    // Removed: every read says which entries are missing, none answers
+    // without them.
+    std::fs::remove_file(middle).unwrap();
+    let err = vault
+        .entries_at("n", std::sync::Arc::new([1].into()))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("entries 4-7 of n are missing"), "{err}");
+    assert!(five.is_err(), "{five:?}");
+}
