@@ -8,6 +8,7 @@ mod export_api;
 mod export_cmd;
 mod query_cmd;
 mod read_api;
+mod replay;
 mod serve;
 mod stream_cmd;
 mod verify_bundle_cmd;
@@ -48,6 +49,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: export_cmd::ExportCmd,
     },
+    /// Replay a session in the terminal (from a server, a bundle or a data directory).
+    Replay(replay::ReplayArgs),
     /// Load generators.
     Bench {
         #[command(subcommand)]
@@ -186,6 +189,7 @@ fn main() -> ExitCode {
         Cmd::Stream(a) => stream_cmd::run(a),
         Cmd::Query(a) => query_cmd::run(a),
         Cmd::Export { cmd } => export_cmd::run(cmd),
+        Cmd::Replay(a) => replay::run(a).map(|_| ExitCode::SUCCESS),
         Cmd::Bench {
             cmd: BenchCmd::Ingest(a),
         } => bench::run(a).map(|_| ExitCode::SUCCESS),

@@ -17,7 +17,7 @@ pub mod workflow;
 
 pub use bundle::{BundleInput, BundleRow, write_bundle};
 pub use history::history_for;
-pub use verify::{BundleReport, verify_bundle};
+pub use verify::{BundleReport, BundleRows, read_bundle_rows, verify_bundle};
 
 /// `format` of the manifest.
 pub const FORMAT: &str = "tracevault-export/1";

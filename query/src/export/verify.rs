@@ -540,3 +540,63 @@ fn check_row(
         _ => findings.push(format!("entry {i}: row cannot be turned into a record")),
     }
 }
+
+/// A bundle's rows as stored, for a reader such as `tracevault replay`
+/// (which verifies the bundle separately with [`verify_bundle`]).
+pub struct BundleRows {
+    /// The namespace the manifest names.
+    pub ns: String,
+    /// The export id.
+    pub export_id: String,
+    /// Rows in file order: the entry as shipped (masked values as masked;
+    /// salt, digests and chain hash zero) and its leaf hash.
+    pub rows: Vec<(Entry, Hash)>,
+    /// Fields withheld (masked) per index, from `proofs.jsonl`.
+    pub withheld: HashMap<u64, Vec<String>>,
+}
+
+/// Reads the rows of bundle `file` without checking anything.
+pub fn read_bundle_rows(file: &[u8]) -> Result<BundleRows, ExportError> {
+    let (members, _) = read_members(file)?;
+    let get = |m: &str| {
+        members
+            .get(m)
+            .map(Vec::as_slice)
+            .ok_or_else(|| ExportError::Unreadable(format!("member {m} missing")))
+    };
+    let manifest: Value = serde_json::from_slice(get("manifest.json")?)
+        .map_err(|e| ExportError::Unreadable(format!("manifest.json: {e}")))?;
+    let mut withheld = HashMap::new();
+    for line in get("proofs.jsonl")?.split(|b| *b == b'\n') {
+        let Ok(v) = serde_json::from_slice::<Value>(line) else {
+            continue;
+        };
+        if let (Some(i), Some(w)) = (v["index"].as_u64(), v["withheld"].as_array()) {
+            let w: Vec<String> = w
+                .iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect();
+            withheld.insert(i, w);
+        }
+    }
+    let reader =
+        ParquetRecordBatchReaderBuilder::try_new(Bytes::copy_from_slice(get("events.parquet")?))
+            .and_then(|b| b.build())
+            .map_err(|e| ExportError::Unreadable(format!("events.parquet: {e}")))?;
+    let mut rows = Vec::new();
+    for b in reader {
+        let b = b.map_err(|e| ExportError::Unreadable(format!("events.parquet: {e}")))?;
+        for r in rows_of(&b).map_err(ExportError::Unreadable)? {
+            rows.push((r.entry, r.leaf.unwrap_or_default()));
+        }
+    }
+    Ok(BundleRows {
+        ns: manifest["ns"].as_str().unwrap_or_default().to_string(),
+        export_id: manifest["export_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        rows,
+        withheld,
+    })
+}

@@ -1,0 +1,537 @@
+//! `--server URL --token T --session ID`: replay through the query API with
+//! a reader token, so the reader sees the session masked as its token
+//! dictates and every page read is in the access log. Pages are read by log
+//! index range (pruned by segment statistics), search runs as SQL on the
+//! server, and a background task checks every event's inclusion proof
+//! against a signed checkpoint, with the pinned verifier key.
+//!
+//! What this cannot catch: a server that serves a changed value with the
+//! right leaf hash (the salt that binds values to their digests is not
+//! given to readers). `--data` (verify) and `--bundle` (verify-bundle) bind
+//! values too.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tracevault_replay::{Integrity, ReplayEvent, SessionInfo, Source, SourceError, TimelineIndex};
+use tracevault_vault::{merkle, note};
+
+use super::{Verdict, set};
+
+/// Rows per index query (below the server's default `max_result_rows`).
+const INDEX_CHUNK: usize = 50_000;
+/// Columns of a page.
+const COLUMNS: &str = "idx, session_seq, kind, ts, received_at, name, actor, model, event_id, span_id, parent_span_id, content, attributes, leaf_hash";
+/// Inclusion proofs fetched at once.
+const PROOF_CONCURRENCY: usize = 16;
+
+/// SQL string literal.
+fn lit(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// A client of the query API for one session.
+#[derive(Clone)]
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Api {
+    async fn get(&self, path: &str) -> Result<reqwest::Response, SourceError> {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| SourceError::Unavailable(e.to_string()))?;
+        ok(r).await
+    }
+
+    /// Runs `sql`; the rows as JSON arrays.
+    async fn query(&self, sql: &str) -> Result<Vec<Vec<Value>>, SourceError> {
+        let r = self
+            .http
+            .post(format!("{}/v1/query", self.base))
+            .bearer_auth(&self.token)
+            .json(&json!({ "sql": sql }))
+            .send()
+            .await
+            .map_err(|e| SourceError::Unavailable(e.to_string()))?;
+        let body: Value = ok(r)
+            .await?
+            .json()
+            .await
+            .map_err(|e| SourceError::Data(e.to_string()))?;
+        serde_json::from_value(body["rows"].clone()).map_err(|e| SourceError::Data(e.to_string()))
+    }
+}
+
+/// The response when 2xx, else its error as a [`SourceError`].
+async fn ok(r: reqwest::Response) -> Result<reqwest::Response, SourceError> {
+    if r.status().is_success() {
+        return Ok(r);
+    }
+    let status = r.status();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    Err(SourceError::Unavailable(format!(
+        "{status}: {} {}",
+        body["error"]["code"].as_str().unwrap_or(""),
+        body["error"]["message"].as_str().unwrap_or("")
+    )))
+}
+
+fn micros(v: &Value) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(v.as_str()?)
+        .ok()
+        .map(|t| t.timestamp_micros())
+}
+
+fn text(v: &Value) -> Option<String> {
+    v.as_str().map(str::to_string)
+}
+
+/// A page row (columns as [`COLUMNS`]) as an event.
+fn event(r: &[Value]) -> Result<ReplayEvent, SourceError> {
+    let bad = || SourceError::Data(format!("unexpected row {r:?}"));
+    if r.len() != 14 {
+        return Err(bad());
+    }
+    let content = text(&r[11]);
+    let content_type = match content.as_deref().map(str::trim_start) {
+        Some(c) if c.starts_with('{') || c.starts_with('[') => "json",
+        _ => "text",
+    };
+    Ok(ReplayEvent {
+        idx: r[0].as_u64().ok_or_else(bad)?,
+        session_seq: r[1].as_u64().ok_or_else(bad)?,
+        kind: text(&r[2]).ok_or_else(bad)?,
+        ts: micros(&r[3]),
+        received_at: micros(&r[4]).ok_or_else(bad)?,
+        name: text(&r[5]),
+        actor: text(&r[6]),
+        model: text(&r[7]),
+        event_id: text(&r[8]).unwrap_or_default(),
+        span_id: text(&r[9]),
+        parent_span_id: text(&r[10]),
+        content,
+        content_type: content_type.into(),
+        attributes: text(&r[12]),
+        masked: Vec::new(),
+        leaf_hash: text(&r[13]).ok_or_else(bad)?,
+    })
+}
+
+/// One session read through the server.
+pub struct ServerSource {
+    rt: tokio::runtime::Runtime,
+    api: Api,
+    ns: String,
+    session: String,
+    /// Log index of each position.
+    idxs: Vec<u64>,
+    /// `(index, leaf hash)` of every event, for the proof checker.
+    leaves: Arc<Mutex<Vec<(u64, String)>>>,
+    index: Option<TimelineIndex>,
+    info: SessionInfo,
+    verdict: Verdict,
+}
+
+impl ServerSource {
+    /// Finds the session (in `ns`, or the only namespace of the token that
+    /// holds it), reads its index, and starts the proof checker.
+    pub fn open(
+        url: &str,
+        token: &str,
+        session: &str,
+        ns: Option<&str>,
+        key: Option<String>,
+    ) -> anyhow::Result<Self> {
+        tracevault_schemas::Event::from_value(json!({"session_id": session, "kind": "message"}))
+            .map_err(|e| anyhow::anyhow!("--session: {e}"))?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let api = Api {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()?,
+            base: url.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+        };
+        let ns = match ns {
+            Some(n) => n.to_string(),
+            None => {
+                let rows = rt.block_on(api.query(&format!(
+                    "SELECT DISTINCT ns FROM traces WHERE session_id = {}",
+                    lit(session)
+                )))?;
+                let all: Vec<String> = rows.iter().filter_map(|r| text(r.first()?)).collect();
+                match all.as_slice() {
+                    [one] => one.clone(),
+                    [] => anyhow::bail!(
+                        "no session {session} in the namespaces and window of this token"
+                    ),
+                    _ => anyhow::bail!(
+                        "session {session} is in namespaces {all:?}; pick one with --ns"
+                    ),
+                }
+            }
+        };
+        tracevault_vault::validate_namespace(&ns, true)?;
+        let mut s = ServerSource {
+            rt,
+            api,
+            ns,
+            session: session.to_string(),
+            idxs: Vec::new(),
+            leaves: Arc::new(Mutex::new(Vec::new())),
+            index: Some(TimelineIndex::new()),
+            info: SessionInfo::default(),
+            verdict: Arc::new(Mutex::new(Integrity::Checking)),
+        };
+        s.read_more()?;
+        anyhow::ensure!(
+            !s.idxs.is_empty(),
+            "no event of session {session} in namespace {} visible to this token",
+            s.ns
+        );
+        s.info = SessionInfo {
+            session_id: s.session.clone(),
+            namespace: s.ns.clone(),
+            origin: format!("server {}", s.api.base),
+            ..SessionInfo::default()
+        };
+        s.update_info();
+        s.rt.spawn(check_proofs(
+            s.api.clone(),
+            s.ns.clone(),
+            key,
+            s.leaves.clone(),
+            s.verdict.clone(),
+        ));
+        Ok(s)
+    }
+
+    fn where_session(&self) -> String {
+        format!(
+            "ns = {} AND session_id = {}",
+            lit(&self.ns),
+            lit(&self.session)
+        )
+    }
+
+    /// Reads the index of events after the last one known; returns how many.
+    fn read_more(&mut self) -> Result<usize, SourceError> {
+        let mut added = 0;
+        loop {
+            let after = self.idxs.last().map_or(-1, |i| *i as i128);
+            let rows = self.rt.block_on(self.api.query(&format!(
+                "SELECT idx, session_seq, kind, ts, received_at, leaf_hash FROM traces WHERE {} AND idx > {after} ORDER BY idx LIMIT {INDEX_CHUNK}",
+                self.where_session()
+            )))?;
+            let n = rows.len();
+            let mut leaves = self
+                .leaves
+                .lock()
+                .map_err(|_| SourceError::Data("checker poisoned".into()))?;
+            for r in rows {
+                let bad = || SourceError::Data(format!("unexpected index row {r:?}"));
+                let e = ReplayEvent {
+                    idx: r.first().and_then(Value::as_u64).ok_or_else(bad)?,
+                    session_seq: r.get(1).and_then(Value::as_u64).ok_or_else(bad)?,
+                    kind: r.get(2).and_then(text).ok_or_else(bad)?,
+                    ts: r.get(3).and_then(micros),
+                    received_at: r.get(4).and_then(micros).ok_or_else(bad)?,
+                    name: None,
+                    actor: None,
+                    model: None,
+                    event_id: String::new(),
+                    span_id: None,
+                    parent_span_id: None,
+                    content: None,
+                    content_type: "text".into(),
+                    attributes: None,
+                    masked: Vec::new(),
+                    leaf_hash: r.get(5).and_then(text).ok_or_else(bad)?,
+                };
+                if let Some(ix) = self.index.as_mut() {
+                    ix.push(&e);
+                }
+                self.idxs.push(e.idx);
+                self.info.last_us = Some(e.time_us());
+                self.info.first_us.get_or_insert(e.time_us());
+                leaves.push((e.idx, e.leaf_hash));
+            }
+            added += n;
+            if n < INDEX_CHUNK {
+                return Ok(added);
+            }
+        }
+    }
+
+    fn update_info(&mut self) {
+        self.info.event_count = self.idxs.len() as u64;
+    }
+}
+
+impl Source for ServerSource {
+    fn info(&self) -> SessionInfo {
+        self.info.clone()
+    }
+
+    fn len(&self) -> u64 {
+        self.idxs.len() as u64
+    }
+
+    fn page(&mut self, start: u64, count: usize) -> Result<Vec<ReplayEvent>, SourceError> {
+        let len = self.len();
+        if start >= len {
+            return Err(SourceError::OutOfRange { start, len });
+        }
+        let end = (start + count.max(1) as u64).min(len);
+        let (a, b) = (self.idxs[start as usize], self.idxs[end as usize - 1]);
+        let rows = self.rt.block_on(self.api.query(&format!(
+            "SELECT {COLUMNS} FROM traces WHERE {} AND idx >= {a} AND idx <= {b} ORDER BY idx",
+            self.where_session()
+        )))?;
+        rows.iter().map(|r| event(r)).collect()
+    }
+
+    fn index(&mut self) -> Result<TimelineIndex, SourceError> {
+        match self.index.take() {
+            Some(ix) => Ok(ix),
+            None => Ok(TimelineIndex::new()),
+        }
+    }
+
+    fn integrity(&mut self) -> Integrity {
+        self.verdict
+            .lock()
+            .map(|g| g.clone())
+            .unwrap_or(Integrity::Unverified {
+                reason: "the proof checker stopped".into(),
+            })
+    }
+
+    fn refresh(&mut self) -> Result<bool, SourceError> {
+        self.index = None;
+        let added = self.read_more()?;
+        self.update_info();
+        Ok(added > 0)
+    }
+
+    /// Search runs on the server, over the values this reader sees (masked
+    /// values are searched as masked).
+    fn search(
+        &mut self,
+        query: &str,
+        from: u64,
+        forward: bool,
+    ) -> Result<Option<u64>, SourceError> {
+        let len = self.len();
+        if query.is_empty() || len == 0 {
+            return Ok(None);
+        }
+        let at = self.idxs[from.min(len - 1) as usize];
+        let q = lit(&query.to_lowercase());
+        let hit = ["content", "name", "actor", "kind", "model", "attributes"]
+            .map(|c| format!("strpos(lower(coalesce({c}, '')), {q}) > 0"))
+            .join(" OR ");
+        let (cmp, order) = if forward {
+            (">=", "ASC")
+        } else {
+            ("<=", "DESC")
+        };
+        let rows = self.rt.block_on(self.api.query(&format!(
+            "SELECT idx FROM traces WHERE {} AND idx {cmp} {at} AND ({hit}) ORDER BY idx {order} LIMIT 1",
+            self.where_session()
+        )))?;
+        Ok(rows
+            .first()
+            .and_then(|r| r.first())
+            .and_then(Value::as_u64)
+            .and_then(|i| self.idxs.binary_search(&i).ok())
+            .map(|p| p as u64))
+    }
+}
+
+/// Checks every listed event's inclusion proof against the latest signed
+/// checkpoint (opened with the pinned key, else the server's own), as the
+/// list grows; the verdict names the first index that fails.
+async fn check_proofs(
+    api: Api,
+    ns: String,
+    pinned: Option<String>,
+    leaves: Arc<Mutex<Vec<(u64, String)>>>,
+    verdict: Verdict,
+) {
+    let fail = |index: Option<u64>, reason: String| Integrity::Failed { index, reason };
+    let key = match &pinned {
+        Some(k) => k.clone(),
+        None => {
+            let vault: Result<Value, SourceError> = async {
+                api.get("/v1/vault")
+                    .await?
+                    .json()
+                    .await
+                    .map_err(|e| SourceError::Data(e.to_string()))
+            }
+            .await;
+            let found = vault.ok().and_then(|v| {
+                v["namespaces"]
+                    .as_array()?
+                    .iter()
+                    .find(|n| n["ns"] == ns.as_str())?["verifier_key"]
+                    .as_str()
+                    .map(str::to_string)
+            });
+            match found {
+                Some(k) => k,
+                None => {
+                    return set(
+                        &verdict,
+                        Integrity::Unverified {
+                            reason: "the server did not give the namespace's key".into(),
+                        },
+                    );
+                }
+            }
+        }
+    };
+    let parsed = note::parse_verifier_key(&key)
+        .ok()
+        .and_then(|(name, pk)| Some((name, ed25519_dalek::VerifyingKey::from_bytes(&pk).ok()?)));
+    let Some((name, pubkey)) = parsed else {
+        return set(
+            &verdict,
+            fail(None, format!("{key:?} is not a verifier key")),
+        );
+    };
+    let mut checked = 0usize;
+    let mut size = 0u64;
+    loop {
+        let pending: Vec<(u64, String)> = match leaves.lock() {
+            Ok(l) => l[checked.min(l.len())..].to_vec(),
+            Err(_) => return,
+        };
+        if pending.is_empty() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        set(&verdict, Integrity::Checking);
+        let cp = async {
+            let text = api
+                .get(&format!("/v1/logs/{ns}/checkpoint"))
+                .await?
+                .text()
+                .await
+                .map_err(|e| SourceError::Data(e.to_string()))?;
+            note::open_checkpoint(&text, &name, &pubkey)
+                .map_err(|e| SourceError::Data(e.to_string()))
+        }
+        .await;
+        let cp = match cp {
+            Ok(cp) => cp,
+            Err(e) => return set(&verdict, fail(None, format!("checkpoint: {e}"))),
+        };
+        if cp.size < size {
+            return set(
+                &verdict,
+                fail(
+                    None,
+                    format!("the checkpoint went back from size {size} to {}", cp.size),
+                ),
+            );
+        }
+        size = cp.size;
+        let ready: Vec<(u64, String)> = pending
+            .into_iter()
+            .take_while(|(i, _)| *i < cp.size)
+            .collect();
+        let n = ready.len();
+        let mut results = futures::stream::iter(ready.into_iter().map(|(i, leaf)| {
+            let api = api.clone();
+            let ns = ns.clone();
+            async move {
+                let r: Result<Value, SourceError> = async {
+                    api.get(&format!(
+                        "/v1/logs/{ns}/proof/inclusion?index={i}&size={}",
+                        cp.size
+                    ))
+                    .await?
+                    .json()
+                    .await
+                    .map_err(|e| SourceError::Data(e.to_string()))
+                }
+                .await;
+                let p = match r {
+                    Ok(p) => p,
+                    Err(e) => return Err((i, format!("no inclusion proof: {e}"))),
+                };
+                if p["leaf_hash"].as_str() != Some(leaf.as_str()) {
+                    return Err((
+                        i,
+                        "the log's leaf hash differs from the event's (event changed)".into(),
+                    ));
+                }
+                let hashes: Option<Vec<[u8; 32]>> = p["hashes"].as_array().and_then(|a| {
+                    a.iter()
+                        .map(|h| B64.decode(h.as_str()?).ok()?.try_into().ok())
+                        .collect()
+                });
+                let leaf_bytes: Option<[u8; 32]> =
+                    hex::decode(&leaf).ok().and_then(|b| b.try_into().ok());
+                match (hashes, leaf_bytes) {
+                    (Some(h), Some(l))
+                        if merkle::verify_inclusion(&l, i, cp.size, &h, &cp.root).is_ok() =>
+                    {
+                        Ok(())
+                    }
+                    _ => Err((
+                        i,
+                        format!(
+                            "inclusion proof does not reach the checkpoint root at size {}",
+                            cp.size
+                        ),
+                    )),
+                }
+            }
+        }))
+        .buffered(PROOF_CONCURRENCY);
+        while let Some(r) = results.next().await {
+            if let Err((i, reason)) = r {
+                return set(&verdict, fail(Some(i), reason));
+            }
+        }
+        checked += n;
+        let waiting = leaves.lock().map(|l| l.len() - checked).unwrap_or(0);
+        if waiting > 0 {
+            // Newer than the latest checkpoint: one is signed within seconds.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        set(
+            &verdict,
+            if pinned.is_some() {
+                Integrity::Verified {
+                    checkpoint_size: size,
+                    events_checked: checked as u64,
+                }
+            } else {
+                Integrity::Unverified {
+                    reason: format!(
+                        "{checked} proofs check against the server's own key; pin it with --key"
+                    ),
+                }
+            },
+        );
+    }
+}
