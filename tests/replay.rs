@@ -316,3 +316,128 @@ async fn an_event_altered_in_the_store_fails_the_badge_naming_its_index() {
     t.keys(&["q"]);
     t.wait("the exit code", |s| s.contains("EXIT=0"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_tails_new_events_and_a_bundle_replays_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(dir.path(), "[log]\nflush_interval_ms = 50\n");
+    let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    let c = client();
+    let w = token(&data, "writer", "prod", "agent");
+    let (s, r) = post_events(
+        &c,
+        &srv.url,
+        "prod",
+        &w,
+        seeded_session(),
+        "?wait=checkpoint",
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    let reader = token(&data, "reader", "prod", "responder");
+    let (_, vault) = get(&c, &format!("{}/v1/vault", srv.url), Some(&reader)).await;
+    let vault: Value = serde_json::from_str(&vault).unwrap();
+    let vk = vault["namespaces"][0]["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // --follow: events posted while it runs appear, and get checked too.
+    let t = Tmux::start(dir.path(), 120, 40);
+    t.text(&format!(
+        "{BIN} replay --server {} --token {reader} --session s1 --key '{vk}' --follow; echo EXIT=$?",
+        srv.url
+    ));
+    t.keys(&["Enter"]);
+    t.wait("the verified badge", |s| s.contains("verified: 6 events"));
+    let more = json!({"events": [
+        {"session_id": "s1", "kind": "message", "content": "late arrival one"},
+        {"session_id": "s1", "kind": "message", "content": "late arrival two"},
+    ]});
+    let (s, r) = post_events(&c, &srv.url, "prod", &w, more, "").await;
+    assert_eq!(s, 200, "{r}");
+    t.wait("the new events, checked", |s| {
+        s.contains("late arrival two") && s.contains("verified: 8 events")
+    });
+    t.keys(&["q"]);
+    t.wait("the exit code", |s| s.contains("EXIT=0"));
+    t.text("clear");
+    t.keys(&["Enter"]);
+
+    // An approved export of the session, replayed offline from its bundle.
+    let approver = token(&data, "approver", "prod", "boss");
+    let r: Value = c
+        .post(format!("{}/v1/exports", srv.url))
+        .bearer_auth(&reader)
+        .json(&json!({"namespace": "prod", "session_id": "s1", "reason": "incident 7"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = r["id"].as_str().expect("an export id").to_string();
+    let ok = c
+        .post(format!("{}/v1/exports/{id}/approve", srv.url))
+        .bearer_auth(&approver)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let bundle = c
+        .get(format!("{}/v1/exports/{id}/bundle", srv.url))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(srv.terminate(), Some(0));
+    let file = dir.path().join("export.tar");
+    std::fs::write(&file, &bundle).unwrap();
+    t.text(&format!(
+        "{BIN} replay --bundle {} --key '{vk}'; echo EXIT=$?",
+        file.display()
+    ));
+    t.keys(&["Enter"]);
+    let s = t.wait("the bundle verified", |s| s.contains("verified: 8 events"));
+    assert!(!s.contains("jane.doe@example.com"), "{s}");
+    t.keys(&["q"]);
+    t.wait("the exit code", |s| s.contains("EXIT=0"));
+    t.text("clear");
+    t.keys(&["Enter"]);
+
+    // One proof hash changed in the bundle: the badge names that entry.
+    let mut bent = bundle.to_vec();
+    let at = bent
+        .windows(10)
+        .position(|w| w == b"\"proof\":[\"")
+        .unwrap()
+        + 10;
+    bent[at] = if bent[at] == b'A' { b'B' } else { b'A' };
+    // The index of that proof's line (`{"index":N,...,"proof":[...`).
+    let key = b"{\"index\":";
+    let from = bent[..at]
+        .windows(key.len())
+        .rposition(|w| w == key)
+        .unwrap()
+        + key.len();
+    let digits: String = bent[from..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .map(|b| *b as char)
+        .collect();
+    let bad = dir.path().join("bent.tar");
+    std::fs::write(&bad, &bent).unwrap();
+    t.text(&format!(
+        "{BIN} replay --bundle {} --key '{vk}'; echo EXIT=$?",
+        bad.display()
+    ));
+    t.keys(&["Enter"]);
+    let want = format!("FAILED at index {digits}");
+    t.wait("the failed badge", |s| s.contains(&want));
+    t.keys(&["q"]);
+    t.wait("the exit code", |s| s.contains("EXIT=0"));
+}

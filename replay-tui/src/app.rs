@@ -380,17 +380,19 @@ impl App {
 
     // ---- playback and polling ----
 
-    /// Advances playback by `elapsed` wall time and polls a pending
-    /// integrity check. Returns whether anything visible changed.
+    /// Advances playback by `elapsed` wall time and polls the integrity
+    /// verdict. Returns whether anything visible changed.
     pub fn tick(&mut self, elapsed: Duration) -> bool {
         let mut changed = false;
-        if self.integrity == Integrity::Checking {
-            self.since_integrity_poll += elapsed;
-            if self.since_integrity_poll >= Duration::from_millis(500) {
-                self.since_integrity_poll = Duration::ZERO;
-                self.integrity = self.source.integrity();
-                changed |= self.integrity != Integrity::Checking;
-            }
+        // Polled always, not only while checking: a followed session's new
+        // events are checked after the first verdict, and a source may
+        // revise it (a later failure).
+        self.since_integrity_poll += elapsed;
+        if self.since_integrity_poll >= Duration::from_millis(500) {
+            self.since_integrity_poll = Duration::ZERO;
+            let now = self.source.integrity();
+            changed |= now != self.integrity;
+            self.integrity = now;
         }
         if self.playback.tick(self.index.offsets(), elapsed) {
             let pos = self.playback.pos;

@@ -203,12 +203,9 @@ impl ServerSource {
             "no event of session {session} in namespace {} visible to this token",
             s.ns
         );
-        s.info = SessionInfo {
-            session_id: s.session.clone(),
-            namespace: s.ns.clone(),
-            origin: format!("server {}", s.api.base),
-            ..SessionInfo::default()
-        };
+        s.info.session_id = s.session.clone();
+        s.info.namespace = s.ns.clone();
+        s.info.origin = format!("server {}", s.api.base);
         s.update_info();
         s.rt.spawn(check_proofs(
             s.api.clone(),
