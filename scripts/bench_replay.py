@@ -190,12 +190,18 @@ def main():
                                       f"--key '{vk}'; echo EXIT=$?", a.events)
         out["data"] = measure(tmux, f"{a.bin} replay --data {data} --ns bench --session big "
                                     f"--key {pubkey}; echo EXIT=$?", a.events)
+        t = time.perf_counter()
         ex = http("POST", "/v1/exports", reader, {"namespace": "bench", "session_id": "big",
                                                   "reason": "benchmark"})
+        out["export_request_s"] = round(time.perf_counter() - t, 2)
         http("POST", f"/v1/exports/{ex['id']}/approve", approver, {})
         bundle = os.path.join(a.work, "big.tar")
+        t = time.perf_counter()
+        body = http("GET", f"/v1/exports/{ex['id']}/bundle", reader, raw=True)
+        out["export_download_s"] = round(time.perf_counter() - t, 2)
+        out["bundle_mb"] = round(len(body) / 1e6, 1)
         with open(bundle, "wb") as f:
-            f.write(http("GET", f"/v1/exports/{ex['id']}/bundle", reader, raw=True))
+            f.write(body)
         out["bundle"] = measure(tmux, f"{a.bin} replay --bundle {bundle} --key '{vk}'; echo EXIT=$?",
                                 a.events)
         print(json.dumps(out, indent=2))
