@@ -77,13 +77,16 @@ async fn the_cli_verifies_offline_and_names_what_changed() {
     };
     let requested = json!({"step": "requested", "id": "e1", "by": by("auditor")});
     let steps = [
-        ("export_requested", requested),
-        ("export_approved", serde_json::to_value(&approved).unwrap()),
+        ("export_requested", "auditor", requested),
+        (
+            "export_approved",
+            "boss",
+            serde_json::to_value(&approved).unwrap(),
+        ),
     ]
-    .map(|(name, step)| {
-        tracevault_schemas::Event::from_value(
-            json!({"session_id": "exports", "kind": "annotation", "name": name, "content": step}),
-        )
+    .map(|(name, actor, step)| {
+        tracevault_schemas::Event::from_value(json!({"session_id": "exports",
+            "kind": "annotation", "name": name, "actor": actor, "content": step}))
         .unwrap()
     });
     vault

@@ -404,3 +404,53 @@ async fn the_approval_history_is_proven_in_audit() {
         r.findings
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_step_must_be_what_its_record_says() {
+    let f = fixture(2).await;
+    let parts = members(&bundle(&f, "k", &unmasked(), |_| true).await);
+    let hist = parts
+        .iter()
+        .position(|(n, _)| n == "approvals.jsonl")
+        .unwrap();
+    // The approval shipped unbound (content and salt dropped) and
+    // relabelled: the record's name and actor still tell.
+    let text = String::from_utf8(parts[hist].1.clone()).unwrap();
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            if v["step"]["step"] == "approved" {
+                v["content"] = serde_json::Value::Null;
+                v["salt"] = serde_json::Value::Null;
+                v["step"]["by"]["sub"] = json!("mallory");
+            }
+            format!("{v}\n")
+        })
+        .collect();
+    let mut p = parts.clone();
+    p[hist].1 = lines.concat().into_bytes();
+    let r = check(&f, &reseal(&p, &f.key));
+    assert!(
+        r.findings
+            .iter()
+            .any(|x| x.contains("is not what _audit entry") && x.contains("mallory")),
+        "{:?}",
+        r.findings
+    );
+    // A line repeated: reported once as listed twice, counted once.
+    let mut p = parts.clone();
+    let first = text.lines().next().unwrap();
+    p[hist].1 = format!("{text}{first}\n").into_bytes();
+    let r = check(&f, &reseal(&p, &f.key));
+    assert_eq!(r.history_steps, 2, "{:?}", r.findings);
+    assert_eq!(
+        r.findings
+            .iter()
+            .filter(|x| x.contains("listed twice"))
+            .count(),
+        1,
+        "{:?}",
+        r.findings
+    );
+}

@@ -474,11 +474,15 @@ impl Vault {
         validate_namespace(ns, true)?;
         let open = self.inner.logs.lock().await.get(ns).cloned();
         let mut tail = Vec::new();
-        if let Some(log) = open.and_then(|c| c.get().cloned()) {
+        let log = open.and_then(|c| c.get().cloned());
+        if let Some(log) = &log {
             tail = log
                 .unpublished_entries()
                 .ok_or_else(|| VaultError::Read(format!("the state of {ns} is unreadable")))?;
         }
+        // Taken before listing: a signed checkpoint only ever covers entries
+        // whose segments are already in the store.
+        let floor = self.published_floor(ns, log.as_ref()).await?;
         // The segments must tile the log from index 0: a hole means a
         // segment was removed from the store, and a reader must never get a
         // silently partial answer. A listing taken while compaction swaps
@@ -507,6 +511,9 @@ impl Vault {
                 }
                 next = next.max(last + 1);
             }
+            if hole.is_none() && next < floor {
+                hole = Some((next, floor - 1));
+            }
             match hole {
                 None => break (sizes, ranges),
                 Some(_) if attempt < 2 => {
@@ -534,6 +541,31 @@ impl Vault {
         Ok(ReadSnapshot { segments, tail })
     }
 
+    /// Entries `0..floor` of `ns` must be in store segments: the size of the
+    /// latest checkpoint (this server's, when it writes `ns`; else the
+    /// store's). A listing that covers less has lost a segment.
+    async fn published_floor(&self, ns: &str, log: Option<&Arc<NsLog>>) -> Result<u64, VaultError> {
+        if let Some(log) = log {
+            return Ok(log.latest_checkpoint().map_or(0, |c| c.0));
+        }
+        let text = self
+            .inner
+            .ctx
+            .store
+            .get(&layout::latest_checkpoint(ns))
+            .await?;
+        Ok(text
+            .and_then(|b| {
+                std::str::from_utf8(&b)
+                    .ok()?
+                    .lines()
+                    .nth(1)?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .unwrap_or(0))
+    }
+
     /// Every entry of `ns` for which `keep` holds, in index order (segments
     /// in the store plus this server's unpublished tail; a full scan). Stops
     /// reading once more than `limit` entries are kept, so a caller can
@@ -559,7 +591,7 @@ impl Vault {
         let wanted = indices.clone();
         self.scan_segments(
             ns,
-            |first, last| wanted.range(first..=last).next().is_some(),
+            |first, last| first <= last && wanted.range(first..=last).next().is_some(),
             move |e| indices.contains(&e.idx),
             usize::MAX,
         )
@@ -623,7 +655,8 @@ impl Vault {
     ) -> Result<Option<crate::record::Entry>, VaultError> {
         validate_namespace(ns, true)?;
         let open = self.inner.logs.lock().await.get(ns).cloned();
-        if let Some(log) = open.and_then(|c| c.get().cloned()) {
+        let log = open.and_then(|c| c.get().cloned());
+        if let Some(log) = &log {
             let tail = log
                 .unpublished_entries()
                 .ok_or_else(|| VaultError::Read(format!("the state of {ns} is unreadable")))?;
@@ -631,6 +664,12 @@ impl Vault {
                 return Ok(Some(e));
             }
         }
+        let floor = self.published_floor(ns, log.as_ref()).await?;
+        let missing = || {
+            VaultError::Read(format!(
+                "entry {index} of {ns} is missing from the store (a segment was removed); run `tracevault verify`"
+            ))
+        };
         let store = &self.inner.ctx.store;
         for _attempt in 0..3 {
             let names = store.list_names(&layout::segments(ns)).await?;
@@ -641,7 +680,11 @@ impl Vault {
                 .collect();
             crate::compact::cover_order(&mut ranges);
             let Some(&(first, last)) = ranges.first() else {
-                return Ok(None);
+                return if index < floor {
+                    Err(missing())
+                } else {
+                    Ok(None)
+                };
             };
             let Some(bytes) = store.get(&layout::segment(ns, first, last)).await? else {
                 continue; // merged away since the listing: list again
@@ -650,7 +693,10 @@ impl Vault {
                 .await
                 .map_err(|e| VaultError::Read(e.to_string()))?
                 .map_err(|e| VaultError::Read(format!("segment {first}-{last}: {e}")))?;
-            return Ok(seg.entries.into_iter().find(|e| e.idx == index));
+            return match seg.entries.into_iter().find(|e| e.idx == index) {
+                None if index < floor => Err(missing()),
+                found => Ok(found),
+            };
         }
         Err(VaultError::Read(format!(
             "the segment holding entry {index} of {ns} kept moving (compaction); retry"

@@ -701,6 +701,27 @@ async fn entries_at_reads_only_the_segments_holding_the_indices() {
     assert_eq!(again.len(), 3);
     let five = vault.entries_at("n", std::sync::Arc::new([5].into())).await;
     assert!(five.is_err(), "{five:?}");
+    // The newest segment removed: the listing tiles 0-7 with no hole, but
+    // the checkpoint covers 12 entries, so reads refuse, and so does an
+    // entry read of the lost range.
+    let newest = segs
+        .iter()
+        .find(|p| p.to_string_lossy().contains("00000000000000000008-"))
+        .unwrap();
+    let saved = std::fs::read(newest).unwrap();
+    std::fs::remove_file(newest).unwrap();
+    let err = vault
+        .scan_entries("n", |_| true, usize::MAX)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("entries 8-11 of n are missing"), "{err}");
+    let err = vault.entry("n", 9).await.unwrap_err().to_string();
+    assert!(err.contains("entry 9 of n is missing"), "{err}");
+    assert!(vault.entry("n", 12).await.unwrap().is_none());
+    std::fs::write(newest, saved).unwrap();
+    assert_eq!(vault.entry("n", 9).await.unwrap().unwrap().idx, 9);
+
     // Removed: every read says which entries are missing, none answers
     // without them.
     std::fs::remove_file(middle).unwrap();
@@ -710,5 +731,7 @@ async fn entries_at_reads_only_the_segments_holding_the_indices() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("entries 4-7 of n are missing"), "{err}");
+    let err = vault.entry("n", 5).await.unwrap_err().to_string();
+    assert!(err.contains("entry 5 of n is missing"), "{err}");
     assert!(five.is_err(), "{five:?}");
 }

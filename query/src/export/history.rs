@@ -156,10 +156,6 @@ pub fn check_history(
             findings.push(format!("{at}: no index or leaf_hash"));
             continue;
         };
-        if !seen.insert(index) {
-            findings.push(format!("{at}: _audit entry {index} listed twice"));
-            continue;
-        }
         let proof: Option<Vec<Hash>> = v["proof"].as_array().and_then(|a| {
             a.iter()
                 .map(|h| {
@@ -191,12 +187,30 @@ pub fn check_history(
             findings.push(format!("{at}: not an export step of _audit"));
             continue;
         }
-        report.steps += 1;
+        // Counted once, and only as a valid line: a bogus line cannot make
+        // the genuine one look duplicated.
+        if !seen.insert(index) {
+            findings.push(format!("{at}: _audit entry {index} listed twice"));
+            continue;
+        }
         let step = &v["step"];
+        // What the record itself says (name and actor are verbatim in it),
+        // whether or not the content is shipped.
+        let kind = step["step"].as_str().unwrap_or_default();
+        let who = step["by"]["sub"].as_str().unwrap_or_default().to_string();
+        if record["name"] != format!("export_{kind}").as_str()
+            || (kind != "expired" && record["actor"] != who.as_str())
+        {
+            findings.push(format!(
+                "{at}: step {kind:?} by {who:?} is not what _audit entry {index} records (step changed)"
+            ));
+            continue;
+        }
         if step["id"] != export_id {
             findings.push(format!("{at}: a step of another export ({})", step["id"]));
             continue;
         }
+        report.steps += 1;
         // The content bound to the record's digest, when it is shipped.
         let mut bound = false;
         if let (Some(content), Some(salt)) =
@@ -213,18 +227,24 @@ pub fn check_history(
             report.bound += 1;
             bound = true;
         }
-        let who = step["by"]["sub"].as_str().unwrap_or_default().to_string();
-        match step["step"].as_str() {
-            Some("requested") => requester = Some(who),
+        match kind {
+            // A request whose selection the profile masks is shipped
+            // unbound: its name and actor are proven by the record, its
+            // export id is not.
+            "requested" => requester = Some(who),
             // An approval never carries masked data, so it is always
             // shipped bound; an unbound one proves nothing about its `by`.
-            Some("approved") if bound => {
+            "approved" if bound => {
                 approvers.insert(who);
             }
+            "denied" | "expired" if bound => findings.push(format!(
+                "{at}: the history shows this export {kind} (_audit entry {index})"
+            )),
             _ => {}
         }
     }
-    if requester.as_deref() != manifest["requester"].as_str() {
+    let want = manifest["requester"].as_str();
+    if want.is_none() || requester.as_deref() != want {
         findings.push(format!(
             "approvals.jsonl: no proven request by {} (history incomplete or changed)",
             manifest["requester"]
