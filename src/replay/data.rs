@@ -68,7 +68,10 @@ pub fn open(
         let mut out = Vec::new();
         for (first, last) in ranges {
             let Some(bytes) = store.get(&layout::segment(&ns, first, last)).await? else {
-                continue; // merged away meanwhile; the verdict reports holes
+                // Merged away since the listing: never show a partial session.
+                anyhow::bail!(
+                    "segment {first}-{last} of {ns} vanished while reading (compaction); run the replay again"
+                );
             };
             segment::decode_each(bytes, |e| {
                 if e.session_id == session {

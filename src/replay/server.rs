@@ -354,7 +354,17 @@ impl Source for ServerSource {
             "SELECT {COLUMNS} FROM traces WHERE {} AND idx >= {a} AND idx <= {b} ORDER BY idx",
             self.where_session()
         )))?;
-        rows.iter().map(|r| event(r)).collect()
+        let events: Vec<ReplayEvent> = rows.iter().map(|r| event(r)).collect::<Result<_, _>>()?;
+        // The rows must be exactly those positions, or every cached position
+        // after them would shift.
+        let want = &self.idxs[start as usize..end as usize];
+        if events.len() != want.len() || events.iter().zip(want).any(|(e, i)| e.idx != *i) {
+            return Err(SourceError::Data(format!(
+                "the server answered {} rows for positions {start}..{end} (indices {a}..={b}); the session changed under the reader?",
+                events.len()
+            )));
+        }
+        Ok(events)
     }
 
     fn index(&mut self) -> Result<TimelineIndex, SourceError> {
@@ -377,6 +387,10 @@ impl Source for ServerSource {
         self.index = None;
         let added = self.read_more()?;
         self.update_info();
+        if added > 0 {
+            // Not verified until the checker has seen the new events too.
+            set(&self.verdict, Integrity::Checking);
+        }
         Ok(added > 0)
     }
 
@@ -415,9 +429,152 @@ impl Source for ServerSource {
     }
 }
 
+/// Why a check step did not succeed: the server could not be reached (try
+/// again later), or what it gave does not verify (the log is not what it
+/// claims).
+enum Check {
+    Unreachable(String),
+    Bad(Option<u64>, String),
+}
+
+impl From<SourceError> for Check {
+    fn from(e: SourceError) -> Self {
+        match e {
+            SourceError::Unavailable(m) => Check::Unreachable(m),
+            other => Check::Bad(None, other.to_string()),
+        }
+    }
+}
+
+/// The key of `ns` to check with: the pinned one, else the server's own.
+async fn namespace_key(api: &Api, ns: &str, pinned: Option<&str>) -> Result<String, Check> {
+    if let Some(k) = pinned {
+        return Ok(k.to_string());
+    }
+    let v: Value = api
+        .get("/v1/vault")
+        .await?
+        .json()
+        .await
+        .map_err(|e| Check::Unreachable(e.to_string()))?;
+    v["namespaces"]
+        .as_array()
+        .and_then(|a| a.iter().find(|n| n["ns"] == ns))
+        .and_then(|n| n["verifier_key"].as_str())
+        .map(str::to_string)
+        .ok_or_else(|| Check::Bad(None, "the server did not give the namespace's key".into()))
+}
+
+/// The latest checkpoint, signature checked, and consistent with the one
+/// before (`prev`: size and root) by an RFC 6962 consistency proof.
+async fn next_checkpoint(
+    api: &Api,
+    ns: &str,
+    name: &str,
+    pubkey: &ed25519_dalek::VerifyingKey,
+    prev: Option<(u64, [u8; 32])>,
+) -> Result<note::Checkpoint, Check> {
+    let text = api
+        .get(&format!("/v1/logs/{ns}/checkpoint"))
+        .await?
+        .text()
+        .await
+        .map_err(|e| Check::Unreachable(e.to_string()))?;
+    let cp = note::open_checkpoint(&text, name, pubkey)
+        .map_err(|e| Check::Bad(None, format!("checkpoint: {e}")))?;
+    let Some((size, root)) = prev else {
+        return Ok(cp);
+    };
+    if cp.size < size {
+        return Err(Check::Bad(
+            None,
+            format!("the checkpoint went back from size {size} to {}", cp.size),
+        ));
+    }
+    if cp.size == size {
+        return if cp.root == root {
+            Ok(cp)
+        } else {
+            Err(Check::Bad(
+                None,
+                format!("two different trees of size {size} (a fork)"),
+            ))
+        };
+    }
+    let p: Value = api
+        .get(&format!(
+            "/v1/logs/{ns}/proof/consistency?from={size}&to={}",
+            cp.size
+        ))
+        .await?
+        .json()
+        .await
+        .map_err(|e| Check::Unreachable(e.to_string()))?;
+    let hashes: Option<Vec<[u8; 32]>> = p["hashes"].as_array().and_then(|a| {
+        a.iter()
+            .map(|h| B64.decode(h.as_str()?).ok()?.try_into().ok())
+            .collect()
+    });
+    match hashes {
+        Some(h) if merkle::verify_consistency(size, cp.size, &h, &root, &cp.root).is_ok() => Ok(cp),
+        _ => Err(Check::Bad(
+            None,
+            format!(
+                "checkpoint {} is not consistent with checkpoint {size} (history rewritten)",
+                cp.size
+            ),
+        )),
+    }
+}
+
+/// Checks one event's inclusion proof against `cp`.
+async fn check_one(
+    api: Api,
+    ns: String,
+    cp: note::Checkpoint,
+    i: u64,
+    leaf: String,
+) -> Result<(), Check> {
+    let p: Value = api
+        .get(&format!(
+            "/v1/logs/{ns}/proof/inclusion?index={i}&size={}",
+            cp.size
+        ))
+        .await?
+        .json()
+        .await
+        .map_err(|e| Check::Unreachable(e.to_string()))?;
+    if p["leaf_hash"].as_str() != Some(leaf.as_str()) {
+        return Err(Check::Bad(
+            Some(i),
+            "the log's leaf hash differs from the event's (event changed)".into(),
+        ));
+    }
+    let hashes: Option<Vec<[u8; 32]>> = p["hashes"].as_array().and_then(|a| {
+        a.iter()
+            .map(|h| B64.decode(h.as_str()?).ok()?.try_into().ok())
+            .collect()
+    });
+    let leaf_bytes: Option<[u8; 32]> = hex::decode(&leaf).ok().and_then(|b| b.try_into().ok());
+    match (hashes, leaf_bytes) {
+        (Some(h), Some(l)) if merkle::verify_inclusion(&l, i, cp.size, &h, &cp.root).is_ok() => {
+            Ok(())
+        }
+        _ => Err(Check::Bad(
+            Some(i),
+            format!(
+                "inclusion proof does not reach the checkpoint root at size {}",
+                cp.size
+            ),
+        )),
+    }
+}
+
 /// Checks every listed event's inclusion proof against the latest signed
 /// checkpoint (opened with the pinned key, else the server's own), as the
-/// list grows; the verdict names the first index that fails.
+/// list grows, and every new checkpoint's consistency with the previous one.
+/// The verdict names the first index that fails; an unreachable server only
+/// makes it "unverified" until the next try.
 async fn check_proofs(
     api: Api,
     ns: String,
@@ -425,165 +582,90 @@ async fn check_proofs(
     leaves: Arc<Mutex<Vec<(u64, String)>>>,
     verdict: Verdict,
 ) {
-    let fail = |index: Option<u64>, reason: String| Integrity::Failed { index, reason };
-    let key = match &pinned {
-        Some(k) => k.clone(),
-        None => {
-            let vault: Result<Value, SourceError> = async {
-                api.get("/v1/vault")
-                    .await?
-                    .json()
-                    .await
-                    .map_err(|e| SourceError::Data(e.to_string()))
-            }
-            .await;
-            let found = vault.ok().and_then(|v| {
-                v["namespaces"]
-                    .as_array()?
-                    .iter()
-                    .find(|n| n["ns"] == ns.as_str())?["verifier_key"]
-                    .as_str()
-                    .map(str::to_string)
-            });
-            match found {
-                Some(k) => k,
-                None => {
-                    return set(
-                        &verdict,
-                        Integrity::Unverified {
-                            reason: "the server did not give the namespace's key".into(),
-                        },
-                    );
-                }
-            }
-        }
-    };
-    let parsed = note::parse_verifier_key(&key)
-        .ok()
-        .and_then(|(name, pk)| Some((name, ed25519_dalek::VerifyingKey::from_bytes(&pk).ok()?)));
-    let Some((name, pubkey)) = parsed else {
-        return set(
-            &verdict,
-            fail(None, format!("{key:?} is not a verifier key")),
-        );
-    };
+    let mut backoff = Duration::from_secs(1);
     let mut checked = 0usize;
-    let mut size = 0u64;
+    let mut prev: Option<(u64, [u8; 32])> = None;
+    let mut key: Option<(String, ed25519_dalek::VerifyingKey)> = None;
     loop {
-        let pending: Vec<(u64, String)> = match leaves.lock() {
-            Ok(l) => l[checked.min(l.len())..].to_vec(),
-            Err(_) => return,
-        };
-        if pending.is_empty() {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
-        }
-        set(&verdict, Integrity::Checking);
-        let cp = async {
-            let text = api
-                .get(&format!("/v1/logs/{ns}/checkpoint"))
-                .await?
-                .text()
-                .await
-                .map_err(|e| SourceError::Data(e.to_string()))?;
-            note::open_checkpoint(&text, &name, &pubkey)
-                .map_err(|e| SourceError::Data(e.to_string()))
+        let step = async {
+            if key.is_none() {
+                let k = namespace_key(&api, &ns, pinned.as_deref()).await?;
+                let (name, pk) = note::parse_verifier_key(&k)
+                    .ok()
+                    .and_then(|(n, pk)| Some((n, ed25519_dalek::VerifyingKey::from_bytes(&pk).ok()?)))
+                    .ok_or_else(|| Check::Bad(None, format!("{k:?} is not a verifier key")))?;
+                if !name.ends_with(&format!("/{ns}")) {
+                    return Err(Check::Bad(None, format!("the key {name} is not the key of namespace {ns}")));
+                }
+                key = Some((name, pk));
+            }
+            let Some((name, pubkey)) = &key else {
+                return Ok(false);
+            };
+            let pending: Vec<(u64, String)> = match leaves.lock() {
+                Ok(l) => l[checked.min(l.len())..].to_vec(),
+                Err(_) => return Err(Check::Bad(None, "the event list is unreadable".into())),
+            };
+            if pending.is_empty() {
+                return Ok(false);
+            }
+            set(&verdict, Integrity::Checking);
+            let cp = next_checkpoint(&api, &ns, name, pubkey, prev).await?;
+            prev = Some((cp.size, cp.root));
+            let ready: Vec<(u64, String)> =
+                pending.into_iter().take_while(|(i, _)| *i < cp.size).collect();
+            let n = ready.len();
+            let mut results = futures::stream::iter(
+                ready
+                    .into_iter()
+                    .map(|(i, leaf)| check_one(api.clone(), ns.clone(), cp.clone(), i, leaf)),
+            )
+            .buffered(PROOF_CONCURRENCY);
+            while let Some(r) = results.next().await {
+                r?;
+            }
+            checked += n;
+            let waiting = leaves.lock().map(|l| l.len() - checked).unwrap_or(0);
+            if waiting == 0 {
+                set(
+                    &verdict,
+                    if pinned.is_some() {
+                        Integrity::Verified {
+                            checkpoint_size: cp.size,
+                            events_checked: checked as u64,
+                        }
+                    } else {
+                        Integrity::Unverified {
+                            reason: format!(
+                                "{checked} proofs check against the server's own key; pin it with --key"
+                            ),
+                        }
+                    },
+                );
+            }
+            // Events newer than the checkpoint: one is signed within seconds.
+            Ok(waiting > 0)
         }
         .await;
-        let cp = match cp {
-            Ok(cp) => cp,
-            Err(e) => return set(&verdict, fail(None, format!("checkpoint: {e}"))),
-        };
-        if cp.size < size {
-            return set(
-                &verdict,
-                fail(
-                    None,
-                    format!("the checkpoint went back from size {size} to {}", cp.size),
-                ),
-            );
-        }
-        size = cp.size;
-        let ready: Vec<(u64, String)> = pending
-            .into_iter()
-            .take_while(|(i, _)| *i < cp.size)
-            .collect();
-        let n = ready.len();
-        let mut results = futures::stream::iter(ready.into_iter().map(|(i, leaf)| {
-            let api = api.clone();
-            let ns = ns.clone();
-            async move {
-                let r: Result<Value, SourceError> = async {
-                    api.get(&format!(
-                        "/v1/logs/{ns}/proof/inclusion?index={i}&size={}",
-                        cp.size
-                    ))
-                    .await?
-                    .json()
-                    .await
-                    .map_err(|e| SourceError::Data(e.to_string()))
-                }
-                .await;
-                let p = match r {
-                    Ok(p) => p,
-                    Err(e) => return Err((i, format!("no inclusion proof: {e}"))),
-                };
-                if p["leaf_hash"].as_str() != Some(leaf.as_str()) {
-                    return Err((
-                        i,
-                        "the log's leaf hash differs from the event's (event changed)".into(),
-                    ));
-                }
-                let hashes: Option<Vec<[u8; 32]>> = p["hashes"].as_array().and_then(|a| {
-                    a.iter()
-                        .map(|h| B64.decode(h.as_str()?).ok()?.try_into().ok())
-                        .collect()
-                });
-                let leaf_bytes: Option<[u8; 32]> =
-                    hex::decode(&leaf).ok().and_then(|b| b.try_into().ok());
-                match (hashes, leaf_bytes) {
-                    (Some(h), Some(l))
-                        if merkle::verify_inclusion(&l, i, cp.size, &h, &cp.root).is_ok() =>
-                    {
-                        Ok(())
-                    }
-                    _ => Err((
-                        i,
-                        format!(
-                            "inclusion proof does not reach the checkpoint root at size {}",
-                            cp.size
-                        ),
-                    )),
-                }
+        match step {
+            Ok(more) => {
+                backoff = Duration::from_secs(1);
+                let pause = if more { 500 } else { 1000 };
+                tokio::time::sleep(Duration::from_millis(pause)).await;
             }
-        }))
-        .buffered(PROOF_CONCURRENCY);
-        while let Some(r) = results.next().await {
-            if let Err((i, reason)) = r {
-                return set(&verdict, fail(Some(i), reason));
+            Err(Check::Bad(index, reason)) => {
+                return set(&verdict, Integrity::Failed { index, reason });
+            }
+            Err(Check::Unreachable(why)) => {
+                set(
+                    &verdict,
+                    Integrity::Unverified {
+                        reason: format!("server unreachable ({why}); retrying"),
+                    },
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(15));
             }
         }
-        checked += n;
-        let waiting = leaves.lock().map(|l| l.len() - checked).unwrap_or(0);
-        if waiting > 0 {
-            // Newer than the latest checkpoint: one is signed within seconds.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            continue;
-        }
-        set(
-            &verdict,
-            if pinned.is_some() {
-                Integrity::Verified {
-                    checkpoint_size: size,
-                    events_checked: checked as u64,
-                }
-            } else {
-                Integrity::Unverified {
-                    reason: format!(
-                        "{checked} proofs check against the server's own key; pin it with --key"
-                    ),
-                }
-            },
-        );
     }
 }

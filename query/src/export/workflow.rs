@@ -405,11 +405,18 @@ impl Exports {
                     r.downloads += 1;
                 }
             }
-            Transition::Expired { id, at, .. } => {
-                // Only a request that really was expired at that time.
+            Transition::Expired { id, from, at } => {
+                // Only a request that really was expired at that time, from
+                // the state it says.
                 if let Some(r) = self.requests.get_mut(id)
                     && state == Some(State::Expired)
                     && r.denied.is_none()
+                    && *from
+                        == if r.approved_at.is_some() {
+                            State::Approved
+                        } else {
+                            State::Pending
+                        }
                 {
                     r.expired_at.get_or_insert(*at);
                 }
@@ -707,6 +714,20 @@ mod tests {
         });
         assert_eq!(x.state(x.get("q").unwrap(), 5), State::Pending);
         assert_eq!(x.get("q").unwrap().expired_at, None);
+        // Nor one that names the wrong state it expired from.
+        let late = ExportPolicy::default().request_ttl_s + 1;
+        x.apply(&Transition::Expired {
+            id: "q".into(),
+            from: State::Approved,
+            at: late,
+        });
+        assert_eq!(x.get("q").unwrap().expired_at, None);
+        x.apply(&Transition::Expired {
+            id: "q".into(),
+            from: State::Pending,
+            at: late,
+        });
+        assert_eq!(x.get("q").unwrap().expired_at, Some(late));
     }
 
     #[test]
