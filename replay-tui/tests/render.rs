@@ -401,3 +401,17 @@ fn kind_picker_overlay_and_filtered_timeline() {
     assert!(!t.contains("+00:01.500 ~ reasoning"), "{t}");
     assert_eq!(app.cursor(), 2);
 }
+
+#[test]
+fn the_end_of_a_long_wrapped_event_can_be_scrolled_to() {
+    // One logical line that wraps onto far more rows than the pane has.
+    let long = format!("{} THE-END", "lorem ipsum dolor sit amet ".repeat(120));
+    let mut app = app_with(vec![event(0, "response", 0, None, &long)], verified());
+    let t = text(&draw(&mut app, 80, 24));
+    assert!(!t.contains("THE-END"), "{t}");
+    for _ in 0..400 {
+        key(&mut app, KeyCode::Char('J'));
+    }
+    let t = text(&draw(&mut app, 80, 24));
+    assert!(t.contains("THE-END"), "{t}");
+}

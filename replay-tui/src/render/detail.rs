@@ -157,7 +157,13 @@ pub(super) fn render(app: &mut App, frame: &mut Frame, area: Rect) {
         lines.push(Line::from(label));
         text_block(attrs, true, Style::new().fg(Color::Gray), &mut lines);
     }
-    let max_scroll = lines.len().saturating_sub(1).min(u16::MAX as usize) as u16;
+    // Scrolling counts wrapped rows (a long line takes several), as the
+    // paragraph below wraps them.
+    let inner = area.width.saturating_sub(2).max(1);
+    let rows = Paragraph::new(lines.clone())
+        .wrap(Wrap { trim: false })
+        .line_count(inner);
+    let max_scroll = rows.saturating_sub(1).min(u16::MAX as usize) as u16;
     app.detail_scroll = app.detail_scroll.min(max_scroll);
     let title = Line::from(vec![
         Span::raw(" "),
