@@ -119,7 +119,12 @@ fn seeded_session() -> Value {
 async fn replay_in_a_real_terminal_plays_seeks_searches_and_shows_integrity() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let cfg = config(dir.path(), "[log]\nflush_interval_ms = 50\n");
+    // A server that answers at most 4 rows a query: the replayer reads the
+    // 6-event session in smaller queries instead of failing.
+    let cfg = config(
+        dir.path(),
+        "[log]\nflush_interval_ms = 50\n[query]\nmax_result_rows = 4\n",
+    );
     let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
     let c = client();
     let w = token(&data, "writer", "prod", "agent");

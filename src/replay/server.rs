@@ -24,8 +24,9 @@ use tracevault_vault::{merkle, note};
 
 use super::{Verdict, set};
 
-/// Rows per index query (below the server's default `max_result_rows`).
-const INDEX_CHUNK: usize = 50_000;
+/// Rows per index query at first: the server's default `max_result_rows`.
+/// Halved while the server refuses it as too large (a lower setting).
+const INDEX_CHUNK: usize = 100_000;
 /// Columns of a page.
 const COLUMNS: &str = "idx, session_seq, kind, ts, received_at, name, actor, model, event_id, span_id, parent_span_id, content, attributes, leaf_hash";
 /// Inclusion proofs fetched at once.
@@ -165,6 +166,11 @@ pub struct ServerSource {
     index: Option<TimelineIndex>,
     info: SessionInfo,
     verdict: Verdict,
+    /// The pinned key, until the proof checker starts: after the first
+    /// page, so that its requests do not delay the first frame.
+    checker: Option<Option<String>>,
+    /// Rows per index query (see [`INDEX_CHUNK`]).
+    chunk: usize,
 }
 
 impl ServerSource {
@@ -220,6 +226,8 @@ impl ServerSource {
             index: Some(TimelineIndex::new()),
             info: SessionInfo::default(),
             verdict: Arc::new(Mutex::new(Integrity::Checking)),
+            checker: None,
+            chunk: INDEX_CHUNK,
         };
         s.read_more()?;
         anyhow::ensure!(
@@ -231,13 +239,7 @@ impl ServerSource {
         s.info.namespace = s.ns.clone();
         s.info.origin = format!("server {}", s.api.base);
         s.update_info();
-        s.rt.spawn(check_proofs(
-            s.api.clone(),
-            s.ns.clone(),
-            key,
-            s.leaves.clone(),
-            s.verdict.clone(),
-        ));
+        s.checker = Some(key);
         Ok(s)
     }
 
@@ -254,10 +256,17 @@ impl ServerSource {
         let mut added = 0;
         loop {
             let after = self.idxs.last().map_or(-1, |i| *i as i128);
-            let batches = self.rt.block_on(self.api.query_arrow(&format!(
-                "SELECT idx, session_seq, kind, arrow_cast(ts, 'Int64') AS ts, arrow_cast(received_at, 'Int64') AS received_at, leaf_hash FROM traces WHERE {} AND idx > {after} ORDER BY idx LIMIT {INDEX_CHUNK}",
+            let chunk = self.chunk;
+            let batches = match self.rt.block_on(self.api.query_arrow(&format!(
+                "SELECT idx, session_seq, kind, arrow_cast(ts, 'Int64') AS ts, arrow_cast(received_at, 'Int64') AS received_at, leaf_hash FROM traces WHERE {} AND idx > {after} ORDER BY idx LIMIT {chunk}",
                 self.where_session()
-            )))?;
+            ))) {
+                Err(SourceError::Unavailable(m)) if m.starts_with("413") && chunk > 1 => {
+                    self.chunk = chunk / 2;
+                    continue;
+                }
+                r => r?,
+            };
             let mut n = 0;
             let mut leaves = self
                 .leaves
@@ -323,7 +332,7 @@ impl ServerSource {
                 }
             }
             added += n;
-            if n < INDEX_CHUNK {
+            if n < chunk {
                 return Ok(added);
             }
         }
@@ -349,20 +358,44 @@ impl Source for ServerSource {
             return Err(SourceError::OutOfRange { start, len });
         }
         let end = (start + count.max(1) as u64).min(len);
-        let (a, b) = (self.idxs[start as usize], self.idxs[end as usize - 1]);
-        let rows = self.rt.block_on(self.api.query(&format!(
-            "SELECT {COLUMNS} FROM traces WHERE {} AND idx >= {a} AND idx <= {b} ORDER BY idx",
-            self.where_session()
-        )))?;
-        let events: Vec<ReplayEvent> = rows.iter().map(|r| event(r)).collect::<Result<_, _>>()?;
+        let mut events = Vec::with_capacity((end - start) as usize);
+        let mut at = start;
+        while at < end {
+            // At most `chunk` rows a query (the server's result bound).
+            let to = (at + self.chunk as u64).min(end);
+            let (a, b) = (self.idxs[at as usize], self.idxs[to as usize - 1]);
+            let rows = match self.rt.block_on(self.api.query(&format!(
+                "SELECT {COLUMNS} FROM traces WHERE {} AND idx >= {a} AND idx <= {b} ORDER BY idx",
+                self.where_session()
+            ))) {
+                Err(SourceError::Unavailable(m)) if m.starts_with("413") && self.chunk > 1 => {
+                    self.chunk /= 2;
+                    continue;
+                }
+                r => r?,
+            };
+            for r in &rows {
+                events.push(event(r)?);
+            }
+            at = to;
+        }
         // The rows must be exactly those positions, or every cached position
         // after them would shift.
         let want = &self.idxs[start as usize..end as usize];
         if events.len() != want.len() || events.iter().zip(want).any(|(e, i)| e.idx != *i) {
             return Err(SourceError::Data(format!(
-                "the server answered {} rows for positions {start}..{end} (indices {a}..={b}); the session changed under the reader?",
+                "the server answered {} rows for positions {start}..{end}; the session changed under the reader?",
                 events.len()
             )));
+        }
+        if let Some(key) = self.checker.take() {
+            self.rt.spawn(check_proofs(
+                self.api.clone(),
+                self.ns.clone(),
+                key,
+                self.leaves.clone(),
+                self.verdict.clone(),
+            ));
         }
         Ok(events)
     }
