@@ -60,7 +60,7 @@ pub fn open(file: &Path, session: Option<&str>, key: Option<String>) -> anyhow::
     };
     let verdict = Arc::new(Mutex::new(Integrity::Checking));
     let v = verdict.clone();
-    std::thread::spawn(move || {
+    let check = move || {
         let Some(key) = key else {
             return set(
                 &v,
@@ -94,11 +94,12 @@ pub fn open(file: &Path, session: Option<&str>, key: Option<String>) -> anyhow::
             }
         };
         set(&v, verdict);
-    });
-    Ok(Checked {
-        inner: VecSource::new(info, events, Integrity::Checking),
+    };
+    Ok(Checked::new(
+        VecSource::new(info, events, Integrity::Checking),
         verdict,
-    })
+        Box::new(check),
+    ))
 }
 
 #[cfg(test)]

@@ -97,7 +97,7 @@ pub fn open(
     };
     let verdict = Arc::new(Mutex::new(Integrity::Checking));
     let v = verdict.clone();
-    std::thread::spawn(move || {
+    let check = move || {
         let opts = VerifyOptions {
             pinned_key: pinned,
             namespace: Some(ns.clone()),
@@ -146,9 +146,10 @@ pub fn open(
             },
         };
         set(&v, verdict);
-    });
-    Ok(Checked {
-        inner: VecSource::new(info, events, Integrity::Checking),
+    };
+    Ok(Checked::new(
+        VecSource::new(info, events, Integrity::Checking),
         verdict,
-    })
+        Box::new(check),
+    ))
 }

@@ -106,10 +106,25 @@ fn set(v: &Verdict, i: Integrity) {
     }
 }
 
+/// The background check of a source, started after the first page so that
+/// it does not compete with the first frame for the CPU.
+type Check = Box<dyn FnOnce() + Send>;
+
 /// An in-memory session whose verdict a background check works out.
 struct Checked {
     inner: VecSource,
     verdict: Verdict,
+    check: Option<Check>,
+}
+
+impl Checked {
+    fn new(inner: VecSource, verdict: Verdict, check: Check) -> Checked {
+        Checked {
+            inner,
+            verdict,
+            check: Some(check),
+        }
+    }
 }
 
 impl Source for Checked {
@@ -120,7 +135,11 @@ impl Source for Checked {
         self.inner.len()
     }
     fn page(&mut self, start: u64, count: usize) -> Result<Vec<ReplayEvent>, SourceError> {
-        self.inner.page(start, count)
+        let page = self.inner.page(start, count);
+        if let Some(check) = self.check.take() {
+            std::thread::spawn(check);
+        }
+        page
     }
     fn index(&mut self) -> Result<TimelineIndex, SourceError> {
         self.inner.index()
