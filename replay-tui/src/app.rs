@@ -77,6 +77,10 @@ pub struct App {
     pub(crate) cursor: u64,
     /// Positions shown when a kind filter is on (sorted).
     pub(crate) view: Option<Vec<u64>>,
+    /// Time offsets of the positions in `view`: with a filter on, playback
+    /// runs over the shown events only, so idle-gap compression applies to
+    /// the gaps between them and hidden events cost no time.
+    view_offsets: Vec<i64>,
     pub(crate) filter: Vec<EventKind>,
     /// First visible timeline row.
     pub(crate) top: u64,
@@ -109,6 +113,7 @@ impl App {
             playback,
             cursor: 0,
             view: None,
+            view_offsets: Vec::new(),
             filter: Vec::new(),
             top: 0,
             timeline_height: 10,
@@ -225,7 +230,18 @@ impl App {
             self.detail_scroll = 0;
         }
         self.cursor = pos;
-        self.playback.seek(pos);
+        self.seek_playback(pos);
+    }
+
+    /// Puts the playhead on session position `pos`. Playback counts in
+    /// rows of the shown timeline (positions when no filter is on).
+    fn seek_playback(&mut self, pos: u64) {
+        let at = if self.view.is_some() {
+            self.row_of(pos)
+        } else {
+            pos
+        };
+        self.playback.seek(at);
     }
 
     fn select_row(&mut self, row: u64) {
@@ -373,7 +389,7 @@ impl App {
         if self.cursor >= last && !self.opts.follow {
             self.select_row(0);
         }
-        self.playback.seek(self.cursor);
+        self.seek_playback(self.cursor);
         self.playback.playing = true;
         self.set_status(format!("playing {}", speed_label(self.playback.speed())));
     }
@@ -394,11 +410,12 @@ impl App {
             changed |= now != self.integrity;
             self.integrity = now;
         }
-        if self.playback.tick(self.index.offsets(), elapsed) {
-            let pos = self.playback.pos;
-            let row = self.row_of(pos);
-            if let Some(shown) = self.row_pos(row)
-                && shown <= pos
+        let offsets = match &self.view {
+            Some(_) => &self.view_offsets[..],
+            None => self.index.offsets(),
+        };
+        if self.playback.tick(offsets, elapsed) {
+            if let Some(shown) = self.row_pos(self.playback.pos)
                 && shown != self.cursor
             {
                 self.cursor = shown;
@@ -406,7 +423,7 @@ impl App {
             }
             changed = true;
         }
-        if self.playback.playing && !self.opts.follow && self.playback.pos + 1 >= self.index.len() {
+        if self.playback.playing && !self.opts.follow && self.playback.pos + 1 >= self.row_count() {
             self.playback.playing = false;
             self.set_status("end of session");
             changed = true;
@@ -440,7 +457,9 @@ impl App {
                         if let Some(view) = &mut self.view
                             && self.filter.contains(&e.event_kind())
                         {
-                            view.push(self.index.len() - 1);
+                            let pos = self.index.len() - 1;
+                            view.push(pos);
+                            self.view_offsets.push(self.index.offset_us(pos));
                         }
                     }
                 }
@@ -601,6 +620,8 @@ impl App {
         if kinds.is_empty() || kinds.len() == EventKind::ALL.len() {
             self.filter.clear();
             self.view = None;
+            self.view_offsets = Vec::new();
+            self.seek_playback(self.cursor);
             self.set_status("filter off: all kinds");
             return;
         }
@@ -612,13 +633,14 @@ impl App {
             view.len()
         ));
         self.filter = kinds;
+        self.view_offsets = view.iter().map(|&p| self.index.offset_us(p)).collect();
         self.view = Some(view);
         let row = self.row_of(self.cursor);
         if let Some(pos) = self.row_pos(row) {
             self.cursor = pos;
             self.detail_scroll = 0;
-            self.playback.seek(pos);
         }
+        self.seek_playback(self.cursor);
     }
 
     // ---- copy ----

@@ -222,6 +222,39 @@ fn filter_limits_rows_steps_and_playback() {
 }
 
 #[test]
+fn filtered_playback_waits_only_between_shown_events() {
+    // Prompt at 0 s, error at 65 s: shown alone, the 65 s between them is
+    // one idle gap played as 2 s; the four hidden events cost nothing.
+    let mut a = app(story());
+    a.set_filter(vec![EventKind::Prompt, EventKind::Error]);
+    keys(&mut a, "g ");
+    assert!(a.is_playing());
+    a.tick(Duration::from_millis(1900));
+    assert_eq!(a.cursor(), 0);
+    a.tick(Duration::from_millis(200));
+    assert_eq!(a.cursor(), 5);
+    assert!(!a.is_playing(), "stops at the last shown event");
+
+    // Tool call (2 s) to error (65 s): also 2 s, from wherever play starts.
+    let mut a = app(story());
+    a.set_filter(vec![EventKind::ToolCall, EventKind::Error]);
+    assert_eq!(a.cursor(), 2);
+    keys(&mut a, " ");
+    a.tick(Duration::from_millis(1900));
+    assert_eq!(a.cursor(), 2);
+    a.tick(Duration::from_millis(200));
+    assert_eq!(a.cursor(), 5);
+
+    // Filter off again: playback runs over every event (4 s from 0 to 4).
+    a.set_filter(vec![]);
+    keys(&mut a, "g ");
+    a.tick(Duration::from_millis(3900));
+    assert_eq!(a.cursor(), 3);
+    a.tick(Duration::from_millis(200));
+    assert_eq!(a.cursor(), 4);
+}
+
+#[test]
 fn copy_writes_pretty_json() {
     let dir = tempfile::tempdir().unwrap();
     let opts = ReplayOptions {

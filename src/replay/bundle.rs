@@ -5,8 +5,9 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use tracevault_query::export::{read_bundle_rows, verify_bundle};
-use tracevault_replay::{Integrity, SessionInfo, VecSource};
+use bytes::Bytes;
+use tracevault_query::export::{BundleReader, RowKey, verify_bundle};
+use tracevault_replay::{Integrity, ReplayEvent, SessionInfo, Source, SourceError, TimelineIndex};
 
 use super::{Checked, from_entry, set};
 
@@ -15,48 +16,128 @@ fn finding_index(f: &str) -> Option<u64> {
     f.strip_prefix("entry ")?.split(':').next()?.parse().ok()
 }
 
+/// One session of a bundle, read a page at a time: the timeline comes from
+/// the row keys, each page decodes only its own rows.
+pub(super) struct BundleSource {
+    reader: BundleReader,
+    info: SessionInfo,
+    /// The session's rows, in log order.
+    keys: Vec<RowKey>,
+}
+
+impl Source for BundleSource {
+    fn info(&self) -> SessionInfo {
+        self.info.clone()
+    }
+    fn len(&self) -> u64 {
+        self.keys.len() as u64
+    }
+    fn page(&mut self, start: u64, count: usize) -> Result<Vec<ReplayEvent>, SourceError> {
+        let len = self.len();
+        if start >= len {
+            return Err(SourceError::OutOfRange { start, len });
+        }
+        let keys =
+            &self.keys[start as usize..(start as usize).saturating_add(count).min(len as usize)];
+        let mut rows: Vec<u64> = keys.iter().map(|k| k.row).collect();
+        rows.sort_unstable();
+        let decoded = self
+            .reader
+            .rows(&rows)
+            .map_err(|e| SourceError::Data(e.to_string()))?;
+        let mut by_row: std::collections::HashMap<u64, _> = rows.into_iter().zip(decoded).collect();
+        keys.iter()
+            .map(|k| {
+                let (e, leaf) = by_row
+                    .remove(&k.row)
+                    .ok_or_else(|| SourceError::Data(format!("row {} not read", k.row)))?;
+                let mut r = from_entry(&e);
+                r.leaf_hash = hex::encode(leaf);
+                r.masked = self.reader.withheld(k.row, k.idx);
+                Ok(r)
+            })
+            .collect()
+    }
+    fn index(&mut self) -> Result<TimelineIndex, SourceError> {
+        let mut index = TimelineIndex::new();
+        for k in &self.keys {
+            index.push(&key_event(k));
+        }
+        Ok(index)
+    }
+    fn integrity(&mut self) -> Integrity {
+        Integrity::Checking
+    }
+}
+
+/// The fields of an event the timeline index reads, from its row key.
+fn key_event(k: &RowKey) -> ReplayEvent {
+    ReplayEvent {
+        idx: k.idx,
+        session_seq: k.session_seq,
+        kind: k.kind.clone(),
+        ts: k.ts,
+        received_at: k.received_at,
+        name: None,
+        actor: None,
+        model: None,
+        event_id: String::new(),
+        span_id: None,
+        parent_span_id: None,
+        content: None,
+        content_type: "text".into(),
+        attributes: None,
+        masked: Vec::new(),
+        leaf_hash: String::new(),
+    }
+}
+
 /// Opens session `session` (default: the bundle's only session) of the
-/// bundle at `file`; `key` is the namespace's C2SP verifier key.
-pub fn open(file: &Path, session: Option<&str>, key: Option<String>) -> anyhow::Result<Checked> {
-    let bytes = std::fs::read(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-    let b = read_bundle_rows(&bytes)?;
+/// bundle at `file`; `key` is the namespace's C2SP verifier key. Only the
+/// row keys are read now; rows are decoded as they are shown.
+pub fn open(
+    file: &Path,
+    session: Option<&str>,
+    key: Option<String>,
+) -> anyhow::Result<Checked<BundleSource>> {
+    let bytes =
+        Bytes::from(std::fs::read(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?);
+    let reader = BundleReader::open(bytes.clone())?;
+    let all = reader.keys()?;
     let session = match session {
         Some(s) => s.to_string(),
         None => {
-            let mut all: Vec<&str> = b.rows.iter().map(|(e, _)| e.session_id.as_str()).collect();
-            all.sort_unstable();
-            all.dedup();
-            match all.as_slice() {
+            let mut ids: Vec<&str> = all.iter().map(|k| k.session_id.as_str()).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            match ids.as_slice() {
                 [one] => one.to_string(),
                 _ => anyhow::bail!(
                     "the bundle holds {} sessions; pick one with --session",
-                    all.len()
+                    ids.len()
                 ),
             }
         }
     };
-    let mut events: Vec<_> = b
-        .rows
-        .iter()
-        .filter(|(e, _)| e.session_id == session)
-        .map(|(e, leaf)| {
-            let mut r = from_entry(e);
-            r.leaf_hash = hex::encode(leaf);
-            r.masked = b.withheld.get(&e.idx).cloned().unwrap_or_default();
-            r
-        })
+    let mut keys: Vec<RowKey> = all
+        .into_iter()
+        .filter(|k| k.session_id == session)
         .collect();
-    events.sort_by_key(|e| e.idx);
+    keys.sort_by_key(|k| k.idx);
+    keys.dedup_by_key(|k| k.idx);
     anyhow::ensure!(
-        !events.is_empty(),
+        !keys.is_empty(),
         "no event of session {session} in the bundle"
     );
-    let shown: std::collections::BTreeSet<u64> = events.iter().map(|e| e.idx).collect();
+    let shown: std::collections::BTreeSet<u64> = keys.iter().map(|k| k.idx).collect();
+    let time = |k: &RowKey| k.ts.unwrap_or(k.received_at);
     let info = SessionInfo {
         session_id: session,
-        namespace: b.ns.clone(),
-        origin: format!("bundle {} (export {})", file.display(), b.export_id),
-        ..SessionInfo::default()
+        namespace: reader.ns().to_string(),
+        event_count: keys.len() as u64,
+        first_us: keys.first().map(time),
+        last_us: keys.last().map(time),
+        origin: format!("bundle {} (export {})", file.display(), reader.export_id()),
     };
     let verdict = Arc::new(Mutex::new(Integrity::Checking));
     let v = verdict.clone();
@@ -96,23 +177,8 @@ pub fn open(file: &Path, session: Option<&str>, key: Option<String>) -> anyhow::
         set(&v, verdict);
     };
     Ok(Checked::new(
-        VecSource::new(info, events, Integrity::Checking),
+        BundleSource { reader, info, keys },
         verdict,
         Box::new(check),
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn findings_name_their_entry() {
-        assert_eq!(
-            super::finding_index("entry 42: row differs from its committed record in content"),
-            Some(42)
-        );
-        assert_eq!(
-            super::finding_index("manifest.sig: not a valid signature"),
-            None
-        );
-    }
 }

@@ -73,11 +73,7 @@ pub fn open(
                     "segment {first}-{last} of {ns} vanished while reading (compaction); run the replay again"
                 );
             };
-            segment::decode_each(bytes, |e| {
-                if e.session_id == session {
-                    out.push(from_entry(&e));
-                }
-            })
+            segment::decode_session(bytes, session, |e| out.push(from_entry(&e)))
             .map_err(|e| anyhow::anyhow!("segment {first}-{last}: {e}"))?;
         }
         out.sort_by_key(|e| e.idx);

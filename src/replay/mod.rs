@@ -110,15 +110,15 @@ fn set(v: &Verdict, i: Integrity) {
 /// it does not compete with the first frame for the CPU.
 type Check = Box<dyn FnOnce() + Send>;
 
-/// An in-memory session whose verdict a background check works out.
-struct Checked {
-    inner: VecSource,
+/// A session whose verdict a background check works out.
+struct Checked<S = VecSource> {
+    inner: S,
     verdict: Verdict,
     check: Option<Check>,
 }
 
-impl Checked {
-    fn new(inner: VecSource, verdict: Verdict, check: Check) -> Checked {
+impl<S: Source> Checked<S> {
+    fn new(inner: S, verdict: Verdict, check: Check) -> Checked<S> {
         Checked {
             inner,
             verdict,
@@ -127,7 +127,7 @@ impl Checked {
     }
 }
 
-impl Source for Checked {
+impl<S: Source> Source for Checked<S> {
     fn info(&self) -> SessionInfo {
         self.inner.info()
     }
@@ -143,6 +143,14 @@ impl Source for Checked {
     }
     fn index(&mut self) -> Result<TimelineIndex, SourceError> {
         self.inner.index()
+    }
+    fn search(
+        &mut self,
+        query: &str,
+        from: u64,
+        forward: bool,
+    ) -> Result<Option<u64>, SourceError> {
+        self.inner.search(query, from, forward)
     }
     fn integrity(&mut self) -> Integrity {
         self.verdict

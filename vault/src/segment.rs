@@ -19,15 +19,17 @@ use arrow_array::builder::{
     FixedSizeBinaryBuilder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow_array::{
-    Array, ArrayRef, FixedSizeBinaryArray, Int64Array, RecordBatch, StringArray,
+    Array, ArrayRef, BooleanArray, FixedSizeBinaryArray, Int64Array, RecordBatch, StringArray,
     TimestampMicrosecondArray,
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
-use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+};
+use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::metadata::SortingColumn;
@@ -441,6 +443,63 @@ pub fn decode_each(
     Ok((header, signature))
 }
 
+/// Decodes only the entries of session `session`, in file order: the
+/// `session_id` column is read first, then only the matching rows (and the
+/// pages holding them) in full. For a reader of one session among many
+/// (`tracevault replay --data`); nothing is verified here. Returns how many
+/// entries matched.
+pub fn decode_session(
+    bytes: Bytes,
+    session: &str,
+    mut f: impl FnMut(Entry),
+) -> Result<u64, SegmentError> {
+    let opts = ArrowReaderOptions::new()
+        .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional);
+    let meta = ArrowReaderMetadata::load(&bytes, opts).map_err(pq)?;
+    if meta.schema().fields() != segment_schema().fields() {
+        return Err(SegmentError::Format(
+            "columns differ from the segment schema".into(),
+        ));
+    }
+    let only_sid = ProjectionMask::columns(meta.parquet_schema(), [col::SESSION_ID]);
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes.clone(), meta.clone())
+        .with_projection(only_sid)
+        .with_batch_size(8192)
+        .build()
+        .map_err(pq)?;
+    let mut filters = Vec::new();
+    let mut matched = 0u64;
+    for batch in reader {
+        let batch = batch.map_err(pq)?;
+        let sid = column::<StringArray>(&batch, col::SESSION_ID)?;
+        let hit: BooleanArray = sid.iter().map(|v| Some(v == Some(session))).collect();
+        matched += hit.true_count() as u64;
+        filters.push(hit);
+    }
+    if matched == 0 {
+        return Ok(0);
+    }
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, meta)
+        .with_row_selection(RowSelection::from_filters(&filters))
+        .with_batch_size(4096)
+        .build()
+        .map_err(pq)?;
+    let mut buf = Vec::with_capacity(4096);
+    let mut decoded = 0u64;
+    for batch in reader {
+        let batch = batch.map_err(pq)?;
+        batch_to_entries(&batch, &mut buf)?;
+        decoded += buf.len() as u64;
+        buf.drain(..).for_each(&mut f);
+    }
+    if decoded != matched {
+        return Err(SegmentError::Format(format!(
+            "{matched} rows of session {session:?} found, {decoded} decoded"
+        )));
+    }
+    Ok(matched)
+}
+
 /// Decodes a whole segment file.
 pub fn decode(bytes: Bytes) -> Result<DecodedSegment, SegmentError> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(pq)?;
@@ -628,6 +687,30 @@ mod tests {
                 e
             })
             .collect()
+    }
+
+    #[test]
+    fn decode_session_yields_exactly_that_sessions_entries_across_row_groups() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        // More than two row groups, three interleaved sessions.
+        let entries = sample_entries(2 * ROW_GROUP_ROWS as u64 + 100);
+        let seal = SegmentSeal {
+            chain_in: [0; 32],
+            root: [1; 32],
+            key_id: [1, 2, 3, 4],
+            key: &key,
+        };
+        let (_, bytes) = encode(&entries, &seal).unwrap();
+        let mut got = Vec::new();
+        let n = decode_session(bytes.clone(), "s1", |e| got.push(e)).unwrap();
+        let want: Vec<&Entry> = entries.iter().filter(|e| e.session_id == "s1").collect();
+        assert_eq!(n as usize, want.len());
+        assert_eq!(got.iter().collect::<Vec<_>>(), want);
+        assert_eq!(
+            decode_session(bytes.clone(), "nope", |_| panic!()).unwrap(),
+            0
+        );
+        assert!(decode_session(bytes.slice(..bytes.len() / 2), "s1", |_| {}).is_err());
     }
 
     #[test]

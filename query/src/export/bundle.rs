@@ -22,6 +22,10 @@ use tracevault_vault::record::{ContentType, Entry, Hash};
 use super::{ExportError, FORMAT, MANIFEST_DOMAIN, VERBATIM};
 use crate::masking::Masker;
 
+/// Rows per row group of `events.parquet`: small enough that a reader
+/// showing a few rows (`tracevault replay --bundle`) decodes little.
+const ROW_GROUP_ROWS: usize = 8192;
+
 /// One selected entry and its inclusion proof against the bundle's checkpoint.
 pub struct BundleRow {
     /// The entry as stored (unmasked; masked while writing).
@@ -246,6 +250,7 @@ pub fn write_bundle(
         .set_writer_version(WriterVersion::PARQUET_2_0)
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(build)?))
         .set_created_by("tracevault export".into())
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .build();
     let mut w = ArrowWriter::try_new(Vec::new(), events_schema(), Some(props)).map_err(build)?;
     w.write(&batch).map_err(build)?;

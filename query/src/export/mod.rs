@@ -12,12 +12,14 @@
 
 mod bundle;
 mod history;
+mod read;
 mod verify;
 pub mod workflow;
 
 pub use bundle::{BundleInput, BundleRow, write_bundle};
 pub use history::history_for;
-pub use verify::{BundleReport, BundleRows, read_bundle_rows, verify_bundle};
+pub use read::{BundleReader, RowKey};
+pub use verify::{BundleReport, verify_bundle};
 
 /// `format` of the manifest.
 pub const FORMAT: &str = "tracevault-export/1";

@@ -5,7 +5,7 @@
 //! profile masked are reported as withheld, never as verified).
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
+use std::ops::Range;
 
 use arrow::array::{
     Array, FixedSizeBinaryArray, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array,
@@ -60,16 +60,18 @@ fn hash32(s: &str) -> Option<Hash> {
     hex::decode(s).ok()?.try_into().ok()
 }
 
-/// Member contents by name.
-type Members = HashMap<String, Vec<u8>>;
+/// Where each member's data lies in the file.
+type Members = HashMap<String, Range<usize>>;
 
-/// Reads the members of the tar file, refusing oversized or repeated ones.
-fn read_members(file: &[u8]) -> Result<(Members, Vec<String>), ExportError> {
+/// Locates the members of the tar file without copying them, refusing
+/// oversized, truncated or non-regular ones. Unexpected and repeated
+/// members are findings.
+pub(crate) fn member_ranges(file: &[u8]) -> Result<(Members, Vec<String>), ExportError> {
     let bad = |e: std::io::Error| ExportError::Unreadable(format!("not a readable bundle: {e}"));
     let mut out = HashMap::new();
     let mut findings = Vec::new();
-    let mut archive = tar::Archive::new(file);
-    for entry in archive.entries().map_err(bad)? {
+    let mut archive = tar::Archive::new(std::io::Cursor::new(file));
+    for entry in archive.entries_with_seek().map_err(bad)? {
         let entry = entry.map_err(bad)?;
         let name = entry.path().map_err(bad)?.to_string_lossy().into_owned();
         // Only plain files, and no PAX size override: other tar readers
@@ -92,14 +94,21 @@ fn read_members(file: &[u8]) -> Result<(Members, Vec<String>), ExportError> {
                 "member {name} is {size} bytes, more than {MAX_MEMBER_BYTES}"
             )));
         }
+        let start = entry.raw_file_position();
+        let range = start
+            .checked_add(size)
+            .filter(|end| *end <= file.len() as u64)
+            .map(|end| start as usize..end as usize)
+            .ok_or_else(|| {
+                ExportError::Unreadable(format!(
+                    "not a readable bundle: member {name} is cut short"
+                ))
+            })?;
         if !MEMBERS.contains(&name.as_str()) {
             findings.push(format!("unexpected member {name:?} (added to the bundle)"));
             continue;
         }
-        // Capacity bounded by the file itself, not by a header's claim.
-        let mut data = Vec::with_capacity(size.min(file.len() as u64) as usize);
-        entry.take(size).read_to_end(&mut data).map_err(bad)?;
-        if out.insert(name.clone(), data).is_some() {
+        if out.insert(name.clone(), range).is_some() {
             findings.push(format!("member {name} appears twice"));
         }
     }
@@ -118,7 +127,7 @@ pub fn verify_bundle(
         .map_err(|e| ExportError::Unreadable(format!("verifier key: {e}")))?;
     let pubkey = VerifyingKey::from_bytes(&pk)
         .map_err(|e| ExportError::Unreadable(format!("verifier key: {e}")))?;
-    let (members, mut findings) = read_members(file)?;
+    let (members, mut findings) = member_ranges(file)?;
     let mut report = BundleReport::default();
     let missing: Vec<&str> = MEMBERS
         .iter()
@@ -130,7 +139,7 @@ pub fn verify_bundle(
         report.findings = findings;
         return Ok(report);
     }
-    let get = |m: &str| members.get(m).map(Vec::as_slice).unwrap_or_default();
+    let get = |m: &str| members.get(m).map_or(&[][..], |r| &file[r.clone()]);
 
     // The manifest and its signature.
     let manifest_bytes = get("manifest.json");
@@ -349,14 +358,14 @@ pub fn verify_bundle(
 }
 
 /// One row of `events.parquet`, as stored in the bundle.
-struct Row {
+pub(crate) struct Row {
     idx: u64,
-    entry: Entry,
-    leaf: Option<Hash>,
+    pub(crate) entry: Entry,
+    pub(crate) leaf: Option<Hash>,
     salt: Option<[u8; 32]>,
 }
 
-fn rows_of(b: &RecordBatch) -> Result<Vec<Row>, String> {
+pub(crate) fn rows_of(b: &RecordBatch) -> Result<Vec<Row>, String> {
     let s = |n: &str| {
         b.column_by_name(n)
             .and_then(|c| c.as_any().downcast_ref::<StringArray>())
@@ -539,64 +548,4 @@ fn check_row(
         }
         _ => findings.push(format!("entry {i}: row cannot be turned into a record")),
     }
-}
-
-/// A bundle's rows as stored, for a reader such as `tracevault replay`
-/// (which verifies the bundle separately with [`verify_bundle`]).
-pub struct BundleRows {
-    /// The namespace the manifest names.
-    pub ns: String,
-    /// The export id.
-    pub export_id: String,
-    /// Rows in file order: the entry as shipped (masked values as masked;
-    /// salt, digests and chain hash zero) and its leaf hash.
-    pub rows: Vec<(Entry, Hash)>,
-    /// Fields withheld (masked) per index, from `proofs.jsonl`.
-    pub withheld: HashMap<u64, Vec<String>>,
-}
-
-/// Reads the rows of bundle `file` without checking anything.
-pub fn read_bundle_rows(file: &[u8]) -> Result<BundleRows, ExportError> {
-    let (members, _) = read_members(file)?;
-    let get = |m: &str| {
-        members
-            .get(m)
-            .map(Vec::as_slice)
-            .ok_or_else(|| ExportError::Unreadable(format!("member {m} missing")))
-    };
-    let manifest: Value = serde_json::from_slice(get("manifest.json")?)
-        .map_err(|e| ExportError::Unreadable(format!("manifest.json: {e}")))?;
-    let mut withheld = HashMap::new();
-    for line in get("proofs.jsonl")?.split(|b| *b == b'\n') {
-        let Ok(v) = serde_json::from_slice::<Value>(line) else {
-            continue;
-        };
-        if let (Some(i), Some(w)) = (v["index"].as_u64(), v["withheld"].as_array()) {
-            let w: Vec<String> = w
-                .iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect();
-            withheld.insert(i, w);
-        }
-    }
-    let reader =
-        ParquetRecordBatchReaderBuilder::try_new(Bytes::copy_from_slice(get("events.parquet")?))
-            .and_then(|b| b.build())
-            .map_err(|e| ExportError::Unreadable(format!("events.parquet: {e}")))?;
-    let mut rows = Vec::new();
-    for b in reader {
-        let b = b.map_err(|e| ExportError::Unreadable(format!("events.parquet: {e}")))?;
-        for r in rows_of(&b).map_err(ExportError::Unreadable)? {
-            rows.push((r.entry, r.leaf.unwrap_or_default()));
-        }
-    }
-    Ok(BundleRows {
-        ns: manifest["ns"].as_str().unwrap_or_default().to_string(),
-        export_id: manifest["export_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
-        rows,
-        withheld,
-    })
 }
