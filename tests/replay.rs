@@ -59,6 +59,18 @@ impl Tmux {
         assert!(self.run(&args).status.success());
     }
 
+    /// Runs `tracevault replay {args}` in the shell, then echoes its exit code.
+    fn replay(&self, args: &str) {
+        self.text(&format!("{BIN} replay {args}; echo EXIT=$?"));
+        self.keys(&["Enter"]);
+    }
+
+    /// Quits the replayer with `q` and waits for its exit code 0.
+    fn quit(&self) {
+        self.keys(&["q"]);
+        self.wait("the exit code", |s| s.contains("EXIT=0"));
+    }
+
     /// Types `text` literally.
     fn text(&self, text: &str) {
         assert!(
@@ -147,12 +159,11 @@ async fn replay_in_a_real_terminal_plays_seeks_searches_and_shows_integrity() {
         .to_string();
 
     let t = Tmux::start(dir.path(), 120, 40);
-    t.text(&format!(
-        "{BIN} replay --server {} --token {reader} --session s1 --key '{vk}' --export-dir {}; echo EXIT=$?",
+    t.replay(&format!(
+        "--server {} --token {reader} --session s1 --key '{vk}' --export-dir {}",
         srv.url,
         dir.path().display()
     ));
-    t.keys(&["Enter"]);
     // The header: session, namespace and the verdict with the pinned key.
     let s = t.wait("the verified badge", |s| s.contains("verified: 6 events"));
     assert!(s.contains("s1") && s.contains("prod"), "{s}");
@@ -235,8 +246,7 @@ async fn replay_in_a_real_terminal_plays_seeks_searches_and_shows_integrity() {
     t.wait("the help", |s| s.contains("faster / slower"));
     t.keys(&["Escape"]);
     t.wait("the help closed", |s| !s.contains("faster / slower"));
-    t.keys(&["q"]);
-    t.wait("the exit code", |s| s.contains("EXIT=0"));
+    t.quit();
     assert_eq!(srv.terminate(), Some(0));
 }
 
@@ -266,15 +276,10 @@ async fn an_event_altered_in_the_store_fails_the_badge_naming_its_index() {
 
     // Intact: verified with the pinned key.
     let t = Tmux::start(dir.path(), 100, 30);
-    let cmd = format!(
-        "{BIN} replay --data {} --session s1 --key {key_b64}; echo EXIT=$?",
-        data.display()
-    );
-    t.text(&cmd);
-    t.keys(&["Enter"]);
+    let args = format!("--data {} --session s1 --key {key_b64}", data.display());
+    t.replay(&args);
     t.wait("the verified badge", |s| s.contains("verified: 6 events"));
-    t.keys(&["q"]);
-    t.wait("the exit code", |s| s.contains("EXIT=0"));
+    t.quit();
     t.keys(&["C-l"]);
     t.text("clear");
     t.keys(&["Enter"]);
@@ -314,12 +319,10 @@ async fn an_event_altered_in_the_store_fails_the_badge_naming_its_index() {
     let (_, bytes) = segment::encode(&rows, &seal).unwrap();
     std::fs::write(&file, bytes).unwrap();
 
-    t.text(&cmd);
-    t.keys(&["Enter"]);
+    t.replay(&args);
     let s = t.wait("the failed badge", |s| s.contains("FAILED at index 2"));
     assert!(s.contains("Lyon") || s.contains("get_weather"), "{s}");
-    t.keys(&["q"]);
-    t.wait("the exit code", |s| s.contains("EXIT=0"));
+    t.quit();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -350,11 +353,10 @@ async fn follow_tails_new_events_and_a_bundle_replays_offline() {
 
     // --follow: events posted while it runs appear, and get checked too.
     let t = Tmux::start(dir.path(), 120, 40);
-    t.text(&format!(
-        "{BIN} replay --server {} --token {reader} --session s1 --key '{vk}' --follow; echo EXIT=$?",
+    t.replay(&format!(
+        "--server {} --token {reader} --session s1 --key '{vk}' --follow",
         srv.url
     ));
-    t.keys(&["Enter"]);
     t.wait("the verified badge", |s| s.contains("verified: 6 events"));
     let more = json!({"events": [
         {"session_id": "s1", "kind": "message", "content": "late arrival one"},
@@ -365,8 +367,7 @@ async fn follow_tails_new_events_and_a_bundle_replays_offline() {
     t.wait("the new events, checked", |s| {
         s.contains("late arrival two") && s.contains("verified: 8 events")
     });
-    t.keys(&["q"]);
-    t.wait("the exit code", |s| s.contains("EXIT=0"));
+    t.quit();
     t.text("clear");
     t.keys(&["Enter"]);
 
@@ -402,15 +403,10 @@ async fn follow_tails_new_events_and_a_bundle_replays_offline() {
     assert_eq!(srv.terminate(), Some(0));
     let file = dir.path().join("export.tar");
     std::fs::write(&file, &bundle).unwrap();
-    t.text(&format!(
-        "{BIN} replay --bundle {} --key '{vk}'; echo EXIT=$?",
-        file.display()
-    ));
-    t.keys(&["Enter"]);
+    t.replay(&format!("--bundle {} --key '{vk}'", file.display()));
     let s = t.wait("the bundle verified", |s| s.contains("verified: 8 events"));
     assert!(!s.contains("jane.doe@example.com"), "{s}");
-    t.keys(&["q"]);
-    t.wait("the exit code", |s| s.contains("EXIT=0"));
+    t.quit();
     t.text("clear");
     t.keys(&["Enter"]);
 
@@ -436,13 +432,8 @@ async fn follow_tails_new_events_and_a_bundle_replays_offline() {
         .collect();
     let bad = dir.path().join("bent.tar");
     std::fs::write(&bad, &bent).unwrap();
-    t.text(&format!(
-        "{BIN} replay --bundle {} --key '{vk}'; echo EXIT=$?",
-        bad.display()
-    ));
-    t.keys(&["Enter"]);
+    t.replay(&format!("--bundle {} --key '{vk}'", bad.display()));
     let want = format!("FAILED at index {digits}");
     t.wait("the failed badge", |s| s.contains(&want));
-    t.keys(&["q"]);
-    t.wait("the exit code", |s| s.contains("EXIT=0"));
+    t.quit();
 }

@@ -14,6 +14,7 @@ use tracevault_vault::record::{Entry, Hash, field_digest};
 use tracevault_vault::{jcs, merkle, note};
 
 use super::ExportError;
+use super::verify::{hash32, proof_hashes};
 
 /// The `_audit` namespace and the session holding export steps.
 const AUDIT_NS: &str = "_audit";
@@ -104,10 +105,6 @@ pub struct HistoryReport {
     pub bound: u64,
 }
 
-fn hash32(s: &str) -> Option<Hash> {
-    hex::decode(s).ok()?.try_into().ok()
-}
-
 /// Checks `approvals.jsonl` against `audit_checkpoint`, signed by the same
 /// log key under the name `<vault origin>/_audit` (derived from the
 /// namespace key's name `<vault origin>/<ns>`). Findings are pushed, one
@@ -156,15 +153,7 @@ pub fn check_history(
             findings.push(format!("{at}: no index or leaf_hash"));
             continue;
         };
-        let proof: Option<Vec<Hash>> = v["proof"].as_array().and_then(|a| {
-            a.iter()
-                .map(|h| {
-                    h.as_str()
-                        .and_then(|s| B64.decode(s).ok())
-                        .and_then(|b| b.try_into().ok())
-                })
-                .collect()
-        });
+        let proof = proof_hashes(&v["proof"]);
         let included = proof
             .is_some_and(|p| merkle::verify_inclusion(&leaf, index, cp.size, &p, &cp.root).is_ok());
         if !included {

@@ -56,8 +56,18 @@ struct ProofLine {
     withheld: Vec<String>,
 }
 
-fn hash32(s: &str) -> Option<Hash> {
+/// A 32-byte hash from hex.
+pub(super) fn hash32(s: &str) -> Option<Hash> {
     hex::decode(s).ok()?.try_into().ok()
+}
+
+/// An inclusion proof from a JSON list of base64 hashes; `None` when it is
+/// not one.
+pub(super) fn proof_hashes(v: &Value) -> Option<Vec<Hash>> {
+    v.as_array()?
+        .iter()
+        .map(|h| B64.decode(h.as_str()?).ok()?.try_into().ok())
+        .collect()
 }
 
 /// Where each member's data lies in the file.
@@ -244,15 +254,7 @@ pub fn verify_bundle(
             ));
             continue;
         };
-        let proof: Option<Vec<Hash>> = v["proof"].as_array().and_then(|a| {
-            a.iter()
-                .map(|h| {
-                    h.as_str()
-                        .and_then(|s| B64.decode(s).ok())
-                        .and_then(|b| b.try_into().ok())
-                })
-                .collect()
-        });
+        let proof = proof_hashes(&v["proof"]);
         let Some(proof) = proof else {
             findings.push(format!(
                 "entry {index}: inclusion proof is not a list of base64 hashes"
