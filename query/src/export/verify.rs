@@ -304,25 +304,34 @@ pub fn verify_bundle(
         );
     }
 
-    // Rows: each bound to its committed record.
-    let batches =
+    // Rows: each bound to its committed record, one batch at a time.
+    let reader =
         ParquetRecordBatchReaderBuilder::try_new(Bytes::copy_from_slice(get("events.parquet")))
-            .and_then(|b| b.build())
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string()));
-    let batches = match batches {
-        Ok(b) => b,
+            .map(|b| {
+                let total = b.metadata().file_metadata().num_rows().max(0) as u64;
+                (total, b.with_batch_size(4096))
+            })
+            .and_then(|(total, b)| Ok((total, b.build()?)));
+    let (total, reader) = match reader {
+        Ok(r) => r,
         Err(e) => {
             findings.push(format!("events.parquet: unreadable: {e}"));
             report.findings = findings;
             return Ok(report);
         }
     };
-    let total: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
     let mut seen: HashMap<u64, ()> = HashMap::new();
     let mut done = 0u64;
-    for b in &batches {
-        match rows_of(b) {
+    for b in reader {
+        let b = match b {
+            Ok(b) => b,
+            Err(e) => {
+                findings.push(format!("events.parquet: unreadable after {done} rows: {e}"));
+                report.findings = findings;
+                return Ok(report);
+            }
+        };
+        match rows_of(&b) {
             Ok(rows) => {
                 for row in rows {
                     check_row(&row, &proofs, &mut report, &mut findings);
