@@ -439,3 +439,219 @@ async fn bad_requests_get_clear_errors_and_write_nothing() {
         .unwrap();
     assert_eq!(r.status(), 400);
 }
+
+/// `POST /v1/logs/{ns}/proof/inclusion`: a body, its status and JSON answer.
+async fn post_proofs(
+    c: &reqwest::Client,
+    url: &str,
+    ns: &str,
+    tok: Option<&str>,
+    body: String,
+) -> (u16, Value) {
+    let mut r = c
+        .post(format!("{url}/v1/logs/{ns}/proof/inclusion"))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(t) = tok {
+        r = r.bearer_auth(t);
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_inclusion_proofs_equal_the_gets_and_refuse_bad_requests_whole() {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD as B64;
+    use tracevault_vault::{merkle, note};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(dir.path(), "[log]\nflush_interval_ms = 100\n");
+    let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    let c = client();
+    let url = &srv.url;
+    let w = token(&data, "writer", "alpha", "w");
+    let reader = token(&data, "reader", "alpha", "r");
+    let other_w = token(&data, "writer", "beta", "w");
+    let other_r = token(&data, "reader", "beta", "r");
+    let code = |v: &Value| v["error"]["code"].as_str().unwrap_or("").to_string();
+
+    let events: Vec<Value> = (0..13)
+        .map(|i| json!({"session_id": "s", "kind": "output", "content": format!("line {i}")}))
+        .collect();
+    let (s, b) = post_events(
+        &c,
+        url,
+        "alpha",
+        &w,
+        json!({ "events": events }),
+        "?wait=checkpoint",
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(wait_size(&c, url, "alpha", &w, 13).await, 13);
+    let (_, note_text) = get(&c, &format!("{url}/v1/logs/alpha/checkpoint"), Some(&w)).await;
+    let (_, vault) = get(&c, &format!("{url}/v1/vault"), Some(&w)).await;
+    let vault: Value = serde_json::from_str(&vault).unwrap();
+    let (name, pk) =
+        note::parse_verifier_key(vault["namespaces"][0]["verifier_key"].as_str().unwrap()).unwrap();
+    let pk = ed25519_dalek::VerifyingKey::from_bytes(&pk).unwrap();
+    let cp = note::open_checkpoint(&note_text, &name, &pk).unwrap();
+    assert_eq!(cp.size, 13);
+
+    // In request order, duplicates answered as asked, each proof what the
+    // GET gives for that index, and each one reaching the signed root.
+    let asked = [12u64, 0, 5, 5, 7, 1];
+    for tok in [&w, &reader] {
+        let (s, b) = post_proofs(
+            &c,
+            url,
+            "alpha",
+            Some(tok),
+            json!({"size": 13, "indices": asked}).to_string(),
+        )
+        .await;
+        assert_eq!(s, 200, "{b}");
+        assert_eq!(b["size"], 13);
+        let proofs = b["proofs"].as_array().unwrap();
+        assert_eq!(proofs.len(), asked.len());
+        for (p, &i) in proofs.iter().zip(&asked) {
+            let (s, one) = get(
+                &c,
+                &format!("{url}/v1/logs/alpha/proof/inclusion?index={i}&size=13"),
+                Some(tok),
+            )
+            .await;
+            assert_eq!(s, 200, "{one}");
+            let one: Value = serde_json::from_str(&one).unwrap();
+            let mut expected = one.clone();
+            expected.as_object_mut().unwrap().remove("size");
+            assert_eq!(p, &expected, "index {i}");
+            assert_eq!(p.as_object().unwrap().len(), 3, "{p}");
+            let leaf: [u8; 32] = hex::decode(p["leaf_hash"].as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap();
+            let hashes: Vec<[u8; 32]> = p["hashes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| B64.decode(h.as_str().unwrap()).unwrap().try_into().unwrap())
+                .collect();
+            merkle::verify_inclusion(&leaf, i, 13, &hashes, &cp.root).unwrap();
+        }
+    }
+    // Exactly the limit is accepted.
+    let full: Vec<u64> = (0..1000).map(|i| i % 13).collect();
+    let (s, b) = post_proofs(
+        &c,
+        url,
+        "alpha",
+        Some(&w),
+        json!({"size": 13, "indices": full}).to_string(),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["proofs"].as_array().unwrap().len(), 1000);
+    assert_eq!(b["proofs"][999]["index"], 999 % 13);
+
+    // Same authorization as the GET: other namespaces' tokens are refused.
+    let good = json!({"size": 13, "indices": [0]}).to_string();
+    for tok in [&other_w, &other_r] {
+        let (s, b) = post_proofs(&c, url, "alpha", Some(tok), good.clone()).await;
+        assert_eq!((s, code(&b)), (403, "forbidden".into()), "{b}");
+        let (s, _) = get(
+            &c,
+            &format!("{url}/v1/logs/alpha/proof/inclusion?index=0&size=13"),
+            Some(tok),
+        )
+        .await;
+        assert_eq!(s, 403);
+    }
+    let (s, b) = post_proofs(&c, url, "alpha", None, good.clone()).await;
+    assert_eq!((s, code(&b)), (401, "missing_token".into()), "{b}");
+
+    // Too many, or none: 400 with a stable code.
+    let over: Vec<u64> = vec![0; 1001];
+    let (s, b) = post_proofs(
+        &c,
+        url,
+        "alpha",
+        Some(&w),
+        json!({"size": 13, "indices": over}).to_string(),
+    )
+    .await;
+    assert_eq!((s, code(&b)), (400, "too_many_indices".into()), "{b}");
+    let (s, b) = post_proofs(
+        &c,
+        url,
+        "alpha",
+        Some(&w),
+        json!({"size": 13, "indices": []}).to_string(),
+    )
+    .await;
+    assert_eq!((s, code(&b)), (400, "no_indices".into()), "{b}");
+
+    // One index the GET refuses (not below size, size beyond the signed
+    // tree) fails the whole request with the GET's error: nothing partial.
+    for (indices, size, bad) in [
+        (vec![0u64, 1, 13, 2], 13u64, 13u64),
+        (vec![0, 1], 14, 0),
+        (vec![0, 1], 1_000_000, 0),
+    ] {
+        let (s, b) = post_proofs(
+            &c,
+            url,
+            "alpha",
+            Some(&w),
+            json!({"size": size, "indices": indices}).to_string(),
+        )
+        .await;
+        assert_eq!((s, code(&b)), (400, "invalid_proof_request".into()), "{b}");
+        assert!(b.get("proofs").is_none(), "{b}");
+        let (s, one) = get(
+            &c,
+            &format!("{url}/v1/logs/alpha/proof/inclusion?index={bad}&size={size}"),
+            Some(&w),
+        )
+        .await;
+        assert_eq!(s, 400);
+        assert_eq!(b, serde_json::from_str::<Value>(&one).unwrap());
+    }
+
+    // Not the documented JSON: 400 invalid_json; a body over the bound: 413.
+    for body in [
+        "{\"size\": 13, \"indices\": [0,".to_string(),
+        "not json".into(),
+        json!({"size": "13", "indices": [0]}).to_string(),
+        json!({"size": 13, "indices": [-1]}).to_string(),
+        json!({"size": 13}).to_string(),
+        json!({"size": 13, "indices": [0], "extra": 1}).to_string(),
+    ] {
+        let (s, b) = post_proofs(&c, url, "alpha", Some(&w), body.clone()).await;
+        assert_eq!((s, code(&b)), (400, "invalid_json".into()), "{body}: {b}");
+    }
+    let huge = format!(
+        "{{\"size\": 13, \"indices\": [0]{}}}",
+        " ".repeat(tracevault_ingest::MAX_PROOF_BATCH_BODY_BYTES)
+    );
+    let (s, b) = post_proofs(&c, url, "alpha", Some(&w), huge).await;
+    assert_eq!((s, code(&b)), (413, "body_too_large".into()), "{b}");
+
+    // Other methods still get the JSON 405.
+    let r = c
+        .put(format!("{url}/v1/logs/alpha/proof/inclusion"))
+        .bearer_auth(&w)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(code(&r.json().await.unwrap()), "method_not_allowed");
+    assert_eq!(srv.terminate(), Some(0));
+}

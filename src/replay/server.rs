@@ -18,6 +18,7 @@ use arrow::datatypes::{DataType, Int64Type, UInt64Type};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use futures::StreamExt;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tracevault_replay::{Integrity, ReplayEvent, SessionInfo, Source, SourceError, TimelineIndex};
 use tracevault_vault::{merkle, note};
@@ -29,8 +30,14 @@ use super::{Verdict, set};
 const INDEX_CHUNK: usize = 100_000;
 /// Columns of a page.
 const COLUMNS: &str = "idx, session_seq, kind, ts, received_at, name, actor, model, event_id, span_id, parent_span_id, content, attributes, leaf_hash";
-/// Inclusion proofs fetched at once.
+/// Inclusion proofs fetched at once one by one (servers without the batch
+/// endpoint).
 const PROOF_CONCURRENCY: usize = 16;
+/// Indices per batch proof request (`POST .../proof/inclusion`; the server
+/// takes up to 1000).
+const PROOF_BATCH: usize = 500;
+/// Batch proof requests in flight at once.
+const BATCH_CONCURRENCY: usize = 4;
 
 /// SQL string literal.
 fn lit(s: &str) -> String {
@@ -560,7 +567,46 @@ async fn next_checkpoint(
     }
 }
 
-/// Checks one event's inclusion proof against `cp`.
+/// Base64 proof hashes as 32-byte hashes; `None` if any is not one.
+fn decode_hashes<'a>(hashes: impl IntoIterator<Item = Option<&'a str>>) -> Option<Vec<[u8; 32]>> {
+    hashes
+        .into_iter()
+        .map(|h| B64.decode(h?).ok()?.try_into().ok())
+        .collect()
+}
+
+/// Checks a proof the server gave for event `i`, whose leaf hash is `leaf`
+/// (hex): the log's leaf hash (`served`) is the event's, and the audit path
+/// `hashes` leads from it to the root of `cp`.
+fn verify_proof(
+    cp: &note::Checkpoint,
+    i: u64,
+    leaf: &str,
+    served: Option<&str>,
+    hashes: Option<Vec<[u8; 32]>>,
+) -> Result<(), Check> {
+    if served != Some(leaf) {
+        return Err(Check::Bad(
+            Some(i),
+            "the log's leaf hash differs from the event's (event changed)".into(),
+        ));
+    }
+    let leaf_bytes: Option<[u8; 32]> = hex::decode(leaf).ok().and_then(|b| b.try_into().ok());
+    match (hashes, leaf_bytes) {
+        (Some(h), Some(l)) if merkle::verify_inclusion(&l, i, cp.size, &h, &cp.root).is_ok() => {
+            Ok(())
+        }
+        _ => Err(Check::Bad(
+            Some(i),
+            format!(
+                "inclusion proof does not reach the checkpoint root at size {}",
+                cp.size
+            ),
+        )),
+    }
+}
+
+/// Checks one event's inclusion proof against `cp` (`GET`, one event).
 async fn check_one(
     api: Api,
     ns: String,
@@ -577,30 +623,107 @@ async fn check_one(
         .json()
         .await
         .map_err(|e| Check::Unreachable(e.to_string()))?;
-    if p["leaf_hash"].as_str() != Some(leaf.as_str()) {
+    let hashes = p["hashes"]
+        .as_array()
+        .and_then(|a| decode_hashes(a.iter().map(Value::as_str)));
+    verify_proof(&cp, i, &leaf, p["leaf_hash"].as_str(), hashes)
+}
+
+/// The answer of `POST /v1/logs/{ns}/proof/inclusion`.
+#[derive(Deserialize)]
+struct BatchAnswer {
+    size: u64,
+    proofs: Vec<BatchProof>,
+}
+
+/// One proof of a [`BatchAnswer`].
+#[derive(Deserialize)]
+struct BatchProof {
+    index: u64,
+    leaf_hash: String,
+    hashes: Vec<String>,
+}
+
+/// How a batch of proofs went.
+enum Batch {
+    /// Every proof of the batch (this many) checks out.
+    Checked(usize),
+    /// The server has no batch endpoint (404 or 405: an older server).
+    Unsupported,
+}
+
+/// Checks the inclusion proofs of `batch` (`(index, leaf hash)`, at most
+/// [`PROOF_BATCH`]) against `cp` with one `POST`. The answer must hold
+/// exactly the proofs asked for, in order, at the checkpoint's size: anything
+/// else fails, naming the first event concerned when the fault is about one.
+async fn check_batch(
+    api: &Api,
+    ns: &str,
+    cp: &note::Checkpoint,
+    batch: &[(u64, String)],
+) -> Result<Batch, Check> {
+    let indices: Vec<u64> = batch.iter().map(|(i, _)| *i).collect();
+    let r = api
+        .http
+        .post(format!("{}/v1/logs/{ns}/proof/inclusion", api.base))
+        .bearer_auth(&api.token)
+        .json(&json!({"size": cp.size, "indices": indices}))
+        .send()
+        .await
+        .map_err(|e| Check::Unreachable(e.to_string()))?;
+    if matches!(
+        r.status(),
+        reqwest::StatusCode::NOT_FOUND | reqwest::StatusCode::METHOD_NOT_ALLOWED
+    ) {
+        return Ok(Batch::Unsupported);
+    }
+    let body = ok(r)
+        .await?
+        .bytes()
+        .await
+        .map_err(|e| Check::Unreachable(e.to_string()))?;
+    // Not JSON at all (cut short, a proxy's page): try again later. JSON
+    // that is not the documented answer: the server's answer is wrong.
+    let answer: BatchAnswer = serde_json::from_slice(&body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => Check::Bad(
+            None,
+            format!("the server's batch of inclusion proofs is malformed: {e}"),
+        ),
+        _ => Check::Unreachable(format!("batch of inclusion proofs: {e}")),
+    })?;
+    if answer.size != cp.size {
         return Err(Check::Bad(
-            Some(i),
-            "the log's leaf hash differs from the event's (event changed)".into(),
+            None,
+            format!(
+                "asked for proofs at size {}, the server answered size {}",
+                cp.size, answer.size
+            ),
         ));
     }
-    let hashes: Option<Vec<[u8; 32]>> = p["hashes"].as_array().and_then(|a| {
-        a.iter()
-            .map(|h| B64.decode(h.as_str()?).ok()?.try_into().ok())
-            .collect()
-    });
-    let leaf_bytes: Option<[u8; 32]> = hex::decode(&leaf).ok().and_then(|b| b.try_into().ok());
-    match (hashes, leaf_bytes) {
-        (Some(h), Some(l)) if merkle::verify_inclusion(&l, i, cp.size, &h, &cp.root).is_ok() => {
-            Ok(())
+    for ((i, leaf), p) in batch.iter().zip(&answer.proofs) {
+        if p.index != *i {
+            return Err(Check::Bad(
+                Some(*i),
+                format!(
+                    "the server answered the proof of index {} where {i} was asked (proofs missing or reordered)",
+                    p.index
+                ),
+            ));
         }
-        _ => Err(Check::Bad(
-            Some(i),
-            format!(
-                "inclusion proof does not reach the checkpoint root at size {}",
-                cp.size
-            ),
-        )),
+        let hashes = decode_hashes(p.hashes.iter().map(|h| Some(h.as_str())));
+        verify_proof(cp, *i, leaf, Some(&p.leaf_hash), hashes)?;
     }
+    if answer.proofs.len() != batch.len() {
+        return Err(Check::Bad(
+            batch.get(answer.proofs.len()).map(|(i, _)| *i),
+            format!(
+                "asked for {} inclusion proofs, the server answered {}",
+                batch.len(),
+                answer.proofs.len()
+            ),
+        ));
+    }
+    Ok(Batch::Checked(batch.len()))
 }
 
 /// Checks every listed event's inclusion proof against the latest signed
@@ -608,6 +731,12 @@ async fn check_one(
 /// list grows, and every new checkpoint's consistency with the previous one.
 /// The verdict names the first index that fails; an unreachable server only
 /// makes it "unverified" until the next try.
+///
+/// Proofs are asked for in batches of [`PROOF_BATCH`] (`POST`, a few at
+/// once); a server without that endpoint (404/405) is asked one event at a
+/// time (`GET`) from then on. Progress is kept across retries: a proof
+/// checked against an earlier checkpoint holds for every later one, since
+/// each checkpoint is checked to be consistent with the one before.
 async fn check_proofs(
     api: Api,
     ns: String,
@@ -619,6 +748,8 @@ async fn check_proofs(
     let mut checked = 0usize;
     let mut prev: Option<(u64, [u8; 32])> = None;
     let mut key: Option<(String, ed25519_dalek::VerifyingKey)> = None;
+    // Until the server shows it has no batch endpoint.
+    let mut batches = true;
     loop {
         let step = async {
             if key.is_none() {
@@ -647,17 +778,36 @@ async fn check_proofs(
             prev = Some((cp.size, cp.root));
             let ready: Vec<(u64, String)> =
                 pending.into_iter().take_while(|(i, _)| *i < cp.size).collect();
-            let n = ready.len();
+            let mut rest: &[(u64, String)] = &ready;
+            if batches {
+                let asks: Vec<_> = ready
+                    .chunks(PROOF_BATCH)
+                    .map(|c| check_batch(&api, &ns, &cp, c))
+                    .collect();
+                let mut results = futures::stream::iter(asks).buffered(BATCH_CONCURRENCY);
+                while let Some(r) = results.next().await {
+                    match r? {
+                        Batch::Checked(n) => {
+                            checked += n;
+                            rest = &rest[n..];
+                        }
+                        Batch::Unsupported => {
+                            batches = false;
+                            break;
+                        }
+                    }
+                }
+            }
             let mut results = futures::stream::iter(
-                ready
-                    .into_iter()
+                rest.iter()
+                    .cloned()
                     .map(|(i, leaf)| check_one(api.clone(), ns.clone(), cp.clone(), i, leaf)),
             )
             .buffered(PROOF_CONCURRENCY);
             while let Some(r) = results.next().await {
                 r?;
+                checked += 1;
             }
-            checked += n;
             let waiting = leaves.lock().map(|l| l.len() - checked).unwrap_or(0);
             if waiting == 0 {
                 set(
@@ -700,5 +850,236 @@ async fn check_proofs(
                 backoff = (backoff * 2).min(Duration::from_secs(15));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::extract::{Query, State};
+    use axum::routing::get;
+    use tracevault_vault::merkle::MerkleTree;
+
+    use super::*;
+
+    /// How the mock server answers batch requests.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mode {
+        /// As the real server does.
+        Batch,
+        /// No batch endpoint (an older server): POST → 405.
+        NoBatch,
+        /// Two proofs of the second batch swapped.
+        Reordered,
+        /// The last proof of the second batch left out.
+        Missing,
+        /// The answer claims another size.
+        WrongSize,
+        /// One hash of one proof changed.
+        BadHash,
+        /// The batch endpoint answers 503.
+        Down,
+    }
+
+    struct Mock {
+        mode: Mode,
+        tree: MerkleTree,
+        note: String,
+        gets: AtomicUsize,
+        posts: AtomicUsize,
+    }
+
+    fn proof(m: &Mock, index: u64, size: u64) -> Value {
+        let hashes = m.tree.inclusion_proof(index, size).unwrap();
+        json!({
+            "index": index,
+            "leaf_hash": hex::encode(m.tree.leaf(index).unwrap()),
+            "hashes": hashes.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
+        })
+    }
+
+    async fn one(
+        State(m): State<Arc<Mock>>,
+        Query(q): Query<std::collections::HashMap<String, u64>>,
+    ) -> axum::Json<Value> {
+        m.gets.fetch_add(1, Ordering::SeqCst);
+        let mut p = proof(&m, q["index"], q["size"]);
+        p["size"] = json!(q["size"]);
+        axum::Json(p)
+    }
+
+    async fn many(
+        State(m): State<Arc<Mock>>,
+        axum::Json(req): axum::Json<Value>,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        m.posts.fetch_add(1, Ordering::SeqCst);
+        if m.mode == Mode::Down {
+            return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+        let size = req["size"].as_u64().unwrap();
+        let mut proofs: Vec<Value> = req["indices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| proof(&m, i.as_u64().unwrap(), size))
+            .collect();
+        let second = req["indices"][0].as_u64() == Some(2 * PROOF_BATCH as u64);
+        match m.mode {
+            Mode::Reordered if second => proofs.swap(3, 4),
+            Mode::Missing if second => {
+                proofs.pop();
+            }
+            Mode::BadHash if second => proofs[7]["hashes"][2] = json!(B64.encode([0u8; 32])),
+            _ => {}
+        }
+        let size = if m.mode == Mode::WrongSize {
+            size - 1
+        } else {
+            size
+        };
+        axum::Json(json!({"size": size, "proofs": proofs})).into_response()
+    }
+
+    /// Events at even indices 0, 2, … of a log of 2 × 1200 entries (three
+    /// batches), checked by [`check_proofs`] against a mock server.
+    async fn run(mode: Mode, done: impl Fn(&Integrity) -> bool) -> (Integrity, Arc<Mock>) {
+        let mut tree = MerkleTree::new();
+        for i in 0..2400u32 {
+            tree.push(merkle::leaf_hash(&i.to_be_bytes()));
+        }
+        let origin = "vault.test/prod";
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+        let cp = note::Checkpoint {
+            origin: origin.into(),
+            size: tree.len(),
+            root: tree.root(),
+        };
+        let note_text = note::sign_checkpoint(&cp, origin, &key);
+        let vkey = note::verifier_key(origin, &key.verifying_key().to_bytes());
+        let leaves: Vec<(u64, String)> = (0..1200u64)
+            .map(|k| (2 * k, hex::encode(tree.leaf(2 * k).unwrap())))
+            .collect();
+        let mock = Arc::new(Mock {
+            mode,
+            tree,
+            note: note_text,
+            gets: AtomicUsize::new(0),
+            posts: AtomicUsize::new(0),
+        });
+        let mut proofs = get(one);
+        if mode != Mode::NoBatch {
+            proofs = proofs.post(many);
+        }
+        let app = axum::Router::new()
+            .route(
+                "/v1/logs/{ns}/checkpoint",
+                get(|State(m): State<Arc<Mock>>| async move { m.note.clone() }),
+            )
+            .route("/v1/logs/{ns}/proof/inclusion", proofs)
+            .with_state(mock.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let api = Api {
+            http: reqwest::Client::new(),
+            base: format!("http://{addr}"),
+            token: "t".into(),
+        };
+        let verdict: Verdict = Arc::new(Mutex::new(Integrity::Checking));
+        let checker = tokio::spawn(check_proofs(
+            api,
+            "prod".into(),
+            Some(vkey),
+            Arc::new(Mutex::new(leaves)),
+            verdict.clone(),
+        ));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let last = loop {
+            let v = verdict.lock().unwrap().clone();
+            if done(&v) || std::time::Instant::now() > deadline {
+                break v;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        checker.abort();
+        server.abort();
+        (last, mock)
+    }
+
+    fn verified(v: &Integrity) -> bool {
+        matches!(v, Integrity::Verified { .. })
+    }
+
+    fn failed(v: &Integrity) -> bool {
+        matches!(v, Integrity::Failed { .. })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn proofs_are_checked_in_batches() {
+        let (v, m) = run(Mode::Batch, |v| verified(v) || failed(v)).await;
+        assert!(
+            matches!(
+                v,
+                Integrity::Verified {
+                    checkpoint_size: 2400,
+                    events_checked: 1200
+                }
+            ),
+            "{v:?}"
+        );
+        assert_eq!(m.posts.load(Ordering::SeqCst), 3);
+        assert_eq!(m.gets.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_without_batches_is_asked_one_proof_at_a_time() {
+        let (v, m) = run(Mode::NoBatch, |v| verified(v) || failed(v)).await;
+        assert!(
+            matches!(
+                v,
+                Integrity::Verified {
+                    events_checked: 1200,
+                    ..
+                }
+            ),
+            "{v:?}"
+        );
+        assert_eq!(m.gets.load(Ordering::SeqCst), 1200);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wrong_batch_answer_fails_naming_the_first_event_concerned() {
+        // The second batch starts at event 500, log index 1000.
+        for (mode, index, why) in [
+            (Mode::Reordered, Some(1006), "reordered"),
+            (Mode::Missing, Some(1998), "asked for 500"),
+            (Mode::BadHash, Some(1014), "does not reach"),
+            (Mode::WrongSize, None, "answered size 2399"),
+        ] {
+            let (v, _) = run(mode, |v| verified(v) || failed(v)).await;
+            match &v {
+                Integrity::Failed { index: i, reason } => {
+                    assert_eq!(*i, index, "{reason}");
+                    assert!(reason.contains(why), "{reason}");
+                }
+                other => panic!("expected a failure, got {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unavailable_batch_endpoint_is_retried_not_failed() {
+        let (v, m) = run(
+            Mode::Down,
+            |v| matches!(v, Integrity::Unverified { reason } if reason.contains("retrying")),
+        )
+        .await;
+        assert!(
+            matches!(&v, Integrity::Unverified { reason } if reason.contains("503")),
+            "{v:?}"
+        );
+        assert_eq!(m.gets.load(Ordering::SeqCst), 0, "no fallback on 503");
     }
 }
