@@ -147,6 +147,78 @@ impl TracesTable {
         ok
     }
 
+    /// A filter on `idx` or `session_seq` (`UInt64` in `traces`, `Int64` in
+    /// segments: every stored value is below 2^63) rewritten over the
+    /// stored type, for pruning only. Only plain shapes are taken
+    /// (a column compared with literals, `BETWEEN`, `IN`, and `AND`/`OR` of
+    /// those), where the two types order the values alike; anything else
+    /// is `None` and prunes nothing. These columns are never masked.
+    fn int_filter(e: &Expr) -> Option<Expr> {
+        use datafusion::logical_expr::{Between, BinaryExpr, Operator};
+        let int_col = |e: &Expr| match e {
+            Expr::Column(c) if matches!(c.name.as_str(), c::IDX | c::SESSION_SEQ) => {
+                Some(col(c.name.as_str()))
+            }
+            _ => None,
+        };
+        let int_lit = |e: &Expr| match e {
+            Expr::Literal(ScalarValue::UInt64(Some(v)), _) => {
+                i64::try_from(*v).ok().map(|v| lit(v))
+            }
+            Expr::Literal(ScalarValue::Int64(Some(v)), _) => Some(lit(*v)),
+            _ => None,
+        };
+        let cmp = |op: Operator| {
+            matches!(
+                op,
+                Operator::Eq
+                    | Operator::NotEq
+                    | Operator::Lt
+                    | Operator::LtEq
+                    | Operator::Gt
+                    | Operator::GtEq
+            )
+        };
+        match e {
+            Expr::BinaryExpr(BinaryExpr { left, op, right })
+                if matches!(op, Operator::And | Operator::Or) =>
+            {
+                Some(Expr::BinaryExpr(BinaryExpr::new(
+                    Box::new(Self::int_filter(left)?),
+                    *op,
+                    Box::new(Self::int_filter(right)?),
+                )))
+            }
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) if cmp(*op) => {
+                let (l, r) = match (int_col(left), int_lit(right)) {
+                    (Some(l), Some(r)) => (l, r),
+                    _ => (int_lit(left)?, int_col(right)?),
+                };
+                Some(Expr::BinaryExpr(BinaryExpr::new(
+                    Box::new(l),
+                    *op,
+                    Box::new(r),
+                )))
+            }
+            Expr::Between(Between {
+                expr,
+                negated,
+                low,
+                high,
+            }) => Some(Expr::Between(Between::new(
+                Box::new(int_col(expr)?),
+                *negated,
+                Box::new(int_lit(low)?),
+                Box::new(int_lit(high)?),
+            ))),
+            Expr::InList(l) => Some(int_col(&l.expr)?.in_list(
+                l.list.iter().map(int_lit).collect::<Option<Vec<_>>>()?,
+                l.negated,
+            )),
+            _ => None,
+        }
+    }
+
     /// The access rule as an expression over segment columns (for pruning;
     /// [`MaskExec`] enforces it exactly).
     fn access_expr(&self) -> Option<Expr> {
@@ -188,7 +260,7 @@ impl TableProvider for TracesTable {
         Ok(filters
             .iter()
             .map(|f| {
-                if self.prunable(f) {
+                if self.prunable(f) || Self::int_filter(f).is_some() {
                     TableProviderFilterPushDown::Inexact
                 } else {
                     TableProviderFilterPushDown::Unsupported
@@ -245,8 +317,14 @@ impl TableProvider for TracesTable {
         if !files.is_empty() {
             let df_schema = DFSchema::try_from(seg_schema.as_ref().clone())?;
             let mut predicate = self.access_expr();
-            for f in filters.iter().filter(|f| self.prunable(f)) {
-                let f = unnormalize_col(f.clone());
+            let usable = filters.iter().filter_map(|f| {
+                if self.prunable(f) {
+                    Some(unnormalize_col(f.clone()))
+                } else {
+                    Self::int_filter(f)
+                }
+            });
+            for f in usable {
                 predicate = Some(match predicate {
                     Some(p) => p.and(f),
                     None => f,
