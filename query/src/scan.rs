@@ -163,7 +163,7 @@ impl TracesTable {
         };
         let int_lit = |e: &Expr| match e {
             Expr::Literal(ScalarValue::UInt64(Some(v)), _) => {
-                i64::try_from(*v).ok().map(|v| lit(v))
+                i64::try_from(*v).ok().map(lit)
             }
             Expr::Literal(ScalarValue::Int64(Some(v)), _) => Some(lit(*v)),
             _ => None,
