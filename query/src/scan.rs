@@ -149,7 +149,10 @@ impl TracesTable {
 
     /// A filter on `idx` or `session_seq` (`UInt64` in `traces`, `Int64` in
     /// segments: every stored value is below 2^63) rewritten over the
-    /// stored type, for pruning only. Only plain shapes are taken
+    /// stored type, for the Parquet scan (statistics, pages and its row
+    /// filter: it drops rows, so it must be exactly equivalent on stored
+    /// values, which it is; the original filter runs again above the scan).
+    /// Only plain shapes are taken
     /// (a column compared with literals, `BETWEEN`, `IN`, and `AND`/`OR` of
     /// those), where the two types order the values alike; anything else
     /// is `None` and prunes nothing. These columns are never masked.
@@ -162,9 +165,7 @@ impl TracesTable {
             _ => None,
         };
         let int_lit = |e: &Expr| match e {
-            Expr::Literal(ScalarValue::UInt64(Some(v)), _) => {
-                i64::try_from(*v).ok().map(lit)
-            }
+            Expr::Literal(ScalarValue::UInt64(Some(v)), _) => i64::try_from(*v).ok().map(lit),
             Expr::Literal(ScalarValue::Int64(Some(v)), _) => Some(lit(*v)),
             _ => None,
         };

@@ -385,8 +385,7 @@ impl App {
             self.set_status("paused");
             return;
         }
-        let last = self.index.len() - 1;
-        if self.cursor >= last && !self.opts.follow {
+        if self.row_of(self.cursor) + 1 >= self.row_count() && !self.opts.follow {
             self.select_row(0);
         }
         self.seek_playback(self.cursor);

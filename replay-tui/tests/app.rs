@@ -245,6 +245,16 @@ fn filtered_playback_waits_only_between_shown_events() {
     a.tick(Duration::from_millis(200));
     assert_eq!(a.cursor(), 5);
 
+    // Play on the last shown event (later events hidden) starts over.
+    a.set_filter(vec![EventKind::Prompt, EventKind::Response]);
+    keys(&mut a, "G");
+    assert_eq!(a.cursor(), 4);
+    keys(&mut a, " ");
+    assert!(a.is_playing());
+    assert_eq!(a.cursor(), 0, "rewound to the first shown event");
+    keys(&mut a, " ");
+    assert!(!a.is_playing());
+
     // Filter off again: playback runs over every event (4 s from 0 to 4).
     a.set_filter(vec![]);
     keys(&mut a, "g ");

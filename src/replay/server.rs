@@ -648,7 +648,8 @@ struct BatchProof {
 enum Batch {
     /// Every proof of the batch (this many) checks out.
     Checked(usize),
-    /// The server has no batch endpoint (404 or 405: an older server).
+    /// The server has no batch endpoint (404 or 405: an older server) or
+    /// takes no body that large (413).
     Unsupported,
 }
 
@@ -671,9 +672,13 @@ async fn check_batch(
         .send()
         .await
         .map_err(|e| Check::Unreachable(e.to_string()))?;
+    // 404/405: an older server without the endpoint; 413: a server whose
+    // body limit is below a batch. Either way, one proof per request works.
     if matches!(
         r.status(),
-        reqwest::StatusCode::NOT_FOUND | reqwest::StatusCode::METHOD_NOT_ALLOWED
+        reqwest::StatusCode::NOT_FOUND
+            | reqwest::StatusCode::METHOD_NOT_ALLOWED
+            | reqwest::StatusCode::PAYLOAD_TOO_LARGE
     ) {
         return Ok(Batch::Unsupported);
     }
@@ -733,7 +738,7 @@ async fn check_batch(
 /// makes it "unverified" until the next try.
 ///
 /// Proofs are asked for in batches of [`PROOF_BATCH`] (`POST`, a few at
-/// once); a server without that endpoint (404/405) is asked one event at a
+/// once); a server without that endpoint (404/405) or with a smaller body limit (413) is asked one event at a
 /// time (`GET`) from then on. Progress is kept across retries: a proof
 /// checked against an earlier checkpoint holds for every later one, since
 /// each checkpoint is checked to be consistent with the one before.
@@ -880,6 +885,8 @@ mod tests {
         BadHash,
         /// The batch endpoint answers 503.
         Down,
+        /// The server's body limit is below a batch: 413.
+        TooLarge,
     }
 
     struct Mock {
@@ -915,8 +922,10 @@ mod tests {
     ) -> axum::response::Response {
         use axum::response::IntoResponse;
         m.posts.fetch_add(1, Ordering::SeqCst);
-        if m.mode == Mode::Down {
-            return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+        match m.mode {
+            Mode::Down => return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response(),
+            Mode::TooLarge => return axum::http::StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+            _ => {}
         }
         let size = req["size"].as_u64().unwrap();
         let mut proofs: Vec<Value> = req["indices"]
@@ -1035,18 +1044,20 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_server_without_batches_is_asked_one_proof_at_a_time() {
-        let (v, m) = run(Mode::NoBatch, |v| verified(v) || failed(v)).await;
-        assert!(
-            matches!(
-                v,
-                Integrity::Verified {
-                    events_checked: 1200,
-                    ..
-                }
-            ),
-            "{v:?}"
-        );
-        assert_eq!(m.gets.load(Ordering::SeqCst), 1200);
+        for mode in [Mode::NoBatch, Mode::TooLarge] {
+            let (v, m) = run(mode, |v| verified(v) || failed(v)).await;
+            assert!(
+                matches!(
+                    v,
+                    Integrity::Verified {
+                        events_checked: 1200,
+                        ..
+                    }
+                ),
+                "{v:?}"
+            );
+            assert_eq!(m.gets.load(Ordering::SeqCst), 1200);
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

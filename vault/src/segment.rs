@@ -453,9 +453,8 @@ pub fn decode_session(
     session: &str,
     mut f: impl FnMut(Entry),
 ) -> Result<u64, SegmentError> {
-    let opts = ArrowReaderOptions::new()
-        .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional);
-    let meta = ArrowReaderMetadata::load(&bytes, opts).map_err(pq)?;
+    // No page index: pages are read in sequence, as `verify` reads them.
+    let meta = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new()).map_err(pq)?;
     if meta.schema().fields() != segment_schema().fields() {
         return Err(SegmentError::Format(
             "columns differ from the segment schema".into(),

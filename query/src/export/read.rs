@@ -17,7 +17,6 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
 };
-use parquet::file::metadata::PageIndexPolicy;
 use serde::Deserialize;
 use tracevault_vault::record::{Entry, Hash};
 
@@ -62,12 +61,29 @@ fn unreadable(what: &str) -> impl Fn(parquet::errors::ParquetError) -> ExportErr
     move |e| ExportError::Unreadable(format!("{what}: {e}"))
 }
 
-/// The part of a `proofs.jsonl` line a reader needs.
+/// The part of a `proofs.jsonl` line a reader needs. `withheld` is read as
+/// `verify_bundle` reads it (its string elements), so both agree on what
+/// was withheld.
 #[derive(Deserialize)]
 struct ProofLite {
     index: u64,
     #[serde(default)]
-    withheld: Vec<String>,
+    withheld: serde_json::Value,
+}
+
+impl ProofLite {
+    fn withheld(self) -> Vec<String> {
+        match self.withheld {
+            serde_json::Value::Array(a) => a
+                .into_iter()
+                .filter_map(|v| match v {
+                    serde_json::Value::String(s) => Some(s),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 impl BundleReader {
@@ -84,15 +100,21 @@ impl BundleReader {
         let manifest: serde_json::Value = serde_json::from_slice(&file[get("manifest.json")?])
             .map_err(|e| ExportError::Unreadable(format!("manifest.json: {e}")))?;
         let parquet = file.slice(get("events.parquet")?);
-        let meta = ArrowReaderMetadata::load(
-            &parquet,
-            ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional),
-        )
-        .map_err(unreadable("events.parquet"))?;
+        // No page index: pages are read in sequence, exactly as
+        // `verify_bundle` reads them, so an offset index pointing elsewhere
+        // cannot show rows that were never verified.
+        let meta = ArrowReaderMetadata::load(&parquet, ArrowReaderOptions::new())
+            .map_err(unreadable("events.parquet"))?;
         let mut group_starts = vec![0u64];
         for rg in meta.metadata().row_groups() {
             let last = group_starts.last().copied().unwrap_or_default();
-            group_starts.push(last + rg.num_rows().max(0) as u64);
+            let next = u64::try_from(rg.num_rows())
+                .ok()
+                .and_then(|n| last.checked_add(n))
+                .ok_or_else(|| {
+                    ExportError::Unreadable("events.parquet: impossible row counts".into())
+                })?;
+            group_starts.push(next);
         }
         Ok(BundleReader {
             proofs: get("proofs.jsonl")?,
@@ -144,7 +166,8 @@ impl BundleReader {
         .with_batch_size(8192)
         .build()
         .map_err(unreadable("events.parquet"))?;
-        let mut out = Vec::with_capacity(self.num_rows() as usize);
+        // Capacity from the footer's claim, bounded: the footer is untrusted.
+        let mut out = Vec::with_capacity(self.num_rows().min(1 << 20) as usize);
         for b in reader {
             let b = b.map_err(|e| ExportError::Unreadable(format!("events.parquet: {e}")))?;
             let col = |n: &str| {
@@ -284,7 +307,7 @@ impl BundleReader {
             .get(row as usize)
             .and_then(|r| serde_json::from_slice::<ProofLite>(&proofs[r.clone()]).ok());
         match at {
-            Some(p) if p.index == idx => p.withheld,
+            Some(p) if p.index == idx => p.withheld(),
             _ => self
                 .withheld_by_index
                 .get_or_init(|| {
@@ -293,7 +316,7 @@ impl BundleReader {
                         .filter_map(|r| {
                             serde_json::from_slice::<ProofLite>(&proofs[r.clone()]).ok()
                         })
-                        .map(|p| (p.index, p.withheld))
+                        .map(|p| (p.index, p.withheld()))
                         .collect()
                 })
                 .get(&idx)
