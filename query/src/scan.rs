@@ -149,7 +149,7 @@ impl TracesTable {
 
     /// A filter on `idx` or `session_seq` (`UInt64` in `traces`, `Int64` in
     /// segments: every stored value is below 2^63) rewritten over the
-    /// stored type, for the Parquet scan (statistics, pages and its row
+    /// stored type, for the Parquet scan (statistics, bloom filters and its row
     /// filter: it drops rows, so it must be exactly equivalent on stored
     /// values, which it is; the original filter runs again above the scan).
     /// Only plain shapes are taken
@@ -333,7 +333,10 @@ impl TableProvider for TracesTable {
             }
             let mut source = ParquetSource::new(seg_schema.clone())
                 .with_bloom_filter_on_read(true)
-                .with_enable_page_index(true)
+                // Row-group statistics and bloom filters are checked against
+                // the rows by `verify` (vault::pruning); page indexes are
+                // not, so they are never trusted to skip anything.
+                .with_enable_page_index(false)
                 .with_pushdown_filters(true);
             if let Some(p) = predicate {
                 // A filter that cannot be planned over stored columns only

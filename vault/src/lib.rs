@@ -16,6 +16,7 @@ pub mod lease;
 pub mod log;
 pub mod merkle;
 pub mod note;
+pub mod pruning;
 pub mod record;
 pub mod segment;
 pub mod store;

@@ -713,6 +713,43 @@ mod tests {
     }
 
     #[test]
+    fn statistics_and_bloom_filters_must_admit_every_row() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let seal = SegmentSeal {
+            chain_in: [0; 32],
+            root: [1; 32],
+            key_id: [1, 2, 3, 4],
+            key: &key,
+        };
+        let (_, bytes) = encode(&sample_entries(2 * ROW_GROUP_ROWS as u64 + 10), &seal).unwrap();
+        assert_eq!(
+            crate::pruning::check_pruning_metadata(&bytes).unwrap(),
+            Vec::<String>::new()
+        );
+        // Zero the bitset of the last row group's session_id bloom filter:
+        // it no longer admits the sessions stored there.
+        let meta = parquet::file::metadata::ParquetMetaDataReader::new()
+            .parse_and_finish(&bytes)
+            .unwrap();
+        let rg = meta.row_groups().last().unwrap();
+        let cc = (0..rg.num_columns())
+            .map(|c| rg.column(c))
+            .find(|c| c.column_path().string() == col::SESSION_ID)
+            .unwrap();
+        let off = cc.bloom_filter_offset().unwrap() as usize;
+        let len = cc.bloom_filter_length().unwrap() as usize;
+        let mut forged = bytes.to_vec();
+        forged[off + 32..off + len].fill(0);
+        let findings = crate::pruning::check_pruning_metadata(&Bytes::from(forged)).unwrap();
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert!(
+            findings[0].contains("row group 2: the bloom filter")
+                && findings[0].contains("session_id"),
+            "{findings:?}"
+        );
+    }
+
+    #[test]
     fn encode_decode_round_trip_with_valid_signature() {
         let key = SigningKey::from_bytes(&[7; 32]);
         let entries = sample_entries(40);

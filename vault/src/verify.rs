@@ -242,6 +242,18 @@ fn check_segment(
             return out;
         }
     };
+    // Statistics and bloom filters that would make a query skip rows.
+    match crate::pruning::check_pruning_metadata(&bytes) {
+        Ok(problems) => {
+            for p in problems {
+                find(None, p);
+            }
+        }
+        Err(e) => find(
+            None,
+            format!("statistics and bloom filters are unreadable: {e}"),
+        ),
+    }
     let h = &seg.header;
     if !segment::verify_header_signature(h, &seg.signature, key) {
         if h.key_id != hex::encode(key_id) {

@@ -984,3 +984,70 @@ async fn m_segment_moved_to_another_position_or_namespace() {
         describe(&r)
     );
 }
+
+/// Re-seals segment file `bytes` in place after an edit outside its rows:
+/// recomputes the file digest and signs the header with `key`, as the key
+/// holder could.
+fn reseal(bytes: &mut [u8], key: &SigningKey) {
+    use sha2::Digest;
+    let (mut header, sig) = segment::decode_header(&Bytes::from(bytes.to_vec())).unwrap();
+    let text = |h: &segment::SegmentHeader| {
+        tracevault_vault::jcs::to_canonical_string(&serde_json::to_value(h).unwrap()).unwrap()
+    };
+    let find = |needle: &[u8]| {
+        let from = header.data_len as usize;
+        from + bytes[from..]
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .unwrap()
+    };
+    let (old_text, old_sig) = (text(&header), B64.encode(&sig));
+    let (h_at, s_at) = (find(old_text.as_bytes()), find(old_sig.as_bytes()));
+    let mut zeroed = bytes.to_vec();
+    zeroed[h_at..h_at + old_text.len()].fill(0);
+    zeroed[s_at..s_at + old_sig.len()].fill(0);
+    header.file_sha256 = hex::encode(sha2::Sha256::digest(&zeroed));
+    let new_text = text(&header);
+    let mut signed = b"tracevault/segment-header/v1\n".to_vec();
+    signed.extend_from_slice(new_text.as_bytes());
+    let new_sig = B64.encode(ed25519_dalek::Signer::sign(key, &signed).to_bytes());
+    bytes[h_at..h_at + new_text.len()].copy_from_slice(new_text.as_bytes());
+    bytes[s_at..s_at + new_sig.len()].copy_from_slice(new_sig.as_bytes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n_forged_statistics_that_would_hide_rows_from_queries() {
+    // The key holder keeps every row and the log intact but lowers the
+    // footer's max `session_id` (and the page index's) to "sess-0", then
+    // re-seals the file with the real key: a query engine would skip this
+    // row group when asked for sess-1.
+    let f = fixture().await;
+    let d = f.copy();
+    let obj = seg_object("alpha", 2);
+    let path = d.path().join(&obj);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let (header, _) = segment::decode_header(&Bytes::from(bytes.clone())).unwrap();
+    let mut at = header.data_len as usize;
+    let mut forged = 0;
+    while let Some(p) = bytes[at..].windows(6).position(|w| w == b"sess-1") {
+        bytes[at + p + 5] = b'0';
+        at += p + 6;
+        forged += 1;
+    }
+    assert!(forged >= 1, "the footer holds the max session id");
+    reseal(&mut bytes, &f.key);
+    std::fs::write(&path, &bytes).unwrap();
+    // The file is a valid, correctly signed segment whose rows are intact.
+    let seg = segment::decode(Bytes::from(bytes)).unwrap();
+    assert!(seg.entries.iter().any(|e| e.session_id == "sess-1"));
+    let r = check(d.path(), f).await;
+    assert_findings(
+        &r,
+        &[(
+            "alpha",
+            &obj,
+            None,
+            "min/max statistics of column session_id disagree with its rows",
+        )],
+    );
+}
