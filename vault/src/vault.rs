@@ -452,16 +452,23 @@ impl Vault {
 
     /// Every entry of session `session_id` in `ns`, in index order: from the
     /// segments in the store and, when this server writes `ns`, its durable
-    /// but unpublished tail. Reads each segment of the namespace (a full
-    /// scan): meant for the small system sessions read at start-up.
+    /// but unpublished tail. Reads each segment's `session_id` column, and
+    /// decodes only the session's rows: meant for the small system sessions
+    /// (export steps in `_audit`, which grows with every query).
     pub async fn session_entries(
         &self,
         ns: &str,
         session_id: &str,
     ) -> Result<Vec<crate::record::Entry>, VaultError> {
         let sid = session_id.to_string();
-        self.scan_entries(ns, move |e| e.session_id == sid, usize::MAX)
-            .await
+        self.scan_segments(
+            ns,
+            |_, _| true,
+            Some(sid.clone()),
+            move |e| e.session_id == sid,
+            usize::MAX,
+        )
+        .await
     }
 
     /// What a reader of `ns` must read to see every acknowledged entry: the
@@ -577,7 +584,7 @@ impl Vault {
         keep: impl Fn(&crate::record::Entry) -> bool + Send + Sync + Clone + 'static,
         limit: usize,
     ) -> Result<Vec<crate::record::Entry>, VaultError> {
-        self.scan_segments(ns, |_, _| true, keep, limit).await
+        self.scan_segments(ns, |_, _| true, None, keep, limit).await
     }
 
     /// The entries of `ns` at `indices` (those that exist), in index order.
@@ -592,6 +599,7 @@ impl Vault {
         self.scan_segments(
             ns,
             |first, last| first <= last && wanted.range(first..=last).next().is_some(),
+            None,
             move |e| indices.contains(&e.idx),
             usize::MAX,
         )
@@ -599,11 +607,13 @@ impl Vault {
     }
 
     /// [`Vault::scan_entries`] over the segments `(first, last)` for which
-    /// `read_segment` is true.
+    /// `read_segment` is true; with `session`, only that session's rows are
+    /// decoded (before `keep`).
     async fn scan_segments(
         &self,
         ns: &str,
         read_segment: impl Fn(u64, u64) -> bool,
+        session: Option<String>,
         keep: impl Fn(&crate::record::Entry) -> bool + Send + Sync + Clone + 'static,
         limit: usize,
     ) -> Result<Vec<crate::record::Entry>, VaultError> {
@@ -627,13 +637,23 @@ impl Vault {
                 )));
             };
             let keep = keep.clone();
-            let rows = tokio::task::spawn_blocking(move || {
-                crate::segment::decode(bytes).map(|seg| {
+            let session = session.clone();
+            let rows = tokio::task::spawn_blocking(move || match session {
+                Some(s) => {
+                    let mut rows = Vec::new();
+                    crate::segment::decode_session(bytes, &s, |e| {
+                        if keep(&e) {
+                            rows.push(e);
+                        }
+                    })
+                    .map(|_| rows)
+                }
+                None => crate::segment::decode(bytes).map(|seg| {
                     seg.entries
                         .into_iter()
                         .filter(|e| keep(e))
                         .collect::<Vec<_>>()
-                })
+                }),
             })
             .await
             .map_err(|e| VaultError::Read(e.to_string()))?
