@@ -403,19 +403,37 @@ async fn request(
         .into_response())
 }
 
+/// Exports listed per page by default.
+const LIST_DEFAULT: usize = 100;
+/// Most exports listed per page.
+const LIST_MAX: usize = 1000;
+
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ListQuery {
     state: Option<String>,
+    /// Page size (1 to [`LIST_MAX`], default [`LIST_DEFAULT`]).
+    limit: Option<usize>,
+    /// Start after this export id (the previous page's `next`).
+    after: Option<String>,
 }
 
 async fn list(
     State(st): State<AppState>,
     Extension(xc): Extension<Arc<ExportContext>>,
     headers: HeaderMap,
-    Query(q): Query<ListQuery>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let claims = auth::authenticate(&st, &headers)?;
     auth::authorize(&claims, &[Role::Reader, Role::Approver, Role::Admin], None)?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query_string", e.body_text()))?;
+    let limit = q.limit.unwrap_or(LIST_DEFAULT);
+    if !(1..=LIST_MAX).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit is 1 to {LIST_MAX}"),
+        ));
+    }
     let want = match q.state.as_deref() {
         None => None,
         Some(s) => Some(
@@ -431,15 +449,23 @@ async fn list(
     };
     let x = xc.exports.lock().await;
     let me = actor(&claims);
-    let items: Vec<Value> = x
+    let mut page: Vec<(String, Value)> = x
         .list(None, want, now())
+        .filter(|(r, _)| q.after.as_deref().is_none_or(|a| r.id.as_str() > a))
         .filter(|(r, _)| match claims.role {
             Role::Reader => r.requester == me,
             _ => claims.allows_ns(&r.ns),
         })
-        .map(|(r, s)| view(r, s))
+        .take(limit + 1)
+        .map(|(r, s)| (r.id.clone(), view(r, s)))
         .collect();
-    Ok(Json(json!({"exports": items})))
+    // One more than asked tells whether a next page exists.
+    let next = (page.len() > limit).then(|| {
+        page.truncate(limit);
+        page.last().map(|(id, _)| id.clone())
+    });
+    let items: Vec<Value> = page.into_iter().map(|(_, v)| v).collect();
+    Ok(Json(json!({"exports": items, "next": next.flatten()})))
 }
 
 /// `?state=` names.

@@ -471,6 +471,46 @@ async fn expired_requests_are_refused_and_their_end_is_recorded_in_audit() {
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["exports"].as_array().unwrap().len(), 2, "{b}");
     assert!(b["exports"][0]["expired_at"].is_i64(), "{b}");
+    assert!(b["next"].is_null(), "one page holds both: {b}");
+    // Paged: one per page, in id order, the second page after the first's `next`.
+    let all: Vec<Value> = b["exports"].as_array().unwrap().clone();
+    let (s, p1) = send(
+        &c,
+        "GET",
+        &format!("{url}/v1/exports?state=expired&limit=1"),
+        &bob,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{p1}");
+    assert_eq!(p1["exports"].as_array().unwrap(), &all[..1], "{p1}");
+    let next = p1["next"].as_str().unwrap();
+    assert_eq!(Some(next), all[0]["id"].as_str());
+    let (s, p2) = send(
+        &c,
+        "GET",
+        &format!("{url}/v1/exports?state=expired&limit=1&after={next}"),
+        &bob,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{p2}");
+    assert_eq!(p2["exports"].as_array().unwrap(), &all[1..], "{p2}");
+    assert!(p2["next"].is_null(), "{p2}");
+    for (q, code) in [
+        ("limit=0", "invalid_limit"),
+        ("limit=1001", "invalid_limit"),
+        ("limit=x", "invalid_query_string"),
+        ("page=2", "invalid_query_string"),
+        ("state=lost", "invalid_state"),
+    ] {
+        let (s, e) = send(&c, "GET", &format!("{url}/v1/exports?{q}"), &bob, None).await;
+        assert_eq!(
+            (s, e["error"]["code"].as_str()),
+            (400, Some(code)),
+            "{q}: {e}"
+        );
+    }
 
     // After a restart: still expired, nothing recorded twice, store intact.
     assert_eq!(srv.terminate(), Some(0));
