@@ -21,11 +21,10 @@ use tracevault_ingest::{ApiError, AppState, audit, auth};
 use tracevault_query::export::workflow::{
     Actor, ExportPolicy, Exports, Refusal, Selection, State as ExportState, Transition,
 };
-use tracevault_query::export::{BundleInput, BundleRow, selection_digest, write_bundle};
+use tracevault_query::export::{BundleInput, BundleRow, BundleWriter, selection_digest};
 use tracevault_query::masking::Masker;
 use tracevault_query::sql::{self, Access, QueryError, QueryLimits};
 use tracevault_vault::Vault;
-use tracevault_vault::record::Entry;
 use tracevault_vault::token::{Claims, Role};
 
 use crate::read_api::{ReadContext, claim_map, role_name, window};
@@ -224,7 +223,7 @@ async fn select(
     masker: &Arc<Masker>,
     ns: &str,
     pick: Pick<'_>,
-) -> Result<(Vec<Entry>, String), ApiError> {
+) -> Result<(Vec<u64>, String), ApiError> {
     let Pick {
         by,
         value,
@@ -291,14 +290,44 @@ async fn select(
     // Whatever indices the SQL produced, only rows the requester may see
     // (its window, below the frozen size) are exported.
     wanted.retain(|i| *i < size);
+    // Read a chunk of entries at a time: only the index and leaf hash of
+    // each row are kept.
     let (from, to) = window;
-    let mut entries = st.vault.entries_at(ns, Arc::new(wanted)).await?;
-    entries.retain(|e| {
-        from.is_none_or(|f| e.received_at >= f) && to.is_none_or(|t| e.received_at <= t)
-    });
-    let digest = selection_digest(entries.iter().map(|e| (e.idx, e.leaf_hash)));
-    Ok((entries, digest))
+    let wanted: Vec<u64> = wanted.into_iter().collect();
+    let mut kept = Vec::with_capacity(wanted.len());
+    for chunk in wanted.chunks(SELECT_CHUNK) {
+        let entries = st
+            .vault
+            .entries_at(ns, Arc::new(chunk.iter().copied().collect()))
+            .await?;
+        kept.extend(
+            entries
+                .iter()
+                .filter(|e| {
+                    from.is_none_or(|f| e.received_at >= f) && to.is_none_or(|t| e.received_at <= t)
+                })
+                .map(|e| (e.idx, e.leaf_hash)),
+        );
+    }
+    let digest = selection_digest(kept.iter().copied());
+    Ok((kept.into_iter().map(|(i, _)| i).collect(), digest))
 }
+
+/// The bytes of `file`, in chunks of 64 KiB, as a body stream.
+fn file_stream(
+    file: tokio::fs::File,
+) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send {
+    futures::stream::try_unfold(file, |mut f| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 64 << 10];
+        let n = f.read(&mut buf).await?;
+        buf.truncate(n);
+        Ok((n > 0).then(|| (bytes::Bytes::from(buf), f)))
+    })
+}
+
+/// Entries read at once while selecting and while writing a bundle.
+const SELECT_CHUNK: usize = 4096;
 
 fn masker_for(rc: &ReadContext, c: &Claims) -> Arc<Masker> {
     let profile = rc.policy.profile_for(role_name(c), &claim_map(c));
@@ -353,7 +382,7 @@ async fn request(
     }
     let win = window(&claims)?;
     let masker = masker_for(&rc, &claims);
-    let (entries, digest) = select(
+    let (indices, digest) = select(
         &st,
         &rc,
         &masker,
@@ -366,7 +395,7 @@ async fn request(
         },
     )
     .await?;
-    if entries.is_empty() {
+    if indices.is_empty() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "empty_selection",
@@ -385,7 +414,7 @@ async fn request(
             by: by.into(),
             value,
             size,
-            rows: entries.len() as u64,
+            rows: indices.len() as u64,
             digest: digest.clone(),
             from_us: win.0,
             to_us: win.1,
@@ -398,7 +427,7 @@ async fn request(
     commit(&st, &xc, &claims, t).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"id": id, "state": "pending", "rows": entries.len(), "selection_digest": digest})),
+        Json(json!({"id": id, "state": "pending", "rows": indices.len(), "selection_digest": digest})),
     )
         .into_response())
 }
@@ -607,7 +636,7 @@ async fn bundle(
             ),
         ));
     }
-    let (entries, digest) = select(
+    let (indices, digest) = select(
         &st,
         &rc,
         &masker,
@@ -633,13 +662,6 @@ async fn bundle(
     let (size, checkpoint) = view
         .latest_checkpoint()
         .ok_or_else(|| ApiError::unavailable("unavailable", "no checkpoint"))?;
-    let mut rows = Vec::with_capacity(entries.len());
-    for e in entries {
-        let (_, proof) = view
-            .inclusion_proof(e.idx, size)
-            .map_err(|err| ApiError::unavailable("unavailable", err.to_string()))?;
-        rows.push(BundleRow { entry: e, proof });
-    }
     // The request's history, proven in `_audit` (the session id of a
     // session selection as the requester's profile shows it).
     let show_masker = masker.clone();
@@ -673,16 +695,54 @@ async fn bundle(
         created_at: chrono::Utc::now().to_rfc3339(),
         approvals: history,
         audit_checkpoint,
-        rows,
+        rows: Vec::new(),
     };
+    // Assembled in an unnamed file under the data directory, a chunk of
+    // rows at a time, then streamed: memory does not grow with the export.
+    let tmp_dir = st.vault.data_dir().join("tmp");
+    let internal = |e: String| ApiError::unavailable("internal", e);
+    std::fs::create_dir_all(&tmp_dir).map_err(|e| internal(e.to_string()))?;
+    let mut file = tempfile::tempfile_in(&tmp_dir).map_err(|e| internal(e.to_string()))?;
     let key = xc.key.clone();
-    let bytes = tokio::task::spawn_blocking(move || write_bundle(&input, &masker, &key))
-        .await
-        .map_err(|e| ApiError::unavailable("internal", e.to_string()))?
-        .map_err(|e| ApiError::unavailable("internal", e.to_string()))?;
+    let rt = tokio::runtime::Handle::current();
+    let (vault, ns) = (st.vault.clone(), r.ns.clone());
+    let file = tokio::task::spawn_blocking(move || {
+        let mut w =
+            BundleWriter::new(&input, &masker, &key, &tmp_dir).map_err(|e| e.to_string())?;
+        for chunk in indices.chunks(SELECT_CHUNK) {
+            let wanted = Arc::new(chunk.iter().copied().collect());
+            let entries = rt
+                .block_on(vault.entries_at(&ns, wanted))
+                .map_err(|e| e.to_string())?;
+            // The selection was just re-run and matched: every row is there.
+            if entries.len() != chunk.len() {
+                return Err(format!(
+                    "{} of {} selected entries could be read",
+                    entries.len(),
+                    chunk.len()
+                ));
+            }
+            let mut rows = Vec::with_capacity(entries.len());
+            for e in entries {
+                let (_, proof) = view
+                    .inclusion_proof(e.idx, size)
+                    .map_err(|e| e.to_string())?;
+                rows.push(BundleRow { entry: e, proof });
+            }
+            w.push(&rows).map_err(|e| e.to_string())?;
+        }
+        w.finish(&mut file).map_err(|e| e.to_string())?;
+        std::io::Seek::rewind(&mut file).map_err(|e| e.to_string())?;
+        Ok::<_, String>(file)
+    })
+    .await
+    .map_err(|e| internal(e.to_string()))?
+    .map_err(internal)?;
+    let len = file.metadata().map_err(|e| internal(e.to_string()))?.len();
     // Recorded before the bundle leaves (and refused if another download
     // got there first).
     commit(&st, &xc, &claims, t).await?;
+    let body = axum::body::Body::from_stream(file_stream(tokio::fs::File::from_std(file)));
     Ok((
         [
             (
@@ -693,8 +753,9 @@ async fn bundle(
                 axum::http::header::CONTENT_DISPOSITION,
                 format!("attachment; filename=\"export-{id}.tar\""),
             ),
+            (axum::http::header::CONTENT_LENGTH, len.to_string()),
         ],
-        bytes,
+        body,
     )
         .into_response())
 }

@@ -191,8 +191,17 @@ async fn a_session_export_is_approved_downloaded_once_and_verifies_offline() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    let declared = r.content_length();
     let bytes = r.bytes().await.unwrap();
+    assert_eq!(
+        declared,
+        Some(bytes.len() as u64),
+        "streamed with its length"
+    );
     assert!(!String::from_utf8_lossy(&bytes).contains("jane.doe@example.com"));
+    // Assembled in an unnamed file: nothing is left behind.
+    let left: Vec<_> = std::fs::read_dir(data.join("tmp")).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
     let (s, b) = send(&c, "GET", &format!("{ex}/bundle"), &alice, None).await;
     assert_eq!(
         (s, b["error"]["code"].as_str()),

@@ -499,6 +499,70 @@ pub fn decode_session(
     Ok(matched)
 }
 
+/// Decodes only the entries at log indices `wanted` (ascending) of a
+/// segment whose first index is `first`: a segment holds `first..=last` in
+/// order, so index `i` is row `i - first`, and only those rows (and the
+/// pages holding them) are decoded. Each decoded entry must carry the index
+/// its row stands for, else the segment is not what its name says (an
+/// error). Nothing else is verified here.
+pub fn decode_indices(
+    bytes: Bytes,
+    first: u64,
+    wanted: &[u64],
+    mut f: impl FnMut(Entry),
+) -> Result<(), SegmentError> {
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    if wanted.windows(2).any(|w| w[0] >= w[1]) || wanted[0] < first {
+        return Err(SegmentError::Format(
+            "wanted indices must ascend from the segment's first".into(),
+        ));
+    }
+    let meta = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new()).map_err(pq)?;
+    if meta.schema().fields() != segment_schema().fields() {
+        return Err(SegmentError::Format(
+            "columns differ from the segment schema".into(),
+        ));
+    }
+    let rows = meta.metadata().file_metadata().num_rows().max(0) as u64;
+    if let Some(&last) = wanted.last().filter(|&&i| i - first >= rows) {
+        return Err(SegmentError::Format(format!(
+            "index {last} is past the segment's {rows} rows from {first}"
+        )));
+    }
+    let ranges = wanted.iter().map(|&i| {
+        let r = (i - first) as usize;
+        r..r + 1
+    });
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, meta)
+        .with_row_selection(RowSelection::from_consecutive_ranges(ranges, rows as usize))
+        .with_batch_size(4096)
+        .build()
+        .map_err(pq)?;
+    let mut buf = Vec::with_capacity(4096);
+    let mut expect = wanted.iter();
+    for batch in reader {
+        let batch = batch.map_err(pq)?;
+        batch_to_entries(&batch, &mut buf)?;
+        for e in buf.drain(..) {
+            match expect.next() {
+                Some(&i) if i == e.idx => f(e),
+                want => {
+                    return Err(SegmentError::Format(format!(
+                        "row for index {want:?} holds index {}: rows out of place",
+                        e.idx
+                    )));
+                }
+            }
+        }
+    }
+    if expect.next().is_some() {
+        return Err(SegmentError::Format("fewer rows decoded than asked".into()));
+    }
+    Ok(())
+}
+
 /// Decodes a whole segment file.
 pub fn decode(bytes: Bytes) -> Result<DecodedSegment, SegmentError> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(pq)?;
@@ -710,6 +774,44 @@ mod tests {
             0
         );
         assert!(decode_session(bytes.slice(..bytes.len() / 2), "s1", |_| {}).is_err());
+    }
+
+    #[test]
+    fn decode_indices_reads_exactly_the_rows_asked_for() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let seal = SegmentSeal {
+            chain_in: [0; 32],
+            root: [1; 32],
+            key_id: [1, 2, 3, 4],
+            key: &key,
+        };
+        // A segment of indices 100.. (rows shifted as in a later segment).
+        let mut entries = sample_entries(ROW_GROUP_ROWS as u64 + 200);
+        for e in &mut entries {
+            e.idx += 100;
+        }
+        let (_, bytes) = encode(&entries, &seal).unwrap();
+        let wanted = [
+            100,
+            101,
+            5000,
+            ROW_GROUP_ROWS as u64 + 150,
+            ROW_GROUP_ROWS as u64 + 299,
+        ];
+        let mut got = Vec::new();
+        decode_indices(bytes.clone(), 100, &wanted, |e| got.push(e)).unwrap();
+        let want: Vec<&Entry> = wanted
+            .iter()
+            .map(|i| &entries[(*i - 100) as usize])
+            .collect();
+        assert_eq!(got.iter().collect::<Vec<_>>(), want);
+        // Past the end, unsorted, below the first, or a wrong first index.
+        assert!(
+            decode_indices(bytes.clone(), 100, &[ROW_GROUP_ROWS as u64 + 300], |_| {}).is_err()
+        );
+        assert!(decode_indices(bytes.clone(), 100, &[200, 150], |_| {}).is_err());
+        assert!(decode_indices(bytes.clone(), 100, &[99], |_| {}).is_err());
+        assert!(decode_indices(bytes, 101, &[101, 102], |_| {}).is_err());
     }
 
     #[test]

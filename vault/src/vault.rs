@@ -588,22 +588,44 @@ impl Vault {
     }
 
     /// The entries of `ns` at `indices` (those that exist), in index order.
-    /// Only the segments whose index range holds one of them are read, so
-    /// fetching a session's entries does not decode the whole log.
+    /// Only the segments whose index range holds one of them are read, and
+    /// of those only the rows asked for are decoded, so fetching a session's
+    /// entries (in chunks, even) does not decode the whole log.
     pub async fn entries_at(
         &self,
         ns: &str,
         indices: std::sync::Arc<std::collections::BTreeSet<u64>>,
     ) -> Result<Vec<crate::record::Entry>, VaultError> {
-        let wanted = indices.clone();
-        self.scan_segments(
-            ns,
-            |first, last| first <= last && wanted.range(first..=last).next().is_some(),
-            None,
-            move |e| indices.contains(&e.idx),
-            usize::MAX,
-        )
-        .await
+        let snap = self.read_snapshot(ns).await?;
+        let mut out: Vec<crate::record::Entry> = snap
+            .tail
+            .into_iter()
+            .filter(|e| indices.contains(&e.idx))
+            .collect();
+        let store = &self.inner.ctx.store;
+        for seg in snap.segments {
+            let (first, last) = (seg.first, seg.last);
+            let here: Vec<u64> = indices.range(first..=last).copied().collect();
+            if here.is_empty() {
+                continue;
+            }
+            let Some(bytes) = store.get(&seg.path).await? else {
+                return Err(VaultError::Read(format!(
+                    "segment {first}-{last} of {ns} vanished during the read (compaction); retry"
+                )));
+            };
+            let rows = tokio::task::spawn_blocking(move || {
+                let mut rows = Vec::with_capacity(here.len());
+                crate::segment::decode_indices(bytes, first, &here, |e| rows.push(e)).map(|_| rows)
+            })
+            .await
+            .map_err(|e| VaultError::Read(e.to_string()))?
+            .map_err(|e| VaultError::Read(format!("segment {first}-{last}: {e}")))?;
+            out.extend(rows);
+        }
+        out.sort_by_key(|e| e.idx);
+        out.dedup_by_key(|e| e.idx);
+        Ok(out)
     }
 
     /// [`Vault::scan_entries`] over the segments `(first, last)` for which

@@ -1,6 +1,7 @@
 //! Writing a bundle: mask the rows per the requester's profile, keep what
 //! still proves them, and seal the whole with a signed manifest.
 
+use std::io::{Read, Seek, Write};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -159,150 +160,232 @@ fn build(e: impl std::fmt::Display) -> ExportError {
     ExportError::Build(e.to_string())
 }
 
-/// Writes the bundle (a tar file) for `input`, masking with `masker` and
-/// signing the manifest with the log key.
+/// Writes the bundle (a tar file) for `input` (with its `rows`) in memory,
+/// masking with `masker` and signing the manifest with the log key. For
+/// large selections, [`BundleWriter`] holds one chunk of rows at a time.
 pub fn write_bundle(
     input: &BundleInput,
     masker: &Masker,
     key: &SigningKey,
 ) -> Result<Vec<u8>, ExportError> {
-    let n = input.rows.len();
-    let mut idx = UInt64Builder::with_capacity(n);
-    let mut seq = UInt64Builder::with_capacity(n);
-    let mut ts = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut rec = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut ns = StringBuilder::new();
-    let mut kind = StringBuilder::new();
-    let mut verbatim: Vec<StringBuilder> = VERBATIM.iter().map(|_| StringBuilder::new()).collect();
-    let (mut content, mut ctype, mut attrs, mut leaf) = (
-        StringBuilder::new(),
-        StringBuilder::new(),
-        StringBuilder::new(),
-        StringBuilder::new(),
-    );
-    let mut salt = FixedSizeBinaryBuilder::with_capacity(n, 32);
-    let mut proofs = Vec::with_capacity(n * 512);
-    for row in &input.rows {
-        let e = &row.entry;
-        if e.ns != input.ns {
-            return Err(build(format!(
-                "entry {} is not of namespace {}",
-                e.idx, input.ns
-            )));
+    let mut w = BundleWriter::new(input, masker, key, &std::env::temp_dir())?;
+    w.push(&input.rows)?;
+    let mut out = Vec::new();
+    w.finish(&mut out)?;
+    Ok(out)
+}
+
+/// A bundle written a chunk of rows at a time: rows go to
+/// `events.parquet` and `proofs.jsonl` in unnamed temporary files (hashed
+/// as they are written), and [`BundleWriter::finish`] writes the tar,
+/// manifest first, copying the members from those files. Memory holds one
+/// chunk and one Parquet row group, whatever the selection's size.
+pub struct BundleWriter<'a> {
+    input: &'a BundleInput,
+    masker: &'a Masker,
+    key: &'a SigningKey,
+    parquet: ArrowWriter<std::fs::File>,
+    proofs: std::io::BufWriter<std::fs::File>,
+    proofs_hash: Sha256,
+    proofs_len: u64,
+    rows: u64,
+}
+
+impl<'a> BundleWriter<'a> {
+    /// Starts a bundle for `input` (its `rows` are ignored: give them to
+    /// [`BundleWriter::push`]); temporary files go to `tmp_dir`.
+    pub fn new(
+        input: &'a BundleInput,
+        masker: &'a Masker,
+        key: &'a SigningKey,
+        tmp_dir: &std::path::Path,
+    ) -> Result<BundleWriter<'a>, ExportError> {
+        let props = WriterProperties::builder()
+            .set_writer_version(WriterVersion::PARQUET_2_0)
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(build)?))
+            .set_created_by("tracevault export".into())
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .build();
+        let tmp = || tempfile::tempfile_in(tmp_dir).map_err(build);
+        Ok(BundleWriter {
+            input,
+            masker,
+            key,
+            parquet: ArrowWriter::try_new(tmp()?, events_schema(), Some(props)).map_err(build)?,
+            proofs: std::io::BufWriter::new(tmp()?),
+            proofs_hash: Sha256::new(),
+            proofs_len: 0,
+            rows: 0,
+        })
+    }
+
+    /// Adds `rows` (in index order, after those already pushed).
+    pub fn push(&mut self, rows: &[BundleRow]) -> Result<(), ExportError> {
+        let n = rows.len();
+        if n == 0 {
+            return Ok(());
         }
-        let m = mask_entry(masker, e);
-        idx.append_value(e.idx);
-        ns.append_value(&e.ns);
-        seq.append_value(e.session_seq);
-        kind.append_value(e.kind.as_str());
-        ts.append_option(e.ts);
-        rec.append_value(e.received_at);
-        for (b, v) in verbatim.iter_mut().zip(&m.verbatim) {
-            b.append_option(v.as_deref());
+        let masker = self.masker;
+        let mut idx = UInt64Builder::with_capacity(n);
+        let mut seq = UInt64Builder::with_capacity(n);
+        let mut ts = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+        let mut rec = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+        let mut ns = StringBuilder::new();
+        let mut kind = StringBuilder::new();
+        let mut verbatim: Vec<StringBuilder> =
+            VERBATIM.iter().map(|_| StringBuilder::new()).collect();
+        let (mut content, mut ctype, mut attrs, mut leaf) = (
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+        );
+        let mut salt = FixedSizeBinaryBuilder::with_capacity(n, 32);
+        for row in rows {
+            let e = &row.entry;
+            if e.ns != self.input.ns {
+                return Err(build(format!(
+                    "entry {} is not of namespace {}",
+                    e.idx, self.input.ns
+                )));
+            }
+            let m = mask_entry(masker, e);
+            idx.append_value(e.idx);
+            ns.append_value(&e.ns);
+            seq.append_value(e.session_seq);
+            kind.append_value(e.kind.as_str());
+            ts.append_option(e.ts);
+            rec.append_value(e.received_at);
+            for (b, v) in verbatim.iter_mut().zip(&m.verbatim) {
+                b.append_option(v.as_deref());
+            }
+            content.append_option(m.content.as_deref());
+            ctype.append_option(e.content_type.map(ContentType::as_str));
+            attrs.append_option(m.attributes.as_deref());
+            // The salt would let a recipient confirm guesses of a masked
+            // content or attributes value against its digest.
+            if m.withheld.contains(&"content") || m.withheld.contains(&"attributes") {
+                salt.append_null();
+            } else {
+                salt.append_value(e.salt).map_err(build)?;
+            }
+            leaf.append_value(hex::encode(e.leaf_hash));
+            let record = if m.withheld.iter().any(|f| VERBATIM.contains(f)) {
+                Value::Null
+            } else {
+                let bytes = e.committed_record_bytes().map_err(build)?;
+                serde_json::from_slice(&bytes).map_err(build)?
+            };
+            let line = json!({
+                "index": e.idx,
+                "leaf_hash": hex::encode(e.leaf_hash),
+                "record": record,
+                "withheld": m.withheld,
+                "proof": row.proof.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
+            });
+            let mut line = line.to_string().into_bytes();
+            line.push(b'\n');
+            self.proofs_hash.update(&line);
+            self.proofs_len += line.len() as u64;
+            self.proofs.write_all(&line).map_err(build)?;
         }
-        content.append_option(m.content.as_deref());
-        ctype.append_option(e.content_type.map(ContentType::as_str));
-        attrs.append_option(m.attributes.as_deref());
-        // The salt would let a recipient confirm guesses of a masked
-        // content or attributes value against its digest.
-        if m.withheld.contains(&"content") || m.withheld.contains(&"attributes") {
-            salt.append_null();
-        } else {
-            salt.append_value(e.salt).map_err(build)?;
+        let mut cols: Vec<ArrayRef> = vec![Arc::new(idx.finish()), Arc::new(ns.finish())];
+        let mut verbatim = verbatim
+            .into_iter()
+            .map(|mut b| Arc::new(b.finish()) as ArrayRef);
+        let mut next = || verbatim.next().ok_or_else(|| build("column count"));
+        cols.push(next()?); // session_id
+        cols.push(Arc::new(seq.finish()));
+        cols.push(Arc::new(kind.finish()));
+        cols.push(Arc::new(ts.finish()));
+        cols.push(Arc::new(rec.finish()));
+        for _ in 1..VERBATIM.len() {
+            cols.push(next()?); // ingested_by .. model
         }
-        leaf.append_value(hex::encode(e.leaf_hash));
-        let record = if m.withheld.iter().any(|f| VERBATIM.contains(f)) {
-            Value::Null
-        } else {
-            let bytes = e.committed_record_bytes().map_err(build)?;
-            serde_json::from_slice(&bytes).map_err(build)?
-        };
-        let line = json!({
-            "index": e.idx,
-            "leaf_hash": hex::encode(e.leaf_hash),
-            "record": record,
-            "withheld": m.withheld,
-            "proof": row.proof.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
+        cols.push(Arc::new(content.finish()));
+        cols.push(Arc::new(ctype.finish()));
+        cols.push(Arc::new(attrs.finish()));
+        cols.push(Arc::new(salt.finish()));
+        cols.push(Arc::new(leaf.finish()));
+        let batch = RecordBatch::try_new(events_schema(), cols).map_err(build)?;
+        self.parquet.write(&batch).map_err(build)?;
+        self.rows += n as u64;
+        Ok(())
+    }
+
+    /// Seals the bundle: writes the tar to `out`.
+    pub fn finish(self, out: &mut impl Write) -> Result<(), ExportError> {
+        let input = self.input;
+        let mut parquet = self.parquet.into_inner().map_err(build)?;
+        let parquet_len = parquet.stream_position().map_err(build)?;
+        parquet.rewind().map_err(build)?;
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = parquet.read(&mut buf).map_err(build)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        let parquet_hash = hex::encode(h.finalize());
+        parquet.rewind().map_err(build)?;
+        let mut proofs = self.proofs.into_inner().map_err(|e| build(e.error()))?;
+        proofs.rewind().map_err(build)?;
+        let proofs_hash = hex::encode(self.proofs_hash.finalize());
+
+        let mut approvals = Vec::new();
+        for a in &input.approvals {
+            approvals.extend_from_slice(a.to_string().as_bytes());
+            approvals.push(b'\n');
+        }
+        let members = json!({
+            "checkpoint": sha256_hex(input.checkpoint.as_bytes()),
+            "events.parquet": parquet_hash,
+            "proofs.jsonl": proofs_hash,
+            "approvals.jsonl": sha256_hex(&approvals),
+            "audit_checkpoint": sha256_hex(input.audit_checkpoint.as_bytes()),
         });
-        proofs.extend_from_slice(line.to_string().as_bytes());
-        proofs.push(b'\n');
-    }
-    let mut cols: Vec<ArrayRef> = vec![Arc::new(idx.finish()), Arc::new(ns.finish())];
-    let mut verbatim = verbatim
-        .into_iter()
-        .map(|mut b| Arc::new(b.finish()) as ArrayRef);
-    let mut next = || verbatim.next().ok_or_else(|| build("column count"));
-    cols.push(next()?); // session_id
-    cols.push(Arc::new(seq.finish()));
-    cols.push(Arc::new(kind.finish()));
-    cols.push(Arc::new(ts.finish()));
-    cols.push(Arc::new(rec.finish()));
-    for _ in 1..VERBATIM.len() {
-        cols.push(next()?); // ingested_by .. model
-    }
-    cols.push(Arc::new(content.finish()));
-    cols.push(Arc::new(ctype.finish()));
-    cols.push(Arc::new(attrs.finish()));
-    cols.push(Arc::new(salt.finish()));
-    cols.push(Arc::new(leaf.finish()));
-    let batch = RecordBatch::try_new(events_schema(), cols).map_err(build)?;
-    let props = WriterProperties::builder()
-        .set_writer_version(WriterVersion::PARQUET_2_0)
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(build)?))
-        .set_created_by("tracevault export".into())
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .build();
-    let mut w = ArrowWriter::try_new(Vec::new(), events_schema(), Some(props)).map_err(build)?;
-    w.write(&batch).map_err(build)?;
-    let parquet = w.into_inner().map_err(build)?;
+        let manifest = json!({
+            "format": FORMAT,
+            "export_id": input.export_id,
+            "ns": input.ns,
+            "checkpoint_size": input.size,
+            "rows": self.rows,
+            "selection_digest": input.selection_digest,
+            "requester": input.requester,
+            "approvers": input.approvers,
+            "masking_profile": self.masker.profile().name,
+            "created_at": input.created_at,
+            "members": members,
+        });
+        let manifest = jcs::to_canonical_vec(&manifest).map_err(build)?;
+        let mut signed = MANIFEST_DOMAIN.to_vec();
+        signed.extend_from_slice(&manifest);
+        let sig = B64.encode(self.key.sign(&signed).to_bytes());
 
-    let mut approvals = Vec::new();
-    for a in &input.approvals {
-        approvals.extend_from_slice(a.to_string().as_bytes());
-        approvals.push(b'\n');
+        let mut tar = tar::Builder::new(out);
+        let mut add = |name: &str, size: u64, data: &mut dyn Read| {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(size);
+            h.set_mode(0o644);
+            h.set_mtime(0);
+            h.set_entry_type(tar::EntryType::Regular);
+            tar.append_data(&mut h, name, data).map_err(build)
+        };
+        add("manifest.json", manifest.len() as u64, &mut &manifest[..])?;
+        add("manifest.sig", sig.len() as u64, &mut sig.as_bytes())?;
+        let cp = input.checkpoint.as_bytes();
+        add("checkpoint", cp.len() as u64, &mut &cp[..])?;
+        add("events.parquet", parquet_len, &mut parquet)?;
+        add("proofs.jsonl", self.proofs_len, &mut proofs)?;
+        add(
+            "approvals.jsonl",
+            approvals.len() as u64,
+            &mut &approvals[..],
+        )?;
+        let acp = input.audit_checkpoint.as_bytes();
+        add("audit_checkpoint", acp.len() as u64, &mut &acp[..])?;
+        tar.finish().map_err(build)
     }
-    let members: [(&str, &[u8]); 5] = [
-        ("checkpoint", input.checkpoint.as_bytes()),
-        ("events.parquet", &parquet),
-        ("proofs.jsonl", &proofs),
-        ("approvals.jsonl", &approvals),
-        ("audit_checkpoint", input.audit_checkpoint.as_bytes()),
-    ];
-    let manifest = json!({
-        "format": FORMAT,
-        "export_id": input.export_id,
-        "ns": input.ns,
-        "checkpoint_size": input.size,
-        "rows": n,
-        "selection_digest": input.selection_digest,
-        "requester": input.requester,
-        "approvers": input.approvers,
-        "masking_profile": masker.profile().name,
-        "created_at": input.created_at,
-        "members": members.iter().map(|(k, v)| (k.to_string(), Value::String(sha256_hex(v)))).collect::<serde_json::Map<_, _>>(),
-    });
-    let manifest = jcs::to_canonical_vec(&manifest).map_err(build)?;
-    let mut signed = MANIFEST_DOMAIN.to_vec();
-    signed.extend_from_slice(&manifest);
-    let sig = B64.encode(key.sign(&signed).to_bytes());
-
-    let mut tar = tar::Builder::new(Vec::new());
-    let all: [(&str, &[u8]); 7] = [
-        ("manifest.json", &manifest),
-        ("manifest.sig", sig.as_bytes()),
-        members[0],
-        members[1],
-        members[2],
-        members[3],
-        members[4],
-    ];
-    for (name, data) in all {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(0);
-        h.set_entry_type(tar::EntryType::Regular);
-        tar.append_data(&mut h, name, data).map_err(build)?;
-    }
-    tar.into_inner().map_err(build)
 }

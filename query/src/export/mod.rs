@@ -16,7 +16,7 @@ mod read;
 mod verify;
 pub mod workflow;
 
-pub use bundle::{BundleInput, BundleRow, write_bundle};
+pub use bundle::{BundleInput, BundleRow, BundleWriter, write_bundle};
 pub use history::history_for;
 pub use read::{BundleReader, RowKey};
 pub use verify::{BundleReport, verify_bundle};
