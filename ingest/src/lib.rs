@@ -156,6 +156,9 @@ pub struct AppState {
     pub stream_permits: Arc<tokio::sync::Semaphore>,
     /// Permits for OTLP decoding (`max_otlp_decoding`).
     otlp_decoding: Arc<tokio::sync::Semaphore>,
+    /// Permits for batch proof requests being computed
+    /// ([`PROOF_BATCHES_AT_ONCE`]).
+    proof_batches: Arc<tokio::sync::Semaphore>,
     /// Per-token write rate limits.
     limiter: Arc<ratelimit::RateLimiter>,
     /// Counters for `/metrics`.
@@ -186,6 +189,7 @@ impl AppState {
             write_permits: permits,
             stream_permits: Arc::new(tokio::sync::Semaphore::new(limits.max_streams.max(1))),
             otlp_decoding: Arc::new(tokio::sync::Semaphore::new(limits.max_otlp_decoding.max(1))),
+            proof_batches: Arc::new(tokio::sync::Semaphore::new(PROOF_BATCHES_AT_ONCE)),
             limiter: Arc::new(ratelimit::RateLimiter::new(
                 limits.writer_events_per_s,
                 limits.writer_burst_events,
@@ -794,6 +798,13 @@ pub const MAX_PROOF_BATCH: usize = 1000;
 /// of 20-digit indices is about 22 KB.
 pub const MAX_PROOF_BATCH_BODY_BYTES: usize = 64 << 10;
 
+/// Batch proof requests computed at once; others wait their turn, up to
+/// [`PROOF_BATCH_WAIT`], then get 503 `busy`. One batch is up to a thousand
+/// proofs: this keeps them from taking every blocking thread and core.
+pub const PROOF_BATCHES_AT_ONCE: usize = 4;
+/// How long a batch proof request waits for its turn.
+pub const PROOF_BATCH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct InclusionBatchRequest {
@@ -836,8 +847,16 @@ async fn inclusion_batch(
         ));
     }
     let size = req.size;
+    let permit = tokio::time::timeout(PROOF_BATCH_WAIT, st.proof_batches.clone().acquire_owned())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| {
+            ApiError::unavailable("busy", "too many batch proof requests; retry shortly")
+        })?;
     // Up to a thousand proofs: off the async threads.
     let proofs = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         req.indices
             .iter()
             .map(|&index| {

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use tracevault_replay::{Integrity, SessionInfo, VecSource};
+use bytes::Bytes;
+use tracevault_replay::{Integrity, ReplayEvent, SessionInfo, Source, SourceError, TimelineIndex};
 use tracevault_vault::store::layout;
 use tracevault_vault::verify::{VerifyOptions, verify_store};
 use tracevault_vault::{Store, compact, segment};
@@ -22,7 +23,7 @@ pub fn open(
     ns: Option<&str>,
     session: &str,
     key: Option<&str>,
-) -> anyhow::Result<Checked> {
+) -> anyhow::Result<Checked<DataSource>> {
     let root = dir.join("store");
     anyhow::ensure!(root.is_dir(), "{} has no store directory", dir.display());
     let pinned = key
@@ -57,7 +58,9 @@ pub fn open(
         }
     };
     tracevault_vault::validate_namespace(&ns, true)?;
-    let events = rt.block_on(async {
+    // The session's keys (index, seq, kind, times) from each segment; rows
+    // are decoded page by page later.
+    let (segments, keys) = rt.block_on(async {
         let listed = store.list_sized(&layout::segments(&ns)).await?;
         let mut ranges: Vec<(u64, u64)> = listed
             .iter()
@@ -65,32 +68,41 @@ pub fn open(
             .collect();
         compact::cover_order(&mut ranges);
         let (ranges, _) = compact::split_covered(&ranges);
-        let mut out = Vec::new();
-        for (first, last) in ranges {
-            let Some(bytes) = store.get(&layout::segment(&ns, first, last)).await? else {
-                // Merged away since the listing: never show a partial session.
-                anyhow::bail!(
-                    "segment {first}-{last} of {ns} vanished while reading (compaction); run the replay again"
-                );
-            };
-            segment::decode_session(bytes, session, |e| out.push(from_entry(&e)))
-            .map_err(|e| anyhow::anyhow!("segment {first}-{last}: {e}"))?;
+        let mut keys: Vec<(segment::SessionKey, u32)> = Vec::new();
+        for (s, &(first, last)) in ranges.iter().enumerate() {
+            let bytes = get_segment(&store, &ns, first, last).await?;
+            let found = segment::decode_session_keys(bytes, session)
+                .map_err(|e| anyhow::anyhow!("segment {first}-{last}: {e}"))?;
+            keys.extend(found.into_iter().map(|k| (k, s as u32)));
         }
-        out.sort_by_key(|e| e.idx);
-        out.dedup_by_key(|e| e.idx);
-        anyhow::Ok(out)
+        keys.sort_by_key(|(k, _)| k.idx);
+        keys.dedup_by_key(|(k, _)| k.idx);
+        anyhow::Ok((ranges, keys))
     })?;
     anyhow::ensure!(
-        !events.is_empty(),
+        !keys.is_empty(),
         "no event of session {session} in namespace {ns} (published segments only)"
     );
-    let indices: std::collections::BTreeSet<u64> = events.iter().map(|e| e.idx).collect();
+    let indices: std::collections::BTreeSet<u64> = keys.iter().map(|(k, _)| k.idx).collect();
+    let time = |k: &segment::SessionKey| k.ts.unwrap_or(k.received_at);
     let info = SessionInfo {
         session_id: session.to_string(),
         namespace: ns.clone(),
+        event_count: keys.len() as u64,
+        first_us: keys.first().map(|(k, _)| time(k)),
+        last_us: keys.last().map(|(k, _)| time(k)),
         origin: format!("data {}", dir.display()),
-        ..SessionInfo::default()
     };
+    let source = DataSource {
+        rt: Arc::new(rt),
+        store: store.clone(),
+        ns: ns.clone(),
+        info: info.clone(),
+        segments,
+        keys,
+        cached: None,
+    };
+    let rt = source.rt.clone();
     let verdict = Arc::new(Mutex::new(Integrity::Checking));
     let v = verdict.clone();
     let check = move || {
@@ -143,9 +155,185 @@ pub fn open(
         };
         set(&v, verdict);
     };
-    Ok(Checked::new(
-        VecSource::new(info, events, Integrity::Checking),
-        verdict,
-        Box::new(check),
-    ))
+    Ok(Checked::new(source, verdict, Box::new(check)))
+}
+
+/// Segment `first`-`last` of `ns`; gone means compacted meanwhile: never
+/// show a partial session.
+async fn get_segment(store: &Store, ns: &str, first: u64, last: u64) -> anyhow::Result<Bytes> {
+    store
+        .get(&layout::segment(ns, first, last))
+        .await?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "segment {first}-{last} of {ns} vanished while reading (compaction); run the replay again"
+            )
+        })
+}
+
+/// One session of a store, read a page at a time: the timeline comes from
+/// the keys read at open, a page decodes only its rows of the segments
+/// holding them (the last segment read is kept for the next page).
+pub(super) struct DataSource {
+    rt: Arc<tokio::runtime::Runtime>,
+    store: Store,
+    ns: String,
+    info: SessionInfo,
+    /// The segments covering the log, `(first, last)`.
+    segments: Vec<(u64, u64)>,
+    /// The session's keys in log order, with the segment holding each.
+    keys: Vec<(segment::SessionKey, u32)>,
+    cached: Option<(u32, Bytes)>,
+}
+
+impl DataSource {
+    fn segment(&mut self, s: u32) -> Result<Bytes, SourceError> {
+        if let Some((c, b)) = &self.cached
+            && *c == s
+        {
+            return Ok(b.clone());
+        }
+        let (first, last) = self.segments[s as usize];
+        let b = self
+            .rt
+            .block_on(get_segment(&self.store, &self.ns, first, last))
+            .map_err(|e| SourceError::Unavailable(e.to_string()))?;
+        self.cached = Some((s, b.clone()));
+        Ok(b)
+    }
+}
+
+impl Source for DataSource {
+    fn info(&self) -> SessionInfo {
+        self.info.clone()
+    }
+    fn len(&self) -> u64 {
+        self.keys.len() as u64
+    }
+    fn page(&mut self, start: u64, count: usize) -> Result<Vec<ReplayEvent>, SourceError> {
+        let len = self.len();
+        if start >= len {
+            return Err(SourceError::OutOfRange { start, len });
+        }
+        let end = (start as usize)
+            .saturating_add(count.max(1))
+            .min(len as usize);
+        let keys: Vec<(u64, u32)> = self.keys[start as usize..end]
+            .iter()
+            .map(|(k, s)| (k.idx, *s))
+            .collect();
+        let mut out = Vec::with_capacity(keys.len());
+        // Keys are in log order, so each segment's share is one run.
+        for run in keys.chunk_by(|a, b| a.1 == b.1) {
+            let s = run[0].1;
+            let bytes = self.segment(s)?;
+            let first = self.segments[s as usize].0;
+            let wanted: Vec<u64> = run.iter().map(|(i, _)| *i).collect();
+            segment::decode_indices(bytes, first, &wanted, |e| out.push(from_entry(&e)))
+                .map_err(|e| SourceError::Data(e.to_string()))?;
+        }
+        Ok(out)
+    }
+    fn index(&mut self) -> Result<TimelineIndex, SourceError> {
+        let mut index = TimelineIndex::new();
+        for (k, _) in &self.keys {
+            index.push(&ReplayEvent {
+                idx: k.idx,
+                session_seq: k.session_seq,
+                kind: k.kind.as_str().to_string(),
+                ts: k.ts,
+                received_at: k.received_at,
+                name: None,
+                actor: None,
+                model: None,
+                event_id: String::new(),
+                span_id: None,
+                parent_span_id: None,
+                content: None,
+                content_type: "text".into(),
+                attributes: None,
+                masked: Vec::new(),
+                leaf_hash: String::new(),
+            });
+        }
+        Ok(index)
+    }
+    fn integrity(&mut self) -> Integrity {
+        Integrity::Checking
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tracevault_schemas::Event;
+    use tracevault_vault::{LogConfig, Vault, VaultOptions};
+
+    use super::*;
+
+    /// A store whose session `s` is spread over three segments, between
+    /// events of another session.
+    fn seeded(dir: &Path) {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let vault = Vault::open(VaultOptions {
+                data_dir: dir.to_path_buf(),
+                store: None,
+                origin: None,
+                log: LogConfig {
+                    flush_interval_ms: 20,
+                    ..LogConfig::default()
+                },
+            })
+            .await
+            .unwrap();
+            for round in 0..3u64 {
+                let events = (0..10u64)
+                    .map(|i| {
+                        let sid = if i % 2 == 0 { "s" } else { "other" };
+                        Event::from_value(serde_json::json!({"session_id": sid,
+                            "kind": "output", "content": format!("r{round} e{i}")}))
+                        .unwrap()
+                    })
+                    .collect();
+                vault.append("n", events, "w").await.unwrap();
+                let log = vault.log("n").await.unwrap();
+                let published = log.wait_published(10 * (round + 1), Duration::from_secs(10));
+                assert!(published.await.is_some());
+            }
+            vault.shutdown(Duration::from_secs(10)).await;
+        });
+    }
+
+    #[test]
+    fn pages_read_only_the_session_across_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        seeded(dir.path());
+        let segs = std::fs::read_dir(dir.path().join("store/ns/n/segments"))
+            .unwrap()
+            .count();
+        assert!(segs >= 3, "{segs} segments");
+        let mut src = open(dir.path(), Some("n"), "s", None).unwrap();
+        assert_eq!(src.len(), 15);
+        let want: Vec<u64> = (0..30).filter(|i| i % 2 == 0).collect();
+        let all: Vec<u64> = src.page(0, 100).unwrap().iter().map(|e| e.idx).collect();
+        assert_eq!(all, want);
+        // A page across a segment boundary, content and seq as stored.
+        let page = src.page(4, 3).unwrap();
+        let got: Vec<(u64, u64, &str)> = page
+            .iter()
+            .map(|e| (e.idx, e.session_seq, e.content.as_deref().unwrap()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(8, 4, "r0 e8"), (10, 5, "r1 e0"), (12, 6, "r1 e2")]
+        );
+        assert_eq!(src.index().unwrap().len(), 15);
+        assert!(matches!(
+            src.page(15, 1),
+            Err(SourceError::OutOfRange { start: 15, len: 15 })
+        ));
+        assert!(open(dir.path(), Some("n"), "nobody", None).is_err());
+    }
 }

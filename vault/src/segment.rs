@@ -499,6 +499,75 @@ pub fn decode_session(
     Ok(matched)
 }
 
+/// Where one entry of a session is and when it happened: what a timeline
+/// needs, without the payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionKey {
+    /// Log index.
+    pub idx: u64,
+    /// Position within the session.
+    pub session_seq: u64,
+    /// Event kind.
+    pub kind: Kind,
+    /// Writer's timestamp (µs), when it sent one.
+    pub ts: Option<i64>,
+    /// Receive time (µs).
+    pub received_at: i64,
+}
+
+/// The [`SessionKey`] of every entry of session `session` in a segment
+/// file, in file order, decoding six small columns only. Nothing is
+/// verified here.
+pub fn decode_session_keys(bytes: Bytes, session: &str) -> Result<Vec<SessionKey>, SegmentError> {
+    let meta = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new()).map_err(pq)?;
+    if meta.schema().fields() != segment_schema().fields() {
+        return Err(SegmentError::Format(
+            "columns differ from the segment schema".into(),
+        ));
+    }
+    let cols = [
+        col::IDX,
+        col::SESSION_ID,
+        col::SESSION_SEQ,
+        col::KIND,
+        col::TS,
+        col::RECEIVED_AT,
+    ];
+    let mask = ProjectionMask::columns(meta.parquet_schema(), cols);
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, meta)
+        .with_projection(mask)
+        .with_batch_size(8192)
+        .build()
+        .map_err(pq)?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let b = batch.map_err(pq)?;
+        let sid = column::<StringArray>(&b, col::SESSION_ID)?;
+        let idx = column::<Int64Array>(&b, col::IDX)?;
+        let seq = column::<Int64Array>(&b, col::SESSION_SEQ)?;
+        let kind = column::<StringArray>(&b, col::KIND)?;
+        let ts = column::<TimestampMicrosecondArray>(&b, col::TS)?;
+        let rec = column::<TimestampMicrosecondArray>(&b, col::RECEIVED_AT)?;
+        for i in 0..b.num_rows() {
+            if sid.is_null(i) || sid.value(i) != session {
+                continue;
+            }
+            let k = kind.value(i);
+            out.push(SessionKey {
+                idx: u64::try_from(idx.value(i))
+                    .map_err(|_| SegmentError::Format(format!("row {i}: negative idx")))?,
+                session_seq: u64::try_from(seq.value(i))
+                    .map_err(|_| SegmentError::Format(format!("row {i}: negative session_seq")))?,
+                kind: Kind::parse(k)
+                    .ok_or_else(|| SegmentError::Format(format!("row {i}: unknown kind {k:?}")))?,
+                ts: (!ts.is_null(i)).then(|| ts.value(i)),
+                received_at: rec.value(i),
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// Decodes only the entries at log indices `wanted` (ascending) of a
 /// segment whose first index is `first`: a segment holds `first..=last` in
 /// order, so index `i` is row `i - first`, and only those rows (and the
@@ -774,6 +843,14 @@ mod tests {
             0
         );
         assert!(decode_session(bytes.slice(..bytes.len() / 2), "s1", |_| {}).is_err());
+        let keys = decode_session_keys(bytes.clone(), "s1").unwrap();
+        assert_eq!(keys.len(), want.len());
+        for (k, e) in keys.iter().zip(&want) {
+            assert_eq!(
+                (k.idx, k.session_seq, k.kind, k.ts, k.received_at),
+                (e.idx, e.session_seq, e.kind, e.ts, e.received_at)
+            );
+        }
     }
 
     #[test]
