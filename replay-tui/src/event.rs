@@ -44,6 +44,35 @@ pub struct ReplayEvent {
 }
 
 impl ReplayEvent {
+    /// An event with only what a [`crate::TimelineIndex`] reads (position,
+    /// kind, times), for sources that build the index from a few columns.
+    pub fn timeline_only(
+        idx: u64,
+        session_seq: u64,
+        kind: &str,
+        ts: Option<i64>,
+        received_at: i64,
+    ) -> ReplayEvent {
+        ReplayEvent {
+            idx,
+            session_seq,
+            kind: kind.to_string(),
+            ts,
+            received_at,
+            name: None,
+            actor: None,
+            model: None,
+            event_id: String::new(),
+            span_id: None,
+            parent_span_id: None,
+            content: None,
+            content_type: "text".into(),
+            attributes: None,
+            masked: Vec::new(),
+            leaf_hash: String::new(),
+        }
+    }
+
     /// The event's time for replay: the writer's timestamp, else the receive time.
     pub fn time_us(&self) -> i64 {
         self.ts.unwrap_or(self.received_at)

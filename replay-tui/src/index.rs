@@ -164,24 +164,7 @@ mod tests {
     use super::*;
 
     fn ev(seq: u64, kind: &str, t: i64) -> ReplayEvent {
-        ReplayEvent {
-            idx: seq,
-            session_seq: seq,
-            kind: kind.into(),
-            ts: Some(t),
-            received_at: t,
-            name: None,
-            actor: None,
-            model: None,
-            event_id: String::new(),
-            span_id: None,
-            parent_span_id: None,
-            content: None,
-            content_type: "text".into(),
-            attributes: None,
-            masked: vec![],
-            leaf_hash: String::new(),
-        }
+        ReplayEvent::timeline_only(seq, seq, kind, Some(t), t)
     }
 
     #[test]

@@ -61,34 +61,18 @@ impl Source for BundleSource {
     fn index(&mut self) -> Result<TimelineIndex, SourceError> {
         let mut index = TimelineIndex::new();
         for k in &self.keys {
-            index.push(&key_event(k));
+            index.push(&ReplayEvent::timeline_only(
+                k.idx,
+                k.session_seq,
+                &k.kind,
+                k.ts,
+                k.received_at,
+            ));
         }
         Ok(index)
     }
     fn integrity(&mut self) -> Integrity {
         Integrity::Checking
-    }
-}
-
-/// The fields of an event the timeline index reads, from its row key.
-fn key_event(k: &RowKey) -> ReplayEvent {
-    ReplayEvent {
-        idx: k.idx,
-        session_seq: k.session_seq,
-        kind: k.kind.clone(),
-        ts: k.ts,
-        received_at: k.received_at,
-        name: None,
-        actor: None,
-        model: None,
-        event_id: String::new(),
-        span_id: None,
-        parent_span_id: None,
-        content: None,
-        content_type: "text".into(),
-        attributes: None,
-        masked: Vec::new(),
-        leaf_hash: String::new(),
     }
 }
 

@@ -237,24 +237,13 @@ impl Source for DataSource {
     fn index(&mut self) -> Result<TimelineIndex, SourceError> {
         let mut index = TimelineIndex::new();
         for (k, _) in &self.keys {
-            index.push(&ReplayEvent {
-                idx: k.idx,
-                session_seq: k.session_seq,
-                kind: k.kind.as_str().to_string(),
-                ts: k.ts,
-                received_at: k.received_at,
-                name: None,
-                actor: None,
-                model: None,
-                event_id: String::new(),
-                span_id: None,
-                parent_span_id: None,
-                content: None,
-                content_type: "text".into(),
-                attributes: None,
-                masked: Vec::new(),
-                leaf_hash: String::new(),
-            });
+            index.push(&ReplayEvent::timeline_only(
+                k.idx,
+                k.session_seq,
+                k.kind.as_str(),
+                k.ts,
+                k.received_at,
+            ));
         }
         Ok(index)
     }

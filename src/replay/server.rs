@@ -307,24 +307,14 @@ impl ServerSource {
                     if idx.is_null(r) || seq.is_null(r) || rec.is_null(r) || leaf.is_null(r) {
                         return Err(SourceError::Data(format!("index row {r} has nulls")));
                     }
-                    let e = ReplayEvent {
-                        idx: idx.value(r),
-                        session_seq: seq.value(r),
-                        kind: kind.value(r).to_string(),
-                        ts: (!ts.is_null(r)).then(|| ts.value(r)),
-                        received_at: rec.value(r),
-                        name: None,
-                        actor: None,
-                        model: None,
-                        event_id: String::new(),
-                        span_id: None,
-                        parent_span_id: None,
-                        content: None,
-                        content_type: "text".into(),
-                        attributes: None,
-                        masked: Vec::new(),
-                        leaf_hash: leaf.value(r).to_string(),
-                    };
+                    let mut e = ReplayEvent::timeline_only(
+                        idx.value(r),
+                        seq.value(r),
+                        kind.value(r),
+                        (!ts.is_null(r)).then(|| ts.value(r)),
+                        rec.value(r),
+                    );
+                    e.leaf_hash = leaf.value(r).to_string();
                     if self.idxs.last().is_some_and(|last| e.idx <= *last) {
                         return Err(SourceError::Data("index rows out of order".into()));
                     }
