@@ -801,6 +801,16 @@ mod tests {
     use crate::record::Sequence;
     use tracevault_schemas::Event;
 
+    /// A seal with a fixed chain start, root and key id, signed by `key`.
+    fn test_seal(key: &SigningKey) -> SegmentSeal<'_> {
+        SegmentSeal {
+            chain_in: [0; 32],
+            root: [1; 32],
+            key_id: [1, 2, 3, 4],
+            key,
+        }
+    }
+
     pub(crate) fn sample_entries(n: u64) -> Vec<Entry> {
         let mut prev = [0u8; 32];
         (0..n)
@@ -826,12 +836,7 @@ mod tests {
         let key = SigningKey::from_bytes(&[7; 32]);
         // More than two row groups, three interleaved sessions.
         let entries = sample_entries(2 * ROW_GROUP_ROWS as u64 + 100);
-        let seal = SegmentSeal {
-            chain_in: [0; 32],
-            root: [1; 32],
-            key_id: [1, 2, 3, 4],
-            key: &key,
-        };
+        let seal = test_seal(&key);
         let (_, bytes) = encode(&entries, &seal).unwrap();
         let mut got = Vec::new();
         let n = decode_session(bytes.clone(), "s1", |e| got.push(e)).unwrap();
@@ -856,12 +861,7 @@ mod tests {
     #[test]
     fn decode_indices_reads_exactly_the_rows_asked_for() {
         let key = SigningKey::from_bytes(&[7; 32]);
-        let seal = SegmentSeal {
-            chain_in: [0; 32],
-            root: [1; 32],
-            key_id: [1, 2, 3, 4],
-            key: &key,
-        };
+        let seal = test_seal(&key);
         // A segment of indices 100.. (rows shifted as in a later segment).
         let mut entries = sample_entries(ROW_GROUP_ROWS as u64 + 200);
         for e in &mut entries {
@@ -894,12 +894,7 @@ mod tests {
     #[test]
     fn statistics_and_bloom_filters_must_admit_every_row() {
         let key = SigningKey::from_bytes(&[7; 32]);
-        let seal = SegmentSeal {
-            chain_in: [0; 32],
-            root: [1; 32],
-            key_id: [1, 2, 3, 4],
-            key: &key,
-        };
+        let seal = test_seal(&key);
         let (_, bytes) = encode(&sample_entries(2 * ROW_GROUP_ROWS as u64 + 10), &seal).unwrap();
         assert_eq!(
             crate::pruning::check_pruning_metadata(&bytes).unwrap(),
@@ -932,12 +927,7 @@ mod tests {
     fn encode_decode_round_trip_with_valid_signature() {
         let key = SigningKey::from_bytes(&[7; 32]);
         let entries = sample_entries(40);
-        let seal = SegmentSeal {
-            chain_in: [0; 32],
-            root: [1; 32],
-            key_id: [1, 2, 3, 4],
-            key: &key,
-        };
+        let seal = test_seal(&key);
         let (header, bytes) = encode(&entries, &seal).unwrap();
         assert_eq!((header.first, header.last, header.tree_size), (0, 39, 40));
         let d = decode(bytes.clone()).unwrap();
