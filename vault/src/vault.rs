@@ -126,6 +126,12 @@ pub fn validate_namespace(ns: &str, system: bool) -> Result<(), VaultError> {
     }
 }
 
+/// Decodes the wanted entries of one segment file (run off the async threads).
+type SegmentDecoder = Box<
+    dyn FnOnce(bytes::Bytes) -> Result<Vec<crate::record::Entry>, crate::segment::SegmentError>
+        + Send,
+>;
+
 /// Options for opening a vault.
 pub struct VaultOptions {
     /// Data directory (keys, WAL, lock; the local store by default).
@@ -461,11 +467,17 @@ impl Vault {
         session_id: &str,
     ) -> Result<Vec<crate::record::Entry>, VaultError> {
         let sid = session_id.to_string();
+        let tail_sid = sid.clone();
         self.scan_segments(
             ns,
-            |_, _| true,
-            Some(sid.clone()),
-            move |e| e.session_id == sid,
+            move |e| e.session_id == tail_sid,
+            move |_, _| {
+                let sid = sid.clone();
+                Some(Box::new(move |bytes| {
+                    let mut rows = Vec::new();
+                    crate::segment::decode_session(bytes, &sid, |e| rows.push(e)).map(|_| rows)
+                }) as SegmentDecoder)
+            },
             usize::MAX,
         )
         .await
@@ -584,7 +596,20 @@ impl Vault {
         keep: impl Fn(&crate::record::Entry) -> bool + Send + Sync + Clone + 'static,
         limit: usize,
     ) -> Result<Vec<crate::record::Entry>, VaultError> {
-        self.scan_segments(ns, |_, _| true, None, keep, limit).await
+        let tail_keep = keep.clone();
+        self.scan_segments(
+            ns,
+            move |e| tail_keep(e),
+            move |_, _| {
+                let keep = keep.clone();
+                Some(Box::new(move |bytes| {
+                    crate::segment::decode(bytes)
+                        .map(|seg| seg.entries.into_iter().filter(|e| keep(e)).collect())
+                }) as SegmentDecoder)
+            },
+            limit,
+        )
+        .await
     }
 
     /// The entries of `ns` at `indices` (those that exist), in index order.
@@ -596,47 +621,33 @@ impl Vault {
         ns: &str,
         indices: std::sync::Arc<std::collections::BTreeSet<u64>>,
     ) -> Result<Vec<crate::record::Entry>, VaultError> {
-        let snap = self.read_snapshot(ns).await?;
-        let mut out: Vec<crate::record::Entry> = snap
-            .tail
-            .into_iter()
-            .filter(|e| indices.contains(&e.idx))
-            .collect();
-        let store = &self.inner.ctx.store;
-        for seg in snap.segments {
-            let (first, last) = (seg.first, seg.last);
-            let here: Vec<u64> = indices.range(first..=last).copied().collect();
-            if here.is_empty() {
-                continue;
-            }
-            let Some(bytes) = store.get(&seg.path).await? else {
-                return Err(VaultError::Read(format!(
-                    "segment {first}-{last} of {ns} vanished during the read (compaction); retry"
-                )));
-            };
-            let rows = tokio::task::spawn_blocking(move || {
-                let mut rows = Vec::with_capacity(here.len());
-                crate::segment::decode_indices(bytes, first, &here, |e| rows.push(e)).map(|_| rows)
-            })
-            .await
-            .map_err(|e| VaultError::Read(e.to_string()))?
-            .map_err(|e| VaultError::Read(format!("segment {first}-{last}: {e}")))?;
-            out.extend(rows);
-        }
-        out.sort_by_key(|e| e.idx);
-        out.dedup_by_key(|e| e.idx);
-        Ok(out)
+        let keep = indices.clone();
+        self.scan_segments(
+            ns,
+            move |e| keep.contains(&e.idx),
+            move |first, last| {
+                let here: Vec<u64> = indices.range(first..=last).copied().collect();
+                (!here.is_empty()).then(|| -> SegmentDecoder {
+                    Box::new(move |bytes| {
+                        let mut rows = Vec::with_capacity(here.len());
+                        crate::segment::decode_indices(bytes, first, &here, |e| rows.push(e))
+                            .map(|_| rows)
+                    })
+                })
+            },
+            usize::MAX,
+        )
+        .await
     }
 
-    /// [`Vault::scan_entries`] over the segments `(first, last)` for which
-    /// `read_segment` is true; with `session`, only that session's rows are
-    /// decoded (before `keep`).
+    /// The entries of the durable tail for which `keep` is true, and of each
+    /// segment `(first, last)` for which `decoder` gives a decoder, what it
+    /// decodes; in index order, up to about `limit`.
     async fn scan_segments(
         &self,
         ns: &str,
-        read_segment: impl Fn(u64, u64) -> bool,
-        session: Option<String>,
-        keep: impl Fn(&crate::record::Entry) -> bool + Send + Sync + Clone + 'static,
+        keep: impl Fn(&crate::record::Entry) -> bool,
+        decoder: impl Fn(u64, u64) -> Option<SegmentDecoder>,
         limit: usize,
     ) -> Result<Vec<crate::record::Entry>, VaultError> {
         let snap = self.read_snapshot(ns).await?;
@@ -648,9 +659,9 @@ impl Vault {
                 break;
             }
             let (first, last) = (seg.first, seg.last);
-            if !read_segment(first, last) {
+            let Some(decode) = decoder(first, last) else {
                 continue;
-            }
+            };
             let Some(bytes) = store.get(&seg.path).await? else {
                 // Merged away after the listing: the merged segment may not be
                 // in it. Never return a partial read: the caller retries.
@@ -658,28 +669,10 @@ impl Vault {
                     "segment {first}-{last} of {ns} vanished during the read (compaction); retry"
                 )));
             };
-            let keep = keep.clone();
-            let session = session.clone();
-            let rows = tokio::task::spawn_blocking(move || match session {
-                Some(s) => {
-                    let mut rows = Vec::new();
-                    crate::segment::decode_session(bytes, &s, |e| {
-                        if keep(&e) {
-                            rows.push(e);
-                        }
-                    })
-                    .map(|_| rows)
-                }
-                None => crate::segment::decode(bytes).map(|seg| {
-                    seg.entries
-                        .into_iter()
-                        .filter(|e| keep(e))
-                        .collect::<Vec<_>>()
-                }),
-            })
-            .await
-            .map_err(|e| VaultError::Read(e.to_string()))?
-            .map_err(|e| VaultError::Read(format!("segment {first}-{last}: {e}")))?;
+            let rows = tokio::task::spawn_blocking(move || decode(bytes))
+                .await
+                .map_err(|e| VaultError::Read(e.to_string()))?
+                .map_err(|e| VaultError::Read(format!("segment {first}-{last}: {e}")))?;
             out.extend(rows);
         }
         out.sort_by_key(|e| e.idx);
