@@ -37,6 +37,8 @@ pub struct FileConfig {
     pub limits: Limits,
     /// External token issuers (`[[issuers]]`, docs/auth.md).
     pub issuers: Vec<tracevault_ingest::external::IssuerConfig>,
+    /// The listener: TLS, connection cap and timeouts (`[server]`).
+    pub server: tracevault_ingest::listener::ListenerConfig,
 }
 
 impl FileConfig {

@@ -73,6 +73,15 @@ pub struct ServeArgs {
     /// TOML config file (docs/configuration.md).
     #[arg(long, env = "TRACEVAULT_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key; overrides [server] tls_cert).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (overrides [server] tls_key).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Allow plain HTTP on a non-loopback address (a TLS-terminating proxy is in front).
+    #[arg(long)]
+    pub insecure_http: bool,
 }
 
 #[derive(Subcommand)]

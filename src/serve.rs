@@ -100,10 +100,23 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .or(file.listen.clone())
         .unwrap_or_else(|| "127.0.0.1:8470".into());
     let store_url = args.store.or(file.store.clone());
+    // The flags replace the file's TLS pair (clap makes them go together).
+    let mut server = file.server.clone();
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        server.tls_cert = Some(cert);
+        server.tls_key = Some(key);
+    }
+    server.insecure_http |= args.insecure_http;
+    // A bad certificate or key stops the start before the vault is opened.
+    let listener = tracevault_ingest::listener::Listener::new(server)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        // Bound first, so that an address in use or plain HTTP beyond
+        // loopback (refused unless --insecure-http) stops the start before
+        // the vault is opened or created.
+        let listener = listener.bind(&listen).await?;
         let store = match &store_url {
             Some(u) => Some(Store::from_url(u)?),
             None => None,
@@ -153,9 +166,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let (log_key, _) = tracevault_vault::keys::load_or_create(&data.join("keys/log.key"))?;
         let exports =
             Arc::new(crate::export_api::ExportContext::load(&vault, file.exports, log_key).await?);
-        let listener = tokio::net::TcpListener::bind(&listen)
-            .await
-            .with_context(|| format!("binding {listen}"))?;
         println!(
             "tracevault {} serving {}",
             env!("CARGO_PKG_VERSION"),
@@ -167,7 +177,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
         println!("vault origin: {}", vault.meta().origin);
         println!("admin token: {}", admin.display());
-        println!("listening on http://{}", listener.local_addr()?);
+        println!("listening on {}", listener.url());
         // Expiries are recorded within a quarter of the shortest window
         // (between 1 s and 60 s after they happen).
         let p = file.exports;
@@ -180,12 +190,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let app = router_with(state, read_api::routes().merge(crate::export_api::routes()))
             .layer(axum::Extension(read))
             .layer(axum::Extension(exports));
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
+        // On SIGINT/SIGTERM: stop accepting, end session streams, let
+        // requests in flight finish, then flush below.
+        listener
+            .serve(app, async move {
                 shutdown_signal().await;
                 stopping.begin_shutdown();
             })
-            .await?;
+            .await;
         vault.shutdown(Duration::from_secs(60)).await;
         tracing::info!("stopped cleanly");
         Ok(())

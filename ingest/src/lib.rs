@@ -8,6 +8,7 @@ pub mod auth;
 mod body;
 mod error;
 pub mod external;
+pub mod listener;
 pub mod metrics;
 mod otlp;
 mod otlp_count;

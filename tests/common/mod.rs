@@ -335,3 +335,46 @@ pub fn go_tlogcheck(dir: &Path) -> PathBuf {
     );
     out
 }
+
+/// Starts `tracevault serve --data DATA --listen LISTEN EXTRA..` on an address
+/// of the test's choosing (`Server::start` always listens on loopback) and
+/// waits for its "listening on" line; `Err` holds stderr if it exits first.
+pub fn try_start_listen(data: &Path, listen: &str, extra: &[&str]) -> Result<Server, String> {
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            listen,
+        ])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut lines = Vec::new();
+    // Lines until "listening on" or the end of stdout (the server exited).
+    while let Some(Ok(line)) = out.next() {
+        lines.push(line.clone());
+        if let Some(url) = line.strip_prefix("listening on ") {
+            let url = url.trim().to_string();
+            std::thread::spawn(move || for _ in out {});
+            return Ok(Server {
+                child,
+                url,
+                data: data.to_path_buf(),
+                stdout: lines,
+            });
+        }
+    }
+    let status = child.wait().map_err(|e| e.to_string())?;
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    Err(format!("exited with {status}: {err}"))
+}

@@ -114,7 +114,7 @@ impl Store {
 
     /// A local file-system store rooted at `root` (created if absent).
     pub fn local(root: &FsPath) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(root)
+        crate::wal::ensure_private_dir(root)
             .map_err(|e| StoreError::Config(format!("{}: {e}", root.display())))?;
         let root = root
             .canonicalize()

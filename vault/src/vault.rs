@@ -317,7 +317,7 @@ impl Vault {
     /// creates `vault.json`, and recovers every namespace with WAL data.
     pub async fn open(opts: VaultOptions) -> Result<Vault, VaultError> {
         let data = opts.data_dir.clone();
-        fs::create_dir_all(&data).map_err(|e| data_err(&data, e))?;
+        crate::wal::ensure_private_dir(&data).map_err(|e| data_err(&data, e))?;
         let lock_path = data.join("lock");
         let lock = OpenOptions::new()
             .create(true)

@@ -20,8 +20,9 @@
 //! an older file (which was fsynced before the next one began) is corruption,
 //! and recovery refuses to continue rather than guess.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::record::Entry;
@@ -98,6 +99,64 @@ pub struct Recovered {
 
 fn file_name(first: u64) -> String {
     format!("{first:020}.wal")
+}
+
+/// Creates `dir` and its missing parents with mode 0700: the data directory,
+/// the WAL and the local store hold trace content before masking (and the
+/// keys), which no other local user may list or read. A directory that already
+/// exists with group or other access is tightened to 0700 when this user may
+/// (owns it), with a warning either way, so that an old install or a
+/// permissive umask does not leave the vault readable. Used for the data
+/// directory, every WAL directory and the local store root.
+pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
+    match fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {
+            let mode = m.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                match fs::set_permissions(dir, fs::Permissions::from_mode(0o700)) {
+                    Ok(()) => tracing::warn!(
+                        dir = %dir.display(),
+                        old_mode = format!("{mode:o}"),
+                        "directory was open to other users; tightened to 0700"
+                    ),
+                    Err(e) => tracing::warn!(
+                        dir = %dir.display(),
+                        mode = format!("{mode:o}"),
+                        error = %e,
+                        "directory is open to other users and cannot be tightened to 0700; restrict it yourself"
+                    ),
+                }
+            }
+            Ok(())
+        }
+        // Not a directory: let the caller's next step report it.
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            DirBuilder::new().recursive(true).mode(0o700).create(dir)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Tightens a WAL file that an older version left readable by others to 0600
+/// (new files are created 0600), or warns when this user may not.
+fn tighten_file(path: &Path) -> Result<(), WalError> {
+    let mode = fs::metadata(path)
+        .map_err(io_err(path))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        match fs::set_permissions(path, fs::Permissions::from_mode(0o600)) {
+            Ok(()) => tracing::warn!(path = %path.display(), old_mode = format!("{mode:o}"),
+                "WAL file was open to other users; tightened to 0600"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), error = %e,
+                "WAL file is open to other users and cannot be tightened to 0600")
+            }
+        }
+    }
+    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> Result<(), WalError> {
@@ -208,6 +267,7 @@ fn new_file(dir: &Path, path: &Path) -> Result<(File, Secret), WalError> {
     let mut f = OpenOptions::new()
         .create_new(true)
         .append(true)
+        .mode(0o600)
         .open(path)
         .map_err(io_err(path))?;
     f.write_all(&head).map_err(io_err(path))?;
@@ -220,8 +280,9 @@ impl Wal {
     /// Opens (creating if needed) the WAL in `dir` and recovers its entries.
     /// `next_index` names the first file when the directory is empty.
     pub fn open(dir: &Path, next_index: u64) -> Result<(Wal, Recovered), WalError> {
-        if !dir.exists() {
-            fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let existed = dir.exists();
+        ensure_private_dir(dir).map_err(io_err(dir))?;
+        if !existed {
             // Make the new directory entries themselves durable.
             for d in dir.ancestors().skip(1).take(2) {
                 sync_dir(d)?;
@@ -244,6 +305,7 @@ impl Wal {
         let mut last_secret: Option<Secret> = None;
         let n = files.len();
         for (i, (_, path)) in files.iter().enumerate() {
+            tighten_file(path)?;
             let mut data = Vec::new();
             File::open(path)
                 .and_then(|mut f| f.read_to_end(&mut data))
@@ -606,5 +668,26 @@ mod tests {
         drop(w);
         let (_, r) = Wal::open(dir.path(), 0).unwrap();
         assert!(r.entries.is_empty());
+    }
+
+    #[test]
+    fn wal_directory_and_files_are_private() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("wal/ns");
+        let (mut w, _) = Wal::open(&dir, 0).unwrap();
+        w.append(&[entry(0)]).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&root.path().join("wal")), 0o700);
+        let file = dir.join(file_name(0));
+        assert_eq!(mode(&file), 0o600);
+        // Loose modes left by an older version are tightened on open.
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+        drop(w);
+        let (_, r) = Wal::open(&dir, 0).unwrap();
+        assert_eq!(r.entries.len(), 1);
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&file), 0o600);
     }
 }
