@@ -1,31 +1,56 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace, as CI does. On a fresh machine it first
-# installs the Python tools the end-to-end tests use into ./.venv (about a
-# minute): moto's S3 server, pyarrow, DuckDB and cryptography; and, from
-# Debian, Go with golang.org/x/mod (whose sumdb/note and sumdb/tlog check
-# bundle proofs independently of this project's code) and tmux (the replay
-# test drives `tracevault replay` in a real terminal).
+# Runs every test of the workspace, as CI does. It needs a Rust toolchain
+# (rust-version in Cargo.toml) and python3; on a bare Debian it first installs,
+# saying what and why, whatever else the tests call:
+# - from Debian: python3-venv (to create ./.venv), procps (`kill`, `ps`),
+#   openssl and curl (the TLS tests make a certificate and use curl as a
+#   client), tmux (the replay test drives `tracevault replay` in a real
+#   terminal), and Go with golang.org/x/mod (whose sumdb/note and sumdb/tlog
+#   check bundle proofs independently of this project's code);
+# - from PyPI, into ./.venv (about a minute): the packages of
+#   tests/requirements.txt (moto's S3 server, pyarrow, DuckDB, cryptography,
+#   the OpenTelemetry SDK, PyJWT, requests).
+# Then it runs `cargo test --workspace --locked` with any arguments given.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! .venv/bin/python3 -c 'import pyarrow, duckdb, cryptography, moto, jwt, opentelemetry.sdk' 2>/dev/null || [ ! -x .venv/bin/moto_server ]; then
-  echo "== installing test tools into .venv"
-  python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
-fi
+# Debian packages: each one only when what it provides is missing.
 PKGS=""
-if ! command -v go >/dev/null || [ ! -d /usr/share/gocode/src/golang.org/x/mod/sumdb/tlog ]; then
-  PKGS="$PKGS golang-go golang-golang-x-mod-dev"
+want() { # package, reason
+  PKGS="$PKGS $1"
+  echo "   - $1: $2"
+}
+echo "== checking the tools the tests call"
+python3 -c 'import ensurepip, venv' 2>/dev/null || want python3-venv "python3 -m venv (./.venv for the Python test tools)"
+type -P kill >/dev/null && type -P ps >/dev/null || want procps "kill and ps (tests stop servers with SIGTERM)"
+type -P openssl >/dev/null || want openssl "self-signed certificates for the TLS tests"
+type -P curl >/dev/null || want curl "a standard HTTPS client for the TLS tests"
+type -P tmux >/dev/null || want tmux "a real terminal for the replay test"
+if ! type -P go >/dev/null || [ ! -d /usr/share/gocode/src/golang.org/x/mod/sumdb/tlog ]; then
+  want golang-go "builds the independent proof checker (tests/independent/tlogcheck)"
+  want golang-golang-x-mod-dev "golang.org/x/mod sumdb/note and sumdb/tlog for that checker"
 fi
-command -v tmux >/dev/null || PKGS="$PKGS tmux"
 if [ -n "$PKGS" ]; then
   echo "== installing Debian packages:$PKGS"
   SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  if [ "$(id -u)" -ne 0 ]; then
+    type -P sudo >/dev/null || { echo "error: not root and no sudo: install$PKGS yourself" >&2; exit 1; }
+    SUDO="sudo"
+  fi
   export DEBIAN_FRONTEND=noninteractive
+  # A fresh machine has no package lists yet: update once if the install fails.
   # shellcheck disable=SC2086
   $SUDO apt-get install -y -q $PKGS >/dev/null \
     || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q $PKGS >/dev/null; }
+else
+  echo "   all present"
+fi
+
+if ! .venv/bin/python3 -c 'import pyarrow, duckdb, cryptography, moto, jwt, requests, opentelemetry.sdk' 2>/dev/null || [ ! -x .venv/bin/moto_server ]; then
+  echo "== installing the Python test tools of tests/requirements.txt into .venv:"
+  grep -v '^\s*#' tests/requirements.txt | sed '/^\s*$/d; s/^/   - /'
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 fi
 export TRACEVAULT_TEST_PYTHON="$PWD/.venv/bin/python3"
 export MOTO_SERVER="$PWD/.venv/bin/moto_server"
