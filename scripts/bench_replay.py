@@ -168,7 +168,8 @@ def main():
     data = os.path.join(a.work, "d")
     tok = lambda role, sub: subprocess.run(
         [a.bin, "token", "issue", "--data", data, "--role", role, "--namespace", "bench", "--sub", sub,
-         "--ttl", "2h"], capture_output=True, text=True, check=True).stdout.strip()
+         "--ttl", "2h"] + (["--from", "1970-01-01T00:00:00Z"] if role == "reader" else []),
+        capture_output=True, text=True, check=True).stdout.strip()
     srv = subprocess.Popen([a.bin, "serve", "--data", data, "--listen", f"127.0.0.1:{PORT}"],
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     pubkey = None

@@ -23,7 +23,7 @@ use tracevault_query::export::workflow::{
 };
 use tracevault_query::export::{BundleInput, BundleRow, BundleWriter, selection_digest};
 use tracevault_query::masking::Masker;
-use tracevault_query::sql::{self, Access, QueryError, QueryLimits};
+use tracevault_query::sql::{self, Access, QueryError};
 use tracevault_vault::Vault;
 use tracevault_vault::token::{Claims, Role};
 
@@ -46,6 +46,7 @@ impl ExportContext {
         policy: ExportPolicy,
         key: SigningKey,
     ) -> anyhow::Result<Self> {
+        policy.check().map_err(|e| anyhow::anyhow!("config: {e}"))?;
         let mut exports = Exports::new(policy);
         let entries = vault
             .session_entries(audit::AUDIT_NS, EXPORTS_SESSION)
@@ -89,6 +90,7 @@ fn actor(c: &Claims) -> Actor {
     Actor {
         iss: c.iss.clone(),
         sub: c.sub.clone(),
+        person: c.person.clone(),
     }
 }
 
@@ -110,6 +112,13 @@ async fn commit(
     let task = tokio::spawn(async move {
         let mut x = exports.lock().await;
         let at = now();
+        if x.policy().require_person && claims.person.is_none() {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "person_required",
+                "[exports] require_person is set: this token names no person (person claim or the issuer's identity_claim)",
+            ));
+        }
         x.check(&t, &|ns| claims.allows_ns(ns), at)
             .map_err(refused)?;
         let name = t.event_name();
@@ -246,12 +255,7 @@ async fn select(
         to_us: window.1,
         diagnostics: false,
     };
-    let limits = QueryLimits {
-        max_scan_rows: rc.query.max_scan_rows,
-        max_result_rows: rc.query.max_result_rows,
-        memory_bytes: rc.query.memory_mb << 20,
-        timeout: std::time::Duration::from_secs(rc.query.timeout_s.max(1)),
-    };
+    let limits = rc.query.limits();
     // A query like any other: a slot, and the engine's own runtime.
     let slot = rc.slots.clone().try_acquire_owned().map_err(|_| {
         ApiError::unavailable("busy", "too many queries are running; retry shortly")
@@ -266,7 +270,9 @@ async fn select(
         .await
         .map_err(|e| ApiError::unavailable("internal", e.to_string()))?
         .map_err(|e| match e {
-            QueryError::ScanTooLarge(..) | QueryError::ResultTooLarge(_) => {
+            QueryError::ScanTooLarge(..)
+            | QueryError::ResultTooLarge(_)
+            | QueryError::ResultTooManyBytes(_) => {
                 ApiError::too_large("selection_too_large", e.to_string())
             }
             QueryError::Timeout(_) => ApiError::unavailable("query_timeout", e.to_string()),
@@ -739,8 +745,10 @@ async fn bundle(
     .map_err(|e| internal(e.to_string()))?
     .map_err(internal)?;
     let len = file.metadata().map_err(|e| internal(e.to_string()))?.len();
-    // Recorded before the bundle leaves (and refused if another download
-    // got there first).
+    // The token is checked again (revoked or expired while the bundle was
+    // built: nothing leaves), then the download is recorded before the
+    // bundle leaves (and refused if another download got there first).
+    auth::check_live(&st, &claims)?;
     commit(&st, &xc, &claims, t).await?;
     let body = axum::body::Body::from_stream(file_stream(tokio::fs::File::from_std(file)));
     Ok((

@@ -36,6 +36,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: TokenCmd,
     },
+    /// Key operations (offline, on the data directory): rotate and retire the token issuer key.
+    Keys {
+        #[command(subcommand)]
+        cmd: KeysCmd,
+    },
     /// Prove a store intact, or say exactly what changed (exit 0 intact, 1 tampered, 2 error).
     Verify(VerifyArgs),
     /// Check an export bundle offline with the log's verifier key (exit codes as `verify`).
@@ -90,6 +95,45 @@ enum TokenCmd {
     Issue(TokenIssueArgs),
 }
 
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// A new issuer key signs tokens from now on; the current one keeps
+    /// verifying the tokens it signed until it is retired.
+    RotateIssuer {
+        /// Data directory holding keys/issuer.key.
+        #[arg(long, env = "TRACEVAULT_DATA", default_value = "tracevault-data")]
+        data: PathBuf,
+    },
+    /// Stop accepting the tokens of an older issuer key (its id as printed
+    /// by rotate-issuer; a running server follows within 30 s).
+    RetireIssuer {
+        /// The key id.
+        kid: String,
+        /// Data directory holding keys/issuer.key.
+        #[arg(long, env = "TRACEVAULT_DATA", default_value = "tracevault-data")]
+        data: PathBuf,
+    },
+}
+
+fn keys_cmd(cmd: KeysCmd) -> anyhow::Result<()> {
+    use tracevault_vault::token::{retire_issuer, rotate_issuer};
+    match cmd {
+        KeysCmd::RotateIssuer { data } => {
+            let (old, new) = rotate_issuer(&data)?;
+            println!(
+                "issuer key {new} signs new tokens; {old} still verifies until `tracevault keys retire-issuer {old}`"
+            );
+        }
+        KeysCmd::RetireIssuer { kid, data } => {
+            retire_issuer(&data, &kid)?;
+            println!(
+                "issuer key {kid} retired: its tokens are refused (a running server follows within 30 s)"
+            );
+        }
+    }
+    Ok(())
+}
+
 #[derive(Args)]
 struct TokenIssueArgs {
     /// Data directory holding keys/issuer.key.
@@ -104,7 +148,8 @@ struct TokenIssueArgs {
     /// Lifetime: 90s, 30m, 1h, 7d, or seconds.
     #[arg(long, default_value = "1h")]
     ttl: String,
-    /// Reader window start (RFC 3339).
+    /// Reader window start (RFC 3339); required for readers (use
+    /// 1970-01-01T00:00:00Z to read all of history).
     #[arg(long)]
     from: Option<String>,
     /// Reader window end (RFC 3339).
@@ -113,6 +158,10 @@ struct TokenIssueArgs {
     /// Subject (who acts; recorded as ingested_by).
     #[arg(long, default_value = "operator")]
     sub: String,
+    /// The person behind the token (e.g. an email), compared across issuers
+    /// by the export workflow.
+    #[arg(long)]
+    person: Option<String>,
 }
 
 /// `verify` options.
@@ -127,7 +176,7 @@ pub struct VerifyArgs {
     /// Only this namespace.
     #[arg(long)]
     pub namespace: Option<String>,
-    /// Expected log key (base64 Ed25519 public key).
+    /// Expected log key: base64 Ed25519 public key or C2SP verifier key.
     #[arg(long)]
     pub key: Option<String>,
     /// A checkpoint obtained earlier (file with the signed note).
@@ -157,7 +206,9 @@ fn parse_ttl(s: &str) -> anyhow::Result<i64> {
         .parse()
         .map_err(|_| anyhow::anyhow!("invalid ttl {s:?} (use 90s, 30m, 1h, 7d)"))?;
     anyhow::ensure!(n > 0, "ttl must be positive");
-    Ok(n * mult)
+    n.checked_mul(mult)
+        .filter(|t| *t <= 100 * 365 * 86400)
+        .ok_or_else(|| anyhow::anyhow!("ttl {s:?} is too long (at most 100 years)"))
 }
 
 fn token_issue(a: TokenIssueArgs) -> anyhow::Result<()> {
@@ -175,12 +226,13 @@ fn token_issue(a: TokenIssueArgs) -> anyhow::Result<()> {
         }
     }
     let issuer = TokenIssuer::load(&a.data)?;
-    let (jwt, _) = issuer.issue(
+    let (jwt, _) = issuer.issue_for(
         role,
         a.namespace,
         &a.sub,
         parse_ttl(&a.ttl)?,
         (a.from, a.to),
+        a.person.as_deref(),
     )?;
     println!("{jwt}");
     Ok(())
@@ -193,6 +245,7 @@ fn main() -> ExitCode {
         Cmd::Token {
             cmd: TokenCmd::Issue(a),
         } => token_issue(a).map(|_| ExitCode::SUCCESS),
+        Cmd::Keys { cmd } => keys_cmd(cmd).map(|_| ExitCode::SUCCESS),
         Cmd::Verify(a) => return verify_cmd::run(a),
         Cmd::VerifyBundle(a) => return verify_bundle_cmd::run(a),
         Cmd::Stream(a) => stream_cmd::run(a),
@@ -224,5 +277,6 @@ mod tests {
         assert_eq!(parse_ttl("7d").unwrap(), 604800);
         assert_eq!(parse_ttl("42").unwrap(), 42);
         assert!(parse_ttl("0").is_err() && parse_ttl("1y").is_err() && parse_ttl("-5s").is_err());
+        assert!(parse_ttl("9223372036854775807d").is_err() && parse_ttl("36501d").is_err());
     }
 }

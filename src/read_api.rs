@@ -42,6 +42,32 @@ pub struct QueryConfig {
     pub max_concurrent: usize,
     /// Worker threads of the query engine's own runtime.
     pub threads: usize,
+    /// Queries one token may run at once (fairness); more get `503 busy`.
+    pub max_concurrent_per_token: usize,
+    /// Most bytes in a result (refused beyond, never cut).
+    pub max_result_bytes: usize,
+    /// Most bytes one function call may produce for one batch (the guard
+    /// against allocation bombs, `query::guard`).
+    pub max_call_bytes: usize,
+    /// Scheduling priority (nice, 0-19) of the query engine's threads: the
+    /// heaviest queries yield the CPU to ingest and health checks.
+    pub nice: i32,
+}
+
+impl QueryConfig {
+    /// The bounds of one query.
+    pub fn limits(&self) -> tracevault_query::sql::QueryLimits {
+        tracevault_query::sql::QueryLimits {
+            max_scan_rows: self.max_scan_rows,
+            max_result_rows: self.max_result_rows,
+            memory_bytes: self.memory_mb << 20,
+            timeout: std::time::Duration::from_secs(self.timeout_s.max(1)),
+            max_result_bytes: self.max_result_bytes,
+            guard: tracevault_query::guard::GuardLimits {
+                max_call_bytes: self.max_call_bytes,
+            },
+        }
+    }
 }
 
 impl Default for QueryConfig {
@@ -54,6 +80,10 @@ impl Default for QueryConfig {
             max_sql_bytes: 64 << 10,
             max_concurrent: 4,
             threads: 2,
+            max_concurrent_per_token: 2,
+            max_result_bytes: 128 << 20,
+            max_call_bytes: 64 << 20,
+            nice: 10,
         }
     }
 }
@@ -71,11 +101,20 @@ pub struct ReadContext {
     /// The query engine's own runtime, so CPU-bound scans and masking never
     /// occupy the worker threads that acknowledge writes.
     pub engine: tokio::runtime::Handle,
+    /// Query slots per token (`max_concurrent_per_token`).
+    pub per_token: tracevault_ingest::fair::PerKeySlots,
+}
+
+/// A running query's hold on the engine: a slot of the server's and one of
+/// its token's.
+pub struct QuerySlot {
+    _slot: tokio::sync::OwnedSemaphorePermit,
+    _own: tracevault_ingest::fair::KeySlot,
 }
 
 /// Starts the query runtime on a thread of its own; it lives as long as the
 /// process (a runtime cannot be dropped from async code).
-fn start_engine(threads: usize) -> anyhow::Result<tokio::runtime::Handle> {
+fn start_engine(threads: usize, nice: i32) -> anyhow::Result<tokio::runtime::Handle> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("query-engine".into())
@@ -83,6 +122,7 @@ fn start_engine(threads: usize) -> anyhow::Result<tokio::runtime::Handle> {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(threads.max(1))
                 .thread_name("query-worker")
+                .on_thread_start(move || tracevault_query::priority::lower_this_thread(nice))
                 .enable_all()
                 .build();
             match rt {
@@ -123,8 +163,38 @@ impl ReadContext {
             policy,
             hash_key: key.to_bytes(),
             slots: Arc::new(tokio::sync::Semaphore::new(query.max_concurrent.max(1))),
-            engine: start_engine(query.threads)?,
+            engine: start_engine(query.threads, query.nice)?,
+            per_token: tracevault_ingest::fair::PerKeySlots::new(query.max_concurrent_per_token),
             query,
+        })
+    }
+}
+
+impl ReadContext {
+    /// A query slot for `claims`' token: `503 busy` when the server runs
+    /// `max_concurrent` queries, or this token already runs its share.
+    pub fn take_slot(&self, claims: &Claims) -> Result<QuerySlot, ApiError> {
+        let own = self.per_token.try_take(&claims.jti).ok_or_else(|| {
+            ApiError::unavailable(
+                "busy",
+                format!(
+                    "this token already runs {} queries; retry when one ends",
+                    self.per_token.per_key()
+                ),
+            )
+        })?;
+        let slot = self.slots.clone().try_acquire_owned().map_err(|_| {
+            ApiError::unavailable(
+                "busy",
+                format!(
+                    "{} queries are running; retry shortly",
+                    self.query.max_concurrent
+                ),
+            )
+        })?;
+        Ok(QuerySlot {
+            _slot: slot,
+            _own: own,
         })
     }
 }
@@ -271,11 +341,10 @@ async fn entry(
         .await?;
     Ok(Json(json!({
         "index": index,
-        // With a verbatim column masked, the rest of the record would let a
-        // reader confirm guesses of it against `leaf_hash`: withhold it all
-        // (the salted digests included); the inclusion proof still checks.
+        // With a verbatim column masked, the record and its hash would let a
+        // reader confirm guesses of it: withhold both (docs/masking.md).
+        "leaf_hash": if withheld.is_empty() { json!(hex::encode(e.leaf_hash)) } else { Value::Null },
         "leaf": if withheld.is_empty() { leaf } else { Value::Null },
-        "leaf_hash": hex::encode(e.leaf_hash),
         "leaf_masked": withheld,
         "event": Value::Object(event),
         "masking_profile": profile.name,
@@ -313,7 +382,7 @@ async fn query(
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
-    use tracevault_query::sql::{self, Access, QueryError, QueryLimits};
+    use tracevault_query::sql::{self, Access, QueryError};
     let claims = auth::authenticate(&st, &headers)?;
     auth::authorize(&claims, &[Role::Reader, Role::Admin], None)?;
     let body = body.map_err(|e| {
@@ -375,24 +444,11 @@ async fn query(
         // outside a reader's window: for admins only.
         diagnostics: claims.role == Role::Admin,
     };
-    let slot = rc.slots.clone().try_acquire_owned().map_err(|_| {
-        ApiError::unavailable(
-            "busy",
-            format!(
-                "{} queries are running; retry shortly",
-                rc.query.max_concurrent
-            ),
-        )
-    })?;
+    let slot = rc.take_slot(&claims)?;
     let role = role_name(&claims);
     let profile = rc.policy.profile_for(role, &claim_map(&claims));
     let masker = Arc::new(Masker::new(profile, &rc.hash_key));
-    let limits = QueryLimits {
-        max_scan_rows: rc.query.max_scan_rows,
-        max_result_rows: rc.query.max_result_rows,
-        memory_bytes: rc.query.memory_mb << 20,
-        timeout: std::time::Duration::from_secs(rc.query.timeout_s.max(1)),
-    };
+    let limits = rc.query.limits();
     // On the engine's runtime; the slot is held until the query ends, even
     // if the client goes away (the query is bounded by its timeout).
     let (vault, task_access, task_masker, task_sql) = (
@@ -412,6 +468,9 @@ async fn query(
         Ok(r) => (Some(r.rows), Some(r.scan), None),
         Err(e) => (None, None, Some(e.to_string())),
     };
+    // A token revoked or expired while its query ran gets no answer (the
+    // query is still recorded below).
+    let still_valid = auth::check_live(&st, &claims);
     // Every query is recorded, answered or not, before anything is returned.
     st.vault
         .append_system(
@@ -427,10 +486,13 @@ async fn query(
             audit::SERVER,
         )
         .await?;
+    still_valid?;
     let result = outcome.map_err(|e| match e {
         QueryError::Refused(m) => ApiError::bad_request("invalid_query", m),
         e @ QueryError::ScanTooLarge(..) => ApiError::too_large("scan_too_large", e.to_string()),
-        e @ QueryError::ResultTooLarge(_) => ApiError::too_large("result_too_large", e.to_string()),
+        e @ (QueryError::ResultTooLarge(_) | QueryError::ResultTooManyBytes(_)) => {
+            ApiError::too_large("result_too_large", e.to_string())
+        }
         e @ QueryError::Timeout(_) => ApiError::unavailable("query_timeout", e.to_string()),
         e @ QueryError::Failed(_) => ApiError::bad_request("query_failed", e.to_string()),
         QueryError::Vault(v) => v.into(),

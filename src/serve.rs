@@ -20,17 +20,20 @@ use crate::read_api;
 /// Default lifetime of the bootstrap admin token: 30 days.
 const ADMIN_TTL_S: i64 = 30 * 24 * 3600;
 
-/// Writes `<data>/admin.token` unless a valid one is already there.
+/// Writes `<data>/admin.token` unless a valid one is already there: one that
+/// verifies, is an admin's and has not been revoked (a revoked bootstrap token
+/// is replaced, so the operator is never locked out by revoking it).
 fn ensure_admin_token(
     tokens: &TokenIssuer,
     data: &std::path::Path,
     ttl: i64,
+    revoked: impl Fn(&str) -> bool,
 ) -> anyhow::Result<PathBuf> {
     let path = data.join("admin.token");
     if let Ok(existing) = std::fs::read_to_string(&path)
         && tokens
             .verify(existing.trim())
-            .is_ok_and(|c| c.role == Role::Admin)
+            .is_ok_and(|c| c.role == Role::Admin && !revoked(&c.jti))
     {
         return Ok(path);
     }
@@ -130,13 +133,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("opening the vault in {}", data.display()))?;
         let tokens = Arc::new(TokenIssuer::load(&data)?);
-        let admin = ensure_admin_token(
-            &tokens,
-            &data,
-            file.admin_token_ttl_s.unwrap_or(ADMIN_TTL_S),
-        )?;
         // Everything that can refuse to start happens before "listening on".
-        let mut state = AppState::new(vault.clone(), tokens, file.limits.clone());
+        let mut state = AppState::new(vault.clone(), tokens.clone(), file.limits.clone());
         state.metrics_public = file.metrics_public.unwrap_or(true);
         // Fail closed: a server that cannot read its revocations does not start.
         let revoked = state
@@ -144,6 +142,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("reading token revocations from _audit: {e}"))?;
         tracing::info!(revoked, "token revocations loaded from _audit");
+        let admin = ensure_admin_token(
+            &tokens,
+            &data,
+            file.admin_token_ttl_s.unwrap_or(ADMIN_TTL_S),
+            |jti| state.is_revoked(jti),
+        )?;
         // External issuers: invalid entries or an unreadable jwks_file stop
         // the start; an unreachable jwks_url only refuses that issuer's tokens.
         if !file.issuers.is_empty() {

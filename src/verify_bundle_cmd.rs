@@ -15,8 +15,9 @@ use tracevault_query::export::verify_bundle;
 pub struct VerifyBundleArgs {
     /// The bundle (a tar file from `GET /v1/exports/{id}/bundle`).
     pub file: PathBuf,
-    /// The C2SP verifier key of the bundle's namespace log
-    /// (`<origin>/<ns>+<key id>+<base64 key>`, from `GET /v1/vault`).
+    /// The log key: the C2SP verifier key of the bundle's namespace log
+    /// (`<origin>/<ns>+<key id>+<base64 key>`, from `GET /v1/vault`) or the
+    /// bare base64 log public key.
     #[arg(long)]
     pub key: String,
     /// Print the report as JSON.

@@ -6,8 +6,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::VerifyingKey;
 use indicatif::{ProgressBar, ProgressStyle};
 use tracevault_vault::Store;
@@ -15,13 +13,10 @@ use tracevault_vault::verify::{VerifyOptions, verify_store};
 
 use crate::VerifyArgs;
 
+/// `--key`: the base64 log public key or a C2SP verifier key of the log.
 fn parse_key(s: &str) -> anyhow::Result<VerifyingKey> {
-    let b = B64
-        .decode(s.trim())
-        .map_err(|_| anyhow::anyhow!("--key is not base64"))?;
-    let b: [u8; 32] = b
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("--key must be a 32-byte Ed25519 public key"))?;
+    let (_, b) =
+        tracevault_vault::note::parse_log_key(s).map_err(|e| anyhow::anyhow!("--key: {e}"))?;
     Ok(VerifyingKey::from_bytes(&b)?)
 }
 

@@ -170,14 +170,33 @@ async fn no_seeded_secret_leaves_raw_by_any_read_path() {
         assert_no_raw(&format!("entry {i}"), &text);
         let e: Value = serde_json::from_str(&text).unwrap();
         if i == n - 1 {
-            // A verbatim column masked: the rest of the record would let a
-            // reader confirm guesses against leaf_hash, so it is withheld.
+            // A verbatim column masked: the record and its hash would let a
+            // reader confirm guesses of it, so both are withheld.
             assert_eq!(e["leaf_masked"], json!(["name", "actor"]), "{text}");
-            assert!(e["leaf"].is_null() && e["leaf_hash"].is_string(), "{text}");
+            assert!(e["leaf"].is_null() && e["leaf_hash"].is_null(), "{text}");
         } else {
             assert_eq!(e["leaf_masked"], json!([]), "{text}");
-            assert!(e["leaf"].is_object(), "{text}");
+            assert!(
+                e["leaf"].is_object() && e["leaf_hash"].is_string(),
+                "{text}"
+            );
         }
+    }
+    // SQL withholds the same rows' leaf hashes, whether or not the masked
+    // column is selected, and only those rows'.
+    let (s, b) = sql(
+        &c,
+        url,
+        &reader,
+        "SELECT idx, leaf_hash FROM traces WHERE ns = 'pii' ORDER BY idx",
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let rows = b["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), n as usize, "{b}");
+    for r in rows {
+        let i = r[0].as_u64().unwrap();
+        assert_eq!(r[1].is_null(), i == n - 1, "row {i}: {b}");
     }
     assert_eq!(srv.terminate(), Some(0));
 

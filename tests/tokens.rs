@@ -152,7 +152,11 @@ async fn revocation_is_immediate_recorded_and_survives_restarts() {
         (revs[0]["jti"].as_str(), revs[0]["reason"].as_str()),
         (Some(jti.as_str()), Some("laptop stolen"))
     );
-    let denied = named("request_denied");
+    // Denied requests are counted per kind, one record per interval.
+    let denied: Vec<Value> = named("requests_denied")
+        .iter()
+        .flat_map(|r| r["groups"].as_array().cloned().unwrap_or_default())
+        .collect();
     assert!(
         denied
             .iter()
@@ -198,7 +202,7 @@ async fn reader_tokens_are_capped_whatever_exp_says() {
 
     let now = chrono::Utc::now().timestamp();
     let claims = |iat: i64, exp: i64, role: &str| {
-        json!({"sub": "auditor", "aud": "tracevault",
+        json!({"sub": "auditor", "aud": "tracevault", "win_from": "1970-01-01T00:00:00Z",
         "iat": iat, "exp": exp, "jti": format!("j{iat}{role}"), "role": role, "ns": ["alpha"]})
     };
     // A fresh reader token signed like the server's works (the crafting is right)...
@@ -220,6 +224,38 @@ async fn reader_tokens_are_capped_whatever_exp_says() {
     assert_eq!(r.status(), 401);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "token_expired");
+    // A reader token without a window (signed by hand: the issuer refuses to
+    // mint one) reads nothing.
+    let mut bare = claims(now, now + 3600, "reader");
+    bare.as_object_mut().unwrap().remove("win_from");
+    let bare = sign_with_issuer_key(&data, bare);
+    let (s, body) = get(&c, &format!("{}/v1/vault", srv.url), Some(&bare)).await;
+    assert_eq!(s, 403, "{body}");
+    // Nor can one be issued, on the command line or over HTTP.
+    let out = std::process::Command::new(common::BIN)
+        .args(["token", "issue", "--data", data.to_str().unwrap()])
+        .args(["--role", "reader", "--namespace", "alpha", "--sub", "x"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("window"));
+    let (s, body) = post_json(
+        &c,
+        &format!("{}/v1/tokens", srv.url),
+        admin.trim(),
+        json!({"role": "reader", "ns": ["alpha"], "sub": "auditor", "ttl_s": 60}),
+    )
+    .await;
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (400, Some("window_required")),
+        "{body}"
+    );
+    // The vault's own tokens get no clock leeway: one that expired a second
+    // ago is refused (it was accepted for 30 s before).
+    let just_expired = sign_with_issuer_key(&data, claims(now - 60, now - 1, "writer"));
+    let (s, body) = get(&c, &format!("{}/v1/vault", srv.url), Some(&just_expired)).await;
+    assert_eq!(s, 401, "{body}");
     // ...while the cap is for readers only.
     let writer = sign_with_issuer_key(&data, claims(now - 13 * 3600, now + 3600, "writer"));
     assert_eq!(

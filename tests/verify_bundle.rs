@@ -68,6 +68,7 @@ async fn the_cli_verifies_offline_and_names_what_changed() {
     let by = |sub: &str| Actor {
         iss: "tv".into(),
         sub: sub.into(),
+        person: None,
     };
     let approved = Transition::Approved {
         id: "e1".into(),

@@ -2,20 +2,18 @@
 //! entries of the vault's own `_audit` namespace, so the trail is as
 //! tamper-evident as the traces. Token issues and revocations are recorded
 //! before they take effect (if recording fails, they do not happen); denied
-//! requests go through a bounded queue, and if it overflows the loss itself is
-//! recorded (never silently dropped).
+//! requests are counted per kind and recorded as one entry per interval
+//! ([`DeniedLog`]), so that unauthenticated traffic costs nothing lasting.
 //!
 //! Revocations are entries too (session `token-revocations`): the set of
 //! revoked token ids is rebuilt from `_audit` at start-up, so it survives
 //! restarts without a side file.
 
-use std::collections::HashSet;
-use std::sync::RwLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 use tracevault_schemas::{Event, Kind};
 use tracevault_vault::{Receipt, Vault, VaultError};
 
@@ -29,9 +27,6 @@ pub const TOKEN_ISSUES: &str = "token-issues";
 pub const DENIED: &str = "denied-requests";
 /// `ingested_by` of entries the server writes about itself.
 pub const SERVER: &str = "tracevault";
-
-/// Denied requests waiting to be recorded; beyond, they are counted as lost.
-const DENIED_QUEUE: usize = 4096;
 
 /// One access-log event of `session`, named `name`, by `actor`.
 pub fn event(session: &str, name: &str, actor: &str, content: Value) -> Event {
@@ -118,48 +113,168 @@ impl Revocations {
     }
 }
 
-/// The bounded queue of denied requests and its writer task.
+/// Distinct (status, code, method, path) groups kept per interval; further
+/// denials are still counted, in the interval's `other` total.
+const MAX_DENIED_GROUPS: usize = 256;
+
+/// One denied request, as the access log groups it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Denial {
+    /// HTTP status (401 or 403).
+    pub status: u16,
+    /// The stable error code.
+    pub code: &'static str,
+    /// Request method.
+    pub method: String,
+    /// Request path (at most 512 characters).
+    pub path: String,
+}
+
+/// Denials counted since the last record.
+#[derive(Default)]
+struct Pending {
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    groups: HashMap<Denial, (u64, Option<String>)>,
+    other: u64,
+    total: u64,
+}
+
+impl Pending {
+    fn add(&mut self, d: Denial, request_id: Option<String>, n: u64) {
+        self.since.get_or_insert_with(chrono::Utc::now);
+        self.total += n;
+        if let Some(g) = self.groups.get_mut(&d) {
+            g.0 += n;
+        } else if self.groups.len() < MAX_DENIED_GROUPS {
+            self.groups.insert(d, (n, request_id));
+        } else {
+            self.other += n;
+        }
+    }
+
+    /// Merges counts that could not be recorded back in, for the next try.
+    fn merge(&mut self, older: Pending) {
+        if let Some(t) = older.since {
+            self.since = Some(self.since.map_or(t, |s| s.min(t)));
+        }
+        for (d, (n, id)) in older.groups {
+            self.add(d, id, n);
+            self.total -= n;
+        }
+        self.other += older.other;
+        self.total += older.total;
+    }
+
+    fn record(&self) -> Value {
+        let mut groups: Vec<Value> = self
+            .groups
+            .iter()
+            .map(|(d, (n, id))| {
+                json!({"status": d.status, "code": d.code, "method": d.method,
+                       "path": d.path, "count": n, "first_request_id": id})
+            })
+            .collect();
+        groups.sort_by(|a, b| b["count"].as_u64().cmp(&a["count"].as_u64()));
+        json!({
+            "from": self.since.map(|t| tracevault_schemas::format_timestamp(&t)),
+            "to": tracevault_schemas::format_timestamp(&chrono::Utc::now()),
+            "total": self.total,
+            "groups": groups,
+            "other": self.other,
+        })
+    }
+}
+
+/// Denied requests (401, 403), counted per (status, code, method, path)
+/// and recorded as one `requests_denied` entry per interval that had any.
+/// A flood of unauthenticated requests therefore costs the access log at
+/// most one entry per interval, and memory at most [`MAX_DENIED_GROUPS`]
+/// groups; nothing is dropped from the counts. Counts that could not be
+/// appended are kept for the next interval; the last interval is recorded
+/// when the server stops.
 pub struct DeniedLog {
-    tx: mpsc::Sender<Value>,
-    lost: std::sync::Arc<AtomicU64>,
+    pending: Arc<Mutex<Pending>>,
 }
 
 impl DeniedLog {
-    /// Starts the writer task appending to `vault`'s `_audit`.
-    pub fn start(vault: Vault) -> DeniedLog {
-        let (tx, mut rx) = mpsc::channel::<Value>(DENIED_QUEUE);
-        let lost = std::sync::Arc::new(AtomicU64::new(0));
-        let lost2 = lost.clone();
+    /// Starts the task that records the counts in `vault`'s `_audit` every
+    /// `every`, and once more when `stop` turns true.
+    pub fn start(
+        vault: Vault,
+        every: Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> DeniedLog {
+        let pending: Arc<Mutex<Pending>> = Arc::default();
+        let task_pending = pending.clone();
         tokio::spawn(async move {
-            let mut batch = Vec::new();
-            while rx.recv_many(&mut batch, 256).await > 0 {
-                let mut events: Vec<Event> = batch
-                    .drain(..)
-                    .map(|c| event(DENIED, "request_denied", "anonymous", c))
-                    .collect();
-                let n_lost = lost2.swap(0, Ordering::Relaxed);
-                if n_lost > 0 {
-                    events.push(event(
-                        DENIED,
-                        "audit_records_lost",
-                        SERVER,
-                        json!({"lost": n_lost, "why": "the denied-request queue was full"}),
-                    ));
+            loop {
+                let stopping = tokio::select! {
+                    _ = tokio::time::sleep(every) => false,
+                    r = stop.wait_for(|s| *s) => { let _ = r; true }
+                };
+                let taken = match task_pending.lock() {
+                    Ok(mut p) => std::mem::take(&mut *p),
+                    Err(_) => return,
+                };
+                if taken.total > 0 {
+                    let ev = event(DENIED, "requests_denied", SERVER, taken.record());
+                    if let Err(e) = vault.append_system(AUDIT_NS, vec![ev], SERVER).await {
+                        tracing::error!(
+                            "recording {} denied requests in {AUDIT_NS}: {e}; kept for the next interval",
+                            taken.total
+                        );
+                        if let Ok(mut p) = task_pending.lock() {
+                            p.merge(taken);
+                        }
+                    }
                 }
-                let n = events.len() as u64;
-                if let Err(e) = vault.append_system(AUDIT_NS, events, SERVER).await {
-                    tracing::error!("recording {n} denied requests in {AUDIT_NS}: {e}");
-                    lost2.fetch_add(n, Ordering::Relaxed);
+                if stopping {
+                    return;
                 }
             }
         });
-        DeniedLog { tx, lost }
+        DeniedLog { pending }
     }
 
-    /// Queues a denied request; counted as lost if the queue is full.
-    pub fn record(&self, content: Value) {
-        if self.tx.try_send(content).is_err() {
-            self.lost.fetch_add(1, Ordering::Relaxed);
+    /// Counts one denied request.
+    pub fn record(&self, d: Denial, request_id: Option<String>) {
+        if let Ok(mut p) = self.pending.lock() {
+            p.add(d, request_id, 1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn denial(path: &str) -> Denial {
+        Denial {
+            status: 401,
+            code: "missing_token",
+            method: "GET".into(),
+            path: path.into(),
+        }
+    }
+
+    #[test]
+    fn denials_group_and_nothing_is_dropped_past_the_group_bound() {
+        let mut p = Pending::default();
+        for i in 0..(MAX_DENIED_GROUPS + 10) {
+            p.add(denial(&format!("/x/{i}")), None, 1);
+        }
+        p.add(denial("/x/0"), None, 1);
+        assert_eq!(p.total, MAX_DENIED_GROUPS as u64 + 11);
+        assert_eq!(p.other, 10);
+        assert_eq!(p.groups[&denial("/x/0")].0, 2);
+        let r = p.record();
+        assert_eq!(r["total"], MAX_DENIED_GROUPS as u64 + 11);
+        assert_eq!(r["groups"][0]["count"], 2);
+        // Counts that failed to be recorded are merged into the next interval.
+        let mut next = Pending::default();
+        next.add(denial("/x/0"), None, 1);
+        next.merge(p);
+        assert_eq!(next.total, MAX_DENIED_GROUPS as u64 + 12);
+        assert_eq!(next.groups[&denial("/x/0")].0, 3);
     }
 }

@@ -34,12 +34,39 @@ pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Claims, Api
         })?;
     // A token naming a configured external issuer is that issuer's alone
     // (JWKS, claim-to-role mapping); every other goes to the vault's own.
+    // Only external tokens get clock leeway: their issuer's clock is not ours.
     let claims = match state.external.verify(token) {
         Some(verified) => verified?,
         None => state
             .tokens
             .verify(token)
             .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", e.to_string()))?,
+    };
+    check_live(state, &claims)?;
+    // A reader reads within a window or not at all (a token minted before
+    // windows were required, or by hand, has none).
+    if claims.role == Role::Reader && claims.win_from.is_none() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "no_window",
+            "this reader token has no window (win_from); issue one with --from",
+        ));
+    }
+    Ok(claims)
+}
+
+/// Whether a token that was valid when it was presented still is: not
+/// revoked, and (for readers) within `max_reader_token_ttl_s` of its issue,
+/// whatever its `exp` says, and not past its `exp`. Only external tokens get
+/// clock leeway ([`crate::external::LEEWAY_S`]): their issuer's clock is not
+/// ours, while the vault's own tokens are issued and checked by one clock.
+/// Long-lived requests (session streams, slow queries, downloads) call it
+/// again before they act.
+pub fn check_live(state: &AppState, claims: &Claims) -> Result<(), ApiError> {
+    let leeway = if claims.iss == state.tokens.issuer() {
+        0
+    } else {
+        crate::external::LEEWAY_S
     };
     if state.revocations.is_revoked(&claims.jti) {
         return Err(ApiError::new(
@@ -48,19 +75,23 @@ pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Claims, Api
             "this token has been revoked",
         ));
     }
-    // Reader tokens live at most `max_reader_token_ttl_s` from their issue,
-    // whatever their `exp` says (with the same 30 s clock leeway as `exp`).
+    let now = chrono::Utc::now().timestamp();
+    if now >= claims.exp.saturating_add(leeway) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "token_expired",
+            "this token has expired",
+        ));
+    }
     let cap = state.limits.max_reader_token_ttl_s;
-    if claims.role == Role::Reader
-        && chrono::Utc::now().timestamp() > claims.iat.saturating_add(cap).saturating_add(30)
-    {
+    if claims.role == Role::Reader && now >= claims.iat.saturating_add(cap).saturating_add(leeway) {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "token_expired",
             format!("reader tokens are valid for at most {cap} s after they were issued"),
         ));
     }
-    Ok(claims)
+    Ok(())
 }
 
 /// Requires one of `roles` and, when given, access to namespace `ns`. 403 otherwise.

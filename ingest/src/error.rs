@@ -10,7 +10,7 @@ use tracevault_vault::log::OpenError;
 use tracevault_vault::{AppendError, VaultError};
 
 /// An API error: status, stable code, human message.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ApiError {
     /// HTTP status.
     pub status: StatusCode,
@@ -84,6 +84,9 @@ impl From<AppendError> for ApiError {
             AppendError::Failed(_) => ApiError::unavailable("log_unavailable", e.to_string()),
             AppendError::Closed => ApiError::unavailable("shutting_down", e.to_string()),
             AppendError::LeaseLapsed => ApiError::unavailable("lease_lapsed", e.to_string()),
+            AppendError::Conflict(_) => {
+                ApiError::new(StatusCode::CONFLICT, "event_id_conflict", e.to_string())
+            }
         }
     }
 }

@@ -37,7 +37,7 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::Digest;
-use tracevault_vault::token::{Claims, Role};
+use tracevault_vault::token::{Claims, MAX_JTI_BYTES, Role};
 
 use crate::error::ApiError;
 
@@ -47,10 +47,10 @@ pub const MAX_JWKS_BYTES: usize = 1 << 20;
 pub const MAX_JWKS_KEYS: usize = 100;
 /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds (as for the
 /// vault's own tokens).
-const LEEWAY_S: i64 = 30;
+pub const LEEWAY_S: i64 = 30;
 /// Smallest RSA modulus accepted, in bits.
 const MIN_RSA_BITS: usize = 2048;
-/// Longest `sub` (after the prefix) and `jti` taken from a token.
+/// Longest `sub` (after the prefix) taken from a token (`jti`: [`MAX_JTI_BYTES`]).
 const MAX_CLAIM_CHARS: usize = 256;
 /// Longest `window_s` (20 years).
 const MAX_WINDOW_S: u64 = 20 * 365 * 24 * 3600;
@@ -105,6 +105,11 @@ pub struct IssuerConfig {
     /// name used in the vault's own tokens or in a masking profile match.
     #[serde(default)]
     pub subject_prefix: String,
+    /// The claim naming the person behind the token, compared across
+    /// issuers by the export workflow (e.g. `email`); unset: this issuer's
+    /// tokens name no person. When set, a token without it is refused.
+    #[serde(default)]
+    pub identity_claim: Option<String>,
     /// Period of key set reloads, in seconds (default 300).
     #[serde(default = "default_refresh_s")]
     pub refresh_s: u64,
@@ -240,6 +245,11 @@ impl IssuerConfig {
                 "subject_prefix must not be empty (e.g. \"okta:\"): it keeps this issuer's subjects \
                  apart from the names in the vault's own tokens and in masking profile matches"
                     .into(),
+            ));
+        }
+        if self.identity_claim.as_deref().is_some_and(str::is_empty) {
+            return Err(err(
+                "identity_claim must not be empty (omit it instead)".into()
             ));
         }
         if self.min_refresh_interval_s == 0 {
@@ -529,6 +539,7 @@ struct Issuer {
     role_claim: String,
     subject_claim: String,
     subject_prefix: String,
+    identity_claim: Option<String>,
     map: Vec<RoleMapping>,
     source: Source,
     refresh: Duration,
@@ -562,6 +573,7 @@ impl Issuer {
             role_claim: c.role_claim.clone(),
             subject_claim: c.subject_claim.clone(),
             subject_prefix: c.subject_prefix.clone(),
+            identity_claim: c.identity_claim.clone(),
             map: c.map.clone(),
             source,
             refresh: Duration::from_secs(c.refresh_s),
@@ -841,13 +853,28 @@ impl Issuer {
                     hex::encode(sha2::Sha256::digest(signed.as_bytes()))
                 )
             }
-            Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= MAX_CLAIM_CHARS => {
-                s.clone()
-            }
+            // The revocation bound: a token whose id could not be revoked is
+            // not accepted.
+            Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_JTI_BYTES => s.clone(),
             Some(_) => {
                 return Err(invalid(format!(
-                    "claim jti must be a string of 1 to {MAX_CLAIM_CHARS} characters"
+                    "claim jti must be a string of 1 to {MAX_JTI_BYTES} bytes"
                 )));
+            }
+        };
+        let person = match &self.identity_claim {
+            None => None,
+            Some(name) => {
+                let found = claims.get(name).and_then(Value::as_str);
+                Some(
+                    found
+                        .and_then(tracevault_vault::token::normalize_person)
+                        .ok_or_else(|| {
+                            invalid(format!(
+                                "claim {name} (the identity) must be a non-empty string"
+                            ))
+                        })?,
+                )
             }
         };
         let values = claim_values(claims, &self.role_claim);
@@ -902,6 +929,7 @@ impl Issuer {
             ns: m.ns.clone(),
             win_from,
             win_to,
+            person,
         })
     }
 }
@@ -1591,6 +1619,9 @@ ns = ["*"]
         assert!(i.verify(&with("nbf", json!(now() + 10))).is_ok(), "leeway");
         refuse(&with("iat", json!(now() + 120)), "iat is in the future");
         refuse(&with("jti", json!(42)), "claim jti");
+        // One jti bound for accept and revoke: 128 bytes is accepted, 129 not.
+        assert!(i.verify(&with("jti", json!("j".repeat(128)))).is_ok());
+        refuse(&with("jti", json!("j".repeat(129))), "claim jti");
         refuse(&with("sub", json!("")), "claim sub");
         refuse(&with("sub", json!("x".repeat(300))), "longer than");
         for claim in ["exp", "sub", "aud", "iat"] {
@@ -1676,6 +1707,24 @@ ns = ["*"]
             .verify(&mint(&ed(7), Algorithm::EdDSA, Some("ed-1"), &c))
             .unwrap();
         assert_eq!(got.role, Role::Writer);
+        assert_eq!(got.person, None);
+        // An identity claim: normalized, and required once configured.
+        let with_id = issuer_with(&IssuerConfig {
+            identity_claim: Some("email".into()),
+            ..config("")
+        });
+        let mut c = claims(json!(["pipelines"]));
+        c["email"] = json!(" Alice@Example.COM ");
+        let got = with_id
+            .verify(&mint(&ed(7), Algorithm::EdDSA, Some("ed-1"), &c))
+            .unwrap();
+        assert_eq!(got.person.as_deref(), Some("alice@example.com"));
+        let c = claims(json!(["pipelines"]));
+        assert!(
+            with_id
+                .verify(&mint(&ed(7), Algorithm::EdDSA, Some("ed-1"), &c))
+                .is_err()
+        );
     }
 
     #[test]

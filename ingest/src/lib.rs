@@ -8,6 +8,7 @@ pub mod auth;
 mod body;
 mod error;
 pub mod external;
+pub mod fair;
 pub mod listener;
 pub mod metrics;
 mod otlp;
@@ -30,7 +31,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tracevault_vault::record::Prepared;
-use tracevault_vault::token::{Claims, Role, TokenIssuer};
+use tracevault_vault::token::{Claims, MAX_JTI_BYTES, Role, TokenIssuer};
 use tracevault_vault::{Vault, note, validate_namespace};
 
 pub use error::ApiError;
@@ -72,6 +73,9 @@ pub struct Limits {
     pub writer_burst_events: u64,
     /// Session streams open at once; more get 503.
     pub max_streams: usize,
+    /// Session streams one token may hold open at once; more get 503
+    /// `too_many_streams`, so one writer cannot take every stream slot.
+    pub max_streams_per_token: usize,
     /// A session stream with no data for this long is closed (with its summary).
     pub stream_idle_timeout_s: u64,
     /// How long a session stream keeps retrying an append the log refused
@@ -82,6 +86,14 @@ pub struct Limits {
     /// Longest life of a reader token, counted from its `iat`, whatever its
     /// `exp` says (SPEC section 2: default 12 h).
     pub max_reader_token_ttl_s: i64,
+    /// Denied requests (401, 403) are counted and recorded in `_audit` as one
+    /// entry per this many seconds (only for intervals that had any).
+    pub denied_audit_interval_s: u64,
+    /// Longest time a request body may take to arrive, on the routes that
+    /// are not bound by `write_timeout_s` (queries, exports, approvals, batch
+    /// proofs); beyond it `408 request_timeout`. Session streams have their
+    /// own idle limit.
+    pub body_read_timeout_s: u64,
     /// Longest time a write request (appends, OTLP exports, token issues) may
     /// take from its headers to its answer, body upload included (408 beyond).
     /// Keep it above `checkpoint_wait_ms`. Session streams are not bound by it.
@@ -104,11 +116,14 @@ impl Default for Limits {
             writer_events_per_s: 200_000,
             writer_burst_events: 400_000,
             max_streams: 256,
+            max_streams_per_token: 64,
             stream_idle_timeout_s: 3600,
             stream_retry_ms: 30_000,
             ready_timeout_ms: 2_000,
             max_reader_token_ttl_s: 12 * 3600,
             write_timeout_s: 60,
+            denied_audit_interval_s: 10,
+            body_read_timeout_s: 30,
         }
     }
 }
@@ -155,6 +170,8 @@ pub struct AppState {
     pub write_permits: Arc<tokio::sync::Semaphore>,
     /// Permits for open session streams (`max_streams`).
     pub stream_permits: Arc<tokio::sync::Semaphore>,
+    /// Stream slots per token (`max_streams_per_token`).
+    stream_slots: Arc<fair::PerKeySlots>,
     /// Permits for OTLP decoding (`max_otlp_decoding`).
     otlp_decoding: Arc<tokio::sync::Semaphore>,
     /// Permits for batch proof requests being computed
@@ -183,12 +200,18 @@ impl AppState {
         let permits = Arc::new(tokio::sync::Semaphore::new(
             limits.max_inflight_writes.max(1),
         ));
-        let denied = Arc::new(audit::DeniedLog::start(vault.clone()));
+        let shutdown = Arc::new(tokio::sync::watch::channel(false).0);
+        let denied = Arc::new(audit::DeniedLog::start(
+            vault.clone(),
+            Duration::from_secs(limits.denied_audit_interval_s.max(1)),
+            shutdown.subscribe(),
+        ));
         AppState {
             vault,
             tokens,
             write_permits: permits,
             stream_permits: Arc::new(tokio::sync::Semaphore::new(limits.max_streams.max(1))),
+            stream_slots: Arc::new(fair::PerKeySlots::new(limits.max_streams_per_token)),
             otlp_decoding: Arc::new(tokio::sync::Semaphore::new(limits.max_otlp_decoding.max(1))),
             proof_batches: Arc::new(tokio::sync::Semaphore::new(PROOF_BATCHES_AT_ONCE)),
             limiter: Arc::new(ratelimit::RateLimiter::new(
@@ -199,7 +222,7 @@ impl AppState {
             metrics_public: true,
             revocations: Arc::new(audit::Revocations::default()),
             denied,
-            shutdown: Arc::new(tokio::sync::watch::channel(false).0),
+            shutdown,
             external: Arc::default(),
             limits,
         }
@@ -214,6 +237,11 @@ impl AppState {
     /// server that cannot read its revocations must not accept tokens.
     pub async fn load_revocations(&self) -> Result<usize, tracevault_vault::VaultError> {
         self.revocations.load(&self.vault).await
+    }
+
+    /// Whether token id `jti` has been revoked.
+    pub fn is_revoked(&self, jti: &str) -> bool {
+        self.revocations.is_revoked(jti)
     }
 
     /// Tells long-lived requests (session streams) to finish: their complete
@@ -283,6 +311,60 @@ async fn shed_writes(
     }
 }
 
+/// Guards the routes that read a body and are not write requests (queries,
+/// exports and their approvals, batch proofs): the token is checked from the
+/// headers before any byte of the body is read (401/403 cost the server no
+/// body), and the body must arrive whole within `body_read_timeout_s` (408
+/// otherwise) and within `max_body_bytes` (413), so a slow or endless sender
+/// cannot hold a connection or memory. Requests without a body pass through.
+pub async fn guard_body(
+    State(st): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::http::Method;
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    if let Err(e) = auth::authenticate(&st, req.headers()) {
+        return e.into_response();
+    }
+    let (parts, body) = req.into_parts();
+    let max = st.limits.max_body_bytes;
+    let limit = Duration::from_secs(st.limits.body_read_timeout_s.max(1));
+    let read = async move {
+        let mut stream = body.into_data_stream();
+        let mut buf = bytes::BytesMut::new();
+        while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+            let chunk = chunk.map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?;
+            if buf.len() + chunk.len() > max {
+                return Err(ApiError::too_large(
+                    "body_too_large",
+                    format!("request body exceeds {max} bytes"),
+                ));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf.freeze())
+    };
+    match tokio::time::timeout(limit, read).await {
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request body did not arrive within {} s",
+                limit.as_secs()
+            ),
+        )
+        .into_response(),
+        Ok(Err(e)) => e.into_response(),
+        Ok(Ok(bytes)) => {
+            let req = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
+            next.run(req).await
+        }
+    }
+}
+
 /// Counts every failed response by status and stable code, and logs it.
 async fn count_rejections(
     State(st): State<AppState>,
@@ -295,9 +377,12 @@ async fn count_rejections(
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let resp = next.run(req).await;
+    let mut resp = next.run(req).await;
     let status = resp.status();
     if status.is_client_error() || status.is_server_error() {
+        if resp.extensions().get::<metrics::ErrorCode>().is_none() {
+            resp = json_error(resp).await;
+        }
         let code = resp
             .extensions()
             .get::<metrics::ErrorCode>()
@@ -305,14 +390,49 @@ async fn count_rejections(
             .unwrap_or("other");
         st.metrics.rejected(status.as_u16(), code);
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            let path: String = path.chars().take(512).collect();
-            st.denied.record(json!({
-                "status": status.as_u16(), "code": code, "method": method,
-                "path": path, "request_id": request_id,
-            }));
+            let denial = audit::Denial {
+                status: status.as_u16(),
+                code,
+                method,
+                path: path.chars().take(512).collect(),
+            };
+            st.denied.record(denial, request_id);
         }
     }
     resp
+}
+
+/// Turns an error answered by the framework rather than by our handlers (an
+/// extractor's plain-text 400/415/422, a layer's 413) into the API's JSON
+/// error shape, keeping its status and text: every error a client sees has
+/// a stable code.
+async fn json_error(resp: Response) -> Response {
+    let status = resp.status();
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::REQUEST_TIMEOUT => "request_timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid_json",
+        StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let mut out = ApiError::new(status, code, text).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name == header::RETRY_AFTER || name == header::ALLOW {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
 }
 
 /// Builds the router.
@@ -369,12 +489,19 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
                 .post(inclusion_batch)
                 .layer(DefaultBodyLimit::max(
                     MAX_PROOF_BATCH_BODY_BYTES.min(raw_limit),
+                ))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    guard_body,
                 )),
         )
         .route("/v1/logs/{ns}/proof/consistency", get(consistency))
         .merge(writes)
         .merge(otlp)
-        .merge(extra)
+        .merge(extra.route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard_body,
+        )))
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -546,6 +673,8 @@ struct TokenRequest {
     win_from: Option<String>,
     #[serde(default)]
     win_to: Option<String>,
+    #[serde(default)]
+    person: Option<String>,
 }
 
 async fn issue_token(
@@ -569,6 +698,12 @@ async fn issue_token(
             validate_namespace(ns, role == Role::Admin)?;
         }
     }
+    if role == Role::Reader && req.win_from.is_none() {
+        return Err(ApiError::bad_request(
+            "window_required",
+            "a reader token needs win_from (for all of history: 1970-01-01T00:00:00Z)",
+        ));
+    }
     for (name, w) in [("win_from", &req.win_from), ("win_to", &req.win_to)] {
         if let Some(w) = w {
             tracevault_schemas::parse_timestamp(name, w)
@@ -591,12 +726,20 @@ async fn issue_token(
     }
     let (token, new) = st
         .tokens
-        .issue(role, req.ns, &req.sub, ttl, (req.win_from, req.win_to))
+        .issue_for(
+            role,
+            req.ns,
+            &req.sub,
+            ttl,
+            (req.win_from, req.win_to),
+            req.person.as_deref(),
+        )
         .map_err(|e| ApiError::bad_request("invalid_token_request", e.to_string()))?;
     // Recorded before it is handed out: a token that is not in the access
     // log never leaves the server.
     let record = json!({"jti": new.jti, "role": new.role, "ns": new.ns, "sub": new.sub,
-        "iat": new.iat, "exp": new.exp, "win_from": new.win_from, "win_to": new.win_to});
+        "iat": new.iat, "exp": new.exp, "win_from": new.win_from, "win_to": new.win_to,
+        "person": new.person});
     st.vault
         .append_system(
             audit::AUDIT_NS,
@@ -632,10 +775,10 @@ async fn revoke_token(
     let body = body_bytes(body, st.limits.max_body_bytes)?;
     let req: RevokeRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?;
-    if req.jti.is_empty() || req.jti.len() > 128 {
+    if req.jti.is_empty() || req.jti.len() > MAX_JTI_BYTES {
         return Err(ApiError::bad_request(
             "invalid_jti",
-            "jti must be 1-128 characters",
+            format!("jti must be 1-{MAX_JTI_BYTES} bytes"),
         ));
     }
     if req.reason.as_ref().is_some_and(|r| r.len() > 1024) {

@@ -113,7 +113,7 @@ fn grpc_code(status: StatusCode) -> i32 {
 pub fn error_response(mut e: ApiError, enc: Encoding) -> Response {
     // OTLP clients drop a batch on any status but 429/502/503/504. A fenced
     // namespace is a fail-over in progress: the retry belongs at the new owner.
-    if e.status == StatusCode::CONFLICT {
+    if e.status == StatusCode::CONFLICT && e.code == "namespace_fenced" {
         e.status = StatusCode::SERVICE_UNAVAILABLE;
     }
     if e.status.is_server_error() {

@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tracevault_schemas::{Event, validate_session_id};
 use tracevault_vault::record::Prepared;
-use tracevault_vault::token::Role;
+use tracevault_vault::token::{Claims, Role};
 use tracevault_vault::{AppendError, VaultError, validate_namespace};
 
 use crate::error::ApiError;
@@ -47,6 +47,15 @@ fn too_long(max: usize) -> ApiError {
         "event_too_large",
         format!("line is longer than {max} bytes; skipped to the next newline"),
     )
+}
+
+/// The summary's `end` for a token that stopped being valid.
+fn end_reason(e: &ApiError) -> &'static str {
+    if e.code == "token_revoked" {
+        "token_revoked"
+    } else {
+        "token_expired"
+    }
 }
 
 /// `POST /v1/logs/{ns}/sessions/{session_id}/stream`.
@@ -73,6 +82,15 @@ pub async fn session_stream(
             "session streams are not compressed (each line must be readable as it arrives)",
         ));
     }
+    let own_slot = st.stream_slots.try_take(&claims.jti).ok_or_else(|| {
+        ApiError::unavailable(
+            "too_many_streams",
+            format!(
+                "this token already holds {} open session streams; close one first",
+                st.stream_slots.per_key()
+            ),
+        )
+    })?;
     let permit = st.stream_permits.clone().try_acquire_owned().map_err(|_| {
         ApiError::unavailable(
             "too_many_streams",
@@ -90,13 +108,11 @@ pub async fn session_stream(
         st,
         ns,
         session,
-        sub: claims.sub,
-        jti: claims.jti,
-        exp: claims.exp,
+        claims,
         tx,
     };
     tokio::spawn(async move {
-        let _permit = permit;
+        let _permit = (permit, own_slot);
         ingest.run(body).await;
     });
     let out = futures::stream::unfold(rx, |mut rx| async move {
@@ -115,10 +131,9 @@ struct StreamIngest {
     st: AppState,
     ns: String,
     session: String,
-    sub: String,
-    jti: String,
-    /// When the writer's token expires (Unix seconds): the stream ends then.
-    exp: i64,
+    /// The writer's token: checked again (revocation, expiry) before every
+    /// append and at least once a second, so a stream never outlives it.
+    claims: Claims,
     tx: mpsc::Sender<Bytes>,
 }
 
@@ -164,6 +179,9 @@ struct Line {
 /// Why the receipts could not be delivered.
 struct Stalled;
 
+/// How often an open stream re-checks its token while idle.
+const TOKEN_CHECK_EVERY: Duration = Duration::from_millis(500);
+
 impl StreamIngest {
     /// Queues a response line. A client that stopped reading loses its
     /// receipts, never its events; one that reads nothing for the idle
@@ -190,15 +208,28 @@ impl StreamIngest {
         let mut line_no = 0u64;
         // Skipping the rest of an over-long line until its newline.
         let mut skipping = false;
+        let mut idle_until = tokio::time::Instant::now() + idle;
+        let mut token_check = tokio::time::interval(TOKEN_CHECK_EVERY);
+        token_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let end = loop {
             if *shutdown.borrow() {
                 tally.discarded_bytes += buf.len() as u64;
                 break "shutting_down";
             }
             let next = tokio::select! {
-                n = tokio::time::timeout(idle, body.next()) => n,
+                n = tokio::time::timeout_at(idle_until, body.next()) => n,
                 _ = shutdown.changed() => continue,
+                _ = token_check.tick() => {
+                    match self.token_end().await {
+                        Some(end) => {
+                            tally.discarded_bytes += buf.len() as u64;
+                            break end;
+                        }
+                        None => continue,
+                    }
+                }
             };
+            idle_until = tokio::time::Instant::now() + idle;
             let chunk = match next {
                 Err(_) => break "idle_timeout",
                 Ok(None) => {
@@ -275,6 +306,16 @@ impl StreamIngest {
             .await;
     }
 
+    /// When the token is no longer valid (revoked, expired): sends the error
+    /// line and gives the stream's end reason.
+    async fn token_end(&self) -> Option<&'static str> {
+        let e = auth::check_live(&self.st, &self.claims).err()?;
+        let _ = self
+            .send(json!({"error": {"code": e.code, "message": e.message}}))
+            .await;
+        Some(end_reason(&e))
+    }
+
     /// A complete line, refused at once if longer than `max` bytes.
     fn checked(&self, n: u64, text: Bytes, max: usize) -> Line {
         let text = if text.len() > max {
@@ -311,14 +352,13 @@ impl StreamIngest {
         } else {
             let first = outcome.first().map(|o| o.0).unwrap_or(0);
             let last = outcome.last().map(|o| o.0).unwrap_or(0);
-            if chrono::Utc::now().timestamp() >= self.exp {
+            if let Err(e) = auth::check_live(&self.st, &self.claims) {
                 let _ = self
-                    .send(json!({"lines": [first, last], "error": {"code": "token_expired",
-                        "message": "the stream's token expired; open a new stream with a fresh token"}}))
+                    .send(json!({"lines": [first, last], "error": {"code": e.code, "message": e.message}}))
                     .await;
-                return Err("token_expired");
+                return Err(end_reason(&e));
             }
-            match self.append(events).await {
+            match self.append_lines(events).await {
                 Ok(r) => r,
                 Err(e) => {
                     let _ = self
@@ -331,14 +371,16 @@ impl StreamIngest {
         self.st.metrics.ingested(
             &self.ns,
             Source::Stream,
-            receipts.iter().filter(|r| !r.duplicate).count() as u64,
+            receipts
+                .iter()
+                .filter(|r| r.as_ref().is_ok_and(|r| !r.duplicate))
+                .count() as u64,
             bytes as u64,
             started.elapsed(),
         );
         for (n, o) in outcome {
-            let line = match o {
-                Ok(i) => {
-                    let r = &receipts[i];
+            let line = match o.and_then(|i| receipts[i].clone()) {
+                Ok(r) => {
                     tally.add(r.index, r.duplicate);
                     let mut v = json!({"line": n, "index": r.index, "leaf_hash": r.leaf_hash, "session_seq": r.session_seq});
                     if r.duplicate {
@@ -390,14 +432,44 @@ impl StreamIngest {
             .map_err(|e| ApiError::unavailable("seal_failed", e.to_string()))
     }
 
+    /// Appends the lines' events as one batch; when the batch is refused for
+    /// an `event_id` conflict, appends them one at a time instead, so that
+    /// only the conflicting lines are refused (in-band, the stream goes on).
+    async fn append_lines(
+        &self,
+        events: Vec<Prepared>,
+    ) -> Result<Vec<Result<tracevault_vault::Receipt, ApiError>>, ApiError> {
+        match self.append(&events).await {
+            Ok(r) => Ok(r.into_iter().map(Ok).collect()),
+            Err(e) if e.code == "event_id_conflict" && events.len() > 1 => {
+                let mut out = Vec::with_capacity(events.len());
+                for ev in &events {
+                    match self.append(std::slice::from_ref(ev)).await {
+                        Ok(mut r) if r.len() == 1 => out.push(Ok(r.remove(0))),
+                        Ok(_) => {
+                            return Err(ApiError::unavailable(
+                                "internal",
+                                "the log answered one event with a wrong number of receipts",
+                            ));
+                        }
+                        Err(e) if e.code == "event_id_conflict" => out.push(Err(e)),
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(out)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Appends, waiting out rate limits and transient overload for a bounded
     /// time (the body is not read meanwhile: backpressure reaches the client).
     async fn append(
         &self,
-        events: Vec<Prepared>,
+        events: &[Prepared],
     ) -> Result<Vec<tracevault_vault::Receipt>, ApiError> {
         let deadline = Instant::now() + Duration::from_millis(self.st.limits.stream_retry_ms);
-        while let Err(wait) = self.st.limiter.take(&self.jti, events.len() as u64) {
+        while let Err(wait) = self.st.limiter.take(&self.claims.jti, events.len() as u64) {
             if Instant::now() + wait > deadline {
                 return Err(crate::rate_limited(wait));
             }
@@ -408,7 +480,7 @@ impl StreamIngest {
             match self
                 .st
                 .vault
-                .append_prepared(&self.ns, events.clone(), &self.sub)
+                .append_prepared(&self.ns, events.to_vec(), &self.claims.sub)
                 .await
             {
                 Ok(r) => return Ok(r),

@@ -7,7 +7,9 @@
 #![warn(missing_docs)]
 
 pub mod export;
+pub mod guard;
 pub mod masking;
+pub mod priority;
 pub mod rows;
 mod scan;
 pub mod sql;

@@ -287,6 +287,14 @@ impl TableProvider for TracesTable {
         if out_cols.contains(&CONTENT) {
             read.push(CONTENT_TYPE_COL);
         }
+        // The leaf hash of a row whose verbatim columns the profile masks is
+        // withheld: read those columns to know, whether projected or not.
+        let leaf_guard = if out_cols.contains(&LEAF_HASH) {
+            leaf_guard(&self.shared.masker)
+        } else {
+            Vec::new()
+        };
+        read.extend(leaf_guard.iter().map(|g| g.0));
         read.sort_unstable();
         read.dedup();
 
@@ -390,6 +398,19 @@ impl Access {
     }
 }
 
+/// The verbatim columns of the committed record (`query::export::VERBATIM`)
+/// that `m` may mask, with their `traces` positions: a row where one of them
+/// is masked gets no `leaf_hash`, because with the rest of the record shown
+/// the hash would let a reader confirm guesses of the masked value.
+fn leaf_guard(m: &Masker) -> Vec<(usize, &'static str)> {
+    let schema = traces_schema();
+    crate::export::VERBATIM
+        .into_iter()
+        .filter(|name| !m.leaves_column(name))
+        .filter_map(|name| Some((schema.index_of(name).ok()?, name)))
+        .collect()
+}
+
 /// Enforces the access rule and masks, batch by batch.
 #[derive(Debug)]
 pub(crate) struct MaskExec {
@@ -398,6 +419,8 @@ pub(crate) struct MaskExec {
     out_cols: Vec<usize>,
     /// Position in the input batch of each stored column read (by segment index).
     pos: Vec<Option<usize>>,
+    /// Verbatim columns whose masking withholds a row's `leaf_hash`.
+    leaf_guard: Vec<(usize, &'static str)>,
     schema: SchemaRef,
     shared: Arc<ScanShared>,
     props: Arc<PlanProperties>,
@@ -421,10 +444,16 @@ impl MaskExec {
             EmissionType::Incremental,
             Boundedness::Bounded,
         );
+        let leaf_guard = if out_cols.contains(&LEAF_HASH) {
+            leaf_guard(&shared.masker)
+        } else {
+            Vec::new()
+        };
         Ok(MaskExec {
             input,
             out_cols,
             pos,
+            leaf_guard,
             schema,
             shared,
             props: Arc::new(props),
@@ -491,6 +520,7 @@ impl ExecutionPlan for MaskExec {
             input,
             out_cols: self.out_cols.clone(),
             pos: self.pos.clone(),
+            leaf_guard: self.leaf_guard.clone(),
             schema: self.schema.clone(),
             shared: self.shared.clone(),
             props: Arc::new(props),
@@ -507,6 +537,7 @@ impl ExecutionPlan for MaskExec {
             input: self.input.clone(),
             out_cols: self.out_cols.clone(),
             pos: self.pos.clone(),
+            leaf_guard: self.leaf_guard.clone(),
             schema: self.schema.clone(),
             shared: self.shared.clone(),
             props: self.props.clone(),
@@ -520,6 +551,32 @@ impl ExecutionPlan for MaskExec {
 }
 
 impl MaskExec {
+    /// For each row of `b`: whether the profile masks one of its verbatim
+    /// values, so that its `leaf_hash` must be withheld (null).
+    fn withheld_leaves(&self, b: &RecordBatch) -> DfResult<Vec<bool>> {
+        let mut out = vec![false; b.num_rows()];
+        let m = &self.shared.masker;
+        for &(col, name) in &self.leaf_guard {
+            let a = self.column(b, col)?;
+            let a = a
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or_else(|| DataFusionError::Internal(format!("{name}: not a string column")))?;
+            for (i, w) in out.iter_mut().enumerate() {
+                if !*w
+                    && !a.is_null(i)
+                    && !matches!(
+                        m.mask_str(name, a.value(i)),
+                        Some(std::borrow::Cow::Borrowed(_))
+                    )
+                {
+                    *w = true;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Keeps the caller's rows of `b` and returns them as masked `traces` rows.
     fn mask_batch(&self, b: &RecordBatch) -> DfResult<RecordBatch> {
         let internal = |m: &str| DataFusionError::Internal(m.to_string());
@@ -565,9 +622,14 @@ impl MaskExec {
                         .as_any()
                         .downcast_ref::<FixedSizeBinaryArray>()
                         .ok_or_else(|| internal("leaf_hash type"))?;
+                    let withheld = self.withheld_leaves(&b)?;
                     let mut s = StringBuilder::with_capacity(n, n * 64);
                     for i in 0..n {
-                        s.append_value(hex::encode(h.value(i)));
+                        if withheld.get(i).copied().unwrap_or(true) {
+                            s.append_null();
+                        } else {
+                            s.append_value(hex::encode(h.value(i)));
+                        }
                     }
                     Arc::new(s.finish())
                 }

@@ -56,6 +56,10 @@ pub struct QueryLimits {
     pub memory_bytes: usize,
     /// Wall-clock limit.
     pub timeout: Duration,
+    /// Most bytes in a result (Arrow memory of its batches; refused beyond).
+    pub max_result_bytes: usize,
+    /// Bounds of each function call ([`crate::guard`]).
+    pub guard: crate::guard::GuardLimits,
 }
 
 /// Why a query failed; each maps to a stable API code.
@@ -70,6 +74,9 @@ pub enum QueryError {
     /// The result exceeds `max_result_rows`.
     #[error("the result has more than {0} rows; add a LIMIT or narrow the WHERE clause")]
     ResultTooLarge(usize),
+    /// The result exceeds `max_result_bytes`.
+    #[error("the result is larger than {0} bytes; select fewer columns or rows")]
+    ResultTooManyBytes(usize),
     /// The query ran out of time.
     #[error("the query did not finish within {0:?}")]
     Timeout(Duration),
@@ -133,7 +140,9 @@ pub fn traces_schema() -> SchemaRef {
         s("model", true),
         s("content", true),
         s("attributes", true),
-        s("leaf_hash", false),
+        // Null when the caller's profile masks one of the row's verbatim
+        // values (docs/masking.md): the hash would confirm guesses of it.
+        s("leaf_hash", true),
     ]))
 }
 
@@ -203,6 +212,7 @@ async fn execute(
     runtime.register_object_store(&url, vault.store().object_store());
     let config = SessionConfig::new().with_information_schema(false);
     let ctx = SessionContext::new_with_config_rt(config, runtime);
+    crate::guard::lock_down(&ctx, limits.guard);
     let table = TracesTable {
         vault: vault.clone(),
         shared: shared.clone(),
@@ -237,15 +247,34 @@ async fn execute(
     }
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let task = Arc::new(df.task_ctx());
-    let plan = df.create_physical_plan().await.map_err(vanished)?;
+    // Optimized, then checked and bounded (`crate::guard`), then planned as
+    // is: nothing runs that the guard did not see.
+    crate::guard::check_unoptimized(df.logical_plan())
+        .map_err(|e| QueryError::Refused(e.to_string()))?;
+    let state = ctx.state();
+    let optimized = state
+        .optimize(df.logical_plan())
+        .map_err(|e| QueryError::Refused(e.to_string()))?;
+    let secured = crate::guard::secure(optimized, limits.guard)
+        .map_err(|e| QueryError::Refused(e.to_string()))?;
+    let plan = state
+        .query_planner()
+        .create_physical_plan(&secured, &state)
+        .await
+        .map_err(vanished)?;
     let mut stream = execute_stream(plan.clone(), task).map_err(vanished)?;
     let mut batches = Vec::new();
     let mut rows = 0usize;
+    let mut bytes = 0usize;
     while let Some(b) = stream.next().await {
         let b = b.map_err(vanished)?;
         rows += b.num_rows();
         if rows > limits.max_result_rows {
             return Err(QueryError::ResultTooLarge(limits.max_result_rows));
+        }
+        bytes = bytes.saturating_add(b.get_array_memory_size());
+        if bytes > limits.max_result_bytes {
+            return Err(QueryError::ResultTooManyBytes(limits.max_result_bytes));
         }
         batches.push(b);
     }

@@ -6,8 +6,6 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use tracevault_replay::{Integrity, ReplayEvent, SessionInfo, Source, SourceError, TimelineIndex};
 use tracevault_vault::store::layout;
@@ -17,7 +15,7 @@ use tracevault_vault::{Store, compact, segment};
 use super::{Checked, from_entry, set};
 
 /// Opens session `session` of namespace `ns` (default: the only namespace)
-/// in the store of data directory `dir`. `key` is the base64 log public key.
+/// in the store of data directory `dir`. `key` is the log key (base64 or C2SP verifier key).
 pub fn open(
     dir: &Path,
     ns: Option<&str>,
@@ -28,13 +26,8 @@ pub fn open(
     anyhow::ensure!(root.is_dir(), "{} has no store directory", dir.display());
     let pinned = key
         .map(|k| {
-            let b: [u8; 32] = B64
-                .decode(k.trim())
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| {
-                    anyhow::anyhow!("--key must be the base64 Ed25519 log public key")
-                })?;
+            let (_, b) = tracevault_vault::note::parse_log_key(k)
+                .map_err(|e| anyhow::anyhow!("--key: {e}"))?;
             Ok::<_, anyhow::Error>(ed25519_dalek::VerifyingKey::from_bytes(&b)?)
         })
         .transpose()?;

@@ -40,9 +40,9 @@ pub struct ReplayArgs {
     /// A data directory (operator on the box: reads its store directly, unmasked).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// The pinned key: a C2SP verifier key (`name+id+base64`, from `GET
-    /// /v1/vault`) with --server or --bundle; the base64 log public key
-    /// with --data. Without it the verdict is at most "unverified".
+    /// The pinned log key: a C2SP verifier key (`name+id+base64`, from `GET
+    /// /v1/vault`) or the base64 log public key, with any source. Without
+    /// it the verdict is at most "unverified".
     #[arg(long)]
     key: Option<String>,
     /// Tail the session as new events arrive.

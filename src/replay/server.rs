@@ -478,7 +478,9 @@ impl From<SourceError> for Check {
 
 /// The key of `ns` to check with: the pinned one, else the server's own.
 async fn namespace_key(api: &Api, ns: &str, pinned: Option<&str>) -> Result<String, Check> {
-    if let Some(k) = pinned {
+    if let Some(k) = pinned
+        && k.contains('+')
+    {
         return Ok(k.to_string());
     }
     let v: Value = api
@@ -487,12 +489,22 @@ async fn namespace_key(api: &Api, ns: &str, pinned: Option<&str>) -> Result<Stri
         .json()
         .await
         .map_err(|e| Check::Unreachable(e.to_string()))?;
-    v["namespaces"]
+    let served = v["namespaces"]
         .as_array()
         .and_then(|a| a.iter().find(|n| n["ns"] == ns))
         .and_then(|n| n["verifier_key"].as_str())
         .map(str::to_string)
-        .ok_or_else(|| Check::Bad(None, "the server did not give the namespace's key".into()))
+        .ok_or_else(|| Check::Bad(None, "the server did not give the namespace's key".into()))?;
+    match pinned {
+        // A bare pinned key: the log's name from the server, the key ours
+        // (the name is not a secret; the key is what is trusted).
+        Some(k) => {
+            let (name, _) = note::parse_verifier_key(&served)
+                .map_err(|e| Check::Bad(None, format!("the server's key: {e}")))?;
+            note::verifier_key_for(&name, k).map_err(|e| Check::Bad(None, format!("--key: {e}")))
+        }
+        None => Ok(served),
+    }
 }
 
 /// The latest checkpoint, signature checked, and consistent with the one

@@ -154,9 +154,17 @@ fn issue(data: &Path, role: &str, ns: &str, sub: &str, extra: &[&str]) -> String
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-/// Mints a token with `tracevault token issue`.
+/// Mints a token with `tracevault token issue` (a reader's window is all
+/// of history, said explicitly as readers must).
 pub fn token(data: &Path, role: &str, ns: &str, sub: &str) -> String {
-    issue(data, role, ns, sub, &[])
+    let all = ["--from", "1970-01-01T00:00:00Z"];
+    issue(
+        data,
+        role,
+        ns,
+        sub,
+        if role == "reader" { &all } else { &[] },
+    )
 }
 
 /// Mints a reader token whose window is `[from, to]` (RFC 3339).

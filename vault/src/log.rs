@@ -67,6 +67,11 @@ pub enum AppendError {
     /// pause rather than risk acknowledging writes another server may own.
     #[error("the namespace lease could not be renewed recently; retry later")]
     LeaseLapsed,
+    /// An event reuses the `event_id` of a different event by the same writer
+    /// in the same session (within the dedupe window): the request is refused
+    /// whole, nothing appended.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// Failures opening a namespace log.
@@ -225,15 +230,44 @@ struct Sequencer {
     dedup: Dedup,
 }
 
-/// A bounded map of recent `event_id`s to their receipts.
+/// A bounded map of recent events that carry an `event_id`, for idempotent
+/// retries. The key is `(ingested_by, session_id, event_id)`, hashed: one
+/// writer's ids never collide with another's, so no writer can pre-empt (and
+/// so suppress) another's event by posting its id first. Each key keeps the
+/// original receipt and the fingerprint of the event
+/// ([`Entry::event_fingerprint`]): a retry must carry the same event, and
+/// the same key with a different event is a conflict, never a silent
+/// duplicate.
 struct Dedup {
-    map: HashMap<String, Receipt>,
-    order: VecDeque<String>,
+    map: HashMap<Hash, (Receipt, Hash)>,
+    order: VecDeque<Hash>,
     cap: usize,
 }
 
+/// What the dedupe window says of an event.
+enum Seen<'a> {
+    /// No `event_id`, or not seen within the window: append it.
+    New,
+    /// The same event again: answer with the original receipt.
+    Duplicate(&'a Receipt),
+    /// Another event under the same key.
+    Conflict,
+}
+
+/// The dedupe key of an event: its writer, session and `event_id`, each
+/// length-prefixed so no two triples share an encoding.
+fn dedup_key(ingested_by: &str, session_id: &str, event_id: &str) -> Hash {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for part in [ingested_by, session_id, event_id] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    h.finalize().into()
+}
+
 impl Dedup {
-    fn insert(&mut self, id: String, r: Receipt) {
+    fn insert(&mut self, key: Hash, r: Receipt, fingerprint: Hash) {
         if self.cap == 0 {
             return;
         }
@@ -242,8 +276,24 @@ impl Dedup {
         {
             self.map.remove(&old);
         }
-        self.order.push_back(id.clone());
-        self.map.insert(id, r);
+        self.order.push_back(key);
+        self.map.insert(key, (r, fingerprint));
+    }
+
+    fn seen(&self, key: &Hash, fingerprint: &Hash) -> Seen<'_> {
+        match self.map.get(key) {
+            None => Seen::New,
+            Some((r, f)) if f == fingerprint => Seen::Duplicate(r),
+            Some(_) => Seen::Conflict,
+        }
+    }
+
+    /// Remembers a stored entry (at open, from segments and the WAL).
+    fn absorb(&mut self, e: &Entry) {
+        if let Some(id) = &e.event_id {
+            let key = dedup_key(&e.ingested_by, &e.session_id, id);
+            self.insert(key, receipt(e), e.event_fingerprint());
+        }
     }
 }
 
@@ -275,9 +325,7 @@ impl Loaded {
         self.chain = e.chain_hash;
         let next = self.sessions.entry(e.session_id.clone()).or_insert(0);
         *next = (*next).max(e.session_seq + 1);
-        if let Some(id) = &e.event_id {
-            self.dedup.insert(id.clone(), receipt(e));
-        }
+        self.dedup.absorb(e);
         self.last_received = self.last_received.max(e.received_at);
     }
 }
@@ -921,23 +969,34 @@ fn sequencer_loop(
             continue;
         }
         entries.clear();
-        let mut answers: Vec<(Reply, Vec<Receipt>)> = Vec::new();
+        let mut answers: Vec<(Reply, Result<Vec<Receipt>, AppendError>)> = Vec::new();
         let mut failed = None;
         let mut pending = reqs.into_iter();
         for req in pending.by_ref() {
+            // All or nothing: a request with an `event_id` conflict is refused
+            // before any of its events is sealed.
+            if let Some(msg) = conflict(&s.dedup, &req) {
+                answers.push((req.reply, Err(AppendError::Conflict(msg))));
+                continue;
+            }
             let mut receipts = Vec::with_capacity(req.events.len());
             for ev in req.events {
-                if let Some(r) = ev.event_id().and_then(|id| s.dedup.map.get(id)) {
+                let key = ev
+                    .event_id()
+                    .map(|id| dedup_key(&req.ingested_by, ev.session_id(), id));
+                if let Some(key) = &key
+                    && let Seen::Duplicate(r) = s.dedup.seen(key, ev.fingerprint())
+                {
                     receipts.push(Receipt {
                         duplicate: true,
                         ..r.clone()
                     });
                     continue;
                 }
+                let fingerprint = *ev.fingerprint();
                 s.last_received = s.last_received.max(now_micros());
                 let session_seq = *s.sessions.get(ev.session_id()).unwrap_or(&0);
                 let session_id = ev.session_id().to_string();
-                let event_id = ev.event_id().map(str::to_string);
                 let sealed = ev.seal(Position {
                     ns: &s.ns,
                     idx: s.next,
@@ -952,8 +1011,8 @@ fn sequencer_loop(
                         s.chain = e.chain_hash;
                         s.sessions.insert(session_id, session_seq + 1);
                         let r = receipt(&e);
-                        if let Some(id) = event_id {
-                            s.dedup.insert(id, r.clone());
+                        if let Some(key) = key {
+                            s.dedup.insert(key, r.clone(), fingerprint);
                         }
                         receipts.push(r);
                         entries.push(e);
@@ -964,13 +1023,13 @@ fn sequencer_loop(
                     }
                 }
             }
-            answers.push((req.reply, receipts));
+            answers.push((req.reply, Ok(receipts)));
             if failed.is_some() {
                 break;
             }
         }
         // Requests after a failure get the failure too, not a dropped channel.
-        answers.extend(pending.map(|r| (r.reply, Vec::new())));
+        answers.extend(pending.map(|r| (r.reply, Ok(Vec::new()))));
         if failed.is_none()
             && let Err(e) = s.wal.append(&entries)
         {
@@ -983,6 +1042,10 @@ fn sequencer_loop(
             for (reply, _) in answers {
                 let _ = reply.send(Err(AppendError::Failed(msg.clone())));
             }
+            // Entries sealed before the failure are not in the tree: their
+            // dedupe keys must not answer later retries as duplicates. The
+            // log is failed (nothing more is acknowledged) until a restart
+            // rebuilds the window from what is really stored.
             continue;
         }
         if let Ok(mut st) = shared.state.write() {
@@ -993,8 +1056,8 @@ fn sequencer_loop(
             }
         }
         shared.durable_tx.send_replace(s.next);
-        for (reply, receipts) in answers {
-            let _ = reply.send(Ok(receipts));
+        for (reply, outcome) in answers {
+            let _ = reply.send(outcome);
         }
         if let Err(e) = s.wal.release_below(shared.published.load(Ordering::SeqCst)) {
             tracing::warn!(ns = %s.ns, "WAL cleanup: {e}");
@@ -1009,7 +1072,34 @@ fn clone_err(e: &AppendError) -> AppendError {
         AppendError::Failed(m) => AppendError::Failed(m.clone()),
         AppendError::Closed => AppendError::Closed,
         AppendError::LeaseLapsed => AppendError::LeaseLapsed,
+        AppendError::Conflict(m) => AppendError::Conflict(m.clone()),
     }
+}
+
+/// The first `event_id` conflict of `req`, if any: an event whose key the
+/// window (or an earlier event of the same request) holds for a different
+/// event.
+fn conflict(dedup: &Dedup, req: &AppendReq) -> Option<String> {
+    let mut own: HashMap<Hash, &Hash> = HashMap::new();
+    for ev in &req.events {
+        let Some(id) = ev.event_id() else { continue };
+        let key = dedup_key(&req.ingested_by, ev.session_id(), id);
+        let clash = match dedup.seen(&key, ev.fingerprint()) {
+            Seen::Conflict => true,
+            Seen::Duplicate(_) => false,
+            Seen::New => own
+                .insert(key, ev.fingerprint())
+                .is_some_and(|f| f != ev.fingerprint()),
+        };
+        if clash {
+            let shown: String = id.chars().take(128).collect();
+            return Some(format!(
+                "event_id {shown:?} of session {:?} was already used by this writer for a different event; nothing of this request was appended",
+                ev.session_id()
+            ));
+        }
+    }
+    None
 }
 
 struct Publisher {

@@ -112,6 +112,45 @@ pub fn verifier_key(name: &str, pubkey: &[u8; 32]) -> String {
     )
 }
 
+/// Parses a log key as an operator gives it on the command line: a C2SP
+/// verifier key (`name+id+base64`, checked as [`parse_verifier_key`] does)
+/// or the bare base64 Ed25519 public key. Every `--key` flag takes both;
+/// the name, when given, is returned so callers can check it.
+pub fn parse_log_key(s: &str) -> Result<(Option<String>, [u8; 32]), NoteError> {
+    let s = s.trim();
+    if s.contains('+')
+        && let Ok((name, key)) = parse_verifier_key(s)
+    {
+        return Ok((Some(name), key));
+    }
+    if let Ok(raw) = B64.decode(s)
+        && let Ok(key) = <[u8; 32]>::try_from(raw.as_slice())
+    {
+        ed25519_dalek::VerifyingKey::from_bytes(&key)
+            .map_err(|_| NoteError::InvalidVerifierKey("not a valid Ed25519 public key"))?;
+        return Ok((None, key));
+    }
+    // Neither: report why the verifier-key form failed when it looked like one.
+    if s.contains('+') {
+        parse_verifier_key(s).map(|(n, k)| (Some(n), k))
+    } else {
+        Err(NoteError::InvalidVerifierKey(
+            "neither a verifier key (name+id+base64) nor a base64 Ed25519 public key",
+        ))
+    }
+}
+
+/// The verifier key of log `name` for a key given in either form of
+/// [`parse_log_key`]; a verifier key naming another log is refused.
+pub fn verifier_key_for(name: &str, given: &str) -> Result<String, NoteError> {
+    match parse_log_key(given)? {
+        (Some(n), _) if n != name => Err(NoteError::InvalidVerifierKey(
+            "the verifier key names another log",
+        )),
+        (_, key) => Ok(verifier_key(name, &key)),
+    }
+}
+
 /// Parses a verifier key string (see [`verifier_key`]) into its key name and
 /// Ed25519 public key, checking the algorithm byte, that the key is a valid
 /// Ed25519 point, and that the key ID matches, as `note.NewVerifier` does.
@@ -421,6 +460,31 @@ pub fn parse_tlog_proof(text: &str) -> Result<(u64, Vec<[u8; 32]>, String), Note
 mod tests {
     use super::*;
     use serde_json::Value;
+
+    #[test]
+    fn a_log_key_in_either_form() {
+        let key = SigningKey::from_bytes(&[9; 32]).verifying_key().to_bytes();
+        let vkey = verifier_key("example.org/log/ns", &key);
+        assert_eq!(
+            parse_log_key(&vkey).unwrap(),
+            (Some("example.org/log/ns".to_string()), key)
+        );
+        assert_eq!(parse_log_key(&B64.encode(key)).unwrap(), (None, key));
+        assert_eq!(
+            verifier_key_for("example.org/log/ns", &B64.encode(key)).unwrap(),
+            vkey
+        );
+        assert_eq!(verifier_key_for("example.org/log/ns", &vkey).unwrap(), vkey);
+        assert!(verifier_key_for("example.org/log/other", &vkey).is_err());
+        // Garbage, a short key, a verifier key with a wrong id.
+        assert!(parse_log_key("nope").is_err());
+        assert!(parse_log_key(&B64.encode([1u8; 31])).is_err());
+        let bad_id = format!(
+            "example.org/log/ns+00000000+{}",
+            vkey.rsplit('+').next().unwrap()
+        );
+        assert!(parse_log_key(&bad_id).is_err());
+    }
 
     struct Vectors {
         seed: [u8; 32],

@@ -158,7 +158,7 @@ pub struct Position<'a> {
 /// (hashing the payload) is done here, in parallel on the request handlers,
 /// so the single sequencer thread only hashes the small committed record.
 #[derive(Debug, Clone)]
-pub struct Prepared(Entry);
+pub struct Prepared(Entry, Hash);
 
 impl Prepared {
     /// Prepares `event` with a fresh random salt.
@@ -209,7 +209,7 @@ impl Prepared {
         let attributes_digest = attributes
             .as_ref()
             .map(|a| field_digest("attributes", &salt, a.as_bytes()));
-        Ok(Prepared(Entry {
+        let entry = Entry {
             ns: String::new(),
             idx: 0,
             session_id: event.session_id,
@@ -233,7 +233,19 @@ impl Prepared {
             attributes_digest,
             leaf_hash: [0; 32],
             chain_hash: [0; 32],
-        }))
+        };
+        // Only events with an `event_id` are ever compared (dedupe).
+        let fingerprint = if entry.event_id.is_some() {
+            entry.event_fingerprint()
+        } else {
+            [0; 32]
+        };
+        Ok(Prepared(entry, fingerprint))
+    }
+
+    /// The event's [`Entry::event_fingerprint`] (zeros without an `event_id`).
+    pub fn fingerprint(&self) -> &Hash {
+        &self.1
     }
 
     /// The event's session.
@@ -271,6 +283,43 @@ impl Entry {
             ingested_by: seq.ingested_by,
             prev_chain: seq.prev_chain,
         })
+    }
+
+    /// What the writer sent, as one hash: every field a client sets (session,
+    /// kind, ts, ids, name, actor, model, content with its type, attributes),
+    /// none the log assigns, and no salt. Two posts of the same event give
+    /// the same fingerprint; the dedupe window compares them so a retry is
+    /// told apart from a different event reusing an `event_id`. Never stored
+    /// nor shown (it is unsalted).
+    pub fn event_fingerprint(&self) -> Hash {
+        let mut h = Sha256::new();
+        let mut field = |v: Option<&[u8]>| match v {
+            None => h.update([0u8]),
+            Some(b) => {
+                h.update([1u8]);
+                h.update((b.len() as u64).to_be_bytes());
+                h.update(b);
+            }
+        };
+        let ts = self.ts.map(i64::to_be_bytes);
+        for v in [
+            Some(self.session_id.as_bytes()),
+            Some(self.kind.as_str().as_bytes()),
+            ts.as_ref().map(|t| &t[..]),
+            self.event_id.as_deref().map(str::as_bytes),
+            self.trace_id.as_deref().map(str::as_bytes),
+            self.span_id.as_deref().map(str::as_bytes),
+            self.parent_span_id.as_deref().map(str::as_bytes),
+            self.name.as_deref().map(str::as_bytes),
+            self.actor.as_deref().map(str::as_bytes),
+            self.model.as_deref().map(str::as_bytes),
+            self.content_type.map(|c| c.as_str().as_bytes()),
+            self.content.as_deref().map(str::as_bytes),
+            self.attributes.as_deref().map(str::as_bytes),
+        ] {
+            field(v);
+        }
+        h.finalize().into()
     }
 
     /// The committed record as a JSON object (digests as stored, not recomputed).

@@ -556,7 +556,17 @@ pub async fn verify_store(store: &Store, opts: &VerifyOptions) -> Result<Report,
             }
         }
     }
+    // A checkpoint of another namespace than the one asked for is a usage
+    // error; the pinned namespace gone from the store is a finding (below).
+    if let Some((pns, _)) = &pinned
+        && let Some(only) = opts.namespace.as_ref().filter(|only| *only != pns)
+    {
+        return Err(VerifyError::Usage(format!(
+            "the pinned checkpoint is of namespace {pns}, not of --namespace {only}"
+        )));
+    }
     let selected: Vec<String> = match &opts.namespace {
+        Some(ns) if pinned.is_some() && !namespaces.contains(ns) => Vec::new(),
         Some(ns) => {
             if !namespaces.contains(ns) {
                 return Err(VerifyError::Usage(format!(

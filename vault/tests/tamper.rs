@@ -683,6 +683,33 @@ async fn i_rollback_against_a_pinned_checkpoint() {
             "the pinned checkpoint's namespace is missing from the store (rollback)",
         )],
     );
+    // The same when only that namespace is asked for (a finding, not a
+    // usage error)...
+    let r = verify(
+        d.path(),
+        VerifyOptions {
+            pinned_checkpoint: Some(pinned_text.clone()),
+            namespace: Some("alpha".into()),
+            ..pinned(f.public())
+        },
+    )
+    .await;
+    assert_eq!(r.findings.len(), 1, "{}", describe(&r));
+    // ...while a checkpoint of another namespace than the one asked for is
+    // a usage error.
+    let store = tracevault_vault::Store::local(d.path()).unwrap();
+    let e = tracevault_vault::verify::verify_store(
+        &store,
+        &VerifyOptions {
+            pinned_checkpoint: Some(pinned_text.clone()),
+            namespace: Some("beta".into()),
+            ..pinned(f.public())
+        },
+    )
+    .await
+    .map(|_| ())
+    .expect_err("a usage error");
+    assert!(e.to_string().contains("not of --namespace beta"), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -262,9 +262,10 @@ impl<'a> BundleWriter<'a> {
             content.append_option(m.content.as_deref());
             ctype.append_option(e.content_type.map(ContentType::as_str));
             attrs.append_option(m.attributes.as_deref());
-            // The salt would let a recipient confirm guesses of a masked
-            // content or attributes value against its digest.
-            if m.withheld.contains(&"content") || m.withheld.contains(&"attributes") {
+            // With anything of the row masked, the salt would let a recipient
+            // rebuild the digests and confirm guesses of the masked value
+            // (content, attributes, or a verbatim field) against the leaf.
+            if !m.withheld.is_empty() {
                 salt.append_null();
             } else {
                 salt.append_value(e.salt).map_err(build)?;

@@ -125,16 +125,34 @@ pub(crate) fn member_ranges(file: &[u8]) -> Result<(Members, Vec<String>), Expor
     Ok((out, findings))
 }
 
+/// The origin line of the bundle's checkpoint (the log's name), for a key
+/// given bare.
+fn bundle_origin(file: &[u8]) -> Result<String, ExportError> {
+    let (members, _) = member_ranges(file)?;
+    members
+        .get("checkpoint")
+        .and_then(|r| std::str::from_utf8(&file[r.clone()]).ok())
+        .and_then(|t| t.lines().next())
+        .map(str::to_string)
+        .ok_or_else(|| ExportError::Unreadable("the bundle has no readable checkpoint".into()))
+}
+
 /// Verifies `file` against `verifier_key` (the C2SP verifier key of the
-/// bundle's namespace log). `progress(done, total)` is called per row.
+/// bundle's namespace log, or the bare base64 log public key). `progress(done, total)` is called per row.
 /// `Err` only when the file cannot be read as a bundle at all.
 pub fn verify_bundle(
     file: &[u8],
     verifier_key: &str,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<BundleReport, ExportError> {
-    let (name, pk) = note::parse_verifier_key(verifier_key)
+    let (name, pk) = note::parse_log_key(verifier_key)
         .map_err(|e| ExportError::Unreadable(format!("verifier key: {e}")))?;
+    // A bare key: the log's name is the origin the bundle's checkpoint
+    // claims, which the key must then have signed.
+    let name = match name {
+        Some(n) => n,
+        None => bundle_origin(file)?,
+    };
     let pubkey = VerifyingKey::from_bytes(&pk)
         .map_err(|e| ExportError::Unreadable(format!("verifier key: {e}")))?;
     let (members, mut findings) = member_ranges(file)?;

@@ -25,6 +25,12 @@ pub struct ExportPolicy {
     pub download_window_s: i64,
     /// Downloads allowed (default 1: a bundle leaves once).
     pub downloads: u32,
+    /// Every step needs a token naming its person (`person` claim of the
+    /// vault's tokens, `identity_claim` of an external issuer), so that one
+    /// person can never be two identities through two issuers. Off by
+    /// default: then tokens that name no person are told apart by
+    /// (`iss`, `sub`) only.
+    pub require_person: bool,
 }
 
 impl ExportPolicy {
@@ -50,6 +56,7 @@ impl Default for ExportPolicy {
             request_ttl_s: 7 * 24 * 3600,
             download_window_s: 24 * 3600,
             downloads: 1,
+            require_person: false,
         }
     }
 }
@@ -57,10 +64,24 @@ impl Default for ExportPolicy {
 /// Who acts: the verified identity of a token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
-    /// Token issuer (identities of different issuers never match).
+    /// Token issuer.
     pub iss: String,
     /// Subject.
     pub sub: String,
+    /// The person behind the token when its issuer names one (normalized,
+    /// e.g. an email), compared across issuers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<String>,
+}
+
+impl Actor {
+    /// Whether `self` and `other` are one person: the same token identity
+    /// (`iss`, `sub`), or the same named person whatever the issuers. This
+    /// is the rule for "never decides their own request" and "counts once".
+    pub fn same_person(&self, other: &Actor) -> bool {
+        (self.iss == other.iss && self.sub == other.sub)
+            || self.person.is_some() && self.person == other.person
+    }
 }
 
 /// What a request exports, frozen when it is made.
@@ -375,8 +396,8 @@ impl Exports {
             } => {
                 if let Some(r) = self.requests.get_mut(id)
                     && state == Some(State::Pending)
-                    && *by != r.requester
-                    && !r.approvals.iter().any(|(a, _, _)| a == by)
+                    && !by.same_person(&r.requester)
+                    && !r.approvals.iter().any(|(a, _, _)| a.same_person(by))
                 {
                     r.approvals.push((by.clone(), *at, comment.clone()));
                     if r.approvals.len() >= r.policy.approvals_required.max(1) {
@@ -392,7 +413,7 @@ impl Exports {
             } => {
                 if let Some(r) = self.requests.get_mut(id)
                     && state == Some(State::Pending)
-                    && *by != r.requester
+                    && !by.same_person(&r.requester)
                 {
                     r.denied = Some((by.clone(), *at, comment.clone()));
                 }
@@ -469,7 +490,7 @@ impl Exports {
                         format!("this token does not approve exports of {}", r.ns),
                     ));
                 }
-                if *by == r.requester {
+                if by.same_person(&r.requester) {
                     return Err(refuse(
                         403,
                         "self_approval",
@@ -485,7 +506,7 @@ impl Exports {
                     ));
                 }
                 if matches!(t, Transition::Approved { .. })
-                    && r.approvals.iter().any(|(a, _, _)| a == by)
+                    && r.approvals.iter().any(|(a, _, _)| a.same_person(by))
                 {
                     return Err(refuse(409, "already_approved", "one approver counts once"));
                 }
@@ -539,6 +560,7 @@ mod tests {
         Actor {
             iss: "tv".into(),
             sub: s.into(),
+            person: None,
         }
     }
 
@@ -588,6 +610,57 @@ mod tests {
     }
 
     #[test]
+    fn one_person_is_one_identity_across_issuers() {
+        let mut x = Exports::new(ExportPolicy {
+            approvals_required: 2,
+            ..ExportPolicy::default()
+        });
+        let as_person = |iss: &str, sub: &str, person: &str| Actor {
+            iss: iss.into(),
+            sub: sub.into(),
+            person: Some(person.into()),
+        };
+        let mut t = requested("e", 100);
+        if let Transition::Requested { by, policy, .. } = &mut t {
+            *by = as_person("tv", "alice", "alice@example.com");
+            *policy = *x.policy();
+        }
+        step(&mut x, t, 100).unwrap();
+        // Alice, through an approver token of another issuer, is still Alice.
+        let approve_as = |who: Actor, at| Transition::Approved {
+            id: "e".into(),
+            by: who,
+            comment: String::new(),
+            at,
+        };
+        let alice_idp = as_person("https://idp", "okta:a.smith", "alice@example.com");
+        assert_eq!(
+            step(&mut x, approve_as(alice_idp.clone(), 101), 101),
+            Err("self_approval")
+        );
+        // Nor may she deny it; and an applied record of it (from a history
+        // written before this rule) does not count either.
+        x.apply(&approve_as(alice_idp, 102));
+        assert!(x.get("e").unwrap().approvals.is_empty());
+        // Bob counts once, whichever issuer he comes through.
+        step(
+            &mut x,
+            approve_as(as_person("tv", "bob", "bob@example.com"), 103),
+            103,
+        )
+        .unwrap();
+        assert_eq!(
+            step(
+                &mut x,
+                approve_as(as_person("https://idp", "okta:bob", "bob@example.com"), 104),
+                104
+            ),
+            Err("already_approved")
+        );
+        assert_eq!(x.state(x.get("e").unwrap(), 104), State::Pending);
+    }
+
+    #[test]
     fn two_of_m_approval_then_one_download() {
         let mut x = Exports::new(ExportPolicy {
             approvals_required: 2,
@@ -618,6 +691,7 @@ mod tests {
             by: Actor {
                 iss: "idp".into(),
                 sub: "bob".into(),
+                person: None,
             },
             comment: "ok".into(),
             at: 105,

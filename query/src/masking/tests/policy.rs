@@ -148,7 +148,7 @@ fn empty_profile_name_is_refused() {
 
 #[test]
 fn structural_errors_are_refused() {
-    let cases: [(&str, &str); 14] = [
+    let cases: [(&str, &str); 17] = [
         (
             "[[profile]]\nname = \"a\"\nroles = [\"r\"]\nunmasked = true\n[[profile]]\nname = \"a\"\nroles = [\"s\"]\nunmasked = true\n",
             "defined twice",
@@ -179,6 +179,19 @@ fn structural_errors_are_refused() {
         ),
         (&email_rule_with("colums = [\"content\"]\n"), "colums"),
         (&email_rule_with("columns = []\n"), "columns is empty"),
+        // Columns it could never mask: a typo, a structural column, the hash.
+        (
+            &email_rule_with("columns = [\"acter\"]\n"),
+            "cannot be masked",
+        ),
+        (
+            &email_rule_with("columns = [\"kind\"]\n"),
+            "cannot be masked",
+        ),
+        (
+            &email_rule_with("columns = [\"leaf_hash\"]\n"),
+            "cannot be masked",
+        ),
         (
             &email_rule_with("paths = [\"user.email\"]\n"),
             "must start with `$`",
@@ -345,7 +358,7 @@ fn default_only_profile_serves_unknown_roles() {
     let e = err(
         "[[profile]]\nname = \"a\"\nroles = [\"r\"]\n[[profile.rule]]\ndetector = \"email\"\naction = \"redact\"\ncolumns = [\"a.b\"]\n",
     );
-    assert!(e.contains("not a column name"), "{e}");
+    assert!(e.contains("cannot be masked"), "{e}");
 }
 
 #[test]

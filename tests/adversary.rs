@@ -1,0 +1,384 @@
+//! The vault's promises against hostile users, each attack run against a
+//! real server on loopback (issue 12): a revoked writer's open stream, a
+//! writer trying to suppress another's event, a reader trying to take the
+//! server down with SQL, unauthenticated and slow traffic, framework errors
+//! that must still be the JSON shape, and a revoked bootstrap admin token.
+//! One server serves every case (a restart at the end), and after each
+//! attack it must still answer `/healthz` and acknowledge appends.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+/// Reads NDJSON lines off a response body as they arrive.
+struct Lines {
+    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    buf: Vec<u8>,
+}
+
+impl Lines {
+    async fn next(&mut self) -> Option<Value> {
+        loop {
+            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=pos).collect();
+                return Some(serde_json::from_slice(&line).unwrap());
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(20), self.body.next())
+                .await
+                .expect("nothing within 20 s")?;
+            self.buf.extend_from_slice(&chunk.ok()?);
+        }
+    }
+}
+
+async fn post_json(c: &reqwest::Client, url: &str, tok: &str, body: Value) -> (u16, Value) {
+    let r = c
+        .post(url)
+        .bearer_auth(tok)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+/// The server still answers health checks and acknowledges an append.
+async fn still_serving(c: &reqwest::Client, url: &str, writer: &str) {
+    let (s, _) = get(c, &format!("{url}/healthz"), None).await;
+    assert_eq!(s, 200, "healthz");
+    let (s, b) = post_events(
+        c,
+        url,
+        "alpha",
+        writer,
+        json!({"events": [{"session_id": "canary", "kind": "annotation", "content": "alive"}]}),
+        "",
+    )
+    .await;
+    assert_eq!(s, 200, "append after an attack: {b}");
+}
+
+/// Sends raw bytes on a new connection; returns what the server answered
+/// before closing (or within `wait`).
+fn raw(addr: &str, bytes: &[u8], wait: Duration) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(wait)).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                out.extend_from_slice(&buf[..n]);
+                if out.windows(4).any(|w| w == b"\r\n\r\n") && out.ends_with(b"}") {
+                    break;
+                }
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attacks_fail_closed_and_the_server_stays_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(
+        dir.path(),
+        "[log]\nflush_interval_ms = 50\n\
+         [limits]\ndenied_audit_interval_s = 1\nbody_read_timeout_s = 2\n",
+    );
+    let args = ["--config", cfg.to_str().unwrap()];
+    let srv = Server::start(&data, &args);
+    let url = srv.url.clone();
+    let addr = url.trim_start_matches("http://").to_string();
+    let c = client();
+    let admin = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let admin = admin.trim().to_string();
+    let canary = token(&data, "writer", "alpha", "canary");
+    let reader = token(&data, "reader", "alpha", "auditor");
+
+    // 1. A revoked writer's open stream ends within a second, idle or not.
+    let w = token(&data, "writer", "alpha", "streamer");
+    let jti = {
+        let (_, b) = get(&c, &format!("{url}/v1/vault"), Some(&w)).await;
+        assert!(b.contains("origin"), "{b}");
+        let payload = w.split('.').nth(1).unwrap();
+        let claims: Value = serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+                .unwrap(),
+        )
+        .unwrap();
+        claims["jti"].as_str().unwrap().to_string()
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    let body = reqwest::Body::wrap_stream(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|i| (i, rx))
+    }));
+    // A client of its own: a connection whose request body outlives its
+    // response is closed by the server, and must not go back to the pool.
+    let resp = client()
+        .post(format!("{url}/v1/logs/alpha/sessions/s-rev/stream"))
+        .bearer_auth(&w)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut lines = Lines {
+        body: Box::pin(resp.bytes_stream()),
+        buf: Vec::new(),
+    };
+    tx.send(Ok(Bytes::from(
+        "{\"kind\":\"output\",\"content\":\"before\"}\n",
+    )))
+    .await
+    .unwrap();
+    assert_eq!(lines.next().await.unwrap()["line"], 1);
+    let (s, b) = post_json(
+        &c,
+        &format!("{url}/v1/tokens/revoke"),
+        &admin,
+        json!({"jti": jti, "reason": "compromised"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let revoked_at = Instant::now();
+    // Nothing more is sent: the stream still ends, with the reason.
+    let err = lines.next().await.unwrap();
+    assert_eq!(err["error"]["code"], "token_revoked", "{err}");
+    let summary = lines.next().await.unwrap();
+    assert_eq!(summary["summary"]["end"], "token_revoked", "{summary}");
+    assert_eq!(summary["summary"]["committed"], 1, "{summary}");
+    assert!(
+        revoked_at.elapsed() < Duration::from_secs(5),
+        "the stream outlived its revocation by {:?}",
+        revoked_at.elapsed()
+    );
+    drop(tx);
+    still_serving(&c, &url, &canary).await;
+
+    // 2. No writer can suppress another's event through its event_id.
+    let a = token(&data, "writer", "alpha", "writer-a");
+    let b_tok = token(&data, "writer", "alpha", "writer-b");
+    let ev = |content: &str| {
+        json!({"events": [{"session_id": "shared", "kind": "tool_call", "event_id": "call-1",
+            "content": content}]})
+    };
+    let (s, ra) = post_events(&c, &url, "alpha", &a, ev("A's squatting copy"), "").await;
+    assert_eq!(s, 200, "{ra}");
+    let (s, rb) = post_events(&c, &url, "alpha", &b_tok, ev("B's real call"), "").await;
+    assert_eq!(s, 200, "{rb}");
+    assert!(rb["receipts"][0].get("duplicate").is_none(), "{rb}");
+    assert_ne!(rb["receipts"][0]["index"], ra["receipts"][0]["index"]);
+    // B's retry is a duplicate of B's own event...
+    let (s, retry) = post_events(&c, &url, "alpha", &b_tok, ev("B's real call"), "").await;
+    assert_eq!(s, 200);
+    assert_eq!(retry["receipts"][0]["duplicate"], true, "{retry}");
+    assert_eq!(retry["receipts"][0]["index"], rb["receipts"][0]["index"]);
+    // ...and a different event under the same key is a conflict: the whole
+    // request is refused, its other event included.
+    let before = wait_size(&c, &url, "alpha", &admin, 0).await;
+    let mixed = json!({"events": [
+        {"session_id": "shared", "kind": "output", "content": "innocent"},
+        {"session_id": "shared", "kind": "tool_call", "event_id": "call-1", "content": "forged"}]});
+    let (s, body) = post_events(&c, &url, "alpha", &b_tok, mixed, "").await;
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (409, Some("event_id_conflict")),
+        "{body}"
+    );
+    let (_, q) = post_json(
+        &c,
+        &format!("{url}/v1/query"),
+        &reader,
+        json!({"sql": "SELECT count(*) FROM traces WHERE content IN ('innocent', 'forged')"}),
+    )
+    .await;
+    assert_eq!(
+        q["rows"][0][0], 0,
+        "nothing of a refused request is stored: {q}"
+    );
+    assert!(wait_size(&c, &url, "alpha", &admin, before).await >= before);
+
+    // 3. No reader can take the server down with SQL: allocation bombs,
+    // table functions, recursion, and functions off the allowlist fail alone.
+    let bombs = [
+        "SELECT length(repeat(arrow_cast('ab','LargeUtf8'), 100000000000))",
+        "SELECT lpad(content, 2147483647, '€') FROM traces",
+        "SELECT range(0, 10000000000)",
+        "SELECT generate_series(1, 10000000000)",
+        "SELECT array_repeat(content, 1000000000) FROM traces",
+        "SELECT * FROM range(0, 10000000000)",
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r",
+        "SELECT content || content FROM traces",
+        "SELECT replace(repeat('a', 1000000), '', repeat('b', 1000)) ",
+        "SELECT version()",
+    ];
+    for sql in bombs {
+        let (s, body) =
+            post_json(&c, &format!("{url}/v1/query"), &reader, json!({"sql": sql})).await;
+        assert!(
+            s == 400 || s == 413,
+            "{sql}: expected a JSON 4xx, got {s} {body}"
+        );
+        assert!(body["error"]["code"].is_string(), "{sql}: {body}");
+    }
+    // A chain of small amplifications stops at the per-call bound.
+    // (x0 = content, x1 = concat(x0, x0), ...: 2^40 times the content.)
+    let mut chain = "WITH x0 AS (SELECT content AS x FROM traces)".to_string();
+    for i in 1..=40 {
+        chain.push_str(&format!(
+            ", x{i} AS (SELECT concat(x, x) AS x FROM x{})",
+            i - 1
+        ));
+    }
+    chain.push_str(" SELECT length(x) FROM x40");
+    let (s, body) = post_json(
+        &c,
+        &format!("{url}/v1/query"),
+        &reader,
+        json!({"sql": chain}),
+    )
+    .await;
+    assert_eq!(s, 400, "{body}");
+    // Ordinary SQL still works, bounded functions included.
+    let (s, body) = post_json(
+        &c,
+        &format!("{url}/v1/query"),
+        &reader,
+        json!({"sql": "SELECT count(*), max(length(concat(session_id, repeat('x', 3)))), \
+                       sum(cardinality(range(0, 3))) FROM traces"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    still_serving(&c, &url, &canary).await;
+
+    // 4. Unauthenticated traffic costs nothing lasting: the token is checked
+    // before any byte of a body, a flood adds a bounded number of _audit
+    // entries, and a slow body is cut off.
+    let answer = raw(
+        &addr,
+        b"POST /v1/query HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{\"sql\":",
+        Duration::from_secs(5),
+    );
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(answer.contains("missing_token"), "{answer}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let audit_before = wait_size(&c, &url, "_audit", &admin, 0).await;
+    let started = Instant::now();
+    let flood = 500;
+    let mut tasks = Vec::new();
+    for i in 0..flood {
+        let (c, url) = (c.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            let tok = (i % 2 == 0).then_some("not.a.token");
+            get(&c, &format!("{url}/v1/vault"), tok).await.0
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 401);
+    }
+    let elapsed = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let audit_after = wait_size(&c, &url, "_audit", &admin, audit_before + 1).await;
+    let bound = elapsed.as_secs() + 4;
+    assert!(
+        audit_after > audit_before && audit_after - audit_before <= bound,
+        "{flood} denied requests in {elapsed:?} grew _audit from {audit_before} to {audit_after} (bound {bound})"
+    );
+    // A slow body (one byte a second) is answered 408 within the read timeout.
+    let started = Instant::now();
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "POST /v1/query HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {reader}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    for _ in 0..30 {
+        let _ = s.write_all(b" ");
+        s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                got.extend_from_slice(&buf[..n]);
+                break;
+            }
+            Err(_) => {}
+        }
+    }
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.1 408"), "{got}");
+    assert!(got.contains("request_timeout"), "{got}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+
+    // 5. Every error is the JSON shape, the framework's own included.
+    let approver = token(&data, "approver", "alpha", "boss");
+    let r = c
+        .post(format!("{url}/v1/exports/nope/approve"))
+        .bearer_auth(&approver)
+        .header("content-type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error"]["code"].is_string(), "{body}");
+    let r = c
+        .post(format!("{url}/v1/exports/nope/approve"))
+        .header("content-type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "authenticated before the content type");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "missing_token");
+    still_serving(&c, &url, &canary).await;
+
+    // 6. A revoked bootstrap admin token is replaced at the next start.
+    let payload = admin.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .unwrap(),
+    )
+    .unwrap();
+    let (s, b) = post_json(
+        &c,
+        &format!("{url}/v1/tokens/revoke"),
+        &admin,
+        json!({"jti": claims["jti"], "reason": "leaked"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(
+        get(&c, &format!("{url}/v1/vault"), Some(&admin)).await.0,
+        401
+    );
+    assert_eq!(srv.terminate(), Some(0));
+    let srv = Server::start(&data, &args);
+    let fresh = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    assert_ne!(fresh.trim(), admin);
+    assert_eq!(
+        get(&c, &format!("{}/v1/vault", srv.url), Some(fresh.trim()))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(srv.terminate(), Some(0));
+    let (code, out, err) = verify(&["--data", data.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+}
