@@ -65,6 +65,7 @@ fn https_with_a_self_signed_certificate_serves_curl_and_python_requests() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = self_signed(dir.path());
     let data = dir.path().join("data");
+    let cfg = config(dir.path(), "[server]\ntls_handshake_timeout_s = 2\n");
     let s = Server::start(
         &data,
         &[
@@ -72,6 +73,8 @@ fn https_with_a_self_signed_certificate_serves_curl_and_python_requests() {
             cert.to_str().unwrap(),
             "--tls-key",
             key.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
         ],
     );
     assert!(s.url.starts_with("https://127.0.0.1:"), "{}", s.url);
@@ -108,6 +111,18 @@ fn https_with_a_self_signed_certificate_serves_curl_and_python_requests() {
         code != 0 || !body.contains("200"),
         "plain HTTP answered: {body}"
     );
+
+    // A connection that never starts its handshake is closed at the timeout.
+    let addr: SocketAddr = s.url.trim_start_matches("https://").parse().unwrap();
+    let mut idle = TcpStream::connect(addr).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let opened = Instant::now();
+    let mut b = [0u8; 16];
+    assert!(matches!(idle.read(&mut b), Ok(0)), "still open");
+    let waited = opened.elapsed();
+    eprintln!("silent TLS connection closed after {waited:?} (tls_handshake_timeout_s = 2)");
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
 
     // Python requests, verifying against the same certificate.
     let script = r#"
