@@ -23,7 +23,7 @@ use tracevault_query::export::workflow::{
 };
 use tracevault_query::export::{BundleInput, BundleRow, BundleWriter, selection_digest};
 use tracevault_query::masking::Masker;
-use tracevault_query::sql::{self, Access, QueryError};
+use tracevault_query::sql::{Access, QueryError};
 use tracevault_vault::Vault;
 use tracevault_vault::token::{Claims, Role};
 
@@ -229,7 +229,7 @@ struct Pick<'a> {
 async fn select(
     st: &AppState,
     rc: &ReadContext,
-    masker: &Arc<Masker>,
+    claims: &Claims,
     ns: &str,
     pick: Pick<'_>,
 ) -> Result<(Vec<u64>, String), ApiError> {
@@ -255,33 +255,22 @@ async fn select(
         to_us: window.1,
         diagnostics: false,
     };
-    let limits = rc.query.limits();
-    // A query like any other: a slot, and the engine's own runtime.
-    let slot = rc.slots.clone().try_acquire_owned().map_err(|_| {
-        ApiError::unavailable("busy", "too many queries are running; retry shortly")
+    // A query like any other: a slot (the requester's), and where queries run.
+    let slot = rc.take_slot(claims)?;
+    let (outcome, _) = rc.run_sql(&st.vault, claims, &access, &q, slot).await;
+    let result = outcome.map_err(|e| match e {
+        QueryError::ScanTooLarge(..)
+        | QueryError::ResultTooLarge(_)
+        | QueryError::ResultTooManyBytes(_) => {
+            ApiError::too_large("selection_too_large", e.to_string())
+        }
+        QueryError::Timeout(_) => ApiError::unavailable("query_timeout", e.to_string()),
+        QueryError::Vault(v) => v.into(),
+        e => ApiError::bad_request(
+            "invalid_selection",
+            format!("the selection must be SQL returning the idx column of traces: {e}"),
+        ),
     })?;
-    let (vault, task_masker) = (st.vault.clone(), masker.clone());
-    let result = rc
-        .engine
-        .spawn(async move {
-            let _slot = slot;
-            sql::run(&vault, &access, &task_masker, &q, limits).await
-        })
-        .await
-        .map_err(|e| ApiError::unavailable("internal", e.to_string()))?
-        .map_err(|e| match e {
-            QueryError::ScanTooLarge(..)
-            | QueryError::ResultTooLarge(_)
-            | QueryError::ResultTooManyBytes(_) => {
-                ApiError::too_large("selection_too_large", e.to_string())
-            }
-            QueryError::Timeout(_) => ApiError::unavailable("query_timeout", e.to_string()),
-            QueryError::Vault(v) => v.into(),
-            e => ApiError::bad_request(
-                "invalid_selection",
-                format!("the selection must be SQL returning the idx column of traces: {e}"),
-            ),
-        })?;
     let mut wanted = BTreeSet::new();
     for b in &result.batches {
         let col = b
@@ -391,7 +380,7 @@ async fn request(
     let (indices, digest) = select(
         &st,
         &rc,
-        &masker,
+        &claims,
         &b.namespace,
         Pick {
             by,
@@ -645,7 +634,7 @@ async fn bundle(
     let (indices, digest) = select(
         &st,
         &rc,
-        &masker,
+        &claims,
         &r.ns,
         Pick {
             by: &sel.by,

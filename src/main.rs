@@ -56,6 +56,10 @@ enum Cmd {
     },
     /// Replay a session in the terminal (from a server, a bundle or a data directory).
     Replay(replay::ReplayArgs),
+    /// Runs one query for a server (internal: spoken to on stdin/stdout by
+    /// `serve` with `[query] isolation = "process"`).
+    #[command(hide = true)]
+    QueryWorker,
     /// Load generators.
     Bench {
         #[command(subcommand)]
@@ -252,6 +256,9 @@ fn main() -> ExitCode {
         Cmd::Query(a) => query_cmd::run(a),
         Cmd::Export { cmd } => export_cmd::run(cmd),
         Cmd::Replay(a) => replay::run(a).map(|_| ExitCode::SUCCESS),
+        Cmd::QueryWorker => {
+            return ExitCode::from(tracevault_query::worker::worker_main().clamp(0, 255) as u8);
+        }
         Cmd::Bench {
             cmd: BenchCmd::Ingest(a),
         } => bench::run(a).map(|_| ExitCode::SUCCESS),

@@ -49,9 +49,26 @@ pub struct QueryConfig {
     /// Most bytes one function call may produce for one batch (the guard
     /// against allocation bombs, `query::guard`).
     pub max_call_bytes: usize,
-    /// Scheduling priority (nice, 0-19) of the query engine's threads: the
-    /// heaviest queries yield the CPU to ingest and health checks.
+    /// Scheduling priority (nice, 0-19) of the query engine's threads (and
+    /// worker processes): the heaviest queries yield the CPU to ingest and
+    /// health checks.
     pub nice: i32,
+    /// Where queries run: `process` (a worker process per query, with its
+    /// own memory limit: an engine fault fails the query, never the server)
+    /// or `thread` (in the server, on the query engine's threads).
+    pub isolation: Isolation,
+    /// Memory a query worker process may use (MiB; 0: `memory_mb` + 512).
+    pub worker_memory_mb: usize,
+}
+
+/// Where queries run (`[query] isolation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// A worker process per query.
+    Process,
+    /// In the server process.
+    Thread,
 }
 
 impl QueryConfig {
@@ -84,6 +101,8 @@ impl Default for QueryConfig {
             max_result_bytes: 128 << 20,
             max_call_bytes: 64 << 20,
             nice: 10,
+            isolation: Isolation::Process,
+            worker_memory_mb: 0,
         }
     }
 }
@@ -103,6 +122,10 @@ pub struct ReadContext {
     pub engine: tokio::runtime::Handle,
     /// Query slots per token (`max_concurrent_per_token`).
     pub per_token: tracevault_ingest::fair::PerKeySlots,
+    /// How worker processes are started (`isolation = "process"`).
+    pub worker: Option<tracevault_query::worker::WorkerConfig>,
+    /// The masking policy's text, for worker processes (`None`: built-in).
+    pub policy_toml: Option<String>,
 }
 
 /// A running query's hold on the engine: a slot of the server's and one of
@@ -148,15 +171,38 @@ impl ReadContext {
         data: &FsPath,
         policy_file: Option<&FsPath>,
         query: QueryConfig,
+        store_url: &str,
     ) -> anyhow::Result<ReadContext> {
-        let policy = match policy_file {
+        let (policy, policy_toml) = match policy_file {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
                     .with_context(|| format!("reading masking policy {}", p.display()))?;
-                Policy::from_toml(&text)
-                    .with_context(|| format!("masking policy {}", p.display()))?
+                let policy = Policy::from_toml(&text)
+                    .with_context(|| format!("masking policy {}", p.display()))?;
+                (policy, Some(text))
             }
-            None => Policy::default_policy(),
+            None => (Policy::default_policy(), None),
+        };
+        let worker = match query.isolation {
+            Isolation::Thread => None,
+            Isolation::Process => {
+                anyhow::ensure!(
+                    store_url.starts_with("file://") || store_url.starts_with("s3://"),
+                    "[query] isolation = \"process\" needs a file:// or s3:// store (have {store_url})"
+                );
+                let mb = if query.worker_memory_mb == 0 {
+                    query.memory_mb + 512
+                } else {
+                    query.worker_memory_mb
+                };
+                Some(tracevault_query::worker::WorkerConfig {
+                    exe: std::env::current_exe().context("locating this executable")?,
+                    store_url: store_url.to_string(),
+                    memory_bytes: (mb as u64) << 20,
+                    nice: query.nice,
+                    threads: query.threads,
+                })
+            }
         };
         let (key, _) = tracevault_vault::keys::load_or_create(&data.join("keys/masking.key"))?;
         Ok(ReadContext {
@@ -165,6 +211,8 @@ impl ReadContext {
             slots: Arc::new(tokio::sync::Semaphore::new(query.max_concurrent.max(1))),
             engine: start_engine(query.threads, query.nice)?,
             per_token: tracevault_ingest::fair::PerKeySlots::new(query.max_concurrent_per_token),
+            worker,
+            policy_toml,
             query,
         })
     }
@@ -195,6 +243,68 @@ impl ReadContext {
         Ok(QuerySlot {
             _slot: slot,
             _own: own,
+        })
+    }
+}
+
+impl ReadContext {
+    /// Runs a caller's SQL where `[query] isolation` says (a worker process,
+    /// or the engine's threads here), holding `slot` until it ends (even if
+    /// the client goes away: the query is bounded by its timeout). Returns
+    /// the result and the masking counts for the access log.
+    pub async fn run_sql(
+        &self,
+        vault: &tracevault_vault::Vault,
+        claims: &Claims,
+        access: &tracevault_query::sql::Access,
+        sql: &str,
+        slot: QuerySlot,
+    ) -> (
+        Result<tracevault_query::sql::QueryResult, tracevault_query::sql::QueryError>,
+        std::collections::BTreeMap<String, u64>,
+    ) {
+        use tracevault_query::sql::QueryError;
+        let limits = self.query.limits();
+        let (vault, access, sql) = (vault.clone(), access.clone(), sql.to_string());
+        let task = match &self.worker {
+            Some(cfg) => {
+                let caller = tracevault_query::worker::Caller {
+                    policy_toml: self.policy_toml.clone(),
+                    role: role_name(claims).to_string(),
+                    claims: claim_map(claims),
+                };
+                let (cfg, key) = (cfg.clone(), self.hash_key);
+                self.engine.spawn(async move {
+                    let _slot = slot;
+                    match tracevault_query::worker::run(
+                        &cfg, &vault, &access, &caller, &key, &sql, limits,
+                    )
+                    .await
+                    {
+                        Ok(a) => (Ok(a.result), a.masked),
+                        Err(e) => (Err(e), Default::default()),
+                    }
+                })
+            }
+            None => {
+                let profile = self
+                    .policy
+                    .profile_for(role_name(claims), &claim_map(claims));
+                let masker = Arc::new(Masker::new(profile, &self.hash_key));
+                self.engine.spawn(async move {
+                    let _slot = slot;
+                    let source: Arc<dyn tracevault_query::SnapshotSource> = Arc::new(vault);
+                    let r =
+                        tracevault_query::sql::run(source, &access, &masker, &sql, limits).await;
+                    (r, masker.counts())
+                })
+            }
+        };
+        task.await.unwrap_or_else(|e| {
+            (
+                Err(QueryError::Failed(format!("the query task failed: {e}"))),
+                Default::default(),
+            )
         })
     }
 }
@@ -382,7 +492,7 @@ async fn query(
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
-    use tracevault_query::sql::{self, Access, QueryError};
+    use tracevault_query::sql::{Access, QueryError};
     let claims = auth::authenticate(&st, &headers)?;
     auth::authorize(&claims, &[Role::Reader, Role::Admin], None)?;
     let body = body.map_err(|e| {
@@ -447,23 +557,9 @@ async fn query(
     let slot = rc.take_slot(&claims)?;
     let role = role_name(&claims);
     let profile = rc.policy.profile_for(role, &claim_map(&claims));
-    let masker = Arc::new(Masker::new(profile, &rc.hash_key));
-    let limits = rc.query.limits();
-    // On the engine's runtime; the slot is held until the query ends, even
-    // if the client goes away (the query is bounded by its timeout).
-    let (vault, task_access, task_masker, task_sql) = (
-        st.vault.clone(),
-        access.clone(),
-        masker.clone(),
-        req.sql.clone(),
-    );
-    let task = rc.engine.spawn(async move {
-        let _slot = slot;
-        sql::run(&vault, &task_access, &task_masker, &task_sql, limits).await
-    });
-    let outcome = task
-        .await
-        .unwrap_or_else(|e| Err(QueryError::Failed(format!("the query task failed: {e}"))));
+    let (outcome, masked) = rc
+        .run_sql(&st.vault, &claims, &access, &req.sql, slot)
+        .await;
     let (rows, scan, error) = match &outcome {
         Ok(r) => (Some(r.rows), Some(r.scan), None),
         Err(e) => (None, None, Some(e.to_string())),
@@ -481,7 +577,7 @@ async fn query(
                 &claims.sub,
                 json!({"sql": req.sql, "role": role, "jti": claims.jti, "ns": access.namespaces,
                        "profile": profile.name, "rows": rows, "scan": scan, "error": error,
-                       "masked": masker.counts()}),
+                       "masked": masked}),
             )],
             audit::SERVER,
         )

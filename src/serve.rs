@@ -166,6 +166,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             &data,
             file.masking_policy.as_deref(),
             file.query.clone(),
+            vault.store().describe(),
         )?);
         let (log_key, _) = tracevault_vault::keys::load_or_create(&data.join("keys/log.key"))?;
         let exports =

@@ -382,3 +382,49 @@ async fn attacks_fail_closed_and_the_server_stays_up() {
     let (code, out, err) = verify(&["--data", data.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// Even past the function guard (here set to allow 4 GiB per call), a query
+/// that exhausts memory kills only its own worker process: the query fails
+/// with a JSON error, the server keeps answering and acknowledging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_that_exhausts_memory_fails_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(
+        dir.path(),
+        "[query]\nworker_memory_mb = 150\nmax_call_bytes = 4294967296\nmemory_mb = 4096\n",
+    );
+    let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    let url = srv.url.clone();
+    let c = client();
+    let writer = token(&data, "writer", "alpha", "w");
+    let reader = token(&data, "reader", "alpha", "r");
+    still_serving(&c, &url, &writer).await;
+    let (s, body) = post_json(
+        &c,
+        &format!("{url}/v1/query"),
+        &reader,
+        json!({"sql": "SELECT length(repeat(content, 20000000)) FROM traces"}),
+    )
+    .await;
+    assert_eq!(s, 400, "{body}");
+    assert_eq!(body["error"]["code"], "query_failed", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("worker process ended"),
+        "{body}"
+    );
+    still_serving(&c, &url, &writer).await;
+    // And ordinary queries go on working.
+    let (s, body) = post_json(
+        &c,
+        &format!("{url}/v1/query"),
+        &reader,
+        json!({"sql": "SELECT count(*) FROM traces"}),
+    )
+    .await;
+    assert_eq!((s, body["rows"][0][0].as_u64()), (200, Some(2)), "{body}");
+    assert_eq!(srv.terminate(), Some(0));
+}

@@ -87,8 +87,13 @@ async fn write_api_receipts_proofs_and_segments_check_out_independently() {
     let proofs = r1["proofs"].as_array().unwrap().clone();
     assert_eq!(proofs.len(), 3);
 
-    // NDJSON, gzip-compressed, with a retried event_id.
-    let nd = "{\"session_id\":\"s2\",\"kind\":\"input\",\"content\":\"ls\"}\n{\"session_id\":\"s1\",\"kind\":\"tool_call\",\"event_id\":\"call-1\"}\n";
+    // NDJSON, gzip-compressed, with a retry of the event with event_id call-1
+    // (the same event, its keys in another order: a retry carries the same
+    // event, or it is a conflict).
+    let retry = json!({"event_id": "call-1", "span_id": "sp1", "trace_id": "t1", "model": "m-1",
+        "actor": "agent:planner", "name": "calc", "attributes": {"ünï": "cödé", "i": 3, "gen_ai.request.model": "m-1"},
+        "content": {"args": {"expr": "2+2"}, "tool": "calc"}, "kind": "tool_call", "session_id": "s1"});
+    let nd = format!("{{\"session_id\":\"s2\",\"kind\":\"input\",\"content\":\"ls\"}}\n{retry}\n");
     let resp = c
         .post(format!("{url}/v1/logs/alpha/events"))
         .bearer_auth(&w)

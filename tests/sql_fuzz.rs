@@ -166,11 +166,26 @@ async fn random_sql_never_hurts_the_server_or_ingest() {
         .filter(|f| !aggregates.contains(f))
         .collect();
     let mut rng = StdRng::seed_from_u64(12);
-    let queries = 1500;
+    // Every allowed function once at the top of an expression, then random
+    // queries (more with TRACEVAULT_FUZZ_QUERIES, for a long run).
+    let random: usize = std::env::var("TRACEVAULT_FUZZ_QUERIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let mut sqls: Vec<String> = scalars
+        .iter()
+        .map(|f| {
+            let args: Vec<String> = (0..rng.random_range(1..=3))
+                .map(|_| expr(&mut rng, &scalars, 2))
+                .collect();
+            format!("SELECT {f}({}) FROM traces LIMIT 5", args.join(", "))
+        })
+        .collect();
+    sqls.extend((0..random).map(|_| query(&mut rng, &scalars, &aggregates)));
+    let queries = sqls.len();
     let (mut ok, mut refused) = (0u32, 0u32);
     let started = Instant::now();
-    for i in 0..queries {
-        let sql = query(&mut rng, &scalars, &aggregates);
+    for (i, sql) in sqls.into_iter().enumerate() {
         let r = c
             .post(format!("{url}/v1/query"))
             .bearer_auth(&reader)
@@ -203,7 +218,7 @@ async fn random_sql_never_hurts_the_server_or_ingest() {
          {} events acked meanwhile, slowest ack {slowest_ack:?}, slowest /healthz {slowest_health:?}",
         acked.len()
     );
-    assert!(ok > 100 && refused > 100, "the fuzz exercised both paths");
+    assert!(ok > 30 && refused > 30, "the fuzz exercised both paths");
     // Every acknowledged event is in the log.
     let need = acked.iter().max().copied().unwrap_or(0) + 1;
     assert!(wait_size(&c, &url, "fuzz", &admin, need).await >= need);

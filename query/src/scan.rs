@@ -53,7 +53,7 @@ use datafusion::physical_plan::{
 use futures::StreamExt;
 use tracevault_schemas::rows::{TRACES_COLUMNS, col as c, segment_schema};
 use tracevault_vault::record::Entry;
-use tracevault_vault::{Vault, VaultError};
+use tracevault_vault::{ReadSnapshot, Vault, VaultError};
 
 use crate::masking::Masker;
 use crate::sql::{Access, traces_schema};
@@ -99,9 +99,52 @@ impl ScanShared {
     }
 }
 
+/// Where a query's scan gets what it reads: for each namespace, the segment
+/// objects and the acknowledged but unpublished tail ([`ReadSnapshot`]),
+/// and the object store holding the segments. The server's [`Vault`] is one;
+/// a query worker process gets [`FixedSnapshots`] taken by the server.
+#[async_trait]
+pub trait SnapshotSource: Send + Sync {
+    /// The consistent read of `ns` (`BadNamespace` when it does not exist).
+    async fn read_snapshot(&self, ns: &str) -> Result<ReadSnapshot, VaultError>;
+    /// The store the segments are read from.
+    fn object_store(&self) -> Arc<dyn object_store::ObjectStore>;
+}
+
+#[async_trait]
+impl SnapshotSource for Vault {
+    async fn read_snapshot(&self, ns: &str) -> Result<ReadSnapshot, VaultError> {
+        Vault::read_snapshot(self, ns).await
+    }
+    fn object_store(&self) -> Arc<dyn object_store::ObjectStore> {
+        self.store().object_store()
+    }
+}
+
+/// Snapshots taken beforehand (by the server, for a worker process).
+pub struct FixedSnapshots {
+    /// The store holding the segments.
+    pub store: tracevault_vault::Store,
+    /// Per namespace; a namespace not listed has no rows.
+    pub snapshots: std::collections::HashMap<String, ReadSnapshot>,
+}
+
+#[async_trait]
+impl SnapshotSource for FixedSnapshots {
+    async fn read_snapshot(&self, ns: &str) -> Result<ReadSnapshot, VaultError> {
+        self.snapshots
+            .get(ns)
+            .cloned()
+            .ok_or_else(|| VaultError::BadNamespace(format!("no snapshot of {ns}")))
+    }
+    fn object_store(&self) -> Arc<dyn object_store::ObjectStore> {
+        self.store.object_store()
+    }
+}
+
 /// The caller's `traces` table.
 pub(crate) struct TracesTable {
-    pub(crate) vault: Vault,
+    pub(crate) source: Arc<dyn SnapshotSource>,
     pub(crate) shared: Arc<ScanShared>,
 }
 
@@ -302,7 +345,7 @@ impl TableProvider for TracesTable {
         let mut files: Vec<PartitionedFile> = Vec::new();
         let mut tail: Vec<Entry> = Vec::new();
         for ns in &access.namespaces {
-            let snap = match self.vault.read_snapshot(ns).await {
+            let snap = match self.source.read_snapshot(ns).await {
                 Ok(s) => s,
                 // A namespace that does not exist (yet) has no rows.
                 Err(VaultError::BadNamespace(_)) => continue,

@@ -25,13 +25,13 @@ use datafusion::physical_plan::metrics::MetricValue;
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
-use tracevault_vault::{Vault, VaultError};
+use tracevault_vault::VaultError;
 
 use crate::masking::Masker;
-use crate::scan::{STORE_URL, ScanShared, TracesTable};
+use crate::scan::{STORE_URL, ScanShared, SnapshotSource, TracesTable};
 
 /// What the caller may see.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Access {
     /// Namespaces (already resolved: no `*`).
     pub namespaces: Vec<String>,
@@ -46,7 +46,7 @@ pub struct Access {
 }
 
 /// Bounds of one query.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct QueryLimits {
     /// Most rows the caller's scan may produce (refused beyond, never cut).
     pub max_scan_rows: usize,
@@ -104,7 +104,7 @@ pub struct QueryResult {
 /// What one query's scan read: for the access log, the API and benchmarks,
 /// and to show that pruning works (a one-session lookup reads a few row
 /// groups, not the vault).
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
 pub struct ScanStats {
     /// Rows the caller's table produced (after the access rule).
     pub rows: usize,
@@ -149,7 +149,7 @@ pub fn traces_schema() -> SchemaRef {
 /// Runs `sql` for a caller: builds its masked, windowed `traces` (and the
 /// `sessions` view over it), then executes in a locked-down session.
 pub async fn run(
-    vault: &Vault,
+    source: Arc<dyn SnapshotSource>,
     access: &Access,
     masker: &Arc<Masker>,
     sql: &str,
@@ -167,7 +167,7 @@ pub async fn run(
             max_scan_rows: limits.max_scan_rows,
             fault: std::sync::Mutex::new(None),
         });
-        let work = execute(vault, shared.clone(), sql, limits);
+        let work = execute(source.clone(), shared.clone(), sql, limits);
         let outcome = tokio::time::timeout_at(deadline, work)
             .await
             .map_err(|_| QueryError::Timeout(limits.timeout))?;
@@ -194,11 +194,11 @@ pub async fn run(
 }
 
 /// Prefix of the error for a segment that vanished during a query.
-const VANISHED: &str = "a segment vanished during the query";
+pub(crate) const VANISHED: &str = "a segment vanished during the query";
 
 /// Plans and runs `sql` over the caller's `traces` in a locked-down session.
 async fn execute(
-    vault: &Vault,
+    source: Arc<dyn SnapshotSource>,
     shared: Arc<ScanShared>,
     sql: &str,
     limits: QueryLimits,
@@ -209,12 +209,12 @@ async fn execute(
         .build_arc()
         .map_err(failed)?;
     let url = url::Url::parse(STORE_URL).map_err(|e| QueryError::Failed(e.to_string()))?;
-    runtime.register_object_store(&url, vault.store().object_store());
+    runtime.register_object_store(&url, source.object_store());
     let config = SessionConfig::new().with_information_schema(false);
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     crate::guard::lock_down(&ctx, limits.guard);
     let table = TracesTable {
-        vault: vault.clone(),
+        source,
         shared: shared.clone(),
     };
     ctx.register_table("traces", Arc::new(table))

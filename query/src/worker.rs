@@ -1,0 +1,466 @@
+//! Running a caller's SQL in a worker process, so that the worst a query can
+//! do is fail itself.
+//!
+//! [`crate::guard`] bounds what each function may allocate, but a query runs
+//! on an engine of some million lines: an engine bug, or an allocation path
+//! the guard did not foresee, must not take ingest down with it. So the
+//! server runs each query in a child process of its own binary
+//! (`tracevault query-worker`), with:
+//! - a memory limit (`RLIMIT_DATA`): past it the worker's allocation fails
+//!   and the worker dies, never the server;
+//! - a lower CPU priority (nice) and a CPU-time limit (`RLIMIT_CPU`), and a
+//!   wall-clock deadline after which the server kills it;
+//! - nothing but what the query may read: the server takes the snapshots
+//!   (segment list and unpublished tail of the caller's namespaces) and hands
+//!   them over with the caller's access, masking profile and hash key on
+//!   stdin; the worker reads segments straight from the store, applies the
+//!   access rule and masking below SQL exactly as in-process, and answers on
+//!   stdout with a JSON header line and the result as an Arrow IPC stream.
+//!
+//! The protocol is private to this module: both ends are in this file.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracevault_vault::record::Entry;
+use tracevault_vault::{ReadSnapshot, SegmentObject, Store, Vault, VaultError};
+
+use crate::masking::{Masker, Policy};
+use crate::scan::FixedSnapshots;
+use crate::sql::{self, Access, QueryError, QueryLimits, QueryResult, ScanStats};
+
+/// How the server starts query workers.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The executable to run with the `query-worker` argument (the server's
+    /// own binary).
+    pub exe: PathBuf,
+    /// The store URL the worker opens (`file:///…` or `s3://…`; S3
+    /// credentials come from the inherited environment).
+    pub store_url: String,
+    /// Memory the worker process may use (bytes; `RLIMIT_DATA`).
+    pub memory_bytes: u64,
+    /// Nice value of the worker (0-19).
+    pub nice: i32,
+    /// Worker threads of the worker's query runtime.
+    pub threads: usize,
+}
+
+/// What the server knows of the caller, for the worker to mask as it would.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Caller {
+    /// The masking policy text (`None`: the built-in strict policy).
+    pub policy_toml: Option<String>,
+    /// The caller's role name.
+    pub role: String,
+    /// The caller's token claims (profile selection).
+    pub claims: Map<String, Value>,
+}
+
+/// What a worker answers.
+#[derive(Debug)]
+pub struct Answer {
+    /// The result.
+    pub result: QueryResult,
+    /// Matches per masking label, for the access log.
+    pub masked: BTreeMap<String, u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SegmentWire {
+    path: String,
+    size: u64,
+    first: u64,
+    last: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotWire {
+    segments: Vec<SegmentWire>,
+    tail: Vec<Entry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Request {
+    sql: String,
+    access: Access,
+    limits: QueryLimits,
+    store_url: String,
+    caller: Caller,
+    /// Hex of the `hash` action's key (stdin only: never in argv or env).
+    hash_key: String,
+    threads: usize,
+    snapshots: HashMap<String, SnapshotWire>,
+}
+
+/// The worker's header line.
+#[derive(Serialize, Deserialize)]
+struct Header {
+    error: Option<ErrorWire>,
+    rows: usize,
+    scan: ScanStats,
+    masked: BTreeMap<String, u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ErrorWire {
+    kind: String,
+    message: String,
+    a: usize,
+    b: usize,
+}
+
+fn to_wire(e: &QueryError) -> ErrorWire {
+    let (kind, a, b) = match e {
+        QueryError::Refused(_) => ("refused", 0, 0),
+        QueryError::ScanTooLarge(a, b) => ("scan_too_large", *a, *b),
+        QueryError::ResultTooLarge(a) => ("result_too_large", *a, 0),
+        QueryError::ResultTooManyBytes(a) => ("result_too_many_bytes", *a, 0),
+        QueryError::Timeout(d) => ("timeout", d.as_millis() as usize, 0),
+        QueryError::Failed(_) => ("failed", 0, 0),
+        QueryError::Vault(_) => ("vault", 0, 0),
+    };
+    let message = match e {
+        QueryError::Refused(m) | QueryError::Failed(m) => m.clone(),
+        QueryError::Vault(VaultError::Read(m)) => m.clone(),
+        other => other.to_string(),
+    };
+    ErrorWire {
+        kind: kind.into(),
+        message,
+        a,
+        b,
+    }
+}
+
+fn from_wire(e: ErrorWire) -> QueryError {
+    match e.kind.as_str() {
+        "refused" => QueryError::Refused(e.message),
+        "scan_too_large" => QueryError::ScanTooLarge(e.a, e.b),
+        "result_too_large" => QueryError::ResultTooLarge(e.a),
+        "result_too_many_bytes" => QueryError::ResultTooManyBytes(e.a),
+        "timeout" => QueryError::Timeout(Duration::from_millis(e.a as u64)),
+        "vault" => QueryError::Vault(VaultError::Read(e.message)),
+        _ => QueryError::Failed(e.message),
+    }
+}
+
+fn failed(m: impl std::fmt::Display) -> QueryError {
+    QueryError::Failed(m.to_string())
+}
+
+/// Runs `sql` for a caller in a worker process (the server's side). The
+/// snapshots of the caller's namespaces are taken here, from `vault`. A
+/// segment merged away before the worker read it is retried with fresh
+/// snapshots (as in-process queries are).
+pub async fn run(
+    cfg: &WorkerConfig,
+    vault: &Vault,
+    access: &Access,
+    caller: &Caller,
+    hash_key: &[u8; 32],
+    sql: &str,
+    limits: QueryLimits,
+) -> Result<Answer, QueryError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match run_once(cfg, vault, access, caller, hash_key, sql, limits).await {
+            Err(QueryError::Vault(VaultError::Read(m)))
+                if m.starts_with(sql::VANISHED) && attempt < 3 =>
+            {
+                tracing::debug!(attempt, "query worker retried: {m}");
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn run_once(
+    cfg: &WorkerConfig,
+    vault: &Vault,
+    access: &Access,
+    caller: &Caller,
+    hash_key: &[u8; 32],
+    sql: &str,
+    limits: QueryLimits,
+) -> Result<Answer, QueryError> {
+    let mut snapshots = HashMap::new();
+    for ns in &access.namespaces {
+        let snap = match vault.read_snapshot(ns).await {
+            Ok(s) => s,
+            Err(VaultError::BadNamespace(_)) => continue,
+            Err(e) => return Err(QueryError::Vault(e)),
+        };
+        let segments = snap
+            .segments
+            .into_iter()
+            .map(|s| SegmentWire {
+                path: s.path.to_string(),
+                size: s.size,
+                first: s.first,
+                last: s.last,
+            })
+            .collect();
+        snapshots.insert(
+            ns.clone(),
+            SnapshotWire {
+                segments,
+                tail: snap.tail,
+            },
+        );
+    }
+    let request = Request {
+        sql: sql.to_string(),
+        access: access.clone(),
+        limits,
+        store_url: cfg.store_url.clone(),
+        caller: caller.clone(),
+        hash_key: hex::encode(hash_key),
+        threads: cfg.threads,
+        snapshots,
+    };
+    let input = serde_json::to_vec(&request).map_err(failed)?;
+    drop(request);
+
+    let mut cmd = tokio::process::Command::new(&cfg.exe);
+    cmd.arg("query-worker")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let (memory, nice) = (cfg.memory_bytes, cfg.nice);
+    // Whole seconds of CPU time: the wall-clock limit on both cores, plus
+    // a little for start-up.
+    let cpu = limits.timeout.as_secs().saturating_mul(2).saturating_add(5);
+    #[cfg(target_os = "linux")]
+    // SAFETY: between fork and exec only async-signal-safe calls are made
+    // (setrlimit, setpriority), with no allocation.
+    unsafe {
+        cmd.pre_exec(move || {
+            let data = libc::rlimit {
+                rlim_cur: memory as libc::rlim_t,
+                rlim_max: memory as libc::rlim_t,
+            };
+            if libc::setrlimit(libc::RLIMIT_DATA, &data) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let cpu = libc::rlimit {
+                rlim_cur: cpu as libc::rlim_t,
+                rlim_max: cpu.saturating_add(1) as libc::rlim_t,
+            };
+            if libc::setrlimit(libc::RLIMIT_CPU, &cpu) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::setpriority(libc::PRIO_PROCESS, 0, nice.clamp(0, 19));
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| failed(format!("starting the query worker: {e}")))?;
+    let mut stdin = child.stdin.take().ok_or_else(|| failed("worker stdin"))?;
+    let mut stdout = child.stdout.take().ok_or_else(|| failed("worker stdout"))?;
+    let mut stderr = child.stderr.take().ok_or_else(|| failed("worker stderr"))?;
+    // The answer is bounded: the result cap plus the header.
+    let cap = limits
+        .max_result_bytes
+        .saturating_mul(2)
+        .saturating_add(1 << 20);
+    let exchange = async {
+        let write = async {
+            stdin.write_all(&input).await?;
+            stdin.shutdown().await?;
+            drop(stdin);
+            Ok::<_, std::io::Error>(())
+        };
+        let read = async {
+            let mut out = Vec::new();
+            (&mut stdout)
+                .take(cap as u64 + 1)
+                .read_to_end(&mut out)
+                .await?;
+            Ok::<_, std::io::Error>(out)
+        };
+        let errs = async {
+            let mut e = Vec::new();
+            let _ = (&mut stderr).take(16 << 10).read_to_end(&mut e).await;
+            e
+        };
+        let (w, r, e) = tokio::join!(write, read, errs);
+        (w, r, e)
+    };
+    // The worker enforces the same timeout itself; this is the backstop.
+    let deadline = limits.timeout + Duration::from_secs(5);
+    let (w, r, errs) = match tokio::time::timeout(deadline, exchange).await {
+        Ok(x) => x,
+        Err(_) => {
+            let _ = child.kill().await;
+            return Err(QueryError::Timeout(limits.timeout));
+        }
+    };
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| failed(format!("query worker: {e}")))?;
+    let out = r.map_err(|e| failed(format!("reading the query worker: {e}")))?;
+    if !status.success() || w.is_err() {
+        return Err(died(status, &errs));
+    }
+    if out.len() > cap {
+        return Err(QueryError::ResultTooManyBytes(limits.max_result_bytes));
+    }
+    parse_answer(&out)
+}
+
+/// Why a worker ended without an answer, in words for the caller.
+fn died(status: std::process::ExitStatus, stderr: &[u8]) -> QueryError {
+    use std::os::unix::process::ExitStatusExt;
+    let text = String::from_utf8_lossy(stderr);
+    let first: String = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(300)
+        .collect();
+    tracing::warn!(?status, "query worker ended without an answer: {first}");
+    let why = match status.signal() {
+        Some(libc::SIGXCPU) => "it used up its CPU time".to_string(),
+        Some(libc::SIGKILL) => "it was killed (out of memory?)".to_string(),
+        Some(libc::SIGABRT) => "it ran out of memory or hit an engine fault".to_string(),
+        Some(s) => format!("signal {s}"),
+        None => format!("exit status {}", status.code().unwrap_or(-1)),
+    };
+    QueryError::Failed(format!(
+        "the query's worker process ended without an answer ({why}); the query alone failed"
+    ))
+}
+
+fn parse_answer(out: &[u8]) -> Result<Answer, QueryError> {
+    let nl = out
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or_else(|| failed("the query worker gave no header"))?;
+    let header: Header = serde_json::from_slice(&out[..nl])
+        .map_err(|e| failed(format!("query worker header: {e}")))?;
+    if let Some(e) = header.error {
+        return Err(from_wire(e));
+    }
+    let reader =
+        arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(&out[nl + 1..]), None)
+            .map_err(|e| failed(format!("query worker result: {e}")))?;
+    let schema: SchemaRef = reader.schema();
+    let batches = reader
+        .collect::<Result<Vec<RecordBatch>, _>>()
+        .map_err(|e| failed(format!("query worker result: {e}")))?;
+    Ok(Answer {
+        result: QueryResult {
+            schema,
+            batches,
+            rows: header.rows,
+            scan: header.scan,
+        },
+        masked: header.masked,
+    })
+}
+
+/// The worker's side: reads the request on stdin, runs it, answers on
+/// stdout. Returns the process exit code (0 whenever an answer, result or
+/// error, was written).
+pub fn worker_main() -> i32 {
+    let mut input = Vec::new();
+    if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin(), &mut input) {
+        eprintln!("query worker: reading the request: {e}");
+        return 2;
+    }
+    let request: Request = match serde_json::from_slice(&input) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("query worker: bad request: {e}");
+            return 2;
+        }
+    };
+    drop(input);
+    let (header, body) = match answer(request) {
+        Ok((result, masked)) => match crate::rows::to_arrow_ipc(&result.schema, &result.batches) {
+            Ok(bytes) => (
+                Header {
+                    error: None,
+                    rows: result.rows,
+                    scan: result.scan,
+                    masked,
+                },
+                bytes,
+            ),
+            Err(e) => (error_header(&failed(e)), Vec::new()),
+        },
+        Err(e) => (error_header(&e), Vec::new()),
+    };
+    let mut out = std::io::stdout().lock();
+    let line = serde_json::to_vec(&header).unwrap_or_default();
+    let ok = std::io::Write::write_all(&mut out, &line)
+        .and_then(|_| std::io::Write::write_all(&mut out, b"\n"))
+        .and_then(|_| std::io::Write::write_all(&mut out, &body))
+        .and_then(|_| std::io::Write::flush(&mut out));
+    if ok.is_err() { 3 } else { 0 }
+}
+
+fn error_header(e: &QueryError) -> Header {
+    Header {
+        error: Some(to_wire(e)),
+        rows: 0,
+        scan: ScanStats::default(),
+        masked: BTreeMap::new(),
+    }
+}
+
+fn answer(r: Request) -> Result<(QueryResult, BTreeMap<String, u64>), QueryError> {
+    let policy = match &r.caller.policy_toml {
+        Some(t) => Policy::from_toml(t).map_err(|e| failed(format!("masking policy: {e}")))?,
+        None => Policy::default_policy(),
+    };
+    let key: [u8; 32] = hex::decode(&r.hash_key)
+        .ok()
+        .and_then(|k| k.try_into().ok())
+        .ok_or_else(|| failed("hash key"))?;
+    let profile = policy.profile_for(&r.caller.role, &r.caller.claims);
+    let masker = Arc::new(Masker::new(profile, &key));
+    let store = Store::from_url(&r.store_url).map_err(|e| failed(format!("store: {e}")))?;
+    let mut snapshots = HashMap::new();
+    for (ns, s) in r.snapshots {
+        let segments = s
+            .segments
+            .into_iter()
+            .map(|w| SegmentObject {
+                path: object_store::path::Path::from(w.path),
+                size: w.size,
+                first: w.first,
+                last: w.last,
+            })
+            .collect();
+        snapshots.insert(
+            ns,
+            ReadSnapshot {
+                segments,
+                tail: s.tail,
+            },
+        );
+    }
+    let source = Arc::new(FixedSnapshots { store, snapshots });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(r.threads.max(1))
+        .enable_all()
+        .build()
+        .map_err(failed)?;
+    let result = rt.block_on(sql::run(source, &r.access, &masker, &r.sql, r.limits))?;
+    Ok((result, masker.counts()))
+}
