@@ -276,11 +276,16 @@ impl ReadContext {
                 let (cfg, key) = (cfg.clone(), self.hash_key);
                 self.engine.spawn(async move {
                     let _slot = slot;
-                    match tracevault_query::worker::run(
-                        &cfg, &vault, &access, &caller, &key, &sql, limits,
-                    )
-                    .await
-                    {
+                    let job = tracevault_query::worker::Job {
+                        cfg: &cfg,
+                        vault: &vault,
+                        access: &access,
+                        caller: &caller,
+                        hash_key: &key,
+                        sql: &sql,
+                        limits,
+                    };
+                    match tracevault_query::worker::run(job).await {
                         Ok(a) => (Ok(a.result), a.masked),
                         Err(e) => (Err(e), Default::default()),
                     }
@@ -365,7 +370,7 @@ fn mask_event(m: &Masker, event: &mut Map<String, Value>) {
 
 /// Fields of the committed record that hold a column's value verbatim
 /// (shared with export bundles, which withhold records the same way).
-use tracevault_query::export::VERBATIM as LEAF_TEXT_FIELDS;
+use tracevault_query::masking::VERBATIM as LEAF_TEXT_FIELDS;
 
 /// Masks the verbatim column values of the committed record like the same
 /// columns of the event, so the leaf never shows what the event hides.

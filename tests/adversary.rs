@@ -14,41 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
-use futures::StreamExt;
 use serde_json::{Value, json};
-
-/// Reads NDJSON lines off a response body as they arrive.
-struct Lines {
-    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<Bytes>> + Send>>,
-    buf: Vec<u8>,
-}
-
-impl Lines {
-    async fn next(&mut self) -> Option<Value> {
-        loop {
-            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=pos).collect();
-                return Some(serde_json::from_slice(&line).unwrap());
-            }
-            let chunk = tokio::time::timeout(Duration::from_secs(20), self.body.next())
-                .await
-                .expect("nothing within 20 s")?;
-            self.buf.extend_from_slice(&chunk.ok()?);
-        }
-    }
-}
-
-async fn post_json(c: &reqwest::Client, url: &str, tok: &str, body: Value) -> (u16, Value) {
-    let r = c
-        .post(url)
-        .bearer_auth(tok)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let s = r.status().as_u16();
-    (s, r.json().await.unwrap_or(Value::Null))
-}
 
 /// The server still answers health checks and acknowledges an append.
 async fn still_serving(c: &reqwest::Client, url: &str, writer: &str) {
@@ -134,10 +100,7 @@ async fn attacks_fail_closed_and_the_server_stays_up() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let mut lines = Lines {
-        body: Box::pin(resp.bytes_stream()),
-        buf: Vec::new(),
-    };
+    let mut lines = Lines::of(resp);
     tx.send(Ok(Bytes::from(
         "{\"kind\":\"output\",\"content\":\"before\"}\n",
     )))

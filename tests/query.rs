@@ -404,6 +404,22 @@ async fn queries_beyond_max_concurrent_are_refused_busy_and_slow_ones_time_out()
     let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
     let c = client();
     let reader = token(&data, "reader", "alpha", "auditor");
+    // 200 rows, joined with themselves four times: 1.6e9 combinations (table
+    // functions such as generate_series are not allowed).
+    let writer = token(&data, "writer", "alpha", "w");
+    let events: Vec<Value> = (0..200)
+        .map(|i| json!({"session_id": "s", "kind": "output", "content": format!("{i}")}))
+        .collect();
+    let (s, b) = post_events(
+        &c,
+        &srv.url,
+        "alpha",
+        &writer,
+        json!({"events": events}),
+        "",
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
     let slow = {
         let (c, url, reader) = (c.clone(), srv.url.clone(), reader.clone());
         tokio::spawn(async move {
@@ -411,7 +427,8 @@ async fn queries_beyond_max_concurrent_are_refused_busy_and_slow_ones_time_out()
                 &c,
                 &url,
                 &reader,
-                "SELECT count(*) FROM generate_series(1, 100000000000) a",
+                "SELECT count(*) FROM traces a, traces b, traces c, traces d \
+                 WHERE concat(a.content, b.content) <> concat(c.content, d.content)",
             )
             .await
         })

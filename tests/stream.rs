@@ -11,30 +11,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Reads NDJSON lines off a response body as they arrive.
-struct Lines {
-    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<Bytes>> + Send>>,
-    buf: Vec<u8>,
-}
-
-impl Lines {
-    async fn next(&mut self) -> Option<Value> {
-        loop {
-            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=pos).collect();
-                return Some(serde_json::from_slice(&line).unwrap());
-            }
-            let chunk = tokio::time::timeout(Duration::from_secs(20), self.body.next())
-                .await
-                .expect("no receipt within 20 s")?;
-            self.buf.extend_from_slice(&chunk.unwrap());
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receipts_stream_back_while_the_request_is_open() {
@@ -55,10 +33,7 @@ async fn receipts_stream_back_while_the_request_is_open() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let mut lines = Lines {
-        body: Box::pin(resp.bytes_stream()),
-        buf: Vec::new(),
-    };
+    let mut lines = Lines::of(resp);
     // Each line's receipt arrives before the next line is even sent.
     let mut indexes = Vec::new();
     for i in 0..3 {
@@ -275,10 +250,7 @@ async fn long_lines_are_refused_in_order_and_shutdown_ends_open_streams() {
         .send()
         .await
         .unwrap();
-    let mut lines = Lines {
-        body: Box::pin(resp.bytes_stream()),
-        buf: Vec::new(),
-    };
+    let mut lines = Lines::of(resp);
     // In one chunk: a good line, a complete 300-byte line, and the start of an
     // unfinished 300-byte line. Answers come in line order.
     let long = json!({"kind": "output", "content": "x".repeat(300)}).to_string();

@@ -12,18 +12,6 @@ use ed25519_dalek::Signer;
 use serde_json::{Value, json};
 use sha2::Digest;
 
-async fn post_json(c: &reqwest::Client, url: &str, tok: &str, body: Value) -> (u16, Value) {
-    let r = c
-        .post(url)
-        .bearer_auth(tok)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let s = r.status().as_u16();
-    (s, r.json().await.unwrap_or(Value::Null))
-}
-
 /// Signs `claims` as an EdDSA JWT with the data dir's issuer key, exactly as
 /// the server would (to craft tokens the CLI refuses to make).
 fn sign_with_issuer_key(data: &std::path::Path, mut claims: Value) -> String {

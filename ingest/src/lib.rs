@@ -698,12 +698,6 @@ async fn issue_token(
             validate_namespace(ns, role == Role::Admin)?;
         }
     }
-    if role == Role::Reader && req.win_from.is_none() {
-        return Err(ApiError::bad_request(
-            "window_required",
-            "a reader token needs win_from (for all of history: 1970-01-01T00:00:00Z)",
-        ));
-    }
     for (name, w) in [("win_from", &req.win_from), ("win_to", &req.win_to)] {
         if let Some(w) = w {
             tracevault_schemas::parse_timestamp(name, w)
@@ -722,6 +716,12 @@ async fn issue_token(
         return Err(ApiError::bad_request(
             "invalid_ttl",
             format!("ttl_s must be between 1 and {max_ttl} for this role"),
+        ));
+    }
+    if role == Role::Reader && req.win_from.is_none() {
+        return Err(ApiError::bad_request(
+            "window_required",
+            "a reader token needs win_from (for all of history: 1970-01-01T00:00:00Z)",
         ));
     }
     let (token, new) = st

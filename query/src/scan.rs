@@ -441,13 +441,13 @@ impl Access {
     }
 }
 
-/// The verbatim columns of the committed record (`query::export::VERBATIM`)
+/// The verbatim columns of the committed record (`query::masking::VERBATIM`)
 /// that `m` may mask, with their `traces` positions: a row where one of them
 /// is masked gets no `leaf_hash`, because with the rest of the record shown
 /// the hash would let a reader confirm guesses of the masked value.
 fn leaf_guard(m: &Masker) -> Vec<(usize, &'static str)> {
     let schema = traces_schema();
-    crate::export::VERBATIM
+    crate::masking::VERBATIM
         .into_iter()
         .filter(|name| !m.leaves_column(name))
         .filter_map(|name| Some((schema.index_of(name).ok()?, name)))

@@ -157,23 +157,34 @@ fn failed(m: impl std::fmt::Display) -> QueryError {
     QueryError::Failed(m.to_string())
 }
 
-/// Runs `sql` for a caller in a worker process (the server's side). The
-/// snapshots of the caller's namespaces are taken here, from `vault`. A
-/// segment merged away before the worker read it is retried with fresh
-/// snapshots (as in-process queries are).
-pub async fn run(
-    cfg: &WorkerConfig,
-    vault: &Vault,
-    access: &Access,
-    caller: &Caller,
-    hash_key: &[u8; 32],
-    sql: &str,
-    limits: QueryLimits,
-) -> Result<Answer, QueryError> {
+/// One query for a worker: who asks, what, and under which bounds.
+#[derive(Clone, Copy)]
+pub struct Job<'a> {
+    /// How to start the worker.
+    pub cfg: &'a WorkerConfig,
+    /// The server's vault (the snapshots are taken from it).
+    pub vault: &'a Vault,
+    /// What the caller may see.
+    pub access: &'a Access,
+    /// Who the caller is, for masking.
+    pub caller: &'a Caller,
+    /// Key of the `hash` masking action.
+    pub hash_key: &'a [u8; 32],
+    /// The SQL.
+    pub sql: &'a str,
+    /// The query's bounds.
+    pub limits: QueryLimits,
+}
+
+/// Runs a query in a worker process (the server's side). The snapshots of
+/// the caller's namespaces are taken here. A segment merged away before the
+/// worker read it is retried with fresh snapshots (as in-process queries
+/// are).
+pub async fn run(job: Job<'_>) -> Result<Answer, QueryError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match run_once(cfg, vault, access, caller, hash_key, sql, limits).await {
+        match run_once(job).await {
             Err(QueryError::Vault(VaultError::Read(m)))
                 if m.starts_with(sql::VANISHED) && attempt < 3 =>
             {
@@ -184,15 +195,16 @@ pub async fn run(
     }
 }
 
-async fn run_once(
-    cfg: &WorkerConfig,
-    vault: &Vault,
-    access: &Access,
-    caller: &Caller,
-    hash_key: &[u8; 32],
-    sql: &str,
-    limits: QueryLimits,
-) -> Result<Answer, QueryError> {
+async fn run_once(job: Job<'_>) -> Result<Answer, QueryError> {
+    let Job {
+        cfg,
+        vault,
+        access,
+        caller,
+        hash_key,
+        sql,
+        limits,
+    } = job;
     let mut snapshots = HashMap::new();
     for ns in &access.namespaces {
         let snap = match vault.read_snapshot(ns).await {

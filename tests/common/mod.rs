@@ -386,3 +386,53 @@ pub fn try_start_listen(data: &Path, listen: &str, extra: &[&str]) -> Result<Ser
     }
     Err(format!("exited with {status}: {err}"))
 }
+
+/// Posts a JSON body with a bearer token; returns (status, JSON body or null).
+pub async fn post_json(
+    c: &reqwest::Client,
+    url: &str,
+    tok: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let r = c
+        .post(url)
+        .bearer_auth(tok)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// Reads NDJSON lines off a response body as they arrive.
+pub struct Lines {
+    pub body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    pub buf: Vec<u8>,
+}
+
+impl Lines {
+    /// The lines of `resp`'s body.
+    pub fn of(resp: reqwest::Response) -> Lines {
+        Lines {
+            body: Box::pin(resp.bytes_stream()),
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next line (`None` at the end of the body); panics after 20 s
+    /// without one.
+    pub async fn next(&mut self) -> Option<serde_json::Value> {
+        use futures::StreamExt;
+        loop {
+            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=pos).collect();
+                return Some(serde_json::from_slice(&line).unwrap());
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(20), self.body.next())
+                .await
+                .expect("nothing within 20 s")?;
+            self.buf.extend_from_slice(&chunk.ok()?);
+        }
+    }
+}

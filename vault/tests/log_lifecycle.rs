@@ -226,19 +226,38 @@ async fn append_retry_prove_restart_and_verify() {
         log.latest_checkpoint().map(|(s, t)| (s, t == text2)),
         Some((14, true))
     );
-    let r5 = vault
+    // Retries (the same writer, the same event) after the restart.
+    let mut r5 = vault
         .append(
             ns,
             vec![
-                ev("s1", 20, Some("e0")),
+                ev("s1", 0, Some("e0")),
                 ev("s1", 21, Some("e21")),
                 ev("s2", 22, None),
-                ev("s3", 23, Some("e8")),
             ],
-            "writer-c",
+            "writer-a",
         )
         .await
         .unwrap();
+    r5.extend(
+        vault
+            .append(ns, vec![ev("s3", 8, Some("e8"))], "writer-b")
+            .await
+            .unwrap(),
+    );
+    // Another event under a remembered key is a conflict: nothing appended.
+    let conflict = vault
+        .append(
+            ns,
+            vec![ev("s3", 9, None), ev("s1", 20, Some("e0"))],
+            "writer-a",
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(conflict, VaultError::Append(AppendError::Conflict(_))),
+        "{conflict}"
+    );
     assert_eq!(
         r5[0],
         Receipt {
@@ -400,7 +419,7 @@ async fn crash_before_publishing_is_recovered_from_the_wal() {
         .append(
             ns,
             vec![
-                ev("s0", 0, Some("id5")),
+                ev("s1", 5, Some("id5")),
                 ev("s0", 99, None),
                 ev("s1", 98, None),
             ],
@@ -546,8 +565,8 @@ async fn second_server_on_a_shared_store_is_fenced() {
     let err = b
         .append(
             "shared",
-            vec![ev("s", 10, Some("x0")), ev("s", 11, None)],
-            "b",
+            vec![ev("s", 0, Some("x0")), ev("s", 11, None)],
+            "a",
         )
         .await
         .unwrap_err();
@@ -597,8 +616,8 @@ async fn second_server_on_a_shared_store_is_fenced() {
     let rb = b
         .append(
             "shared",
-            vec![ev("s", 10, Some("x0")), ev("s", 11, None)],
-            "b",
+            vec![ev("s", 0, Some("x0")), ev("s", 11, None)],
+            "a",
         )
         .await
         .unwrap();

@@ -39,21 +39,10 @@ pub const MEMBERS: [&str; 7] = [
 /// Largest member a verifier reads (a bundle is refused beyond, not cut).
 pub const MAX_MEMBER_BYTES: u64 = 8 << 30;
 
-/// Columns of the committed record that hold a value verbatim (content and
-/// attributes are there as salted digests only). When the requester's
-/// profile masks one of them, the record is withheld from the bundle: it
-/// would show the raw value, or let a recipient confirm guesses of it.
-pub const VERBATIM: [&str; 9] = [
-    "session_id",
-    "ingested_by",
-    "event_id",
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "name",
-    "actor",
-    "model",
-];
+/// The committed record's verbatim columns (see [`crate::masking::VERBATIM`]):
+/// when the requester's profile masks one, the record is withheld from the
+/// bundle.
+pub use crate::masking::VERBATIM;
 
 /// The frozen selection's digest: SHA-256 (hex) of `"{idx}:{leaf hex}\n"`
 /// for each row in index order. Recorded when an export is requested,

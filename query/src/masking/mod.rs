@@ -29,7 +29,7 @@ mod policy;
 
 pub use error::PolicyError;
 pub use masker::Masker;
-pub use policy::{Policy, Profile, STRICT_PROFILE};
+pub use policy::{Policy, Profile, STRICT_PROFILE, VERBATIM, maskable};
 
 #[cfg(test)]
 mod tests;

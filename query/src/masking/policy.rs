@@ -28,12 +28,12 @@ const MAX_LABEL: usize = 32;
 /// Columns a rule applies to when it names none.
 const DEFAULT_COLUMNS: [&str; 2] = ["content", "attributes"];
 
-/// The columns a rule may name: every string column of `traces` but the
-/// structural ones (`ns`, `kind`, never masked, since enforcement and
-/// pruning use them) and `leaf_hash` (withheld instead, see
-/// `docs/masking.md`). A rule naming anything else is refused at load, so
-/// a policy can never look as if it masked a column it does not.
-pub const MASKABLE_COLUMNS: [&str; 11] = [
+/// Columns of the committed record that hold a value verbatim (content and
+/// attributes are there as salted digests only). When a profile masks one
+/// of them, the record and its leaf hash are withheld from the reader
+/// (entry reads, SQL, export bundles): they would show the raw value, or let
+/// a reader confirm guesses of it.
+pub const VERBATIM: [&str; 9] = [
     "session_id",
     "ingested_by",
     "event_id",
@@ -43,9 +43,17 @@ pub const MASKABLE_COLUMNS: [&str; 11] = [
     "name",
     "actor",
     "model",
-    "content",
-    "attributes",
 ];
+
+/// Whether a rule may name `column`: every string column of `traces` but
+/// the structural ones (`ns`, `kind`, never masked, since enforcement and
+/// pruning use them) and `leaf_hash` (withheld instead, see
+/// `docs/masking.md`), i.e. the [`VERBATIM`] ones, `content` and
+/// `attributes`. A rule naming anything else is refused at load, so a
+/// policy can never look as if it masked a column it does not.
+pub fn maskable(column: &str) -> bool {
+    VERBATIM.contains(&column) || column == "content" || column == "attributes"
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -386,13 +394,10 @@ fn build_rule(
         Some(cols) if cols.is_empty() => return Err(bad("columns is empty".into())),
         Some(cols) if cols.iter().any(|c| c == "*") => Columns::All,
         Some(cols) => {
-            if let Some(c) = cols
-                .iter()
-                .find(|c| !MASKABLE_COLUMNS.contains(&c.as_str()))
-            {
+            if let Some(c) = cols.iter().find(|c| !maskable(c)) {
                 return Err(bad(format!(
-                    "column {c:?} cannot be masked (maskable: {})",
-                    MASKABLE_COLUMNS.join(", ")
+                    "column {c:?} cannot be masked (maskable: {}, content, attributes)",
+                    VERBATIM.join(", ")
                 )));
             }
             Columns::Named(cols)
