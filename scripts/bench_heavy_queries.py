@@ -81,7 +81,7 @@ def main():
         out = {"isolation": a.isolation, "seeded": a.seed}
         for phase in ("quiet", "heavy"):
             stop = threading.Event()
-            acks, health, answered = [], [], [0, 0]
+            acks, health, answered, codes = [], [], [0, 0], {}
 
             def write():
                 n = 0
@@ -105,8 +105,11 @@ def main():
             def heavy(k):
                 i = k
                 while not stop.is_set():
-                    s, _ = req(a.port, "POST", "/v1/query", reader, {"sql": HEAVY[i % len(HEAVY)]})
+                    s, b = req(a.port, "POST", "/v1/query", reader, {"sql": HEAVY[i % len(HEAVY)]})
                     answered[0 if s == 200 else 1] += 1
+                    if s != 200:
+                        code = json.loads(b).get("error", {}).get("code", str(s))
+                        codes[code] = codes.get(code, 0) + 1
                     i += 1
 
             threads = [threading.Thread(target=write), threading.Thread(target=probe)]
@@ -121,7 +124,7 @@ def main():
             out[phase] = {
                 "ack_ms": {"p50": pct(acks, 0.5), "p99": pct(acks, 0.99), "max": pct(acks, 1.0), "n": len(acks)},
                 "healthz_ms": {"p50": pct(health, 0.5), "p99": pct(health, 0.99), "max": pct(health, 1.0)},
-                "heavy_queries": {"answered": answered[0], "refused_or_failed": answered[1]},
+                "heavy_queries": {"answered": answered[0], "refused_or_failed": answered[1], "codes": codes},
             }
         print(json.dumps(out))
     finally:

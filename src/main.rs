@@ -59,7 +59,17 @@ enum Cmd {
     /// Runs one query for a server (internal: spoken to on stdin/stdout by
     /// `serve` with `[query] isolation = "process"`).
     #[command(hide = true)]
-    QueryWorker,
+    QueryWorker {
+        /// RLIMIT_DATA of the worker (bytes).
+        #[arg(long)]
+        memory_bytes: u64,
+        /// RLIMIT_CPU of the worker (seconds).
+        #[arg(long)]
+        cpu_seconds: u64,
+        /// Nice value of the worker.
+        #[arg(long, default_value_t = 10)]
+        nice: i32,
+    },
     /// Load generators.
     Bench {
         #[command(subcommand)]
@@ -256,8 +266,19 @@ fn main() -> ExitCode {
         Cmd::Query(a) => query_cmd::run(a),
         Cmd::Export { cmd } => export_cmd::run(cmd),
         Cmd::Replay(a) => replay::run(a).map(|_| ExitCode::SUCCESS),
-        Cmd::QueryWorker => {
-            return ExitCode::from(tracevault_query::worker::worker_main().clamp(0, 255) as u8);
+        Cmd::QueryWorker {
+            memory_bytes,
+            cpu_seconds,
+            nice,
+        } => {
+            let limits = tracevault_query::worker::SelfLimits {
+                memory_bytes,
+                cpu_seconds,
+                nice,
+            };
+            return ExitCode::from(
+                tracevault_query::worker::worker_main(limits).clamp(0, 255) as u8
+            );
         }
         Cmd::Bench {
             cmd: BenchCmd::Ingest(a),

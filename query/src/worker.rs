@@ -243,39 +243,21 @@ async fn run_once(job: Job<'_>) -> Result<Answer, QueryError> {
     let input = serde_json::to_vec(&request).map_err(failed)?;
     drop(request);
 
+    // Whole seconds of CPU time: the wall-clock limit on both cores, plus
+    // a little for start-up.
+    let cpu = limits.timeout.as_secs().saturating_mul(2).saturating_add(5);
+    // The worker sets its own limits first thing (before it reads the
+    // request): no code runs between fork and exec here, so the spawn can
+    // be a cheap vfork-style posix_spawn whatever the server's size.
     let mut cmd = tokio::process::Command::new(&cfg.exe);
     cmd.arg("query-worker")
+        .arg(format!("--memory-bytes={}", cfg.memory_bytes))
+        .arg(format!("--cpu-seconds={cpu}"))
+        .arg(format!("--nice={}", cfg.nice.clamp(0, 19)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let (memory, nice) = (cfg.memory_bytes, cfg.nice);
-    // Whole seconds of CPU time: the wall-clock limit on both cores, plus
-    // a little for start-up.
-    let cpu = limits.timeout.as_secs().saturating_mul(2).saturating_add(5);
-    #[cfg(target_os = "linux")]
-    // SAFETY: between fork and exec only async-signal-safe calls are made
-    // (setrlimit, setpriority), with no allocation.
-    unsafe {
-        cmd.pre_exec(move || {
-            let data = libc::rlimit {
-                rlim_cur: memory as libc::rlim_t,
-                rlim_max: memory as libc::rlim_t,
-            };
-            if libc::setrlimit(libc::RLIMIT_DATA, &data) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            let cpu = libc::rlimit {
-                rlim_cur: cpu as libc::rlim_t,
-                rlim_max: cpu.saturating_add(1) as libc::rlim_t,
-            };
-            if libc::setrlimit(libc::RLIMIT_CPU, &cpu) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            libc::setpriority(libc::PRIO_PROCESS, 0, nice.clamp(0, 19));
-            Ok(())
-        });
-    }
     let mut child = cmd
         .spawn()
         .map_err(|e| failed(format!("starting the query worker: {e}")))?;
@@ -385,10 +367,51 @@ fn parse_answer(out: &[u8]) -> Result<Answer, QueryError> {
     })
 }
 
-/// The worker's side: reads the request on stdin, runs it, answers on
-/// stdout. Returns the process exit code (0 whenever an answer, result or
-/// error, was written).
-pub fn worker_main() -> i32 {
+/// The limits a worker puts on itself before it reads its request.
+#[derive(Debug, Clone, Copy)]
+pub struct SelfLimits {
+    /// `RLIMIT_DATA` (bytes).
+    pub memory_bytes: u64,
+    /// `RLIMIT_CPU` (seconds).
+    pub cpu_seconds: u64,
+    /// Nice value (0-19).
+    pub nice: i32,
+}
+
+/// Applies `l` to this process; an error means the worker must not run.
+fn limit_self(l: SelfLimits) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setrlimit and setpriority only read their integer arguments.
+    unsafe {
+        let data = libc::rlimit {
+            rlim_cur: l.memory_bytes as libc::rlim_t,
+            rlim_max: l.memory_bytes as libc::rlim_t,
+        };
+        if libc::setrlimit(libc::RLIMIT_DATA, &data) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let cpu = libc::rlimit {
+            rlim_cur: l.cpu_seconds as libc::rlim_t,
+            rlim_max: l.cpu_seconds.saturating_add(1) as libc::rlim_t,
+        };
+        if libc::setrlimit(libc::RLIMIT_CPU, &cpu) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if libc::setpriority(libc::PRIO_PROCESS, 0, l.nice.clamp(0, 19)) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The worker's side: limits itself, reads the request on stdin, runs it,
+/// answers on stdout. Returns the process exit code (0 whenever an answer,
+/// result or error, was written).
+pub fn worker_main(limits: SelfLimits) -> i32 {
+    if let Err(e) = limit_self(limits) {
+        eprintln!("query worker: setting its limits: {e}");
+        return 2;
+    }
     let mut input = Vec::new();
     if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin(), &mut input) {
         eprintln!("query worker: reading the request: {e}");
