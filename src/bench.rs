@@ -183,6 +183,11 @@ pub fn run(a: IngestArgs) -> anyhow::Result<()> {
         a.batch > 0 && a.concurrency > 0 && a.events > 0,
         "events, batch and concurrency must be positive"
     );
+    // Bounds that keep every count and index arithmetic far from overflow.
+    anyhow::ensure!(
+        a.events <= 1_000_000_000_000 && a.batch <= 1_000_000 && a.concurrency <= 10_000,
+        "at most 10^12 events, batches of 10^6 and 10^4 clients"
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -815,7 +815,11 @@ async fn check_proofs(
                 r?;
                 checked += 1;
             }
-            let waiting = leaves.lock().map(|l| l.len() - checked).unwrap_or(0);
+            // A poisoned list is never "nothing left to check": fail closed.
+            let waiting = leaves
+                .lock()
+                .map(|l| l.len().saturating_sub(checked))
+                .map_err(|_| Check::Bad(None, "the event list is unreadable".into()))?;
             if waiting == 0 {
                 set(
                     &verdict,

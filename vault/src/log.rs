@@ -1048,12 +1048,29 @@ fn sequencer_loop(
             // rebuilds the window from what is really stored.
             continue;
         }
-        if let Ok(mut st) = shared.state.write() {
-            for e in entries.drain(..) {
-                st.tree.push(e.leaf_hash);
-                st.tail_bytes += e.approx_size();
-                st.tail.push_back(Arc::new(e));
+        // The entries are in the WAL; they must also be in the tree before a
+        // receipt says so. A poisoned state lock (a panic elsewhere) means
+        // they cannot be: fail as a failed write does (no receipt; a restart
+        // recovers them from the WAL), never acknowledge entries left out.
+        let added = match shared.state.write() {
+            Ok(mut st) => {
+                for e in entries.drain(..) {
+                    st.tree.push(e.leaf_hash);
+                    st.tail_bytes += e.approx_size();
+                    st.tail.push_back(Arc::new(e));
+                }
+                true
             }
+            Err(_) => false,
+        };
+        if !added {
+            let msg =
+                "the log's state lock is poisoned; restart to recover from the WAL".to_string();
+            shared.fail(STATUS_FAILED, msg.clone());
+            for (reply, _) in answers {
+                let _ = reply.send(Err(AppendError::Failed(msg.clone())));
+            }
+            continue;
         }
         shared.durable_tx.send_replace(s.next);
         for (reply, outcome) in answers {

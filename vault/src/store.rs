@@ -156,17 +156,25 @@ impl Store {
         self.inner.clone()
     }
 
-    fn fsync_local(&self, path: &Path) -> Result<(), StoreError> {
-        if let Some(root) = &self.local_root {
-            let file = root.join(path.as_ref());
+    /// Makes a new local object durable (the file, then its directory), on
+    /// a blocking thread: an fsync can take milliseconds, and must not hold
+    /// an async worker that acknowledges writes meanwhile.
+    async fn fsync_local(&self, path: &Path) -> Result<(), StoreError> {
+        let Some(root) = &self.local_root else {
+            return Ok(());
+        };
+        let file = root.join(path.as_ref());
+        tokio::task::spawn_blocking(move || {
             let sync = |p: &FsPath| std::fs::File::open(p).and_then(|f| f.sync_all());
             sync(&file).map_err(|e| StoreError::Other(format!("fsync {}: {e}", file.display())))?;
             if let Some(dir) = file.parent() {
                 sync(dir)
                     .map_err(|e| StoreError::Other(format!("fsync {}: {e}", dir.display())))?;
             }
-        }
-        Ok(())
+            Ok(())
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("fsync task: {e}")))?
     }
 
     async fn put_mode(&self, path: &Path, bytes: Bytes, mode: PutMode) -> Result<(), StoreError> {
@@ -178,7 +186,7 @@ impl Store {
             .put_opts(path, PutPayload::from_bytes(bytes), opts)
             .await
             .map_err(|e| map_err(path, e))?;
-        self.fsync_local(path)
+        self.fsync_local(path).await
     }
 
     /// Writes a new object; fails with [`StoreError::AlreadyExists`] if it exists.

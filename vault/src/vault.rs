@@ -573,16 +573,19 @@ impl Vault {
             .store
             .get(&layout::latest_checkpoint(ns))
             .await?;
-        Ok(text
-            .and_then(|b| {
-                std::str::from_utf8(&b)
-                    .ok()?
-                    .lines()
-                    .nth(1)?
-                    .parse::<u64>()
-                    .ok()
+        let Some(b) = text else {
+            return Ok(0);
+        };
+        // A checkpoint object that is there but unreadable must not switch
+        // off the check for removed segments (floor 0): fail the read.
+        std::str::from_utf8(&b)
+            .ok()
+            .and_then(|t| t.lines().nth(1)?.parse::<u64>().ok())
+            .ok_or_else(|| {
+                VaultError::Read(format!(
+                    "the latest checkpoint of {ns} is unreadable; run `tracevault verify`"
+                ))
             })
-            .unwrap_or(0))
     }
 
     /// Every entry of `ns` for which `keep` holds, in index order (segments

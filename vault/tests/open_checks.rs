@@ -100,3 +100,36 @@ async fn a_rolled_back_store_is_refused() {
     .unwrap();
     expect_refused(&data, "rolled back").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_garbled_checkpoint_object_fails_reads_instead_of_hiding_removed_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    build(&data).await;
+    // A second server on the same store reads `n` without writing it: its
+    // floor comes from the store's checkpoint object.
+    let rdata = dir.path().join("r");
+    std::fs::create_dir_all(rdata.join("keys")).unwrap();
+    for k in ["log.key", "issuer.key"] {
+        let (from, to) = (data.join("keys").join(k), rdata.join("keys").join(k));
+        if from.exists() {
+            std::fs::copy(from, to).unwrap();
+        }
+    }
+    let store = tracevault_vault::Store::local(&store_dir(&data)).unwrap();
+    let reader = Vault::open(opts_with_store(&rdata, store, 20))
+        .await
+        .unwrap();
+    assert_eq!(reader.read_snapshot("n").await.unwrap().segments.len(), 3);
+    // The newest segment removed and the checkpoint object garbled: the
+    // floor it gave (15 entries) must not silently become 0, so the read
+    // fails instead of answering with the two segments left.
+    let segs = segments(&data);
+    std::fs::remove_file(segs.last().unwrap()).unwrap();
+    std::fs::write(store_dir(&data).join("ns/n/checkpoint"), b"garbage").unwrap();
+    match reader.read_snapshot("n").await {
+        Err(VaultError::Read(m)) => assert!(m.contains("unreadable"), "{m}"),
+        other => panic!("expected a read error, got {other:?}"),
+    }
+    reader.shutdown(Duration::from_secs(5)).await;
+}
