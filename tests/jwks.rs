@@ -512,3 +512,95 @@ fn invalid_issuer_configs_stop_the_server() {
         assert!(err.contains(needle), "{needle} not in {err}");
     }
 }
+
+/// One person, one identity (issue 12): Alice requests an export with a
+/// vault token naming her, then tries to approve it with an approver token
+/// of an external issuer whose `identity_claim` names her too; refused as
+/// self-approval. Bob, through the same issuer, approves; with
+/// `require_person` a token naming nobody may take no step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_person_cannot_approve_their_own_export_through_a_second_issuer() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let idp = dir.path().join("idp");
+    let approver = |sub: &str, email: &str| {
+        tok(
+            "ed-1",
+            "EdDSA",
+            json!({"iss": ISS, "aud": "tracevault", "sub": sub, "email": email,
+                   "iat": now(), "exp": now() + 600, "groups": "approvers"}),
+        )
+    };
+    let t = mint(
+        &idp,
+        json!({"keys": {"ed-1": "Ed25519"}, "jwks": {"jwks.json": ["ed-1"]},
+               "tokens": [approver("a.smith", " Alice@Example.COM"), approver("bob", "bob@example.com")]}),
+    );
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "[log]\nflush_interval_ms = 50\n[exports]\nrequire_person = true\n\n\
+             [[issuers]]\nissuer = \"{ISS}\"\naudience = \"tracevault\"\njwks_file = \"{}\"\n\
+             role_claim = \"groups\"\nsubject_prefix = \"idp:\"\nidentity_claim = \"email\"\n\
+             [[issuers.map]]\nvalue = \"approvers\"\nrole = \"approver\"\nns = [\"prod\"]\n",
+            idp.join("jwks.json").display()
+        ),
+    );
+    let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    let (c, url) = (client(), srv.url.clone());
+    let issue = |role: &str, sub: &str, extra: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["token", "issue", "--data", data.to_str().unwrap()])
+            .args(["--role", role, "--namespace", "prod", "--sub", sub])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let writer = issue("writer", "w", &[]);
+    let alice = issue(
+        "reader",
+        "alice",
+        &[
+            "--from",
+            "1970-01-01T00:00:00Z",
+            "--person",
+            "alice@example.com",
+        ],
+    );
+    let nobody = issue("approver", "carol", &[]);
+    let (s, b) = post_events(&c, &url, "prod", &writer, events(3), "?wait=checkpoint").await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = send(
+        c.post(format!("{url}/v1/exports"))
+            .json(&json!({"namespace": "prod", "session_id": "s1", "reason": "incident 7"})),
+        &alice,
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let approve = |id: &str| {
+        c.post(format!("{url}/v1/exports/{id}/approve"))
+            .json(&json!({}))
+    };
+    let id = b["id"].as_str().unwrap().to_string();
+    refused(
+        send(approve(&id), &t[0]).await,
+        403,
+        "self_approval",
+        "alice through the second issuer",
+    );
+    refused(
+        send(approve(&id), &nobody).await,
+        403,
+        "person_required",
+        "an approver token naming nobody",
+    );
+    let (s, b) = send(approve(&id), &t[1]).await;
+    assert_eq!((s, b["state"].as_str()), (200, Some("approved")), "{b}");
+    assert_eq!(srv.terminate(), Some(0));
+}
