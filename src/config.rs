@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Deserialize;
-use tracevault_ingest::Limits;
+use tracevault_server::Limits;
 use tracevault_vault::LogConfig;
 
 /// The whole file.
@@ -28,7 +28,7 @@ pub struct FileConfig {
     /// Masking policy file (docs/masking.md); default: the built-in strict policy.
     pub masking_policy: Option<PathBuf>,
     /// SQL query bounds.
-    pub query: crate::read_api::QueryConfig,
+    pub query: tracevault_server::read::QueryConfig,
     /// The export approval workflow.
     pub exports: tracevault_query::export::workflow::ExportPolicy,
     /// Log tunables.
@@ -36,9 +36,9 @@ pub struct FileConfig {
     /// Request limits.
     pub limits: Limits,
     /// External token issuers (`[[issuers]]`, docs/auth.md).
-    pub issuers: Vec<tracevault_ingest::external::IssuerConfig>,
+    pub issuers: Vec<tracevault_server::external::IssuerConfig>,
     /// The listener: TLS, connection cap and timeouts (`[server]`).
-    pub server: tracevault_ingest::listener::ListenerConfig,
+    pub server: tracevault_server::listener::ListenerConfig,
 }
 
 impl FileConfig {
@@ -120,11 +120,11 @@ ns = ["prod"]
         assert_eq!(c.issuers.len(), 2);
         assert_eq!(c.issuers[0].map.len(), 2);
         assert_eq!(c.issuers[1].map[0].value, "ingest");
-        assert!(tracevault_ingest::external::validate_all(&c.issuers, "own").is_ok());
+        assert!(tracevault_server::external::validate_all(&c.issuers, "own").is_ok());
         // An issuer without a subject prefix is refused.
         let mut no_prefix = c.issuers.clone();
         no_prefix[0].subject_prefix.clear();
-        assert!(tracevault_ingest::external::validate_all(&no_prefix, "own").is_err());
+        assert!(tracevault_server::external::validate_all(&no_prefix, "own").is_err());
         assert!(toml::from_str::<FileConfig>("[[issuers]]\nissuer = \"x\"\nbogus = 1\n").is_err());
     }
 }

@@ -4,10 +4,8 @@
 
 mod bench;
 mod config;
-mod export_api;
 mod export_cmd;
 mod query_cmd;
-mod read_api;
 mod replay;
 mod serve;
 mod stream_cmd;

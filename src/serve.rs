@@ -8,14 +8,14 @@ use std::time::Duration;
 use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use tracevault_ingest::external::ExternalIssuers;
-use tracevault_ingest::{AppState, router_with};
+use tracevault_server::external::ExternalIssuers;
+use tracevault_server::{AppState, router_with};
 use tracevault_vault::token::{Role, TokenIssuer};
 use tracevault_vault::{Store, Vault, VaultOptions};
 
 use crate::ServeArgs;
 use crate::config::FileConfig;
-use crate::read_api;
+use tracevault_server::{exports, read};
 
 /// Default lifetime of the bootstrap admin token: 30 days.
 const ADMIN_TTL_S: i64 = 30 * 24 * 3600;
@@ -88,7 +88,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             f.limits
                 .check(&f.log)
                 .map_err(|e| anyhow::anyhow!("config {}: {e}", p.display()))?;
-            tracevault_ingest::external::validate_all(&f.issuers, "")
+            tracevault_server::external::validate_all(&f.issuers, "")
                 .map_err(|e| anyhow::anyhow!("config {}: {e}", p.display()))?;
             f
         }
@@ -111,7 +111,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     server.insecure_http |= args.insecure_http;
     // A bad certificate or key stops the start before the vault is opened.
-    let listener = tracevault_ingest::listener::Listener::new(server)?;
+    let listener = tracevault_server::listener::Listener::new(server)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -162,15 +162,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             state.set_external_issuers(Arc::new(external));
         }
         let stopping = state.clone();
-        let read = Arc::new(read_api::ReadContext::load(
+        let read_ctx = Arc::new(read::ReadContext::load(
             &data,
             file.masking_policy.as_deref(),
             file.query.clone(),
             vault.store().describe(),
         )?);
         let (log_key, _) = tracevault_vault::keys::load_or_create(&data.join("keys/log.key"))?;
-        let exports =
-            Arc::new(crate::export_api::ExportContext::load(&vault, file.exports, log_key).await?);
+        let exports = Arc::new(exports::ExportContext::load(&vault, file.exports, log_key).await?);
         println!(
             "tracevault {} serving {}",
             env!("CARGO_PKG_VERSION"),
@@ -187,13 +186,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         // (between 1 s and 60 s after they happen).
         let p = file.exports;
         let every = (p.request_ttl_s.min(p.download_window_s) / 4).clamp(1, 60) as u64;
-        crate::export_api::spawn_expiry_recorder(
-            state.clone(),
-            exports.clone(),
-            Duration::from_secs(every),
-        );
-        let app = router_with(state, read_api::routes().merge(crate::export_api::routes()))
-            .layer(axum::Extension(read))
+        exports::spawn_expiry_recorder(state.clone(), exports.clone(), Duration::from_secs(every));
+        let app = router_with(state, read::routes().merge(exports::routes()))
+            .layer(axum::Extension(read_ctx))
             .layer(axum::Extension(exports));
         // On SIGINT/SIGTERM: stop accepting, end session streams, let
         // requests in flight finish, then flush below.

@@ -140,14 +140,14 @@ impl Metrics {
         }
         header(
             &mut o,
-            "tracevault_ingest_bytes_total",
+            "tracevault_server_bytes_total",
             "counter",
             "Request body bytes received by ingest endpoints, before decompression.",
         );
         for s in Source::ALL {
             let _ = writeln!(
                 o,
-                "tracevault_ingest_bytes_total{{source=\"{}\"}} {}",
+                "tracevault_server_bytes_total{{source=\"{}\"}} {}",
                 s.as_str(),
                 self.bytes[idx(s)].load(Ordering::Relaxed)
             );
@@ -293,7 +293,7 @@ mod tests {
         let out = m.render(&[("a".into(), stats)], 4, 3_500);
         for line in [
             "tracevault_events_ingested_total{ns=\"a\",source=\"otlp_traces\"} 5",
-            "tracevault_ingest_bytes_total{source=\"otlp_traces\"} 150",
+            "tracevault_server_bytes_total{source=\"otlp_traces\"} 150",
             "tracevault_ack_latency_seconds_bucket{source=\"otlp_traces\",le=\"0.005\"} 1",
             "tracevault_ack_latency_seconds_bucket{source=\"otlp_traces\",le=\"1\"} 2",
             "tracevault_ack_latency_seconds_count{source=\"otlp_traces\"} 2",

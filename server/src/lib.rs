@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 mod body;
 mod error;
+pub mod exports;
 pub mod external;
 pub mod fair;
 pub mod listener;
@@ -14,6 +15,7 @@ pub mod metrics;
 mod otlp;
 mod otlp_count;
 mod ratelimit;
+pub mod read;
 mod stream;
 
 use std::sync::Arc;
@@ -35,6 +37,12 @@ use tracevault_vault::token::{Claims, MAX_JTI_BYTES, Role, TokenIssuer};
 use tracevault_vault::{Vault, note, validate_namespace};
 
 pub use error::ApiError;
+
+/// Why the server could not be built (configuration, keys, history): said
+/// once, before it listens.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
 
 /// Request limits. Every one is a config key (`[limits]`, docs/configuration.md).
 #[derive(Debug, Clone, Deserialize)]

@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use crate::{ApiError, AppState, StartError, audit, auth};
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +18,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use ed25519_dalek::SigningKey;
 use serde_json::{Value, json};
-use tracevault_ingest::{ApiError, AppState, audit, auth};
 use tracevault_query::export::workflow::{
     Actor, ExportPolicy, Exports, Refusal, Selection, State as ExportState, Transition,
 };
@@ -27,7 +27,7 @@ use tracevault_query::sql::{Access, QueryError};
 use tracevault_vault::Vault;
 use tracevault_vault::token::{Claims, Role};
 
-use crate::read_api::{ReadContext, claim_map, role_name, window};
+use crate::read::{ReadContext, claim_map, role_name, window};
 
 /// `_audit` session holding the history of every export.
 pub const EXPORTS_SESSION: &str = "exports";
@@ -45,13 +45,15 @@ impl ExportContext {
         vault: &Vault,
         policy: ExportPolicy,
         key: SigningKey,
-    ) -> anyhow::Result<Self> {
-        policy.check().map_err(|e| anyhow::anyhow!("config: {e}"))?;
+    ) -> Result<Self, StartError> {
+        policy
+            .check()
+            .map_err(|e| StartError(format!("config: {e}")))?;
         let mut exports = Exports::new(policy);
         let entries = vault
             .session_entries(audit::AUDIT_NS, EXPORTS_SESSION)
             .await
-            .map_err(|e| anyhow::anyhow!("reading the export history from _audit: {e}"))?;
+            .map_err(|e| StartError(format!("reading the export history from _audit: {e}")))?;
         for e in entries {
             let t: Option<Transition> = e
                 .content
@@ -59,10 +61,12 @@ impl ExportContext {
                 .and_then(|c| serde_json::from_str(c).ok());
             match t {
                 Some(t) => exports.apply(&t),
-                None => anyhow::bail!(
-                    "_audit entry {} of session exports is not a workflow step",
-                    e.idx
-                ),
+                None => {
+                    return Err(StartError(format!(
+                        "_audit entry {} of session exports is not a workflow step",
+                        e.idx
+                    )));
+                }
             }
         }
         Ok(ExportContext {

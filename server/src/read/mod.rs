@@ -1,7 +1,7 @@
-//! The read side's HTTP endpoints, wired here because they join the two
-//! sibling crates: `ingest` (server state, authentication, errors, the access
-//! log) and `query` (masking). Every row that leaves the server through them
-//! is masked per the caller's profile and recorded in `_audit` first.
+//! The read side's HTTP endpoints: entries and SQL, over `query` (the SQL
+//! engine, its guard and worker processes, masking). Every row that leaves
+//! the server through them is masked per the caller's profile and recorded
+//! in `_audit` first.
 //!
 //! - `GET /v1/logs/{ns}/entries/{index}` (reader, admin): the committed record
 //!   (what the leaf hash covers: digests only for content and attributes) and
@@ -13,14 +13,13 @@
 use std::path::Path as FsPath;
 use std::sync::Arc;
 
-use anyhow::Context;
+use crate::{ApiError, AppState, StartError, audit, auth};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
-use tracevault_ingest::{ApiError, AppState, audit, auth};
 use tracevault_query::masking::{Masker, Policy};
 use tracevault_vault::token::{Claims, Role};
 
@@ -121,7 +120,7 @@ pub struct ReadContext {
     /// occupy the worker threads that acknowledge writes.
     pub engine: tokio::runtime::Handle,
     /// Query slots per token (`max_concurrent_per_token`).
-    pub per_token: tracevault_ingest::fair::PerKeySlots,
+    pub per_token: crate::fair::PerKeySlots,
     /// How worker processes are started (`isolation = "process"`).
     pub worker: Option<tracevault_query::worker::WorkerConfig>,
     /// The masking policy's text, for worker processes (`None`: built-in).
@@ -132,12 +131,12 @@ pub struct ReadContext {
 /// its token's.
 pub struct QuerySlot {
     _slot: tokio::sync::OwnedSemaphorePermit,
-    _own: tracevault_ingest::fair::KeySlot,
+    _own: crate::fair::KeySlot,
 }
 
 /// Starts the query runtime on a thread of its own; it lives as long as the
 /// process (a runtime cannot be dropped from async code).
-fn start_engine(threads: usize, nice: i32) -> anyhow::Result<tokio::runtime::Handle> {
+fn start_engine(threads: usize, nice: i32) -> Result<tokio::runtime::Handle, StartError> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("query-engine".into())
@@ -158,10 +157,10 @@ fn start_engine(threads: usize, nice: i32) -> anyhow::Result<tokio::runtime::Han
                 }
             }
         })
-        .context("starting the query engine thread")?;
+        .map_err(|e| StartError(format!("starting the query engine thread: {e}")))?;
     rx.recv()
-        .context("the query engine thread ended")?
-        .context("building the query runtime")
+        .map_err(|_| StartError("the query engine thread ended".into()))?
+        .map_err(|e| StartError(format!("building the query runtime: {e}")))
 }
 
 impl ReadContext {
@@ -172,13 +171,14 @@ impl ReadContext {
         policy_file: Option<&FsPath>,
         query: QueryConfig,
         store_url: &str,
-    ) -> anyhow::Result<ReadContext> {
+    ) -> Result<ReadContext, StartError> {
         let (policy, policy_toml) = match policy_file {
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("reading masking policy {}", p.display()))?;
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    StartError(format!("reading masking policy {}: {e}", p.display()))
+                })?;
                 let policy = Policy::from_toml(&text)
-                    .with_context(|| format!("masking policy {}", p.display()))?;
+                    .map_err(|e| StartError(format!("masking policy {}: {e}", p.display())))?;
                 (policy, Some(text))
             }
             None => (Policy::default_policy(), None),
@@ -186,17 +186,19 @@ impl ReadContext {
         let worker = match query.isolation {
             Isolation::Thread => None,
             Isolation::Process => {
-                anyhow::ensure!(
-                    store_url.starts_with("file://") || store_url.starts_with("s3://"),
-                    "[query] isolation = \"process\" needs a file:// or s3:// store (have {store_url})"
-                );
+                if !(store_url.starts_with("file://") || store_url.starts_with("s3://")) {
+                    return Err(StartError(format!(
+                        "[query] isolation = \"process\" needs a file:// or s3:// store (have {store_url})"
+                    )));
+                }
                 let mb = if query.worker_memory_mb == 0 {
                     query.memory_mb + 512
                 } else {
                     query.worker_memory_mb
                 };
                 Some(tracevault_query::worker::WorkerConfig {
-                    exe: std::env::current_exe().context("locating this executable")?,
+                    exe: std::env::current_exe()
+                        .map_err(|e| StartError(format!("locating this executable: {e}")))?,
                     store_url: store_url.to_string(),
                     memory_bytes: (mb as u64) << 20,
                     nice: query.nice,
@@ -204,13 +206,14 @@ impl ReadContext {
                 })
             }
         };
-        let (key, _) = tracevault_vault::keys::load_or_create(&data.join("keys/masking.key"))?;
+        let (key, _) = tracevault_vault::keys::load_or_create(&data.join("keys/masking.key"))
+            .map_err(|e| StartError(e.to_string()))?;
         Ok(ReadContext {
             policy,
             hash_key: key.to_bytes(),
             slots: Arc::new(tokio::sync::Semaphore::new(query.max_concurrent.max(1))),
             engine: start_engine(query.threads, query.nice)?,
-            per_token: tracevault_ingest::fair::PerKeySlots::new(query.max_concurrent_per_token),
+            per_token: crate::fair::PerKeySlots::new(query.max_concurrent_per_token),
             worker,
             policy_toml,
             query,
