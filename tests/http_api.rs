@@ -644,7 +644,7 @@ async fn batch_inclusion_proofs_equal_the_gets_and_refuse_bad_requests_whole() {
     }
     let huge = format!(
         "{{\"size\": 13, \"indices\": [0]{}}}",
-        " ".repeat(tracevault_ingest::MAX_PROOF_BATCH_BODY_BYTES)
+        " ".repeat(tracevault_server::MAX_PROOF_BATCH_BODY_BYTES)
     );
     let (s, b) = post_proofs(&c, url, "alpha", Some(&w), huge).await;
     assert_eq!((s, code(&b)), (413, "body_too_large".into()), "{b}");

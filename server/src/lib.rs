@@ -5,36 +5,34 @@
 
 pub mod audit;
 pub mod auth;
-mod body;
 mod error;
+mod evidence;
 pub mod exports;
-pub mod external;
 pub mod fair;
 pub mod listener;
 pub mod metrics;
-mod otlp;
-mod otlp_count;
-mod ratelimit;
+mod ops;
 pub mod read;
-mod stream;
+mod write;
+
+pub use auth::external;
+pub use evidence::{
+    MAX_PROOF_BATCH, MAX_PROOF_BATCH_BODY_BYTES, PROOF_BATCH_WAIT, PROOF_BATCHES_AT_ONCE,
+};
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use serde::Deserialize;
-use serde_json::{Value, json};
-use tracevault_vault::record::Prepared;
-use tracevault_vault::token::{Claims, MAX_JTI_BYTES, Role, TokenIssuer};
-use tracevault_vault::{Vault, note, validate_namespace};
+use tracevault_vault::Vault;
+use tracevault_vault::token::{Claims, TokenIssuer};
 
 pub use error::ApiError;
 
@@ -186,7 +184,7 @@ pub struct AppState {
     /// ([`PROOF_BATCHES_AT_ONCE`]).
     proof_batches: Arc<tokio::sync::Semaphore>,
     /// Per-token write rate limits.
-    limiter: Arc<ratelimit::RateLimiter>,
+    limiter: Arc<write::ratelimit::RateLimiter>,
     /// Counters for `/metrics`.
     pub metrics: Arc<metrics::Metrics>,
     /// Whether `/metrics` is served without a token (else: admin tokens only).
@@ -222,7 +220,7 @@ impl AppState {
             stream_slots: Arc::new(fair::PerKeySlots::new(limits.max_streams_per_token)),
             otlp_decoding: Arc::new(tokio::sync::Semaphore::new(limits.max_otlp_decoding.max(1))),
             proof_batches: Arc::new(tokio::sync::Semaphore::new(PROOF_BATCHES_AT_ONCE)),
-            limiter: Arc::new(ratelimit::RateLimiter::new(
+            limiter: Arc::new(write::ratelimit::RateLimiter::new(
                 limits.writer_events_per_s,
                 limits.writer_burst_events,
             )),
@@ -260,62 +258,9 @@ impl AppState {
 
     /// Charges `events` to the writer token's rate limit; 429 when over it.
     fn rate_limit(&self, claims: &Claims, events: u64) -> Result<(), ApiError> {
-        self.limiter.take(&claims.jti, events).map_err(rate_limited)
-    }
-}
-
-/// 429 with a `Retry-After` of `wait` (rounded up to whole seconds).
-fn rate_limited(wait: Duration) -> ApiError {
-    ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
-        format!(
-            "this token is over its write rate limit; retry in {} ms",
-            wait.as_millis()
-        ),
-    )
-    .retry_after(wait.as_secs_f64().ceil() as u64)
-}
-
-/// Guards every write request before its body is read: the token must be
-/// valid (401 otherwise, so unauthenticated clients can never hold a write
-/// slot), and beyond `max_inflight_writes` concurrent writes the answer is 503
-/// with `Retry-After`. The whole request, body upload included, must finish
-/// within `write_timeout_s` (408 otherwise), so slow senders cannot pin a slot.
-async fn shed_writes(
-    State(st): State<AppState>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let otlp = req
-        .uri()
-        .path()
-        .starts_with("/otlp/")
-        .then(|| otlp::Encoding::of(req.headers()).unwrap_or(otlp::Encoding::Protobuf));
-    let reject = |e: ApiError| match otlp {
-        Some(enc) => otlp::error_response(e, enc),
-        None => e.into_response(),
-    };
-    if let Err(e) = auth::authenticate(&st, req.headers()) {
-        return reject(e);
-    }
-    let Ok(_permit) = st.write_permits.clone().try_acquire_owned() else {
-        return reject(ApiError::unavailable(
-            "overloaded",
-            "too many write requests in flight; retry later",
-        ));
-    };
-    let limit = Duration::from_secs(st.limits.write_timeout_s.max(1));
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(resp) => resp,
-        Err(_) => reject(ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
-            format!(
-                "the request was not completed within {} s (upload too slow?)",
-                limit.as_secs()
-            ),
-        )),
+        self.limiter
+            .take(&claims.jti, events)
+            .map_err(write::rate_limited)
     }
 }
 
@@ -455,19 +400,19 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     // Compressed bodies are capped at the same size as decompressed ones.
     let raw_limit = state.limits.max_body_bytes;
     let writes = Router::new()
-        .route("/v1/tokens", post(issue_token))
-        .route("/v1/tokens/revoke", post(revoke_token))
-        .route("/v1/logs/{ns}/events", post(append_events))
+        .route("/v1/tokens", post(auth::tokens::issue_token))
+        .route("/v1/tokens/revoke", post(auth::tokens::revoke_token))
+        .route("/v1/logs/{ns}/events", post(write::append_events))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            shed_writes,
+            write::shed_writes,
         ));
     let otlp = Router::new()
-        .route("/otlp/v1/traces", post(otlp::traces))
-        .route("/otlp/v1/logs", post(otlp::logs))
+        .route("/otlp/v1/traces", post(write::otlp::traces))
+        .route("/otlp/v1/logs", post(write::otlp::logs))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            shed_writes,
+            write::shed_writes,
         ))
         .layer(DefaultBodyLimit::max(state.limits.max_otlp_body_bytes));
     let request_id = axum::http::HeaderName::from_static("x-request-id");
@@ -482,19 +427,19 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         },
     );
     Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics_text))
         .route(
             "/v1/logs/{ns}/sessions/{session_id}/stream",
-            post(stream::session_stream),
+            post(write::stream::session_stream),
         )
-        .route("/v1/vault", get(vault_info))
-        .route("/v1/logs/{ns}/checkpoint", get(checkpoint))
+        .route("/v1/vault", get(evidence::vault_info))
+        .route("/v1/logs/{ns}/checkpoint", get(evidence::checkpoint))
         .route(
             "/v1/logs/{ns}/proof/inclusion",
-            get(inclusion)
-                .post(inclusion_batch)
+            get(evidence::inclusion)
+                .post(evidence::inclusion_batch)
                 .layer(DefaultBodyLimit::max(
                     MAX_PROOF_BATCH_BODY_BYTES.min(raw_limit),
                 ))
@@ -503,7 +448,10 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
                     guard_body,
                 )),
         )
-        .route("/v1/logs/{ns}/proof/consistency", get(consistency))
+        .route(
+            "/v1/logs/{ns}/proof/consistency",
+            get(evidence::consistency),
+        )
         .merge(writes)
         .merge(otlp)
         .merge(extra.route_layer(axum::middleware::from_fn_with_state(
@@ -565,495 +513,8 @@ impl tower_http::request_id::MakeRequestId for NextRequestId {
     }
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
-}
-
-/// Ready when the object store answers within `ready_timeout_ms` and no open
-/// log has failed or been fenced; 503 otherwise (take this server out of a
-/// load balancer, it cannot acknowledge writes).
-async fn readyz(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let timeout = Duration::from_millis(st.limits.ready_timeout_ms);
-    match tokio::time::timeout(timeout, st.vault.store().probe()).await {
-        Err(_) => {
-            return Err(ApiError::unavailable(
-                "store_unreachable",
-                format!(
-                    "the object store did not answer within {} ms",
-                    timeout.as_millis()
-                ),
-            ));
-        }
-        Ok(Err(e)) => {
-            // Details (endpoint, bucket) go to the log, not to unauthenticated callers.
-            tracing::warn!("readiness: the object store failed: {e}");
-            return Err(ApiError::unavailable(
-                "store_unreachable",
-                "the object store failed (see the server log)",
-            ));
-        }
-        Ok(Ok(())) => {}
-    }
-    let failed: Vec<String> = st
-        .vault
-        .open_logs()
-        .await
-        .into_iter()
-        .filter(|(_, l)| !l.is_healthy())
-        .map(|(ns, _)| ns)
-        .collect();
-    if !failed.is_empty() {
-        tracing::warn!(
-            "readiness: namespaces not accepting writes: {}",
-            failed.join(", ")
-        );
-        return Err(ApiError::unavailable(
-            "log_unavailable",
-            format!(
-                "{} namespace(s) not accepting writes (see the server log)",
-                failed.len()
-            ),
-        ));
-    }
-    Ok(Json(json!({"status": "ready"})))
-}
-
-async fn metrics_text(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    if !st.metrics_public
-        && let Err(e) = auth::authenticate(&st, &headers)
-            .and_then(|c| auth::authorize(&c, &[Role::Admin], None))
-    {
-        return e.into_response();
-    }
-    let logs: Vec<_> = st
-        .vault
-        .open_logs()
-        .await
-        .into_iter()
-        .map(|(ns, l)| (ns, l.stats()))
-        .collect();
-    let in_flight = st
-        .limits
-        .max_inflight_writes
-        .max(1)
-        .saturating_sub(st.write_permits.available_permits()) as u64;
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        st.metrics.render(&logs, in_flight, now_ms),
-    )
-        .into_response()
-}
-
-async fn vault_info(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    let claims = auth::authenticate(&st, &headers)?;
-    let all = st.vault.namespaces().await?;
-    let visible: Vec<_> = all
-        .into_iter()
-        .filter(|n| claims.allows_ns(&n.ns))
-        .collect();
-    Ok(Json(json!({
-        "origin": st.vault.meta().origin,
-        "log_public_key": B64.encode(st.vault.public_key().to_bytes()),
-        "namespaces": visible,
-    })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TokenRequest {
-    role: String,
-    #[serde(alias = "namespaces")]
-    ns: Vec<String>,
-    sub: String,
-    #[serde(default)]
-    ttl_s: Option<i64>,
-    #[serde(default)]
-    win_from: Option<String>,
-    #[serde(default)]
-    win_to: Option<String>,
-    #[serde(default)]
-    person: Option<String>,
-}
-
-async fn issue_token(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let claims = auth::authenticate(&st, &headers)?;
-    let body = body_bytes(body, st.limits.max_body_bytes)?;
-    auth::authorize(&claims, &[Role::Admin], None)?;
-    let req: TokenRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?;
-    let role = Role::parse(&req.role).ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_role",
-            "role must be writer, reader, approver or admin",
-        )
-    })?;
-    for ns in &req.ns {
-        if !(ns == "*" && role == Role::Admin) {
-            validate_namespace(ns, role == Role::Admin)?;
-        }
-    }
-    for (name, w) in [("win_from", &req.win_from), ("win_to", &req.win_to)] {
-        if let Some(w) = w {
-            tracevault_schemas::parse_timestamp(name, w)
-                .map_err(|e| ApiError::bad_request("invalid_window", e.to_string()))?;
-        }
-    }
-    let ttl = req.ttl_s.unwrap_or(3600);
-    let max_ttl = if role == Role::Reader {
-        st.limits
-            .max_token_ttl_s
-            .min(st.limits.max_reader_token_ttl_s)
-    } else {
-        st.limits.max_token_ttl_s
-    };
-    if ttl <= 0 || ttl > max_ttl {
-        return Err(ApiError::bad_request(
-            "invalid_ttl",
-            format!("ttl_s must be between 1 and {max_ttl} for this role"),
-        ));
-    }
-    if role == Role::Reader && req.win_from.is_none() {
-        return Err(ApiError::bad_request(
-            "window_required",
-            "a reader token needs win_from (for all of history: 1970-01-01T00:00:00Z)",
-        ));
-    }
-    let (token, new) = st
-        .tokens
-        .issue_for(
-            role,
-            req.ns,
-            &req.sub,
-            ttl,
-            (req.win_from, req.win_to),
-            req.person.as_deref(),
-        )
-        .map_err(|e| ApiError::bad_request("invalid_token_request", e.to_string()))?;
-    // Recorded before it is handed out: a token that is not in the access
-    // log never leaves the server.
-    let record = json!({"jti": new.jti, "role": new.role, "ns": new.ns, "sub": new.sub,
-        "iat": new.iat, "exp": new.exp, "win_from": new.win_from, "win_to": new.win_to,
-        "person": new.person});
-    st.vault
-        .append_system(
-            audit::AUDIT_NS,
-            vec![audit::event(
-                audit::TOKEN_ISSUES,
-                "token_issued",
-                &claims.sub,
-                record,
-            )],
-            audit::SERVER,
-        )
-        .await?;
-    Ok(Json(json!({"token": token, "claims": new})))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RevokeRequest {
-    jti: String,
-    #[serde(default)]
-    reason: Option<String>,
-}
-
-/// `POST /v1/tokens/revoke` (admin): records the revocation in `_audit`,
-/// then refuses the token everywhere on this server at once.
-async fn revoke_token(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let claims = auth::authenticate(&st, &headers)?;
-    auth::authorize(&claims, &[Role::Admin], None)?;
-    let body = body_bytes(body, st.limits.max_body_bytes)?;
-    let req: RevokeRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?;
-    if req.jti.is_empty() || req.jti.len() > MAX_JTI_BYTES {
-        return Err(ApiError::bad_request(
-            "invalid_jti",
-            format!("jti must be 1-{MAX_JTI_BYTES} bytes"),
-        ));
-    }
-    if req.reason.as_ref().is_some_and(|r| r.len() > 1024) {
-        return Err(ApiError::bad_request(
-            "invalid_reason",
-            "reason is at most 1024 bytes",
-        ));
-    }
-    let receipt = st
-        .revocations
-        .revoke(&st.vault, &req.jti, &claims.sub, req.reason.as_deref())
-        .await?;
-    Ok(Json(json!({"revoked": req.jti, "receipt": receipt})))
-}
-
-#[derive(Deserialize)]
-struct AppendQuery {
-    #[serde(default)]
-    wait: Option<String>,
-}
-
-async fn append_events(
-    State(st): State<AppState>,
-    ns: Result<Path<String>, PathRejection>,
-    q: Result<Query<AppendQuery>, QueryRejection>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let ns = path_ns(ns)?;
-    let claims = auth::authenticate(&st, &headers)?;
-    auth::authorize(&claims, &[Role::Writer], Some(&ns))?;
-    let q = query(q)?;
-    let body = body_bytes(body, st.limits.max_body_bytes)?;
-    validate_namespace(&ns, false)?;
-    let wait_checkpoint = match q.wait.as_deref() {
-        None => false,
-        Some("checkpoint") => true,
-        Some(other) => {
-            return Err(ApiError::bad_request(
-                "invalid_query",
-                format!("unknown wait mode {other:?}"),
-            ));
-        }
-    };
-    let started = std::time::Instant::now();
-    let raw_len = body.len() as u64;
-    st.rate_limit(&claims, 1)?;
-    let limits = st.limits.clone();
-    // Decompression, parsing, validation and payload hashing run off the async
-    // threads and in parallel across requests; the sequencer only hashes the
-    // small committed record.
-    let events = tokio::task::spawn_blocking(move || {
-        let body = body::decode_body(&headers, body, limits.max_body_bytes)?;
-        let events = body::parse_events(&headers, &body, &limits)?;
-        Prepared::batch(events).map_err(|e| ApiError::unavailable("seal_failed", e.to_string()))
-    })
-    .await
-    .map_err(|e| ApiError::unavailable("internal", e.to_string()))??;
-    st.rate_limit(&claims, events.len() as u64)?;
-    let receipts = st.vault.append_prepared(&ns, events, &claims.sub).await?;
-    let n = receipts.iter().filter(|r| !r.duplicate).count() as u64;
-    st.metrics
-        .ingested(&ns, metrics::Source::Api, n, raw_len, started.elapsed());
-    if !wait_checkpoint {
-        return Ok(Json(json!({"receipts": receipts})));
-    }
-    let log = st.vault.log(&ns).await?;
-    let need = receipts.iter().map(|r| r.index + 1).max().unwrap_or(0);
-    let timeout = Duration::from_millis(st.limits.checkpoint_wait_ms);
-    let (size, note_text) = log.wait_published(need, timeout).await.ok_or_else(|| {
-        ApiError::unavailable(
-            "checkpoint_timeout",
-            "events are durable but no checkpoint covered them in time; poll the checkpoint",
-        )
-    })?;
-    let mut proofs = Vec::with_capacity(receipts.len());
-    for r in &receipts {
-        let (_, proof) = log
-            .inclusion_proof(r.index, size)
-            .map_err(|e| ApiError::unavailable("internal", e.to_string()))?;
-        proofs.push(note::format_tlog_proof(r.index, &proof, &note_text));
-    }
-    Ok(Json(json!({"receipts": receipts, "proofs": proofs})))
-}
-
-/// Resolves the log of an existing namespace for a token allowed to see it.
-async fn readable_log(
-    st: &AppState,
-    headers: &HeaderMap,
-    ns: &str,
-) -> Result<tracevault_vault::LogView, ApiError> {
-    let claims = auth::authenticate(st, headers)?;
-    auth::authorize(
-        &claims,
-        &[Role::Writer, Role::Reader, Role::Approver, Role::Admin],
-        Some(ns),
-    )?;
-    validate_namespace(ns, true)?;
-    st.vault.view(ns).await?.ok_or_else(|| {
-        ApiError::not_found(
-            "unknown_namespace",
-            format!("namespace {ns} has no entries yet"),
-        )
-    })
-}
-
-async fn checkpoint(
-    State(st): State<AppState>,
-    ns: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let ns = path_ns(ns)?;
-    let log = readable_log(&st, &headers, &ns).await?;
-    let (_, text) = log.latest_checkpoint().ok_or_else(|| {
-        ApiError::not_found(
-            "no_checkpoint",
-            format!("namespace {ns} has no checkpoint yet"),
-        )
-    })?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
-}
-
-#[derive(Deserialize)]
-struct InclusionQuery {
-    index: Option<u64>,
-    size: Option<u64>,
-}
-
-fn proof_error(e: impl std::fmt::Display) -> ApiError {
-    ApiError::bad_request("invalid_proof_request", e.to_string())
-}
-
-async fn inclusion(
-    State(st): State<AppState>,
-    ns: Result<Path<String>, PathRejection>,
-    q: Result<Query<InclusionQuery>, QueryRejection>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    let ns = path_ns(ns)?;
-    let log = readable_log(&st, &headers, &ns).await?;
-    let q = query(q)?;
-    let (Some(index), Some(size)) = (q.index, q.size) else {
-        return Err(proof_error("index and size are required unsigned integers"));
-    };
-    let (leaf, hashes) = log.inclusion_proof(index, size).map_err(proof_error)?;
-    Ok(Json(json!({
-        "index": index,
-        "size": size,
-        "leaf_hash": hex::encode(leaf),
-        "hashes": hashes.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
-    })))
-}
-
-/// Most indices one `POST /v1/logs/{ns}/proof/inclusion` may ask for; more
-/// is refused whole (400 `too_many_indices`). Bounds the work and the answer
-/// (about 1 KB per proof in a large log) of one request.
-pub const MAX_PROOF_BATCH: usize = 1000;
-
-/// Largest body of a `POST /v1/logs/{ns}/proof/inclusion` (or
-/// `max_body_bytes`, if lower); larger → 413 `body_too_large`. A full batch
-/// of 20-digit indices is about 22 KB.
-pub const MAX_PROOF_BATCH_BODY_BYTES: usize = 64 << 10;
-
-/// Batch proof requests computed at once; others wait their turn, up to
-/// [`PROOF_BATCH_WAIT`], then get 503 `busy`. One batch is up to a thousand
-/// proofs: this keeps them from taking every blocking thread and core.
-pub const PROOF_BATCHES_AT_ONCE: usize = 4;
-/// How long a batch proof request waits for its turn.
-pub const PROOF_BATCH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InclusionBatchRequest {
-    size: u64,
-    indices: Vec<u64>,
-}
-
-/// `POST /v1/logs/{ns}/proof/inclusion` `{"size": N, "indices": [i, ...]}`
-/// (any role of ns): the inclusion proofs of `indices` in the tree of `size`,
-/// in request order, each as the GET gives it; duplicates are answered as
-/// asked. All or nothing: one index the GET would refuse fails the request
-/// with the GET's error. An addition to SPEC's API, for batch verification.
-async fn inclusion_batch(
-    State(st): State<AppState>,
-    ns: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let ns = path_ns(ns)?;
-    let log = readable_log(&st, &headers, &ns).await?;
-    let body = body_bytes(
-        body,
-        MAX_PROOF_BATCH_BODY_BYTES.min(st.limits.max_body_bytes),
-    )?;
-    let req: InclusionBatchRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?;
-    if req.indices.is_empty() {
-        return Err(ApiError::bad_request(
-            "no_indices",
-            "indices must list at least one leaf index",
-        ));
-    }
-    if req.indices.len() > MAX_PROOF_BATCH {
-        return Err(ApiError::bad_request(
-            "too_many_indices",
-            format!(
-                "at most {MAX_PROOF_BATCH} indices per request ({} given)",
-                req.indices.len()
-            ),
-        ));
-    }
-    let size = req.size;
-    let permit = tokio::time::timeout(PROOF_BATCH_WAIT, st.proof_batches.clone().acquire_owned())
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .ok_or_else(|| {
-            ApiError::unavailable("busy", "too many batch proof requests; retry shortly")
-        })?;
-    // Up to a thousand proofs: off the async threads.
-    let proofs = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        req.indices
-            .iter()
-            .map(|&index| {
-                let (leaf, hashes) = log.inclusion_proof(index, size).map_err(proof_error)?;
-                Ok(json!({
-                    "index": index,
-                    "leaf_hash": hex::encode(leaf),
-                    "hashes": hashes.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
-                }))
-            })
-            .collect::<Result<Vec<Value>, ApiError>>()
-    })
-    .await
-    .map_err(|e| ApiError::unavailable("internal", e.to_string()))??;
-    Ok(Json(json!({"size": size, "proofs": proofs})))
-}
-
-#[derive(Deserialize)]
-struct ConsistencyQuery {
-    from: Option<u64>,
-    to: Option<u64>,
-}
-
-async fn consistency(
-    State(st): State<AppState>,
-    ns: Result<Path<String>, PathRejection>,
-    q: Result<Query<ConsistencyQuery>, QueryRejection>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    let ns = path_ns(ns)?;
-    let log = readable_log(&st, &headers, &ns).await?;
-    let q = query(q)?;
-    let (Some(from), Some(to)) = (q.from, q.to) else {
-        return Err(proof_error("from and to are required unsigned integers"));
-    };
-    let hashes = log.consistency_proof(from, to).map_err(proof_error)?;
-    Ok(Json(json!({
-        "from": from,
-        "to": to,
-        "hashes": hashes.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
-    })))
-}
-
 /// Maps axum's body rejection (e.g. over the raw size limit) to our JSON error.
-fn body_bytes(b: Result<Bytes, BytesRejection>, max: usize) -> Result<Bytes, ApiError> {
+pub(crate) fn body_bytes(b: Result<Bytes, BytesRejection>, max: usize) -> Result<Bytes, ApiError> {
     b.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::too_large(
@@ -1067,13 +528,13 @@ fn body_bytes(b: Result<Bytes, BytesRejection>, max: usize) -> Result<Bytes, Api
 }
 
 /// Maps a path rejection (e.g. bad percent-encoding) to our JSON error.
-fn path_ns(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+pub(crate) fn path_ns(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     p.map(|Path(ns)| ns)
         .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))
 }
 
 /// Maps a query-string rejection to our JSON error.
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(t)| t)
         .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
 }

@@ -5,6 +5,9 @@
 use axum::http::{HeaderMap, StatusCode, header};
 use tracevault_vault::token::{Claims, Role};
 
+pub mod external;
+pub(crate) mod tokens;
+
 use crate::AppState;
 use crate::error::ApiError;
 

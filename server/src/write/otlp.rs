@@ -26,8 +26,9 @@ use tracevault_schemas::otlp::{self as mapping, Mapped};
 use tracevault_vault::record::Prepared;
 use tracevault_vault::token::{Claims, Role};
 
+use super::{body, otlp_count};
 use crate::error::ApiError;
-use crate::{AppState, auth, body, body_bytes, metrics::Source, otlp_count};
+use crate::{AppState, auth, body_bytes, metrics::Source};
 
 /// The header that picks one of the token's namespaces.
 pub const NAMESPACE_HEADER: &str = "x-tracevault-namespace";

@@ -471,7 +471,7 @@ impl StreamIngest {
         let deadline = Instant::now() + Duration::from_millis(self.st.limits.stream_retry_ms);
         while let Err(wait) = self.st.limiter.take(&self.claims.jti, events.len() as u64) {
             if Instant::now() + wait > deadline {
-                return Err(crate::rate_limited(wait));
+                return Err(super::rate_limited(wait));
             }
             tokio::time::sleep(wait).await;
         }

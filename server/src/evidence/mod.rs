@@ -1,0 +1,215 @@
+//! The evidence endpoints any role of a namespace may read: the vault's
+//! description, the signed checkpoint, and inclusion (single and batch) and
+//! consistency proofs (SPEC section 3).
+
+use axum::Json;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tracevault_vault::token::Role;
+use tracevault_vault::validate_namespace;
+
+use crate::{ApiError, AppState, auth, body_bytes, path_ns, query};
+
+pub(crate) async fn vault_info(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let claims = auth::authenticate(&st, &headers)?;
+    let all = st.vault.namespaces().await?;
+    let visible: Vec<_> = all
+        .into_iter()
+        .filter(|n| claims.allows_ns(&n.ns))
+        .collect();
+    Ok(Json(json!({
+        "origin": st.vault.meta().origin,
+        "log_public_key": B64.encode(st.vault.public_key().to_bytes()),
+        "namespaces": visible,
+    })))
+}
+
+/// Resolves the log of an existing namespace for a token allowed to see it.
+async fn readable_log(
+    st: &AppState,
+    headers: &HeaderMap,
+    ns: &str,
+) -> Result<tracevault_vault::LogView, ApiError> {
+    let claims = auth::authenticate(st, headers)?;
+    auth::authorize(
+        &claims,
+        &[Role::Writer, Role::Reader, Role::Approver, Role::Admin],
+        Some(ns),
+    )?;
+    validate_namespace(ns, true)?;
+    st.vault.view(ns).await?.ok_or_else(|| {
+        ApiError::not_found(
+            "unknown_namespace",
+            format!("namespace {ns} has no entries yet"),
+        )
+    })
+}
+
+pub(crate) async fn checkpoint(
+    State(st): State<AppState>,
+    ns: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let ns = path_ns(ns)?;
+    let log = readable_log(&st, &headers, &ns).await?;
+    let (_, text) = log.latest_checkpoint().ok_or_else(|| {
+        ApiError::not_found(
+            "no_checkpoint",
+            format!("namespace {ns} has no checkpoint yet"),
+        )
+    })?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct InclusionQuery {
+    index: Option<u64>,
+    size: Option<u64>,
+}
+
+fn proof_error(e: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request("invalid_proof_request", e.to_string())
+}
+
+pub(crate) async fn inclusion(
+    State(st): State<AppState>,
+    ns: Result<Path<String>, PathRejection>,
+    q: Result<Query<InclusionQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let ns = path_ns(ns)?;
+    let log = readable_log(&st, &headers, &ns).await?;
+    let q = query(q)?;
+    let (Some(index), Some(size)) = (q.index, q.size) else {
+        return Err(proof_error("index and size are required unsigned integers"));
+    };
+    let (leaf, hashes) = log.inclusion_proof(index, size).map_err(proof_error)?;
+    Ok(Json(json!({
+        "index": index,
+        "size": size,
+        "leaf_hash": hex::encode(leaf),
+        "hashes": hashes.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
+    })))
+}
+
+/// Most indices one `POST /v1/logs/{ns}/proof/inclusion` may ask for; more
+/// is refused whole (400 `too_many_indices`). Bounds the work and the answer
+/// (about 1 KB per proof in a large log) of one request.
+pub const MAX_PROOF_BATCH: usize = 1000;
+
+/// Largest body of a `POST /v1/logs/{ns}/proof/inclusion` (or
+/// `max_body_bytes`, if lower); larger → 413 `body_too_large`. A full batch
+/// of 20-digit indices is about 22 KB.
+pub const MAX_PROOF_BATCH_BODY_BYTES: usize = 64 << 10;
+
+/// Batch proof requests computed at once; others wait their turn, up to
+/// [`PROOF_BATCH_WAIT`], then get 503 `busy`. One batch is up to a thousand
+/// proofs: this keeps them from taking every blocking thread and core.
+pub const PROOF_BATCHES_AT_ONCE: usize = 4;
+/// How long a batch proof request waits for its turn.
+pub const PROOF_BATCH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InclusionBatchRequest {
+    size: u64,
+    indices: Vec<u64>,
+}
+
+/// `POST /v1/logs/{ns}/proof/inclusion` `{"size": N, "indices": [i, ...]}`
+/// (any role of ns): the inclusion proofs of `indices` in the tree of `size`,
+/// in request order, each as the GET gives it; duplicates are answered as
+/// asked. All or nothing: one index the GET would refuse fails the request
+/// with the GET's error. An addition to SPEC's API, for batch verification.
+pub(crate) async fn inclusion_batch(
+    State(st): State<AppState>,
+    ns: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let ns = path_ns(ns)?;
+    let log = readable_log(&st, &headers, &ns).await?;
+    let body = body_bytes(
+        body,
+        MAX_PROOF_BATCH_BODY_BYTES.min(st.limits.max_body_bytes),
+    )?;
+    let req: InclusionBatchRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?;
+    if req.indices.is_empty() {
+        return Err(ApiError::bad_request(
+            "no_indices",
+            "indices must list at least one leaf index",
+        ));
+    }
+    if req.indices.len() > MAX_PROOF_BATCH {
+        return Err(ApiError::bad_request(
+            "too_many_indices",
+            format!(
+                "at most {MAX_PROOF_BATCH} indices per request ({} given)",
+                req.indices.len()
+            ),
+        ));
+    }
+    let size = req.size;
+    let permit = tokio::time::timeout(PROOF_BATCH_WAIT, st.proof_batches.clone().acquire_owned())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| {
+            ApiError::unavailable("busy", "too many batch proof requests; retry shortly")
+        })?;
+    // Up to a thousand proofs: off the async threads.
+    let proofs = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        req.indices
+            .iter()
+            .map(|&index| {
+                let (leaf, hashes) = log.inclusion_proof(index, size).map_err(proof_error)?;
+                Ok(json!({
+                    "index": index,
+                    "leaf_hash": hex::encode(leaf),
+                    "hashes": hashes.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
+                }))
+            })
+            .collect::<Result<Vec<Value>, ApiError>>()
+    })
+    .await
+    .map_err(|e| ApiError::unavailable("internal", e.to_string()))??;
+    Ok(Json(json!({"size": size, "proofs": proofs})))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ConsistencyQuery {
+    from: Option<u64>,
+    to: Option<u64>,
+}
+
+pub(crate) async fn consistency(
+    State(st): State<AppState>,
+    ns: Result<Path<String>, PathRejection>,
+    q: Result<Query<ConsistencyQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let ns = path_ns(ns)?;
+    let log = readable_log(&st, &headers, &ns).await?;
+    let q = query(q)?;
+    let (Some(from), Some(to)) = (q.from, q.to) else {
+        return Err(proof_error("from and to are required unsigned integers"));
+    };
+    let hashes = log.consistency_proof(from, to).map_err(proof_error)?;
+    Ok(Json(json!({
+        "from": from,
+        "to": to,
+        "hashes": hashes.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
+    })))
+}

@@ -1,0 +1,152 @@
+//! The write doors: the native API (`POST /v1/logs/{ns}/events`, JSON and
+//! NDJSON), live session streams ([`stream`]) and OTLP/HTTP ([`otlp`]), with
+//! what every write request goes through first ([`shed_writes`]: the token
+//! from the headers, a write slot, a deadline) and the per-token rate limit.
+
+pub(crate) mod body;
+pub(crate) mod otlp;
+pub(crate) mod otlp_count;
+pub(crate) mod ratelimit;
+pub(crate) mod stream;
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::Path;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tracevault_vault::record::Prepared;
+use tracevault_vault::token::Role;
+use tracevault_vault::{note, validate_namespace};
+
+use crate::{ApiError, AppState, auth, body_bytes, metrics, path_ns, query};
+
+/// 429 with a `Retry-After` of `wait` (rounded up to whole seconds).
+pub(crate) fn rate_limited(wait: Duration) -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!(
+            "this token is over its write rate limit; retry in {} ms",
+            wait.as_millis()
+        ),
+    )
+    .retry_after(wait.as_secs_f64().ceil() as u64)
+}
+
+/// Guards every write request before its body is read: the token must be
+/// valid (401 otherwise, so unauthenticated clients can never hold a write
+/// slot), and beyond `max_inflight_writes` concurrent writes the answer is 503
+/// with `Retry-After`. The whole request, body upload included, must finish
+/// within `write_timeout_s` (408 otherwise), so slow senders cannot pin a slot.
+pub(crate) async fn shed_writes(
+    State(st): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let otlp = req
+        .uri()
+        .path()
+        .starts_with("/otlp/")
+        .then(|| otlp::Encoding::of(req.headers()).unwrap_or(otlp::Encoding::Protobuf));
+    let reject = |e: ApiError| match otlp {
+        Some(enc) => otlp::error_response(e, enc),
+        None => e.into_response(),
+    };
+    if let Err(e) = auth::authenticate(&st, req.headers()) {
+        return reject(e);
+    }
+    let Ok(_permit) = st.write_permits.clone().try_acquire_owned() else {
+        return reject(ApiError::unavailable(
+            "overloaded",
+            "too many write requests in flight; retry later",
+        ));
+    };
+    let limit = Duration::from_secs(st.limits.write_timeout_s.max(1));
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => reject(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request was not completed within {} s (upload too slow?)",
+                limit.as_secs()
+            ),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct AppendQuery {
+    #[serde(default)]
+    wait: Option<String>,
+}
+
+pub(crate) async fn append_events(
+    State(st): State<AppState>,
+    ns: Result<Path<String>, PathRejection>,
+    q: Result<Query<AppendQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let ns = path_ns(ns)?;
+    let claims = auth::authenticate(&st, &headers)?;
+    auth::authorize(&claims, &[Role::Writer], Some(&ns))?;
+    let q = query(q)?;
+    let body = body_bytes(body, st.limits.max_body_bytes)?;
+    validate_namespace(&ns, false)?;
+    let wait_checkpoint = match q.wait.as_deref() {
+        None => false,
+        Some("checkpoint") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("unknown wait mode {other:?}"),
+            ));
+        }
+    };
+    let started = std::time::Instant::now();
+    let raw_len = body.len() as u64;
+    st.rate_limit(&claims, 1)?;
+    let limits = st.limits.clone();
+    // Decompression, parsing, validation and payload hashing run off the async
+    // threads and in parallel across requests; the sequencer only hashes the
+    // small committed record.
+    let events = tokio::task::spawn_blocking(move || {
+        let body = body::decode_body(&headers, body, limits.max_body_bytes)?;
+        let events = body::parse_events(&headers, &body, &limits)?;
+        Prepared::batch(events).map_err(|e| ApiError::unavailable("seal_failed", e.to_string()))
+    })
+    .await
+    .map_err(|e| ApiError::unavailable("internal", e.to_string()))??;
+    st.rate_limit(&claims, events.len() as u64)?;
+    let receipts = st.vault.append_prepared(&ns, events, &claims.sub).await?;
+    let n = receipts.iter().filter(|r| !r.duplicate).count() as u64;
+    st.metrics
+        .ingested(&ns, metrics::Source::Api, n, raw_len, started.elapsed());
+    if !wait_checkpoint {
+        return Ok(Json(json!({"receipts": receipts})));
+    }
+    let log = st.vault.log(&ns).await?;
+    let need = receipts.iter().map(|r| r.index + 1).max().unwrap_or(0);
+    let timeout = Duration::from_millis(st.limits.checkpoint_wait_ms);
+    let (size, note_text) = log.wait_published(need, timeout).await.ok_or_else(|| {
+        ApiError::unavailable(
+            "checkpoint_timeout",
+            "events are durable but no checkpoint covered them in time; poll the checkpoint",
+        )
+    })?;
+    let mut proofs = Vec::with_capacity(receipts.len());
+    for r in &receipts {
+        let (_, proof) = log
+            .inclusion_proof(r.index, size)
+            .map_err(|e| ApiError::unavailable("internal", e.to_string()))?;
+        proofs.push(note::format_tlog_proof(r.index, &proof, &note_text));
+    }
+    Ok(Json(json!({"receipts": receipts, "proofs": proofs})))
+}
