@@ -15,21 +15,16 @@ Prints JSON.
 import argparse
 import http.client
 import json
-import os
-import shutil
 import socket
-import subprocess
-import tempfile
 import threading
 import time
 
+from tvserver import Server
 
-def audit_size(port, admin):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    c.request("GET", "/v1/logs/_audit/checkpoint", headers={"Authorization": "Bearer " + admin})
-    r = c.getresponse()
-    body = r.read().decode()
-    return int(body.splitlines()[1]) if r.status == 200 else 0
+
+def audit_size(srv, admin):
+    status, body = srv.request("GET", "/v1/logs/_audit/checkpoint", admin)
+    return int(body.decode().splitlines()[1]) if status == 200 else 0
 
 
 def main():
@@ -39,24 +34,13 @@ def main():
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--port", type=int, default=18641)
     a = ap.parse_args()
-    work = tempfile.mkdtemp(prefix="tv-flood-")
-    data = os.path.join(work, "d")
-    cfg = os.path.join(work, "c.toml")
-    with open(cfg, "w") as f:
-        f.write("[limits]\ndenied_audit_interval_s = 10\nbody_read_timeout_s = 5\n"
-                "[server]\nheader_read_timeout_s = 5\n")
-    srv = subprocess.Popen([a.bin, "serve", "--data", data, "--listen", f"127.0.0.1:{a.port}", "--config", cfg],
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        for line in srv.stdout:
-            if line.startswith("listening on"):
-                break
-        admin = open(os.path.join(data, "admin.token")).read().strip()
-        reader = subprocess.run(
-            [a.bin, "token", "issue", "--data", data, "--role", "reader", "--namespace", "x", "--sub", "r",
-             "--from", "1970-01-01T00:00:00Z"], capture_output=True, text=True, check=True).stdout.strip()
+    cfg = ("[limits]\ndenied_audit_interval_s = 10\nbody_read_timeout_s = 5\n"
+           "[server]\nheader_read_timeout_s = 5\n")
+    with Server(a.bin, a.port, cfg, "tv-flood-") as srv:
+        admin = srv.admin()
+        reader = srv.token("reader", "r", "x", "--from", "1970-01-01T00:00:00Z")
         time.sleep(11)
-        before = audit_size(a.port, admin)
+        before = audit_size(srv, admin)
         done = [0]
         lock = threading.Lock()
 
@@ -80,7 +64,7 @@ def main():
             t.join()
         flood_s = time.perf_counter() - t0
         time.sleep(11)
-        after = audit_size(a.port, admin)
+        after = audit_size(srv, admin)
 
         def slow(head, body_bytes):
             s = socket.create_connection(("127.0.0.1", a.port))
@@ -115,10 +99,6 @@ def main():
             "slow_body": {"answered_after_s": body_s, "answer": body_answer},
             "slow_header": {"closed_after_s": header_s, "answer": header_answer or "(closed)"},
         }))
-    finally:
-        srv.terminate()
-        srv.wait()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

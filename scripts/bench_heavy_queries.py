@@ -13,14 +13,11 @@ usual latency while the heaviest queries run).
   scripts/bench_heavy_queries.py --bin target/release/tracevault --isolation process
 """
 import argparse
-import http.client
 import json
-import os
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
+
+from tvserver import Server
 
 HEAVY = [
     "SELECT count(*) FROM traces a CROSS JOIN traces b",
@@ -28,18 +25,6 @@ HEAVY = [
     "SELECT session_id, content FROM traces ORDER BY content DESC LIMIT 5",
     "SELECT count(DISTINCT concat(a.content, b.session_id)) FROM traces a JOIN traces b ON a.kind = b.kind",
 ]
-
-
-def req(port, method, path, token=None, body=None, timeout=120):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    h = {"Content-Type": "application/json"}
-    if token:
-        h["Authorization"] = "Bearer " + token
-    c.request(method, path, body=json.dumps(body) if body is not None else None, headers=h)
-    r = c.getresponse()
-    data = r.read()
-    c.close()
-    return r.status, data
 
 
 def pct(xs, p):
@@ -56,27 +41,15 @@ def main():
     ap.add_argument("--readers", type=int, default=4)
     ap.add_argument("--port", type=int, default=18631)
     a = ap.parse_args()
-    work = tempfile.mkdtemp(prefix="tv-heavy-")
-    data = os.path.join(work, "d")
-    cfg = os.path.join(work, "c.toml")
-    with open(cfg, "w") as f:
-        f.write(f'[query]\nisolation = "{a.isolation}"\ntimeout_s = 30\nmax_concurrent = {a.readers}\n'
-                f'max_concurrent_per_token = {a.readers}\nmax_scan_rows = 100000000\n')
-    tok = lambda role, sub, extra=(): subprocess.run(
-        [a.bin, "token", "issue", "--data", data, "--role", role, "--namespace", "h", "--sub", sub, "--ttl", "2h", *extra],
-        capture_output=True, text=True, check=True).stdout.strip()
-    srv = subprocess.Popen([a.bin, "serve", "--data", data, "--listen", f"127.0.0.1:{a.port}", "--config", cfg],
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        for line in srv.stdout:
-            if line.startswith("listening on"):
-                break
-        writer = tok("writer", "w")
-        reader = tok("reader", "r", ("--from", "1970-01-01T00:00:00Z"))
+    cfg = (f'[query]\nisolation = "{a.isolation}"\ntimeout_s = 30\nmax_concurrent = {a.readers}\n'
+           f'max_concurrent_per_token = {a.readers}\nmax_scan_rows = 100000000\n')
+    with Server(a.bin, a.port, cfg, "tv-heavy-") as srv:
+        writer = srv.token("writer", "w", "h")
+        reader = srv.token("reader", "r", "h", "--from", "1970-01-01T00:00:00Z")
         for i in range(0, a.seed, 1000):
             evs = [{"session_id": f"s{j % 50}", "kind": "output", "content": f"line {j} " + "x" * 200}
                    for j in range(i, i + 1000)]
-            s, b = req(a.port, "POST", "/v1/logs/h/events", writer, {"events": evs})
+            s, b = srv.request("POST", "/v1/logs/h/events", writer, {"events": evs})
             assert s == 200, b
         out = {"isolation": a.isolation, "seeded": a.seed}
         for phase in ("quiet", "heavy"):
@@ -88,7 +61,7 @@ def main():
                 while not stop.is_set():
                     evs = [{"session_id": "live", "kind": "output", "content": f"live {n}-{k}"} for k in range(100)]
                     t = time.perf_counter()
-                    s, b = req(a.port, "POST", "/v1/logs/h/events", writer, {"events": evs})
+                    s, b = srv.request("POST", "/v1/logs/h/events", writer, {"events": evs})
                     acks.append(time.perf_counter() - t)
                     assert s == 200, b
                     n += 1
@@ -97,7 +70,7 @@ def main():
             def probe():
                 while not stop.is_set():
                     t = time.perf_counter()
-                    s, _ = req(a.port, "GET", "/healthz")
+                    s, _ = srv.request("GET", "/healthz")
                     health.append(time.perf_counter() - t)
                     assert s == 200
                     time.sleep(0.1)
@@ -105,7 +78,7 @@ def main():
             def heavy(k):
                 i = k
                 while not stop.is_set():
-                    s, b = req(a.port, "POST", "/v1/query", reader, {"sql": HEAVY[i % len(HEAVY)]})
+                    s, b = srv.request("POST", "/v1/query", reader, {"sql": HEAVY[i % len(HEAVY)]})
                     answered[0 if s == 200 else 1] += 1
                     if s != 200:
                         code = json.loads(b).get("error", {}).get("code", str(s))
@@ -127,10 +100,6 @@ def main():
                 "heavy_queries": {"answered": answered[0], "refused_or_failed": answered[1], "codes": codes},
             }
         print(json.dumps(out))
-    finally:
-        srv.terminate()
-        srv.wait()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
