@@ -359,7 +359,7 @@ impl TableProvider for TracesTable {
             tail.extend(
                 snap.tail
                     .into_iter()
-                    .filter(|e| access.allows(&e.ns, e.received_at)),
+                    .filter(|e| access.admits(&e.ns, e.received_at)),
             );
         }
 
@@ -434,7 +434,10 @@ impl TableProvider for TracesTable {
 
 impl Access {
     /// Whether a row of `ns` received at `received_us` is visible.
-    pub(crate) fn allows(&self, ns: &str, received_us: i64) -> bool {
+    /// The reader-window rule, the one place it is written: whether a row
+    /// of `ns` received at `received_us` (Unix microseconds) is visible.
+    /// SQL (below the mask), entry reads and export selections all ask it.
+    pub fn admits(&self, ns: &str, received_us: i64) -> bool {
         self.namespaces.iter().any(|n| n == ns)
             && self.from_us.is_none_or(|f| received_us >= f)
             && self.to_us.is_none_or(|t| received_us <= t)
@@ -638,7 +641,7 @@ impl MaskExec {
                 Some(
                     !ns.is_null(i)
                         && !rec.is_null(i)
-                        && self.shared.access.allows(ns.value(i), rec.value(i)),
+                        && self.shared.access.admits(ns.value(i), rec.value(i)),
                 )
             })
             .collect();

@@ -17,14 +17,20 @@ use serde_json::{Value, json};
 use tracevault_schemas::{Event, Kind};
 use tracevault_vault::{Receipt, Vault, VaultError};
 
-/// The vault's access log namespace.
-pub const AUDIT_NS: &str = "_audit";
+/// The vault's access log namespace, and the session of export steps:
+/// named where bundles are verified (`tracevault_query::export`).
+pub use tracevault_query::export::{AUDIT_NS, EXPORTS_SESSION as EXPORTS};
 /// Session of revocation entries.
 pub const REVOCATIONS: &str = "token-revocations";
 /// Session of token issue entries.
 pub const TOKEN_ISSUES: &str = "token-issues";
 /// Session of denied-request entries.
 pub const DENIED: &str = "denied-requests";
+/// Session of entry-read records.
+pub const ENTRY_READS: &str = "entry-reads";
+/// Session of query records.
+pub const QUERIES: &str = "queries";
+
 /// `ingested_by` of entries the server writes about itself.
 pub const SERVER: &str = "tracevault";
 

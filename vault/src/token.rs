@@ -41,6 +41,16 @@ pub enum Role {
 }
 
 impl Role {
+    /// The role's name, as tokens and the access log spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Writer => "writer",
+            Role::Reader => "reader",
+            Role::Approver => "approver",
+            Role::Admin => "admin",
+        }
+    }
+
     /// Parses a role name.
     pub fn parse(s: &str) -> Option<Role> {
         match s {

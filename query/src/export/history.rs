@@ -16,9 +16,11 @@ use tracevault_vault::{jcs, merkle, note};
 use super::ExportError;
 use super::verify::{hash32, proof_hashes};
 
-/// The `_audit` namespace and the session holding export steps.
-const AUDIT_NS: &str = "_audit";
-const EXPORTS_SESSION: &str = "exports";
+/// The vault's access log namespace (the server writes it; bundles prove
+/// their history in it).
+pub const AUDIT_NS: &str = "_audit";
+/// The `_audit` session holding the export workflow's steps.
+pub const EXPORTS_SESSION: &str = "exports";
 
 /// One line of `approvals.jsonl` for the `_audit` entry `e` holding a
 /// workflow step, with its inclusion `proof`. `shown` is the step as the

@@ -30,7 +30,7 @@ use tracevault_vault::token::{Claims, Role};
 use crate::read::{ReadContext, claim_map, role_name, window};
 
 /// `_audit` session holding the history of every export.
-pub const EXPORTS_SESSION: &str = "exports";
+pub use crate::audit::EXPORTS as EXPORTS_SESSION;
 
 /// The workflow state and the key that signs bundles.
 pub struct ExportContext {
@@ -291,7 +291,6 @@ async fn select(
     wanted.retain(|i| *i < size);
     // Read a chunk of entries at a time: only the index and leaf hash of
     // each row are kept.
-    let (from, to) = window;
     let wanted: Vec<u64> = wanted.into_iter().collect();
     let mut kept = Vec::with_capacity(wanted.len());
     for chunk in wanted.chunks(SELECT_CHUNK) {
@@ -302,9 +301,7 @@ async fn select(
         kept.extend(
             entries
                 .iter()
-                .filter(|e| {
-                    from.is_none_or(|f| e.received_at >= f) && to.is_none_or(|t| e.received_at <= t)
-                })
+                .filter(|e| access.admits(&e.ns, e.received_at))
                 .map(|e| (e.idx, e.leaf_hash)),
         );
     }

@@ -416,7 +416,13 @@ async fn entry(
         .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
     auth::authorize(&claims, &[Role::Reader, Role::Admin], Some(&ns))?;
     tracevault_vault::validate_namespace(&ns, claims.role == Role::Admin)?;
-    let (from, to) = window(&claims)?;
+    let (from_us, to_us) = window(&claims)?;
+    let access = tracevault_query::sql::Access {
+        namespaces: vec![ns.clone()],
+        from_us,
+        to_us,
+        diagnostics: false,
+    };
     let not_found = || {
         ApiError::not_found(
             "no_such_entry",
@@ -425,7 +431,7 @@ async fn entry(
     };
     let e = st.vault.entry(&ns, index).await?.ok_or_else(not_found)?;
     // Outside the reader's window looks exactly like absent.
-    if from.is_some_and(|f| e.received_at < f) || to.is_some_and(|t| e.received_at > t) {
+    if !access.admits(&e.ns, e.received_at) {
         return Err(not_found());
     }
     let record = e
@@ -448,7 +454,7 @@ async fn entry(
         .append_system(
             audit::AUDIT_NS,
             vec![audit::event(
-                "entry-reads",
+                audit::ENTRY_READS,
                 "entry_read",
                 &claims.sub,
                 json!({"ns": ns, "index": index, "role": role, "jti": claims.jti,
@@ -470,12 +476,7 @@ async fn entry(
 }
 
 pub(crate) fn role_name(c: &Claims) -> &'static str {
-    match c.role {
-        Role::Reader => "reader",
-        Role::Admin => "admin",
-        Role::Writer => "writer",
-        Role::Approver => "approver",
-    }
+    c.role.as_str()
 }
 
 pub(crate) fn claim_map(c: &Claims) -> Map<String, Value> {
@@ -580,7 +581,7 @@ async fn query(
         .append_system(
             audit::AUDIT_NS,
             vec![audit::event(
-                "queries",
+                audit::QUERIES,
                 "query",
                 &claims.sub,
                 json!({"sql": req.sql, "role": role, "jti": claims.jti, "ns": access.namespaces,
