@@ -10,7 +10,7 @@ use bytes::Bytes;
 use tracevault_replay::{Integrity, ReplayEvent, SessionInfo, Source, SourceError, TimelineIndex};
 use tracevault_vault::store::layout;
 use tracevault_vault::verify::{VerifyOptions, verify_store};
-use tracevault_vault::{Store, compact, segment};
+use tracevault_vault::{Store, segment, tiling};
 
 use super::{Checked, from_entry, set};
 
@@ -55,12 +55,7 @@ pub fn open(
     // are decoded page by page later.
     let (segments, keys) = rt.block_on(async {
         let listed = store.list_sized(&layout::segments(&ns)).await?;
-        let mut ranges: Vec<(u64, u64)> = listed
-            .iter()
-            .filter_map(|(n, _)| segment::parse_segment_file_name(n))
-            .collect();
-        compact::cover_order(&mut ranges);
-        let (ranges, _) = compact::split_covered(&ranges);
+        let ranges = tiling::tile(listed.iter().map(|(n, _)| n.as_str())).cover;
         let mut keys: Vec<(segment::SessionKey, u32)> = Vec::new();
         for (s, &(first, last)) in ranges.iter().enumerate() {
             let bytes = get_segment(&store, &ns, first, last).await?;

@@ -11,8 +11,6 @@
 //! server holds in memory. A planted "cover" can therefore never make the
 //! compactor delete real data.
 
-use std::cmp::Reverse;
-
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::SigningKey;
@@ -31,32 +29,7 @@ pub struct CompactPolicy {
     pub min_segments: usize,
 }
 
-/// Orders segment ranges so that, at each start, the largest comes first;
-/// covered ranges then follow the range that covers them.
-pub fn cover_order(ranges: &mut [(u64, u64)]) {
-    ranges.sort_by_key(|&(a, b)| (a, Reverse(b)));
-}
-
-/// An inclusive index range `(first, last)` of a segment.
-pub type Range = (u64, u64);
-
-/// Splits sorted ranges into the covering chain and the ranges fully inside
-/// an earlier one. Partial overlaps are returned as covering (callers report them).
-pub fn split_covered(ranges: &[Range]) -> (Vec<Range>, Vec<Range>) {
-    let mut cover = Vec::new();
-    let mut covered = Vec::new();
-    let mut end: Option<u64> = None;
-    for &(a, b) in ranges {
-        match end {
-            Some(e) if b <= e => covered.push((a, b)),
-            _ => {
-                cover.push((a, b));
-                end = Some(end.map_or(b, |e| e.max(b)));
-            }
-        }
-    }
-    (cover, covered)
-}
+pub use crate::tiling::{Range, cover_order, split_covered};
 
 /// Most segments merged in one round, and most leftovers deleted in one round:
 /// a round runs inside the publisher, so it must stay short (a few seconds of
@@ -156,12 +129,8 @@ pub async fn compact_once(
     policy: CompactPolicy,
 ) -> Result<usize, CompactError> {
     let names = store.list_names(&layout::segments(ns)).await?;
-    let mut ranges: Vec<(u64, u64)> = names
-        .iter()
-        .filter_map(|n| segment::parse_segment_file_name(n))
-        .collect();
-    cover_order(&mut ranges);
-    let (cover, covered) = split_covered(&ranges);
+    let crate::tiling::Tiling { cover, covered, .. } =
+        crate::tiling::tile(names.iter().map(String::as_str));
     let root_at = |size: u64| {
         tree(size).ok_or_else(|| CompactError::Foreign(format!("tree has no size {size}")))
     };

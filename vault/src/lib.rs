@@ -20,6 +20,7 @@ pub mod pruning;
 pub mod record;
 pub mod segment;
 pub mod store;
+pub mod tiling;
 pub mod token;
 mod vault;
 pub mod verify;

@@ -377,15 +377,10 @@ async fn load_store(ctx: &LogContext, ns: &str, snapshot: bool) -> Result<Loaded
         last_received: 0,
     };
     let names = ctx.store.list_names(&layout::segments(ns)).await?;
-    let mut ranges: Vec<(u64, u64)> = names
-        .iter()
-        .filter_map(|n| segment::parse_segment_file_name(n))
-        .collect();
     // After an interrupted merge, small segments may sit under the merged one:
-    // take the largest segment at each position (the compactor cleans up).
-    crate::compact::cover_order(&mut ranges);
-    let (ranges, _covered) = crate::compact::split_covered(&ranges);
-    for (first, last) in ranges {
+    // the cover counts (the compactor cleans up); contiguity is checked below.
+    let tiling = crate::tiling::tile(names.iter().map(String::as_str));
+    for (first, last) in tiling.cover {
         if limit.as_ref().is_some_and(|(size, _)| first >= *size) {
             break;
         }

@@ -518,23 +518,9 @@ impl Vault {
                 .iter()
                 .filter_map(|(n, size)| Some((crate::segment::parse_segment_file_name(n)?, *size)))
                 .collect();
-            let mut ranges: Vec<(u64, u64)> = sizes.keys().copied().collect();
-            crate::compact::cover_order(&mut ranges);
-            let (ranges, _) = crate::compact::split_covered(&ranges);
-            let mut next = 0u64;
-            let mut hole = None;
-            for &(first, last) in &ranges {
-                if first > next {
-                    hole = Some((next, first - 1));
-                    break;
-                }
-                next = next.max(last + 1);
-            }
-            if hole.is_none() && next < floor {
-                hole = Some((next, floor - 1));
-            }
-            match hole {
-                None => break (sizes, ranges),
+            let tiling = crate::tiling::tile(listed.iter().map(|(n, _)| n.as_str()));
+            match tiling.hole_below(floor) {
+                None => break (sizes, tiling.cover),
                 Some(_) if attempt < 2 => {
                     attempt += 1;
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -711,13 +697,8 @@ impl Vault {
         let store = &self.inner.ctx.store;
         for _attempt in 0..3 {
             let names = store.list_names(&layout::segments(ns)).await?;
-            let mut ranges: Vec<(u64, u64)> = names
-                .iter()
-                .filter_map(|n| crate::segment::parse_segment_file_name(n))
-                .filter(|(a, b)| *a <= index && index <= *b)
-                .collect();
-            crate::compact::cover_order(&mut ranges);
-            let Some(&(first, last)) = ranges.first() else {
+            let tiling = crate::tiling::tile(names.iter().map(String::as_str));
+            let Some((first, last)) = tiling.holding(index) else {
                 return if index < floor {
                     Err(missing())
                 } else {

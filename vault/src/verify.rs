@@ -709,19 +709,17 @@ async fn verify_namespace(
     // Segments are listed after the checkpoints: on a live store, segments
     // published meanwhile are only extra (not yet checkpointed), never a gap.
     let seg_prefix = layout::segments(ns);
-    let mut ranges = Vec::new();
-    for name in store.list_names(&seg_prefix).await? {
-        match segment::parse_segment_file_name(&name) {
-            Some((a, b)) if a <= b => ranges.push((a, b)),
-            _ => report.findings.push(Finding {
-                ns: ns.into(),
-                object: format!("{seg_prefix}/{name}"),
-                index: None,
-                message: "unexpected object among segments".into(),
-            }),
-        }
+    let names = store.list_names(&seg_prefix).await?;
+    let tiling = crate::tiling::tile(names.iter().map(String::as_str));
+    for name in &tiling.unexpected {
+        report.findings.push(Finding {
+            ns: ns.into(),
+            object: format!("{seg_prefix}/{name}"),
+            index: None,
+            message: "unexpected object among segments".into(),
+        });
     }
-    crate::compact::cover_order(&mut ranges);
+    let ranges = tiling.all();
     summary.segments = ranges.len();
 
     let mut wanted: BTreeSet<u64> = checkpoints.keys().copied().collect();
