@@ -7,7 +7,7 @@
 //! [`verify::verify_store`], and the primitives in [`record`], [`merkle`],
 //! [`note`] and [`segment`] that third parties can reuse to check our output.
 
-pub mod codec;
+mod codec;
 pub mod compact;
 pub mod config;
 pub mod jcs;
@@ -24,7 +24,7 @@ pub mod tiling;
 pub mod token;
 mod vault;
 pub mod verify;
-pub mod wal;
+pub(crate) mod wal;
 
 pub use config::LogConfig;
 pub use log::{AppendError, LogStats, NsLog, Receipt};

@@ -441,7 +441,8 @@ impl Wal {
         Ok(())
     }
 
-    /// Number of files (for tests and metrics).
+    /// Number of files (for tests).
+    #[cfg(test)]
     pub fn file_count(&self) -> usize {
         self.files.len()
     }

@@ -263,15 +263,28 @@ pub struct Refusal {
     pub code: &'static str,
     /// Human text.
     pub message: String,
-    /// 403 (not allowed), 404 (no such export) or 409 (wrong state).
-    pub status: u16,
+    /// What kind of refusal (the HTTP layer maps it to a status).
+    pub kind: RefusalKind,
 }
 
-fn refuse(status: u16, code: &'static str, message: impl Into<String>) -> Refusal {
+/// Why a workflow step is refused, as a domain fact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// The step is malformed (no reason given).
+    Invalid,
+    /// This actor may not take this step.
+    Forbidden,
+    /// No such export.
+    NotFound,
+    /// The export is not in a state that allows the step.
+    Conflict,
+}
+
+fn refuse(kind: RefusalKind, code: &'static str, message: impl Into<String>) -> Refusal {
     Refusal {
         code,
         message: message.into(),
-        status,
+        kind,
     }
 }
 
@@ -456,28 +469,36 @@ impl Exports {
         now: i64,
     ) -> Result<(), Refusal> {
         let find = |id: &str| {
-            self.requests
-                .get(id)
-                .ok_or_else(|| refuse(404, "no_such_export", format!("no export {id}")))
+            self.requests.get(id).ok_or_else(|| {
+                refuse(
+                    RefusalKind::NotFound,
+                    "no_such_export",
+                    format!("no export {id}"),
+                )
+            })
         };
         match t {
             Transition::Requested { id, ns, reason, .. } => {
                 if self.requests.contains_key(id) {
                     return Err(refuse(
-                        409,
+                        RefusalKind::Conflict,
                         "duplicate_export",
                         format!("export {id} exists"),
                     ));
                 }
                 if !ns_allowed(ns) {
                     return Err(refuse(
-                        403,
+                        RefusalKind::Forbidden,
                         "wrong_namespace",
                         format!("this token does not cover namespace {ns}"),
                     ));
                 }
                 if reason.trim().is_empty() {
-                    return Err(refuse(400, "reason_required", "an export needs a reason"));
+                    return Err(refuse(
+                        RefusalKind::Invalid,
+                        "reason_required",
+                        "an export needs a reason",
+                    ));
                 }
                 Ok(())
             }
@@ -485,14 +506,14 @@ impl Exports {
                 let r = find(id)?;
                 if !ns_allowed(&r.ns) {
                     return Err(refuse(
-                        403,
+                        RefusalKind::Forbidden,
                         "wrong_namespace",
                         format!("this token does not approve exports of {}", r.ns),
                     ));
                 }
                 if by.same_person(&r.requester) {
                     return Err(refuse(
-                        403,
+                        RefusalKind::Forbidden,
                         "self_approval",
                         "the requester cannot decide its own export",
                     ));
@@ -500,7 +521,7 @@ impl Exports {
                 let state = self.state(r, now);
                 if state != State::Pending {
                     return Err(refuse(
-                        409,
+                        RefusalKind::Conflict,
                         "not_pending",
                         format!("export {id} is {state:?}").to_lowercase(),
                     ));
@@ -508,7 +529,11 @@ impl Exports {
                 if matches!(t, Transition::Approved { .. })
                     && r.approvals.iter().any(|(a, _, _)| a.same_person(by))
                 {
-                    return Err(refuse(409, "already_approved", "one approver counts once"));
+                    return Err(refuse(
+                        RefusalKind::Conflict,
+                        "already_approved",
+                        "one approver counts once",
+                    ));
                 }
                 Ok(())
             }
@@ -516,7 +541,7 @@ impl Exports {
                 let r = find(id)?;
                 if *by != r.requester {
                     return Err(refuse(
-                        403,
+                        RefusalKind::Forbidden,
                         "not_requester",
                         "only the requester downloads its export",
                     ));
@@ -524,17 +549,25 @@ impl Exports {
                 match self.state(r, now) {
                     State::Approved => Ok(()),
                     State::Pending => Err(refuse(
-                        409,
+                        RefusalKind::Conflict,
                         "not_approved",
                         format!("export {id} is not approved yet"),
                     )),
                     State::Downloaded => Err(refuse(
-                        409,
+                        RefusalKind::Conflict,
                         "already_downloaded",
                         format!("export {id} was already downloaded"),
                     )),
-                    State::Expired => Err(refuse(409, "expired", format!("export {id} expired"))),
-                    State::Denied => Err(refuse(409, "denied", format!("export {id} was denied"))),
+                    State::Expired => Err(refuse(
+                        RefusalKind::Conflict,
+                        "expired",
+                        format!("export {id} expired"),
+                    )),
+                    State::Denied => Err(refuse(
+                        RefusalKind::Conflict,
+                        "denied",
+                        format!("export {id} was denied"),
+                    )),
                 }
             }
             Transition::Expired { id, at, .. } => {
@@ -542,7 +575,7 @@ impl Exports {
                 match self.state(r, (*at).max(now)) {
                     State::Expired if r.expired_at.is_none() => Ok(()),
                     s => Err(refuse(
-                        409,
+                        RefusalKind::Conflict,
                         "not_expired",
                         format!("export {id} is {s:?}").to_lowercase(),
                     )),

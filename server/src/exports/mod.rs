@@ -19,7 +19,7 @@ use axum::{Json, Router};
 use ed25519_dalek::SigningKey;
 use serde_json::{Value, json};
 use tracevault_query::export::workflow::{
-    Actor, ExportPolicy, Exports, Refusal, Selection, State as ExportState, Transition,
+    Actor, ExportPolicy, Exports, Refusal, RefusalKind, Selection, State as ExportState, Transition,
 };
 use tracevault_query::export::{BundleInput, BundleRow, BundleWriter, selection_digest};
 use tracevault_query::masking::Masker;
@@ -98,8 +98,14 @@ fn actor(c: &Claims) -> Actor {
     }
 }
 
+/// The HTTP face of a workflow refusal.
 fn refused(r: Refusal) -> ApiError {
-    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FORBIDDEN);
+    let status = match r.kind {
+        RefusalKind::Invalid => StatusCode::BAD_REQUEST,
+        RefusalKind::Forbidden => StatusCode::FORBIDDEN,
+        RefusalKind::NotFound => StatusCode::NOT_FOUND,
+        RefusalKind::Conflict => StatusCode::CONFLICT,
+    };
     ApiError::new(status, r.code, r.message)
 }
 
