@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use ed25519_dalek::VerifyingKey;
 use indicatif::{ProgressBar, ProgressStyle};
-use tracevault_vault::Store;
-use tracevault_vault::verify::{VerifyOptions, verify_store};
+use tracevault_vault::verify::VerifyOptions;
+use tracevault_vault::{LogReader, Store};
 
 use crate::VerifyArgs;
 
@@ -64,7 +64,7 @@ fn run_inner(a: VerifyArgs) -> anyhow::Result<bool> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let report = rt.block_on(verify_store(&store, &opts))?;
+    let report = rt.block_on(LogReader::new(store).verify(&opts))?;
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     for w in &report.warnings {

@@ -12,6 +12,6 @@ pub mod masking;
 pub mod priority;
 pub mod rows;
 mod scan;
-pub use scan::{FixedSnapshots, SnapshotSource};
+pub use scan::{FixedReadPlans, ReadPlanSource};
 pub mod sql;
 pub mod worker;

@@ -53,7 +53,7 @@ use datafusion::physical_plan::{
 use futures::StreamExt;
 use tracevault_schemas::rows::{TRACES_COLUMNS, col as c, segment_schema};
 use tracevault_vault::record::Entry;
-use tracevault_vault::{ReadSnapshot, Vault, VaultError};
+use tracevault_vault::{ReadPlan, Vault, VaultError};
 
 use crate::masking::Masker;
 use crate::sql::{Access, traces_schema};
@@ -100,42 +100,42 @@ impl ScanShared {
 }
 
 /// Where a query's scan gets what it reads: for each namespace, the segment
-/// objects and the acknowledged but unpublished tail ([`ReadSnapshot`]),
+/// objects and the acknowledged but unpublished tail ([`ReadPlan`]),
 /// and the object store holding the segments. The server's [`Vault`] is one;
-/// a query worker process gets [`FixedSnapshots`] taken by the server.
+/// a query worker process gets [`FixedReadPlans`] taken by the server.
 #[async_trait]
-pub trait SnapshotSource: Send + Sync {
+pub trait ReadPlanSource: Send + Sync {
     /// The consistent read of `ns` (`BadNamespace` when it does not exist).
-    async fn read_snapshot(&self, ns: &str) -> Result<ReadSnapshot, VaultError>;
+    async fn read_plan(&self, ns: &str) -> Result<ReadPlan, VaultError>;
     /// The store the segments are read from.
     fn object_store(&self) -> Arc<dyn object_store::ObjectStore>;
 }
 
 #[async_trait]
-impl SnapshotSource for Vault {
-    async fn read_snapshot(&self, ns: &str) -> Result<ReadSnapshot, VaultError> {
-        Vault::read_snapshot(self, ns).await
+impl ReadPlanSource for Vault {
+    async fn read_plan(&self, ns: &str) -> Result<ReadPlan, VaultError> {
+        Vault::read_plan(self, ns).await
     }
     fn object_store(&self) -> Arc<dyn object_store::ObjectStore> {
         self.store().object_store()
     }
 }
 
-/// Snapshots taken beforehand (by the server, for a worker process).
-pub struct FixedSnapshots {
+/// Read plans taken beforehand (by the server, for a worker process).
+pub struct FixedReadPlans {
     /// The store holding the segments.
     pub store: tracevault_vault::Store,
     /// Per namespace; a namespace not listed has no rows.
-    pub snapshots: std::collections::HashMap<String, ReadSnapshot>,
+    pub plans: std::collections::HashMap<String, ReadPlan>,
 }
 
 #[async_trait]
-impl SnapshotSource for FixedSnapshots {
-    async fn read_snapshot(&self, ns: &str) -> Result<ReadSnapshot, VaultError> {
-        self.snapshots
+impl ReadPlanSource for FixedReadPlans {
+    async fn read_plan(&self, ns: &str) -> Result<ReadPlan, VaultError> {
+        self.plans
             .get(ns)
             .cloned()
-            .ok_or_else(|| VaultError::BadNamespace(format!("no snapshot of {ns}")))
+            .ok_or_else(|| VaultError::BadNamespace(format!("no read plan of {ns}")))
     }
     fn object_store(&self) -> Arc<dyn object_store::ObjectStore> {
         self.store.object_store()
@@ -144,7 +144,7 @@ impl SnapshotSource for FixedSnapshots {
 
 /// The caller's `traces` table.
 pub(crate) struct TracesTable {
-    pub(crate) source: Arc<dyn SnapshotSource>,
+    pub(crate) source: Arc<dyn ReadPlanSource>,
     pub(crate) shared: Arc<ScanShared>,
 }
 
@@ -345,19 +345,19 @@ impl TableProvider for TracesTable {
         let mut files: Vec<PartitionedFile> = Vec::new();
         let mut tail: Vec<Entry> = Vec::new();
         for ns in &access.namespaces {
-            let snap = match self.source.read_snapshot(ns).await {
+            let plan = match self.source.read_plan(ns).await {
                 Ok(s) => s,
                 // A namespace that does not exist (yet) has no rows.
                 Err(VaultError::BadNamespace(_)) => continue,
                 Err(e) => return Err(self.shared.fail(e)),
             };
             files.extend(
-                snap.segments
+                plan.segments
                     .into_iter()
                     .map(|s| PartitionedFile::new(s.path.to_string(), s.size)),
             );
             tail.extend(
-                snap.tail
+                plan.tail
                     .into_iter()
                     .filter(|e| access.admits(&e.ns, e.received_at)),
             );

@@ -28,7 +28,7 @@ use futures::StreamExt;
 use tracevault_vault::VaultError;
 
 use crate::masking::Masker;
-use crate::scan::{STORE_URL, ScanShared, SnapshotSource, TracesTable};
+use crate::scan::{ReadPlanSource, STORE_URL, ScanShared, TracesTable};
 
 /// What the caller may see.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -149,7 +149,7 @@ pub fn traces_schema() -> SchemaRef {
 /// Runs `sql` for a caller: builds its masked, windowed `traces` (and the
 /// `sessions` view over it), then executes in a locked-down session.
 pub async fn run(
-    source: Arc<dyn SnapshotSource>,
+    source: Arc<dyn ReadPlanSource>,
     access: &Access,
     masker: &Arc<Masker>,
     sql: &str,
@@ -198,7 +198,7 @@ pub(crate) const VANISHED: &str = "a segment vanished during the query";
 
 /// Plans and runs `sql` over the caller's `traces` in a locked-down session.
 async fn execute(
-    source: Arc<dyn SnapshotSource>,
+    source: Arc<dyn ReadPlanSource>,
     shared: Arc<ScanShared>,
     sql: &str,
     limits: QueryLimits,

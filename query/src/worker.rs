@@ -10,7 +10,7 @@
 //!   and the worker dies, never the server;
 //! - a lower CPU priority (nice) and a CPU-time limit (`RLIMIT_CPU`), and a
 //!   wall-clock deadline after which the server kills it;
-//! - nothing but what the query may read: the server takes the snapshots
+//! - nothing but what the query may read: the server takes the read plans
 //!   (segment list and unpublished tail of the caller's namespaces) and hands
 //!   them over with the caller's access, masking profile and hash key on
 //!   stdin; the worker reads segments straight from the store, applies the
@@ -30,11 +30,10 @@ use arrow::datatypes::SchemaRef;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tracevault_vault::record::Entry;
-use tracevault_vault::{ReadSnapshot, SegmentObject, Store, Vault, VaultError};
+use tracevault_vault::{ReadPlan, Store, Vault, VaultError};
 
 use crate::masking::{Masker, Policy};
-use crate::scan::FixedSnapshots;
+use crate::scan::FixedReadPlans;
 use crate::sql::{self, Access, QueryError, QueryLimits, QueryResult, ScanStats};
 
 /// How the server starts query workers.
@@ -75,20 +74,6 @@ pub struct Answer {
 }
 
 #[derive(Serialize, Deserialize)]
-struct SegmentWire {
-    path: String,
-    size: u64,
-    first: u64,
-    last: u64,
-}
-
-#[derive(Serialize, Deserialize)]
-struct SnapshotWire {
-    segments: Vec<SegmentWire>,
-    tail: Vec<Entry>,
-}
-
-#[derive(Serialize, Deserialize)]
 struct Request {
     sql: String,
     access: Access,
@@ -98,7 +83,7 @@ struct Request {
     /// Hex of the `hash` action's key (stdin only: never in argv or env).
     hash_key: String,
     threads: usize,
-    snapshots: HashMap<String, SnapshotWire>,
+    plans: HashMap<String, ReadPlan>,
 }
 
 /// The worker's header line.
@@ -162,7 +147,7 @@ fn failed(m: impl std::fmt::Display) -> QueryError {
 pub struct Job<'a> {
     /// How to start the worker.
     pub cfg: &'a WorkerConfig,
-    /// The server's vault (the snapshots are taken from it).
+    /// The server's vault (the read plans are taken from it).
     pub vault: &'a Vault,
     /// What the caller may see.
     pub access: &'a Access,
@@ -176,9 +161,9 @@ pub struct Job<'a> {
     pub limits: QueryLimits,
 }
 
-/// Runs a query in a worker process (the server's side). The snapshots of
+/// Runs a query in a worker process (the server's side). The read plans of
 /// the caller's namespaces are taken here. A segment merged away before the
-/// worker read it is retried with fresh snapshots (as in-process queries
+/// worker read it is retried with fresh read plans (as in-process queries
 /// are).
 pub async fn run(job: Job<'_>) -> Result<Answer, QueryError> {
     let mut attempt = 0;
@@ -205,30 +190,14 @@ async fn run_once(job: Job<'_>) -> Result<Answer, QueryError> {
         sql,
         limits,
     } = job;
-    let mut snapshots = HashMap::new();
+    let mut plans = HashMap::new();
     for ns in &access.namespaces {
-        let snap = match vault.read_snapshot(ns).await {
-            Ok(s) => s,
+        let plan = match vault.read_plan(ns).await {
+            Ok(p) => p,
             Err(VaultError::BadNamespace(_)) => continue,
             Err(e) => return Err(QueryError::Vault(e)),
         };
-        let segments = snap
-            .segments
-            .into_iter()
-            .map(|s| SegmentWire {
-                path: s.path.to_string(),
-                size: s.size,
-                first: s.first,
-                last: s.last,
-            })
-            .collect();
-        snapshots.insert(
-            ns.clone(),
-            SnapshotWire {
-                segments,
-                tail: snap.tail,
-            },
-        );
+        plans.insert(ns.clone(), plan);
     }
     let request = Request {
         sql: sql.to_string(),
@@ -238,7 +207,7 @@ async fn run_once(job: Job<'_>) -> Result<Answer, QueryError> {
         caller: caller.clone(),
         hash_key: hex::encode(hash_key),
         threads: cfg.threads,
-        snapshots,
+        plans,
     };
     let input = serde_json::to_vec(&request).map_err(failed)?;
     drop(request);
@@ -470,27 +439,10 @@ fn answer(r: Request) -> Result<(QueryResult, BTreeMap<String, u64>), QueryError
     let profile = policy.profile_for(&r.caller.role, &r.caller.claims);
     let masker = Arc::new(Masker::new(profile, &key));
     let store = Store::from_url(&r.store_url).map_err(|e| failed(format!("store: {e}")))?;
-    let mut snapshots = HashMap::new();
-    for (ns, s) in r.snapshots {
-        let segments = s
-            .segments
-            .into_iter()
-            .map(|w| SegmentObject {
-                path: object_store::path::Path::from(w.path),
-                size: w.size,
-                first: w.first,
-                last: w.last,
-            })
-            .collect();
-        snapshots.insert(
-            ns,
-            ReadSnapshot {
-                segments,
-                tail: s.tail,
-            },
-        );
-    }
-    let source = Arc::new(FixedSnapshots { store, snapshots });
+    let source = Arc::new(FixedReadPlans {
+        store,
+        plans: r.plans,
+    });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(r.threads.max(1))
         .enable_all()

@@ -8,9 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tracevault_replay::{Integrity, ReplayEvent, SessionInfo, Source, SourceError, TimelineIndex};
-use tracevault_vault::store::layout;
-use tracevault_vault::verify::{VerifyOptions, verify_store};
-use tracevault_vault::{Store, segment, tiling};
+use tracevault_vault::verify::VerifyOptions;
+use tracevault_vault::{LogReader, SegmentObject, Store, segment};
 
 use super::{Checked, from_entry, set};
 
@@ -31,7 +30,7 @@ pub fn open(
             Ok::<_, anyhow::Error>(ed25519_dalek::VerifyingKey::from_bytes(&b)?)
         })
         .transpose()?;
-    let store = Store::local(&root)?;
+    let reader = LogReader::new(Store::local(&root)?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -40,7 +39,7 @@ pub fn open(
         Some(n) => n.to_string(),
         None => {
             let all: Vec<String> = rt
-                .block_on(store.list_dirs(&layout::namespaces()))?
+                .block_on(reader.namespaces())?
                 .into_iter()
                 .filter(|n| !n.starts_with('_'))
                 .collect();
@@ -53,20 +52,7 @@ pub fn open(
     tracevault_vault::validate_namespace(&ns, true)?;
     // The session's keys (index, seq, kind, times) from each segment; rows
     // are decoded page by page later.
-    let (segments, keys) = rt.block_on(async {
-        let listed = store.list_sized(&layout::segments(&ns)).await?;
-        let ranges = tiling::tile(listed.iter().map(|(n, _)| n.as_str())).cover;
-        let mut keys: Vec<(segment::SessionKey, u32)> = Vec::new();
-        for (s, &(first, last)) in ranges.iter().enumerate() {
-            let bytes = get_segment(&store, &ns, first, last).await?;
-            let found = segment::decode_session_keys(bytes, session)
-                .map_err(|e| anyhow::anyhow!("segment {first}-{last}: {e}"))?;
-            keys.extend(found.into_iter().map(|k| (k, s as u32)));
-        }
-        keys.sort_by_key(|(k, _)| k.idx);
-        keys.dedup_by_key(|(k, _)| k.idx);
-        anyhow::Ok((ranges, keys))
-    })?;
+    let (segments, keys) = rt.block_on(reader.session_keys(&ns, session))?;
     anyhow::ensure!(
         !keys.is_empty(),
         "no event of session {session} in namespace {ns} (published segments only)"
@@ -83,7 +69,7 @@ pub fn open(
     };
     let source = DataSource {
         rt: Arc::new(rt),
-        store: store.clone(),
+        reader: reader.clone(),
         ns: ns.clone(),
         info: info.clone(),
         segments,
@@ -100,7 +86,7 @@ pub fn open(
             concurrency: 4,
             ..VerifyOptions::default()
         };
-        let report = match rt.block_on(verify_store(&store, &opts)) {
+        let report = match rt.block_on(reader.verify(&opts)) {
             Ok(r) => r,
             Err(e) => {
                 return set(
@@ -146,29 +132,16 @@ pub fn open(
     Ok(Checked::new(source, verdict, Box::new(check)))
 }
 
-/// Segment `first`-`last` of `ns`; gone means compacted meanwhile: never
-/// show a partial session.
-async fn get_segment(store: &Store, ns: &str, first: u64, last: u64) -> anyhow::Result<Bytes> {
-    store
-        .get(&layout::segment(ns, first, last))
-        .await?
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "segment {first}-{last} of {ns} vanished while reading (compaction); run the replay again"
-            )
-        })
-}
-
 /// One session of a store, read a page at a time: the timeline comes from
 /// the keys read at open, a page decodes only its rows of the segments
 /// holding them (the last segment read is kept for the next page).
 pub(super) struct DataSource {
     rt: Arc<tokio::runtime::Runtime>,
-    store: Store,
+    reader: LogReader,
     ns: String,
     info: SessionInfo,
-    /// The segments covering the log, `(first, last)`.
-    segments: Vec<(u64, u64)>,
+    /// The segments covering the log.
+    segments: Vec<SegmentObject>,
     /// The session's keys in log order, with the segment holding each.
     keys: Vec<(segment::SessionKey, u32)>,
     cached: Option<(u32, Bytes)>,
@@ -181,10 +154,12 @@ impl DataSource {
         {
             return Ok(b.clone());
         }
-        let (first, last) = self.segments[s as usize];
         let b = self
             .rt
-            .block_on(get_segment(&self.store, &self.ns, first, last))
+            .block_on(
+                self.reader
+                    .segment_bytes(&self.ns, &self.segments[s as usize]),
+            )
             .map_err(|e| SourceError::Unavailable(e.to_string()))?;
         self.cached = Some((s, b.clone()));
         Ok(b)
@@ -215,10 +190,10 @@ impl Source for DataSource {
         for run in keys.chunk_by(|a, b| a.1 == b.1) {
             let s = run[0].1;
             let bytes = self.segment(s)?;
-            let first = self.segments[s as usize].0;
             let wanted: Vec<u64> = run.iter().map(|(i, _)| *i).collect();
-            segment::decode_indices(bytes, first, &wanted, |e| out.push(from_entry(&e)))
+            let rows = LogReader::entries_in(&self.segments[s as usize], bytes, &wanted)
                 .map_err(|e| SourceError::Data(e.to_string()))?;
+            out.extend(rows.iter().map(from_entry));
         }
         Ok(out)
     }

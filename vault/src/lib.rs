@@ -17,6 +17,7 @@ pub mod log;
 pub mod merkle;
 pub mod note;
 pub mod pruning;
+mod reader;
 pub mod record;
 pub mod segment;
 pub mod store;
@@ -27,9 +28,10 @@ pub mod verify;
 pub(crate) mod wal;
 
 pub use config::LogConfig;
-pub use log::{AppendError, LogStats, NsLog, Receipt};
+pub use log::{AppendError, Appender, LogStats, PublishedTree, Receipt};
+pub use reader::{LogReader, ReadPlan, SegmentObject};
 pub use store::Store;
 pub use vault::{
-    LogView, NamespaceInfo, ReadSnapshot, SegmentObject, VAULT_FORMAT, Vault, VaultError,
-    VaultMeta, VaultOptions, read_meta, validate_namespace,
+    LogView, NamespaceInfo, VAULT_FORMAT, Vault, VaultError, VaultMeta, VaultOptions, read_meta,
+    validate_namespace,
 };

@@ -6,7 +6,7 @@
 //! owner id), `lock` (held exclusively while a server runs), `wal/<ns>/`, and
 //! `store/` when the store is the local default.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
@@ -22,8 +22,10 @@ use tracevault_schemas::Event;
 use crate::config::LogConfig;
 use crate::keys::{self, KeyError};
 use crate::lease::LeaseError;
-use crate::log::{AppendError, LogContext, NsLog, OpenError, Receipt, Snapshot};
+use crate::log::{AppendError, Appender, LogContext, OpenError, PublishedTree, Receipt};
 use crate::note;
+use crate::reader::{LogReader, ReadPlan, SegmentDecoder};
+use crate::record::Entry;
 use crate::record::{Prepared, RecordError};
 use crate::store::{Store, StoreError, layout};
 
@@ -126,12 +128,6 @@ pub fn validate_namespace(ns: &str, system: bool) -> Result<(), VaultError> {
     }
 }
 
-/// Decodes the wanted entries of one segment file (run off the async threads).
-type SegmentDecoder = Box<
-    dyn FnOnce(bytes::Bytes) -> Result<Vec<crate::record::Entry>, crate::segment::SegmentError>
-        + Send,
->;
-
 /// Options for opening a vault.
 pub struct VaultOptions {
     /// Data directory (keys, WAL, lock; the local store by default).
@@ -144,15 +140,15 @@ pub struct VaultOptions {
     pub log: LogConfig,
 }
 
-/// Read-only snapshots kept at once (each holds a namespace's whole tree).
-const MAX_SNAPSHOTS: usize = 8;
+/// Read-only published_trees kept at once (each holds a namespace's whole tree).
+const MAX_PUBLISHED_TREES: usize = 8;
 
 /// What reads of a namespace go through.
 pub enum LogView {
     /// This server writes the namespace.
-    Open(Arc<NsLog>),
-    /// A read-only snapshot of the store.
-    Snapshot(Arc<Snapshot>),
+    Open(Arc<Appender>),
+    /// The store's published tree (a namespace this server does not write).
+    Store(Arc<PublishedTree>),
 }
 
 impl LogView {
@@ -160,7 +156,7 @@ impl LogView {
     pub fn latest_checkpoint(&self) -> Option<(u64, String)> {
         match self {
             LogView::Open(l) => l.latest_checkpoint(),
-            LogView::Snapshot(s) => s.latest_checkpoint(),
+            LogView::Store(s) => s.latest_checkpoint(),
         }
     }
 
@@ -172,7 +168,7 @@ impl LogView {
     ) -> Result<(crate::record::Hash, Vec<crate::record::Hash>), crate::merkle::MerkleError> {
         match self {
             LogView::Open(l) => l.inclusion_proof(index, size),
-            LogView::Snapshot(s) => s.inclusion_proof(index, size),
+            LogView::Store(s) => s.inclusion_proof(index, size),
         }
     }
 
@@ -184,31 +180,9 @@ impl LogView {
     ) -> Result<Vec<crate::record::Hash>, crate::merkle::MerkleError> {
         match self {
             LogView::Open(l) => l.consistency_proof(from, to),
-            LogView::Snapshot(s) => s.consistency_proof(from, to),
+            LogView::Store(s) => s.consistency_proof(from, to),
         }
     }
-}
-
-/// One segment object a reader must read (see [`Vault::read_snapshot`]).
-#[derive(Debug, Clone)]
-pub struct SegmentObject {
-    /// Object path in the store.
-    pub path: object_store::path::Path,
-    /// Size in bytes, as listed.
-    pub size: u64,
-    /// First entry index in it.
-    pub first: u64,
-    /// Last entry index in it.
-    pub last: u64,
-}
-
-/// A consistent read of one namespace (see [`Vault::read_snapshot`]).
-#[derive(Debug, Clone, Default)]
-pub struct ReadSnapshot {
-    /// Segments covering indices `0..=last`, in index order.
-    pub segments: Vec<SegmentObject>,
-    /// Acknowledged entries after the last segment, in index order.
-    pub tail: Vec<crate::record::Entry>,
 }
 
 /// A namespace as listed by `/v1/vault`.
@@ -224,13 +198,15 @@ pub struct NamespaceInfo {
 
 struct Inner {
     ctx: Arc<LogContext>,
+    /// Store-side reads (segments, checkpoints) go through the reader.
+    reader: LogReader,
     meta: VaultMeta,
     data_dir: PathBuf,
     /// One cell per namespace, so that opening one (which may read the whole
     /// namespace from the store) never blocks appends to the others.
-    logs: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Arc<NsLog>>>>>,
+    logs: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Arc<Appender>>>>>,
     /// Read-only views of namespaces this server does not write.
-    snapshots: tokio::sync::Mutex<HashMap<String, Arc<Snapshot>>>,
+    published_trees: tokio::sync::Mutex<HashMap<String, Arc<PublishedTree>>>,
     _lock: File,
 }
 
@@ -350,11 +326,12 @@ impl Vault {
         });
         let vault = Vault {
             inner: Arc::new(Inner {
+                reader: LogReader::new(ctx.store.clone()),
                 ctx,
                 meta,
                 data_dir: data.clone(),
                 logs: tokio::sync::Mutex::new(HashMap::new()),
-                snapshots: tokio::sync::Mutex::new(HashMap::new()),
+                published_trees: tokio::sync::Mutex::new(HashMap::new()),
                 _lock: lock,
             }),
         };
@@ -420,7 +397,7 @@ impl Vault {
     }
 
     /// The open log of `ns`, opening (and recovering) it on first use.
-    pub async fn log(&self, ns: &str) -> Result<Arc<NsLog>, VaultError> {
+    pub async fn log(&self, ns: &str) -> Result<Arc<Appender>, VaultError> {
         validate_namespace(ns, true)?;
         let cell = self
             .inner
@@ -433,7 +410,7 @@ impl Vault {
         let log = cell
             .get_or_try_init(|| async {
                 let wal_dir = self.inner.data_dir.join("wal").join(ns);
-                NsLog::open(self.inner.ctx.clone(), ns, &wal_dir).await
+                Appender::open(self.inner.ctx.clone(), ns, &wal_dir).await
             })
             .await?;
         Ok(log.clone())
@@ -465,7 +442,7 @@ impl Vault {
         &self,
         ns: &str,
         session_id: &str,
-    ) -> Result<Vec<crate::record::Entry>, VaultError> {
+    ) -> Result<Vec<Entry>, VaultError> {
         let sid = session_id.to_string();
         let tail_sid = sid.clone();
         self.scan_segments(
@@ -483,95 +460,53 @@ impl Vault {
         .await
     }
 
+    /// The store-only reader of this vault's store.
+    pub fn reader(&self) -> &LogReader {
+        &self.inner.reader
+    }
+
+    /// The open, healthy-or-not appender of `ns`, if this server opened it.
+    async fn open_appender(&self, ns: &str) -> Option<Arc<Appender>> {
+        let open = self.inner.logs.lock().await.get(ns).cloned();
+        open.and_then(|c| c.get().cloned())
+    }
+
     /// What a reader of `ns` must read to see every acknowledged entry: the
     /// segment objects covering the published prefix (one cover, no
     /// overlaps, in index order) and, when this server writes `ns`, the
     /// durable but unpublished entries after them. The tail is taken before
     /// the listing, so an entry published meanwhile is in the listing (and
     /// dropped from the tail), never in neither.
-    pub async fn read_snapshot(&self, ns: &str) -> Result<ReadSnapshot, VaultError> {
+    pub async fn read_plan(&self, ns: &str) -> Result<ReadPlan, VaultError> {
         validate_namespace(ns, true)?;
-        let open = self.inner.logs.lock().await.get(ns).cloned();
-        let mut tail = Vec::new();
-        let log = open.and_then(|c| c.get().cloned());
-        if let Some(log) = &log {
-            tail = log
+        let log = self.open_appender(ns).await;
+        let mut tail = match &log {
+            Some(log) => log
                 .unpublished_entries()
-                .ok_or_else(|| VaultError::Read(format!("the state of {ns} is unreadable")))?;
-        }
+                .ok_or_else(|| VaultError::Read(format!("the state of {ns} is unreadable")))?,
+            None => Vec::new(),
+        };
         // Taken before listing: a signed checkpoint only ever covers entries
         // whose segments are already in the store.
         let floor = self.published_floor(ns, log.as_ref()).await?;
-        // The segments must tile the log from index 0: a hole means a
-        // segment was removed from the store, and a reader must never get a
-        // silently partial answer. A listing taken while compaction swaps
-        // segments can show a transient hole, so list again before failing.
-        let mut attempt = 0;
-        let (sizes, ranges) = loop {
-            let listed = self
-                .inner
-                .ctx
-                .store
-                .list_sized(&layout::segments(ns))
-                .await?;
-            let sizes: HashMap<(u64, u64), u64> = listed
-                .iter()
-                .filter_map(|(n, size)| Some((crate::segment::parse_segment_file_name(n)?, *size)))
-                .collect();
-            let tiling = crate::tiling::tile(listed.iter().map(|(n, _)| n.as_str()));
-            match tiling.hole_below(floor) {
-                None => break (sizes, tiling.cover),
-                Some(_) if attempt < 2 => {
-                    attempt += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-                Some((a, b)) => {
-                    return Err(VaultError::Read(format!(
-                        "entries {a}-{b} of {ns} are missing from the store (a segment was removed); run `tracevault verify`"
-                    )));
-                }
-            }
-        };
-        let covered = ranges.last().map_or(0, |r| r.1 + 1);
+        let segments = self.inner.reader.segments(ns, floor).await?;
+        let covered = segments.last().map_or(0, |s| s.last + 1);
         tail.retain(|e| e.idx >= covered);
-        let segments = ranges
-            .into_iter()
-            .map(|(first, last)| SegmentObject {
-                path: layout::segment(ns, first, last),
-                size: sizes.get(&(first, last)).copied().unwrap_or(0),
-                first,
-                last,
-            })
-            .collect();
-        Ok(ReadSnapshot { segments, tail })
+        Ok(ReadPlan { segments, tail })
     }
 
     /// Entries `0..floor` of `ns` must be in store segments: the size of the
     /// latest checkpoint (this server's, when it writes `ns`; else the
     /// store's). A listing that covers less has lost a segment.
-    async fn published_floor(&self, ns: &str, log: Option<&Arc<NsLog>>) -> Result<u64, VaultError> {
-        if let Some(log) = log {
-            return Ok(log.latest_checkpoint().map_or(0, |c| c.0));
+    async fn published_floor(
+        &self,
+        ns: &str,
+        log: Option<&Arc<Appender>>,
+    ) -> Result<u64, VaultError> {
+        match log {
+            Some(log) => Ok(log.latest_checkpoint().map_or(0, |c| c.0)),
+            None => self.inner.reader.published_size(ns).await,
         }
-        let text = self
-            .inner
-            .ctx
-            .store
-            .get(&layout::latest_checkpoint(ns))
-            .await?;
-        let Some(b) = text else {
-            return Ok(0);
-        };
-        // A checkpoint object that is there but unreadable must not switch
-        // off the check for removed segments (floor 0): fail the read.
-        std::str::from_utf8(&b)
-            .ok()
-            .and_then(|t| t.lines().nth(1)?.parse::<u64>().ok())
-            .ok_or_else(|| {
-                VaultError::Read(format!(
-                    "the latest checkpoint of {ns} is unreadable; run `tracevault verify`"
-                ))
-            })
     }
 
     /// Every entry of `ns` for which `keep` holds, in index order (segments
@@ -582,9 +517,9 @@ impl Vault {
     pub async fn scan_entries(
         &self,
         ns: &str,
-        keep: impl Fn(&crate::record::Entry) -> bool + Send + Sync + Clone + 'static,
+        keep: impl Fn(&Entry) -> bool + Send + Sync + Clone + 'static,
         limit: usize,
-    ) -> Result<Vec<crate::record::Entry>, VaultError> {
+    ) -> Result<Vec<Entry>, VaultError> {
         let tail_keep = keep.clone();
         self.scan_segments(
             ns,
@@ -608,22 +543,13 @@ impl Vault {
     pub async fn entries_at(
         &self,
         ns: &str,
-        indices: std::sync::Arc<std::collections::BTreeSet<u64>>,
-    ) -> Result<Vec<crate::record::Entry>, VaultError> {
+        indices: Arc<BTreeSet<u64>>,
+    ) -> Result<Vec<Entry>, VaultError> {
         let keep = indices.clone();
         self.scan_segments(
             ns,
             move |e| keep.contains(&e.idx),
-            move |first, last| {
-                let here: Vec<u64> = indices.range(first..=last).copied().collect();
-                (!here.is_empty()).then(|| -> SegmentDecoder {
-                    Box::new(move |bytes| {
-                        let mut rows = Vec::with_capacity(here.len());
-                        crate::segment::decode_indices(bytes, first, &here, |e| rows.push(e))
-                            .map(|_| rows)
-                    })
-                })
-            },
+            LogReader::indices_decoder(indices),
             usize::MAX,
         )
         .await
@@ -635,51 +561,24 @@ impl Vault {
     async fn scan_segments(
         &self,
         ns: &str,
-        keep: impl Fn(&crate::record::Entry) -> bool,
+        keep: impl Fn(&Entry) -> bool,
         decoder: impl Fn(u64, u64) -> Option<SegmentDecoder>,
         limit: usize,
-    ) -> Result<Vec<crate::record::Entry>, VaultError> {
-        let snap = self.read_snapshot(ns).await?;
-        let mut out: Vec<crate::record::Entry> =
-            snap.tail.into_iter().filter(|e| keep(e)).collect();
-        let store = &self.inner.ctx.store;
-        for seg in snap.segments {
-            if out.len() > limit {
-                break;
-            }
-            let (first, last) = (seg.first, seg.last);
-            let Some(decode) = decoder(first, last) else {
-                continue;
-            };
-            let Some(bytes) = store.get(&seg.path).await? else {
-                // Merged away after the listing: the merged segment may not be
-                // in it. Never return a partial read: the caller retries.
-                return Err(VaultError::Read(format!(
-                    "segment {first}-{last} of {ns} vanished during the read (compaction); retry"
-                )));
-            };
-            let rows = tokio::task::spawn_blocking(move || decode(bytes))
-                .await
-                .map_err(|e| VaultError::Read(e.to_string()))?
-                .map_err(|e| VaultError::Read(format!("segment {first}-{last}: {e}")))?;
-            out.extend(rows);
-        }
-        out.sort_by_key(|e| e.idx);
-        out.dedup_by_key(|e| e.idx);
-        Ok(out)
+    ) -> Result<Vec<Entry>, VaultError> {
+        let plan = self.read_plan(ns).await?;
+        let tail = plan.tail.into_iter().filter(|e| keep(e)).collect();
+        self.inner
+            .reader
+            .decode_segments(ns, plan.segments, decoder, limit, tail)
+            .await
     }
 
     /// Entry `index` of `ns`: from this server's unpublished tail when it
     /// writes `ns`, else from the store segment covering it. `None` when the
     /// log has no such entry (yet).
-    pub async fn entry(
-        &self,
-        ns: &str,
-        index: u64,
-    ) -> Result<Option<crate::record::Entry>, VaultError> {
+    pub async fn entry(&self, ns: &str, index: u64) -> Result<Option<Entry>, VaultError> {
         validate_namespace(ns, true)?;
-        let open = self.inner.logs.lock().await.get(ns).cloned();
-        let log = open.and_then(|c| c.get().cloned());
+        let log = self.open_appender(ns).await;
         if let Some(log) = &log {
             let tail = log
                 .unpublished_entries()
@@ -689,41 +588,11 @@ impl Vault {
             }
         }
         let floor = self.published_floor(ns, log.as_ref()).await?;
-        let missing = || {
-            VaultError::Read(format!(
-                "entry {index} of {ns} is missing from the store (a segment was removed); run `tracevault verify`"
-            ))
-        };
-        let store = &self.inner.ctx.store;
-        for _attempt in 0..3 {
-            let names = store.list_names(&layout::segments(ns)).await?;
-            let tiling = crate::tiling::tile(names.iter().map(String::as_str));
-            let Some((first, last)) = tiling.holding(index) else {
-                return if index < floor {
-                    Err(missing())
-                } else {
-                    Ok(None)
-                };
-            };
-            let Some(bytes) = store.get(&layout::segment(ns, first, last)).await? else {
-                continue; // merged away since the listing: list again
-            };
-            let seg = tokio::task::spawn_blocking(move || crate::segment::decode(bytes))
-                .await
-                .map_err(|e| VaultError::Read(e.to_string()))?
-                .map_err(|e| VaultError::Read(format!("segment {first}-{last}: {e}")))?;
-            return match seg.entries.into_iter().find(|e| e.idx == index) {
-                None if index < floor => Err(missing()),
-                found => Ok(found),
-            };
-        }
-        Err(VaultError::Read(format!(
-            "the segment holding entry {index} of {ns} kept moving (compaction); retry"
-        )))
+        self.inner.reader.entry(ns, index, floor).await
     }
 
     /// The logs this server has open (written by it), by namespace, for monitoring.
-    pub async fn open_logs(&self) -> Vec<(String, Arc<NsLog>)> {
+    pub async fn open_logs(&self) -> Vec<(String, Arc<Appender>)> {
         let cells: Vec<_> = self
             .inner
             .logs
@@ -739,18 +608,12 @@ impl Vault {
     }
 
     /// A view for reading `ns` (checkpoint, proofs): the open log when this
-    /// server writes it, otherwise a read-only snapshot of the store, refreshed
+    /// server writes it, otherwise the store's published tree, reloaded
     /// when the store's latest checkpoint moves. `None` when the namespace has
     /// no checkpoint yet. Reads never take the namespace lease.
     pub async fn view(&self, ns: &str) -> Result<Option<LogView>, VaultError> {
         validate_namespace(ns, true)?;
-        let open = self
-            .inner
-            .logs
-            .lock()
-            .await
-            .get(ns)
-            .and_then(|c| c.get().cloned());
+        let open = self.open_appender(ns).await;
         // A fenced or failed log is frozen: read the store instead.
         if let Some(l) = open.filter(|l| l.is_healthy()) {
             return Ok(Some(LogView::Open(l)));
@@ -770,32 +633,32 @@ impl Vault {
             .and_then(|l| l.parse().ok());
         // One load at a time (concurrent readers wait for it instead of each
         // re-reading the namespace), and a small cache.
-        let mut snapshots = self.inner.snapshots.lock().await;
-        if let Some(snap) = snapshots.get(ns)
+        let mut published_trees = self.inner.published_trees.lock().await;
+        if let Some(snap) = published_trees.get(ns)
             && snap.latest_checkpoint().map(|(s, _)| s) == size
         {
-            return Ok(Some(LogView::Snapshot(snap.clone())));
+            return Ok(Some(LogView::Store(snap.clone())));
         }
         // The writer may merge segments while we read them: retry a few times.
         let mut attempt = 0;
         let snap = loop {
-            match Snapshot::load(&self.inner.ctx, ns).await {
+            match PublishedTree::load(&self.inner.ctx, ns).await {
                 Ok(s) => break Arc::new(s),
                 Err(e) if attempt < 3 => {
-                    tracing::debug!(ns, "snapshot load retried: {e}");
+                    tracing::debug!(ns, "published tree load retried: {e}");
                     attempt += 1;
                 }
                 Err(e) => return Err(e.into()),
             }
         };
-        if snapshots.len() >= MAX_SNAPSHOTS && !snapshots.contains_key(ns) {
-            // Each snapshot holds a whole tree: keep only a few.
-            if let Some(k) = snapshots.keys().next().cloned() {
-                snapshots.remove(&k);
+        if published_trees.len() >= MAX_PUBLISHED_TREES && !published_trees.contains_key(ns) {
+            // Each holds a whole tree: keep only a few.
+            if let Some(k) = published_trees.keys().next().cloned() {
+                published_trees.remove(&k);
             }
         }
-        snapshots.insert(ns.to_string(), snap.clone());
-        Ok(Some(LogView::Snapshot(snap)))
+        published_trees.insert(ns.to_string(), snap.clone());
+        Ok(Some(LogView::Store(snap)))
     }
 
     /// Appends validated events to `ns`; resolves once they are durable.
@@ -824,12 +687,7 @@ impl Vault {
 
     /// Every namespace in the store (and any open one), with size and key.
     pub async fn namespaces(&self) -> Result<Vec<NamespaceInfo>, VaultError> {
-        let mut names = self
-            .inner
-            .ctx
-            .store
-            .list_dirs(&layout::namespaces())
-            .await?;
+        let mut names = self.inner.reader.namespaces().await?;
         let open: Vec<(String, u64)> = {
             let logs = self.inner.logs.lock().await;
             logs.iter()
@@ -846,20 +704,7 @@ impl Vault {
         for ns in names {
             let size = match open.iter().find(|(n, _)| *n == ns) {
                 Some((_, s)) => *s,
-                None => match self
-                    .inner
-                    .ctx
-                    .store
-                    .get(&layout::latest_checkpoint(&ns))
-                    .await?
-                {
-                    Some(b) => String::from_utf8_lossy(&b)
-                        .lines()
-                        .nth(1)
-                        .and_then(|l| l.parse().ok())
-                        .unwrap_or(0),
-                    None => 0,
-                },
+                None => self.inner.reader.listed_size(&ns).await?,
             };
             out.push(NamespaceInfo {
                 verifier_key: self.verifier_key(&ns),
@@ -872,7 +717,7 @@ impl Vault {
 
     /// Flushes and closes every log (graceful shutdown), releasing leases.
     pub async fn shutdown(&self, timeout: Duration) {
-        let logs: Vec<Arc<NsLog>> = self
+        let logs: Vec<Arc<Appender>> = self
             .inner
             .logs
             .lock()

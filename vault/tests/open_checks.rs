@@ -120,16 +120,59 @@ async fn a_garbled_checkpoint_object_fails_reads_instead_of_hiding_removed_segme
     let reader = Vault::open(opts_with_store(&rdata, store, 20))
         .await
         .unwrap();
-    assert_eq!(reader.read_snapshot("n").await.unwrap().segments.len(), 3);
+    assert_eq!(reader.read_plan("n").await.unwrap().segments.len(), 3);
     // The newest segment removed and the checkpoint object garbled: the
     // floor it gave (15 entries) must not silently become 0, so the read
     // fails instead of answering with the two segments left.
     let segs = segments(&data);
     std::fs::remove_file(segs.last().unwrap()).unwrap();
     std::fs::write(store_dir(&data).join("ns/n/checkpoint"), b"garbage").unwrap();
-    match reader.read_snapshot("n").await {
+    match reader.read_plan("n").await {
         Err(VaultError::Read(m)) => assert!(m.contains("unreadable"), "{m}"),
         other => panic!("expected a read error, got {other:?}"),
     }
     reader.shutdown(Duration::from_secs(5)).await;
+}
+
+/// `LogReader` reads a store while a server holds its data directory (no
+/// lock, no WAL, no key), and fails rather than answering partially when a
+/// segment under the checkpoint is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_reader_reads_a_held_store_and_refuses_holes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    build(&data).await;
+    let writer = open(&data, 20).await; // holds the lock while we read
+    let reader = tracevault_vault::LogReader::new(
+        tracevault_vault::Store::local(&store_dir(&data)).unwrap(),
+    );
+    assert_eq!(reader.namespaces().await.unwrap(), vec!["n".to_string()]);
+    assert_eq!(reader.published_size("n").await.unwrap(), 15);
+    let segs = reader.segments("n", 15).await.unwrap();
+    let ranges: Vec<(u64, u64)> = segs.iter().map(|s| (s.first, s.last)).collect();
+    assert_eq!(ranges, vec![(0, 4), (5, 9), (10, 14)]);
+    assert_eq!(reader.entry("n", 7, 15).await.unwrap().unwrap().idx, 7);
+    assert!(reader.entry("n", 15, 15).await.unwrap().is_none());
+    let (in_segs, keys) = reader.session_keys("n", "s").await.unwrap();
+    assert_eq!((in_segs.len(), keys.len()), (3, 15));
+    let (key, s) = &keys[6];
+    let bytes = reader
+        .segment_bytes("n", &in_segs[*s as usize])
+        .await
+        .unwrap();
+    let rows = tracevault_vault::LogReader::entries_in(&in_segs[*s as usize], bytes, &[key.idx]);
+    assert_eq!(rows.unwrap()[0].idx, 6);
+    // The middle segment removed: below the checkpoint, a hole is an error
+    // for every read, never a shorter answer.
+    std::fs::remove_file(&segments(&data)[1]).unwrap();
+    match reader.segments("n", 15).await {
+        Err(VaultError::Read(m)) => assert!(m.contains("entries 5-9"), "{m}"),
+        other => panic!("expected a hole, got {other:?}"),
+    }
+    assert!(matches!(
+        reader.entry("n", 7, 15).await,
+        Err(VaultError::Read(_))
+    ));
+    assert!(reader.session_keys("n", "s").await.is_err());
+    writer.shutdown(Duration::from_secs(5)).await;
 }

@@ -301,7 +301,7 @@ impl ReadContext {
                 let masker = Arc::new(Masker::new(profile, &self.hash_key));
                 self.engine.spawn(async move {
                     let _slot = slot;
-                    let source: Arc<dyn tracevault_query::SnapshotSource> = Arc::new(vault);
+                    let source: Arc<dyn tracevault_query::ReadPlanSource> = Arc::new(vault);
                     let r =
                         tracevault_query::sql::run(source, &access, &masker, &sql, limits).await;
                     (r, masker.counts())

@@ -1,0 +1,79 @@
+//! The dedupe window: recent `event_id`s per writer and session, so that a
+//! retried event is answered with its original receipt.
+
+use super::*;
+
+/// retries. The key is `(ingested_by, session_id, event_id)`, hashed: one
+/// writer's ids never collide with another's, so no writer can pre-empt (and
+/// so suppress) another's event by posting its id first. Each key keeps the
+/// original receipt and the fingerprint of the event
+/// ([`Entry::event_fingerprint`]): a retry must carry the same event, and
+/// the same key with a different event is a conflict, never a silent
+/// duplicate.
+pub(super) struct Dedup {
+    pub(super) map: HashMap<Hash, (Receipt, Hash)>,
+    pub(super) order: VecDeque<Hash>,
+    pub(super) cap: usize,
+}
+
+/// What the dedupe window says of an event.
+pub(super) enum Seen<'a> {
+    /// No `event_id`, or not seen within the window: append it.
+    New,
+    /// The same event again: answer with the original receipt.
+    Duplicate(&'a Receipt),
+    /// Another event under the same key.
+    Conflict,
+}
+
+/// The dedupe key of an event: its writer, session and `event_id`, each
+/// length-prefixed so no two triples share an encoding.
+pub(super) fn dedup_key(ingested_by: &str, session_id: &str, event_id: &str) -> Hash {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for part in [ingested_by, session_id, event_id] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    h.finalize().into()
+}
+
+impl Dedup {
+    pub(super) fn insert(&mut self, key: Hash, r: Receipt, fingerprint: Hash) {
+        if self.cap == 0 {
+            return;
+        }
+        if self.order.len() >= self.cap
+            && let Some(old) = self.order.pop_front()
+        {
+            self.map.remove(&old);
+        }
+        self.order.push_back(key);
+        self.map.insert(key, (r, fingerprint));
+    }
+
+    pub(super) fn seen(&self, key: &Hash, fingerprint: &Hash) -> Seen<'_> {
+        match self.map.get(key) {
+            None => Seen::New,
+            Some((r, f)) if f == fingerprint => Seen::Duplicate(r),
+            Some(_) => Seen::Conflict,
+        }
+    }
+
+    /// Remembers a stored entry (at open, from segments and the WAL).
+    pub(super) fn absorb(&mut self, e: &Entry) {
+        if let Some(id) = &e.event_id {
+            let key = dedup_key(&e.ingested_by, &e.session_id, id);
+            self.insert(key, receipt(e), e.event_fingerprint());
+        }
+    }
+}
+
+pub(super) fn receipt(e: &Entry) -> Receipt {
+    Receipt {
+        index: e.idx,
+        leaf_hash: crate::record::hex32(&e.leaf_hash),
+        session_seq: e.session_seq,
+        duplicate: false,
+    }
+}

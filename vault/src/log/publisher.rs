@@ -1,0 +1,380 @@
+//! The publisher: turns durable entries into a segment, then a checkpoint,
+//! then the `checkpoint` pointer; renews the lease and compacts.
+
+use super::*;
+
+pub(super) struct Publisher {
+    pub(super) ctx: Arc<LogContext>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) lease: Lease,
+    /// Last index of a segment whose upload was attempted but not yet
+    /// checkpointed: a retry must write exactly the same range.
+    pub(super) inflight: Option<u64>,
+    pub(super) last_renew: tokio::time::Instant,
+    pub(super) last_compact: tokio::time::Instant,
+    pub(super) wal_dir: std::path::PathBuf,
+}
+
+pub(super) enum PublishError {
+    Fenced(String),
+    Retry(String),
+}
+
+impl From<LeaseError> for PublishError {
+    fn from(e: LeaseError) -> Self {
+        match e {
+            LeaseError::Fenced { .. } => PublishError::Fenced(e.to_string()),
+            other => PublishError::Retry(other.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for PublishError {
+    fn from(e: StoreError) -> Self {
+        PublishError::Retry(e.to_string())
+    }
+}
+
+impl Publisher {
+    pub(super) async fn run(
+        mut self,
+        mut shutdown: watch::Receiver<bool>,
+        mut force_checkpoint: bool,
+    ) {
+        let interval = Duration::from_millis(self.shared.cfg.flush_interval_ms.max(10));
+        let mut backoff = interval;
+        loop {
+            let stopping = *shutdown.borrow();
+            let mut failed = false;
+            match self.step(&mut force_checkpoint).await {
+                Ok(()) => {}
+                Err(PublishError::Fenced(msg)) => {
+                    // Never touch the log again: another server owns it now.
+                    self.shared.fail(STATUS_FENCED, msg);
+                    return;
+                }
+                Err(PublishError::Retry(msg)) => {
+                    tracing::warn!(ns = %self.shared.ns, "publishing failed, will retry: {msg}");
+                    self.shared.publish_failures.fetch_add(1, Ordering::Relaxed);
+                    failed = true;
+                }
+            }
+            if stopping && (!failed || self.shared.check().is_err()) {
+                break;
+            }
+            backoff = if failed {
+                (backoff * 2).min(Duration::from_secs(5))
+            } else {
+                interval
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                r = shutdown.changed() => {
+                    if r.is_err() {
+                        // The log was dropped without `shutdown` (as in a crash): stop
+                        // here. Without this the loop would spin (`changed` fails at
+                        // once) and keep writing to the store behind a new owner of
+                        // the data directory. The WAL holds everything unpublished.
+                        return;
+                    }
+                }
+            }
+        }
+        if self.shared.check().is_ok()
+            && let Err(e) = self.lease.release().await
+        {
+            tracing::warn!(ns = %self.shared.ns, "releasing the lease: {e}");
+        }
+    }
+
+    /// One round: renew if due, write a missing checkpoint, publish the tail.
+    async fn step(&mut self, force_checkpoint: &mut bool) -> Result<(), PublishError> {
+        self.renew_if_due().await?;
+        if *force_checkpoint {
+            self.checkpoint_current().await?;
+            *force_checkpoint = false;
+        }
+        while self.publish_once().await? {
+            self.renew_if_due().await?;
+        }
+        self.compact_if_due().await;
+        Ok(())
+    }
+
+    /// Merges small segments now and then (see [`crate::compact`]). Failures
+    /// are logged and retried next time; they never stop publishing.
+    async fn compact_if_due(&mut self) {
+        let cfg = &self.shared.cfg;
+        if cfg.compact_interval_ms == 0
+            || self.last_compact.elapsed() < Duration::from_millis(cfg.compact_interval_ms)
+            || self.shared.check().is_err()
+        {
+            return;
+        }
+        self.last_compact = tokio::time::Instant::now();
+        let policy = crate::compact::CompactPolicy {
+            target_rows: cfg.compact_target_rows.max(2),
+            min_segments: cfg.compact_min_segments.max(2),
+        };
+        let shared = self.shared.clone();
+        let root_at = move |size: u64| {
+            let st = shared
+                .state
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            st.tree.root_at(size).ok()
+        };
+        let r = crate::compact::compact_once(
+            &self.ctx.store,
+            &self.shared.ns,
+            &self.shared.origin,
+            &self.ctx.key,
+            root_at,
+            policy,
+        )
+        .await;
+        if let Err(e) = r {
+            tracing::warn!(ns = %self.shared.ns, "compaction: {e}");
+        }
+    }
+
+    /// Renews the lease when a third of its TTL has passed since the last renewal.
+    async fn renew_if_due(&mut self) -> Result<(), PublishError> {
+        let every = Duration::from_millis((self.shared.cfg.lease_ttl_ms / 3).max(100) as u64);
+        if self.last_renew.elapsed() < every {
+            return Ok(());
+        }
+        let started = Instant::now();
+        self.lease.renew().await?;
+        self.last_renew = tokio::time::Instant::now();
+        // Count validity from when the renewal was sent, not when it returned.
+        let until =
+            started + Duration::from_millis((self.shared.cfg.lease_ttl_ms.max(0) as u64) * 3 / 4);
+        *self
+            .shared
+            .lease_valid_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = until;
+        Ok(())
+    }
+
+    /// Publishes one segment of the tail. Returns whether it did anything.
+    async fn publish_once(&mut self) -> Result<bool, PublishError> {
+        if let Err(e) = self.shared.check() {
+            return Err(PublishError::Fenced(e.to_string()));
+        }
+        let cfg = &self.shared.cfg;
+        let inflight = self.inflight;
+        let (batch, chain_in, root) = {
+            let st = self
+                .shared
+                .state
+                .read()
+                .map_err(|_| PublishError::Fenced("state lock poisoned".into()))?;
+            if st.tail.is_empty() {
+                return Ok(false);
+            }
+            let mut bytes = 0;
+            let mut batch: Vec<Arc<Entry>> = Vec::new();
+            for e in st.tail.iter() {
+                let full = match inflight {
+                    // A retry writes exactly the range it tried before.
+                    Some(last) => e.idx > last,
+                    None => {
+                        !batch.is_empty()
+                            && (batch.len() >= cfg.segment_max_rows
+                                || bytes >= cfg.segment_max_bytes)
+                    }
+                };
+                if full {
+                    break;
+                }
+                bytes += e.approx_size();
+                batch.push(e.clone());
+            }
+            let last = batch[batch.len() - 1].idx;
+            let root = st
+                .tree
+                .root_at(last + 1)
+                .map_err(|e| PublishError::Fenced(e.to_string()))?;
+            (batch, st.published_chain, root)
+        };
+        let (first, last) = (batch[0].idx, batch[batch.len() - 1].idx);
+        let ns = self.shared.ns.clone();
+        let ns = &ns;
+        self.lease.claim(first, last).await?;
+        self.inflight = Some(last);
+        let key = self.ctx.key.clone();
+        let key_id = note::key_id(&self.shared.origin, &key.verifying_key().to_bytes());
+        let entries = batch.clone();
+        let (_, bytes) = tokio::task::spawn_blocking(move || {
+            let seal = SegmentSeal {
+                chain_in,
+                root,
+                key_id,
+                key: &key,
+            };
+            segment::encode(&entries, &seal)
+        })
+        .await
+        .map_err(|e| PublishError::Retry(e.to_string()))?
+        .map_err(|e| PublishError::Retry(e.to_string()))?;
+        match self
+            .ctx
+            .store
+            .put_create(&layout::segment(ns, first, last), bytes)
+            .await
+        {
+            Ok(()) => {
+                self.shared
+                    .segments_uploaded
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Err(StoreError::AlreadyExists(p)) => {
+                // Our own earlier attempt (its acknowledgement was lost), or someone else's?
+                self.check_own_segment(
+                    ns,
+                    first,
+                    last,
+                    chain_in,
+                    root,
+                    batch[batch.len() - 1].chain_hash,
+                )
+                .await
+                .map_err(|why| {
+                    PublishError::Fenced(format!("segment {p} exists and is not ours: {why}"))
+                })?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let size = last + 1;
+        let note_text = self.write_checkpoint(size, root).await?;
+        self.inflight = None;
+        {
+            let mut st = self
+                .shared
+                .state
+                .write()
+                .map_err(|_| PublishError::Fenced("state lock poisoned".into()))?;
+            for _ in 0..batch.len() {
+                if let Some(e) = st.tail.pop_front() {
+                    st.tail_bytes = st.tail_bytes.saturating_sub(e.approx_size());
+                }
+            }
+            st.published_chain = batch[batch.len() - 1].chain_hash;
+            st.latest_note = Some((size, note_text));
+        }
+        self.shared.published.store(size, Ordering::SeqCst);
+        self.shared.published_tx.send_replace(size);
+        self.shared
+            .checkpoint_at_ms
+            .store(unix_ms_now(), Ordering::Relaxed);
+        tracing::debug!(ns = %ns, first, last, "published segment");
+        Ok(true)
+    }
+
+    /// Checks that an existing segment object is the one we meant to write:
+    /// signed by our key, same range, same chain and root.
+    async fn check_own_segment(
+        &self,
+        ns: &str,
+        first: u64,
+        last: u64,
+        chain_in: Hash,
+        root: Hash,
+        chain_out: Hash,
+    ) -> Result<(), String> {
+        let bytes = self
+            .ctx
+            .store
+            .get(&layout::segment(ns, first, last))
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("it vanished")?;
+        let (h, sig) = segment::decode_header(&bytes).map_err(|e| e.to_string())?;
+        use base64::Engine;
+        let ok = segment::verify_header_signature(&h, &sig, &self.ctx.key.verifying_key())
+            && segment::file_digest_matches(&h, &sig, &bytes)
+            && (h.first, h.last) == (first, last)
+            && h.chain_in == hex::encode(chain_in)
+            && h.chain_out == hex::encode(chain_out)
+            && h.root == base64::engine::general_purpose::STANDARD.encode(root);
+        if ok {
+            Ok(())
+        } else {
+            Err("its signed header differs".into())
+        }
+    }
+
+    /// Signs and stores the checkpoint for `size` (create-only), then the pointer.
+    async fn write_checkpoint(&self, size: u64, root: Hash) -> Result<String, PublishError> {
+        let ns = &self.shared.ns;
+        let cp = Checkpoint {
+            origin: self.shared.origin.clone(),
+            size,
+            root,
+        };
+        let text = note::sign_checkpoint(&cp, &self.shared.origin, &self.ctx.key);
+        let path = layout::checkpoint_at(ns, size);
+        let text = match self
+            .ctx
+            .store
+            .put_create(&path, Bytes::from(text.clone()))
+            .await
+        {
+            Ok(()) => text,
+            Err(StoreError::AlreadyExists(_)) => {
+                // Written before a crash? Then it must be ours and agree.
+                let existing = self.ctx.store.get(&path).await?.unwrap_or_default();
+                let existing = String::from_utf8_lossy(&existing).to_string();
+                match note::open_checkpoint(
+                    &existing,
+                    &self.shared.origin,
+                    &self.ctx.key.verifying_key(),
+                ) {
+                    Ok(c) if c.root == root && c.size == size => existing,
+                    _ => {
+                        return Err(PublishError::Fenced(format!(
+                            "checkpoint {path} exists and disagrees"
+                        )));
+                    }
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.ctx
+            .store
+            .put_overwrite(&layout::latest_checkpoint(ns), Bytes::from(text.clone()))
+            .await?;
+        let (dir, t) = (self.wal_dir.clone(), text.clone());
+        tokio::task::spawn_blocking(move || save_last_signed(&dir, &t))
+            .await
+            .map_err(|e| PublishError::Retry(e.to_string()))?
+            .map_err(|e| PublishError::Retry(format!("recording the signed checkpoint: {e}")))?;
+        Ok(text)
+    }
+
+    /// Checkpoints the already published size (after a crash between segment and checkpoint).
+    async fn checkpoint_current(&self) -> Result<(), PublishError> {
+        let size = self.shared.published.load(Ordering::SeqCst);
+        let root = {
+            let st = self
+                .shared
+                .state
+                .read()
+                .map_err(|_| PublishError::Fenced("state lock poisoned".into()))?;
+            st.tree
+                .root_at(size)
+                .map_err(|e| PublishError::Fenced(e.to_string()))?
+        };
+        let text = self.write_checkpoint(size, root).await?;
+        if let Ok(mut st) = self.shared.state.write() {
+            st.latest_note = Some((size, text));
+        }
+        self.shared.published_tx.send_replace(size);
+        self.shared
+            .checkpoint_at_ms
+            .store(unix_ms_now(), Ordering::Relaxed);
+        Ok(())
+    }
+}
