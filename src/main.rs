@@ -3,7 +3,6 @@
 //! session into the vault), `query` (SQL), and `bench ingest`.
 
 mod bench;
-mod config;
 mod export_cmd;
 mod query_cmd;
 mod replay;

@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod config;
 mod error;
 mod evidence;
 pub mod exports;
@@ -13,6 +14,7 @@ pub mod listener;
 pub mod metrics;
 mod ops;
 pub mod read;
+mod start;
 mod write;
 
 pub use auth::external;
@@ -35,6 +37,7 @@ use tracevault_vault::Vault;
 use tracevault_vault::token::{Claims, TokenIssuer};
 
 pub use error::ApiError;
+pub use start::Server;
 
 /// Why the server could not be built (configuration, keys, history): said
 /// once, before it listens.

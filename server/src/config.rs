@@ -1,22 +1,28 @@
-//! The TOML config file (`--config`). Every key is documented in
-//! docs/configuration.md. Flags and environment variables override it.
+//! The server's configuration: the TOML config file (`--config`), one
+//! struct per section. Every key is documented in docs/configuration.md.
+//! The binary's flags override the top-level keys before the start.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use serde::Deserialize;
-use tracevault_server::Limits;
 use tracevault_vault::LogConfig;
+
+use crate::{Limits, StartError};
+
+/// Where a server keeps its data when neither the flag nor the file says.
+pub const DEFAULT_DATA_DIR: &str = "tracevault-data";
+/// Where a server listens when neither the flag nor the file says.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8470";
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct FileConfig {
-    /// Data directory.
+pub struct ServerConfig {
+    /// Data directory (default [`DEFAULT_DATA_DIR`]).
     pub data: Option<PathBuf>,
-    /// Listen address.
+    /// Listen address (default [`DEFAULT_LISTEN`]).
     pub listen: Option<String>,
-    /// Store URL.
+    /// Store URL (default: the local store in the data directory).
     pub store: Option<String>,
     /// Origin of a new vault (default `tracevault.local/<vault id>`).
     pub origin: Option<String>,
@@ -28,7 +34,7 @@ pub struct FileConfig {
     /// Masking policy file (docs/masking.md); default: the built-in strict policy.
     pub masking_policy: Option<PathBuf>,
     /// SQL query bounds.
-    pub query: tracevault_server::read::QueryConfig,
+    pub query: crate::read::QueryConfig,
     /// The export approval workflow.
     pub exports: tracevault_query::export::workflow::ExportPolicy,
     /// Log tunables.
@@ -36,17 +42,41 @@ pub struct FileConfig {
     /// Request limits.
     pub limits: Limits,
     /// External token issuers (`[[issuers]]`, docs/auth.md).
-    pub issuers: Vec<tracevault_server::external::IssuerConfig>,
+    pub issuers: Vec<crate::external::IssuerConfig>,
     /// The listener: TLS, connection cap and timeouts (`[server]`).
-    pub server: tracevault_server::listener::ListenerConfig,
+    pub server: crate::listener::ListenerConfig,
 }
 
-impl FileConfig {
-    /// Reads and parses a config file; unknown keys are errors.
-    pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
+impl ServerConfig {
+    /// Reads and parses a config file and checks it ([`ServerConfig::check`]);
+    /// unknown keys are errors.
+    pub fn load(path: &Path) -> Result<ServerConfig, StartError> {
         let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
+            .map_err(|e| StartError(format!("reading config {}: {e}", path.display())))?;
+        let cfg: ServerConfig = toml::from_str(&text)
+            .map_err(|e| StartError(format!("parsing config {}: {e}", path.display())))?;
+        cfg.check()
+            .map_err(|e| StartError(format!("config {}: {}", path.display(), e.0)))?;
+        Ok(cfg)
+    }
+
+    /// Refuses combinations that could never work (limits against log
+    /// tunables, external issuers without a subject prefix, ...).
+    pub fn check(&self) -> Result<(), StartError> {
+        self.limits.check(&self.log).map_err(StartError)?;
+        crate::external::validate_all(&self.issuers, "").map_err(|e| StartError(e.to_string()))
+    }
+
+    /// The data directory to use.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+    }
+
+    /// The address to listen on.
+    pub fn listen_addr(&self) -> String {
+        self.listen.clone().unwrap_or_else(|| DEFAULT_LISTEN.into())
     }
 }
 
@@ -56,17 +86,17 @@ mod tests {
 
     #[test]
     fn parses_every_section_and_rejects_unknown_keys() {
-        let c: FileConfig = toml::from_str(
+        let c: ServerConfig = toml::from_str(
             "listen = \"127.0.0.1:9000\"\n[log]\nflush_interval_ms = 100\n[limits]\nmax_events_per_request = 5\n",
         )
         .unwrap();
         assert_eq!(c.listen.as_deref(), Some("127.0.0.1:9000"));
         assert_eq!(c.log.flush_interval_ms, 100);
         assert_eq!(c.limits.max_events_per_request, 5);
-        assert!(toml::from_str::<FileConfig>("lisen = 1").is_err());
-        assert!(toml::from_str::<FileConfig>("[log]\nflush = 1").is_err());
+        assert!(toml::from_str::<ServerConfig>("lisen = 1").is_err());
+        assert!(toml::from_str::<ServerConfig>("[log]\nflush = 1").is_err());
         // Combinations that could never work are refused.
-        let bad: FileConfig = toml::from_str(
+        let bad: ServerConfig = toml::from_str(
             "[log]\nmax_unpublished_events = 100\n[limits]\nmax_events_per_request = 500\n",
         )
         .unwrap();
@@ -76,20 +106,20 @@ mod tests {
                 .unwrap_err()
                 .contains("max_events_per_request")
         );
-        let bad: FileConfig = toml::from_str("[limits]\nwrite_timeout_s = 5\n").unwrap();
+        let bad: ServerConfig = toml::from_str("[limits]\nwrite_timeout_s = 5\n").unwrap();
         assert!(
             bad.limits
                 .check(&bad.log)
                 .unwrap_err()
                 .contains("write_timeout_s")
         );
-        let ok = FileConfig::default();
+        let ok = ServerConfig::default();
         assert!(ok.limits.check(&ok.log).is_ok());
     }
 
     #[test]
     fn parses_external_issuers() {
-        let c: FileConfig = toml::from_str(
+        let c: ServerConfig = toml::from_str(
             r#"
 [[issuers]]
 issuer = "https://idp.example.com/"
@@ -120,11 +150,13 @@ ns = ["prod"]
         assert_eq!(c.issuers.len(), 2);
         assert_eq!(c.issuers[0].map.len(), 2);
         assert_eq!(c.issuers[1].map[0].value, "ingest");
-        assert!(tracevault_server::external::validate_all(&c.issuers, "own").is_ok());
+        assert!(crate::external::validate_all(&c.issuers, "own").is_ok());
         // An issuer without a subject prefix is refused.
         let mut no_prefix = c.issuers.clone();
         no_prefix[0].subject_prefix.clear();
-        assert!(tracevault_server::external::validate_all(&no_prefix, "own").is_err());
-        assert!(toml::from_str::<FileConfig>("[[issuers]]\nissuer = \"x\"\nbogus = 1\n").is_err());
+        assert!(crate::external::validate_all(&no_prefix, "own").is_err());
+        assert!(
+            toml::from_str::<ServerConfig>("[[issuers]]\nissuer = \"x\"\nbogus = 1\n").is_err()
+        );
     }
 }
