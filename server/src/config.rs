@@ -31,6 +31,11 @@ pub struct ServerConfig {
     /// Serve `/metrics` without a token (default true); false requires an
     /// admin token (the metrics name every namespace this server writes).
     pub metrics_public: Option<bool>,
+    /// Serve checkpoints and hash tiles (`GET /v1/logs/{ns}/checkpoint`,
+    /// `/tile/...`) without a token (default false), so that witnesses and
+    /// monitors can follow the log. They reveal namespace names, sizes and
+    /// growth over time, and salted leaf hashes (docs/configuration.md).
+    pub public_log: Option<bool>,
     /// Masking policy file (docs/masking.md); default: the built-in strict policy.
     pub masking_policy: Option<PathBuf>,
     /// SQL query bounds.

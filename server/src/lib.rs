@@ -192,6 +192,9 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Whether `/metrics` is served without a token (else: admin tokens only).
     pub metrics_public: bool,
+    /// Whether checkpoints and hash tiles are served without a token
+    /// (`public_log`; they hold only signed sizes, roots and salted hashes).
+    pub public_log: bool,
     /// Revoked token ids (rebuilt from `_audit` at start-up).
     revocations: Arc<audit::Revocations>,
     /// Denied requests on their way to `_audit`.
@@ -229,6 +232,7 @@ impl AppState {
             )),
             metrics: Arc::new(metrics::Metrics::default()),
             metrics_public: true,
+            public_log: false,
             revocations: Arc::new(audit::Revocations::default()),
             denied,
             shutdown,
@@ -439,6 +443,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         )
         .route("/v1/vault", get(evidence::vault_info))
         .route("/v1/logs/{ns}/checkpoint", get(evidence::checkpoint))
+        .route("/v1/logs/{ns}/tile/{*tile}", get(evidence::tile))
         .route(
             "/v1/logs/{ns}/proof/inclusion",
             get(evidence::inclusion)

@@ -68,6 +68,7 @@ impl Server {
         );
         let mut state = AppState::new(vault.clone(), tokens.clone(), cfg.limits.clone());
         state.metrics_public = cfg.metrics_public.unwrap_or(true);
+        state.public_log = cfg.public_log.unwrap_or(false);
         // Fail closed: a server that cannot read its revocations does not start.
         let revoked = state
             .load_revocations()

@@ -324,12 +324,13 @@ pub fn go_tlogcheck(dir: &Path) -> PathBuf {
         .expect("go not found; run scripts/test.sh, which installs golang-go");
     let gopath =
         std::env::var("TRACEVAULT_TEST_GOPATH").unwrap_or_else(|_| "/usr/share/gocode".into());
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/independent/tlogcheck/main.go");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/independent/tlogcheck");
     let out = dir.join("tlogcheck");
     let built = std::process::Command::new(go)
         .args(["build", "-o"])
         .arg(&out)
-        .arg(&src)
+        .arg(src.join("main.go"))
+        .arg(src.join("tiles.go"))
         .env("GO111MODULE", "off")
         .env("GOPATH", &gopath)
         .env("GOCACHE", dir.join("gocache"))

@@ -137,6 +137,15 @@ impl MerkleTree {
         usize::try_from(i).ok().and_then(|i| row.get(i)).copied()
     }
 
+    /// The hashes of the complete subtrees of height `level` number
+    /// `start..end` (level 0: leaf hashes): what a C2SP tile holds. `None`
+    /// unless all of them are complete.
+    pub fn level_hashes(&self, level: usize, start: u64, end: u64) -> Option<&[Hash]> {
+        let row = self.levels.get(level)?;
+        let (start, end) = (usize::try_from(start).ok()?, usize::try_from(end).ok()?);
+        row.get(start..end)
+    }
+
     /// Root of the tree at its current size, in O(log n).
     pub fn root(&self) -> Hash {
         let n = self.len();

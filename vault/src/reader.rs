@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::record::Entry;
 use crate::segment::{self, SegmentError, SessionKey};
 use crate::store::{Store, layout};
+use crate::tiles::TileId;
 use crate::vault::{VaultError, VaultMeta, read_meta, validate_namespace};
 use crate::verify::{Report, VerifyError, VerifyOptions, verify_store};
 
@@ -161,6 +162,31 @@ impl LogReader {
                     )));
                 }
             }
+        }
+    }
+
+    /// The bytes of tile `id` of `ns` (`None` if the store has no such
+    /// tile). A partial tile that is not stored is cut from the full tile
+    /// when that exists: its hashes are a prefix of the full tile's.
+    pub async fn tile(&self, ns: &str, id: TileId) -> Result<Option<Bytes>, VaultError> {
+        validate_namespace(ns, true)?;
+        let want = usize::from(id.width) * 32;
+        let found = match self.store.get(&layout::tile(ns, &id)).await? {
+            Some(b) => Some(b),
+            None if id.is_partial() => self
+                .store
+                .get(&layout::tile(ns, &id.full()))
+                .await?
+                .map(|b| b.slice(..want.min(b.len()))),
+            None => None,
+        };
+        match found {
+            Some(b) if b.len() != want => Err(VaultError::Read(format!(
+                "tile {} of {ns} holds {} bytes, not {want}; run `tracevault verify`",
+                id.path(),
+                b.len()
+            ))),
+            other => Ok(other),
         }
     }
 

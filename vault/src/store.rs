@@ -321,6 +321,14 @@ pub mod layout {
             crate::segment::segment_file_name(first, last)
         ))
     }
+    /// `ns/{ns}/tile`: the namespace's C2SP hash tiles.
+    pub fn tiles(ns: &str) -> Path {
+        Path::from(format!("ns/{ns}/tile"))
+    }
+    /// `ns/{ns}/tile/<L>/<N>[.p/<W>]` (immutable; see [`crate::tiles`]).
+    pub fn tile(ns: &str, id: &crate::tiles::TileId) -> Path {
+        Path::from(format!("ns/{ns}/{}", id.path()))
+    }
     /// `ns/{ns}/checkpoints`.
     pub fn checkpoints(ns: &str) -> Path {
         Path::from(format!("ns/{ns}/checkpoints"))

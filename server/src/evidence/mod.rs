@@ -34,19 +34,34 @@ pub(crate) async fn vault_info(
     })))
 }
 
+/// Checks that the caller may read the evidence of `ns`: any role of the
+/// namespace, or anyone when `public_log` is set (checkpoints and tiles
+/// only; see docs/configuration.md).
+fn may_read_evidence(
+    st: &AppState,
+    headers: &HeaderMap,
+    ns: &str,
+    public: bool,
+) -> Result<(), ApiError> {
+    if !public {
+        let claims = auth::authenticate(st, headers)?;
+        auth::authorize(
+            &claims,
+            &[Role::Writer, Role::Reader, Role::Approver, Role::Admin],
+            Some(ns),
+        )?;
+    }
+    validate_namespace(ns, true)?;
+    Ok(())
+}
+
 /// Resolves the log of an existing namespace for a token allowed to see it.
 async fn readable_log(
     st: &AppState,
     headers: &HeaderMap,
     ns: &str,
 ) -> Result<tracevault_vault::LogView, ApiError> {
-    let claims = auth::authenticate(st, headers)?;
-    auth::authorize(
-        &claims,
-        &[Role::Writer, Role::Reader, Role::Approver, Role::Admin],
-        Some(ns),
-    )?;
-    validate_namespace(ns, true)?;
+    may_read_evidence(st, headers, ns, false)?;
     st.vault.view(ns).await?.ok_or_else(|| {
         ApiError::not_found(
             "unknown_namespace",
@@ -61,7 +76,13 @@ pub(crate) async fn checkpoint(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let ns = path_ns(ns)?;
-    let log = readable_log(&st, &headers, &ns).await?;
+    may_read_evidence(&st, &headers, &ns, st.public_log)?;
+    let log = st.vault.view(&ns).await?.ok_or_else(|| {
+        ApiError::not_found(
+            "unknown_namespace",
+            format!("namespace {ns} has no entries yet"),
+        )
+    })?;
     let (_, text) = log.latest_checkpoint().ok_or_else(|| {
         ApiError::not_found(
             "no_checkpoint",
@@ -69,6 +90,39 @@ pub(crate) async fn checkpoint(
         )
     })?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+}
+
+/// `GET /v1/logs/{ns}/tile/<L>/<N>[.p/<W>]`: a C2SP tlog-tiles hash tile.
+/// Tiles never change once written (a partial tile is named by its width),
+/// so they are cacheable for good.
+pub(crate) async fn tile(
+    State(st): State<AppState>,
+    p: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (ns, rest) = p
+        .map(|Path(p)| p)
+        .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
+    may_read_evidence(&st, &headers, &ns, st.public_log)?;
+    let path = format!("tile/{rest}");
+    let id = tracevault_vault::tiles::TileId::parse(&path).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_tile_path",
+            format!("{path} is not a tile path (tile/<L>/<N>[.p/<W>], C2SP tlog-tiles)"),
+        )
+    })?;
+    let bytes =
+        st.vault.reader().tile(&ns, id).await?.ok_or_else(|| {
+            ApiError::not_found("no_tile", format!("namespace {ns} has no {path}"))
+        })?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]

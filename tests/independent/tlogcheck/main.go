@@ -4,6 +4,9 @@
 // it). It reads only the tar file and the verifier key.
 //
 // Usage: tlogcheck BUNDLE.tar VERIFIER_KEY
+//        tlogcheck tiles BASE_URL NS VERIFIER_KEY TOKEN LEAVES [OLD_CHECKPOINT]
+//
+// The tiles mode is in tiles.go.
 //
 // Prints {"checked": N, "size": S, "origin": O, "history": H} and exits 0
 // when the checkpoint's signature verifies and every proofs.jsonl line's leaf
@@ -42,6 +45,10 @@ func fail(format string, a ...interface{}) {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "tiles" {
+		tilesMain(os.Args[2:])
+		return
+	}
 	if len(os.Args) != 3 {
 		fmt.Fprintln(os.Stderr, "usage: tlogcheck BUNDLE.tar VERIFIER_KEY")
 		os.Exit(2)

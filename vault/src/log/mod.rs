@@ -39,6 +39,7 @@ mod published_tree;
 mod publisher;
 mod recovery;
 mod sequencer;
+mod tile_publisher;
 
 use dedup::{Dedup, Seen, dedup_key, receipt};
 pub use published_tree::PublishedTree;
@@ -286,6 +287,7 @@ impl Appender {
             last_renew: tokio::time::Instant::from_std(renewed_at),
             last_compact: tokio::time::Instant::now(),
             wal_dir: wal_dir.to_path_buf(),
+            tiles_checked: false,
         };
         // A checkpoint for segments written just before a crash, if it is missing.
         let needs_checkpoint =

@@ -13,6 +13,9 @@ pub(super) struct Publisher {
     pub(super) last_renew: tokio::time::Instant,
     pub(super) last_compact: tokio::time::Instant,
     pub(super) wal_dir: std::path::PathBuf,
+    /// Set once the store is known to hold the tiles of the published size
+    /// (built once for stores written before tiles).
+    pub(super) tiles_checked: bool,
 }
 
 pub(super) enum PublishError {
@@ -93,6 +96,10 @@ impl Publisher {
         if *force_checkpoint {
             self.checkpoint_current().await?;
             *force_checkpoint = false;
+        }
+        if !self.tiles_checked {
+            self.backfill_tiles().await?;
+            self.tiles_checked = true;
         }
         while self.publish_once().await? {
             self.renew_if_due().await?;
@@ -314,6 +321,17 @@ impl Publisher {
             size,
             root,
         };
+        // The tiles first: a checkpoint in the store is always served by
+        // tiles in the store.
+        let old = self
+            .shared
+            .state
+            .read()
+            .map_err(|_| PublishError::Fenced("state lock poisoned".into()))?
+            .latest_note
+            .as_ref()
+            .map_or(0, |(s, _)| *s);
+        self.publish_tiles(old, size).await?;
         let text = note::sign_checkpoint(&cp, &self.shared.origin, &self.ctx.key);
         let path = layout::checkpoint_at(ns, size);
         let text = match self

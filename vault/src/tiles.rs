@@ -1,0 +1,308 @@
+//! C2SP `tlog-tiles`: the Merkle tree of a namespace published as immutable
+//! hash tiles next to its checkpoints, so that any standard client, witness
+//! or monitor can follow the log, and a process needs no more than the
+//! right edge of the tree.
+//!
+//! Layout (pure functions, no I/O): tiles have height 8 (256 hashes). The
+//! tile at level `L`, index `N` holds the hashes of the complete subtrees of
+//! height `8L` number `256N` to `256N + W - 1` (level 0: the leaf hashes),
+//! concatenated. A tile with fewer than 256 hashes is *partial*, at the
+//! right edge of a tree, and named with its width: `tile/<L>/<N>.p/<W>`.
+//! `N` is written in 3-digit groups, all but the last prefixed with `x`
+//! (`1234067` is `x001/x234/067`).
+
+use crate::merkle::MerkleTree;
+use crate::record::Hash;
+
+/// Tile height: a tile spans 8 levels of the tree.
+pub const TILE_HEIGHT: u32 = 8;
+/// Hashes in a full tile.
+pub const TILE_WIDTH: u64 = 1 << TILE_HEIGHT;
+/// Highest tile level (a tree of up to 2^64 leaves needs levels 0..=7).
+pub const MAX_LEVEL: u8 = 63;
+
+/// One tile's coordinates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TileId {
+    /// Level: 0 holds leaf hashes, level `L` hashes of subtrees of 256^L leaves.
+    pub level: u8,
+    /// Index within the level.
+    pub index: u64,
+    /// Hashes held: 256 for a full tile, 1..=255 for a partial one.
+    pub width: u16,
+}
+
+impl TileId {
+    /// True for a partial (right-edge) tile.
+    pub fn is_partial(&self) -> bool {
+        u64::from(self.width) < TILE_WIDTH
+    }
+
+    /// The same tile, full.
+    pub fn full(&self) -> TileId {
+        TileId {
+            width: TILE_WIDTH as u16,
+            ..*self
+        }
+    }
+
+    /// `tile/<L>/<N>[.p/<W>]`, the path under a log's prefix.
+    pub fn path(&self) -> String {
+        let mut groups = Vec::new();
+        let mut n = self.index;
+        loop {
+            groups.push(n % 1000);
+            n /= 1000;
+            if n == 0 {
+                break;
+            }
+        }
+        let mut out = format!("tile/{}/", self.level);
+        for (i, g) in groups.iter().rev().enumerate() {
+            if i + 1 < groups.len() {
+                out.push_str(&format!("x{g:03}/"));
+            } else {
+                out.push_str(&format!("{g:03}"));
+            }
+        }
+        if self.is_partial() {
+            out.push_str(&format!(".p/{}", self.width));
+        }
+        out
+    }
+
+    /// Parses a path made by [`TileId::path`]. Only the canonical spelling
+    /// is accepted (no leading `x000` group, 3 digits per group, width
+    /// 1..=255 after `.p/`), so every tile has exactly one name.
+    pub fn parse(path: &str) -> Option<TileId> {
+        let rest = path.strip_prefix("tile/")?;
+        let (level, rest) = rest.split_once('/')?;
+        let level: u8 = parse_decimal(level)?.try_into().ok()?;
+        if level > MAX_LEVEL {
+            return None;
+        }
+        let (rest, width) = match rest.split_once(".p/") {
+            Some((n, w)) => {
+                let w = parse_decimal(w)?;
+                if w == 0 || w >= TILE_WIDTH {
+                    return None;
+                }
+                (n, w as u16)
+            }
+            None => (rest, TILE_WIDTH as u16),
+        };
+        let parts: Vec<&str> = rest.split('/').collect();
+        let (last, dirs) = parts.split_last()?;
+        let mut index: u64 = 0;
+        for (i, d) in dirs.iter().enumerate() {
+            let g = d.strip_prefix('x')?;
+            let v = three_digits(g)?;
+            if i == 0 && v == 0 {
+                return None;
+            }
+            index = index.checked_mul(1000)?.checked_add(v)?;
+        }
+        index = index.checked_mul(1000)?.checked_add(three_digits(last)?)?;
+        Some(TileId {
+            level,
+            index,
+            width,
+        })
+    }
+
+    /// The hashes this tile holds, as indices at tree level `8 * level`:
+    /// `start..end`.
+    pub fn hash_range(&self) -> (u64, u64) {
+        let start = self.index * TILE_WIDTH;
+        (start, start + u64::from(self.width))
+    }
+}
+
+fn parse_decimal(s: &str) -> Option<u64> {
+    if s.is_empty() || (s.len() > 1 && s.starts_with('0')) || !s.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn three_digits(s: &str) -> Option<u64> {
+    (s.len() == 3 && s.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| s.parse().ok())
+        .flatten()
+}
+
+/// The tiles a tree of `size` leaves has at its right edge: for each level,
+/// the partial tile (if the level's hash count is not a multiple of 256).
+/// With the full tiles left of them, they hold every hash needed for any
+/// root or proof at this size.
+pub fn edge_tiles(size: u64) -> Vec<TileId> {
+    levels(size)
+        .filter_map(|level| {
+            let n = size >> (TILE_HEIGHT * u32::from(level));
+            let w = n % TILE_WIDTH;
+            (w > 0).then_some(TileId {
+                level,
+                index: n / TILE_WIDTH,
+                width: w as u16,
+            })
+        })
+        .collect()
+}
+
+/// Levels that hold at least one hash at `size`.
+fn levels(size: u64) -> impl Iterator<Item = u8> {
+    (0..=MAX_LEVEL).take_while(move |l| {
+        let shift = TILE_HEIGHT * u32::from(*l);
+        shift < 64 && size >> shift > 0
+    })
+}
+
+/// The tiles to publish when the tree grows from `old` to `new` leaves:
+/// every tile completed in between (including one that was partial at
+/// `old`) and, per level, the partial tile at `new` unless that level did
+/// not change. In level order, then index order.
+pub fn new_tiles(old: u64, new: u64) -> Vec<TileId> {
+    let mut out = Vec::new();
+    if new <= old {
+        return out;
+    }
+    for level in levels(new) {
+        let shift = TILE_HEIGHT * u32::from(level);
+        let old_n = old >> shift;
+        let new_n = new >> shift;
+        if old_n == new_n {
+            continue;
+        }
+        for index in (old_n / TILE_WIDTH)..(new_n / TILE_WIDTH) {
+            out.push(TileId {
+                level,
+                index,
+                width: TILE_WIDTH as u16,
+            });
+        }
+        let w = new_n % TILE_WIDTH;
+        if w > 0 {
+            out.push(TileId {
+                level,
+                index: new_n / TILE_WIDTH,
+                width: w as u16,
+            });
+        }
+    }
+    out
+}
+
+/// The bytes of tile `id` from a tree that holds it (`None` if the tree is
+/// too small): its hashes, concatenated.
+pub fn tile_bytes(tree: &MerkleTree, id: TileId) -> Option<Vec<u8>> {
+    let (start, end) = id.hash_range();
+    let level = usize::from(id.level) * TILE_HEIGHT as usize;
+    let hashes = tree.level_hashes(level, start, end)?;
+    Some(hashes.iter().flat_map(|h| h.iter().copied()).collect())
+}
+
+/// Splits tile bytes into hashes (`None` unless a whole number of them).
+pub fn tile_hashes(bytes: &[u8]) -> Option<Vec<Hash>> {
+    if !bytes.len().is_multiple_of(32) {
+        return None;
+    }
+    Some(
+        bytes
+            .chunks_exact(32)
+            .map(|c| {
+                let mut h = [0u8; 32];
+                h.copy_from_slice(c);
+                h
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(level: u8, index: u64, width: u16) -> TileId {
+        TileId {
+            level,
+            index,
+            width,
+        }
+    }
+
+    #[test]
+    fn paths_follow_the_spec() {
+        assert_eq!(t(0, 0, 256).path(), "tile/0/000");
+        assert_eq!(t(1, 1234067, 256).path(), "tile/1/x001/x234/067");
+        assert_eq!(t(0, 1234067, 8).path(), "tile/0/x001/x234/067.p/8");
+        assert_eq!(t(2, 1000, 255).path(), "tile/2/x001/000.p/255");
+        for id in [
+            t(0, 0, 256),
+            t(1, 1234067, 256),
+            t(0, 5, 1),
+            t(3, 999, 200),
+            t(0, 1000, 256),
+        ] {
+            assert_eq!(TileId::parse(&id.path()), Some(id), "{}", id.path());
+        }
+        for bad in [
+            "tile/0/x000/001",
+            "tile/0/01",
+            "tile/0/001.p/0",
+            "tile/0/001.p/256",
+            "tile/0/001.p/08",
+            "tile/00/001",
+            "tile/64/001",
+            "tile/0/001/",
+            "tile/0/y001/002",
+            "tile/entries/001",
+            "tile/0/",
+            "tile/0/1234",
+        ] {
+            assert_eq!(TileId::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn new_tiles_match_the_go_reference() {
+        // The same coordinates as golang.org/x/mod/sumdb/tlog NewTiles(8, old, new)
+        // restricted to the newest width of each partial tile.
+        assert_eq!(new_tiles(0, 1), vec![t(0, 0, 1)]);
+        assert_eq!(new_tiles(0, 256), vec![t(0, 0, 256), t(1, 0, 1)]);
+        assert_eq!(new_tiles(256, 300), vec![t(0, 1, 44)]);
+        assert_eq!(
+            new_tiles(200, 600),
+            vec![t(0, 0, 256), t(0, 1, 256), t(0, 2, 88), t(1, 0, 2)]
+        );
+        assert_eq!(new_tiles(600, 600), vec![]);
+        assert_eq!(new_tiles(600, 500), vec![]);
+        assert_eq!(
+            new_tiles(65535, 65536),
+            vec![t(0, 255, 256), t(1, 0, 256), t(2, 0, 1)]
+        );
+        assert_eq!(edge_tiles(600), vec![t(0, 2, 88), t(1, 0, 2)]);
+        assert_eq!(edge_tiles(512), vec![t(1, 0, 2)]);
+        assert_eq!(edge_tiles(0), vec![]);
+    }
+
+    #[test]
+    fn tile_bytes_are_the_tree_levels() {
+        let mut tree = MerkleTree::new();
+        for i in 0..600u32 {
+            tree.push(crate::merkle::leaf_hash(&i.to_be_bytes()));
+        }
+        let leaves = tile_bytes(&tree, t(0, 2, 88)).unwrap();
+        assert_eq!(leaves.len(), 88 * 32);
+        assert_eq!(&leaves[..32], &tree.leaf(512).unwrap());
+        let up = tile_hashes(&tile_bytes(&tree, t(1, 0, 2)).unwrap()).unwrap();
+        // A level-1 hash is the root of 256 leaves.
+        let mut first = MerkleTree::new();
+        for i in 0..256u32 {
+            first.push(crate::merkle::leaf_hash(&i.to_be_bytes()));
+        }
+        assert_eq!(up[0], first.root());
+        assert!(tile_bytes(&tree, t(0, 2, 89)).is_none());
+        assert!(tile_bytes(&tree, t(0, 3, 1)).is_none());
+    }
+}
