@@ -248,6 +248,28 @@ impl Store {
         }
     }
 
+    /// Lists every object below `prefix`, at any depth, as (path relative to
+    /// `prefix`, size in bytes), sorted by path.
+    pub async fn list_recursive(&self, prefix: &Path) -> Result<Vec<(String, u64)>, StoreError> {
+        use futures::TryStreamExt;
+        let metas: Vec<object_store::ObjectMeta> = self
+            .inner
+            .list(Some(prefix))
+            .try_collect()
+            .await
+            .map_err(|e| map_err(prefix, e))?;
+        let base = format!("{prefix}/");
+        let mut out: Vec<(String, u64)> = metas
+            .into_iter()
+            .filter_map(|m| {
+                let rel = m.location.as_ref().strip_prefix(&base)?.to_string();
+                Some((rel, m.size))
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
     /// Lists object names (last path segment) directly under `prefix`, sorted.
     pub async fn list_names(&self, prefix: &Path) -> Result<Vec<String>, StoreError> {
         let r = self

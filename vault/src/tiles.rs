@@ -219,6 +219,67 @@ pub fn tile_hashes(bytes: &[u8]) -> Option<Vec<Hash>> {
     )
 }
 
+/// Rebuilds the tiles of a log from its leaf hashes as they stream, in
+/// memory that does not grow with the log (256 hashes per level): what
+/// `verify` compares the stored tiles against.
+#[derive(Default)]
+pub struct TileBuilder {
+    /// Per level, the hashes of the tile being filled.
+    open: Vec<Vec<Hash>>,
+    /// Per level, the hashes pushed so far.
+    counts: Vec<u64>,
+}
+
+impl TileBuilder {
+    /// Appends a leaf hash. `each` sees every tile this push changes, with
+    /// its hashes as of now: the level-0 tile at its new width and, when a
+    /// tile fills up, the tile above it that gains its root.
+    pub fn push(&mut self, leaf: Hash, mut each: impl FnMut(TileId, &[Hash])) {
+        let mut carry = leaf;
+        let mut level = 0usize;
+        loop {
+            if self.open.len() == level {
+                self.open.push(Vec::with_capacity(TILE_WIDTH as usize));
+                self.counts.push(0);
+            }
+            self.open[level].push(carry);
+            self.counts[level] += 1;
+            let count = self.counts[level];
+            let width = self.open[level].len() as u64;
+            let id = TileId {
+                level: level as u8,
+                index: (count - 1) / TILE_WIDTH,
+                width: width as u16,
+            };
+            each(id, &self.open[level]);
+            if width < TILE_WIDTH {
+                return;
+            }
+            carry = subtree_root(&self.open[level]);
+            self.open[level].clear();
+            level += 1;
+        }
+    }
+}
+
+/// The root of a full tile's 256 hashes (a perfect subtree).
+fn subtree_root(hashes: &[Hash]) -> Hash {
+    let mut row: Vec<Hash> = hashes.to_vec();
+    while row.len() > 1 {
+        row = row
+            .chunks(2)
+            .map(|p| crate::merkle::node_hash(&p[0], &p[1]))
+            .collect();
+    }
+    row[0]
+}
+
+/// Every tile a checkpoint of `size` needs: all full tiles below it and
+/// its right edge.
+pub fn tiles_of(size: u64) -> Vec<TileId> {
+    new_tiles(0, size)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,5 +365,77 @@ mod tests {
         assert_eq!(up[0], first.root());
         assert!(tile_bytes(&tree, t(0, 2, 89)).is_none());
         assert!(tile_bytes(&tree, t(0, 3, 1)).is_none());
+    }
+
+    /// The shared C2SP vectors (../shared/vectors/c2sp-v1.json, copied into
+    /// the repository), computed independently of this code.
+    #[test]
+    fn c2sp_vectors() {
+        use sha2::Digest;
+        let v: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/fixtures/c2sp-v1.json")).unwrap();
+        for p in v["tile_paths"].as_array().unwrap() {
+            let id = t(
+                p["level"].as_u64().unwrap() as u8,
+                p["index"].as_u64().unwrap(),
+                p["width"].as_u64().unwrap_or(256) as u16,
+            );
+            assert_eq!(id.path(), p["path"].as_str().unwrap());
+            assert_eq!(TileId::parse(p["path"].as_str().unwrap()), Some(id));
+        }
+        let tv = &v["tiles"];
+        let size = tv["tree_size"].as_u64().unwrap();
+        let mut tree = MerkleTree::new();
+        for i in 0..size {
+            tree.push(crate::merkle::leaf_hash(format!("leaf {i}").as_bytes()));
+        }
+        use base64::Engine;
+        let root = base64::engine::general_purpose::STANDARD.encode(tree.root());
+        assert_eq!(root, tv["root_b64"].as_str().unwrap());
+        let want: Vec<&str> = tv["tiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["path"].as_str().unwrap())
+            .collect();
+        let ours: Vec<String> = new_tiles(0, size).iter().map(TileId::path).collect();
+        assert_eq!(ours, want);
+        for tile in tv["tiles"].as_array().unwrap() {
+            let id = TileId::parse(tile["path"].as_str().unwrap()).unwrap();
+            let bytes = tile_bytes(&tree, id).unwrap();
+            assert_eq!(bytes.len() as u64, tile["hashes"].as_u64().unwrap() * 32);
+            assert_eq!(
+                hex::encode(sha2::Sha256::digest(&bytes)),
+                tile["sha256_of_tile_bytes"].as_str().unwrap()
+            );
+            assert_eq!(
+                hex::encode(&bytes[..32]),
+                tile["first_hash_hex"].as_str().unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn the_builder_sees_every_tile_of_the_tree() {
+        let mut tree = MerkleTree::new();
+        let mut b = TileBuilder::default();
+        let mut seen = std::collections::BTreeMap::new();
+        for i in 0..70_000u32 {
+            let leaf = crate::merkle::leaf_hash(&i.to_be_bytes());
+            tree.push(leaf);
+            b.push(leaf, |id, hashes| {
+                let bytes: Vec<u8> = hashes.iter().flatten().copied().collect();
+                seen.insert(id, bytes);
+            });
+        }
+        for id in tiles_of(70_000).into_iter().chain(new_tiles(0, 300)) {
+            assert_eq!(
+                seen.get(&id),
+                tile_bytes(&tree, id).as_ref(),
+                "{}",
+                id.path()
+            );
+        }
+        assert!(seen.contains_key(&t(2, 0, 1)));
     }
 }

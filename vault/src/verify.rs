@@ -23,6 +23,7 @@ use crate::note;
 use crate::record::{Entry, Hash, chain_next, field_digest};
 use crate::segment::{self, SegmentHeader};
 use crate::store::{Store, StoreError, layout};
+use crate::tiles::{self, TileBuilder, TileId};
 use crate::vault::read_meta;
 
 /// One integrity problem.
@@ -706,6 +707,9 @@ async fn verify_namespace(
         }
     }
     summary.checkpoints = cp_objects.len();
+    // Tiles are listed after the checkpoints and before the segments: on a
+    // live store a listed tile's segment is always in the later listing.
+    let mut tiles = TileCheck::list(store, ns, report).await?;
     // Segments are listed after the checkpoints: on a live store, segments
     // published meanwhile are only extra (not yet checkpointed), never a gap.
     let seg_prefix = layout::segments(ns);
@@ -848,10 +852,12 @@ async fn verify_namespace(
         }
         for leaf in &seg.leaves {
             tree.push(*leaf);
+            tiles.push(*leaf);
             if wanted.contains(&tree.size) {
                 roots.insert(tree.size, tree.root());
             }
         }
+        tiles.check_pending(store, ns, report).await?;
         if B64.encode(tree.root()) != h.root {
             report.findings.push(find(format!(
                 "signed header root does not match the tree at size {}",
@@ -904,6 +910,14 @@ async fn verify_namespace(
             }
         }
     }
+    let max_cp = checkpoints.keys().next_back().copied().unwrap_or(0);
+    tiles.finish(
+        ns,
+        max_cp.min(tree.size),
+        max_cp.max(tree.size),
+        stopped.is_none(),
+        report,
+    );
     let pointer_size = checkpoints
         .iter()
         .find(|(_, v)| v.iter().any(|(o, _)| o == &latest_obj))
@@ -920,7 +934,6 @@ async fn verify_namespace(
             "{ns}: the latest-checkpoint pointer ({p}) lags the newest checkpoint ({n})"
         ));
     }
-    let max_cp = checkpoints.keys().next_back().copied().unwrap_or(0);
     if tree.size > max_cp {
         report.warnings.push(format!(
             "{ns}: entries {max_cp}..{} are not covered by a checkpoint yet",
@@ -958,6 +971,140 @@ async fn verify_namespace(
         }
     }
     Ok((summary, false))
+}
+
+/// The stored tiles of a namespace against the tiles rebuilt from its
+/// leaves: a changed tile, a tile a checkpoint needs that is missing, and a
+/// tile beyond the data or under a name that is not a tile are findings.
+struct TileCheck {
+    /// Listed tiles not yet checked, by coordinates.
+    listed: BTreeMap<TileId, String>,
+    /// Tiles checked against the data.
+    checked: BTreeSet<TileId>,
+    builder: TileBuilder,
+    /// Listed tiles whose content the leaves pushed so far determine.
+    pending: Vec<(TileId, Vec<u8>)>,
+}
+
+impl TileCheck {
+    async fn list(store: &Store, ns: &str, report: &mut Report) -> Result<TileCheck, StoreError> {
+        let prefix = layout::tiles(ns);
+        let mut listed = BTreeMap::new();
+        for (rel, _) in store.list_recursive(&prefix).await? {
+            let object = format!("{prefix}/{rel}");
+            match TileId::parse(&format!("tile/{rel}")) {
+                Some(id) => {
+                    listed.insert(id, object);
+                }
+                None => report.findings.push(Finding {
+                    ns: ns.into(),
+                    object,
+                    index: None,
+                    message: "unexpected object among tiles".into(),
+                }),
+            }
+        }
+        Ok(TileCheck {
+            listed,
+            checked: BTreeSet::new(),
+            builder: TileBuilder::default(),
+            pending: Vec::new(),
+        })
+    }
+
+    fn push(&mut self, leaf: Hash) {
+        let (listed, pending) = (&self.listed, &mut self.pending);
+        self.builder.push(leaf, |id, hashes| {
+            if listed.contains_key(&id) {
+                pending.push((id, hashes.iter().flatten().copied().collect()));
+            }
+        });
+    }
+
+    /// Fetches and compares the tiles the leaves so far determine.
+    async fn check_pending(
+        &mut self,
+        store: &Store,
+        ns: &str,
+        report: &mut Report,
+    ) -> Result<(), StoreError> {
+        let pending = std::mem::take(&mut self.pending);
+        type Fetched = (TileId, Vec<u8>, Result<Option<bytes::Bytes>, StoreError>);
+        let fetched: Vec<Fetched> = futures::stream::iter(pending)
+            .map(|(id, want)| async move {
+                let got = store.get(&layout::tile(ns, &id)).await;
+                (id, want, got)
+            })
+            .buffered(16)
+            .collect()
+            .await;
+        for (id, want, got) in fetched {
+            let object = self.listed.remove(&id).unwrap_or_default();
+            match got? {
+                Some(b) if b[..] == want[..] => {}
+                Some(_) => report.findings.push(Finding {
+                    ns: ns.into(),
+                    object,
+                    index: id
+                        .hash_range()
+                        .0
+                        .checked_shl(tiles::TILE_HEIGHT * u32::from(id.level)),
+                    message: "tile does not hold the hashes of the log's entries (changed, or from another log)".into(),
+                }),
+                None => report.findings.push(Finding {
+                    ns: ns.into(),
+                    object,
+                    index: None,
+                    message: "tile vanished while being checked".into(),
+                }),
+            }
+            self.checked.insert(id);
+        }
+        Ok(())
+    }
+
+    /// After the last leaf: tiles never matched are beyond the data (when
+    /// they reach past both the data and the newest checkpoint: a tile of a
+    /// checkpoint whose entries are gone is explained by that finding); the
+    /// tiles the newest checkpoint (`size`) needs must all have been there.
+    fn finish(self, ns: &str, size: u64, reach: u64, complete: bool, report: &mut Report) {
+        if self.checked.is_empty() && self.listed.is_empty() {
+            if size > 0 {
+                report.warnings.push(format!(
+                    "{ns}: no tiles (a store written before tiles; a server builds them when it next opens the namespace)"
+                ));
+            }
+            return;
+        }
+        if complete {
+            let beyond = |id: &TileId| {
+                id.hash_range()
+                    .1
+                    .checked_shl(tiles::TILE_HEIGHT * u32::from(id.level))
+                    .is_none_or(|leaves| leaves > reach)
+            };
+            for (id, object) in self.listed.iter().filter(|(id, _)| beyond(id)) {
+                report.findings.push(Finding {
+                    ns: ns.into(),
+                    object: object.clone(),
+                    index: None,
+                    message: format!("tile {} is beyond the log's data", id.path()),
+                });
+            }
+        }
+        for id in tiles::tiles_of(size) {
+            let served = self.checked.contains(&id)
+                || (id.is_partial() && self.checked.contains(&id.full()));
+            if !served {
+                report.findings.push(Finding {
+                    ns: ns.into(),
+                    object: layout::tile(ns, &id).to_string(),
+                    index: None,
+                    message: format!("tile is missing (checkpoint {size} needs it)"),
+                });
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -597,8 +597,9 @@ async fn second_server_on_a_shared_store_is_fenced() {
     let new: Vec<_> = after.iter().filter(|f| !before.contains(f)).collect();
     assert!(
         new.iter().all(|f| f.contains("00000000000000000003")
-            || f.ends_with("checkpoints/00000000000000000004")),
-        "only A's segment/checkpoint/claim for index 3 may be new: {new:?}"
+            || f.ends_with("checkpoints/00000000000000000004")
+            || f.ends_with("tile/0/000.p/4")),
+        "only A's segment/checkpoint/claim/tile for index 3 may be new: {new:?}"
     );
     // B may still serve namespaces nobody else holds.
     b.append("bonly", vec![ev("q", 0, None)], "b")

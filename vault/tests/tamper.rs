@@ -641,7 +641,19 @@ async fn i_rollback_against_a_pinned_checkpoint() {
         &f.alpha_checkpoints[2],
     )
     .unwrap();
-    // On its own the rolled-back store is self-consistent...
+    // The tiles of the removed sizes give the rollback away...
+    let tiles = ["ns/alpha/tile/0/000.p/20", "ns/alpha/tile/0/000.p/25"];
+    assert_findings(
+        &check(d.path(), f).await,
+        &[
+            ("alpha", tiles[0], None, "beyond the log's data"),
+            ("alpha", tiles[1], None, "beyond the log's data"),
+        ],
+    );
+    for t in tiles {
+        std::fs::remove_file(d.path().join(t)).unwrap();
+    }
+    // ...but once they are gone too, the rolled-back store is self-consistent...
     assert_clean(&check(d.path(), f).await);
     // ...but not with the checkpoint a client kept.
     let r = verify(
@@ -780,6 +792,20 @@ async fn i2_fork_rewritten_history_with_the_real_key() {
     );
     std::fs::write(d.path().join(cp_object(ns, 25)), &cp).unwrap();
     std::fs::write(d.path().join("ns/alpha/checkpoint"), &cp).unwrap();
+    // The old tile of size 25 gives the rewrite away; rewritten too, it
+    // does not.
+    let tile = tracevault_vault::tiles::TileId {
+        level: 0,
+        index: 0,
+        width: 25,
+    };
+    let tile_obj = format!("ns/{ns}/{}", tile.path());
+    assert_findings(
+        &check(d.path(), f).await,
+        &[(ns, &tile_obj, Some(0), "tile does not hold the hashes")],
+    );
+    let bytes = tracevault_vault::tiles::tile_bytes(&tree, tile).unwrap();
+    std::fs::write(d.path().join(&tile_obj), bytes).unwrap();
     assert_clean(&check(d.path(), f).await);
     let r = verify(
         d.path(),
@@ -1076,5 +1102,66 @@ async fn n_forged_statistics_that_would_hide_rows_from_queries() {
             None,
             "min/max statistics of column session_id disagree with its rows",
         )],
+    );
+}
+
+/// The tiles are checked against the leaves: a changed tile, a dropped one,
+/// one copied from another namespace, one beyond the data and a stray
+/// object are each a finding naming the object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t_tiles_changed_dropped_foreign_extra() {
+    let f = fixture().await;
+    let tile = |ns: &str, rel: &str| format!("ns/{ns}/tile/{rel}");
+    // Alpha has 25 entries: its newest tile is tile/0/000.p/25.
+    let d = f.copy();
+    let obj = tile("alpha", "0/000.p/25");
+    let path = d.path().join(&obj);
+    let mut b = std::fs::read(&path).unwrap();
+    b[100] ^= 0x20;
+    std::fs::write(&path, &b).unwrap();
+    assert_findings(
+        &check(d.path(), f).await,
+        &[("alpha", &obj, Some(0), "tile does not hold the hashes")],
+    );
+
+    let d = f.copy();
+    std::fs::remove_file(d.path().join(&obj)).unwrap();
+    assert_findings(
+        &check(d.path(), f).await,
+        &[(
+            "alpha",
+            &obj,
+            None,
+            "tile is missing (checkpoint 25 needs it)",
+        )],
+    );
+
+    // Beta's tile of 10 entries over alpha's of 10: right name, other log.
+    let d = f.copy();
+    let obj = tile("alpha", "0/000.p/10");
+    std::fs::copy(
+        d.path().join(tile("beta", "0/000.p/10")),
+        d.path().join(&obj),
+    )
+    .unwrap();
+    assert_findings(
+        &check(d.path(), f).await,
+        &[("alpha", &obj, Some(0), "tile does not hold the hashes")],
+    );
+
+    // A tile for 30 entries (the 25 real hashes and 5 made up), and a stray.
+    let d = f.copy();
+    let mut b = std::fs::read(d.path().join(tile("alpha", "0/000.p/25"))).unwrap();
+    b.extend([9u8; 5 * 32]);
+    let extra = tile("alpha", "0/000.p/30");
+    std::fs::write(d.path().join(&extra), &b).unwrap();
+    let stray = tile("alpha", "0/notes.txt");
+    std::fs::write(d.path().join(&stray), b"hello").unwrap();
+    assert_findings(
+        &check(d.path(), f).await,
+        &[
+            ("alpha", &extra, None, "beyond the log's data"),
+            ("alpha", &stray, None, "unexpected object among tiles"),
+        ],
     );
 }
