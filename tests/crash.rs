@@ -80,7 +80,9 @@ async fn every_receipt_survives_kill_9_loops() {
     let w = tok.unwrap();
     let max = receipts.iter().map(|r| r.0).max().unwrap();
     let mut size = 0;
-    for _ in 0..200 {
+    // Opening re-reads every segment and then publishes the recovered
+    // tail: on a loaded machine that takes a while, so wait up to a minute.
+    for _ in 0..1200 {
         let (s, text) = get(
             &c,
             &format!("{}/v1/logs/crash/checkpoint", srv.url),

@@ -21,6 +21,7 @@ mod reader;
 pub mod record;
 pub mod segment;
 pub mod store;
+pub mod tile_proofs;
 pub mod tiles;
 pub mod tiling;
 pub mod token;

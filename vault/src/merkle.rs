@@ -172,12 +172,8 @@ impl MerkleTree {
     /// order RFC 9162 verifiers and C2SP tlog-proof expect).
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, MerkleError> {
         self.check_size(size)?;
-        if index >= size {
-            return Err(MerkleError::IndexOutOfRange { index, size });
-        }
-        let mut out = Vec::with_capacity(64);
-        self.path(index, 0, size, &mut out);
-        Ok(out)
+        let ranges = inclusion_ranges(index, size)?;
+        Ok(ranges.iter().map(|&(s, n)| self.subtree(s, n)).collect())
     }
 
     /// RFC 6962 section 2.1.2 consistency proof between the trees of sizes
@@ -185,14 +181,8 @@ impl MerkleTree {
     /// prove; see [`verify_consistency`]).
     pub fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, MerkleError> {
         self.check_size(to)?;
-        if from > to {
-            return Err(MerkleError::InvalidRange { from, to });
-        }
-        let mut out = Vec::with_capacity(64);
-        if from > 0 && from < to {
-            self.subproof(from, 0, to, true, &mut out);
-        }
-        Ok(out)
+        let ranges = consistency_ranges(from, to)?;
+        Ok(ranges.iter().map(|&(s, n)| self.subtree(s, n)).collect())
     }
 
     fn check_size(&self, size: u64) -> Result<(), MerkleError> {
@@ -206,46 +196,101 @@ impl MerkleTree {
     /// MTH of leaves `[start, start + n)`; requires `n >= 1` and
     /// `start + n <= len` (so every index below fits in `usize`).
     fn subtree(&self, start: u64, n: u64) -> Hash {
-        if n.is_power_of_two() && start.is_multiple_of(n) {
-            let level = n.trailing_zeros() as usize;
-            return self.levels[level][(start / n) as usize];
-        }
-        let k = split_point(n);
-        node_hash(&self.subtree(start, k), &self.subtree(start + k, n - k))
+        let roots: Vec<Hash> = perfect_subtrees(start, n)
+            .into_iter()
+            .map(|(height, index)| self.levels[height as usize][index as usize])
+            .collect();
+        fold_subtrees(&roots)
     }
+}
 
-    /// PATH(m, D[start:start+n]) from RFC 6962 section 2.1.1.
-    fn path(&self, m: u64, start: u64, n: u64, out: &mut Vec<Hash>) {
-        if n <= 1 {
-            return;
-        }
-        let k = split_point(n);
-        if m < k {
-            self.path(m, start, k, out);
-            out.push(self.subtree(start + k, n - k));
-        } else {
-            self.path(m - k, start + k, n - k, out);
-            out.push(self.subtree(start, k));
-        }
+/// The ranges `(start, n)` of leaves whose MTH, in this order, make the RFC
+/// 6962 section 2.1.1 audit path of leaf `index` in a tree of `size`: pure
+/// layout, so that a tree in memory and a tree in tiles give the same proof.
+pub fn inclusion_ranges(index: u64, size: u64) -> Result<Vec<(u64, u64)>, MerkleError> {
+    if index >= size {
+        return Err(MerkleError::IndexOutOfRange { index, size });
     }
+    let mut out = Vec::with_capacity(64);
+    path(index, 0, size, &mut out);
+    Ok(out)
+}
 
-    /// SUBPROOF(m, D[start:start+n], b) from RFC 6962 section 2.1.2.
-    fn subproof(&self, m: u64, start: u64, n: u64, b: bool, out: &mut Vec<Hash>) {
-        if m == n {
-            if !b {
-                out.push(self.subtree(start, n));
-            }
-            return;
+/// The ranges `(start, n)` of leaves whose MTH, in this order, make the RFC
+/// 6962 section 2.1.2 consistency proof from `from` to `to` (none when
+/// `from == 0` or `from == to`).
+pub fn consistency_ranges(from: u64, to: u64) -> Result<Vec<(u64, u64)>, MerkleError> {
+    if from > to {
+        return Err(MerkleError::InvalidRange { from, to });
+    }
+    let mut out = Vec::with_capacity(64);
+    if from > 0 && from < to {
+        subproof(from, 0, to, true, &mut out);
+    }
+    Ok(out)
+}
+
+/// PATH(m, D[start:start+n]) from RFC 6962 section 2.1.1.
+fn path(m: u64, start: u64, n: u64, out: &mut Vec<(u64, u64)>) {
+    if n <= 1 {
+        return;
+    }
+    let k = split_point(n);
+    if m < k {
+        path(m, start, k, out);
+        out.push((start + k, n - k));
+    } else {
+        path(m - k, start + k, n - k, out);
+        out.push((start, k));
+    }
+}
+
+/// SUBPROOF(m, D[start:start+n], b) from RFC 6962 section 2.1.2.
+fn subproof(m: u64, start: u64, n: u64, b: bool, out: &mut Vec<(u64, u64)>) {
+    if m == n {
+        if !b {
+            out.push((start, n));
         }
-        let k = split_point(n);
-        if m <= k {
-            self.subproof(m, start, k, b, out);
-            out.push(self.subtree(start + k, n - k));
-        } else {
-            self.subproof(m - k, start + k, n - k, false, out);
-            out.push(self.subtree(start, k));
+        return;
+    }
+    let k = split_point(n);
+    if m <= k {
+        subproof(m, start, k, b, out);
+        out.push((start + k, n - k));
+    } else {
+        subproof(m - k, start + k, n - k, false, out);
+        out.push((start, k));
+    }
+}
+
+/// The complete subtrees `(height, index)` whose hashes make the MTH of
+/// leaves `[start, start + n)` (`n >= 1`), left to right: one per set bit
+/// of `n`, largest first. Every range an RFC 6962 proof or root uses
+/// starts aligned to its largest piece, so the pieces are aligned subtrees.
+pub fn perfect_subtrees(start: u64, n: u64) -> Vec<(u32, u64)> {
+    let mut out = Vec::new();
+    let mut at = start;
+    for height in (0..64u32).rev() {
+        let size = 1u64 << height;
+        if n & size != 0 {
+            out.push((height, at >> height));
+            at += size;
         }
     }
+    out
+}
+
+/// The MTH of a range from the hashes of its [`perfect_subtrees`]: folded
+/// from the right, as RFC 6962 splits a range at its largest power of two.
+pub fn fold_subtrees(roots: &[Hash]) -> Hash {
+    let mut it = roots.iter().rev();
+    let Some(mut acc) = it.next().copied() else {
+        return empty_root();
+    };
+    for left in it {
+        acc = node_hash(left, &acc);
+    }
+    acc
 }
 
 /// Verifies that `leaf` is at `index` in the tree of `size` leaves whose root
