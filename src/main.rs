@@ -191,8 +191,13 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub key: Option<String>,
     /// A checkpoint obtained earlier (file with the signed note).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "since")]
     pub checkpoint: Option<PathBuf>,
+    /// Incremental: a checkpoint saved by an earlier run (file with the
+    /// signed note). The store is proven consistent with it through the
+    /// tiles, and only the entries added after it are read and checked.
+    #[arg(long)]
+    pub since: Option<PathBuf>,
     /// Segments checked in parallel (default: number of CPUs).
     #[arg(long)]
     pub jobs: Option<usize>,

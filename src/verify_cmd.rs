@@ -31,7 +31,7 @@ fn run_inner(a: VerifyArgs) -> anyhow::Result<bool> {
         _ => anyhow::bail!("give exactly one of --data or --store"),
     };
     let pinned_key = a.key.as_deref().map(parse_key).transpose()?;
-    let pinned_checkpoint = match &a.checkpoint {
+    let pinned_checkpoint = match a.checkpoint.as_ref().or(a.since.as_ref()) {
         Some(p) => {
             Some(std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?)
         }
@@ -57,6 +57,7 @@ fn run_inner(a: VerifyArgs) -> anyhow::Result<bool> {
         pinned_key,
         pinned_checkpoint,
         namespace: a.namespace.clone(),
+        incremental: a.since.is_some(),
         concurrency: jobs,
         progress: Some(Arc::new(move |n| b2.inc(n))),
     };

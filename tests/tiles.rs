@@ -158,6 +158,19 @@ async fn a_go_tile_client_follows_the_log() {
     .await;
     assert_eq!(s, 404, "{body}");
 
+    // `verify --since` the saved checkpoint: consistent through the tiles,
+    // and only the entries after it read.
+    let (code, out, err) = verify(&[
+        "--data",
+        data.to_str().unwrap(),
+        "--key",
+        &vk,
+        "--since",
+        old_file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("OK: 1 namespaces, 700 entries"), "{out}");
+
     // A leaf hash that differs from the rows (one row changed after the
     // fact would give this) is named by the client...
     let mut bent = leaves.clone();

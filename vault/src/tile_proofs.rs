@@ -100,6 +100,30 @@ impl TileTree {
         Ok(row[0])
     }
 
+    /// The hashes `start..end` of tree level `8 * level` (one tile's worth
+    /// at most: `start..end` must lie in one tile).
+    pub async fn level_hashes(
+        &mut self,
+        level: u8,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Hash>, VaultError> {
+        if start == end {
+            return Ok(Vec::new());
+        }
+        let index = start / TILE_WIDTH;
+        let tile = self.tile(level, index).await?;
+        let (a, b) = (
+            (start % TILE_WIDTH) as usize,
+            (end - index * TILE_WIDTH) as usize,
+        );
+        tile.get(a..b).map(<[Hash]>::to_vec).ok_or_else(|| {
+            VaultError::Read(format!(
+                "hashes {start}..{end} of level {level} are not in one tile"
+            ))
+        })
+    }
+
     /// The MTH of leaves `[start, start + n)`.
     pub async fn range(&mut self, start: u64, n: u64) -> Result<Hash, VaultError> {
         let mut roots = Vec::new();

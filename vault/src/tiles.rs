@@ -231,6 +231,12 @@ pub struct TileBuilder {
 }
 
 impl TileBuilder {
+    /// A builder that continues a tree whose levels hold `counts[L]` hashes,
+    /// `open[L]` being those of the level's last, unfinished tile.
+    pub fn resume(open: Vec<Vec<Hash>>, counts: Vec<u64>) -> TileBuilder {
+        TileBuilder { open, counts }
+    }
+
     /// Appends a leaf hash. `each` sees every tile this push changes, with
     /// its hashes as of now: the level-0 tile at its new width and, when a
     /// tile fills up, the tile above it that gains its root.

@@ -23,6 +23,7 @@ use crate::note;
 use crate::record::{Entry, Hash, chain_next, field_digest};
 use crate::segment::{self, SegmentHeader};
 use crate::store::{Store, StoreError, layout};
+use crate::tile_proofs::TileTree;
 use crate::tiles::{self, TileBuilder, TileId};
 use crate::vault::read_meta;
 
@@ -99,6 +100,10 @@ pub struct VerifyOptions {
     pub pinned_checkpoint: Option<String>,
     /// Only this namespace.
     pub namespace: Option<String>,
+    /// Incremental (`verify --since`): with a pinned checkpoint, prove the
+    /// store consistent with it through the tiles and check only the
+    /// entries added after it (and the tiles and checkpoints they make).
+    pub incremental: bool,
     /// Segments checked at once.
     pub concurrency: usize,
     /// Progress reporting.
@@ -643,7 +648,18 @@ async fn verify_namespace(
     let cp_prefix = layout::checkpoints(ns);
     // By size; several objects may hold the same size (`checkpoints/{size}` and the pointer).
     let mut checkpoints: BTreeMap<u64, Vec<(String, note::Checkpoint)>> = BTreeMap::new();
-    let names = store.list_names(&cp_prefix).await?;
+    // Incremental: the state at the pinned size is proven through the tiles,
+    // so only what was added after it is read.
+    let since = pinned
+        .clone()
+        .filter(|_| opts.incremental && pinned.as_ref().is_some_and(|p| p.size > 0));
+    let from = since.as_ref().map_or(0, |p| p.size);
+    let names: Vec<String> = store
+        .list_names(&cp_prefix)
+        .await?
+        .into_iter()
+        .filter(|n| from == 0 || n.parse::<u64>().map_or(true, |size| size >= from))
+        .collect();
     let fetched: Vec<(String, Result<Option<bytes::Bytes>, StoreError>)> =
         futures::stream::iter(names)
             .map(|name| {
@@ -709,7 +725,7 @@ async fn verify_namespace(
     summary.checkpoints = cp_objects.len();
     // Tiles are listed after the checkpoints and before the segments: on a
     // live store a listed tile's segment is always in the later listing.
-    let mut tiles = TileCheck::list(store, ns, report).await?;
+    let mut tiles = TileCheck::list(store, ns, from, report).await?;
     // Segments are listed after the checkpoints: on a live store, segments
     // published meanwhile are only extra (not yet checkpointed), never a gap.
     let seg_prefix = layout::segments(ns);
@@ -723,7 +739,13 @@ async fn verify_namespace(
             message: "unexpected object among segments".into(),
         });
     }
-    let ranges = tiling.all();
+    // Incremental: from the segment holding entry `from - 1` on (its chain
+    // out is where the new entries' chain starts).
+    let ranges: Vec<(u64, u64)> = tiling
+        .all()
+        .into_iter()
+        .filter(|(_, last)| last + 1 >= from)
+        .collect();
     summary.segments = ranges.len();
 
     let mut wanted: BTreeSet<u64> = checkpoints.keys().copied().collect();
@@ -774,13 +796,35 @@ async fn verify_namespace(
     let mut tree = CompactRange::default();
     let mut vanished = false;
     let mut chain: Hash = [0; 32];
+    // Incremental: the tree, tiles and chain resume at `from`; the chain is
+    // taken from the first segment read (the proven prefix covers the rest).
+    let mut resume_chain = false;
+    if let Some(old) = &since {
+        let newest = checkpoints.keys().next_back().copied().unwrap_or(0);
+        match resume_from_tiles(store, ns, old, newest, &checkpoints).await {
+            Ok((compact, builder)) => {
+                tree = compact;
+                tiles.builder = builder;
+                resume_chain = true;
+            }
+            Err(message) => {
+                report.findings.push(Finding {
+                    ns: ns.into(),
+                    object: format!("pinned checkpoint {origin} size {}", old.size),
+                    index: None,
+                    message,
+                });
+                return Ok((summary, false));
+            }
+        }
+    }
     // The last segment folded into the tree: its first index and leaves.
     let mut cover: Option<(u64, Vec<Hash>)> = None;
     let mut roots: BTreeMap<u64, Hash> = BTreeMap::new();
     // Why the tree could not be rebuilt past `tree.size`, if it stopped early.
     let mut stopped: Option<String> = None;
-    if wanted.contains(&0) {
-        roots.insert(0, tree.root());
+    if wanted.contains(&tree.size) {
+        roots.insert(tree.size, tree.root());
     }
     while let Some(res) = stream.next().await {
         let Some(seg) = res? else {
@@ -799,6 +843,37 @@ async fn verify_namespace(
             index: None,
             message,
         };
+        if resume_chain && seg.first < tree.size {
+            // The segment that holds the pinned size's last entries: its rows
+            // were checked above; fold only what comes after the pin.
+            resume_chain = false;
+            let Some(h) = &seg.header else {
+                stopped = Some(format!("{} is unreadable", seg.object));
+                break;
+            };
+            if seg.leaves.len() as u64 != seg.last - seg.first + 1 {
+                stopped = Some(format!("{} holds the wrong rows", seg.object));
+                break;
+            }
+            let skip = (tree.size - seg.first) as usize;
+            for leaf in &seg.leaves[skip.min(seg.leaves.len())..] {
+                tree.push(*leaf);
+                tiles.push(*leaf);
+                if wanted.contains(&tree.size) {
+                    roots.insert(tree.size, tree.root());
+                }
+            }
+            tiles.check_pending(store, ns, report).await?;
+            if seg.last + 1 == tree.size && B64.encode(tree.root()) != h.root {
+                report.findings.push(find(format!(
+                    "signed header root does not match the tree at size {}",
+                    tree.size
+                )));
+            }
+            chain = seg.chain_out.unwrap_or(chain);
+            cover = Some((seg.first, seg.leaves));
+            continue;
+        }
         if seg.first < tree.size {
             // A segment inside the previous one (left by an interrupted merge)
             // is fine when it holds exactly the same entries.
@@ -913,6 +988,7 @@ async fn verify_namespace(
     let max_cp = checkpoints.keys().next_back().copied().unwrap_or(0);
     tiles.finish(
         ns,
+        from,
         max_cp.min(tree.size),
         max_cp.max(tree.size),
         stopped.is_none(),
@@ -973,6 +1049,74 @@ async fn verify_namespace(
     Ok((summary, false))
 }
 
+/// The tree size a tile's content implies (its last hash's last leaf + 1;
+/// `u64::MAX` when that overflows).
+fn leaves_spanned(id: &TileId) -> u64 {
+    id.hash_range()
+        .1
+        .checked_shl(tiles::TILE_HEIGHT * u32::from(id.level))
+        .unwrap_or(u64::MAX)
+}
+
+/// The state of the tree at a pinned checkpoint `old`, read from the tiles
+/// of the newest checkpoint (`newest`): the store's tree is proven
+/// consistent from `old` to `newest` (RFC 6962, with both signed roots),
+/// and the complete subtrees at `old` must hash to its signed root. Gives
+/// the compact range and the open tiles at `old`, to fold the entries
+/// after it; or why the store is not consistent with the pin.
+async fn resume_from_tiles(
+    store: &Store,
+    ns: &str,
+    old: &note::Checkpoint,
+    newest: u64,
+    checkpoints: &BTreeMap<u64, Vec<(String, note::Checkpoint)>>,
+) -> Result<(CompactRange, TileBuilder), String> {
+    if newest < old.size {
+        return Err(format!(
+            "rollback: the pinned checkpoint covers {} entries, the store's newest checkpoint {newest}",
+            old.size
+        ));
+    }
+    let new_root = checkpoints
+        .get(&newest)
+        .and_then(|v| v.first())
+        .map(|(_, cp)| cp.root)
+        .ok_or("the store has no checkpoint to verify from")?;
+    let reader = crate::reader::LogReader::new(store.clone());
+    let mut tt = TileTree::new(reader, ns, newest);
+    let unreadable = |e: crate::VaultError| format!("the tiles could not be read: {e}");
+    let proof = tt.consistency_proof(old.size).await.map_err(unreadable)?;
+    crate::merkle::verify_consistency(old.size, newest, &proof, &old.root, &new_root).map_err(
+        |e| format!("fork: the store's tiles are not consistent with the pinned checkpoint ({e})"),
+    )?;
+    let mut compact = CompactRange::default();
+    for (height, index) in crate::merkle::perfect_subtrees(0, old.size) {
+        let h = tt.subtree(height, index).await.map_err(unreadable)?;
+        compact.nodes.push((height, h));
+    }
+    compact.size = old.size;
+    if compact.root() != old.root {
+        return Err("fork: the tiles at the pinned size do not hash to its root".into());
+    }
+    let mut open = Vec::new();
+    let mut counts = Vec::new();
+    for level in 0..=tiles::MAX_LEVEL {
+        let shift = tiles::TILE_HEIGHT * u32::from(level);
+        if shift >= 64 || old.size >> shift == 0 {
+            break;
+        }
+        let count = old.size >> shift;
+        let start = count / tiles::TILE_WIDTH * tiles::TILE_WIDTH;
+        let hashes = tt
+            .level_hashes(level, start, count)
+            .await
+            .map_err(unreadable)?;
+        open.push(hashes);
+        counts.push(count);
+    }
+    Ok((compact, TileBuilder::resume(open, counts)))
+}
+
 /// The stored tiles of a namespace against the tiles rebuilt from its
 /// leaves: a changed tile, a tile a checkpoint needs that is missing, and a
 /// tile beyond the data or under a name that is not a tile are findings.
@@ -987,12 +1131,19 @@ struct TileCheck {
 }
 
 impl TileCheck {
-    async fn list(store: &Store, ns: &str, report: &mut Report) -> Result<TileCheck, StoreError> {
+    /// Lists the tiles of `ns` that reach past entry `from` (all when 0).
+    async fn list(
+        store: &Store,
+        ns: &str,
+        from: u64,
+        report: &mut Report,
+    ) -> Result<TileCheck, StoreError> {
         let prefix = layout::tiles(ns);
         let mut listed = BTreeMap::new();
         for (rel, _) in store.list_recursive(&prefix).await? {
             let object = format!("{prefix}/{rel}");
             match TileId::parse(&format!("tile/{rel}")) {
+                Some(id) if leaves_spanned(&id) <= from => {}
                 Some(id) => {
                     listed.insert(id, object);
                 }
@@ -1067,8 +1218,17 @@ impl TileCheck {
     /// they reach past both the data and the newest checkpoint: a tile of a
     /// checkpoint whose entries are gone is explained by that finding); the
     /// tiles the newest checkpoint (`size`) needs must all have been there.
-    fn finish(self, ns: &str, size: u64, reach: u64, complete: bool, report: &mut Report) {
-        if self.checked.is_empty() && self.listed.is_empty() {
+    fn finish(
+        self,
+        ns: &str,
+        from: u64,
+        size: u64,
+        reach: u64,
+        complete: bool,
+        report: &mut Report,
+    ) {
+        // (Incremental: the tiles under `from` were read to resume.)
+        if from == 0 && self.checked.is_empty() && self.listed.is_empty() {
             if size > 0 {
                 report.warnings.push(format!(
                     "{ns}: no tiles (a store written before tiles; a server builds them when it next opens the namespace)"
@@ -1077,12 +1237,7 @@ impl TileCheck {
             return;
         }
         if complete {
-            let beyond = |id: &TileId| {
-                id.hash_range()
-                    .1
-                    .checked_shl(tiles::TILE_HEIGHT * u32::from(id.level))
-                    .is_none_or(|leaves| leaves > reach)
-            };
+            let beyond = |id: &TileId| leaves_spanned(id) > reach;
             for (id, object) in self.listed.iter().filter(|(id, _)| beyond(id)) {
                 report.findings.push(Finding {
                     ns: ns.into(),
@@ -1092,7 +1247,7 @@ impl TileCheck {
                 });
             }
         }
-        for id in tiles::tiles_of(size) {
+        for id in tiles::new_tiles(from, size) {
             let served = self.checked.contains(&id)
                 || (id.is_partial() && self.checked.contains(&id.full()));
             if !served {
