@@ -45,16 +45,13 @@ async fn the_cli_verifies_offline_and_names_what_changed() {
     );
     let view = vault.view("n").await.unwrap().unwrap();
     let (size, checkpoint) = view.latest_checkpoint().unwrap();
-    let rows = vault
-        .scan_entries("n", |_| true, usize::MAX)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| BundleRow {
-            proof: view.inclusion_proof(e.idx, size).unwrap().1,
+    let mut rows = Vec::new();
+    for e in vault.scan_entries("n", |_| true, usize::MAX).await.unwrap() {
+        rows.push(BundleRow {
+            proof: view.inclusion_proof(e.idx, size).await.unwrap().1,
             entry: e,
-        })
-        .collect::<Vec<_>>();
+        });
+    }
     let digest = tracevault_query::export::selection_digest(
         rows.iter().map(|r| (r.entry.idx, r.entry.leaf_hash)),
     );

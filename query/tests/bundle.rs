@@ -104,14 +104,13 @@ async fn bundle(f: &Fixture, id: &str, policy: &Policy, pick: impl Fn(u64) -> bo
         .scan_entries("n", |_| true, usize::MAX)
         .await
         .unwrap();
-    let rows: Vec<BundleRow> = entries
-        .into_iter()
-        .filter(|e| pick(e.idx))
-        .map(|e| BundleRow {
-            proof: view.inclusion_proof(e.idx, size).unwrap().1,
+    let mut rows: Vec<BundleRow> = Vec::new();
+    for e in entries.into_iter().filter(|e| pick(e.idx)) {
+        rows.push(BundleRow {
+            proof: view.inclusion_proof(e.idx, size).await.unwrap().1,
             entry: e,
-        })
-        .collect();
+        });
+    }
     let digest = selection_digest(rows.iter().map(|r| (r.entry.idx, r.entry.leaf_hash)));
     let (approvals, audit_checkpoint) = history(&f.vault, id).await;
     let input = BundleInput {

@@ -12,6 +12,9 @@ use crate::record::Hash;
 use crate::tiles::{TILE_HEIGHT, TILE_WIDTH, TileId, tile_hashes};
 use crate::vault::VaultError;
 
+/// Tiles kept per tree (8 KiB each at most: 32 MiB).
+const MAX_CACHED_TILES: usize = 4096;
+
 /// A tree of `size` leaves of namespace `ns`, read from its tiles.
 pub struct TileTree {
     reader: LogReader,
@@ -22,8 +25,19 @@ pub struct TileTree {
     cache: HashMap<TileId, Vec<Hash>>,
 }
 
-fn proof_err(e: MerkleError) -> VaultError {
-    VaultError::Read(e.to_string())
+/// Why a proof could not be given.
+#[derive(Debug, thiserror::Error)]
+pub enum ProofError {
+    /// The request itself: an index or size the tree does not have.
+    #[error(transparent)]
+    Invalid(#[from] MerkleError),
+    /// The store could not give the hashes (a tile missing or unreadable).
+    #[error(transparent)]
+    Unavailable(#[from] VaultError),
+}
+
+fn proof_err(e: MerkleError) -> ProofError {
+    ProofError::Invalid(e)
 }
 
 impl TileTree {
@@ -60,6 +74,11 @@ impl TileTree {
             width: (count - start).min(TILE_WIDTH) as u16,
         };
         if !self.cache.contains_key(&id) {
+            // Bounded: a long-lived tree (a published view) drops its cache
+            // rather than grow towards the whole tree.
+            if self.cache.len() >= MAX_CACHED_TILES {
+                self.cache.clear();
+            }
             let bytes = self.reader.tile(&self.ns, id).await?.ok_or_else(|| {
                 VaultError::Read(format!(
                     "{} of {} is missing from the store; run `tracevault verify`",
@@ -78,7 +97,7 @@ impl TileTree {
     /// The hash of the complete subtree of `height` number `index`: from
     /// the tile at level `height / 8`, hashing up the `2^(height % 8)`
     /// hashes it spans there.
-    pub async fn subtree(&mut self, height: u32, index: u64) -> Result<Hash, VaultError> {
+    pub async fn subtree(&mut self, height: u32, index: u64) -> Result<Hash, ProofError> {
         let level = height / TILE_HEIGHT;
         let rest = height % TILE_HEIGHT;
         let first = index << rest;
@@ -107,7 +126,7 @@ impl TileTree {
         level: u8,
         start: u64,
         end: u64,
-    ) -> Result<Vec<Hash>, VaultError> {
+    ) -> Result<Vec<Hash>, ProofError> {
         if start == end {
             return Ok(Vec::new());
         }
@@ -118,14 +137,24 @@ impl TileTree {
             (end - index * TILE_WIDTH) as usize,
         );
         tile.get(a..b).map(<[Hash]>::to_vec).ok_or_else(|| {
-            VaultError::Read(format!(
+            ProofError::Unavailable(VaultError::Read(format!(
                 "hashes {start}..{end} of level {level} are not in one tile"
-            ))
+            )))
         })
     }
 
+    fn within(&self, size: u64) -> Result<(), ProofError> {
+        if size > self.size {
+            return Err(proof_err(MerkleError::SizeOutOfRange {
+                size,
+                len: self.size,
+            }));
+        }
+        Ok(())
+    }
+
     /// The MTH of leaves `[start, start + n)`.
-    pub async fn range(&mut self, start: u64, n: u64) -> Result<Hash, VaultError> {
+    pub async fn range(&mut self, start: u64, n: u64) -> Result<Hash, ProofError> {
         let mut roots = Vec::new();
         for (height, index) in merkle::perfect_subtrees(start, n) {
             roots.push(self.subtree(height, index).await?);
@@ -134,7 +163,7 @@ impl TileTree {
     }
 
     /// The root at this size.
-    pub async fn root(&mut self) -> Result<Hash, VaultError> {
+    pub async fn root(&mut self) -> Result<Hash, ProofError> {
         if self.size == 0 {
             return Ok(merkle::empty_root());
         }
@@ -142,7 +171,7 @@ impl TileTree {
     }
 
     /// The leaf hash at `index`.
-    pub async fn leaf(&mut self, index: u64) -> Result<Hash, VaultError> {
+    pub async fn leaf(&mut self, index: u64) -> Result<Hash, ProofError> {
         if index >= self.size {
             return Err(proof_err(MerkleError::IndexOutOfRange {
                 index,
@@ -153,8 +182,20 @@ impl TileTree {
     }
 
     /// RFC 6962 inclusion proof of `index` at this size.
-    pub async fn inclusion_proof(&mut self, index: u64) -> Result<Vec<Hash>, VaultError> {
-        let ranges = inclusion_ranges(index, self.size).map_err(proof_err)?;
+    pub async fn inclusion_proof(&mut self, index: u64) -> Result<Vec<Hash>, ProofError> {
+        self.inclusion_proof_at(index, self.size).await
+    }
+
+    /// RFC 6962 inclusion proof of `index` in the tree of `size <=` this
+    /// size: the subtrees it needs are complete here too, so this size's
+    /// tiles hold them (earlier sizes need no tiles of their own).
+    pub async fn inclusion_proof_at(
+        &mut self,
+        index: u64,
+        size: u64,
+    ) -> Result<Vec<Hash>, ProofError> {
+        self.within(size)?;
+        let ranges = inclusion_ranges(index, size).map_err(proof_err)?;
         let mut out = Vec::with_capacity(ranges.len());
         for (s, n) in ranges {
             out.push(self.range(s, n).await?);
@@ -163,8 +204,18 @@ impl TileTree {
     }
 
     /// RFC 6962 consistency proof from `from` to this size.
-    pub async fn consistency_proof(&mut self, from: u64) -> Result<Vec<Hash>, VaultError> {
-        let ranges = consistency_ranges(from, self.size).map_err(proof_err)?;
+    pub async fn consistency_proof(&mut self, from: u64) -> Result<Vec<Hash>, ProofError> {
+        self.consistency_proof_between(from, self.size).await
+    }
+
+    /// RFC 6962 consistency proof from `from` to `to <=` this size.
+    pub async fn consistency_proof_between(
+        &mut self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Hash>, ProofError> {
+        self.within(to)?;
+        let ranges = consistency_ranges(from, to).map_err(proof_err)?;
         let mut out = Vec::with_capacity(ranges.len());
         for (s, n) in ranges {
             out.push(self.range(s, n).await?);

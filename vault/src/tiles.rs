@@ -150,6 +150,21 @@ pub fn edge_tiles(size: u64) -> Vec<TileId> {
         .collect()
 }
 
+/// One tile whose presence tells that a store has the tiles of `size`
+/// (written before its checkpoint): the first right-edge partial tile, or,
+/// when `size` is a multiple of 256, the last full tile of level 0. `None`
+/// for an empty tree.
+pub fn probe(size: u64) -> Option<TileId> {
+    if size == 0 {
+        return None;
+    }
+    Some(edge_tiles(size).first().copied().unwrap_or(TileId {
+        level: 0,
+        index: (size - 1) / TILE_WIDTH,
+        width: TILE_WIDTH as u16,
+    }))
+}
+
 /// Levels that hold at least one hash at `size`.
 fn levels(size: u64) -> impl Iterator<Item = u8> {
     (0..=MAX_LEVEL).take_while(move |l| {

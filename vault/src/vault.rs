@@ -28,6 +28,7 @@ use crate::reader::{LogReader, ReadPlan, SegmentDecoder};
 use crate::record::Entry;
 use crate::record::{Prepared, RecordError};
 use crate::store::{Store, StoreError, layout};
+use crate::tile_proofs::ProofError;
 
 /// `vault.json`: the identity of a store.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -161,26 +162,26 @@ impl LogView {
     }
 
     /// Inclusion proof of `index` at `size` (covered by a checkpoint).
-    pub fn inclusion_proof(
+    pub async fn inclusion_proof(
         &self,
         index: u64,
         size: u64,
-    ) -> Result<(crate::record::Hash, Vec<crate::record::Hash>), crate::merkle::MerkleError> {
+    ) -> Result<(crate::record::Hash, Vec<crate::record::Hash>), ProofError> {
         match self {
-            LogView::Open(l) => l.inclusion_proof(index, size),
-            LogView::Store(s) => s.inclusion_proof(index, size),
+            LogView::Open(l) => Ok(l.inclusion_proof(index, size)?),
+            LogView::Store(s) => s.inclusion_proof(index, size).await,
         }
     }
 
     /// Consistency proof between two sizes (covered by a checkpoint).
-    pub fn consistency_proof(
+    pub async fn consistency_proof(
         &self,
         from: u64,
         to: u64,
-    ) -> Result<Vec<crate::record::Hash>, crate::merkle::MerkleError> {
+    ) -> Result<Vec<crate::record::Hash>, ProofError> {
         match self {
-            LogView::Open(l) => l.consistency_proof(from, to),
-            LogView::Store(s) => s.consistency_proof(from, to),
+            LogView::Open(l) => Ok(l.consistency_proof(from, to)?),
+            LogView::Store(s) => s.consistency_proof(from, to).await,
         }
     }
 }

@@ -1084,7 +1084,8 @@ async fn resume_from_tiles(
         .ok_or("the store has no checkpoint to verify from")?;
     let reader = crate::reader::LogReader::new(store.clone());
     let mut tt = TileTree::new(reader, ns, newest);
-    let unreadable = |e: crate::VaultError| format!("the tiles could not be read: {e}");
+    let unreadable =
+        |e: crate::tile_proofs::ProofError| format!("the tiles could not be read: {e}");
     let proof = tt.consistency_proof(old.size).await.map_err(unreadable)?;
     crate::merkle::verify_consistency(old.size, newest, &proof, &old.root, &new_root).map_err(
         |e| format!("fork: the store's tiles are not consistent with the pinned checkpoint ({e})"),

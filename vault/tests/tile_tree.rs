@@ -55,6 +55,40 @@ async fn proofs_from_tiles_equal_proofs_from_memory() {
             verify_consistency(old, size, &got, &root_of(old), &root).unwrap();
         }
     }
+    // A server that does not write `n` serves its proofs from the tiles
+    // (a view loaded without reading any segment), the same proofs.
+    let want: Vec<_> = [0, 300, next - 1]
+        .iter()
+        .map(|&i| log.inclusion_proof(i, next).unwrap())
+        .collect();
+    let want_consistency = log.consistency_proof(256, next).unwrap();
+    let want_leaf_257 = log.inclusion_proof(257, next).unwrap().0;
+    let want_leaf_256 = log.inclusion_proof(256, next).unwrap().0;
+    vault.shutdown(Duration::from_secs(5)).await;
+    drop(vault);
+    // Another server (its own data directory, the same keys and store).
+    let rdata = dir.path().join("r");
+    std::fs::create_dir_all(rdata.join("keys")).unwrap();
+    std::fs::copy(data.join("keys/log.key"), rdata.join("keys/log.key")).unwrap();
+    let store = Store::local(&store_dir(&data)).unwrap();
+    let other = tracevault_vault::Vault::open(opts_with_store(&rdata, store, 20))
+        .await
+        .unwrap();
+    let view = other.view("n").await.unwrap().unwrap();
+    assert!(matches!(view, tracevault_vault::LogView::Store(_)));
+    for (k, &i) in [0, 300, next - 1].iter().enumerate() {
+        assert_eq!(view.inclusion_proof(i, next).await.unwrap(), want[k]);
+    }
+    assert_eq!(
+        view.consistency_proof(256, next).await.unwrap(),
+        want_consistency
+    );
+    assert!(matches!(
+        view.inclusion_proof(next, next).await,
+        Err(tracevault_vault::tile_proofs::ProofError::Invalid(_))
+    ));
+    other.shutdown(Duration::from_secs(5)).await;
+
     // One hash of a full leaf tile changed (leaf 256): the root does not
     // read it (the level-1 tile holds that subtree), but a proof through it
     // no longer verifies against the signed root.
@@ -65,12 +99,8 @@ async fn proofs_from_tiles_equal_proofs_from_memory() {
     let mut tiles = TileTree::new(reader.clone(), "n", next);
     let root = root_of(next);
     assert_eq!(tiles.root().await.unwrap(), root);
-    let (leaf, _) = log.inclusion_proof(257, next).unwrap();
+    let leaf = want_leaf_257;
     let proof = tiles.inclusion_proof(257).await.unwrap();
     assert!(verify_inclusion(&leaf, 257, next, &proof, &root).is_err());
-    assert_ne!(
-        tiles.leaf(256).await.unwrap(),
-        log.inclusion_proof(256, next).unwrap().0
-    );
-    vault.shutdown(Duration::from_secs(5)).await;
+    assert_ne!(tiles.leaf(256).await.unwrap(), want_leaf_256);
 }

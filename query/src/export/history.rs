@@ -92,6 +92,7 @@ pub async fn history_for(
     for (e, step) in steps {
         let (_, proof) = view
             .inclusion_proof(e.idx, size)
+            .await
             .map_err(|x| fail(x.to_string()))?;
         lines.push(history_line(&e, &show(step), &proof)?);
     }

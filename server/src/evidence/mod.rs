@@ -12,6 +12,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tracevault_vault::tile_proofs::ProofError;
 use tracevault_vault::token::Role;
 use tracevault_vault::validate_namespace;
 
@@ -135,6 +136,15 @@ fn proof_error(e: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request("invalid_proof_request", e.to_string())
 }
 
+/// A proof that could not be given: the request's fault (400), or the
+/// store's (a tile missing or unreadable: the vault error's status).
+fn proof_failed(e: ProofError) -> ApiError {
+    match e {
+        ProofError::Invalid(m) => proof_error(m),
+        ProofError::Unavailable(v) => v.into(),
+    }
+}
+
 pub(crate) async fn inclusion(
     State(st): State<AppState>,
     ns: Result<Path<String>, PathRejection>,
@@ -147,7 +157,10 @@ pub(crate) async fn inclusion(
     let (Some(index), Some(size)) = (q.index, q.size) else {
         return Err(proof_error("index and size are required unsigned integers"));
     };
-    let (leaf, hashes) = log.inclusion_proof(index, size).map_err(proof_error)?;
+    let (leaf, hashes) = log
+        .inclusion_proof(index, size)
+        .await
+        .map_err(proof_failed)?;
     Ok(Json(json!({
         "index": index,
         "size": size,
@@ -223,12 +236,15 @@ pub(crate) async fn inclusion_batch(
             ApiError::unavailable("busy", "too many batch proof requests; retry shortly")
         })?;
     // Up to a thousand proofs: off the async threads.
+    let rt = tokio::runtime::Handle::current();
     let proofs = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         req.indices
             .iter()
             .map(|&index| {
-                let (leaf, hashes) = log.inclusion_proof(index, size).map_err(proof_error)?;
+                let (leaf, hashes) = rt
+                    .block_on(log.inclusion_proof(index, size))
+                    .map_err(proof_failed)?;
                 Ok(json!({
                     "index": index,
                     "leaf_hash": hex::encode(leaf),
@@ -260,7 +276,10 @@ pub(crate) async fn consistency(
     let (Some(from), Some(to)) = (q.from, q.to) else {
         return Err(proof_error("from and to are required unsigned integers"));
     };
-    let hashes = log.consistency_proof(from, to).map_err(proof_error)?;
+    let hashes = log
+        .consistency_proof(from, to)
+        .await
+        .map_err(proof_failed)?;
     Ok(Json(json!({
         "from": from,
         "to": to,

@@ -726,8 +726,8 @@ async fn bundle(
             }
             let mut rows = Vec::with_capacity(entries.len());
             for e in entries {
-                let (_, proof) = view
-                    .inclusion_proof(e.idx, size)
+                let (_, proof) = rt
+                    .block_on(view.inclusion_proof(e.idx, size))
                     .map_err(|e| e.to_string())?;
                 rows.push(BundleRow { entry: e, proof });
             }

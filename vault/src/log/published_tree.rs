@@ -3,27 +3,81 @@
 //! sizes a signed checkpoint covers.
 
 use super::*;
+use crate::reader::LogReader;
+use crate::tile_proofs::{ProofError, TileTree};
 
-/// A read-only view of a namespace this server does not write: its tree and
-/// latest checkpoint, rebuilt from the store (with the same checks as an
-/// open), without taking the lease. Reads must never make a server the
-/// writer of a namespace.
+/// A read-only view of a namespace this server does not write: its latest
+/// checkpoint, and its tree read from the tiles in the store (a handful of
+/// tiles per proof, nothing held but a bounded cache), without taking the
+/// lease. Reads must never make a server the writer of a namespace. A store
+/// written before tiles has its tree rebuilt in memory instead, with the
+/// same checks as an open.
 pub struct PublishedTree {
-    tree: MerkleTree,
     latest: Option<(u64, String)>,
+    hashes: Hashes,
+}
+
+enum Hashes {
+    /// Rebuilt from every segment (a store written before tiles).
+    Memory(MerkleTree),
+    /// Read from the tiles of the latest checkpoint's size.
+    Tiles(tokio::sync::Mutex<TileTree>),
 }
 
 impl PublishedTree {
-    /// Loads the namespace from the store.
+    /// Loads the namespace: from its tiles when the store has them (the
+    /// checkpoint's signature checked, and the tiles must hash to its
+    /// root), else from every segment.
     pub async fn load(ctx: &LogContext, ns: &str) -> Result<PublishedTree, OpenError> {
+        if let Some(t) = Self::from_tiles(ctx, ns).await? {
+            return Ok(t);
+        }
         let l = load_store(ctx, ns, true).await?;
         Ok(PublishedTree {
-            tree: l.tree,
             latest: l.latest,
+            hashes: Hashes::Memory(l.tree),
         })
     }
 
-    /// The latest signed checkpoint seen when the snapshot was taken.
+    async fn from_tiles(ctx: &LogContext, ns: &str) -> Result<Option<PublishedTree>, OpenError> {
+        let Some(b) = ctx.store.get(&layout::latest_checkpoint(ns)).await? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8_lossy(&b).to_string();
+        let name = format!("{}/{ns}", ctx.vault_origin);
+        let cp = note::open_checkpoint(&text, &name, &ctx.key.verifying_key())
+            .map_err(|e| inconsistent(ns, format!("latest checkpoint: {e}")))?;
+        let Some(probe) = crate::tiles::probe(cp.size) else {
+            return Ok(None);
+        };
+        let reader = LogReader::new(ctx.store.clone());
+        let unreadable = |e: String| inconsistent(ns, format!("tiles: {e}"));
+        if reader
+            .tile(ns, probe)
+            .await
+            .map_err(|e| unreadable(e.to_string()))?
+            .is_none()
+        {
+            return Ok(None); // written before tiles
+        }
+        let mut tiles = TileTree::new(reader, ns, cp.size);
+        let root = tiles.root().await.map_err(|e| unreadable(e.to_string()))?;
+        if root != cp.root {
+            return Err(inconsistent(
+                ns,
+                format!(
+                    "the tiles do not hash to the root of the latest checkpoint (size {})",
+                    cp.size
+                ),
+            ));
+        }
+        Ok(Some(PublishedTree {
+            latest: Some((cp.size, text)),
+            hashes: Hashes::Tiles(tokio::sync::Mutex::new(tiles)),
+        }))
+    }
+
+    /// The latest signed checkpoint seen when the view was loaded.
     pub fn latest_checkpoint(&self) -> Option<(u64, String)> {
         self.latest.clone()
     }
@@ -32,14 +86,32 @@ impl PublishedTree {
         self.latest.as_ref().map_or(0, |(s, _)| *s)
     }
 
-    /// Inclusion proof, for sizes the latest checkpoint covers.
-    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<(Hash, Vec<Hash>), MerkleError> {
-        inclusion_within(&self.tree, self.published(), index, size)
+    /// Inclusion proof (leaf hash and path), for sizes the latest checkpoint covers.
+    pub async fn inclusion_proof(
+        &self,
+        index: u64,
+        size: u64,
+    ) -> Result<(Hash, Vec<Hash>), ProofError> {
+        match &self.hashes {
+            Hashes::Memory(tree) => Ok(inclusion_within(tree, self.published(), index, size)?),
+            Hashes::Tiles(tiles) => {
+                let mut tiles = tiles.lock().await;
+                let proof = tiles.inclusion_proof_at(index, size).await?;
+                Ok((tiles.leaf(index).await?, proof))
+            }
+        }
     }
 
     /// Consistency proof, for sizes the latest checkpoint covers.
-    pub fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, MerkleError> {
-        consistency_within(&self.tree, self.published(), from, to)
+    pub async fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, ProofError> {
+        match &self.hashes {
+            Hashes::Memory(tree) => Ok(consistency_within(tree, self.published(), from, to)?),
+            Hashes::Tiles(tiles) => Ok(tiles
+                .lock()
+                .await
+                .consistency_proof_between(from, to)
+                .await?),
+        }
     }
 }
 

@@ -32,17 +32,9 @@ impl Publisher {
     /// that size is written (those already there are checked, not rewritten).
     pub(super) async fn backfill_tiles(&self) -> Result<(), PublishError> {
         let size = self.shared.published.load(Ordering::SeqCst);
-        if size == 0 {
+        let Some(probe) = tiles::probe(size) else {
             return Ok(());
-        }
-        let edge = tiles::edge_tiles(size);
-        // A size that is a multiple of 256^k has no partial tiles: probe
-        // the last full tile of level 0 instead.
-        let probe = edge.first().copied().unwrap_or(TileId {
-            level: 0,
-            index: (size - 1) / tiles::TILE_WIDTH,
-            width: tiles::TILE_WIDTH as u16,
-        });
+        };
         let ns = &self.shared.ns;
         if self
             .ctx
