@@ -843,38 +843,11 @@ async fn verify_namespace(
             index: None,
             message,
         };
-        if resume_chain && seg.first < tree.size {
-            // The segment that holds the pinned size's last entries: its rows
-            // were checked above; fold only what comes after the pin.
-            resume_chain = false;
-            let Some(h) = &seg.header else {
-                stopped = Some(format!("{} is unreadable", seg.object));
-                break;
-            };
-            if seg.leaves.len() as u64 != seg.last - seg.first + 1 {
-                stopped = Some(format!("{} holds the wrong rows", seg.object));
-                break;
-            }
-            let skip = (tree.size - seg.first) as usize;
-            for leaf in &seg.leaves[skip.min(seg.leaves.len())..] {
-                tree.push(*leaf);
-                tiles.push(*leaf);
-                if wanted.contains(&tree.size) {
-                    roots.insert(tree.size, tree.root());
-                }
-            }
-            tiles.check_pending(store, ns, report).await?;
-            if seg.last + 1 == tree.size && B64.encode(tree.root()) != h.root {
-                report.findings.push(find(format!(
-                    "signed header root does not match the tree at size {}",
-                    tree.size
-                )));
-            }
-            chain = seg.chain_out.unwrap_or(chain);
-            cover = Some((seg.first, seg.leaves));
-            continue;
-        }
-        if seg.first < tree.size {
+        // Incremental: the segment holding the pinned size's last entries
+        // (its rows were checked above) is folded from the pin on, and the
+        // chain is taken from it.
+        let resuming = std::mem::take(&mut resume_chain);
+        if seg.first < tree.size && !resuming {
             // A segment inside the previous one (left by an interrupted merge)
             // is fine when it holds exactly the same entries.
             let same = cover.as_ref().is_some_and(|(cf, leaves)| {
@@ -922,10 +895,11 @@ async fn verify_namespace(
             stopped = Some(format!("{} holds the wrong rows", seg.object));
             break;
         }
-        if hex32(&h.chain_in) != Some(chain) {
+        if !resuming && hex32(&h.chain_in) != Some(chain) {
             report.findings.push(find("chain_in does not continue the previous segment's chain (segment replaced or reordered)".into()));
         }
-        for leaf in &seg.leaves {
+        let skip = tree.size.saturating_sub(seg.first) as usize;
+        for leaf in &seg.leaves[skip..] {
             tree.push(*leaf);
             tiles.push(*leaf);
             if wanted.contains(&tree.size) {
