@@ -6,6 +6,7 @@ mod bench;
 mod config;
 mod export_cmd;
 mod query_cmd;
+mod remote;
 mod replay;
 mod serve;
 mod stream_cmd;
