@@ -1,4 +1,4 @@
-//! A typed client of a tracevault server's HTTP API (`docs/api.md`), and
+//! A typed client of a tracevault server's HTTP API (`docs/spec.md` section 3), and
 //! the checks a reader runs on what the server answers.
 //!
 //! Every command of the `tracevault` binary that talks to a server (`stream`,
@@ -88,7 +88,7 @@ pub enum UrlError {
 }
 
 /// A non-2xx answer. The server's errors are `{"error": {"code",
-/// "message"}}` with a stable `code` (`docs/api.md`); anything else (a proxy's
+/// "message"}}` with a stable `code` (`docs/spec.md` section 3); anything else (a proxy's
 /// page) keeps its body for the user to read.
 #[derive(Debug, thiserror::Error)]
 #[error("{status}: {code} {message}")]
