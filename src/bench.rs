@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use clap::Args;
 use serde_json::json;
+use tracevault_client::events::Encoding;
+use tracevault_client::{Client, StatusCode};
 
 /// Options of `bench ingest`.
 #[derive(Args, Clone)]
@@ -195,19 +196,15 @@ pub fn run(a: IngestArgs) -> anyhow::Result<()> {
 }
 
 async fn run_async(a: IngestArgs) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder()
+    let client = Client::builder()
         .pool_max_idle_per_host(a.concurrency as usize)
-        .build()?;
-    let base = a.url.trim_end_matches('/');
-    let (url, content_type) = match a.format {
-        Format::Api => (
-            format!("{base}/v1/logs/{}/events", a.ns),
-            "application/json",
-        ),
-        Format::OtlpProto => (format!("{base}/otlp/v1/traces"), "application/x-protobuf"),
-        Format::OtlpJson => (format!("{base}/otlp/v1/traces"), "application/json"),
+        .build(&a.url, &a.token)?;
+    let encoding = match a.format {
+        Format::Api => Encoding::Json,
+        Format::OtlpProto => Encoding::OtlpProto,
+        Format::OtlpJson => Encoding::OtlpJson,
     };
-    let size_before = checkpoint_size(&client, &a).await;
+    let size_before = checkpoint_size(&client, &a.ns).await;
     let run: u64 = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -241,10 +238,8 @@ async fn run_async(a: IngestArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..a.concurrency {
-        let (client, url, token, bodies, next, bytes_sent, max_index, retries) = (
+        let (client, bodies, next, bytes_sent, max_index, retries) = (
             client.clone(),
-            url.clone(),
-            a.token.clone(),
             bodies.clone(),
             next.clone(),
             bytes_sent.clone(),
@@ -298,24 +293,21 @@ async fn run_async(a: IngestArgs) -> anyhow::Result<()> {
                 // A 503 (load shed) is retried after a pause, as a real client
                 // would; the latency then includes the wait.
                 let text = loop {
-                    let resp = client
-                        .post(&url)
-                        .bearer_auth(&token)
-                        .header("content-type", content_type)
-                        .header("x-tracevault-namespace", &ns)
-                        .body(body.clone())
-                        .send()
-                        .await
-                        .context("sending")?;
-                    let status = resp.status();
-                    let text = resp.text().await?;
-                    if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
-                        retries.fetch_add(1, Ordering::Relaxed);
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
+                    match client.append(&ns, encoding, body.clone()).await {
+                        Ok(text) => break text,
+                        Err(tracevault_client::Error::Status(e))
+                            if e.status == StatusCode::SERVICE_UNAVAILABLE =>
+                        {
+                            retries.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        Err(tracevault_client::Error::Status(e)) => anyhow::bail!(
+                            "server answered {}: {}",
+                            e.status,
+                            String::from_utf8_lossy(&e.body)
+                        ),
+                        Err(e) => return Err(anyhow::Error::new(e).context("sending")),
                     }
-                    anyhow::ensure!(status.is_success(), "server answered {status}: {text}");
-                    break text;
                 };
                 lat.push(scheduled.elapsed().as_secs_f64() * 1000.0);
                 if let Some(i) = last_index(&text) {
@@ -334,7 +326,7 @@ async fn run_async(a: IngestArgs) -> anyhow::Result<()> {
         Format::Api => max_index.load(Ordering::Relaxed) + 1,
         _ => size_before + batches * a.batch.div_ceil(EVENTS_PER_SPAN) * EVENTS_PER_SPAN,
     };
-    let lag = checkpoint_lag(&client, &a, expect).await;
+    let lag = checkpoint_lag(&client, &a.ns, expect).await;
     lat.sort_by(|x, y| x.total_cmp(y));
     let mb = bytes_sent.load(Ordering::Relaxed) as f64 / 1e6;
     let out = json!({
@@ -379,40 +371,28 @@ fn last_index(body: &str) -> Option<u64> {
         .ok()
 }
 
+/// The tree size a signed checkpoint states (its second line), unopened:
+/// a load generator measures, it does not verify.
+fn stated_size(note: &str) -> Option<u64> {
+    note.lines().nth(1)?.parse().ok()
+}
+
 /// The size of the namespace's latest checkpoint (0 if none).
-async fn checkpoint_size(client: &reqwest::Client, a: &IngestArgs) -> u64 {
-    let url = format!(
-        "{}/v1/logs/{}/checkpoint",
-        a.url.trim_end_matches('/'),
-        a.ns
-    );
-    match client.get(&url).bearer_auth(&a.token).send().await {
-        Ok(r) if r.status().is_success() => r
-            .text()
-            .await
-            .ok()
-            .and_then(|t| t.lines().nth(1).and_then(|l| l.parse().ok()))
-            .unwrap_or(0),
-        _ => 0,
-    }
+async fn checkpoint_size(client: &Client, ns: &str) -> u64 {
+    client
+        .checkpoint(ns)
+        .await
+        .ok()
+        .and_then(|t| stated_size(&t))
+        .unwrap_or(0)
 }
 
 /// Milliseconds from the end of the run until a checkpoint covers `size` entries.
-async fn checkpoint_lag(client: &reqwest::Client, a: &IngestArgs, size: u64) -> f64 {
-    let url = format!(
-        "{}/v1/logs/{}/checkpoint",
-        a.url.trim_end_matches('/'),
-        a.ns
-    );
+async fn checkpoint_lag(client: &Client, ns: &str, size: u64) -> f64 {
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(30) {
-        if let Ok(r) = client.get(&url).bearer_auth(&a.token).send().await
-            && let Ok(text) = r.text().await
-            && text
-                .lines()
-                .nth(1)
-                .and_then(|l| l.parse::<u64>().ok())
-                .is_some_and(|s| s >= size)
+        if let Ok(text) = client.checkpoint(ns).await
+            && stated_size(&text).is_some_and(|s| s >= size)
         {
             return t.elapsed().as_secs_f64() * 1000.0;
         }

@@ -8,21 +8,18 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use serde_json::Value;
+use tracevault_client::exports::ExportRequest;
 
-/// Where and as whom.
+use crate::remote::{Remote, runtime};
+
+/// Where and as whom: `--server` and `--token`, the token's role as the
+/// subcommand needs it.
 #[derive(Args)]
+#[command(mut_arg("token", |a| a.help("Reader (request, download) or approver (approve, deny) token")))]
 pub struct Conn {
-    /// Server base URL.
-    #[arg(
-        long,
-        env = "TRACEVAULT_SERVER",
-        default_value = "http://127.0.0.1:8470"
-    )]
-    server: String,
-    /// Reader (request, download) or approver (approve, deny) token.
-    #[arg(long, env = "TRACEVAULT_TOKEN", hide_env_values = true)]
-    token: String,
+    #[command(flatten)]
+    remote: Remote,
 }
 
 /// The export subcommands.
@@ -94,86 +91,71 @@ pub enum ExportCmd {
 
 /// Runs a subcommand.
 pub fn run(cmd: ExportCmd) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let client = reqwest::Client::new();
-    let base = |c: &Conn| format!("{}/v1/exports", c.server.trim_end_matches('/'));
-    let (conn, req, output) = match &cmd {
-        ExportCmd::Request {
-            conn,
-            namespace,
-            session,
-            sql,
-            reason,
-        } => {
-            let mut body = json!({"namespace": namespace, "reason": reason});
-            match (session, sql) {
-                (Some(s), _) => body["session_id"] = json!(s),
-                (None, Some(q)) => body["sql"] = json!(q),
-                (None, None) => anyhow::bail!("give --session or --sql"),
-            }
-            (conn, client.post(base(conn)).json(&body), None)
-        }
-        ExportCmd::List { conn, state } => {
-            let mut r = client.get(base(conn));
-            if let Some(s) = state {
-                r = r.query(&[("state", s)]);
-            }
-            (conn, r, None)
-        }
-        ExportCmd::Status { conn, id } => (conn, client.get(format!("{}/{id}", base(conn))), None),
-        ExportCmd::Approve { conn, id, comment } => (
-            conn,
-            client
-                .post(format!("{}/{id}/approve", base(conn)))
-                .json(&json!({ "comment": comment })),
-            None,
-        ),
-        ExportCmd::Deny { conn, id, comment } => (
-            conn,
-            client
-                .post(format!("{}/{id}/deny", base(conn)))
-                .json(&json!({ "comment": comment })),
-            None,
-        ),
-        ExportCmd::Download { conn, id, output } => {
+    let rt = runtime()?;
+    let (conn, output) = match &cmd {
+        ExportCmd::Request { conn, .. }
+        | ExportCmd::List { conn, .. }
+        | ExportCmd::Status { conn, .. }
+        | ExportCmd::Approve { conn, .. }
+        | ExportCmd::Deny { conn, .. } => (conn, None),
+        ExportCmd::Download { conn, output, .. } => {
             anyhow::ensure!(
                 !output.exists(),
                 "{} exists; not overwriting it",
                 output.display()
             );
-            (
-                conn,
-                client.get(format!("{}/{id}/bundle", base(conn))),
-                Some(output),
-            )
+            (conn, Some(output))
         }
     };
-    let (status, bytes) = rt.block_on(async {
-        let resp = req
-            .bearer_auth(&conn.token)
-            .send()
-            .await
-            .context("sending")?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.context("reading the answer")?;
-        anyhow::Ok((status, bytes))
-    })?;
-    if !status.is_success() {
-        let msg = serde_json::from_slice::<Value>(&bytes)
-            .ok()
-            .map(|v| {
-                format!(
-                    "{} ({})",
-                    v["error"]["message"].as_str().unwrap_or(""),
-                    v["error"]["code"].as_str().unwrap_or("")
-                )
-            })
-            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).to_string());
-        eprintln!("error: the server answered {status}: {msg}");
-        return Ok(ExitCode::from(1));
-    }
+    let client = conn.remote.client()?;
+    let answer = rt.block_on(async {
+        match &cmd {
+            ExportCmd::Request {
+                namespace,
+                session,
+                sql,
+                reason,
+                ..
+            } => {
+                if session.is_none() && sql.is_none() {
+                    return Ok(None);
+                }
+                let req = ExportRequest {
+                    namespace: namespace.clone(),
+                    reason: reason.clone(),
+                    session: session.clone(),
+                    // A session wins, as clap lets only one through.
+                    sql: sql.clone().filter(|_| session.is_none()),
+                };
+                client.request_export(&req).await
+            }
+            ExportCmd::List { state, .. } => client.list_exports(state.as_deref()).await,
+            ExportCmd::Status { id, .. } => client.export_status(id).await,
+            ExportCmd::Approve { id, comment, .. } => client.approve_export(id, comment).await,
+            ExportCmd::Deny { id, comment, .. } => client.deny_export(id, comment).await,
+            ExportCmd::Download { id, .. } => client.download_export(id).await,
+        }
+        .map(Some)
+    });
+    let bytes = match answer {
+        Ok(Some(b)) => b,
+        Ok(None) => anyhow::bail!("give --session or --sql"),
+        Err(tracevault_client::Error::Status(e)) => {
+            let msg = serde_json::from_slice::<Value>(&e.body)
+                .ok()
+                .map(|v| {
+                    format!(
+                        "{} ({})",
+                        v["error"]["message"].as_str().unwrap_or(""),
+                        v["error"]["code"].as_str().unwrap_or("")
+                    )
+                })
+                .unwrap_or_else(|| String::from_utf8_lossy(&e.body).to_string());
+            eprintln!("error: the server answered {}: {msg}", e.status);
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context("sending")),
+    };
     match output {
         Some(path) => {
             let mut f = std::fs::OpenOptions::new()

@@ -5,6 +5,7 @@
 mod bench;
 mod export_cmd;
 mod query_cmd;
+mod remote;
 mod replay;
 mod serve;
 mod stream_cmd;

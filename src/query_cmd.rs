@@ -6,7 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use serde_json::{Value, json};
+use serde_json::Value;
+#[cfg(test)]
+use serde_json::json;
+
+use crate::remote::{Remote, runtime};
 
 /// Output formats.
 #[derive(Clone, Copy, ValueEnum)]
@@ -21,19 +25,21 @@ pub enum OutFormat {
     Arrow,
 }
 
+/// `--server` and `--token`, the token's role in its help. (Set here, on a
+/// struct of its own: `mut_arg` moves the argument last, which would move
+/// `--token` after the command's other required arguments in the usage line.)
+#[derive(Args)]
+#[command(mut_arg("token", |a| a.help("Reader or admin token")))]
+pub struct ReaderRemote {
+    #[command(flatten)]
+    remote: Remote,
+}
+
 /// `query` options.
 #[derive(Args)]
 pub struct QueryArgs {
-    /// Server base URL.
-    #[arg(
-        long,
-        env = "TRACEVAULT_SERVER",
-        default_value = "http://127.0.0.1:8470"
-    )]
-    server: String,
-    /// Reader or admin token.
-    #[arg(long, env = "TRACEVAULT_TOKEN", hide_env_values = true)]
-    token: String,
+    #[command(flatten)]
+    remote: ReaderRemote,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: OutFormat,
@@ -130,32 +136,28 @@ fn table(body: &Value) -> String {
 
 /// Runs the query; exit 0 on success, 1 when the server refused it, 2 on errors.
 pub fn run(a: QueryArgs) -> anyhow::Result<ExitCode> {
-    let url = format!("{}/v1/query", a.server.trim_end_matches('/'));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let arrow = matches!(a.format, OutFormat::Arrow);
-    let (status, bytes) = rt.block_on(async {
-        let mut req = reqwest::Client::new()
-            .post(&url)
-            .bearer_auth(&a.token)
-            .json(&json!({"sql": a.sql}));
-        if arrow {
-            req = req.header("accept", "application/vnd.apache.arrow.stream");
+    let client = a.remote.remote.client()?;
+    let answer = runtime()?.block_on(async {
+        match a.format {
+            OutFormat::Arrow => client.query_arrow_bytes(&a.sql).await,
+            _ => client.query_json(&a.sql).await,
         }
-        let resp = req.send().await.with_context(|| format!("POST {url}"))?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.context("reading the answer")?;
-        anyhow::Ok((status, bytes))
-    })?;
-    if !status.is_success() {
-        let msg = serde_json::from_slice::<Value>(&bytes)
-            .ok()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).to_string());
-        eprintln!("error: the server answered {status}: {msg}");
-        return Ok(ExitCode::from(1));
-    }
+    });
+    let bytes = match answer {
+        Ok(b) => b,
+        Err(tracevault_client::Error::Status(e)) => {
+            let msg = serde_json::from_slice::<Value>(&e.body)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(&e.body).to_string());
+            eprintln!("error: the server answered {}: {msg}", e.status);
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => {
+            let url = format!("{}/v1/query", client.base());
+            return Err(anyhow::Error::new(e).context(format!("POST {url}")));
+        }
+    };
     let mut out = std::io::stdout().lock();
     match a.format {
         OutFormat::Arrow => out.write_all(&bytes)?,

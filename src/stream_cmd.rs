@@ -17,10 +17,11 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
-use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-use url::Url;
+use tracevault_client::{Client, UrlError};
+
+use crate::remote::Remote;
 
 /// How stdin lines are read.
 #[derive(Clone, Copy, ValueEnum)]
@@ -33,19 +34,21 @@ pub enum LineFormat {
     Lines,
 }
 
+/// `--server` and `--token`, the token's role in its help. (Set here, on a
+/// struct of its own: `mut_arg` moves the argument last, which would move
+/// `--token` after the command's other required arguments in the usage line.)
+#[derive(Args)]
+#[command(mut_arg("token", |a| a.help("Writer token")))]
+pub struct WriterRemote {
+    #[command(flatten)]
+    remote: Remote,
+}
+
 /// `stream` options.
 #[derive(Args)]
 pub struct StreamArgs {
-    /// Server base URL.
-    #[arg(
-        long,
-        env = "TRACEVAULT_SERVER",
-        default_value = "http://127.0.0.1:8470"
-    )]
-    server: String,
-    /// Writer token.
-    #[arg(long, env = "TRACEVAULT_TOKEN", hide_env_values = true)]
-    token: String,
+    #[command(flatten)]
+    remote: WriterRemote,
     /// Namespace (default: the token's only namespace).
     #[arg(long)]
     namespace: Option<String>,
@@ -97,29 +100,42 @@ fn to_event_line(line: &str, format: LineFormat, kind: &str) -> anyhow::Result<O
 /// Runs the client; exit 0 when every line was committed and the stream ended
 /// cleanly, 1 when some line was refused or the stream ended early, 2 on errors.
 pub fn run(a: StreamArgs) -> anyhow::Result<ExitCode> {
-    let ns = match a.namespace.clone().or_else(|| token_namespace(&a.token)) {
+    let ns = match a
+        .namespace
+        .clone()
+        .or_else(|| token_namespace(&a.remote.remote.token))
+    {
         Some(ns) => ns,
         None => bail!("--namespace is required: the token does not name exactly one namespace"),
     };
     tracevault_schemas::validate_session_id(&a.session)?;
-    // Path segments are set one by one, so session ids like `..` stay literal.
-    let mut url = Url::parse(&a.server).with_context(|| format!("--server {:?}", a.server))?;
-    url.path_segments_mut()
-        .map_err(|_| anyhow::anyhow!("--server must be an http(s) URL"))?
-        .pop_if_empty()
-        .extend(["v1", "logs", &ns, "sessions", &a.session, "stream"]);
-    let url = url.to_string();
+    let client = a.remote.remote.client()?;
+    // Checked now, before stdin is read; the client builds the same URL.
+    let url = match client.url_of(&["v1", "logs", &ns, "sessions", &a.session, "stream"]) {
+        Ok(url) => url.to_string(),
+        Err(UrlError::Parse(e)) => {
+            return Err(
+                anyhow::Error::new(e).context(format!("--server {:?}", a.remote.remote.server))
+            );
+        }
+        Err(UrlError::CannotBeABase) => bail!("--server must be an http(s) URL"),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let result = rt.block_on(stream(a, url));
+    let result = rt.block_on(stream(a, client, ns, url));
     // A blocking read of stdin may still be pending: do not wait for it.
     rt.shutdown_background();
     result
 }
 
-async fn stream(a: StreamArgs, url: String) -> anyhow::Result<ExitCode> {
+async fn stream(
+    a: StreamArgs,
+    client: Client,
+    ns: String,
+    url: String,
+) -> anyhow::Result<ExitCode> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     let (format, kind) = (a.format, a.kind.clone());
     let reader = tokio::spawn(async move {
@@ -143,41 +159,34 @@ async fn stream(a: StreamArgs, url: String) -> anyhow::Result<ExitCode> {
         }
         anyhow::Ok(())
     });
-    let body = reqwest::Body::wrap_stream(futures::stream::unfold(rx, |mut rx| async move {
+    let lines = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
-    }));
-    let resp = reqwest::Client::new()
-        .post(&url)
-        .bearer_auth(&a.token)
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .await
-        .with_context(|| format!("POST {url}"))?;
-    let status = resp.status();
-    if !status.is_success() {
-        let text = resp.text().await.unwrap_or_default();
-        bail!("server answered {status}: {text}");
-    }
+    });
+    let mut receipts = match client.stream_session(&ns, &a.session, lines).await {
+        Ok(r) => r,
+        Err(tracevault_client::Error::Status(e)) => {
+            bail!(
+                "server answered {}: {}",
+                e.status,
+                String::from_utf8_lossy(&e.body)
+            );
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("POST {url}"))),
+    };
     let mut out = tokio::io::stdout();
-    let mut pending = Vec::new();
     let mut summary: Option<Value> = None;
     let mut errors = 0u64;
-    let mut body = resp.bytes_stream();
-    while let Some(chunk) = body.next().await {
-        pending.extend_from_slice(&chunk.context("reading the receipts")?);
-        while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=pos).collect();
-            let v: Value = serde_json::from_slice(&line).unwrap_or(Value::Null);
-            if let Some(s) = v.get("summary") {
-                summary = Some(s.clone());
-            } else if v.get("error").is_some() {
-                errors += 1;
-                eprintln!("{}", String::from_utf8_lossy(&line).trim_end());
-            } else if !a.quiet {
-                out.write_all(&line).await?;
-                out.flush().await?;
-            }
+    while let Some(line) = receipts.next_line().await {
+        let line = line.context("reading the receipts")?;
+        let v: Value = serde_json::from_slice(&line).unwrap_or(Value::Null);
+        if let Some(s) = v.get("summary") {
+            summary = Some(s.clone());
+        } else if v.get("error").is_some() {
+            errors += 1;
+            eprintln!("{}", String::from_utf8_lossy(&line).trim_end());
+        } else if !a.quiet {
+            out.write_all(&line).await?;
+            out.flush().await?;
         }
     }
     // The response has ended: the server closed the stream (end of stdin,
@@ -242,17 +251,6 @@ mod tests {
             serde_json::from_str::<Value>(&arr).unwrap()["content"],
             "[1,2]"
         );
-    }
-
-    #[test]
-    fn dot_session_ids_stay_literal_in_the_url() {
-        let mut url = Url::parse("http://h:1/base/").unwrap();
-        url.path_segments_mut()
-            .unwrap()
-            .pop_if_empty()
-            .extend(["sessions", "..", "stream"]);
-        assert!(!url.path().contains("/../"), "{url}");
-        assert!(url.path().starts_with("/base/sessions/"), "{url}");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //!
 //! The pieces:
 //! - [`Source`]: where events come from (server, bundle, data directory;
-//!   [`VecSource`] in memory), read lazily in pages;
+//!   [`VecSource`] in memory), read lazily in pages; [`sources`] holds the
+//!   server and bundle sources, [`conformance`] the contract they all keep;
 //! - [`App`]: state and key handling, no terminal involved;
 //! - [`render`]: draws an [`App`] into a ratatui frame;
 //! - [`run`]: the terminal loop.
@@ -18,12 +19,14 @@
 
 mod app;
 pub mod cache;
+pub mod conformance;
 mod event;
 mod help;
 mod index;
 pub mod playback;
 mod render;
 mod source;
+pub mod sources;
 mod terminal;
 pub mod timefmt;
 

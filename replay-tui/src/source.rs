@@ -207,7 +207,9 @@ impl Source for VecSource {
 
     fn page(&mut self, start: u64, count: usize) -> Result<Vec<ReplayEvent>, SourceError> {
         let len = self.len();
-        if start > len {
+        // At the end too, as every real source: an empty page would read as
+        // "no more events" where the caller asked past the end.
+        if start >= len {
             return Err(SourceError::OutOfRange { start, len });
         }
         let start = start as usize;

@@ -2,22 +2,20 @@
 //! session, over one of three sources: a server (reader token; masked as the
 //! token dictates), an export bundle (offline), or a data directory (an
 //! operator on the box, unmasked). Each source also works out the integrity
-//! verdict shown in the header, in the background.
+//! verdict shown in the header, in the background. The server and bundle
+//! sources live in the replayer's crate (`tracevault_replay::sources`); this
+//! module parses the arguments and picks one.
 
-mod bundle;
 mod data;
-mod server;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Args;
-use tracevault_replay::{
-    Integrity, ReplayEvent, ReplayOptions, SessionInfo, Source, SourceError, TimelineIndex,
-    VecSource,
-};
-use tracevault_vault::record::Entry;
+use tracevault_replay::sources::{bundle, server};
+// What the data-directory source shares with the others.
+use tracevault_replay::sources::{Checked, from_entry, set};
+use tracevault_replay::{ReplayOptions, Source};
 
 /// `replay` options.
 #[derive(Args)]
@@ -95,91 +93,4 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<()> {
     };
     tracevault_replay::run(source, opts)?;
     Ok(())
-}
-
-/// The verdict a background check updates.
-type Verdict = Arc<Mutex<Integrity>>;
-
-fn set(v: &Verdict, i: Integrity) {
-    if let Ok(mut g) = v.lock() {
-        *g = i;
-    }
-}
-
-/// The background check of a source, started after the first page so that
-/// it does not compete with the first frame for the CPU.
-type Check = Box<dyn FnOnce() + Send>;
-
-/// A session whose verdict a background check works out.
-struct Checked<S = VecSource> {
-    inner: S,
-    verdict: Verdict,
-    check: Option<Check>,
-}
-
-impl<S: Source> Checked<S> {
-    fn new(inner: S, verdict: Verdict, check: Check) -> Checked<S> {
-        Checked {
-            inner,
-            verdict,
-            check: Some(check),
-        }
-    }
-}
-
-impl<S: Source> Source for Checked<S> {
-    fn info(&self) -> SessionInfo {
-        self.inner.info()
-    }
-    fn len(&self) -> u64 {
-        self.inner.len()
-    }
-    fn page(&mut self, start: u64, count: usize) -> Result<Vec<ReplayEvent>, SourceError> {
-        let page = self.inner.page(start, count);
-        if let Some(check) = self.check.take() {
-            std::thread::spawn(check);
-        }
-        page
-    }
-    fn index(&mut self) -> Result<TimelineIndex, SourceError> {
-        self.inner.index()
-    }
-    fn search(
-        &mut self,
-        query: &str,
-        from: u64,
-        forward: bool,
-    ) -> Result<Option<u64>, SourceError> {
-        self.inner.search(query, from, forward)
-    }
-    fn integrity(&mut self) -> Integrity {
-        self.verdict
-            .lock()
-            .map(|g| g.clone())
-            .unwrap_or(Integrity::Unverified {
-                reason: "the check stopped".into(),
-            })
-    }
-}
-
-/// A stored entry as the replayer shows it (nothing masked).
-fn from_entry(e: &Entry) -> ReplayEvent {
-    ReplayEvent {
-        idx: e.idx,
-        session_seq: e.session_seq,
-        kind: e.kind.as_str().to_string(),
-        ts: e.ts,
-        received_at: e.received_at,
-        name: e.name.clone(),
-        actor: e.actor.clone(),
-        model: e.model.clone(),
-        event_id: e.event_id.clone().unwrap_or_default(),
-        span_id: e.span_id.clone(),
-        parent_span_id: e.parent_span_id.clone(),
-        content: e.content.clone(),
-        content_type: e.content_type.map_or("text", |c| c.as_str()).to_string(),
-        attributes: e.attributes.clone(),
-        masked: Vec::new(),
-        leaf_hash: hex::encode(e.leaf_hash),
-    }
 }

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tracevault_query::export::{BundleReader, RowKey, verify_bundle};
-use tracevault_replay::{Integrity, ReplayEvent, SessionInfo, Source, SourceError, TimelineIndex};
 
-use super::{Checked, from_entry, set};
+use super::{Checked, OpenError, from_entry, set};
+use crate::{Integrity, ReplayEvent, SessionInfo, Source, SourceError, TimelineIndex};
 
 /// The index a `verify-bundle` finding names (`entry N: ...`).
 fn finding_index(f: &str) -> Option<u64> {
@@ -18,7 +18,7 @@ fn finding_index(f: &str) -> Option<u64> {
 
 /// One session of a bundle, read a page at a time: the timeline comes from
 /// the row keys, each page decodes only its own rows.
-pub(super) struct BundleSource {
+pub struct BundleSource {
     reader: BundleReader,
     info: SessionInfo,
     /// The session's rows, in log order.
@@ -83,9 +83,10 @@ pub fn open(
     file: &Path,
     session: Option<&str>,
     key: Option<String>,
-) -> anyhow::Result<Checked<BundleSource>> {
-    let bytes =
-        Bytes::from(std::fs::read(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?);
+) -> Result<Checked<BundleSource>, OpenError> {
+    let bytes = Bytes::from(
+        std::fs::read(file).map_err(|e| OpenError::Refused(format!("{}: {e}", file.display())))?,
+    );
     let reader = BundleReader::open(bytes.clone())?;
     let all = reader.keys()?;
     let session = match session {
@@ -96,10 +97,12 @@ pub fn open(
             ids.dedup();
             match ids.as_slice() {
                 [one] => one.to_string(),
-                _ => anyhow::bail!(
-                    "the bundle holds {} sessions; pick one with --session",
-                    ids.len()
-                ),
+                _ => {
+                    return Err(OpenError::Refused(format!(
+                        "the bundle holds {} sessions; pick one with --session",
+                        ids.len()
+                    )));
+                }
             }
         }
     };
@@ -109,10 +112,11 @@ pub fn open(
         .collect();
     keys.sort_by_key(|k| k.idx);
     keys.dedup_by_key(|k| k.idx);
-    anyhow::ensure!(
-        !keys.is_empty(),
-        "no event of session {session} in the bundle"
-    );
+    if keys.is_empty() {
+        return Err(OpenError::Refused(format!(
+            "no event of session {session} in the bundle"
+        )));
+    }
     let shown: std::collections::BTreeSet<u64> = keys.iter().map(|k| k.idx).collect();
     let time = |k: &RowKey| k.ts.unwrap_or(k.received_at);
     let info = SessionInfo {
