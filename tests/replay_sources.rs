@@ -1,14 +1,14 @@
 //! Every replay source keeps the `Source` contract
 //! (`tracevault_replay::conformance::check`): the server source against a
-//! real server, the bundle source on a real export of the same session.
-//! One server serves both.
+//! real server, the bundle source on a real export of the same session, the
+//! data-directory source on the server's own store. One server serves all.
 
 mod common;
 
 use common::*;
 use serde_json::{Value, json};
 use tracevault_replay::conformance;
-use tracevault_replay::sources::{bundle, server::ServerSource};
+use tracevault_replay::sources::{bundle, data, server::ServerSource};
 
 /// A session `s1` of 50 events of every kind, interleaved with another
 /// session's, so the log indices of `s1` have holes.
@@ -33,7 +33,7 @@ fn events() -> Value {
 }
 
 #[test]
-fn server_and_bundle_sources_keep_the_source_contract() {
+fn every_source_keeps_the_source_contract() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let cfg = config(dir.path(), "[log]\nflush_interval_ms = 50\n");
@@ -80,12 +80,10 @@ fn server_and_bundle_sources_keep_the_source_contract() {
     let mut bundle = bundle::open(&file, None, None).unwrap();
     assert_eq!(tracevault_replay::Source::len(&bundle), 50);
     conformance::check(&mut bundle).unwrap();
-}
 
-/// The hook for the data-directory source (`replay --data`): it still lives
-/// in the binary (`src/replay/data.rs`), out of reach of this test. Once it
-/// moves to `tracevault_replay::sources`, open it on the server's data
-/// directory here and pass it to `conformance::check` like the others.
-#[test]
-#[ignore = "the --data source is not in tracevault_replay::sources yet"]
-fn data_directory_source_keeps_the_source_contract() {}
+    // The data directory the server writes (read through the store, no
+    // lock needed).
+    let mut data_source = data::open(&data, Some("prod"), "s1", None).unwrap();
+    assert_eq!(tracevault_replay::Source::len(&data_source), 50);
+    conformance::check(&mut data_source).unwrap();
+}

@@ -6,15 +6,11 @@
 //! sources live in the replayer's crate (`tracevault_replay::sources`); this
 //! module parses the arguments and picks one.
 
-mod data;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use tracevault_replay::sources::{bundle, server};
-// What the data-directory source shares with the others.
-use tracevault_replay::sources::{Checked, from_entry, set};
+use tracevault_replay::sources::{bundle, data, server};
 use tracevault_replay::{ReplayOptions, Source};
 
 /// `replay` options.

@@ -1,8 +1,8 @@
 //! The sources the replayer reads sessions from, beside the replayer that
 //! uses them: a server ([`server`]: through the query API, with a reader
-//! token), an export bundle ([`bundle`]: offline). (The data-directory
-//! source, `--data`, still lives in the binary; it uses [`Checked`],
-//! [`from_entry`] and [`set`] from here.)
+//! token), an export bundle ([`bundle`]: offline), or a data directory
+//! ([`data`]: an operator on the box, reading the store through
+//! `vault::LogReader`).
 //!
 //! Each source works out the integrity verdict shown in the header in the
 //! background; [`Checked`] holds that verdict beside a source that serves
@@ -10,6 +10,7 @@
 //! [`crate::conformance::check`] states.
 
 pub mod bundle;
+pub mod data;
 pub mod server;
 
 use std::sync::{Arc, Mutex};

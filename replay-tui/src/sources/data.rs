@@ -6,12 +6,12 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use crate::{Integrity, ReplayEvent, SessionInfo, Source, SourceError, TimelineIndex};
 use bytes::Bytes;
-use tracevault_replay::{Integrity, ReplayEvent, SessionInfo, Source, SourceError, TimelineIndex};
 use tracevault_vault::verify::VerifyOptions;
 use tracevault_vault::{LogReader, SegmentObject, Store, segment};
 
-use super::{Checked, from_entry, set};
+use super::{Checked, OpenError, from_entry, set};
 
 /// Opens session `session` of namespace `ns` (default: the only namespace)
 /// in the store of data directory `dir`. `key` is the log key (base64 or C2SP verifier key).
@@ -20,17 +20,24 @@ pub fn open(
     ns: Option<&str>,
     session: &str,
     key: Option<&str>,
-) -> anyhow::Result<Checked<DataSource>> {
+) -> Result<Checked<DataSource>, OpenError> {
     let root = dir.join("store");
-    anyhow::ensure!(root.is_dir(), "{} has no store directory", dir.display());
+    if !root.is_dir() {
+        return Err(OpenError::Refused(format!(
+            "{} has no store directory",
+            dir.display()
+        )));
+    }
     let pinned = key
         .map(|k| {
             let (_, b) = tracevault_vault::note::parse_log_key(k)
-                .map_err(|e| anyhow::anyhow!("--key: {e}"))?;
-            Ok::<_, anyhow::Error>(ed25519_dalek::VerifyingKey::from_bytes(&b)?)
+                .map_err(|e| OpenError::Refused(format!("--key: {e}")))?;
+            ed25519_dalek::VerifyingKey::from_bytes(&b)
+                .map_err(|e| OpenError::Refused(format!("--key: {e}")))
         })
         .transpose()?;
-    let reader = LogReader::new(Store::local(&root)?);
+    let store = Store::local(&root).map_err(|e| OpenError::Refused(e.to_string()))?;
+    let reader = LogReader::new(store);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -45,7 +52,11 @@ pub fn open(
                 .collect();
             match all.as_slice() {
                 [one] => one.clone(),
-                _ => anyhow::bail!("--ns is needed: the store holds namespaces {all:?}"),
+                _ => {
+                    return Err(OpenError::Refused(format!(
+                        "--ns is needed: the store holds namespaces {all:?}"
+                    )));
+                }
             }
         }
     };
@@ -53,10 +64,11 @@ pub fn open(
     // The session's keys (index, seq, kind, times) from each segment; rows
     // are decoded page by page later.
     let (segments, keys) = rt.block_on(reader.session_keys(&ns, session))?;
-    anyhow::ensure!(
-        !keys.is_empty(),
-        "no event of session {session} in namespace {ns} (published segments only)"
-    );
+    if keys.is_empty() {
+        return Err(OpenError::Refused(format!(
+            "no event of session {session} in namespace {ns} (published segments only)"
+        )));
+    }
     let indices: std::collections::BTreeSet<u64> = keys.iter().map(|(k, _)| k.idx).collect();
     let time = |k: &segment::SessionKey| k.ts.unwrap_or(k.received_at);
     let info = SessionInfo {
@@ -135,7 +147,7 @@ pub fn open(
 /// One session of a store, read a page at a time: the timeline comes from
 /// the keys read at open, a page decodes only its rows of the segments
 /// holding them (the last segment read is kept for the next page).
-pub(super) struct DataSource {
+pub struct DataSource {
     rt: Arc<tokio::runtime::Runtime>,
     reader: LogReader,
     ns: String,
