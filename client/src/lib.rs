@@ -25,6 +25,7 @@
 pub mod checkpoints;
 pub mod events;
 pub mod exports;
+pub mod load;
 pub mod proof_check;
 pub mod proofs;
 pub mod query;
