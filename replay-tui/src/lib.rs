@@ -35,7 +35,7 @@ pub use event::{EventKind, ReplayEvent, masked_ranges};
 pub use help::KEYS;
 pub use index::{SeqGap, TimelineIndex};
 pub use render::render;
-pub use source::{Integrity, SessionInfo, Source, SourceError, VecSource};
+pub use source::{Integrity, SessionInfo, Source, SourceError, VecSource, page_range};
 pub use terminal::run;
 
 /// Errors from [`run`].

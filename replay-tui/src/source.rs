@@ -71,6 +71,23 @@ pub enum SourceError {
     Data(String),
 }
 
+/// The positions a page of `count` events from `start` covers in a session
+/// of `len`: the [`Source::page`] rule every source follows. A start at or
+/// past the end is [`SourceError::OutOfRange`] (an empty page would read as
+/// "no more events" where the caller asked past the end); a page holds at
+/// least one event and stops at the end.
+pub fn page_range(
+    start: u64,
+    count: usize,
+    len: u64,
+) -> Result<std::ops::Range<usize>, SourceError> {
+    if start >= len {
+        return Err(SourceError::OutOfRange { start, len });
+    }
+    let start = start as usize;
+    Ok(start..start.saturating_add(count.max(1)).min(len as usize))
+}
+
 /// One session's events, in session order, positions `0..len()`.
 ///
 /// Sync on purpose: a server source blocks on its HTTP calls internally.
@@ -206,15 +223,7 @@ impl Source for VecSource {
     }
 
     fn page(&mut self, start: u64, count: usize) -> Result<Vec<ReplayEvent>, SourceError> {
-        let len = self.len();
-        // At the end too, as every real source: an empty page would read as
-        // "no more events" where the caller asked past the end.
-        if start >= len {
-            return Err(SourceError::OutOfRange { start, len });
-        }
-        let start = start as usize;
-        let end = start.saturating_add(count).min(self.events.len());
-        Ok(self.events[start..end].to_vec())
+        Ok(self.events[page_range(start, count, self.len())?].to_vec())
     }
 
     fn index(&mut self) -> Result<TimelineIndex, SourceError> {

@@ -33,12 +33,7 @@ impl Source for BundleSource {
         self.keys.len() as u64
     }
     fn page(&mut self, start: u64, count: usize) -> Result<Vec<ReplayEvent>, SourceError> {
-        let len = self.len();
-        if start >= len {
-            return Err(SourceError::OutOfRange { start, len });
-        }
-        let keys =
-            &self.keys[start as usize..(start as usize).saturating_add(count).min(len as usize)];
+        let keys = &self.keys[crate::page_range(start, count, self.len())?];
         let mut rows: Vec<u64> = keys.iter().map(|k| k.row).collect();
         rows.sort_unstable();
         let decoded = self

@@ -186,14 +186,7 @@ impl Source for DataSource {
         self.keys.len() as u64
     }
     fn page(&mut self, start: u64, count: usize) -> Result<Vec<ReplayEvent>, SourceError> {
-        let len = self.len();
-        if start >= len {
-            return Err(SourceError::OutOfRange { start, len });
-        }
-        let end = (start as usize)
-            .saturating_add(count.max(1))
-            .min(len as usize);
-        let keys: Vec<(u64, u32)> = self.keys[start as usize..end]
+        let keys: Vec<(u64, u32)> = self.keys[crate::page_range(start, count, self.len())?]
             .iter()
             .map(|(k, s)| (k.idx, *s))
             .collect();

@@ -309,11 +309,8 @@ impl Source for ServerSource {
     }
 
     fn page(&mut self, start: u64, count: usize) -> Result<Vec<ReplayEvent>, SourceError> {
-        let len = self.len();
-        if start >= len {
-            return Err(SourceError::OutOfRange { start, len });
-        }
-        let end = (start + count.max(1) as u64).min(len);
+        let range = crate::page_range(start, count, self.len())?;
+        let end = range.end as u64;
         let mut events = Vec::with_capacity((end - start) as usize);
         let mut at = start;
         while at < end {
