@@ -7,7 +7,8 @@
 # 256-byte events), saves its checkpoint, adds NEW entries, stops the server,
 # then runs a full `verify` and `verify --since` the saved checkpoint, each
 # under /usr/bin/time (wall seconds, peak resident KB). Defaults: 300000,
-# 10000, target/release/tracevault (falls back to target/debug).
+# 10000, target/release/tracevault (falls back to target/debug). With KEEP=1
+# the data directory is kept (for scripts/bench_open_and_proofs.sh).
 set -euo pipefail
 EVENTS=${1:-300000}
 NEW=${2:-10000}
@@ -15,7 +16,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${3:-$ROOT/target/release/tracevault}
 [ -x "$BIN" ] || BIN=$ROOT/target/debug/tracevault
 WORK=$(mktemp -d)
-trap 'kill "$SP" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'kill "$SP" 2>/dev/null || true; if [ -n "${KEEP:-}" ]; then echo "data directory kept: $WORK/d"; else rm -rf "$WORK"; fi' EXIT
 cd "$WORK"
 "$BIN" serve --data d --listen 127.0.0.1:18471 > serve.log 2>&1 &
 SP=$!
