@@ -120,19 +120,25 @@ async fn fetch_own(
 
 /// One round: deletes segments already covered by a verified merge, then
 /// merges at most one run. Returns the number of objects written or deleted.
-pub async fn compact_once(
+pub async fn compact_once<F, Fut>(
     store: &Store,
     ns: &str,
     origin: &str,
     key: &SigningKey,
-    tree: impl Fn(u64) -> Option<Hash>,
+    tree: F,
     policy: CompactPolicy,
-) -> Result<usize, CompactError> {
+) -> Result<usize, CompactError>
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = Option<Hash>>,
+{
     let names = store.list_names(&layout::segments(ns)).await?;
     let crate::tiling::Tiling { cover, covered, .. } =
         crate::tiling::tile(names.iter().map(String::as_str));
-    let root_at = |size: u64| {
-        tree(size).ok_or_else(|| CompactError::Foreign(format!("tree has no size {size}")))
+    let root_at = async |size: u64| {
+        tree(size)
+            .await
+            .ok_or_else(|| CompactError::Foreign(format!("tree has no size {size}")))
     };
     let mut changed = 0;
     // Leftovers of an interrupted merge: delete them only under a verified
@@ -143,7 +149,7 @@ pub async fn compact_once(
             continue;
         };
         if !verified.contains(&c) {
-            fetch_own(store, ns, c, key, root_at(c.1 + 1)?).await?;
+            fetch_own(store, ns, c, key, root_at(c.1 + 1).await?).await?;
             verified.push(c);
         }
         store.delete(&layout::segment(ns, a, b)).await?;
@@ -161,7 +167,7 @@ pub async fn compact_once(
     let mut entries = Vec::with_capacity((last - first + 1) as usize);
     let mut chain_in: Option<Hash> = None;
     for &r in run {
-        let seg = fetch_own(store, ns, r, key, root_at(r.1 + 1)?).await?;
+        let seg = fetch_own(store, ns, r, key, root_at(r.1 + 1).await?).await?;
         if chain_in.is_none() {
             let mut c = [0u8; 32];
             hex::decode_to_slice(&seg.header.chain_in, &mut c)
@@ -170,7 +176,7 @@ pub async fn compact_once(
         }
         entries.extend(seg.entries);
     }
-    let root = root_at(last + 1)?;
+    let root = root_at(last + 1).await?;
     let key_id = crate::note::key_id(origin, &key.verifying_key().to_bytes());
     let k = key.clone();
     let chain_in = chain_in.unwrap_or([0; 32]);
@@ -208,9 +214,9 @@ pub async fn compact_once(
     Ok(changed)
 }
 
-/// `MerkleTree::root_at` as the closure [`compact_once`] takes.
-pub fn roots(tree: &MerkleTree) -> impl Fn(u64) -> Option<Hash> + '_ {
-    move |s| tree.root_at(s).ok()
+/// `MerkleTree::root_at` as the root source [`compact_once`] takes.
+pub fn roots(tree: &MerkleTree) -> impl Fn(u64) -> std::future::Ready<Option<Hash>> + '_ {
+    move |s| std::future::ready(tree.root_at(s).ok())
 }
 
 #[cfg(test)]

@@ -234,10 +234,12 @@ pub fn tile_hashes(bytes: &[u8]) -> Option<Vec<Hash>> {
     )
 }
 
-/// Rebuilds the tiles of a log from its leaf hashes as they stream, in
-/// memory that does not grow with the log (256 hashes per level): what
-/// `verify` compares the stored tiles against.
-#[derive(Default)]
+/// The right edge of a tree: per tile level, the hashes of the tile not yet
+/// full. It grows the tree leaf by leaf (seeing every tile as it changes),
+/// and gives the root, in memory that does not grow with the log (256
+/// hashes per level). `verify` rebuilds the tiles with it; a namespace's
+/// writer keeps its tree as one.
+#[derive(Debug, Clone, Default)]
 pub struct TileBuilder {
     /// Per level, the hashes of the tile being filled.
     open: Vec<Vec<Hash>>,
@@ -246,6 +248,38 @@ pub struct TileBuilder {
 }
 
 impl TileBuilder {
+    /// The edge of `tree` at `size` leaves (`None` if the tree is smaller).
+    pub fn from_tree(tree: &MerkleTree, size: u64) -> Option<TileBuilder> {
+        let (mut open, mut counts) = (Vec::new(), Vec::new());
+        for level in levels(size) {
+            let count = size >> (TILE_HEIGHT * u32::from(level));
+            let start = count / TILE_WIDTH * TILE_WIDTH;
+            let height = usize::from(level) * TILE_HEIGHT as usize;
+            open.push(tree.level_hashes(height, start, count)?.to_vec());
+            counts.push(count);
+        }
+        Some(TileBuilder { open, counts })
+    }
+
+    /// Leaves pushed so far (the tree size).
+    pub fn size(&self) -> u64 {
+        self.counts.first().copied().unwrap_or(0)
+    }
+
+    /// The RFC 6962 root of the tree so far. Every complete subtree of the
+    /// root's decomposition lies in the open tile of its level.
+    pub fn root(&self) -> Hash {
+        let mut roots = Vec::new();
+        for (height, index) in crate::merkle::perfect_subtrees(0, self.size()) {
+            let level = (height / TILE_HEIGHT) as usize;
+            let rest = height % TILE_HEIGHT;
+            let tile_start = self.counts[level] / TILE_WIDTH * TILE_WIDTH;
+            let first = ((index << rest) - tile_start) as usize;
+            roots.push(subtree_root(&self.open[level][first..first + (1 << rest)]));
+        }
+        crate::merkle::fold_subtrees(&roots)
+    }
+
     /// A builder that continues a tree whose levels hold `counts[L]` hashes,
     /// `open[L]` being those of the level's last, unfinished tile.
     pub fn resume(open: Vec<Vec<Hash>>, counts: Vec<u64>) -> TileBuilder {
@@ -458,5 +492,31 @@ mod tests {
             );
         }
         assert!(seen.contains_key(&t(2, 0, 1)));
+    }
+
+    #[test]
+    fn the_edge_gives_the_root_and_continues_a_tree() {
+        let mut tree = MerkleTree::new();
+        let mut edge = TileBuilder::default();
+        assert_eq!(edge.root(), tree.root());
+        for i in 0..70_000u32 {
+            let leaf = crate::merkle::leaf_hash(&i.to_be_bytes());
+            tree.push(leaf);
+            edge.push(leaf, |_, _| {});
+            let n = u64::from(i) + 1;
+            if n < 600 || n % 997 == 0 || n == 65_536 || n == 65_537 {
+                assert_eq!(edge.root(), tree.root(), "size {n}");
+                let resumed = TileBuilder::from_tree(&tree, n).unwrap();
+                assert_eq!(resumed.root(), tree.root(), "from_tree at {n}");
+                assert_eq!(resumed.size(), n);
+            }
+        }
+        // An edge taken at an earlier size continues to the same tree.
+        let mut again = TileBuilder::from_tree(&tree, 1000).unwrap();
+        for i in 1000..70_000u64 {
+            again.push(tree.leaf(i).unwrap(), |_, _| {});
+        }
+        assert_eq!(again.root(), tree.root());
+        assert!(TileBuilder::from_tree(&tree, 70_001).is_none());
     }
 }

@@ -168,7 +168,7 @@ impl LogView {
         size: u64,
     ) -> Result<(crate::record::Hash, Vec<crate::record::Hash>), ProofError> {
         match self {
-            LogView::Open(l) => Ok(l.inclusion_proof(index, size)?),
+            LogView::Open(l) => l.inclusion_proof(index, size).await,
             LogView::Store(s) => s.inclusion_proof(index, size).await,
         }
     }
@@ -180,7 +180,7 @@ impl LogView {
         to: u64,
     ) -> Result<Vec<crate::record::Hash>, ProofError> {
         match self {
-            LogView::Open(l) => Ok(l.consistency_proof(from, to)?),
+            LogView::Open(l) => l.consistency_proof(from, to).await,
             LogView::Store(s) => s.consistency_proof(from, to).await,
         }
     }

@@ -105,7 +105,7 @@ async fn small_segments_are_merged_and_everything_still_verifies() {
     let (size, text) = log.latest_checkpoint().unwrap();
     let cp = note::open_checkpoint(&text, &vault.origin_of("n"), &vault.public_key()).unwrap();
     for r in &receipts {
-        let (leaf, proof) = log.inclusion_proof(r.index, size).unwrap();
+        let (leaf, proof) = log.inclusion_proof(r.index, size).await.unwrap();
         merkle::verify_inclusion(&leaf, r.index, size, &proof, &cp.root).unwrap();
     }
     let key = vault.public_key();

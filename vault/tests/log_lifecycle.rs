@@ -31,6 +31,7 @@ async fn assert_included(vault: &Vault, ns: &str, receipts: &[Receipt], cp: &Che
     for r in receipts {
         let (leaf, proof) = log
             .inclusion_proof(r.index, cp.size)
+            .await
             .expect("inclusion proof");
         assert_eq!(hex::encode(leaf), r.leaf_hash, "leaf of index {}", r.index);
         verify_inclusion(&leaf, r.index, cp.size, &proof, &cp.root)
@@ -208,7 +209,7 @@ async fn append_retry_prove_restart_and_verify() {
     let cp2 = open_cp(&vault, ns, &text2);
     assert_eq!(cp2.size, 14);
     assert_included(&vault, ns, &all, &cp2).await;
-    let proof = log.consistency_proof(cp1.size, cp2.size).unwrap();
+    let proof = log.consistency_proof(cp1.size, cp2.size).await.unwrap();
     verify_consistency(cp1.size, cp2.size, &proof, &cp1.root, &cp2.root).expect("consistent");
     assert!(verify_consistency(cp1.size, cp2.size, &proof, &cp2.root, &cp1.root).is_err());
 
@@ -281,7 +282,7 @@ async fn append_retry_prove_restart_and_verify() {
     assert_eq!(cp3.size, 16);
     assert_included(&vault, ns, &all, &cp3).await;
     for (old, _) in [(&cp1, 0), (&cp2, 1)] {
-        let proof = log.consistency_proof(old.size, cp3.size).unwrap();
+        let proof = log.consistency_proof(old.size, cp3.size).await.unwrap();
         verify_consistency(old.size, cp3.size, &proof, &old.root, &cp3.root)
             .expect("consistent across restart");
     }

@@ -145,6 +145,7 @@ pub(crate) async fn append_events(
     for r in &receipts {
         let (_, proof) = log
             .inclusion_proof(r.index, size)
+            .await
             .map_err(|e| ApiError::unavailable("internal", e.to_string()))?;
         proofs.push(note::format_tlog_proof(r.index, &proof, &note_text));
     }

@@ -41,9 +41,9 @@ mod recovery;
 mod sequencer;
 mod tile_publisher;
 
+use crate::tile_proofs::{ProofError, TileTree};
 use dedup::{Dedup, Seen, dedup_key, receipt};
 pub use published_tree::PublishedTree;
-use published_tree::{consistency_within, inclusion_within};
 use publisher::Publisher;
 use recovery::{inconsistent, load_store, recover, save_last_signed};
 use sequencer::{AppendReq, Sequencer, sequencer_loop};
@@ -116,7 +116,10 @@ const STATUS_FAILED: u8 = 2;
 
 /// State shared by the sequencer, the publisher and readers.
 struct State {
-    tree: MerkleTree,
+    /// The tree at the published size, as its right edge (the hashes of the
+    /// tiles not yet full: bounded, whatever the log's size). The durable
+    /// tree is it plus the tail's leaves; older hashes are in the tiles.
+    edge: crate::tiles::TileBuilder,
     /// Durable entries not yet in a segment, in index order.
     tail: VecDeque<Arc<Entry>>,
     tail_bytes: usize,
@@ -203,6 +206,8 @@ impl Shared {
 
 /// An open namespace log.
 pub struct Appender {
+    /// Proofs are read from the tiles in the store.
+    reader: crate::reader::LogReader,
     shared: Arc<Shared>,
     tx: Mutex<Option<mpsc::Sender<AppendReq>>>,
     sequencer: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -233,6 +238,13 @@ impl Appender {
     ) -> Result<Arc<Appender>, OpenError> {
         let lease = Lease::acquire(&ctx.store, ns, &ctx.instance_id, ctx.cfg.lease_ttl_ms).await?;
         let (l, wal) = recover(&ctx, ns, wal_dir).await?;
+        // The tiles of the published size must be in the store before its
+        // checkpoint is written or served (built once for a store written
+        // before tiles); then the tree is kept as its right edge only.
+        tile_publisher::store_missing_tiles(&ctx, ns, &l).await?;
+        let edge = crate::tiles::TileBuilder::from_tree(&l.tree, l.published).ok_or_else(|| {
+            inconsistent(ns, "the tree is shorter than the published size".into())
+        })?;
         // Loading may have taken a while: renew now and count the lease's
         // validity from this renewal, not from the end of the open.
         let renewed_at = Instant::now();
@@ -247,7 +259,7 @@ impl Appender {
             cfg: ctx.cfg.clone(),
             published: AtomicU64::new(l.published),
             state: RwLock::new(State {
-                tree: l.tree,
+                edge,
                 tail: l.tail,
                 tail_bytes,
                 published_chain: l.published_chain,
@@ -287,13 +299,13 @@ impl Appender {
             last_renew: tokio::time::Instant::from_std(renewed_at),
             last_compact: tokio::time::Instant::now(),
             wal_dir: wal_dir.to_path_buf(),
-            tiles_checked: false,
         };
         // A checkpoint for segments written just before a crash, if it is missing.
         let needs_checkpoint =
             l.latest.as_ref().map(|(s, _)| *s) != Some(l.published) && l.published > 0;
         let handle = tokio::spawn(publisher.run(shutdown_rx, needs_checkpoint));
         Ok(Arc::new(Appender {
+            reader: crate::reader::LogReader::new(ctx.store.clone()),
             shared,
             tx: Mutex::new(Some(tx)),
             sequencer: Mutex::new(Some(sequencer)),
@@ -415,24 +427,30 @@ impl Appender {
         }
     }
 
-    /// RFC 6962 inclusion proof of `index` in the tree of `size` (size <= the latest checkpoint).
-    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<(Hash, Vec<Hash>), MerkleError> {
-        let st = self
-            .shared
-            .state
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        inclusion_within(&st.tree, self.published_size(), index, size)
+    /// The tree at the latest checkpoint, read from its tiles (written
+    /// before the checkpoint, so always there).
+    fn published_tiles(&self) -> TileTree {
+        TileTree::new(self.reader.clone(), &self.shared.ns, self.published_size())
     }
 
-    /// RFC 6962 consistency proof between two sizes (both <= the latest checkpoint).
-    pub fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, MerkleError> {
-        let st = self
-            .shared
-            .state
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        consistency_within(&st.tree, self.published_size(), from, to)
+    /// RFC 6962 inclusion proof of `index` in the tree of `size` (size <= the
+    /// latest checkpoint), with the leaf hash: from the tiles.
+    pub async fn inclusion_proof(
+        &self,
+        index: u64,
+        size: u64,
+    ) -> Result<(Hash, Vec<Hash>), ProofError> {
+        let mut tiles = self.published_tiles();
+        let proof = tiles.inclusion_proof_at(index, size).await?;
+        Ok((tiles.leaf(index).await?, proof))
+    }
+
+    /// RFC 6962 consistency proof between two sizes (both <= the latest
+    /// checkpoint): from the tiles.
+    pub async fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, ProofError> {
+        self.published_tiles()
+            .consistency_proof_between(from, to)
+            .await
     }
 
     /// The checkpoint origin (and key name) of this namespace.

@@ -2,6 +2,8 @@
 //! then the `checkpoint` pointer; renews the lease and compacts.
 
 use super::*;
+use crate::tile_proofs::TileTree;
+use crate::tiles::{self, TileId};
 
 pub(super) struct Publisher {
     pub(super) ctx: Arc<LogContext>,
@@ -13,9 +15,6 @@ pub(super) struct Publisher {
     pub(super) last_renew: tokio::time::Instant,
     pub(super) last_compact: tokio::time::Instant,
     pub(super) wal_dir: std::path::PathBuf,
-    /// Set once the store is known to hold the tiles of the published size
-    /// (built once for stores written before tiles).
-    pub(super) tiles_checked: bool,
 }
 
 pub(super) enum PublishError {
@@ -97,10 +96,6 @@ impl Publisher {
             self.checkpoint_current().await?;
             *force_checkpoint = false;
         }
-        if !self.tiles_checked {
-            self.backfill_tiles().await?;
-            self.tiles_checked = true;
-        }
         while self.publish_once().await? {
             self.renew_if_due().await?;
         }
@@ -123,13 +118,14 @@ impl Publisher {
             target_rows: cfg.compact_target_rows.max(2),
             min_segments: cfg.compact_min_segments.max(2),
         };
-        let shared = self.shared.clone();
+        // Roots at the merged segments' ends, read from the tiles of the
+        // published tree (segments are merged only once published).
+        let reader = crate::reader::LogReader::new(self.ctx.store.clone());
+        let ns = self.shared.ns.clone();
+        let published = self.shared.published.load(Ordering::SeqCst);
         let root_at = move |size: u64| {
-            let st = shared
-                .state
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            st.tree.root_at(size).ok()
+            let mut tiles = TileTree::new(reader.clone(), &ns, published);
+            async move { tiles.range(0, size).await.ok() }
         };
         let r = crate::compact::compact_once(
             &self.ctx.store,
@@ -172,7 +168,7 @@ impl Publisher {
         }
         let cfg = &self.shared.cfg;
         let inflight = self.inflight;
-        let (batch, chain_in, root) = {
+        let (batch, chain_in, root, edge, new_tiles) = {
             let st = self
                 .shared
                 .state
@@ -199,12 +195,29 @@ impl Publisher {
                 bytes += e.approx_size();
                 batch.push(e.clone());
             }
-            let last = batch[batch.len() - 1].idx;
-            let root = st
-                .tree
-                .root_at(last + 1)
-                .map_err(|e| PublishError::Fenced(e.to_string()))?;
-            (batch, st.published_chain, root)
+            // The tree after the batch, from the published edge; and the
+            // tiles the new size adds, as the batch fills them.
+            let mut edge = st.edge.clone();
+            let wanted: std::collections::BTreeSet<TileId> =
+                tiles::new_tiles(edge.size(), edge.size() + batch.len() as u64)
+                    .into_iter()
+                    .collect();
+            let mut new_tiles: std::collections::BTreeMap<TileId, Bytes> = Default::default();
+            for e in &batch {
+                edge.push(e.leaf_hash, |id, hashes| {
+                    if wanted.contains(&id) {
+                        new_tiles.insert(id, hashes.iter().flatten().copied().collect());
+                    }
+                });
+            }
+            if edge.size() != batch[batch.len() - 1].idx + 1 {
+                return Err(PublishError::Fenced(format!(
+                    "the tail does not continue the published tree at {}",
+                    st.edge.size()
+                )));
+            }
+            let root = edge.root();
+            (batch, st.published_chain, root, edge, new_tiles)
         };
         let (first, last) = (batch[0].idx, batch[batch.len() - 1].idx);
         let ns = self.shared.ns.clone();
@@ -255,6 +268,7 @@ impl Publisher {
             Err(e) => return Err(e.into()),
         }
         let size = last + 1;
+        self.write_tiles(new_tiles.into_iter().collect()).await?;
         let note_text = self.write_checkpoint(size, root).await?;
         self.inflight = None;
         {
@@ -270,6 +284,7 @@ impl Publisher {
             }
             st.published_chain = batch[batch.len() - 1].chain_hash;
             st.latest_note = Some((size, note_text));
+            st.edge = edge;
         }
         self.shared.published.store(size, Ordering::SeqCst);
         self.shared.published_tx.send_replace(size);
@@ -321,17 +336,6 @@ impl Publisher {
             size,
             root,
         };
-        // The tiles first: a checkpoint in the store is always served by
-        // tiles in the store.
-        let old = self
-            .shared
-            .state
-            .read()
-            .map_err(|_| PublishError::Fenced("state lock poisoned".into()))?
-            .latest_note
-            .as_ref()
-            .map_or(0, |(s, _)| *s);
-        self.publish_tiles(old, size).await?;
         let text = note::sign_checkpoint(&cp, &self.shared.origin, &self.ctx.key);
         let path = layout::checkpoint_at(ns, size);
         let text = match self
@@ -381,9 +385,14 @@ impl Publisher {
                 .state
                 .read()
                 .map_err(|_| PublishError::Fenced("state lock poisoned".into()))?;
-            st.tree
-                .root_at(size)
-                .map_err(|e| PublishError::Fenced(e.to_string()))?
+            // The tiles up to `size` were written at open.
+            if st.edge.size() != size {
+                return Err(PublishError::Fenced(format!(
+                    "the published tree holds {} entries, not {size}",
+                    st.edge.size()
+                )));
+            }
+            st.edge.root()
         };
         let text = self.write_checkpoint(size, root).await?;
         if let Ok(mut st) = self.shared.state.write() {

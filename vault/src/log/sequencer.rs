@@ -150,7 +150,6 @@ pub(super) fn sequencer_loop(
         let added = match shared.state.write() {
             Ok(mut st) => {
                 for e in entries.drain(..) {
-                    st.tree.push(e.leaf_hash);
                     st.tail_bytes += e.approx_size();
                     st.tail.push_back(Arc::new(e));
                 }

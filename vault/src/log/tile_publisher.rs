@@ -7,6 +7,7 @@
 use futures::StreamExt;
 
 use super::publisher::{PublishError, Publisher};
+use super::recovery::Loaded;
 use super::*;
 use crate::tiles::{self, TileId};
 
@@ -16,84 +17,113 @@ const TILE_WRITES_IN_FLIGHT: usize = 8;
 /// held in memory: 1024 full tiles are 8 MiB).
 const BACKFILL_BATCH: usize = 1024;
 
-impl Publisher {
-    /// Writes the tiles that the tree at `new` has and the tree at `old`
-    /// did not (see [`tiles::new_tiles`]).
-    pub(super) async fn publish_tiles(&self, old: u64, new: u64) -> Result<(), PublishError> {
-        let ids = tiles::new_tiles(old, new);
-        for chunk in ids.chunks(BACKFILL_BATCH) {
-            self.write_tiles(chunk).await?;
-        }
-        Ok(())
-    }
+/// Why a tile could not be written.
+enum TileWriteError {
+    /// The name holds other hashes: not this log's.
+    Foreign(String),
+    Store(StoreError),
+}
 
-    /// Stores written before tiles existed get theirs once, at first open:
-    /// when the right edge of the published size is missing, every tile of
-    /// that size is written (those already there are checked, not rewritten).
-    pub(super) async fn backfill_tiles(&self) -> Result<(), PublishError> {
-        let size = self.shared.published.load(Ordering::SeqCst);
-        let Some(probe) = tiles::probe(size) else {
-            return Ok(());
-        };
-        let ns = &self.shared.ns;
-        if self
-            .ctx
-            .store
-            .get(&layout::tile(ns, &probe))
-            .await?
-            .is_some()
-        {
-            return Ok(());
-        }
-        let ids = tiles::new_tiles(0, size);
-        tracing::info!(ns = %ns, size, tiles = ids.len(), "building the tiles of a store written before tiles");
-        for (i, chunk) in ids.chunks(BACKFILL_BATCH).enumerate() {
-            self.write_tiles(chunk).await?;
-            tracing::info!(ns = %ns, written = (i * BACKFILL_BATCH + chunk.len()), of = ids.len(), "tiles built");
-        }
-        Ok(())
-    }
-
-    async fn write_tiles(&self, ids: &[TileId]) -> Result<(), PublishError> {
-        let bodies: Vec<(TileId, Bytes)> = {
-            let st = self
-                .shared
-                .state
-                .read()
-                .map_err(|_| PublishError::Fenced("state lock poisoned".into()))?;
-            ids.iter()
-                .map(|id| {
-                    tiles::tile_bytes(&st.tree, *id)
-                        .map(|b| (*id, Bytes::from(b)))
-                        .ok_or_else(|| {
-                            PublishError::Fenced(format!("tile {} is beyond the tree", id.path()))
-                        })
-                })
-                .collect::<Result<_, _>>()?
-        };
-        let results: Vec<Result<(), PublishError>> = futures::stream::iter(bodies)
-            .map(|(id, body)| self.write_tile(id, body))
-            .buffer_unordered(TILE_WRITES_IN_FLIGHT)
-            .collect()
-            .await;
-        results.into_iter().collect()
-    }
-
-    async fn write_tile(&self, id: TileId, body: Bytes) -> Result<(), PublishError> {
-        let path = layout::tile(&self.shared.ns, &id);
-        match self.ctx.store.put_create(&path, body.clone()).await {
-            Ok(()) => Ok(()),
-            Err(StoreError::AlreadyExists(_)) => {
-                let existing = self.ctx.store.get(&path).await?;
-                if existing.as_deref() == Some(&body[..]) {
-                    Ok(())
-                } else {
-                    Err(PublishError::Fenced(format!(
-                        "tile {path} exists with other hashes than this log's"
-                    )))
-                }
+/// Writes one tile create-only; an existing tile must hold the same bytes.
+async fn put_tile(store: &Store, ns: &str, id: TileId, body: Bytes) -> Result<(), TileWriteError> {
+    let path = layout::tile(ns, &id);
+    match store.put_create(&path, body.clone()).await {
+        Ok(()) => Ok(()),
+        Err(StoreError::AlreadyExists(_)) => {
+            let existing = store.get(&path).await.map_err(TileWriteError::Store)?;
+            if existing.as_deref() == Some(&body[..]) {
+                Ok(())
+            } else {
+                Err(TileWriteError::Foreign(format!(
+                    "tile {path} exists with other hashes than this log's"
+                )))
             }
-            Err(e) => Err(e.into()),
         }
+        Err(e) => Err(TileWriteError::Store(e)),
+    }
+}
+
+/// Writes tiles, a few at once.
+async fn put_tiles(
+    store: &Store,
+    ns: &str,
+    bodies: Vec<(TileId, Bytes)>,
+) -> Result<(), TileWriteError> {
+    let results: Vec<Result<(), TileWriteError>> = futures::stream::iter(bodies)
+        .map(|(id, body)| put_tile(store, ns, id, body))
+        .buffer_unordered(TILE_WRITES_IN_FLIGHT)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+/// At open, from the tree rebuilt from the segments: the tiles of segments
+/// published after the latest checkpoint (a crash between the two), and,
+/// for a store written before tiles, every tile (once, with progress in
+/// the log). Written before any checkpoint can need them.
+pub(super) async fn store_missing_tiles(
+    ctx: &LogContext,
+    ns: &str,
+    l: &Loaded,
+) -> Result<(), OpenError> {
+    let latest = l.latest.as_ref().map_or(0, |(s, _)| *s);
+    let present = match tiles::probe(latest) {
+        Some(probe) => ctx.store.get(&layout::tile(ns, &probe)).await?.is_some(),
+        None => true,
+    };
+    let from = if present { latest } else { 0 };
+    let ids = tiles::new_tiles(from, l.published);
+    if ids.is_empty() {
+        return Ok(());
+    }
+    if !present {
+        tracing::info!(
+            ns,
+            size = l.published,
+            tiles = ids.len(),
+            "building the tiles of a store written before tiles"
+        );
+    }
+    for (i, chunk) in ids.chunks(BACKFILL_BATCH).enumerate() {
+        let bodies = chunk
+            .iter()
+            .map(|id| {
+                tiles::tile_bytes(&l.tree, *id)
+                    .map(|b| (*id, Bytes::from(b)))
+                    .ok_or_else(|| {
+                        inconsistent(ns, format!("tile {} is beyond the tree", id.path()))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        put_tiles(&ctx.store, ns, bodies)
+            .await
+            .map_err(|e| match e {
+                TileWriteError::Foreign(m) => inconsistent(ns, m),
+                TileWriteError::Store(e) => OpenError::Store(e),
+            })?;
+        if !present {
+            tracing::info!(
+                ns,
+                written = (i * BACKFILL_BATCH + chunk.len()),
+                of = ids.len(),
+                "tiles built"
+            );
+        }
+    }
+    Ok(())
+}
+
+impl Publisher {
+    /// Writes the tiles a new checkpoint needs.
+    pub(super) async fn write_tiles(
+        &self,
+        bodies: Vec<(TileId, Bytes)>,
+    ) -> Result<(), PublishError> {
+        put_tiles(&self.ctx.store, &self.shared.ns, bodies)
+            .await
+            .map_err(|e| match e {
+                TileWriteError::Foreign(m) => PublishError::Fenced(m),
+                TileWriteError::Store(e) => e.into(),
+            })
     }
 }
