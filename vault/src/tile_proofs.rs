@@ -57,6 +57,15 @@ impl TileTree {
         self.size
     }
 
+    /// The same log at another size: full tiles stay cached (they never
+    /// change), partial ones are dropped (another size has other ones).
+    pub fn set_size(&mut self, size: u64) {
+        if size != self.size {
+            self.size = size;
+            self.cache.retain(|id, _| !id.is_partial());
+        }
+    }
+
     /// The hashes of tile (`level`, `index`) at this size: full, or the
     /// right-edge partial tile.
     async fn tile(&mut self, level: u8, index: u64) -> Result<&[Hash], VaultError> {

@@ -150,19 +150,27 @@ pub fn edge_tiles(size: u64) -> Vec<TileId> {
         .collect()
 }
 
-/// One tile whose presence tells that a store has the tiles of `size`
-/// (written before its checkpoint): the first right-edge partial tile, or,
-/// when `size` is a multiple of 256, the last full tile of level 0. `None`
-/// for an empty tree.
+/// The tile whose presence tells that a store has all the tiles of `size`:
+/// the last of [`new_tiles`]`(0, size)` (the top level's last tile), which
+/// every writer of tiles stores after all the others. `None` for an empty
+/// tree.
 pub fn probe(size: u64) -> Option<TileId> {
-    if size == 0 {
-        return None;
-    }
-    Some(edge_tiles(size).first().copied().unwrap_or(TileId {
-        level: 0,
-        index: (size - 1) / TILE_WIDTH,
-        width: TILE_WIDTH as u16,
-    }))
+    let level = levels(size).last()?;
+    let count = size >> (TILE_HEIGHT * u32::from(level));
+    let width = count % TILE_WIDTH;
+    Some(if width > 0 {
+        TileId {
+            level,
+            index: count / TILE_WIDTH,
+            width: width as u16,
+        }
+    } else {
+        TileId {
+            level,
+            index: count / TILE_WIDTH - 1,
+            width: TILE_WIDTH as u16,
+        }
+    })
 }
 
 /// Levels that hold at least one hash at `size`.
@@ -518,5 +526,15 @@ mod tests {
         }
         assert_eq!(again.root(), tree.root());
         assert!(TileBuilder::from_tree(&tree, 70_001).is_none());
+    }
+
+    #[test]
+    fn the_probe_is_the_last_new_tile() {
+        for size in [
+            1u64, 255, 256, 257, 600, 65_535, 65_536, 65_537, 70_000, 16_777_216,
+        ] {
+            assert_eq!(probe(size), new_tiles(0, size).last().copied(), "{size}");
+        }
+        assert_eq!(probe(0), None);
     }
 }

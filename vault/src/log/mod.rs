@@ -206,8 +206,9 @@ impl Shared {
 
 /// An open namespace log.
 pub struct Appender {
-    /// Proofs are read from the tiles in the store.
-    reader: crate::reader::LogReader,
+    /// Proofs are read from the tiles in the store, through one cache
+    /// (bounded; see [`TileTree`]).
+    tiles: tokio::sync::Mutex<TileTree>,
     shared: Arc<Shared>,
     tx: Mutex<Option<mpsc::Sender<AppendReq>>>,
     sequencer: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -305,7 +306,11 @@ impl Appender {
             l.latest.as_ref().map(|(s, _)| *s) != Some(l.published) && l.published > 0;
         let handle = tokio::spawn(publisher.run(shutdown_rx, needs_checkpoint));
         Ok(Arc::new(Appender {
-            reader: crate::reader::LogReader::new(ctx.store.clone()),
+            tiles: tokio::sync::Mutex::new(TileTree::new(
+                crate::reader::LogReader::new(ctx.store.clone()),
+                ns,
+                l.published,
+            )),
             shared,
             tx: Mutex::new(Some(tx)),
             sequencer: Mutex::new(Some(sequencer)),
@@ -429,8 +434,10 @@ impl Appender {
 
     /// The tree at the latest checkpoint, read from its tiles (written
     /// before the checkpoint, so always there).
-    fn published_tiles(&self) -> TileTree {
-        TileTree::new(self.reader.clone(), &self.shared.ns, self.published_size())
+    async fn published_tiles(&self) -> tokio::sync::MutexGuard<'_, TileTree> {
+        let mut tiles = self.tiles.lock().await;
+        tiles.set_size(self.published_size());
+        tiles
     }
 
     /// RFC 6962 inclusion proof of `index` in the tree of `size` (size <= the
@@ -440,7 +447,7 @@ impl Appender {
         index: u64,
         size: u64,
     ) -> Result<(Hash, Vec<Hash>), ProofError> {
-        let mut tiles = self.published_tiles();
+        let mut tiles = self.published_tiles().await;
         let proof = tiles.inclusion_proof_at(index, size).await?;
         Ok((tiles.leaf(index).await?, proof))
     }
@@ -449,6 +456,7 @@ impl Appender {
     /// checkpoint): from the tiles.
     pub async fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, ProofError> {
         self.published_tiles()
+            .await
             .consistency_proof_between(from, to)
             .await
     }

@@ -72,19 +72,23 @@ pub(super) async fn store_missing_tiles(
         None => true,
     };
     let from = if present { latest } else { 0 };
-    let ids = tiles::new_tiles(from, l.published);
+    let mut ids = tiles::new_tiles(from, l.published);
     if ids.is_empty() {
         return Ok(());
     }
+    // The probe tile last, alone: once it is there, all the others are
+    // (tiles are otherwise written a few at once, in no order).
+    let last = ids.pop().map(|p| vec![p]).unwrap_or_default();
     if !present {
         tracing::info!(
             ns,
             size = l.published,
-            tiles = ids.len(),
+            tiles = ids.len() + 1,
             "building the tiles of a store written before tiles"
         );
     }
-    for (i, chunk) in ids.chunks(BACKFILL_BATCH).enumerate() {
+    let (total, mut written) = (ids.len() + last.len(), 0);
+    for chunk in ids.chunks(BACKFILL_BATCH).chain([&last[..]]) {
         let bodies = chunk
             .iter()
             .map(|id| {
@@ -101,13 +105,9 @@ pub(super) async fn store_missing_tiles(
                 TileWriteError::Foreign(m) => inconsistent(ns, m),
                 TileWriteError::Store(e) => OpenError::Store(e),
             })?;
+        written += chunk.len();
         if !present {
-            tracing::info!(
-                ns,
-                written = (i * BACKFILL_BATCH + chunk.len()),
-                of = ids.len(),
-                "tiles built"
-            );
+            tracing::info!(ns, written, of = total, "tiles built");
         }
     }
     Ok(())
