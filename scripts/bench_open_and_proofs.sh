@@ -1,8 +1,8 @@
 #!/bin/bash
-# The writer's open (namespace recovered from every segment, tree in memory)
-# and proof latency, against a second server on the same store that serves
-# the namespace from its tiles. Run on the data directory of a stopped
-# server holding namespace b (scripts/bench_verify_since.sh builds one).
+# The writer's open (namespace recovered from every segment) and proof
+# latency, against a second server on the same store that serves the
+# namespace from its tiles. Run on the data directory of a stopped server
+# holding namespace b (`KEEP=1 scripts/bench_verify_since.sh` builds one).
 DATA=${1:?usage: bench_open_and_proofs.sh DATA_DIR_OF_A_STOPPED_SERVER [BIN]}
 BIN=${2:-$(cd "$(dirname "$0")/.." && pwd)/target/debug/tracevault}
 cd "$(dirname "$DATA")"
@@ -26,7 +26,7 @@ size=int(get("/v1/logs/b/checkpoint").decode().split("\n")[1])
 random.seed(1); t=[]
 for _ in range(300):
     i=random.randrange(size); s=time.perf_counter(); get(f"/v1/logs/b/proof/inclusion?index={i}&size={size}"); t.append(time.perf_counter()-s)
-t.sort(); print(f"writer (tree in memory), size {size}: proof p50 {t[150]*1000:.2f} ms p99 {t[297]*1000:.2f} ms")
+t.sort(); print(f"writer, size {size}: proof p50 {t[150]*1000:.2f} ms p99 {t[297]*1000:.2f} ms")
 PY
 # a second server on the same store, reading it (tiles)
 rm -rf r-bench; mkdir -p r-bench/keys; cp "$D"/keys/log.key "$D"/keys/issuer.key r-bench/keys/ 2>/dev/null; cp -r "$D"/keys/issuer* r-bench/keys/ 2>/dev/null
