@@ -35,6 +35,10 @@ pub struct LogConfig {
     /// A run of small segments is merged once it has this many segments
     /// (or half the target rows).
     pub compact_min_segments: usize,
+    /// Hash tiles (8 KiB each at most) kept in memory per namespace for
+    /// serving proofs from the tiles in the store; past it the cache starts
+    /// over.
+    pub tile_cache_tiles: usize,
 }
 
 impl Default for LogConfig {
@@ -52,6 +56,7 @@ impl Default for LogConfig {
             compact_interval_ms: 10_000,
             compact_target_rows: 50_000,
             compact_min_segments: 8,
+            tile_cache_tiles: 4096,
         }
     }
 }

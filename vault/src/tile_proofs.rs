@@ -12,14 +12,16 @@ use crate::record::Hash;
 use crate::tiles::{TILE_HEIGHT, TILE_WIDTH, TileId, tile_hashes};
 use crate::vault::VaultError;
 
-/// Tiles kept per tree (8 KiB each at most: 32 MiB).
-const MAX_CACHED_TILES: usize = 4096;
+/// Tiles kept per tree unless told otherwise (8 KiB each at most: 32 MiB).
+const DEFAULT_CACHED_TILES: usize = 4096;
 
 /// A tree of `size` leaves of namespace `ns`, read from its tiles.
 pub struct TileTree {
     reader: LogReader,
     ns: String,
     size: u64,
+    /// Most tiles cached.
+    cache_limit: usize,
     /// Tiles fetched so far (a proof needs a handful; callers keep one
     /// `TileTree` per request or per checkpoint).
     cache: HashMap<TileId, Vec<Hash>>,
@@ -48,8 +50,15 @@ impl TileTree {
             reader,
             ns: ns.to_string(),
             size,
+            cache_limit: DEFAULT_CACHED_TILES,
             cache: HashMap::new(),
         }
+    }
+
+    /// The same, caching at most `tiles` tiles (at least one).
+    pub fn with_cache_limit(mut self, tiles: usize) -> TileTree {
+        self.cache_limit = tiles.max(1);
+        self
     }
 
     /// The tree size.
@@ -85,7 +94,7 @@ impl TileTree {
         if !self.cache.contains_key(&id) {
             // Bounded: a long-lived tree (a published view) drops its cache
             // rather than grow towards the whole tree.
-            if self.cache.len() >= MAX_CACHED_TILES {
+            if self.cache.len() >= self.cache_limit {
                 self.cache.clear();
             }
             let bytes = self.reader.tile(&self.ns, id).await?.ok_or_else(|| {

@@ -306,11 +306,14 @@ impl Appender {
             l.latest.as_ref().map(|(s, _)| *s) != Some(l.published) && l.published > 0;
         let handle = tokio::spawn(publisher.run(shutdown_rx, needs_checkpoint));
         Ok(Arc::new(Appender {
-            tiles: tokio::sync::Mutex::new(TileTree::new(
-                crate::reader::LogReader::new(ctx.store.clone()),
-                ns,
-                l.published,
-            )),
+            tiles: tokio::sync::Mutex::new(
+                TileTree::new(
+                    crate::reader::LogReader::new(ctx.store.clone()),
+                    ns,
+                    l.published,
+                )
+                .with_cache_limit(ctx.cfg.tile_cache_tiles),
+            ),
             shared,
             tx: Mutex::new(Some(tx)),
             sequencer: Mutex::new(Some(sequencer)),

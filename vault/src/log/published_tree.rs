@@ -60,7 +60,8 @@ impl PublishedTree {
         {
             return Ok(None); // written before tiles
         }
-        let mut tiles = TileTree::new(reader, ns, cp.size);
+        let mut tiles =
+            TileTree::new(reader, ns, cp.size).with_cache_limit(ctx.cfg.tile_cache_tiles);
         let root = tiles.root().await.map_err(|e| unreadable(e.to_string()))?;
         if root != cp.root {
             return Err(inconsistent(
