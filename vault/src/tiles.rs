@@ -18,8 +18,8 @@ use crate::record::Hash;
 pub const TILE_HEIGHT: u32 = 8;
 /// Hashes in a full tile.
 pub const TILE_WIDTH: u64 = 1 << TILE_HEIGHT;
-/// Highest tile level (a tree of up to 2^64 leaves needs levels 0..=7).
-pub const MAX_LEVEL: u8 = 63;
+/// Highest tile level: a tree of up to 2^64 leaves needs levels 0..=7.
+pub const MAX_LEVEL: u8 = 7;
 
 /// One tile's coordinates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -103,6 +103,12 @@ impl TileId {
             index = index.checked_mul(1000)?.checked_add(v)?;
         }
         index = index.checked_mul(1000)?.checked_add(three_digits(last)?)?;
+        // A tile whose hashes would lie past 2^64 leaves names nothing (and
+        // its span would overflow).
+        let span_bits = TILE_HEIGHT * (u32::from(level) + 1);
+        if span_bits < 64 && index >= 1u64 << (64 - span_bits) {
+            return None;
+        }
         Some(TileId {
             level,
             index,
@@ -148,29 +154,6 @@ pub fn edge_tiles(size: u64) -> Vec<TileId> {
             })
         })
         .collect()
-}
-
-/// The tile whose presence tells that a store has all the tiles of `size`:
-/// the last of [`new_tiles`]`(0, size)` (the top level's last tile), which
-/// every writer of tiles stores after all the others. `None` for an empty
-/// tree.
-pub fn probe(size: u64) -> Option<TileId> {
-    let level = levels(size).last()?;
-    let count = size >> (TILE_HEIGHT * u32::from(level));
-    let width = count % TILE_WIDTH;
-    Some(if width > 0 {
-        TileId {
-            level,
-            index: count / TILE_WIDTH,
-            width: width as u16,
-        }
-    } else {
-        TileId {
-            level,
-            index: count / TILE_WIDTH - 1,
-            width: TILE_WIDTH as u16,
-        }
-    })
 }
 
 /// Levels that hold at least one hash at `size`.
@@ -381,6 +364,8 @@ mod tests {
             "tile/0/001/",
             "tile/0/y001/002",
             "tile/entries/001",
+            "tile/8/000",
+            "tile/0/x072/x057/x594/x037/x927/936",
             "tile/0/",
             "tile/0/1234",
         ] {
@@ -526,15 +511,5 @@ mod tests {
         }
         assert_eq!(again.root(), tree.root());
         assert!(TileBuilder::from_tree(&tree, 70_001).is_none());
-    }
-
-    #[test]
-    fn the_probe_is_the_last_new_tile() {
-        for size in [
-            1u64, 255, 256, 257, 600, 65_535, 65_536, 65_537, 70_000, 16_777_216,
-        ] {
-            assert_eq!(probe(size), new_tiles(0, size).last().copied(), "{size}");
-        }
-        assert_eq!(probe(0), None);
     }
 }

@@ -1200,6 +1200,19 @@ async fn u_incremental_verify_since_a_checkpoint() {
         &[("alpha", &obj, Some(21), "content does not match its digest")],
     );
 
+    // A segment removed under the pin: not read, but the listing shows it.
+    let d = f.copy();
+    std::fs::remove_file(d.path().join(seg_object("alpha", 1))).unwrap();
+    assert_findings(
+        &verify(d.path(), since(&f.alpha_checkpoints[2])).await,
+        &[(
+            "alpha",
+            "ns/alpha/segments",
+            Some(5),
+            "segment dropped under the pinned checkpoint",
+        )],
+    );
+
     // A tile the consistency proof reads, changed: the pin is not proven.
     let d = f.copy();
     let tile = d.path().join("ns/alpha/tile/0/000.p/25");

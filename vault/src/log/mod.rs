@@ -120,6 +120,11 @@ struct State {
     /// tiles not yet full: bounded, whatever the log's size). The durable
     /// tree is it plus the tail's leaves; older hashes are in the tiles.
     edge: crate::tiles::TileBuilder,
+    /// The root at the end of each segment of the log (from the segments
+    /// checked at open, and those published since): compaction checks the
+    /// segments it merges against these, never against objects in the
+    /// store. One entry per segment; pruned as segments merge.
+    segment_roots: std::collections::BTreeMap<u64, Hash>,
     /// Durable entries not yet in a segment, in index order.
     tail: VecDeque<Arc<Entry>>,
     tail_bytes: usize,
@@ -261,6 +266,7 @@ impl Appender {
             published: AtomicU64::new(l.published),
             state: RwLock::new(State {
                 edge,
+                segment_roots: l.segment_roots.clone(),
                 tail: l.tail,
                 tail_bytes,
                 published_chain: l.published_chain,

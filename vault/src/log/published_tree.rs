@@ -47,22 +47,22 @@ impl PublishedTree {
         let name = format!("{}/{ns}", ctx.vault_origin);
         let cp = note::open_checkpoint(&text, &name, &ctx.key.verifying_key())
             .map_err(|e| inconsistent(ns, format!("latest checkpoint: {e}")))?;
-        let Some(probe) = crate::tiles::probe(cp.size) else {
+        if cp.size == 0 {
             return Ok(None);
-        };
-        let reader = LogReader::new(ctx.store.clone());
-        let unreadable = |e: String| inconsistent(ns, format!("tiles: {e}"));
-        if reader
-            .tile(ns, probe)
-            .await
-            .map_err(|e| unreadable(e.to_string()))?
-            .is_none()
-        {
-            return Ok(None); // written before tiles
         }
+        let reader = LogReader::new(ctx.store.clone());
         let mut tiles =
             TileTree::new(reader, ns, cp.size).with_cache_limit(ctx.cfg.tile_cache_tiles);
-        let root = tiles.root().await.map_err(|e| unreadable(e.to_string()))?;
+        let root = match tiles.root().await {
+            Ok(root) => root,
+            // Tiles missing (a store written before tiles, or tiles lost):
+            // rebuild from the segments instead.
+            Err(ProofError::Unavailable(e)) => {
+                tracing::warn!(ns, "reading the tree from the segments: {e}");
+                return Ok(None);
+            }
+            Err(e) => return Err(inconsistent(ns, format!("tiles: {e}"))),
+        };
         if root != cp.root {
             return Err(inconsistent(
                 ns,

@@ -2,7 +2,6 @@
 //! then the `checkpoint` pointer; renews the lease and compacts.
 
 use super::*;
-use crate::tile_proofs::TileTree;
 use crate::tiles::{self, TileId};
 
 pub(super) struct Publisher {
@@ -118,14 +117,17 @@ impl Publisher {
             target_rows: cfg.compact_target_rows.max(2),
             min_segments: cfg.compact_min_segments.max(2),
         };
-        // Roots at the merged segments' ends, read from the tiles of the
-        // published tree (segments are merged only once published).
-        let reader = crate::reader::LogReader::new(self.ctx.store.clone());
-        let ns = self.shared.ns.clone();
-        let published = self.shared.published.load(Ordering::SeqCst);
+        // Roots at the segments' ends, as this server computed them from
+        // checked data (never read from the store, which an operator can
+        // change).
+        let shared = self.shared.clone();
         let root_at = move |size: u64| {
-            let mut tiles = TileTree::new(reader.clone(), &ns, published);
-            async move { tiles.range(0, size).await.ok() }
+            let root = shared
+                .state
+                .read()
+                .ok()
+                .and_then(|st| st.segment_roots.get(&size).copied());
+            std::future::ready(root)
         };
         let r = crate::compact::compact_once(
             &self.ctx.store,
@@ -136,8 +138,32 @@ impl Publisher {
             policy,
         )
         .await;
-        if let Err(e) = r {
-            tracing::warn!(ns = %self.shared.ns, "compaction: {e}");
+        match r {
+            Err(e) => tracing::warn!(ns = %self.shared.ns, "compaction: {e}"),
+            Ok(0) => {}
+            // Merged: forget the roots of ends that are no segment's any more.
+            Ok(_) => self.prune_segment_roots().await,
+        }
+    }
+
+    /// Keeps the roots of the current segments' ends only (and any past
+    /// the listing, published meanwhile), so the map does not grow with
+    /// the number of publishes.
+    async fn prune_segment_roots(&self) {
+        let Ok(names) = self
+            .ctx
+            .store
+            .list_names(&layout::segments(&self.shared.ns))
+            .await
+        else {
+            return;
+        };
+        let cover = crate::tiling::tile(names.iter().map(String::as_str)).cover;
+        let ends: std::collections::BTreeSet<u64> = cover.iter().map(|(_, b)| b + 1).collect();
+        let newest = ends.iter().next_back().copied().unwrap_or(0);
+        if let Ok(mut st) = self.shared.state.write() {
+            st.segment_roots
+                .retain(|end, _| ends.contains(end) || *end > newest);
         }
     }
 
@@ -285,6 +311,7 @@ impl Publisher {
             st.published_chain = batch[batch.len() - 1].chain_hash;
             st.latest_note = Some((size, note_text));
             st.edge = edge;
+            st.segment_roots.insert(size, root);
         }
         self.shared.published.store(size, Ordering::SeqCst);
         self.shared.published_tx.send_replace(size);

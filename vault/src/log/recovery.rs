@@ -15,6 +15,9 @@ pub(super) struct Loaded {
     pub(super) published_chain: Hash,
     pub(super) latest: Option<(u64, String)>,
     pub(super) last_received: i64,
+    /// The tree's root at the end of every segment read (checked against
+    /// the segment's signed header): what compaction checks segments with.
+    pub(super) segment_roots: std::collections::BTreeMap<u64, Hash>,
 }
 
 impl Loaded {
@@ -77,6 +80,7 @@ pub(super) async fn load_store(
         published_chain: [0; 32],
         latest: None,
         last_received: 0,
+        segment_roots: std::collections::BTreeMap::new(),
     };
     let names = ctx.store.list_names(&layout::segments(ns)).await?;
     // After an interrupted merge, small segments may sit under the merged one:
@@ -149,6 +153,7 @@ pub(super) async fn load_store(
                 ));
             }
         }
+        l.segment_roots.insert(l.tree.len(), l.tree.root());
         if l.tree.len() != last + 1 {
             return Err(inconsistent(
                 ns,

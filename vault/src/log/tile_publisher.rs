@@ -57,38 +57,53 @@ async fn put_tiles(
     results.into_iter().collect()
 }
 
-/// At open, from the tree rebuilt from the segments: the tiles of segments
-/// published after the latest checkpoint (a crash between the two), and,
-/// for a store written before tiles, every tile (once, with progress in
-/// the log). Written before any checkpoint can need them.
+/// At open, from the tree rebuilt from the segments: every tile the
+/// published size needs that the store does not hold. That covers segments
+/// published after the latest checkpoint (a crash between the two), a store
+/// written before tiles (built once, with progress in the log), and tiles
+/// removed or never written by another writer. Written before any
+/// checkpoint can need them; listing them costs little next to the segment
+/// reads the open does anyway.
 pub(super) async fn store_missing_tiles(
     ctx: &LogContext,
     ns: &str,
     l: &Loaded,
 ) -> Result<(), OpenError> {
-    let latest = l.latest.as_ref().map_or(0, |(s, _)| *s);
-    let present = match tiles::probe(latest) {
-        Some(probe) => ctx.store.get(&layout::tile(ns, &probe)).await?.is_some(),
-        None => true,
-    };
-    let from = if present { latest } else { 0 };
-    let mut ids = tiles::new_tiles(from, l.published);
-    if ids.is_empty() {
+    if l.published == 0 {
         return Ok(());
     }
-    // The probe tile last, alone: once it is there, all the others are
-    // (tiles are otherwise written a few at once, in no order).
-    let last = ids.pop().map(|p| vec![p]).unwrap_or_default();
-    if !present {
+    let stored: std::collections::HashSet<TileId> = ctx
+        .store
+        .list_recursive(&layout::tiles(ns))
+        .await?
+        .into_iter()
+        .filter_map(|(rel, _)| TileId::parse(&format!("tile/{rel}")))
+        .collect();
+    let missing: Vec<TileId> = tiles::new_tiles(0, l.published)
+        .into_iter()
+        .filter(|id| !stored.contains(id))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let backfill = stored.is_empty();
+    if backfill {
         tracing::info!(
             ns,
             size = l.published,
-            tiles = ids.len() + 1,
+            tiles = missing.len(),
             "building the tiles of a store written before tiles"
         );
+    } else {
+        tracing::info!(
+            ns,
+            size = l.published,
+            tiles = missing.len(),
+            "writing missing tiles"
+        );
     }
-    let (total, mut written) = (ids.len() + last.len(), 0);
-    for chunk in ids.chunks(BACKFILL_BATCH).chain([&last[..]]) {
+    let mut written = 0;
+    for chunk in missing.chunks(BACKFILL_BATCH) {
         let bodies = chunk
             .iter()
             .map(|id| {
@@ -106,8 +121,8 @@ pub(super) async fn store_missing_tiles(
                 TileWriteError::Store(e) => OpenError::Store(e),
             })?;
         written += chunk.len();
-        if !present {
-            tracing::info!(ns, written, of = total, "tiles built");
+        if backfill {
+            tracing::info!(ns, written, of = missing.len(), "tiles built");
         }
     }
     Ok(())
