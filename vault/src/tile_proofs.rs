@@ -22,9 +22,31 @@ pub struct TileTree {
     size: u64,
     /// Most tiles cached.
     cache_limit: usize,
-    /// Tiles fetched so far (a proof needs a handful; callers keep one
-    /// `TileTree` per request or per checkpoint).
+    /// Full tiles fetched so far (a proof needs a handful), each checked
+    /// against its parent tile once the tree is trusted.
     cache: HashMap<TileId, Vec<Hash>>,
+    /// The right-edge (partial) tiles at this size: never evicted; checked
+    /// together against the trusted root.
+    edge: HashMap<TileId, Vec<Hash>>,
+    /// The root the tiles are checked against ([`TileTree::trust`]).
+    trusted: Option<Hash>,
+}
+
+/// A tile's future (tiles are checked against their parents, recursively).
+type TileFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<&'a [Hash], VaultError>> + Send + 'a>,
+>;
+
+/// The root of a perfect subtree's hashes (a power of two of them).
+fn subtree_root(hashes: &[Hash]) -> Hash {
+    let mut row: Vec<Hash> = hashes.to_vec();
+    while row.len() > 1 {
+        row = row
+            .chunks(2)
+            .map(|p| merkle::node_hash(&p[0], &p[1]))
+            .collect();
+    }
+    row.first().copied().unwrap_or_else(merkle::empty_root)
 }
 
 /// Why a proof could not be given.
@@ -52,7 +74,36 @@ impl TileTree {
             size,
             cache_limit: DEFAULT_CACHED_TILES,
             cache: HashMap::new(),
+            edge: HashMap::new(),
+            trusted: None,
         }
+    }
+
+    /// Checks the tiles against `root`, the tree's root at this size from a
+    /// source the caller trusts (a signed checkpoint, the writer's own
+    /// edge): the right-edge tiles must hash to it, and from then on every
+    /// full tile read must hash to its entry in the tile above it, as Go's
+    /// `sumdb/tlog` `TileHashReader` checks. A tile changed in the store is
+    /// then an error, never a wrong proof served.
+    pub async fn trust(&mut self, root: Hash) -> Result<(), ProofError> {
+        self.trusted = None;
+        self.edge.clear();
+        self.cache.clear();
+        let got = self.root().await?;
+        if got != root {
+            self.edge.clear();
+            return Err(ProofError::Unavailable(VaultError::Read(format!(
+                "the tiles of {} do not hash to the root of size {}; run `tracevault verify`",
+                self.ns, self.size
+            ))));
+        }
+        self.trusted = Some(root);
+        Ok(())
+    }
+
+    /// Whether [`TileTree::trust`] has checked the tiles at this size.
+    pub fn is_trusted(&self) -> bool {
+        self.trusted.is_some()
     }
 
     /// The same, caching at most `tiles` tiles (at least one).
@@ -67,49 +118,84 @@ impl TileTree {
     }
 
     /// The same log at another size: full tiles stay cached (they never
-    /// change), partial ones are dropped (another size has other ones).
+    /// change), the right edge is read again, and the tree must be trusted
+    /// again at the new size.
     pub fn set_size(&mut self, size: u64) {
         if size != self.size {
             self.size = size;
-            self.cache.retain(|id, _| !id.is_partial());
+            self.edge.clear();
+            self.trusted = None;
         }
     }
 
+    async fn fetch(&self, id: TileId) -> Result<Vec<Hash>, VaultError> {
+        let bytes = self.reader.tile(&self.ns, id).await?.ok_or_else(|| {
+            VaultError::Read(format!(
+                "{} of {} is missing from the store; run `tracevault verify`",
+                id.path(),
+                self.ns
+            ))
+        })?;
+        tile_hashes(&bytes)
+            .ok_or_else(|| VaultError::Read(format!("{} of {} is malformed", id.path(), self.ns)))
+    }
+
     /// The hashes of tile (`level`, `index`) at this size: full, or the
-    /// right-edge partial tile.
-    async fn tile(&mut self, level: u8, index: u64) -> Result<&[Hash], VaultError> {
-        let count = self.size >> (TILE_HEIGHT * u32::from(level));
-        let start = index * TILE_WIDTH;
-        if start >= count {
-            return Err(VaultError::Read(format!(
-                "tile {level}/{index} is beyond the tree of size {}",
-                self.size
-            )));
-        }
-        let id = TileId {
-            level,
-            index,
-            width: (count - start).min(TILE_WIDTH) as u16,
-        };
-        if !self.cache.contains_key(&id) {
-            // Bounded: a long-lived tree (a published view) drops its cache
-            // rather than grow towards the whole tree.
-            if self.cache.len() >= self.cache_limit {
-                self.cache.clear();
+    /// right-edge partial tile. Once trusted, a full tile must hash to its
+    /// entry in the tile above it (checked recursively, up to the edge the
+    /// trusted root checked).
+    fn tile(&mut self, level: u8, index: u64) -> TileFuture<'_> {
+        Box::pin(async move {
+            let count = self.size >> (TILE_HEIGHT * u32::from(level));
+            let start = index * TILE_WIDTH;
+            if start >= count {
+                return Err(VaultError::Read(format!(
+                    "tile {level}/{index} is beyond the tree of size {}",
+                    self.size
+                )));
             }
-            let bytes = self.reader.tile(&self.ns, id).await?.ok_or_else(|| {
-                VaultError::Read(format!(
-                    "{} of {} is missing from the store; run `tracevault verify`",
-                    id.path(),
-                    self.ns
-                ))
-            })?;
-            let hashes = tile_hashes(&bytes).ok_or_else(|| {
-                VaultError::Read(format!("{} of {} is malformed", id.path(), self.ns))
-            })?;
-            self.cache.insert(id, hashes);
-        }
-        Ok(&self.cache[&id])
+            let id = TileId {
+                level,
+                index,
+                width: (count - start).min(TILE_WIDTH) as u16,
+            };
+            if id.is_partial() {
+                if !self.edge.contains_key(&id) {
+                    if self.trusted.is_some() {
+                        // The edge was read in full when trusted.
+                        return Err(VaultError::Read(format!(
+                            "{} of {} is not part of the trusted edge",
+                            id.path(),
+                            self.ns
+                        )));
+                    }
+                    let hashes = self.fetch(id).await?;
+                    self.edge.insert(id, hashes);
+                }
+                return Ok(&self.edge[&id][..]);
+            }
+            if !self.cache.contains_key(&id) {
+                let hashes = self.fetch(id).await?;
+                if self.trusted.is_some() {
+                    let own = subtree_root(&hashes);
+                    let parent = self.tile(level + 1, index / TILE_WIDTH).await?;
+                    if parent.get((index % TILE_WIDTH) as usize) != Some(&own) {
+                        return Err(VaultError::Read(format!(
+                            "{} of {} does not match the tile above it; run `tracevault verify`",
+                            id.path(),
+                            self.ns
+                        )));
+                    }
+                }
+                // Bounded: a long-lived tree drops its cache rather than
+                // grow towards the whole tree (the edge stays).
+                if self.cache.len() >= self.cache_limit {
+                    self.cache.clear();
+                }
+                self.cache.insert(id, hashes);
+            }
+            Ok(&self.cache[&id][..])
+        })
     }
 
     /// The hash of the complete subtree of `height` number `index`: from
@@ -122,19 +208,13 @@ impl TileTree {
         let n = 1usize << rest;
         let tile = self.tile(level as u8, first / TILE_WIDTH).await?;
         let at = (first % TILE_WIDTH) as usize;
-        let mut row: Vec<Hash> = tile
+        let row: Vec<Hash> = tile
             .get(at..at + n)
             .ok_or_else(|| {
                 VaultError::Read(format!("subtree {height}/{index} is not in its tile"))
             })?
             .to_vec();
-        while row.len() > 1 {
-            row = row
-                .chunks(2)
-                .map(|p| merkle::node_hash(&p[0], &p[1]))
-                .collect();
-        }
-        Ok(row[0])
+        Ok(subtree_root(&row))
     }
 
     /// The hashes `start..end` of tree level `8 * level` (one tile's worth

@@ -1072,6 +1072,9 @@ async fn resume_from_tiles(
     let mut tt = TileTree::new(reader, ns, newest);
     let unreadable =
         |e: crate::tile_proofs::ProofError| format!("the tiles could not be read: {e}");
+    // Every tile read below is checked against the one above it, up to the
+    // newest signed root.
+    tt.trust(new_root).await.map_err(|e| format!("fork: {e}"))?;
     let proof = tt.consistency_proof(old.size).await.map_err(unreadable)?;
     crate::merkle::verify_consistency(old.size, newest, &proof, &old.root, &new_root).map_err(
         |e| format!("fork: the store's tiles are not consistent with the pinned checkpoint ({e})"),

@@ -80,6 +80,7 @@ async fn proofs_from_tiles_equal_proofs_from_memory() {
     let want_consistency = reference.consistency_proof(256, next).unwrap();
     let want_leaf_257 = reference.leaf(257).unwrap();
     let want_leaf_256 = reference.leaf(256).unwrap();
+    let reference_leaf_700 = reference.leaf(700).unwrap();
     vault.shutdown(Duration::from_secs(5)).await;
     drop(vault);
     // Another server (its own data directory, the same keys and store).
@@ -119,6 +120,22 @@ async fn proofs_from_tiles_equal_proofs_from_memory() {
     let proof = tiles.inclusion_proof(257).await.unwrap();
     assert!(verify_inclusion(&leaf, 257, next, &proof, &root).is_err());
     assert_ne!(tiles.leaf(256).await.unwrap(), want_leaf_256);
+    // Trusted at the signed root, the tree checks every tile it reads
+    // against the one above it: the changed tile is an error, not a proof.
+    let mut trusted = TileTree::new(reader.clone(), "n", next);
+    trusted.trust(root).await.unwrap();
+    assert!(trusted.inclusion_proof(257).await.is_err());
+    assert!(trusted.leaf(256).await.is_err());
+    // Proofs that do not touch it are still served, and verify.
+    let proof = trusted.inclusion_proof(700).await.unwrap();
+    verify_inclusion(&reference_leaf_700, 700, next, &proof, &root).unwrap();
+    // Trusting another root fails.
+    assert!(
+        TileTree::new(reader.clone(), "n", next)
+            .trust([0; 32])
+            .await
+            .is_err()
+    );
 }
 
 /// A store written before tiles (its tile objects gone) gets them at the

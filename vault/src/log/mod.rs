@@ -442,11 +442,21 @@ impl Appender {
     }
 
     /// The tree at the latest checkpoint, read from its tiles (written
-    /// before the checkpoint, so always there).
-    async fn published_tiles(&self) -> tokio::sync::MutexGuard<'_, TileTree> {
+    /// before the checkpoint, so always there), each checked against this
+    /// server's own edge of the tree (never trusted as read from the store).
+    async fn published_tiles(&self) -> Result<tokio::sync::MutexGuard<'_, TileTree>, ProofError> {
+        let (size, root) = {
+            let st = self.shared.state.read().map_err(|_| {
+                ProofError::Unavailable(crate::VaultError::Read("state lock poisoned".into()))
+            })?;
+            (st.edge.size(), st.edge.root())
+        };
         let mut tiles = self.tiles.lock().await;
-        tiles.set_size(self.published_size());
-        tiles
+        tiles.set_size(size);
+        if !tiles.is_trusted() {
+            tiles.trust(root).await?;
+        }
+        Ok(tiles)
     }
 
     /// RFC 6962 inclusion proof of `index` in the tree of `size` (size <= the
@@ -456,7 +466,7 @@ impl Appender {
         index: u64,
         size: u64,
     ) -> Result<(Hash, Vec<Hash>), ProofError> {
-        let mut tiles = self.published_tiles().await;
+        let mut tiles = self.published_tiles().await?;
         let proof = tiles.inclusion_proof_at(index, size).await?;
         Ok((tiles.leaf(index).await?, proof))
     }
@@ -465,7 +475,7 @@ impl Appender {
     /// checkpoint): from the tiles.
     pub async fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, ProofError> {
         self.published_tiles()
-            .await
+            .await?
             .consistency_proof_between(from, to)
             .await
     }

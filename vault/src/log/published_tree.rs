@@ -21,7 +21,7 @@ enum Hashes {
     /// Rebuilt from every segment (a store written before tiles).
     Memory(MerkleTree),
     /// Read from the tiles of the latest checkpoint's size.
-    Tiles(tokio::sync::Mutex<TileTree>),
+    Tiles(Box<tokio::sync::Mutex<TileTree>>),
 }
 
 impl PublishedTree {
@@ -53,28 +53,21 @@ impl PublishedTree {
         let reader = LogReader::new(ctx.store.clone());
         let mut tiles =
             TileTree::new(reader, ns, cp.size).with_cache_limit(ctx.cfg.tile_cache_tiles);
-        let root = match tiles.root().await {
-            Ok(root) => root,
-            // Tiles missing (a store written before tiles, or tiles lost):
-            // rebuild from the segments instead.
-            Err(ProofError::Unavailable(e)) => {
+        // The tiles must hash to the signed root; then every tile a proof
+        // reads is checked against the one above it.
+        match tiles.trust(cp.root).await {
+            Ok(()) => {}
+            // Tiles missing, unreadable or not this root's (a store written
+            // before tiles, tiles lost or changed): rebuild from the segments,
+            // which are checked against the key.
+            Err(e) => {
                 tracing::warn!(ns, "reading the tree from the segments: {e}");
                 return Ok(None);
             }
-            Err(e) => return Err(inconsistent(ns, format!("tiles: {e}"))),
-        };
-        if root != cp.root {
-            return Err(inconsistent(
-                ns,
-                format!(
-                    "the tiles do not hash to the root of the latest checkpoint (size {})",
-                    cp.size
-                ),
-            ));
         }
         Ok(Some(PublishedTree {
             latest: Some((cp.size, text)),
-            hashes: Hashes::Tiles(tokio::sync::Mutex::new(tiles)),
+            hashes: Hashes::Tiles(Box::new(tokio::sync::Mutex::new(tiles))),
         }))
     }
 
