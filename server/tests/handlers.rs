@@ -33,6 +33,18 @@ async fn call_text(
     token: Option<&str>,
     body: Option<Value>,
 ) -> (StatusCode, String) {
+    let (status, bytes) = call_bytes(app, method, uri, token, body).await;
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// One request through the router: status and body bytes.
+async fn call_bytes(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Vec<u8>) {
     let mut req = Request::builder().method(method).uri(uri);
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
@@ -49,7 +61,7 @@ async fn call_text(
     let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24)
         .await
         .unwrap();
-    (status, String::from_utf8_lossy(&bytes).into_owned())
+    (status, bytes.to_vec())
 }
 
 async fn token(app: &axum::Router, admin: &str, body: Value) -> String {
@@ -237,6 +249,64 @@ async fn every_door_answers_in_process() {
     .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
 
+    drop(app);
+    server.serve(async {}).await;
+}
+
+/// `public_log = true`: checkpoints and hash tiles are readable without a
+/// token (for witnesses and monitors); proofs and entries still are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_log_opens_checkpoints_and_tiles_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = ServerConfig {
+        data: Some(dir.path().to_path_buf()),
+        listen: Some("127.0.0.1:0".into()),
+        public_log: Some(true),
+        log: LogConfig {
+            flush_interval_ms: 20,
+            ..LogConfig::default()
+        },
+        ..ServerConfig::default()
+    };
+    cfg.query.isolation = Isolation::Thread;
+    let server = Server::start(cfg).await.unwrap();
+    let app = server.router();
+    let admin = std::fs::read_to_string(server.admin_token_path()).unwrap();
+    let writer = token(
+        &app,
+        admin.trim(),
+        json!({"role": "writer", "ns": ["prod"], "sub": "a"}),
+    )
+    .await;
+    let events: Vec<Value> = (0..3)
+        .map(|i| json!({"session_id": "s", "kind": "output", "content": format!("e{i}")}))
+        .collect();
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/logs/prod/events?wait=checkpoint",
+        Some(&writer),
+        Some(json!({"events": events})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, note) = call_text(&app, "GET", "/v1/logs/prod/checkpoint", None, None).await;
+    assert_eq!(s, StatusCode::OK, "{note}");
+    assert_eq!(note.lines().nth(1), Some("3"));
+    let (s, tile) = call_bytes(&app, "GET", "/v1/logs/prod/tile/0/000.p/3", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(tile.len(), 3 * 32);
+    let (s, _) = call(
+        &app,
+        "GET",
+        "/v1/logs/prod/proof/inclusion?index=0&size=3",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = call(&app, "GET", "/v1/logs/prod/entries/0", None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
     drop(app);
     server.serve(async {}).await;
 }
