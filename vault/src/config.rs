@@ -24,8 +24,12 @@ pub struct LogConfig {
     pub max_unpublished_events: usize,
     /// Same bound in approximate bytes.
     pub max_unpublished_bytes: usize,
-    /// How many recent `event_id`s are remembered for idempotent retries.
+    /// How many entries back `event_id`s are remembered for idempotent
+    /// retries (an open reads this many entries back to rebuild the window).
     pub dedup_window: usize,
+    /// A session-state snapshot is written to the store every this many
+    /// published entries; an open reads the entries after the newest one.
+    pub state_snapshot_entries: u64,
     /// Lease validity without renewal (milliseconds).
     pub lease_ttl_ms: i64,
     /// How often small segments are merged in the background (milliseconds; 0 disables).
@@ -52,6 +56,7 @@ impl Default for LogConfig {
             max_unpublished_events: 150_000,
             max_unpublished_bytes: 256 << 20,
             dedup_window: 1_000_000,
+            state_snapshot_entries: 100_000,
             lease_ttl_ms: 30_000,
             compact_interval_ms: 10_000,
             compact_target_rows: 50_000,

@@ -20,6 +20,7 @@ pub mod pruning;
 mod reader;
 pub mod record;
 pub mod segment;
+pub mod session_state;
 pub mod store;
 pub mod tile_proofs;
 pub mod tiles;

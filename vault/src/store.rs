@@ -363,6 +363,14 @@ pub mod layout {
     pub fn latest_checkpoint(ns: &str) -> Path {
         Path::from(format!("ns/{ns}/checkpoint"))
     }
+    /// `ns/{ns}/state`: the sequencer's session counters, snapshotted.
+    pub fn states(ns: &str) -> Path {
+        Path::from(format!("ns/{ns}/state"))
+    }
+    /// `ns/{ns}/state/{size:020}` (immutable; see `vault::log::state`).
+    pub fn state_at(ns: &str, size: u64) -> Path {
+        Path::from(format!("ns/{ns}/state/{size:020}"))
+    }
     /// `ns/{ns}/lease` (which server may append).
     pub fn lease(ns: &str) -> Path {
         Path::from(format!("ns/{ns}/lease"))

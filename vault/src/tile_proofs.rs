@@ -268,6 +268,26 @@ impl TileTree {
         self.range(0, self.size).await
     }
 
+    /// The right edge at this size, to grow the tree from: per tile level,
+    /// the hashes of the level's unfinished tile. Read from the tiles, so
+    /// only as trustworthy as [`TileTree::trust`] made them; callers check
+    /// the builder's root against the trusted one.
+    pub async fn builder(&mut self) -> Result<crate::tiles::TileBuilder, ProofError> {
+        let mut open = Vec::new();
+        let mut counts = Vec::new();
+        for level in 0..=crate::tiles::MAX_LEVEL {
+            let shift = TILE_HEIGHT * u32::from(level);
+            if shift >= 64 || self.size >> shift == 0 {
+                break;
+            }
+            let count = self.size >> shift;
+            let start = count / TILE_WIDTH * TILE_WIDTH;
+            open.push(self.level_hashes(level, start, count).await?);
+            counts.push(count);
+        }
+        Ok(crate::tiles::TileBuilder::resume(open, counts))
+    }
+
     /// The leaf hash at `index`.
     pub async fn leaf(&mut self, index: u64) -> Result<Hash, ProofError> {
         if index >= self.size {

@@ -151,6 +151,15 @@ struct RowFacts {
     idx: u64,
     leaf_hash: Hash,
     chain_hash: Hash,
+    session: SessionFacts,
+}
+
+/// What the session-state snapshot check needs of a row.
+#[derive(Clone)]
+struct SessionFacts {
+    session_id: String,
+    session_seq: u64,
+    received_at: i64,
 }
 
 /// The footer of a streamed segment.
@@ -165,6 +174,8 @@ struct SegmentOutcome {
     object: String,
     header: Option<SegmentHeader>,
     leaves: Vec<Hash>,
+    /// Per leaf, in the same order: its chain hash and session facts.
+    rows: Vec<(Hash, SessionFacts)>,
     chain_out: Option<Hash>,
     findings: Vec<Finding>,
     bytes: u64,
@@ -191,6 +202,7 @@ fn check_segment(
         object: object.clone(),
         header: None,
         leaves: Vec::new(),
+        rows: Vec::new(),
         chain_out: None,
         findings: Vec::new(),
         bytes: bytes.len() as u64,
@@ -226,6 +238,11 @@ fn check_segment(
             idx: e.idx,
             leaf_hash: e.leaf_hash,
             chain_hash: e.chain_hash,
+            session: SessionFacts {
+                session_id: e.session_id,
+                session_seq: e.session_seq,
+                received_at: e.received_at,
+            },
         });
     });
     let seg = match decoded {
@@ -436,6 +453,7 @@ fn check_segment(
             last_seen = Some(e.idx);
         }
         out.leaves.push(e.leaf_hash);
+        out.rows.push((e.chain_hash, e.session.clone()));
     }
     if hex32(&h.chain_out) != Some(chain) {
         report(
@@ -767,6 +785,7 @@ async fn verify_namespace(
         wanted.insert(p.size);
     }
 
+    let mut states = StateCheck::list(store, ns, origin, key, since.is_none(), report).await?;
     // Stream segments: check in parallel, fold in index order.
     let concurrency = opts.concurrency.max(1);
     let key2 = *key;
@@ -794,6 +813,7 @@ async fn verify_namespace(
                     object: obj.clone(),
                     header: None,
                     leaves: Vec::new(),
+                    rows: Vec::new(),
                     chain_out: None,
                     findings: vec![Finding {
                         ns: ns2,
@@ -913,11 +933,15 @@ async fn verify_namespace(
             report.findings.push(find("chain_in does not continue the previous segment's chain (segment replaced or reordered)".into()));
         }
         let skip = tree.size.saturating_sub(seg.first) as usize;
-        for leaf in &seg.leaves[skip..] {
+        for (i, leaf) in seg.leaves[skip..].iter().enumerate() {
             tree.push(*leaf);
             tiles.push(*leaf);
             if wanted.contains(&tree.size) {
                 roots.insert(tree.size, tree.root());
+            }
+            if let Some((chain, facts)) = seg.rows.get(skip + i) {
+                states.push(chain, facts);
+                states.check_at(ns, tree.size, &tree, report);
             }
         }
         tiles.check_pending(store, ns, report).await?;
@@ -973,6 +997,7 @@ async fn verify_namespace(
             }
         }
     }
+    states.finish(ns, tree.size, report);
     let max_cp = checkpoints.keys().next_back().copied().unwrap_or(0);
     tiles.finish(
         ns,
@@ -1088,29 +1113,143 @@ async fn resume_from_tiles(
     if compact.root() != old.root {
         return Err("fork: the tiles at the pinned size do not hash to its root".into());
     }
-    let mut open = Vec::new();
-    let mut counts = Vec::new();
-    for level in 0..=tiles::MAX_LEVEL {
-        let shift = tiles::TILE_HEIGHT * u32::from(level);
-        if shift >= 64 || old.size >> shift == 0 {
-            break;
-        }
-        let count = old.size >> shift;
-        let start = count / tiles::TILE_WIDTH * tiles::TILE_WIDTH;
-        let hashes = tt
-            .level_hashes(level, start, count)
-            .await
-            .map_err(unreadable)?;
-        open.push(hashes);
-        counts.push(count);
-    }
     // The open tiles, read separately, must give the same root: never
     // resume on hashes that were not the ones checked above.
-    let builder = TileBuilder::resume(open, counts);
+    let mut at_old = TileTree::new(crate::reader::LogReader::new(store.clone()), ns, old.size);
+    let builder = at_old.builder().await.map_err(unreadable)?;
     if builder.root() != old.root {
         return Err("fork: the tiles at the pinned size do not hash to its root".into());
     }
     Ok((compact, builder))
+}
+
+/// The session-state snapshots of a namespace against the state rebuilt
+/// from its entries: each must say exactly the root, chain, newest
+/// `received_at` and session counters of the entries under its size. One
+/// with a lowered counter would make the writer reuse a `session_seq`.
+/// (Incremental runs do not know the sessions under the pin: they only
+/// check the snapshots' signatures.)
+struct StateCheck {
+    /// Snapshots not yet checked, by size.
+    pending: BTreeMap<u64, (String, crate::session_state::SessionState)>,
+    sessions: std::collections::HashMap<String, u64>,
+    last_received: i64,
+    chain: Hash,
+    active: bool,
+}
+
+impl StateCheck {
+    async fn list(
+        store: &Store,
+        ns: &str,
+        origin: &str,
+        key: &VerifyingKey,
+        active: bool,
+        report: &mut Report,
+    ) -> Result<StateCheck, VerifyError> {
+        let prefix = layout::states(ns);
+        let mut pending = BTreeMap::new();
+        for name in store.list_names(&prefix).await? {
+            let object = format!("{prefix}/{name}");
+            let find = |message: String| Finding {
+                ns: ns.into(),
+                object: object.clone(),
+                index: None,
+                message,
+            };
+            let Some(size) = crate::session_state::parse_state_name(&name) else {
+                report.findings.push(find(
+                    "unexpected object among session-state snapshots".into(),
+                ));
+                continue;
+            };
+            let Some(bytes) = store.get(&layout::state_at(ns, size)).await? else {
+                continue; // superseded and removed meanwhile
+            };
+            match crate::session_state::SessionState::open(&bytes, origin, size, key) {
+                Ok(st) => {
+                    pending.insert(size, (object, st));
+                }
+                Err(e) => report.findings.push(find(format!(
+                    "session-state snapshot does not verify (forged or altered): {e}"
+                ))),
+            }
+        }
+        Ok(StateCheck {
+            pending,
+            sessions: Default::default(),
+            last_received: 0,
+            chain: [0; 32],
+            active,
+        })
+    }
+
+    fn push(&mut self, chain: &Hash, row: &SessionFacts) {
+        if !self.active {
+            return;
+        }
+        let next = self.sessions.entry(row.session_id.clone()).or_insert(0);
+        *next = (*next).max(row.session_seq + 1);
+        self.last_received = self.last_received.max(row.received_at);
+        self.chain = *chain;
+    }
+
+    fn check_at(&mut self, ns: &str, size: u64, tree: &CompactRange, report: &mut Report) {
+        if !self.active {
+            return;
+        }
+        let Some((object, st)) = self.pending.remove(&size) else {
+            return;
+        };
+        let mut wrong = Vec::new();
+        if st.root != tree.root() {
+            wrong.push("root");
+        }
+        if st.chain != self.chain {
+            wrong.push("chain");
+        }
+        if st.last_received != self.last_received {
+            wrong.push("last received_at");
+        }
+        let mut sessions: Vec<(&String, &u64)> = self.sessions.iter().collect();
+        sessions.sort();
+        if st.sessions.len() != sessions.len()
+            || st
+                .sessions
+                .iter()
+                .zip(&sessions)
+                .any(|(a, b)| (&a.0, &a.1) != *b)
+        {
+            wrong.push("session counters");
+        }
+        if !wrong.is_empty() {
+            report.findings.push(Finding {
+                ns: ns.into(),
+                object,
+                index: None,
+                message: format!(
+                    "session-state snapshot differs from the entries under size {size} ({})",
+                    wrong.join(", ")
+                ),
+            });
+        }
+    }
+
+    fn finish(self, ns: &str, size: u64, report: &mut Report) {
+        if !self.active {
+            return;
+        }
+        for (s, (object, _)) in self.pending {
+            report.findings.push(Finding {
+                ns: ns.into(),
+                object,
+                index: Some(size),
+                message: format!(
+                    "session-state snapshot covers {s} entries but the store holds only {size}"
+                ),
+            });
+        }
+    }
 }
 
 /// The stored tiles of a namespace against the tiles rebuilt from its

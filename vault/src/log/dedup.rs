@@ -12,7 +12,12 @@ use super::*;
 /// duplicate.
 pub(super) struct Dedup {
     pub(super) map: HashMap<Hash, (Receipt, Hash)>,
-    pub(super) order: VecDeque<Hash>,
+    /// The keys in index order, with the index of their entry.
+    pub(super) order: VecDeque<(u64, Hash)>,
+    /// How many entries back the window reaches: the keys of the last
+    /// `cap` entries are kept (so at most `cap` keys). Counted in entries,
+    /// not keys, so that an open can rebuild exactly this window by reading
+    /// the last `cap` entries of the log, whatever their share of ids.
     pub(super) cap: usize,
 }
 
@@ -39,16 +44,30 @@ pub(super) fn dedup_key(ingested_by: &str, session_id: &str, event_id: &str) -> 
 }
 
 impl Dedup {
+    pub(super) fn new(cap: usize) -> Dedup {
+        Dedup {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            cap,
+        }
+    }
+
     pub(super) fn insert(&mut self, key: Hash, r: Receipt, fingerprint: Hash) {
         if self.cap == 0 {
             return;
         }
-        if self.order.len() >= self.cap
-            && let Some(old) = self.order.pop_front()
-        {
-            self.map.remove(&old);
+        let idx = r.index;
+        while let Some(&(old_idx, old)) = self.order.front() {
+            if old_idx.saturating_add(self.cap as u64) > idx {
+                break;
+            }
+            self.order.pop_front();
+            // The key may have been taken again by a newer entry since.
+            if self.map.get(&old).is_some_and(|(r, _)| r.index == old_idx) {
+                self.map.remove(&old);
+            }
         }
-        self.order.push_back(key);
+        self.order.push_back((idx, key));
         self.map.insert(key, (r, fingerprint));
     }
 

@@ -248,29 +248,41 @@ impl Appender {
         // checkpoint is written or served (built once for a store written
         // before tiles); then the tree is kept as its right edge only.
         tile_publisher::store_missing_tiles(&ctx, ns, &l).await?;
-        let edge = crate::tiles::TileBuilder::from_tree(&l.tree, l.published).ok_or_else(|| {
-            inconsistent(ns, "the tree is shorter than the published size".into())
-        })?;
+        // From here the tree is its right edge only.
+        let recovery::Loaded {
+            edge,
+            len: durable,
+            chain,
+            sessions,
+            dedup,
+            tail,
+            published,
+            published_chain,
+            latest,
+            last_received,
+            segment_roots,
+            snapshots,
+            ..
+        } = l;
         // Loading may have taken a while: renew now and count the lease's
         // validity from this renewal, not from the end of the open.
         let renewed_at = Instant::now();
         lease.renew().await?;
-        let durable = l.tree.len();
-        let tail_bytes = l.tail.iter().map(|e| e.approx_size()).sum();
+        let tail_bytes = tail.iter().map(|e| e.approx_size()).sum();
         let (durable_tx, _) = watch::channel(durable);
-        let (published_tx, _) = watch::channel(l.published);
+        let (published_tx, _) = watch::channel(published);
         let shared = Arc::new(Shared {
             ns: ns.to_string(),
             origin: format!("{}/{ns}", ctx.vault_origin),
             cfg: ctx.cfg.clone(),
-            published: AtomicU64::new(l.published),
+            published: AtomicU64::new(published),
             state: RwLock::new(State {
                 edge,
-                segment_roots: l.segment_roots.clone(),
-                tail: l.tail,
+                segment_roots,
+                tail,
                 tail_bytes,
-                published_chain: l.published_chain,
-                latest_note: l.latest.clone(),
+                published_chain,
+                latest_note: latest.clone(),
             }),
             status: AtomicU8::new(STATUS_OK),
             status_msg: Mutex::new(String::new()),
@@ -285,10 +297,10 @@ impl Appender {
             ns: ns.to_string(),
             wal,
             next: durable,
-            chain: l.chain,
-            last_received: l.last_received,
-            sessions: l.sessions,
-            dedup: l.dedup,
+            chain,
+            last_received,
+            sessions,
+            dedup,
         };
         let (tx, rx) = mpsc::channel(ctx.cfg.queue_requests.max(1));
         let sh = shared.clone();
@@ -306,17 +318,17 @@ impl Appender {
             last_renew: tokio::time::Instant::from_std(renewed_at),
             last_compact: tokio::time::Instant::now(),
             wal_dir: wal_dir.to_path_buf(),
+            snapshots,
         };
         // A checkpoint for segments written just before a crash, if it is missing.
-        let needs_checkpoint =
-            l.latest.as_ref().map(|(s, _)| *s) != Some(l.published) && l.published > 0;
+        let needs_checkpoint = latest.as_ref().map(|(s, _)| *s) != Some(published) && published > 0;
         let handle = tokio::spawn(publisher.run(shutdown_rx, needs_checkpoint));
         Ok(Arc::new(Appender {
             tiles: tokio::sync::Mutex::new(
                 TileTree::new(
                     crate::reader::LogReader::new(ctx.store.clone()),
                     ns,
-                    l.published,
+                    published,
                 )
                 .with_cache_limit(ctx.cfg.tile_cache_tiles),
             ),

@@ -33,9 +33,12 @@ impl PublishedTree {
             return Ok(t);
         }
         let l = load_store(ctx, ns, true).await?;
+        let super::recovery::Stored::Tree(tree) = l.stored else {
+            return Err(inconsistent(ns, "the segments could not be read".into()));
+        };
         Ok(PublishedTree {
             latest: l.latest,
-            hashes: Hashes::Memory(l.tree),
+            hashes: Hashes::Memory(tree),
         })
     }
 

@@ -14,6 +14,8 @@ pub(super) struct Publisher {
     pub(super) last_renew: tokio::time::Instant,
     pub(super) last_compact: tokio::time::Instant,
     pub(super) wal_dir: std::path::PathBuf,
+    /// The newest session-state snapshot and the sessions published since.
+    pub(super) snapshots: super::recovery::SnapshotBase,
 }
 
 pub(super) enum PublishError {
@@ -98,7 +100,69 @@ impl Publisher {
         while self.publish_once().await? {
             self.renew_if_due().await?;
         }
+        self.snapshot_if_due().await?;
         self.compact_if_due().await;
+        Ok(())
+    }
+
+    /// Writes a session-state snapshot at the published size once
+    /// `state_snapshot_entries` entries were published since the last one
+    /// (see [`crate::session_state`]): the previous snapshot's counters,
+    /// read back, updated with the sessions published since. A failed write
+    /// is retried next round and never stops publishing (the next open
+    /// then reads a little more); a snapshot of another log under our name
+    /// fences the writer.
+    async fn snapshot_if_due(&mut self) -> Result<(), PublishError> {
+        let every = self.shared.cfg.state_snapshot_entries.max(1);
+        let (size, root, chain) = {
+            let st = self
+                .shared
+                .state
+                .read()
+                .map_err(|_| PublishError::Fenced("state lock poisoned".into()))?;
+            (st.edge.size(), st.edge.root(), st.published_chain)
+        };
+        if size < self.snapshots.size.saturating_add(every) || self.shared.check().is_err() {
+            return Ok(());
+        }
+        let ns = &self.shared.ns;
+        let origin = &self.shared.origin;
+        let vk = self.ctx.key.verifying_key();
+        let mut sessions: HashMap<String, u64> = if self.snapshots.size == 0 {
+            HashMap::new()
+        } else {
+            let path = layout::state_at(ns, self.snapshots.size);
+            let Some(bytes) = self.ctx.store.get(&path).await? else {
+                return Err(PublishError::Retry(format!("{path} vanished")));
+            };
+            let base = self.snapshots.size;
+            let prev = crate::session_state::SessionState::open(&bytes, origin, base, &vk)
+                .map_err(|e| PublishError::Fenced(format!("{path}: {e}")))?;
+            prev.sessions.into_iter().collect()
+        };
+        for (id, next) in &self.snapshots.since {
+            let n = sessions.entry(id.clone()).or_insert(0);
+            *n = (*n).max(*next);
+        }
+        let mut sessions: Vec<(String, u64)> = sessions.into_iter().collect();
+        sessions.sort();
+        let snap = crate::session_state::SessionState {
+            origin: origin.clone(),
+            size,
+            root,
+            chain,
+            last_received: self.snapshots.last_received,
+            sessions,
+        };
+        super::recovery::write_snapshot(&self.ctx.store, ns, &snap, &self.ctx.key)
+            .await
+            .map_err(|e| match e {
+                super::recovery::SnapshotWriteError::Store(e) => e.into(),
+                super::recovery::SnapshotWriteError::Foreign(m) => PublishError::Fenced(m),
+            })?;
+        self.snapshots.size = size;
+        self.snapshots.since.clear();
+        tracing::debug!(ns = %ns, size, "session-state snapshot written");
         Ok(())
     }
 
@@ -312,6 +376,9 @@ impl Publisher {
             st.latest_note = Some((size, note_text));
             st.edge = edge;
             st.segment_roots.insert(size, root);
+        }
+        for e in &batch {
+            self.snapshots.absorb(e);
         }
         self.shared.published.store(size, Ordering::SeqCst);
         self.shared.published_tx.send_replace(size);

@@ -1,12 +1,84 @@
-//! Opening a namespace: rebuilding its state from the store segments (each
-//! checked against the log key and the chain) and checking it against the
-//! checkpoints, including the last one this server signed.
+//! Opening a namespace: from its latest checkpoint, right-edge tiles and
+//! newest session-state snapshot plus the last segments (a bounded read,
+//! whatever the log's size), or, for a store without them, by rebuilding
+//! the state from every segment (each checked against the log key and the
+//! chain); then checking it against the last checkpoint this server signed
+//! and replaying the WAL on top.
 
 use super::*;
+use crate::reader::LogReader;
+use crate::session_state::{SessionState, parse_state_name};
+use crate::tiles::{TileBuilder, TileId};
+
+/// Where the open finds the hashes of entries already in the store.
+pub(super) enum Stored {
+    /// Every leaf, rebuilt from every segment (a store without tiles or
+    /// snapshots, and read-only snapshots of one).
+    Tree(MerkleTree),
+    /// The tiles of the latest checkpoint (checked against its signed
+    /// root) and the leaves of segments published after it.
+    Tiles {
+        tiles: Box<TileTree>,
+        /// The tree's edge at the checkpoint.
+        at_checkpoint: TileBuilder,
+        /// Leaves `checkpoint..published` (segments written after it).
+        beyond: Vec<Hash>,
+    },
+}
+
+impl Stored {
+    /// The stored leaf at `idx < published`.
+    async fn leaf(&mut self, idx: u64) -> Option<Hash> {
+        match self {
+            Stored::Tree(t) => t.leaf(idx),
+            Stored::Tiles {
+                tiles,
+                at_checkpoint,
+                beyond,
+            } => {
+                let cp = at_checkpoint.size();
+                if idx < cp {
+                    tiles.leaf(idx).await.ok()
+                } else {
+                    beyond.get((idx - cp) as usize).copied()
+                }
+            }
+        }
+    }
+
+    /// The root at `size <= published`.
+    async fn root_at(&mut self, size: u64) -> Option<Hash> {
+        match self {
+            Stored::Tree(t) => t.root_at(size).ok(),
+            Stored::Tiles {
+                tiles,
+                at_checkpoint,
+                beyond,
+            } => {
+                let cp = at_checkpoint.size();
+                if size == 0 {
+                    Some(crate::merkle::empty_root())
+                } else if size <= cp {
+                    tiles.range(0, size).await.ok()
+                } else {
+                    let mut edge = at_checkpoint.clone();
+                    for leaf in beyond.get(..(size - cp) as usize)? {
+                        edge.push(*leaf, |_, _| {});
+                    }
+                    Some(edge.root())
+                }
+            }
+        }
+    }
+}
 
 /// Everything loaded from the store and WAL at open.
 pub(super) struct Loaded {
-    pub(super) tree: MerkleTree,
+    pub(super) stored: Stored,
+    /// The tree at `published`, as its right edge.
+    pub(super) edge: TileBuilder,
+    /// Entries durable (published, then the WAL's on top).
+    pub(super) len: u64,
     pub(super) chain: Hash,
     pub(super) sessions: HashMap<String, u64>,
     pub(super) dedup: Dedup,
@@ -18,16 +90,73 @@ pub(super) struct Loaded {
     /// The tree's root at the end of every segment read (checked against
     /// the segment's signed header): what compaction checks segments with.
     pub(super) segment_roots: std::collections::BTreeMap<u64, Hash>,
+    /// What the publisher needs to write the next session-state snapshot:
+    /// the size of the newest one in the store, and the sessions published
+    /// entries after it changed (next `session_seq`), with their newest
+    /// `received_at`.
+    pub(super) snapshots: SnapshotBase,
+    /// Tiles the published size needs that the open found missing: written
+    /// before anything else.
+    pub(super) missing_tiles: Vec<(TileId, Bytes)>,
+}
+
+/// The newest session-state snapshot and what was published since.
+#[derive(Default)]
+pub(super) struct SnapshotBase {
+    /// Size of the newest snapshot in the store (0: none; then `since`
+    /// holds every session).
+    pub(super) size: u64,
+    /// Next `session_seq` of each session published entries after it changed.
+    pub(super) since: HashMap<String, u64>,
+    /// The largest `received_at` published.
+    pub(super) last_received: i64,
+}
+
+impl SnapshotBase {
+    /// Notes a published entry.
+    pub(super) fn absorb(&mut self, e: &Entry) {
+        let next = self.since.entry(e.session_id.clone()).or_insert(0);
+        *next = (*next).max(e.session_seq + 1);
+        self.last_received = self.last_received.max(e.received_at);
+    }
 }
 
 impl Loaded {
+    fn empty(cfg: &LogConfig, stored: Stored) -> Loaded {
+        Loaded {
+            stored,
+            edge: TileBuilder::default(),
+            len: 0,
+            chain: [0; 32],
+            sessions: HashMap::new(),
+            dedup: Dedup::new(cfg.dedup_window),
+            tail: VecDeque::new(),
+            published: 0,
+            published_chain: [0; 32],
+            latest: None,
+            last_received: 0,
+            segment_roots: std::collections::BTreeMap::new(),
+            snapshots: SnapshotBase::default(),
+            missing_tiles: Vec::new(),
+        }
+    }
+
+    /// Takes in an entry that continues the log (checked by the caller).
     pub(super) fn absorb(&mut self, e: &Entry) {
-        self.tree.push(e.leaf_hash);
+        self.len = e.idx + 1;
         self.chain = e.chain_hash;
         let next = self.sessions.entry(e.session_id.clone()).or_insert(0);
         *next = (*next).max(e.session_seq + 1);
         self.dedup.absorb(e);
         self.last_received = self.last_received.max(e.received_at);
+    }
+
+    /// The tree built by [`load_store`] (always [`Stored::Tree`] there).
+    pub(super) fn tree(&self) -> Option<&MerkleTree> {
+        match &self.stored {
+            Stored::Tree(t) => Some(t),
+            Stored::Tiles { .. } => None,
+        }
     }
 }
 
@@ -66,22 +195,8 @@ pub(super) async fn load_store(
     } else {
         None
     };
-    let mut l = Loaded {
-        tree: MerkleTree::new(),
-        chain: [0; 32],
-        sessions: HashMap::new(),
-        dedup: Dedup {
-            map: HashMap::new(),
-            order: VecDeque::new(),
-            cap: ctx.cfg.dedup_window,
-        },
-        tail: VecDeque::new(),
-        published: 0,
-        published_chain: [0; 32],
-        latest: None,
-        last_received: 0,
-        segment_roots: std::collections::BTreeMap::new(),
-    };
+    let mut l = Loaded::empty(&ctx.cfg, Stored::Tree(MerkleTree::new()));
+    let mut tree = MerkleTree::new();
     let names = ctx.store.list_names(&layout::segments(ns)).await?;
     // After an interrupted merge, small segments may sit under the merged one:
     // the cover counts (the compactor cleans up); contiguity is checked below.
@@ -90,10 +205,10 @@ pub(super) async fn load_store(
         if limit.as_ref().is_some_and(|(size, _)| first >= *size) {
             break;
         }
-        if first != l.tree.len() {
+        if first != tree.len() {
             return Err(inconsistent(
                 ns,
-                format!("segment {first}-{last} does not start at {}", l.tree.len()),
+                format!("segment {first}-{last} does not start at {}", tree.len()),
             ));
         }
         let bytes = ctx
@@ -133,7 +248,7 @@ pub(super) async fn load_store(
             ));
         }
         for e in &seg.entries {
-            if e.idx != l.tree.len()
+            if e.idx != tree.len()
                 || crate::record::chain_next(&l.chain, &e.leaf_hash) != e.chain_hash
             {
                 return Err(inconsistent(
@@ -141,11 +256,13 @@ pub(super) async fn load_store(
                     format!("segment {first}-{last} breaks the chain at index {}", e.idx),
                 ));
             }
+            tree.push(e.leaf_hash);
             l.absorb(e);
+            l.snapshots.absorb(e);
         }
         {
             use base64::Engine;
-            let root = base64::engine::general_purpose::STANDARD.encode(l.tree.root());
+            let root = base64::engine::general_purpose::STANDARD.encode(tree.root());
             if seg.header.root != root || hex::encode(l.chain) != seg.header.chain_out {
                 return Err(inconsistent(
                     ns,
@@ -153,16 +270,20 @@ pub(super) async fn load_store(
                 ));
             }
         }
-        l.segment_roots.insert(l.tree.len(), l.tree.root());
-        if l.tree.len() != last + 1 {
+        l.segment_roots.insert(tree.len(), tree.root());
+        if tree.len() != last + 1 {
             return Err(inconsistent(
                 ns,
                 format!("segment {first}-{last} holds {} rows", seg.entries.len()),
             ));
         }
     }
-    l.published = l.tree.len();
+    l.published = tree.len();
     l.published_chain = l.chain;
+    l.edge = TileBuilder::from_tree(&tree, l.published)
+        .ok_or_else(|| inconsistent(ns, "the tree is shorter than the published size".into()))?;
+    l.stored = Stored::Tree(tree);
+    let tree = l.tree().expect("just set");
     if let Some((size, text)) = limit {
         if size == 0 {
             return Ok(l);
@@ -170,7 +291,7 @@ pub(super) async fn load_store(
         let name = format!("{}/{ns}", ctx.vault_origin);
         let cp = note::open_checkpoint(&text, &name, &ctx.key.verifying_key())
             .map_err(|e| inconsistent(ns, format!("latest checkpoint: {e}")))?;
-        if l.published != size || l.tree.root_at(size).ok() != Some(cp.root) {
+        if l.published != size || tree.root_at(size).ok() != Some(cp.root) {
             return Err(inconsistent(
                 ns,
                 format!("the segments do not match the latest checkpoint of size {size}"),
@@ -193,7 +314,7 @@ pub(super) async fn load_store(
                 ),
             ));
         }
-        if l.tree.root_at(cp.size).ok() != Some(cp.root) {
+        if tree.root_at(cp.size).ok() != Some(cp.root) {
             return Err(inconsistent(
                 ns,
                 format!(
@@ -204,7 +325,16 @@ pub(super) async fn load_store(
         }
         l.latest = Some((cp.size, text));
     }
-    // Immutable checkpoints beyond the segments mean the store lost data.
+    check_not_rolled_back(ctx, ns, l.published).await?;
+    Ok(l)
+}
+
+/// Immutable checkpoints beyond the segments mean the store lost data.
+async fn check_not_rolled_back(
+    ctx: &LogContext,
+    ns: &str,
+    published: u64,
+) -> Result<(), OpenError> {
     let newest = ctx
         .store
         .list_names(&layout::checkpoints(ns))
@@ -213,17 +343,318 @@ pub(super) async fn load_store(
         .filter_map(|n| n.parse::<u64>().ok())
         .max();
     if let Some(size) = newest
-        && size > l.published
+        && size > published
     {
         return Err(inconsistent(
             ns,
             format!(
-                "checkpoint {size} exists but the segments hold only {} entries (store rolled back?)",
-                l.published
+                "checkpoint {size} exists but the segments hold only {published} entries (store rolled back?)"
             ),
         ));
     }
-    Ok(l)
+    Ok(())
+}
+
+/// Opens `ns` without reading every segment: the latest checkpoint, its
+/// right-edge tiles (checked against its signed root), the newest
+/// session-state snapshot at or below it (signed; its root checked against
+/// the tiles), then only the segments that hold the last `dedup_window`
+/// entries and those after the snapshot, each checked against the log key,
+/// the chain and the tiles. `None` when the store has no checkpoint, no
+/// snapshot or tiles that do not check: the caller then reads every
+/// segment (a store written before tiles or snapshots; built once).
+async fn load_from_snapshot(ctx: &LogContext, ns: &str) -> Result<Option<Loaded>, OpenError> {
+    let Some(b) = ctx.store.get(&layout::latest_checkpoint(ns)).await? else {
+        return Ok(None);
+    };
+    let origin = format!("{}/{ns}", ctx.vault_origin);
+    let vk = ctx.key.verifying_key();
+    let text = String::from_utf8_lossy(&b).to_string();
+    let cp = note::open_checkpoint(&text, &origin, &vk)
+        .map_err(|e| inconsistent(ns, format!("latest checkpoint: {e}")))?;
+    let Some(snap_size) = ctx
+        .store
+        .list_names(&layout::states(ns))
+        .await?
+        .iter()
+        .filter_map(|n| parse_state_name(n))
+        .filter(|s| *s <= cp.size)
+        .max()
+    else {
+        return Ok(None);
+    };
+    let snap_path = layout::state_at(ns, snap_size);
+    let Some(bytes) = ctx.store.get(&snap_path).await? else {
+        return Ok(None);
+    };
+    let snap = SessionState::open(&bytes, &origin, snap_size, &vk)
+        .map_err(|e| inconsistent(ns, format!("{snap_path}: {e}")))?;
+    drop(bytes);
+    let mut tiles = TileTree::new(LogReader::new(ctx.store.clone()), ns, cp.size)
+        .with_cache_limit(ctx.cfg.tile_cache_tiles);
+    if let Err(e) = tiles.trust(cp.root).await {
+        tracing::warn!(ns, "opening from every segment: {e}");
+        return Ok(None);
+    }
+    let unreadable = |e: ProofError| inconsistent(ns, format!("tiles: {e}"));
+    let snap_root = if snap_size == 0 {
+        crate::merkle::empty_root()
+    } else {
+        tiles.range(0, snap_size).await.map_err(unreadable)?
+    };
+    if snap_root != snap.root {
+        return Err(inconsistent(
+            ns,
+            format!("{snap_path} does not match the tree at size {snap_size}"),
+        ));
+    }
+    let at_checkpoint = tiles.builder().await.map_err(unreadable)?;
+    if at_checkpoint.root() != cp.root {
+        return Err(inconsistent(
+            ns,
+            "the right-edge tiles do not hash to the latest checkpoint".into(),
+        ));
+    }
+    let segments = LogReader::new(ctx.store.clone())
+        .segments(ns, cp.size)
+        .await
+        .map_err(|e| inconsistent(ns, e.to_string()))?;
+    let start = snap_size.min(cp.size.saturating_sub(ctx.cfg.dedup_window as u64));
+    let mut l = Loaded::empty(&ctx.cfg, Stored::Tree(MerkleTree::new()));
+    l.sessions = snap.sessions.into_iter().collect();
+    l.snapshots.size = snap_size;
+    l.snapshots.last_received = snap.last_received;
+    l.last_received = snap.last_received;
+    l.len = start;
+    l.chain = snap.chain;
+    let mut edge = at_checkpoint.clone();
+    let mut beyond = Vec::new();
+    let mut new_tiles: std::collections::BTreeMap<TileId, Bytes> = Default::default();
+    let mut first_read = true;
+    for seg in segments.iter().filter(|s| s.last >= start) {
+        let (first, last) = (seg.first, seg.last);
+        let bytes = ctx
+            .store
+            .get(&seg.path)
+            .await?
+            .ok_or_else(|| inconsistent(ns, format!("segment {first}-{last} vanished")))?;
+        // Signed by our key and intact: the same checks as a full open,
+        // except that leaves under the checkpoint are checked through the
+        // tiles (the segment's signed root), not rehashed from the rows.
+        let vk2 = vk;
+        let recheck_from = cp.size;
+        let seg_data = tokio::task::spawn_blocking(move || {
+            let d = segment::decode(bytes.clone()).map_err(|e| e.to_string())?;
+            if !segment::verify_header_signature(&d.header, &d.signature, &vk2) {
+                return Err("header signature does not verify with the log key".to_string());
+            }
+            if !segment::file_digest_matches(&d.header, &d.signature, &bytes) {
+                return Err("file bytes differ from the signed file digest".to_string());
+            }
+            if (d.header.first, d.header.last) != (first, last) {
+                return Err("header range differs from the object name".to_string());
+            }
+            for e in d.entries.iter().filter(|e| e.idx >= recheck_from) {
+                let rec = e.committed_record_bytes().map_err(|e| e.to_string())?;
+                if crate::merkle::leaf_hash(&rec) != e.leaf_hash {
+                    return Err(format!("entry {} does not match its leaf hash", e.idx));
+                }
+            }
+            Ok(d)
+        })
+        .await
+        .map_err(|e| inconsistent(ns, e.to_string()))?
+        .map_err(|e| inconsistent(ns, format!("segment {first}-{last}: {e}")))?;
+        let mut chain = if first_read {
+            hex32(&seg_data.header.chain_in)
+                .ok_or_else(|| inconsistent(ns, format!("segment {first}-{last}: bad chain_in")))?
+        } else {
+            if hex::encode(l.chain) != seg_data.header.chain_in {
+                return Err(inconsistent(
+                    ns,
+                    format!("segment {first}-{last} does not continue the chain"),
+                ));
+            }
+            l.chain
+        };
+        if first_read && first == snap_size && chain != snap.chain {
+            return Err(inconsistent(
+                ns,
+                format!("{snap_path}: its chain differs from segment {first}-{last}"),
+            ));
+        }
+        first_read = false;
+        for (i, e) in seg_data.entries.iter().enumerate() {
+            if e.idx != first + i as u64
+                || crate::record::chain_next(&chain, &e.leaf_hash) != e.chain_hash
+            {
+                return Err(inconsistent(
+                    ns,
+                    format!("segment {first}-{last} breaks the chain at index {}", e.idx),
+                ));
+            }
+            chain = e.chain_hash;
+            if e.idx + 1 == snap_size && e.chain_hash != snap.chain {
+                return Err(inconsistent(
+                    ns,
+                    format!("{snap_path}: its chain differs from entry {}", e.idx),
+                ));
+            }
+            if e.idx >= cp.size {
+                beyond.push(e.leaf_hash);
+                // Tiles of sizes past the checkpoint: maybe never written.
+                edge.push(e.leaf_hash, |id, hashes| {
+                    new_tiles.insert(id, hashes.iter().flatten().copied().collect());
+                });
+            }
+            if e.idx >= start {
+                l.dedup.absorb(e);
+                l.len = e.idx + 1;
+                l.chain = e.chain_hash;
+                if e.idx >= snap_size {
+                    let next = l.sessions.entry(e.session_id.clone()).or_insert(0);
+                    *next = (*next).max(e.session_seq + 1);
+                    l.snapshots.absorb(e);
+                    l.last_received = l.last_received.max(e.received_at);
+                }
+            }
+        }
+        l.chain = chain;
+        // The segment's signed root against the tree (the tiles, checked
+        // against the signed checkpoint; or the edge grown past it).
+        let end = last + 1;
+        let root = if end <= cp.size {
+            tiles.range(0, end).await.map_err(unreadable)?
+        } else {
+            edge.root()
+        };
+        use base64::Engine;
+        if seg_data.header.root != base64::engine::general_purpose::STANDARD.encode(root)
+            || hex::encode(chain) != seg_data.header.chain_out
+        {
+            return Err(inconsistent(
+                ns,
+                format!("segment {first}-{last}: signed root or chain differs from the tree"),
+            ));
+        }
+        l.segment_roots.insert(end, root);
+        l.len = end;
+    }
+    if l.len < cp.size {
+        return Err(inconsistent(
+            ns,
+            format!(
+                "the segments hold {} entries, the latest checkpoint {}",
+                l.len, cp.size
+            ),
+        ));
+    }
+    // Only the tiles the sizes past the checkpoint add (a crash between a
+    // segment and its checkpoint) may be missing.
+    let needed: std::collections::BTreeSet<TileId> = crate::tiles::new_tiles(cp.size, edge.size())
+        .into_iter()
+        .collect();
+    l.missing_tiles = new_tiles
+        .into_iter()
+        .filter(|(id, _)| needed.contains(id))
+        .collect();
+    l.published = l.len;
+    l.published_chain = l.chain;
+    l.edge = edge;
+    l.latest = Some((cp.size, text));
+    l.stored = Stored::Tiles {
+        tiles: Box::new(tiles),
+        at_checkpoint,
+        beyond,
+    };
+    check_not_rolled_back(ctx, ns, l.published).await?;
+    tracing::info!(
+        ns,
+        size = l.published,
+        snapshot = snap_size,
+        read_from = start,
+        "opened from the checkpoint, tiles and session snapshot"
+    );
+    Ok(Some(l))
+}
+
+fn hex32(s: &str) -> Option<Hash> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(s, &mut out).ok().map(|_| out)
+}
+
+/// Writes the session-state snapshot at the published size of a namespace
+/// just read from every segment, so that the next open need not.
+async fn snapshot_after_full_read(
+    ctx: &LogContext,
+    ns: &str,
+    l: &mut Loaded,
+) -> Result<(), OpenError> {
+    if l.published == 0 {
+        return Ok(());
+    }
+    let mut sessions: Vec<(String, u64)> =
+        std::mem::take(&mut l.snapshots.since).into_iter().collect();
+    sessions.sort();
+    let st = SessionState {
+        origin: format!("{}/{ns}", ctx.vault_origin),
+        size: l.published,
+        root: l.edge.root(),
+        chain: l.published_chain,
+        last_received: l.snapshots.last_received,
+        sessions,
+    };
+    write_snapshot(&ctx.store, ns, &st, &ctx.key)
+        .await
+        .map_err(|e| match e {
+            SnapshotWriteError::Store(e) => OpenError::Store(e),
+            SnapshotWriteError::Foreign(m) => inconsistent(ns, m),
+        })?;
+    l.snapshots.size = l.published;
+    tracing::info!(ns, size = l.published, "session-state snapshot written");
+    Ok(())
+}
+
+/// Why a snapshot could not be written.
+pub(super) enum SnapshotWriteError {
+    Store(StoreError),
+    /// The name holds another snapshot: not this log's.
+    Foreign(String),
+}
+
+/// Writes a snapshot create-only (an existing one must be the same bytes:
+/// snapshots are deterministic), then removes the older ones.
+pub(super) async fn write_snapshot(
+    store: &Store,
+    ns: &str,
+    st: &SessionState,
+    key: &SigningKey,
+) -> Result<(), SnapshotWriteError> {
+    let path = layout::state_at(ns, st.size);
+    let body = Bytes::from(st.encode(key));
+    match store.put_create(&path, body.clone()).await {
+        Ok(()) => {}
+        Err(StoreError::AlreadyExists(_)) => {
+            let existing = store.get(&path).await.map_err(SnapshotWriteError::Store)?;
+            if existing.as_deref() != Some(&body[..]) {
+                return Err(SnapshotWriteError::Foreign(format!(
+                    "{path} exists and differs from this log's state at that size"
+                )));
+            }
+        }
+        Err(e) => return Err(SnapshotWriteError::Store(e)),
+    }
+    // Older snapshots are superseded; a failed delete only leaves a file.
+    if let Ok(names) = store.list_names(&layout::states(ns)).await {
+        for old in names.iter().filter_map(|n| parse_state_name(n)) {
+            if old < st.size
+                && let Err(e) = store.delete(&layout::state_at(ns, old)).await
+            {
+                tracing::warn!(ns, "removing an old session snapshot: {e}");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Rebuilds the state of `ns` from the store, checks it against the last
@@ -234,8 +665,15 @@ pub(super) async fn recover(
     ns: &str,
     wal_dir: &FsPath,
 ) -> Result<(Loaded, Wal), OpenError> {
-    let mut l = load_store(ctx, ns, false).await?;
-    check_last_signed(ctx, ns, wal_dir, &l.tree)?;
+    let mut l = match load_from_snapshot(ctx, ns).await? {
+        Some(l) => l,
+        None => {
+            let mut l = load_store(ctx, ns, false).await?;
+            snapshot_after_full_read(ctx, ns, &mut l).await?;
+            l
+        }
+    };
+    check_last_signed(ctx, ns, wal_dir, &mut l).await?;
     let (dir, published) = (wal_dir.to_path_buf(), l.published);
     let (wal, recovered) = tokio::task::spawn_blocking(move || Wal::open(&dir, published))
         .await
@@ -243,7 +681,7 @@ pub(super) async fn recover(
     let mut replayed = 0u64;
     for e in recovered.entries {
         if e.idx < l.published {
-            let stored = l.tree.leaf(e.idx);
+            let stored = l.stored.leaf(e.idx).await;
             if stored != Some(e.leaf_hash) {
                 return Err(inconsistent(
                     ns,
@@ -256,17 +694,13 @@ pub(super) async fn recover(
             &e.committed_record_bytes()
                 .map_err(|err| inconsistent(ns, err.to_string()))?,
         );
-        if e.idx != l.tree.len()
+        if e.idx != l.len
             || expected_leaf != e.leaf_hash
             || crate::record::chain_next(&l.chain, &e.leaf_hash) != e.chain_hash
         {
             return Err(inconsistent(
                 ns,
-                format!(
-                    "WAL entry {} does not extend the log at {}",
-                    e.idx,
-                    l.tree.len()
-                ),
+                format!("WAL entry {} does not extend the log at {}", e.idx, l.len),
             ));
         }
         l.absorb(&e);
@@ -288,11 +722,11 @@ pub(super) async fn recover(
 /// WAL so that a store rolled back behind our back is noticed at open.
 const SIGNED_FILE: &str = "last-signed-checkpoint";
 
-pub(super) fn check_last_signed(
+async fn check_last_signed(
     ctx: &LogContext,
     ns: &str,
     wal_dir: &FsPath,
-    tree: &MerkleTree,
+    l: &mut Loaded,
 ) -> Result<(), OpenError> {
     let Ok(text) = std::fs::read_to_string(wal_dir.join(SIGNED_FILE)) else {
         return Ok(());
@@ -300,17 +734,16 @@ pub(super) fn check_last_signed(
     let name = format!("{}/{ns}", ctx.vault_origin);
     let cp = note::open_checkpoint(&text, &name, &ctx.key.verifying_key())
         .map_err(|e| inconsistent(ns, format!("{SIGNED_FILE}: {e}")))?;
-    if cp.size > tree.len() {
+    if cp.size > l.published {
         return Err(inconsistent(
             ns,
             format!(
                 "this server signed a checkpoint of size {} but the store holds {} entries (store rolled back)",
-                cp.size,
-                tree.len()
+                cp.size, l.published
             ),
         ));
     }
-    if tree.root_at(cp.size).ok() != Some(cp.root) {
+    if l.stored.root_at(cp.size).await != Some(cp.root) {
         return Err(inconsistent(
             ns,
             format!(

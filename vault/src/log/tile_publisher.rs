@@ -72,6 +72,15 @@ pub(super) async fn store_missing_tiles(
     if l.published == 0 {
         return Ok(());
     }
+    let Some(tree) = l.tree() else {
+        // Opened from the tiles: only those past the checkpoint can be missing.
+        return put_tiles(&ctx.store, ns, l.missing_tiles.clone())
+            .await
+            .map_err(|e| match e {
+                TileWriteError::Foreign(m) => inconsistent(ns, m),
+                TileWriteError::Store(e) => OpenError::Store(e),
+            });
+    };
     let stored: std::collections::HashSet<TileId> = ctx
         .store
         .list_recursive(&layout::tiles(ns))
@@ -107,7 +116,7 @@ pub(super) async fn store_missing_tiles(
         let bodies = chunk
             .iter()
             .map(|id| {
-                tiles::tile_bytes(&l.tree, *id)
+                tiles::tile_bytes(tree, *id)
                     .map(|b| (*id, Bytes::from(b)))
                     .ok_or_else(|| {
                         inconsistent(ns, format!("tile {} is beyond the tree", id.path()))

@@ -1,0 +1,197 @@
+//! Opening a namespace from its checkpoint, tiles and session-state
+//! snapshot: only the last entries are read, `session_seq` continues from
+//! the snapshot, the `event_id` window is rebuilt from the entries it
+//! spans, and a snapshot that lies is refused (forged) or found (`verify`).
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use tracevault_vault::log::OpenError;
+use tracevault_vault::{LogConfig, Vault, VaultError, VaultOptions};
+
+/// Small windows, so that a short log already has entries an open skips.
+fn small_opts(data: &Path) -> VaultOptions {
+    VaultOptions {
+        log: LogConfig {
+            flush_interval_ms: 20,
+            dedup_window: 4,
+            state_snapshot_entries: 5,
+            compact_interval_ms: 0,
+            ..Default::default()
+        },
+        ..opts(data, 20)
+    }
+}
+
+/// Six segments of five entries: session `b` writes only the first entry,
+/// `a` the rest, each with an `event_id`.
+async fn build(data: &Path) {
+    let vault = Vault::open(small_opts(data)).await.unwrap();
+    for round in 0..6u64 {
+        let events = (0..5)
+            .map(|i| {
+                let n = round * 5 + i;
+                let s = if n == 0 { "b" } else { "a" };
+                ev(s, n, Some(&format!("id-{n}")))
+            })
+            .collect();
+        let r = vault.append("n", events, "w").await.unwrap();
+        let log = vault.log("n").await.unwrap();
+        assert!(log.wait_published(r[4].index + 1, WAIT).await.is_some());
+    }
+    vault.shutdown(Duration::from_secs(10)).await;
+}
+
+fn state_files(data: &Path) -> Vec<std::path::PathBuf> {
+    let dir = store_dir(data).join("ns/n/state");
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .map(|rd| rd.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_reads_the_last_entries_only_and_sessions_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    build(&data).await;
+    // Old snapshots are removed as new ones are written.
+    let states = state_files(&data);
+    assert_eq!(states.len(), 1, "{states:?}");
+    // The first segment (session b's only entry) damaged: an open that
+    // read it would refuse the namespace; this one never reads it.
+    let first =
+        store_dir(&data).join("ns/n/segments/00000000000000000000-00000000000000000004.parquet");
+    let mut bytes = std::fs::read(&first).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&first, &bytes).unwrap();
+
+    let vault = Vault::open(small_opts(&data)).await.unwrap();
+    let r = vault
+        .append("n", vec![ev("b", 100, None), ev("a", 101, None)], "w")
+        .await
+        .unwrap();
+    assert_eq!(r[0].index, 30);
+    // b's counter comes from the snapshot (its entry was not read).
+    assert_eq!((r[0].session_seq, r[1].session_seq), (1, 29));
+    // A retry within the last 4 entries is answered with its receipt...
+    let again = vault
+        .append("n", vec![ev("a", 29, Some("id-29"))], "w")
+        .await
+        .unwrap();
+    assert!(again[0].duplicate);
+    assert_eq!(again[0].index, 29);
+    // ...and an older one is a new entry (the documented window).
+    let old = vault
+        .append("n", vec![ev("a", 20, Some("id-20"))], "w")
+        .await
+        .unwrap();
+    assert!(!old[0].duplicate);
+    assert_eq!(old[0].index, 32);
+    let log = vault.log("n").await.unwrap();
+    assert!(log.wait_published(33, WAIT).await.is_some());
+    drop(log);
+    vault.shutdown(Duration::from_secs(10)).await;
+    drop(vault);
+
+    // verify reads everything: the damaged segment is found, and the
+    // snapshots agree with the entries.
+    let report = verify(&store_dir(&data), Default::default()).await;
+    let text = describe(&report);
+    assert!(
+        text.contains("00000000000000000000-00000000000000000004"),
+        "{text}"
+    );
+
+    // Without snapshots (a store written before them) the next open reads
+    // every segment, which now refuses the damaged one.
+    std::fs::write(&first, {
+        bytes[mid] ^= 0xff;
+        &bytes
+    })
+    .unwrap();
+    for f in state_files(&data) {
+        std::fs::remove_file(f).unwrap();
+    }
+    let vault = Vault::open(small_opts(&data)).await.unwrap();
+    let r = vault
+        .append("n", vec![ev("b", 102, None)], "w")
+        .await
+        .unwrap();
+    assert_eq!(r[0].session_seq, 2);
+    vault.shutdown(Duration::from_secs(10)).await;
+    // ...and writes one at once, so it happens once.
+    assert!(!state_files(&data).is_empty());
+    let (key, _) = tracevault_vault::keys::load_or_create(&data.join("keys/log.key")).unwrap();
+    assert_clean(&verify(&store_dir(&data), pinned(key.verifying_key())).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lying_snapshot_is_refused_or_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    build(&data).await;
+    let path = state_files(&data).pop().unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let body = text.lines().next().unwrap().to_string();
+    let mut st: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let size = st["size"].as_u64().unwrap();
+    let origin = st["origin"].as_str().unwrap().to_string();
+
+    // The key holder lowers session a's counter and re-signs: the writer
+    // would reuse its numbers; verify names the snapshot.
+    let (key, _) = tracevault_vault::keys::load_or_create(&data.join("keys/log.key")).unwrap();
+    let sessions = st["sessions"].as_array_mut().unwrap();
+    for s in sessions.iter_mut() {
+        if s[0] == "a" {
+            s[1] = serde_json::json!(3);
+        }
+    }
+    let forged: tracevault_vault::session_state::SessionState =
+        serde_json::from_value(st.clone()).unwrap();
+    assert_eq!(
+        (forged.size, forged.origin.as_str()),
+        (size, origin.as_str())
+    );
+    std::fs::write(&path, forged.encode(&key)).unwrap();
+    let report = verify(&store_dir(&data), Default::default()).await;
+    let found = describe(&report);
+    assert!(
+        found.contains("session-state snapshot differs from the entries")
+            && found.contains("session counters")
+            && found.contains(&format!("ns/n/state/{size:020}")),
+        "{found}"
+    );
+
+    // Anyone else's signature: the open refuses the namespace, writing nothing.
+    let other = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    std::fs::write(&path, forged.encode(&other)).unwrap();
+    let before = list_files(&store_dir(&data));
+    let vault = Vault::open(small_opts(&data)).await.unwrap();
+    match vault.append("n", vec![ev("a", 1, None)], "w").await {
+        Err(VaultError::Open(OpenError::Inconsistent { reason, .. })) => {
+            assert!(
+                reason.contains("state") && reason.contains("signature"),
+                "{reason}"
+            )
+        }
+        other => panic!("expected the namespace to be refused, got {other:?}"),
+    }
+    vault.shutdown(Duration::from_secs(5)).await;
+    let mut after = list_files(&store_dir(&data));
+    after.retain(|f| !f.ends_with("/lease"));
+    let mut before = before;
+    before.retain(|f| !f.ends_with("/lease"));
+    assert_eq!(before, after);
+    let report = verify(&store_dir(&data), Default::default()).await;
+    assert!(
+        describe(&report).contains("does not verify"),
+        "{}",
+        describe(&report)
+    );
+}
