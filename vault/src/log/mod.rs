@@ -209,11 +209,35 @@ impl Shared {
     }
 }
 
+/// The tree in the store, read through one bounded cache, shared by the
+/// proofs and the compactor.
+type SharedTiles = Arc<tokio::sync::Mutex<TileTree>>;
+
+/// The tiles at the published size, trusted against this server's own edge
+/// of the tree (never as read from the store).
+async fn trusted_tiles<'a>(
+    shared: &Shared,
+    tiles: &'a SharedTiles,
+) -> Result<tokio::sync::MutexGuard<'a, TileTree>, ProofError> {
+    let (size, root) = {
+        let st = shared.state.read().map_err(|_| {
+            ProofError::Unavailable(crate::VaultError::Read("state lock poisoned".into()))
+        })?;
+        (st.edge.size(), st.edge.root())
+    };
+    let mut t = tiles.lock().await;
+    t.set_size(size);
+    if !t.is_trusted() {
+        t.trust(root).await?;
+    }
+    Ok(t)
+}
+
 /// An open namespace log.
 pub struct Appender {
     /// Proofs are read from the tiles in the store, through one cache
     /// (bounded; see [`TileTree`]).
-    tiles: tokio::sync::Mutex<TileTree>,
+    tiles: SharedTiles,
     shared: Arc<Shared>,
     tx: Mutex<Option<mpsc::Sender<AppendReq>>>,
     sequencer: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -310,7 +334,16 @@ impl Appender {
             .spawn(move || sequencer_loop(seq, rx, sh, group_max))
             .map_err(|e| inconsistent(ns, format!("cannot start sequencer: {e}")))?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let tiles: SharedTiles = Arc::new(tokio::sync::Mutex::new(
+            TileTree::new(
+                crate::reader::LogReader::new(ctx.store.clone()),
+                ns,
+                published,
+            )
+            .with_cache_limit(ctx.cfg.tile_cache_tiles),
+        ));
         let publisher = Publisher {
+            tiles: tiles.clone(),
             ctx: ctx.clone(),
             shared: shared.clone(),
             lease,
@@ -324,14 +357,7 @@ impl Appender {
         let needs_checkpoint = latest.as_ref().map(|(s, _)| *s) != Some(published) && published > 0;
         let handle = tokio::spawn(publisher.run(shutdown_rx, needs_checkpoint));
         Ok(Arc::new(Appender {
-            tiles: tokio::sync::Mutex::new(
-                TileTree::new(
-                    crate::reader::LogReader::new(ctx.store.clone()),
-                    ns,
-                    published,
-                )
-                .with_cache_limit(ctx.cfg.tile_cache_tiles),
-            ),
+            tiles,
             shared,
             tx: Mutex::new(Some(tx)),
             sequencer: Mutex::new(Some(sequencer)),
@@ -457,18 +483,7 @@ impl Appender {
     /// before the checkpoint, so always there), each checked against this
     /// server's own edge of the tree (never trusted as read from the store).
     async fn published_tiles(&self) -> Result<tokio::sync::MutexGuard<'_, TileTree>, ProofError> {
-        let (size, root) = {
-            let st = self.shared.state.read().map_err(|_| {
-                ProofError::Unavailable(crate::VaultError::Read("state lock poisoned".into()))
-            })?;
-            (st.edge.size(), st.edge.root())
-        };
-        let mut tiles = self.tiles.lock().await;
-        tiles.set_size(size);
-        if !tiles.is_trusted() {
-            tiles.trust(root).await?;
-        }
-        Ok(tiles)
+        trusted_tiles(&self.shared, &self.tiles).await
     }
 
     /// RFC 6962 inclusion proof of `index` in the tree of `size` (size <= the

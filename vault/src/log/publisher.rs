@@ -16,6 +16,9 @@ pub(super) struct Publisher {
     pub(super) wal_dir: std::path::PathBuf,
     /// The newest session-state snapshot and the sessions published since.
     pub(super) snapshots: super::recovery::SnapshotBase,
+    /// The tree in the store (shared with the proofs): roots for
+    /// compaction at sizes this server did not compute since its open.
+    pub(super) tiles: super::SharedTiles,
 }
 
 pub(super) enum PublishError {
@@ -182,16 +185,27 @@ impl Publisher {
             min_segments: cfg.compact_min_segments.max(2),
         };
         // Roots at the segments' ends, as this server computed them from
-        // checked data (never read from the store, which an operator can
-        // change).
-        let shared = self.shared.clone();
+        // checked data, else from the tiles authenticated against this
+        // server's own edge (never as read from the store, which an
+        // operator can change).
+        let (shared, tiles) = (self.shared.clone(), self.tiles.clone());
         let root_at = move |size: u64| {
-            let root = shared
-                .state
-                .read()
-                .ok()
-                .and_then(|st| st.segment_roots.get(&size).copied());
-            std::future::ready(root)
+            let (shared, tiles) = (shared.clone(), tiles.clone());
+            async move {
+                let known = shared
+                    .state
+                    .read()
+                    .ok()
+                    .and_then(|st| st.segment_roots.get(&size).copied());
+                if known.is_some() {
+                    return known;
+                }
+                let mut t = super::trusted_tiles(&shared, &tiles).await.ok()?;
+                if size == 0 || size > t.size() {
+                    return None;
+                }
+                t.range(0, size).await.ok()
+            }
         };
         let r = crate::compact::compact_once(
             &self.ctx.store,

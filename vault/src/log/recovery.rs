@@ -665,13 +665,9 @@ pub(super) async fn recover(
     ns: &str,
     wal_dir: &FsPath,
 ) -> Result<(Loaded, Wal), OpenError> {
-    let mut l = match load_from_snapshot(ctx, ns).await? {
-        Some(l) => l,
-        None => {
-            let mut l = load_store(ctx, ns, false).await?;
-            snapshot_after_full_read(ctx, ns, &mut l).await?;
-            l
-        }
+    let (mut l, full_read) = match load_from_snapshot(ctx, ns).await? {
+        Some(l) => (l, false),
+        None => (load_store(ctx, ns, false).await?, true),
     };
     check_last_signed(ctx, ns, wal_dir, &mut l).await?;
     let (dir, published) = (wal_dir.to_path_buf(), l.published);
@@ -714,6 +710,11 @@ pub(super) async fn recover(
             truncated = recovered.truncated_bytes,
             "recovered from the WAL"
         );
+    }
+    // Only once every check passed: nothing is written on top of a
+    // namespace the open refuses.
+    if full_read {
+        snapshot_after_full_read(ctx, ns, &mut l).await?;
     }
     Ok((l, wal))
 }
