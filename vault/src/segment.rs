@@ -419,6 +419,34 @@ pub fn decode_header(bytes: &Bytes) -> Result<(SegmentHeader, Vec<u8>), SegmentE
     read_header(meta.file_metadata().key_value_metadata())
 }
 
+/// Whether any row of the segment may carry an `event_id`, from the footer
+/// statistics alone (no row decoded): false only when every row group's
+/// null count of `event_id` equals its row count. Statistics are covered
+/// by the signed file digest (check it first); `verify` checks them against
+/// the rows for files re-sealed by the key holder.
+pub fn holds_event_ids(bytes: &Bytes) -> Result<bool, SegmentError> {
+    let meta = parquet::file::metadata::ParquetMetaDataReader::new()
+        .parse_and_finish(bytes)
+        .map_err(pq)?;
+    for rg in meta.row_groups() {
+        let Some(cc) = rg
+            .columns()
+            .iter()
+            .find(|c| c.column_path().string() == col::EVENT_ID)
+        else {
+            return Ok(true);
+        };
+        let all_null = cc
+            .statistics()
+            .and_then(|st| st.null_count_opt())
+            .is_some_and(|n| i64::try_from(n).ok() == Some(rg.num_rows()));
+        if !all_null {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Decodes a segment file batch by batch, handing each entry to `f` in file
 /// order, so that memory stays bounded by one batch whatever the segment size.
 /// Returns the footer header and signature.

@@ -195,3 +195,54 @@ async fn a_lying_snapshot_is_refused_or_found() {
         describe(&report)
     );
 }
+
+/// Segments without any `event_id`, under the snapshot, are read for
+/// their signed footer only (no row decoded), yet still checked whole: a
+/// changed byte refuses the namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_without_ids_are_checked_but_not_decoded() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let opts = || VaultOptions {
+        log: LogConfig {
+            dedup_window: 1000,
+            ..small_opts(&data).log
+        },
+        ..small_opts(&data)
+    };
+    {
+        let vault = Vault::open(opts()).await.unwrap();
+        for round in 0..4u64 {
+            let events = (0..5).map(|i| ev("s", round * 5 + i, None)).collect();
+            let r = vault.append("n", events, "w").await.unwrap();
+            let log = vault.log("n").await.unwrap();
+            assert!(log.wait_published(r[4].index + 1, WAIT).await.is_some());
+        }
+        vault.shutdown(Duration::from_secs(10)).await;
+    }
+    {
+        let vault = Vault::open(opts()).await.unwrap();
+        let r = vault
+            .append("n", vec![ev("s", 20, None)], "w")
+            .await
+            .unwrap();
+        assert_eq!((r[0].index, r[0].session_seq), (20, 20));
+        let log = vault.log("n").await.unwrap();
+        assert!(log.wait_published(21, WAIT).await.is_some());
+        drop(log);
+        vault.shutdown(Duration::from_secs(10)).await;
+    }
+    let first =
+        store_dir(&data).join("ns/n/segments/00000000000000000000-00000000000000000004.parquet");
+    let mut bytes = std::fs::read(&first).unwrap();
+    bytes[100] ^= 0x01;
+    std::fs::write(&first, &bytes).unwrap();
+    let vault = Vault::open(opts()).await.unwrap();
+    match vault.append("n", vec![ev("s", 21, None)], "w").await {
+        Err(VaultError::Open(OpenError::Inconsistent { reason, .. })) => {
+            assert!(reason.contains("signed file digest"), "{reason}")
+        }
+        other => panic!("expected the namespace to be refused, got {other:?}"),
+    }
+    vault.shutdown(Duration::from_secs(5)).await;
+}
