@@ -266,11 +266,13 @@ impl Appender {
         ns: &str,
         wal_dir: &FsPath,
     ) -> Result<Arc<Appender>, OpenError> {
+        let started = Instant::now();
         let lease = Lease::acquire(&ctx.store, ns, &ctx.instance_id, ctx.cfg.lease_ttl_ms).await?;
         let (l, wal) = recover(&ctx, ns, wal_dir).await?;
         // The tiles of the published size must be in the store before its
         // checkpoint is written or served (built once for a store written
         // before tiles); then the tree is kept as its right edge only.
+        let recovered_ms = started.elapsed().as_millis() as u64;
         tile_publisher::store_missing_tiles(&ctx, ns, &l).await?;
         // From here the tree is its right edge only.
         let recovery::Loaded {
@@ -356,6 +358,14 @@ impl Appender {
         // A checkpoint for segments written just before a crash, if it is missing.
         let needs_checkpoint = latest.as_ref().map(|(s, _)| *s) != Some(published) && published > 0;
         let handle = tokio::spawn(publisher.run(shutdown_rx, needs_checkpoint));
+        tracing::info!(
+            ns,
+            durable,
+            published,
+            ms = started.elapsed().as_millis() as u64,
+            recovered_ms,
+            "namespace open for writing"
+        );
         Ok(Arc::new(Appender {
             tiles,
             shared,

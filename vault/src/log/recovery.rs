@@ -23,6 +23,9 @@ pub(super) enum Stored {
         at_checkpoint: TileBuilder,
         /// Leaves `checkpoint..published` (segments written after it).
         beyond: Vec<Hash>,
+        /// The level-0 tile last read by [`Stored::leaf`] (the WAL is
+        /// checked in index order: one tile read per 256 entries).
+        row: Option<(u64, Vec<Hash>)>,
     },
 }
 
@@ -35,10 +38,17 @@ impl Stored {
                 tiles,
                 at_checkpoint,
                 beyond,
+                row,
             } => {
                 let cp = at_checkpoint.size();
                 if idx < cp {
-                    tiles.leaf(idx).await.ok()
+                    let w = crate::tiles::TILE_WIDTH;
+                    let t = idx / w;
+                    if row.as_ref().is_none_or(|(i, _)| *i != t) {
+                        let hashes = tiles.level_hashes(0, t * w, ((t + 1) * w).min(cp)).await;
+                        *row = Some((t, hashes.ok()?));
+                    }
+                    row.as_ref()?.1.get((idx - t * w) as usize).copied()
                 } else {
                     beyond.get((idx - cp) as usize).copied()
                 }
@@ -54,6 +64,7 @@ impl Stored {
                 tiles,
                 at_checkpoint,
                 beyond,
+                ..
             } => {
                 let cp = at_checkpoint.size();
                 if size == 0 {
@@ -587,6 +598,7 @@ async fn load_from_snapshot(ctx: &LogContext, ns: &str) -> Result<Option<Loaded>
         tiles: Box::new(tiles),
         at_checkpoint,
         beyond,
+        row: None,
     };
     check_not_rolled_back(ctx, ns, l.published).await?;
     tracing::info!(
@@ -691,11 +703,14 @@ pub(super) async fn recover(
     ns: &str,
     wal_dir: &FsPath,
 ) -> Result<(Loaded, Wal), OpenError> {
+    let t0 = Instant::now();
     let (mut l, full_read) = match load_from_snapshot(ctx, ns).await? {
         Some(l) => (l, false),
         None => (load_store(ctx, ns, false).await?, true),
     };
+    let loaded_ms = t0.elapsed().as_millis() as u64;
     check_last_signed(ctx, ns, wal_dir, &mut l).await?;
+    let checked_ms = t0.elapsed().as_millis() as u64;
     let (dir, published) = (wal_dir.to_path_buf(), l.published);
     let (wal, recovered) = tokio::task::spawn_blocking(move || Wal::open(&dir, published))
         .await
@@ -737,6 +752,13 @@ pub(super) async fn recover(
             "recovered from the WAL"
         );
     }
+    tracing::debug!(
+        ns,
+        loaded_ms,
+        checked_ms,
+        replayed_ms = t0.elapsed().as_millis() as u64,
+        "recovery phases"
+    );
     // Only once every check passed: nothing is written on top of a
     // namespace the open refuses.
     if full_read {
