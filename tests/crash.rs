@@ -1,7 +1,9 @@
 //! Crash safety: a client posts events and records every receipt while the
 //! server is killed with SIGKILL at random moments and restarted. Every
-//! receipt ever sent must match an entry of the log afterwards, and the store
-//! must verify.
+//! receipt ever sent must match an entry of the log afterwards, no session
+//! number may be handed out twice across the restarts (the namespace reopens
+//! from its session-state snapshot and the last entries, small windows here),
+//! and the store must verify (snapshots included).
 
 mod common;
 
@@ -17,11 +19,11 @@ async fn every_receipt_survives_kill_9_loops() {
     let data = dir.path().join("data");
     let cfg = config(
         dir.path(),
-        "[log]\nflush_interval_ms = 50\nsegment_max_rows = 64\n",
+        "[log]\nflush_interval_ms = 50\nsegment_max_rows = 64\ndedup_window = 50\nstate_snapshot_entries = 100\n",
     );
     let cfg = cfg.to_str().unwrap().to_string();
     let c = client();
-    let mut receipts: Vec<(u64, String)> = Vec::new();
+    let mut receipts: Vec<(u64, String, String, u64)> = Vec::new();
     let mut rng = rand::rng();
     let mut tok = None;
     for round in 0..6 {
@@ -40,7 +42,7 @@ async fn every_receipt_survives_kill_9_loops() {
                 let mut n = 0u64;
                 loop {
                     let batch: Vec<Value> = (0..(1 + (n % 37)))
-                        .map(|i| json!({"session_id": format!("r{round}-w{wid}"), "kind": "output",
+                        .map(|i| json!({"session_id": format!("w{wid}"), "kind": "output",
                                         "content": format!("round {round} writer {wid} batch {n} line {i} {}", "x".repeat(200))}))
                         .collect();
                     n += 1;
@@ -57,7 +59,12 @@ async fn every_receipt_survives_kill_9_loops() {
                     }
                     let Ok(body) = r.json::<Value>().await else { break };
                     for rc in body["receipts"].as_array().unwrap() {
-                        got.push((rc["index"].as_u64().unwrap(), rc["leaf_hash"].as_str().unwrap().to_string()));
+                        got.push((
+                            rc["index"].as_u64().unwrap(),
+                            rc["leaf_hash"].as_str().unwrap().to_string(),
+                            format!("w{wid}"),
+                            rc["session_seq"].as_u64().unwrap(),
+                        ));
                     }
                 }
                 got
@@ -68,6 +75,14 @@ async fn every_receipt_survives_kill_9_loops() {
         for wr in writers {
             receipts.extend(wr.await.unwrap());
         }
+    }
+    // Sessions continue across every restart: no (session, seq) twice.
+    let mut seen = std::collections::HashSet::new();
+    for (index, _, session, seq) in &receipts {
+        assert!(
+            seen.insert((session.clone(), *seq)),
+            "session {session} seq {seq} handed out twice (again at index {index})"
+        );
     }
     assert!(
         receipts.len() > 100,
@@ -101,7 +116,7 @@ async fn every_receipt_survives_kill_9_loops() {
         size > max,
         "checkpoint size {size} does not cover receipt index {max}"
     );
-    for (index, leaf) in &receipts {
+    for (index, leaf, _, _) in &receipts {
         let (s, body) = get(
             &c,
             &format!(

@@ -286,6 +286,35 @@ impl Store {
         Ok(names)
     }
 
+    /// Lists the names of objects under `prefix` that sort after `after`
+    /// (a name under `prefix`), sorted: on S3 a `StartAfter` listing, so
+    /// its cost follows what was added since, not everything stored (the
+    /// local file system still walks the directory).
+    pub async fn list_names_after(
+        &self,
+        prefix: &Path,
+        after: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        use futures::TryStreamExt;
+        let offset = Path::from(format!("{prefix}/{after}"));
+        let metas: Vec<object_store::ObjectMeta> = self
+            .inner
+            .list_with_offset(Some(prefix), &offset)
+            .try_collect()
+            .await
+            .map_err(|e| map_err(prefix, e))?;
+        let base = format!("{prefix}/");
+        let mut names: Vec<String> = metas
+            .into_iter()
+            .filter_map(|m| {
+                let rel = m.location.as_ref().strip_prefix(&base)?;
+                (!rel.contains('/')).then(|| rel.to_string())
+            })
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// Lists objects directly under `prefix` as (name, size in bytes), sorted
     /// by name: what a reader needs to fetch byte ranges of them.
     pub async fn list_sized(&self, prefix: &Path) -> Result<Vec<(String, u64)>, StoreError> {
@@ -405,6 +434,15 @@ mod tests {
             );
             assert!(store.get(&Path::from("a/c")).await.unwrap().is_none());
             assert_eq!(store.list_names(&Path::from("a")).await.unwrap(), ["b"]);
+            for n in ["c", "d/e"] {
+                let p = Path::from(format!("a/{n}"));
+                store
+                    .put_create(&p, Bytes::from_static(b"x"))
+                    .await
+                    .unwrap();
+            }
+            let after = store.list_names_after(&Path::from("a"), "b").await.unwrap();
+            assert_eq!(after, ["c"], "only names after the offset, at this level");
             assert_eq!(store.list_dirs(&Path::from("")).await.unwrap(), ["a"]);
         }
     }

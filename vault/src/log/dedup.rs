@@ -11,7 +11,7 @@ use super::*;
 /// the same key with a different event is a conflict, never a silent
 /// duplicate.
 pub(super) struct Dedup {
-    pub(super) map: HashMap<Hash, (Receipt, Hash)>,
+    pub(super) map: HashMap<Hash, Remembered>,
     /// The keys in index order, with the index of their entry.
     pub(super) order: VecDeque<(u64, Hash)>,
     /// How many entries back the window reaches: the keys of the last
@@ -21,12 +21,32 @@ pub(super) struct Dedup {
     pub(super) cap: usize,
 }
 
+/// What the window keeps of an entry: its receipt in 80 bytes (a
+/// million keys are about 150 MB with the map's own overhead).
+pub(super) struct Remembered {
+    index: u64,
+    session_seq: u64,
+    leaf_hash: Hash,
+    fingerprint: Hash,
+}
+
+impl Remembered {
+    fn receipt(&self) -> Receipt {
+        Receipt {
+            index: self.index,
+            leaf_hash: crate::record::hex32(&self.leaf_hash),
+            session_seq: self.session_seq,
+            duplicate: true,
+        }
+    }
+}
+
 /// What the dedupe window says of an event.
-pub(super) enum Seen<'a> {
+pub(super) enum Seen {
     /// No `event_id`, or not seen within the window: append it.
     New,
-    /// The same event again: answer with the original receipt.
-    Duplicate(&'a Receipt),
+    /// The same event again: the original receipt (marked duplicate).
+    Duplicate(Receipt),
     /// Another event under the same key.
     Conflict,
 }
@@ -52,29 +72,38 @@ impl Dedup {
         }
     }
 
-    pub(super) fn insert(&mut self, key: Hash, r: Receipt, fingerprint: Hash) {
+    /// Remembers the entry `e` appended under `key`.
+    pub(super) fn insert(&mut self, key: Hash, e: &Entry, fingerprint: Hash) {
         if self.cap == 0 {
             return;
         }
-        let idx = r.index;
+        let idx = e.idx;
         while let Some(&(old_idx, old)) = self.order.front() {
             if old_idx.saturating_add(self.cap as u64) > idx {
                 break;
             }
             self.order.pop_front();
             // The key may have been taken again by a newer entry since.
-            if self.map.get(&old).is_some_and(|(r, _)| r.index == old_idx) {
+            if self.map.get(&old).is_some_and(|r| r.index == old_idx) {
                 self.map.remove(&old);
             }
         }
         self.order.push_back((idx, key));
-        self.map.insert(key, (r, fingerprint));
+        self.map.insert(
+            key,
+            Remembered {
+                index: e.idx,
+                session_seq: e.session_seq,
+                leaf_hash: e.leaf_hash,
+                fingerprint,
+            },
+        );
     }
 
-    pub(super) fn seen(&self, key: &Hash, fingerprint: &Hash) -> Seen<'_> {
+    pub(super) fn seen(&self, key: &Hash, fingerprint: &Hash) -> Seen {
         match self.map.get(key) {
             None => Seen::New,
-            Some((r, f)) if f == fingerprint => Seen::Duplicate(r),
+            Some(r) if &r.fingerprint == fingerprint => Seen::Duplicate(r.receipt()),
             Some(_) => Seen::Conflict,
         }
     }
@@ -83,7 +112,7 @@ impl Dedup {
     pub(super) fn absorb(&mut self, e: &Entry) {
         if let Some(id) = &e.event_id {
             let key = dedup_key(&e.ingested_by, &e.session_id, id);
-            self.insert(key, receipt(e), e.event_fingerprint());
+            self.insert(key, e, e.event_fingerprint());
         }
     }
 }

@@ -341,6 +341,8 @@ pub(super) async fn load_store(
 }
 
 /// Immutable checkpoints beyond the segments mean the store lost data.
+/// Only names after `published` are listed (checkpoints grow by one per
+/// publish: a year of them must not be listed at every open).
 async fn check_not_rolled_back(
     ctx: &LogContext,
     ns: &str,
@@ -348,7 +350,7 @@ async fn check_not_rolled_back(
 ) -> Result<(), OpenError> {
     let newest = ctx
         .store
-        .list_names(&layout::checkpoints(ns))
+        .list_names_after(&layout::checkpoints(ns), &format!("{published:020}"))
         .await?
         .into_iter()
         .filter_map(|n| n.parse::<u64>().ok())

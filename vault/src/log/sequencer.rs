@@ -82,10 +82,7 @@ pub(super) fn sequencer_loop(
                 if let Some(key) = &key
                     && let Seen::Duplicate(r) = s.dedup.seen(key, ev.fingerprint())
                 {
-                    receipts.push(Receipt {
-                        duplicate: true,
-                        ..r.clone()
-                    });
+                    receipts.push(r);
                     continue;
                 }
                 let fingerprint = *ev.fingerprint();
@@ -105,11 +102,10 @@ pub(super) fn sequencer_loop(
                         s.next += 1;
                         s.chain = e.chain_hash;
                         s.sessions.insert(session_id, session_seq + 1);
-                        let r = receipt(&e);
                         if let Some(key) = key {
-                            s.dedup.insert(key, r.clone(), fingerprint);
+                            s.dedup.insert(key, &e, fingerprint);
                         }
-                        receipts.push(r);
+                        receipts.push(receipt(&e));
                         entries.push(e);
                     }
                     Err(e) => {
