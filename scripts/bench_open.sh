@@ -9,7 +9,9 @@
 #
 #   scripts/bench_open.sh "1000000 10000000 50000000" [BIN] [WORKDIR]
 #
-# With FULL_MAX=N, sizes up to N are also opened without their snapshot
+# FORMAT=otlp-proto sends OTLP spans instead (every event then has an
+# event_id: the worst case for the open, which decodes the entries of the
+# event_id window). With FULL_MAX=N, sizes up to N are also opened without their snapshot
 # (removed first), as a store written before snapshots is: every segment
 # read. Sizes are cumulative targets. BIN defaults to target/release/tracevault,
 # else target/debug. The data directory is kept in WORKDIR (default a new
@@ -39,7 +41,7 @@ have=$(sed -n 2p d/store/ns/b/checkpoint 2>/dev/null || echo 0)
 for target in $SIZES; do
   add=$((target - have))
   if [ "$add" -gt 0 ]; then
-    "$BIN" bench ingest --url $URL --token "$TOK" --ns b --events "$add" --batch 1000 --concurrency 4 --size 256 | tail -1
+    "$BIN" bench ingest --url $URL --token "$TOK" --ns b --events "$add" --batch 1000 --concurrency 4 --size 256 --format "${FORMAT:-native}" | tail -1
   fi
   stop
   have=$(sed -n 2p d/store/ns/b/checkpoint)

@@ -109,14 +109,20 @@ impl Publisher {
     }
 
     /// Writes a session-state snapshot at the published size once
-    /// `state_snapshot_entries` entries were published since the last one
+    /// `state_snapshot_entries` entries (or twice the sessions of the last
+    /// snapshot, if more) were published since the last one
     /// (see [`crate::session_state`]): the previous snapshot's counters,
     /// read back, updated with the sessions published since. A failed write
     /// is retried next round and never stops publishing (the next open
     /// then reads a little more); a snapshot of another log under our name
     /// fences the writer.
     async fn snapshot_if_due(&mut self) -> Result<(), PublishError> {
-        let every = self.shared.cfg.state_snapshot_entries.max(1);
+        let every = self
+            .shared
+            .cfg
+            .state_snapshot_entries
+            .max(self.snapshots.sessions.saturating_mul(2))
+            .max(1);
         let (size, root, chain) = {
             let st = self
                 .shared
@@ -164,6 +170,7 @@ impl Publisher {
                 super::recovery::SnapshotWriteError::Foreign(m) => PublishError::Fenced(m),
             })?;
         self.snapshots.size = size;
+        self.snapshots.sessions = snap.sessions.len() as u64;
         self.snapshots.since.clear();
         tracing::debug!(ns = %ns, size, "session-state snapshot written");
         Ok(())

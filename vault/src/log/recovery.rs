@@ -121,6 +121,10 @@ pub(super) struct SnapshotBase {
     pub(super) since: HashMap<String, u64>,
     /// The largest `received_at` published.
     pub(super) last_received: i64,
+    /// Sessions in the newest snapshot: the next one is due only after at
+    /// least twice as many entries, so that rewriting every counter costs
+    /// at most about one counter per two entries published.
+    pub(super) sessions: u64,
 }
 
 impl SnapshotBase {
@@ -434,6 +438,7 @@ async fn load_from_snapshot(ctx: &LogContext, ns: &str) -> Result<Option<Loaded>
         .map_err(|e| inconsistent(ns, e.to_string()))?;
     let start = snap_size.min(cp.size.saturating_sub(ctx.cfg.dedup_window as u64));
     let mut l = Loaded::empty(&ctx.cfg, Stored::Tree(MerkleTree::new()));
+    l.snapshots.sessions = snap.sessions.len() as u64;
     l.sessions = snap.sessions.into_iter().collect();
     l.snapshots.size = snap_size;
     l.snapshots.last_received = snap.last_received;
@@ -636,6 +641,7 @@ async fn snapshot_after_full_read(
     let mut sessions: Vec<(String, u64)> =
         std::mem::take(&mut l.snapshots.since).into_iter().collect();
     sessions.sort();
+    l.snapshots.sessions = sessions.len() as u64;
     let st = SessionState {
         origin: format!("{}/{ns}", ctx.vault_origin),
         size: l.published,
