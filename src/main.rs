@@ -11,6 +11,7 @@ mod serve;
 mod stream_cmd;
 mod verify_bundle_cmd;
 mod verify_cmd;
+mod witness_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,6 +68,11 @@ enum Cmd {
         /// Nice value of the worker.
         #[arg(long, default_value_t = 10)]
         nice: i32,
+    },
+    /// A C2SP tlog-witness of your own: cosign other vaults' checkpoints.
+    Witness {
+        #[command(subcommand)]
+        cmd: witness_cmd::WitnessCmd,
     },
     /// Load generators.
     Bench {
@@ -269,6 +275,7 @@ fn main() -> ExitCode {
         Cmd::Query(a) => query_cmd::run(a),
         Cmd::Export { cmd } => export_cmd::run(cmd),
         Cmd::Replay(a) => replay::run(a).map(|_| ExitCode::SUCCESS),
+        Cmd::Witness { cmd } => witness_cmd::run(cmd).map(|_| ExitCode::SUCCESS),
         Cmd::QueryWorker {
             memory_bytes,
             cpu_seconds,

@@ -9,7 +9,7 @@ use tracevault_server::config::ServerConfig;
 
 use crate::ServeArgs;
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -29,7 +29,7 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested: no new requests; flushing");
 }
 
-fn init_logs() {
+pub(crate) fn init_logs() {
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let logs = tracing_subscriber::fmt()

@@ -15,6 +15,7 @@ pub mod metrics;
 mod ops;
 pub mod read;
 mod start;
+pub mod witness;
 mod write;
 
 pub use auth::external;

@@ -36,15 +36,40 @@ impl Server {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Server, String> {
+        let mut args = vec![
+            "serve",
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ];
+        args.extend_from_slice(extra);
+        Self::spawn(&args, env, data)
+    }
+
+    /// Starts `tracevault witness serve --data DIR --listen 127.0.0.1:0
+    /// --trust VKEY..` and waits for its "listening on" line.
+    pub fn start_witness(dir: &Path, name: &str, trust: &[&str]) -> Server {
+        let mut args = vec![
+            "witness",
+            "serve",
+            "--data",
+            dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--name",
+            name,
+        ];
+        for t in trust {
+            args.extend(["--trust", t]);
+        }
+        Self::spawn(&args, &[], dir).unwrap_or_else(|e| panic!("witness did not start: {e}"))
+    }
+
+    /// Runs the binary with `args` and waits for its "listening on" line.
+    pub fn spawn(args: &[&str], env: &[(&str, &str)], data: &Path) -> Result<Server, String> {
         let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--data",
-                data.to_str().unwrap(),
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .args(extra)
+            .args(args)
             .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())

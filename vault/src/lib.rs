@@ -10,6 +10,7 @@
 mod codec;
 pub mod compact;
 pub mod config;
+pub mod cosignature;
 pub mod jcs;
 pub mod keys;
 pub mod lease;
@@ -29,6 +30,7 @@ pub mod token;
 mod vault;
 pub mod verify;
 pub(crate) mod wal;
+pub mod witness;
 
 pub use config::LogConfig;
 pub use log::{AppendError, Appender, LogStats, PublishedTree, Receipt};

@@ -1,0 +1,245 @@
+//! `tracevault witness serve` over real HTTP, fed the checkpoints and
+//! consistency proofs of a real vault: it cosigns consistent growth
+//! (cosignatures checked with the witness key and, independently, with
+//! Python's `cryptography`), tells a stale client where to resume, refuses
+//! forks, other keys and unknown logs with the statuses C2SP `tlog-witness`
+//! prescribes, serialises racing submissions, and keeps its state across a
+//! kill -9.
+
+mod common;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use common::*;
+use serde_json::{Value, json};
+use tracevault_vault::cosignature::Cosigner;
+use tracevault_vault::note::{self, Checkpoint};
+use tracevault_vault::witness::request_body;
+
+async fn post(c: &reqwest::Client, url: &str, body: String) -> (u16, String, String) {
+    let r = c
+        .post(format!("{url}/witness/add-checkpoint"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let ctype = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, ctype, r.text().await.unwrap())
+}
+
+/// Appends `n` events and returns the checkpoint note that covers them.
+async fn grow(c: &reqwest::Client, url: &str, w: &str, n: usize) -> String {
+    let events: Vec<Value> = (0..n)
+        .map(|i| json!({"session_id": "s", "kind": "output", "content": format!("line {i}")}))
+        .collect();
+    let (s, _) = post_events(
+        c,
+        url,
+        "n",
+        w,
+        json!({ "events": events }),
+        "?wait=checkpoint",
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, text) = get(c, &format!("{url}/v1/logs/n/checkpoint"), Some(w)).await;
+    assert_eq!(s, 200);
+    text
+}
+
+async fn proof(c: &reqwest::Client, url: &str, w: &str, from: u64, to: u64) -> Vec<[u8; 32]> {
+    let (s, body) = get(
+        c,
+        &format!("{url}/v1/logs/n/proof/consistency?from={from}&to={to}"),
+        Some(w),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    v["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| B64.decode(h.as_str().unwrap()).unwrap().try_into().unwrap())
+        .collect()
+}
+
+fn size_of(note: &str) -> u64 {
+    note.lines().nth(1).unwrap().parse().unwrap()
+}
+
+fn body_of(note: &str) -> String {
+    note.split("\n\n").next().unwrap().to_string() + "\n"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_witness_cosigns_consistent_growth_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("vault");
+    let srv = Server::start(&data, &[]);
+    let c = client();
+    let w = token(&data, "writer", "n", "w");
+    let cp10 = grow(&c, &srv.url, &w, 10).await;
+    let origin = cp10.lines().next().unwrap().to_string();
+    let log_key: [u8; 32] = B64.decode(srv.public_key()).unwrap().try_into().unwrap();
+    let vkey = note::verifier_key(&origin, &log_key);
+
+    let wdir = dir.path().join("witness");
+    let wit = Server::start_witness(&wdir, "witness.test/w1", &[&vkey]);
+    let printed = wit
+        .stdout
+        .iter()
+        .find_map(|l| l.strip_prefix("witness key: "))
+        .unwrap()
+        .to_string();
+    let cosigner = Cosigner::parse(&printed).unwrap();
+    // `witness key` prints the same key (the directory is locked while
+    // serving, so this checks the name and key files through a copy).
+    let copy = dir.path().join("witness-copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    for f in ["witness.key", "name"] {
+        std::fs::copy(wdir.join(f), copy.join(f)).unwrap();
+    }
+    let out = std::process::Command::new(BIN)
+        .args(["witness", "key", "--data", copy.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), printed);
+
+    // First contact, then growth with the vault's own consistency proof.
+    let (s, ctype, line) = post(&c, &wit.url, request_body(0, &[], &cp10)).await;
+    assert_eq!(
+        (s, ctype.as_str()),
+        (200, "text/plain; charset=utf-8"),
+        "{line}"
+    );
+    let ts = cosigner.verify(&line, &body_of(&cp10)).unwrap().unwrap();
+    let cp15 = grow(&c, &srv.url, &w, 5).await;
+    let (s, ctype, text) = post(&c, &wit.url, request_body(0, &[], &cp15)).await;
+    assert_eq!(
+        (s, ctype.as_str(), text.as_str()),
+        (409, "text/x.tlog.size", "10\n")
+    );
+    let p = proof(&c, &srv.url, &w, 10, size_of(&cp15)).await;
+    let (s, _, line15) = post(&c, &wit.url, request_body(10, &p, &cp15)).await;
+    assert_eq!(s, 200, "{line15}");
+    assert!(cosigner.verify(&line15, &body_of(&cp15)).unwrap().is_some());
+
+    // An independent check of the cosignature line (C2SP tlog-cosignature).
+    let script = r#"
+import base64, hashlib, sys
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+vkey, line, body = sys.argv[1], sys.argv[2], sys.argv[3]
+name, kid, k = vkey.split("+")
+raw = base64.b64decode(k)
+assert raw[0] == 4, "type"
+assert hashlib.sha256(name.encode() + b"\n\x04" + raw[1:]).digest()[:4].hex() == kid
+dash, lname, sig = line.strip().split(" ")
+assert dash == "\u2014" and lname == name
+sig = base64.b64decode(sig)
+assert sig[:4].hex() == kid
+ts = int.from_bytes(sig[4:12], "big")
+msg = ("cosignature/v1\ntime %d\n" % ts).encode() + body.encode()
+Ed25519PublicKey.from_public_bytes(raw[1:]).verify(sig[12:], msg)
+print(ts)
+"#;
+    let out = std::process::Command::new(python())
+        .args(["-c", script, &printed, &line, &body_of(&cp10)])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), ts.to_string());
+
+    // Two submissions racing from the same old size: one wins, the other
+    // is told the new size (never both cosigned, never a rollback).
+    let cp20 = grow(&c, &srv.url, &w, 5).await;
+    let cp25 = grow(&c, &srv.url, &w, 5).await;
+    let (b20, b25) = (
+        request_body(15, &proof(&c, &srv.url, &w, 15, 20).await, &cp20),
+        request_body(15, &proof(&c, &srv.url, &w, 15, 25).await, &cp25),
+    );
+    let (r20, r25) = tokio::join!(post(&c, &wit.url, b20), post(&c, &wit.url, b25));
+    let mut statuses = [r20.0, r25.0];
+    statuses.sort();
+    assert_eq!(statuses, [200, 409], "{r20:?} {r25:?}");
+
+    // A history that forks the cosigned one, signed with the real log key
+    // (what a key holder rewriting the log would send): refused, 422.
+    let won = if r20.0 == 200 { 20 } else { 25 };
+    let log_sk = {
+        let seed = std::fs::read_to_string(data.join("keys/log.key")).unwrap();
+        let seed: [u8; 32] = B64.decode(seed.trim()).unwrap().try_into().unwrap();
+        ed25519_dalek::SigningKey::from_bytes(&seed)
+    };
+    let forged = |size: u64, root: [u8; 32], key: &ed25519_dalek::SigningKey| {
+        note::sign_checkpoint(
+            &Checkpoint {
+                origin: origin.clone(),
+                size,
+                root,
+            },
+            &origin,
+            key,
+        )
+    };
+    let fork = forged(30, [7; 32], &log_sk);
+    let (s, _, text) = post(&c, &wit.url, request_body(won, &[], &fork)).await;
+    assert_eq!(s, 422, "{text}");
+    assert!(text.contains("inconsistent_checkpoint"), "{text}");
+    // The same size with another root: 409, a fork.
+    let (s, ctype, _) = post(
+        &c,
+        &wit.url,
+        request_body(won, &[], &forged(won, [8; 32], &log_sk)),
+    )
+    .await;
+    assert_eq!((s, ctype.as_str()), (409, "text/x.tlog.size"));
+    // Another key, an unknown log, garbage, an oversized body.
+    let other = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+    let (s, _, text) = post(
+        &c,
+        &wit.url,
+        request_body(won, &[], &forged(won, [0; 32], &other)),
+    )
+    .await;
+    assert_eq!(s, 403, "{text}");
+    let stranger = note::sign_checkpoint(
+        &Checkpoint {
+            origin: "elsewhere.example/log".into(),
+            size: 1,
+            root: [0; 32],
+        },
+        "elsewhere.example/log",
+        &other,
+    );
+    assert_eq!(
+        post(&c, &wit.url, request_body(0, &[], &stranger)).await.0,
+        404
+    );
+    let (s, _, text) = post(&c, &wit.url, "old 1\nnot base64!\n\n".into()).await;
+    assert_eq!(s, 400, "{text}");
+    assert!(text.contains("bad_witness_request"), "{text}");
+    assert_eq!(post(&c, &wit.url, "x".repeat(100_000)).await.0, 413);
+
+    // kill -9 and restart: the state survived; a client starting over is
+    // told where to resume, and the fork is still refused.
+    wit.kill9();
+    let wit = Server::start_witness(&wdir, "witness.test/w1", &[&vkey]);
+    let (s, _, text) = post(&c, &wit.url, request_body(0, &[], &cp10)).await;
+    assert_eq!((s, text), (409, format!("{won}\n")));
+    assert_eq!(
+        post(&c, &wit.url, request_body(won, &[], &fork)).await.0,
+        422
+    );
+    assert_eq!(wit.terminate(), Some(0));
+    assert_eq!(srv.terminate(), Some(0));
+}
