@@ -208,6 +208,15 @@ pub struct VerifyArgs {
     /// Segments checked in parallel (default: number of CPUs).
     #[arg(long)]
     pub jobs: Option<usize>,
+    /// A witness whose cosignature counts (C2SP verifier key of type 0x04,
+    /// as `tracevault witness key` prints it). Repeatable.
+    #[arg(long = "witness", value_name = "VKEY")]
+    pub witness: Vec<String>,
+    /// How many of the --witness keys must have cosigned the checkpoint
+    /// presented as current (the --checkpoint/--since one, else the
+    /// store's latest); default: all of them.
+    #[arg(long, requires = "witness")]
+    pub witness_threshold: Option<usize>,
 }
 
 #[derive(Subcommand)]

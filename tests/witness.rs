@@ -129,13 +129,17 @@ async fn a_witness_cosigns_consistent_growth_only() {
     let (s, _, line15) = post(&c, &wit.url, request_body(10, &p, &cp15)).await;
     assert_eq!(s, 200, "{line15}");
     assert!(cosigner.verify(&line15, &body_of(&cp15)).unwrap().is_some());
+    let cosigned15 = dir.path().join("cp15.cosigned");
+    std::fs::write(&cosigned15, format!("{cp15}{line15}")).unwrap();
+    let plain15 = dir.path().join("cp15");
+    std::fs::write(&plain15, &cp15).unwrap();
 
     // An independent check of the cosignature line (C2SP tlog-cosignature).
     let script = r#"
 import base64, hashlib, sys
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 vkey, line, body = sys.argv[1], sys.argv[2], sys.argv[3]
-name, kid, k = vkey.split("+")
+name, kid, k = vkey.split("+", 2)
 raw = base64.b64decode(k)
 assert raw[0] == 4, "type"
 assert hashlib.sha256(name.encode() + b"\n\x04" + raw[1:]).digest()[:4].hex() == kid
@@ -242,4 +246,37 @@ print(ts)
     );
     assert_eq!(wit.terminate(), Some(0));
     assert_eq!(srv.terminate(), Some(0));
+
+    // verify follows a witness policy on the checkpoint it is given.
+    let d = data.to_str().unwrap();
+    let stranger_w = Cosigner::of("witness.test/w2", &other).verifier_key();
+    let run = |cp: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["--data", d, "--checkpoint", cp.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        verify(&args)
+    };
+    let (code, out, err) = run(&cosigned15, &["--witness", &printed]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = run(&plain15, &["--witness", &printed]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("valid cosignatures of 0 of the 1 witnesses given, 1 required"),
+        "{out}"
+    );
+    let both = ["--witness", &printed, "--witness", &stranger_w];
+    let (code, out, _) = run(&cosigned15, &both);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("1 of the 2 witnesses given, 2 required"),
+        "{out}"
+    );
+    let (code, out, err) = run(
+        &cosigned15,
+        &[&both[..], &["--witness-threshold", "1"]].concat(),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    // A cosignature moved onto another checkpoint does not count.
+    std::fs::write(&cosigned15, format!("{cp10}{line15}")).unwrap();
+    let (code, out, _) = run(&cosigned15, &["--witness", &printed]);
+    assert_eq!(code, 1, "{out}");
 }

@@ -140,6 +140,36 @@ impl Cosigner {
     }
 }
 
+/// Which witnesses a checkpoint must carry cosignatures of: `threshold`
+/// of `witnesses` (k of n).
+#[derive(Debug, Clone)]
+pub struct WitnessPolicy {
+    /// The witnesses' public identities.
+    pub witnesses: Vec<Cosigner>,
+    /// How many distinct witnesses must have cosigned.
+    pub threshold: usize,
+}
+
+impl WitnessPolicy {
+    /// How many distinct witnesses of the policy validly cosigned `note` (a
+    /// signed checkpoint note with its signature lines); lines of other
+    /// keys are ignored, and a witness's line that does not verify does
+    /// not count.
+    pub fn cosigned_by(&self, note: &str) -> usize {
+        let Some(split) = note.find("\n\n") else {
+            return 0;
+        };
+        let (body, sigs) = (&note[..split + 1], &note[split + 2..]);
+        self.witnesses
+            .iter()
+            .filter(|w| {
+                sigs.lines()
+                    .any(|line| matches!(w.verify(line, body), Ok(Some(_))))
+            })
+            .count()
+    }
+}
+
 /// Cosigns `checkpoint_body` (the note text, ending in `\n`) at
 /// `timestamp` (POSIX seconds): the signature line, ending in `\n`.
 pub fn cosign(name: &str, key: &SigningKey, timestamp: u64, checkpoint_body: &str) -> String {
@@ -186,6 +216,15 @@ mod tests {
         assert!(w.verify(&line, &body.replace("300", "301")).is_err());
         let other = Cosigner::of(name, &SigningKey::from_bytes(&[9; 32]));
         assert_eq!(other.verify(&line, body), Ok(None));
+        // A policy counts distinct witnesses with a valid line.
+        let note = format!("{body}\n\u{2014} log {}\n{line}", "AAAA");
+        let policy = WitnessPolicy {
+            witnesses: vec![w.clone(), other.clone()],
+            threshold: 2,
+        };
+        assert_eq!(policy.cosigned_by(&note), 1);
+        assert_eq!(policy.cosigned_by(&format!("{note}{line}")), 1);
+        assert_eq!(policy.cosigned_by(body), 0);
         // A log key (type 0x01) is not a witness key.
         let log_vkey = crate::note::verifier_key(name, key.verifying_key().as_bytes());
         assert!(Cosigner::parse(&log_vkey).is_err());

@@ -108,6 +108,9 @@ pub struct VerifyOptions {
     pub concurrency: usize,
     /// Progress reporting.
     pub progress: Option<Progress>,
+    /// Witness cosignatures the checkpoint presented as current (the pinned
+    /// one, else the store's latest) must carry.
+    pub witnesses: Option<crate::cosignature::WitnessPolicy>,
 }
 
 /// Most findings reported per segment before summarising.
@@ -741,6 +744,27 @@ async fn verify_namespace(
         }
     }
     summary.checkpoints = cp_objects.len();
+    if let Some(policy) = &opts.witnesses {
+        let (object, text) = match (&pinned, &opts.pinned_checkpoint) {
+            (Some(_), Some(t)) => (format!("pinned checkpoint {origin}"), Some(t.clone())),
+            _ => (latest_obj.clone(), latest_text.clone()),
+        };
+        if let Some(text) = text {
+            let n = policy.cosigned_by(&text);
+            if n < policy.threshold {
+                report.findings.push(Finding {
+                    ns: ns.into(),
+                    object,
+                    index: None,
+                    message: format!(
+                        "checkpoint carries valid cosignatures of {n} of the {} witnesses given, {} required",
+                        policy.witnesses.len(),
+                        policy.threshold
+                    ),
+                });
+            }
+        }
+    }
     // Tiles are listed after the checkpoints and before the segments: on a
     // live store a listed tile's segment is always in the later listing.
     let mut tiles = TileCheck::list(store, ns, from, report).await?;
