@@ -768,6 +768,8 @@ async fn verify_namespace(
     // Tiles are listed after the checkpoints and before the segments: on a
     // live store a listed tile's segment is always in the later listing.
     let mut tiles = TileCheck::list(store, ns, from, report).await?;
+    // Snapshots too: one written meanwhile is never beyond the segments.
+    let mut states = StateCheck::list(store, ns, origin, key, since.is_none(), report).await?;
     // Segments are listed after the checkpoints: on a live store, segments
     // published meanwhile are only extra (not yet checkpointed), never a gap.
     let seg_prefix = layout::segments(ns);
@@ -809,7 +811,6 @@ async fn verify_namespace(
         wanted.insert(p.size);
     }
 
-    let mut states = StateCheck::list(store, ns, origin, key, since.is_none(), report).await?;
     // Stream segments: check in parallel, fold in index order.
     let concurrency = opts.concurrency.max(1);
     let key2 = *key;
@@ -964,7 +965,7 @@ async fn verify_namespace(
                 roots.insert(tree.size, tree.root());
             }
             if let Some((chain, facts)) = seg.rows.get(skip + i) {
-                states.push(chain, facts);
+                states.push(ns, tree.size - 1, chain, facts, report);
                 states.check_at(ns, tree.size, &tree, report);
             }
         }
@@ -1160,6 +1161,8 @@ struct StateCheck {
     last_received: i64,
     chain: Hash,
     active: bool,
+    /// session_seq findings so far (reported up to a cap).
+    seq_findings: usize,
 }
 
 impl StateCheck {
@@ -1205,15 +1208,33 @@ impl StateCheck {
             last_received: 0,
             chain: [0; 32],
             active,
+            seq_findings: 0,
         })
     }
 
-    fn push(&mut self, chain: &Hash, row: &SessionFacts) {
+    fn push(&mut self, ns: &str, idx: u64, chain: &Hash, row: &SessionFacts, report: &mut Report) {
         if !self.active {
             return;
         }
         let next = self.sessions.entry(row.session_id.clone()).or_insert(0);
-        *next = (*next).max(row.session_seq + 1);
+        // The writer numbers each session 0, 1, 2, ...: a gap or a repeat
+        // is an entry dropped, or a number handed out twice (as a lowered
+        // counter in a snapshot would make it).
+        if row.session_seq != *next {
+            if self.seq_findings < MAX_PER_SEGMENT {
+                report.findings.push(Finding {
+                    ns: ns.into(),
+                    object: format!("session {:?}", row.session_id),
+                    index: Some(idx),
+                    message: format!(
+                        "session_seq {} where {} was next (entry dropped, or a number handed out twice)",
+                        row.session_seq, *next
+                    ),
+                });
+            }
+            self.seq_findings += 1;
+        }
+        *next = (*next).max(row.session_seq.saturating_add(1));
         self.last_received = self.last_received.max(row.received_at);
         self.chain = *chain;
     }
@@ -1262,6 +1283,17 @@ impl StateCheck {
     fn finish(self, ns: &str, size: u64, report: &mut Report) {
         if !self.active {
             return;
+        }
+        if self.seq_findings > MAX_PER_SEGMENT {
+            report.findings.push(Finding {
+                ns: ns.into(),
+                object: "sessions".into(),
+                index: None,
+                message: format!(
+                    "... and {} more session_seq problems",
+                    self.seq_findings - MAX_PER_SEGMENT
+                ),
+            });
         }
         for (s, (object, _)) in self.pending {
             report.findings.push(Finding {

@@ -100,9 +100,14 @@ impl Dedup {
         );
     }
 
-    pub(super) fn seen(&self, key: &Hash, fingerprint: &Hash) -> Seen {
+    /// What the window says of an event with `key` and `fingerprint`
+    /// when the next entry would be `next`. Keys of entries more than
+    /// `cap` back are outside the window even if not yet evicted, so the
+    /// answer is the same before and after a restart.
+    pub(super) fn seen(&self, key: &Hash, fingerprint: &Hash, next: u64) -> Seen {
         match self.map.get(key) {
             None => Seen::New,
+            Some(r) if r.index.saturating_add(self.cap as u64) <= next => Seen::New,
             Some(r) if &r.fingerprint == fingerprint => Seen::Duplicate(r.receipt()),
             Some(_) => Seen::Conflict,
         }

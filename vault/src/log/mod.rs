@@ -268,12 +268,19 @@ impl Appender {
     ) -> Result<Arc<Appender>, OpenError> {
         let started = Instant::now();
         let lease = Lease::acquire(&ctx.store, ns, &ctx.instance_id, ctx.cfg.lease_ttl_ms).await?;
-        let (l, wal) = recover(&ctx, ns, wal_dir).await?;
+        let (mut l, wal, full_read) = recover(&ctx, ns, wal_dir).await?;
+        let recovered_ms = started.elapsed().as_millis() as u64;
+        // Loading may have taken a while: renew before writing anything,
+        // and count the lease's validity from this renewal.
+        let renewed_at = Instant::now();
+        lease.renew().await?;
         // The tiles of the published size must be in the store before its
         // checkpoint is written or served (built once for a store written
         // before tiles); then the tree is kept as its right edge only.
-        let recovered_ms = started.elapsed().as_millis() as u64;
         tile_publisher::store_missing_tiles(&ctx, ns, &l).await?;
+        if full_read {
+            recovery::snapshot_after_full_read(&ctx, ns, &mut l).await?;
+        }
         // From here the tree is its right edge only.
         let recovery::Loaded {
             edge,
@@ -290,10 +297,6 @@ impl Appender {
             snapshots,
             ..
         } = l;
-        // Loading may have taken a while: renew now and count the lease's
-        // validity from this renewal, not from the end of the open.
-        let renewed_at = Instant::now();
-        lease.renew().await?;
         let tail_bytes = tail.iter().map(|e| e.approx_size()).sum();
         let (durable_tx, _) = watch::channel(durable);
         let (published_tx, _) = watch::channel(published);

@@ -21,6 +21,24 @@ pub(super) struct Publisher {
     pub(super) tiles: super::SharedTiles,
 }
 
+/// Why no session-state snapshot was written this round.
+pub(super) enum SnapshotSkip {
+    /// Another log's snapshot under our name: stop writing.
+    Fenced(String),
+    /// A store error: try again next round.
+    Retry(String),
+    /// The previous snapshot cannot be read back: no new one can be built
+    /// from it until the next open (which starts from an older one, or
+    /// from every segment).
+    Disabled(String),
+}
+
+impl From<StoreError> for SnapshotSkip {
+    fn from(e: StoreError) -> Self {
+        SnapshotSkip::Retry(e.to_string())
+    }
+}
+
 pub(super) enum PublishError {
     Fenced(String),
     Retry(String),
@@ -103,7 +121,21 @@ impl Publisher {
         while self.publish_once().await? {
             self.renew_if_due().await?;
         }
-        self.snapshot_if_due().await?;
+        match self.snapshot_if_due().await {
+            Ok(()) => {}
+            Err(SnapshotSkip::Fenced(m)) => return Err(PublishError::Fenced(m)),
+            // Never a reason to stop publishing: the next open reads more.
+            Err(SnapshotSkip::Retry(m)) => {
+                tracing::warn!(ns = %self.shared.ns, "session-state snapshot: {m}; will retry");
+            }
+            Err(SnapshotSkip::Disabled(m)) => {
+                tracing::warn!(
+                    ns = %self.shared.ns,
+                    "session-state snapshots stop until the next open: {m}"
+                );
+                self.snapshots.disable();
+            }
+        }
         self.compact_if_due().await;
         Ok(())
     }
@@ -116,7 +148,7 @@ impl Publisher {
     /// is retried next round and never stops publishing (the next open
     /// then reads a little more); a snapshot of another log under our name
     /// fences the writer.
-    async fn snapshot_if_due(&mut self) -> Result<(), PublishError> {
+    async fn snapshot_if_due(&mut self) -> Result<(), SnapshotSkip> {
         let every = self
             .shared
             .cfg
@@ -128,10 +160,13 @@ impl Publisher {
                 .shared
                 .state
                 .read()
-                .map_err(|_| PublishError::Fenced("state lock poisoned".into()))?;
+                .map_err(|_| SnapshotSkip::Fenced("state lock poisoned".into()))?;
             (st.edge.size(), st.edge.root(), st.published_chain)
         };
-        if size < self.snapshots.size.saturating_add(every) || self.shared.check().is_err() {
+        if self.snapshots.disabled
+            || size < self.snapshots.size.saturating_add(every)
+            || self.shared.check().is_err()
+        {
             return Ok(());
         }
         let ns = &self.shared.ns;
@@ -140,14 +175,19 @@ impl Publisher {
         let mut sessions: HashMap<String, u64> = if self.snapshots.size == 0 {
             HashMap::new()
         } else {
-            let path = layout::state_at(ns, self.snapshots.size);
-            let Some(bytes) = self.ctx.store.get(&path).await? else {
-                return Err(PublishError::Retry(format!("{path} vanished")));
-            };
             let base = self.snapshots.size;
-            let prev = crate::session_state::SessionState::open(&bytes, origin, base, &vk)
-                .map_err(|e| PublishError::Fenced(format!("{path}: {e}")))?;
-            prev.sessions.into_iter().collect()
+            let listed = super::recovery::snapshots_newest_first(&self.ctx.store, ns).await?;
+            let Some(&(_, len)) = listed.iter().find(|(s, _)| *s == base) else {
+                return Err(SnapshotSkip::Disabled(format!(
+                    "the snapshot at {base} vanished"
+                )));
+            };
+            match super::recovery::read_snapshot(&self.ctx.store, ns, origin, &vk, base, len)
+                .await?
+            {
+                Ok(prev) => prev.sessions.into_iter().collect(),
+                Err(why) => return Err(SnapshotSkip::Disabled(why)),
+            }
         };
         for (id, next) in &self.snapshots.since {
             let n = sessions.entry(id.clone()).or_insert(0);
@@ -166,8 +206,8 @@ impl Publisher {
         super::recovery::write_snapshot(&self.ctx.store, ns, &snap, &self.ctx.key)
             .await
             .map_err(|e| match e {
-                super::recovery::SnapshotWriteError::Store(e) => e.into(),
-                super::recovery::SnapshotWriteError::Foreign(m) => PublishError::Fenced(m),
+                super::recovery::SnapshotWriteError::Store(e) => SnapshotSkip::Retry(e.to_string()),
+                super::recovery::SnapshotWriteError::Foreign(m) => SnapshotSkip::Fenced(m),
             })?;
         self.snapshots.size = size;
         self.snapshots.sessions = snap.sessions.len() as u64;

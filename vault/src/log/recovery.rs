@@ -31,9 +31,11 @@ pub(super) enum Stored {
 
 impl Stored {
     /// The stored leaf at `idx < published`.
-    async fn leaf(&mut self, idx: u64) -> Option<Hash> {
+    /// The stored leaf at `idx < published` (`Ok(None)`: there is none;
+    /// `Err`: the tiles could not be read).
+    async fn leaf(&mut self, idx: u64) -> Result<Option<Hash>, ProofError> {
         match self {
-            Stored::Tree(t) => t.leaf(idx),
+            Stored::Tree(t) => Ok(t.leaf(idx)),
             Stored::Tiles {
                 tiles,
                 at_checkpoint,
@@ -45,12 +47,14 @@ impl Stored {
                     let w = crate::tiles::TILE_WIDTH;
                     let t = idx / w;
                     if row.as_ref().is_none_or(|(i, _)| *i != t) {
-                        let hashes = tiles.level_hashes(0, t * w, ((t + 1) * w).min(cp)).await;
-                        *row = Some((t, hashes.ok()?));
+                        let hashes = tiles.level_hashes(0, t * w, ((t + 1) * w).min(cp)).await?;
+                        *row = Some((t, hashes));
                     }
-                    row.as_ref()?.1.get((idx - t * w) as usize).copied()
+                    Ok(row
+                        .as_ref()
+                        .and_then(|(_, r)| r.get((idx - t * w) as usize).copied()))
                 } else {
-                    beyond.get((idx - cp) as usize).copied()
+                    Ok(beyond.get((idx - cp) as usize).copied())
                 }
             }
         }
@@ -125,13 +129,24 @@ pub(super) struct SnapshotBase {
     /// least twice as many entries, so that rewriting every counter costs
     /// at most about one counter per two entries published.
     pub(super) sessions: u64,
+    /// No more snapshots until the next open (the last one is unreadable).
+    pub(super) disabled: bool,
 }
 
 impl SnapshotBase {
+    /// Stops snapshots (and forgets what they would need).
+    pub(super) fn disable(&mut self) {
+        self.disabled = true;
+        self.since = HashMap::new();
+    }
+
     /// Notes a published entry.
     pub(super) fn absorb(&mut self, e: &Entry) {
+        if self.disabled {
+            return;
+        }
         let next = self.since.entry(e.session_id.clone()).or_insert(0);
-        *next = (*next).max(e.session_seq + 1);
+        *next = (*next).max(e.session_seq.saturating_add(1));
         self.last_received = self.last_received.max(e.received_at);
     }
 }
@@ -161,7 +176,7 @@ impl Loaded {
         self.len = e.idx + 1;
         self.chain = e.chain_hash;
         let next = self.sessions.entry(e.session_id.clone()).or_insert(0);
-        *next = (*next).max(e.session_seq + 1);
+        *next = (*next).max(e.session_seq.saturating_add(1));
         self.dedup.absorb(e);
         self.last_received = self.last_received.max(e.received_at);
     }
@@ -372,6 +387,45 @@ async fn check_not_rolled_back(
     Ok(())
 }
 
+/// The session-state snapshots of `ns` as (size, object bytes), newest first.
+pub(super) async fn snapshots_newest_first(
+    store: &Store,
+    ns: &str,
+) -> Result<Vec<(u64, u64)>, StoreError> {
+    let mut v: Vec<(u64, u64)> = store
+        .list_sized(&layout::states(ns))
+        .await?
+        .into_iter()
+        .filter_map(|(n, len)| Some((parse_state_name(&n)?, len)))
+        .collect();
+    v.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(v)
+}
+
+/// Reads and opens the snapshot of `ns` at `size` whose object the listing
+/// gave as `listed_len` bytes: refused unread when too large, so a planted
+/// object cannot exhaust memory. The inner error says why a snapshot
+/// cannot be used (gone, too large, not ours).
+pub(super) async fn read_snapshot(
+    store: &Store,
+    ns: &str,
+    origin: &str,
+    vk: &ed25519_dalek::VerifyingKey,
+    size: u64,
+    listed_len: u64,
+) -> Result<Result<SessionState, String>, StoreError> {
+    let path = layout::state_at(ns, size);
+    if listed_len > crate::session_state::MAX_STATE_BYTES as u64 {
+        return Ok(Err(format!(
+            "{path} is {listed_len} bytes, more than a snapshot may be"
+        )));
+    }
+    let Some(bytes) = store.get(&path).await? else {
+        return Ok(Err(format!("{path} vanished")));
+    };
+    Ok(SessionState::open(&bytes, origin, size, vk).map_err(|e| format!("{path}: {e}")))
+}
+
 /// Opens `ns` without reading every segment: the latest checkpoint, its
 /// right-edge tiles (checked against its signed root), the newest
 /// session-state snapshot at or below it (signed; its root checked against
@@ -389,24 +443,6 @@ async fn load_from_snapshot(ctx: &LogContext, ns: &str) -> Result<Option<Loaded>
     let text = String::from_utf8_lossy(&b).to_string();
     let cp = note::open_checkpoint(&text, &origin, &vk)
         .map_err(|e| inconsistent(ns, format!("latest checkpoint: {e}")))?;
-    let Some(snap_size) = ctx
-        .store
-        .list_names(&layout::states(ns))
-        .await?
-        .iter()
-        .filter_map(|n| parse_state_name(n))
-        .filter(|s| *s <= cp.size)
-        .max()
-    else {
-        return Ok(None);
-    };
-    let snap_path = layout::state_at(ns, snap_size);
-    let Some(bytes) = ctx.store.get(&snap_path).await? else {
-        return Ok(None);
-    };
-    let snap = SessionState::open(&bytes, &origin, snap_size, &vk)
-        .map_err(|e| inconsistent(ns, format!("{snap_path}: {e}")))?;
-    drop(bytes);
     let mut tiles = TileTree::new(LogReader::new(ctx.store.clone()), ns, cp.size)
         .with_cache_limit(ctx.cfg.tile_cache_tiles);
     if let Err(e) = tiles.trust(cp.root).await {
@@ -414,17 +450,40 @@ async fn load_from_snapshot(ctx: &LogContext, ns: &str) -> Result<Option<Loaded>
         return Ok(None);
     }
     let unreadable = |e: ProofError| inconsistent(ns, format!("tiles: {e}"));
-    let snap_root = if snap_size == 0 {
-        crate::merkle::empty_root()
-    } else {
-        tiles.range(0, snap_size).await.map_err(unreadable)?
-    };
-    if snap_root != snap.root {
-        return Err(inconsistent(
-            ns,
-            format!("{snap_path} does not match the tree at size {snap_size}"),
-        ));
+    // The newest snapshot at or below the checkpoint that is ours and
+    // agrees with the tree. One that does not is skipped (loudly): an older
+    // one, or reading every segment, is always as correct, so a planted
+    // object can cost time but never lock the namespace.
+    let mut found = None;
+    for (size, bytes_len) in snapshots_newest_first(&ctx.store, ns).await? {
+        if size > cp.size {
+            continue;
+        }
+        match read_snapshot(&ctx.store, ns, &origin, &vk, size, bytes_len).await? {
+            Ok(snap) => {
+                let root = if size == 0 {
+                    crate::merkle::empty_root()
+                } else {
+                    tiles.range(0, size).await.map_err(unreadable)?
+                };
+                if root == snap.root {
+                    found = Some(snap);
+                    break;
+                }
+                tracing::error!(
+                    ns,
+                    size,
+                    "a session-state snapshot signed with the log key disagrees with the tree (run `tracevault verify`); skipped"
+                );
+            }
+            Err(why) => tracing::warn!(ns, size, "session-state snapshot skipped: {why}"),
+        }
     }
+    let Some(snap) = found else {
+        return Ok(None);
+    };
+    let snap_size = snap.size;
+    let snap_path = layout::state_at(ns, snap_size);
     let at_checkpoint = tiles.builder().await.map_err(unreadable)?;
     if at_checkpoint.root() != cp.root {
         return Err(inconsistent(
@@ -493,6 +552,12 @@ async fn load_from_snapshot(ctx: &LogContext, ns: &str) -> Result<Option<Loaded>
         .map_err(|e| inconsistent(ns, format!("segment {first}-{last}: {e}")))?;
         let header_only = entries.is_none();
         let entries = entries.unwrap_or_default();
+        if !header_only && entries.len() as u64 != last - first + 1 {
+            return Err(inconsistent(
+                ns,
+                format!("segment {first}-{last} holds {} rows", entries.len()),
+            ));
+        }
         let mut chain = if first_read {
             hex32(&header.chain_in)
                 .ok_or_else(|| inconsistent(ns, format!("segment {first}-{last}: bad chain_in")))?
@@ -541,7 +606,7 @@ async fn load_from_snapshot(ctx: &LogContext, ns: &str) -> Result<Option<Loaded>
                 l.chain = e.chain_hash;
                 if e.idx >= snap_size {
                     let next = l.sessions.entry(e.session_id.clone()).or_insert(0);
-                    *next = (*next).max(e.session_seq + 1);
+                    *next = (*next).max(e.session_seq.saturating_add(1));
                     l.snapshots.absorb(e);
                     l.last_received = l.last_received.max(e.received_at);
                 }
@@ -630,7 +695,7 @@ fn hex32(s: &str) -> Option<Hash> {
 
 /// Writes the session-state snapshot at the published size of a namespace
 /// just read from every segment, so that the next open need not.
-async fn snapshot_after_full_read(
+pub(super) async fn snapshot_after_full_read(
     ctx: &LogContext,
     ns: &str,
     l: &mut Loaded,
@@ -682,10 +747,21 @@ pub(super) async fn write_snapshot(
         Ok(()) => {}
         Err(StoreError::AlreadyExists(_)) => {
             let existing = store.get(&path).await.map_err(SnapshotWriteError::Store)?;
-            if existing.as_deref() != Some(&body[..]) {
-                return Err(SnapshotWriteError::Foreign(format!(
-                    "{path} exists and differs from this log's state at that size"
-                )));
+            let existing = existing.unwrap_or_default();
+            if existing[..] != body[..] {
+                // Ours (signed) and different: the key made two states of
+                // one size. Anything else is debris: replace it.
+                if SessionState::open(&existing, &st.origin, st.size, &key.verifying_key()).is_ok()
+                {
+                    return Err(SnapshotWriteError::Foreign(format!(
+                        "{path} is signed with the log key and differs from this log's state at that size"
+                    )));
+                }
+                tracing::warn!(ns, "replacing {path}: it is not a snapshot of this log");
+                store
+                    .put_overwrite(&path, body)
+                    .await
+                    .map_err(SnapshotWriteError::Store)?;
             }
         }
         Err(e) => return Err(SnapshotWriteError::Store(e)),
@@ -706,11 +782,14 @@ pub(super) async fn write_snapshot(
 /// Rebuilds the state of `ns` from the store, checks it against the last
 /// checkpoint this server signed, then replays the WAL on top: entries the
 /// segments already hold must match them, the rest must extend the log.
+/// Also says whether every segment was read (then the caller writes a
+/// snapshot, once every check passed and the lease is renewed: nothing is
+/// written on top of a namespace the open refuses).
 pub(super) async fn recover(
     ctx: &LogContext,
     ns: &str,
     wal_dir: &FsPath,
-) -> Result<(Loaded, Wal), OpenError> {
+) -> Result<(Loaded, Wal, bool), OpenError> {
     let t0 = Instant::now();
     let (mut l, full_read) = match load_from_snapshot(ctx, ns).await? {
         Some(l) => (l, false),
@@ -726,7 +805,12 @@ pub(super) async fn recover(
     let mut replayed = 0u64;
     for e in recovered.entries {
         if e.idx < l.published {
-            let stored = l.stored.leaf(e.idx).await;
+            let stored = l.stored.leaf(e.idx).await.map_err(|err| {
+                inconsistent(
+                    ns,
+                    format!("reading the stored leaf of WAL entry {}: {err}", e.idx),
+                )
+            })?;
             if stored != Some(e.leaf_hash) {
                 return Err(inconsistent(
                     ns,
@@ -767,12 +851,7 @@ pub(super) async fn recover(
         replayed_ms = t0.elapsed().as_millis() as u64,
         "recovery phases"
     );
-    // Only once every check passed: nothing is written on top of a
-    // namespace the open refuses.
-    if full_read {
-        snapshot_after_full_read(ctx, ns, &mut l).await?;
-    }
-    Ok((l, wal))
+    Ok((l, wal, full_read))
 }
 
 /// The last checkpoint this server signed for a namespace, kept beside its

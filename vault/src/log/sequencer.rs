@@ -70,7 +70,7 @@ pub(super) fn sequencer_loop(
         for req in pending.by_ref() {
             // All or nothing: a request with an `event_id` conflict is refused
             // before any of its events is sealed.
-            if let Some(msg) = conflict(&s.dedup, &req) {
+            if let Some(msg) = conflict(&s.dedup, &req, s.next) {
                 answers.push((req.reply, Err(AppendError::Conflict(msg))));
                 continue;
             }
@@ -80,7 +80,7 @@ pub(super) fn sequencer_loop(
                     .event_id()
                     .map(|id| dedup_key(&req.ingested_by, ev.session_id(), id));
                 if let Some(key) = &key
-                    && let Seen::Duplicate(r) = s.dedup.seen(key, ev.fingerprint())
+                    && let Seen::Duplicate(r) = s.dedup.seen(key, ev.fingerprint(), s.next)
                 {
                     receipts.push(r);
                     continue;
@@ -88,6 +88,15 @@ pub(super) fn sequencer_loop(
                 let fingerprint = *ev.fingerprint();
                 s.last_received = s.last_received.max(now_micros());
                 let session_seq = *s.sessions.get(ev.session_id()).unwrap_or(&0);
+                // A counter at the end of u64 (only a forged snapshot can
+                // put it there): refuse rather than wrap and reuse numbers.
+                if session_seq == u64::MAX {
+                    failed = Some(format!(
+                        "session {:?} has no session_seq left",
+                        ev.session_id()
+                    ));
+                    break;
+                }
                 let session_id = ev.session_id().to_string();
                 let sealed = ev.seal(Position {
                     ns: &s.ns,
@@ -186,12 +195,12 @@ pub(super) fn clone_err(e: &AppendError) -> AppendError {
 /// The first `event_id` conflict of `req`, if any: an event whose key the
 /// window (or an earlier event of the same request) holds for a different
 /// event.
-pub(super) fn conflict(dedup: &Dedup, req: &AppendReq) -> Option<String> {
+pub(super) fn conflict(dedup: &Dedup, req: &AppendReq, next: u64) -> Option<String> {
     let mut own: HashMap<Hash, &Hash> = HashMap::new();
     for ev in &req.events {
         let Some(id) = ev.event_id() else { continue };
         let key = dedup_key(&req.ingested_by, ev.session_id(), id);
-        let clash = match dedup.seen(&key, ev.fingerprint()) {
+        let clash = match dedup.seen(&key, ev.fingerprint(), next) {
             Seen::Conflict => true,
             Seen::Duplicate(_) => false,
             Seen::New => own
