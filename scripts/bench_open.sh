@@ -33,6 +33,22 @@ start() {
   echo "server did not start"; exit 1
 }
 stop() { kill -INT "$SP"; wait "$SP" || true; }
+# Starts the server and appends one event: start-up opens a namespace with
+# WAL data at once, others on first use, so the time from launch to the
+# first append answered covers both. Prints it with LABEL, then the
+# server's own lines about the open and its resident memory.
+open_once() {
+  local T0 T1
+  T0=$(date +%s.%N)
+  start
+  curl -s -o /dev/null -H "Authorization: Bearer $TOK" -H 'content-type: application/json' \
+    -d '{"events":[{"session_id":"x","kind":"output","content":"hi"}]}' $URL/v1/logs/b/events
+  T1=$(date +%s.%N)
+  have=$((have + 1))
+  echo "$1: launch to first append answered: $(python3 -c "print(round($T1 - $T0, 2))") s"
+  sed 's/\x1b\[[0-9;]*m//g' serve.log | grep -E "namespace open for writing|opened from the checkpoint|building the tiles|snapshot written" | cut -c1-220 || true
+  echo "server RSS after the open: $(grep VmRSS /proc/$SP/status | awk '{print $2, $3}')"
+}
 trap 'kill "$SP" 2>/dev/null || true; echo "data directory: $WORK/d"' EXIT
 start
 TOK=$("$BIN" token issue --data d --role writer --namespace b --sub bench --ttl 7d)
@@ -41,22 +57,12 @@ have=$(sed -n 2p d/store/ns/b/checkpoint 2>/dev/null || echo 0)
 for target in $SIZES; do
   add=$((target - have))
   if [ "$add" -gt 0 ]; then
-    "$BIN" bench ingest --url $URL --token "$TOK" --ns b --events "$add" --batch 1000 --concurrency 4 --size 256 --format "${FORMAT:-native}" | tail -1
+    "$BIN" bench ingest --url $URL --token "$TOK" --ns b --events "$add" --batch 1000 --concurrency 4 --size 256 --format "${FORMAT:-api}" | tail -1
   fi
   stop
   have=$(sed -n 2p d/store/ns/b/checkpoint)
   echo "== size $have: store $(du -sh d/store | cut -f1), segments $(ls d/store/ns/b/segments | wc -l), checkpoints $(ls d/store/ns/b/checkpoints | wc -l)"
-  # Start-up opens a namespace with WAL data at once, others on first use:
-  # time from launch to the first append answered covers both.
-  T0=$(date +%s.%N)
-  start
-  curl -s -o /dev/null -H "Authorization: Bearer $TOK" -H 'content-type: application/json' \
-    -d '{"events":[{"session_id":"x","kind":"output","content":"hi"}]}' $URL/v1/logs/b/events
-  T1=$(date +%s.%N)
-  have=$((have + 1))
-  echo "launch to first append answered: $(python3 -c "print(round($T1 - $T0, 2))") s"
-  sed 's/\x1b\[[0-9;]*m//g' serve.log | grep -E "namespace open for writing|opened from the checkpoint|building the tiles|snapshot written" | cut -c1-220 || true
-  echo "server RSS after the open: $(grep VmRSS /proc/$SP/status | awk '{print $2, $3}')"
+  open_once "open"
   python3 - "$RTOK" $PORT <<'PY'
 import sys, time, random, urllib.request
 tok, port = sys.argv[1], sys.argv[2]
@@ -77,14 +83,7 @@ PY
     # read (and the snapshot written again).
     stop
     rm -rf d/store/ns/b/state
-    T0=$(date +%s.%N)
-    start
-    curl -s -o /dev/null -H "Authorization: Bearer $TOK" -H 'content-type: application/json' \
-      -d '{"events":[{"session_id":"x","kind":"output","content":"hi"}]}' $URL/v1/logs/b/events
-    T1=$(date +%s.%N)
-    have=$((have + 1))
-    echo "without a snapshot (full read): launch to first append answered: $(python3 -c "print(round($T1 - $T0, 2))") s; RSS $(grep VmRSS /proc/$SP/status | awk '{print $2, $3}')"
-    sed 's/\x1b\[[0-9;]*m//g' serve.log | grep -E "namespace open for writing" | cut -c1-220 || true
+    open_once "without a snapshot (full read)"
   fi
 done
 stop

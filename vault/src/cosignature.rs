@@ -11,7 +11,6 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
-use sha2::{Digest, Sha256};
 
 use crate::note::is_valid_key_name;
 
@@ -40,12 +39,7 @@ pub struct Cosigner {
 
 /// `SHA-256(name || "\n" || 0x04 || pubkey)[:4]`.
 pub fn key_id(name: &str, pubkey: &[u8; 32]) -> [u8; 4] {
-    let mut h = Sha256::new();
-    h.update(name.as_bytes());
-    h.update([b'\n', ALG_COSIGNATURE_V1]);
-    h.update(pubkey);
-    let d = h.finalize();
-    [d[0], d[1], d[2], d[3]]
+    crate::note::key_id_of_type(name, ALG_COSIGNATURE_V1, pubkey)
 }
 
 /// The message a `cosignature/v1` signs.

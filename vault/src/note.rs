@@ -91,9 +91,16 @@ pub enum NoteError {
 /// `SHA-256(name || 0x0A || 0x01 || pubkey)`. Lets verifiers pick the right
 /// key for a signature line without trying them all.
 pub fn key_id(name: &str, pubkey: &[u8; 32]) -> [u8; 4] {
+    key_id_of_type(name, ALG_ED25519, pubkey)
+}
+
+/// The C2SP key ID of a key of signature type `alg` (0x01 note
+/// signatures, 0x04 `cosignature/v1`): `SHA-256(name || 0x0A || alg ||
+/// pubkey)[:4]`.
+pub fn key_id_of_type(name: &str, alg: u8, pubkey: &[u8; 32]) -> [u8; 4] {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
-    h.update([b'\n', ALG_ED25519]);
+    h.update([b'\n', alg]);
     h.update(pubkey);
     let d = h.finalize();
     [d[0], d[1], d[2], d[3]]
