@@ -280,3 +280,102 @@ print(ts)
     let (code, out, _) = run(&cosigned15, &["--witness", &printed]);
     assert_eq!(code, 1, "{out}");
 }
+
+/// Polls the served checkpoint until it covers `size` (cosigned), or fails.
+async fn served_at_least(c: &reqwest::Client, url: &str, w: &str, size: u64) -> String {
+    for _ in 0..200 {
+        let (s, text) = get(c, &format!("{url}/v1/logs/n/checkpoint"), Some(w)).await;
+        if s == 200 && size_of(&text) >= size {
+            return text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no cosigned checkpoint of size {size} was served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vault_serves_checkpoints_its_witness_cosigned() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("vault");
+    // A first start makes the vault's keys and origin.
+    let srv = Server::start(&data, &[]);
+    let origin = srv
+        .stdout
+        .iter()
+        .find_map(|l| l.strip_prefix("vault origin: "))
+        .unwrap()
+        .to_string();
+    let log_key: [u8; 32] = B64.decode(srv.public_key()).unwrap().try_into().unwrap();
+    assert_eq!(srv.terminate(), Some(0));
+    let vkey = note::verifier_key(&format!("{origin}/n"), &log_key);
+    let wdir = dir.path().join("witness");
+    let wit = Server::start_witness(&wdir, "witness.test/w1", &[&vkey]);
+    let wkey = wit
+        .stdout
+        .iter()
+        .find_map(|l| l.strip_prefix("witness key: "))
+        .unwrap()
+        .to_string();
+    let cosigner = Cosigner::parse(&wkey).unwrap();
+    let wurl = wit.url.clone();
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "[log]\nflush_interval_ms = 50\n[witnesses]\nthreshold = 1\n[[witnesses.witness]]\nurl = \"{wurl}/witness\"\nkey = \"{wkey}\"\n"
+        ),
+    );
+    let cfg = cfg.to_str().unwrap().to_string();
+    let srv = Server::start(&data, &["--config", &cfg]);
+    let c = client();
+    let w = token(&data, "writer", "n", "w");
+    // Nothing cosigned yet: no checkpoint is served as current.
+    let events = |n: usize| json!({"events": (0..n).map(|i| json!({"session_id": "s", "kind": "output", "content": format!("{i}")})).collect::<Vec<_>>()});
+    let (s, _) = post_events(&c, &srv.url, "n", &w, events(10), "?wait=checkpoint").await;
+    assert_eq!(s, 200);
+    let cp = served_at_least(&c, &srv.url, &w, 10).await;
+    assert!(
+        cosigner
+            .verify(cp.lines().last().unwrap(), &body_of(&cp))
+            .unwrap()
+            .is_some(),
+        "{cp}"
+    );
+    // Growth: the next one is cosigned through a consistency proof.
+    post_events(&c, &srv.url, "n", &w, events(5), "?wait=checkpoint").await;
+    let cp15 = served_at_least(&c, &srv.url, &w, 15).await;
+    // The witness down: appends are still acknowledged at once, and the
+    // served checkpoint stays the last cosigned one.
+    wit.kill9();
+    let t = std::time::Instant::now();
+    let (s, _) = post_events(&c, &srv.url, "n", &w, events(5), "?wait=checkpoint").await;
+    assert_eq!(s, 200);
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (_, now) = get(&c, &format!("{}/v1/logs/n/checkpoint", srv.url), Some(&w)).await;
+    assert_eq!(now, cp15);
+    // Back up: it catches up.
+    let addr = wurl.trim_start_matches("http://");
+    let wit = Server::start_witness_at(&wdir, "witness.test/w1", &[&vkey], addr);
+    served_at_least(&c, &srv.url, &w, 20).await;
+    let (_, info) = get(&c, &format!("{}/v1/vault", srv.url), Some(&w)).await;
+    let info: Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["witness_policy"]["witnesses"][0], wkey.as_str());
+    // A restarted vault does not know the witness's size: it learns it from
+    // the 409 and proves consistency from there.
+    assert_eq!(srv.terminate(), Some(0));
+    let srv = Server::start(&data, &["--config", &cfg]);
+    post_events(&c, &srv.url, "n", &w, events(5), "?wait=checkpoint").await;
+    served_at_least(&c, &srv.url, &w, 25).await;
+    assert_eq!(srv.terminate(), Some(0));
+    assert_eq!(wit.terminate(), Some(0));
+    // verify follows the policy on the stored cosigned checkpoint.
+    let d = data.to_str().unwrap();
+    let (code, out, err) = verify(&["--data", d, "--witness", &wkey]);
+    assert_eq!(code, 0, "{out}{err}");
+    let other = Cosigner::of(
+        "witness.test/w2",
+        &ed25519_dalek::SigningKey::from_bytes(&[4; 32]),
+    );
+    let (code, out, _) = verify(&["--data", d, "--witness", &other.verifier_key()]);
+    assert_eq!(code, 1, "{out}");
+}

@@ -50,6 +50,9 @@ pub struct ServerConfig {
     pub issuers: Vec<crate::external::IssuerConfig>,
     /// The listener: TLS, connection cap and timeouts (`[server]`).
     pub server: crate::listener::ListenerConfig,
+    /// Witnesses that cosign every namespace's checkpoints (`[witnesses]`,
+    /// docs/witness.md).
+    pub witnesses: crate::witnessing::WitnessesConfig,
 }
 
 impl ServerConfig {
@@ -69,6 +72,7 @@ impl ServerConfig {
     /// tunables, external issuers without a subject prefix, ...).
     pub fn check(&self) -> Result<(), StartError> {
         self.limits.check(&self.log).map_err(StartError)?;
+        self.witnesses.policy().map_err(StartError)?;
         crate::external::validate_all(&self.issuers, "").map_err(|e| StartError(e.to_string()))
     }
 
@@ -120,6 +124,35 @@ mod tests {
         );
         let ok = ServerConfig::default();
         assert!(ok.limits.check(&ok.log).is_ok());
+    }
+
+    #[test]
+    fn a_witness_policy_that_could_never_be_met_is_refused() {
+        let key = tracevault_vault::cosignature::Cosigner::of(
+            "w.example/1",
+            &ed25519_dalek::SigningKey::from_bytes(&[5; 32]),
+        )
+        .verifier_key();
+        let with = |extra: &str| {
+            toml::from_str::<ServerConfig>(&format!(
+                "[witnesses]\n{extra}\n[[witnesses.witness]]\nurl = \"http://127.0.0.1:1/witness\"\nkey = \"{key}\"\n"
+            ))
+            .unwrap()
+        };
+        assert!(with("").check().is_ok());
+        assert!(with("threshold = 1").check().is_ok());
+        assert!(with("threshold = 2").check().is_err());
+        assert!(with("threshold = 0").check().is_err());
+        let none: ServerConfig = toml::from_str("[witnesses]\nthreshold = 1\n").unwrap();
+        assert!(none.check().is_err());
+        // A log key is not a witness key.
+        let log_key = tracevault_vault::note::verifier_key("w.example/1", &[7; 32]);
+        let bad: ServerConfig = toml::from_str(&format!(
+            "[[witnesses.witness]]\nurl = \"http://x/witness\"\nkey = \"{log_key}\"\n"
+        ))
+        .unwrap();
+        assert!(bad.check().is_err());
+        assert!(toml::from_str::<ServerConfig>("[witnesses]\nthreshhold = 1\n").is_err());
     }
 
     #[test]

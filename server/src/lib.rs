@@ -16,6 +16,7 @@ mod ops;
 pub mod read;
 mod start;
 pub mod witness;
+pub mod witnessing;
 mod write;
 
 pub use auth::external;
@@ -205,6 +206,9 @@ pub struct AppState {
     shutdown: Arc<tokio::sync::watch::Sender<bool>>,
     /// External token issuers (JWKS); none unless configured.
     external: Arc<external::ExternalIssuers>,
+    /// The witness client (`[witnesses]`); none unless configured: then
+    /// the checkpoint served is the newest one the policy cosigned.
+    pub witnessing: Option<Arc<witnessing::Witnessing>>,
 }
 
 impl AppState {
@@ -238,6 +242,7 @@ impl AppState {
             denied,
             shutdown,
             external: Arc::default(),
+            witnessing: None,
             limits,
         }
     }
@@ -260,6 +265,11 @@ impl AppState {
 
     /// Tells long-lived requests (session streams) to finish: their complete
     /// lines are committed and the summary sent; called on SIGTERM/SIGINT.
+    /// Says when the server stops (for background tasks).
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
     pub fn begin_shutdown(&self) {
         self.shutdown.send_replace(true);
     }

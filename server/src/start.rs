@@ -89,6 +89,11 @@ impl Server {
                 .map_err(|e| failed("external token issuers")(e.to_string()))?;
             state.set_external_issuers(Arc::new(external));
         }
+        state.witnessing = crate::witnessing::Witnessing::new(&cfg.witnesses)
+            .map_err(|e| failed("[witnesses]")(e))?;
+        if let Some(w) = &state.witnessing {
+            w.spawn(vault.clone(), state.stopping());
+        }
         let read_ctx = Arc::new(read::ReadContext::load(
             &data,
             cfg.masking_policy.as_deref(),

@@ -50,13 +50,18 @@ impl Server {
     /// Starts `tracevault witness serve --data DIR --listen 127.0.0.1:0
     /// --trust VKEY..` and waits for its "listening on" line.
     pub fn start_witness(dir: &Path, name: &str, trust: &[&str]) -> Server {
+        Self::start_witness_at(dir, name, trust, "127.0.0.1:0")
+    }
+
+    /// The same on a given address (a witness coming back where it was).
+    pub fn start_witness_at(dir: &Path, name: &str, trust: &[&str], listen: &str) -> Server {
         let mut args = vec![
             "witness",
             "serve",
             "--data",
             dir.to_str().unwrap(),
             "--listen",
-            "127.0.0.1:0",
+            listen,
             "--name",
             name,
         ];

@@ -400,6 +400,11 @@ pub mod layout {
     pub fn state_at(ns: &str, size: u64) -> Path {
         Path::from(format!("ns/{ns}/state/{size:020}"))
     }
+    /// `ns/{ns}/checkpoint.cosigned`: the newest checkpoint cosigned by
+    /// the witness policy's threshold (overwritten).
+    pub fn cosigned_checkpoint(ns: &str) -> Path {
+        Path::from(format!("ns/{ns}/checkpoint.cosigned"))
+    }
     /// `ns/{ns}/lease` (which server may append).
     pub fn lease(ns: &str) -> Path {
         Path::from(format!("ns/{ns}/lease"))

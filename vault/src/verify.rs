@@ -716,10 +716,20 @@ async fn verify_namespace(
     if let Some(t) = &latest_text {
         cp_objects.push((latest_obj.clone(), t.clone()));
     }
+    // The newest checkpoint witnesses cosigned (with a witness policy).
+    let cosigned_obj = layout::cosigned_checkpoint(ns).to_string();
+    let cosigned_text = store
+        .get(&layout::cosigned_checkpoint(ns))
+        .await?
+        .map(|b| String::from_utf8_lossy(&b).to_string());
+    if let Some(t) = &cosigned_text {
+        cp_objects.push((cosigned_obj.clone(), t.clone()));
+    }
+    let named_for_size = |o: &String| o != &latest_obj && o != &cosigned_obj;
     for (object, text) in &cp_objects {
         match note::open_checkpoint(text, origin, key) {
             Ok(cp) => {
-                if object != &latest_obj && !object.ends_with(&format!("{:020}", cp.size)) {
+                if named_for_size(object) && !object.ends_with(&format!("{:020}", cp.size)) {
                     report.findings.push(Finding {
                         ns: ns.into(),
                         object: object.clone(),
@@ -745,8 +755,9 @@ async fn verify_namespace(
     }
     summary.checkpoints = cp_objects.len();
     if let Some(policy) = &opts.witnesses {
-        let (object, text) = match (&pinned, &opts.pinned_checkpoint) {
-            (Some(_), Some(t)) => (format!("pinned checkpoint {origin}"), Some(t.clone())),
+        let (object, text) = match (&pinned, &opts.pinned_checkpoint, &cosigned_text) {
+            (Some(_), Some(t), _) => (format!("pinned checkpoint {origin}"), Some(t.clone())),
+            (_, _, Some(t)) => (cosigned_obj.clone(), Some(t.clone())),
             _ => (latest_obj.clone(), latest_text.clone()),
         };
         if let Some(text) = text {
@@ -1039,7 +1050,7 @@ async fn verify_namespace(
     let newest_immutable = checkpoints
         .iter()
         .rev()
-        .find(|(_, v)| v.iter().any(|(o, _)| o != &latest_obj))
+        .find(|(_, v)| v.iter().any(|(o, _)| named_for_size(o)))
         .map(|(s, _)| *s);
     if let (Some(p), Some(n)) = (pointer_size, newest_immutable)
         && p < n

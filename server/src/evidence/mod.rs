@@ -28,10 +28,18 @@ pub(crate) async fn vault_info(
         .into_iter()
         .filter(|n| claims.allows_ns(&n.ns))
         .collect();
+    let witnesses = st.witnessing.as_ref().map(|w| {
+        let p = w.policy();
+        json!({
+            "threshold": p.threshold,
+            "witnesses": p.witnesses.iter().map(|c| c.verifier_key()).collect::<Vec<_>>(),
+        })
+    });
     Ok(Json(json!({
         "origin": st.vault.meta().origin,
         "log_public_key": B64.encode(st.vault.public_key().to_bytes()),
         "namespaces": visible,
+        "witness_policy": witnesses,
     })))
 }
 
@@ -90,6 +98,21 @@ pub(crate) async fn checkpoint(
             format!("namespace {ns} has no checkpoint yet"),
         )
     })?;
+    // With a witness policy, the checkpoint is the newest one it cosigned.
+    let text = match &st.witnessing {
+        None => text,
+        Some(w) => {
+            w.cosigned(&st.vault, &ns)
+                .await
+                .ok_or_else(|| {
+                    ApiError::unavailable(
+                        "checkpoint_not_witnessed",
+                        format!("no checkpoint of {ns} is cosigned by the witness policy yet"),
+                    )
+                })?
+                .1
+        }
+    };
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }
 
