@@ -321,7 +321,7 @@ async fn a_vault_serves_checkpoints_its_witness_cosigned() {
     let cfg = config(
         dir.path(),
         &format!(
-            "[log]\nflush_interval_ms = 50\n[witnesses]\nthreshold = 1\n[[witnesses.witness]]\nurl = \"{wurl}/witness\"\nkey = \"{wkey}\"\n"
+            "[log]\nflush_interval_ms = 50\n[limits]\ncheckpoint_wait_ms = 2000\n[witnesses]\nthreshold = 1\n[[witnesses.witness]]\nurl = \"{wurl}/witness\"\nkey = \"{wkey}\"\n"
         ),
     );
     let cfg = cfg.to_str().unwrap().to_string();
@@ -330,8 +330,11 @@ async fn a_vault_serves_checkpoints_its_witness_cosigned() {
     let w = token(&data, "writer", "n", "w");
     // Nothing cosigned yet: no checkpoint is served as current.
     let events = |n: usize| json!({"events": (0..n).map(|i| json!({"session_id": "s", "kind": "output", "content": format!("{i}")})).collect::<Vec<_>>()});
-    let (s, _) = post_events(&c, &srv.url, "n", &w, events(10), "?wait=checkpoint").await;
-    assert_eq!(s, 200);
+    let (s, r) = post_events(&c, &srv.url, "n", &w, events(10), "?wait=checkpoint").await;
+    assert_eq!(s, 200, "{r}");
+    // The receipt's proofs carry the cosigned checkpoint.
+    let proof0 = r["proofs"][0].as_str().unwrap();
+    assert!(proof0.contains("\u{2014} witness.test/w1 "), "{proof0}");
     let cp = served_at_least(&c, &srv.url, &w, 10).await;
     assert!(
         cosigner
@@ -347,16 +350,20 @@ async fn a_vault_serves_checkpoints_its_witness_cosigned() {
     // served checkpoint stays the last cosigned one.
     wit.kill9();
     let t = std::time::Instant::now();
-    let (s, _) = post_events(&c, &srv.url, "n", &w, events(5), "?wait=checkpoint").await;
+    let (s, _) = post_events(&c, &srv.url, "n", &w, events(5), "").await;
     assert_eq!(s, 200);
     assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    // Waiting for a checkpoint then ends in a clear 503 (the events are durable).
+    let (s, r) = post_events(&c, &srv.url, "n", &w, events(1), "?wait=checkpoint").await;
+    assert_eq!(s, 503, "{r}");
+    assert_eq!(r["error"]["code"], "checkpoint_timeout");
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let (_, now) = get(&c, &format!("{}/v1/logs/n/checkpoint", srv.url), Some(&w)).await;
     assert_eq!(now, cp15);
     // Back up: it catches up.
     let addr = wurl.trim_start_matches("http://");
     let wit = Server::start_witness_at(&wdir, "witness.test/w1", &[&vkey], addr);
-    served_at_least(&c, &srv.url, &w, 20).await;
+    served_at_least(&c, &srv.url, &w, 21).await;
     let (_, info) = get(&c, &format!("{}/v1/vault", srv.url), Some(&w)).await;
     let info: Value = serde_json::from_str(&info).unwrap();
     assert_eq!(info["witness_policy"]["witnesses"][0], wkey.as_str());
@@ -365,7 +372,7 @@ async fn a_vault_serves_checkpoints_its_witness_cosigned() {
     assert_eq!(srv.terminate(), Some(0));
     let srv = Server::start(&data, &["--config", &cfg]);
     post_events(&c, &srv.url, "n", &w, events(5), "?wait=checkpoint").await;
-    served_at_least(&c, &srv.url, &w, 25).await;
+    served_at_least(&c, &srv.url, &w, 26).await;
     assert_eq!(srv.terminate(), Some(0));
     assert_eq!(wit.terminate(), Some(0));
     // verify follows the policy on the stored cosigned checkpoint.

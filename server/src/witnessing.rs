@@ -161,6 +161,26 @@ impl Witnessing {
         (self.policy.cosigned_by(&text) >= self.policy.threshold).then_some((cp.size, text))
     }
 
+    /// Waits until a cosigned checkpoint covers `need` entries (polling
+    /// what the background rounds store), or `deadline` passes.
+    pub async fn wait_cosigned(
+        &self,
+        vault: &Vault,
+        ns: &str,
+        need: u64,
+        deadline: tokio::time::Instant,
+    ) -> Option<(u64, String)> {
+        loop {
+            if let Some(c) = self.cosigned(vault, ns).await.filter(|(s, _)| *s >= need) {
+                return Some(c);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// One round for one namespace: if its newest checkpoint is not yet
     /// cosigned, ask every witness.
     async fn witness(&self, vault: &Vault, ns: &str, log: &Arc<Appender>) {

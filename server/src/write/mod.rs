@@ -135,12 +135,26 @@ pub(crate) async fn append_events(
     let log = st.vault.log(&ns).await?;
     let need = receipts.iter().map(|r| r.index + 1).max().unwrap_or(0);
     let timeout = Duration::from_millis(st.limits.checkpoint_wait_ms);
+    let deadline = tokio::time::Instant::now() + timeout;
     let (size, note_text) = log.wait_published(need, timeout).await.ok_or_else(|| {
         ApiError::unavailable(
             "checkpoint_timeout",
             "events are durable but no checkpoint covered them in time; poll the checkpoint",
         )
     })?;
+    // With a witness policy the receipt carries the cosigned checkpoint.
+    let (size, note_text) = match &st.witnessing {
+        None => (size, note_text),
+        Some(w) => w
+            .wait_cosigned(&st.vault, &ns, need, deadline)
+            .await
+            .ok_or_else(|| {
+                ApiError::unavailable(
+                    "checkpoint_timeout",
+                    "events are durable and checkpointed but the witnesses have not cosigned them in time; poll the checkpoint",
+                )
+            })?,
+    };
     let mut proofs = Vec::with_capacity(receipts.len());
     for r in &receipts {
         let (_, proof) = log
