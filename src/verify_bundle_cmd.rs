@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use tracevault_query::export::verify_bundle;
+use tracevault_query::export::verify_bundle_with;
 
 /// `verify-bundle` options.
 #[derive(Args)]
@@ -23,6 +23,13 @@ pub struct VerifyBundleArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// A witness whose cosignature of the bundle's checkpoint counts (C2SP
+    /// verifier key of type 0x04). Repeatable.
+    #[arg(long = "witness", value_name = "VKEY")]
+    pub witness: Vec<String>,
+    /// How many of the --witness keys must have cosigned it (default: all).
+    #[arg(long, requires = "witness")]
+    pub witness_threshold: Option<usize>,
 }
 
 fn run_inner(a: VerifyBundleArgs) -> anyhow::Result<bool> {
@@ -38,7 +45,8 @@ fn run_inner(a: VerifyBundleArgs) -> anyhow::Result<bool> {
     } else {
         ProgressBar::hidden()
     };
-    let report = verify_bundle(&file, &a.key, &mut |done, total| {
+    let witnesses = crate::witness_cmd::policy(&a.witness, a.witness_threshold)?;
+    let report = verify_bundle_with(&file, &a.key, witnesses.as_ref(), &mut |done, total| {
         if done == 1 {
             bar.set_length(total);
         }

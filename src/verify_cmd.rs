@@ -53,28 +53,7 @@ fn run_inner(a: VerifyArgs) -> anyhow::Result<bool> {
             .unwrap_or(2)
             * 2
     });
-    let witnesses = if a.witness.is_empty() {
-        None
-    } else {
-        let witnesses = a
-            .witness
-            .iter()
-            .map(|v| {
-                tracevault_vault::cosignature::Cosigner::parse(v)
-                    .map_err(|e| anyhow::anyhow!("--witness {v}: {e}"))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let threshold = a.witness_threshold.unwrap_or(witnesses.len());
-        anyhow::ensure!(
-            (1..=witnesses.len()).contains(&threshold),
-            "--witness-threshold must be between 1 and the number of --witness keys ({})",
-            witnesses.len()
-        );
-        Some(tracevault_vault::cosignature::WitnessPolicy {
-            witnesses,
-            threshold,
-        })
-    };
+    let witnesses = crate::witness_cmd::policy(&a.witness, a.witness_threshold)?;
     let opts = VerifyOptions {
         witnesses,
         pinned_key,

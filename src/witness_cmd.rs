@@ -51,6 +51,20 @@ pub struct KeyArgs {
     pub name: Option<String>,
 }
 
+/// The policy of `--witness VKEY... [--witness-threshold K]` (none
+/// without `--witness`), as `verify`, `verify-bundle` and `replay` take it.
+pub fn policy(
+    vkeys: &[String],
+    threshold: Option<usize>,
+) -> anyhow::Result<Option<tracevault_vault::cosignature::WitnessPolicy>> {
+    if vkeys.is_empty() {
+        return Ok(None);
+    }
+    tracevault_vault::cosignature::WitnessPolicy::from_vkeys(vkeys, threshold)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("--witness: {e}"))
+}
+
 /// Runs a `witness` subcommand.
 pub fn run(cmd: WitnessCmd) -> anyhow::Result<()> {
     match cmd {

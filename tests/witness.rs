@@ -373,16 +373,68 @@ async fn a_vault_serves_checkpoints_its_witness_cosigned() {
     let srv = Server::start(&data, &["--config", &cfg]);
     post_events(&c, &srv.url, "n", &w, events(5), "?wait=checkpoint").await;
     served_at_least(&c, &srv.url, &w, 26).await;
-    assert_eq!(srv.terminate(), Some(0));
-    assert_eq!(wit.terminate(), Some(0));
-    // verify follows the policy on the stored cosigned checkpoint.
-    let d = data.to_str().unwrap();
-    let (code, out, err) = verify(&["--data", d, "--witness", &wkey]);
-    assert_eq!(code, 0, "{out}{err}");
+    // An export bundle carries the cosigned checkpoint; verify-bundle
+    // follows a witness policy.
+    let alice = token(&data, "reader", "n", "alice");
+    let bob = token(&data, "approver", "n", "bob");
+    let r = c
+        .post(format!("{}/v1/exports", srv.url))
+        .bearer_auth(&alice)
+        .json(&json!({"namespace": "n", "session_id": "s", "reason": "incident 7"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = c
+        .post(format!("{}/v1/exports/{id}/approve", srv.url))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r = c
+        .get(format!("{}/v1/exports/{id}/bundle", srv.url))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let bundle = dir.path().join("export.tar");
+    std::fs::write(&bundle, r.bytes().await.unwrap()).unwrap();
+    let verify_bundle = |extra: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .args(["verify-bundle", bundle.to_str().unwrap(), "--key", &vkey])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let (code, out) = verify_bundle(&["--witness", &wkey]);
+    assert_eq!(code, Some(0), "{out}");
     let other = Cosigner::of(
         "witness.test/w2",
         &ed25519_dalek::SigningKey::from_bytes(&[4; 32]),
     );
-    let (code, out, _) = verify(&["--data", d, "--witness", &other.verifier_key()]);
+    let (code, out) = verify_bundle(&["--witness", &other.verifier_key()]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("cosignatures of 0 of the 1"), "{out}");
+    assert_eq!(srv.terminate(), Some(0));
+    assert_eq!(wit.terminate(), Some(0));
+    // verify follows the policy on the stored cosigned checkpoint.
+    let d = data.to_str().unwrap();
+    // (The witness trusts only namespace n; `_audit` is not witnessed.)
+    let (code, out, err) = verify(&["--data", d, "--namespace", "n", "--witness", &wkey]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = verify(&["--data", d, "--witness", &wkey]);
+    assert!(code == 1 && out.contains("ns=_audit"), "{out}");
+    let other = other.verifier_key();
+    let (code, out, _) = verify(&["--data", d, "--namespace", "n", "--witness", &other]);
     assert_eq!(code, 1, "{out}");
 }

@@ -55,24 +55,10 @@ impl WitnessesConfig {
                 _ => Ok(None),
             };
         }
-        let witnesses = self
-            .witness
-            .iter()
-            .map(|w| {
-                Cosigner::parse(&w.key).map_err(|e| format!("[[witnesses.witness]] {}: {e}", w.url))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let threshold = self.threshold.unwrap_or(witnesses.len());
-        if threshold == 0 || threshold > witnesses.len() {
-            return Err(format!(
-                "[witnesses] threshold must be between 1 and the {} witnesses",
-                witnesses.len()
-            ));
-        }
-        Ok(Some(WitnessPolicy {
-            witnesses,
-            threshold,
-        }))
+        let keys: Vec<&str> = self.witness.iter().map(|w| w.key.as_str()).collect();
+        WitnessPolicy::from_vkeys(&keys, self.threshold)
+            .map(Some)
+            .map_err(|e| format!("[witnesses]: {e}"))
     }
 }
 

@@ -145,6 +145,41 @@ pub struct WitnessPolicy {
 }
 
 impl WitnessPolicy {
+    /// The policy of `threshold` (default: all) of the witnesses `vkeys`
+    /// (C2SP verifier keys of type 0x04), or why it could never be met.
+    pub fn from_vkeys<S: AsRef<str>>(
+        vkeys: &[S],
+        threshold: Option<usize>,
+    ) -> Result<WitnessPolicy, String> {
+        let witnesses = vkeys
+            .iter()
+            .map(|v| Cosigner::parse(v.as_ref()).map_err(|e| format!("{}: {e}", v.as_ref())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let threshold = threshold.unwrap_or(witnesses.len());
+        if threshold == 0 || threshold > witnesses.len() {
+            return Err(format!(
+                "the witness threshold must be between 1 and the number of witnesses ({})",
+                witnesses.len()
+            ));
+        }
+        Ok(WitnessPolicy {
+            witnesses,
+            threshold,
+        })
+    }
+
+    /// A finding when `note` lacks cosignatures, else `None`.
+    pub fn shortfall(&self, note: &str) -> Option<String> {
+        let n = self.cosigned_by(note);
+        (n < self.threshold).then(|| {
+            format!(
+                "checkpoint carries valid cosignatures of {n} of the {} witnesses given, {} required",
+                self.witnesses.len(),
+                self.threshold
+            )
+        })
+    }
+
     /// How many distinct witnesses of the policy validly cosigned `note` (a
     /// signed checkpoint note with its signature lines); lines of other
     /// keys are ignored, and a witness's line that does not verify does

@@ -760,20 +760,13 @@ async fn verify_namespace(
             (_, _, Some(t)) => (cosigned_obj.clone(), Some(t.clone())),
             _ => (latest_obj.clone(), latest_text.clone()),
         };
-        if let Some(text) = text {
-            let n = policy.cosigned_by(&text);
-            if n < policy.threshold {
-                report.findings.push(Finding {
-                    ns: ns.into(),
-                    object,
-                    index: None,
-                    message: format!(
-                        "checkpoint carries valid cosignatures of {n} of the {} witnesses given, {} required",
-                        policy.witnesses.len(),
-                        policy.threshold
-                    ),
-                });
-            }
+        if let Some(message) = text.and_then(|t| policy.shortfall(&t)) {
+            report.findings.push(Finding {
+                ns: ns.into(),
+                object,
+                index: None,
+                message,
+            });
         }
     }
     // Tiles are listed after the checkpoints and before the segments: on a

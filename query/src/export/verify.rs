@@ -145,6 +145,17 @@ pub fn verify_bundle(
     verifier_key: &str,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<BundleReport, ExportError> {
+    verify_bundle_with(file, verifier_key, None, progress)
+}
+
+/// [`verify_bundle`], and the bundle's checkpoint must carry the
+/// cosignatures `witnesses` asks for (a finding otherwise).
+pub fn verify_bundle_with(
+    file: &[u8],
+    verifier_key: &str,
+    witnesses: Option<&tracevault_vault::cosignature::WitnessPolicy>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<BundleReport, ExportError> {
     let (name, pk) = note::parse_log_key(verifier_key)
         .map_err(|e| ExportError::Unreadable(format!("verifier key: {e}")))?;
     // A bare key: the log's name is the origin the bundle's checkpoint
@@ -224,6 +235,13 @@ pub fn verify_bundle(
         }
     };
     report.size = cp.size;
+    if let Some(why) = witnesses.and_then(|p| {
+        std::str::from_utf8(get("checkpoint"))
+            .ok()
+            .and_then(|t| p.shortfall(t))
+    }) {
+        findings.push(format!("checkpoint: {why}"));
+    }
     if manifest["checkpoint_size"].as_u64() != Some(cp.size) {
         findings.push(format!(
             "checkpoint: size {} but the manifest says {}",

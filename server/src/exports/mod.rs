@@ -664,6 +664,21 @@ async fn bundle(
     let (size, checkpoint) = view
         .latest_checkpoint()
         .ok_or_else(|| ApiError::unavailable("unavailable", "no checkpoint"))?;
+    // Under a witness policy the bundle carries the cosigned checkpoint,
+    // which must cover the frozen selection.
+    let (size, checkpoint) = match &st.witnessing {
+        None => (size, checkpoint),
+        Some(w) => w
+            .cosigned(&st.vault, &r.ns)
+            .await
+            .filter(|(s, _)| *s >= sel.size)
+            .ok_or_else(|| {
+                ApiError::unavailable(
+                    "checkpoint_not_witnessed",
+                    "the witnesses have not cosigned a checkpoint covering this export yet; retry",
+                )
+            })?,
+    };
     // The request's history, proven in `_audit` (the session id of a
     // session selection as the requester's profile shows it).
     let show_masker = masker.clone();
