@@ -360,6 +360,12 @@ async fn a_vault_serves_checkpoints_its_witness_cosigned() {
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let (_, now) = get(&c, &format!("{}/v1/logs/n/checkpoint", srv.url), Some(&w)).await;
     assert_eq!(now, cp15);
+    // The lag is a metric.
+    let (_, metrics) = get(&c, &format!("{}/metrics", srv.url), None).await;
+    assert!(
+        metrics.contains("tracevault_witness_lag_entries{ns=\"n\"} 6"),
+        "{metrics}"
+    );
     // Back up: it catches up.
     let addr = wurl.trim_start_matches("http://");
     let wit = Server::start_witness_at(&wdir, "witness.test/w1", &[&vkey], addr);

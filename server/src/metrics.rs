@@ -113,6 +113,24 @@ impl Metrics {
         }
     }
 
+    /// Appends the witness lag of each namespace: entries checkpointed but
+    /// not yet covered by a checkpoint the witness policy cosigned.
+    pub fn render_witness_lag(o: &mut String, lags: &[(String, u64)]) {
+        header(
+            o,
+            "tracevault_witness_lag_entries",
+            "gauge",
+            "Entries covered by the latest checkpoint but not yet by one the witnesses cosigned.",
+        );
+        for (ns, lag) in lags {
+            let _ = writeln!(
+                o,
+                "tracevault_witness_lag_entries{{ns=\"{}\"}} {lag}",
+                esc(ns)
+            );
+        }
+    }
+
     /// Renders everything, with the vault's per-namespace log stats and the
     /// number of write requests in flight.
     pub fn render(

@@ -147,6 +147,19 @@ impl Witnessing {
         (self.policy.cosigned_by(&text) >= self.policy.threshold).then_some((cp.size, text))
     }
 
+    /// Entries of a namespace published (`published`) but not yet covered
+    /// by a cosigned checkpoint this server knows of.
+    pub async fn lag(&self, ns: &str, published: u64) -> u64 {
+        let cosigned = self
+            .by_ns
+            .lock()
+            .await
+            .get(ns)
+            .and_then(|s| s.cosigned.as_ref().map(|(size, _)| *size))
+            .unwrap_or(0);
+        published.saturating_sub(cosigned)
+    }
+
     /// Waits until a cosigned checkpoint covers `need` entries (polling
     /// what the background rounds store), or `deadline` passes.
     pub async fn wait_cosigned(

@@ -89,12 +89,20 @@ pub(crate) async fn metrics_text(State(st): State<AppState>, headers: HeaderMap)
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
+    let mut text = st.metrics.render(&logs, in_flight, now_ms);
+    if let Some(w) = &st.witnessing {
+        let mut lags = Vec::with_capacity(logs.len());
+        for (ns, s) in &logs {
+            lags.push((ns.clone(), w.lag(ns, s.published).await));
+        }
+        crate::metrics::Metrics::render_witness_lag(&mut text, &lags);
+    }
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        st.metrics.render(&logs, in_flight, now_ms),
+        text,
     )
         .into_response()
 }
