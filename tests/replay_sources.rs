@@ -71,19 +71,19 @@ fn every_source_keeps_the_source_contract() {
         tv.download_export(&id).await.unwrap()
     });
 
-    let mut server = ServerSource::open(&srv.url, &reader, "s1", None, None).unwrap();
+    let mut server = ServerSource::open(&srv.url, &reader, "s1", None, None, None).unwrap();
     assert_eq!(tracevault_replay::Source::len(&server), 50);
     conformance::check(&mut server).unwrap();
 
     let file = dir.path().join("export.tar");
     std::fs::write(&file, &bundle_bytes).unwrap();
-    let mut bundle = bundle::open(&file, None, None).unwrap();
+    let mut bundle = bundle::open(&file, None, None, None).unwrap();
     assert_eq!(tracevault_replay::Source::len(&bundle), 50);
     conformance::check(&mut bundle).unwrap();
 
     // The data directory the server writes (read through the store, no
     // lock needed).
-    let mut data_source = data::open(&data, Some("prod"), "s1", None).unwrap();
+    let mut data_source = data::open(&data, Some("prod"), "s1", None, None).unwrap();
     assert_eq!(tracevault_replay::Source::len(&data_source), 50);
     conformance::check(&mut data_source).unwrap();
 }

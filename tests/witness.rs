@@ -12,7 +12,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::*;
 use serde_json::{Value, json};
-use tracevault_vault::cosignature::Cosigner;
+use tracevault_replay::Integrity;
+use tracevault_replay::sources;
+use tracevault_vault::cosignature::{Cosigner, WitnessPolicy};
 use tracevault_vault::note::{self, Checkpoint};
 use tracevault_vault::witness::request_body;
 
@@ -411,6 +413,10 @@ async fn a_vault_serves_checkpoints_its_witness_cosigned() {
     assert_eq!(r.status().as_u16(), 200);
     let bundle = dir.path().join("export.tar");
     std::fs::write(&bundle, r.bytes().await.unwrap()).unwrap();
+    let other = Cosigner::of(
+        "witness.test/w2",
+        &ed25519_dalek::SigningKey::from_bytes(&[4; 32]),
+    );
     let verify_bundle = |extra: &[&str]| {
         let out = std::process::Command::new(BIN)
             .args(["verify-bundle", bundle.to_str().unwrap(), "--key", &vkey])
@@ -424,13 +430,66 @@ async fn a_vault_serves_checkpoints_its_witness_cosigned() {
     };
     let (code, out) = verify_bundle(&["--witness", &wkey]);
     assert_eq!(code, Some(0), "{out}");
-    let other = Cosigner::of(
-        "witness.test/w2",
-        &ed25519_dalek::SigningKey::from_bytes(&[4; 32]),
-    );
     let (code, out) = verify_bundle(&["--witness", &other.verifier_key()]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("cosignatures of 0 of the 1"), "{out}");
+    // replay follows the policy too: from the bundle, and from the server.
+    let policy = |vk: &str| WitnessPolicy::from_vkeys(&[vk], None).unwrap();
+    let verdict = |mut src: Box<dyn tracevault_replay::Source>| {
+        src.page(0, 10).unwrap();
+        for _ in 0..200 {
+            let v = src.integrity();
+            if !matches!(v, Integrity::Checking) {
+                return v;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        src.integrity()
+    };
+    let (b_ok, b_bad) = {
+        let (bundle, vkey) = (bundle.clone(), vkey.clone());
+        let (good, bad) = (policy(&wkey), policy(&other.verifier_key()));
+        tokio::task::spawn_blocking(move || {
+            let open = |p| {
+                Box::new(sources::bundle::open(&bundle, None, Some(vkey.clone()), Some(p)).unwrap())
+            };
+            (verdict(open(good)), verdict(open(bad)))
+        })
+        .await
+        .unwrap()
+    };
+    assert!(matches!(b_ok, Integrity::Verified { .. }), "{b_ok:?}");
+    assert!(
+        matches!(&b_bad, Integrity::Failed { reason, .. } if reason.contains("cosignatures")),
+        "{b_bad:?}"
+    );
+    let (s_ok, s_bad) = {
+        let (url, tok, vkey) = (srv.url.clone(), alice.clone(), vkey.clone());
+        let (good, bad) = (policy(&wkey), policy(&other.verifier_key()));
+        tokio::task::spawn_blocking(move || {
+            let open = |p| {
+                Box::new(
+                    sources::server::ServerSource::open(
+                        &url,
+                        &tok,
+                        "s",
+                        Some("n"),
+                        Some(vkey.clone()),
+                        Some(p),
+                    )
+                    .unwrap(),
+                )
+            };
+            (verdict(open(good)), verdict(open(bad)))
+        })
+        .await
+        .unwrap()
+    };
+    assert!(matches!(s_ok, Integrity::Verified { .. }), "{s_ok:?}");
+    assert!(
+        matches!(&s_bad, Integrity::Failed { reason, .. } if reason.contains("cosignatures")),
+        "{s_bad:?}"
+    );
     assert_eq!(srv.terminate(), Some(0));
     assert_eq!(wit.terminate(), Some(0));
     // verify follows the policy on the stored cosigned checkpoint.

@@ -111,6 +111,8 @@ pub struct CheckpointTracker {
     key: ed25519_dalek::VerifyingKey,
     /// Size and root of the last checkpoint accepted.
     last: Option<(u64, [u8; 32])>,
+    /// Cosignatures every checkpoint must carry, if any.
+    witnesses: Option<tracevault_vault::cosignature::WitnessPolicy>,
 }
 
 impl CheckpointTracker {
@@ -122,7 +124,18 @@ impl CheckpointTracker {
             name,
             key,
             last: None,
+            witnesses: None,
         }
+    }
+
+    /// The same, and every checkpoint must carry the cosignatures
+    /// `witnesses` asks for (none: no requirement).
+    pub fn with_witnesses(
+        mut self,
+        witnesses: Option<tracevault_vault::cosignature::WitnessPolicy>,
+    ) -> CheckpointTracker {
+        self.witnesses = witnesses;
+        self
     }
 
     /// The latest checkpoint: its signature checked, and consistent with the
@@ -136,6 +149,9 @@ impl CheckpointTracker {
             .map_err(|e| CheckError::Unreachable(e.to_string()))?;
         let cp = note::open_checkpoint(&text, &self.name, &self.key)
             .map_err(|e| CheckError::bad(format!("checkpoint: {e}")))?;
+        if let Some(why) = self.witnesses.as_ref().and_then(|p| p.shortfall(&text)) {
+            return Err(CheckError::bad(format!("checkpoint {}: {why}", cp.size)));
+        }
         if let Some((size, root)) = self.last {
             self.extends(client, size, &root, &cp).await?;
         }

@@ -85,6 +85,8 @@ pub struct ProofChecker {
     checked: usize,
     /// Until the server shows it has no batch endpoint.
     batches: bool,
+    /// Cosignatures every checkpoint must carry, if any.
+    witnesses: Option<tracevault_vault::cosignature::WitnessPolicy>,
 }
 
 impl ProofChecker {
@@ -99,7 +101,18 @@ impl ProofChecker {
             tracker: None,
             checked: 0,
             batches: true,
+            witnesses: None,
         }
+    }
+
+    /// The same, and every checkpoint must carry the cosignatures
+    /// `witnesses` asks for.
+    pub fn with_witnesses(
+        mut self,
+        witnesses: Option<tracevault_vault::cosignature::WitnessPolicy>,
+    ) -> ProofChecker {
+        self.witnesses = witnesses;
+        self
     }
 
     /// Checks `leaves` as they grow, until a check fails, reporting to
@@ -137,7 +150,9 @@ impl ProofChecker {
     ) -> Result<bool, CheckError> {
         if self.tracker.is_none() {
             let (name, key) = namespace_key(&self.client, &self.ns, self.pinned.as_deref()).await?;
-            self.tracker = Some(CheckpointTracker::new(&self.ns, name, key));
+            self.tracker = Some(
+                CheckpointTracker::new(&self.ns, name, key).with_witnesses(self.witnesses.clone()),
+            );
         }
         let pending = unchecked(leaves, self.checked)?;
         if pending.is_empty() {

@@ -39,6 +39,13 @@ pub struct ReplayArgs {
     /// it the verdict is at most "unverified".
     #[arg(long)]
     key: Option<String>,
+    /// A witness whose cosignature of the checkpoint counts (C2SP verifier
+    /// key of type 0x04). Repeatable.
+    #[arg(long = "witness", value_name = "VKEY")]
+    witness: Vec<String>,
+    /// How many of the --witness keys must have cosigned it (default: all).
+    #[arg(long, requires = "witness")]
+    witness_threshold: Option<usize>,
     /// Tail the session as new events arrive.
     #[arg(long)]
     follow: bool,
@@ -59,6 +66,7 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<()> {
         a.max_gap >= 0.0 && a.max_gap.is_finite(),
         "--max-gap must be a non-negative number of seconds"
     );
+    let witnesses = crate::witness_cmd::policy(&a.witness, a.witness_threshold)?;
     let source: Box<dyn Source> = match (&a.server, &a.bundle, &a.data) {
         (Some(url), None, None) => Box::new(server::ServerSource::open(
             url,
@@ -66,10 +74,14 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<()> {
             a.session.as_deref().unwrap_or_default(),
             a.ns.as_deref(),
             a.key.clone(),
+            witnesses,
         )?),
-        (None, Some(file), None) => {
-            Box::new(bundle::open(file, a.session.as_deref(), a.key.clone())?)
-        }
+        (None, Some(file), None) => Box::new(bundle::open(
+            file,
+            a.session.as_deref(),
+            a.key.clone(),
+            witnesses,
+        )?),
         (None, None, Some(dir)) => Box::new(data::open(
             dir,
             a.ns.as_deref(),
@@ -77,6 +89,7 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<()> {
                 .as_deref()
                 .ok_or_else(|| anyhow::anyhow!("--data needs --session"))?,
             a.key.as_deref(),
+            witnesses,
         )?),
         _ => anyhow::bail!("give one of --server (with --token and --session), --bundle or --data"),
     };

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use tracevault_query::export::{BundleReader, RowKey, verify_bundle};
+use tracevault_query::export::{BundleReader, RowKey, verify_bundle_with};
 
 use super::{Checked, OpenError, from_entry, set};
 use crate::{Integrity, ReplayEvent, SessionInfo, Source, SourceError, TimelineIndex};
@@ -78,6 +78,7 @@ pub fn open(
     file: &Path,
     session: Option<&str>,
     key: Option<String>,
+    witnesses: Option<tracevault_vault::cosignature::WitnessPolicy>,
 ) -> Result<Checked<BundleSource>, OpenError> {
     let bytes = Bytes::from(
         std::fs::read(file).map_err(|e| OpenError::Refused(format!("{}: {e}", file.display())))?,
@@ -134,7 +135,7 @@ pub fn open(
                 },
             );
         };
-        let verdict = match verify_bundle(&bytes, &key, &mut |_, _| {}) {
+        let verdict = match verify_bundle_with(&bytes, &key, witnesses.as_ref(), &mut |_, _| {}) {
             Err(e) => Integrity::Failed {
                 index: None,
                 reason: e.to_string(),

@@ -20,6 +20,7 @@ pub fn open(
     ns: Option<&str>,
     session: &str,
     key: Option<&str>,
+    witnesses: Option<tracevault_vault::cosignature::WitnessPolicy>,
 ) -> Result<Checked<DataSource>, OpenError> {
     let root = dir.join("store");
     if !root.is_dir() {
@@ -95,6 +96,7 @@ pub fn open(
         let opts = VerifyOptions {
             pinned_key: pinned,
             namespace: Some(ns.clone()),
+            witnesses: witnesses.clone(),
             concurrency: 4,
             ..VerifyOptions::default()
         };
@@ -271,7 +273,7 @@ mod tests {
             .unwrap()
             .count();
         assert!(segs >= 3, "{segs} segments");
-        let mut src = open(dir.path(), Some("n"), "s", None).unwrap();
+        let mut src = open(dir.path(), Some("n"), "s", None, None).unwrap();
         assert_eq!(src.len(), 15);
         let want: Vec<u64> = (0..30).filter(|i| i % 2 == 0).collect();
         let all: Vec<u64> = src.page(0, 100).unwrap().iter().map(|e| e.idx).collect();
@@ -291,6 +293,6 @@ mod tests {
             src.page(15, 1),
             Err(SourceError::OutOfRange { start: 15, len: 15 })
         ));
-        assert!(open(dir.path(), Some("n"), "nobody", None).is_err());
+        assert!(open(dir.path(), Some("n"), "nobody", None, None).is_err());
     }
 }

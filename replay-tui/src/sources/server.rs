@@ -12,6 +12,7 @@
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tracevault_vault::cosignature::WitnessPolicy;
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Int64Type, UInt64Type};
@@ -132,6 +133,8 @@ pub struct ServerSource {
     /// The pinned key, until the proof checker starts: after the first
     /// page, so that its requests do not delay the first frame.
     checker: Option<Option<String>>,
+    /// Cosignatures the checkpoints must carry.
+    witnesses: Option<WitnessPolicy>,
     /// Rows per index query (see [`INDEX_CHUNK`]).
     chunk: usize,
 }
@@ -145,6 +148,7 @@ impl ServerSource {
         session: &str,
         ns: Option<&str>,
         key: Option<String>,
+        witnesses: Option<WitnessPolicy>,
     ) -> Result<Self, OpenError> {
         tracevault_schemas::Event::from_value(json!({"session_id": session, "kind": "message"}))
             .map_err(|e| OpenError::Refused(format!("--session: {e}")))?;
@@ -192,6 +196,7 @@ impl ServerSource {
             info: SessionInfo::default(),
             verdict: Arc::new(Mutex::new(Integrity::Checking)),
             checker: None,
+            witnesses,
             chunk: INDEX_CHUNK,
         };
         s.read_more()?;
@@ -343,7 +348,8 @@ impl Source for ServerSource {
         }
         if let Some(key) = self.checker.take() {
             let verdict = self.verdict.clone();
-            let checker = ProofChecker::new(self.client.clone(), &self.ns, key);
+            let checker = ProofChecker::new(self.client.clone(), &self.ns, key)
+                .with_witnesses(self.witnesses.clone());
             self.rt
                 .spawn(checker.run(self.leaves.clone(), move |p| set(&verdict, integrity(p))));
         }
