@@ -9,24 +9,29 @@ use tracevault_server::config::ServerConfig;
 
 use crate::ServeArgs;
 
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// SIGINT or SIGTERM. The handlers are installed when this is called (not
+/// when the future is first polled), so call it before announcing the
+/// address: a signal sent right after "listening on" then shuts down
+/// gracefully instead of killing the process.
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate()).ok();
+    let int = signal(SignalKind::interrupt()).ok();
+    async move {
+        let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            _ = wait(term) => {},
+            _ = wait(int) => {},
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        tracing::info!("shutdown requested: no new requests; flushing");
     }
-    tracing::info!("shutdown requested: no new requests; flushing");
 }
 
 pub(crate) fn init_logs() {
@@ -71,6 +76,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         let server = Server::start(cfg).await?;
+        let stop = shutdown_signal();
         let vault = server.vault();
         println!(
             "tracevault {} serving {}",
@@ -84,7 +90,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         println!("vault origin: {}", vault.meta().origin);
         println!("admin token: {}", server.admin_token_path().display());
         println!("listening on {}", server.url());
-        server.serve(shutdown_signal()).await;
+        server.serve(stop).await;
         Ok(())
     })
 }

@@ -89,16 +89,14 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
             ..ListenerConfig::default()
         };
         let bound = Listener::new(config)?.bind(&a.listen).await?;
+        let stop = crate::serve::shutdown_signal();
         println!("witness key: {}", w.cosigner().verifier_key());
         for origin in w.logs() {
             println!("witnessing {origin}");
         }
         println!("listening on {}", bound.url());
         bound
-            .serve(
-                tracevault_server::witness::router(w),
-                crate::serve::shutdown_signal(),
-            )
+            .serve(tracevault_server::witness::router(w), stop)
             .await;
         Ok(())
     })

@@ -71,6 +71,38 @@ async fn proof(c: &reqwest::Client, url: &str, w: &str, from: u64, to: u64) -> V
         .collect()
 }
 
+/// Checks a `cosignature/v1` line with code that is not ours (Python's
+/// `cryptography`), returning its timestamp.
+fn python_cosignature_time(vkey: &str, line: &str, body: &str) -> u64 {
+    let script = r#"
+import base64, hashlib, sys
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+vkey, line, body = sys.argv[1], sys.argv[2], sys.argv[3]
+name, kid, k = vkey.split("+", 2)
+raw = base64.b64decode(k)
+assert raw[0] == 4, "type"
+assert hashlib.sha256(name.encode() + b"\n\x04" + raw[1:]).digest()[:4].hex() == kid
+dash, lname, sig = line.strip().split(" ")
+assert dash == "\u2014" and lname == name
+sig = base64.b64decode(sig)
+assert sig[:4].hex() == kid
+ts = int.from_bytes(sig[4:12], "big")
+msg = ("cosignature/v1\ntime %d\n" % ts).encode() + body.encode()
+Ed25519PublicKey.from_public_bytes(raw[1:]).verify(sig[12:], msg)
+print(ts)
+"#;
+    let out = std::process::Command::new(python())
+        .args(["-c", script, vkey, line, body])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
 fn size_of(note: &str) -> u64 {
     note.lines().nth(1).unwrap().parse().unwrap()
 }
@@ -137,33 +169,10 @@ async fn a_witness_cosigns_consistent_growth_only() {
     std::fs::write(&plain15, &cp15).unwrap();
 
     // An independent check of the cosignature line (C2SP tlog-cosignature).
-    let script = r#"
-import base64, hashlib, sys
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-vkey, line, body = sys.argv[1], sys.argv[2], sys.argv[3]
-name, kid, k = vkey.split("+", 2)
-raw = base64.b64decode(k)
-assert raw[0] == 4, "type"
-assert hashlib.sha256(name.encode() + b"\n\x04" + raw[1:]).digest()[:4].hex() == kid
-dash, lname, sig = line.strip().split(" ")
-assert dash == "\u2014" and lname == name
-sig = base64.b64decode(sig)
-assert sig[:4].hex() == kid
-ts = int.from_bytes(sig[4:12], "big")
-msg = ("cosignature/v1\ntime %d\n" % ts).encode() + body.encode()
-Ed25519PublicKey.from_public_bytes(raw[1:]).verify(sig[12:], msg)
-print(ts)
-"#;
-    let out = std::process::Command::new(python())
-        .args(["-c", script, &printed, &line, &body_of(&cp10)])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    assert_eq!(
+        python_cosignature_time(&printed, &line, &body_of(&cp10)),
+        ts
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), ts.to_string());
 
     // Two submissions racing from the same old size: one wins, the other
     // is told the new size (never both cosigned, never a rollback).
@@ -338,13 +347,12 @@ async fn a_vault_serves_checkpoints_its_witness_cosigned() {
     let proof0 = r["proofs"][0].as_str().unwrap();
     assert!(proof0.contains("\u{2014} witness.test/w1 "), "{proof0}");
     let cp = served_at_least(&c, &srv.url, &w, 10).await;
+    let wline = cp.lines().last().unwrap();
     assert!(
-        cosigner
-            .verify(cp.lines().last().unwrap(), &body_of(&cp))
-            .unwrap()
-            .is_some(),
+        cosigner.verify(wline, &body_of(&cp)).unwrap().is_some(),
         "{cp}"
     );
+    python_cosignature_time(&wkey, wline, &body_of(&cp));
     // Growth: the next one is cosigned through a consistency proof.
     post_events(&c, &srv.url, "n", &w, events(5), "?wait=checkpoint").await;
     let cp15 = served_at_least(&c, &srv.url, &w, 15).await;
@@ -502,4 +510,55 @@ async fn a_vault_serves_checkpoints_its_witness_cosigned() {
     let other = other.verifier_key();
     let (code, out, _) = verify(&["--data", d, "--namespace", "n", "--witness", &other]);
     assert_eq!(code, 1, "{out}");
+
+    // The key holder rewrites history: same keys, same vault, other
+    // entries, every checkpoint signed with the real log key. The witness
+    // refuses to cosign it, so no checkpoint of it passes verify --witness.
+    let forged = dir.path().join("rewritten");
+    std::fs::create_dir_all(forged.join("keys")).unwrap();
+    for k in std::fs::read_dir(data.join("keys")).unwrap() {
+        let k = k.unwrap();
+        std::fs::copy(k.path(), forged.join("keys").join(k.file_name())).unwrap();
+    }
+    std::fs::create_dir_all(forged.join("store")).unwrap();
+    std::fs::copy(
+        data.join("store/vault.json"),
+        forged.join("store/vault.json"),
+    )
+    .unwrap();
+    let wit = Server::start_witness_at(&wdir, "witness.test/w1", &[&vkey], addr);
+    let srv = Server::start(&forged, &["--config", &cfg]);
+    let fw = token(&forged, "writer", "n", "mallory");
+    let (s, _) = post_events(&c, &srv.url, "n", &fw, events(30), "").await;
+    assert_eq!(s, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (s, body) = get(&c, &format!("{}/v1/logs/n/checkpoint", srv.url), Some(&fw)).await;
+    assert_eq!(s, 503, "{body}");
+    assert!(body.contains("checkpoint_not_witnessed"), "{body}");
+    assert_eq!(srv.terminate(), Some(0));
+    assert_eq!(wit.terminate(), Some(0));
+    let fd = forged.to_str().unwrap();
+    let witnessed = [
+        "--namespace",
+        "n",
+        "--witness",
+        wkey.as_str(),
+        "--witness-threshold",
+        "1",
+    ];
+    let (code, out, _) = verify(&[&["--data", fd][..], &witnessed[..]].concat());
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("cosignatures of 0"), "{out}");
+    // Nor with the genuine cosigned checkpoint copied in: it is not this data's.
+    std::fs::copy(
+        data.join("store/ns/n/checkpoint.cosigned"),
+        forged.join("store/ns/n/checkpoint.cosigned"),
+    )
+    .unwrap();
+    let (code, out, _) = verify(&[&["--data", fd][..], &witnessed[..]].concat());
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("checkpoint.cosigned") && out.contains("does not match"),
+        "{out}"
+    );
 }
