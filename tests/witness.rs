@@ -562,3 +562,61 @@ async fn a_vault_serves_checkpoints_its_witness_cosigned() {
         "{out}"
     );
 }
+
+/// k of n: a witness that accepts connections and never answers does not
+/// hold up the cosignature of the others (nor the receipts waiting on it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalling_witness_does_not_hold_up_the_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("vault");
+    let srv = Server::start(&data, &[]);
+    let origin = srv
+        .stdout
+        .iter()
+        .find_map(|l| l.strip_prefix("vault origin: "))
+        .unwrap()
+        .to_string();
+    let log_key: [u8; 32] = B64.decode(srv.public_key()).unwrap().try_into().unwrap();
+    assert_eq!(srv.terminate(), Some(0));
+    let vkey = note::verifier_key(&format!("{origin}/n"), &log_key);
+    let wit = Server::start_witness(&dir.path().join("w"), "witness.test/w1", &[&vkey]);
+    let wkey = wit
+        .stdout
+        .iter()
+        .find_map(|l| l.strip_prefix("witness key: "))
+        .unwrap()
+        .to_string();
+    // The staller: takes connections, reads nothing, answers nothing.
+    let stall = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stall_url = format!("http://{}/witness", stall.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = stall.accept().await {
+            held.push(sock);
+        }
+    });
+    let stall_key = Cosigner::of(
+        "witness.test/stall",
+        &ed25519_dalek::SigningKey::from_bytes(&[6; 32]),
+    )
+    .verifier_key();
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "[log]\nflush_interval_ms = 50\n[limits]\ncheckpoint_wait_ms = 2500\n[witnesses]\nthreshold = 1\n[[witnesses.witness]]\nurl = \"{stall_url}\"\nkey = \"{stall_key}\"\n[[witnesses.witness]]\nurl = \"{}/witness\"\nkey = \"{wkey}\"\n",
+            wit.url
+        ),
+    );
+    let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    let c = client();
+    let w = token(&data, "writer", "n", "w");
+    for round in 0..3 {
+        let events = json!({"events": [{"session_id": "s", "kind": "output", "content": format!("{round}")}]});
+        let (s, r) = post_events(&c, &srv.url, "n", &w, events, "?wait=checkpoint").await;
+        assert_eq!(s, 200, "round {round}: {r}");
+        let proof = r["proofs"][0].as_str().unwrap();
+        assert!(proof.contains("\u{2014} witness.test/w1 "), "{proof}");
+    }
+    assert_eq!(srv.terminate(), Some(0));
+    assert_eq!(wit.terminate(), Some(0));
+}

@@ -18,11 +18,28 @@ use crate::error::ApiError;
 /// The submission prefix.
 pub const PREFIX: &str = "/witness";
 
+/// How long one request may take, body included: a client sending its
+/// body byte by byte cannot hold a connection slot for long.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The witness's routes.
 pub fn router(witness: Arc<Witness>) -> Router {
     Router::new()
         .route(&format!("{PREFIX}/add-checkpoint"), post(add_checkpoint))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .layer(axum::middleware::from_fn(
+            |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+                    Ok(r) => r,
+                    Err(_) => ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "request_timeout",
+                        "the request took too long",
+                    )
+                    .into_response(),
+                }
+            },
+        ))
         .with_state(witness)
 }
 

@@ -67,9 +67,34 @@ impl WitnessesConfig {
 struct NsState {
     /// The newest cosigned checkpoint (size, note with cosignatures).
     cosigned: Option<(u64, String)>,
-    /// Per witness, the size it last cosigned for us (as far as we know).
-    sizes: Vec<Option<u64>>,
+    /// Per witness (in configuration order).
+    witnesses: Vec<WitnessView>,
 }
+
+/// What the client knows of one witness for one namespace.
+#[derive(Clone, Default)]
+struct WitnessView {
+    /// The size it last cosigned for us (as far as we know).
+    size: Option<u64>,
+    /// Its valid cosignature line of the checkpoint of that size, kept
+    /// until a threshold is met (lines gathered over several rounds count).
+    line: Option<(u64, String)>,
+    /// Failed asks in a row, and when to ask again.
+    failures: u32,
+    retry_at: Option<tokio::time::Instant>,
+}
+
+/// How one ask ended.
+enum Answer {
+    /// A valid cosignature of the checkpoint asked about.
+    Cosigned(String),
+    /// Refused, unreachable or garbled (logged): back off. The size the
+    /// witness is known to hold, if it said.
+    Failed(Option<u64>),
+}
+
+/// Largest answer body read from a witness (a cosignature line is ~140 bytes).
+const MAX_ANSWER_BYTES: usize = 16 * 1024;
 
 /// The witness client of a server.
 pub struct Witnessing {
@@ -111,9 +136,16 @@ impl Witnessing {
         let me = self.clone();
         tokio::spawn(async move {
             loop {
-                for (ns, log) in vault.open_logs().await {
-                    me.witness(&vault, &ns, &log).await;
-                }
+                // Namespaces are independent: one waiting on a slow witness
+                // never holds up another.
+                let logs: Vec<_> = vault
+                    .open_logs()
+                    .await
+                    .into_iter()
+                    .filter(|(_, l)| l.is_healthy())
+                    .collect();
+                futures::future::join_all(logs.iter().map(|(ns, log)| me.witness(&vault, ns, log)))
+                    .await;
                 tokio::select! {
                     _ = tokio::time::sleep(ROUND) => {}
                     _ = stop.changed() => return,
@@ -135,16 +167,7 @@ impl Witnessing {
         {
             return Some(c);
         }
-        let bytes = vault
-            .store()
-            .get(&layout::cosigned_checkpoint(ns))
-            .await
-            .ok()??;
-        let text = String::from_utf8(bytes.to_vec()).ok()?;
-        let origin = format!("{}/{ns}", vault.meta().origin);
-        let cp =
-            tracevault_vault::note::open_checkpoint(&text, &origin, &vault.public_key()).ok()?;
-        (self.policy.cosigned_by(&text) >= self.policy.threshold).then_some((cp.size, text))
+        self.stored(vault, ns).await
     }
 
     /// Entries of a namespace published (`published`) but not yet covered
@@ -181,58 +204,114 @@ impl Witnessing {
     }
 
     /// One round for one namespace: if its newest checkpoint is not yet
-    /// cosigned, ask every witness.
+    /// cosigned, ask the witnesses that have not cosigned it (and are not
+    /// backing off), concurrently, until the threshold is met.
     async fn witness(&self, vault: &Vault, ns: &str, log: &Arc<Appender>) {
+        use futures::StreamExt;
         let Some((size, note)) = log.latest_checkpoint() else {
             return;
         };
-        let sizes = {
+        let now = tokio::time::Instant::now();
+        let mut views = {
             let mut by_ns = self.by_ns.lock().await;
             let st = by_ns.entry(ns.to_string()).or_default();
             if st.cosigned.as_ref().is_some_and(|(s, _)| *s >= size) {
                 return;
             }
-            st.sizes.resize(self.urls.len(), None);
-            st.sizes.clone()
+            st.witnesses.resize(self.urls.len(), WitnessView::default());
+            st.witnesses.clone()
         };
-        let asks = self
-            .urls
+        let held = |v: &WitnessView| v.line.as_ref().is_some_and(|(s, _)| *s == size);
+        let mut have = views.iter().filter(|v| held(v)).count();
+        let mut asks: futures::stream::FuturesUnordered<_> = views
             .iter()
-            .zip(&self.policy.witnesses)
-            .zip(sizes)
-            .map(|((url, w), known)| self.submit(url, w, log, known, size, &note));
-        let answers = futures::future::join_all(asks).await;
-        let mut lines = String::new();
-        let mut cosigners = 0;
-        let mut sizes = Vec::with_capacity(answers.len());
-        for (i, (line, learnt)) in answers.into_iter().enumerate() {
-            sizes.push(learnt);
-            if let Some(line) = line {
-                tracing::debug!(ns, size, witness = %self.urls[i], "cosigned");
-                lines.push_str(&line);
-                cosigners += 1;
+            .enumerate()
+            .filter(|(_, v)| !held(v) && v.retry_at.is_none_or(|t| t <= now))
+            .map(|(i, v)| {
+                let ask = self.submit(
+                    &self.urls[i],
+                    &self.policy.witnesses[i],
+                    log,
+                    v.size,
+                    size,
+                    &note,
+                );
+                async move { (i, ask.await) }
+            })
+            .collect();
+        while have < self.policy.threshold {
+            let Some((i, answer)) = asks.next().await else {
+                break;
+            };
+            let v = &mut views[i];
+            match answer {
+                Answer::Cosigned(line) => {
+                    *v = WitnessView {
+                        size: Some(size),
+                        line: Some((size, line)),
+                        ..WitnessView::default()
+                    };
+                    have += 1;
+                }
+                Answer::Failed(known) => {
+                    v.size = known.or(v.size);
+                    v.failures = v.failures.saturating_add(1);
+                    let wait = ROUND * 2u32.pow(v.failures.min(7));
+                    v.retry_at = Some(tokio::time::Instant::now() + wait);
+                }
+            }
+        }
+        // Asks still running when the threshold was met are dropped: those
+        // witnesses get the next checkpoint with a longer proof.
+        drop(asks);
+        let text = (have >= self.policy.threshold).then(|| {
+            let lines: String = views
+                .iter()
+                .filter(|v| held(v))
+                .filter_map(|v| v.line.as_ref().map(|(_, l)| l.as_str()))
+                .collect();
+            format!("{note}{lines}")
+        });
+        if let Some(text) = &text {
+            // Never replace a newer cosigned checkpoint (another server's).
+            let stored = self.stored(vault, ns).await.map_or(0, |(s, _)| s);
+            if stored < size
+                && let Err(e) = vault
+                    .store()
+                    .put_overwrite(&layout::cosigned_checkpoint(ns), Bytes::from(text.clone()))
+                    .await
+            {
+                tracing::warn!(ns, "storing the cosigned checkpoint: {e}");
+                return;
             }
         }
         let mut by_ns = self.by_ns.lock().await;
         let st = by_ns.entry(ns.to_string()).or_default();
-        st.sizes = sizes;
-        if cosigners < self.policy.threshold {
-            return;
-        }
-        let text = format!("{note}{lines}");
-        if let Err(e) = vault
-            .store()
-            .put_overwrite(&layout::cosigned_checkpoint(ns), Bytes::from(text.clone()))
-            .await
+        st.witnesses = views;
+        if let Some(text) = text
+            && st.cosigned.as_ref().is_none_or(|(s, _)| *s < size)
         {
-            tracing::warn!(ns, "storing the cosigned checkpoint: {e}");
-            return;
+            st.cosigned = Some((size, text));
         }
-        st.cosigned = Some((size, text));
     }
 
-    /// Asks one witness to cosign `note` (of `size`); returns its verified
-    /// cosignature line, if any, and the size it is known to hold after.
+    /// The cosigned checkpoint in the store, if it meets the policy.
+    async fn stored(&self, vault: &Vault, ns: &str) -> Option<(u64, String)> {
+        let bytes = vault
+            .store()
+            .get(&layout::cosigned_checkpoint(ns))
+            .await
+            .ok()??;
+        let text = String::from_utf8(bytes.to_vec()).ok()?;
+        let origin = format!("{}/{ns}", vault.meta().origin);
+        let cp =
+            tracevault_vault::note::open_checkpoint(&text, &origin, &vault.public_key()).ok()?;
+        (self.policy.cosigned_by(&text) >= self.policy.threshold).then_some((cp.size, text))
+    }
+
+    /// Asks one witness to cosign `note` (of `size`), from the size it is
+    /// known to hold (`known`; unknown: 0, and once more from the size its
+    /// 409 gives).
     async fn submit(
         &self,
         url: &str,
@@ -241,10 +320,9 @@ impl Witnessing {
         known: Option<u64>,
         size: u64,
         note: &str,
-    ) -> (Option<String>, Option<u64>) {
+    ) -> Answer {
         let checkpoint_body = note.split("\n\n").next().unwrap_or_default().to_string() + "\n";
         let mut old = known.unwrap_or(0);
-        // At most one retry: from the size a 409 tells.
         for _ in 0..2 {
             if old > size {
                 tracing::error!(
@@ -253,7 +331,7 @@ impl Witnessing {
                     size,
                     "the witness holds a larger tree of this log than its writer (fork?)"
                 );
-                return (None, Some(old));
+                return Answer::Failed(Some(old));
             }
             let proof = if old == 0 || old == size {
                 Vec::new()
@@ -262,7 +340,7 @@ impl Witnessing {
                     Ok(p) => p,
                     Err(e) => {
                         tracing::warn!(witness = url, "consistency proof {old}..{size}: {e}");
-                        return (None, known);
+                        return Answer::Failed(known);
                     }
                 }
             };
@@ -276,24 +354,33 @@ impl Witnessing {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(witness = url, "witness unreachable: {e}");
-                    return (None, known);
+                    return Answer::Failed(known);
                 }
             };
             let status = resp.status().as_u16();
-            let text = resp.text().await.unwrap_or_default();
+            let text = match read_capped(resp).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(witness = url, status, "witness answer unreadable: {e}");
+                    return Answer::Failed(known);
+                }
+            };
             match status {
                 200 => {
-                    let line = text
+                    return match text
                         .lines()
                         .map(|l| format!("{l}\n"))
-                        .find(|l| matches!(w.verify(l, &checkpoint_body), Ok(Some(_))));
-                    if line.is_none() {
-                        tracing::warn!(
-                            witness = url,
-                            "answered without a valid cosignature of its key"
-                        );
-                    }
-                    return (line, Some(size));
+                        .find(|l| matches!(w.verify(l, &checkpoint_body), Ok(Some(_))))
+                    {
+                        Some(line) => Answer::Cosigned(line),
+                        None => {
+                            tracing::warn!(
+                                witness = url,
+                                "answered without a valid cosignature of its key"
+                            );
+                            Answer::Failed(known)
+                        }
+                    };
                 }
                 409 => match text.trim().parse::<u64>() {
                     Ok(n) if n != old => old = n,
@@ -303,20 +390,32 @@ impl Witnessing {
                             size,
                             "the witness refuses this checkpoint as a fork (409)"
                         );
-                        return (None, known);
+                        return Answer::Failed(known);
                     }
                 },
                 _ => {
+                    let shown: String = text.trim().chars().take(200).collect();
                     tracing::warn!(
                         witness = url,
                         status,
-                        "witness refused the checkpoint: {}",
-                        text.trim()
+                        "witness refused the checkpoint: {shown}"
                     );
-                    return (None, known);
+                    return Answer::Failed(known);
                 }
             }
         }
-        (None, Some(old))
+        Answer::Failed(Some(old))
     }
+}
+
+/// The body of a witness's answer, at most [`MAX_ANSWER_BYTES`].
+async fn read_capped(mut resp: reqwest::Response) -> Result<String, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(format!("more than {MAX_ANSWER_BYTES} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    String::from_utf8(body).map_err(|_| "not UTF-8".to_string())
 }

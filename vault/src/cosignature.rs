@@ -155,6 +155,13 @@ impl WitnessPolicy {
             .iter()
             .map(|v| Cosigner::parse(v.as_ref()).map_err(|e| format!("{}: {e}", v.as_ref())))
             .collect::<Result<Vec<_>, _>>()?;
+        // One witness is one vote, however often (or under whatever names)
+        // it is listed.
+        for (i, w) in witnesses.iter().enumerate() {
+            if witnesses[..i].iter().any(|o| o.key == w.key) {
+                return Err(format!("witness key {} is given twice", w.verifier_key()));
+            }
+        }
         let threshold = threshold.unwrap_or(witnesses.len());
         if threshold == 0 || threshold > witnesses.len() {
             return Err(format!(
@@ -254,6 +261,10 @@ mod tests {
         assert_eq!(policy.cosigned_by(&note), 1);
         assert_eq!(policy.cosigned_by(&format!("{note}{line}")), 1);
         assert_eq!(policy.cosigned_by(body), 0);
+        // The same witness twice (even under another name) is one vote.
+        let renamed = Cosigner::of("witness.example/again", &key).verifier_key();
+        assert!(WitnessPolicy::from_vkeys(&[w.verifier_key(), w.verifier_key()], None).is_err());
+        assert!(WitnessPolicy::from_vkeys(&[w.verifier_key(), renamed], None).is_err());
         // A log key (type 0x01) is not a witness key.
         let log_vkey = crate::note::verifier_key(name, key.verifying_key().as_bytes());
         assert!(Cosigner::parse(&log_vkey).is_err());

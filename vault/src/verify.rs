@@ -760,6 +760,19 @@ async fn verify_namespace(
             (_, _, Some(t)) => (cosigned_obj.clone(), Some(t.clone())),
             _ => (latest_obj.clone(), latest_text.clone()),
         };
+        // Say how far the witnessed history reaches: entries after the
+        // cosigned checkpoint are not witnessed yet.
+        if let (None, Some(c), Some(l)) = (&pinned, &cosigned_text, &latest_text) {
+            let size = |t: &str| t.lines().nth(1).and_then(|n| n.parse::<u64>().ok());
+            if let (Some(cs), Some(ls)) = (size(c), size(l))
+                && cs < ls
+            {
+                report.warnings.push(format!(
+                    "{ns}: witnessed up to size {cs} of {ls}: the newest {} entries are not cosigned yet",
+                    ls - cs
+                ));
+            }
+        }
         if let Some(message) = text.and_then(|t| policy.shortfall(&t)) {
             report.findings.push(Finding {
                 ns: ns.into(),

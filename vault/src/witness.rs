@@ -113,7 +113,11 @@ impl Witness {
                 .map_err(|e| WitnessError::BadRequest(format!("--trust {vkey}: {e}")))?;
             let vk = VerifyingKey::from_bytes(&pubkey)
                 .map_err(|_| WitnessError::BadRequest(format!("--trust {vkey}: bad key")))?;
-            trusted.insert(origin, vk);
+            if trusted.insert(origin.clone(), vk).is_some() {
+                return Err(WitnessError::BadRequest(format!(
+                    "--trust: log {origin} is given twice"
+                )));
+            }
         }
         let state_dir = dir.join("state");
         crate::wal::ensure_private_dir(&state_dir).map_err(st)?;
@@ -152,6 +156,11 @@ impl Witness {
             }
             other => WitnessError::BadRequest(format!("checkpoint: {other}")),
         })?;
+        if cp.size == 0 && cp.root != crate::merkle::empty_root() {
+            return Err(WitnessError::BadRequest(
+                "a checkpoint of size 0 must carry the empty tree's root".into(),
+            ));
+        }
         if req.old > cp.size {
             return Err(WitnessError::BadRequest(format!(
                 "old size {} is larger than the checkpoint's {}",
@@ -195,13 +204,15 @@ impl Witness {
             }
             None => {}
         }
-        self.save(
-            &origin,
-            Cosigned {
-                size: cp.size,
-                root: cp.root,
-            },
-        )?;
+        // Nothing to write when it is the one already cosigned (a replay of
+        // the public checkpoint costs no disk write).
+        let new = Cosigned {
+            size: cp.size,
+            root: cp.root,
+        };
+        if latest != Some(new) {
+            self.save(&origin, new)?;
+        }
         let body = cp.body();
         Ok(crate::cosignature::cosign(
             &self.name, &self.key, now, &body,
@@ -258,6 +269,12 @@ fn witness_name(dir: &Path, given: Option<&str>, key: &SigningKey) -> Result<Str
     match std::fs::read_to_string(&path) {
         Ok(stored) => {
             let stored = stored.trim().to_string();
+            if !note::is_valid_key_name(&stored) {
+                return Err(WitnessError::State(format!(
+                    "{} holds no valid name",
+                    path.display()
+                )));
+            }
             if let Some(g) = given
                 && g != stored
             {
@@ -280,9 +297,12 @@ fn witness_name(dir: &Path, given: Option<&str>, key: &SigningKey) -> Result<Str
                     "invalid witness name {name:?}"
                 )));
             }
-            let mut f = File::create(&path).map_err(st)?;
+            // Temporary file, fsync, rename: a crash never leaves a half name.
+            let tmp = path.with_extension("tmp");
+            let mut f = File::create(&tmp).map_err(st)?;
             f.write_all(format!("{name}\n").as_bytes()).map_err(st)?;
             f.sync_all().map_err(st)?;
+            std::fs::rename(&tmp, &path).map_err(st)?;
             Ok(name)
         }
         Err(e) => Err(st(e)),
@@ -459,5 +479,24 @@ mod tests {
         ));
         // Two witnesses on one directory never share the state.
         assert!(Witness::open(dir.path(), None, &trust).is_err());
+        // A log given twice, and an empty tree with a root that is not the
+        // empty tree's (it would wedge every later proof), are refused.
+        let other_dir = tempfile::tempdir().unwrap();
+        let twice = vec![trust[0].clone(), trust[0].clone()];
+        assert!(Witness::open(other_dir.path(), None, &twice).is_err());
+        let w2 = Witness::open(other_dir.path(), None, &trust).unwrap();
+        let empty = sign_checkpoint(
+            &Checkpoint {
+                origin: ORIGIN.into(),
+                size: 0,
+                root: [1; 32],
+            },
+            ORIGIN,
+            &log,
+        );
+        assert!(matches!(
+            w2.add_checkpoint(&request_body(0, &[], &empty), 1010),
+            Err(WitnessError::BadRequest(_))
+        ));
     }
 }
