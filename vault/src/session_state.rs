@@ -63,8 +63,9 @@ pub enum StateError {
 
 impl SessionState {
     /// The signed object.
-    pub fn encode(&self, key: &SigningKey) -> Vec<u8> {
-        let mut body = serde_json::to_vec(self).unwrap_or_default();
+    pub fn encode(&self, key: &SigningKey) -> Result<Vec<u8>, StateError> {
+        let mut body =
+            serde_json::to_vec(self).map_err(|e| StateError::Malformed(e.to_string()))?;
         let mut msg = CONTEXT.to_vec();
         msg.extend_from_slice(&body);
         let sig = key.sign(&msg);
@@ -76,7 +77,7 @@ impl SessionState {
                 .as_bytes(),
         );
         body.push(b'\n');
-        body
+        Ok(body)
     }
 
     /// Opens a snapshot object named for `size` in the namespace of
@@ -165,7 +166,7 @@ mod tests {
         let key = SigningKey::from_bytes(&[7; 32]);
         let other = SigningKey::from_bytes(&[8; 32]);
         let st = sample();
-        let bytes = st.encode(&key);
+        let bytes = st.encode(&key).unwrap();
         let vk = key.verifying_key();
         assert_eq!(SessionState::open(&bytes, &st.origin, 7, &vk).unwrap(), st);
         assert!(matches!(

@@ -153,7 +153,7 @@ async fn a_lying_snapshot_is_skipped_or_found() {
     }
     let forged: tracevault_vault::session_state::SessionState =
         serde_json::from_value(st.clone()).unwrap();
-    std::fs::write(&path, forged.encode(&key)).unwrap();
+    std::fs::write(&path, forged.encode(&key).unwrap()).unwrap();
     let found = describe(&verify(&store_dir(&data), pinned(vk)).await);
     assert!(
         found.contains("session-state snapshot differs from the entries")
@@ -206,7 +206,7 @@ async fn a_lying_snapshot_is_skipped_or_found() {
             s.1 = 3;
         }
     }
-    std::fs::write(&path2, lowered.encode(&other)).unwrap();
+    std::fs::write(&path2, lowered.encode(&other).unwrap()).unwrap();
     // A planted object just below it, too.
     let planted = store_dir(&data2).join(format!("ns/n/state/{:020}", st2.size - 1));
     std::fs::write(&planted, b"garbage").unwrap();

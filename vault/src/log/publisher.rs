@@ -207,6 +207,7 @@ impl Publisher {
             .await
             .map_err(|e| match e {
                 super::recovery::SnapshotWriteError::Store(e) => SnapshotSkip::Retry(e.to_string()),
+                super::recovery::SnapshotWriteError::Encode(m) => SnapshotSkip::Disabled(m),
                 super::recovery::SnapshotWriteError::Foreign(m) => SnapshotSkip::Fenced(m),
             })?;
         self.snapshots.size = size;

@@ -719,7 +719,7 @@ pub(super) async fn snapshot_after_full_read(
         .await
         .map_err(|e| match e {
             SnapshotWriteError::Store(e) => OpenError::Store(e),
-            SnapshotWriteError::Foreign(m) => inconsistent(ns, m),
+            SnapshotWriteError::Foreign(m) | SnapshotWriteError::Encode(m) => inconsistent(ns, m),
         })?;
     l.snapshots.size = l.published;
     tracing::info!(ns, size = l.published, "session-state snapshot written");
@@ -731,6 +731,8 @@ pub(super) enum SnapshotWriteError {
     Store(StoreError),
     /// The name holds another snapshot: not this log's.
     Foreign(String),
+    /// The snapshot could not be encoded (nothing written).
+    Encode(String),
 }
 
 /// Writes a snapshot create-only (an existing one must be the same bytes:
@@ -742,7 +744,10 @@ pub(super) async fn write_snapshot(
     key: &SigningKey,
 ) -> Result<(), SnapshotWriteError> {
     let path = layout::state_at(ns, st.size);
-    let body = Bytes::from(st.encode(key));
+    let body = Bytes::from(
+        st.encode(key)
+            .map_err(|e| SnapshotWriteError::Encode(e.to_string()))?,
+    );
     match store.put_create(&path, body.clone()).await {
         Ok(()) => {}
         Err(StoreError::AlreadyExists(_)) => {
