@@ -67,13 +67,14 @@ fn run_inner(a: VerifyBundleArgs) -> anyhow::Result<bool> {
             .map(|(k, n)| format!("{k} ×{n}"))
             .collect();
         eprintln!(
-            "export {} of {}: {} rows against checkpoint size {}; {} bound to their records, {} proven by leaf only (record withheld); withheld (masked, not verified): {}; history: {} steps proven in _audit, {} bound; {} findings",
+            "export {} of {}: {} rows against checkpoint size {}; {} bound to their records, {} proven by leaf only (record withheld); {} erased (values and salt removed under an erasure order); withheld (masked, not verified): {}; history: {} steps proven in _audit, {} bound; {} findings",
             report.export_id,
             report.ns,
             report.rows,
             report.size,
             report.bound,
             report.unbound,
+            report.erased,
             if withheld.is_empty() {
                 "none".to_string()
             } else {

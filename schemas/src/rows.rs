@@ -67,11 +67,25 @@ pub fn segment_schema() -> SchemaRef {
         Field::new(ATTRIBUTES, DataType::Utf8, true),
         Field::new(LEAF_HASH, hash_type(), false),
         Field::new(CONTENT_TYPE, DataType::Utf8, true),
-        Field::new(SALT, hash_type(), false),
+        // Null once the entry is erased (segments written before erasure
+        // existed declare it required: [`is_segment_schema`] accepts both).
+        Field::new(SALT, hash_type(), true),
         Field::new(CONTENT_DIGEST, hash_type(), true),
         Field::new(ATTRIBUTES_DIGEST, hash_type(), true),
         Field::new(CHAIN_HASH, hash_type(), false),
     ]))
+}
+
+/// Whether `fields` are those of a segment: [`segment_schema`], where
+/// segments written before erasure existed declare `salt` required.
+pub fn is_segment_schema(fields: &arrow_schema::Fields) -> bool {
+    let want = segment_schema();
+    fields.len() == want.fields().len()
+        && fields.iter().zip(want.fields()).all(|(f, w)| {
+            f.name() == w.name()
+                && f.data_type() == w.data_type()
+                && (f.is_nullable() == w.is_nullable() || f.name() == col::SALT)
+        })
 }
 
 /// Number of leading columns of [`segment_schema`] that form the `traces` table.

@@ -70,7 +70,10 @@ pub fn encode_entry(e: &Entry, out: &mut Vec<u8>) {
         Some(ContentType::Json) => 2,
     });
     put_opt_str(out, &e.attributes);
-    out.extend_from_slice(&e.salt);
+    // The WAL holds entries as sealed, before any erasure: they always have
+    // their salt (an erased entry is never written here).
+    debug_assert!(e.salt.is_some(), "an erased entry in the WAL");
+    out.extend_from_slice(e.salt.as_ref().unwrap_or(&[0u8; 32]));
     put_opt_hash(out, &e.content_digest);
     put_opt_hash(out, &e.attributes_digest);
     out.extend_from_slice(&e.leaf_hash);
@@ -190,7 +193,7 @@ pub fn decode_entry(b: &[u8]) -> Result<Entry, String> {
         content: next(),
         content_type,
         attributes,
-        salt,
+        salt: Some(salt),
         content_digest,
         attributes_digest,
         leaf_hash,

@@ -77,16 +77,17 @@ pub enum CompactError {
     Foreign(String),
 }
 
-/// Fetches a segment and checks it is ours and signed for `tree`'s state.
-async fn fetch_own(
+/// Fetches segment `name` (of range `first..=last`) and checks it is ours
+/// and signed for `tree`'s state.
+pub(crate) async fn fetch_own(
     store: &Store,
     ns: &str,
-    (first, last): (u64, u64),
+    ((first, last), name): ((u64, u64), &str),
     key: &SigningKey,
     tree_root_at_end: Hash,
 ) -> Result<segment::DecodedSegment, CompactError> {
     let bytes = store
-        .get(&layout::segment(ns, first, last))
+        .get(&layout::segment_named(ns, name))
         .await?
         .ok_or_else(|| CompactError::Foreign(format!("segment {first}-{last} vanished")))?;
     let vk = key.verifying_key();
@@ -133,33 +134,42 @@ where
     Fut: std::future::Future<Output = Option<Hash>>,
 {
     let names = store.list_names(&layout::segments(ns)).await?;
-    let crate::tiling::Tiling { cover, covered, .. } =
-        crate::tiling::tile(names.iter().map(String::as_str));
+    let tiling = crate::tiling::tile(names.iter().map(String::as_str));
+    let (cover, covered) = (&tiling.cover, &tiling.covered);
     let root_at = async |size: u64| {
         tree(size)
             .await
             .ok_or_else(|| CompactError::Foreign(format!("tree has no size {size}")))
     };
     let mut changed = 0;
-    // Leftovers of an interrupted merge: delete them only under a verified
-    // cover (each cover checked once per round).
+    // Leftovers of an interrupted merge or rewrite (covered ranges, in every
+    // generation, and older generations of a listed range): delete them
+    // only under a verified cover (each cover checked once per round).
     let mut verified: Vec<Range> = Vec::new();
-    for &(a, b) in covered.iter().take(MAX_SEGMENTS_PER_ROUND) {
+    let leftovers = covered
+        .iter()
+        .map(|&r| (r, tiling.name(r)))
+        .chain(tiling.superseded.iter().cloned());
+    for ((a, b), name) in leftovers.take(MAX_SEGMENTS_PER_ROUND) {
         let Some(&c) = cover.iter().rev().find(|&&(ca, cb)| ca <= a && b <= cb) else {
             continue;
         };
         if !verified.contains(&c) {
-            fetch_own(store, ns, c, key, root_at(c.1 + 1).await?).await?;
+            let cname = tiling.name(c);
+            fetch_own(store, ns, (c, &cname), key, root_at(c.1 + 1).await?).await?;
             verified.push(c);
         }
-        store.delete(&layout::segment(ns, a, b)).await?;
+        if name == tiling.name(c) {
+            continue; // the cover itself (never deleted here)
+        }
+        store.delete(&layout::segment_named(ns, &name)).await?;
         changed += 1;
     }
     if changed > 0 {
         // One kind of work per round keeps rounds short.
         return Ok(changed);
     }
-    let Some((i, j)) = pick_run(&cover, policy) else {
+    let Some((i, j)) = pick_run(cover, policy) else {
         return Ok(changed);
     };
     let run = &cover[i..j];
@@ -167,7 +177,8 @@ where
     let mut entries = Vec::with_capacity((last - first + 1) as usize);
     let mut chain_in: Option<Hash> = None;
     for &r in run {
-        let seg = fetch_own(store, ns, r, key, root_at(r.1 + 1).await?).await?;
+        let name = tiling.name(r);
+        let seg = fetch_own(store, ns, (r, &name), key, root_at(r.1 + 1).await?).await?;
         if chain_in.is_none() {
             let mut c = [0u8; 32];
             hex::decode_to_slice(&seg.header.chain_in, &mut c)
@@ -201,13 +212,16 @@ where
         Ok(()) => {}
         // Written by an earlier round that stopped before deleting: verify it.
         Err(StoreError::AlreadyExists(_)) => {
-            fetch_own(store, ns, (first, last), key, root).await?;
+            let name = segment::segment_file_name(first, last);
+            fetch_own(store, ns, ((first, last), &name), key, root).await?;
         }
         Err(e) => return Err(e.into()),
     }
     changed += 1;
-    for &(a, b) in run {
-        store.delete(&layout::segment(ns, a, b)).await?;
+    for &r in run {
+        store
+            .delete(&layout::segment_named(ns, &tiling.name(r)))
+            .await?;
         changed += 1;
     }
     tracing::debug!(ns, first, last, merged = run.len(), "compacted segments");

@@ -7,10 +7,12 @@
 //! [`verify::verify_store`], and the primitives in [`record`], [`merkle`],
 //! [`note`] and [`segment`] that third parties can reuse to check our output.
 
+pub mod approval;
 mod codec;
 pub mod compact;
 pub mod config;
 pub mod cosignature;
+pub mod erasure;
 pub mod jcs;
 pub mod keys;
 pub mod lease;
@@ -32,8 +34,12 @@ pub mod verify;
 pub(crate) mod wal;
 pub mod witness;
 
+/// The vault's own namespace: its access log, the export and erasure
+/// workflows (written by the server only, never erased).
+pub const AUDIT_NS: &str = "_audit";
+
 pub use config::LogConfig;
-pub use log::{AppendError, Appender, LogStats, PublishedTree, Receipt};
+pub use log::{AppendError, Appender, EraseError, LogStats, PublishedTree, Receipt};
 pub use reader::{LogReader, ReadPlan, SegmentObject};
 pub use store::Store;
 pub use vault::{

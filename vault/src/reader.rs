@@ -134,21 +134,22 @@ impl LogReader {
         let mut attempt = 1;
         loop {
             let listed = self.store.list_sized(&layout::segments(ns)).await?;
-            let sizes: HashMap<(u64, u64), u64> = listed
-                .iter()
-                .filter_map(|(n, size)| Some((segment::parse_segment_file_name(n)?, *size)))
-                .collect();
+            let sizes: HashMap<&str, u64> =
+                listed.iter().map(|(n, size)| (n.as_str(), *size)).collect();
             let tiling = crate::tiling::tile(listed.iter().map(|(n, _)| n.as_str()));
             match tiling.hole_below(floor) {
                 None => {
                     return Ok(tiling
                         .cover
-                        .into_iter()
-                        .map(|(first, last)| SegmentObject {
-                            path: layout::segment(ns, first, last),
-                            size: sizes.get(&(first, last)).copied().unwrap_or(0),
-                            first,
-                            last,
+                        .iter()
+                        .map(|&(first, last)| {
+                            let name = tiling.name((first, last));
+                            SegmentObject {
+                                size: sizes.get(name.as_str()).copied().unwrap_or(0),
+                                path: layout::segment_named(ns, &name),
+                                first,
+                                last,
+                            }
                         })
                         .collect());
                 }
@@ -256,7 +257,8 @@ impl LogReader {
                     Ok(None)
                 };
             };
-            let Some(bytes) = self.store.get(&layout::segment(ns, first, last)).await? else {
+            let path = layout::segment_named(ns, &tiling.name((first, last)));
+            let Some(bytes) = self.store.get(&path).await? else {
                 continue; // merged away since the listing: list again
             };
             let seg = tokio::task::spawn_blocking(move || segment::decode(bytes))
@@ -271,6 +273,32 @@ impl LogReader {
         Err(VaultError::Read(format!(
             "the segment holding entry {index} of {ns} kept moving (compaction); retry"
         )))
+    }
+
+    /// Every entry of session `session` of `ns` in the segments, up to the
+    /// store's published size `floor` (a missing segment below it fails).
+    pub async fn published_session_entries(
+        &self,
+        ns: &str,
+        session: &str,
+        floor: u64,
+    ) -> Result<Vec<Entry>, VaultError> {
+        let segments = self.segments(ns, floor).await?;
+        let sid = session.to_string();
+        self.decode_segments(
+            ns,
+            segments,
+            move |_, _| {
+                let sid = sid.clone();
+                Some(Box::new(move |bytes| {
+                    let mut rows = Vec::new();
+                    crate::segment::decode_session(bytes, &sid, |e| rows.push(e)).map(|_| rows)
+                }) as SegmentDecoder)
+            },
+            usize::MAX,
+            Vec::new(),
+        )
+        .await
     }
 
     /// The keys (index, seq, kind, times) of every published entry of

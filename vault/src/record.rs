@@ -101,8 +101,11 @@ pub struct Entry {
     pub content_type: Option<ContentType>,
     /// JCS text of the attributes object.
     pub attributes: Option<String>,
-    #[serde(with = "hex32")]
-    pub salt: [u8; 32],
+    /// The per-entry salt of the field digests; `None` once the entry is
+    /// erased (its `content` and `attributes` are then gone too, while the
+    /// digests, and with them the record, leaf and proofs, stay).
+    #[serde(with = "hex32_opt")]
+    pub salt: Option<[u8; 32]>,
     #[serde(with = "hex32_opt")]
     pub content_digest: Option<Hash>,
     #[serde(with = "hex32_opt")]
@@ -228,7 +231,7 @@ impl Prepared {
             content,
             content_type,
             attributes,
-            salt,
+            salt: Some(salt),
             content_digest,
             attributes_digest,
             leaf_hash: [0; 32],
@@ -448,7 +451,25 @@ impl Entry {
         Ok(o.into_bytes())
     }
 
+    /// Whether the entry's payload was erased (salt, content and
+    /// attributes removed under an erasure order).
+    pub fn is_erased(&self) -> bool {
+        self.salt.is_none()
+    }
+
+    /// Removes the payload: content, attributes and the salt. The record
+    /// keeps the digests, so the leaf, chain and every proof are unchanged,
+    /// and with the salt gone the digests no longer reveal anything about
+    /// the values (SPEC section 4).
+    pub fn erase(&mut self) {
+        self.content = None;
+        self.attributes = None;
+        self.salt = None;
+    }
+
     /// The event as the writer sent it (content parsed back from JSON text).
+    /// An erased entry carries `"erased": true` and neither content nor
+    /// attributes.
     pub fn to_event_json(&self) -> Value {
         let mut m = Map::new();
         m.insert("session_id".into(), Value::String(self.session_id.clone()));
@@ -482,6 +503,9 @@ impl Entry {
             && let Ok(v) = serde_json::from_str::<Value>(a)
         {
             m.insert("attributes".into(), v);
+        }
+        if self.is_erased() {
+            m.insert("erased".into(), Value::Bool(true));
         }
         Value::Object(m)
     }
@@ -681,7 +705,7 @@ mod tests {
             })
             .collect();
         let p = Prepared::batch(evs).unwrap();
-        let salts: Vec<[u8; 32]> = p.iter().map(|p| p.0.salt).collect();
+        let salts: Vec<[u8; 32]> = p.iter().filter_map(|p| p.0.salt).collect();
         assert!(salts[0] != salts[1] && salts[1] != salts[2] && salts[0] != salts[2]);
         assert_ne!(
             p[0].0.content_digest, p[1].0.content_digest,

@@ -40,7 +40,7 @@ use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracevault_schemas::Kind;
-use tracevault_schemas::rows::{col, segment_schema};
+use tracevault_schemas::rows::{col, is_segment_schema, segment_schema};
 
 use crate::jcs;
 use crate::record::{ContentType, Entry, Hash};
@@ -98,19 +98,48 @@ impl SegmentHeader {
     }
 }
 
-/// `{first:020}-{last:020}.parquet`.
+/// `{first:020}-{last:020}.parquet`: the name a segment is written under.
 pub fn segment_file_name(first: u64, last: u64) -> String {
-    format!("{first:020}-{last:020}.parquet")
+    segment_file_name_gen(first, last, 0)
+}
+
+/// The name of generation `gen` of the segment `first..=last`: generation 0
+/// is `{first:020}-{last:020}.parquet`; a segment rewritten in place (an
+/// erasure) is written create-only as the next generation,
+/// `{first:020}-{last:020}-e{gen:04}.parquet`, and the older one is deleted
+/// after it. Readers take the highest generation of a range.
+pub fn segment_file_name_gen(first: u64, last: u64, generation: u32) -> String {
+    match generation {
+        0 => format!("{first:020}-{last:020}.parquet"),
+        g => format!("{first:020}-{last:020}-e{g:04}.parquet"),
+    }
 }
 
 /// Parses a segment file name back into `(first, last)`.
 pub fn parse_segment_file_name(name: &str) -> Option<(u64, u64)> {
+    parse_segment_name(name).map(|(a, b, _)| (a, b))
+}
+
+/// Parses a segment file name back into `(first, last, generation)`.
+pub fn parse_segment_name(name: &str) -> Option<(u64, u64, u32)> {
     let stem = name.strip_suffix(".parquet")?;
-    let (a, b) = stem.split_once('-')?;
-    if a.len() != 20 || b.len() != 20 {
+    let (a, rest) = stem.split_once('-')?;
+    let (b, generation) = match rest.split_once("-e") {
+        None => (rest, 0),
+        Some((b, g)) => {
+            // Exactly one spelling per generation, so two names never hold
+            // the same generation of one range.
+            let g_num: u32 = g.parse().ok()?;
+            if g_num == 0 || g != format!("{g_num:04}") {
+                return None;
+            }
+            (b, g_num)
+        }
+    };
+    if a.len() != 20 || b.len() != 20 || !a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit()) {
         return None;
     }
-    Some((a.parse().ok()?, b.parse().ok()?))
+    Some((a.parse().ok()?, b.parse().ok()?, generation))
 }
 
 /// Segment encoding and decoding failures.
@@ -225,7 +254,10 @@ pub fn entries_to_batch<E: Borrow<Entry>>(entries: &[E]) -> Result<RecordBatch, 
         }
         leaf.append_value(e.leaf_hash).map_err(pq)?;
         content_type.append_option(e.content_type.map(ContentType::as_str));
-        salt.append_value(e.salt).map_err(pq)?;
+        match &e.salt {
+            Some(v) => salt.append_value(v).map_err(pq)?,
+            None => salt.append_null(),
+        }
         match &e.content_digest {
             Some(d) => cd.append_value(d).map_err(pq)?,
             None => cd.append_null(),
@@ -456,7 +488,7 @@ pub fn decode_each(
 ) -> Result<(SegmentHeader, Vec<u8>), SegmentError> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(pq)?;
     let (header, signature) = read_header(builder.metadata().file_metadata().key_value_metadata())?;
-    if builder.schema().fields() != segment_schema().fields() {
+    if !is_segment_schema(builder.schema().fields()) {
         return Err(SegmentError::Format(
             "columns differ from the segment schema".into(),
         ));
@@ -483,7 +515,7 @@ pub fn decode_session(
 ) -> Result<u64, SegmentError> {
     // No page index: pages are read in sequence, as `verify` reads them.
     let meta = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new()).map_err(pq)?;
-    if meta.schema().fields() != segment_schema().fields() {
+    if !is_segment_schema(meta.schema().fields()) {
         return Err(SegmentError::Format(
             "columns differ from the segment schema".into(),
         ));
@@ -548,7 +580,7 @@ pub struct SessionKey {
 /// verified here.
 pub fn decode_session_keys(bytes: Bytes, session: &str) -> Result<Vec<SessionKey>, SegmentError> {
     let meta = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new()).map_err(pq)?;
-    if meta.schema().fields() != segment_schema().fields() {
+    if !is_segment_schema(meta.schema().fields()) {
         return Err(SegmentError::Format(
             "columns differ from the segment schema".into(),
         ));
@@ -617,7 +649,7 @@ pub fn decode_indices(
         ));
     }
     let meta = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new()).map_err(pq)?;
-    if meta.schema().fields() != segment_schema().fields() {
+    if !is_segment_schema(meta.schema().fields()) {
         return Err(SegmentError::Format(
             "columns differ from the segment schema".into(),
         ));
@@ -664,7 +696,7 @@ pub fn decode_indices(
 pub fn decode(bytes: Bytes) -> Result<DecodedSegment, SegmentError> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(pq)?;
     let (header, signature) = read_header(builder.metadata().file_metadata().key_value_metadata())?;
-    if builder.schema().fields() != segment_schema().fields() {
+    if !is_segment_schema(builder.schema().fields()) {
         return Err(SegmentError::Format(
             "columns differ from the segment schema".into(),
         ));
@@ -772,7 +804,7 @@ pub fn batch_to_entries(b: &RecordBatch, out: &mut Vec<Entry>) -> Result<(), Seg
             content: opt_str(opt[7], i),
             attributes: opt_str(opt[8], i),
             content_type,
-            salt: req(hash_at(salt, i, "salt")?, "salt", i)?,
+            salt: hash_at(salt, i, "salt")?,
             content_digest: hash_at(cd, i, "content_digest")?,
             attributes_digest: hash_at(ad, i, "attributes_digest")?,
             leaf_hash: req(hash_at(leaf, i, "leaf_hash")?, "leaf_hash", i)?,
@@ -989,5 +1021,16 @@ mod tests {
             Some((3, 99))
         );
         assert_eq!(parse_segment_file_name("3-99.parquet"), None);
+        let g = segment_file_name_gen(3, 99, 2);
+        assert_eq!(g, "00000000000000000003-00000000000000000099-e0002.parquet");
+        assert_eq!(parse_segment_name(&g), Some((3, 99, 2)));
+        assert_eq!(
+            parse_segment_name(&segment_file_name(3, 99)),
+            Some((3, 99, 0))
+        );
+        for bad in ["-e0000", "-e2", "-e00002", "-e+002"] {
+            let n = format!("{}{bad}.parquet", &segment_file_name(3, 99)[..41]);
+            assert_eq!(parse_segment_name(&n), None, "{n}");
+        }
     }
 }

@@ -372,6 +372,11 @@ pub mod layout {
             crate::segment::segment_file_name(first, last)
         ))
     }
+    /// `ns/{ns}/segments/{name}`: a segment object by its listed file name
+    /// (any generation, see [`crate::segment::segment_file_name_gen`]).
+    pub fn segment_named(ns: &str, name: &str) -> Path {
+        Path::from(format!("ns/{ns}/segments/{name}"))
+    }
     /// `ns/{ns}/tile`: the namespace's C2SP hash tiles.
     pub fn tiles(ns: &str) -> Path {
         Path::from(format!("ns/{ns}/tile"))

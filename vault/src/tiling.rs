@@ -8,8 +8,14 @@
 //! which must start at index 0 and leave no gap below the floor (the size
 //! of the latest signed checkpoint): a gap is a removed segment, and a read
 //! must fail rather than answer without it.
+//!
+//! A range may be listed in several generations (a segment rewritten by an
+//! erasure is written as the next generation before the older one is
+//! deleted): the highest counts, the older ones are superseded leftovers.
 
-use crate::segment::parse_segment_file_name;
+use std::collections::BTreeMap;
+
+use crate::segment::{parse_segment_name, segment_file_name};
 
 /// An inclusive index range `(first, last)` of a segment.
 pub type Range = (u64, u64);
@@ -23,6 +29,11 @@ pub struct Tiling {
     pub covered: Vec<Range>,
     /// Names that are not segment names.
     pub unexpected: Vec<String>,
+    /// The file name of each listed range's highest generation, where
+    /// that is not generation 0.
+    pub names: BTreeMap<Range, String>,
+    /// Older generations of a listed range: `(range, file name)`.
+    pub superseded: Vec<(Range, String)>,
 }
 
 impl Tiling {
@@ -32,6 +43,26 @@ impl Tiling {
         let mut all: Vec<Range> = self.cover.iter().chain(&self.covered).copied().collect();
         cover_order(&mut all);
         all
+    }
+
+    /// The file name of range `r`'s current (highest) generation.
+    pub fn name(&self, r: Range) -> String {
+        self.names
+            .get(&r)
+            .cloned()
+            .unwrap_or_else(|| segment_file_name(r.0, r.1))
+    }
+
+    /// Every listed segment as `(range, file name)`: the cover and covered
+    /// ranges as [`Tiling::all`] orders them, each followed by its
+    /// superseded generations.
+    pub fn all_named(&self) -> Vec<(Range, String)> {
+        let mut out = Vec::new();
+        for r in self.all() {
+            out.push((r, self.name(r)));
+            out.extend(self.superseded.iter().filter(|(s, _)| *s == r).cloned());
+        }
+        out
     }
 
     /// The first index range no segment of the cover holds: a gap between
@@ -59,13 +90,28 @@ impl Tiling {
 
 /// Sorts out a listing of segment object names (file names).
 pub fn tile<'a>(names: impl IntoIterator<Item = &'a str>) -> Tiling {
-    let mut ranges = Vec::new();
+    let mut generations: BTreeMap<Range, Vec<(u32, String)>> = BTreeMap::new();
     let mut unexpected = Vec::new();
     for name in names {
-        match parse_segment_file_name(name) {
-            Some((a, b)) if a <= b => ranges.push((a, b)),
+        match parse_segment_name(name) {
+            Some((a, b, g)) if a <= b => generations
+                .entry((a, b))
+                .or_default()
+                .push((g, name.to_string())),
             _ => unexpected.push(name.to_string()),
         }
+    }
+    let mut ranges: Vec<Range> = generations.keys().copied().collect();
+    let mut names = BTreeMap::new();
+    let mut superseded = Vec::new();
+    for (r, mut gens) in generations {
+        gens.sort();
+        if let Some((g, newest)) = gens.pop()
+            && g > 0
+        {
+            names.insert(r, newest);
+        }
+        superseded.extend(gens.into_iter().rev().map(|(_, n)| (r, n)));
     }
     cover_order(&mut ranges);
     let (cover, covered) = split_covered(&ranges);
@@ -73,6 +119,8 @@ pub fn tile<'a>(names: impl IntoIterator<Item = &'a str>) -> Tiling {
         cover,
         covered,
         unexpected,
+        names,
+        superseded,
     }
 }
 
@@ -131,5 +179,29 @@ mod tests {
         // A first segment that does not start at 0.
         let late = tile([segment_file_name(5, 9).as_str()]);
         assert_eq!(late.hole_below(0), Some((0, 4)));
+    }
+
+    #[test]
+    fn the_highest_generation_of_a_range_counts() {
+        use crate::segment::segment_file_name_gen;
+        let names = [
+            segment_file_name(0, 9),
+            segment_file_name_gen(0, 9, 2),
+            segment_file_name_gen(0, 9, 1),
+            segment_file_name(10, 19),
+        ];
+        let t = tile(names.iter().map(String::as_str));
+        assert_eq!(t.cover, [(0, 9), (10, 19)]);
+        assert!(t.covered.is_empty());
+        assert_eq!(t.name((0, 9)), segment_file_name_gen(0, 9, 2));
+        assert_eq!(t.name((10, 19)), segment_file_name(10, 19));
+        assert_eq!(
+            t.superseded,
+            [
+                ((0, 9), segment_file_name_gen(0, 9, 1)),
+                ((0, 9), segment_file_name(0, 9))
+            ]
+        );
+        assert_eq!(t.all_named().len(), 4);
     }
 }

@@ -64,6 +64,11 @@ pub struct NsSummary {
     pub checkpoints: usize,
     /// Segment bytes read.
     pub bytes: u64,
+    /// Entries found erased (payload and salt removed), each checked
+    /// against the erasure orders recorded in `_audit`.
+    pub erased_entries: crate::erasure::IndexRanges,
+    /// Number of erased entries found.
+    pub erased: u64,
 }
 
 /// The outcome of a verification.
@@ -182,6 +187,8 @@ struct SegmentOutcome {
     chain_out: Option<Hash>,
     findings: Vec<Finding>,
     bytes: u64,
+    /// Indices of rows without payload and salt (erased), in row order.
+    erased: Vec<u64>,
 }
 
 fn hex32(s: &str) -> Option<Hash> {
@@ -209,6 +216,7 @@ fn check_segment(
         chain_out: None,
         findings: Vec::new(),
         bytes: bytes.len() as u64,
+        erased: Vec::new(),
     };
     let mut find = |index: Option<u64>, message: String| {
         out.findings.push(Finding {
@@ -222,12 +230,16 @@ fn check_segment(
     // only (index, leaf, chain) of each row is kept for the order checks.
     let mut rows: Vec<RowFacts> = Vec::new();
     let mut content: Vec<(u64, String)> = Vec::new();
+    let mut erased: Vec<u64> = Vec::new();
     let decoded = segment::decode_each(bytes.clone(), |e| {
         if e.ns != ns {
             content.push((e.idx, format!("row names namespace {:?}", e.ns)));
         }
         for msg in check_digests(&e) {
             content.push((e.idx, msg));
+        }
+        if e.is_erased() {
+            erased.push(e.idx);
         }
         match e.committed_record_bytes() {
             Ok(rec) if leaf_hash(&rec) == e.leaf_hash => {}
@@ -475,20 +487,169 @@ fn check_segment(
         );
     }
     out.chain_out = Some(chain);
+    out.erased = erased;
     out.header = Some(seg.header);
     out
 }
 
-/// Recomputes the field digests of an entry from its stored values.
+/// Most findings reported per namespace for erased entries without an order.
+const MAX_ERASURE_FINDINGS: usize = 20;
+
+/// Checks every erased entry found against the erasure orders recorded in
+/// `_audit`: an entry may lack its payload and salt only when an approved
+/// order (or a retention run) lists it. The orders count only when each of
+/// their steps is proven: its content matches its digest, its record its
+/// leaf, and that leaf is in the `_audit` tree of the latest signed
+/// `_audit` checkpoint (read through its tiles).
+async fn check_erasures(
+    store: &Store,
+    vault_origin: &str,
+    key: &VerifyingKey,
+    report: &mut Report,
+) -> Result<(), VerifyError> {
+    let audit = crate::AUDIT_NS;
+    let mut orders = crate::erasure::Orders::new(Default::default());
+    match proven_erasure_steps(store, vault_origin, key).await {
+        Ok((steps, unproven)) => {
+            for (idx, step) in steps {
+                orders.apply(&step, idx);
+            }
+            for (idx, why) in unproven {
+                report.findings.push(Finding {
+                    ns: audit.into(),
+                    object: format!("ns/{audit}"),
+                    index: Some(idx),
+                    message: format!(
+                        "erasure step cannot be proven ({why}); its order does not count"
+                    ),
+                });
+            }
+        }
+        Err(why) => report.warnings.push(format!(
+            "erasure orders could not be read from {audit}: {why}; every erased entry is reported"
+        )),
+    }
+    let mut findings = Vec::new();
+    for s in &report.namespaces {
+        let allowed = if s.ns == audit {
+            // The access log is never erased.
+            crate::erasure::IndexRanges::new()
+        } else {
+            orders.erasable(&s.ns)
+        };
+        let bad = s.erased_entries.minus(&allowed);
+        for &(a, b) in bad.ranges().iter().take(MAX_ERASURE_FINDINGS) {
+            let which = if a == b {
+                format!("entry {a} has")
+            } else {
+                format!("entries {a}-{b} have")
+            };
+            findings.push(Finding {
+                ns: s.ns.clone(),
+                object: layout::segments(&s.ns).to_string(),
+                index: Some(a),
+                message: format!(
+                    "{which} no content, attributes or salt, and no erasure order in {audit} covers them (payload removed, not erased)"
+                ),
+            });
+        }
+        if bad.ranges().len() > MAX_ERASURE_FINDINGS {
+            findings.push(Finding {
+                ns: s.ns.clone(),
+                object: layout::segments(&s.ns).to_string(),
+                index: None,
+                message: format!(
+                    "... and {} more ranges of entries erased without an order",
+                    bad.ranges().len() - MAX_ERASURE_FINDINGS
+                ),
+            });
+        }
+    }
+    report.findings.extend(findings);
+    Ok(())
+}
+
+/// The erasure steps of `_audit` below its latest signed checkpoint, each
+/// proven, and the indices of those that could not be (with why).
+#[allow(clippy::type_complexity)]
+async fn proven_erasure_steps(
+    store: &Store,
+    vault_origin: &str,
+    key: &VerifyingKey,
+) -> Result<(Vec<(u64, crate::erasure::Step)>, Vec<(u64, String)>), String> {
+    let audit = crate::AUDIT_NS;
+    let Some(text) = store
+        .get(&layout::latest_checkpoint(audit))
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let text = String::from_utf8_lossy(&text).to_string();
+    let cp = note::open_checkpoint(&text, &format!("{vault_origin}/{audit}"), key)
+        .map_err(|e| format!("its latest checkpoint does not verify: {e}"))?;
+    let reader = crate::LogReader::new(store.clone());
+    let entries = reader
+        .published_session_entries(audit, crate::erasure::ERASURES_SESSION, cp.size)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut tiles = TileTree::new(reader, audit, cp.size);
+    tiles
+        .trust(cp.root)
+        .await
+        .map_err(|e| format!("its tiles do not match its checkpoint: {e}"))?;
+    let (mut steps, mut unproven) = (Vec::new(), Vec::new());
+    for e in entries.into_iter().filter(|e| e.idx < cp.size) {
+        let why = if !check_digests(&e).is_empty() || e.is_erased() {
+            Some("its content does not match its digest".to_string())
+        } else if e
+            .committed_record_bytes()
+            .map(|r| leaf_hash(&r) != e.leaf_hash)
+            .unwrap_or(true)
+        {
+            Some("its record does not match its leaf".to_string())
+        } else {
+            match tiles.leaf(e.idx).await {
+                Ok(l) if l == e.leaf_hash => None,
+                Ok(_) => Some("its leaf is not the one in the signed tree".to_string()),
+                Err(err) => Some(format!("its leaf cannot be read from the tiles: {err}")),
+            }
+        };
+        let step = e
+            .content
+            .as_deref()
+            .and_then(|c| serde_json::from_str::<crate::erasure::Step>(c).ok());
+        match (why, step) {
+            (Some(w), _) => unproven.push((e.idx, w)),
+            (None, None) => unproven.push((e.idx, "it is not an erasure step".into())),
+            (None, Some(s)) => steps.push((e.idx, s)),
+        }
+    }
+    Ok((steps, unproven))
+}
+
+/// Recomputes the field digests of an entry from its stored values. An
+/// entry without its salt is erased: it must hold no value either (whether
+/// an erasure order covers it is checked once the namespace is read).
 fn check_digests(e: &Entry) -> Vec<String> {
     let mut msgs = Vec::new();
+    let Some(salt) = &e.salt else {
+        for (name, value) in [("content", &e.content), ("attributes", &e.attributes)] {
+            if value.is_some() {
+                msgs.push(format!(
+                    "{name} present but the salt is gone (erased entry holding a value)"
+                ));
+            }
+        }
+        return msgs;
+    };
     for (name, value, digest) in [
         ("content", &e.content, &e.content_digest),
         ("attributes", &e.attributes, &e.attributes_digest),
     ] {
         match (value, digest) {
             (Some(v), Some(d)) => {
-                if field_digest(name, &e.salt, v.as_bytes()) != *d {
+                if field_digest(name, salt, v.as_bytes()) != *d {
                     msgs.push(format!("{name} does not match its digest (value edited)"));
                 }
             }
@@ -635,6 +796,13 @@ pub async fn verify_store(store: &Store, opts: &VerifyOptions) -> Result<Report,
             report.namespaces.push(summary);
             break;
         }
+    }
+    if report
+        .namespaces
+        .iter()
+        .any(|s| !s.erased_entries.is_empty())
+    {
+        check_erasures(store, &meta.origin, &key, &mut report).await?;
     }
     if let Some((ns, _)) = &pinned
         && !report.namespaces.iter().any(|s| &s.ns == ns)
@@ -816,11 +984,12 @@ async fn verify_namespace(
     }
     // Incremental: from the segment holding entry `from - 1` on (its chain
     // out is where the new entries' chain starts).
-    let ranges: Vec<(u64, u64)> = tiling
-        .all()
+    let named: Vec<((u64, u64), String)> = tiling
+        .all_named()
         .into_iter()
-        .filter(|(_, last)| last + 1 >= from)
+        .filter(|((_, last), _)| last + 1 >= from)
         .collect();
+    let ranges: Vec<(u64, u64)> = named.iter().map(|(r, _)| *r).collect();
     summary.segments = ranges.len();
 
     let mut wanted: BTreeSet<u64> = checkpoints.keys().copied().collect();
@@ -831,9 +1000,9 @@ async fn verify_namespace(
     // Stream segments: check in parallel, fold in index order.
     let concurrency = opts.concurrency.max(1);
     let key2 = *key;
-    let mut stream = futures::stream::iter(ranges.clone())
-        .map(|(first, last)| {
-            let path = layout::segment(ns, first, last);
+    let mut stream = futures::stream::iter(named)
+        .map(|((first, last), name)| {
+            let path = layout::segment_named(ns, &name);
             let ns = ns.to_string();
             async move {
                 let object = path.to_string();
@@ -864,6 +1033,7 @@ async fn verify_namespace(
                         message: format!("segment could not be checked (malformed file): {e}"),
                     }],
                     bytes: 0,
+                    erased: Vec::new(),
                 });
                 Ok(Some(out))
             }
@@ -909,6 +1079,15 @@ async fn verify_namespace(
             break;
         };
         summary.bytes += seg.bytes;
+        // Every erased row, in the cover or in a leftover, must be under an
+        // order (checked once `_audit` is read).
+        if !seg.erased.is_empty() {
+            summary
+                .erased_entries
+                .union(&crate::erasure::IndexRanges::from_sorted(
+                    seg.erased.iter().copied(),
+                ));
+        }
         if let Some(p) = &opts.progress {
             p(seg.bytes);
         }
@@ -1001,6 +1180,7 @@ async fn verify_namespace(
         return Ok((summary, true));
     }
     summary.entries = tree.size;
+    summary.erased = summary.erased_entries.count();
     let last_range_end = ranges.iter().map(|(_, b)| b + 1).max().unwrap_or(0);
     if last_range_end > tree.size && !report.findings.iter().any(|f| f.ns == ns) {
         report.findings.push(Finding {

@@ -431,6 +431,22 @@ impl Wal {
         Ok(())
     }
 
+    /// Starts a new file at `next` (the next index to be written), unless
+    /// the current file holds nothing yet: the files before it can then be
+    /// released once `next` is published. An erasure uses this so that no
+    /// WAL file keeps the payloads it removed from the store.
+    pub fn rotate_at(&mut self, next: u64) -> Result<(), WalError> {
+        if self.files.last().is_some_and(|(first, _)| *first < next) {
+            self.rotate(next)?;
+        }
+        Ok(())
+    }
+
+    /// The first index of the oldest file: no entry below it is in the WAL.
+    pub fn oldest(&self) -> u64 {
+        self.files.first().map_or(0, |(first, _)| *first)
+    }
+
     /// Deletes files whose entries all lie below `published` (they are in the
     /// object store, covered by a checkpoint). The open file is kept.
     pub fn release_below(&mut self, published: u64) -> Result<(), WalError> {

@@ -759,7 +759,7 @@ async fn i2_fork_rewritten_history_with_the_real_key() {
                     session_seq: orig.session_seq,
                     received_at: orig.received_at,
                     ingested_by: &orig.ingested_by,
-                    salt: orig.salt,
+                    salt: orig.salt.expect("a stored salt"),
                     prev_chain: prev,
                 },
             )

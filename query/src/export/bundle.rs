@@ -265,10 +265,10 @@ impl<'a> BundleWriter<'a> {
             // With anything of the row masked, the salt would let a recipient
             // rebuild the digests and confirm guesses of the masked value
             // (content, attributes, or a verbatim field) against the leaf.
-            if !m.withheld.is_empty() {
-                salt.append_null();
-            } else {
-                salt.append_value(e.salt).map_err(build)?;
+            // An erased entry has no salt any more (nor values).
+            match e.salt {
+                Some(s) if m.withheld.is_empty() => salt.append_value(s).map_err(build)?,
+                _ => salt.append_null(),
             }
             leaf.append_value(hex::encode(e.leaf_hash));
             let record = if m.withheld.iter().any(|f| VERBATIM.contains(f)) {
@@ -277,13 +277,18 @@ impl<'a> BundleWriter<'a> {
                 let bytes = e.committed_record_bytes().map_err(build)?;
                 serde_json::from_slice(&bytes).map_err(build)?
             };
-            let line = json!({
+            let mut line = json!({
                 "index": e.idx,
                 "leaf_hash": hex::encode(e.leaf_hash),
                 "record": record,
                 "withheld": m.withheld,
                 "proof": row.proof.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
             });
+            if e.is_erased() {
+                // Its payload was erased under an order (docs/erasure.md):
+                // the record and proof stand, the values are gone.
+                line["erased"] = Value::Bool(true);
+            }
             let mut line = line.to_string().into_bytes();
             line.push(b'\n');
             self.proofs_hash.update(&line);

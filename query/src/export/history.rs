@@ -18,7 +18,7 @@ use super::verify::{hash32, proof_hashes};
 
 /// The vault's access log namespace (the server writes it; bundles prove
 /// their history in it).
-pub const AUDIT_NS: &str = "_audit";
+pub use tracevault_vault::AUDIT_NS;
 /// The `_audit` session holding the export workflow's steps.
 pub const EXPORTS_SESSION: &str = "exports";
 
@@ -45,7 +45,7 @@ fn history_line(e: &Entry, shown: &Value, proof: &[Hash]) -> Result<Value, Expor
         "proof": proof.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
         "step": shown,
         "content": if exact { e.content.clone().map(Value::String) } else { None },
-        "salt": if exact { Some(hex::encode(e.salt)) } else { None },
+        "salt": if exact { e.salt.map(hex::encode) } else { None },
     }))
 }
 

@@ -41,6 +41,9 @@ pub struct BundleReport {
     pub unbound: u64,
     /// Masked fields, by name: withheld, not verified.
     pub withheld: BTreeMap<String, u64>,
+    /// Rows whose content, attributes and salt were erased under an
+    /// erasure order: their records and proofs stand, their values are gone.
+    pub erased: u64,
     /// Workflow steps in `approvals.jsonl` proven in `_audit`.
     pub history_steps: u64,
     /// Of those, steps whose content is bound to their record (a step whose
@@ -54,6 +57,9 @@ struct ProofLine {
     leaf: Hash,
     record: Option<Value>,
     withheld: Vec<String>,
+    /// The entry's payload was erased (the manifest's signature covers
+    /// this line, so only the vault can say so).
+    erased: bool,
 }
 
 /// A 32-byte hash from hex.
@@ -324,6 +330,7 @@ pub fn verify_bundle_with(
             leaf,
             record,
             withheld,
+            erased: v["erased"] == Value::Bool(true),
         };
         if proofs.insert(index, line).is_some() {
             findings.push(format!("entry {index}: two proofs (row duplicated)"));
@@ -475,7 +482,7 @@ pub(crate) fn rows_of(b: &RecordBatch) -> Result<Vec<Row>, String> {
             content: get(11, i),
             content_type: get(12, i).and_then(|c| ContentType::parse(&c)),
             attributes: get(13, i),
-            salt: [0; 32],
+            salt: None,
             content_digest: None,
             attributes_digest: None,
             leaf_hash: [0; 32],
@@ -517,6 +524,15 @@ fn check_row(
     }
     for f in &p.withheld {
         *report.withheld.entry(f.clone()).or_default() += 1;
+    }
+    if p.erased {
+        if row.salt.is_some() || row.entry.content.is_some() || row.entry.attributes.is_some() {
+            findings.push(format!(
+                "entry {i}: marked erased but the row holds a value or salt"
+            ));
+            return;
+        }
+        report.erased += 1;
     }
     let Some(record) = &p.record else {
         if !p

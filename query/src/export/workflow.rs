@@ -61,28 +61,7 @@ impl Default for ExportPolicy {
     }
 }
 
-/// Who acts: the verified identity of a token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Actor {
-    /// Token issuer.
-    pub iss: String,
-    /// Subject.
-    pub sub: String,
-    /// The person behind the token when its issuer names one (normalized,
-    /// e.g. an email), compared across issuers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub person: Option<String>,
-}
-
-impl Actor {
-    /// Whether `self` and `other` are one person: the same token identity
-    /// (`iss`, `sub`), or the same named person whatever the issuers. This
-    /// is the rule for "never decides their own request" and "counts once".
-    pub fn same_person(&self, other: &Actor) -> bool {
-        (self.iss == other.iss && self.sub == other.sub)
-            || self.person.is_some() && self.person == other.person
-    }
-}
+pub use tracevault_vault::approval::{Actor, Refusal, RefusalKind, refuse};
 
 /// What a request exports, frozen when it is made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -253,39 +232,6 @@ pub struct Request {
     pub downloads: u32,
     /// When the server recorded the expiry, if it has.
     pub expired_at: Option<i64>,
-}
-
-/// Why a step is refused: a stable code (for the API) and a message.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct Refusal {
-    /// Stable code, e.g. `self_approval`.
-    pub code: &'static str,
-    /// Human text.
-    pub message: String,
-    /// What kind of refusal (the HTTP layer maps it to a status).
-    pub kind: RefusalKind,
-}
-
-/// Why a workflow step is refused, as a domain fact.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefusalKind {
-    /// The step is malformed (no reason given).
-    Invalid,
-    /// This actor may not take this step.
-    Forbidden,
-    /// No such export.
-    NotFound,
-    /// The export is not in a state that allows the step.
-    Conflict,
-}
-
-fn refuse(kind: RefusalKind, code: &'static str, message: impl Into<String>) -> Refusal {
-    Refusal {
-        code,
-        message: message.into(),
-        kind,
-    }
 }
 
 /// Every request, rebuilt from the recorded transitions.

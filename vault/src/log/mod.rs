@@ -16,7 +16,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path as FsPath;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,7 @@ use crate::store::{Store, StoreError, layout};
 use crate::wal::Wal;
 
 mod dedup;
+mod eraser;
 mod published_tree;
 mod publisher;
 mod recovery;
@@ -43,6 +44,7 @@ mod tile_publisher;
 
 use crate::tile_proofs::{ProofError, TileTree};
 use dedup::{Dedup, Seen, dedup_key, receipt};
+pub use eraser::EraseError;
 pub use published_tree::PublishedTree;
 use publisher::Publisher;
 use recovery::{inconsistent, load_store, recover, save_last_signed};
@@ -155,6 +157,13 @@ struct Shared {
     publish_failures: AtomicU64,
     /// When (Unix ms) the latest checkpoint was published; 0 before the first.
     checkpoint_at_ms: AtomicU64,
+    /// Held while segments are rewritten (an erasure); compaction, which
+    /// rewrites the same objects, skips its round meanwhile.
+    rewrite_lock: tokio::sync::Mutex<()>,
+    /// Set by an erasure: the sequencer starts a new WAL file.
+    wal_rotate: AtomicBool,
+    /// The first index of the oldest WAL file (no entry below it is in the WAL).
+    wal_oldest: AtomicU64,
 }
 
 /// Operational counters of one namespace log, for monitoring.
@@ -233,8 +242,38 @@ async fn trusted_tiles<'a>(
     Ok(t)
 }
 
+/// Roots of the tree at given sizes, as this server computed them from
+/// checked data (the segments' ends it knows), else from the tiles
+/// authenticated against its own edge: never as read from the store, which
+/// an operator can change. What compaction and erasure check the segments
+/// they rewrite against.
+fn trusted_roots(
+    shared: Arc<Shared>,
+    tiles: SharedTiles,
+) -> impl Fn(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Hash>> + Send>> {
+    move |size: u64| {
+        let (shared, tiles) = (shared.clone(), tiles.clone());
+        Box::pin(async move {
+            let known = shared
+                .state
+                .read()
+                .ok()
+                .and_then(|st| st.segment_roots.get(&size).copied());
+            if known.is_some() {
+                return known;
+            }
+            let mut t = trusted_tiles(&shared, &tiles).await.ok()?;
+            if size == 0 || size > t.size() {
+                return None;
+            }
+            t.range(0, size).await.ok()
+        })
+    }
+}
+
 /// An open namespace log.
 pub struct Appender {
+    ctx: Arc<LogContext>,
     /// Proofs are read from the tiles in the store, through one cache
     /// (bounded; see [`TileTree`]).
     tiles: SharedTiles,
@@ -321,6 +360,9 @@ impl Appender {
             segments_uploaded: AtomicU64::new(0),
             publish_failures: AtomicU64::new(0),
             checkpoint_at_ms: AtomicU64::new(0),
+            rewrite_lock: tokio::sync::Mutex::new(()),
+            wal_rotate: AtomicBool::new(false),
+            wal_oldest: AtomicU64::new(wal.oldest()),
         });
         let seq = Sequencer {
             ns: ns.to_string(),
@@ -370,6 +412,7 @@ impl Appender {
             "namespace open for writing"
         );
         Ok(Arc::new(Appender {
+            ctx,
             tiles,
             shared,
             tx: Mutex::new(Some(tx)),

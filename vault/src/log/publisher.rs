@@ -228,33 +228,15 @@ impl Publisher {
             return;
         }
         self.last_compact = tokio::time::Instant::now();
+        // An erasure is rewriting segments: merge next time.
+        let Ok(_rewriting) = self.shared.rewrite_lock.try_lock() else {
+            return;
+        };
         let policy = crate::compact::CompactPolicy {
             target_rows: cfg.compact_target_rows.max(2),
             min_segments: cfg.compact_min_segments.max(2),
         };
-        // Roots at the segments' ends, as this server computed them from
-        // checked data, else from the tiles authenticated against this
-        // server's own edge (never as read from the store, which an
-        // operator can change).
-        let (shared, tiles) = (self.shared.clone(), self.tiles.clone());
-        let root_at = move |size: u64| {
-            let (shared, tiles) = (shared.clone(), tiles.clone());
-            async move {
-                let known = shared
-                    .state
-                    .read()
-                    .ok()
-                    .and_then(|st| st.segment_roots.get(&size).copied());
-                if known.is_some() {
-                    return known;
-                }
-                let mut t = super::trusted_tiles(&shared, &tiles).await.ok()?;
-                if size == 0 || size > t.size() {
-                    return None;
-                }
-                t.range(0, size).await.ok()
-            }
-        };
+        let root_at = super::trusted_roots(self.shared.clone(), self.tiles.clone());
         let r = crate::compact::compact_once(
             &self.ctx.store,
             &self.shared.ns,

@@ -231,7 +231,7 @@ pub(super) async fn load_store(
     // After an interrupted merge, small segments may sit under the merged one:
     // the cover counts (the compactor cleans up); contiguity is checked below.
     let tiling = crate::tiling::tile(names.iter().map(String::as_str));
-    for (first, last) in tiling.cover {
+    for &(first, last) in &tiling.cover {
         if limit.as_ref().is_some_and(|(size, _)| first >= *size) {
             break;
         }
@@ -243,7 +243,7 @@ pub(super) async fn load_store(
         }
         let bytes = ctx
             .store
-            .get(&layout::segment(ns, first, last))
+            .get(&layout::segment_named(ns, &tiling.name((first, last))))
             .await?
             .ok_or_else(|| inconsistent(ns, format!("segment {first}-{last} vanished")))?;
         // Everything this server will sign on top of must itself be signed by

@@ -63,6 +63,17 @@ pub(super) fn sequencer_loop(
             }
             continue;
         }
+        // An erasure asked for a fresh WAL file (see `Appender::erase`).
+        if shared.wal_rotate.swap(false, Ordering::SeqCst)
+            && let Err(e) = s.wal.rotate_at(s.next)
+        {
+            let msg = format!("WAL rotation failed: {e}");
+            shared.fail(STATUS_FAILED, msg.clone());
+            for r in reqs {
+                let _ = r.reply.send(Err(AppendError::Failed(msg.clone())));
+            }
+            continue;
+        }
         entries.clear();
         let mut answers: Vec<(Reply, Result<Vec<Receipt>, AppendError>)> = Vec::new();
         let mut failed = None;
@@ -178,6 +189,7 @@ pub(super) fn sequencer_loop(
         if let Err(e) = s.wal.release_below(shared.published.load(Ordering::SeqCst)) {
             tracing::warn!(ns = %s.ns, "WAL cleanup: {e}");
         }
+        shared.wal_oldest.store(s.wal.oldest(), Ordering::SeqCst);
     }
 }
 
