@@ -8,10 +8,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use serde_json::Value;
 use tracevault_client::exports::ExportRequest;
 
-use crate::remote::{Remote, runtime};
+use crate::remote::{Remote, report_refusal, runtime};
 
 /// Where and as whom: `--server` and `--token`, the token's role as the
 /// subcommand needs it.
@@ -140,20 +139,7 @@ pub fn run(cmd: ExportCmd) -> anyhow::Result<ExitCode> {
     let bytes = match answer {
         Ok(Some(b)) => b,
         Ok(None) => anyhow::bail!("give --session or --sql"),
-        Err(tracevault_client::Error::Status(e)) => {
-            let msg = serde_json::from_slice::<Value>(&e.body)
-                .ok()
-                .map(|v| {
-                    format!(
-                        "{} ({})",
-                        v["error"]["message"].as_str().unwrap_or(""),
-                        v["error"]["code"].as_str().unwrap_or("")
-                    )
-                })
-                .unwrap_or_else(|| String::from_utf8_lossy(&e.body).to_string());
-            eprintln!("error: the server answered {}: {msg}", e.status);
-            return Ok(ExitCode::from(1));
-        }
+        Err(tracevault_client::Error::Status(e)) => return Ok(report_refusal(&e)),
         Err(e) => return Err(anyhow::Error::new(e).context("sending")),
     };
     match output {

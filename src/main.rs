@@ -3,6 +3,7 @@
 //! session into the vault), `query` (SQL), and `bench ingest`.
 
 mod bench;
+mod erase_cmd;
 mod export_cmd;
 mod query_cmd;
 mod remote;
@@ -52,6 +53,11 @@ enum Cmd {
     Export {
         #[command(subcommand)]
         cmd: export_cmd::ExportCmd,
+    },
+    /// Erasure orders under approval: request, list, status, approve, deny, verify-receipt.
+    Erase {
+        #[command(subcommand)]
+        cmd: erase_cmd::EraseCmd,
     },
     /// Replay a session in the terminal (from a server, a bundle or a data directory).
     Replay(replay::ReplayArgs),
@@ -283,6 +289,7 @@ fn main() -> ExitCode {
         Cmd::Stream(a) => stream_cmd::run(a),
         Cmd::Query(a) => query_cmd::run(a),
         Cmd::Export { cmd } => export_cmd::run(cmd),
+        Cmd::Erase { cmd } => erase_cmd::run(cmd),
         Cmd::Replay(a) => replay::run(a).map(|_| ExitCode::SUCCESS),
         Cmd::Witness { cmd } => witness_cmd::run(cmd).map(|_| ExitCode::SUCCESS),
         Cmd::QueryWorker {

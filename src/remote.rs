@@ -36,3 +36,15 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()?)
 }
+
+/// Reports a refusal by the server (its JSON error's message and code) on
+/// stderr: the exit code 1 of the client commands.
+pub fn report_refusal(e: &tracevault_client::ServerError) -> std::process::ExitCode {
+    let msg = if e.code.is_empty() {
+        String::from_utf8_lossy(&e.body).to_string()
+    } else {
+        format!("{} ({})", e.message, e.code)
+    };
+    eprintln!("error: the server answered {}: {msg}", e.status);
+    std::process::ExitCode::from(1)
+}

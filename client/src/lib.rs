@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod checkpoints;
+pub mod erasures;
 pub mod events;
 pub mod exports;
 pub mod load;

@@ -63,6 +63,10 @@ pub(crate) const STORE_URL: &str = "tracevault://store/";
 
 /// Segment column holding the content type (needed to mask JSON content as JSON).
 const CONTENT_TYPE_COL: usize = TRACES_COLUMNS;
+/// Stored column `salt`: null once the entry is erased.
+const SALT_COL: usize = TRACES_COLUMNS + 1;
+/// What `content` and `attributes` read as for an erased entry (docs/erasure.md).
+pub const ERASED_MARKER: &str = "[ERASED]";
 /// Segment/traces column positions used here.
 const NS: usize = 0;
 const IDX: usize = 1;
@@ -329,6 +333,10 @@ impl TableProvider for TracesTable {
         read.extend([NS, RECEIVED_AT]);
         if out_cols.contains(&CONTENT) {
             read.push(CONTENT_TYPE_COL);
+        }
+        // An erased entry (no salt) shows a marker in its payload columns.
+        if out_cols.contains(&CONTENT) || out_cols.contains(&ATTRIBUTES) {
+            read.push(SALT_COL);
         }
         // The leaf hash of a row whose verbatim columns the profile masks is
         // withheld: read those columns to know, whether projected or not.
@@ -655,6 +663,12 @@ impl MaskExec {
             )));
         }
         let m = &self.shared.masker;
+        let erased: Vec<bool> = match self.column(&b, SALT_COL) {
+            Ok(s) if self.out_cols.contains(&CONTENT) || self.out_cols.contains(&ATTRIBUTES) => {
+                (0..n).map(|i| s.is_null(i)).collect()
+            }
+            _ => Vec::new(),
+        };
         let mut cols: Vec<ArrayRef> = Vec::with_capacity(self.out_cols.len());
         for (i, &oc) in self.out_cols.iter().enumerate() {
             let a = self.column(&b, oc)?;
@@ -689,9 +703,9 @@ impl MaskExec {
                     let json: Vec<bool> = (0..n)
                         .map(|i| !ct.is_null(i) && ct.value(i) == "json")
                         .collect();
-                    mask_strings(m, name, &a, |i| json[i], false)?
+                    mark_erased(mask_strings(m, name, &a, |i| json[i], false)?, &erased)?
                 }
-                ATTRIBUTES => mask_strings(m, name, &a, |_| true, false)?,
+                ATTRIBUTES => mark_erased(mask_strings(m, name, &a, |_| true, false)?, &erased)?,
                 SESSION_ID | INGESTED_BY => mask_strings(m, name, &a, |_| false, true)?,
                 _ => mask_strings(m, name, &a, |_| false, false)?,
             };
@@ -704,6 +718,25 @@ impl MaskExec {
             &opts,
         )?)
     }
+}
+
+/// Replaces the value of every erased row (`erased[i]`) by
+/// [`ERASED_MARKER`].
+fn mark_erased(a: ArrayRef, erased: &[bool]) -> DfResult<ArrayRef> {
+    if !erased.iter().any(|e| *e) {
+        return Ok(a);
+    }
+    let s = a
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| DataFusionError::Internal("payload: not a string column".into()))?;
+    let out: StringArray = (0..s.len())
+        .map(|i| match erased.get(i) {
+            Some(true) => Some(ERASED_MARKER),
+            _ => (!s.is_null(i)).then(|| s.value(i)),
+        })
+        .collect();
+    Ok(Arc::new(out))
 }
 
 /// Masks a string column; `is_json(i)` says whether row `i` holds JSON text

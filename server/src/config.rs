@@ -42,6 +42,10 @@ pub struct ServerConfig {
     pub query: crate::read::QueryConfig,
     /// The export approval workflow.
     pub exports: tracevault_query::export::workflow::ExportPolicy,
+    /// The erasure approval workflow (`[erasure]`, docs/erasure.md).
+    pub erasure: tracevault_vault::erasure::ErasurePolicy,
+    /// Payload retention per namespace (`[retention]`, docs/erasure.md).
+    pub retention: crate::erasures::retention::RetentionConfig,
     /// Log tunables.
     pub log: LogConfig,
     /// Request limits.
@@ -73,6 +77,8 @@ impl ServerConfig {
     pub fn check(&self) -> Result<(), StartError> {
         self.limits.check(&self.log).map_err(StartError)?;
         self.witnesses.policy().map_err(StartError)?;
+        self.erasure.check().map_err(StartError)?;
+        self.retention.check().map_err(StartError)?;
         crate::external::validate_all(&self.issuers, "").map_err(|e| StartError(e.to_string()))
     }
 

@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod erasures;
 mod error;
 mod evidence;
 pub mod exports;

@@ -108,9 +108,24 @@ impl Server {
         let p = cfg.exports;
         let every = (p.request_ttl_s.min(p.download_window_s) / 4).clamp(1, 60) as u64;
         exports::spawn_expiry_recorder(state.clone(), exports.clone(), Duration::from_secs(every));
-        let app = router_with(state.clone(), read::routes().merge(exports::routes()))
-            .layer(axum::Extension(read_ctx))
-            .layer(axum::Extension(exports));
+        let erasures = Arc::new(
+            crate::erasures::ErasureContext::load(&vault, cfg.erasure, cfg.retention.clone())
+                .await?,
+        );
+        // Approved orders not yet performed (a restart mid-way) are resumed
+        // at once; due orders and retention are looked at every 30 s (or
+        // every retention interval, if shorter).
+        let every = cfg.retention.check_interval_s.clamp(1, 30);
+        crate::erasures::spawn_runner(state.clone(), erasures.clone(), Duration::from_secs(every));
+        let app = router_with(
+            state.clone(),
+            read::routes()
+                .merge(exports::routes())
+                .merge(crate::erasures::routes()),
+        )
+        .layer(axum::Extension(read_ctx))
+        .layer(axum::Extension(exports))
+        .layer(axum::Extension(erasures));
         Ok(Server {
             bound,
             vault,

@@ -218,3 +218,47 @@ async fn erased_payloads_are_gone_and_verify_tells_erasure_from_removal() {
         "{msgs:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_of_an_erased_event_gets_its_receipt_before_and_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let open = || async {
+        Vault::open(VaultOptions {
+            log: LogConfig {
+                flush_interval_ms: 10,
+                compact_interval_ms: 0,
+                ..Default::default()
+            },
+            ..opts(&data, 10)
+        })
+        .await
+        .unwrap()
+    };
+    let with_id = |content: &str| {
+        let mut e = event("s", content);
+        e.event_id = Some("ev-1".into());
+        e
+    };
+    let vault = open().await;
+    let r = vault.append("n", vec![with_id("SECRET-dedup")], "w").await.unwrap();
+    let log = vault.log("n").await.unwrap();
+    log.wait_published(1, WAIT).await.unwrap();
+    let order = IndexRanges::from_sorted([0]);
+    record_order(&vault, "e1", "n", &order, "bob").await;
+    log.erase(&order).await.unwrap();
+    // The window no longer holds the payload's fingerprint: the same event,
+    // or another under its id, is answered with the original receipt (a
+    // conflict would tell the client what the erased payload was not).
+    for content in ["SECRET-dedup", "something else"] {
+        let again = vault.append("n", vec![with_id(content)], "w").await.unwrap();
+        assert!(again[0].duplicate && again[0].index == r[0].index, "{content}");
+    }
+    vault.shutdown(WAIT).await;
+    drop((log, vault));
+    let vault = open().await;
+    let again = vault.append("n", vec![with_id("SECRET-dedup")], "w").await.unwrap();
+    assert!(again[0].duplicate && again[0].index == r[0].index);
+    assert_eq!(vault.log("n").await.unwrap().durable_size(), 1, "no second entry");
+    vault.shutdown(WAIT).await;
+}

@@ -112,8 +112,13 @@ impl<S: Source> Source for Checked<S> {
     }
 }
 
-/// A stored entry as the replayer shows it (nothing masked).
+/// What an erased payload shows as (the same marker as in SQL results).
+pub const ERASED: &str = "[ERASED]";
+
+/// A stored entry as the replayer shows it (nothing masked; an erased
+/// payload as [`ERASED`]).
 pub fn from_entry(e: &Entry) -> ReplayEvent {
+    let erased = e.is_erased().then(|| ERASED.to_string());
     ReplayEvent {
         idx: e.idx,
         session_seq: e.session_seq,
@@ -126,9 +131,12 @@ pub fn from_entry(e: &Entry) -> ReplayEvent {
         event_id: e.event_id.clone().unwrap_or_default(),
         span_id: e.span_id.clone(),
         parent_span_id: e.parent_span_id.clone(),
-        content: e.content.clone(),
-        content_type: e.content_type.map_or("text", |c| c.as_str()).to_string(),
-        attributes: e.attributes.clone(),
+        content: erased.clone().or_else(|| e.content.clone()),
+        content_type: match e.is_erased() {
+            true => "text".to_string(),
+            false => e.content_type.map_or("text", |c| c.as_str()).to_string(),
+        },
+        attributes: erased.or_else(|| e.attributes.clone()),
         masked: Vec::new(),
         leaf_hash: hex::encode(e.leaf_hash),
     }

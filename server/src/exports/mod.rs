@@ -227,22 +227,24 @@ struct RequestBody {
 
 /// What a selection is: `sql` or `session` with its text, the checkpoint
 /// size it is taken below, and the requester's window.
-struct Pick<'a> {
-    by: &'a str,
-    value: &'a str,
-    size: u64,
-    window: (Option<i64>, Option<i64>),
+pub(crate) struct Pick<'a> {
+    pub(crate) by: &'a str,
+    pub(crate) value: &'a str,
+    pub(crate) size: u64,
+    pub(crate) window: (Option<i64>, Option<i64>),
 }
 
 /// The selection's rows: the entries of `ns` below `size` that the
-/// requester's SQL (or session) yields under its access, in index order.
-async fn select(
+/// requester's SQL (or session) yields under its access, in index order,
+/// with the digest of their `(idx, leaf_hash)` list and the newest
+/// `received_at` among them. Exports and erasure orders select this way.
+pub(crate) async fn select(
     st: &AppState,
     rc: &ReadContext,
     claims: &Claims,
     ns: &str,
     pick: Pick<'_>,
-) -> Result<(Vec<u64>, String), ApiError> {
+) -> Result<(Vec<u64>, String, Option<i64>), ApiError> {
     let Pick {
         by,
         value,
@@ -299,20 +301,22 @@ async fn select(
     // each row are kept.
     let wanted: Vec<u64> = wanted.into_iter().collect();
     let mut kept = Vec::with_capacity(wanted.len());
+    let mut newest: Option<i64> = None;
     for chunk in wanted.chunks(SELECT_CHUNK) {
         let entries = st
             .vault
             .entries_at(ns, Arc::new(chunk.iter().copied().collect()))
             .await?;
-        kept.extend(
-            entries
-                .iter()
-                .filter(|e| access.admits(&e.ns, e.received_at))
-                .map(|e| (e.idx, e.leaf_hash)),
-        );
+        for e in entries
+            .iter()
+            .filter(|e| access.admits(&e.ns, e.received_at))
+        {
+            newest = newest.max(Some(e.received_at));
+            kept.push((e.idx, e.leaf_hash));
+        }
     }
     let digest = selection_digest(kept.iter().copied());
-    Ok((kept.into_iter().map(|(i, _)| i).collect(), digest))
+    Ok((kept.into_iter().map(|(i, _)| i).collect(), digest, newest))
 }
 
 /// The bytes of `file`, in chunks of 64 KiB, as a body stream.
@@ -384,7 +388,7 @@ async fn request(
     }
     let win = window(&claims)?;
     let masker = masker_for(&rc, &claims);
-    let (indices, digest) = select(
+    let (indices, digest, _) = select(
         &st,
         &rc,
         &claims,
@@ -638,7 +642,7 @@ async fn bundle(
             ),
         ));
     }
-    let (indices, digest) = select(
+    let (indices, digest, _) = select(
         &st,
         &rc,
         &claims,

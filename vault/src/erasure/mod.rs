@@ -16,6 +16,7 @@
 
 pub mod orders;
 mod ranges;
+pub mod receipt;
 mod rewrite;
 
 pub use orders::{ERASURES_SESSION, ErasurePolicy, Order, Orders, Selection, State, Step};

@@ -108,19 +108,44 @@ impl Dedup {
         match self.map.get(key) {
             None => Seen::New,
             Some(r) if r.index.saturating_add(self.cap as u64) <= next => Seen::New,
-            Some(r) if &r.fingerprint == fingerprint => Seen::Duplicate(r.receipt()),
+            Some(r) if &r.fingerprint == fingerprint || r.fingerprint == ERASED => {
+                Seen::Duplicate(r.receipt())
+            }
             Some(_) => Seen::Conflict,
         }
     }
 
-    /// Remembers a stored entry (at open, from segments and the WAL).
+    /// Forgets the fingerprints of the entries of `erased`: an unsalted
+    /// hash of the payload must not outlive the payload in memory either.
+    /// Their keys stay (a retry still gets the original receipt).
+    pub(super) fn forget_payloads(&mut self, erased: &crate::erasure::IndexRanges) {
+        for r in self.map.values_mut() {
+            if erased.contains(r.index) {
+                r.fingerprint = ERASED;
+            }
+        }
+    }
+
+    /// Remembers a stored entry (at open, from segments and the WAL). An
+    /// erased entry's payload is gone, so its fingerprint cannot be
+    /// rebuilt: a retry of its `event_id` is answered with the original
+    /// receipt whatever it carries (never a second entry, never a conflict
+    /// that would tell the client what was erased).
     pub(super) fn absorb(&mut self, e: &Entry) {
         if let Some(id) = &e.event_id {
             let key = dedup_key(&e.ingested_by, &e.session_id, id);
-            self.insert(key, e, e.event_fingerprint());
+            let fingerprint = if e.is_erased() {
+                ERASED
+            } else {
+                e.event_fingerprint()
+            };
+            self.insert(key, e, fingerprint);
         }
     }
 }
+
+/// The fingerprint recorded for an erased entry (see [`Dedup::absorb`]).
+const ERASED: Hash = [0xff; 32];
 
 pub(super) fn receipt(e: &Entry) -> Receipt {
     Receipt {

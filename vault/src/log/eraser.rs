@@ -54,6 +54,13 @@ impl Appender {
             .await
             .map_err(|e| EraseError::Rewrite(e.to_string()))?
         };
+        self.shared
+            .erased_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(indices.clone());
+        // Wakes the sequencer, which drops those fingerprints.
+        self.append(Vec::new(), "").await?;
         self.purge_wal(max).await?;
         Ok(out)
     }

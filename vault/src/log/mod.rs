@@ -162,6 +162,9 @@ struct Shared {
     rewrite_lock: tokio::sync::Mutex<()>,
     /// Set by an erasure: the sequencer starts a new WAL file.
     wal_rotate: AtomicBool,
+    /// Entries erased since the sequencer last looked: their fingerprints
+    /// leave the dedupe window.
+    erased_since: Mutex<Vec<crate::erasure::IndexRanges>>,
     /// The first index of the oldest WAL file (no entry below it is in the WAL).
     wal_oldest: AtomicU64,
 }
@@ -362,6 +365,7 @@ impl Appender {
             checkpoint_at_ms: AtomicU64::new(0),
             rewrite_lock: tokio::sync::Mutex::new(()),
             wal_rotate: AtomicBool::new(false),
+            erased_since: Mutex::new(Vec::new()),
             wal_oldest: AtomicU64::new(wal.oldest()),
         });
         let seq = Sequencer {

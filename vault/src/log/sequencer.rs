@@ -63,6 +63,16 @@ pub(super) fn sequencer_loop(
             }
             continue;
         }
+        // An erasure happened: no fingerprint of its payloads stays.
+        let erased = std::mem::take(
+            &mut *shared
+                .erased_since
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for e in &erased {
+            s.dedup.forget_payloads(e);
+        }
         // An erasure asked for a fresh WAL file (see `Appender::erase`).
         if shared.wal_rotate.swap(false, Ordering::SeqCst)
             && let Err(e) = s.wal.rotate_at(s.next)

@@ -1,0 +1,579 @@
+//! Erasure orders over HTTP (`docs/erasure.md`, SPEC section 10):
+//! `POST /v1/erasures` (admin), `GET /v1/erasures[?state=]`,
+//! `GET /v1/erasures/{id}` (admin or approver of the namespace),
+//! `POST /v1/erasures/{id}/approve|deny` (approver, never the requester).
+//!
+//! Every step is checked by [`tracevault_vault::erasure::Orders`], recorded
+//! in `_audit` session `erasures`, and only then applied; at start-up the
+//! orders are rebuilt from that history and approved orders not yet
+//! performed are resumed. Retention runs ([`retention`]) record their own
+//! orders, which need no approval.
+
+pub mod retention;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use tracevault_vault::approval::{Actor, Refusal, RefusalKind};
+use tracevault_vault::erasure::{
+    ERASURES_SESSION, ErasurePolicy, IndexRanges, Order, Orders, Selection, State as OrderState,
+    Step,
+};
+use tracevault_vault::token::{Claims, Role};
+use tracevault_vault::{AUDIT_NS, Vault};
+
+use crate::exports::{Pick, select};
+use crate::read::ReadContext;
+use crate::{ApiError, AppState, StartError, audit, auth};
+use retention::RetentionConfig;
+
+/// The orders and the retention settings.
+pub struct ErasureContext {
+    orders: tokio::sync::Mutex<Orders>,
+    /// Serialises the runs that change the store (one order at a time).
+    running: tokio::sync::Mutex<()>,
+    retention: RetentionConfig,
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn actor(c: &Claims) -> Actor {
+    Actor {
+        iss: c.iss.clone(),
+        sub: c.sub.clone(),
+        person: c.person.clone(),
+    }
+}
+
+fn refused(r: Refusal) -> ApiError {
+    let status = match r.kind {
+        RefusalKind::Invalid => StatusCode::BAD_REQUEST,
+        RefusalKind::Forbidden => StatusCode::FORBIDDEN,
+        RefusalKind::NotFound => StatusCode::NOT_FOUND,
+        RefusalKind::Conflict => StatusCode::CONFLICT,
+    };
+    ApiError::new(status, r.code, r.message)
+}
+
+impl ErasureContext {
+    /// Rebuilds the orders from `_audit` (fail closed: an unreadable
+    /// history stops the start).
+    pub async fn load(
+        vault: &Vault,
+        policy: ErasurePolicy,
+        retention: RetentionConfig,
+    ) -> Result<Self, StartError> {
+        policy
+            .check()
+            .map_err(|e| StartError(format!("config: {e}")))?;
+        retention.check().map_err(StartError)?;
+        let mut orders = Orders::new(policy);
+        let entries = vault
+            .session_entries(AUDIT_NS, ERASURES_SESSION)
+            .await
+            .map_err(|e| StartError(format!("reading the erasure orders from _audit: {e}")))?;
+        for e in entries {
+            let step: Option<Step> = e
+                .content
+                .as_deref()
+                .and_then(|c| serde_json::from_str(c).ok());
+            match step {
+                Some(s) => orders.apply(&s, e.idx),
+                None => {
+                    return Err(StartError(format!(
+                        "_audit entry {} of session erasures is not an erasure step",
+                        e.idx
+                    )));
+                }
+            }
+        }
+        Ok(ErasureContext {
+            orders: tokio::sync::Mutex::new(orders),
+            running: tokio::sync::Mutex::new(()),
+            retention,
+        })
+    }
+}
+
+/// The erasure routes, merged into the server's router.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/erasures", post(request).get(list))
+        .route("/v1/erasures/{id}", get(status))
+        .route("/v1/erasures/{id}/approve", post(approve))
+        .route("/v1/erasures/{id}/deny", post(deny))
+}
+
+/// Checks `step` (for `claims`, or for the server itself), records it in
+/// `_audit`, then applies it, under the orders' lock and in a task of its
+/// own (a client going away cannot leave a step recorded but not applied).
+async fn commit(
+    st: &AppState,
+    ec: &Arc<ErasureContext>,
+    claims: Option<&Claims>,
+    step: Step,
+) -> Result<(), ApiError> {
+    let (st, ec, claims) = (st.clone(), ec.clone(), claims.cloned());
+    tokio::spawn(async move {
+        let mut o = ec.orders.lock().await;
+        let at = now();
+        let allowed = |ns: &str| claims.as_ref().is_none_or(|c| c.allows_ns(ns));
+        o.check(&step, &allowed, at).map_err(refused)?;
+        let content = serde_json::to_value(&step)
+            .map_err(|e| ApiError::unavailable("internal", e.to_string()))?;
+        let by = claims.as_ref().map_or(audit::SERVER, |c| c.sub.as_str());
+        let r = st
+            .vault
+            .append_system(
+                AUDIT_NS,
+                vec![audit::event(
+                    ERASURES_SESSION,
+                    step.event_name(),
+                    by,
+                    content,
+                )],
+                audit::SERVER,
+            )
+            .await?;
+        let idx = r.first().map(|r| r.index).unwrap_or_default();
+        o.apply(&step, idx);
+        Ok::<(), ApiError>(())
+    })
+    .await
+    .map_err(|e| ApiError::unavailable("internal", e.to_string()))?
+}
+
+/// Performs every approved order not yet performed, oldest first, and
+/// records each as performed. A failure is logged and retried at the next
+/// round (the erasure is idempotent).
+async fn run_due(st: &AppState, ec: &Arc<ErasureContext>) {
+    let _one = ec.running.lock().await;
+    let due: Vec<(String, String, IndexRanges)> = ec
+        .orders
+        .lock()
+        .await
+        .due()
+        .into_iter()
+        .map(|o| (o.id.clone(), o.ns.clone(), o.indices.clone()))
+        .collect();
+    for (id, ns, indices) in due {
+        let started = std::time::Instant::now();
+        let outcome = match st.vault.log(&ns).await {
+            Ok(log) => log.erase(&indices).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match outcome {
+            Ok(done) => {
+                let step = Step::Performed {
+                    id: id.clone(),
+                    entries: done.entries,
+                    segments: done.segments,
+                    at: now(),
+                };
+                match commit(st, ec, None, step).await {
+                    Ok(()) => tracing::info!(
+                        erasure = %id, ns, entries = done.entries, already = done.already,
+                        segments = done.segments, ms = started.elapsed().as_millis() as u64,
+                        "erasure performed"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(erasure = %id, "recording the erasure as performed: {}; will retry", e.message)
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(erasure = %id, ns, "erasure failed, will retry: {e}"),
+        }
+    }
+}
+
+/// Runs due orders (at once, and every `every`) and the retention rounds,
+/// until the server stops.
+pub fn spawn_runner(st: AppState, ec: Arc<ErasureContext>, every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_retention: Option<std::time::Instant> = None;
+        loop {
+            tick.tick().await;
+            if *st.stopping().borrow() {
+                return;
+            }
+            let interval = Duration::from_secs(ec.retention.check_interval_s.max(1));
+            if ec.retention.enabled() && last_retention.is_none_or(|t| t.elapsed() >= interval) {
+                last_retention = Some(std::time::Instant::now());
+                retention::run(&st, &ec).await;
+            }
+            run_due(&st, &ec).await;
+        }
+    });
+}
+
+/// The longest reason or comment kept with a step.
+const MAX_TEXT_BYTES: usize = 4096;
+
+fn order_view(o: &Order, state: OrderState) -> Value {
+    json!({
+        "id": o.id, "state": state, "namespace": o.ns, "requester": o.requester,
+        "reason": o.reason, "selection": o.selection, "indices": o.indices,
+        "entries": o.indices.count(), "override_min_retention": o.override_min_retention,
+        "requested_at": o.requested_at,
+        "approvals": o.approvals.iter().map(|(a, at, c)| json!({"by": a, "at": at, "comment": c})).collect::<Vec<_>>(),
+        "denied": o.denied.as_ref().map(|(a, at, c)| json!({"by": a, "at": at, "comment": c})),
+        "approved_at": o.approved_at,
+        "performed": o.performed.map(|(at, entries, segments)| json!({"at": at, "entries": entries, "segments": segments})),
+    })
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestBody {
+    namespace: String,
+    session_id: Option<String>,
+    actor: Option<String>,
+    event_id: Option<String>,
+    sql: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    reason: String,
+    #[serde(default)]
+    override_min_retention: bool,
+}
+
+fn quoted(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn rfc3339_us(what: &str, s: &str) -> Result<i64, ApiError> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_micros())
+        .map_err(|e| ApiError::bad_request("invalid_selection", format!("{what}: {e}")))
+}
+
+async fn request(
+    State(st): State<AppState>,
+    Extension(rc): Extension<Arc<ReadContext>>,
+    Extension(ec): Extension<Arc<ErasureContext>>,
+    headers: HeaderMap,
+    body: Result<Json<RequestBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let claims = auth::authenticate(&st, &headers)?;
+    auth::authorize(&claims, &[Role::Admin], None)?;
+    let Json(b) = body.map_err(|e| ApiError::bad_request("invalid_json", e.body_text()))?;
+    auth::authorize(&claims, &[Role::Admin], Some(&b.namespace))?;
+    // `_audit` (and any reserved namespace) is never erased.
+    tracevault_vault::validate_namespace(&b.namespace, false)?;
+    if b.reason.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "reason_required",
+            "an erasure needs a reason",
+        ));
+    }
+    if b.reason.len() > MAX_TEXT_BYTES {
+        return Err(ApiError::bad_request(
+            "reason_too_long",
+            format!("the reason is at most {MAX_TEXT_BYTES} bytes"),
+        ));
+    }
+    let one = |v: &Option<String>| v.is_some() as u8;
+    let given = one(&b.session_id) + one(&b.actor) + one(&b.event_id) + one(&b.sql);
+    let time = b.from.is_some() || b.to.is_some();
+    if given + time as u8 != 1 {
+        return Err(ApiError::bad_request(
+            "invalid_selection",
+            "give exactly one of session_id, actor, event_id, sql, or from and to",
+        ));
+    }
+    let (by, value, window, sql) = if time {
+        let (Some(f), Some(t)) = (&b.from, &b.to) else {
+            return Err(ApiError::bad_request(
+                "invalid_selection",
+                "a time range needs both from and to",
+            ));
+        };
+        let (f, t) = (rfc3339_us("from", f)?, rfc3339_us("to", t)?);
+        if t <= f {
+            return Err(ApiError::bad_request(
+                "invalid_selection",
+                "to must be after from",
+            ));
+        }
+        // `to` is exclusive; the access window is inclusive.
+        (
+            "time",
+            String::new(),
+            (Some(f), Some(t - 1)),
+            "SELECT idx FROM traces".to_string(),
+        )
+    } else if let Some(s) = &b.session_id {
+        (
+            "session_id",
+            s.clone(),
+            (None, None),
+            format!("SELECT idx FROM traces WHERE session_id = {}", quoted(s)),
+        )
+    } else if let Some(s) = &b.actor {
+        (
+            "actor",
+            s.clone(),
+            (None, None),
+            format!("SELECT idx FROM traces WHERE actor = {}", quoted(s)),
+        )
+    } else if let Some(s) = &b.event_id {
+        (
+            "event_id",
+            s.clone(),
+            (None, None),
+            format!("SELECT idx FROM traces WHERE event_id = {}", quoted(s)),
+        )
+    } else {
+        let s = b.sql.clone().unwrap_or_default();
+        ("sql", s.clone(), (None, None), s)
+    };
+    if value.len() > rc.query.max_sql_bytes {
+        return Err(ApiError::too_large(
+            "sql_too_large",
+            "the selection is too long",
+        ));
+    }
+    let size = match st.vault.view(&b.namespace).await? {
+        Some(v) => v.latest_checkpoint().map_or(0, |c| c.0),
+        None => 0,
+    };
+    if size == 0 {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "nothing_to_erase",
+            format!("namespace {} has no signed checkpoint yet", b.namespace),
+        ));
+    }
+    let (indices, _, newest) = select(
+        &st,
+        &rc,
+        &claims,
+        &b.namespace,
+        Pick {
+            by: "sql",
+            value: &sql,
+            size,
+            window,
+        },
+    )
+    .await?;
+    let min_s = ec.retention.min_retention_s(&b.namespace);
+    if let (Some(newest), Some(min_s)) = (newest, min_s)
+        && !b.override_min_retention
+    {
+        let young_after =
+            chrono::Utc::now().timestamp_micros() - (min_s as i64).saturating_mul(1_000_000);
+        if newest > young_after {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "within_min_retention",
+                format!(
+                    "the selection holds entries younger than min_retention ({min_s} s) of {}; they must be kept (set override_min_retention, recorded with the order, to erase them anyway)",
+                    b.namespace
+                ),
+            ));
+        }
+    }
+    let mut id = [0u8; 12];
+    tracevault_vault::keys::random_bytes(&mut id)
+        .map_err(|e| ApiError::unavailable("internal", e.to_string()))?;
+    let indices = IndexRanges::from_sorted(indices);
+    let entries = indices.count();
+    let step = Step::Requested {
+        id: hex::encode(id),
+        ns: b.namespace.clone(),
+        by: actor(&claims),
+        reason: b.reason.clone(),
+        selection: Selection {
+            by: by.into(),
+            value,
+            from_us: window.0,
+            to_us: window.1.map(|t| t + 1),
+            size,
+        },
+        indices,
+        override_min_retention: b.override_min_retention,
+        policy: *ec.orders.lock().await.policy(),
+        at: now(),
+    };
+    let id = step.id().to_string();
+    commit(&st, &ec, Some(&claims), step).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": id, "state": "pending", "entries": entries})),
+    )
+        .into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    state: Option<String>,
+}
+
+async fn list(
+    State(st): State<AppState>,
+    Extension(ec): Extension<Arc<ErasureContext>>,
+    headers: HeaderMap,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let claims = auth::authenticate(&st, &headers)?;
+    auth::authorize(&claims, &[Role::Approver, Role::Admin], None)?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query_string", e.body_text()))?;
+    let want = match q.state.as_deref() {
+        None => None,
+        Some(s) => Some(
+            serde_json::from_value::<OrderState>(Value::String(s.into())).map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_state",
+                    "state is pending, approved, performed, denied or expired",
+                )
+            })?,
+        ),
+    };
+    let o = ec.orders.lock().await;
+    let t = now();
+    let items: Vec<Value> = o
+        .all()
+        .filter(|r| claims.allows_ns(&r.ns))
+        .map(|r| (r, o.state(r, t)))
+        .filter(|(_, s)| want.is_none_or(|w| w == *s))
+        .take(1000)
+        .map(|(r, s)| {
+            let mut v = order_view(r, s);
+            // Lists stay small: the ranges are in each order's own view.
+            v["indices"] = Value::Null;
+            v
+        })
+        .collect();
+    Ok(Json(json!({"erasures": items})))
+}
+
+async fn status(
+    State(st): State<AppState>,
+    Extension(ec): Extension<Arc<ErasureContext>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let claims = auth::authenticate(&st, &headers)?;
+    auth::authorize(&claims, &[Role::Approver, Role::Admin], None)?;
+    let (mut view, performed, ns, indices, audit) = {
+        let o = ec.orders.lock().await;
+        let r = o
+            .get(&id)
+            .filter(|r| claims.allows_ns(&r.ns))
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "no_such_erasure",
+                    format!("no erasure {id}"),
+                )
+            })?;
+        (
+            order_view(r, o.state(r, now())),
+            r.performed.is_some(),
+            r.ns.clone(),
+            r.indices.clone(),
+            r.audit_indices.clone(),
+        )
+    };
+    if performed {
+        view["receipt"] =
+            tracevault_vault::erasure::receipt::build(&st.vault, &id, &ns, &indices, &audit)
+                .await?;
+    }
+    Ok(Json(view))
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DecisionBody {
+    #[serde(default)]
+    comment: String,
+}
+
+async fn decide(
+    st: AppState,
+    ec: Arc<ErasureContext>,
+    headers: HeaderMap,
+    id: String,
+    body: Option<Json<DecisionBody>>,
+    approve: bool,
+) -> Result<Json<Value>, ApiError> {
+    let claims = auth::authenticate(&st, &headers)?;
+    auth::authorize(&claims, &[Role::Approver], None)?;
+    let comment = body.map(|b| b.0.comment).unwrap_or_default();
+    if comment.len() > MAX_TEXT_BYTES {
+        return Err(ApiError::bad_request(
+            "comment_too_long",
+            format!("the comment is at most {MAX_TEXT_BYTES} bytes"),
+        ));
+    }
+    if !approve && comment.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "comment_required",
+            "a deny needs a comment",
+        ));
+    }
+    let (by, at) = (actor(&claims), now());
+    let step = if approve {
+        Step::Approved {
+            id: id.clone(),
+            by,
+            comment,
+            at,
+        }
+    } else {
+        Step::Denied {
+            id: id.clone(),
+            by,
+            comment,
+            at,
+        }
+    };
+    commit(&st, &ec, Some(&claims), step).await?;
+    let (view, due) = {
+        let o = ec.orders.lock().await;
+        let r = o
+            .get(&id)
+            .ok_or_else(|| ApiError::unavailable("internal", "the step was not applied"))?;
+        let s = o.state(r, now());
+        (order_view(r, s), s == OrderState::Approved)
+    };
+    if due {
+        // Perform now, in the background (the runner retries a failure).
+        let (st, ec) = (st.clone(), ec.clone());
+        tokio::spawn(async move { run_due(&st, &ec).await });
+    }
+    Ok(Json(view))
+}
+
+async fn approve(
+    State(st): State<AppState>,
+    Extension(ec): Extension<Arc<ErasureContext>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Option<Json<DecisionBody>>,
+) -> Result<Json<Value>, ApiError> {
+    decide(st, ec, headers, id, body, true).await
+}
+
+async fn deny(
+    State(st): State<AppState>,
+    Extension(ec): Extension<Arc<ErasureContext>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Option<Json<DecisionBody>>,
+) -> Result<Json<Value>, ApiError> {
+    decide(st, ec, headers, id, body, false).await
+}
