@@ -241,7 +241,10 @@ async fn a_retry_of_an_erased_event_gets_its_receipt_before_and_after_a_restart(
         e
     };
     let vault = open().await;
-    let r = vault.append("n", vec![with_id("SECRET-dedup")], "w").await.unwrap();
+    let r = vault
+        .append("n", vec![with_id("SECRET-dedup")], "w")
+        .await
+        .unwrap();
     let log = vault.log("n").await.unwrap();
     log.wait_published(1, WAIT).await.unwrap();
     let order = IndexRanges::from_sorted([0]);
@@ -251,14 +254,27 @@ async fn a_retry_of_an_erased_event_gets_its_receipt_before_and_after_a_restart(
     // or another under its id, is answered with the original receipt (a
     // conflict would tell the client what the erased payload was not).
     for content in ["SECRET-dedup", "something else"] {
-        let again = vault.append("n", vec![with_id(content)], "w").await.unwrap();
-        assert!(again[0].duplicate && again[0].index == r[0].index, "{content}");
+        let again = vault
+            .append("n", vec![with_id(content)], "w")
+            .await
+            .unwrap();
+        assert!(
+            again[0].duplicate && again[0].index == r[0].index,
+            "{content}"
+        );
     }
     vault.shutdown(WAIT).await;
     drop((log, vault));
     let vault = open().await;
-    let again = vault.append("n", vec![with_id("SECRET-dedup")], "w").await.unwrap();
+    let again = vault
+        .append("n", vec![with_id("SECRET-dedup")], "w")
+        .await
+        .unwrap();
     assert!(again[0].duplicate && again[0].index == r[0].index);
-    assert_eq!(vault.log("n").await.unwrap().durable_size(), 1, "no second entry");
+    assert_eq!(
+        vault.log("n").await.unwrap().durable_size(),
+        1,
+        "no second entry"
+    );
     vault.shutdown(WAIT).await;
 }
