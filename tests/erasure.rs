@@ -287,6 +287,30 @@ async fn an_approved_erasure_removes_the_values_everywhere_and_every_proof_still
     )
     .await;
     assert_eq!(s, 403, "an admin is no approver: {b}");
+    // Nor under an approver token the requester minted for the occasion.
+    let (s, b) = send(
+        &c,
+        "POST",
+        &format!("{url}/v1/tokens"),
+        &admin,
+        Some(json!({"role": "approver", "ns": ["prod"], "sub": "dpo-2", "ttl_s": 600})),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let minted = b["token"].as_str().unwrap().to_string();
+    let (s, b) = send(
+        &c,
+        "POST",
+        &format!("{url}/v1/erasures/{id}/approve"),
+        &minted,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (403, Some("self_approval")),
+        "{b}"
+    );
     let (s, b) = send(&c, "GET", &format!("{url}/v1/erasures/{id}"), &bob, None).await;
     assert_eq!((s, b["state"].as_str()), (200, Some("pending")), "{b}");
     assert_eq!(

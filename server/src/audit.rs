@@ -52,6 +52,18 @@ pub fn event(session: &str, name: &str, actor: &str, content: Value) -> Event {
     }
 }
 
+/// Who minted token `jti` over HTTP (the `sub` of the admin whose
+/// `POST /v1/tokens` recorded it in `_audit`), if it was.
+pub async fn token_minter(vault: &Vault, jti: &str) -> Result<Option<String>, VaultError> {
+    let entries = vault.session_entries(AUDIT_NS, TOKEN_ISSUES).await?;
+    Ok(entries.into_iter().find_map(|e| {
+        let c: Value = serde_json::from_str(e.content.as_deref()?).ok()?;
+        (c.get("jti")?.as_str()? == jti)
+            .then_some(e.actor)
+            .flatten()
+    }))
+}
+
 /// Revoked token ids.
 #[derive(Default)]
 pub struct Revocations {

@@ -106,7 +106,8 @@ pub fn segment_file_name(first: u64, last: u64) -> String {
 /// The name of generation `gen` of the segment `first..=last`: generation 0
 /// is `{first:020}-{last:020}.parquet`; a segment rewritten in place (an
 /// erasure) is written create-only as the next generation,
-/// `{first:020}-{last:020}-e{gen:04}.parquet`, and the older one is deleted
+/// `{first:020}-{last:020}-e{gen:04}.parquet` (at least four digits), and
+/// the older one is deleted
 /// after it. Readers take the highest generation of a range.
 pub fn segment_file_name_gen(first: u64, last: u64, generation: u32) -> String {
     match generation {

@@ -205,6 +205,7 @@ fn check_segment(
     bytes: bytes::Bytes,
     key: &VerifyingKey,
     key_id: [u8; 4],
+    erased_by_orders: &crate::erasure::IndexRanges,
 ) -> SegmentOutcome {
     let mut out = SegmentOutcome {
         first,
@@ -240,6 +241,11 @@ fn check_segment(
         }
         if e.is_erased() {
             erased.push(e.idx);
+        } else if erased_by_orders.contains(e.idx) {
+            content.push((
+                e.idx,
+                "holds its payload though a performed erasure order erased it (erasure undone, or an old copy put back)".into(),
+            ));
         }
         match e.committed_record_bytes() {
             Ok(rec) if leaf_hash(&rec) == e.leaf_hash => {}
@@ -495,18 +501,15 @@ fn check_segment(
 /// Most findings reported per namespace for erased entries without an order.
 const MAX_ERASURE_FINDINGS: usize = 20;
 
-/// Checks every erased entry found against the erasure orders recorded in
-/// `_audit`: an entry may lack its payload and salt only when an approved
-/// order (or a retention run) lists it. The orders count only when each of
-/// their steps is proven: its content matches its digest, its record its
-/// leaf, and that leaf is in the `_audit` tree of the latest signed
-/// `_audit` checkpoint (read through its tiles).
-async fn check_erasures(
+/// The erasure orders recorded in `_audit`, each step proven (see
+/// [`proven_erasure_steps`]); steps that cannot be are findings, an
+/// unreadable `_audit` a warning (then no erased entry is accepted).
+async fn load_orders(
     store: &Store,
     vault_origin: &str,
     key: &VerifyingKey,
     report: &mut Report,
-) -> Result<(), VerifyError> {
+) -> crate::erasure::Orders {
     let audit = crate::AUDIT_NS;
     let mut orders = crate::erasure::Orders::new(Default::default());
     match proven_erasure_steps(store, vault_origin, key).await {
@@ -529,6 +532,17 @@ async fn check_erasures(
             "erasure orders could not be read from {audit}: {why}; every erased entry is reported"
         )),
     }
+    orders
+}
+
+/// Checks every erased entry found against the erasure orders: an entry
+/// may lack its payload and salt only when an approved order (or a
+/// retention run) lists it. The orders count only when each of their steps
+/// is proven: its content matches its digest, its record its leaf, and that
+/// leaf is in the `_audit` tree of the latest signed `_audit` checkpoint
+/// (read through its tiles).
+fn check_erasures(orders: &crate::erasure::Orders, report: &mut Report) {
+    let audit = crate::AUDIT_NS;
     let mut findings = Vec::new();
     for s in &report.namespaces {
         let allowed = if s.ns == audit {
@@ -566,7 +580,6 @@ async fn check_erasures(
         }
     }
     report.findings.extend(findings);
-    Ok(())
 }
 
 /// The erasure steps of `_audit` below its latest signed checkpoint, each
@@ -765,6 +778,7 @@ pub async fn verify_store(store: &Store, opts: &VerifyOptions) -> Result<Report,
         }
         None => namespaces,
     };
+    let orders = load_orders(store, &meta.origin, &key, &mut report).await;
     for ns in selected {
         let origin = format!("{}/{ns}", meta.origin);
         let pin = pinned
@@ -776,8 +790,17 @@ pub async fn verify_store(store: &Store, opts: &VerifyOptions) -> Result<Report,
         let mut attempt = 0;
         loop {
             let mut part = Report::default();
-            let (summary, vanished) =
-                verify_namespace(store, &ns, &origin, &key, pin.clone(), opts, &mut part).await?;
+            let (summary, vanished) = verify_namespace(
+                store,
+                &ns,
+                &origin,
+                &key,
+                pin.clone(),
+                opts,
+                Arc::new(orders.performed(&ns)),
+                &mut part,
+            )
+            .await?;
             if vanished && attempt < 3 {
                 attempt += 1;
                 continue;
@@ -797,13 +820,7 @@ pub async fn verify_store(store: &Store, opts: &VerifyOptions) -> Result<Report,
             break;
         }
     }
-    if report
-        .namespaces
-        .iter()
-        .any(|s| !s.erased_entries.is_empty())
-    {
-        check_erasures(store, &meta.origin, &key, &mut report).await?;
-    }
+    check_erasures(&orders, &mut report);
     if let Some((ns, _)) = &pinned
         && !report.namespaces.iter().any(|s| &s.ns == ns)
     {
@@ -818,6 +835,7 @@ pub async fn verify_store(store: &Store, opts: &VerifyOptions) -> Result<Report,
     Ok(report)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn verify_namespace(
     store: &Store,
     ns: &str,
@@ -825,6 +843,7 @@ async fn verify_namespace(
     key: &VerifyingKey,
     pinned: Option<note::Checkpoint>,
     opts: &VerifyOptions,
+    erased_by_orders: Arc<crate::erasure::IndexRanges>,
     report: &mut Report,
 ) -> Result<(NsSummary, bool), VerifyError> {
     let mut summary = NsSummary {
@@ -1004,6 +1023,7 @@ async fn verify_namespace(
         .map(|((first, last), name)| {
             let path = layout::segment_named(ns, &name);
             let ns = ns.to_string();
+            let erased_by_orders = erased_by_orders.clone();
             async move {
                 let object = path.to_string();
                 let bytes = store.get(&path).await?;
@@ -1012,8 +1032,9 @@ async fn verify_namespace(
                 };
                 let obj = object.clone();
                 let ns2 = ns.clone();
+                let must = erased_by_orders.clone();
                 let out = tokio::task::spawn_blocking(move || {
-                    check_segment(&ns, first, last, object, bytes, &key2, key_id)
+                    check_segment(&ns, first, last, object, bytes, &key2, key_id, &must)
                 })
                 .await;
                 // A file crafted to break the checker is a finding about that

@@ -73,14 +73,7 @@ async fn record_order(vault: &Vault, id: &str, ns: &str, indices: &IndexRanges, 
         },
     ];
     for s in steps {
-        let mut ev = event(tracevault_vault::erasure::ERASURES_SESSION, "x");
-        ev.kind = Kind::Annotation;
-        ev.attributes = None;
-        ev.content = Some(serde_json::to_value(&s).unwrap());
-        vault
-            .append_system(AUDIT_NS, vec![ev], "tracevault")
-            .await
-            .unwrap();
+        record_step(vault, s).await;
     }
 }
 
@@ -128,8 +121,23 @@ async fn erased_payloads_are_gone_and_verify_tells_erasure_from_removal() {
 
     let order = IndexRanges::from_sorted(a_idx.iter().copied());
     record_order(&vault, "e1", "n", &order, "bob").await;
+    let seg_dir = store_dir(&data).join("ns/n/segments");
+    let segments_before: Vec<(String, Vec<u8>)> = list_files(&seg_dir)
+        .into_iter()
+        .map(|f| {
+            let b = std::fs::read(seg_dir.join(&f)).unwrap();
+            (f, b)
+        })
+        .collect();
     let done = log.erase(&order).await.unwrap();
     assert_eq!((done.entries, done.already), (4, 0));
+    let performed = Step::Performed {
+        id: "e1".into(),
+        entries: 4,
+        segments: done.segments,
+        at: 3,
+    };
+    record_step(&vault, performed).await;
     assert!(done.segments >= 4, "{done:?}");
     // Idempotent.
     let again = log.erase(&order).await.unwrap();
@@ -217,6 +225,34 @@ async fn erased_payloads_are_gone_and_verify_tells_erasure_from_removal() {
         msgs[1].contains(&format!("entry {} has no content", b_idx[3])),
         "{msgs:?}"
     );
+
+    // An operator puts a pre-erasure copy back as a newer generation:
+    // readers would serve the erased values again, and verify says so.
+    let (name, bytes) = segments_before
+        .iter()
+        .find(|(_, b)| b.windows(13).any(|w| w == b"SECRET-a-2-zq"))
+        .unwrap();
+    let planted = name.replace(".parquet", "-e0042.parquet");
+    std::fs::write(seg_dir.join(&planted), bytes).unwrap();
+    let report = verify(&store_dir(&data), Default::default()).await;
+    assert!(
+        report.findings.iter().any(|f| f.object.ends_with(&planted)
+            && f.to_string()
+                .contains("holds its payload though a performed erasure order erased it")),
+        "{}",
+        describe(&report)
+    );
+}
+
+async fn record_step(vault: &Vault, s: Step) {
+    let mut ev = event(tracevault_vault::erasure::ERASURES_SESSION, "x");
+    ev.kind = Kind::Annotation;
+    ev.attributes = None;
+    ev.content = Some(serde_json::to_value(&s).unwrap());
+    vault
+        .append_system(AUDIT_NS, vec![ev], "tracevault")
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -156,16 +156,32 @@ async fn commit(
 /// round (the erasure is idempotent).
 async fn run_due(st: &AppState, ec: &Arc<ErasureContext>) {
     let _one = ec.running.lock().await;
-    let due: Vec<(String, String, IndexRanges)> = ec
+    let due: Vec<(String, String, IndexRanges, u64)> = ec
         .orders
         .lock()
         .await
         .due()
         .into_iter()
-        .map(|o| (o.id.clone(), o.ns.clone(), o.indices.clone()))
+        .map(|o| {
+            let recorded = o.audit_indices.iter().max().map_or(0, |i| i + 1);
+            (o.id.clone(), o.ns.clone(), o.indices.clone(), recorded)
+        })
         .collect();
-    for (id, ns, indices) in due {
+    for (id, ns, indices, recorded) in due {
         let started = std::time::Instant::now();
+        // Nothing changes before the order's steps are under a signed
+        // `_audit` checkpoint: `verify` and receipts count only those.
+        let published = match st.vault.log(AUDIT_NS).await {
+            Ok(log) => log
+                .wait_published(recorded, Duration::from_secs(30))
+                .await
+                .is_some(),
+            Err(_) => false,
+        };
+        if !published {
+            tracing::warn!(erasure = %id, "its _audit steps are not checkpointed yet; will retry");
+            continue;
+        }
         let outcome = match st.vault.log(&ns).await {
             Ok(log) => log.erase(&indices).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
@@ -343,6 +359,15 @@ async fn request(
             "the selection is too long",
         ));
     }
+    // A token with a window selects inside it, as for every other read.
+    let token_window = crate::read::window(&claims)?;
+    let window = (
+        window.0.max(token_window.0),
+        match (window.1, token_window.1) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        },
+    );
     let size = match st.vault.view(&b.namespace).await? {
         Some(v) => v.latest_checkpoint().map_or(0, |c| c.0),
         None => 0,
@@ -525,6 +550,9 @@ async fn decide(
             "a deny needs a comment",
         ));
     }
+    if approve {
+        refuse_minted_by_requester(&st, &ec, &id, &claims).await?;
+    }
     let (by, at) = (actor(&claims), now());
     let step = if approve {
         Step::Approved {
@@ -556,6 +584,42 @@ async fn decide(
         tokio::spawn(async move { run_due(&st, &ec).await });
     }
     Ok(Json(view))
+}
+
+/// An approval by a token that the requester minted (`POST /v1/tokens`,
+/// recorded in `_audit`) is the requester approving under another name:
+/// refused. (Tokens minted on the box with `tracevault token issue` are
+/// the operator's, and not recorded.)
+async fn refuse_minted_by_requester(
+    st: &AppState,
+    ec: &Arc<ErasureContext>,
+    id: &str,
+    claims: &Claims,
+) -> Result<(), ApiError> {
+    let requester = ec
+        .orders
+        .lock()
+        .await
+        .get(id)
+        .and_then(|o| o.requester.clone());
+    let Some(requester) = requester else {
+        return Ok(()); // no such order, or a retention run: the workflow says so
+    };
+    if requester.iss != st.tokens.issuer() {
+        return Ok(());
+    }
+    if audit::token_minter(&st.vault, &claims.jti)
+        .await?
+        .as_deref()
+        == Some(requester.sub.as_str())
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "self_approval",
+            "this approver token was minted by the erasure's requester",
+        ));
+    }
+    Ok(())
 }
 
 async fn approve(

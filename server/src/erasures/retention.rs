@@ -199,9 +199,15 @@ pub(super) async fn run(st: &AppState, ec: &Arc<ErasureContext>) {
             Ok(Some(v)) => v.latest_checkpoint().map_or(0, |c| c.0),
             _ => continue,
         };
-        // Where the last retention run of `ns` stopped.
+        // Where the last retention run of `ns` stopped; none while one is
+        // still to perform (orders never pile up behind a failing one).
         let from = {
             let o = ec.orders.lock().await;
+            if o.all()
+                .any(|o| o.ns == ns && o.requester.is_none() && o.performed.is_none())
+            {
+                continue;
+            }
             o.all()
                 .filter(|o| o.ns == ns && o.requester.is_none())
                 .filter_map(|o| o.indices.max())

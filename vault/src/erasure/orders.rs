@@ -307,6 +307,19 @@ impl Orders {
         out
     }
 
+    /// Every index of `ns` a performed order erased: entries that must not
+    /// hold a payload any more (an erasure undone is a finding).
+    pub fn performed(&self, ns: &str) -> IndexRanges {
+        let mut out = IndexRanges::new();
+        for o in self.orders.values() {
+            if o.ns == ns && o.denied.is_none() && o.approved_at.is_some() && o.performed.is_some()
+            {
+                out.union(&o.indices);
+            }
+        }
+        out
+    }
+
     /// Applies a recorded step, `audit_idx` being its `_audit` index.
     /// Steps that break the rules are ignored (replay is as strict as
     /// [`Orders::check`]).

@@ -124,9 +124,15 @@ pub fn verify(receipt: &Value, key: &VerifyingKey) -> Result<ReceiptCheck, Strin
         .map_err(|e| format!("audit_checkpoint does not verify with the key: {e}"))?;
     let mut orders = Orders::new(Default::default());
     let steps = receipt["steps"].as_array().ok_or("no steps")?;
+    let mut last: Option<u64> = None;
     for (n, s) in steps.iter().enumerate() {
         let bad = |m: &str| format!("step {n}: {m}");
         let index = s["index"].as_u64().ok_or_else(|| bad("no index"))?;
+        // Replayed in log order, each once, as the server applied them.
+        if last.is_some_and(|l| index <= l) {
+            return Err(bad("steps are not in increasing _audit order"));
+        }
+        last = Some(index);
         let record = &s["record"];
         let bytes = jcs::to_canonical_vec(record).map_err(|e| bad(&e.to_string()))?;
         let leaf = merkle::leaf_hash(&bytes);

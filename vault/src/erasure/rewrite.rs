@@ -86,14 +86,9 @@ where
             hex::decode_to_slice(&seg.header.chain_in, &mut chain_in)
                 .map_err(|e| CompactError::Foreign(format!("segment {name}: chain_in: {e}")))?;
             let generation = parse_segment_name(&name).map_or(0, |(_, _, g)| g);
-            let next = generation
-                .checked_add(1)
-                .filter(|g| *g <= 9999)
-                .ok_or_else(|| {
-                    CompactError::Foreign(format!(
-                        "segment {name} was rewritten 9,999 times; merge it first"
-                    ))
-                })?;
+            let next = generation.checked_add(1).ok_or_else(|| {
+                CompactError::Foreign(format!("segment {name} has no generation left"))
+            })?;
             let k = key.clone();
             let (header, bytes) = tokio::task::spawn_blocking(move || {
                 segment::encode(
