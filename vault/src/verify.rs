@@ -199,8 +199,7 @@ fn hex32(s: &str) -> Option<Hash> {
 /// Checks one segment file on its own (signature, digests, rows, chain).
 fn check_segment(
     ns: &str,
-    first: u64,
-    last: u64,
+    (first, last): (u64, u64),
     object: String,
     bytes: bytes::Bytes,
     key: &VerifyingKey,
@@ -1034,7 +1033,7 @@ async fn verify_namespace(
                 let ns2 = ns.clone();
                 let must = erased_by_orders.clone();
                 let out = tokio::task::spawn_blocking(move || {
-                    check_segment(&ns, first, last, object, bytes, &key2, key_id, &must)
+                    check_segment(&ns, (first, last), object, bytes, &key2, key_id, &must)
                 })
                 .await;
                 // A file crafted to break the checker is a finding about that
