@@ -412,6 +412,32 @@ async fn an_approved_erasure_removes_the_values_everywhere_and_every_proof_still
         "{b}"
     );
 
+    // An export of the session after the erasure: the bundle carries the
+    // erased rows as erased, and verifies offline.
+    let (s, b) = send(
+        &c,
+        "POST",
+        &format!("{url}/v1/exports"),
+        &reader,
+        Some(json!({"namespace": "prod", "session_id": "victim", "reason": "audit after erasure"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let ex = format!("{url}/v1/exports/{}", b["id"].as_str().unwrap());
+    let (s, b) = send(&c, "POST", &format!("{ex}/approve"), &bob, Some(json!({}))).await;
+    assert_eq!(s, 200, "{b}");
+    let bundle = c
+        .get(format!("{ex}/bundle"))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bundle.status(), 200);
+    let bundle = bundle.bytes().await.unwrap();
+    assert!(!String::from_utf8_lossy(&bundle).contains("SECRET-victim"));
+    let bundle_file = dir.path().join("victim.tar");
+    std::fs::write(&bundle_file, &bundle).unwrap();
+
     // Go's sumdb/tlog: every leaf taken before the erasure is still in the
     // tree, read from the tiles, consistent with the checkpoint before.
     let leaves_after = leaves_from_rows(&data, "prod");
@@ -443,6 +469,9 @@ async fn an_approved_erasure_removes_the_values_everywhere_and_every_proof_still
         String::from_utf8_lossy(&go.stdout),
         String::from_utf8_lossy(&go.stderr)
     );
+    let (code, out, err) = tv(&["verify-bundle", bundle_file.to_str().unwrap(), "--key", &vk]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("6 rows") && err.contains("6 erased"), "{err}");
 
     // Retention: the first batch (older than 8 s by now) is erased, a
     // batch written now is not.
