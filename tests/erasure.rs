@@ -472,6 +472,19 @@ async fn an_approved_erasure_removes_the_values_everywhere_and_every_proof_still
     let (code, out, err) = tv(&["verify-bundle", bundle_file.to_str().unwrap(), "--key", &vk]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(err.contains("6 rows") && err.contains("6 erased"), "{err}");
+    // Replayed from the bundle, the erased rows show as erased.
+    let mut replay =
+        tracevault_replay::sources::bundle::open(&bundle_file, None, Some(vk.clone()), None)
+            .unwrap();
+    let shown = tracevault_replay::Source::page(&mut replay, 0, 6).unwrap();
+    assert_eq!(shown.len(), 6);
+    assert!(
+        shown
+            .iter()
+            .all(|e| e.content.as_deref() == Some("[ERASED]")),
+        "{:?}",
+        shown.iter().map(|e| &e.content).collect::<Vec<_>>()
+    );
 
     // Retention: the first batch (older than 8 s by now) is erased, a
     // batch written now is not.

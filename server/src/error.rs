@@ -74,6 +74,20 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The HTTP face of a workflow refusal (exports, erasure orders).
+impl From<tracevault_vault::approval::Refusal> for ApiError {
+    fn from(r: tracevault_vault::approval::Refusal) -> Self {
+        use tracevault_vault::approval::RefusalKind;
+        let status = match r.kind {
+            RefusalKind::Invalid => StatusCode::BAD_REQUEST,
+            RefusalKind::Forbidden => StatusCode::FORBIDDEN,
+            RefusalKind::NotFound => StatusCode::NOT_FOUND,
+            RefusalKind::Conflict => StatusCode::CONFLICT,
+        };
+        ApiError::new(status, r.code, r.message)
+    }
+}
+
 impl From<AppendError> for ApiError {
     fn from(e: AppendError) -> Self {
         match e {

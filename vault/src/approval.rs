@@ -61,3 +61,55 @@ pub fn refuse(kind: RefusalKind, code: &'static str, message: impl Into<String>)
         kind,
     }
 }
+
+impl From<&crate::token::Claims> for Actor {
+    fn from(c: &crate::token::Claims) -> Actor {
+        Actor {
+            iss: c.iss.clone(),
+            sub: c.sub.clone(),
+            person: c.person.clone(),
+        }
+    }
+}
+
+/// The two-person rule for `by` deciding a request of `requester` that
+/// `approvals` already approved, in the order a caller is told: never the
+/// requester (`self_approval`), only while the request is pending
+/// (`pending`: the caller's verdict on its state), and one approver counts
+/// once (`already_approved`, when `approving`). `what` names the request
+/// ("export", "erasure"). Exports and erasure orders decide by this rule.
+pub fn check_decision<'a>(
+    requester: &Actor,
+    mut approvals: impl Iterator<Item = &'a Actor>,
+    by: &Actor,
+    approving: bool,
+    what: &str,
+    pending: Result<(), Refusal>,
+) -> Result<(), Refusal> {
+    if by.same_person(requester) {
+        return Err(refuse(
+            RefusalKind::Forbidden,
+            "self_approval",
+            format!("the requester cannot decide its own {what}"),
+        ));
+    }
+    pending?;
+    if approving && approvals.any(|a| a.same_person(by)) {
+        return Err(refuse(
+            RefusalKind::Conflict,
+            "already_approved",
+            "one approver counts once",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a recorded approval by `by` counts on replay: the same rule as
+/// [`check_decision`] (the state is the caller's to check).
+pub fn approval_counts<'a>(
+    requester: &Actor,
+    mut approvals: impl Iterator<Item = &'a Actor>,
+    by: &Actor,
+) -> bool {
+    !by.same_person(requester) && !approvals.any(|a| a.same_person(by))
+}

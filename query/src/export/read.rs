@@ -54,7 +54,7 @@ pub struct BundleReader {
     ns: String,
     export_id: String,
     proof_lines: OnceLock<Vec<Range<usize>>>,
-    withheld_by_index: OnceLock<HashMap<u64, Vec<String>>>,
+    withheld_by_index: OnceLock<HashMap<u64, (Vec<String>, bool)>>,
 }
 
 fn unreadable(what: &str) -> impl Fn(parquet::errors::ParquetError) -> ExportError + '_ {
@@ -69,11 +69,15 @@ struct ProofLite {
     index: u64,
     #[serde(default)]
     withheld: serde_json::Value,
+    #[serde(default)]
+    erased: bool,
 }
 
 impl ProofLite {
-    fn withheld(self) -> Vec<String> {
-        match self.withheld {
+    /// The fields withheld, and whether the row was erased.
+    fn marks(self) -> (Vec<String>, bool) {
+        let erased = self.erased;
+        let withheld = match self.withheld {
             serde_json::Value::Array(a) => a
                 .into_iter()
                 .filter_map(|v| match v {
@@ -82,7 +86,8 @@ impl ProofLite {
                 })
                 .collect(),
             _ => Vec::new(),
-        }
+        };
+        (withheld, erased)
     }
 }
 
@@ -288,6 +293,17 @@ impl BundleReader {
     /// index is `idx`, per its `proofs.jsonl` line. Bundles write one line
     /// per row in row order; should that not hold, every line is read once.
     pub fn withheld(&self, row: u64, idx: u64) -> Vec<String> {
+        self.marks(row, idx).0
+    }
+
+    /// Whether the row at position `row` (log index `idx`) was erased
+    /// under an erasure order (its `proofs.jsonl` line says so, under the
+    /// manifest's signature): its values and salt are gone.
+    pub fn erased(&self, row: u64, idx: u64) -> bool {
+        self.marks(row, idx).1
+    }
+
+    fn marks(&self, row: u64, idx: u64) -> (Vec<String>, bool) {
         let proofs = &self.file[self.proofs.clone()];
         let lines = self.proof_lines.get_or_init(|| {
             let mut out = Vec::new();
@@ -307,7 +323,7 @@ impl BundleReader {
             .get(row as usize)
             .and_then(|r| serde_json::from_slice::<ProofLite>(&proofs[r.clone()]).ok());
         match at {
-            Some(p) if p.index == idx => p.withheld(),
+            Some(p) if p.index == idx => p.marks(),
             _ => self
                 .withheld_by_index
                 .get_or_init(|| {
@@ -316,7 +332,7 @@ impl BundleReader {
                         .filter_map(|r| {
                             serde_json::from_slice::<ProofLite>(&proofs[r.clone()]).ok()
                         })
-                        .map(|p| (p.index, p.withheld()))
+                        .map(|p| (p.index, p.marks()))
                         .collect()
                 })
                 .get(&idx)

@@ -62,6 +62,7 @@ impl Default for ExportPolicy {
 }
 
 pub use tracevault_vault::approval::{Actor, Refusal, RefusalKind, refuse};
+use tracevault_vault::approval::{approval_counts, check_decision};
 
 /// What a request exports, frozen when it is made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -355,8 +356,7 @@ impl Exports {
             } => {
                 if let Some(r) = self.requests.get_mut(id)
                     && state == Some(State::Pending)
-                    && !by.same_person(&r.requester)
-                    && !r.approvals.iter().any(|(a, _, _)| a.same_person(by))
+                    && approval_counts(&r.requester, r.approvals.iter().map(|(a, _, _)| a), by)
                 {
                     r.approvals.push((by.clone(), *at, comment.clone()));
                     if r.approvals.len() >= r.policy.approvals_required.max(1) {
@@ -457,30 +457,23 @@ impl Exports {
                         format!("this token does not approve exports of {}", r.ns),
                     ));
                 }
-                if by.same_person(&r.requester) {
-                    return Err(refuse(
-                        RefusalKind::Forbidden,
-                        "self_approval",
-                        "the requester cannot decide its own export",
-                    ));
-                }
                 let state = self.state(r, now);
-                if state != State::Pending {
-                    return Err(refuse(
+                let pending = match state {
+                    State::Pending => Ok(()),
+                    _ => Err(refuse(
                         RefusalKind::Conflict,
                         "not_pending",
                         format!("export {id} is {state:?}").to_lowercase(),
-                    ));
-                }
-                if matches!(t, Transition::Approved { .. })
-                    && r.approvals.iter().any(|(a, _, _)| a.same_person(by))
-                {
-                    return Err(refuse(
-                        RefusalKind::Conflict,
-                        "already_approved",
-                        "one approver counts once",
-                    ));
-                }
+                    )),
+                };
+                check_decision(
+                    &r.requester,
+                    r.approvals.iter().map(|(a, _, _)| a),
+                    by,
+                    matches!(t, Transition::Approved { .. }),
+                    "export",
+                    pending,
+                )?;
                 Ok(())
             }
             Transition::Downloaded { id, by, .. } => {

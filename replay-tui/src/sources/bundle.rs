@@ -49,6 +49,11 @@ impl Source for BundleSource {
                 let mut r = from_entry(&e);
                 r.leaf_hash = hex::encode(leaf);
                 r.masked = self.reader.withheld(k.row, k.idx);
+                if self.reader.erased(k.row, k.idx) {
+                    r.content = Some(crate::sources::ERASED.to_string());
+                    r.content_type = "text".into();
+                    r.attributes = Some(crate::sources::ERASED.to_string());
+                }
                 Ok(r)
             })
             .collect()

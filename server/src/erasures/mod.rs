@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
-use tracevault_vault::approval::{Actor, Refusal, RefusalKind};
+use tracevault_vault::approval::Actor;
 use tracevault_vault::erasure::{
     ERASURES_SESSION, ErasurePolicy, IndexRanges, Order, Orders, Selection, State as OrderState,
     Step,
@@ -43,24 +43,6 @@ pub struct ErasureContext {
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
-}
-
-fn actor(c: &Claims) -> Actor {
-    Actor {
-        iss: c.iss.clone(),
-        sub: c.sub.clone(),
-        person: c.person.clone(),
-    }
-}
-
-fn refused(r: Refusal) -> ApiError {
-    let status = match r.kind {
-        RefusalKind::Invalid => StatusCode::BAD_REQUEST,
-        RefusalKind::Forbidden => StatusCode::FORBIDDEN,
-        RefusalKind::NotFound => StatusCode::NOT_FOUND,
-        RefusalKind::Conflict => StatusCode::CONFLICT,
-    };
-    ApiError::new(status, r.code, r.message)
 }
 
 impl ErasureContext {
@@ -126,7 +108,7 @@ async fn commit(
         let mut o = ec.orders.lock().await;
         let at = now();
         let allowed = |ns: &str| claims.as_ref().is_none_or(|c| c.allows_ns(ns));
-        o.check(&step, &allowed, at).map_err(refused)?;
+        o.check(&step, &allowed, at).map_err(ApiError::from)?;
         let content = serde_json::to_value(&step)
             .map_err(|e| ApiError::unavailable("internal", e.to_string()))?;
         let by = claims.as_ref().map_or(audit::SERVER, |c| c.sub.as_str());
@@ -417,7 +399,7 @@ async fn request(
     let step = Step::Requested {
         id: hex::encode(id),
         ns: b.namespace.clone(),
-        by: actor(&claims),
+        by: Actor::from(&claims),
         reason: b.reason.clone(),
         selection: Selection {
             by: by.into(),
@@ -553,7 +535,7 @@ async fn decide(
     if approve {
         refuse_minted_by_requester(&st, &ec, &id, &claims).await?;
     }
-    let (by, at) = (actor(&claims), now());
+    let (by, at) = (Actor::from(&claims), now());
     let step = if approve {
         Step::Approved {
             id: id.clone(),

@@ -19,7 +19,7 @@ use axum::{Json, Router};
 use ed25519_dalek::SigningKey;
 use serde_json::{Value, json};
 use tracevault_query::export::workflow::{
-    Actor, ExportPolicy, Exports, Refusal, RefusalKind, Selection, State as ExportState, Transition,
+    Actor, ExportPolicy, Exports, Selection, State as ExportState, Transition,
 };
 use tracevault_query::export::{BundleInput, BundleRow, BundleWriter, selection_digest};
 use tracevault_query::masking::Masker;
@@ -90,25 +90,6 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-fn actor(c: &Claims) -> Actor {
-    Actor {
-        iss: c.iss.clone(),
-        sub: c.sub.clone(),
-        person: c.person.clone(),
-    }
-}
-
-/// The HTTP face of a workflow refusal.
-fn refused(r: Refusal) -> ApiError {
-    let status = match r.kind {
-        RefusalKind::Invalid => StatusCode::BAD_REQUEST,
-        RefusalKind::Forbidden => StatusCode::FORBIDDEN,
-        RefusalKind::NotFound => StatusCode::NOT_FOUND,
-        RefusalKind::Conflict => StatusCode::CONFLICT,
-    };
-    ApiError::new(status, r.code, r.message)
-}
-
 /// Checks `t`, records it in `_audit`, then applies it, all under the
 /// workflow lock and in a task of its own: a client that goes away cannot
 /// leave a step recorded but not applied. Returns the request's view after.
@@ -130,7 +111,7 @@ async fn commit(
             ));
         }
         x.check(&t, &|ns| claims.allows_ns(ns), at)
-            .map_err(refused)?;
+            .map_err(ApiError::from)?;
         let name = t.event_name();
         let content = serde_json::to_value(&t)
             .map_err(|e| ApiError::unavailable("internal", e.to_string()))?;
@@ -414,7 +395,7 @@ async fn request(
     let t = Transition::Requested {
         id: hex::encode(id),
         ns: b.namespace.clone(),
-        by: actor(&claims),
+        by: Actor::from(&claims),
         reason: b.reason.clone(),
         selection: Selection {
             by: by.into(),
@@ -483,7 +464,7 @@ async fn list(
         ),
     };
     let x = xc.exports.lock().await;
-    let me = actor(&claims);
+    let me = Actor::from(&claims);
     let mut page: Vec<(String, Value)> = x
         .list(None, want, now())
         .filter(|(r, _)| q.after.as_deref().is_none_or(|a| r.id.as_str() > a))
@@ -537,7 +518,7 @@ async fn status(
     let not_found = || ApiError::not_found("no_such_export", format!("no export {id}"));
     let r = x.get(&id).ok_or_else(not_found)?;
     let visible = match claims.role {
-        Role::Reader => r.requester == actor(&claims),
+        Role::Reader => r.requester == Actor::from(&claims),
         _ => claims.allows_ns(&r.ns),
     };
     if !visible {
@@ -568,14 +549,14 @@ async fn decide(
     let t = if approve {
         Transition::Approved {
             id: id.clone(),
-            by: actor(&claims),
+            by: Actor::from(&claims),
             comment,
             at: now(),
         }
     } else {
         Transition::Denied {
             id: id.clone(),
-            by: actor(&claims),
+            by: Actor::from(&claims),
             comment,
             at: now(),
         }
@@ -616,13 +597,13 @@ async fn bundle(
     // bundle is built without holding the workflow lock.
     let t = Transition::Downloaded {
         id: id.clone(),
-        by: actor(&claims),
+        by: Actor::from(&claims),
         at: now(),
     };
     let r = {
         let x = xc.exports.lock().await;
         x.check(&t, &|ns| claims.allows_ns(ns), now())
-            .map_err(refused)?;
+            .map_err(ApiError::from)?;
         x.get(&id)
             .cloned()
             .ok_or_else(|| ApiError::not_found("no_such_export", format!("no export {id}")))?

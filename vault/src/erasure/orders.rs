@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::IndexRanges;
-use crate::approval::{Actor, Refusal, RefusalKind, refuse};
+use crate::approval::{Actor, Refusal, RefusalKind, approval_counts, check_decision, refuse};
 
 /// The `_audit` session holding every erasure step.
 pub const ERASURES_SESSION: &str = "erasures";
@@ -401,8 +401,9 @@ impl Orders {
             } => {
                 if let Some(o) = self.orders.get_mut(id)
                     && state == Some(State::Pending)
-                    && o.requester.as_ref().is_some_and(|r| !by.same_person(r))
-                    && !o.approvals.iter().any(|(a, _, _)| a.same_person(by))
+                    && o.requester.as_ref().is_some_and(|r| {
+                        approval_counts(r, o.approvals.iter().map(|(a, _, _)| a), by)
+                    })
                 {
                     o.approvals.push((by.clone(), *at, comment.clone()));
                     o.audit_indices.push(audit_idx);
@@ -531,30 +532,23 @@ impl Orders {
                         format!("erasure {id} is a retention run: nothing to decide"),
                     ));
                 };
-                if by.same_person(requester) {
-                    return Err(refuse(
-                        RefusalKind::Forbidden,
-                        "self_approval",
-                        "the requester cannot decide its own erasure",
-                    ));
-                }
                 let state = self.state(o, now);
-                if state != State::Pending {
-                    return Err(refuse(
+                let pending = match state {
+                    State::Pending => Ok(()),
+                    _ => Err(refuse(
                         RefusalKind::Conflict,
                         "not_pending",
                         format!("erasure {id} is {state:?}").to_lowercase(),
-                    ));
-                }
-                if matches!(step, Step::Approved { .. })
-                    && o.approvals.iter().any(|(a, _, _)| a.same_person(by))
-                {
-                    return Err(refuse(
-                        RefusalKind::Conflict,
-                        "already_approved",
-                        "one approver counts once",
-                    ));
-                }
+                    )),
+                };
+                check_decision(
+                    requester,
+                    o.approvals.iter().map(|(a, _, _)| a),
+                    by,
+                    matches!(step, Step::Approved { .. }),
+                    "erasure",
+                    pending,
+                )?;
                 Ok(())
             }
             Step::Performed { id, .. } => {
