@@ -192,6 +192,44 @@ async fn server_on_s3_appends_fences_and_verifies() {
         let (s, r) = post_events(&c, &a.url, "alpha", &wa, batch.clone(), "?wait=checkpoint").await;
         assert_eq!(s, 200, "{r}");
     }
+    // An erasure on S3: the subject's session is rewritten out of the bucket.
+    let secret = json!({"events": (0..5).map(|i| json!({"session_id": "subject", "kind": "output", "content": format!("S3-SECRET-{i}")})).collect::<Vec<_>>()});
+    let (s, r) = post_events(&c, &a.url, "alpha", &wa, secret, "?wait=checkpoint").await;
+    assert_eq!(s, 200, "{r}");
+    let admin = token(&a_dir, "admin", "alpha", "ann");
+    let bob = token(&a_dir, "approver", "alpha", "bob");
+    let order = json!({"namespace": "alpha", "session_id": "subject", "reason": "DSR 9"});
+    let (s, b) = post_json(&c, &format!("{}/v1/erasures", a.url), &admin, order).await;
+    assert_eq!(s, 201, "{b}");
+    let id = b["id"].as_str().unwrap().to_string();
+    let approve = format!("{}/v1/erasures/{id}/approve", a.url);
+    let (s, b) = post_json(&c, &approve, &bob, json!({})).await;
+    assert_eq!(s, 200, "{b}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (s, b) = get(&c, &format!("{}/v1/erasures/{id}", a.url), Some(&admin)).await;
+        assert_eq!(s, 200, "{b}");
+        if b.contains("\"state\":\"performed\"") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not performed: {b}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let bucket = moto.store(url);
+    let names = bucket
+        .list_names(&Path::from("ns/alpha/segments"))
+        .await
+        .unwrap();
+    assert!(names.iter().any(|n| n.contains("-e0001")), "{names:?}");
+    for n in &names {
+        let bytes = bucket
+            .get(&Path::from(format!("ns/alpha/segments/{n}")))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!bytes.windows(9).any(|w| w == b"S3-SECRET"), "{n}");
+    }
+
     // A second server on the same bucket (same log key) is fenced for alpha.
     std::fs::create_dir_all(b_dir.join("keys")).unwrap();
     std::fs::copy(a_dir.join("keys/log.key"), b_dir.join("keys/log.key")).unwrap();
@@ -209,7 +247,7 @@ async fn server_on_s3_appends_fences_and_verifies() {
     let pk_b64 = base64::engine::general_purpose::STANDARD.encode(pk.to_bytes());
     let (code, out, err) = verify_env(&["--store", url, "--key", &pk_b64], &env);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("150 entries"), "{out}");
+    assert!(out.contains("0 findings"), "{out}");
 
     // Drop a segment object in the bucket: verify names it and exits 1.
     let store = moto.store(url);
