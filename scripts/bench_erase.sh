@@ -59,6 +59,7 @@ erase() {
   id=$("$BIN" erase request --token "$ADMIN" --namespace b --sql "$sql" --reason "bench $label" \
     | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["id"]); print("entries", d["entries"], file=sys.stderr)')
   T1=$(date +%s.%N)
+  echo "server peak RSS after the request (VmHWM): $(grep VmHWM /proc/$SP/status | awk '{print $2, $3}')"
   "$BIN" erase approve --token "$APPR" "$id" > /dev/null
   until "$BIN" erase status --token "$ADMIN" "$id" | grep -q '"state":"performed"'; do sleep 0.5; done
   T2=$(date +%s.%N)
@@ -69,7 +70,7 @@ erase() {
 N=100000
 erase contiguous "SELECT idx FROM traces WHERE idx >= $((have / 2)) AND idx < $((have / 2 + N))"
 STEP=$((have / N))
-erase spread "SELECT idx FROM traces WHERE idx % $STEP = 1 AND idx < $((STEP * N))"
+erase spread "SELECT idx FROM traces WHERE idx % $STEP = ${SPREAD_OFFSET:-1} AND idx < $((STEP * N))"
 stop
 echo "== verify of the whole store"
 /usr/bin/time -f "verify: %e s, peak %M KB" "$BIN" verify --data d 2>&1 | tail -3
