@@ -125,7 +125,11 @@ async fn commit(
                 audit::SERVER,
             )
             .await?;
-        let idx = r.first().map(|r| r.index).unwrap_or_default();
+        // The step's `_audit` index goes into the order (its receipt proves it).
+        let idx = r
+            .first()
+            .map(|r| r.index)
+            .ok_or_else(|| ApiError::unavailable("internal", "the recorded step has no receipt"))?;
         o.apply(&step, idx);
         Ok::<(), ApiError>(())
     })

@@ -239,7 +239,7 @@ pub(super) async fn run(st: &AppState, ec: &Arc<ErasureContext>) {
             ns: ns.clone(),
             cutoff_us,
             payload_retention_s: keep_s,
-            indices: IndexRanges::from_ranges(vec![(from, end - 1)]).unwrap_or_default(),
+            indices: IndexRanges::span(from, end - 1),
             at: now(),
         };
         match commit(st, ec, None, step).await {

@@ -42,6 +42,15 @@ impl IndexRanges {
         Ok(IndexRanges(v))
     }
 
+    /// The indices `first..=last` (empty when `first > last`).
+    pub fn span(first: u64, last: u64) -> IndexRanges {
+        IndexRanges(if first <= last {
+            vec![(first, last)]
+        } else {
+            Vec::new()
+        })
+    }
+
     /// From indices in increasing order (duplicates allowed).
     pub fn from_sorted(indices: impl IntoIterator<Item = u64>) -> IndexRanges {
         let mut r = IndexRanges::new();
