@@ -406,3 +406,78 @@ async fn store_outage_sheds_with_503_and_loses_no_acknowledged_event() {
         "acked {acked}: {out}"
     );
 }
+
+/// The `jti` claim of a JWT (its payload, unverified).
+fn jti_of(jwt: &str) -> String {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    v["jti"].as_str().unwrap().to_string()
+}
+
+/// Two servers on one bucket: a token revoked on one is refused by the
+/// other within the refresh interval plus a checkpoint interval
+/// (`[cluster] revocation_refresh_ms`), without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_on_one_node_reaches_the_other_within_seconds() {
+    let moto = Moto::start("vault").await;
+    let env_owned = moto.env();
+    let env: Vec<(&str, &str)> = env_owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
+    let cfg = config(
+        dir.path(),
+        "[log]\nflush_interval_ms = 100\n[cluster]\nrevocation_refresh_ms = 500\n",
+    );
+    let url = "s3://vault/shared";
+    let args = ["--store", url, "--config", cfg.to_str().unwrap()];
+    let a = Server::try_start_env(&a_dir, &args, &env).unwrap();
+    // Node b shares the keys (log and token issuer) and the store.
+    std::fs::create_dir_all(b_dir.join("keys")).unwrap();
+    for k in ["log.key", "issuer.key", "masking.key"] {
+        std::fs::copy(a_dir.join("keys").join(k), b_dir.join("keys").join(k)).unwrap();
+    }
+    let b = Server::try_start_env(&b_dir, &args, &env).unwrap();
+    let c = client();
+    let admin = std::fs::read_to_string(a_dir.join("admin.token")).unwrap();
+    let admin = admin.trim();
+    // a writes `_audit` first (it holds it from now on).
+    let (s, r) = post_json(
+        &c,
+        &format!("{}/v1/tokens/revoke", a.url),
+        admin,
+        json!({"jti": "nobody", "reason": "warm-up"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    let w = token(&a_dir, "writer", "beta", "agent");
+    let one = json!({"events": [{"session_id": "s", "kind": "output", "content": "x"}]});
+    let (s, r) = post_events(&c, &b.url, "beta", &w, one.clone(), "").await;
+    assert_eq!(s, 200, "b accepts the token: {r}");
+    let (s, r) = post_json(
+        &c,
+        &format!("{}/v1/tokens/revoke", a.url),
+        admin,
+        json!({"jti": jti_of(&w), "reason": "leaked"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    let revoked_at = Instant::now();
+    loop {
+        let (s, r) = post_events(&c, &b.url, "beta", &w, one.clone(), "").await;
+        if s == 401 {
+            assert_eq!(r["error"]["code"], "token_revoked", "{r}");
+            break;
+        }
+        assert_eq!(s, 200, "{r}");
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(10),
+            "node b still accepts a token revoked on node a"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("revocation reached node b after {:?}", revoked_at.elapsed());
+}

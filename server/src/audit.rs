@@ -64,10 +64,19 @@ pub async fn token_minter(vault: &Vault, jti: &str) -> Result<Option<String>, Va
     }))
 }
 
+/// The token id a revocation entry revokes.
+fn revoked_jti(e: &tracevault_vault::record::Entry) -> Option<String> {
+    let v: Value = serde_json::from_str(e.content.as_deref()?).ok()?;
+    v.get("jti").and_then(Value::as_str).map(str::to_string)
+}
+
 /// Revoked token ids.
 #[derive(Default)]
 pub struct Revocations {
     set: RwLock<HashSet<String>>,
+    /// The `_audit` size (in the store) up to which revocations were read
+    /// by [`Revocations::refresh`].
+    read_to: std::sync::atomic::AtomicU64,
 }
 
 impl Revocations {
@@ -97,16 +106,39 @@ impl Revocations {
         };
         let mut n = 0;
         for e in entries {
-            let jti = e
-                .content
-                .as_deref()
-                .and_then(|c| serde_json::from_str::<Value>(c).ok())
-                .and_then(|v| v.get("jti").and_then(Value::as_str).map(str::to_string));
-            if let Some(jti) = jti {
+            if let Some(jti) = revoked_jti(&e) {
                 self.insert(jti);
                 n += 1;
             }
         }
+        Ok(n)
+    }
+
+    /// Applies the revocations recorded in the store since the last call:
+    /// those made by other servers sharing the store (each server applies
+    /// its own at once). Reads the `_audit` checkpoint, and only when it
+    /// grew, the segments added since. Returns how many were new.
+    pub async fn refresh(&self, vault: &Vault) -> Result<usize, VaultError> {
+        use std::sync::atomic::Ordering;
+        let reader = vault.reader();
+        let size = reader.published_size(AUDIT_NS).await?;
+        let from = self.read_to.load(Ordering::SeqCst);
+        if size <= from {
+            return Ok(0);
+        }
+        let entries = reader
+            .published_session_entries(AUDIT_NS, REVOCATIONS, from, size)
+            .await?;
+        let mut n = 0;
+        for e in entries {
+            if let Some(jti) = revoked_jti(&e) {
+                if !self.is_revoked(&jti) {
+                    n += 1;
+                }
+                self.insert(jti);
+            }
+        }
+        self.read_to.store(size, Ordering::SeqCst);
         Ok(n)
     }
 

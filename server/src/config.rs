@@ -54,6 +54,8 @@ pub struct ServerConfig {
     pub issuers: Vec<crate::external::IssuerConfig>,
     /// The listener: TLS, connection cap and timeouts (`[server]`).
     pub server: crate::listener::ListenerConfig,
+    /// Several nodes on one store (`[cluster]`, docs/configuration.md).
+    pub cluster: ClusterConfig,
     /// Witnesses that cosign every namespace's checkpoints (`[witnesses]`,
     /// docs/witness.md).
     pub witnesses: crate::witnessing::WitnessesConfig,
@@ -202,5 +204,23 @@ ns = ["prod"]
         assert!(
             toml::from_str::<ServerConfig>("[[issuers]]\nissuer = \"x\"\nbogus = 1\n").is_err()
         );
+    }
+}
+
+/// `[cluster]`: servers sharing one store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// How often (ms) a server applies the token revocations other servers
+    /// recorded in the store's `_audit` (0: never; a single server needs
+    /// none, it applies its own at once).
+    pub revocation_refresh_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            revocation_refresh_ms: 2000,
+        }
     }
 }

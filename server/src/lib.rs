@@ -259,6 +259,33 @@ impl AppState {
         self.revocations.load(&self.vault).await
     }
 
+    /// Applies, every `every`, the revocations other servers sharing the
+    /// store recorded (`[cluster] revocation_refresh_ms`): a token revoked
+    /// on one node is refused by the others within that interval plus the
+    /// revoking node's checkpoint interval. Runs until the server stops.
+    pub fn spawn_revocation_refresh(&self, every: Duration) {
+        let (revocations, vault, mut stop) = (
+            self.revocations.clone(),
+            self.vault.clone(),
+            self.stopping(),
+        );
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.changed() => return,
+                }
+                match revocations.refresh(&vault).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(n, "revocations recorded by other nodes applied"),
+                    Err(e) => tracing::warn!("reading revocations from the store: {e}"),
+                }
+            }
+        });
+    }
+
     /// Whether token id `jti` has been revoked.
     pub fn is_revoked(&self, jti: &str) -> bool {
         self.revocations.is_revoked(jti)

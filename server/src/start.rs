@@ -75,6 +75,10 @@ impl Server {
             .await
             .map_err(|e| failed("reading token revocations from _audit")(e.to_string()))?;
         tracing::info!(revoked, "token revocations loaded from _audit");
+        if cfg.cluster.revocation_refresh_ms > 0 {
+            state
+                .spawn_revocation_refresh(Duration::from_millis(cfg.cluster.revocation_refresh_ms));
+        }
         let admin_token = ensure_admin_token(
             &tokens,
             &data,

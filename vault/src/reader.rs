@@ -275,15 +275,22 @@ impl LogReader {
         )))
     }
 
-    /// Every entry of session `session` of `ns` in the segments, up to the
-    /// store's published size `floor` (a missing segment below it fails).
+    /// Every entry of session `session` of `ns` at index `from` or later
+    /// in the segments, up to the store's published size `floor` (a missing
+    /// segment below it fails). Segments ending before `from` are not read.
     pub async fn published_session_entries(
         &self,
         ns: &str,
         session: &str,
+        from: u64,
         floor: u64,
     ) -> Result<Vec<Entry>, VaultError> {
-        let segments = self.segments(ns, floor).await?;
+        let segments: Vec<SegmentObject> = self
+            .segments(ns, floor)
+            .await?
+            .into_iter()
+            .filter(|s| s.last >= from)
+            .collect();
         let sid = session.to_string();
         self.decode_segments(
             ns,
@@ -299,6 +306,10 @@ impl LogReader {
             Vec::new(),
         )
         .await
+        .map(|mut v| {
+            v.retain(|e| e.idx >= from);
+            v
+        })
     }
 
     /// The keys (index, seq, kind, times) of every published entry of

@@ -602,7 +602,7 @@ async fn proven_erasure_steps(
         .map_err(|e| format!("its latest checkpoint does not verify: {e}"))?;
     let reader = crate::LogReader::new(store.clone());
     let entries = reader
-        .published_session_entries(audit, crate::erasure::ERASURES_SESSION, cp.size)
+        .published_session_entries(audit, crate::erasure::ERASURES_SESSION, 0, cp.size)
         .await
         .map_err(|e| e.to_string())?;
     let mut tiles = TileTree::new(reader, audit, cp.size);
