@@ -418,11 +418,13 @@ fn jti_of(jwt: &str) -> String {
     v["jti"].as_str().unwrap().to_string()
 }
 
-/// Two servers on one bucket: a token revoked on one is refused by the
-/// other within the refresh interval plus a checkpoint interval
-/// (`[cluster] revocation_refresh_ms`), without a restart.
+/// Two servers on one bucket follow one `_audit`: a token revoked on one is
+/// refused by the other, and an export approved on one shows approved on
+/// the other, within the follow interval plus a checkpoint interval
+/// (`[cluster] follow_audit_ms`), without a restart; the other cannot
+/// record a step (the one download happens once, where `_audit` is written).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_revocation_on_one_node_reaches_the_other_within_seconds() {
+async fn revocations_and_workflow_steps_reach_the_other_node_within_seconds() {
     let moto = Moto::start("vault").await;
     let env_owned = moto.env();
     let env: Vec<(&str, &str)> = env_owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -430,7 +432,7 @@ async fn a_revocation_on_one_node_reaches_the_other_within_seconds() {
     let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
     let cfg = config(
         dir.path(),
-        "[log]\nflush_interval_ms = 100\n[cluster]\nrevocation_refresh_ms = 500\n",
+        "[log]\nflush_interval_ms = 100\n[cluster]\nfollow_audit_ms = 500\n",
     );
     let url = "s3://vault/shared";
     let args = ["--store", url, "--config", cfg.to_str().unwrap()];
@@ -480,4 +482,44 @@ async fn a_revocation_on_one_node_reaches_the_other_within_seconds() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     eprintln!("revocation reached node b after {:?}", revoked_at.elapsed());
+
+    // An export requested and approved on node a (which records `_audit`)
+    // is shown as approved by node b too, within the same bound.
+    let reader = token(&a_dir, "reader", "beta", "auditor");
+    let approver = token(&a_dir, "approver", "beta", "bob");
+    let req = json!({"namespace": "beta", "session_id": "s", "reason": "incident 7"});
+    let (s, r) = post_json(&c, &format!("{}/v1/exports", a.url), &reader, req).await;
+    assert_eq!(s, 201, "{r}");
+    let id = r["id"].as_str().unwrap().to_string();
+    let approve = format!("{}/v1/exports/{id}/approve", a.url);
+    let (s, r) = post_json(&c, &approve, &approver, json!({})).await;
+    assert_eq!(s, 200, "{r}");
+    let approved_at = Instant::now();
+    loop {
+        let (s, r) = get(&c, &format!("{}/v1/exports/{id}", b.url), Some(&approver)).await;
+        if s == 200 && r.contains("\"state\":\"approved\"") {
+            break;
+        }
+        assert!(
+            approved_at.elapsed() < Duration::from_secs(10),
+            "node b does not show the approval: {s} {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Node b cannot record a step while node a holds `_audit`: the one
+    // download happens where `_audit` is written, once.
+    let (s, r) = get(
+        &c,
+        &format!("{}/v1/exports/{id}/bundle", b.url),
+        Some(&reader),
+    )
+    .await;
+    assert_ne!(s, 200, "{r}");
+    let (s, _) = get(
+        &c,
+        &format!("{}/v1/exports/{id}/bundle", a.url),
+        Some(&reader),
+    )
+    .await;
+    assert_eq!(s, 200);
 }

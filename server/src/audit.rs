@@ -74,9 +74,6 @@ fn revoked_jti(e: &tracevault_vault::record::Entry) -> Option<String> {
 #[derive(Default)]
 pub struct Revocations {
     set: RwLock<HashSet<String>>,
-    /// The `_audit` size (in the store) up to which revocations were read
-    /// by [`Revocations::refresh`].
-    read_to: std::sync::atomic::AtomicU64,
 }
 
 impl Revocations {
@@ -114,31 +111,21 @@ impl Revocations {
         Ok(n)
     }
 
-    /// Applies the revocations recorded in the store since the last call:
-    /// those made by other servers sharing the store (each server applies
-    /// its own at once). Reads the `_audit` checkpoint, and only when it
-    /// grew, the segments added since. Returns how many were new.
-    pub async fn refresh(&self, vault: &Vault) -> Result<usize, VaultError> {
-        use std::sync::atomic::Ordering;
-        let reader = vault.reader();
-        let size = reader.published_size(AUDIT_NS).await?;
-        let from = self.read_to.load(Ordering::SeqCst);
-        if size <= from {
-            return Ok(0);
-        }
-        let entries = reader
-            .published_session_entries(AUDIT_NS, REVOCATIONS, from, size)
+    /// Applies the revocations recorded in `_audit` entries `from..to` of
+    /// the store (those other servers sharing it recorded; each server
+    /// applies its own at once). Returns how many were new.
+    pub async fn follow(&self, vault: &Vault, from: u64, to: u64) -> Result<usize, VaultError> {
+        let entries = vault
+            .reader()
+            .published_session_entries(AUDIT_NS, REVOCATIONS, from, to)
             .await?;
         let mut n = 0;
-        for e in entries {
-            if let Some(jti) = revoked_jti(&e) {
-                if !self.is_revoked(&jti) {
-                    n += 1;
-                }
-                self.insert(jti);
+        for jti in entries.iter().filter_map(revoked_jti) {
+            if !self.is_revoked(&jti) {
+                n += 1;
             }
+            self.insert(jti);
         }
-        self.read_to.store(size, Ordering::SeqCst);
         Ok(n)
     }
 

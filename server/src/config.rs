@@ -211,16 +211,16 @@ ns = ["prod"]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// How often (ms) a server applies the token revocations other servers
-    /// recorded in the store's `_audit` (0: never; a single server needs
-    /// none, it applies its own at once).
-    pub revocation_refresh_ms: u64,
+    /// How often (ms) a server applies what other servers recorded in the
+    /// store's `_audit`: token revocations, export and erasure steps (0:
+    /// never; a single server needs none, it applies its own at once).
+    pub follow_audit_ms: u64,
 }
 
 impl Default for ClusterConfig {
     fn default() -> Self {
         ClusterConfig {
-            revocation_refresh_ms: 2000,
+            follow_audit_ms: 2000,
         }
     }
 }

@@ -11,6 +11,7 @@ mod error;
 mod evidence;
 pub mod exports;
 pub mod fair;
+pub mod follow;
 pub mod listener;
 pub mod metrics;
 mod ops;
@@ -257,33 +258,6 @@ impl AppState {
     /// server that cannot read its revocations must not accept tokens.
     pub async fn load_revocations(&self) -> Result<usize, tracevault_vault::VaultError> {
         self.revocations.load(&self.vault).await
-    }
-
-    /// Applies, every `every`, the revocations other servers sharing the
-    /// store recorded (`[cluster] revocation_refresh_ms`): a token revoked
-    /// on one node is refused by the others within that interval plus the
-    /// revoking node's checkpoint interval. Runs until the server stops.
-    pub fn spawn_revocation_refresh(&self, every: Duration) {
-        let (revocations, vault, mut stop) = (
-            self.revocations.clone(),
-            self.vault.clone(),
-            self.stopping(),
-        );
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = stop.changed() => return,
-                }
-                match revocations.refresh(&vault).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(n, "revocations recorded by other nodes applied"),
-                    Err(e) => tracing::warn!("reading revocations from the store: {e}"),
-                }
-            }
-        });
     }
 
     /// Whether token id `jti` has been revoked.

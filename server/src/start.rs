@@ -75,10 +75,6 @@ impl Server {
             .await
             .map_err(|e| failed("reading token revocations from _audit")(e.to_string()))?;
         tracing::info!(revoked, "token revocations loaded from _audit");
-        if cfg.cluster.revocation_refresh_ms > 0 {
-            state
-                .spawn_revocation_refresh(Duration::from_millis(cfg.cluster.revocation_refresh_ms));
-        }
         let admin_token = ensure_admin_token(
             &tokens,
             &data,
@@ -121,6 +117,14 @@ impl Server {
         // every retention interval, if shorter).
         let every = cfg.retention.check_interval_s.clamp(1, 30);
         crate::erasures::spawn_runner(state.clone(), erasures.clone(), Duration::from_secs(every));
+        if cfg.cluster.follow_audit_ms > 0 {
+            crate::follow::spawn(
+                state.clone(),
+                exports.clone(),
+                erasures.clone(),
+                Duration::from_millis(cfg.cluster.follow_audit_ms),
+            );
+        }
         let app = router_with(
             state.clone(),
             read::routes()

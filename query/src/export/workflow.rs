@@ -240,6 +240,8 @@ pub struct Request {
 pub struct Exports {
     policy: ExportPolicy,
     requests: BTreeMap<String, Request>,
+    /// The first `_audit` index not applied yet (see [`Exports::apply_recorded`]).
+    next_audit: u64,
 }
 
 impl Exports {
@@ -248,6 +250,7 @@ impl Exports {
         Exports {
             policy,
             requests: BTreeMap::new(),
+            next_audit: 0,
         }
     }
 
@@ -312,6 +315,18 @@ impl Exports {
                 at: now,
             })
             .collect()
+    }
+
+    /// Applies the step recorded at `_audit` index `audit_idx`, once: a step
+    /// at an index already applied is skipped. Steps come in `_audit` order
+    /// from one writer, whether applied as they are recorded or read back
+    /// from the store (by the servers that did not record them).
+    pub fn apply_recorded(&mut self, t: &Transition, audit_idx: u64) {
+        if audit_idx < self.next_audit {
+            return;
+        }
+        self.next_audit = audit_idx + 1;
+        self.apply(t);
     }
 
     /// Applies a recorded step (replay, or after recording a checked one).

@@ -85,6 +85,27 @@ impl ErasureContext {
     }
 }
 
+impl ErasureContext {
+    /// Applies the erasure steps recorded in `_audit` entries `from..to` of
+    /// the store that this server has not applied (those another server
+    /// recorded): every server shows the same orders.
+    pub async fn follow(&self, vault: &Vault, from: u64, to: u64) -> Result<(), String> {
+        let entries = vault
+            .reader()
+            .published_session_entries(AUDIT_NS, ERASURES_SESSION, from, to)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut o = self.orders.lock().await;
+        for e in entries {
+            match e.content.as_deref().map(serde_json::from_str::<Step>) {
+                Some(Ok(s)) => o.apply(&s, e.idx),
+                _ => return Err(format!("_audit entry {} is not an erasure step", e.idx)),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The erasure routes, merged into the server's router.
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -60,7 +60,7 @@ impl ExportContext {
                 .as_deref()
                 .and_then(|c| serde_json::from_str(c).ok());
             match t {
-                Some(t) => exports.apply(&t),
+                Some(t) => exports.apply_recorded(&t, e.idx),
                 None => {
                     return Err(StartError(format!(
                         "_audit entry {} of session exports is not a workflow step",
@@ -73,6 +73,27 @@ impl ExportContext {
             exports: Arc::new(tokio::sync::Mutex::new(exports)),
             key,
         })
+    }
+}
+
+impl ExportContext {
+    /// Applies the export steps recorded in `_audit` entries `from..to` of
+    /// the store that this server has not applied (those another server
+    /// recorded): every server shows the same requests.
+    pub async fn follow(&self, vault: &Vault, from: u64, to: u64) -> Result<(), String> {
+        let entries = vault
+            .reader()
+            .published_session_entries(audit::AUDIT_NS, EXPORTS_SESSION, from, to)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut x = self.exports.lock().await;
+        for e in entries {
+            match e.content.as_deref().map(serde_json::from_str::<Transition>) {
+                Some(Ok(t)) => x.apply_recorded(&t, e.idx),
+                _ => return Err(format!("_audit entry {} is not an export step", e.idx)),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -115,14 +136,19 @@ async fn commit(
         let name = t.event_name();
         let content = serde_json::to_value(&t)
             .map_err(|e| ApiError::unavailable("internal", e.to_string()))?;
-        st.vault
+        let r = st
+            .vault
             .append_system(
                 audit::AUDIT_NS,
                 vec![audit::event(EXPORTS_SESSION, name, &claims.sub, content)],
                 audit::SERVER,
             )
             .await?;
-        x.apply(&t);
+        let idx = r
+            .first()
+            .map(|r| r.index)
+            .ok_or_else(|| ApiError::unavailable("internal", "the recorded step has no receipt"))?;
+        x.apply_recorded(&t, idx);
         let r = x
             .get(t.id())
             .ok_or_else(|| ApiError::unavailable("internal", "the step was not applied"))?;
@@ -157,9 +183,11 @@ pub fn spawn_expiry_recorder(st: AppState, xc: Arc<ExportContext>, every: std::t
                     .append_system(audit::AUDIT_NS, vec![ev], audit::SERVER)
                     .await
                 {
-                    Ok(_) => {
+                    Ok(r) => {
                         tracing::info!(export = t.id(), "export expired");
-                        x.apply(&t);
+                        if let Some(r) = r.first() {
+                            x.apply_recorded(&t, r.index);
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(export = t.id(), error = %e, "recording an export expiry failed; retrying later");

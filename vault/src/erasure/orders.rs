@@ -242,6 +242,8 @@ pub struct Order {
 pub struct Orders {
     policy: ErasurePolicy,
     orders: BTreeMap<String, Order>,
+    /// The first `_audit` index not applied yet.
+    next_audit: u64,
 }
 
 impl Orders {
@@ -250,6 +252,7 @@ impl Orders {
         Orders {
             policy,
             orders: BTreeMap::new(),
+            next_audit: 0,
         }
     }
 
@@ -320,10 +323,16 @@ impl Orders {
         out
     }
 
-    /// Applies a recorded step, `audit_idx` being its `_audit` index.
-    /// Steps that break the rules are ignored (replay is as strict as
+    /// Applies a recorded step, `audit_idx` being its `_audit` index, once:
+    /// a step at an index already applied is skipped (steps come in
+    /// `_audit` order, as recorded or read back from the store). Steps that
+    /// break the rules are ignored (replay is as strict as
     /// [`Orders::check`]).
     pub fn apply(&mut self, step: &Step, audit_idx: u64) {
+        if audit_idx < self.next_audit {
+            return;
+        }
+        self.next_audit = audit_idx + 1;
         let state = self.get(step.id()).map(|o| self.state(o, step.at()));
         match step {
             Step::Requested {
