@@ -522,4 +522,42 @@ async fn revocations_and_workflow_steps_reach_the_other_node_within_seconds() {
     )
     .await;
     assert_eq!(s, 200);
+
+    // Both nodes list the same nodes and lease map (read from the store).
+    let view = |node: &Server| {
+        let (c, url, admin) = (c.clone(), node.url.clone(), admin.to_string());
+        async move {
+            let (s, r) = get(&c, &format!("{url}/v1/cluster"), Some(&admin)).await;
+            assert_eq!(s, 200, "{r}");
+            serde_json::from_str::<serde_json::Value>(&r).unwrap()
+        }
+    };
+    let (va, vb) = (view(&a).await, view(&b).await);
+    assert_ne!(va["self"], vb["self"]);
+    for v in [&va, &vb] {
+        let live: Vec<&serde_json::Value> = v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["live"] == true)
+            .map(|n| &n["instance"])
+            .collect();
+        assert_eq!(live.len(), 2, "{v}");
+        assert!(
+            live.contains(&&va["self"]) && live.contains(&&vb["self"]),
+            "{v}"
+        );
+        let owner = |ns: &str| {
+            v["leases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["ns"] == ns)
+                .map(|l| l["owner"].clone())
+        };
+        assert_eq!(owner("beta"), Some(vb["self"].clone()), "{v}");
+        assert_eq!(owner("_audit"), Some(va["self"].clone()), "{v}");
+    }
+    let (s, _) = get(&c, &format!("{}/v1/cluster", b.url), Some(&reader)).await;
+    assert_eq!(s, 403, "admins only");
 }

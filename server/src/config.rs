@@ -215,12 +215,20 @@ pub struct ClusterConfig {
     /// store's `_audit`: token revocations, export and erasure steps (0:
     /// never; a single server needs none, it applies its own at once).
     pub follow_audit_ms: u64,
+    /// The URL other nodes and clients reach this server at, shown in
+    /// `GET /v1/cluster`.
+    pub advertise: Option<String>,
+    /// How often (ms) the server rewrites its registration in the store
+    /// (`cluster/nodes/{instance}`); 0: it does not register.
+    pub heartbeat_ms: u64,
 }
 
 impl Default for ClusterConfig {
     fn default() -> Self {
         ClusterConfig {
             follow_audit_ms: 2000,
+            advertise: None,
+            heartbeat_ms: 2000,
         }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod erasures;
 mod error;

@@ -125,11 +125,19 @@ impl Server {
                 Duration::from_millis(cfg.cluster.follow_audit_ms),
             );
         }
+        if cfg.cluster.heartbeat_ms > 0 {
+            crate::cluster::spawn_heartbeat(
+                state.clone(),
+                cfg.cluster.advertise.clone(),
+                Duration::from_millis(cfg.cluster.heartbeat_ms),
+            );
+        }
         let app = router_with(
             state.clone(),
             read::routes()
                 .merge(exports::routes())
-                .merge(crate::erasures::routes()),
+                .merge(crate::erasures::routes())
+                .merge(crate::cluster::routes()),
         )
         .layer(axum::Extension(read_ctx))
         .layer(axum::Extension(exports))

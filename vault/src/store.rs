@@ -410,6 +410,15 @@ pub mod layout {
     pub fn cosigned_checkpoint(ns: &str) -> Path {
         Path::from(format!("ns/{ns}/checkpoint.cosigned"))
     }
+    /// `cluster/nodes`: where servers sharing the store register.
+    pub fn cluster_nodes() -> Path {
+        Path::from("cluster/nodes")
+    }
+    /// `cluster/nodes/{instance}`: one server's registration (rewritten at
+    /// each heartbeat, deleted on a clean stop).
+    pub fn cluster_node(instance: &str) -> Path {
+        Path::from(format!("cluster/nodes/{instance}"))
+    }
     /// `ns/{ns}/lease` (which server may append).
     pub fn lease(ns: &str) -> Path {
         Path::from(format!("ns/{ns}/lease"))

@@ -377,6 +377,12 @@ impl Vault {
         self.inner.ctx.key.verifying_key()
     }
 
+    /// This server instance's id (stable per data directory): the owner
+    /// named in the leases it holds.
+    pub fn instance_id(&self) -> &str {
+        &self.inner.ctx.instance_id
+    }
+
     /// The data directory.
     pub fn data_dir(&self) -> &FsPath {
         &self.inner.data_dir
