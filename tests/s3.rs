@@ -430,19 +430,45 @@ async fn revocations_and_workflow_steps_reach_the_other_node_within_seconds() {
     let env: Vec<(&str, &str)> = env_owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let dir = tempfile::tempdir().unwrap();
     let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
-    let cfg = config(
-        dir.path(),
-        "[log]\nflush_interval_ms = 100\n[cluster]\nfollow_audit_ms = 500\n",
-    );
     let url = "s3://vault/shared";
-    let args = ["--store", url, "--config", cfg.to_str().unwrap()];
-    let a = Server::try_start_env(&a_dir, &args, &env).unwrap();
+    // Each node advertises its own address; b beats rarely, so that its
+    // registration can be tampered with below without being rewritten.
+    let start = |data: &std::path::Path, name: &str, heartbeat_ms: u64| {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cfg = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "[log]\nflush_interval_ms = 100\n[cluster]\nfollow_audit_ms = 500\n\
+                 advertise = \"http://127.0.0.1:{port}\"\nheartbeat_ms = {heartbeat_ms}\n"
+            ),
+        )
+        .unwrap();
+        let listen = format!("127.0.0.1:{port}");
+        let args = [
+            "serve",
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            &listen,
+            "--store",
+            url,
+            "--config",
+            cfg.to_str().unwrap(),
+        ];
+        Server::spawn(&args, &env, data).unwrap()
+    };
+    let a = start(&a_dir, "a", 2000);
     // Node b shares the keys (log and token issuer) and the store.
     std::fs::create_dir_all(b_dir.join("keys")).unwrap();
     for k in ["log.key", "issuer.key", "masking.key"] {
         std::fs::copy(a_dir.join("keys").join(k), b_dir.join("keys").join(k)).unwrap();
     }
-    let b = Server::try_start_env(&b_dir, &args, &env).unwrap();
+    let b = start(&b_dir, "b", 600_000);
     let c = client();
     let admin = std::fs::read_to_string(a_dir.join("admin.token")).unwrap();
     let admin = admin.trim();
@@ -560,4 +586,29 @@ async fn revocations_and_workflow_steps_reach_the_other_node_within_seconds() {
     }
     let (s, _) = get(&c, &format!("{}/v1/cluster", b.url), Some(&reader)).await;
     assert_eq!(s, 403, "admins only");
+
+    // A write for beta sent to node a (b holds beta) is forwarded to b, as
+    // it came, and answered by b: the client never needs the layout.
+    let w2 = token(&a_dir, "writer", "beta", "agent-2");
+    let (s, r) = post_events(&c, &a.url, "beta", &w2, one.clone(), "?wait=checkpoint").await;
+    assert_eq!(s, 200, "forwarded to the holder: {r}");
+    assert_eq!(r["receipts"].as_array().unwrap().len(), 1, "{r}");
+    assert!(r["proofs"][0].as_str().is_some(), "{r}");
+    // A registration changed in the bucket (to send tokens elsewhere) no
+    // longer verifies with the log key: nothing is forwarded to it.
+    let bucket = moto.store(url);
+    let reg = Path::from(format!("cluster/nodes/{}", vb["self"].as_str().unwrap()));
+    let mut forged: serde_json::Value =
+        serde_json::from_slice(&bucket.get(&reg).await.unwrap().unwrap()).unwrap();
+    forged["node"]["advertise"] = json!("http://127.0.0.1:9");
+    bucket
+        .put_overwrite(&reg, serde_json::to_vec(&forged).unwrap().into())
+        .await
+        .unwrap();
+    let (s, r) = post_events(&c, &a.url, "beta", &w2, one.clone(), "").await;
+    assert_eq!(
+        (s, r["error"]["code"].as_str()),
+        (409, Some("namespace_fenced")),
+        "{r}"
+    );
 }

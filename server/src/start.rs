@@ -102,7 +102,8 @@ impl Server {
         )?);
         let (log_key, _) = tracevault_vault::keys::load_or_create(&data.join("keys/log.key"))
             .map_err(|e| failed("loading the log key")(e.to_string()))?;
-        let exports = Arc::new(exports::ExportContext::load(&vault, cfg.exports, log_key).await?);
+        let exports =
+            Arc::new(exports::ExportContext::load(&vault, cfg.exports, log_key.clone()).await?);
         // Expiries are recorded within a quarter of the shortest window
         // (between 1 s and 60 s after they happen).
         let p = cfg.exports;
@@ -128,6 +129,7 @@ impl Server {
         if cfg.cluster.heartbeat_ms > 0 {
             crate::cluster::spawn_heartbeat(
                 state.clone(),
+                log_key.clone(),
                 cfg.cluster.advertise.clone(),
                 Duration::from_millis(cfg.cluster.heartbeat_ms),
             );

@@ -19,10 +19,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
+use tracevault_vault::lease::LeaseError;
+use tracevault_vault::log::OpenError;
 use tracevault_vault::record::Prepared;
 use tracevault_vault::token::Role;
-use tracevault_vault::{note, validate_namespace};
+use tracevault_vault::{VaultError, note, validate_namespace};
 
 use crate::{ApiError, AppState, auth, body_bytes, metrics, path_ns, query};
 
@@ -91,9 +93,10 @@ pub(crate) async fn append_events(
     State(st): State<AppState>,
     ns: Result<Path<String>, PathRejection>,
     q: Result<Query<AppendQuery>, QueryRejection>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let ns = path_ns(ns)?;
     let claims = auth::authenticate(&st, &headers)?;
     auth::authorize(&claims, &[Role::Writer], Some(&ns))?;
@@ -114,6 +117,10 @@ pub(crate) async fn append_events(
     let raw_len = body.len() as u64;
     st.rate_limit(&claims, 1)?;
     let limits = st.limits.clone();
+    // Kept (a reference, not a copy) in case the namespace is held by
+    // another node and the request is forwarded there as it came.
+    let raw = body.clone();
+    let hdrs = headers.clone();
     // Decompression, parsing, validation and payload hashing run off the async
     // threads and in parallel across requests; the sequencer only hashes the
     // small committed record.
@@ -125,12 +132,32 @@ pub(crate) async fn append_events(
     .await
     .map_err(|e| ApiError::unavailable("internal", e.to_string()))??;
     st.rate_limit(&claims, events.len() as u64)?;
-    let receipts = st.vault.append_prepared(&ns, events, &claims.sub).await?;
+    let receipts = match st.vault.append_prepared(&ns, events, &claims.sub).await {
+        Ok(r) => r,
+        Err(VaultError::Open(OpenError::Lease(LeaseError::Fenced { owner }))) => {
+            let pq = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+            return match crate::cluster::forward(&st, &owner, pq, &hdrs, raw).await {
+                Some(answer) => {
+                    let (status, body) = answer?;
+                    Ok((
+                        status,
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        body,
+                    )
+                        .into_response())
+                }
+                None => {
+                    Err(VaultError::Open(OpenError::Lease(LeaseError::Fenced { owner })).into())
+                }
+            };
+        }
+        Err(e) => return Err(e.into()),
+    };
     let n = receipts.iter().filter(|r| !r.duplicate).count() as u64;
     st.metrics
         .ingested(&ns, metrics::Source::Api, n, raw_len, started.elapsed());
     if !wait_checkpoint {
-        return Ok(Json(json!({"receipts": receipts})));
+        return Ok(Json(json!({"receipts": receipts})).into_response());
     }
     let log = st.vault.log(&ns).await?;
     let need = receipts.iter().map(|r| r.index + 1).max().unwrap_or(0);
@@ -163,5 +190,5 @@ pub(crate) async fn append_events(
             .map_err(|e| ApiError::unavailable("internal", e.to_string()))?;
         proofs.push(note::format_tlog_proof(r.index, &proof, &note_text));
     }
-    Ok(Json(json!({"receipts": receipts, "proofs": proofs})))
+    Ok(Json(json!({"receipts": receipts, "proofs": proofs})).into_response())
 }
