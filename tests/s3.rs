@@ -612,3 +612,109 @@ async fn revocations_and_workflow_steps_reach_the_other_node_within_seconds() {
         "{r}"
     );
 }
+
+/// Cluster mode (`[cluster] enabled`): a receipt means the event is in the
+/// store. A node is killed with SIGKILL and its data directory deleted;
+/// another node on the same bucket takes its namespace over once the lease
+/// lapses, and every receipt the dead node sent matches an entry, no index
+/// is reused, and the bucket verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_cluster_mode_a_lost_node_loses_no_acknowledged_event() {
+    let moto = Moto::start("vault").await;
+    let env_owned = moto.env();
+    let env: Vec<(&str, &str)> = env_owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
+    let cfg = config(
+        dir.path(),
+        "[log]\nflush_interval_ms = 50\nlease_ttl_ms = 2000\n[cluster]\nenabled = true\n",
+    );
+    let url = "s3://vault/cluster";
+    let args = ["--store", url, "--config", cfg.to_str().unwrap()];
+    let a = Server::try_start_env(&a_dir, &args, &env).unwrap();
+    let c = client();
+    let w = token(&a_dir, "writer", "gamma", "agent");
+    let mut receipts = Vec::new();
+    for round in 0..5 {
+        let batch = json!({"events": (0..20).map(|i| json!({"session_id": "s", "kind": "output",
+            "event_id": format!("e-{round}-{i}"), "content": format!("r{round} e{i}")})).collect::<Vec<_>>()});
+        let (s, r) = post_events(&c, &a.url, "gamma", &w, batch, "").await;
+        assert_eq!(s, 200, "{r}");
+        receipts.extend(r["receipts"].as_array().unwrap().iter().cloned());
+        // Acknowledged means in the store: a checkpoint there covers it.
+        let cp = moto
+            .store(url)
+            .get(&Path::from("ns/gamma/checkpoint"))
+            .await
+            .unwrap()
+            .unwrap();
+        let size: u64 = String::from_utf8_lossy(&cp)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let last = receipts.last().unwrap()["index"].as_u64().unwrap();
+        assert!(
+            size > last,
+            "acknowledged entry {last} is not in the store (size {size})"
+        );
+    }
+    a.kill9();
+    let killed_at = Instant::now();
+    std::fs::remove_dir_all(a_dir.join("wal")).unwrap();
+    // Node b: a fresh data directory with the shared keys.
+    std::fs::create_dir_all(b_dir.join("keys")).unwrap();
+    for k in ["log.key", "issuer.key", "masking.key"] {
+        std::fs::copy(a_dir.join("keys").join(k), b_dir.join("keys").join(k)).unwrap();
+    }
+    std::fs::remove_dir_all(&a_dir).unwrap();
+    let b = Server::try_start_env(&b_dir, &args, &env).unwrap();
+    let one = json!({"events": [{"session_id": "s", "kind": "output", "event_id": "after", "content": "after"}]});
+    let next = loop {
+        let (s, r) = post_events(&c, &b.url, "gamma", &w, one.clone(), "").await;
+        if s == 200 {
+            break r["receipts"][0]["index"].as_u64().unwrap();
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(20),
+            "no takeover: {s} {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!(
+        "takeover: writes succeed on node b {:?} after node a was killed",
+        killed_at.elapsed()
+    );
+    assert_eq!(next, 100, "no index reused, none skipped");
+    let reader = token(&b_dir, "reader", "gamma", "auditor");
+    for r in &receipts {
+        let i = r["index"].as_u64().unwrap();
+        let (s, e) = get(
+            &c,
+            &format!("{}/v1/logs/gamma/entries/{i}", b.url),
+            Some(&reader),
+        )
+        .await;
+        assert_eq!(s, 200, "{e}");
+        let e: serde_json::Value = serde_json::from_str(&e).unwrap();
+        assert_eq!(e["leaf_hash"], r["leaf_hash"], "entry {i}");
+    }
+    // A retry of an acknowledged event gets its original receipt.
+    let batch = json!({"events": [{"session_id": "s", "kind": "output", "event_id": "e-4-19", "content": "r4 e19"}]});
+    let (s, r) = post_events(&c, &b.url, "gamma", &w, batch, "").await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["receipts"][0]["index"], 99, "{r}");
+    assert_eq!(r["receipts"][0]["duplicate"], true, "{r}");
+    assert_eq!(b.terminate(), Some(0));
+    let key = std::fs::read_to_string(b_dir.join("keys/log.key")).unwrap();
+    let seed: [u8; 32] = base64_decode(key.trim()).try_into().unwrap();
+    use base64::Engine;
+    let pk = base64::engine::general_purpose::STANDARD.encode(
+        ed25519_dalek::SigningKey::from_bytes(&seed)
+            .verifying_key()
+            .to_bytes(),
+    );
+    let (code, out, err) = verify_env(&["--store", url, "--key", &pk], &env);
+    assert_eq!(code, 0, "{out}{err}");
+}

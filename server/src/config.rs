@@ -211,6 +211,10 @@ ns = ["prod"]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
+    /// Several nodes on one store: acknowledge an append only once it is in
+    /// the store (sets `[log] ack_after_publish`), so that losing a node,
+    /// disk included, loses no acknowledged event.
+    pub enabled: bool,
     /// How often (ms) a server applies what other servers recorded in the
     /// store's `_audit`: token revocations, export and erasure steps (0:
     /// never; a single server needs none, it applies its own at once).
@@ -226,6 +230,7 @@ pub struct ClusterConfig {
 impl Default for ClusterConfig {
     fn default() -> Self {
         ClusterConfig {
+            enabled: false,
             follow_audit_ms: 2000,
             advertise: None,
             heartbeat_ms: 2000,

@@ -115,6 +115,7 @@ impl From<VaultError> for ApiError {
             VaultError::Open(OpenError::Lease(LeaseError::Fenced { .. })) => {
                 ApiError::new(StatusCode::CONFLICT, "namespace_fenced", e.to_string())
             }
+            VaultError::NotInStore(_) => ApiError::unavailable("not_yet_in_store", e.to_string()),
             VaultError::Open(OpenError::Inconsistent { .. }) => {
                 ApiError::unavailable("namespace_inconsistent", e.to_string())
             }

@@ -58,7 +58,10 @@ impl Server {
             data_dir: data.clone(),
             store,
             origin: cfg.origin.clone(),
-            log: cfg.log.clone(),
+            log: tracevault_vault::LogConfig {
+                ack_after_publish: cfg.log.ack_after_publish || cfg.cluster.enabled,
+                ..cfg.log.clone()
+            },
         })
         .await
         .map_err(|e| StartError(format!("opening the vault in {}: {e}", data.display())))?;

@@ -43,6 +43,16 @@ pub struct LogConfig {
     /// serving proofs from the tiles in the store; past it the cache starts
     /// over.
     pub tile_cache_tiles: usize,
+    /// Acknowledge an append only once its entries are in the store (in a
+    /// segment covered by a signed checkpoint), not when they are fsynced
+    /// to this node's WAL: losing the node, disk included, then loses no
+    /// acknowledged event (`[cluster] enabled`, docs/configuration.md).
+    pub ack_after_publish: bool,
+    /// How long an append waits for that (milliseconds); past it the
+    /// caller is told to retry (the entries stay durable in the WAL and are
+    /// published later: a retry with the same `event_id` gets the original
+    /// receipt).
+    pub ack_publish_timeout_ms: u64,
 }
 
 impl Default for LogConfig {
@@ -62,6 +72,8 @@ impl Default for LogConfig {
             compact_target_rows: 50_000,
             compact_min_segments: 8,
             tile_cache_tiles: 4096,
+            ack_after_publish: false,
+            ack_publish_timeout_ms: 10_000,
         }
     }
 }

@@ -103,6 +103,12 @@ pub enum VaultError {
     /// Stored entries could not be read back (a segment failed to decode).
     #[error("reading the log: {0}")]
     Read(String),
+    /// With `ack_after_publish`: the entries are durable on this node but
+    /// not in the store yet (retry with the same `event_id`s).
+    #[error(
+        "entries up to {0} are durable on this node but not yet in the store; retry (with the same event_id) for the receipt"
+    )]
+    NotInStore(u64),
 }
 
 /// Checks a namespace name. Names starting with `_` are reserved for the
@@ -689,7 +695,17 @@ impl Vault {
     ) -> Result<Vec<Receipt>, VaultError> {
         validate_namespace(ns, false)?;
         let log = self.log(ns).await?;
-        Ok(log.append(events, ingested_by).await?)
+        let receipts = log.append(events, ingested_by).await?;
+        let cfg = &self.inner.ctx.cfg;
+        if cfg.ack_after_publish {
+            // Duplicates too: their original may not be published yet.
+            let need = receipts.iter().map(|r| r.index + 1).max().unwrap_or(0);
+            let wait = std::time::Duration::from_millis(cfg.ack_publish_timeout_ms);
+            if log.wait_published(need, wait).await.is_none() {
+                return Err(VaultError::NotInStore(need.saturating_sub(1)));
+            }
+        }
+        Ok(receipts)
     }
 
     /// Every namespace in the store (and any open one), with size and key.
