@@ -231,6 +231,9 @@ impl Pending {
 /// when the server stops.
 pub struct DeniedLog {
     pending: Arc<Mutex<Pending>>,
+    /// The recording task: awaited at shutdown, so that the last counts are
+    /// in `_audit` before the logs close.
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl DeniedLog {
@@ -243,7 +246,7 @@ impl DeniedLog {
     ) -> DeniedLog {
         let pending: Arc<Mutex<Pending>> = Arc::default();
         let task_pending = pending.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             loop {
                 let stopping = tokio::select! {
                     _ = tokio::time::sleep(every) => false,
@@ -270,7 +273,21 @@ impl DeniedLog {
                 }
             }
         });
-        DeniedLog { pending }
+        DeniedLog {
+            pending,
+            task: Mutex::new(Some(task)),
+        }
+    }
+
+    /// Waits (up to `timeout`) for the last record, once the server is
+    /// stopping: called before the vault shuts its logs down.
+    pub async fn finish(&self, timeout: Duration) {
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = task
+            && tokio::time::timeout(timeout, t).await.is_err()
+        {
+            tracing::warn!("the last denied-request counts were not recorded in time");
+        }
     }
 
     /// Counts one denied request.

@@ -273,6 +273,12 @@ impl AppState {
         self.shutdown.subscribe()
     }
 
+    /// Waits for the tasks that record in `_audit` at shutdown (the last
+    /// denied-request counts), before the vault closes its logs.
+    pub async fn finish_recording(&self, timeout: Duration) {
+        self.denied.finish(timeout).await;
+    }
+
     pub fn begin_shutdown(&self) {
         self.shutdown.send_replace(true);
     }

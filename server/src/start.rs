@@ -187,6 +187,10 @@ impl Server {
                 stopping.begin_shutdown();
             })
             .await;
+        // Requests are done; what the server records about itself at
+        // shutdown goes into `_audit` before its logs close.
+        self.state.begin_shutdown();
+        self.state.finish_recording(Duration::from_secs(5)).await;
         self.vault.shutdown(SHUTDOWN_FLUSH).await;
         tracing::info!("stopped cleanly");
     }
