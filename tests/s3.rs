@@ -594,6 +594,46 @@ async fn revocations_and_workflow_steps_reach_the_other_node_within_seconds() {
     assert_eq!(s, 200, "forwarded to the holder: {r}");
     assert_eq!(r["receipts"].as_array().unwrap().len(), 1, "{r}");
     assert!(r["proofs"][0].as_str().is_some(), "{r}");
+    // So is an OTLP export (its namespace header included).
+    let span = json!({"resourceSpans": [{"scopeSpans": [{"spans": [{
+        "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
+        "name": "x", "kind": 1, "startTimeUnixNano": "1700000000000000000",
+        "endTimeUnixNano": "1700000001000000000"}]}]}]});
+    let otlp = c
+        .post(format!("{}/otlp/v1/traces", a.url))
+        .bearer_auth(&w2)
+        .header("content-type", "application/json")
+        .header("x-tracevault-namespace", "beta")
+        .body(span.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(otlp.status(), 200, "{}", otlp.text().await.unwrap());
+    let (_, cp) = get(
+        &c,
+        &format!("{}/v1/logs/beta/checkpoint", b.url),
+        Some(&reader),
+    )
+    .await;
+    let before_otlp = r["receipts"][0]["index"].as_u64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, e) = get(
+            &c,
+            // (read on a: an entry read is recorded in `_audit`, which a holds)
+            &format!("{}/v1/logs/beta/entries/{}", a.url, before_otlp + 1),
+            Some(&reader),
+        )
+        .await;
+        if e.contains("\"name\":\"x\"") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the span is not in beta: {e} {cp}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // A registration changed in the bucket (to send tokens elsewhere) no
     // longer verifies with the log key: nothing is forwarded to it.
     let bucket = moto.store(url);

@@ -249,13 +249,22 @@ pub async fn forward(
         .post(format!("{}{path_and_query}", base.trim_end_matches('/')))
         .header(FORWARDED, "1")
         .body(body);
-    for h in [
-        axum::http::header::AUTHORIZATION,
-        axum::http::header::CONTENT_TYPE,
-        axum::http::header::CONTENT_ENCODING,
-    ] {
-        if let Some(v) = headers.get(&h) {
-            req = req.header(h.as_str(), v.as_bytes());
+    // The request's own headers (token, content type and encoding, the
+    // OTLP namespace header, ...), not the connection's.
+    const HOP: [&str; 9] = [
+        "host",
+        "content-length",
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-authorization",
+    ];
+    for (name, value) in headers {
+        if !HOP.contains(&name.as_str()) && name.as_str() != FORWARDED {
+            req = req.header(name.as_str(), value.as_bytes());
         }
     }
     Some(
@@ -278,4 +287,41 @@ pub async fn forward(
         }
         .await,
     )
+}
+
+/// What an append became: receipts from this node's log, or the answer of
+/// the node holding the namespace, which the request was forwarded to.
+pub enum Appended {
+    /// Appended here.
+    Here(Vec<tracevault_vault::Receipt>),
+    /// Forwarded: the holder's status and body, to return as they are.
+    Forwarded(axum::http::StatusCode, Bytes),
+}
+
+/// Appends `events` to `ns`, or, when another live node holds the
+/// namespace, forwards the request as it came (`path_and_query`, `headers`,
+/// `raw` body) to that node: the one rule every write door follows.
+pub async fn append_or_forward(
+    st: &AppState,
+    ns: &str,
+    events: Vec<tracevault_vault::record::Prepared>,
+    ingested_by: &str,
+    request: (&str, &HeaderMap, Bytes),
+) -> Result<Appended, ApiError> {
+    use tracevault_vault::VaultError;
+    use tracevault_vault::lease::LeaseError;
+    use tracevault_vault::log::OpenError;
+    match st.vault.append_prepared(ns, events, ingested_by).await {
+        Ok(r) => Ok(Appended::Here(r)),
+        Err(VaultError::Open(OpenError::Lease(LeaseError::Fenced { owner }))) => {
+            let (path_and_query, headers, raw) = request;
+            match forward(st, &owner, path_and_query, headers, raw).await {
+                Some(answer) => answer.map(|(status, body)| Appended::Forwarded(status, body)),
+                None => {
+                    Err(VaultError::Open(OpenError::Lease(LeaseError::Fenced { owner })).into())
+                }
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
 }

@@ -20,11 +20,9 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
-use tracevault_vault::lease::LeaseError;
-use tracevault_vault::log::OpenError;
 use tracevault_vault::record::Prepared;
 use tracevault_vault::token::Role;
-use tracevault_vault::{VaultError, note, validate_namespace};
+use tracevault_vault::{note, validate_namespace};
 
 use crate::{ApiError, AppState, auth, body_bytes, metrics, path_ns, query};
 
@@ -132,27 +130,21 @@ pub(crate) async fn append_events(
     .await
     .map_err(|e| ApiError::unavailable("internal", e.to_string()))??;
     st.rate_limit(&claims, events.len() as u64)?;
-    let receipts = match st.vault.append_prepared(&ns, events, &claims.sub).await {
-        Ok(r) => r,
-        Err(VaultError::Open(OpenError::Lease(LeaseError::Fenced { owner }))) => {
-            let pq = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-            return match crate::cluster::forward(&st, &owner, pq, &hdrs, raw).await {
-                Some(answer) => {
-                    let (status, body) = answer?;
-                    Ok((
-                        status,
-                        [(axum::http::header::CONTENT_TYPE, "application/json")],
-                        body,
-                    )
-                        .into_response())
-                }
-                None => {
-                    Err(VaultError::Open(OpenError::Lease(LeaseError::Fenced { owner })).into())
-                }
-            };
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let pq = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let receipts =
+        match crate::cluster::append_or_forward(&st, &ns, events, &claims.sub, (pq, &hdrs, raw))
+            .await?
+        {
+            crate::cluster::Appended::Here(r) => r,
+            crate::cluster::Appended::Forwarded(status, body) => {
+                return Ok((
+                    status,
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+                    .into_response());
+            }
+        };
     let n = receipts.iter().filter(|r| !r.duplicate).count() as u64;
     st.metrics
         .ingested(&ns, metrics::Source::Api, n, raw_len, started.elapsed());

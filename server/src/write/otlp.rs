@@ -281,30 +281,33 @@ impl Signal for ExportLogsServiceRequest {
 /// `POST /otlp/v1/traces`.
 pub async fn traces(
     State(st): State<AppState>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    export::<ExportTraceServiceRequest>(st, headers, body).await
+    export::<ExportTraceServiceRequest>(st, uri, headers, body).await
 }
 
 /// `POST /otlp/v1/logs`.
 pub async fn logs(
     State(st): State<AppState>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    export::<ExportLogsServiceRequest>(st, headers, body).await
+    export::<ExportLogsServiceRequest>(st, uri, headers, body).await
 }
 
 async fn export<S: Signal>(
     st: AppState,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let enc = Encoding::of(&headers).unwrap_or(Encoding::Protobuf);
-    match export_inner::<S>(st, headers, body).await {
-        Ok(bytes) => {
-            let mut resp = bytes.into_response();
+    match export_inner::<S>(st, uri, headers, body).await {
+        Ok((status, bytes)) => {
+            let mut resp = (status, bytes).into_response();
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static(enc.content_type()),
@@ -325,9 +328,10 @@ struct Decoded {
 
 async fn export_inner<S: Signal>(
     st: AppState,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<(StatusCode, Bytes), ApiError> {
     let started = std::time::Instant::now();
     let claims = auth::authenticate(&st, &headers)?;
     auth::authorize(&claims, &[Role::Writer], None)?;
@@ -344,6 +348,8 @@ async fn export_inner<S: Signal>(
     st.rate_limit(&claims, 1)?;
     let limits = st.limits.clone();
     let raw_len = raw.len();
+    // Kept (a reference) in case the namespace is held by another node.
+    let (forward_body, forward_headers) = (raw.clone(), headers.clone());
     let _decoding = st
         .otlp_decoding
         .clone()
@@ -439,17 +445,21 @@ async fn export_inner<S: Signal>(
     let mut new = 0;
     if !decoded.events.is_empty() {
         st.rate_limit(&claims, decoded.events.len() as u64)?;
-        let receipts = st
-            .vault
-            .append_prepared(&ns, decoded.events, &claims.sub)
-            .await?;
-        new = receipts.iter().filter(|r| !r.duplicate).count() as u64;
+        let request = (uri.path(), &forward_headers, forward_body);
+        match crate::cluster::append_or_forward(&st, &ns, decoded.events, &claims.sub, request)
+            .await?
+        {
+            crate::cluster::Appended::Here(receipts) => {
+                new = receipts.iter().filter(|r| !r.duplicate).count() as u64;
+            }
+            crate::cluster::Appended::Forwarded(status, body) => return Ok((status, body)),
+        }
     }
     st.metrics
         .ingested(&ns, S::SOURCE, new, raw_len as u64, started.elapsed());
     let message = decoded.messages.join("; ");
     let resp = S::response(decoded.rejected as i64, message);
-    Ok(match enc {
+    let body = match enc {
         Encoding::Protobuf => resp.encode_to_vec(),
         Encoding::Json => {
             // `{}` rather than `{"partialSuccess": null}` for a full success.
@@ -460,7 +470,8 @@ async fn export_inner<S: Signal>(
             }
             v.to_string().into_bytes()
         }
-    })
+    };
+    Ok((StatusCode::OK, Bytes::from(body)))
 }
 
 /// `""`, `{}` and the empty protobuf message carry nothing to warn about.
