@@ -52,6 +52,24 @@ pub fn event(session: &str, name: &str, actor: &str, content: Value) -> Event {
     }
 }
 
+/// Records one workflow step (export, erasure) in `_audit` session
+/// `session`, named `name`, by `by`; returns its `_audit` index (what the
+/// workflow applies it at, and what receipts prove).
+pub async fn record_step(
+    vault: &Vault,
+    session: &str,
+    name: &str,
+    by: &str,
+    content: Value,
+) -> Result<u64, VaultError> {
+    let r = vault
+        .append_system(AUDIT_NS, vec![event(session, name, by, content)], SERVER)
+        .await?;
+    r.first()
+        .map(|r| r.index)
+        .ok_or_else(|| VaultError::Read("a recorded step came back without a receipt".into()))
+}
+
 /// Who minted token `jti` over HTTP (the `sub` of the admin whose
 /// `POST /v1/tokens` recorded it in `_audit`), if it was.
 pub async fn token_minter(vault: &Vault, jti: &str) -> Result<Option<String>, VaultError> {

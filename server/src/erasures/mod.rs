@@ -133,24 +133,8 @@ async fn commit(
         let content = serde_json::to_value(&step)
             .map_err(|e| ApiError::unavailable("internal", e.to_string()))?;
         let by = claims.as_ref().map_or(audit::SERVER, |c| c.sub.as_str());
-        let r = st
-            .vault
-            .append_system(
-                AUDIT_NS,
-                vec![audit::event(
-                    ERASURES_SESSION,
-                    step.event_name(),
-                    by,
-                    content,
-                )],
-                audit::SERVER,
-            )
-            .await?;
-        // The step's `_audit` index goes into the order (its receipt proves it).
-        let idx = r
-            .first()
-            .map(|r| r.index)
-            .ok_or_else(|| ApiError::unavailable("internal", "the recorded step has no receipt"))?;
+        let idx =
+            audit::record_step(&st.vault, ERASURES_SESSION, step.event_name(), by, content).await?;
         o.apply(&step, idx);
         Ok::<(), ApiError>(())
     })

@@ -136,18 +136,8 @@ async fn commit(
         let name = t.event_name();
         let content = serde_json::to_value(&t)
             .map_err(|e| ApiError::unavailable("internal", e.to_string()))?;
-        let r = st
-            .vault
-            .append_system(
-                audit::AUDIT_NS,
-                vec![audit::event(EXPORTS_SESSION, name, &claims.sub, content)],
-                audit::SERVER,
-            )
-            .await?;
-        let idx = r
-            .first()
-            .map(|r| r.index)
-            .ok_or_else(|| ApiError::unavailable("internal", "the recorded step has no receipt"))?;
+        let idx =
+            audit::record_step(&st.vault, EXPORTS_SESSION, name, &claims.sub, content).await?;
         x.apply_recorded(&t, idx);
         let r = x
             .get(t.id())
@@ -177,17 +167,18 @@ pub fn spawn_expiry_recorder(st: AppState, xc: Arc<ExportContext>, every: std::t
                         continue;
                     }
                 };
-                let ev = audit::event(EXPORTS_SESSION, t.event_name(), audit::SERVER, content);
-                match st
-                    .vault
-                    .append_system(audit::AUDIT_NS, vec![ev], audit::SERVER)
-                    .await
-                {
-                    Ok(r) => {
+                let recorded = audit::record_step(
+                    &st.vault,
+                    EXPORTS_SESSION,
+                    t.event_name(),
+                    audit::SERVER,
+                    content,
+                )
+                .await;
+                match recorded {
+                    Ok(idx) => {
                         tracing::info!(export = t.id(), "export expired");
-                        if let Some(r) = r.first() {
-                            x.apply_recorded(&t, r.index);
-                        }
+                        x.apply_recorded(&t, idx);
                     }
                     Err(e) => {
                         tracing::warn!(export = t.id(), error = %e, "recording an export expiry failed; retrying later");
