@@ -8,14 +8,29 @@
 //! Revocations are entries too (session `token-revocations`): the set of
 //! revoked token ids is rebuilt from `_audit` at start-up, so it survives
 //! restarts without a side file.
+//!
+//! With several nodes on one store, `_audit` is written by the node holding
+//! its lease: every record goes through [`append`], which appends here or
+//! calls that node ([`crate::cluster::peer`]), and workflow steps are
+//! checked and recorded there ([`holder`], [`record_step`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::post;
+use axum::{Json, Router};
+use bytes::Bytes;
 use serde_json::{Value, json};
 use tracevault_schemas::{Event, Kind};
+use tracevault_vault::lease::LeaseError;
+use tracevault_vault::log::OpenError;
 use tracevault_vault::{Receipt, Vault, VaultError};
+
+use crate::cluster::peer;
+use crate::{ApiError, AppState};
 
 /// The vault's access log namespace, and the session of export steps:
 /// named where bundles are verified (`tracevault_query::export`).
@@ -52,9 +67,45 @@ pub fn event(session: &str, name: &str, actor: &str, content: Value) -> Event {
     }
 }
 
+/// Which node records in `_audit`: `None` when this one does (it holds,
+/// or has just taken, the lease), else the node holding it.
+pub async fn holder(vault: &Vault) -> Result<Option<String>, ApiError> {
+    match vault.log(AUDIT_NS).await {
+        Ok(_) => Ok(None),
+        Err(VaultError::Open(OpenError::Lease(LeaseError::Fenced { owner }))) => Ok(Some(owner)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The internal route through which the other nodes append to `_audit`.
+pub const APPEND_PATH: &str = "/v1/internal/audit/append";
+/// Most events one call appends.
+const MAX_CALL_EVENTS: usize = 64;
+
+/// Appends access-log `events` to `_audit`: here, or, when another node
+/// holds `_audit`, through that node. The receipts say the records are in
+/// (what is recorded before an answer leaves is recorded, whichever node
+/// answers).
+pub async fn append(vault: &Vault, events: Vec<Event>) -> Result<Vec<Receipt>, ApiError> {
+    match vault.append_system(AUDIT_NS, events.clone(), SERVER).await {
+        Err(VaultError::Open(OpenError::Lease(LeaseError::Fenced { owner }))) => {
+            #[derive(serde::Deserialize)]
+            struct Appended {
+                receipts: Vec<Receipt>,
+            }
+            let a: Appended =
+                peer::call(vault, &owner, APPEND_PATH, &json!({ "events": events })).await?;
+            Ok(a.receipts)
+        }
+        r => Ok(r?),
+    }
+}
+
 /// Records one workflow step (export, erasure) in `_audit` session
-/// `session`, named `name`, by `by`; returns its `_audit` index (what the
-/// workflow applies it at, and what receipts prove).
+/// `session`, named `name`, by `by`, on this node, which must hold `_audit`
+/// (the callers check and apply steps only where `_audit` is written; see
+/// [`holder`]); returns its `_audit` index (what the workflow applies it
+/// at, and what receipts prove).
 pub async fn record_step(
     vault: &Vault,
     session: &str,
@@ -68,6 +119,39 @@ pub async fn record_step(
     r.first()
         .map(|r| r.index)
         .ok_or_else(|| VaultError::Read("a recorded step came back without a receipt".into()))
+}
+
+/// The internal route of [`append`] (called by the other nodes only).
+pub fn routes() -> Router<AppState> {
+    Router::new().route(APPEND_PATH, post(append_here))
+}
+
+async fn append_here(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    peer::authenticate(&st.vault, APPEND_PATH, &headers, &body)?;
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Call {
+        events: Vec<Value>,
+    }
+    let invalid = |m: String| ApiError::bad_request("invalid_call", m);
+    let call: Call = serde_json::from_slice(&body).map_err(|e| invalid(e.to_string()))?;
+    if call.events.is_empty() || call.events.len() > MAX_CALL_EVENTS {
+        return Err(invalid(format!(
+            "a call appends 1 to {MAX_CALL_EVENTS} events"
+        )));
+    }
+    let events = call
+        .events
+        .iter()
+        .map(|v| Event::from_json(&v.to_string()).map_err(|e| invalid(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Appended here or refused: never passed on again.
+    let receipts = st.vault.append_system(AUDIT_NS, events, SERVER).await?;
+    Ok(Json(json!({ "receipts": receipts })))
 }
 
 /// Who minted token `jti` over HTTP (the `sub` of the admin whose
@@ -154,15 +238,13 @@ impl Revocations {
         jti: &str,
         by: &str,
         reason: Option<&str>,
-    ) -> Result<Receipt, VaultError> {
+    ) -> Result<Receipt, ApiError> {
         let content = json!({"jti": jti, "reason": reason});
-        let mut r = vault
-            .append_system(
-                AUDIT_NS,
-                vec![event(REVOCATIONS, "token_revoked", by, content)],
-                SERVER,
-            )
-            .await?;
+        let mut r = append(
+            vault,
+            vec![event(REVOCATIONS, "token_revoked", by, content)],
+        )
+        .await?;
         self.insert(jti.to_string());
         Ok(r.remove(0))
     }
@@ -276,10 +358,11 @@ impl DeniedLog {
                 };
                 if taken.total > 0 {
                     let ev = event(DENIED, "requests_denied", SERVER, taken.record());
-                    if let Err(e) = vault.append_system(AUDIT_NS, vec![ev], SERVER).await {
+                    if let Err(e) = append(&vault, vec![ev]).await {
                         tracing::error!(
-                            "recording {} denied requests in {AUDIT_NS}: {e}; kept for the next interval",
-                            taken.total
+                            "recording {} denied requests in {AUDIT_NS}: {}; kept for the next interval",
+                            taken.total,
+                            e.message
                         );
                         if let Ok(mut p) = task_pending.lock() {
                             p.merge(taken);

@@ -74,6 +74,40 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Most distinct codes [`intern_code`] keeps.
+const MAX_INTERNED: usize = 512;
+
+/// The `&'static` code for `code`, an error code another node of the
+/// cluster answered with (the same binary: a small, fixed set), so that
+/// its refusal reaches the client unchanged. Codes are interned once each;
+/// past [`MAX_INTERNED`] distinct codes (or a code that is not snake_case
+/// of at most 64 bytes) the answer is `holder_refused`.
+pub fn intern_code(code: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static CODES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let valid = !code.is_empty()
+        && code.len() <= 64
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !valid {
+        return "holder_refused";
+    }
+    let Ok(mut set) = CODES.get_or_init(Mutex::default).lock() else {
+        return "holder_refused";
+    };
+    if let Some(c) = set.get(code) {
+        return c;
+    }
+    if set.len() >= MAX_INTERNED {
+        return "holder_refused";
+    }
+    let leaked: &'static str = Box::leak(code.to_string().into_boxed_str());
+    set.insert(leaked);
+    leaked
+}
+
 /// The HTTP face of a workflow refusal (exports, erasure orders).
 impl From<tracevault_vault::approval::Refusal> for ApiError {
     fn from(r: tracevault_vault::approval::Refusal) -> Self {

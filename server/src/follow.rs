@@ -3,9 +3,11 @@
 //! one within `[cluster] follow_audit_ms` plus the recording server's
 //! checkpoint interval. `_audit` is the single source of truth: only the
 //! server holding its lease records steps (and checks them against a state
-//! that has applied everything published), the others apply what it
-//! published, each step once.
+//! that has applied everything published, [`Synced::catch_up`]), the others
+//! call it for that ([`crate::cluster::peer`]) and apply what it published,
+//! each step once.
 
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,8 +45,8 @@ pub fn spawn(st: AppState, xc: Arc<ExportContext>, ec: Arc<ErasureContext>, ever
                 continue;
             }
             let revoked = st.revocations.follow(&st.vault, read_to, size).await;
-            let exports = xc.follow(&st.vault, read_to, size).await;
-            let erasures = ec.follow(&st.vault, read_to, size).await;
+            let exports = xc.follow(&st.vault).await;
+            let erasures = ec.follow(&st.vault).await;
             match (revoked, exports, erasures) {
                 (Ok(n), Ok(()), Ok(())) => {
                     if n > 0 {
@@ -59,4 +61,63 @@ pub fn spawn(st: AppState, xc: Arc<ExportContext>, ec: Arc<ErasureContext>, ever
             }
         }
     });
+}
+
+/// A workflow's state and how far into the store's `_audit` it has applied
+/// (entries `0..to`). Steps are applied at their `_audit` index, each once,
+/// so applying a range twice changes nothing.
+pub struct Synced<T> {
+    state: T,
+    to: u64,
+}
+
+impl<T> Synced<T> {
+    /// `state`, built from the store's `_audit` up to `to` at least.
+    pub fn new(state: T, to: u64) -> Self {
+        Synced { state, to }
+    }
+
+    /// Applies the steps of `_audit` session `session` published since the
+    /// last call, with `apply(state, content, index)`: done before a step is
+    /// checked where `_audit` is written (so a node that has just taken the
+    /// lease over decides on the whole history), and by [`spawn`].
+    pub async fn catch_up(
+        &mut self,
+        vault: &tracevault_vault::Vault,
+        session: &str,
+        apply: impl Fn(&mut T, &str, u64) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let reader = vault.reader();
+        let size = reader
+            .published_size(crate::audit::AUDIT_NS)
+            .await
+            .map_err(|e| e.to_string())?;
+        if size <= self.to {
+            return Ok(());
+        }
+        let entries = reader
+            .published_session_entries(crate::audit::AUDIT_NS, session, self.to, size)
+            .await
+            .map_err(|e| e.to_string())?;
+        for e in entries.iter().filter(|e| e.idx >= self.to && e.idx < size) {
+            let content = e.content.as_deref().unwrap_or_default();
+            apply(&mut self.state, content, e.idx)
+                .map_err(|m| format!("_audit entry {}: {m}", e.idx))?;
+        }
+        self.to = size;
+        Ok(())
+    }
+}
+
+impl<T> Deref for Synced<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.state
+    }
+}
+
+impl<T> DerefMut for Synced<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.state
+    }
 }

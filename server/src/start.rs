@@ -142,7 +142,8 @@ impl Server {
             read::routes()
                 .merge(exports::routes())
                 .merge(crate::erasures::routes())
-                .merge(crate::cluster::routes()),
+                .merge(crate::cluster::routes())
+                .merge(crate::audit::routes()),
         )
         .layer(axum::Extension(read_ctx))
         .layer(axum::Extension(exports))

@@ -15,6 +15,17 @@
 //!   segment that starts at `first`, a writer creates the claim create-only.
 //!   Two writers can never both claim the same position, so they can never both
 //!   extend the log from the same point; the loser is fenced.
+//!
+//!   A claim carries a deadline (`until_ms`, the claim time plus the lease
+//!   TTL): its writer issues the segment's write before it, or renews the
+//!   claim first (a conditional update, which fails once superseded). A
+//!   writer killed between claim and segment would otherwise wedge the
+//!   namespace for good; instead, once the deadline plus one more TTL has
+//!   passed and no segment starts at that position, the next leaseholder
+//!   supersedes the claim with a conditional update (stores with them only;
+//!   SlateDB's writer epochs fence a dead writer's WAL slot the same way).
+//!   What stays open is a write issued before the deadline that reaches the
+//!   store more than a TTL later (docs/cluster.md).
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -38,6 +49,11 @@ struct ClaimRecord {
     owner: String,
     first: u64,
     last: u64,
+    /// The deadline (Unix ms) before which the owner issues the segment's
+    /// write or renews the claim; 0 in claims written before deadlines
+    /// existed (never superseded).
+    #[serde(default)]
+    until_ms: i64,
 }
 
 /// Outcome of trying to hold a namespace.
@@ -151,30 +167,96 @@ impl Lease {
         )))
     }
 
-    /// Claims the log position `first` for a segment ending at `last`.
-    pub async fn claim(&self, first: u64, last: u64) -> Result<(), LeaseError> {
+    /// Claims the log position `first` for a segment ending at `last`, or
+    /// renews this instance's claim of it; returns the claim's deadline
+    /// (Unix ms), before which the segment's write must be issued (else
+    /// claim again). A claim of another owner is superseded only when it is
+    /// abandoned: its deadline is more than a lease TTL past and no segment
+    /// starts at `first`.
+    pub async fn claim(&self, first: u64, last: u64) -> Result<i64, LeaseError> {
         let path = layout::claim(&self.ns, first);
-        let body = serde_json::to_vec(&ClaimRecord {
-            owner: self.owner.clone(),
-            first,
-            last,
-        })
-        .map_err(|e| LeaseError::Malformed(e.to_string()))?;
-        match self.store.put_create(&path, Bytes::from(body)).await {
-            Ok(()) => Ok(()),
-            Err(StoreError::AlreadyExists(_)) => {
-                // Our own claim from before a crash is fine to reuse.
-                let cur = self.store.get(&path).await?.unwrap_or_default();
-                let rec: ClaimRecord = serde_json::from_slice(&cur)
-                    .map_err(|e| LeaseError::Malformed(e.to_string()))?;
-                if rec.owner == self.owner {
-                    Ok(())
-                } else {
-                    Err(LeaseError::Fenced { owner: rec.owner })
-                }
-            }
-            Err(e) => Err(e.into()),
+        let record = |until_ms: i64| {
+            serde_json::to_vec(&ClaimRecord {
+                owner: self.owner.clone(),
+                first,
+                last,
+                until_ms,
+            })
+            .map(Bytes::from)
+            .map_err(|e| LeaseError::Malformed(e.to_string()))
+        };
+        let until = now_ms().saturating_add(self.ttl_ms);
+        match self.store.put_create(&path, record(until)?).await {
+            Ok(()) => return Ok(until),
+            Err(StoreError::AlreadyExists(_)) => {}
+            Err(e) => return Err(e.into()),
         }
+        for _ in 0..5 {
+            let Some(cur) = self.store.get_versioned(&path).await? else {
+                return Err(LeaseError::Fenced {
+                    owner: "<claim deleted>".into(),
+                });
+            };
+            let rec: ClaimRecord = serde_json::from_slice(&cur.bytes)
+                .map_err(|e| LeaseError::Malformed(e.to_string()))?;
+            let ours = rec.owner == self.owner;
+            if !ours && !self.abandoned(&rec).await? {
+                return Err(LeaseError::Fenced { owner: rec.owner });
+            }
+            let until = now_ms().saturating_add(self.ttl_ms);
+            match self
+                .store
+                .put_update(&path, record(until)?, cur.version)
+                .await
+            {
+                Ok(()) => {
+                    if !ours {
+                        tracing::warn!(
+                            ns = self.ns,
+                            first,
+                            owner = rec.owner,
+                            "superseded an abandoned position claim (its writer stopped between claim and segment)"
+                        );
+                    }
+                    return Ok(until);
+                }
+                Err(StoreError::Precondition(_)) => continue,
+                Err(StoreError::NotSupported(_)) if ours => {
+                    // Local file system: only this instance writes here.
+                    self.store.put_overwrite(&path, record(until)?).await?;
+                    return Ok(until);
+                }
+                Err(StoreError::NotSupported(_)) => {
+                    return Err(LeaseError::Fenced { owner: rec.owner });
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(LeaseError::Store(StoreError::Other(
+            "position claim contended; giving up after 5 attempts".into(),
+        )))
+    }
+
+    /// Whether a claim of this instance with deadline `until_ms` still has
+    /// half a lease TTL to go: time enough to issue a write under it.
+    pub fn claim_is_fresh(&self, until_ms: i64) -> bool {
+        now_ms() < until_ms.saturating_sub(self.ttl_ms / 2)
+    }
+
+    /// Whether another owner's claim is abandoned: past its deadline by more
+    /// than a lease TTL (its writer issues nothing after the deadline, and a
+    /// write issued before it has had a TTL to land), with no segment at its
+    /// position.
+    async fn abandoned(&self, rec: &ClaimRecord) -> Result<bool, LeaseError> {
+        if rec.until_ms <= 0 || now_ms() <= rec.until_ms.saturating_add(self.ttl_ms) {
+            return Ok(false);
+        }
+        let after = format!("{:020}", rec.first);
+        let later = self
+            .store
+            .list_names_after(&layout::segments(&self.ns), &after)
+            .await?;
+        Ok(!later.iter().any(|n| n.starts_with(&format!("{after}-"))))
     }
 
     /// Gives the lease up (clean shutdown), if still ours. Where the store
@@ -236,6 +318,42 @@ mod tests {
             b.claim(10, 12).await.unwrap();
             assert!(matches!(a.renew().await, Err(LeaseError::Fenced { .. })));
         }
+    }
+
+    #[tokio::test]
+    async fn a_claim_abandoned_past_its_deadline_is_superseded_unless_its_segment_exists() {
+        let store = Store::memory();
+        let ttl = 100;
+        let a = Lease::acquire(&store, "n", "A", ttl).await.unwrap();
+        let until = a.claim(0, 9).await.unwrap();
+        assert!(until > now_ms());
+        a.claim(10, 19).await.unwrap();
+        // A stops (killed between claim and segment); B takes the lease.
+        tokio::time::sleep(std::time::Duration::from_millis(2 * ttl as u64 + 50)).await;
+        let b = Lease::acquire(&store, "n", "B", ttl).await.unwrap();
+        // Position 0 has no segment: B supersedes A's claim.
+        b.claim(0, 4).await.unwrap();
+        // A, back from the dead, cannot renew or reuse it.
+        assert!(matches!(a.claim(0, 9).await, Err(LeaseError::Fenced { owner }) if owner == "B"));
+        // Position 10's segment was written: that claim is never superseded.
+        store
+            .put_create(&layout::segment("n", 10, 19), Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        assert!(matches!(b.claim(10, 12).await, Err(LeaseError::Fenced { owner }) if owner == "A"));
+        // A fresh claim (deadline not past) fences a second writer.
+        let c = Lease::acquire(&store, "m", "C", 60_000).await.unwrap();
+        c.claim(0, 1).await.unwrap();
+        let d = Lease {
+            store: store.clone(),
+            ns: "m".into(),
+            owner: "D".into(),
+            ttl_ms: 1,
+        };
+        assert!(matches!(
+            d.claim(0, 1).await,
+            Err(LeaseError::Fenced { .. })
+        ));
     }
 
     #[tokio::test]

@@ -383,6 +383,16 @@ impl Vault {
         self.inner.ctx.key.verifying_key()
     }
 
+    /// Signs a message one node sends another with the log key the nodes of
+    /// a cluster share (SPEC section 11). The message must begin with its
+    /// own domain separator (`tracevault/...\n`, a first line no vault uses
+    /// as its checkpoint origin), so that it cannot pass for a checkpoint.
+    pub fn sign_node_message(&self, msg: &[u8]) -> ed25519_dalek::Signature {
+        use ed25519_dalek::Signer;
+        debug_assert!(msg.starts_with(b"tracevault/"));
+        self.inner.ctx.key.sign(msg)
+    }
+
     /// This server instance's id (stable per data directory): the owner
     /// named in the leases it holds.
     pub fn instance_id(&self) -> &str {
@@ -443,7 +453,28 @@ impl Vault {
         validate_namespace(ns, true)?;
         let prepared = Prepared::batch(events)?;
         let log = self.log(ns).await?;
-        Ok(log.append(prepared, ingested_by).await?)
+        let receipts = log.append(prepared, ingested_by).await?;
+        self.acknowledge(&log, receipts).await
+    }
+
+    /// Returns `receipts` once they may be sent: at once, or with
+    /// `ack_after_publish` (cluster mode) once the store holds the entries
+    /// (`NotInStore` if that takes longer than `ack_publish_timeout_ms`).
+    async fn acknowledge(
+        &self,
+        log: &Appender,
+        receipts: Vec<Receipt>,
+    ) -> Result<Vec<Receipt>, VaultError> {
+        let cfg = &self.inner.ctx.cfg;
+        if cfg.ack_after_publish {
+            // Duplicates too: their original may not be published yet.
+            let need = receipts.iter().map(|r| r.index + 1).max().unwrap_or(0);
+            let wait = std::time::Duration::from_millis(cfg.ack_publish_timeout_ms);
+            if log.wait_published(need, wait).await.is_none() {
+                return Err(VaultError::NotInStore(need.saturating_sub(1)));
+            }
+        }
+        Ok(receipts)
     }
 
     /// Every entry of session `session_id` in `ns`, in index order: from the
@@ -696,16 +727,7 @@ impl Vault {
         validate_namespace(ns, false)?;
         let log = self.log(ns).await?;
         let receipts = log.append(events, ingested_by).await?;
-        let cfg = &self.inner.ctx.cfg;
-        if cfg.ack_after_publish {
-            // Duplicates too: their original may not be published yet.
-            let need = receipts.iter().map(|r| r.index + 1).max().unwrap_or(0);
-            let wait = std::time::Duration::from_millis(cfg.ack_publish_timeout_ms);
-            if log.wait_published(need, wait).await.is_none() {
-                return Err(VaultError::NotInStore(need.saturating_sub(1)));
-            }
-        }
-        Ok(receipts)
+        self.acknowledge(&log, receipts).await
     }
 
     /// Every namespace in the store (and any open one), with size and key.

@@ -72,22 +72,25 @@ pub async fn history_for(
         })
         .collect();
     let need = steps.iter().map(|(e, _)| e.idx + 1).max().unwrap_or(0);
-    let log = vault.log(AUDIT_NS).await.map_err(|e| fail(e.to_string()))?;
-    if log.wait_published(need, wait).await.is_none() {
-        return Err(fail(format!(
-            "no signed _audit checkpoint covers entry {} yet",
-            need.saturating_sub(1)
-        )));
-    }
-    let view = vault
-        .view(AUDIT_NS)
-        .await
-        .map_err(|e| fail(e.to_string()))?
-        .ok_or_else(|| fail("_audit cannot be read".into()))?;
-    let (size, checkpoint) = view
-        .latest_checkpoint()
-        .filter(|(size, _)| *size >= need)
-        .ok_or_else(|| fail("no _audit checkpoint".into()))?;
+    // From the store, whichever node writes `_audit`.
+    let deadline = tokio::time::Instant::now() + wait;
+    let (view, size, checkpoint) = loop {
+        let view = vault
+            .view(AUDIT_NS)
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .ok_or_else(|| fail("_audit cannot be read".into()))?;
+        if let Some((size, checkpoint)) = view.latest_checkpoint().filter(|(s, _)| *s >= need) {
+            break (view, size, checkpoint);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(fail(format!(
+                "no signed _audit checkpoint covers entry {} yet",
+                need.saturating_sub(1)
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     let mut lines = Vec::with_capacity(steps.len());
     for (e, step) in steps {
         let (_, proof) = view

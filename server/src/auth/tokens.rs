@@ -94,18 +94,16 @@ pub(crate) async fn issue_token(
     let record = json!({"jti": new.jti, "role": new.role, "ns": new.ns, "sub": new.sub,
         "iat": new.iat, "exp": new.exp, "win_from": new.win_from, "win_to": new.win_to,
         "person": new.person});
-    st.vault
-        .append_system(
-            audit::AUDIT_NS,
-            vec![audit::event(
-                audit::TOKEN_ISSUES,
-                "token_issued",
-                &claims.sub,
-                record,
-            )],
-            audit::SERVER,
-        )
-        .await?;
+    audit::append(
+        &st.vault,
+        vec![audit::event(
+            audit::TOKEN_ISSUES,
+            "token_issued",
+            &claims.sub,
+            record,
+        )],
+    )
+    .await?;
     Ok(Json(json!({"token": token, "claims": new})))
 }
 

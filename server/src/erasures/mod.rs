@@ -8,6 +8,10 @@
 //! orders are rebuilt from that history and approved orders not yet
 //! performed are resumed. Retention runs ([`retention`]) record their own
 //! orders, which need no approval.
+//!
+//! With several nodes, steps are checked and recorded by the node holding
+//! `_audit` (the others call it: [`STEP_PATH`]), retention runs there too,
+//! and an order is performed by the node holding its namespace.
 
 pub mod retention;
 
@@ -28,14 +32,20 @@ use tracevault_vault::erasure::{
 use tracevault_vault::token::{Claims, Role};
 use tracevault_vault::{AUDIT_NS, Vault};
 
+use crate::cluster::peer;
 use crate::exports::{Pick, select};
+use crate::follow::Synced;
 use crate::read::ReadContext;
 use crate::{ApiError, AppState, StartError, audit, auth};
 use retention::RetentionConfig;
 
+/// The internal route through which the other nodes have a step checked
+/// and recorded by the node holding `_audit`.
+pub const STEP_PATH: &str = "/v1/internal/erasures/step";
+
 /// The orders and the retention settings.
 pub struct ErasureContext {
-    orders: tokio::sync::Mutex<Orders>,
+    orders: tokio::sync::Mutex<Synced<Orders>>,
     /// Serialises the runs that change the store (one order at a time).
     running: tokio::sync::Mutex<()>,
     retention: RetentionConfig,
@@ -58,6 +68,11 @@ impl ErasureContext {
             .map_err(|e| StartError(format!("config: {e}")))?;
         retention.check().map_err(StartError)?;
         let mut orders = Orders::new(policy);
+        let published = vault
+            .reader()
+            .published_size(AUDIT_NS)
+            .await
+            .map_err(|e| StartError(format!("reading _audit's checkpoint: {e}")))?;
         let entries = vault
             .session_entries(AUDIT_NS, ERASURES_SESSION)
             .await
@@ -78,7 +93,7 @@ impl ErasureContext {
             }
         }
         Ok(ErasureContext {
-            orders: tokio::sync::Mutex::new(orders),
+            orders: tokio::sync::Mutex::new(Synced::new(orders, published)),
             running: tokio::sync::Mutex::new(()),
             retention,
         })
@@ -86,24 +101,31 @@ impl ErasureContext {
 }
 
 impl ErasureContext {
-    /// Applies the erasure steps recorded in `_audit` entries `from..to` of
-    /// the store that this server has not applied (those another server
-    /// recorded): every server shows the same orders.
-    pub async fn follow(&self, vault: &Vault, from: u64, to: u64) -> Result<(), String> {
-        let entries = vault
-            .reader()
-            .published_session_entries(AUDIT_NS, ERASURES_SESSION, from, to)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut o = self.orders.lock().await;
-        for e in entries {
-            match e.content.as_deref().map(serde_json::from_str::<Step>) {
-                Some(Ok(s)) => o.apply(&s, e.idx),
-                _ => return Err(format!("_audit entry {} is not an erasure step", e.idx)),
-            }
+    /// Catches up before answering a read (a node that has not followed a
+    /// step yet answers as the node that recorded it would); a store that
+    /// cannot be read leaves the answer as this node knows it.
+    pub async fn catch_up_for_read(&self, vault: &Vault) {
+        if let Err(e) = self.follow(vault).await {
+            tracing::warn!("catching up with _audit: {e}");
         }
-        Ok(())
     }
+
+    /// Applies the erasure steps other nodes recorded in `_audit` and
+    /// published since the last call: every node shows the same orders.
+    pub async fn follow(&self, vault: &Vault) -> Result<(), String> {
+        let mut o = self.orders.lock().await;
+        catch_up(&mut o, vault).await
+    }
+}
+
+/// Applies the published erasure steps `o` has not applied yet.
+async fn catch_up(o: &mut Synced<Orders>, vault: &Vault) -> Result<(), String> {
+    o.catch_up(vault, ERASURES_SESSION, |o, content, idx| {
+        let s: Step = serde_json::from_str(content).map_err(|_| "not an erasure step")?;
+        o.apply(&s, idx);
+        Ok(())
+    })
+    .await
 }
 
 /// The erasure routes, merged into the server's router.
@@ -113,12 +135,60 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/erasures/{id}", get(status))
         .route("/v1/erasures/{id}/approve", post(approve))
         .route("/v1/erasures/{id}/deny", post(deny))
+        .route(STEP_PATH, post(step_here))
 }
 
-/// Checks `step` (for `claims`, or for the server itself), records it in
-/// `_audit`, then applies it, under the orders' lock and in a task of its
-/// own (a client going away cannot leave a step recorded but not applied).
+/// A step another node has this one (holding `_audit`) check and record:
+/// for a token that node authenticated, or for the server itself.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StepCall {
+    claims: Option<Claims>,
+    step: Step,
+}
+
+async fn step_here(
+    State(st): State<AppState>,
+    Extension(ec): Extension<Arc<ErasureContext>>,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    peer::authenticate(&st.vault, STEP_PATH, &headers, &body)?;
+    let call: StepCall = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("invalid_call", e.to_string()))?;
+    commit_here(&st, &ec, call.claims.as_ref(), call.step).await?;
+    Ok(Json(json!({"recorded": true})))
+}
+
+/// Has `step` checked, recorded and applied where `_audit` is written:
+/// here ([`commit_here`]) or by the node holding it (then this node catches
+/// up, so that it shows the step at once when it is published).
 async fn commit(
+    st: &AppState,
+    ec: &Arc<ErasureContext>,
+    claims: Option<&Claims>,
+    step: Step,
+) -> Result<(), ApiError> {
+    match audit::holder(&st.vault).await? {
+        None => commit_here(st, ec, claims, step).await,
+        Some(owner) => {
+            let call = StepCall {
+                claims: claims.cloned(),
+                step,
+            };
+            let _: Value = peer::call(&st.vault, &owner, STEP_PATH, &call).await?;
+            if let Err(e) = ec.follow(&st.vault).await {
+                tracing::warn!("catching up with _audit after a step: {e}");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Catches up with `_audit`, checks `step` (for `claims`, or for the server
+/// itself), records it, then applies it, under the orders' lock and in a
+/// task of its own (a client going away cannot leave a step recorded but
+/// not applied). Only on the node holding `_audit`.
+async fn commit_here(
     st: &AppState,
     ec: &Arc<ErasureContext>,
     claims: Option<&Claims>,
@@ -127,6 +197,9 @@ async fn commit(
     let (st, ec, claims) = (st.clone(), ec.clone(), claims.cloned());
     tokio::spawn(async move {
         let mut o = ec.orders.lock().await;
+        catch_up(&mut o, &st.vault).await.map_err(|e| {
+            ApiError::unavailable("store_unavailable", format!("catching up with _audit: {e}"))
+        })?;
         let at = now();
         let allowed = |ns: &str| claims.as_ref().is_none_or(|c| c.allows_ns(ns));
         o.check(&step, &allowed, at).map_err(ApiError::from)?;
@@ -140,6 +213,26 @@ async fn commit(
     })
     .await
     .map_err(|e| ApiError::unavailable("internal", e.to_string()))?
+}
+
+/// Waits (up to `timeout`) until `_audit`'s checkpoint in the store covers
+/// its first `n` entries, whichever node writes it.
+async fn audit_published(vault: &Vault, n: u64, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if vault
+            .reader()
+            .published_size(AUDIT_NS)
+            .await
+            .is_ok_and(|s| s >= n)
+        {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Performs every approved order not yet performed, oldest first, and
@@ -162,19 +255,19 @@ async fn run_due(st: &AppState, ec: &Arc<ErasureContext>) {
         let started = std::time::Instant::now();
         // Nothing changes before the order's steps are under a signed
         // `_audit` checkpoint: `verify` and receipts count only those.
-        let published = match st.vault.log(AUDIT_NS).await {
-            Ok(log) => log
-                .wait_published(recorded, Duration::from_secs(30))
-                .await
-                .is_some(),
-            Err(_) => false,
-        };
-        if !published {
+        if !audit_published(&st.vault, recorded, Duration::from_secs(30)).await {
             tracing::warn!(erasure = %id, "its _audit steps are not checkpointed yet; will retry");
             continue;
         }
+        // Performed by the node holding the namespace.
         let outcome = match st.vault.log(&ns).await {
             Ok(log) => log.erase(&indices).await.map_err(|e| e.to_string()),
+            Err(tracevault_vault::VaultError::Open(tracevault_vault::log::OpenError::Lease(
+                tracevault_vault::lease::LeaseError::Fenced { owner },
+            ))) => {
+                tracing::debug!(erasure = %id, ns, owner, "left to the node holding the namespace");
+                continue;
+            }
             Err(e) => Err(e.to_string()),
         };
         match outcome {
@@ -445,6 +538,7 @@ async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let claims = auth::authenticate(&st, &headers)?;
     auth::authorize(&claims, &[Role::Approver, Role::Admin], None)?;
+    ec.catch_up_for_read(&st.vault).await;
     let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query_string", e.body_text()))?;
     let want = match q.state.as_deref() {
         None => None,
@@ -483,6 +577,7 @@ async fn status(
 ) -> Result<Json<Value>, ApiError> {
     let claims = auth::authenticate(&st, &headers)?;
     auth::authorize(&claims, &[Role::Approver, Role::Admin], None)?;
+    ec.catch_up_for_read(&st.vault).await;
     let (mut view, performed, ns, indices, audit) = {
         let o = ec.orders.lock().await;
         let r = o

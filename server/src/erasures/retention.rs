@@ -180,6 +180,19 @@ async fn first_at_or_after(
 /// records (and leaves to the runner to perform) an order for the entries
 /// received before the cutoff that no earlier retention run took.
 pub(super) async fn run(st: &AppState, ec: &Arc<ErasureContext>) {
+    // Decided in one place: where `_audit` is written, caught up with it.
+    match crate::audit::holder(&st.vault).await {
+        Ok(None) => {}
+        Ok(Some(_)) => return,
+        Err(e) => {
+            tracing::warn!("retention: {}", e.message);
+            return;
+        }
+    }
+    if let Err(e) = ec.follow(&st.vault).await {
+        tracing::warn!("retention: catching up with _audit: {e}");
+        return;
+    }
     let namespaces = match st.vault.namespaces().await {
         Ok(n) => n,
         Err(e) => {

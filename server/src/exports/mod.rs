@@ -5,7 +5,9 @@
 //!
 //! Every step is checked by the workflow (`tracevault_query::export::workflow`),
 //! recorded in `_audit` session `exports`, and only then applied; at start-up
-//! the state is rebuilt from that history.
+//! the state is rebuilt from that history. Steps are checked and recorded by
+//! the node holding `_audit` (the others call it: [`STEP_PATH`]), against a
+//! state that has caught up with every step published.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -27,14 +29,20 @@ use tracevault_query::sql::{Access, QueryError};
 use tracevault_vault::Vault;
 use tracevault_vault::token::{Claims, Role};
 
+use crate::cluster::peer;
+use crate::follow::Synced;
 use crate::read::{ReadContext, claim_map, role_name, window};
+
+/// The internal route through which the other nodes have a step checked
+/// and recorded by the node holding `_audit`.
+pub const STEP_PATH: &str = "/v1/internal/exports/step";
 
 /// `_audit` session holding the history of every export.
 pub use crate::audit::EXPORTS as EXPORTS_SESSION;
 
 /// The workflow state and the key that signs bundles.
 pub struct ExportContext {
-    exports: Arc<tokio::sync::Mutex<Exports>>,
+    exports: Arc<tokio::sync::Mutex<Synced<Exports>>>,
     key: SigningKey,
 }
 
@@ -50,6 +58,13 @@ impl ExportContext {
             .check()
             .map_err(|e| StartError(format!("config: {e}")))?;
         let mut exports = Exports::new(policy);
+        // What the store had before the history is read: later steps are
+        // caught up with (those read twice are applied once).
+        let published = vault
+            .reader()
+            .published_size(audit::AUDIT_NS)
+            .await
+            .map_err(|e| StartError(format!("reading _audit's checkpoint: {e}")))?;
         let entries = vault
             .session_entries(audit::AUDIT_NS, EXPORTS_SESSION)
             .await
@@ -70,31 +85,38 @@ impl ExportContext {
             }
         }
         Ok(ExportContext {
-            exports: Arc::new(tokio::sync::Mutex::new(exports)),
+            exports: Arc::new(tokio::sync::Mutex::new(Synced::new(exports, published))),
             key,
         })
     }
 }
 
 impl ExportContext {
-    /// Applies the export steps recorded in `_audit` entries `from..to` of
-    /// the store that this server has not applied (those another server
-    /// recorded): every server shows the same requests.
-    pub async fn follow(&self, vault: &Vault, from: u64, to: u64) -> Result<(), String> {
-        let entries = vault
-            .reader()
-            .published_session_entries(audit::AUDIT_NS, EXPORTS_SESSION, from, to)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut x = self.exports.lock().await;
-        for e in entries {
-            match e.content.as_deref().map(serde_json::from_str::<Transition>) {
-                Some(Ok(t)) => x.apply_recorded(&t, e.idx),
-                _ => return Err(format!("_audit entry {} is not an export step", e.idx)),
-            }
+    /// Catches up before answering a read (a node that has not followed a
+    /// step yet answers as the node that recorded it would); a store that
+    /// cannot be read leaves the answer as this node knows it.
+    pub async fn catch_up_for_read(&self, vault: &Vault) {
+        if let Err(e) = self.follow(vault).await {
+            tracing::warn!("catching up with _audit: {e}");
         }
-        Ok(())
     }
+
+    /// Applies the export steps other nodes recorded in `_audit` and
+    /// published since the last call: every node shows the same requests.
+    pub async fn follow(&self, vault: &Vault) -> Result<(), String> {
+        let mut x = self.exports.lock().await;
+        catch_up(&mut x, vault).await
+    }
+}
+
+/// Applies the published export steps `x` has not applied yet.
+async fn catch_up(x: &mut Synced<Exports>, vault: &Vault) -> Result<(), String> {
+    x.catch_up(vault, EXPORTS_SESSION, |x, content, idx| {
+        let t: Transition = serde_json::from_str(content).map_err(|_| "not an export step")?;
+        x.apply_recorded(&t, idx);
+        Ok(())
+    })
+    .await
 }
 
 /// The export routes, merged into the server's router.
@@ -105,16 +127,64 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/exports/{id}/approve", post(approve))
         .route("/v1/exports/{id}/deny", post(deny))
         .route("/v1/exports/{id}/bundle", get(bundle))
+        .route(STEP_PATH, post(step_here))
+}
+
+/// A step another node has this one (holding `_audit`) check and record,
+/// for a token that node authenticated.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StepCall {
+    claims: Claims,
+    step: Transition,
+}
+
+async fn step_here(
+    State(st): State<AppState>,
+    Extension(xc): Extension<Arc<ExportContext>>,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    peer::authenticate(&st.vault, STEP_PATH, &headers, &body)?;
+    let call: StepCall = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("invalid_call", e.to_string()))?;
+    Ok(Json(commit_here(&st, &xc, &call.claims, call.step).await?))
 }
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-/// Checks `t`, records it in `_audit`, then applies it, all under the
-/// workflow lock and in a task of its own: a client that goes away cannot
-/// leave a step recorded but not applied. Returns the request's view after.
+/// Has step `t` checked, recorded and applied where `_audit` is written:
+/// here ([`commit_here`]) or by the node holding it, whose answer is this
+/// node's too (then this node catches up, so that it shows the step at once
+/// when it is published). Returns the request's view after.
 async fn commit(
+    st: &AppState,
+    xc: &Arc<ExportContext>,
+    claims: &Claims,
+    t: Transition,
+) -> Result<Value, ApiError> {
+    match audit::holder(&st.vault).await? {
+        None => commit_here(st, xc, claims, t).await,
+        Some(owner) => {
+            let call = StepCall {
+                claims: claims.clone(),
+                step: t,
+            };
+            let view = peer::call(&st.vault, &owner, STEP_PATH, &call).await?;
+            if let Err(e) = xc.follow(&st.vault).await {
+                tracing::warn!("catching up with _audit after a step: {e}");
+            }
+            Ok(view)
+        }
+    }
+}
+
+/// Catches up with `_audit`, checks `t`, records it, then applies it, all
+/// under the workflow lock and in a task of its own: a client that goes
+/// away cannot leave a step recorded but not applied. Only on the node
+/// holding `_audit` (recording fails elsewhere).
+async fn commit_here(
     st: &AppState,
     xc: &Arc<ExportContext>,
     claims: &Claims,
@@ -123,6 +193,9 @@ async fn commit(
     let (st, exports, claims) = (st.clone(), xc.exports.clone(), claims.clone());
     let task = tokio::spawn(async move {
         let mut x = exports.lock().await;
+        catch_up(&mut x, &st.vault).await.map_err(|e| {
+            ApiError::unavailable("store_unavailable", format!("catching up with _audit: {e}"))
+        })?;
         let at = now();
         if x.policy().require_person && claims.person.is_none() {
             return Err(ApiError::new(
@@ -149,7 +222,7 @@ async fn commit(
 }
 
 /// Records the expiry of every request past its TTL or download window,
-/// every `every` (and once at start-up), so that the end of a request is an
+/// every `every` (and once at start-up), on the node holding `_audit`, so that the end of a request is an
 /// entry in its `_audit` history like every other step. Runs until the
 /// server stops; a failed write is retried at the next round.
 pub fn spawn_expiry_recorder(st: AppState, xc: Arc<ExportContext>, every: std::time::Duration) {
@@ -158,7 +231,20 @@ pub fn spawn_expiry_recorder(st: AppState, xc: Arc<ExportContext>, every: std::t
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            // Recorded where `_audit` is written, on a state caught up with it.
+            match audit::holder(&st.vault).await {
+                Ok(None) => {}
+                Ok(Some(_)) => continue,
+                Err(e) => {
+                    tracing::warn!("export expiries: {}", e.message);
+                    continue;
+                }
+            }
             let mut x = xc.exports.lock().await;
+            if let Err(e) = catch_up(&mut x, &st.vault).await {
+                tracing::warn!("export expiries: catching up with _audit: {e}");
+                continue;
+            }
             for t in x.due_expiries(now()) {
                 let content = match serde_json::to_value(&t) {
                     Ok(c) => c,
@@ -349,6 +435,7 @@ async fn request(
 ) -> Result<Response, ApiError> {
     let claims = auth::authenticate(&st, &headers)?;
     auth::authorize(&claims, &[Role::Reader], None)?;
+    xc.catch_up_for_read(&st.vault).await;
     let Json(b) = body.map_err(|e| ApiError::bad_request("invalid_json", e.body_text()))?;
     auth::authorize(&claims, &[Role::Reader], Some(&b.namespace))?;
     tracevault_vault::validate_namespace(&b.namespace, false)?;
@@ -461,6 +548,7 @@ async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let claims = auth::authenticate(&st, &headers)?;
     auth::authorize(&claims, &[Role::Reader, Role::Approver, Role::Admin], None)?;
+    xc.catch_up_for_read(&st.vault).await;
     let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query_string", e.body_text()))?;
     let limit = q.limit.unwrap_or(LIST_DEFAULT);
     if !(1..=LIST_MAX).contains(&limit) {
@@ -533,6 +621,7 @@ async fn status(
 ) -> Result<Json<Value>, ApiError> {
     let claims = auth::authenticate(&st, &headers)?;
     auth::authorize(&claims, &[Role::Reader, Role::Approver, Role::Admin], None)?;
+    xc.catch_up_for_read(&st.vault).await;
     let x = xc.exports.lock().await;
     let not_found = || ApiError::not_found("no_such_export", format!("no export {id}"));
     let r = x.get(&id).ok_or_else(not_found)?;
@@ -612,6 +701,7 @@ async fn bundle(
 ) -> Result<Response, ApiError> {
     let claims = auth::authenticate(&st, &headers)?;
     auth::authorize(&claims, &[Role::Reader], None)?;
+    xc.catch_up_for_read(&st.vault).await;
     // Checked now (cheap refusals first), and again when recorded: the
     // bundle is built without holding the workflow lock.
     let t = Transition::Downloaded {

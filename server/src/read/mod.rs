@@ -450,19 +450,17 @@ async fn entry(
     };
     mask_event(&masker, &mut event);
     // Recorded before the row leaves: no audit entry, no read.
-    st.vault
-        .append_system(
-            audit::AUDIT_NS,
-            vec![audit::event(
-                audit::ENTRY_READS,
-                "entry_read",
-                &claims.sub,
-                json!({"ns": ns, "index": index, "role": role, "jti": claims.jti,
+    audit::append(
+        &st.vault,
+        vec![audit::event(
+            audit::ENTRY_READS,
+            "entry_read",
+            &claims.sub,
+            json!({"ns": ns, "index": index, "role": role, "jti": claims.jti,
                        "profile": profile.name, "masked": masker.counts()}),
-            )],
-            audit::SERVER,
-        )
-        .await?;
+        )],
+    )
+    .await?;
     Ok(Json(json!({
         "index": index,
         // With a verbatim column masked, the record and its hash would let a
@@ -577,20 +575,18 @@ async fn query(
     // query is still recorded below).
     let still_valid = auth::check_live(&st, &claims);
     // Every query is recorded, answered or not, before anything is returned.
-    st.vault
-        .append_system(
-            audit::AUDIT_NS,
-            vec![audit::event(
-                audit::QUERIES,
-                "query",
-                &claims.sub,
-                json!({"sql": req.sql, "role": role, "jti": claims.jti, "ns": access.namespaces,
+    audit::append(
+        &st.vault,
+        vec![audit::event(
+            audit::QUERIES,
+            "query",
+            &claims.sub,
+            json!({"sql": req.sql, "role": role, "jti": claims.jti, "ns": access.namespaces,
                        "profile": profile.name, "rows": rows, "scan": scan, "error": error,
                        "masked": masked}),
-            )],
-            audit::SERVER,
-        )
-        .await?;
+        )],
+    )
+    .await?;
     still_valid?;
     let result = outcome.map_err(|e| match e {
         QueryError::Refused(m) => ApiError::bad_request("invalid_query", m),

@@ -136,14 +136,7 @@ pub(crate) async fn append_events(
             .await?
         {
             crate::cluster::Appended::Here(r) => r,
-            crate::cluster::Appended::Forwarded(status, body) => {
-                return Ok((
-                    status,
-                    [(axum::http::header::CONTENT_TYPE, "application/json")],
-                    body,
-                )
-                    .into_response());
-            }
+            crate::cluster::Appended::Forwarded(resp) => return Ok(resp),
         };
     let n = receipts.iter().filter(|r| !r.duplicate).count() as u64;
     st.metrics

@@ -306,16 +306,24 @@ async fn export<S: Signal>(
 ) -> Response {
     let enc = Encoding::of(&headers).unwrap_or(Encoding::Protobuf);
     match export_inner::<S>(st, uri, headers, body).await {
-        Ok((status, bytes)) => {
-            let mut resp = (status, bytes).into_response();
+        Ok(Exported::Here(bytes)) => {
+            let mut resp = (StatusCode::OK, bytes).into_response();
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static(enc.content_type()),
             );
             resp
         }
+        Ok(Exported::Forwarded(resp)) => resp,
         Err(e) => error_response(e, enc),
     }
+}
+
+/// What an export became: the answer's body, or the answer of the node
+/// holding the namespace, as it gave it.
+enum Exported {
+    Here(Bytes),
+    Forwarded(Response),
 }
 
 /// Result of the blocking part of an export: what to append, and what to say
@@ -331,7 +339,7 @@ async fn export_inner<S: Signal>(
     uri: axum::http::Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Bytes), ApiError> {
+) -> Result<Exported, ApiError> {
     let started = std::time::Instant::now();
     let claims = auth::authenticate(&st, &headers)?;
     auth::authorize(&claims, &[Role::Writer], None)?;
@@ -452,7 +460,7 @@ async fn export_inner<S: Signal>(
             crate::cluster::Appended::Here(receipts) => {
                 new = receipts.iter().filter(|r| !r.duplicate).count() as u64;
             }
-            crate::cluster::Appended::Forwarded(status, body) => return Ok((status, body)),
+            crate::cluster::Appended::Forwarded(resp) => return Ok(Exported::Forwarded(resp)),
         }
     }
     st.metrics
@@ -471,7 +479,7 @@ async fn export_inner<S: Signal>(
             v.to_string().into_bytes()
         }
     };
-    Ok((StatusCode::OK, Bytes::from(body)))
+    Ok(Exported::Here(Bytes::from(body)))
 }
 
 /// `""`, `{}` and the empty protobuf message carry nothing to warn about.

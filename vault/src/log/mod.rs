@@ -51,7 +51,7 @@ use recovery::{inconsistent, load_store, recover, save_last_signed};
 use sequencer::{AppendReq, Sequencer, sequencer_loop};
 
 /// What a writer gets back for each event, in request order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Receipt {
     /// The entry's index in the namespace log.
     pub index: u64,
@@ -60,7 +60,7 @@ pub struct Receipt {
     /// Position within the session.
     pub session_seq: u64,
     /// True when this `event_id` was already in the log: the original receipt.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub duplicate: bool,
 }
 

@@ -356,7 +356,7 @@ impl Publisher {
         let (first, last) = (batch[0].idx, batch[batch.len() - 1].idx);
         let ns = self.shared.ns.clone();
         let ns = &ns;
-        self.lease.claim(first, last).await?;
+        let claimed_until = self.lease.claim(first, last).await?;
         self.inflight = Some(last);
         let key = self.ctx.key.clone();
         let key_id = note::key_id(&self.shared.origin, &key.verifying_key().to_bytes());
@@ -373,6 +373,12 @@ impl Publisher {
         .await
         .map_err(|e| PublishError::Retry(e.to_string()))?
         .map_err(|e| PublishError::Retry(e.to_string()))?;
+        // The write is issued before the claim's deadline (with a margin for
+        // the request), or the claim is renewed first: fenced if another
+        // writer superseded it meanwhile.
+        if !self.lease.claim_is_fresh(claimed_until) {
+            self.lease.claim(first, last).await?;
+        }
         match self
             .ctx
             .store

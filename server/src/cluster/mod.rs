@@ -5,7 +5,9 @@
 //! log key the nodes share; `GET /v1/cluster` (admin) shows the nodes and
 //! which one holds each namespace's lease, read from the store (so every
 //! node answers the same); and a write for a namespace another live node
-//! holds is forwarded to that node ([`forward`]).
+//! holds is forwarded to that node ([`forward`]); `_audit` records and
+//! workflow steps are made by the node holding `_audit`, which the others
+//! call with requests signed by the log key ([`peer`]).
 //!
 //! Why signed: a forwarded request carries the client's bearer token. An
 //! operator with write access to the bucket but not the keys could
@@ -31,6 +33,11 @@ use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier};
 
 use crate::{ApiError, AppState, auth};
+
+pub mod forward;
+pub mod peer;
+
+pub use forward::{Appended, append_or_forward, forward};
 
 /// Domain separator of registration signatures.
 const NODE_DOMAIN: &[u8] = b"tracevault/cluster-node/v1\n";
@@ -198,130 +205,24 @@ async fn cluster(State(st): State<AppState>, headers: HeaderMap) -> Result<Json<
     })))
 }
 
-/// Longest a forwarded request may take.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn http() -> &'static reqwest::Client {
-    static C: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    C.get_or_init(|| {
-        reqwest::Client::builder()
-            .timeout(FORWARD_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default()
-    })
-}
-
-/// Forwards a write (`path_and_query`, its headers and raw body) to node
-/// `owner`, which holds the namespace's lease: to the URL of its signed,
-/// live registration. Returns the holder's answer (status, body). `None`
-/// when the owner cannot be reached that way (no live signed registration,
-/// no advertised URL, or this request was forwarded already): the caller
-/// answers as before (`409 namespace_fenced`).
-pub async fn forward(
-    st: &AppState,
-    owner: &str,
-    path_and_query: &str,
-    headers: &HeaderMap,
-    body: Bytes,
-) -> Option<Result<(axum::http::StatusCode, Bytes), ApiError>> {
-    if headers.contains_key(FORWARDED) || owner == st.vault.instance_id() {
-        return None;
-    }
-    let b = st
-        .vault
+/// The advertised URL of node `owner`, when its registration in the store
+/// verifies with the log key, names it, is live, and advertises a URL:
+/// the only nodes a request (and the client's token in it) is sent to.
+pub(crate) async fn live_node_url(vault: &tracevault_vault::Vault, owner: &str) -> Option<String> {
+    let b = vault
         .store()
         .get(&layout::cluster_node(owner))
         .await
         .ok()??;
-    let node = match open_node(&b, &st.vault.public_key()) {
+    let node = match open_node(&b, &vault.public_key()) {
         Ok(n) => n,
         Err(e) => {
-            tracing::warn!(owner, "not forwarding to node: {e}");
+            tracing::warn!(owner, "not calling node: {e}");
             return None;
         }
     };
     if node.instance != owner || now_ms() - node.heartbeat_ms >= 3 * node.every_ms as i64 {
         return None;
     }
-    let base = node.advertise?;
-    let mut req = http()
-        .post(format!("{}{path_and_query}", base.trim_end_matches('/')))
-        .header(FORWARDED, "1")
-        .body(body);
-    // The request's own headers (token, content type and encoding, the
-    // OTLP namespace header, ...), not the connection's.
-    const HOP: [&str; 9] = [
-        "host",
-        "content-length",
-        "connection",
-        "keep-alive",
-        "transfer-encoding",
-        "te",
-        "trailer",
-        "upgrade",
-        "proxy-authorization",
-    ];
-    for (name, value) in headers {
-        if !HOP.contains(&name.as_str()) && name.as_str() != FORWARDED {
-            req = req.header(name.as_str(), value.as_bytes());
-        }
-    }
-    Some(
-        async {
-            let r = req.send().await.map_err(|e| {
-                ApiError::unavailable(
-                    "forward_failed",
-                    format!("the namespace is held by node {owner}, which did not answer: {e}"),
-                )
-            })?;
-            let status = axum::http::StatusCode::from_u16(r.status().as_u16())
-                .unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
-            let body = r.bytes().await.map_err(|e| {
-                ApiError::unavailable(
-                    "forward_failed",
-                    format!("reading node {owner}'s answer: {e}"),
-                )
-            })?;
-            Ok((status, body))
-        }
-        .await,
-    )
-}
-
-/// What an append became: receipts from this node's log, or the answer of
-/// the node holding the namespace, which the request was forwarded to.
-pub enum Appended {
-    /// Appended here.
-    Here(Vec<tracevault_vault::Receipt>),
-    /// Forwarded: the holder's status and body, to return as they are.
-    Forwarded(axum::http::StatusCode, Bytes),
-}
-
-/// Appends `events` to `ns`, or, when another live node holds the
-/// namespace, forwards the request as it came (`path_and_query`, `headers`,
-/// `raw` body) to that node: the one rule every write door follows.
-pub async fn append_or_forward(
-    st: &AppState,
-    ns: &str,
-    events: Vec<tracevault_vault::record::Prepared>,
-    ingested_by: &str,
-    request: (&str, &HeaderMap, Bytes),
-) -> Result<Appended, ApiError> {
-    use tracevault_vault::VaultError;
-    use tracevault_vault::lease::LeaseError;
-    use tracevault_vault::log::OpenError;
-    match st.vault.append_prepared(ns, events, ingested_by).await {
-        Ok(r) => Ok(Appended::Here(r)),
-        Err(VaultError::Open(OpenError::Lease(LeaseError::Fenced { owner }))) => {
-            let (path_and_query, headers, raw) = request;
-            match forward(st, &owner, path_and_query, headers, raw).await {
-                Some(answer) => answer.map(|(status, body)| Appended::Forwarded(status, body)),
-                None => {
-                    Err(VaultError::Open(OpenError::Lease(LeaseError::Fenced { owner })).into())
-                }
-            }
-        }
-        Err(e) => Err(e.into()),
-    }
+    node.advertise
 }

@@ -1,0 +1,188 @@
+//! Calls one node makes to another (SPEC section 11): `_audit` records and
+//! workflow steps (exports, erasures) are made by the node holding
+//! `_audit`'s lease, so that every step is checked against the whole
+//! history, in one place, and two nodes can never both accept one download
+//! or two approvals by one person. The other nodes call it.
+//!
+//! A call is authenticated by the log key the nodes share, not by a token:
+//! it is signed over its path, a timestamp, a random nonce and its body's
+//! SHA-256. The callee refuses a call older than [`MAX_SKEW_MS`] or seen
+//! before (the nonce cache), so a captured call cannot be played again.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use ed25519_dalek::{Signature, Verifier};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use tracevault_vault::Vault;
+
+use super::{live_node_url, now_ms};
+use crate::ApiError;
+
+/// Where the routes called by other nodes live (`/v1/internal/...`): they
+/// take no token, only calls signed by the log key ([`authenticate`]).
+pub const INTERNAL_PREFIX: &str = "/v1/internal/";
+
+/// Domain separator of call signatures.
+const CALL_DOMAIN: &[u8] = b"tracevault/node-call/v1\n";
+/// Header naming the calling node.
+const NODE: &str = "x-tracevault-node";
+/// Header carrying the call's time (Unix ms).
+const TS: &str = "x-tracevault-node-ts";
+/// Header carrying the call's nonce (hex, 16 bytes).
+const NONCE: &str = "x-tracevault-node-nonce";
+/// Header carrying the call's signature (base64).
+const SIG: &str = "x-tracevault-node-sig";
+/// How far a call's time may be from the callee's clock.
+pub const MAX_SKEW_MS: i64 = 30_000;
+/// Most nonces remembered (calls within the skew window beyond this are
+/// refused with 503 until older ones age out: fail closed).
+const MAX_NONCES: usize = 200_000;
+/// Longest a call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest answer read from a callee.
+const MAX_ANSWER_BYTES: usize = 4 << 20;
+
+fn signed_message(path: &str, ts: i64, nonce: &str, body: &[u8]) -> Vec<u8> {
+    let mut m = CALL_DOMAIN.to_vec();
+    m.extend_from_slice(format!("{path}\n{ts}\n{nonce}\n").as_bytes());
+    m.extend_from_slice(hex::encode(Sha256::digest(body)).as_bytes());
+    m
+}
+
+/// Calls `path` on node `owner` (which holds `_audit`) with `body`, signed
+/// with the log key. Returns the callee's JSON answer; an error answer is
+/// returned as the callee gave it (status, code and message), so that the
+/// client sees the same refusal whichever node it asked.
+pub async fn call<T: DeserializeOwned>(
+    vault: &Vault,
+    owner: &str,
+    path: &str,
+    body: &impl Serialize,
+) -> Result<T, ApiError> {
+    let unreachable = || {
+        ApiError::unavailable(
+            "holder_unreachable",
+            format!(
+                "node {owner} holds the vault's _audit log and has no live, signed registration to call; retry"
+            ),
+        )
+    };
+    let base = live_node_url(vault, owner).await.ok_or_else(unreachable)?;
+    let body =
+        serde_json::to_vec(body).map_err(|e| ApiError::unavailable("internal", e.to_string()))?;
+    let ts = now_ms();
+    let mut n = [0u8; 16];
+    getrandom::fill(&mut n).map_err(|e| {
+        ApiError::unavailable("internal", format!("no randomness for a call nonce: {e}"))
+    })?;
+    let nonce = hex::encode(n);
+    let sig = vault.sign_node_message(&signed_message(path, ts, &nonce, &body));
+    let r = super::forward::http()
+        .post(format!("{}{path}", base.trim_end_matches('/')))
+        .timeout(CALL_TIMEOUT)
+        .header(NODE, vault.instance_id())
+        .header(TS, ts.to_string())
+        .header(NONCE, nonce)
+        .header(SIG, B64.encode(sig.to_bytes()))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| {
+            ApiError::unavailable("holder_unreachable", format!("calling node {owner}: {e}"))
+        })?;
+    let status = r.status().as_u16();
+    if r.content_length()
+        .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
+    {
+        return Err(ApiError::unavailable(
+            "holder_unreachable",
+            format!("node {owner} answered too much"),
+        ));
+    }
+    let bytes = r.bytes().await.map_err(|e| {
+        ApiError::unavailable(
+            "holder_unreachable",
+            format!("reading node {owner}'s answer: {e}"),
+        )
+    })?;
+    if (200..300).contains(&status) {
+        return serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::unavailable("holder_unreachable", format!("node {owner}'s answer: {e}"))
+        });
+    }
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let code = v["error"]["code"].as_str().unwrap_or("holder_refused");
+    let message = v["error"]["message"]
+        .as_str()
+        .unwrap_or("the node holding _audit refused");
+    Err(ApiError::new(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+        crate::error::intern_code(code),
+        message,
+    ))
+}
+
+/// Nonces seen within the skew window (and when they may be forgotten).
+fn seen() -> &'static Mutex<HashMap<String, i64>> {
+    static S: std::sync::OnceLock<Mutex<HashMap<String, i64>>> = std::sync::OnceLock::new();
+    S.get_or_init(Mutex::default)
+}
+
+/// Checks that a request to an internal route is a call from a node of this
+/// cluster: signed with the log key over this `path`, `body`, a time within
+/// [`MAX_SKEW_MS`] and a nonce not seen before. Fails closed (401).
+pub fn authenticate(
+    vault: &Vault,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<String, ApiError> {
+    let refuse = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "not_a_node", m.to_string());
+    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let (Some(node), Some(ts), Some(nonce), Some(sig)) = (h(NODE), h(TS), h(NONCE), h(SIG)) else {
+        return Err(refuse(
+            "internal routes take calls from the cluster's nodes only",
+        ));
+    };
+    let ts: i64 = ts.parse().map_err(|_| refuse("malformed call time"))?;
+    let now = now_ms();
+    if (now - ts).abs() > MAX_SKEW_MS {
+        return Err(refuse("the call's time is too far from this node's clock"));
+    }
+    if nonce.len() != 32 || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(refuse("malformed call nonce"));
+    }
+    let sig = B64
+        .decode(sig)
+        .ok()
+        .and_then(|b| Signature::from_slice(&b).ok())
+        .ok_or_else(|| refuse("malformed call signature"))?;
+    vault
+        .public_key()
+        .verify(&signed_message(path, ts, nonce, body), &sig)
+        .map_err(|_| refuse("the call is not signed by the log key"))?;
+    let mut s = seen()
+        .lock()
+        .map_err(|_| refuse("nonce cache unavailable"))?;
+    if s.len() >= MAX_NONCES {
+        s.retain(|_, until| *until > now);
+        if s.len() >= MAX_NONCES {
+            return Err(ApiError::unavailable(
+                "overloaded",
+                "too many node calls at once",
+            ));
+        }
+    }
+    if s.insert(nonce.to_string(), ts + MAX_SKEW_MS).is_some() {
+        return Err(refuse("this call was made before (replayed)"));
+    }
+    Ok(node.to_string())
+}

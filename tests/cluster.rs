@@ -1,0 +1,507 @@
+//! Three nodes, one vault (issue 17, `docs/cluster.md`): three servers in
+//! cluster mode on one S3-compatible store (moto on loopback), clients
+//! writing to every node for several namespaces. Steps recorded on one node
+//! are honoured on the others (a revocation, two approvals by one person
+//! sent to two nodes at once, one download asked of three nodes at once);
+//! the node holding `_audit` and a namespace is killed with SIGKILL and its
+//! data directory deleted: its namespaces and `_audit` move to the others
+//! within the documented bound, every receipt ever sent matches an entry,
+//! no index is reused; a node stopped with SIGTERM hands its leases over at
+//! once (drain); and the bucket verifies.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::moto::Moto;
+use common::*;
+use serde_json::{Value, json};
+
+const URL: &str = "s3://vault/three";
+const NAMESPACES: [&str; 3] = ["alpha", "beta", "gamma"];
+/// Lease TTL of the nodes: the failover bound is this plus the open time.
+const TTL_MS: u64 = 2000;
+
+/// Starts node `name` (data under `dir/name`) advertising its own address.
+fn node(dir: &Path, name: &str, env: &[(&str, &str)]) -> Server {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &cfg,
+        format!(
+            "[log]\nflush_interval_ms = 50\nlease_ttl_ms = {TTL_MS}\n\
+             [cluster]\nenabled = true\nfollow_audit_ms = 300\nheartbeat_ms = 500\n\
+             advertise = \"http://127.0.0.1:{port}\"\n\
+             [exports]\napprovals_required = 2\n"
+        ),
+    )
+    .unwrap();
+    let data = dir.join(name);
+    let listen = format!("127.0.0.1:{port}");
+    let args = [
+        "serve",
+        "--data",
+        data.to_str().unwrap(),
+        "--listen",
+        &listen,
+        "--store",
+        URL,
+        "--config",
+        cfg.to_str().unwrap(),
+    ];
+    Server::spawn(&args, env, &data).unwrap()
+}
+
+fn share_keys(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to.join("keys")).unwrap();
+    for k in ["log.key", "issuer.key", "masking.key"] {
+        std::fs::copy(from.join("keys").join(k), to.join("keys").join(k)).unwrap();
+    }
+}
+
+/// One batch of `n` events with ids `{tag}-{i}`.
+fn batch(tag: &str, n: usize) -> Value {
+    json!({"events": (0..n).map(|i| json!({"session_id": "s", "kind": "output",
+        "event_id": format!("{tag}-{i}"), "content": format!("{tag} {i}")})).collect::<Vec<_>>()})
+}
+
+/// Writes `tag` to `ns` through node `url` until it is accepted (within
+/// `bound`); returns the receipts.
+async fn write_until_accepted(
+    c: &reqwest::Client,
+    url: &str,
+    ns: &str,
+    tok: &str,
+    tag: &str,
+    bound: Duration,
+) -> Vec<Value> {
+    let started = Instant::now();
+    loop {
+        let (s, r) = post_events(c, url, ns, tok, batch(tag, 3), "").await;
+        if s == 200 {
+            return r["receipts"].as_array().unwrap().clone();
+        }
+        assert!(
+            s == 503 || s == 409,
+            "a write is refused, not deferred: {s} {r}"
+        );
+        assert!(
+            started.elapsed() < bound,
+            "{ns} takes no writes through {url} after {:?}: {s} {r}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn cluster_view(c: &reqwest::Client, url: &str, admin: &str) -> Value {
+    let (s, r) = get(c, &format!("{url}/v1/cluster"), Some(admin)).await;
+    assert_eq!(s, 200, "{r}");
+    serde_json::from_str(&r).unwrap()
+}
+
+fn owner_of(view: &Value, ns: &str) -> Option<String> {
+    view["leases"]
+        .as_array()?
+        .iter()
+        .find(|l| l["ns"] == ns && l["live"] == true)
+        .and_then(|l| l["owner"].as_str().map(str::to_string))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_share_one_vault_and_lose_nothing_when_one_dies() {
+    let moto = Moto::start("vault").await;
+    let env_owned = moto.env();
+    let env: Vec<(&str, &str)> = env_owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| -> PathBuf { dir.path().join(n) };
+    let n1 = node(dir.path(), "n1", &env);
+    share_keys(&d("n1"), &d("n2"));
+    share_keys(&d("n1"), &d("n3"));
+    let n2 = node(dir.path(), "n2", &env);
+    let n3 = node(dir.path(), "n3", &env);
+    let mut nodes: BTreeMap<&str, Server> = [("n1", n1), ("n2", n2), ("n3", n3)].into();
+    let url = |nodes: &BTreeMap<&str, Server>, n: &str| nodes[n].url.clone();
+    let c = client();
+    let admin = std::fs::read_to_string(d("n1").join("admin.token")).unwrap();
+    let admin = admin.trim().to_string();
+    let w = token(&d("n1"), "writer", "alpha,beta,gamma", "agent");
+
+    // Clients write to every node for every namespace (each namespace
+    // first through a different node, so the leases spread).
+    let mut receipts: Vec<(String, Value)> = Vec::new();
+    for (i, ns) in NAMESPACES.iter().enumerate() {
+        let n = ["n1", "n2", "n3"][i];
+        let (s, r) = post_events(
+            &c,
+            &url(&nodes, n),
+            ns,
+            &w,
+            batch(&format!("{ns}-first"), 3),
+            "",
+        )
+        .await;
+        assert_eq!(s, 200, "{r}");
+        receipts.extend(
+            r["receipts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| (ns.to_string(), x.clone())),
+        );
+    }
+    for round in 0..2 {
+        for n in ["n1", "n2", "n3"] {
+            for ns in NAMESPACES {
+                let tag = format!("{ns}-{n}-{round}");
+                let (s, r) = post_events(&c, &url(&nodes, n), ns, &w, batch(&tag, 3), "").await;
+                assert_eq!(s, 200, "{n} takes a write for {ns}: {r}");
+                receipts.extend(
+                    r["receipts"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| (ns.to_string(), x.clone())),
+                );
+            }
+        }
+    }
+    let view = cluster_view(&c, &url(&nodes, "n2"), &admin).await;
+    let live: Vec<&Value> = view["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["live"] == true)
+        .collect();
+    assert_eq!(live.len(), 3, "{view}");
+    let holders: HashSet<String> = NAMESPACES
+        .iter()
+        .filter_map(|ns| owner_of(&view, ns))
+        .collect();
+    assert_eq!(
+        holders.len(),
+        3,
+        "the namespaces are spread over the nodes: {view}"
+    );
+
+    // A token revoked on node 1 is refused by node 3 within the bound.
+    let leaked = token(&d("n1"), "writer", "alpha", "leaky");
+    let (s, r) = post_events(
+        &c,
+        &url(&nodes, "n3"),
+        "alpha",
+        &leaked,
+        batch("leaky-0", 1),
+        "",
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    receipts.push(("alpha".into(), r["receipts"][0].clone()));
+    let (s, r) = post_json(
+        &c,
+        &format!("{}/v1/tokens/revoke", url(&nodes, "n1")),
+        &admin,
+        json!({"jti": jti(&leaked), "reason": "leaked"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    let revoked_at = Instant::now();
+    loop {
+        let (s, r) = post_events(
+            &c,
+            &url(&nodes, "n3"),
+            "alpha",
+            &leaked,
+            batch("leaky-1", 1),
+            "",
+        )
+        .await;
+        if s == 401 {
+            assert_eq!(r["error"]["code"], "token_revoked", "{r}");
+            break;
+        }
+        assert_eq!(s, 200, "{r}");
+        receipts.push(("alpha".into(), r["receipts"][0].clone()));
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(5),
+            "node 3 still takes a token revoked on node 1"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "a revocation on n1 reached n3 after {:?}",
+        revoked_at.elapsed()
+    );
+
+    // An export: requested on n1; one person approves on n2 and n3 at once
+    // (it counts once); a second person completes it; then the requester
+    // asks all three nodes for the bundle at once: exactly one gets it.
+    let reader = token(&d("n1"), "reader", "beta", "auditor");
+    let (bob, carol) = (
+        token(&d("n1"), "approver", "beta", "bob"),
+        token(&d("n1"), "approver", "beta", "carol"),
+    );
+    let req = json!({"namespace": "beta", "session_id": "s", "reason": "incident 9"});
+    let (s, r) = post_json(
+        &c,
+        &format!("{}/v1/exports", url(&nodes, "n1")),
+        &reader,
+        req,
+    )
+    .await;
+    assert_eq!(s, 201, "{r}");
+    let id = r["id"].as_str().unwrap().to_string();
+    let approve = |n: &str| format!("{}/v1/exports/{id}/approve", url(&nodes, n));
+    let (u2, u3) = (approve("n2"), approve("n3"));
+    let (a2, a3) = tokio::join!(
+        post_json(&c, &u2, &bob, json!({})),
+        post_json(&c, &u3, &bob, json!({})),
+    );
+    let ok = [&a2, &a3].iter().filter(|(s, _)| *s == 200).count();
+    assert_eq!(ok, 1, "one person's approval counts once: {a2:?} {a3:?}");
+    let (s, r) = get(
+        &c,
+        &format!("{}/v1/exports/{id}", url(&nodes, "n1")),
+        Some(&bob),
+    )
+    .await;
+    assert!(s == 200 && r.contains("\"state\":\"pending\""), "{s} {r}");
+    let (s, r) = post_json(&c, &approve("n1"), &carol, json!({})).await;
+    assert_eq!(s, 200, "{r}");
+    let bundle = |n: &str| format!("{}/v1/exports/{id}/bundle", url(&nodes, n));
+    let (u1, u2, u3) = (bundle("n1"), bundle("n2"), bundle("n3"));
+    let (b1, b2, b3) = tokio::join!(
+        get(&c, &u1, Some(&reader)),
+        get(&c, &u2, Some(&reader)),
+        get(&c, &u3, Some(&reader)),
+    );
+    let statuses = [b1.0, b2.0, b3.0];
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "exactly one download: {statuses:?}"
+    );
+    let refusals: Vec<&str> = [&b1, &b2, &b3]
+        .iter()
+        .filter(|b| b.0 != 200)
+        .map(|b| b.1.as_str())
+        .collect();
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 409),
+        "{statuses:?} {refusals:?}"
+    );
+    // Every node shows the same list.
+    let mut lists = Vec::new();
+    for n in ["n1", "n2", "n3"] {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let (s, r) = get(&c, &format!("{}/v1/exports", url(&nodes, n)), Some(&admin)).await;
+            assert_eq!(s, 200, "{r}");
+            if r.contains("\"downloaded\"") || Instant::now() > deadline {
+                lists.push(r);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert!(lists.iter().all(|l| l == &lists[0]), "{lists:?}");
+
+    // The node holding `_audit` dies with its disk; its namespaces and
+    // `_audit` move to the others.
+    let view = cluster_view(&c, &url(&nodes, "n1"), &admin).await;
+    let audit_holder = owner_of(&view, "_audit").expect("a live _audit lease");
+    let self_of = |n: &str, v: &Value| {
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["instance"] == n)
+    };
+    assert!(self_of(&audit_holder, &view));
+    let mut victim = None;
+    for n in ["n1", "n2", "n3"] {
+        let v = cluster_view(&c, &url(&nodes, n), &admin).await;
+        if v["self"] == audit_holder.as_str() {
+            victim = Some(n);
+        }
+    }
+    let victim = victim.unwrap();
+    let victims_ns: Vec<&str> = NAMESPACES
+        .iter()
+        .copied()
+        .filter(|ns| owner_of(&view, ns).as_deref() == Some(&audit_holder))
+        .collect();
+    let survivors: Vec<&str> = ["n1", "n2", "n3"]
+        .into_iter()
+        .filter(|n| *n != victim)
+        .collect();
+    nodes.remove(victim).unwrap().kill9();
+    let killed_at = Instant::now();
+    std::fs::remove_dir_all(d(victim)).unwrap();
+    // Documented bound: the lease TTL plus the open (a few seconds here).
+    let bound = Duration::from_millis(TTL_MS) + Duration::from_secs(8);
+    for ns in NAMESPACES {
+        let r = write_until_accepted(
+            &c,
+            &url(&nodes, survivors[0]),
+            ns,
+            &w,
+            &format!("{ns}-after"),
+            bound,
+        )
+        .await;
+        receipts.extend(r.into_iter().map(|x| (ns.to_string(), x)));
+    }
+    eprintln!(
+        "after the kill of {victim} (it held _audit and {victims_ns:?}), every namespace took writes again within {:?}",
+        killed_at.elapsed()
+    );
+    // `_audit` moved too: a query (recorded in `_audit`) is answered by a
+    // survivor, and a workflow step is recorded.
+    let q = json!({"sql": "SELECT count(*) AS n FROM traces"});
+    let deadline = Instant::now() + bound;
+    loop {
+        let (s, r) = post_json(
+            &c,
+            &format!("{}/v1/query", url(&nodes, survivors[1])),
+            &reader,
+            q.clone(),
+        )
+        .await;
+        if s == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no query after the kill: {s} {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (s, r) = post_json(
+        &c,
+        &format!("{}/v1/exports", url(&nodes, survivors[1])),
+        &reader,
+        json!({"namespace": "beta", "session_id": "s", "reason": "after the kill"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{r}");
+    let id2 = r["id"].as_str().unwrap().to_string();
+    // Approved on one survivor by bob, then again by bob on the other: refused.
+    let (s, r) = post_json(
+        &c,
+        &format!("{}/v1/exports/{id2}/approve", url(&nodes, survivors[0])),
+        &bob,
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    let (s, r) = post_json(
+        &c,
+        &format!("{}/v1/exports/{id2}/approve", url(&nodes, survivors[1])),
+        &bob,
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, 409, "{r}");
+
+    // Every receipt ever sent matches an entry; no index is used twice.
+    let all_reader = token(
+        &d(survivors[0]),
+        "reader",
+        "alpha,beta,gamma",
+        "auditor-all",
+    );
+    let mut seen = HashSet::new();
+    for (ns, r) in &receipts {
+        let i = r["index"].as_u64().unwrap();
+        assert!(
+            seen.insert((ns.clone(), i)) || r["duplicate"] == true,
+            "{ns} index {i} used twice"
+        );
+        let (s, e) = get(
+            &c,
+            &format!("{}/v1/logs/{ns}/entries/{i}", url(&nodes, survivors[1])),
+            Some(&all_reader),
+        )
+        .await;
+        assert_eq!(s, 200, "{ns}/{i}: {e}");
+        let e: Value = serde_json::from_str(&e).unwrap();
+        assert_eq!(e["leaf_hash"], r["leaf_hash"], "{ns} entry {i}");
+    }
+    for ns in NAMESPACES {
+        let n = seen.iter().filter(|(x, _)| x == ns).count() as u64;
+        let max = seen
+            .iter()
+            .filter(|(x, _)| x == ns)
+            .map(|(_, i)| *i)
+            .max()
+            .unwrap();
+        assert_eq!(
+            max + 1,
+            n,
+            "{ns}: indices are dense, none skipped or reused"
+        );
+    }
+
+    // Drain: a node stopped with SIGTERM hands its leases over before it
+    // exits, so the other takes its namespaces at once, not after the TTL.
+    let view = cluster_view(&c, &url(&nodes, survivors[0]), &admin).await;
+    let leaving = survivors[1];
+    let leaving_id = cluster_view(&c, &url(&nodes, leaving), &admin).await["self"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let held: Vec<&str> = NAMESPACES
+        .iter()
+        .copied()
+        .filter(|ns| owner_of(&view, ns).as_deref() == Some(&leaving_id))
+        .collect();
+    assert_eq!(nodes.remove(leaving).unwrap().terminate(), Some(0));
+    let drained_at = Instant::now();
+    for ns in &held {
+        write_until_accepted(
+            &c,
+            &url(&nodes, survivors[0]),
+            ns,
+            &w,
+            &format!("{ns}-drained"),
+            bound,
+        )
+        .await;
+    }
+    eprintln!(
+        "drain: {held:?} taken over {:?} after {leaving} stopped",
+        drained_at.elapsed()
+    );
+    if !held.is_empty() {
+        assert!(
+            drained_at.elapsed() < Duration::from_millis(TTL_MS),
+            "a drained node's leases are free at once"
+        );
+    }
+    let last = nodes.remove(survivors[0]).unwrap();
+    let pk = last.public_key();
+    assert_eq!(last.terminate(), Some(0));
+    let (code, out, err) = verify_env(&["--store", URL, "--key", &pk], &env);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+/// The `jti` of a JWT (its payload, unverified: the test minted it).
+fn jti(jwt: &str) -> String {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1).unwrap();
+    let b = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice::<Value>(&b).unwrap()["jti"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
