@@ -67,14 +67,30 @@ pub fn event(session: &str, name: &str, actor: &str, content: Value) -> Event {
     }
 }
 
-/// Which node records in `_audit`: `None` when this one does (it holds,
-/// or has just taken, the lease), else the node holding it.
+/// Which node records in `_audit`: `Some(owner)` when another node holds
+/// its lease (a live one, read from the store), else `None`: this node
+/// holds it or may take it (it does so when it records, not by asking, so
+/// that a server that records nothing leaves `_audit` alone).
 pub async fn holder(vault: &Vault) -> Result<Option<String>, ApiError> {
-    match vault.log(AUDIT_NS).await {
-        Ok(_) => Ok(None),
-        Err(VaultError::Open(OpenError::Lease(LeaseError::Fenced { owner }))) => Ok(Some(owner)),
-        Err(e) => Err(e.into()),
-    }
+    let store_down = |e: tracevault_vault::store::StoreError| {
+        ApiError::unavailable("store_unavailable", e.to_string())
+    };
+    let Some(b) = vault
+        .store()
+        .get(&tracevault_vault::store::layout::lease(AUDIT_NS))
+        .await
+        .map_err(store_down)?
+    else {
+        return Ok(None);
+    };
+    let lease: tracevault_vault::lease::LeaseRecord = serde_json::from_slice(&b)
+        .map_err(|e| ApiError::unavailable("store_unavailable", format!("_audit's lease: {e}")))?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let live = now < lease.renewed_at_ms.saturating_add(lease.ttl_ms);
+    Ok(
+        (live && !lease.owner.is_empty() && lease.owner != vault.instance_id())
+            .then_some(lease.owner),
+    )
 }
 
 /// The internal route through which the other nodes append to `_audit`.

@@ -131,6 +131,29 @@ impl Metrics {
         }
     }
 
+    /// Appends who this node is and how many namespaces it writes (several
+    /// nodes on one store: `docs/cluster.md`).
+    pub fn render_node(o: &mut String, instance: &str, leases_held: usize) {
+        header(
+            o,
+            "tracevault_node_info",
+            "gauge",
+            "This node: its instance id (the owner named in the leases it holds).",
+        );
+        let _ = writeln!(
+            o,
+            "tracevault_node_info{{instance=\"{}\"}} 1",
+            esc(instance)
+        );
+        header(
+            o,
+            "tracevault_cluster_leases_held",
+            "gauge",
+            "Namespaces this node holds the lease of and writes.",
+        );
+        let _ = writeln!(o, "tracevault_cluster_leases_held {leases_held}");
+    }
+
     /// Renders everything, with the vault's per-namespace log stats and the
     /// number of write requests in flight.
     pub fn render(

@@ -73,13 +73,9 @@ pub(crate) async fn metrics_text(State(st): State<AppState>, headers: HeaderMap)
     {
         return e.into_response();
     }
-    let logs: Vec<_> = st
-        .vault
-        .open_logs()
-        .await
-        .into_iter()
-        .map(|(ns, l)| (ns, l.stats()))
-        .collect();
+    let open = st.vault.open_logs().await;
+    let held = open.iter().filter(|(_, l)| l.is_healthy()).count();
+    let logs: Vec<_> = open.into_iter().map(|(ns, l)| (ns, l.stats())).collect();
     let in_flight = st
         .limits
         .max_inflight_writes
@@ -90,6 +86,7 @@ pub(crate) async fn metrics_text(State(st): State<AppState>, headers: HeaderMap)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
     let mut text = st.metrics.render(&logs, in_flight, now_ms);
+    crate::metrics::Metrics::render_node(&mut text, st.vault.instance_id(), held);
     if let Some(w) = &st.witnessing {
         let mut lags = Vec::with_capacity(logs.len());
         for (ns, s) in &logs {
