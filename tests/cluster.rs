@@ -191,19 +191,50 @@ async fn three_nodes_share_one_vault_and_lose_nothing_when_one_dies() {
         "the namespaces are spread over the nodes: {view}"
     );
 
-    // A token revoked on node 1 is refused by node 3 within the bound.
-    let leaked = token(&d("n1"), "writer", "alpha", "leaky");
+    // Each node's metrics say who it is and how many namespaces it writes.
+    for n in ["n1", "n2", "n3"] {
+        let (s, m) = get(&c, &format!("{}/metrics", url(&nodes, n)), Some(&admin)).await;
+        assert_eq!(s, 200, "{m}");
+        let me = cluster_view(&c, &url(&nodes, n), &admin).await["self"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            m.contains(&format!("tracevault_node_info{{instance=\"{me}\"}} 1")),
+            "{m}"
+        );
+        let held: u64 = m
+            .lines()
+            .find_map(|l| l.strip_prefix("tracevault_cluster_leases_held "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(held >= 1, "{n} holds a namespace: {m}");
+    }
+
+    // A token revoked on node 1 is refused by node 3 within the bound, for
+    // a namespace node 3 holds: node 3 decides, from what it followed.
+    let n3_id = cluster_view(&c, &url(&nodes, "n3"), &admin).await["self"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let on_n3 = NAMESPACES
+        .iter()
+        .copied()
+        .find(|ns| owner_of(&view, ns).as_deref() == Some(&n3_id))
+        .unwrap();
+    let leaked = token(&d("n1"), "writer", on_n3, "leaky");
     let (s, r) = post_events(
         &c,
         &url(&nodes, "n3"),
-        "alpha",
+        on_n3,
         &leaked,
         batch("leaky-0", 1),
         "",
     )
     .await;
     assert_eq!(s, 200, "{r}");
-    receipts.push(("alpha".into(), r["receipts"][0].clone()));
+    receipts.push((on_n3.into(), r["receipts"][0].clone()));
     let (s, r) = post_json(
         &c,
         &format!("{}/v1/tokens/revoke", url(&nodes, "n1")),
@@ -217,7 +248,7 @@ async fn three_nodes_share_one_vault_and_lose_nothing_when_one_dies() {
         let (s, r) = post_events(
             &c,
             &url(&nodes, "n3"),
-            "alpha",
+            on_n3,
             &leaked,
             batch("leaky-1", 1),
             "",
@@ -228,7 +259,7 @@ async fn three_nodes_share_one_vault_and_lose_nothing_when_one_dies() {
             break;
         }
         assert_eq!(s, 200, "{r}");
-        receipts.push(("alpha".into(), r["receipts"][0].clone()));
+        receipts.push((on_n3.into(), r["receipts"][0].clone()));
         assert!(
             revoked_at.elapsed() < Duration::from_secs(5),
             "node 3 still takes a token revoked on node 1"
@@ -239,6 +270,8 @@ async fn three_nodes_share_one_vault_and_lose_nothing_when_one_dies() {
         "a revocation on n1 reached n3 after {:?}",
         revoked_at.elapsed()
     );
+
+    node_calls_are_signed_addressed_and_used_once(&c, &nodes, &d("n1"), &admin).await;
 
     // An export: requested on n1; one person approves on n2 and n3 at once
     // (it counts once); a second person completes it; then the requester
@@ -491,6 +524,94 @@ async fn three_nodes_share_one_vault_and_lose_nothing_when_one_dies() {
     assert_eq!(last.terminate(), Some(0));
     let (code, out, err) = verify_env(&["--store", URL, "--key", &pk], &env);
     assert_eq!(code, 0, "{out}{err}");
+}
+
+/// The internal routes take no token, only calls signed with the log key:
+/// one without a signature, one signed by another key, one replayed and
+/// one addressed to another node are refused; the genuine one is taken.
+async fn node_calls_are_signed_addressed_and_used_once(
+    c: &reqwest::Client,
+    nodes: &BTreeMap<&str, Server>,
+    keys_of: &Path,
+    admin: &str,
+) {
+    use base64::Engine;
+    use ed25519_dalek::Signer;
+    use sha2::Digest;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let seed: [u8; 32] = b64
+        .decode(
+            std::fs::read_to_string(keys_of.join("keys/log.key"))
+                .unwrap()
+                .trim(),
+        )
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let log_key = ed25519_dalek::SigningKey::from_bytes(&seed);
+    // The node holding `_audit` takes appends there.
+    let view = cluster_view(c, &nodes["n1"].url, admin).await;
+    let holder = owner_of(&view, "_audit").expect("_audit is held");
+    let mut at = None;
+    for (n, s) in nodes {
+        if cluster_view(c, &s.url, admin).await["self"] == holder.as_str() {
+            at = Some(*n);
+        }
+    }
+    let (at, other) = {
+        let at = at.unwrap();
+        (at, nodes.keys().copied().find(|n| *n != at).unwrap())
+    };
+    let path = "/v1/internal/audit/append";
+    let body = json!({"events": [{"session_id": "probe", "kind": "annotation", "content": "a node call"}]}).to_string();
+    let call = |key: &ed25519_dalek::SigningKey, to: &str, nonce: &str| {
+        let ts = chrono_ms();
+        let mut m = b"tracevault/node-call/v1\n".to_vec();
+        m.extend_from_slice(format!("{to}\n{path}\n{ts}\n{nonce}\n").as_bytes());
+        m.extend_from_slice(hex::encode(sha2::Sha256::digest(body.as_bytes())).as_bytes());
+        vec![
+            ("x-tracevault-node", "test".to_string()),
+            ("x-tracevault-node-ts", ts.to_string()),
+            ("x-tracevault-node-nonce", nonce.to_string()),
+            ("x-tracevault-node-sig", b64.encode(key.sign(&m).to_bytes())),
+        ]
+    };
+    let send = |url: String, headers: Vec<(&'static str, String)>| {
+        let (c, body) = (c.clone(), body.clone());
+        async move {
+            let mut r = c
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body);
+            for (k, v) in headers {
+                r = r.header(k, v);
+            }
+            let r = r.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let url = |n: &str| format!("{}{path}", nodes[n].url);
+    let (s, r) = send(url(at), vec![]).await;
+    assert_eq!(s, 401, "no signature: {r}");
+    assert!(r.contains("not_a_node"), "{r}");
+    let stranger = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let (s, r) = send(url(at), call(&stranger, &holder, &"a".repeat(32))).await;
+    assert_eq!(s, 401, "another key: {r}");
+    let genuine = call(&log_key, &holder, &"b".repeat(32));
+    let (s, r) = send(url(at), genuine.clone()).await;
+    assert_eq!(s, 200, "the genuine call: {r}");
+    assert!(r.contains("receipts"), "{r}");
+    let (s, r) = send(url(at), genuine).await;
+    assert_eq!(s, 401, "replayed: {r}");
+    let (s, r) = send(url(other), call(&log_key, &holder, &"c".repeat(32))).await;
+    assert_eq!(s, 401, "addressed to another node: {r}");
+}
+
+fn chrono_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 /// The `jti` of a JWT (its payload, unverified: the test minted it).

@@ -120,21 +120,36 @@ pub async fn append(vault: &Vault, events: Vec<Event>) -> Result<Vec<Receipt>, A
 /// Records one workflow step (export, erasure) in `_audit` session
 /// `session`, named `name`, by `by`, on this node, which must hold `_audit`
 /// (the callers check and apply steps only where `_audit` is written; see
-/// [`holder`]); returns its `_audit` index (what the workflow applies it
-/// at, and what receipts prove).
+/// [`holder`]). `apply` is called with the step's `_audit` index as soon as
+/// it is appended, also when the answer then fails because the store did
+/// not take it in time (cluster mode: `not_yet_in_store`): the step is in
+/// the log and will be published, so the state must count it, or a later
+/// step applied first would make the workflow skip it for good.
 pub async fn record_step(
     vault: &Vault,
     session: &str,
     name: &str,
     by: &str,
     content: Value,
+    apply: impl FnOnce(u64),
 ) -> Result<u64, VaultError> {
-    let r = vault
+    match vault
         .append_system(AUDIT_NS, vec![event(session, name, by, content)], SERVER)
-        .await?;
-    r.first()
-        .map(|r| r.index)
-        .ok_or_else(|| VaultError::Read("a recorded step came back without a receipt".into()))
+        .await
+    {
+        Ok(r) => {
+            let idx = r.first().map(|r| r.index).ok_or_else(|| {
+                VaultError::Read("a recorded step came back without a receipt".into())
+            })?;
+            apply(idx);
+            Ok(idx)
+        }
+        Err(VaultError::NotInStore(idx)) => {
+            apply(idx);
+            Err(VaultError::NotInStore(idx))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The internal route of [`append`] (called by the other nodes only).

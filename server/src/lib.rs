@@ -309,8 +309,16 @@ pub async fn guard_body(
     // Calls between nodes carry no token: their signature covers the body,
     // and is checked by the route once the body is read (within the same
     // bounds).
-    let node_call = req.uri().path().starts_with(cluster::peer::INTERNAL_PREFIX);
-    if !node_call && let Err(e) = auth::authenticate(&st, req.headers()) {
+    if req.uri().path().starts_with(cluster::peer::INTERNAL_PREFIX) {
+        if !cluster::peer::plausible(req.headers()) {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "not_a_node",
+                "internal routes take calls from the cluster's nodes only",
+            )
+            .into_response();
+        }
+    } else if let Err(e) = auth::authenticate(&st, req.headers()) {
         return e.into_response();
     }
     let (parts, body) = req.into_parts();

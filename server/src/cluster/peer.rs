@@ -49,9 +49,12 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest answer read from a callee.
 const MAX_ANSWER_BYTES: usize = 4 << 20;
 
-fn signed_message(path: &str, ts: i64, nonce: &str, body: &[u8]) -> Vec<u8> {
+/// What a call's signature covers: the node it is addressed to (a call
+/// captured on its way to one node is refused by every other), its path,
+/// time, nonce and body.
+fn signed_message(to: &str, path: &str, ts: i64, nonce: &str, body: &[u8]) -> Vec<u8> {
     let mut m = CALL_DOMAIN.to_vec();
-    m.extend_from_slice(format!("{path}\n{ts}\n{nonce}\n").as_bytes());
+    m.extend_from_slice(format!("{to}\n{path}\n{ts}\n{nonce}\n").as_bytes());
     m.extend_from_slice(hex::encode(Sha256::digest(body)).as_bytes());
     m
 }
@@ -83,7 +86,7 @@ pub async fn call<T: DeserializeOwned>(
         ApiError::unavailable("internal", format!("no randomness for a call nonce: {e}"))
     })?;
     let nonce = hex::encode(n);
-    let sig = vault.sign_node_message(&signed_message(path, ts, &nonce, &body));
+    let sig = vault.sign_node_message(&signed_message(owner, path, ts, &nonce, &body));
     let r = super::forward::http()
         .post(format!("{}{path}", base.trim_end_matches('/')))
         .timeout(CALL_TIMEOUT)
@@ -120,6 +123,17 @@ pub async fn call<T: DeserializeOwned>(
     }
     let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
     let code = v["error"]["code"].as_str().unwrap_or("holder_refused");
+    if status == 401 {
+        // The call itself was refused (skew, key): the node's fault, not
+        // the client's token.
+        return Err(ApiError::unavailable(
+            "holder_refused",
+            format!(
+                "node {owner} refused this node's call: {}",
+                v["error"]["message"]
+            ),
+        ));
+    }
     let message = v["error"]["message"]
         .as_str()
         .unwrap_or("the node holding _audit refused");
@@ -128,6 +142,17 @@ pub async fn call<T: DeserializeOwned>(
         crate::error::intern_code(code),
         message,
     ))
+}
+
+/// Whether `headers` could be a node's call (all four headers, a time
+/// within the skew window): checked before a body is read on an internal
+/// route, so that a request that cannot be one costs no body.
+pub fn plausible(headers: &HeaderMap) -> bool {
+    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let fresh = h(TS)
+        .and_then(|t| t.parse::<i64>().ok())
+        .is_some_and(|ts| (now_ms() - ts).abs() <= MAX_SKEW_MS);
+    fresh && h(NODE).is_some() && h(NONCE).is_some_and(|n| n.len() == 32) && h(SIG).is_some()
 }
 
 /// Nonces seen within the skew window (and when they may be forgotten).
@@ -167,7 +192,10 @@ pub fn authenticate(
         .ok_or_else(|| refuse("malformed call signature"))?;
     vault
         .public_key()
-        .verify(&signed_message(path, ts, nonce, body), &sig)
+        .verify(
+            &signed_message(vault.instance_id(), path, ts, nonce, body),
+            &sig,
+        )
         .map_err(|_| refuse("the call is not signed by the log key"))?;
     let mut s = seen()
         .lock()

@@ -168,20 +168,23 @@ async fn commit(
     claims: Option<&Claims>,
     step: Step,
 ) -> Result<(), ApiError> {
-    match audit::holder(&st.vault).await? {
-        None => commit_here(st, ec, claims, step).await,
-        Some(owner) => {
-            let call = StepCall {
-                claims: claims.cloned(),
-                step,
-            };
-            let _: Value = peer::call(&st.vault, &owner, STEP_PATH, &call).await?;
-            if let Err(e) = ec.follow(&st.vault).await {
-                tracing::warn!("catching up with _audit after a step: {e}");
-            }
-            Ok(())
-        }
+    let owner = match audit::holder(&st.vault).await? {
+        None => match commit_here(st, ec, claims, step.clone()).await {
+            // Another node took `_audit` meanwhile (nothing was recorded here).
+            Err(e) if e.code == "namespace_fenced" => audit::holder(&st.vault).await?.ok_or(e)?,
+            done => return done,
+        },
+        Some(owner) => owner,
+    };
+    let call = StepCall {
+        claims: claims.cloned(),
+        step,
+    };
+    let _: Value = peer::call(&st.vault, &owner, STEP_PATH, &call).await?;
+    if let Err(e) = ec.follow(&st.vault).await {
+        tracing::warn!("catching up with _audit after a step: {e}");
     }
+    Ok(())
 }
 
 /// Catches up with `_audit`, checks `step` (for `claims`, or for the server
@@ -206,9 +209,11 @@ async fn commit_here(
         let content = serde_json::to_value(&step)
             .map_err(|e| ApiError::unavailable("internal", e.to_string()))?;
         let by = claims.as_ref().map_or(audit::SERVER, |c| c.sub.as_str());
-        let idx =
-            audit::record_step(&st.vault, ERASURES_SESSION, step.event_name(), by, content).await?;
-        o.apply(&step, idx);
+        let name = step.event_name();
+        audit::record_step(&st.vault, ERASURES_SESSION, name, by, content, |idx| {
+            o.apply(&step, idx)
+        })
+        .await?;
         Ok::<(), ApiError>(())
     })
     .await

@@ -164,20 +164,23 @@ async fn commit(
     claims: &Claims,
     t: Transition,
 ) -> Result<Value, ApiError> {
-    match audit::holder(&st.vault).await? {
-        None => commit_here(st, xc, claims, t).await,
-        Some(owner) => {
-            let call = StepCall {
-                claims: claims.clone(),
-                step: t,
-            };
-            let view = peer::call(&st.vault, &owner, STEP_PATH, &call).await?;
-            if let Err(e) = xc.follow(&st.vault).await {
-                tracing::warn!("catching up with _audit after a step: {e}");
-            }
-            Ok(view)
-        }
+    let owner = match audit::holder(&st.vault).await? {
+        None => match commit_here(st, xc, claims, t.clone()).await {
+            // Another node took `_audit` meanwhile (nothing was recorded here).
+            Err(e) if e.code == "namespace_fenced" => audit::holder(&st.vault).await?.ok_or(e)?,
+            done => return done,
+        },
+        Some(owner) => owner,
+    };
+    let call = StepCall {
+        claims: claims.clone(),
+        step: t,
+    };
+    let view = peer::call(&st.vault, &owner, STEP_PATH, &call).await?;
+    if let Err(e) = xc.follow(&st.vault).await {
+        tracing::warn!("catching up with _audit after a step: {e}");
     }
+    Ok(view)
 }
 
 /// Catches up with `_audit`, checks `t`, records it, then applies it, all
@@ -209,9 +212,15 @@ async fn commit_here(
         let name = t.event_name();
         let content = serde_json::to_value(&t)
             .map_err(|e| ApiError::unavailable("internal", e.to_string()))?;
-        let idx =
-            audit::record_step(&st.vault, EXPORTS_SESSION, name, &claims.sub, content).await?;
-        x.apply_recorded(&t, idx);
+        audit::record_step(
+            &st.vault,
+            EXPORTS_SESSION,
+            name,
+            &claims.sub,
+            content,
+            |idx| x.apply_recorded(&t, idx),
+        )
+        .await?;
         let r = x
             .get(t.id())
             .ok_or_else(|| ApiError::unavailable("internal", "the step was not applied"))?;
@@ -259,13 +268,11 @@ pub fn spawn_expiry_recorder(st: AppState, xc: Arc<ExportContext>, every: std::t
                     t.event_name(),
                     audit::SERVER,
                     content,
+                    |idx| x.apply_recorded(&t, idx),
                 )
                 .await;
                 match recorded {
-                    Ok(idx) => {
-                        tracing::info!(export = t.id(), "export expired");
-                        x.apply_recorded(&t, idx);
-                    }
+                    Ok(_) => tracing::info!(export = t.id(), "export expired"),
                     Err(e) => {
                         tracing::warn!(export = t.id(), error = %e, "recording an export expiry failed; retrying later");
                         break;
