@@ -273,6 +273,42 @@ async fn three_nodes_share_one_vault_and_lose_nothing_when_one_dies() {
 
     node_calls_are_signed_addressed_and_used_once(&c, &nodes, &d("n1"), &admin).await;
 
+    // A session stream opened on a node that does not hold its namespace
+    // is streamed to the holder: each line's receipt comes back before the
+    // next line is sent.
+    let not_n3: Vec<&str> = ["n1", "n2"].to_vec();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(8);
+    let body = reqwest::Body::wrap_stream(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|i| (i, rx))
+    }));
+    let resp = c
+        .post(format!(
+            "{}/v1/logs/{on_n3}/sessions/live/stream",
+            url(&nodes, not_n3[0])
+        ))
+        .bearer_auth(&w)
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut lines = Lines::of(resp);
+    for i in 0..3 {
+        let ev = json!({"kind": "output", "content": format!("live {i}"), "event_id": format!("live-{i}")});
+        tx.send(Ok(bytes::Bytes::from(format!("{ev}\n"))))
+            .await
+            .unwrap();
+        let r = lines.next().await.unwrap();
+        assert_eq!(r["line"], i + 1, "{r}");
+        receipts.push((
+            on_n3.to_string(),
+            json!({"index": r["index"], "leaf_hash": r["leaf_hash"]}),
+        ));
+    }
+    drop(tx);
+    while lines.next().await.is_some() {}
+
     // An export: requested on n1; one person approves on n2 and n3 at once
     // (it counts once); a second person completes it; then the requester
     // asks all three nodes for the bundle at once: exactly one gets it.

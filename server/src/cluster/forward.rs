@@ -44,28 +44,11 @@ pub async fn forward(
         return None;
     }
     let base = live_node_url(&st.vault, owner).await?;
-    let mut req = http()
-        .post(format!("{}{path_and_query}", base.trim_end_matches('/')))
-        .header(FORWARDED, "1")
-        .body(body);
-    // The request's own headers (token, content type and encoding, the
-    // OTLP namespace header, ...), not the connection's.
-    const HOP: [&str; 9] = [
-        "host",
-        "content-length",
-        "connection",
-        "keep-alive",
-        "transfer-encoding",
-        "te",
-        "trailer",
-        "upgrade",
-        "proxy-authorization",
-    ];
-    for (name, value) in headers {
-        if !HOP.contains(&name.as_str()) && name.as_str() != FORWARDED {
-            req = req.header(name.as_str(), value.as_bytes());
-        }
-    }
+    let req = with_request_headers(
+        http().post(format!("{}{path_and_query}", base.trim_end_matches('/'))),
+        headers,
+    )
+    .body(body);
     Some(
         async {
             let r = req.send().await.map_err(|e| {
@@ -108,6 +91,93 @@ pub async fn forward(
         }
         .await,
     )
+}
+
+/// The request's own headers (token, content type and encoding, the OTLP
+/// namespace header, ...), not the connection's, and the mark that it was
+/// forwarded (never forwarded again).
+fn with_request_headers(
+    mut req: reqwest::RequestBuilder,
+    headers: &HeaderMap,
+) -> reqwest::RequestBuilder {
+    const HOP: [&str; 9] = [
+        "host",
+        "content-length",
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-authorization",
+    ];
+    for (name, value) in headers {
+        if !HOP.contains(&name.as_str()) && name.as_str() != FORWARDED {
+            req = req.header(name.as_str(), value.as_bytes());
+        }
+    }
+    req.header(FORWARDED, "1")
+}
+
+/// A client for streams: no overall timeout (a session stream lasts as long
+/// as the session), only on connecting.
+fn stream_http() -> &'static reqwest::Client {
+    static C: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    C.get_or_init(|| {
+        reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default()
+    })
+}
+
+/// Forwards a session stream to node `owner`, which holds its namespace:
+/// the request body is passed on as it arrives, and the holder's answer
+/// (its NDJSON acknowledgements) streamed back as they come. `Err(body)`
+/// gives the body back when the owner cannot be reached that way (see
+/// [`forward`]): the caller answers `409 namespace_fenced`.
+pub async fn forward_stream(
+    st: &AppState,
+    owner: &str,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<Result<Response, ApiError>, axum::body::Body> {
+    if headers.contains_key(FORWARDED) || owner == st.vault.instance_id() {
+        return Err(body);
+    }
+    let Some(base) = live_node_url(&st.vault, owner).await else {
+        return Err(body);
+    };
+    let req = with_request_headers(
+        stream_http().post(format!("{}{path_and_query}", base.trim_end_matches('/'))),
+        headers,
+    )
+    .body(reqwest::Body::wrap_stream(body.into_data_stream()));
+    let r = match req.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            return Ok(Err(ApiError::unavailable(
+                "forward_failed",
+                format!("the namespace is held by node {owner}, which did not answer: {e}"),
+            )));
+        }
+    };
+    let status = StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let content_type = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok());
+    let mut resp = (status, axum::body::Body::from_stream(r.bytes_stream())).into_response();
+    if let Some(ct) = content_type {
+        resp.headers_mut().insert(header::CONTENT_TYPE, ct);
+    }
+    if !status.is_success() {
+        resp.extensions_mut()
+            .insert(crate::metrics::ErrorCode("forwarded_error"));
+    }
+    Ok(Ok(resp))
 }
 
 /// What an append became: receipts from this node's log, or the answer of

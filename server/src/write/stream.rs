@@ -31,6 +31,8 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tracevault_schemas::{Event, validate_session_id};
+use tracevault_vault::lease::LeaseError;
+use tracevault_vault::log::OpenError;
 use tracevault_vault::record::Prepared;
 use tracevault_vault::token::{Claims, Role};
 use tracevault_vault::{AppendError, VaultError, validate_namespace};
@@ -61,6 +63,7 @@ fn end_reason(e: &ApiError) -> &'static str {
 /// `POST /v1/logs/{ns}/sessions/{session_id}/stream`.
 pub async fn session_stream(
     State(st): State<AppState>,
+    uri: axum::http::Uri,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
     body: Body,
@@ -101,8 +104,34 @@ pub async fn session_stream(
         )
     })?;
     // Open the log now, so that a namespace that cannot be opened fails the
-    // request with a status instead of an in-band error.
-    st.vault.log(&ns).await?;
+    // request with a status instead of an in-band error; one that another
+    // node holds is streamed to it (this node's stream slots held meanwhile).
+    let body = match st.vault.log(&ns).await {
+        Ok(_) => body,
+        Err(VaultError::Open(OpenError::Lease(LeaseError::Fenced { owner }))) => {
+            let pq = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+            match crate::cluster::forward::forward_stream(&st, &owner, pq, &headers, body).await {
+                Ok(answer) => {
+                    let mut resp = answer?;
+                    let held = (permit, own_slot);
+                    let inner = std::mem::take(resp.body_mut());
+                    // The slots are released when the forwarded answer ends.
+                    let stream = inner.into_data_stream().map(move |chunk| {
+                        let _ = &held;
+                        chunk
+                    });
+                    *resp.body_mut() = Body::from_stream(stream);
+                    return Ok(resp);
+                }
+                Err(_) => {
+                    return Err(
+                        VaultError::Open(OpenError::Lease(LeaseError::Fenced { owner })).into(),
+                    );
+                }
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     let ingest = StreamIngest {
         st,
