@@ -2,6 +2,7 @@
 //! `serve` (the HTTP service), `token issue`, `verify`, `stream` (pipe a
 //! session into the vault), `query` (SQL), and `bench ingest`.
 
+mod ballista_cmd;
 mod bench;
 mod erase_cmd;
 mod export_cmd;
@@ -74,6 +75,11 @@ enum Cmd {
         /// Nice value of the worker.
         #[arg(long, default_value_t = 10)]
         nice: i32,
+    },
+    /// Distributed SQL: the Ballista scheduler and executors of `[query] engine = "ballista"`.
+    Ballista {
+        #[command(subcommand)]
+        cmd: ballista_cmd::BallistaCmd,
     },
     /// A C2SP tlog-witness of your own: cosign other vaults' checkpoints.
     Witness {
@@ -292,6 +298,7 @@ fn main() -> ExitCode {
         Cmd::Erase { cmd } => erase_cmd::run(cmd),
         Cmd::Replay(a) => replay::run(a).map(|_| ExitCode::SUCCESS),
         Cmd::Witness { cmd } => witness_cmd::run(cmd).map(|_| ExitCode::SUCCESS),
+        Cmd::Ballista { cmd } => ballista_cmd::run(cmd).map(|_| ExitCode::SUCCESS),
         Cmd::QueryWorker {
             memory_bytes,
             cpu_seconds,

@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+pub mod distributed;
 pub mod export;
 pub mod guard;
 pub mod masking;

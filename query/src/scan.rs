@@ -471,6 +471,13 @@ pub(crate) struct MaskExec {
     input: Arc<dyn ExecutionPlan>,
     /// `traces` columns produced, in output order.
     out_cols: Vec<usize>,
+    /// Stored columns read, in input order.
+    read: Vec<usize>,
+    /// Decoded on a node without the masking policy and key (a distributed
+    /// query's scheduler): it plans, it never runs.
+    stub: bool,
+    /// The spec it was decoded from (re-encoded as it came).
+    carried: Option<Arc<MaskSpec>>,
     /// Position in the input batch of each stored column read (by segment index).
     pos: Vec<Option<usize>>,
     /// Verbatim columns whose masking withholds a row's `leaf_hash`.
@@ -481,7 +488,7 @@ pub(crate) struct MaskExec {
 }
 
 impl MaskExec {
-    fn new(
+    pub(crate) fn new(
         input: Arc<dyn ExecutionPlan>,
         out_cols: Vec<usize>,
         read: &[usize],
@@ -506,12 +513,89 @@ impl MaskExec {
         Ok(MaskExec {
             input,
             out_cols,
+            read: read.to_vec(),
+            stub: false,
+            carried: None,
             pos,
             leaf_guard,
             schema,
             shared,
             props: Arc::new(props),
         })
+    }
+
+    /// What another node needs to rebuild this operator: the caller's
+    /// access, its profile's name, and the id of the masking policy and key
+    /// it was planned with (`masking_id` on the server that planned it; a
+    /// decoded operator keeps its own); never the key. `None` without an id.
+    pub(crate) fn spec(&self, masking_id: Option<&str>) -> Option<MaskSpec> {
+        if let Some(c) = &self.carried {
+            return Some(c.as_ref().clone());
+        }
+        Some(MaskSpec {
+            out_cols: self.out_cols.clone(),
+            read: self.read.clone(),
+            access: self.shared.access.clone(),
+            profile: self.shared.masker.profile().name.clone(),
+            masking_id: masking_id?.to_string(),
+            max_scan_rows: self.shared.max_scan_rows,
+            leaf_guard: self.leaf_guard.iter().map(|g| g.1.to_string()).collect(),
+        })
+    }
+
+    /// Rebuilds the operator from `spec` over `input`: with this node's
+    /// masking (an executor), which must be the one the plan was made with
+    /// (else the plan is refused), or, without (a scheduler), as a stub that
+    /// plans but refuses to run.
+    pub(crate) fn from_spec(
+        input: Arc<dyn ExecutionPlan>,
+        spec: MaskSpec,
+        masking: Option<&crate::distributed::NodeMasking>,
+    ) -> DfResult<MaskExec> {
+        let (masker, stub) = match masking {
+            Some(m) => {
+                if m.id != spec.masking_id {
+                    return Err(DataFusionError::Plan(
+                        "this executor's masking policy or key differs from the server's; refusing the plan".into(),
+                    ));
+                }
+                let profile = m.policy.profile_named(&spec.profile).ok_or_else(|| {
+                    DataFusionError::Plan(format!(
+                        "no masking profile {} on this executor",
+                        spec.profile
+                    ))
+                })?;
+                (Arc::new(Masker::new(profile, &m.key)), false)
+            }
+            None => {
+                // The strict profile and no key: a stub never runs (execute
+                // refuses), it only takes part in planning.
+                let policy = crate::masking::Policy::default_policy();
+                let strict = policy.profile_for("", &Default::default()).clone();
+                (Arc::new(Masker::new(&strict, &[0u8; 32])), true)
+            }
+        };
+        let carried = Arc::new(spec.clone());
+        let shared = Arc::new(ScanShared {
+            access: spec.access,
+            masker,
+            scanned: AtomicUsize::new(0),
+            files: AtomicUsize::new(0),
+            max_scan_rows: spec.max_scan_rows,
+            fault: std::sync::Mutex::new(None),
+        });
+        let mut exec = MaskExec::new(input, spec.out_cols, &spec.read, shared)?;
+        exec.stub = stub;
+        exec.carried = Some(carried);
+        if stub {
+            let schema = traces_schema();
+            exec.leaf_guard = crate::masking::VERBATIM
+                .into_iter()
+                .filter(|n| spec.leaf_guard.iter().any(|g| g == n))
+                .filter_map(|n| Some((schema.index_of(n).ok()?, n)))
+                .collect();
+        }
+        Ok(exec)
     }
 
     fn column(&self, b: &RecordBatch, seg_col: usize) -> DfResult<ArrayRef> {
@@ -573,6 +657,9 @@ impl ExecutionPlan for MaskExec {
         Ok(Arc::new(MaskExec {
             input,
             out_cols: self.out_cols.clone(),
+            read: self.read.clone(),
+            stub: self.stub,
+            carried: self.carried.clone(),
             pos: self.pos.clone(),
             leaf_guard: self.leaf_guard.clone(),
             schema: self.schema.clone(),
@@ -586,10 +673,18 @@ impl ExecutionPlan for MaskExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
+        if self.stub {
+            return Err(DataFusionError::Execution(
+                "MaskExec was decoded without the masking policy and key: it runs on executors only".into(),
+            ));
+        }
         let input = self.input.execute(partition, context)?;
         let this = MaskExec {
             input: self.input.clone(),
             out_cols: self.out_cols.clone(),
+            read: self.read.clone(),
+            stub: false,
+            carried: None,
             pos: self.pos.clone(),
             leaf_guard: self.leaf_guard.clone(),
             schema: self.schema.clone(),
@@ -718,6 +813,18 @@ impl MaskExec {
             &opts,
         )?)
     }
+}
+
+/// [`MaskExec`] as it travels in a distributed plan.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct MaskSpec {
+    out_cols: Vec<usize>,
+    read: Vec<usize>,
+    access: crate::sql::Access,
+    profile: String,
+    masking_id: String,
+    max_scan_rows: usize,
+    leaf_guard: Vec<String>,
 }
 
 /// Replaces the value of every erased row (`erased[i]`) by

@@ -146,6 +146,21 @@ pub fn traces_schema() -> SchemaRef {
     ]))
 }
 
+/// Where a planned query runs (`[query] engine`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Engine {
+    /// Here, with DataFusion.
+    #[default]
+    Embedded,
+    /// On a Ballista cluster ([`crate::distributed`]).
+    Ballista {
+        /// The scheduler, `df://HOST:PORT`.
+        scheduler: String,
+        /// [`crate::distributed::masking_id`] of this server's masking.
+        masking_id: String,
+    },
+}
+
 /// Runs `sql` for a caller: builds its masked, windowed `traces` (and the
 /// `sessions` view over it), then executes in a locked-down session.
 pub async fn run(
@@ -154,6 +169,19 @@ pub async fn run(
     masker: &Arc<Masker>,
     sql: &str,
     limits: QueryLimits,
+) -> Result<QueryResult, QueryError> {
+    run_on(source, access, masker, sql, limits, &Engine::Embedded).await
+}
+
+/// [`run`], on `engine`: planned, checked and secured here the same way
+/// whatever the engine; only the finished plan runs elsewhere.
+pub async fn run_on(
+    source: Arc<dyn ReadPlanSource>,
+    access: &Access,
+    masker: &Arc<Masker>,
+    sql: &str,
+    limits: QueryLimits,
+    engine: &Engine,
 ) -> Result<QueryResult, QueryError> {
     let deadline = tokio::time::Instant::now() + limits.timeout;
     let mut attempt = 0;
@@ -167,7 +195,7 @@ pub async fn run(
             max_scan_rows: limits.max_scan_rows,
             fault: std::sync::Mutex::new(None),
         });
-        let work = execute(source.clone(), shared.clone(), sql, limits);
+        let work = execute(source.clone(), shared.clone(), sql, limits, engine);
         let outcome = tokio::time::timeout_at(deadline, work)
             .await
             .map_err(|_| QueryError::Timeout(limits.timeout))?;
@@ -202,6 +230,7 @@ async fn execute(
     shared: Arc<ScanShared>,
     sql: &str,
     limits: QueryLimits,
+    engine: &Engine,
 ) -> Result<QueryResult, QueryError> {
     let failed = |e: DataFusionError| QueryError::Failed(e.to_string());
     let runtime = RuntimeEnvBuilder::new()
@@ -262,7 +291,15 @@ async fn execute(
         .create_physical_plan(&secured, &state)
         .await
         .map_err(vanished)?;
-    let mut stream = execute_stream(plan.clone(), task).map_err(vanished)?;
+    let mut stream = match engine {
+        Engine::Embedded => execute_stream(plan.clone(), task).map_err(vanished)?,
+        Engine::Ballista {
+            scheduler,
+            masking_id,
+        } => crate::distributed::execute(plan.clone(), scheduler, masking_id)
+            .await
+            .map_err(|e| QueryError::Failed(format!("the Ballista cluster: {e}")))?,
+    };
     let mut batches = Vec::new();
     let mut rows = 0usize;
     let mut bytes = 0usize;

@@ -203,6 +203,16 @@ impl Policy {
             .unwrap_or(&self.strict)
     }
 
+    /// The profile named `name` (the built-in strict one as
+    /// `builtin-strict`): how another node of a distributed query finds the
+    /// profile a plan was made for.
+    pub fn profile_named(&self, name: &str) -> Option<&Arc<Profile>> {
+        self.profiles
+            .iter()
+            .find(|p| p.name == name)
+            .or_else(|| (self.strict.name == name).then_some(&self.strict))
+    }
+
     /// The `hash_key_file` the policy names, for the server to load the
     /// 32-byte hash key from. Informational: the engine never reads files.
     pub fn hash_key_file(&self) -> Option<&str> {

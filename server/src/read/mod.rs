@@ -58,6 +58,23 @@ pub struct QueryConfig {
     pub isolation: Isolation,
     /// Memory a query worker process may use (MiB; 0: `memory_mb` + 512).
     pub worker_memory_mb: usize,
+    /// What runs the planned query: `embedded` (DataFusion here, the
+    /// default) or `ballista` (a Ballista cluster: `ballista_scheduler`).
+    pub engine: EngineKind,
+    /// The Ballista scheduler, `df://HOST:PORT` (with `engine = "ballista"`).
+    pub ballista_scheduler: Option<String>,
+}
+
+/// `[query] engine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// DataFusion in this server (or its query worker processes).
+    #[default]
+    Embedded,
+    /// Apache DataFusion Ballista: planned and secured here, run by the
+    /// cluster's executors (docs/distributed-sql.md).
+    Ballista,
 }
 
 /// Where queries run (`[query] isolation`).
@@ -102,6 +119,8 @@ impl Default for QueryConfig {
             nice: 10,
             isolation: Isolation::Process,
             worker_memory_mb: 0,
+            engine: EngineKind::Embedded,
+            ballista_scheduler: None,
         }
     }
 }
@@ -125,6 +144,8 @@ pub struct ReadContext {
     pub worker: Option<tracevault_query::worker::WorkerConfig>,
     /// The masking policy's text, for worker processes (`None`: built-in).
     pub policy_toml: Option<String>,
+    /// What runs planned queries (`[query] engine`).
+    pub sql_engine: tracevault_query::sql::Engine,
 }
 
 /// A running query's hold on the engine: a slot of the server's and one of
@@ -208,6 +229,24 @@ impl ReadContext {
         };
         let (key, _) = tracevault_vault::keys::load_or_create(&data.join("keys/masking.key"))
             .map_err(|e| StartError(e.to_string()))?;
+        let sql_engine = match (query.engine, &query.ballista_scheduler) {
+            (EngineKind::Embedded, _) => tracevault_query::sql::Engine::Embedded,
+            (EngineKind::Ballista, Some(url)) if url.starts_with("df://") => {
+                tracevault_query::sql::Engine::Ballista {
+                    scheduler: url.clone(),
+                    masking_id: tracevault_query::distributed::masking_id(
+                        policy_toml.as_deref(),
+                        &key.to_bytes(),
+                    ),
+                }
+            }
+            (EngineKind::Ballista, _) => {
+                return Err(StartError(
+                    "[query] engine = \"ballista\" needs ballista_scheduler = \"df://HOST:PORT\""
+                        .into(),
+                ));
+            }
+        };
         Ok(ReadContext {
             policy,
             hash_key: key.to_bytes(),
@@ -216,6 +255,7 @@ impl ReadContext {
             per_token: crate::fair::PerKeySlots::new(query.max_concurrent_per_token),
             worker,
             policy_toml,
+            sql_engine,
             query,
         })
     }
@@ -269,7 +309,12 @@ impl ReadContext {
         use tracevault_query::sql::QueryError;
         let limits = self.query.limits();
         let (vault, access, sql) = (vault.clone(), access.clone(), sql.to_string());
-        let task = match &self.worker {
+        // A Ballista query is planned here and run by the cluster: no worker.
+        let worker = match self.sql_engine {
+            tracevault_query::sql::Engine::Embedded => self.worker.as_ref(),
+            tracevault_query::sql::Engine::Ballista { .. } => None,
+        };
+        let task = match worker {
             Some(cfg) => {
                 let caller = tracevault_query::worker::Caller {
                     policy_toml: self.policy_toml.clone(),
@@ -299,11 +344,14 @@ impl ReadContext {
                     .policy
                     .profile_for(role_name(claims), &claim_map(claims));
                 let masker = Arc::new(Masker::new(profile, &self.hash_key));
+                let engine = self.sql_engine.clone();
                 self.engine.spawn(async move {
                     let _slot = slot;
                     let source: Arc<dyn tracevault_query::ReadPlanSource> = Arc::new(vault);
-                    let r =
-                        tracevault_query::sql::run(source, &access, &masker, &sql, limits).await;
+                    let r = tracevault_query::sql::run_on(
+                        source, &access, &masker, &sql, limits, &engine,
+                    )
+                    .await;
                     (r, masker.counts())
                 })
             }
