@@ -86,18 +86,6 @@ fn executor(scheduler: u16, data: &Path, work: &Path) -> (Proc, u16) {
     (p, port)
 }
 
-async fn sql(c: &reqwest::Client, url: &str, tok: &str, q: &str) -> (u16, Value) {
-    let r = c
-        .post(format!("{url}/v1/query"))
-        .bearer_auth(tok)
-        .json(&json!({"sql": q}))
-        .send()
-        .await
-        .unwrap();
-    let s = r.status().as_u16();
-    (s, r.json().await.unwrap_or(Value::Null))
-}
-
 /// The queries compared, each with the token that runs it.
 const READER_QUERIES: [&str; 5] = [
     "SELECT ns, idx, session_id, content FROM traces ORDER BY ns, idx",

@@ -220,15 +220,3 @@ fn regex_tags(text: &str, prefix: &str) -> Vec<String> {
         })
         .collect()
 }
-
-async fn sql(c: &reqwest::Client, url: &str, tok: &str, q: &str) -> (u16, Value) {
-    let r = c
-        .post(format!("{url}/v1/query"))
-        .bearer_auth(tok)
-        .json(&json!({"sql": q}))
-        .send()
-        .await
-        .unwrap();
-    let s = r.status().as_u16();
-    (s, r.json().await.unwrap_or(Value::Null))
-}

@@ -11,18 +11,6 @@ use serde_json::{Value, json};
 
 const EMAIL: &str = "jane.doe@example.com";
 
-async fn sql(c: &reqwest::Client, url: &str, tok: &str, q: &str) -> (u16, Value) {
-    let r = c
-        .post(format!("{url}/v1/query"))
-        .bearer_auth(tok)
-        .json(&json!({"sql": q}))
-        .send()
-        .await
-        .unwrap();
-    let s = r.status().as_u16();
-    (s, r.json().await.unwrap_or(Value::Null))
-}
-
 fn col(body: &Value, row: usize, c: usize) -> &Value {
     &body["rows"][row][c]
 }

@@ -93,6 +93,31 @@ pub async fn holder(vault: &Vault) -> Result<Option<String>, ApiError> {
     )
 }
 
+/// Has a workflow step decided where `_audit` is written: `here` when this
+/// node holds (or may take) it, else `call` to `path` on the node that
+/// holds it, whose answer is returned. A step that meets a node having
+/// just taken `_audit` (nothing was recorded here) goes to that node.
+/// Returns the answer, and whether it came from another node.
+pub async fn decide_where_written<T, F>(
+    vault: &Vault,
+    path: &str,
+    call: &impl serde::Serialize,
+    here: impl FnOnce() -> F,
+) -> Result<(T, bool), ApiError>
+where
+    T: serde::de::DeserializeOwned,
+    F: std::future::Future<Output = Result<T, ApiError>>,
+{
+    let owner = match holder(vault).await? {
+        None => match here().await {
+            Err(e) if e.code == "namespace_fenced" => holder(vault).await?.ok_or(e)?,
+            done => return done.map(|v| (v, false)),
+        },
+        Some(owner) => owner,
+    };
+    Ok((peer::call(vault, &owner, path, call).await?, true))
+}
+
 /// The internal route through which the other nodes append to `_audit`.
 pub const APPEND_PATH: &str = "/v1/internal/audit/append";
 /// Most events one call appends.

@@ -469,3 +469,16 @@ impl Lines {
         }
     }
 }
+
+/// Runs `q` through `POST /v1/query`; returns (status, JSON body or null).
+pub async fn sql(c: &reqwest::Client, url: &str, tok: &str, q: &str) -> (u16, serde_json::Value) {
+    let r = c
+        .post(format!("{url}/v1/query"))
+        .bearer_auth(tok)
+        .json(&serde_json::json!({"sql": q}))
+        .send()
+        .await
+        .unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(serde_json::Value::Null))
+}

@@ -168,20 +168,18 @@ async fn commit(
     claims: Option<&Claims>,
     step: Step,
 ) -> Result<(), ApiError> {
-    let owner = match audit::holder(&st.vault).await? {
-        None => match commit_here(st, ec, claims, step.clone()).await {
-            // Another node took `_audit` meanwhile (nothing was recorded here).
-            Err(e) if e.code == "namespace_fenced" => audit::holder(&st.vault).await?.ok_or(e)?,
-            done => return done,
-        },
-        Some(owner) => owner,
-    };
     let call = StepCall {
         claims: claims.cloned(),
-        step,
+        step: step.clone(),
     };
-    let _: Value = peer::call(&st.vault, &owner, STEP_PATH, &call).await?;
-    if let Err(e) = ec.follow(&st.vault).await {
+    let (_, elsewhere): (Value, bool) =
+        audit::decide_where_written(&st.vault, STEP_PATH, &call, || async {
+            commit_here(st, ec, claims, step)
+                .await
+                .map(|()| Value::Null)
+        })
+        .await?;
+    if elsewhere && let Err(e) = ec.follow(&st.vault).await {
         tracing::warn!("catching up with _audit after a step: {e}");
     }
     Ok(())

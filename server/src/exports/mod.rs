@@ -164,20 +164,15 @@ async fn commit(
     claims: &Claims,
     t: Transition,
 ) -> Result<Value, ApiError> {
-    let owner = match audit::holder(&st.vault).await? {
-        None => match commit_here(st, xc, claims, t.clone()).await {
-            // Another node took `_audit` meanwhile (nothing was recorded here).
-            Err(e) if e.code == "namespace_fenced" => audit::holder(&st.vault).await?.ok_or(e)?,
-            done => return done,
-        },
-        Some(owner) => owner,
-    };
     let call = StepCall {
         claims: claims.clone(),
-        step: t,
+        step: t.clone(),
     };
-    let view = peer::call(&st.vault, &owner, STEP_PATH, &call).await?;
-    if let Err(e) = xc.follow(&st.vault).await {
+    let (view, elsewhere) = audit::decide_where_written(&st.vault, STEP_PATH, &call, || {
+        commit_here(st, xc, claims, t)
+    })
+    .await?;
+    if elsewhere && let Err(e) = xc.follow(&st.vault).await {
         tracing::warn!("catching up with _audit after a step: {e}");
     }
     Ok(view)
