@@ -67,7 +67,7 @@ pub async fn namespace_key(
     pinned: Option<&str>,
 ) -> Result<(String, ed25519_dalek::VerifyingKey), CheckError> {
     let text = match pinned {
-        Some(k) if k.contains('+') => k.to_string(),
+        Some(k) if names_its_log(k) => k.to_string(),
         _ => served_key(client, ns, pinned).await?,
     };
     let (name, pk) = note::parse_verifier_key(&text)
@@ -80,6 +80,13 @@ pub async fn namespace_key(
         )));
     }
     Ok((name, pk))
+}
+
+/// Whether `key` is a verifier key (it names its log), not a bare base64
+/// key, which may contain `+` as well and gets the log's name from the
+/// server.
+fn names_its_log(key: &str) -> bool {
+    matches!(note::parse_log_key(key), Ok((Some(_), _)))
 }
 
 /// The server's verifier key of `ns`; with a bare `pinned` key, that key
@@ -194,5 +201,26 @@ impl CheckpointTracker {
             .map_err(|e| CheckError::from_client(e, rewritten))?;
         let hashes = decode_hashes(&proof.hashes).ok_or_else(rewritten)?;
         merkle::verify_consistency(size, cp.size, &hashes, root, &cp.root).map_err(|_| rewritten())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_key_with_a_plus_is_not_taken_for_a_verifier_key() {
+        let bare = "DVebtVJ+2ZVX2QYwXmWRFOQZOG+pQq86tAzBqWVInls=";
+        assert!(bare.contains('+'));
+        assert!(!names_its_log(bare));
+        let key: [u8; 32] =
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, bare)
+                .unwrap()
+                .try_into()
+                .unwrap();
+        assert!(names_its_log(&note::verifier_key(
+            "example.org/log/prod",
+            &key
+        )));
     }
 }
