@@ -10,7 +10,8 @@
 # - from PyPI, into ./.venv (about a minute): the packages of
 #   tests/requirements.txt (moto's S3 server, pyarrow, DuckDB, cryptography,
 #   the OpenTelemetry SDK, PyJWT, requests).
-# Then it runs `cargo test --workspace --locked` with any arguments given.
+# Then it runs `cargo test --workspace --locked` with any arguments given
+# and, without arguments, the SQL tests a second time on a Ballista cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,3 +58,14 @@ export MOTO_SERVER="$PWD/.venv/bin/moto_server"
 
 echo "== cargo test"
 cargo test --workspace --locked "$@"
+
+# The query, masking and adversarial SQL tests again, each server's queries
+# run on a Ballista scheduler and two executors of its own
+# (tests/common/ballista.rs): every query must answer as it does embedded.
+# (The worker-process memory test is left out: it is about the embedded
+# engine's isolation, and an executor has no process memory limit of its own.)
+if [ "$#" -eq 0 ]; then
+  echo "== the SQL tests again, on a Ballista cluster"
+  TRACEVAULT_TEST_ENGINE=ballista cargo test --workspace --locked --test query --test masking --test sql_fuzz
+  TRACEVAULT_TEST_ENGINE=ballista cargo test --workspace --locked --test adversary -- attacks_fail_closed_and_the_server_stays_up
+fi

@@ -99,14 +99,12 @@ fn executor_options(a: ExecutorArgs) -> anyhow::Result<processes::ExecutorOption
     );
     let (key, _) = tracevault_vault::keys::load_or_create(&key_path)?;
     let key = key.to_bytes();
-    let policy_file = match &a.config {
-        Some(c) => {
-            tracevault_server::config::ServerConfig::load(c)
-                .map_err(|e| anyhow::anyhow!("{}", e.0))?
-                .masking_policy
-        }
-        None => None,
+    let config = match &a.config {
+        Some(c) => tracevault_server::config::ServerConfig::load(c)
+            .map_err(|e| anyhow::anyhow!("{}", e.0))?,
+        None => tracevault_server::config::ServerConfig::default(),
     };
+    let policy_file = config.masking_policy.clone();
     let (policy, toml) = match &policy_file {
         Some(p) => {
             let text = std::fs::read_to_string(p)
@@ -136,6 +134,7 @@ fn executor_options(a: ExecutorArgs) -> anyhow::Result<processes::ExecutorOption
             key,
         },
         work_dir: a.work_dir.unwrap_or_else(|| data.join("ballista")),
+        task_memory_bytes: config.query.memory_mb << 20,
         concurrent_tasks: a
             .tasks
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),

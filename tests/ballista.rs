@@ -10,81 +10,11 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
+use common::ballista::Cluster;
 use common::*;
 use serde_json::{Value, json};
-
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Two consecutive free ports (an executor's Flight and gRPC services).
-fn free_port_pair() -> u16 {
-    loop {
-        let p = free_port();
-        if p < u16::MAX && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
-            return p;
-        }
-    }
-}
-
-fn spawn(args: &[&str]) -> Proc {
-    Proc(
-        Command::new(BIN)
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
-}
-
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn executor(scheduler: u16, data: &Path, work: &Path) -> (Proc, u16) {
-    let port = free_port_pair();
-    let p = spawn(&[
-        "ballista",
-        "executor",
-        "--scheduler",
-        &format!("127.0.0.1:{scheduler}"),
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--data",
-        data.to_str().unwrap(),
-        "--work-dir",
-        work.to_str().unwrap(),
-        "--tasks",
-        "2",
-    ]);
-    wait_port(port);
-    (p, port)
-}
 
 /// The queries compared, each with the token that runs it.
 const READER_QUERIES: [&str; 5] = [
@@ -160,20 +90,14 @@ async fn a_ballista_cluster_answers_as_embedded_and_enforces_below_sql() {
     assert_eq!(srv.terminate(), Some(0));
 
     // The cluster: a scheduler and two executors reading the same store.
-    let sched_port = free_port();
-    let _scheduler = spawn(&[
-        "ballista",
-        "scheduler",
-        "--listen",
-        &format!("127.0.0.1:{sched_port}"),
-    ]);
-    wait_port(sched_port);
-    let (_e1, _) = executor(sched_port, &data, &dir.path().join("w1"));
-    let (e2, _) = executor(sched_port, &data, &dir.path().join("w2"));
+    let mut cluster = Cluster::scheduler();
+    cluster.add_executor(&data, None, &dir.path().join("w1"));
+    cluster.add_executor(&data, None, &dir.path().join("w2"));
     let cfg = config(
         dir.path(),
         &format!(
-            "[log]\nsegment_max_rows = 7\n[query]\nengine = \"ballista\"\nballista_scheduler = \"df://127.0.0.1:{sched_port}\"\n"
+            "[log]\nsegment_max_rows = 7\n[query]\n{}",
+            cluster.query_config()
         ),
     );
     let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
@@ -227,8 +151,30 @@ async fn a_ballista_cluster_answers_as_embedded_and_enforces_below_sql() {
         "DuckDB reads the same files"
     );
 
+    // An admin's EXPLAIN ANALYZE shows the stages as the cluster ran them:
+    // the mask inside, with the rows it let through.
+    let (s, v) = sql(
+        &c,
+        &srv.url,
+        &admin,
+        "EXPLAIN ANALYZE SELECT session_id, count(*) FROM traces WHERE ns = 'alpha' GROUP BY session_id",
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let stages = v["rows"].as_array().unwrap();
+    assert!(stages.len() >= 2, "a shuffle between two stages: {v}");
+    let text = v.to_string();
+    for part in [
+        "Stage 1",
+        "ShuffleWriterExec",
+        "MaskExec",
+        "metrics=[tracevault_rows=",
+    ] {
+        assert!(text.contains(part), "{part} in {text}");
+    }
+
     // One executor killed: an error or the right answer, never a partial one.
-    drop(e2);
+    drop(cluster.executors.pop());
     let q = READER_QUERIES[0];
     let (s, v) = sql(&c, &srv.url, &reader, q).await;
     eprintln!("with an executor killed: {s} {}", v["error"]);
@@ -237,5 +183,22 @@ async fn a_ballista_cluster_answers_as_embedded_and_enforces_below_sql() {
     } else {
         assert!(v["error"]["code"].is_string(), "{v}");
     }
-    drop(srv);
+    assert_eq!(srv.terminate(), Some(0));
+
+    // The access log tells the same of a query either way: what it scanned
+    // and what was masked (on the executors, counted back).
+    let audit = stored_rows(&data, "_audit");
+    let records: Vec<Value> = audit
+        .iter()
+        .filter(|r| r["name"] == "query")
+        .map(|r| serde_json::from_str(r["content"].as_str().unwrap()).unwrap())
+        .filter(|r: &Value| r["sql"] == READER_QUERIES[4])
+        .collect();
+    assert_eq!(records.len(), 2, "{records:?}");
+    let (e, d) = (&records[0], &records[1]);
+    assert_eq!(e["masked"], d["masked"], "{e} / {d}");
+    assert!(e["masked"]["email"].as_u64() > Some(0), "{e}");
+    assert_eq!(e["rows"], d["rows"], "{e} / {d}");
+    assert_eq!(e["scan"]["rows"], d["scan"]["rows"], "{e} / {d}");
+    assert!(d["scan"]["rows"].as_u64() > Some(0), "{d}");
 }

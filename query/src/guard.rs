@@ -249,13 +249,9 @@ pub fn allowed_functions() -> impl Iterator<Item = &'static str> {
 pub fn lock_down(ctx: &SessionContext, limits: GuardLimits) {
     let state = ctx.state();
     for (name, f) in state.scalar_functions() {
-        match SCALAR.iter().find(|(n, _)| *n == f.name()) {
-            Some(&(_, estimate)) => ctx.register_udf(ScalarUDF::new_from_impl(Bounded {
-                inner: f.clone(),
-                estimate,
-                limits,
-            })),
-            None => ctx.deregister_udf(name),
+        match bounded(f.clone(), limits) {
+            Ok(b) => ctx.register_udf(b),
+            Err(_) => ctx.deregister_udf(name),
         }
     }
     for (name, f) in state.aggregate_functions() {
@@ -354,6 +350,22 @@ fn check_node(node: &LogicalPlan) -> DfResult<()> {
     }
 }
 
+/// `inner` wrapped in [`Bounded`] under its own name, if it is on the
+/// allowlist: the one place a scalar function is admitted, whether from the
+/// SQL (the locked-down registry, the optimized plan) or from a
+/// distributed plan being decoded (`crate::distributed`).
+pub(crate) fn bounded(inner: Arc<ScalarUDF>, limits: GuardLimits) -> DfResult<ScalarUDF> {
+    let name = inner.name();
+    let Some(&(_, estimate)) = SCALAR.iter().find(|(n, _)| *n == name) else {
+        return Err(refused(format!("function {name} is not allowed")));
+    };
+    Ok(ScalarUDF::new_from_impl(Bounded {
+        inner,
+        estimate,
+        limits,
+    }))
+}
+
 /// Refuses what is not allowed in one expression node; wraps scalar calls.
 fn guard_expr(e: Expr, limits: GuardLimits) -> DfResult<Transformed<Expr>> {
     match e {
@@ -361,17 +373,8 @@ fn guard_expr(e: Expr, limits: GuardLimits) -> DfResult<Transformed<Expr>> {
             if (f.func.inner().as_ref() as &dyn Any).is::<Bounded>() {
                 return Ok(Transformed::no(Expr::ScalarFunction(f)));
             }
-            let name = f.func.name().to_string();
-            let Some(&(_, estimate)) = SCALAR.iter().find(|(n, _)| *n == name) else {
-                return Err(refused(format!("function {name} is not allowed")));
-            };
-            let bounded = Bounded {
-                inner: f.func.clone(),
-                estimate,
-                limits,
-            };
             Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction {
-                func: Arc::new(ScalarUDF::new_from_impl(bounded)),
+                func: Arc::new(bounded(f.func.clone(), limits)?),
                 args: f.args,
             })))
         }
@@ -416,6 +419,11 @@ pub struct Bounded {
 }
 
 impl Bounded {
+    /// The bounds this call is checked against.
+    pub(crate) fn limits(&self) -> GuardLimits {
+        self.limits
+    }
+
     fn over(&self, what: &str, bytes: usize) -> DataFusionError {
         DataFusionError::ResourcesExhausted(format!(
             "{}() would {what} {bytes} bytes, more than the {} bytes one call may produce",

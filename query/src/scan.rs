@@ -18,6 +18,7 @@
 //! reader probe raw values. DataFusion re-applies every filter above the
 //! scan (pushdown is declared inexact), on masked values.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -44,6 +45,9 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, col, lit};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{
+    Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
+};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{
@@ -67,6 +71,14 @@ const CONTENT_TYPE_COL: usize = TRACES_COLUMNS;
 const SALT_COL: usize = TRACES_COLUMNS + 1;
 /// What `content` and `attributes` read as for an erased entry (docs/erasure.md).
 pub const ERASED_MARKER: &str = "[ERASED]";
+/// [`MaskExec`]'s metric of the rows it let through (after the access
+/// rule): how a distributed query's scan size comes back to the server.
+pub(crate) const ROWS_METRIC: &str = "tracevault_rows";
+/// Prefix of [`MaskExec`]'s metrics of values masked, per label.
+pub(crate) const MASKED_METRIC: &str = "tracevault_masked:";
+/// Start of the error of a scan past `max_scan_rows` (also recognised in a
+/// distributed query's error text).
+pub(crate) const SCAN_BOUND: &str = "the query would scan more than";
 /// Segment/traces column positions used here.
 const NS: usize = 0;
 const IDX: usize = 1;
@@ -94,6 +106,19 @@ pub(crate) struct ScanShared {
 }
 
 impl ScanShared {
+    /// The same caller's scan, counting from zero: what one partition of a
+    /// distributed query shares (its counts travel back as metrics).
+    fn fresh(&self) -> ScanShared {
+        ScanShared {
+            access: self.access.clone(),
+            masker: Arc::new(self.masker.fresh()),
+            scanned: AtomicUsize::new(0),
+            files: AtomicUsize::new(0),
+            max_scan_rows: self.max_scan_rows,
+            fault: std::sync::Mutex::new(None),
+        }
+    }
+
     fn fail(&self, e: VaultError) -> DataFusionError {
         let msg = e.to_string();
         if let Ok(mut f) = self.fault.lock() {
@@ -485,6 +510,7 @@ pub(crate) struct MaskExec {
     schema: SchemaRef,
     shared: Arc<ScanShared>,
     props: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
 }
 
 impl MaskExec {
@@ -521,6 +547,7 @@ impl MaskExec {
             schema,
             shared,
             props: Arc::new(props),
+            metrics: ExecutionPlanMetricsSet::new(),
         })
     }
 
@@ -665,6 +692,7 @@ impl ExecutionPlan for MaskExec {
             schema: self.schema.clone(),
             shared: self.shared.clone(),
             props: Arc::new(props),
+            metrics: self.metrics.clone(),
         }))
     }
 
@@ -679,6 +707,14 @@ impl ExecutionPlan for MaskExec {
             ));
         }
         let input = self.input.execute(partition, context)?;
+        // Decoded from a distributed plan (an executor's task): counts of its
+        // own, reported through metrics, which the server adds up.
+        let per_task = self.carried.is_some();
+        let shared = if per_task {
+            Arc::new(self.shared.fresh())
+        } else {
+            self.shared.clone()
+        };
         let this = MaskExec {
             input: self.input.clone(),
             out_cols: self.out_cols.clone(),
@@ -688,14 +724,34 @@ impl ExecutionPlan for MaskExec {
             pos: self.pos.clone(),
             leaf_guard: self.leaf_guard.clone(),
             schema: self.schema.clone(),
-            shared: self.shared.clone(),
+            shared,
             props: self.props.clone(),
+            metrics: self.metrics.clone(),
         };
-        let stream = input.map(move |b| b.and_then(|b| this.mask_batch(&b)));
+        let rows = MetricBuilder::new(&self.metrics).counter(ROWS_METRIC, partition);
+        let mut masked: BTreeMap<String, Count> = BTreeMap::new();
+        let stream = input.map(move |b| {
+            let out = this.mask_batch(&b?)?;
+            rows.add(out.num_rows());
+            if per_task {
+                for (label, n) in this.shared.masker.counts() {
+                    let c = masked.entry(label).or_insert_with_key(|label| {
+                        MetricBuilder::new(&this.metrics)
+                            .counter(format!("{MASKED_METRIC}{label}"), partition)
+                    });
+                    c.add((n as usize).saturating_sub(c.value()));
+                }
+            }
+            Ok(out)
+        });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.schema.clone(),
             stream,
         )))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
     }
 }
 
@@ -753,7 +809,7 @@ impl MaskExec {
         let total = self.shared.scanned.fetch_add(n, Ordering::Relaxed) + n;
         if total > self.shared.max_scan_rows {
             return Err(DataFusionError::ResourcesExhausted(format!(
-                "the query would scan more than {} rows",
+                "{SCAN_BOUND} {} rows",
                 self.shared.max_scan_rows
             )));
         }

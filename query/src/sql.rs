@@ -11,6 +11,7 @@
 //! the query's memory pool, time by its timeout, and the rows a caller may
 //! scan by `max_scan_rows`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +22,9 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::error::DataFusionError;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::physical_plan::metrics::MetricValue;
+use datafusion::physical_plan::analyze::AnalyzeExec;
+use datafusion::physical_plan::explain::ExplainExec;
+use datafusion::physical_plan::metrics::{MetricValue, MetricsSet};
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
@@ -291,20 +294,42 @@ async fn execute(
         .create_physical_plan(&secured, &state)
         .await
         .map_err(vanished)?;
-    let mut stream = match engine {
-        Engine::Embedded => execute_stream(plan.clone(), task).map_err(vanished)?,
+    // EXPLAIN reads nothing: it is rendered here whatever the engine.
+    let on_cluster = match engine {
         Engine::Ballista {
             scheduler,
             masking_id,
-        } => crate::distributed::execute(plan.clone(), scheduler, masking_id)
-            .await
-            .map_err(|e| QueryError::Failed(format!("the Ballista cluster: {e}")))?,
+        } if plan.downcast_ref::<ExplainExec>().is_none() => Some((scheduler, masking_id)),
+        _ => None,
+    };
+    // EXPLAIN ANALYZE on a cluster runs the query there and shows the stages
+    // as the cluster ran them, with their metrics.
+    let analyze = on_cluster.is_some() && plan.downcast_ref::<AnalyzeExec>().is_some();
+    let (mut stream, job) = match on_cluster {
+        None => (execute_stream(plan.clone(), task).map_err(vanished)?, None),
+        Some((scheduler, masking_id)) => {
+            let run = match plan.children().first() {
+                Some(input) if analyze => (*input).clone(),
+                _ => plan.clone(),
+            };
+            let (job, stream) = crate::distributed::Job::submit(run, scheduler, masking_id)
+                .await
+                .map_err(|e| cluster_error(e, &limits))?;
+            (stream, Some(job))
+        }
     };
     let mut batches = Vec::new();
     let mut rows = 0usize;
     let mut bytes = 0usize;
     while let Some(b) = stream.next().await {
-        let b = b.map_err(vanished)?;
+        let b = match (b, &job) {
+            (Ok(b), _) => b,
+            (Err(e), Some(_)) => return Err(cluster_error(e, &limits)),
+            (Err(e), None) => return Err(vanished(e)),
+        };
+        if analyze {
+            continue;
+        }
         rows += b.num_rows();
         if rows > limits.max_result_rows {
             return Err(QueryError::ResultTooLarge(limits.max_result_rows));
@@ -320,6 +345,23 @@ async fn execute(
     collect_stats(&plan, &mut scan);
     scan.rows = shared.scanned.load(Ordering::Relaxed);
     scan.files = shared.files.load(Ordering::Relaxed);
+    if let Some(job) = job {
+        // What the executors read and masked comes back as the job's
+        // metrics: the scan bound holds for the whole query (each task
+        // also stops at it), and the access log counts what was masked.
+        let finished = job.finish().await.map_err(|e| cluster_error(e, &limits))?;
+        let mut masked = BTreeMap::new();
+        for m in &finished.metrics {
+            add_metrics(m, &mut scan, &mut masked);
+        }
+        if scan.rows > limits.max_scan_rows {
+            return Err(QueryError::ScanTooLarge(scan.rows, limits.max_scan_rows));
+        }
+        shared.masker.add_counts(&masked);
+        if analyze {
+            (batches, rows) = stages_batch(&schema, &finished.stages)?;
+        }
+    }
     Ok(QueryResult {
         schema,
         batches,
@@ -328,33 +370,83 @@ async fn execute(
     })
 }
 
+/// The stages of a query run by the cluster as `EXPLAIN ANALYZE` rows
+/// (`plan_type`, `plan`): one per stage.
+fn stages_batch(
+    schema: &SchemaRef,
+    stages: &[crate::distributed::StagePlan],
+) -> Result<(Vec<RecordBatch>, usize), QueryError> {
+    let types: Vec<String> = stages
+        .iter()
+        .map(|s| format!("Stage {} ({} partitions)", s.stage_id, s.partitions))
+        .collect();
+    let plans: Vec<String> = stages.iter().map(|s| s.operators.join("\n")).collect();
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(arrow::array::StringArray::from(types)),
+            Arc::new(arrow::array::StringArray::from(plans)),
+        ],
+    )
+    .map_err(|e| QueryError::Failed(e.to_string()))?;
+    Ok((vec![batch], stages.len()))
+}
+
+/// A distributed query's failure: past the scan bound on an executor
+/// (its task stopped at `max_scan_rows`), a segment vanished (retried), or
+/// the cluster's error.
+fn cluster_error(e: DataFusionError, limits: &QueryLimits) -> QueryError {
+    if e.to_string().contains(crate::scan::SCAN_BOUND) {
+        return QueryError::ScanTooLarge(limits.max_scan_rows + 1, limits.max_scan_rows);
+    }
+    match vanished(e) {
+        QueryError::Failed(m) => QueryError::Failed(format!("the Ballista cluster: {m}")),
+        other => other,
+    }
+}
+
 /// Adds up what the Parquet scans under `plan` read and skipped.
 fn collect_stats(plan: &Arc<dyn ExecutionPlan>, out: &mut ScanStats) {
     if let Some(metrics) = plan.metrics() {
-        for m in metrics.iter() {
-            match m.value() {
-                MetricValue::Count { name, count } if name.as_ref() == "bytes_scanned" => {
-                    out.bytes_scanned += count.value();
-                }
-                MetricValue::PruningMetrics {
-                    name,
-                    pruning_metrics,
-                } => match name.as_ref() {
-                    "row_groups_pruned_statistics" => {
-                        out.row_groups += pruning_metrics.pruned() + pruning_metrics.matched();
-                        out.row_groups_pruned += pruning_metrics.pruned();
-                    }
-                    "row_groups_pruned_bloom_filter" => {
-                        out.row_groups_pruned += pruning_metrics.pruned();
-                    }
-                    _ => {}
-                },
-                _ => {}
-            }
-        }
+        add_metrics(&metrics, out, &mut BTreeMap::new());
     }
     for child in plan.children() {
         collect_stats(child, out);
+    }
+}
+
+/// Adds what one operator's `metrics` say was read, skipped and masked:
+/// the Parquet scans' bytes and pruning, and, from a distributed query's
+/// `MaskExec`s, the rows they let through and the values they masked.
+fn add_metrics(metrics: &MetricsSet, out: &mut ScanStats, masked: &mut BTreeMap<String, u64>) {
+    for m in metrics.iter() {
+        match m.value() {
+            MetricValue::Count { name, count } if name.as_ref() == "bytes_scanned" => {
+                out.bytes_scanned += count.value();
+            }
+            MetricValue::Count { name, count } if name.as_ref() == crate::scan::ROWS_METRIC => {
+                out.rows += count.value();
+            }
+            MetricValue::Count { name, count } => {
+                if let Some(label) = name.strip_prefix(crate::scan::MASKED_METRIC) {
+                    *masked.entry(label.to_string()).or_insert(0) += count.value() as u64;
+                }
+            }
+            MetricValue::PruningMetrics {
+                name,
+                pruning_metrics,
+            } => match name.as_ref() {
+                "row_groups_pruned_statistics" => {
+                    out.row_groups += pruning_metrics.pruned() + pruning_metrics.matched();
+                    out.row_groups_pruned += pruning_metrics.pruned();
+                }
+                "row_groups_pruned_bloom_filter" => {
+                    out.row_groups_pruned += pruning_metrics.pruned();
+                }
+                _ => {}
+            },
+            _ => {}
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod ballista;
 pub mod moto;
 
 use std::io::{BufRead, BufReader};
@@ -19,6 +20,8 @@ pub struct Server {
     pub url: String,
     pub data: PathBuf,
     pub stdout: Vec<String>,
+    /// The Ballista cluster its queries run on (`TRACEVAULT_TEST_ENGINE`).
+    pub cluster: Option<ballista::Cluster>,
 }
 
 impl Server {
@@ -38,6 +41,9 @@ impl Server {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Server, String> {
+        if ballista::wanted() {
+            return Self::start_on_cluster(data, extra, env);
+        }
         let mut args = vec![
             "serve",
             "--data",
@@ -47,6 +53,36 @@ impl Server {
         ];
         args.extend_from_slice(extra);
         Self::spawn(&args, env, data)
+    }
+
+    /// A server whose queries run on a Ballista cluster of its own: a
+    /// scheduler and two executors reading its store with its masking.
+    fn start_on_cluster(
+        data: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Server, String> {
+        let (mut cluster, extra, config) = ballista::engine_args(data, extra);
+        let mut args = vec![
+            "serve",
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ];
+        args.extend(extra.iter().map(String::as_str));
+        let mut srv = Self::spawn(&args, env, data)?;
+        // After the server: it made the masking key the executors load.
+        for i in 0..2 {
+            let work = data.with_file_name(format!("ballista-work-{i}"));
+            cluster.add_executor(data, config.as_deref(), &work);
+        }
+        eprintln!(
+            "queries of {} run on the Ballista scheduler at 127.0.0.1:{}",
+            srv.url, cluster.scheduler_port
+        );
+        srv.cluster = Some(cluster);
+        Ok(srv)
     }
 
     /// Starts `tracevault witness serve --data DIR --listen 127.0.0.1:0
@@ -107,6 +143,7 @@ impl Server {
                             url,
                             data: data.to_path_buf(),
                             stdout: lines,
+                            cluster: None,
                         });
                     }
                     lines.push(line);
@@ -408,6 +445,7 @@ pub fn try_start_listen(data: &Path, listen: &str, extra: &[&str]) -> Result<Ser
                 url,
                 data: data.to_path_buf(),
                 stdout: lines,
+                cluster: None,
             });
         }
     }

@@ -6,7 +6,9 @@
 //! Each of ours is a tag followed by its body, a tag no protobuf message of
 //! the others starts with.
 
-use std::sync::Arc;
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
 use arrow::datatypes::SchemaRef;
 use ballista_core::serde::{BallistaLogicalExtensionCodec, BallistaPhysicalExtensionCodec};
@@ -14,18 +16,22 @@ use datafusion::catalog::TableProvider;
 use datafusion::common::{Result as DfResult, TableReference};
 use datafusion::datasource::file_format::FileFormatFactory;
 use datafusion::execution::TaskContext;
-use datafusion::logical_expr::{Extension, LogicalPlan};
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::{Extension, LogicalPlan, ScalarUDF};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 
 use super::{PlannedNode, node_masking, plan_err};
+use crate::guard::{Bounded, GuardLimits};
 use crate::scan::{MaskExec, MaskSpec};
 
 /// Tag of an encoded [`PlannedNode`].
 const PLANNED: &[u8] = b"\xfftracevault/planned/1\n";
 /// Tag of an encoded `MaskExec`.
 const MASK: &[u8] = b"\xfftracevault/mask/1\n";
+/// Tag of an encoded bounded scalar function (`crate::guard::Bounded`).
+const BOUNDED: &[u8] = b"\xfftracevault/bounded/1\n";
 
 /// Ballista's logical codec, plus [`PlannedNode`].
 #[derive(Debug, Default)]
@@ -156,6 +162,50 @@ impl PhysicalExtensionCodec for PhysicalCodec {
         serde_json::to_writer(&mut *buf, &spec).map_err(|e| plan_err(e.to_string()))?;
         Ok(())
     }
+
+    /// A scalar call travels with its bounds: the function guard runs where
+    /// the call does. (By name alone, an executor would run DataFusion's
+    /// own, unbounded function: `repeat(x, 1e11)` would take it down.)
+    fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> DfResult<()> {
+        let Some(b) = (node.inner().as_ref() as &dyn Any).downcast_ref::<Bounded>() else {
+            return Err(plan_err(format!(
+                "function {} is not bounded: it cannot leave the server",
+                node.name()
+            )));
+        };
+        buf.extend_from_slice(BOUNDED);
+        serde_json::to_writer(&mut *buf, &b.limits()).map_err(|e| plan_err(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Only bounded calls are decoded, by the same allowlist as the SQL's
+    /// (`crate::guard::bounded`); anything else fails the plan.
+    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> DfResult<Arc<ScalarUDF>> {
+        let Some(body) = buf.strip_prefix(BOUNDED) else {
+            return Err(plan_err(format!(
+                "function {name} arrived without its bounds; refusing the plan"
+            )));
+        };
+        let limits: GuardLimits = serde_json::from_slice(body)
+            .map_err(|e| plan_err(format!("the bounds of {name} do not decode: {e}")))?;
+        let inner = default_scalar_functions()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| plan_err(format!("no function {name} here")))?;
+        Ok(Arc::new(crate::guard::bounded(inner, limits)?))
+    }
+}
+
+/// DataFusion's scalar functions by name: what a bounded call wraps.
+fn default_scalar_functions() -> &'static HashMap<String, Arc<ScalarUDF>> {
+    static FUNCTIONS: OnceLock<HashMap<String, Arc<ScalarUDF>>> = OnceLock::new();
+    FUNCTIONS.get_or_init(|| {
+        SessionStateBuilder::new()
+            .with_default_features()
+            .build()
+            .scalar_functions()
+            .clone()
+    })
 }
 
 #[cfg(test)]
@@ -237,5 +287,37 @@ mod tests {
         let same = crate::distributed::NodeMasking { policy, key, id };
         let exec = MaskExec::from_spec(input, spec, Some(&same)).unwrap();
         assert!(exec.execute(0, Arc::new(TaskContext::default())).is_ok());
+    }
+
+    #[test]
+    fn a_scalar_call_travels_with_its_bounds_and_only_so() {
+        let limits = GuardLimits {
+            max_call_bytes: 1234,
+        };
+        let repeat = default_scalar_functions()["repeat"].clone();
+        let codec = PhysicalCodec::default();
+        // DataFusion's own function never leaves the server unbounded.
+        assert!(codec.try_encode_udf(&repeat, &mut Vec::new()).is_err());
+        let bounded = crate::guard::bounded(repeat, limits).unwrap();
+        let mut buf = Vec::new();
+        codec.try_encode_udf(&bounded, &mut buf).unwrap();
+        let back = codec.try_decode_udf("repeat", &buf).unwrap();
+        let b = (back.inner().as_ref() as &dyn Any)
+            .downcast_ref::<Bounded>()
+            .expect("decoded bounded");
+        assert_eq!(b.limits(), limits);
+        assert_eq!(back.name(), "repeat");
+        // A call without its bounds, or of a function off the allowlist, is
+        // refused where the plan is decoded.
+        assert!(codec.try_decode_udf("repeat", &[]).is_err());
+        let mut other = BOUNDED.to_vec();
+        other.extend_from_slice(br#"{"max_call_bytes":1}"#);
+        let allowed: Vec<&str> = crate::guard::allowed_functions().collect();
+        let off = default_scalar_functions()
+            .values()
+            .map(|f| f.name())
+            .find(|n| !allowed.contains(n))
+            .expect("a function off the allowlist");
+        assert!(codec.try_decode_udf(off, &other).is_err(), "{off}");
     }
 }

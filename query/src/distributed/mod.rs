@@ -25,6 +25,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::{Extension, LogicalPlan};
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::metrics::MetricsSet;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 pub use codec::{LogicalCodec, PhysicalCodec};
@@ -76,31 +77,187 @@ pub fn masking_id(policy_toml: Option<&str>, key: &[u8; 32]) -> String {
     hex::encode(&h.finalize()[..16])
 }
 
-/// Runs `plan` (planned and secured by this server for one caller) on the
-/// Ballista cluster at `scheduler` (`df://HOST:PORT`); `masking_id` names
-/// the masking the plan was made with. Returns its result stream.
-pub async fn execute(
-    plan: Arc<dyn ExecutionPlan>,
+/// A query running on the Ballista cluster: its result stream, and what
+/// the scheduler knows of it once it is done (the metrics of every stage's
+/// operators, the executors' scan and masking counts among them). Dropped
+/// before [`Job::finish`], the job is cancelled on the cluster: a query
+/// the server gave up on (timeout, limit, client gone) stops running there.
+pub struct Job {
+    exec: Arc<dyn ExecutionPlan>,
+    scheduler: String,
+    finished: bool,
+}
+
+/// What one stage of a finished job ran: its operators, indented by depth,
+/// each with its metrics summed over the stage's tasks.
+pub struct StagePlan {
+    /// The scheduler's stage id.
+    pub stage_id: u32,
+    /// Partitions (tasks) of the stage.
+    pub partitions: u32,
+    /// One line per operator.
+    pub operators: Vec<String>,
+}
+
+type DistributedExec = ballista_core::execution_plans::DistributedQueryExec<
+    datafusion_proto::protobuf::LogicalPlanNode,
+>;
+
+impl Job {
+    /// Submits `plan` (planned and secured by this server for one caller) to
+    /// the Ballista cluster at `scheduler` (`df://HOST:PORT`); `masking_id`
+    /// names the masking the plan was made with. Returns the job and its
+    /// results as the executors produce them.
+    pub async fn submit(
+        plan: Arc<dyn ExecutionPlan>,
+        scheduler: &str,
+        masking_id: &str,
+    ) -> DfResult<(Job, SendableRecordBatchStream)> {
+        use ballista::extension::SessionConfigExt;
+        use ballista::prelude::SessionContextExt;
+        let node = PlannedNode::from_plan(plan, masking_id)?;
+        let config = SessionConfig::new_with_ballista()
+            .with_ballista_logical_extension_codec(Arc::new(LogicalCodec::default()))
+            .with_ballista_physical_extension_codec(Arc::new(PhysicalCodec::default()));
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .build();
+        let ctx = SessionContext::remote_with_state(scheduler, state).await?;
+        let df = ctx
+            .execute_logical_plan(LogicalPlan::Extension(Extension {
+                node: Arc::new(node),
+            }))
+            .await?;
+        let task = Arc::new(df.task_ctx());
+        let exec = df.create_physical_plan().await?;
+        if find_distributed(&exec).is_none() {
+            return Err(plan_err(
+                "the Ballista planner did not make a distributed query",
+            ));
+        }
+        let stream = datafusion::physical_plan::execute_stream(exec.clone(), task)?;
+        let job = Job {
+            exec,
+            scheduler: scheduler.to_string(),
+            finished: false,
+        };
+        Ok((job, stream))
+    }
+
+    fn job_id(&self) -> Option<String> {
+        find_distributed(&self.exec)
+            .and_then(|d| d.job_id())
+            .map(|j| j.to_string())
+    }
+
+    /// The job ran to its end (its stream is drained): it is not cancelled
+    /// on drop. Returns what each of its stages ran, with the metrics of
+    /// each operator (for [`crate::sql`]'s scan statistics and bounds).
+    pub async fn finish(mut self) -> DfResult<Finished> {
+        self.finished = true;
+        let job_id = self
+            .job_id()
+            .ok_or_else(|| plan_err("a finished distributed query without a job id"))?;
+        let result = job_metrics(&self.scheduler, job_id).await?;
+        let mut stages = Vec::with_capacity(result.stages.len());
+        let mut metrics = Vec::new();
+        for s in result.stages {
+            let mut operators = Vec::with_capacity(s.operators.len());
+            for op in s.operators {
+                let set: MetricsSet = ballista_core::serde::protobuf::OperatorMetricsSet {
+                    metrics: op.metrics,
+                }
+                .try_into()
+                .map_err(|e| DataFusionError::Execution(format!("the job's metrics: {e:?}")))?;
+                let shown = set
+                    .aggregate_by_name()
+                    .sorted_for_display()
+                    .timestamps_removed();
+                operators.push(format!(
+                    "{}{}, metrics=[{shown}]",
+                    "  ".repeat(op.depth as usize),
+                    op.operator_desc
+                ));
+                metrics.push(set);
+            }
+            stages.push(StagePlan {
+                stage_id: s.stage_id,
+                partitions: s.partitions,
+                operators,
+            });
+        }
+        stages.sort_by_key(|s| s.stage_id);
+        Ok(Finished { stages, metrics })
+    }
+}
+
+/// What a finished [`Job`] ran.
+pub struct Finished {
+    /// Its stages, in id order.
+    pub stages: Vec<StagePlan>,
+    /// The metrics of every operator of every stage.
+    pub metrics: Vec<MetricsSet>,
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let (Some(job_id), Ok(rt)) = (self.job_id(), tokio::runtime::Handle::try_current()) else {
+            return;
+        };
+        let scheduler = self.scheduler.clone();
+        rt.spawn(async move {
+            let cancelled = cancel(&scheduler, job_id.clone());
+            match cancelled.await {
+                Ok(_) => tracing::debug!(job_id, "distributed query cancelled"),
+                Err(e) => tracing::warn!(job_id, "a distributed query could not be cancelled: {e}"),
+            }
+        });
+    }
+}
+
+/// The [`DistributedExec`] at or under `plan`.
+fn find_distributed(plan: &Arc<dyn ExecutionPlan>) -> Option<&DistributedExec> {
+    if let Some(d) = plan.downcast_ref::<DistributedExec>() {
+        return Some(d);
+    }
+    plan.children().into_iter().find_map(find_distributed)
+}
+
+macro_rules! scheduler {
+    ($scheduler:expr) => {{
+        let addr = $scheduler.strip_prefix("df://").unwrap_or($scheduler);
+        ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient::connect(
+            format!("http://{addr}"),
+        )
+        .await
+        .map_err(|e| DataFusionError::Execution(format!("the Ballista scheduler {addr}: {e}")))?
+    }};
+}
+
+/// What the scheduler kept of a job: its successful stages and their
+/// operators' metrics.
+async fn job_metrics(
     scheduler: &str,
-    masking_id: &str,
-) -> DfResult<SendableRecordBatchStream> {
-    use ballista::extension::SessionConfigExt;
-    use ballista::prelude::SessionContextExt;
-    let node = PlannedNode::from_plan(plan, masking_id)?;
-    let config = SessionConfig::new_with_ballista()
-        .with_ballista_logical_extension_codec(Arc::new(LogicalCodec::default()))
-        .with_ballista_physical_extension_codec(Arc::new(PhysicalCodec::default()));
-    let state = SessionStateBuilder::new()
-        .with_config(config)
-        .with_default_features()
-        .build();
-    let ctx = SessionContext::remote_with_state(scheduler, state).await?;
-    let df = ctx
-        .execute_logical_plan(LogicalPlan::Extension(Extension {
-            node: Arc::new(node),
-        }))
-        .await?;
-    df.execute_stream().await
+    job_id: String,
+) -> DfResult<ballista_core::serde::protobuf::GetJobMetricsResult> {
+    Ok(scheduler!(scheduler)
+        .get_job_metrics(ballista_core::serde::protobuf::GetJobMetricsParams { job_id })
+        .await
+        .map_err(|e| DataFusionError::Execution(format!("the job's metrics: {e}")))?
+        .into_inner())
+}
+
+/// Cancels a job on the cluster.
+async fn cancel(scheduler: &str, job_id: String) -> DfResult<()> {
+    scheduler!(scheduler)
+        .cancel_job(ballista_core::serde::protobuf::CancelJobParams { job_id })
+        .await
+        .map_err(|e| DataFusionError::Execution(e.to_string()))?;
+    Ok(())
 }
 
 fn plan_err(m: impl Into<String>) -> DataFusionError {

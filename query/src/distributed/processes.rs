@@ -67,6 +67,9 @@ pub struct ExecutorOptions {
     pub work_dir: PathBuf,
     /// Tasks run at once.
     pub concurrent_tasks: usize,
+    /// Memory each task's joins, sorts and aggregates may hold (the
+    /// servers' `[query] memory_mb`): past it the task, and its query, fail.
+    pub task_memory_bytes: usize,
 }
 
 /// Runs an executor until the process ends.
@@ -76,8 +79,11 @@ pub async fn run_executor(o: ExecutorOptions) -> Result<(), String> {
     }
     let url = url::Url::parse(STORE_URL).map_err(|e| e.to_string())?;
     let store = o.store;
+    let memory = o.task_memory_bytes;
     let runtime: RuntimeProducer = Arc::new(move |_config: &SessionConfig| {
-        let rt = RuntimeEnvBuilder::new().build_arc()?;
+        let rt = RuntimeEnvBuilder::new()
+            .with_memory_limit(memory, 1.0)
+            .build_arc()?;
         rt.register_object_store(&url, store.clone());
         Ok(rt)
     });

@@ -34,6 +34,9 @@ pub struct Masker {
     /// Values replaced whole: by the `RedactAll` fallback, or too deep.
     whole: AtomicU64,
     deep: AtomicU64,
+    /// Counts made elsewhere for this masker's query: by a distributed
+    /// query's executors ([`Masker::add_counts`]).
+    elsewhere: std::sync::Mutex<BTreeMap<String, u64>>,
 }
 
 /// The result of masking one text.
@@ -57,6 +60,32 @@ impl Masker {
             counts: (0..rules).map(|_| AtomicU64::new(0)).collect(),
             whole: AtomicU64::new(0),
             deep: AtomicU64::new(0),
+            elsewhere: Default::default(),
+        }
+    }
+
+    /// A masker with the same profile and key, counting from zero: one per
+    /// partition where counts must be reported per partition (an
+    /// executor's task).
+    pub fn fresh(&self) -> Masker {
+        Masker {
+            profile: self.profile.clone(),
+            mac: self.mac.clone(),
+            counts: self.counts.iter().map(|_| AtomicU64::new(0)).collect(),
+            whole: AtomicU64::new(0),
+            deep: AtomicU64::new(0),
+            elsewhere: Default::default(),
+        }
+    }
+
+    /// Adds counts of what was masked elsewhere for this query (a
+    /// distributed query's executors), so that [`Masker::counts`], and the
+    /// access log, tell the whole query.
+    pub fn add_counts(&self, counts: &BTreeMap<String, u64>) {
+        if let Ok(mut e) = self.elsewhere.lock() {
+            for (label, n) in counts {
+                *e.entry(label.clone()).or_insert(0) += n;
+            }
         }
     }
 
@@ -173,6 +202,11 @@ impl Masker {
             let n = n.load(Ordering::Relaxed);
             if n > 0 {
                 *out.entry(label.to_string()).or_insert(0) += n;
+            }
+        }
+        if let Ok(e) = self.elsewhere.lock() {
+            for (label, n) in e.iter().filter(|(_, n)| **n > 0) {
+                *out.entry(label.clone()).or_insert(0) += n;
             }
         }
         out
