@@ -58,5 +58,9 @@ for n in 1 2; do
   { base_cfg; printf 'engine = "ballista"\nballista_scheduler = "df://127.0.0.1:%s"\n' $SCHED; } > ballista.toml
   start_server ballista.toml
   run "ballista, $n executor(s)"
+  # How the cluster cut the full-scan aggregate: EXPLAIN ANALYZE (admins),
+  # one row per stage; here each stage's first lines.
+  EXPLAIN_PLAN=1 python3 "$ROOT/scripts/bench_ballista_q.py" "$URL" "$ADMIN" \
+    "EXPLAIN ANALYZE SELECT kind, count(*), sum(length(content)) FROM traces WHERE ns = '$NS' GROUP BY kind" 1
   stop_server
 done

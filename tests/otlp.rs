@@ -637,3 +637,34 @@ async fn a_writer_over_its_rate_limit_gets_429_with_retry_after() {
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;
     assert_eq!(checkpoint_size(&c, &srv.url, "limited", &w).await, 151);
 }
+
+/// The load generator (`tracevault bench ingest`) honours 429 and its
+/// `Retry-After`, as it does 503: a run faster than the token's limit
+/// finishes, slower, with every event in the log, instead of exiting 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_generator_waits_out_rate_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(
+        dir.path(),
+        "[log]\nflush_interval_ms = 50\n[limits]\nwriter_events_per_s = 2000\nwriter_burst_events = 500\n",
+    );
+    let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    let w = token(&data, "writer", "loadgen", "w");
+    let out = std::process::Command::new(BIN)
+        .args(["bench", "ingest", "--url", &srv.url, "--token", &w])
+        .args(["--ns", "loadgen", "--events", "4000", "--batch", "500"])
+        .args(["--concurrency", "2", "--size", "64", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["rate_limited"].as_u64() > Some(0), "{report}");
+    assert_eq!(report["retried"], report["rate_limited"], "{report}");
+    let c = client();
+    assert_eq!(wait_size(&c, &srv.url, "loadgen", &w, 4000).await, 4000);
+}

@@ -103,6 +103,8 @@ pub struct ServerError {
     pub message: String,
     /// The body as received.
     pub body: Bytes,
+    /// The `Retry-After` the server asked for (seconds), with a 429 or 503.
+    pub retry_after: Option<Duration>,
 }
 
 impl ServerError {
@@ -126,7 +128,15 @@ impl ServerError {
             code,
             message,
             body,
+            retry_after: None,
         }
+    }
+
+    /// Whether trying the same request again later may succeed: the server
+    /// shed load (503) or rate-limited the caller (429).
+    pub fn is_retryable(&self) -> bool {
+        self.status == StatusCode::SERVICE_UNAVAILABLE
+            || self.status == StatusCode::TOO_MANY_REQUESTS
     }
 
     /// Whether the body was the server's JSON error (as opposed to, say, a
@@ -233,8 +243,18 @@ impl Client {
             return Ok(r);
         }
         let status = r.status();
+        // Delay-seconds only (RFC 9110 also allows a date; the server sends
+        // seconds).
+        let retry_after = r
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         let body = r.bytes().await.unwrap_or_default();
-        Err(ServerError::new(status, body).into())
+        let mut e = ServerError::new(status, body);
+        e.retry_after = retry_after;
+        Err(e.into())
     }
 
     /// Sends `req`; the whole body when 2xx.

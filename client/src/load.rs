@@ -84,8 +84,11 @@ pub struct LoadReport {
     pub bytes_sent: u64,
     /// Ack latencies (ms), sorted.
     pub latencies_ms: Vec<f64>,
-    /// Requests retried after a 503.
-    pub retried_503: u64,
+    /// Requests retried after a 503 or a 429.
+    pub retried: u64,
+    /// Of those, the 429s (`rate_limited`: the token's limit, not the
+    /// server's capacity).
+    pub rate_limited: u64,
     /// Milliseconds from the end of the run until a checkpoint covered the
     /// last acknowledged event (NaN if none within 30 s).
     pub checkpoint_lag_ms: f64,
@@ -104,7 +107,8 @@ impl LoadReport {
             "p99_ms": percentile(&self.latencies_ms, 0.99),
             "max_ms": self.latencies_ms.last().copied().unwrap_or(0.0),
             "checkpoint_lag_ms": self.checkpoint_lag_ms,
-            "retried_503": self.retried_503,
+            "retried": self.retried,
+            "rate_limited": self.rate_limited,
         })
     }
 }
@@ -115,7 +119,7 @@ impl std::fmt::Display for LoadReport {
         let num = |k: &str| out[k].as_f64().unwrap_or(0.0);
         write!(
             f,
-            "{} events in {:.2}s: {:.0} events/s, {:.1} MB/s; ack latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} requests, {} retried after 503); checkpoint covered the last ack after {:.0} ms",
+            "{} events in {:.2}s: {:.0} events/s, {:.1} MB/s; ack latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} requests, {} retried after 503/429, {} of them rate-limited); checkpoint covered the last ack after {:.0} ms",
             self.events,
             self.seconds,
             num("events_per_sec"),
@@ -124,11 +128,16 @@ impl std::fmt::Display for LoadReport {
             num("p99_ms"),
             num("max_ms"),
             self.latencies_ms.len(),
-            self.retried_503,
+            self.retried,
+            self.rate_limited,
             self.checkpoint_lag_ms
         )
     }
 }
+
+/// The longest pause before a retry, whatever `Retry-After` says: a load
+/// generator measures, it does not wait out a long ban.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(5);
 
 /// Kinds `--session-events` cycles through.
 const KINDS: [&str; 6] = [
@@ -303,17 +312,19 @@ pub async fn run(client: &Client, plan: &LoadPlan) -> Result<LoadReport, LoadErr
     let next = Arc::new(AtomicU64::new(0));
     let max_index = Arc::new(AtomicU64::new(0));
     let retries = Arc::new(AtomicU64::new(0));
+    let limited = Arc::new(AtomicU64::new(0));
     let bytes_sent = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..a.concurrency {
-        let (client, bodies, next, bytes_sent, max_index, retries) = (
+        let (client, bodies, next, bytes_sent, max_index, retries, limited) = (
             client.clone(),
             bodies.clone(),
             next.clone(),
             bytes_sent.clone(),
             max_index.clone(),
             retries.clone(),
+            limited.clone(),
         );
         let (rate, batch, total, format, size, ns, session_events) = (
             a.rate,
@@ -359,14 +370,19 @@ pub async fn run(client: &Client, plan: &LoadPlan) -> Result<LoadReport, LoadErr
                     json!({ "events": evs }).to_string().into()
                 };
                 bytes_sent.fetch_add(body.len() as u64, Ordering::Relaxed);
-                // A 503 (load shed) is retried after a pause, as a real client
-                // would; the latency then includes the wait.
+                // A 503 (load shed) or 429 (rate limited) is retried after
+                // the server's Retry-After (else a short pause), as a real
+                // client would; the latency then includes the wait.
                 let text = loop {
                     match client.append(&ns, encoding, body.clone()).await {
                         Ok(text) => break text,
-                        Err(Error::Status(e)) if e.status == StatusCode::SERVICE_UNAVAILABLE => {
+                        Err(Error::Status(e)) if e.is_retryable() => {
                             retries.fetch_add(1, Ordering::Relaxed);
-                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            if e.status == StatusCode::TOO_MANY_REQUESTS {
+                                limited.fetch_add(1, Ordering::Relaxed);
+                            }
+                            let wait = e.retry_after.unwrap_or(Duration::from_millis(20));
+                            tokio::time::sleep(wait.min(MAX_RETRY_WAIT)).await;
                         }
                         Err(Error::Status(e)) => {
                             return Err(LoadError::Refused {
@@ -401,7 +417,8 @@ pub async fn run(client: &Client, plan: &LoadPlan) -> Result<LoadReport, LoadErr
         seconds,
         bytes_sent: bytes_sent.load(Ordering::Relaxed),
         latencies_ms: lat,
-        retried_503: retries.load(Ordering::Relaxed),
+        retried: retries.load(Ordering::Relaxed),
+        rate_limited: limited.load(Ordering::Relaxed),
         checkpoint_lag_ms,
     })
 }
