@@ -20,6 +20,7 @@ URL=http://127.0.0.1:$PORT
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 base_cfg() {
+  printf '[log]\ncompact_interval_ms = 0\n'
   printf '[query]\nmax_scan_rows = 100000000\nmax_result_rows = 1000000\nmax_result_bytes = 1073741824\ntimeout_s = 3600\nisolation = "thread"\n'
 }
 start_server() {

@@ -47,6 +47,12 @@ pub struct IngestArgs {
     /// every request, all `output`.
     #[arg(long, default_value_t = 0)]
     session_events: u64,
+    /// Streams only (`--format stream`): session streams open at once. The
+    /// events are shared out evenly, `--rate` is the total over all of them
+    /// (256 streams at 20 lines/s: `--sessions 256 --rate 5120`), and
+    /// `--batch` and `--concurrency` do not apply.
+    #[arg(long, default_value_t = 1)]
+    sessions: u64,
 }
 
 /// Request encodings `bench ingest` can drive.
@@ -58,6 +64,9 @@ pub enum Format {
     OtlpProto,
     /// `POST /otlp/v1/traces`, `application/json`.
     OtlpJson,
+    /// `POST /v1/logs/{ns}/sessions/{id}/stream`: live session streams, one
+    /// line per write; latency is per line, to its receipt.
+    Stream,
 }
 
 /// Runs the load and prints the result.
@@ -73,8 +82,10 @@ pub fn run(a: IngestArgs) -> anyhow::Result<()> {
             Format::Api => LoadFormat::Api,
             Format::OtlpProto => LoadFormat::OtlpProto,
             Format::OtlpJson => LoadFormat::OtlpJson,
+            Format::Stream => LoadFormat::Stream,
         },
         session_events: a.session_events,
+        sessions: a.sessions,
     };
     plan.check()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -82,7 +93,7 @@ pub fn run(a: IngestArgs) -> anyhow::Result<()> {
         .build()?;
     let report = rt.block_on(async {
         let client = Client::builder()
-            .pool_max_idle_per_host(a.concurrency as usize)
+            .pool_max_idle_per_host(a.concurrency.max(a.sessions) as usize)
             .build(&a.url, &a.token)?;
         anyhow::Ok(load::run(&client, &plan).await?)
     })?;

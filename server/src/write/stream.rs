@@ -41,6 +41,12 @@ use crate::error::ApiError;
 use crate::metrics::Source;
 use crate::{AppState, auth};
 
+/// Batches of lines (one per network read) a stream queues while an append
+/// is being made durable.
+const STREAM_QUEUE: usize = 64;
+/// Most lines one append of a stream takes from its queue.
+const MAX_STREAM_BATCH_LINES: usize = 10_000;
+
 /// Most index ranges listed in the summary (the receipts list every index).
 const MAX_SUMMARY_RANGES: usize = 1000;
 
@@ -225,99 +231,36 @@ impl StreamIngest {
         }
     }
 
+    /// Reads the body and commits its lines, the two side by side: lines
+    /// read while an append is being made durable queue up (boundedly) and
+    /// go together into the next append, one group commit for all of them,
+    /// however the client cut its writes. With the queue full the body is
+    /// not read, which pushes back on the client through TCP.
     async fn run(self, body: Body) {
-        let idle = Duration::from_secs(self.st.limits.stream_idle_timeout_s.max(1));
-        let max_line = self.st.limits.max_event_bytes;
-        let mut shutdown = self.st.shutdown.subscribe();
-        let mut body = body.into_data_stream();
-        let mut buf = BytesMut::new();
-        // How much of `buf` is known to hold no newline (no rescans).
-        let mut scanned = 0usize;
-        let mut tally = Tally::default();
-        let mut line_no = 0u64;
-        // Skipping the rest of an over-long line until its newline.
-        let mut skipping = false;
-        let mut idle_until = tokio::time::Instant::now() + idle;
-        let mut token_check = tokio::time::interval(TOKEN_CHECK_EVERY);
-        token_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let end = loop {
-            if *shutdown.borrow() {
-                tally.discarded_bytes += buf.len() as u64;
-                break "shutting_down";
-            }
-            let next = tokio::select! {
-                n = tokio::time::timeout_at(idle_until, body.next()) => n,
-                _ = shutdown.changed() => continue,
-                _ = token_check.tick() => {
-                    match self.token_end().await {
-                        Some(end) => {
-                            tally.discarded_bytes += buf.len() as u64;
-                            break end;
-                        }
-                        None => continue,
+        let (queue, queued) = mpsc::channel::<Vec<Line>>(STREAM_QUEUE);
+        let reading = self.read(body, queue);
+        let this = &self;
+        let committing = async move {
+            // Owned here: dropped when the committer stops, which stops the
+            // reader at once.
+            let mut queued = queued;
+            let mut tally = Tally::default();
+            while let Some(mut lines) = queued.recv().await {
+                while lines.len() < MAX_STREAM_BATCH_LINES {
+                    match queued.try_recv() {
+                        Ok(more) => lines.extend(more),
+                        Err(_) => break,
                     }
                 }
-            };
-            idle_until = tokio::time::Instant::now() + idle;
-            let chunk = match next {
-                Err(_) => break "idle_timeout",
-                Ok(None) => {
-                    // A clean end of body: the last line needs no newline.
-                    if !buf.is_empty() && !skipping {
-                        line_no += 1;
-                        let text = buf.split().freeze();
-                        let line = self.checked(line_no, text, max_line);
-                        if let Err(end) = self.commit(vec![line], &mut tally).await {
-                            break end;
-                        }
-                    }
-                    break "eof";
+                if let Err(end) = this.commit(lines, &mut tally).await {
+                    return (tally, Some(end));
                 }
-                Ok(Some(Err(_))) => {
-                    // The client went away: only the unfinished line is lost.
-                    tally.discarded_bytes += buf.len() as u64;
-                    break "disconnected";
-                }
-                Ok(Some(Ok(c))) => c,
-            };
-            buf.extend_from_slice(&chunk);
-            let mut lines = Vec::new();
-            while let Some(off) = buf[scanned..].iter().position(|&b| b == b'\n') {
-                let pos = scanned + off;
-                let text = buf.split_to(pos + 1).freeze();
-                scanned = 0;
-                if skipping {
-                    skipping = false;
-                    tally.discarded_bytes += text.len() as u64;
-                    continue;
-                }
-                line_no += 1;
-                lines.push(self.checked(line_no, text.slice(..pos), max_line));
             }
-            scanned = buf.len();
-            if skipping {
-                tally.discarded_bytes += buf.len() as u64;
-                buf.clear();
-                scanned = 0;
-            } else if buf.len() > max_line {
-                // The unfinished line is already too long: refuse it now (in
-                // order, after this chunk's complete lines) and skip its rest.
-                line_no += 1;
-                tally.discarded_bytes += buf.len() as u64;
-                buf.clear();
-                scanned = 0;
-                skipping = true;
-                lines.push(Line {
-                    n: line_no,
-                    text: Err(too_long(max_line)),
-                });
-            }
-            if !lines.is_empty()
-                && let Err(end) = self.commit(lines, &mut tally).await
-            {
-                break end;
-            }
+            (tally, None)
         };
+        let ((read_end, discarded), (mut tally, commit_end)) = tokio::join!(reading, committing);
+        tally.discarded_bytes += discarded;
+        let end = commit_end.unwrap_or(read_end);
         let ranges: Vec<[u64; 2]> = tally.ranges.iter().map(|&(a, b)| [a, b]).collect();
         tracing::info!(ns = %self.ns, session = %self.session, committed = tally.committed, end, "session stream ended");
         let _ = self
@@ -333,6 +276,108 @@ impl StreamIngest {
                 "end": end,
             }}))
             .await;
+    }
+
+    /// Reads the body into lines and queues them for [`Self::run`]'s
+    /// committer, until the body ends, the client goes, the token stops
+    /// being valid, the server shuts down, or the committer stops. Returns
+    /// why it stopped and the bytes it discarded.
+    async fn read(&self, body: Body, queue: mpsc::Sender<Vec<Line>>) -> (&'static str, u64) {
+        let idle = Duration::from_secs(self.st.limits.stream_idle_timeout_s.max(1));
+        let max_line = self.st.limits.max_event_bytes;
+        let mut shutdown = self.st.shutdown.subscribe();
+        let mut body = body.into_data_stream();
+        let mut buf = BytesMut::new();
+        // How much of `buf` is known to hold no newline (no rescans).
+        let mut scanned = 0usize;
+        // Bytes read but never made a line (the summary's `discarded_bytes`).
+        let mut discarded = 0u64;
+        let mut line_no = 0u64;
+        // Skipping the rest of an over-long line until its newline.
+        let mut skipping = false;
+        let mut idle_until = tokio::time::Instant::now() + idle;
+        let mut token_check = tokio::time::interval(TOKEN_CHECK_EVERY);
+        token_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let end = loop {
+            if *shutdown.borrow() {
+                discarded += buf.len() as u64;
+                break "shutting_down";
+            }
+            let next = tokio::select! {
+                n = tokio::time::timeout_at(idle_until, body.next()) => n,
+                _ = shutdown.changed() => continue,
+                // The committer stopped (its reason is the stream's end).
+                _ = queue.closed() => break "append_failed",
+                _ = token_check.tick() => {
+                    match self.token_end().await {
+                        Some(end) => {
+                            discarded += buf.len() as u64;
+                            break end;
+                        }
+                        None => continue,
+                    }
+                }
+            };
+            idle_until = tokio::time::Instant::now() + idle;
+            let chunk = match next {
+                Err(_) => break "idle_timeout",
+                Ok(None) => {
+                    // A clean end of body: the last line needs no newline.
+                    if !buf.is_empty() && !skipping {
+                        line_no += 1;
+                        let text = buf.split().freeze();
+                        let line = self.checked(line_no, text, max_line);
+                        if queue.send(vec![line]).await.is_err() {
+                            break "append_failed";
+                        }
+                    }
+                    break "eof";
+                }
+                Ok(Some(Err(_))) => {
+                    // The client went away: only the unfinished line is lost.
+                    discarded += buf.len() as u64;
+                    break "disconnected";
+                }
+                Ok(Some(Ok(c))) => c,
+            };
+            buf.extend_from_slice(&chunk);
+            let mut lines = Vec::new();
+            while let Some(off) = buf[scanned..].iter().position(|&b| b == b'\n') {
+                let pos = scanned + off;
+                let text = buf.split_to(pos + 1).freeze();
+                scanned = 0;
+                if skipping {
+                    skipping = false;
+                    discarded += text.len() as u64;
+                    continue;
+                }
+                line_no += 1;
+                lines.push(self.checked(line_no, text.slice(..pos), max_line));
+            }
+            scanned = buf.len();
+            if skipping {
+                discarded += buf.len() as u64;
+                buf.clear();
+                scanned = 0;
+            } else if buf.len() > max_line {
+                // The unfinished line is already too long: refuse it now (in
+                // order, after this chunk's complete lines) and skip its rest.
+                line_no += 1;
+                discarded += buf.len() as u64;
+                buf.clear();
+                scanned = 0;
+                skipping = true;
+                lines.push(Line {
+                    n: line_no,
+                    text: Err(too_long(max_line)),
+                });
+            }
+            if !lines.is_empty() && queue.send(lines).await.is_err() {
+                // The committer stopped (its reason is the stream's end).
+                break "append_failed";
+            }
+        };
+        (end, discarded)
     }
 
     /// When the token is no longer valid (revoked, expired): sends the error

@@ -59,6 +59,17 @@ impl From<StoreError> for PublishError {
     }
 }
 
+/// What one [`Publisher::publish_once`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Published {
+    /// The tail was empty.
+    Nothing,
+    /// A segment of all the tail (less than a full segment).
+    Part,
+    /// A full segment (rows or bytes): more may be waiting.
+    Full,
+}
+
 impl Publisher {
     pub(super) async fn run(
         mut self,
@@ -70,7 +81,7 @@ impl Publisher {
         loop {
             let stopping = *shutdown.borrow();
             let mut failed = false;
-            match self.step(&mut force_checkpoint).await {
+            match self.step(&mut force_checkpoint, stopping).await {
                 Ok(()) => {}
                 Err(PublishError::Fenced(msg)) => {
                     // Never touch the log again: another server owns it now.
@@ -112,14 +123,31 @@ impl Publisher {
     }
 
     /// One round: renew if due, write a missing checkpoint, publish the tail.
-    async fn step(&mut self, force_checkpoint: &mut bool) -> Result<(), PublishError> {
+    ///
+    /// One segment per round, the tail as it stands, unless the tail holds
+    /// more than a full segment (a backlog: then full segments go back to
+    /// back) or the log is stopping (then all of it). Publishing again as
+    /// soon as one publish ends would cut a segment of whatever arrived
+    /// meanwhile: under a steady trickle (a live session stream), segments
+    /// of a dozen entries, each with its claim, checkpoint and signature,
+    /// costing the writers the CPU. Entries still wait at most about one
+    /// `flush_interval_ms` plus a publish, as before.
+    async fn step(
+        &mut self,
+        force_checkpoint: &mut bool,
+        stopping: bool,
+    ) -> Result<(), PublishError> {
         self.renew_if_due().await?;
         if *force_checkpoint {
             self.checkpoint_current().await?;
             *force_checkpoint = false;
         }
-        while self.publish_once().await? {
-            self.renew_if_due().await?;
+        loop {
+            match self.publish_once().await? {
+                Published::Nothing => break,
+                Published::Part if !stopping => break,
+                Published::Part | Published::Full => self.renew_if_due().await?,
+            }
         }
         match self.snapshot_if_due().await {
             Ok(()) => {}
@@ -295,21 +323,21 @@ impl Publisher {
         Ok(())
     }
 
-    /// Publishes one segment of the tail. Returns whether it did anything.
-    async fn publish_once(&mut self) -> Result<bool, PublishError> {
+    /// Publishes one segment of the tail. Returns what it did.
+    async fn publish_once(&mut self) -> Result<Published, PublishError> {
         if let Err(e) = self.shared.check() {
             return Err(PublishError::Fenced(e.to_string()));
         }
         let cfg = &self.shared.cfg;
         let inflight = self.inflight;
-        let (batch, chain_in, root, edge, new_tiles) = {
+        let (batch, chain_in, root, edge, new_tiles, full) = {
             let st = self
                 .shared
                 .state
                 .read()
                 .map_err(|_| PublishError::Fenced("state lock poisoned".into()))?;
             if st.tail.is_empty() {
-                return Ok(false);
+                return Ok(Published::Nothing);
             }
             let mut bytes = 0;
             let mut batch: Vec<Arc<Entry>> = Vec::new();
@@ -329,6 +357,7 @@ impl Publisher {
                 bytes += e.approx_size();
                 batch.push(e.clone());
             }
+            let full = batch.len() >= cfg.segment_max_rows || bytes >= cfg.segment_max_bytes;
             // The tree after the batch, from the published edge; and the
             // tiles the new size adds, as the batch fills them.
             let mut edge = st.edge.clone();
@@ -351,7 +380,7 @@ impl Publisher {
                 )));
             }
             let root = edge.root();
-            (batch, st.published_chain, root, edge, new_tiles)
+            (batch, st.published_chain, root, edge, new_tiles, full)
         };
         let (first, last) = (batch[0].idx, batch[batch.len() - 1].idx);
         let ns = self.shared.ns.clone();
@@ -436,7 +465,11 @@ impl Publisher {
             .checkpoint_at_ms
             .store(unix_ms_now(), Ordering::Relaxed);
         tracing::debug!(ns = %ns, first, last, "published segment");
-        Ok(true)
+        Ok(if full {
+            Published::Full
+        } else {
+            Published::Part
+        })
     }
 
     /// Checks that an existing segment object is the one we meant to write:

@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 use crate::events::Encoding;
 use crate::{Client, Error, StatusCode};
 
+mod stream;
+
 /// What to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoadFormat {
@@ -23,6 +25,9 @@ pub enum LoadFormat {
     OtlpProto,
     /// `POST /otlp/v1/traces`, `application/json`.
     OtlpJson,
+    /// `POST /v1/logs/{ns}/sessions/{id}/stream`: `sessions` live streams,
+    /// one NDJSON line per write.
+    Stream,
 }
 
 /// One load run.
@@ -46,6 +51,9 @@ pub struct LoadPlan {
     /// own session, with kinds cycling as agents write them; 0: 64 sessions
     /// interleaved in every request, all `output`.
     pub session_events: u64,
+    /// Streams only: session streams open at once (the events are shared
+    /// out evenly; the rate is the total over all of them).
+    pub sessions: u64,
 }
 
 /// Why a load run stopped.
@@ -269,6 +277,12 @@ impl LoadPlan {
                 "at most 10^12 events, batches of 10^6 and 10^4 clients".into(),
             ));
         }
+        if self.format == LoadFormat::Stream && !(1..=100_000).contains(&self.sessions) {
+            return Err(LoadError::Plan("streams: 1 to 100000 sessions".into()));
+        }
+        if self.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+            return Err(LoadError::Plan("the rate must be a positive number".into()));
+        }
         Ok(())
     }
 }
@@ -281,6 +295,7 @@ pub async fn run(client: &Client, plan: &LoadPlan) -> Result<LoadReport, LoadErr
         LoadFormat::Api => Encoding::Json,
         LoadFormat::OtlpProto => Encoding::OtlpProto,
         LoadFormat::OtlpJson => Encoding::OtlpJson,
+        LoadFormat::Stream => return stream::run(client, plan).await,
     };
     let size_before = checkpoint_size(client, &a.ns).await;
     let run: u64 = std::time::SystemTime::now()
