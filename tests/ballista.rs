@@ -24,6 +24,10 @@ const READER_QUERIES: [&str; 5] = [
     "SELECT count(*) AS n FROM traces t1 JOIN traces t2 ON t1.session_id = t2.session_id",
     "SELECT content FROM traces WHERE content LIKE '%@%' ORDER BY idx",
 ];
+/// A query that runs for a while (a four-way self-join with a shuffle),
+/// during which an executor is killed.
+const SLOW: &str = "SELECT a.session_id, count(*) AS n FROM traces a, traces b, traces c, traces d \
+     WHERE concat(a.content, b.content) <> concat(c.content, d.content) GROUP BY a.session_id ORDER BY a.session_id";
 /// (Not `_audit`, which grows with every query.)
 const ADMIN_QUERIES: [&str; 3] = [
     "SELECT ns, count(*) AS n, sum(length(content)) AS bytes FROM traces WHERE ns <> '_audit' GROUP BY ns ORDER BY ns",
@@ -87,6 +91,8 @@ async fn a_ballista_cluster_answers_as_embedded_and_enforces_below_sql() {
     for (s, v) in &embedded {
         assert_eq!(*s, 200, "{v}");
     }
+    let (s, slow_embedded) = sql(&c, &srv.url, &reader, SLOW).await;
+    assert_eq!(s, 200, "{slow_embedded}");
     assert_eq!(srv.terminate(), Some(0));
 
     // The cluster: a scheduler and two executors reading the same store.
@@ -173,11 +179,31 @@ async fn a_ballista_cluster_answers_as_embedded_and_enforces_below_sql() {
         assert!(text.contains(part), "{part} in {text}");
     }
 
-    // One executor killed: an error or the right answer, never a partial one.
+    // One executor killed while a query runs, then another query with it
+    // gone: each gets an error or the right answer, never a partial one.
+    let running = {
+        let (c, url, reader) = (c.clone(), srv.url.clone(), reader.clone());
+        tokio::spawn(async move {
+            let t = std::time::Instant::now();
+            let r = sql(&c, &url, &reader, SLOW).await;
+            (r, t.elapsed())
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
     drop(cluster.executors.pop());
+    let ((s, v), took) = running.await.unwrap();
+    eprintln!(
+        "an executor killed 150 ms into a query of {took:?}: {s} {}",
+        v["error"]
+    );
+    if s == 200 {
+        assert_eq!(v["rows"], slow_embedded["rows"], "a partial answer");
+    } else {
+        assert!(v["error"]["code"].is_string(), "{v}");
+    }
     let q = READER_QUERIES[0];
     let (s, v) = sql(&c, &srv.url, &reader, q).await;
-    eprintln!("with an executor killed: {s} {}", v["error"]);
+    eprintln!("with an executor gone: {s} {}", v["error"]);
     if s == 200 {
         assert_eq!(v["rows"], embedded[0].1["rows"], "a partial answer");
     } else {
