@@ -64,8 +64,9 @@ impl From<StoreError> for PublishError {
 enum Published {
     /// The tail was empty.
     Nothing,
-    /// A segment of all the tail (less than a full segment).
-    Part,
+    /// A segment of all the tail (less than a full segment), and whether
+    /// it was large (a quarter of a full one or more: the log is busy).
+    Part { large: bool },
     /// A full segment (rows or bytes): more may be waiting.
     Full,
 }
@@ -124,9 +125,10 @@ impl Publisher {
 
     /// One round: renew if due, write a missing checkpoint, publish the tail.
     ///
-    /// One segment per round, the tail as it stands, unless the tail holds
-    /// more than a full segment (a backlog: then full segments go back to
-    /// back) or the log is stopping (then all of it). Publishing again as
+    /// One segment per round, the tail as it stands, unless the log is busy
+    /// (the segment just cut was full, or a quarter of a full one or more:
+    /// then the next goes at once, so a heavy ingest never waits on the
+    /// interval) or stopping (then all of it). Publishing again as
     /// soon as one publish ends would cut a segment of whatever arrived
     /// meanwhile: under a steady trickle (a live session stream), segments
     /// of a dozen entries, each with its claim, checkpoint and signature,
@@ -145,8 +147,8 @@ impl Publisher {
         loop {
             match self.publish_once().await? {
                 Published::Nothing => break,
-                Published::Part if !stopping => break,
-                Published::Part | Published::Full => self.renew_if_due().await?,
+                Published::Part { large: false } if !stopping => break,
+                Published::Part { .. } | Published::Full => self.renew_if_due().await?,
             }
         }
         match self.snapshot_if_due().await {
@@ -330,7 +332,7 @@ impl Publisher {
         }
         let cfg = &self.shared.cfg;
         let inflight = self.inflight;
-        let (batch, chain_in, root, edge, new_tiles, full) = {
+        let (batch, chain_in, root, edge, new_tiles, full, large) = {
             let st = self
                 .shared
                 .state
@@ -358,6 +360,7 @@ impl Publisher {
                 batch.push(e.clone());
             }
             let full = batch.len() >= cfg.segment_max_rows || bytes >= cfg.segment_max_bytes;
+            let large = batch.len() * 4 >= cfg.segment_max_rows || bytes * 4 >= cfg.segment_max_bytes;
             // The tree after the batch, from the published edge; and the
             // tiles the new size adds, as the batch fills them.
             let mut edge = st.edge.clone();
@@ -380,7 +383,7 @@ impl Publisher {
                 )));
             }
             let root = edge.root();
-            (batch, st.published_chain, root, edge, new_tiles, full)
+            (batch, st.published_chain, root, edge, new_tiles, full, large)
         };
         let (first, last) = (batch[0].idx, batch[batch.len() - 1].idx);
         let ns = self.shared.ns.clone();
@@ -468,7 +471,7 @@ impl Publisher {
         Ok(if full {
             Published::Full
         } else {
-            Published::Part
+            Published::Part { large }
         })
     }
 

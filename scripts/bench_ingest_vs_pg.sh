@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Issue 19's side-by-side ingest comparison (docs/benchmarks.md): the same load
+# against tracevault (native JSON, durable acks, the 2 s checkpoint promise)
+# and against PostgreSQL 15 (scripts/bench_pg.sh: fsync and synchronous_commit
+# on, COPY batches), one after the other in one sitting on this machine.
+#   scripts/bench_ingest_vs_pg.sh WORKDIR [EVENTS] [CLIENTS] [BATCH] [SIZE]
+# Afterwards the namespace's checkpoint is checked to cover every acknowledged
+# event (`bench ingest` waits for it and reports the lag).
+set -euo pipefail
+WORK=$1
+EVENTS=${2:-1500000}
+CLIENTS=${3:-8}
+BATCH=${4:-500}
+SIZE=${5:-1024}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=$ROOT/target/release/tracevault
+[ -x "$BIN" ] || { echo "build the release binary first: cargo build --release --workspace --locked" >&2; exit 1; }
+mkdir -p "$WORK"
+rm -rf "$WORK/tv"
+PORT=18531
+"$BIN" serve --data "$WORK/tv" --listen 127.0.0.1:$PORT > "$WORK/serve.log" 2>&1 &
+SP=$!
+trap 'kill $SP 2>/dev/null || true' EXIT
+for _ in $(seq 300); do grep -q "listening on" "$WORK/serve.log" && break; sleep 0.1; done
+T=$("$BIN" token issue --data "$WORK/tv" --role writer --namespace bench --sub bench)
+echo "tracevault: $("$BIN" bench ingest --url http://127.0.0.1:$PORT --token "$T" --ns bench \
+  --events "$EVENTS" --batch "$BATCH" --concurrency "$CLIENTS" --size "$SIZE")"
+kill -INT $SP; wait $SP || true
+"$BIN" verify --data "$WORK/tv" > "$WORK/verify.txt" 2>&1 && echo "verify: $(tail -1 "$WORK/verify.txt")"
+rm -rf "$WORK/tv"
+"$ROOT/scripts/bench_pg.sh" "$WORK/pg" "$EVENTS" "$CLIENTS" "$BATCH" "$SIZE"
