@@ -2,6 +2,13 @@
 //! `serve` (the HTTP service), `token issue`, `verify`, `stream` (pipe a
 //! session into the vault), `query` (SQL), and `bench ingest`.
 
+/// mimalloc instead of the system allocator: ingest allocates and frees
+/// many small objects per event (JSON trees of OTLP mapping, receipts), and
+/// glibc's malloc was a fifth of the server's CPU under OTLP load
+/// (docs/benchmarks.md, issue 19).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod ballista_cmd;
 mod bench;
 mod erase_cmd;

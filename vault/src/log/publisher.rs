@@ -360,7 +360,8 @@ impl Publisher {
                 batch.push(e.clone());
             }
             let full = batch.len() >= cfg.segment_max_rows || bytes >= cfg.segment_max_bytes;
-            let large = batch.len() * 4 >= cfg.segment_max_rows || bytes * 4 >= cfg.segment_max_bytes;
+            let large =
+                batch.len() * 4 >= cfg.segment_max_rows || bytes * 4 >= cfg.segment_max_bytes;
             // The tree after the batch, from the published edge; and the
             // tiles the new size adds, as the batch fills them.
             let mut edge = st.edge.clone();
@@ -383,7 +384,15 @@ impl Publisher {
                 )));
             }
             let root = edge.root();
-            (batch, st.published_chain, root, edge, new_tiles, full, large)
+            (
+                batch,
+                st.published_chain,
+                root,
+                edge,
+                new_tiles,
+                full,
+                large,
+            )
         };
         let (first, last) = (batch[0].idx, batch[batch.len() - 1].idx);
         let ns = self.shared.ns.clone();
