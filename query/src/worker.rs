@@ -219,6 +219,11 @@ async fn run_once(job: Job<'_>) -> Result<Answer, QueryError> {
     // request): no code runs between fork and exec here, so the spawn can
     // be a cheap vfork-style posix_spawn whatever the server's size.
     let mut cmd = tokio::process::Command::new(&cfg.exe);
+    // The binary's allocator (mimalloc) reserves address space in arenas of
+    // 1 GiB by default, which `RLIMIT_DATA` counts as used: a worker limited
+    // to 1 GiB could not allocate at all. In 64 MiB steps the limit measures
+    // what the query uses. (Ignored by any other allocator.)
+    cmd.env("MIMALLOC_ARENA_RESERVE", "64MiB");
     cmd.arg("query-worker")
         .arg(format!("--memory-bytes={}", cfg.memory_bytes))
         .arg(format!("--cpu-seconds={cpu}"))
