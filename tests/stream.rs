@@ -322,17 +322,23 @@ async fn fast_streams_share_appends_and_segments() {
     let cfg = config(dir.path(), "[log]\ncompact_interval_ms = 0\n");
     let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
     let w = token(&data, "writer", "fast", "agents");
-    let out = Command::new(BIN)
-        .args(["bench", "ingest", "--url", &srv.url, "--token", &w])
-        .args(["--ns", "fast", "--format", "stream", "--sessions", "4"])
-        .args(["--events", "8000", "--size", "200", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let report = bench_ingest(
+        &srv.url,
+        &w,
+        &[
+            "--ns",
+            "fast",
+            "--format",
+            "stream",
+            "--sessions",
+            "4",
+            "--events",
+            "8000",
+            "--size",
+            "200",
+        ],
     );
+    assert_eq!(report["events"], 8000, "{report}");
     let c = client();
     assert_eq!(wait_size(&c, &srv.url, "fast", &w, 8000).await, 8000);
     let (_, metrics) = get(&c, &format!("{}/metrics", srv.url), None).await;

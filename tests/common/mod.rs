@@ -44,15 +44,7 @@ impl Server {
         if ballista::wanted() {
             return Self::start_on_cluster(data, extra, env);
         }
-        let mut args = vec![
-            "serve",
-            "--data",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ];
-        args.extend_from_slice(extra);
-        Self::spawn(&args, env, data)
+        Self::spawn(&serve_args(data, extra.iter().copied()), env, data)
     }
 
     /// A server whose queries run on a Ballista cluster of its own: a
@@ -63,14 +55,7 @@ impl Server {
         env: &[(&str, &str)],
     ) -> Result<Server, String> {
         let (mut cluster, extra, config) = ballista::engine_args(data, extra);
-        let mut args = vec![
-            "serve",
-            "--data",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ];
-        args.extend(extra.iter().map(String::as_str));
+        let args = serve_args(data, extra.iter().map(String::as_str));
         let mut srv = Self::spawn(&args, env, data)?;
         // After the server: it made the masking key the executors load.
         for i in 0..2 {
@@ -205,6 +190,36 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `serve --data DATA --listen 127.0.0.1:0`, then `extra`.
+fn serve_args<'a>(data: &'a Path, extra: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut args = vec![
+        "serve",
+        "--data",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    args.extend(extra);
+    args
+}
+
+/// Runs `tracevault bench ingest --url URL --token TOKEN ARGS --json` (the
+/// load generator) to its end; its report.
+pub fn bench_ingest(url: &str, token: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .args(["bench", "ingest", "--url", url, "--token", token])
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// Mints a token with `tracevault token issue`, plus `extra` arguments.
