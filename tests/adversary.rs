@@ -389,5 +389,56 @@ async fn a_query_that_exhausts_memory_fails_alone() {
     )
     .await;
     assert_eq!((s, body["rows"][0][0].as_u64()), (200, Some(2)), "{body}");
+    // A worker is kept started for the next query; one that died while
+    // idle (here killed) is replaced, and the query does not notice.
+    let spares = idle_workers(srv.child.id());
+    assert_eq!(spares.len(), 1, "one idle worker: {spares:?}");
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &spares[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    std::thread::sleep(Duration::from_millis(100));
+    let (s, body) = post_json(
+        &c,
+        &format!("{url}/v1/query"),
+        &reader,
+        json!({"sql": "SELECT count(*) FROM traces"}),
+    )
+    .await;
+    assert_eq!((s, body["rows"][0][0].as_u64()), (200, Some(2)), "{body}");
+    let after = idle_workers(srv.child.id());
+    assert!(
+        after.len() == 1 && after != spares,
+        "a new idle worker: {after:?}"
+    );
     assert_eq!(srv.terminate(), Some(0));
+}
+
+/// Live `query-worker` children of `server` (reaped ones are gone from
+/// /proc; a killed one not yet reaped is a zombie and is left out).
+fn idle_workers(server: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+        let rest: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, r)| r.split_whitespace().collect())
+            .unwrap_or_default();
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if rest.len() > 1
+            && rest[0] != "Z"
+            && rest[1] == server.to_string()
+            && String::from_utf8_lossy(&cmd).contains("query-worker")
+        {
+            out.push(pid);
+        }
+    }
+    out
 }

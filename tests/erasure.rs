@@ -110,7 +110,8 @@ async fn an_approved_erasure_removes_the_values_everywhere_and_every_proof_still
         "[log]\nflush_interval_ms = 50\ncompact_interval_ms = 0\n\
          [retention]\ncheck_interval_s = 1\n\
          [retention.namespaces.prod]\nmin_retention = \"1h\"\n\
-         [retention.namespaces.ret]\npayload_retention = \"8s\"\n",
+         [retention.namespaces.ret]\npayload_retention = \"8s\"\n\
+         [query]\nisolation = \"thread\"\n",
     );
     let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
     let (c, url) = (client(), srv.url.clone());
@@ -173,6 +174,23 @@ async fn an_approved_erasure_removes_the_values_everywhere_and_every_proof_still
         .unwrap();
     let before_file = dir.path().join("before.checkpoint");
     std::fs::write(&before_file, &before).unwrap();
+    // Read before the erasure: the server now holds these segments' footers
+    // (in-process queries share them); the reads after it must not use them.
+    let rows = sql(
+        &c,
+        &url,
+        &reader,
+        "SELECT content FROM traces WHERE session_id = 'victim' ORDER BY idx",
+    )
+    .await;
+    assert_eq!(rows.len(), 6);
+    assert!(
+        rows[0][0]
+            .as_str()
+            .unwrap()
+            .starts_with("SECRET-victim-0-0"),
+        "{rows:?}"
+    );
     let leaves_before = leaves_from_rows(&data, "prod");
     assert_eq!(leaves_before.len(), 12);
 

@@ -35,10 +35,13 @@ use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, DataFusionError, Result as DfResult, ScalarValue};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::execution::TaskContext;
+use datafusion::execution::cache::cache_manager::FileMetadataCache;
+use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::expr_rewriter::unnormalize_col;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, col, lit};
@@ -416,6 +419,11 @@ impl TableProvider for TracesTable {
                 });
             }
             let mut source = ParquetSource::new(seg_schema.clone())
+                .with_parquet_file_reader_factory(Arc::new(CachedParquetFileReaderFactory::new(
+                    self.source.object_store(),
+                    footer_cache(),
+                )))
+                .with_metadata_size_hint(FOOTER_READ_BYTES)
                 .with_bloom_filter_on_read(true)
                 // Row-group statistics and bloom filters are checked against
                 // the rows by `verify` (vault::pruning); page indexes are
@@ -463,6 +471,37 @@ impl TableProvider for TracesTable {
             self.shared.clone(),
         )?))
     }
+}
+
+/// Bytes read from the end of a segment to find its footer: one read for
+/// the footer of a segment of up to some hundred thousand entries (about
+/// 11 KB for 50,000) instead of two (its length, then itself).
+const FOOTER_READ_BYTES: usize = 64 << 10;
+
+/// Memory for the decoded footers of [`footer_cache`] (least recently used
+/// out first): some thousand segments' worth.
+const FOOTER_CACHE_BYTES: usize = 64 << 20;
+
+/// The decoded Parquet footers of the segments this process has queried,
+/// by object path, valid while the listed size matches.
+///
+/// A one-session lookup at 10M entries opens 240 segments, and reading and
+/// decoding their footers was most of its time. A segment object is
+/// written once under its own name (compaction and erasure write new
+/// generations under new names, then delete the old), so a footer read
+/// once stays the segment's footer. A segment replaced in place behind the
+/// server's back (a bucket attack) may be read with its old footer: the
+/// query then fails or reads what the new object holds, and `verify`, which
+/// reads every footer afresh, finds the replacement. Footers carry
+/// statistics of stored values, never shown to a caller (they only prune);
+/// a query worker process has its own, empty, cache.
+fn footer_cache() -> Arc<FileMetadataCache> {
+    static CACHE: std::sync::OnceLock<Arc<FileMetadataCache>> = std::sync::OnceLock::new();
+    CACHE
+        .get_or_init(|| {
+            Arc::new(DefaultCache::new(FOOTER_CACHE_BYTES).with_name("tracevault segment footers"))
+        })
+        .clone()
 }
 
 impl Access {

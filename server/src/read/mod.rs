@@ -224,6 +224,7 @@ impl ReadContext {
                     memory_bytes: (mb as u64) << 20,
                     nice: query.nice,
                     threads: query.threads,
+                    spare: Default::default(),
                 })
             }
         };
@@ -247,11 +248,18 @@ impl ReadContext {
                 ));
             }
         };
+        let engine = start_engine(query.threads, query.nice)?;
+        if let Some(w) = &worker
+            && sql_engine == tracevault_query::sql::Engine::Embedded
+        {
+            let (w, limits) = (w.clone(), query.limits());
+            engine.spawn(async move { w.start_spare(&limits) });
+        }
         Ok(ReadContext {
             policy,
             hash_key: key.to_bytes(),
             slots: Arc::new(tokio::sync::Semaphore::new(query.max_concurrent.max(1))),
-            engine: start_engine(query.threads, query.nice)?,
+            engine,
             per_token: crate::fair::PerKeySlots::new(query.max_concurrent_per_token),
             worker,
             policy_toml,
