@@ -92,7 +92,10 @@ impl WorkerConfig {
 /// limits (it learns the query, the access and the key from its request).
 /// An idle worker whose server is gone reads the end of its stdin and exits.
 #[derive(Debug, Clone, Default)]
-pub struct Spare(Arc<std::sync::Mutex<Option<(Vec<String>, tokio::process::Child)>>>);
+pub struct Spare(Arc<std::sync::Mutex<Option<Started>>>);
+
+/// A started worker and the arguments it was started with.
+type Started = (Vec<String>, tokio::process::Child);
 
 impl Spare {
     /// A started worker for `args`: the spare if it was started with them
