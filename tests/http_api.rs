@@ -660,3 +660,39 @@ async fn batch_inclusion_proofs_equal_the_gets_and_refuse_bad_requests_whole() {
     assert_eq!(code(&r.json().await.unwrap()), "method_not_allowed");
     assert_eq!(srv.terminate(), Some(0));
 }
+
+/// `?wait=checkpoint` wakes the publisher: with a publish interval of ten
+/// minutes, the receipts still come back with a checkpoint, within the
+/// 10 s `checkpoint_wait_ms` (without the wake-up: 503 `checkpoint_timeout`).
+/// Two writers waiting at once are both answered (one publish or two).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_a_checkpoint_publishes_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(dir.path(), "[log]\nflush_interval_ms = 600000\n");
+    let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    let c = client();
+    let w = token(&data, "writer", "alpha", "w");
+    let post = |i: usize| {
+        let (c, url, w) = (c.clone(), srv.url.clone(), w.clone());
+        async move {
+            let ev = json!({"session_id": format!("s{i}"), "kind": "output", "content": "x"});
+            post_events(
+                &c,
+                &url,
+                "alpha",
+                &w,
+                json!({"events": [ev]}),
+                "?wait=checkpoint",
+            )
+            .await
+        }
+    };
+    let ((s1, b1), (s2, b2)) = tokio::join!(post(1), post(2));
+    assert_eq!((s1, s2), (200, 200), "{b1} {b2}");
+    for b in [&b1, &b2] {
+        let proof = b["proofs"][0].as_str().unwrap_or_default();
+        assert!(proof.starts_with("c2sp.org/tlog-proof@v1"), "{b}");
+    }
+    assert_eq!(srv.terminate(), Some(0));
+}

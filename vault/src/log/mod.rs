@@ -146,6 +146,11 @@ struct Shared {
     published: AtomicU64,
     durable_tx: watch::Sender<u64>,
     published_tx: watch::Sender<u64>,
+    /// Someone waits for entries to be published (a receipt in cluster
+    /// mode, `?wait=checkpoint`): the publisher goes at once instead of at
+    /// the end of its interval. What arrives during that publish waits for
+    /// the next, which follows at once: a group commit to the store.
+    publish_wanted: tokio::sync::Notify,
     /// Until when (monotonic clock) the lease is known to be ours: the last
     /// successful renewal plus three quarters of the TTL. Appends stop past it,
     /// so a server cut off from the store stops acknowledging writes before
@@ -359,6 +364,7 @@ impl Appender {
             status_msg: Mutex::new(String::new()),
             durable_tx,
             published_tx,
+            publish_wanted: tokio::sync::Notify::new(),
             lease_valid_until: Mutex::new(lease_margin_deadline(renewed_at, ctx.cfg.lease_ttl_ms)),
             segments_uploaded: AtomicU64::new(0),
             publish_failures: AtomicU64::new(0),
@@ -532,6 +538,9 @@ impl Appender {
     /// Waits until a checkpoint covers `size` entries (or `timeout` passes).
     pub async fn wait_published(&self, size: u64, timeout: Duration) -> Option<(u64, String)> {
         let mut rx = self.shared.published_tx.subscribe();
+        if *rx.borrow() < size {
+            self.shared.publish_wanted.notify_one();
+        }
         let ok = tokio::time::timeout(timeout, rx.wait_for(|p| *p >= size)).await;
         match ok {
             Ok(Ok(_)) => self.latest_checkpoint().filter(|(s, _)| *s >= size),

@@ -105,6 +105,9 @@ impl Publisher {
             };
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
+                // Not while backing off: a waiter must not make a failing
+                // store be hammered.
+                _ = self.shared.publish_wanted.notified(), if !failed => {}
                 r = shutdown.changed() => {
                     if r.is_err() {
                         // The log was dropped without `shutdown` (as in a crash): stop
@@ -133,7 +136,9 @@ impl Publisher {
     /// meanwhile: under a steady trickle (a live session stream), segments
     /// of a dozen entries, each with its claim, checkpoint and signature,
     /// costing the writers the CPU. Entries still wait at most about one
-    /// `flush_interval_ms` plus a publish, as before.
+    /// `flush_interval_ms` plus a publish, as before; entries someone waits
+    /// for (cluster-mode receipts, `?wait=checkpoint`) wake the publisher at
+    /// once (`Shared::publish_wanted`), and those are cut as they come.
     async fn step(
         &mut self,
         force_checkpoint: &mut bool,
