@@ -8,6 +8,7 @@
 
 pub mod distributed;
 pub mod export;
+mod footers;
 pub mod guard;
 pub mod masking;
 pub mod priority;

@@ -32,7 +32,7 @@ use arrow::datatypes::{DataType, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::common::{DFSchema, DataFusionError, Result as DfResult, ScalarValue};
+use datafusion::common::{DFSchema, DataFusionError, Result as DfResult, ScalarValue, Statistics};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
@@ -40,8 +40,6 @@ use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, Pa
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::execution::TaskContext;
-use datafusion::execution::cache::cache_manager::FileMetadataCache;
-use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::expr_rewriter::unnormalize_col;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, col, lit};
@@ -58,6 +56,7 @@ use datafusion::physical_plan::{
     SendableRecordBatchStream,
 };
 use futures::StreamExt;
+use object_store::path::Path;
 use tracevault_schemas::rows::{TRACES_COLUMNS, col as c, segment_schema};
 use tracevault_vault::record::Entry;
 use tracevault_vault::{ReadPlan, Vault, VaultError};
@@ -141,6 +140,11 @@ pub trait ReadPlanSource: Send + Sync {
     async fn read_plan(&self, ns: &str) -> Result<ReadPlan, VaultError>;
     /// The store the segments are read from.
     fn object_store(&self) -> Arc<dyn object_store::ObjectStore>;
+    /// File statistics of the segment at `path` of `size` bytes, if known
+    /// without reading it ([`crate::footers`]).
+    fn file_statistics(&self, path: &Path, size: u64) -> Option<Arc<Statistics>> {
+        crate::footers::cached_statistics(path, size)
+    }
 }
 
 #[async_trait]
@@ -159,6 +163,8 @@ pub struct FixedReadPlans {
     pub store: tracevault_vault::Store,
     /// Per namespace; a namespace not listed has no rows.
     pub plans: std::collections::HashMap<String, ReadPlan>,
+    /// File statistics of the plans' segments, by object path.
+    pub statistics: std::collections::HashMap<String, Arc<Statistics>>,
 }
 
 #[async_trait]
@@ -171,6 +177,12 @@ impl ReadPlanSource for FixedReadPlans {
     }
     fn object_store(&self) -> Arc<dyn object_store::ObjectStore> {
         self.store.object_store()
+    }
+    fn file_statistics(&self, path: &Path, size: u64) -> Option<Arc<Statistics>> {
+        self.statistics
+            .get(path.as_ref())
+            .cloned()
+            .or_else(|| crate::footers::cached_statistics(path, size))
     }
 }
 
@@ -387,11 +399,15 @@ impl TableProvider for TracesTable {
                 Err(VaultError::BadNamespace(_)) => continue,
                 Err(e) => return Err(self.shared.fail(e)),
             };
-            files.extend(
-                plan.segments
-                    .into_iter()
-                    .map(|s| PartitionedFile::new(s.path.to_string(), s.size)),
-            );
+            // With statistics, DataFusion skips a segment that cannot match
+            // before opening it.
+            files.extend(plan.segments.into_iter().map(|s| {
+                let file = PartitionedFile::new(s.path.to_string(), s.size);
+                match self.source.file_statistics(&s.path, s.size) {
+                    Some(stats) => file.with_statistics(stats),
+                    None => file,
+                }
+            }));
             tail.extend(
                 plan.tail
                     .into_iter()
@@ -421,9 +437,9 @@ impl TableProvider for TracesTable {
             let mut source = ParquetSource::new(seg_schema.clone())
                 .with_parquet_file_reader_factory(Arc::new(CachedParquetFileReaderFactory::new(
                     self.source.object_store(),
-                    footer_cache(),
+                    crate::footers::footer_cache(),
                 )))
-                .with_metadata_size_hint(FOOTER_READ_BYTES)
+                .with_metadata_size_hint(crate::footers::FOOTER_READ_BYTES)
                 .with_bloom_filter_on_read(true)
                 // Row-group statistics and bloom filters are checked against
                 // the rows by `verify` (vault::pruning); page indexes are
@@ -471,37 +487,6 @@ impl TableProvider for TracesTable {
             self.shared.clone(),
         )?))
     }
-}
-
-/// Bytes read from the end of a segment to find its footer: one read for
-/// the footer of a segment of up to some hundred thousand entries (about
-/// 11 KB for 50,000) instead of two (its length, then itself).
-const FOOTER_READ_BYTES: usize = 64 << 10;
-
-/// Memory for the decoded footers of [`footer_cache`] (least recently used
-/// out first): some thousand segments' worth.
-const FOOTER_CACHE_BYTES: usize = 64 << 20;
-
-/// The decoded Parquet footers of the segments this process has queried,
-/// by object path, valid while the listed size matches.
-///
-/// A one-session lookup at 10M entries opens 240 segments, and reading and
-/// decoding their footers was most of its time. A segment object is
-/// written once under its own name (compaction and erasure write new
-/// generations under new names, then delete the old), so a footer read
-/// once stays the segment's footer. A segment replaced in place behind the
-/// server's back (a bucket attack) may be read with its old footer: the
-/// query then fails or reads what the new object holds, and `verify`, which
-/// reads every footer afresh, finds the replacement. Footers carry
-/// statistics of stored values, never shown to a caller (they only prune);
-/// a query worker process has its own, empty, cache.
-fn footer_cache() -> Arc<FileMetadataCache> {
-    static CACHE: std::sync::OnceLock<Arc<FileMetadataCache>> = std::sync::OnceLock::new();
-    CACHE
-        .get_or_init(|| {
-            Arc::new(DefaultCache::new(FOOTER_CACHE_BYTES).with_name("tracevault segment footers"))
-        })
-        .clone()
 }
 
 impl Access {

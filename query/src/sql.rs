@@ -113,7 +113,11 @@ pub struct ScanStats {
     pub rows: usize,
     /// Segment files planned (after the namespace choice).
     pub files: usize,
-    /// Row groups in those files that were considered.
+    /// Of those files, how many were skipped whole, without being opened,
+    /// because their statistics exclude the query's filters.
+    #[serde(default)]
+    pub files_pruned: usize,
+    /// Row groups in the files opened that were considered.
     pub row_groups: usize,
     /// Row groups skipped by statistics or bloom filters.
     pub row_groups_pruned: usize,
@@ -442,6 +446,9 @@ fn add_metrics(metrics: &MetricsSet, out: &mut ScanStats, masked: &mut BTreeMap<
                 }
                 "row_groups_pruned_bloom_filter" => {
                     out.row_groups_pruned += pruning_metrics.pruned();
+                }
+                "files_ranges_pruned_statistics" => {
+                    out.files_pruned += pruning_metrics.pruned();
                 }
                 _ => {}
             },

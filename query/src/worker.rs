@@ -183,6 +183,10 @@ struct Request {
     hash_key: String,
     threads: usize,
     plans: HashMap<String, ReadPlan>,
+    /// File statistics of the plans' segments ([`crate::footers::encode`]),
+    /// by object path: the worker skips segments that cannot match without
+    /// reading their footers.
+    statistics: HashMap<String, String>,
 }
 
 /// The worker's header line.
@@ -298,6 +302,13 @@ async fn run_once(job: Job<'_>) -> Result<Answer, QueryError> {
         };
         plans.insert(ns.clone(), plan);
     }
+    let store = vault.store().object_store();
+    let mut statistics = HashMap::new();
+    for seg in plans.values().flat_map(|p| &p.segments) {
+        if let Some(s) = crate::footers::statistics(&store, &seg.path, seg.size).await {
+            statistics.insert(seg.path.to_string(), crate::footers::encode(&s));
+        }
+    }
     let request = Request {
         sql: sql.to_string(),
         access: access.clone(),
@@ -307,6 +318,7 @@ async fn run_once(job: Job<'_>) -> Result<Answer, QueryError> {
         hash_key: hex::encode(hash_key),
         threads: cfg.threads,
         plans,
+        statistics,
     };
     let input = serde_json::to_vec(&request).map_err(failed)?;
     drop(request);
@@ -525,9 +537,15 @@ fn answer(r: Request) -> Result<(QueryResult, BTreeMap<String, u64>), QueryError
     let profile = policy.profile_for(&r.caller.role, &r.caller.claims);
     let masker = Arc::new(Masker::new(profile, &key));
     let store = Store::from_url(&r.store_url).map_err(|e| failed(format!("store: {e}")))?;
+    let statistics = r
+        .statistics
+        .iter()
+        .filter_map(|(path, s)| Some((path.clone(), crate::footers::decode(s)?)))
+        .collect();
     let source = Arc::new(FixedReadPlans {
         store,
         plans: r.plans,
+        statistics,
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(r.threads.max(1))

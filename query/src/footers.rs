@@ -1,0 +1,178 @@
+//! Segment footers, and the file statistics derived from them, cached per
+//! process, so that a query does not open every segment to learn that most
+//! cannot hold what it looks for.
+//!
+//! A one-session lookup at 10M entries spans 240 segments; reading and
+//! decoding their footers was most of its time. Two caches:
+//! - [`footer_cache`]: decoded Parquet footers, used by every scan of this
+//!   process (DataFusion's own cache type, consulted by its Parquet reader);
+//! - file statistics ([`cached_statistics`], [`statistics`]): per segment,
+//!   the min/max of every column over its row groups. A scan attaches them to
+//!   its files, and DataFusion then skips a file whose statistics exclude the
+//!   query's filter before opening it. A query worker process starts with
+//!   empty caches: the server sends it the statistics of the segments of its
+//!   read plans (taken from its own cache, or read once), encoded with
+//!   DataFusion's protobuf ([`encode`], [`decode`]).
+//!
+//! Why a cache may be trusted: a segment object is written once under its
+//! own name (compaction and erasure write new generations under new names,
+//! then delete the old), and entries are keyed by path and checked against
+//! the listed size. A segment replaced in place behind the server's back (a
+//! bucket attack) may be read with its old footer: the query then fails or
+//! reads what the new object holds, and `verify`, which reads every footer
+//! afresh and checks row-group statistics against the rows, finds the
+//! replacement. Statistics only ever prune; they are never shown to a caller
+//! (`MaskExec` reports none upwards, so no aggregate is answered from them).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use datafusion::common::Statistics;
+use datafusion::datasource::physical_plan::parquet::CachedParquetMetaData;
+use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
+use datafusion::execution::cache::cache_manager::FileMetadataCache;
+use datafusion::execution::cache::default_cache::DefaultCache;
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore};
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
+use prost::Message;
+use tracevault_schemas::rows::segment_schema;
+
+/// Bytes read from the end of a segment to find its footer: one read for
+/// the footer of a segment of up to some hundred thousand entries (about
+/// 11 KB for 50,000) instead of two (its length, then itself).
+pub(crate) const FOOTER_READ_BYTES: usize = 64 << 10;
+
+/// Memory for the decoded footers of [`footer_cache`] (least recently used
+/// out first): some thousand segments' worth.
+const FOOTER_CACHE_BYTES: usize = 64 << 20;
+
+/// File statistics kept ([`cached_statistics`]); past it the map starts over.
+const MAX_STATISTICS: usize = 100_000;
+
+/// The decoded Parquet footers of the segments this process has read, by
+/// object path, valid while the size matches (see the module docs).
+pub(crate) fn footer_cache() -> Arc<FileMetadataCache> {
+    static CACHE: OnceLock<Arc<FileMetadataCache>> = OnceLock::new();
+    CACHE
+        .get_or_init(|| {
+            Arc::new(DefaultCache::new(FOOTER_CACHE_BYTES).with_name("tracevault segment footers"))
+        })
+        .clone()
+}
+
+type StatisticsMap = Mutex<HashMap<Path, (u64, Arc<Statistics>)>>;
+
+fn statistics_map() -> &'static StatisticsMap {
+    static MAP: OnceLock<StatisticsMap> = OnceLock::new();
+    MAP.get_or_init(Default::default)
+}
+
+/// The object as the Parquet reader names it (`PartitionedFile::new`'s
+/// fixed modification time: the cache compares size and that).
+fn object_meta(path: &Path, size: u64) -> ObjectMeta {
+    ObjectMeta {
+        location: path.clone(),
+        last_modified: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+        size,
+        e_tag: None,
+        version: None,
+    }
+}
+
+/// The statistics of the segment at `path` of `size` bytes, if this process
+/// has them or has its footer (no I/O).
+pub(crate) fn cached_statistics(path: &Path, size: u64) -> Option<Arc<Statistics>> {
+    let map = statistics_map();
+    if let Some((s, stats)) = map.lock().ok()?.get(path)
+        && *s == size
+    {
+        return Some(stats.clone());
+    }
+    let entry = footer_cache().get(path)?;
+    if !entry.is_valid_for(&object_meta(path, size)) {
+        return None;
+    }
+    let footer = entry
+        .file_metadata
+        .as_any()
+        .downcast_ref::<CachedParquetMetaData>()?
+        .parquet_metadata()
+        .clone();
+    remember(path, size, &footer)
+}
+
+/// The statistics of the segment at `path` of `size` bytes: cached, or from
+/// its footer (read once, then cached).
+pub(crate) async fn statistics(
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+    size: u64,
+) -> Option<Arc<Statistics>> {
+    if let Some(s) = cached_statistics(path, size) {
+        return Some(s);
+    }
+    let meta = object_meta(path, size);
+    let footer = DFParquetMetadata::new(store.as_ref(), &meta)
+        .with_file_metadata_cache(Some(footer_cache()))
+        .with_metadata_size_hint(Some(FOOTER_READ_BYTES))
+        .with_page_index_policy(Some(PageIndexPolicy::Skip))
+        .fetch_metadata()
+        .await
+        // Without statistics the file is opened and pruned as before.
+        .ok()?;
+    remember(path, size, &footer)
+}
+
+fn remember(path: &Path, size: u64, footer: &ParquetMetaData) -> Option<Arc<Statistics>> {
+    let stats = Arc::new(
+        DFParquetMetadata::statistics_from_parquet_metadata(footer, &segment_schema()).ok()?,
+    );
+    let mut map = statistics_map().lock().ok()?;
+    if map.len() >= MAX_STATISTICS {
+        map.clear();
+    }
+    map.insert(path.clone(), (size, stats.clone()));
+    Some(stats)
+}
+
+/// `stats` as DataFusion's protobuf, hex-encoded (for a worker's request).
+pub(crate) fn encode(stats: &Statistics) -> String {
+    hex::encode(datafusion_proto_common::protobuf_common::Statistics::from(stats).encode_to_vec())
+}
+
+/// The inverse of [`encode`]; `None` for anything else (the file is then
+/// opened and pruned as without statistics).
+pub(crate) fn decode(text: &str) -> Option<Arc<Statistics>> {
+    let bytes = hex::decode(text).ok()?;
+    let proto =
+        datafusion_proto_common::protobuf_common::Statistics::decode(bytes.as_slice()).ok()?;
+    let stats = Statistics::try_from(&proto).ok()?;
+    // Statistics of another shape would not describe a segment.
+    (stats.column_statistics.len() == segment_schema().fields().len()).then(|| Arc::new(stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::common::stats::Precision;
+    use datafusion::common::{ColumnStatistics, ScalarValue};
+
+    use super::*;
+
+    #[test]
+    fn statistics_travel_to_a_worker_unchanged_and_garbage_gives_none() {
+        let mut stats = Statistics::new_unknown(&segment_schema());
+        stats.num_rows = Precision::Exact(50_000);
+        stats.column_statistics[2] = ColumnStatistics {
+            min_value: Precision::Exact(ScalarValue::Utf8(Some("s00000001-0".into()))),
+            max_value: Precision::Inexact(ScalarValue::Utf8(Some("s00000099-4".into()))),
+            ..ColumnStatistics::new_unknown()
+        };
+        let back = decode(&encode(&stats)).expect("decodes");
+        assert_eq!(*back, stats);
+        for bad in ["", "zz", "00ff00ff"] {
+            // Unreadable statistics only lose the skipping, never the file.
+            assert!(decode(bad).is_none(), "{bad}");
+        }
+    }
+}
