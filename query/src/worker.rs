@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -302,13 +303,25 @@ async fn run_once(job: Job<'_>) -> Result<Answer, QueryError> {
         };
         plans.insert(ns.clone(), plan);
     }
+    // Footers not yet cached are read a few at a time (once per segment
+    // for the life of the server).
     let store = vault.store().object_store();
-    let mut statistics = HashMap::new();
-    for seg in plans.values().flat_map(|p| &p.segments) {
-        if let Some(s) = crate::footers::statistics(&store, &seg.path, seg.size).await {
-            statistics.insert(seg.path.to_string(), crate::footers::encode(&s));
+    let segments: Vec<(object_store::path::Path, u64)> = plans
+        .values()
+        .flat_map(|p| p.segments.iter().map(|s| (s.path.clone(), s.size)))
+        .collect();
+    let reads = segments.into_iter().map(|(path, size)| {
+        let store = store.clone();
+        async move {
+            let s = crate::footers::statistics(&store, &path, size).await?;
+            Some((path.to_string(), crate::footers::encode(&s)))
         }
-    }
+    });
+    let statistics: HashMap<String, String> = futures::stream::iter(reads)
+        .buffer_unordered(8)
+        .filter_map(std::future::ready)
+        .collect()
+        .await;
     let request = Request {
         sql: sql.to_string(),
         access: access.clone(),
