@@ -78,6 +78,7 @@ fn run_inner(a: VerifyArgs) -> anyhow::Result<bool> {
     }
     let entries: u64 = report.namespaces.iter().map(|n| n.entries).sum();
     let bytes: u64 = report.namespaces.iter().map(|n| n.bytes).sum();
+    let hashed: u64 = report.namespaces.iter().map(|n| n.hashed).sum();
     let segments: usize = report.namespaces.iter().map(|n| n.segments).sum();
     let checkpoints: usize = report.namespaces.iter().map(|n| n.checkpoints).sum();
     let verdict = if report.findings.is_empty() {
@@ -86,10 +87,12 @@ fn run_inner(a: VerifyArgs) -> anyhow::Result<bool> {
         "TAMPERED"
     };
     println!(
-        "{verdict}: {} namespaces, {entries} entries, {segments} segments, {checkpoints} checkpoints, {:.1} MB in {secs:.2}s ({:.1} MB/s), {} findings",
+        "{verdict}: {} namespaces, {entries} entries, {segments} segments, {checkpoints} checkpoints, {:.1} MB in {secs:.2}s ({:.1} MB/s; {:.1} MB hashed, {:.1} MB/s), {} findings",
         report.namespaces.len(),
         bytes as f64 / 1e6,
         bytes as f64 / 1e6 / secs.max(1e-9),
+        hashed as f64 / 1e6,
+        hashed as f64 / 1e6 / secs.max(1e-9),
         report.findings.len()
     );
     Ok(report.findings.is_empty())

@@ -1187,6 +1187,10 @@ async fn u_incremental_verify_since_a_checkpoint() {
     assert_eq!((r.namespaces[0].entries, r.namespaces[0].segments), (25, 3));
     let all_alpha = full.namespaces.iter().find(|n| n.ns == "alpha").unwrap();
     assert!(r.namespaces[0].bytes < all_alpha.bytes);
+    // What was hashed: each segment file whole, and per row more than its
+    // record's chain link and Merkle node.
+    assert!(all_alpha.hashed > all_alpha.bytes + all_alpha.entries * 129);
+    assert!(r.namespaces[0].hashed < all_alpha.hashed);
     // From the newest checkpoint: only the last segment is read.
     assert_clean(&verify(d.path(), since(&f.alpha_checkpoints[4])).await);
 
