@@ -340,6 +340,42 @@ async fn post_otlp(
     (status, ct, resp.bytes().await.unwrap().to_vec())
 }
 
+/// Writes `head` and `body_len` spaces to `addr` on one thread while this
+/// one reads the answer (until the peer closes or 10 s pass).
+fn send_reading_meanwhile(addr: &str, head: String, body_len: usize) -> String {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut w = s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![b' '; 64 << 10];
+        let mut left = body_len;
+        if w.write_all(head.as_bytes()).is_err() {
+            return;
+        }
+        while left > 0 {
+            let n = left.min(chunk.len());
+            // The server may stop reading: that is the point.
+            if w.write_all(&chunk[..n]).is_err() {
+                return;
+            }
+            left -= n;
+        }
+    });
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    let _ = s.shutdown(std::net::Shutdown::Both);
+    let _ = writer.join();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_otlp_input_gets_documented_errors_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -383,9 +419,22 @@ async fn bad_otlp_input_gets_documented_errors_and_writes_nothing() {
     )
     .await;
     assert_eq!(s, 413, "{}", String::from_utf8_lossy(&body));
-    // A 30 MiB body.
-    let (s, _, _) = post_otlp(&c, url, Some(&w), json_ct, &[], vec![b' '; 30 << 20]).await;
-    assert_eq!(s, 413);
+    // A 30 MiB body: 413 once past the limit. Over raw TCP, read while the
+    // body is written: the server answers and closes before reading it all,
+    // and a client that reads only after writing (reqwest) may lose the
+    // answer to the reset (this test flaked so, about once in ten runs).
+    let answer = {
+        let addr = url.trim_start_matches("http://").to_string();
+        let head = format!(
+            "POST /otlp/v1/traces HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {w}\r\n\
+             content-type: {json_ct}\r\ncontent-length: {}\r\n\r\n",
+            30 << 20
+        );
+        tokio::task::spawn_blocking(move || send_reading_meanwhile(&addr, head, 30 << 20))
+            .await
+            .unwrap()
+    };
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     // A namespace header the token does not cover: 403.
     let ok_json = json!({"resourceSpans": [{"scopeSpans": [{"spans": [{
         "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
