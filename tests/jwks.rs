@@ -548,20 +548,8 @@ async fn one_person_cannot_approve_their_own_export_through_a_second_issuer() {
     );
     let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
     let (c, url) = (client(), srv.url.clone());
-    let issue = |role: &str, sub: &str, extra: &[&str]| {
-        let out = Command::new(BIN)
-            .args(["token", "issue", "--data", data.to_str().unwrap()])
-            .args(["--role", role, "--namespace", "prod", "--sub", sub])
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
+    let issue =
+        |role: &str, sub: &str, extra: &[&str]| common::issue(&data, role, "prod", sub, extra);
     let writer = issue("writer", "w", &[]);
     let alice = issue(
         "reader",

@@ -93,14 +93,11 @@ print(ts)
 "#;
     let out = std::process::Command::new(python())
         .args(["-c", script, vkey, line, body])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+        .output();
+    String::from_utf8_lossy(&stdout_of("the cosignature check", out))
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 fn size_of(note: &str) -> u64 {

@@ -205,6 +205,18 @@ fn serve_args<'a>(data: &'a Path, extra: impl Iterator<Item = &'a str>) -> Vec<&
     args
 }
 
+/// The standard output of a command that must have succeeded; `what`
+/// names it in the failure, with its standard error.
+pub fn stdout_of(what: &str, out: std::io::Result<std::process::Output>) -> Vec<u8> {
+    let out = out.unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// Runs `tracevault bench ingest --url URL --token TOKEN ARGS --json` (the
 /// load generator) to its end; its report.
 pub fn bench_ingest(url: &str, token: &str, args: &[&str]) -> serde_json::Value {
@@ -212,30 +224,21 @@ pub fn bench_ingest(url: &str, token: &str, args: &[&str]) -> serde_json::Value 
         .args(["bench", "ingest", "--url", url, "--token", token])
         .args(args)
         .arg("--json")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+        .output();
+    serde_json::from_slice(&stdout_of("bench ingest", out)).unwrap()
 }
 
 /// Mints a token with `tracevault token issue`, plus `extra` arguments.
-fn issue(data: &Path, role: &str, ns: &str, sub: &str, extra: &[&str]) -> String {
+pub fn issue(data: &Path, role: &str, ns: &str, sub: &str, extra: &[&str]) -> String {
     let out = Command::new(BIN)
         .args(["token", "issue", "--data", data.to_str().unwrap()])
         .args(["--role", role, "--namespace", ns, "--sub", sub])
         .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "token issue failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+        .output();
+    String::from_utf8(stdout_of("token issue", out))
+        .unwrap()
+        .trim()
+        .to_string()
 }
 
 /// Mints a token with `tracevault token issue` (a reader's window is all
@@ -384,17 +387,8 @@ pub fn stored_rows(data: &Path, ns: &str) -> Vec<serde_json::Value> {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/independent/dump_rows.py"
     );
-    let out = Command::new(python())
-        .arg(script)
-        .arg(&dir)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "dump_rows failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let out = Command::new(python()).arg(script).arg(&dir).output();
+    serde_json::from_slice(&stdout_of("dump_rows.py", out)).unwrap()
 }
 
 /// Builds `tests/independent/tlogcheck` (Go, with `golang.org/x/mod`'s
