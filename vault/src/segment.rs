@@ -206,17 +206,6 @@ fn writer_props() -> WriterProperties {
             .set_column_dictionary_enabled(ColumnPath::from(c), false)
             .set_column_statistics_enabled(ColumnPath::from(c), EnabledStatistics::None);
     }
-    // Hashes and salts are random: zstd saved 0.5% of them and cost its
-    // compression at every publish and its decompression at every read.
-    for c in [
-        col::LEAF_HASH,
-        col::SALT,
-        col::CONTENT_DIGEST,
-        col::ATTRIBUTES_DIGEST,
-        col::CHAIN_HASH,
-    ] {
-        b = b.set_column_compression(ColumnPath::from(c), Compression::UNCOMPRESSED);
-    }
     b.build()
 }
 
