@@ -9,6 +9,21 @@
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Turns transparent huge pages off for this process (and the query workers
+/// it starts, which inherit the flag). mimalloc asks for huge pages on its
+/// arenas and returns idle memory to the kernel; every later touch of such a
+/// region then had the kernel zero a whole 2 MiB page. Under OTLP load that
+/// zeroing was 38% of the server's CPU, and 19-21% of `verify`'s
+/// (docs/benchmarks.md, issue 19). A failure (an old kernel) changes nothing
+/// but speed, so it is ignored.
+fn disable_transparent_huge_pages() {
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no memory of ours.
+    #[cfg(target_os = "linux")]
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 mod ballista_cmd;
 mod bench;
 mod erase_cmd;
@@ -290,6 +305,7 @@ fn token_issue(a: TokenIssueArgs) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    disable_transparent_huge_pages();
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Serve(a) => serve::run(a).map(|_| ExitCode::SUCCESS),

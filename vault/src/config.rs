@@ -24,6 +24,12 @@ pub struct LogConfig {
     pub max_unpublished_events: usize,
     /// Same bound in approximate bytes.
     pub max_unpublished_bytes: usize,
+    /// How long an append over those bounds waits for the publisher to
+    /// make room before it gets 503 (milliseconds; 0 refuses at once).
+    /// Waiting here, rather than sending the writer away for a whole
+    /// `Retry-After` second, keeps the WAL and the publisher busy under a
+    /// sustained load (docs/benchmarks.md, issue 19).
+    pub overload_wait_ms: u64,
     /// How many entries back `event_id`s are remembered for idempotent
     /// retries (an open reads this many entries back to rebuild the window).
     pub dedup_window: usize,
@@ -65,6 +71,7 @@ impl Default for LogConfig {
             queue_requests: 1024,
             max_unpublished_events: 150_000,
             max_unpublished_bytes: 256 << 20,
+            overload_wait_ms: 1_000,
             dedup_window: 1_000_000,
             state_snapshot_entries: 100_000,
             lease_ttl_ms: 30_000,

@@ -756,3 +756,44 @@ async fn entries_at_reads_only_the_segments_holding_the_indices() {
     assert!(err.contains("entry 5 of n is missing"), "{err}");
     assert!(five.is_err(), "{five:?}");
 }
+
+/// Appends over the bound on unpublished entries wait for the publisher (which
+/// they wake) rather than failing at once; with `overload_wait_ms = 0` they
+/// get `Overloaded` at once.
+#[tokio::test]
+async fn appends_over_the_unpublished_bound_wait_for_room() {
+    let bounded = |data: &std::path::Path, wait_ms: u64| {
+        // The publisher's own interval is a minute: only a waiting append
+        // can make it publish within this test.
+        let mut o = opts(data, 60_000);
+        o.log.compact_interval_ms = 0;
+        o.log.max_unpublished_events = 10;
+        o.log.overload_wait_ms = wait_ms;
+        o
+    };
+    let batch = |from: u64| {
+        (from..from + 5)
+            .map(|i| ev("s", i, None))
+            .collect::<Vec<_>>()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let vault = Vault::open(bounded(dir.path(), 10_000)).await.unwrap();
+    for b in 0..4u64 {
+        let r = vault.append("n", batch(b * 5), "w").await;
+        assert_eq!(r.map(|r| r.len()).ok(), Some(5), "batch {b}");
+    }
+    // The last two waited for a publish each; what is left fits the bound.
+    let log = vault.log("n").await.unwrap();
+    assert_eq!(log.durable_size(), 20);
+    assert!(log.latest_checkpoint().is_some_and(|(size, _)| size >= 10));
+
+    let dir = tempfile::tempdir().unwrap();
+    let vault = Vault::open(bounded(dir.path(), 0)).await.unwrap();
+    vault.append("n", batch(0), "w").await.unwrap();
+    vault.append("n", batch(5), "w").await.unwrap();
+    let refused = vault.append("n", batch(10), "w").await;
+    assert!(
+        matches!(refused, Err(VaultError::Append(AppendError::Overloaded(_)))),
+        "{refused:?}"
+    );
+}

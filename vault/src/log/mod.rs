@@ -447,20 +447,7 @@ impl Appender {
         if Instant::now() > valid_until {
             return Err(AppendError::LeaseLapsed);
         }
-        {
-            let st = self
-                .shared
-                .state
-                .read()
-                .map_err(|_| AppendError::Failed("state lock poisoned".into()))?;
-            if st.tail.len() + events.len() > self.shared.cfg.max_unpublished_events
-                || st.tail_bytes > self.shared.cfg.max_unpublished_bytes
-            {
-                return Err(AppendError::Overloaded(
-                    "too many entries wait for the object store",
-                ));
-            }
-        }
+        self.wait_for_room(events.len()).await?;
         let tx = self
             .tx
             .lock()
@@ -478,6 +465,42 @@ impl Appender {
             mpsc::error::TrySendError::Closed(_) => AppendError::Closed,
         })?;
         rx.await.map_err(|_| AppendError::Closed)?
+    }
+
+    /// Waits (up to `overload_wait_ms`) until `n` more entries fit under the
+    /// bounds on durable but unpublished entries, asking the publisher to
+    /// publish at once meanwhile; past the wait: 503 `overloaded`.
+    async fn wait_for_room(&self, n: usize) -> Result<(), AppendError> {
+        let cfg = &self.shared.cfg;
+        let deadline = Instant::now() + Duration::from_millis(cfg.overload_wait_ms);
+        let mut published = self.shared.published_tx.subscribe();
+        loop {
+            let full = {
+                let st = self
+                    .shared
+                    .state
+                    .read()
+                    .map_err(|_| AppendError::Failed("state lock poisoned".into()))?;
+                st.tail.len() + n > cfg.max_unpublished_events
+                    || st.tail_bytes > cfg.max_unpublished_bytes
+            };
+            if !full {
+                return Ok(());
+            }
+            self.shared.check()?;
+            self.shared.publish_wanted.notify_one();
+            let left = deadline.saturating_duration_since(Instant::now());
+            // A publish (or the deadline) ends each wait; then look again.
+            if left.is_zero()
+                || tokio::time::timeout(left, published.changed())
+                    .await
+                    .is_err()
+            {
+                return Err(AppendError::Overloaded(
+                    "too many entries wait for the object store",
+                ));
+            }
+        }
     }
 
     /// False once the log is fenced or failed (it then serves nothing new).
