@@ -402,7 +402,11 @@ impl Publisher {
         let (first, last) = (batch[0].idx, batch[batch.len() - 1].idx);
         let ns = self.shared.ns.clone();
         let ns = &ns;
+        // Where a publish spends its time, for the debug log (operators
+        // tuning the flush interval and segment size; docs/benchmarks.md).
+        let began = Instant::now();
         let claimed_until = self.lease.claim(first, last).await?;
+        let claimed = began.elapsed();
         self.inflight = Some(last);
         let key = self.ctx.key.clone();
         let key_id = note::key_id(&self.shared.origin, &key.verifying_key().to_bytes());
@@ -419,6 +423,7 @@ impl Publisher {
         .await
         .map_err(|e| PublishError::Retry(e.to_string()))?
         .map_err(|e| PublishError::Retry(e.to_string()))?;
+        let encoded = began.elapsed();
         // The write is issued before the claim's deadline (with a margin for
         // the request), or the claim is renewed first: fenced if another
         // writer superseded it meanwhile.
@@ -454,7 +459,10 @@ impl Publisher {
             Err(e) => return Err(e.into()),
         }
         let size = last + 1;
+        let stored = began.elapsed();
+        let tile_count = new_tiles.len();
         self.write_tiles(new_tiles.into_iter().collect()).await?;
+        let tiled = began.elapsed();
         let note_text = self.write_checkpoint(size, root).await?;
         self.inflight = None;
         {
@@ -481,7 +489,19 @@ impl Publisher {
         self.shared
             .checkpoint_at_ms
             .store(unix_ms_now(), Ordering::Relaxed);
-        tracing::debug!(ns = %ns, first, last, "published segment");
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        tracing::debug!(
+            ns = %ns,
+            first,
+            last,
+            claim_ms = ms(claimed),
+            encode_ms = ms(encoded - claimed),
+            segment_ms = ms(stored - encoded),
+            tiles = tile_count,
+            tiles_ms = ms(tiled - stored),
+            checkpoint_ms = ms(began.elapsed() - tiled),
+            "published segment"
+        );
         Ok(if full {
             Published::Full
         } else {
