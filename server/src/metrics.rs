@@ -249,7 +249,7 @@ impl Metrics {
         );
         let _ = writeln!(o, "tracevault_write_requests_in_flight {writes_in_flight}");
         type Stat = fn(&LogStats, u64) -> Option<f64>;
-        let per_ns: [(&str, &str, &str, Stat); 6] = [
+        let per_ns: [(&str, &str, &str, Stat); 7] = [
             (
                 "tracevault_queue_depth",
                 "gauge",
@@ -273,6 +273,12 @@ impl Metrics {
                 "counter",
                 "Segments written to the object store by this server.",
                 |s, _| Some(s.segments_uploaded as f64),
+            ),
+            (
+                "tracevault_segments_encoded_ahead_total",
+                "counter",
+                "Segments encoded while the previous one was being written.",
+                |s, _| Some(s.segments_encoded_ahead as f64),
             ),
             (
                 "tracevault_publish_failures_total",
@@ -328,6 +334,7 @@ mod tests {
             published: 7,
             queued_requests: 1,
             segments_uploaded: 2,
+            segments_encoded_ahead: 1,
             publish_failures: 0,
             checkpoint_at_ms: 1_000,
         };

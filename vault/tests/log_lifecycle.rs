@@ -797,3 +797,36 @@ async fn appends_over_the_unpublished_bound_wait_for_room() {
         "{refused:?}"
     );
 }
+
+/// A backlog of full segments is published with each next segment encoded
+/// while the previous one is written; the segments so written verify like
+/// any other, and a change of the tail's shape (here a smaller segment after
+/// the backlog) falls back to encoding at publish time.
+#[tokio::test]
+async fn a_backlog_is_published_with_the_next_segment_encoded_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let mut o = opts(data, 60_000);
+    o.log.compact_interval_ms = 0;
+    o.log.segment_max_rows = 10;
+    let vault = Vault::open(o).await.unwrap();
+    let log = vault.log("n").await.unwrap();
+    let events = (0..53).map(|i| ev("s", i, None)).collect();
+    vault.append("n", events, "w").await.unwrap();
+    assert!(
+        log.wait_published(53, Duration::from_secs(20))
+            .await
+            .is_some()
+    );
+    let stats = log.stats();
+    assert_eq!(stats.segments_uploaded, 6);
+    // Segments 2-5 followed a full one in a backlog: each was encoded while
+    // the one before it was written. The last (3 rows) was not full.
+    assert_eq!(stats.segments_encoded_ahead, 4);
+    vault.shutdown(Duration::from_secs(10)).await;
+    drop(log);
+    drop(vault);
+    let report = verify(&store_dir(data), pinned(open_cp_key(data))).await;
+    assert_clean(&report);
+    assert_eq!(report.namespaces[0].entries, 53);
+}

@@ -158,6 +158,7 @@ struct Shared {
     lease_valid_until: Mutex<Instant>,
     /// Segments this server has written (for `/metrics`).
     segments_uploaded: AtomicU64,
+    segments_encoded_ahead: AtomicU64,
     /// Publish attempts that failed and will be retried (store errors).
     publish_failures: AtomicU64,
     /// When (Unix ms) the latest checkpoint was published; 0 before the first.
@@ -185,6 +186,8 @@ pub struct LogStats {
     pub queued_requests: u64,
     /// Segments written by this server since the log was opened.
     pub segments_uploaded: u64,
+    /// Of those, segments encoded while the previous one was written.
+    pub segments_encoded_ahead: u64,
     /// Failed publish attempts (retried) since the log was opened.
     pub publish_failures: u64,
     /// Unix ms of the latest checkpoint published by this server (0: none yet).
@@ -367,6 +370,7 @@ impl Appender {
             publish_wanted: tokio::sync::Notify::new(),
             lease_valid_until: Mutex::new(lease_margin_deadline(renewed_at, ctx.cfg.lease_ttl_ms)),
             segments_uploaded: AtomicU64::new(0),
+            segments_encoded_ahead: AtomicU64::new(0),
             publish_failures: AtomicU64::new(0),
             checkpoint_at_ms: AtomicU64::new(0),
             rewrite_lock: tokio::sync::Mutex::new(()),
@@ -405,6 +409,7 @@ impl Appender {
             shared: shared.clone(),
             lease,
             inflight: None,
+            next_encode: None,
             last_renew: tokio::time::Instant::from_std(renewed_at),
             last_compact: tokio::time::Instant::now(),
             wal_dir: wal_dir.to_path_buf(),
@@ -539,6 +544,7 @@ impl Appender {
             published: self.published_size(),
             queued_requests,
             segments_uploaded: self.shared.segments_uploaded.load(Ordering::Relaxed),
+            segments_encoded_ahead: self.shared.segments_encoded_ahead.load(Ordering::Relaxed),
             publish_failures: self.shared.publish_failures.load(Ordering::Relaxed),
             checkpoint_at_ms: self.shared.checkpoint_at_ms.load(Ordering::Relaxed),
         }

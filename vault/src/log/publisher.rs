@@ -19,6 +19,52 @@ pub(super) struct Publisher {
     /// The tree in the store (shared with the proofs): roots for
     /// compaction at sizes this server did not compute since its open.
     pub(super) tiles: super::SharedTiles,
+    /// The next full segment, being encoded while this one is written.
+    pub(super) next_encode: Option<Lookahead>,
+}
+
+/// A segment encoded ahead: while one segment's object, tiles and checkpoint
+/// are written (mostly waiting on the disk or the network), the next full
+/// segment of the tail is encoded on another thread. Used only if the next
+/// publish takes exactly the same entries under the same seal; entries in
+/// the tail never change, so the bytes are the same as encoding them then.
+pub(super) struct Lookahead {
+    first: u64,
+    last: u64,
+    chain_in: Hash,
+    root: Hash,
+    encoded:
+        tokio::task::JoinHandle<Result<(segment::SegmentHeader, Bytes), segment::SegmentError>>,
+}
+
+/// The entries of the next segment from `tail` (from its start, or after a
+/// retried range ends at `inflight`), and whether that segment is full
+/// (rows or bytes at the configured maximum) and large (a quarter of it).
+fn next_batch<'a>(
+    tail: impl Iterator<Item = &'a Arc<Entry>>,
+    cfg: &LogConfig,
+    inflight: Option<u64>,
+) -> (Vec<Arc<Entry>>, bool, bool) {
+    let mut bytes = 0;
+    let mut batch: Vec<Arc<Entry>> = Vec::new();
+    for e in tail {
+        let full = match inflight {
+            // A retry writes exactly the range it tried before.
+            Some(last) => e.idx > last,
+            None => {
+                !batch.is_empty()
+                    && (batch.len() >= cfg.segment_max_rows || bytes >= cfg.segment_max_bytes)
+            }
+        };
+        if full {
+            break;
+        }
+        bytes += e.approx_size();
+        batch.push(e.clone());
+    }
+    let full = batch.len() >= cfg.segment_max_rows || bytes >= cfg.segment_max_bytes;
+    let large = batch.len() * 4 >= cfg.segment_max_rows || bytes * 4 >= cfg.segment_max_bytes;
+    (batch, full, large)
 }
 
 /// Why no session-state snapshot was written this round.
@@ -330,6 +376,55 @@ impl Publisher {
         Ok(())
     }
 
+    /// Encodes and seals a segment on a blocking thread.
+    fn encode(
+        &self,
+        entries: Vec<Arc<Entry>>,
+        chain_in: Hash,
+        root: Hash,
+    ) -> tokio::task::JoinHandle<Result<(segment::SegmentHeader, Bytes), segment::SegmentError>>
+    {
+        let key = self.ctx.key.clone();
+        let key_id = note::key_id(&self.shared.origin, &key.verifying_key().to_bytes());
+        tokio::task::spawn_blocking(move || {
+            let seal = SegmentSeal {
+                chain_in,
+                root,
+                key_id,
+                key: &key,
+            };
+            segment::encode(&entries, &seal)
+        })
+    }
+
+    /// Starts encoding the full segment that follows `last` (whose chain
+    /// hash is `chain_in`, and `edge` the tree up to it), if the tail holds
+    /// one already; see [`Lookahead`].
+    fn encode_ahead(&mut self, last: u64, chain_in: Hash, edge: &crate::tiles::TileBuilder) {
+        let Ok(st) = self.shared.state.read() else {
+            return;
+        };
+        let after = st.tail.iter().skip_while(|e| e.idx <= last);
+        let (batch, full, _) = next_batch(after, &self.shared.cfg, None);
+        drop(st);
+        if !full || batch.first().is_none_or(|e| e.idx != last + 1) {
+            return;
+        }
+        let mut edge = edge.clone();
+        for e in &batch {
+            edge.push(e.leaf_hash, |_, _| {});
+        }
+        let root = edge.root();
+        let (first, next_last) = (batch[0].idx, batch[batch.len() - 1].idx);
+        self.next_encode = Some(Lookahead {
+            first,
+            last: next_last,
+            chain_in,
+            root,
+            encoded: self.encode(batch, chain_in, root),
+        });
+    }
+
     /// Publishes one segment of the tail. Returns what it did.
     async fn publish_once(&mut self) -> Result<Published, PublishError> {
         if let Err(e) = self.shared.check() {
@@ -346,27 +441,7 @@ impl Publisher {
             if st.tail.is_empty() {
                 return Ok(Published::Nothing);
             }
-            let mut bytes = 0;
-            let mut batch: Vec<Arc<Entry>> = Vec::new();
-            for e in st.tail.iter() {
-                let full = match inflight {
-                    // A retry writes exactly the range it tried before.
-                    Some(last) => e.idx > last,
-                    None => {
-                        !batch.is_empty()
-                            && (batch.len() >= cfg.segment_max_rows
-                                || bytes >= cfg.segment_max_bytes)
-                    }
-                };
-                if full {
-                    break;
-                }
-                bytes += e.approx_size();
-                batch.push(e.clone());
-            }
-            let full = batch.len() >= cfg.segment_max_rows || bytes >= cfg.segment_max_bytes;
-            let large =
-                batch.len() * 4 >= cfg.segment_max_rows || bytes * 4 >= cfg.segment_max_bytes;
+            let (batch, full, large) = next_batch(st.tail.iter(), cfg, inflight);
             // The tree after the batch, from the published edge; and the
             // tiles the new size adds, as the batch fills them.
             let mut edge = st.edge.clone();
@@ -408,22 +483,25 @@ impl Publisher {
         let claimed_until = self.lease.claim(first, last).await?;
         let claimed = began.elapsed();
         self.inflight = Some(last);
-        let key = self.ctx.key.clone();
-        let key_id = note::key_id(&self.shared.origin, &key.verifying_key().to_bytes());
-        let entries = batch.clone();
-        let (_, bytes) = tokio::task::spawn_blocking(move || {
-            let seal = SegmentSeal {
-                chain_in,
-                root,
-                key_id,
-                key: &key,
-            };
-            segment::encode(&entries, &seal)
-        })
-        .await
-        .map_err(|e| PublishError::Retry(e.to_string()))?
-        .map_err(|e| PublishError::Retry(e.to_string()))?;
+        let ahead = self
+            .next_encode
+            .take()
+            .filter(|a| (a.first, a.last, a.chain_in, a.root) == (first, last, chain_in, root));
+        let encoding = match ahead {
+            Some(a) => {
+                self.shared
+                    .segments_encoded_ahead
+                    .fetch_add(1, Ordering::Relaxed);
+                a.encoded
+            }
+            None => self.encode(batch.clone(), chain_in, root),
+        };
+        let (_, bytes) = encoding
+            .await
+            .map_err(|e| PublishError::Retry(e.to_string()))?
+            .map_err(|e| PublishError::Retry(e.to_string()))?;
         let encoded = began.elapsed();
+        self.encode_ahead(last, batch[batch.len() - 1].chain_hash, &edge);
         // The write is issued before the claim's deadline (with a margin for
         // the request), or the claim is renewed first: fenced if another
         // writer superseded it meanwhile.
