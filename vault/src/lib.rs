@@ -12,6 +12,7 @@ mod codec;
 pub mod compact;
 pub mod config;
 pub mod cosignature;
+mod direct_write;
 pub mod erasure;
 pub mod jcs;
 pub mod keys;

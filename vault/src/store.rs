@@ -57,6 +57,58 @@ pub struct Versioned {
 }
 
 /// The vault's object store plus, for the local file system, its root path.
+/// Objects at least this large (segments, not tiles or checkpoints) are
+/// written to a local store without the page cache ([`crate::direct_write`]).
+const DIRECT_MIN_BYTES: usize = 1 << 20;
+
+/// Why a direct local write failed.
+enum DirectPutError {
+    /// A create-only write found the object there.
+    Exists,
+    /// The file system refused.
+    Io(std::io::Error),
+}
+
+/// Writes the object at `full` as object_store's local store does (a staged
+/// file named `<name>#<digits>`, which its listings skip, then linked into
+/// place create-only, or renamed over the old one), but with a direct,
+/// durable write. `Ok(false)`: the file system refuses direct writes;
+/// nothing was written.
+fn put_local_direct(full: &FsPath, bytes: &[u8], create: bool) -> Result<bool, DirectPutError> {
+    let io = DirectPutError::Io;
+    if let Some(dir) = full.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let staged = |n: u64| {
+        let mut p = full.as_os_str().to_owned();
+        p.push(format!("#{n}"));
+        PathBuf::from(p)
+    };
+    let mut n = u64::from(std::process::id()) << 20;
+    let staging = loop {
+        let path = staged(n);
+        match crate::direct_write::create_durable(&path, bytes) {
+            Ok(true) => break path,
+            Ok(false) => return Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
+            Err(e) => return Err(io(e)),
+        }
+    };
+    let placed = if create {
+        std::fs::hard_link(&staging, full)
+    } else {
+        std::fs::rename(&staging, full)
+    };
+    if create || placed.is_err() {
+        let _ = std::fs::remove_file(&staging);
+    }
+    match placed {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(DirectPutError::Exists),
+        Err(e) => Err(io(e)),
+    }
+}
+
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<dyn ObjectStore>,
@@ -178,6 +230,31 @@ impl Store {
     }
 
     async fn put_mode(&self, path: &Path, bytes: Bytes, mode: PutMode) -> Result<(), StoreError> {
+        let bytes = match (&self.local_root, &mode) {
+            (Some(root), PutMode::Create | PutMode::Overwrite)
+                if bytes.len() >= DIRECT_MIN_BYTES =>
+            {
+                let full = root.join(path.as_ref());
+                let create = matches!(mode, PutMode::Create);
+                let (bytes, done) = tokio::task::spawn_blocking(move || {
+                    let done = put_local_direct(&full, &bytes, create);
+                    (bytes, done)
+                })
+                .await
+                .map_err(|e| StoreError::Other(format!("write task: {e}")))?;
+                match done {
+                    Ok(true) => return self.fsync_local(path).await,
+                    Ok(false) => bytes,
+                    Err(DirectPutError::Exists) => {
+                        return Err(StoreError::AlreadyExists(path.to_string()));
+                    }
+                    Err(DirectPutError::Io(e)) => {
+                        return Err(StoreError::Other(format!("{path}: {e}")));
+                    }
+                }
+            }
+            _ => bytes,
+        };
         let opts = PutOptions {
             mode,
             ..Default::default()
@@ -464,5 +541,38 @@ mod tests {
             assert_eq!(after, ["c"], "only names after the offset, at this level");
             assert_eq!(store.list_dirs(&Path::from("")).await.unwrap(), ["a"]);
         }
+    }
+
+    /// Large objects on a local store take the direct path: same answers as
+    /// small ones (create-only, overwrite, read back whole, in listings), and
+    /// no staging file is left or listed.
+    #[tokio::test]
+    async fn large_local_objects_are_written_directly_with_the_same_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::local(dir.path()).unwrap();
+        let big = |seed: u8| {
+            Bytes::from(
+                (0..DIRECT_MIN_BYTES + 4097)
+                    .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+                    .collect::<Vec<u8>>(),
+            )
+        };
+        let p = Path::from("ns/x/segments/s.parquet");
+        store.put_create(&p, big(1)).await.unwrap();
+        let e = store.put_create(&p, big(2)).await.unwrap_err();
+        assert!(matches!(e, StoreError::AlreadyExists(_)), "{e}");
+        assert_eq!(store.get(&p).await.unwrap().unwrap(), big(1));
+        store.put_overwrite(&p, big(3)).await.unwrap();
+        assert_eq!(store.get(&p).await.unwrap().unwrap(), big(3));
+        let listed = store.list_recursive(&Path::from("ns")).await.unwrap();
+        assert_eq!(
+            listed,
+            [("x/segments/s.parquet".to_string(), big(3).len() as u64)]
+        );
+        let on_disk: Vec<_> = std::fs::read_dir(dir.path().join("ns/x/segments"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(on_disk, ["s.parquet"], "no staging file left");
     }
 }

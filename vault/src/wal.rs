@@ -46,9 +46,7 @@ const MAX_RECORD: usize = 64 << 20;
 const MAGIC: &[u8; 4] = b"TVW1";
 /// Magic, position in the group, length and checksum.
 const HEADER: usize = 16;
-/// Direct writes cover whole blocks of this size, at offsets that are multiples
-/// of it, from memory aligned to it.
-const BLOCK: usize = 4096;
+use crate::direct_write::BLOCK;
 /// Starts every WAL file.
 const FILE_MAGIC: &[u8; 4] = b"TVWF";
 /// File format version.
@@ -159,21 +157,14 @@ impl Appending {
             return self.file.sync_data();
         }
         let start = at - self.tail.len() as u64;
-        let total = self.tail.len() + bytes.len();
-        let padded = total.div_ceil(BLOCK) * BLOCK;
-        if self.staging.len() < padded + BLOCK {
-            self.staging = vec![0u8; (padded + BLOCK).next_power_of_two()];
-        }
-        let skew = self.staging.as_ptr().align_offset(BLOCK);
-        let out = &mut self.staging[skew..skew + padded];
-        out[..self.tail.len()].copy_from_slice(&self.tail);
-        out[self.tail.len()..total].copy_from_slice(bytes);
-        out[total..].fill(0);
-        self.file.write_all_at(out, start)?;
+        crate::direct_write::write_blocks(&self.file, start, &self.tail, bytes, &mut self.staging)?;
         self.file.sync_data()?;
-        self.tail.clear();
+        // The new last partial block: the last bytes of tail + bytes.
+        let keep = (self.tail.len() + bytes.len()) % BLOCK;
+        let from_body = keep.min(bytes.len());
+        self.tail.drain(..self.tail.len() - (keep - from_body));
         self.tail
-            .extend_from_slice(&out[total - total % BLOCK..total]);
+            .extend_from_slice(&bytes[bytes.len() - from_body..]);
         Ok(())
     }
 
