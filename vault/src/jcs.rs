@@ -160,10 +160,10 @@ pub fn write_string(out: &mut String, s: &str) {
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
-        if let Some(word) = bytes.get(i..i + 8)
-            && !may_need_escape(u64::from_le_bytes(
-                word.try_into().expect("a slice of eight bytes"),
-            ))
+        if let Some(word) = bytes
+            .get(i..i + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            && !may_need_escape(u64::from_le_bytes(word))
         {
             i += 8;
             continue;

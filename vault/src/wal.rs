@@ -641,9 +641,7 @@ mod tests {
         let path = dir.path().join(file_name(0));
         let len = fs::metadata(&path).unwrap().len();
         // A torn write: half of a third record.
-        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(&[40, 0, 0, 0, 1, 2, 3, 4, b'{']).unwrap();
-        drop(f);
+        append_raw(&path, &[40, 0, 0, 0, 1, 2, 3, 4, b'{']);
         let (mut w, r) = Wal::open(dir.path(), 0).unwrap();
         assert_eq!(r.entries.len(), 2);
         assert_eq!(r.truncated_bytes, 9);
@@ -652,6 +650,12 @@ mod tests {
         drop(w);
         let (_, r) = Wal::open(dir.path(), 0).unwrap();
         assert_eq!(r.entries.len(), 3);
+    }
+
+    /// Appends raw bytes to a WAL file, as damage or a torn write would.
+    fn append_raw(path: &Path, bytes: &[u8]) {
+        let mut f = OpenOptions::new().append(true).open(path).unwrap();
+        f.write_all(bytes).unwrap();
     }
 
     /// A crash (no clean close) after direct writes leaves zero padding after
@@ -699,9 +703,7 @@ mod tests {
         );
         // The rotated file was sealed at its last record; zeros after it now
         // can only be damage.
-        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(&[0u8; 100]).unwrap();
-        drop(f);
+        append_raw(&path, &[0u8; 100]);
         assert!(matches!(
             Wal::open(dir.path(), 0),
             Err(WalError::Corrupt { .. })
@@ -718,16 +720,12 @@ mod tests {
         w.append(&[entry(0)]).unwrap();
         drop(w);
         let len = fs::metadata(&path).unwrap().len();
-        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(&[0u8; BLOCK]).unwrap();
-        drop(f);
+        append_raw(&path, &[0u8; BLOCK]);
         let (_, r) = Wal::open(dir.path(), 0).unwrap();
         assert_eq!(r.entries.len(), 1);
         assert_eq!(r.truncated_bytes, BLOCK as u64);
         assert_eq!(fs::metadata(&path).unwrap().len(), len);
-        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(&[0, 0, 0, 7]).unwrap();
-        drop(f);
+        append_raw(&path, &[0, 0, 0, 7]);
         let (_, r) = Wal::open(dir.path(), 0).unwrap();
         assert_eq!(r.entries.len(), 1);
         assert_eq!(r.truncated_bytes, 4);
