@@ -134,6 +134,12 @@ fn take_short(field: &str, v: Value) -> Result<String, EventError> {
             format!("must be a string, got {}", type_name(&v)),
         ));
     };
+    check_short(field, &s)?;
+    Ok(s)
+}
+
+/// The rule of every short optional string field: an identifier or a label.
+fn check_short(field: &str, s: &str) -> Result<(), EventError> {
     if s.is_empty() {
         return Err(EventError::new(
             field,
@@ -152,7 +158,7 @@ fn take_short(field: &str, v: Value) -> Result<String, EventError> {
             "must not contain control characters",
         ));
     }
-    Ok(s)
+    Ok(())
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -171,7 +177,12 @@ fn type_name(v: &Value) -> &'static str {
 pub fn parse_timestamp(field: &str, s: &str) -> Result<DateTime<Utc>, EventError> {
     let t = DateTime::parse_from_rfc3339(s)
         .map_err(|e| EventError::new(field, format!("not an RFC 3339 timestamp: {e}")))?;
-    let t = t.with_timezone(&Utc).trunc_subsecs(6);
+    check_timestamp(field, t.with_timezone(&Utc))
+}
+
+/// The rule of every stored time: microsecond precision, not before 1970.
+fn check_timestamp(field: &str, t: DateTime<Utc>) -> Result<DateTime<Utc>, EventError> {
+    let t = t.trunc_subsecs(6);
     if t.timestamp_micros() < 0 {
         return Err(EventError::new(
             field,
@@ -282,6 +293,35 @@ impl Event {
         Ok(ev)
     }
 
+    /// Checks an event built in code (the OTLP mapping) by the rules
+    /// [`Event::from_value`] applies to JSON, without a round trip through
+    /// a JSON tree: a valid `session_id`, short fields that are non-empty,
+    /// short and free of control characters, `ts` cut to microseconds and not
+    /// before 1970. A `null` content is absent.
+    pub fn validated(mut self) -> Result<Event, EventError> {
+        validate_session_id(&self.session_id)?;
+        if let Some(t) = self.ts {
+            self.ts = Some(check_timestamp("ts", t)?);
+        }
+        for (field, v) in [
+            ("event_id", &self.event_id),
+            ("trace_id", &self.trace_id),
+            ("span_id", &self.span_id),
+            ("parent_span_id", &self.parent_span_id),
+            ("name", &self.name),
+            ("actor", &self.actor),
+            ("model", &self.model),
+        ] {
+            if let Some(v) = v {
+                check_short(field, v)?;
+            }
+        }
+        if self.content.as_ref().is_some_and(Value::is_null) {
+            self.content = None;
+        }
+        Ok(self)
+    }
+
     /// Parses an event from JSON text.
     pub fn from_json(text: &str) -> Result<Event, EventError> {
         let v: Value = serde_json::from_str(text)
@@ -383,6 +423,41 @@ mod tests {
             err(json!({"session_id": "s"})).at("events[3]").to_string(),
             "events[3].kind: is required"
         );
+    }
+
+    #[test]
+    fn events_built_in_code_follow_the_json_rules() {
+        let good = Event {
+            session_id: "s-1".into(),
+            kind: Kind::ToolCall,
+            ts: DateTime::from_timestamp(1_800_000_000, 123_456_789),
+            event_id: Some("e".into()),
+            trace_id: None,
+            span_id: None,
+            parent_span_id: None,
+            name: Some("calc".into()),
+            actor: None,
+            model: Some("m".into()),
+            content: Some(json!({"x": 1})),
+            attributes: Some(Map::new()),
+        };
+        let checked = good.clone().validated().unwrap();
+        let parsed = Event::from_value(serde_json::to_value(&good).unwrap()).unwrap();
+        assert_eq!(checked, parsed);
+        assert_eq!(checked.ts.unwrap().timestamp_subsec_nanos(), 123_456_000);
+        let bad = |f: fn(&mut Event)| {
+            let mut e = good.clone();
+            f(&mut e);
+            e.validated().unwrap_err().field
+        };
+        assert_eq!(bad(|e| e.session_id = "a b".into()), "session_id");
+        assert_eq!(bad(|e| e.name = Some(String::new())), "name");
+        assert_eq!(bad(|e| e.actor = Some("a\nb".into())), "actor");
+        assert_eq!(bad(|e| e.trace_id = Some("x".repeat(1025))), "trace_id");
+        assert_eq!(bad(|e| e.ts = DateTime::from_timestamp(-1, 0)), "ts");
+        let mut null = good.clone();
+        null.content = Some(Value::Null);
+        assert_eq!(null.validated().unwrap().content, None);
     }
 
     #[test]

@@ -101,13 +101,25 @@ fn write_value(out: &mut String, v: &Value, depth: usize) -> Result<(), JcsError
 }
 
 fn write_object(out: &mut String, map: &Map<String, Value>, depth: usize) -> Result<(), JcsError> {
-    // `serde_json::Map` is ordered by UTF-8 bytes (BTreeMap) or by insertion
-    // (`preserve_order`); neither is the UTF-16 order RFC 8785 requires, e.g.
-    // U+FB33 sorts after U+1F600 in UTF-8 but before it in UTF-16.
-    let mut members: Vec<(&String, &Value)> = map.iter().collect();
-    members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
     out.push('{');
-    for (i, (k, val)) in members.into_iter().enumerate() {
+    if in_utf16_order(map) {
+        // The common case (every attribute map): no sorting, no allocation.
+        write_members(out, map.iter(), depth)?;
+    } else {
+        let mut members: Vec<(&String, &Value)> = map.iter().collect();
+        members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+        write_members(out, members.into_iter(), depth)?;
+    }
+    out.push('}');
+    Ok(())
+}
+
+fn write_members<'a>(
+    out: &mut String,
+    members: impl Iterator<Item = (&'a String, &'a Value)>,
+    depth: usize,
+) -> Result<(), JcsError> {
+    for (i, (k, val)) in members.enumerate() {
         if i > 0 {
             out.push(',');
         }
@@ -115,8 +127,27 @@ fn write_object(out: &mut String, map: &Map<String, Value>, depth: usize) -> Res
         out.push(':');
         write_value(out, val, depth + 1)?;
     }
-    out.push('}');
     Ok(())
+}
+
+/// Whether the map already iterates in RFC 8785 order.
+///
+/// `serde_json::Map` is ordered by UTF-8 bytes (BTreeMap) or by insertion
+/// (`preserve_order`); neither is the UTF-16 order RFC 8785 requires in
+/// general, e.g. U+FB33 sorts after U+1F600 in UTF-8 but before it in UTF-16.
+/// UTF-8 byte order is code point order, and UTF-16 order differs from it only
+/// between a character at or above U+E000 (UTF-8 lead byte 0xEE or more) and
+/// one above U+FFFF (a surrogate pair). So keys in strictly increasing byte
+/// order, none holding a byte of 0xEE or more, are already in UTF-16 order.
+fn in_utf16_order(map: &Map<String, Value>) -> bool {
+    let mut prev: Option<&str> = None;
+    for k in map.keys() {
+        if k.bytes().any(|b| b >= 0xEE) || prev.is_some_and(|p| p.as_bytes() >= k.as_bytes()) {
+            return false;
+        }
+        prev = Some(k);
+    }
+    true
 }
 
 fn write_number(out: &mut String, n: &Number) -> Result<(), JcsError> {
@@ -286,6 +317,56 @@ mod tests {
             got == "333333333.3333333" || got == "333333333.33333325",
             "{got}"
         );
+    }
+
+    #[test]
+    fn maps_in_byte_order_are_written_in_utf16_order() {
+        // The unsorted fast path must agree with sorting by UTF-16 code units
+        // for every mix of the characters where the two orders part: around
+        // U+E000 (lead byte 0xEE), U+FFFF and the surrogate pairs.
+        let chars = [
+            'a',
+            'z',
+            '\u{7f}',
+            '\u{80}',
+            '\u{7ff}',
+            '\u{800}',
+            '\u{d7ff}',
+            '\u{e000}',
+            '\u{edff}',
+            '\u{ee00}',
+            '\u{fb33}',
+            '\u{ffff}',
+            '\u{10000}',
+            '\u{1f600}',
+            '\u{10ffff}',
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for _ in 0..2000 {
+            let mut m = Map::new();
+            for _ in 0..1 + next(6) {
+                let key: String = (0..1 + next(3)).map(|_| chars[next(chars.len())]).collect();
+                m.insert(key, Value::from(1));
+            }
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
+            let mut want = String::from("{");
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    want.push(',');
+                }
+                write_string(&mut want, k);
+                want.push_str(":1");
+            }
+            want.push('}');
+            assert_eq!(to_canonical_string(&Value::Object(m)).unwrap(), want);
+        }
     }
 
     #[test]

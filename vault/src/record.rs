@@ -161,7 +161,59 @@ pub struct Position<'a> {
 /// (hashing the payload) is done here, in parallel on the request handlers,
 /// so the single sequencer thread only hashes the small committed record.
 #[derive(Debug, Clone)]
-pub struct Prepared(Entry, Hash);
+pub struct Prepared(Entry);
+
+/// Salts drawn from the OS random generator in bulk, for preparing events
+/// one at a time as they are mapped (OTLP) without a syscall each.
+#[derive(Debug)]
+pub struct Salts {
+    buf: Vec<u8>,
+    used: usize,
+    /// How many salts the next refill draws.
+    refill: usize,
+}
+
+impl Salts {
+    /// Salts drawn as they are needed, 256 at a time.
+    pub fn new() -> Salts {
+        Salts::for_events(256)
+    }
+
+    /// The first draw is of `n` salts (then 256 at a time).
+    pub fn for_events(n: usize) -> Salts {
+        Salts {
+            buf: Vec::new(),
+            used: 0,
+            refill: n.max(1),
+        }
+    }
+
+    /// A fresh salt.
+    pub fn next_salt(&mut self) -> Result<[u8; 32], RecordError> {
+        if self.used == self.buf.len() {
+            self.buf.resize(32 * self.refill, 0);
+            crate::keys::random_bytes(&mut self.buf)
+                .map_err(|e| RecordError::Random(e.to_string()))?;
+            self.used = 0;
+            self.refill = 256;
+        }
+        let mut salt = [0u8; 32];
+        salt.copy_from_slice(&self.buf[self.used..self.used + 32]);
+        self.used += 32;
+        Ok(salt)
+    }
+
+    /// Prepares `event` with the next salt.
+    pub fn prepare(&mut self, event: Event) -> Result<Prepared, RecordError> {
+        Prepared::with_salt(event, self.next_salt()?)
+    }
+}
+
+impl Default for Salts {
+    fn default() -> Self {
+        Salts::new()
+    }
+}
 
 impl Prepared {
     /// Prepares `event` with a fresh random salt.
@@ -174,17 +226,8 @@ impl Prepared {
     /// Prepares a batch, drawing all salts with one call to the OS random
     /// generator (one syscall per request instead of one per event).
     pub fn batch(events: Vec<Event>) -> Result<Vec<Prepared>, RecordError> {
-        let mut salts = vec![0u8; 32 * events.len()];
-        crate::keys::random_bytes(&mut salts).map_err(|e| RecordError::Random(e.to_string()))?;
-        events
-            .into_iter()
-            .zip(salts.chunks_exact(32))
-            .map(|(e, s)| {
-                let mut salt = [0u8; 32];
-                salt.copy_from_slice(s);
-                Prepared::with_salt(e, salt)
-            })
-            .collect()
+        let mut salts = Salts::for_events(events.len());
+        events.into_iter().map(|e| salts.prepare(e)).collect()
     }
 
     /// Bytes of payload as stored: the content and attributes columns (text,
@@ -237,18 +280,77 @@ impl Prepared {
             leaf_hash: [0; 32],
             chain_hash: [0; 32],
         };
-        // Only events with an `event_id` are ever compared (dedupe).
-        let fingerprint = if entry.event_id.is_some() {
-            entry.event_fingerprint()
-        } else {
-            [0; 32]
-        };
-        Ok(Prepared(entry, fingerprint))
+        Ok(Prepared(entry))
     }
 
-    /// The event's [`Entry::event_fingerprint`] (zeros without an `event_id`).
-    pub fn fingerprint(&self) -> &Hash {
-        &self.1
+    /// Whether this event and `other` say the same: every field a client
+    /// sets (session, kind, ts, ids, name, actor, model, content with its
+    /// type, attributes), none the log assigns, and not the salt. Two events
+    /// of one request under one `event_id` must be the same (a retry within
+    /// the request) or the request is a conflict.
+    pub fn same_event(&self, other: &Prepared) -> bool {
+        let (a, b) = (&self.0, &other.0);
+        a.session_id == b.session_id
+            && a.kind == b.kind
+            && a.ts == b.ts
+            && a.event_id == b.event_id
+            && a.trace_id == b.trace_id
+            && a.span_id == b.span_id
+            && a.parent_span_id == b.parent_span_id
+            && a.name == b.name
+            && a.actor == b.actor
+            && a.model == b.model
+            && a.content_type == b.content_type
+            && a.content == b.content
+            && a.attributes == b.attributes
+    }
+
+    /// Whether this event is the one sealed as `leaf` at `pos` with `salt`:
+    /// its field digests redone under that salt, and its record at that
+    /// position, hash to the same leaf. How the dedupe window tells a retry
+    /// from a different event reusing an `event_id` without keeping a hash
+    /// of every payload: the payload is hashed again only when an id comes
+    /// back, not once more for every event.
+    pub fn is_sealed_as(
+        &self,
+        salt: &[u8; 32],
+        pos: Position<'_>,
+        leaf: &Hash,
+    ) -> Result<bool, RecordError> {
+        let e = &self.0;
+        let record = Entry {
+            ns: pos.ns.to_string(),
+            idx: pos.idx,
+            session_id: e.session_id.clone(),
+            session_seq: pos.session_seq,
+            kind: e.kind,
+            ts: e.ts,
+            received_at: pos.received_at,
+            ingested_by: pos.ingested_by.to_string(),
+            event_id: e.event_id.clone(),
+            trace_id: e.trace_id.clone(),
+            span_id: e.span_id.clone(),
+            parent_span_id: e.parent_span_id.clone(),
+            name: e.name.clone(),
+            actor: e.actor.clone(),
+            model: e.model.clone(),
+            // The record holds digests, not the payload.
+            content: None,
+            content_type: e.content_type,
+            attributes: None,
+            salt: Some(*salt),
+            content_digest: e
+                .content
+                .as_ref()
+                .map(|c| field_digest("content", salt, c.as_bytes())),
+            attributes_digest: e
+                .attributes
+                .as_ref()
+                .map(|a| field_digest("attributes", salt, a.as_bytes())),
+            leaf_hash: [0; 32],
+            chain_hash: [0; 32],
+        };
+        Ok(merkle::leaf_hash(&record.committed_record_bytes()?) == *leaf)
     }
 
     /// The event's session.
@@ -286,43 +388,6 @@ impl Entry {
             ingested_by: seq.ingested_by,
             prev_chain: seq.prev_chain,
         })
-    }
-
-    /// What the writer sent, as one hash: every field a client sets (session,
-    /// kind, ts, ids, name, actor, model, content with its type, attributes),
-    /// none the log assigns, and no salt. Two posts of the same event give
-    /// the same fingerprint; the dedupe window compares them so a retry is
-    /// told apart from a different event reusing an `event_id`. Never stored
-    /// nor shown (it is unsalted).
-    pub fn event_fingerprint(&self) -> Hash {
-        let mut h = Sha256::new();
-        let mut field = |v: Option<&[u8]>| match v {
-            None => h.update([0u8]),
-            Some(b) => {
-                h.update([1u8]);
-                h.update((b.len() as u64).to_be_bytes());
-                h.update(b);
-            }
-        };
-        let ts = self.ts.map(i64::to_be_bytes);
-        for v in [
-            Some(self.session_id.as_bytes()),
-            Some(self.kind.as_str().as_bytes()),
-            ts.as_ref().map(|t| &t[..]),
-            self.event_id.as_deref().map(str::as_bytes),
-            self.trace_id.as_deref().map(str::as_bytes),
-            self.span_id.as_deref().map(str::as_bytes),
-            self.parent_span_id.as_deref().map(str::as_bytes),
-            self.name.as_deref().map(str::as_bytes),
-            self.actor.as_deref().map(str::as_bytes),
-            self.model.as_deref().map(str::as_bytes),
-            self.content_type.map(|c| c.as_str().as_bytes()),
-            self.content.as_deref().map(str::as_bytes),
-            self.attributes.as_deref().map(str::as_bytes),
-        ] {
-            field(v);
-        }
-        h.finalize().into()
     }
 
     /// The committed record as a JSON object (digests as stored, not recomputed).
@@ -563,6 +628,17 @@ mod hex32_opt {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn salts_drawn_in_bulk_are_all_fresh() {
+        let mut salts = Salts::for_events(3);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..600 {
+            assert!(seen.insert(salts.next_salt().unwrap()));
+        }
+        assert!(!seen.contains(&[0u8; 32]));
+    }
+
     use super::*;
 
     fn vectors() -> Value {

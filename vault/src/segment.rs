@@ -209,20 +209,53 @@ fn writer_props() -> WriterProperties {
     b.build()
 }
 
+/// Byte lengths of an entry's string columns, in the order
+/// [`entries_to_batch`] takes its builders: `ns`, `session_id`, `kind`,
+/// `ingested_by`, then the nine optional columns.
+fn string_lengths(e: &Entry) -> [usize; 13] {
+    let len = |v: &Option<String>| v.as_ref().map_or(0, String::len);
+    [
+        e.ns.len(),
+        e.session_id.len(),
+        e.kind.as_str().len(),
+        e.ingested_by.len(),
+        len(&e.event_id),
+        len(&e.trace_id),
+        len(&e.span_id),
+        len(&e.parent_span_id),
+        len(&e.name),
+        len(&e.actor),
+        len(&e.model),
+        len(&e.content),
+        len(&e.attributes),
+    ]
+}
+
 /// Builds the Arrow batch of `entries` in the segment schema.
 pub fn entries_to_batch<E: Borrow<Entry>>(entries: &[E]) -> Result<RecordBatch, SegmentError> {
     let n = entries.len();
-    let mut ns = StringBuilder::new();
+    // Every string column is sized up front: grown by doubling, the content
+    // and attributes columns (tens of MB per segment) were copied again at
+    // each step, into memory the kernel had to hand out and zero afresh.
+    let mut sizes = [0usize; 13];
+    for e in entries {
+        let e: &Entry = e.borrow();
+        for (size, len) in sizes.iter_mut().zip(string_lengths(e)) {
+            *size += len;
+        }
+    }
+    let mut builders = sizes
+        .map(|bytes| StringBuilder::with_capacity(n, bytes))
+        .into_iter();
+    let mut next = || builders.next().unwrap_or_default();
+    let (mut ns, mut session_id, mut kind, mut ingested_by) = (next(), next(), next(), next());
+    let mut opt: Vec<StringBuilder> = (0..9).map(|_| next()).collect();
+    let mut content_type = StringBuilder::with_capacity(n, n * 4);
     let mut idx = Int64Builder::with_capacity(n);
-    let mut session_id = StringBuilder::new();
     let mut session_seq = Int64Builder::with_capacity(n);
-    let mut kind = StringBuilder::new();
     let mut ts = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
     let mut received_at = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut ingested_by = StringBuilder::new();
-    let mut opt: Vec<StringBuilder> = (0..9).map(|_| StringBuilder::new()).collect();
     let mut leaf = FixedSizeBinaryBuilder::with_capacity(n, 32);
-    let mut content_type = StringBuilder::new();
     let mut salt = FixedSizeBinaryBuilder::with_capacity(n, 32);
     let mut cd = FixedSizeBinaryBuilder::with_capacity(n, 32);
     let mut ad = FixedSizeBinaryBuilder::with_capacity(n, 32);
@@ -301,8 +334,14 @@ pub fn encode<E: Borrow<Entry>>(
     };
     let (first, last): (&Entry, &Entry) = (first.borrow(), last.borrow());
     let batch = entries_to_batch(entries)?;
+    // Room for about twice the usual compression, so the file is rarely
+    // copied into a bigger buffer on its way.
+    let strings: usize = entries
+        .iter()
+        .map(|e| string_lengths(e.borrow()).iter().sum::<usize>())
+        .sum();
     let mut w = ArrowWriter::try_new(
-        Vec::with_capacity(1 << 20),
+        Vec::with_capacity(strings / 2 + entries.len() * 200),
         segment_schema(),
         Some(writer_props()),
     )

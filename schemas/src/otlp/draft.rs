@@ -1,11 +1,11 @@
 //! A mapped step before it becomes an [`Event`]: [`Draft`] holds what the
 //! conventions say about one step, [`Envelope`] what all steps of one span or
-//! log record share. Events are built as JSON and validated by
-//! [`Event::from_value`], exactly like events sent to the native API.
+//! log record share. Events are validated by [`Event::validated`], by the
+//! rules that apply to events sent to the native API.
 
 use serde_json::{Map, Value};
 
-use super::ids::nanos_to_rfc3339;
+use super::ids::nanos_to_time;
 use crate::{Event, EventError, Kind};
 
 /// One step found in a span or log record.
@@ -101,38 +101,26 @@ pub(super) struct Envelope {
 }
 
 impl Envelope {
-    /// Builds and validates the `n`-th event.
+    /// Builds and validates the `n`-th event. Built directly rather than as
+    /// JSON for [`Event::from_value`]: [`Event::validated`] applies the same
+    /// rules without a tree of the whole event.
     pub fn event(&self, n: usize, d: Draft) -> Result<Event, EventError> {
-        let mut o = Map::new();
-        o.insert("session_id".into(), Value::String(self.session_id.clone()));
-        o.insert("kind".into(), Value::String(d.kind.as_str().into()));
-        if let Some(ts) = nanos_to_rfc3339(d.ts) {
-            o.insert("ts".into(), Value::String(ts));
+        let text = |v: Option<&str>| v.filter(|v| !v.is_empty()).map(str::to_string);
+        Event {
+            session_id: self.session_id.clone(),
+            kind: d.kind,
+            ts: nanos_to_time(d.ts),
+            event_id: Some(format!("{}:{n}", self.id_prefix)),
+            trace_id: text(self.trace_id.as_deref()),
+            span_id: text(self.span_id.as_deref()),
+            parent_span_id: text(self.parent_span_id.as_deref()),
+            name: d.name.filter(|v| !v.is_empty()),
+            actor: d.actor.filter(|v| !v.is_empty()),
+            model: text(self.model.as_deref()),
+            content: d.content,
+            attributes: (!d.attributes.is_empty()).then_some(d.attributes),
         }
-        o.insert(
-            "event_id".into(),
-            Value::String(format!("{}:{n}", self.id_prefix)),
-        );
-        let short = [
-            ("trace_id", self.trace_id.as_deref()),
-            ("span_id", self.span_id.as_deref()),
-            ("parent_span_id", self.parent_span_id.as_deref()),
-            ("name", d.name.as_deref()),
-            ("actor", d.actor.as_deref()),
-            ("model", self.model.as_deref()),
-        ];
-        for (k, v) in short {
-            if let Some(v) = v.filter(|v| !v.is_empty()) {
-                o.insert(k.into(), Value::String(v.to_string()));
-            }
-        }
-        if let Some(c) = d.content.filter(|c| !c.is_null()) {
-            o.insert("content".into(), c);
-        }
-        if !d.attributes.is_empty() {
-            o.insert("attributes".into(), Value::Object(d.attributes));
-        }
-        Event::from_value(Value::Object(o))
+        .validated()
     }
 
     /// Builds all events of one span or record, all or nothing. On failure,

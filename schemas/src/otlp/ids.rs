@@ -1,13 +1,13 @@
 //! Identifiers: OTLP trace/span ids as hex, session ids, deterministic event
 //! id prefixes, and timestamps.
 
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 use prost::Message;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::anyvalue::non_null;
-use crate::{MAX_SESSION_ID_LEN, format_timestamp, parse_timestamp, validate_session_id};
+use crate::{MAX_SESSION_ID_LEN, validate_session_id};
 
 /// Session used when a record has neither a conversation id nor a trace id.
 pub(super) const UNTRACED_SESSION: &str = "otlp-untraced";
@@ -108,15 +108,13 @@ impl<M: Message> ProstBytes for Option<&M> {
     }
 }
 
-/// RFC 3339 text of a unix-nanosecond time; 0, and times RFC 3339 cannot
-/// carry or the event model does not accept, are absent.
-pub(super) fn nanos_to_rfc3339(nanos: u64) -> Option<String> {
+/// A unix-nanosecond time; 0 is absent. (Every `u64` of nanoseconds is a
+/// time RFC 3339 can carry and the event model accepts: before year 2555.)
+pub(super) fn nanos_to_time(nanos: u64) -> Option<DateTime<Utc>> {
     if nanos == 0 {
         return None;
     }
     let secs = i64::try_from(nanos / 1_000_000_000).ok()?;
     let sub = u32::try_from(nanos % 1_000_000_000).ok()?;
-    let t = DateTime::from_timestamp(secs, sub)?;
-    let text = format_timestamp(&t);
-    parse_timestamp("ts", &text).ok().map(|_| text)
+    DateTime::from_timestamp(secs, sub)
 }

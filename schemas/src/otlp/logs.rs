@@ -8,12 +8,11 @@ use super::anyvalue::{get_str, kvs_to_map, opt_any_to_json};
 use super::draft::{Draft, Envelope};
 use super::ids::{content_digest, hex_id, session_for};
 use super::raw::{Origin, add_log};
-use super::{Collector, Mapped, genai, label, legacy};
+use super::{Collector, Rejected, genai, label, legacy};
 use crate::{Event, Kind};
 
 /// Maps every log record of a request; see the module documentation.
-pub(super) fn map_logs(req: &ExportLogsServiceRequest) -> Mapped {
-    let mut out = Collector::default();
+pub(super) fn map_logs(req: &ExportLogsServiceRequest, mut out: Collector<'_>) -> Rejected {
     for (ri, rl) in req.resource_logs.iter().enumerate() {
         for (si, sl) in rl.scope_logs.iter().enumerate() {
             let origin = Origin::new(
@@ -77,7 +76,7 @@ fn record_events(origin: &Origin, rec: &LogRecord, digest: &str) -> Result<Vec<E
         ]
     });
     if let Some(first) = drafts.first_mut() {
-        add_log(&mut first.attributes, origin, rec, &attrs, body_is_content);
+        add_log(&mut first.attributes, origin, rec, attrs, body_is_content);
     }
     env.events(drafts)
 }

@@ -1,8 +1,8 @@
 //! Pure mapping of OpenTelemetry OTLP export requests (traces and logs,
 //! following the GenAI semantic conventions) to tracevault [`Event`]s.
 //!
-//! Every event is built as a JSON object and validated by
-//! [`Event::from_value`], exactly like an event sent to the native API. The
+//! Every event is validated by [`Event::validated`], by the same rules as an
+//! event sent to the native API ([`Event::from_value`]). The
 //! mapping is all or nothing per span and per log record: if any of its events
 //! is invalid, none is kept, the span (or record) is counted in
 //! [`Mapped::rejected`] and a message names it. Nothing is silently dropped or
@@ -170,42 +170,89 @@ pub struct Mapped {
     pub messages: Vec<String>,
 }
 
+/// What the mapping refused, when the accepted events went to a sink
+/// ([`map_traces_each`], [`map_logs_each`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rejected {
+    /// Spans or log records rejected, as [`Mapped::rejected`].
+    pub count: u64,
+    /// Reasons, as [`Mapped::messages`].
+    pub messages: Vec<String>,
+}
+
 /// Maps an OTLP trace export request (see the module documentation).
 pub fn map_traces(req: &ExportTraceServiceRequest) -> Mapped {
-    spans::map_traces(req)
+    collect(|sink| map_traces_each(req, sink))
 }
 
 /// Maps an OTLP logs export request (see the module documentation).
 pub fn map_logs(req: &ExportLogsServiceRequest) -> Mapped {
-    logs::map_logs(req)
+    collect(|sink| map_logs_each(req, sink))
 }
 
-/// Accumulates a [`Mapped`].
-#[derive(Default)]
-struct Collector {
-    mapped: Mapped,
+/// Maps a trace export request, handing the events of each accepted span to
+/// `sink` as soon as they are mapped, in [`Mapped::events`] order. A receiver
+/// seals them right away, while they are still in the processor's cache,
+/// instead of after the whole request.
+pub fn map_traces_each(
+    req: &ExportTraceServiceRequest,
+    sink: &mut dyn FnMut(Vec<Event>),
+) -> Rejected {
+    spans::map_traces(req, Collector::new(sink))
+}
+
+/// Maps a logs export request, handing the events of each accepted log
+/// record to `sink` (see [`map_traces_each`]).
+pub fn map_logs_each(req: &ExportLogsServiceRequest, sink: &mut dyn FnMut(Vec<Event>)) -> Rejected {
+    logs::map_logs(req, Collector::new(sink))
+}
+
+fn collect(map: impl FnOnce(&mut dyn FnMut(Vec<Event>)) -> Rejected) -> Mapped {
+    let mut events = Vec::new();
+    let rejected = map(&mut |e| events.extend(e));
+    Mapped {
+        events,
+        rejected: rejected.count,
+        messages: rejected.messages,
+    }
+}
+
+/// Hands accepted events to a sink and keeps count of the rejected.
+struct Collector<'a> {
+    sink: &'a mut dyn FnMut(Vec<Event>),
+    rejected: Rejected,
     more: u64,
 }
 
-impl Collector {
+impl<'a> Collector<'a> {
+    fn new(sink: &'a mut dyn FnMut(Vec<Event>)) -> Self {
+        Collector {
+            sink,
+            rejected: Rejected::default(),
+            more: 0,
+        }
+    }
+
     fn accept(&mut self, events: Vec<Event>) {
-        self.mapped.events.extend(events);
+        (self.sink)(events);
     }
 
     fn reject(&mut self, why: String) {
-        self.mapped.rejected += 1;
-        if self.mapped.messages.len() < MAX_MESSAGES {
-            self.mapped.messages.push(why);
+        self.rejected.count += 1;
+        if self.rejected.messages.len() < MAX_MESSAGES {
+            self.rejected.messages.push(why);
         } else {
             self.more += 1;
         }
     }
 
-    fn finish(mut self) -> Mapped {
+    fn finish(mut self) -> Rejected {
         if self.more > 0 {
-            self.mapped.messages.push(format!("and {} more", self.more));
+            self.rejected
+                .messages
+                .push(format!("and {} more", self.more));
         }
-        self.mapped
+        self.rejected
     }
 }
 

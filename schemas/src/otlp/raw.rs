@@ -124,7 +124,7 @@ pub(super) fn add_span(
     into: &mut Map<String, Value>,
     origin: &Origin,
     span: &Span,
-    attrs: &Map<String, Value>,
+    attrs: Map<String, Value>,
 ) {
     let events: Vec<Value> = span
         .events
@@ -174,7 +174,7 @@ pub(super) fn add_span(
     origin.add_to(&mut reserved);
     reserved.insert("otlp.span".into(), s);
     merge_raw(&mut reserved, std::mem::take(into));
-    merge_raw(&mut reserved, attrs.clone());
+    merge_raw(&mut reserved, attrs);
     *into = reserved;
 }
 
@@ -185,7 +185,7 @@ pub(super) fn add_log(
     into: &mut Map<String, Value>,
     origin: &Origin,
     rec: &LogRecord,
-    attrs: &Map<String, Value>,
+    attrs: Map<String, Value>,
     body_is_content: bool,
 ) {
     let mut l = Map::new();
@@ -209,6 +209,6 @@ pub(super) fn add_log(
     origin.add_to(&mut reserved);
     reserved.insert("otlp.log".into(), Value::Object(l));
     merge_raw(&mut reserved, std::mem::take(into));
-    merge_raw(&mut reserved, attrs.clone());
+    merge_raw(&mut reserved, attrs);
     *into = reserved;
 }

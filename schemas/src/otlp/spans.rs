@@ -9,12 +9,11 @@ use super::anyvalue::{get_str, kvs_to_map};
 use super::draft::{Draft, Envelope};
 use super::ids::{content_digest, hex_id, session_for};
 use super::raw::{Origin, add_span};
-use super::{Collector, Mapped, genai, label, legacy};
+use super::{Collector, Rejected, genai, label, legacy};
 use crate::{Event, Kind};
 
 /// Maps every span of a request; see the module documentation.
-pub(super) fn map_traces(req: &ExportTraceServiceRequest) -> Mapped {
-    let mut out = Collector::default();
+pub(super) fn map_traces(req: &ExportTraceServiceRequest, mut out: Collector<'_>) -> Rejected {
     for (ri, rs) in req.resource_spans.iter().enumerate() {
         for (si, ss) in rs.scope_spans.iter().enumerate() {
             let origin = Origin::new(
@@ -73,14 +72,11 @@ fn span_events(
         let msg = status.map(|s| s.message.as_str()).filter(|m| !m.is_empty());
         first.content = msg.map(|m| Value::String(m.to_string()));
     }
-    add_span(&mut first.attributes, origin, span, &attrs);
+    let from_attributes = genai::from_attributes(&attrs, start, span.end_time_unix_nano);
+    add_span(&mut first.attributes, origin, span, attrs);
 
     let mut drafts = vec![first];
-    drafts.extend(genai::from_attributes(
-        &attrs,
-        start,
-        span.end_time_unix_nano,
-    ));
+    drafts.extend(from_attributes);
     for (k, ev) in span.events.iter().enumerate() {
         let ev_attrs = kvs_to_map(&ev.attributes);
         let body = legacy::span_event_body(&ev_attrs);

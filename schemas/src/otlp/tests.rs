@@ -14,7 +14,7 @@ use prost::Message;
 use serde_json::{Value, json};
 
 use super::anyvalue::{any_to_json, kvs_to_map};
-use super::ids::{nanos_to_rfc3339, normalise_session};
+use super::ids::{nanos_to_time, normalise_session};
 use super::*;
 use crate::{Kind, format_timestamp, validate_session_id};
 
@@ -1355,6 +1355,11 @@ fn sender_attributes_colliding_with_mapping_keys_are_shadowed_not_lost() {
     assert_eq!(attr(e, "plain"), Some(&json!("p")));
 }
 
+/// The stored text of an OTLP time (microsecond precision).
+fn nanos_to_rfc3339(nanos: u64) -> Option<String> {
+    nanos_to_time(nanos).map(|t| format_timestamp(&t))
+}
+
 #[test]
 fn timestamps() {
     assert_eq!(nanos_to_rfc3339(0), None);
@@ -1370,6 +1375,12 @@ fn timestamps() {
     let m = map_traces(&traces(vec![sp]));
     ok(&m);
     assert_eq!(m.events[0].ts, None);
+    // Events carry the time cut to microseconds, as the native API stores it.
+    let m = map_traces(&traces(vec![mk_span("t", 52, 1, vec![])]));
+    assert_eq!(
+        m.events[0].ts.map(|t| t.timestamp_subsec_nanos() % 1000),
+        Some(0)
+    );
 }
 
 #[test]

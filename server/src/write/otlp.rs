@@ -22,8 +22,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use prost::Message;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tracevault_schemas::otlp::{self as mapping, Mapped};
-use tracevault_vault::record::Prepared;
+use tracevault_schemas::Event;
+use tracevault_schemas::otlp::{self as mapping, Rejected};
+use tracevault_vault::record::{Prepared, Salts};
 use tracevault_vault::token::{Claims, Role};
 
 use super::{body, otlp_count};
@@ -191,7 +192,8 @@ trait Signal: Message + Default + DeserializeOwned + Send + 'static {
     const SOURCE: Source;
     /// What a rejected item is called in messages (`spans`, `log records`).
     const ITEMS: &'static str;
-    fn map(&self) -> Mapped;
+    /// Maps the request, handing each accepted item's events to `sink`.
+    fn map_each(&self, sink: &mut dyn FnMut(Vec<Event>)) -> Rejected;
     fn is_empty(&self) -> bool {
         self.items() == 0
     }
@@ -207,8 +209,8 @@ impl Signal for ExportTraceServiceRequest {
     type Response = ExportTraceServiceResponse;
     const SOURCE: Source = Source::OtlpTraces;
     const ITEMS: &'static str = "spans";
-    fn map(&self) -> Mapped {
-        mapping::map_traces(self)
+    fn map_each(&self, sink: &mut dyn FnMut(Vec<Event>)) -> Rejected {
+        mapping::map_traces_each(self, sink)
     }
     fn items(&self) -> u64 {
         self.resource_spans
@@ -244,8 +246,8 @@ impl Signal for ExportLogsServiceRequest {
     type Response = ExportLogsServiceResponse;
     const SOURCE: Source = Source::OtlpLogs;
     const ITEMS: &'static str = "log records";
-    fn map(&self) -> Mapped {
-        mapping::map_logs(self)
+    fn map_each(&self, sink: &mut dyn FnMut(Vec<Event>)) -> Rejected {
+        mapping::map_logs_each(self, sink)
     }
     fn items(&self) -> u64 {
         self.resource_logs
@@ -420,31 +422,19 @@ async fn export_inner<S: Signal>(
                 S::ITEMS
             ));
         }
-        let mapped = req.map();
-        let n = mapped.events.len();
-        if n > limits.max_otlp_events_per_request {
-            return Err(ApiError::too_large(
-                "too_many_events",
-                format!(
-                    "this request maps to {n} events; at most {} allowed per request",
-                    limits.max_otlp_events_per_request
-                ),
-            ));
-        }
-        let events = Prepared::batch(mapped.events)
-            .map_err(|e| ApiError::unavailable("seal_failed", e.to_string()))?;
-        let (events, oversized) = drop_oversized(events, limits.max_event_bytes);
-        messages.extend(mapped.messages);
-        if oversized > 0 {
+        let sealed = seal_each::<S>(&req, &limits)?;
+        messages.extend(sealed.rejected.messages);
+        if sealed.oversized > 0 {
             messages.push(format!(
-                "{oversized} {} refused: an event would exceed {} bytes",
+                "{} {} refused: an event would exceed {} bytes",
+                sealed.oversized,
                 S::ITEMS,
                 limits.max_event_bytes
             ));
         }
         Ok(Decoded {
-            events,
-            rejected: mapped.rejected + oversized,
+            events: sealed.events,
+            rejected: sealed.rejected.count + sealed.oversized,
             messages,
         })
     })
@@ -492,40 +482,54 @@ fn is_trivially_empty(body: &[u8]) -> bool {
     t.is_empty() || t == b"{}"
 }
 
-/// Removes every span (or log record: a run of events whose ids share their
-/// `<identity>:` prefix) that has an event whose stored payload (content and
-/// attributes) exceeds `max` bytes: a span is kept whole or not at all.
-/// Returns the kept events and how many spans were refused.
-fn drop_oversized(events: Vec<Prepared>, max: usize) -> (Vec<Prepared>, u64) {
-    // Event ids are `<span or record identity>:<position>` (see the mapping).
-    let key = |e: &Prepared| {
-        e.event_id()
-            .and_then(|id| id.rsplit_once(':'))
-            .map(|(k, _)| k.to_string())
-    };
-    let mut kept = Vec::with_capacity(events.len());
-    let mut refused = 0u64;
-    let mut group: Vec<Prepared> = Vec::new();
-    let mut group_ok = true;
-    for e in events {
-        if let Some(first) = group.first()
-            && key(first) != key(&e)
-        {
-            if group_ok {
-                kept.append(&mut group);
-            } else {
-                refused += 1;
-                group.clear();
-            }
-            group_ok = true;
+/// The events of a request, prepared (salted, canonicalised, digested) span
+/// by span (or record by record) as the mapping yields them.
+struct Sealed {
+    events: Vec<Prepared>,
+    rejected: Rejected,
+    /// Spans (or records) refused whole because one of their events' stored
+    /// payload (content and attributes) would exceed `max_event_bytes`.
+    oversized: u64,
+}
+
+fn seal_each<S: Signal>(req: &S, limits: &crate::Limits) -> Result<Sealed, ApiError> {
+    let mut salts = Salts::new();
+    let mut events = Vec::new();
+    let (mut count, mut oversized) = (0usize, 0u64);
+    let mut failed = None;
+    let rejected = req.map_each(&mut |item: Vec<Event>| {
+        count += item.len();
+        if count > limits.max_otlp_events_per_request || failed.is_some() {
+            return;
         }
-        group_ok &= e.payload_bytes() <= max;
-        group.push(e);
+        let prepared: Result<Vec<Prepared>, _> =
+            item.into_iter().map(|e| salts.prepare(e)).collect();
+        match prepared {
+            Ok(p)
+                if p.iter()
+                    .all(|e| e.payload_bytes() <= limits.max_event_bytes) =>
+            {
+                events.extend(p)
+            }
+            Ok(_) => oversized += 1,
+            Err(e) => failed = Some(e),
+        }
+    });
+    if count > limits.max_otlp_events_per_request {
+        return Err(ApiError::too_large(
+            "too_many_events",
+            format!(
+                "this request maps to {count} events; at most {} allowed per request",
+                limits.max_otlp_events_per_request
+            ),
+        ));
     }
-    if group_ok {
-        kept.append(&mut group);
-    } else if !group.is_empty() {
-        refused += 1;
+    if let Some(e) = failed {
+        return Err(ApiError::unavailable("seal_failed", e.to_string()));
     }
-    (kept, refused)
+    Ok(Sealed {
+        events,
+        rejected,
+        oversized,
+    })
 }

@@ -59,7 +59,7 @@ impl Appender {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(indices.clone());
-        // Wakes the sequencer, which drops those fingerprints.
+        // Wakes the sequencer, which drops those salts from its window.
         self.append(Vec::new(), "").await?;
         self.purge_wal(max).await?;
         Ok(out)

@@ -168,8 +168,8 @@ struct Shared {
     rewrite_lock: tokio::sync::Mutex<()>,
     /// Set by an erasure: the sequencer starts a new WAL file.
     wal_rotate: AtomicBool,
-    /// Entries erased since the sequencer last looked: their fingerprints
-    /// leave the dedupe window.
+    /// Entries erased since the sequencer last looked: their salts leave
+    /// the dedupe window.
     erased_since: Mutex<Vec<crate::erasure::IndexRanges>>,
     /// The first index of the oldest WAL file (no entry below it is in the WAL).
     wal_oldest: AtomicU64,

@@ -63,7 +63,7 @@ pub(super) fn sequencer_loop(
             }
             continue;
         }
-        // An erasure happened: no fingerprint of its payloads stays.
+        // An erasure happened: the window forgets the salts of its entries.
         let erased = std::mem::take(
             &mut *shared
                 .erased_since
@@ -88,7 +88,7 @@ pub(super) fn sequencer_loop(
         for req in pending.by_ref() {
             // All or nothing: a request with an `event_id` conflict is refused
             // before any of its events is sealed.
-            if let Some(msg) = conflict(&s.dedup, &req, s.next) {
+            if let Some(msg) = conflict(&s.dedup, &s.ns, &req, s.next) {
                 answers.push((req.reply, Err(AppendError::Conflict(msg))));
                 continue;
             }
@@ -98,12 +98,12 @@ pub(super) fn sequencer_loop(
                     .event_id()
                     .map(|id| dedup_key(&req.ingested_by, ev.session_id(), id));
                 if let Some(key) = &key
-                    && let Seen::Duplicate(r) = s.dedup.seen(key, ev.fingerprint(), s.next)
+                    && let Seen::Duplicate(r) =
+                        s.dedup.seen(key, &ev, &s.ns, &req.ingested_by, s.next)
                 {
                     receipts.push(r);
                     continue;
                 }
-                let fingerprint = *ev.fingerprint();
                 s.last_received = s.last_received.max(now_micros());
                 let session_seq = *s.sessions.get(ev.session_id()).unwrap_or(&0);
                 // A counter at the end of u64 (only a forged snapshot can
@@ -130,7 +130,7 @@ pub(super) fn sequencer_loop(
                         s.chain = e.chain_hash;
                         s.sessions.insert(session_id, session_seq + 1);
                         if let Some(key) = key {
-                            s.dedup.insert(key, &e, fingerprint);
+                            s.dedup.insert(key, &e);
                         }
                         receipts.push(receipt(&e));
                         entries.push(e);
@@ -214,17 +214,15 @@ pub(super) fn clone_err(e: &AppendError) -> AppendError {
 /// The first `event_id` conflict of `req`, if any: an event whose key the
 /// window (or an earlier event of the same request) holds for a different
 /// event.
-pub(super) fn conflict(dedup: &Dedup, req: &AppendReq, next: u64) -> Option<String> {
-    let mut own: HashMap<Hash, &Hash> = HashMap::new();
+pub(super) fn conflict(dedup: &Dedup, ns: &str, req: &AppendReq, next: u64) -> Option<String> {
+    let mut own: HashMap<Hash, &Prepared> = HashMap::new();
     for ev in &req.events {
         let Some(id) = ev.event_id() else { continue };
         let key = dedup_key(&req.ingested_by, ev.session_id(), id);
-        let clash = match dedup.seen(&key, ev.fingerprint(), next) {
+        let clash = match dedup.seen(&key, ev, ns, &req.ingested_by, next) {
             Seen::Conflict => true,
             Seen::Duplicate(_) => false,
-            Seen::New => own
-                .insert(key, ev.fingerprint())
-                .is_some_and(|f| f != ev.fingerprint()),
+            Seen::New => own.insert(key, ev).is_some_and(|f| !f.same_event(ev)),
         };
         if clash {
             let shown: String = id.chars().take(128).collect();

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Issue 19's OTLP target (docs/benchmarks.md): GenAI spans as OTLP/HTTP
+# protobuf (or JSON), 2 events per span, against a fresh server on the release
+# build, RUNS runs one after the other, each into its own namespace.
+#   scripts/bench_otlp.sh WORKDIR [EVENTS] [RUNS] [FORMAT]
+# PERF=1 records a call-graph profile of the server during the first run
+# (PERF_ARGS, default -g: e.g. "--call-graph dwarf,16384 -F 499")
+# (WORKDIR/perf.data; `perf report -i WORKDIR/perf.data --no-children`).
+set -euo pipefail
+WORK=$1
+EVENTS=${2:-600000}
+RUNS=${3:-3}
+FORMAT=${4:-otlp-proto}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${BIN:-$ROOT/target/release/tracevault}
+[ -x "$BIN" ] || { echo "build the release binary first: cargo build --release --workspace --locked" >&2; exit 1; }
+mkdir -p "$WORK"
+# A new store under a new name each time: deleting one right before a run
+# slows file creation on ext4 without a journal (docs/benchmarks.md).
+DATA=$WORK/tv-$(date +%s)
+PORT=18532
+"$BIN" serve --data "$DATA" --listen 127.0.0.1:$PORT > "$WORK/serve.log" 2>&1 &
+SP=$!
+trap 'kill $SP 2>/dev/null || true' EXIT
+for _ in $(seq 300); do grep -q "listening on" "$WORK/serve.log" && break; sleep 0.1; done
+NS=$(seq -s, -f "o%g" 1 "$RUNS")
+T=$("$BIN" token issue --data "$DATA" --role writer --namespace "$NS" --sub bench)
+for r in $(seq 1 "$RUNS"); do
+  if [ "$r" = 1 ] && [ "${PERF:-0}" = 1 ]; then
+    perf record ${PERF_ARGS:--g} -o "$WORK/perf.data" -p $SP 2>/dev/null &
+    PP=$!
+  fi
+  echo "run $r: $("$BIN" bench ingest --url http://127.0.0.1:$PORT --token "$T" --ns "o$r" \
+    --events "$EVENTS" --batch 500 --concurrency 8 --size 1024 --format "$FORMAT")"
+  if [ -n "${PP:-}" ]; then kill -INT $PP; wait $PP || true; PP=; fi
+  sleep 3
+done
+kill -INT $SP; wait $SP || true
+"$BIN" verify --data "$DATA" > "$WORK/verify.txt" 2>&1 && echo "verify: $(tail -1 "$WORK/verify.txt")"
