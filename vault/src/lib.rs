@@ -34,6 +34,7 @@ mod vault;
 pub mod verify;
 pub(crate) mod wal;
 pub mod witness;
+pub(crate) mod worker_pool;
 
 /// The vault's own namespace: its access log, the export and erasure
 /// workflows (written by the server only, never erased).

@@ -32,13 +32,21 @@ pub fn field_digest(name: &str, salt: &[u8; 32], value: &[u8]) -> Hash {
 
 /// Lowercase hex of a hash (a lookup table: this is on the per-event path).
 pub fn hex32(h: &Hash) -> String {
-    const LUT: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(64);
-    for b in h {
-        s.push(LUT[(b >> 4) as usize] as char);
-        s.push(LUT[(b & 15) as usize] as char);
-    }
+    push_hex32(&mut s, h);
     s
+}
+
+/// Appends the lowercase hex of a hash to `o`.
+fn push_hex32(o: &mut String, h: &Hash) {
+    const LUT: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 64];
+    for (i, b) in h.iter().enumerate() {
+        buf[2 * i] = LUT[(b >> 4) as usize];
+        buf[2 * i + 1] = LUT[(b & 15) as usize];
+    }
+    // Hex digits are ASCII: each byte is its char.
+    o.extend(buf.iter().map(|&b| char::from(b)));
 }
 
 /// `chain_hash_i = SHA-256(chain_hash_{i-1} || leaf_hash_i)`.
@@ -143,6 +151,40 @@ fn micros_to_string(us: i64) -> Result<String, RecordError> {
     DateTime::<Utc>::from_timestamp_micros(us)
         .map(|t| format_timestamp(&t))
         .ok_or(RecordError::Timestamp(us))
+}
+
+/// Appends a timestamp as the committed record holds it: a JSON string of
+/// [`format_timestamp`]'s text. Years 0 to 9999 (every real timestamp) are
+/// written digit by digit, without the formatter's allocation: this runs
+/// twice per entry when sealing and when verifying. Others go through
+/// [`format_timestamp`] itself; a test keeps the two identical.
+fn write_micros(o: &mut String, us: i64) -> Result<(), RecordError> {
+    use chrono::{Datelike, Timelike};
+    let t = DateTime::<Utc>::from_timestamp_micros(us).ok_or(RecordError::Timestamp(us))?;
+    let year = t.year();
+    if !(0..=9999).contains(&year) {
+        o.push('"');
+        o.push_str(&format_timestamp(&t));
+        o.push('"');
+        return Ok(());
+    }
+    let mut b = *b"\"0000-00-00T00:00:00.000000Z\"";
+    let mut put = |at: usize, width: usize, mut v: u32| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(1, 4, year as u32);
+    put(6, 2, t.month());
+    put(9, 2, t.day());
+    put(12, 2, t.hour());
+    put(15, 2, t.minute());
+    put(18, 2, t.second());
+    put(21, 6, t.timestamp_subsec_micros());
+    // Digits and ASCII punctuation only: each byte is its char.
+    o.extend(b.iter().map(|&b| char::from(b)));
+    Ok(())
 }
 
 /// Where the log puts an entry (everything [`Sequence`] holds but the salt).
@@ -318,25 +360,14 @@ impl Prepared {
         leaf: &Hash,
     ) -> Result<bool, RecordError> {
         let e = &self.0;
-        let record = Entry {
-            ns: pos.ns.to_string(),
+        let record = EntryRef {
+            ns: pos.ns,
             idx: pos.idx,
-            session_id: e.session_id.clone(),
             session_seq: pos.session_seq,
-            kind: e.kind,
-            ts: e.ts,
             received_at: pos.received_at,
-            ingested_by: pos.ingested_by.to_string(),
-            event_id: e.event_id.clone(),
-            trace_id: e.trace_id.clone(),
-            span_id: e.span_id.clone(),
-            parent_span_id: e.parent_span_id.clone(),
-            name: e.name.clone(),
-            actor: e.actor.clone(),
-            model: e.model.clone(),
+            ingested_by: pos.ingested_by,
             // The record holds digests, not the payload.
             content: None,
-            content_type: e.content_type,
             attributes: None,
             salt: Some(*salt),
             content_digest: e
@@ -347,10 +378,11 @@ impl Prepared {
                 .attributes
                 .as_ref()
                 .map(|a| field_digest("attributes", salt, a.as_bytes())),
-            leaf_hash: [0; 32],
-            chain_hash: [0; 32],
+            ..e.view()
         };
-        Ok(merkle::leaf_hash(&record.committed_record_bytes()?) == *leaf)
+        let mut o = String::with_capacity(512);
+        record.write_committed_record(&mut o)?;
+        Ok(merkle::leaf_hash(o.as_bytes()) == *leaf)
     }
 
     /// The event's session.
@@ -433,87 +465,41 @@ impl Entry {
         Ok(Value::Object(m))
     }
 
-    /// The JCS bytes whose leaf hash goes into the tree. Written directly in
-    /// RFC 8785 key order (the record's keys are fixed ASCII names, so their
-    /// order is known) instead of building a JSON tree first; a test keeps it
-    /// identical to `jcs(committed_record())`.
+    /// The JCS bytes whose leaf hash goes into the tree (see
+    /// [`EntryRef::write_committed_record`]).
     pub fn committed_record_bytes(&self) -> Result<Vec<u8>, RecordError> {
         let mut o = String::with_capacity(512);
-        let mut first = true;
-        let mut key = |o: &mut String, k: &str| {
-            o.push(if first { '{' } else { ',' });
-            first = false;
-            o.push('"');
-            o.push_str(k);
-            o.push_str("\":");
-        };
-        let str_field = |o: &mut String, v: &str| jcs::write_string(o, v);
-        // Keys in UTF-16 code unit order (plain ASCII order here).
-        if let Some(v) = &self.actor {
-            key(&mut o, "actor");
-            str_field(&mut o, v);
-        }
-        if let Some(d) = &self.attributes_digest {
-            key(&mut o, "attributes_digest");
-            o.push('"');
-            o.push_str(&hex32(d));
-            o.push('"');
-        }
-        if let Some(d) = &self.content_digest {
-            key(&mut o, "content_digest");
-            o.push('"');
-            o.push_str(&hex32(d));
-            o.push('"');
-        }
-        if let Some(ct) = self.content_type {
-            key(&mut o, "content_type");
-            str_field(&mut o, ct.as_str());
-        }
-        if let Some(v) = &self.event_id {
-            key(&mut o, "event_id");
-            str_field(&mut o, v);
-        }
-        key(&mut o, "index");
-        o.push_str(&self.idx.to_string());
-        key(&mut o, "ingested_by");
-        str_field(&mut o, &self.ingested_by);
-        key(&mut o, "kind");
-        str_field(&mut o, self.kind.as_str());
-        if let Some(v) = &self.model {
-            key(&mut o, "model");
-            str_field(&mut o, v);
-        }
-        if let Some(v) = &self.name {
-            key(&mut o, "name");
-            str_field(&mut o, v);
-        }
-        key(&mut o, "ns");
-        str_field(&mut o, &self.ns);
-        if let Some(v) = &self.parent_span_id {
-            key(&mut o, "parent_span_id");
-            str_field(&mut o, v);
-        }
-        key(&mut o, "received_at");
-        str_field(&mut o, &micros_to_string(self.received_at)?);
-        key(&mut o, "session_id");
-        str_field(&mut o, &self.session_id);
-        key(&mut o, "session_seq");
-        o.push_str(&self.session_seq.to_string());
-        if let Some(v) = &self.span_id {
-            key(&mut o, "span_id");
-            str_field(&mut o, v);
-        }
-        if let Some(v) = &self.trace_id {
-            key(&mut o, "trace_id");
-            str_field(&mut o, v);
-        }
-        if let Some(ts) = self.ts {
-            key(&mut o, "ts");
-            str_field(&mut o, &micros_to_string(ts)?);
-        }
-        key(&mut o, "v");
-        o.push_str("1}");
+        self.view().write_committed_record(&mut o)?;
         Ok(o.into_bytes())
+    }
+
+    /// The entry borrowed field by field.
+    pub fn view(&self) -> EntryRef<'_> {
+        EntryRef {
+            ns: &self.ns,
+            idx: self.idx,
+            session_id: &self.session_id,
+            session_seq: self.session_seq,
+            kind: self.kind,
+            ts: self.ts,
+            received_at: self.received_at,
+            ingested_by: &self.ingested_by,
+            event_id: self.event_id.as_deref(),
+            trace_id: self.trace_id.as_deref(),
+            span_id: self.span_id.as_deref(),
+            parent_span_id: self.parent_span_id.as_deref(),
+            name: self.name.as_deref(),
+            actor: self.actor.as_deref(),
+            model: self.model.as_deref(),
+            content: self.content.as_deref(),
+            content_type: self.content_type,
+            attributes: self.attributes.as_deref(),
+            salt: self.salt,
+            content_digest: self.content_digest,
+            attributes_digest: self.attributes_digest,
+            leaf_hash: self.leaf_hash,
+            chain_hash: self.chain_hash,
+        }
     }
 
     /// Whether the entry's payload was erased (salt, content and
@@ -592,6 +578,159 @@ impl Entry {
             .iter()
             .map(|o| o.as_ref().map_or(0, |s| s.len()))
             .sum::<usize>()
+    }
+}
+
+/// An entry borrowed from wherever it is held (a decoded segment batch, an
+/// [`Entry`]). The verifier checks rows in this form, straight from the
+/// Arrow buffers, instead of copying every value into an owned entry first.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EntryRef<'a> {
+    pub ns: &'a str,
+    pub idx: u64,
+    pub session_id: &'a str,
+    pub session_seq: u64,
+    pub kind: Kind,
+    pub ts: Option<i64>,
+    pub received_at: i64,
+    pub ingested_by: &'a str,
+    pub event_id: Option<&'a str>,
+    pub trace_id: Option<&'a str>,
+    pub span_id: Option<&'a str>,
+    pub parent_span_id: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub actor: Option<&'a str>,
+    pub model: Option<&'a str>,
+    pub content: Option<&'a str>,
+    pub content_type: Option<ContentType>,
+    pub attributes: Option<&'a str>,
+    pub salt: Option<[u8; 32]>,
+    pub content_digest: Option<Hash>,
+    pub attributes_digest: Option<Hash>,
+    pub leaf_hash: Hash,
+    pub chain_hash: Hash,
+}
+
+impl EntryRef<'_> {
+    /// An owned copy.
+    pub fn to_entry(&self) -> Entry {
+        let own = |v: Option<&str>| v.map(str::to_string);
+        Entry {
+            ns: self.ns.to_string(),
+            idx: self.idx,
+            session_id: self.session_id.to_string(),
+            session_seq: self.session_seq,
+            kind: self.kind,
+            ts: self.ts,
+            received_at: self.received_at,
+            ingested_by: self.ingested_by.to_string(),
+            event_id: own(self.event_id),
+            trace_id: own(self.trace_id),
+            span_id: own(self.span_id),
+            parent_span_id: own(self.parent_span_id),
+            name: own(self.name),
+            actor: own(self.actor),
+            model: own(self.model),
+            content: own(self.content),
+            content_type: self.content_type,
+            attributes: own(self.attributes),
+            salt: self.salt,
+            content_digest: self.content_digest,
+            attributes_digest: self.attributes_digest,
+            leaf_hash: self.leaf_hash,
+            chain_hash: self.chain_hash,
+        }
+    }
+
+    /// Whether the entry's payload was erased (see [`Entry::is_erased`]).
+    pub fn is_erased(&self) -> bool {
+        self.salt.is_none()
+    }
+
+    /// Appends the committed record's JCS text (SPEC section 4) to `o`: the
+    /// bytes whose leaf hash goes into the tree. Written directly in RFC 8785
+    /// key order (the record's keys are fixed ASCII names, so their order is
+    /// known) instead of building a JSON tree first; a test keeps it
+    /// identical to `jcs(committed_record())`. Taking the buffer lets the
+    /// verifier reuse one for every row.
+    pub fn write_committed_record(&self, o: &mut String) -> Result<(), RecordError> {
+        use std::fmt::Write;
+        let mut first = true;
+        let mut key = |o: &mut String, k: &str| {
+            o.push(if first { '{' } else { ',' });
+            first = false;
+            o.push('"');
+            o.push_str(k);
+            o.push_str("\":");
+        };
+        let str_field = |o: &mut String, v: &str| jcs::write_string(o, v);
+        let hex_field = |o: &mut String, d: &Hash| {
+            o.push('"');
+            push_hex32(o, d);
+            o.push('"');
+        };
+        // Keys in UTF-16 code unit order (plain ASCII order here).
+        if let Some(v) = self.actor {
+            key(o, "actor");
+            str_field(o, v);
+        }
+        if let Some(d) = &self.attributes_digest {
+            key(o, "attributes_digest");
+            hex_field(o, d);
+        }
+        if let Some(d) = &self.content_digest {
+            key(o, "content_digest");
+            hex_field(o, d);
+        }
+        if let Some(ct) = self.content_type {
+            key(o, "content_type");
+            str_field(o, ct.as_str());
+        }
+        if let Some(v) = self.event_id {
+            key(o, "event_id");
+            str_field(o, v);
+        }
+        key(o, "index");
+        let _ = write!(o, "{}", self.idx);
+        key(o, "ingested_by");
+        str_field(o, self.ingested_by);
+        key(o, "kind");
+        str_field(o, self.kind.as_str());
+        if let Some(v) = self.model {
+            key(o, "model");
+            str_field(o, v);
+        }
+        if let Some(v) = self.name {
+            key(o, "name");
+            str_field(o, v);
+        }
+        key(o, "ns");
+        str_field(o, self.ns);
+        if let Some(v) = self.parent_span_id {
+            key(o, "parent_span_id");
+            str_field(o, v);
+        }
+        key(o, "received_at");
+        write_micros(o, self.received_at)?;
+        key(o, "session_id");
+        str_field(o, self.session_id);
+        key(o, "session_seq");
+        let _ = write!(o, "{}", self.session_seq);
+        if let Some(v) = self.span_id {
+            key(o, "span_id");
+            str_field(o, v);
+        }
+        if let Some(v) = self.trace_id {
+            key(o, "trace_id");
+            str_field(o, v);
+        }
+        if let Some(ts) = self.ts {
+            key(o, "ts");
+            write_micros(o, ts)?;
+        }
+        key(o, "v");
+        o.push_str("1}");
+        Ok(())
     }
 }
 
@@ -768,6 +907,59 @@ mod tests {
             );
         }
         assert_eq!(hex32(&[0xab; 32]), hex::encode([0xab; 32]));
+    }
+
+    /// The digit-by-digit timestamp writer against the formatter it stands
+    /// in for, over the whole range the record can hold: both ends, years
+    /// around 0 and 9999, leap days, and a spread of values in between.
+    #[test]
+    fn timestamps_are_written_as_the_formatter_writes_them() {
+        let (min, max) = (
+            DateTime::<Utc>::MIN_UTC.timestamp_micros(),
+            DateTime::<Utc>::MAX_UTC.timestamp_micros(),
+        );
+        let year = |y: i32| {
+            chrono::NaiveDate::from_ymd_opt(y, 1, 1)
+                .unwrap()
+                .and_hms_opt(0, 0, 0)
+                .unwrap()
+                .and_utc()
+                .timestamp_micros()
+        };
+        let mut cases = vec![
+            min,
+            max,
+            0,
+            -1,
+            1,
+            year(0),
+            year(0) - 1,
+            year(10_000),
+            year(10_000) - 1,
+            year(2024) + 59 * 86_400_000_000 + 999_999,
+            1_700_000_000_123_456,
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Half spread over the whole range, half over years 0 to 9999.
+            let span = if cases.len() % 2 == 0 {
+                (min, max)
+            } else {
+                (year(0), year(10_000))
+            };
+            // (The whole range is wider than an i64.)
+            let width = (i128::from(span.1) - i128::from(span.0)) as u128;
+            cases.push((i128::from(span.0) + (u128::from(x) % width) as i128) as i64);
+        }
+        for us in cases {
+            let mut o = String::new();
+            write_micros(&mut o, us).unwrap();
+            assert_eq!(o, format!("\"{}\"", micros_to_string(us).unwrap()), "{us}");
+        }
+        assert!(write_micros(&mut String::new(), i64::MIN).is_err());
     }
 
     #[test]

@@ -30,7 +30,7 @@ use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
 };
 use parquet::arrow::{ArrowWriter, ProjectionMask};
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{
@@ -43,7 +43,7 @@ use tracevault_schemas::Kind;
 use tracevault_schemas::rows::{col, is_segment_schema, segment_schema};
 
 use crate::jcs;
-use crate::record::{ContentType, Entry, Hash};
+use crate::record::{ContentType, Entry, EntryRef, Hash};
 
 /// Footer key holding the header (JCS JSON).
 pub const HEADER_KEY: &str = "tracevault.segment.header";
@@ -192,7 +192,11 @@ fn writer_props() -> WriterProperties {
     // Payloads, hashes and salts are unique per row: a dictionary never pays
     // off and min/max statistics never prune anything, so skip both (they were
     // a large share of encode time). Pruning columns (ns, idx, session_id,
-    // kind, ts, received_at, ...) keep page statistics.
+    // kind, ts, received_at, ...) keep page statistics. Without a dictionary
+    // a version 2 writer would fall back to DELTA_BYTE_ARRAY, which looks for
+    // a prefix shared with the previous value: random hashes and payloads
+    // share none, and every reader (`verify` first) then rebuilds each value
+    // by copying. PLAIN stores them as they are.
     for c in [
         col::CONTENT,
         col::ATTRIBUTES,
@@ -204,7 +208,15 @@ fn writer_props() -> WriterProperties {
     ] {
         b = b
             .set_column_dictionary_enabled(ColumnPath::from(c), false)
+            .set_column_encoding(ColumnPath::from(c), Encoding::PLAIN)
             .set_column_statistics_enabled(ColumnPath::from(c), EnabledStatistics::None);
+    }
+    // Indexes and receive times rise row by row: a dictionary of all of
+    // them costs more than their deltas, which pack into a few bits.
+    for c in [col::IDX, col::RECEIVED_AT] {
+        b = b
+            .set_column_dictionary_enabled(ColumnPath::from(c), false)
+            .set_column_encoding(ColumnPath::from(c), Encoding::DELTA_BINARY_PACKED);
     }
     b.build()
 }
@@ -526,6 +538,15 @@ pub fn decode_each(
     bytes: Bytes,
     mut f: impl FnMut(Entry),
 ) -> Result<(SegmentHeader, Vec<u8>), SegmentError> {
+    decode_rows(bytes, |e| f(e.to_entry()))
+}
+
+/// As [`decode_each`], with each row borrowed from its decoded batch
+/// ([`batch_rows`]) instead of copied into an owned entry.
+pub fn decode_rows(
+    bytes: Bytes,
+    mut f: impl FnMut(EntryRef<'_>),
+) -> Result<(SegmentHeader, Vec<u8>), SegmentError> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(pq)?;
     let (header, signature) = read_header(builder.metadata().file_metadata().key_value_metadata())?;
     if !is_segment_schema(builder.schema().fields()) {
@@ -534,11 +555,8 @@ pub fn decode_each(
         ));
     }
     let reader = builder.with_batch_size(4096).build().map_err(pq)?;
-    let mut buf = Vec::with_capacity(4096);
     for batch in reader {
-        let batch = batch.map_err(pq)?;
-        batch_to_entries(&batch, &mut buf)?;
-        buf.drain(..).for_each(&mut f);
+        batch_rows(&batch.map_err(pq)?, &mut f)?;
     }
     Ok((header, signature))
 }
@@ -760,8 +778,8 @@ fn column<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> Result<&'a T, Segme
         .ok_or_else(|| SegmentError::Format(format!("column {name} missing or mistyped")))
 }
 
-fn opt_str(a: &StringArray, i: usize) -> Option<String> {
-    (!a.is_null(i)).then(|| a.value(i).to_string())
+fn opt_str(a: &StringArray, i: usize) -> Option<&str> {
+    (!a.is_null(i)).then(|| a.value(i))
 }
 
 fn hash_at(a: &FixedSizeBinaryArray, i: usize, name: &str) -> Result<Option<Hash>, SegmentError> {
@@ -780,6 +798,14 @@ fn req<T>(v: Option<T>, name: &str, i: usize) -> Result<T, SegmentError> {
 
 /// Converts a segment batch back into entries.
 pub fn batch_to_entries(b: &RecordBatch, out: &mut Vec<Entry>) -> Result<(), SegmentError> {
+    out.reserve(b.num_rows());
+    batch_rows(b, |e| out.push(e.to_entry()))
+}
+
+/// Hands each row of a segment batch to `f`, borrowed from the batch's
+/// buffers: nothing is copied, so a reader that only checks rows (`verify`)
+/// pays for no owned entries.
+pub fn batch_rows(b: &RecordBatch, mut f: impl FnMut(EntryRef<'_>)) -> Result<(), SegmentError> {
     let s = |n| column::<StringArray>(b, n);
     let (ns, session_id, kind, ingested_by) = (
         s(col::NS)?,
@@ -804,13 +830,13 @@ pub fn batch_to_entries(b: &RecordBatch, out: &mut Vec<Entry>) -> Result<(), Seg
         col::CONTENT_TYPE,
     ];
     let opt: Vec<&StringArray> = names.iter().map(|n| s(n)).collect::<Result<_, _>>()?;
-    let f = |n| column::<FixedSizeBinaryArray>(b, n);
+    let fixed = |n| column::<FixedSizeBinaryArray>(b, n);
     let (leaf, salt, cd, ad, chain) = (
-        f(col::LEAF_HASH)?,
-        f(col::SALT)?,
-        f(col::CONTENT_DIGEST)?,
-        f(col::ATTRIBUTES_DIGEST)?,
-        f(col::CHAIN_HASH)?,
+        fixed(col::LEAF_HASH)?,
+        fixed(col::SALT)?,
+        fixed(col::CONTENT_DIGEST)?,
+        fixed(col::ATTRIBUTES_DIGEST)?,
+        fixed(col::CHAIN_HASH)?,
     );
     for i in 0..b.num_rows() {
         let kind_s = kind.value(i);
@@ -824,16 +850,16 @@ pub fn batch_to_entries(b: &RecordBatch, out: &mut Vec<Entry>) -> Result<(), Seg
         let to_u64 = |v: i64, n: &str| {
             u64::try_from(v).map_err(|_| SegmentError::Format(format!("row {i}: negative {n}")))
         };
-        out.push(Entry {
-            ns: ns.value(i).to_string(),
+        f(EntryRef {
+            ns: ns.value(i),
             idx: to_u64(idx.value(i), "idx")?,
-            session_id: session_id.value(i).to_string(),
+            session_id: session_id.value(i),
             session_seq: to_u64(seq.value(i), "session_seq")?,
             kind: Kind::parse(kind_s)
                 .ok_or_else(|| SegmentError::Format(format!("row {i}: unknown kind {kind_s:?}")))?,
             ts: (!ts.is_null(i)).then(|| ts.value(i)),
             received_at: recv.value(i),
-            ingested_by: ingested_by.value(i).to_string(),
+            ingested_by: ingested_by.value(i),
             event_id: opt_str(opt[0], i),
             trace_id: opt_str(opt[1], i),
             span_id: opt_str(opt[2], i),

@@ -10,7 +10,7 @@
 //! parallel and streamed through a compact Merkle range, so memory is bounded
 //! by the number of segments in flight, not the size of the log.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use base64::Engine;
@@ -20,7 +20,7 @@ use futures::StreamExt;
 
 use crate::merkle::{leaf_hash, node_hash};
 use crate::note;
-use crate::record::{Entry, Hash, chain_next, field_digest};
+use crate::record::{EntryRef, Hash, chain_next, field_digest};
 use crate::segment::{self, SegmentHeader};
 use crate::store::{Store, StoreError, layout};
 use crate::tile_proofs::TileTree;
@@ -167,9 +167,11 @@ struct RowFacts {
 }
 
 /// What the session-state snapshot check needs of a row.
+/// A segment's rows share one copy of each session id (most sessions span
+/// many rows), so checking a row allocates nothing.
 #[derive(Clone)]
 struct SessionFacts {
-    session_id: String,
+    session_id: Arc<str>,
     session_seq: u64,
     received_at: i64,
 }
@@ -236,17 +238,20 @@ fn check_segment(
     // Stream the rows: per-row content checks happen as rows are decoded, and
     // only (index, leaf, chain) of each row is kept for the order checks.
     let mut rows: Vec<RowFacts> = Vec::new();
+    let mut sessions: HashMap<String, Arc<str>> = HashMap::new();
     let mut content: Vec<(u64, String)> = Vec::new();
     let mut erased: Vec<u64> = Vec::new();
     // The file digest covers the file but its footer's two signed strings.
     let mut hashed = bytes.len() as u64;
-    let decoded = segment::decode_each(bytes.clone(), |e| {
+    // One buffer for every row's committed record.
+    let mut record = String::with_capacity(1024);
+    let decoded = segment::decode_rows(bytes.clone(), |e| {
         // Per row: its field digests (domain, name, salt, value), leaf hash
         // (0x00 and the record), chain link (two hashes), and about one
         // Merkle node (0x01 and two hashes).
-        let fields = [&e.content, &e.attributes]
+        let fields = [e.content, e.attributes]
             .iter()
-            .filter_map(|v| v.as_ref().map(|v| v.len() as u64 + 64))
+            .filter_map(|v| v.map(|v| v.len() as u64 + 64))
             .sum::<u64>();
         hashed += fields + 64 + 65;
         if e.ns != ns {
@@ -263,24 +268,33 @@ fn check_segment(
                 "holds its payload though a performed erasure order erased it (erasure undone, or an old copy put back)".into(),
             ));
         }
-        let rec = e.committed_record_bytes();
-        if let Ok(r) = &rec {
-            hashed += r.len() as u64 + 1;
-        }
-        match rec {
-            Ok(rec) if leaf_hash(&rec) == e.leaf_hash => {}
-            Ok(_) => content.push((
-                e.idx,
-                "committed record does not match its leaf hash (metadata edited)".into(),
-            )),
+        record.clear();
+        match e.write_committed_record(&mut record) {
+            Ok(()) => {
+                hashed += record.len() as u64 + 1;
+                if leaf_hash(record.as_bytes()) != e.leaf_hash {
+                    content.push((
+                        e.idx,
+                        "committed record does not match its leaf hash (metadata edited)".into(),
+                    ));
+                }
+            }
             Err(err) => content.push((e.idx, format!("committed record cannot be rebuilt: {err}"))),
         }
+        let session_id = match sessions.get(e.session_id) {
+            Some(id) => id.clone(),
+            None => {
+                let id: Arc<str> = e.session_id.into();
+                sessions.insert(e.session_id.to_string(), id.clone());
+                id
+            }
+        };
         rows.push(RowFacts {
             idx: e.idx,
             leaf_hash: e.leaf_hash,
             chain_hash: e.chain_hash,
             session: SessionFacts {
-                session_id: e.session_id,
+                session_id,
                 session_seq: e.session_seq,
                 received_at: e.received_at,
             },
@@ -393,80 +407,89 @@ fn check_segment(
     // The log is defined by index, so the chain and the tree are checked in
     // index order; row order is a separate finding.
     let mut order: Vec<usize> = (0..rows.len()).collect();
-    order.sort_by_key(|&p| (rows[p].idx, p));
-    let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
-    for e in &rows {
-        *counts.entry(e.idx).or_default() += 1;
-    }
-    let mut next = first;
-    for (&idx, &n) in &counts {
-        if idx < first || idx > last {
-            continue;
+    // What a sound segment holds: exactly `first..=last`, in order. Then
+    // none of the checks below can find anything, so skip counting.
+    let in_order = rows.len() as u64 == expected_rows
+        && rows
+            .iter()
+            .enumerate()
+            .all(|(p, e)| e.idx == first + p as u64);
+    if !in_order {
+        order.sort_by_key(|&p| (rows[p].idx, p));
+        let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
+        for e in &rows {
+            *counts.entry(e.idx).or_default() += 1;
         }
-        if idx > next {
-            let msg = if idx - next == 1 {
+        let mut next = first;
+        for (&idx, &n) in &counts {
+            if idx < first || idx > last {
+                continue;
+            }
+            if idx > next {
+                let msg = if idx - next == 1 {
+                    format!("entry {next} is missing from the segment (row dropped)")
+                } else {
+                    format!(
+                        "entries {next}-{} are missing from the segment (rows dropped)",
+                        idx - 1
+                    )
+                };
+                report(Some(next), msg, &mut row_findings);
+            }
+            if n > 1 {
+                report(
+                    Some(idx),
+                    format!("entry {idx} appears {n} times (row duplicated)"),
+                    &mut row_findings,
+                );
+            }
+            next = idx + 1;
+        }
+        if next <= last {
+            let msg = if next == last {
                 format!("entry {next} is missing from the segment (row dropped)")
             } else {
-                format!(
-                    "entries {next}-{} are missing from the segment (rows dropped)",
-                    idx - 1
-                )
+                format!("entries {next}-{last} are missing from the segment (rows dropped)")
             };
             report(Some(next), msg, &mut row_findings);
         }
-        if n > 1 {
-            report(
-                Some(idx),
-                format!("entry {idx} appears {n} times (row duplicated)"),
-                &mut row_findings,
-            );
+        let permutation = rows.len() as u64 == expected_rows
+            && counts.len() as u64 == expected_rows
+            && counts.keys().all(|i| (first..=last).contains(i));
+        let mut prev_idx: Option<u64> = None;
+        for (pos, e) in rows.iter().enumerate() {
+            let want = first + pos as u64;
+            if e.idx < first || e.idx > last {
+                report(
+                    Some(e.idx),
+                    format!(
+                        "row {pos} holds entry {}, outside the segment's range {first}-{last}",
+                        e.idx
+                    ),
+                    &mut row_findings,
+                );
+            } else if permutation && e.idx != want {
+                report(
+                    Some(e.idx),
+                    format!(
+                        "row {pos} holds entry {}, expected {want} (rows reordered)",
+                        e.idx
+                    ),
+                    &mut row_findings,
+                );
+            } else if !permutation && prev_idx.is_some_and(|p| e.idx < p) {
+                report(
+                    Some(e.idx),
+                    format!(
+                        "row {pos} holds entry {} after entry {} (rows reordered)",
+                        e.idx,
+                        prev_idx.unwrap_or(0)
+                    ),
+                    &mut row_findings,
+                );
+            }
+            prev_idx = Some(e.idx);
         }
-        next = idx + 1;
-    }
-    if next <= last {
-        let msg = if next == last {
-            format!("entry {next} is missing from the segment (row dropped)")
-        } else {
-            format!("entries {next}-{last} are missing from the segment (rows dropped)")
-        };
-        report(Some(next), msg, &mut row_findings);
-    }
-    let permutation = rows.len() as u64 == expected_rows
-        && counts.len() as u64 == expected_rows
-        && counts.keys().all(|i| (first..=last).contains(i));
-    let mut prev_idx: Option<u64> = None;
-    for (pos, e) in rows.iter().enumerate() {
-        let want = first + pos as u64;
-        if e.idx < first || e.idx > last {
-            report(
-                Some(e.idx),
-                format!(
-                    "row {pos} holds entry {}, outside the segment's range {first}-{last}",
-                    e.idx
-                ),
-                &mut row_findings,
-            );
-        } else if permutation && e.idx != want {
-            report(
-                Some(e.idx),
-                format!(
-                    "row {pos} holds entry {}, expected {want} (rows reordered)",
-                    e.idx
-                ),
-                &mut row_findings,
-            );
-        } else if !permutation && prev_idx.is_some_and(|p| e.idx < p) {
-            report(
-                Some(e.idx),
-                format!(
-                    "row {pos} holds entry {} after entry {} (rows reordered)",
-                    e.idx,
-                    prev_idx.unwrap_or(0)
-                ),
-                &mut row_findings,
-            );
-        }
-        prev_idx = Some(e.idx);
     }
 
     // Content: digests and leaf hash of every row; the chain in index order.
@@ -634,7 +657,7 @@ async fn proven_erasure_steps(
         .map_err(|e| format!("its tiles do not match its checkpoint: {e}"))?;
     let (mut steps, mut unproven) = (Vec::new(), Vec::new());
     for e in entries.into_iter().filter(|e| e.idx < cp.size) {
-        let why = if !check_digests(&e).is_empty() || e.is_erased() {
+        let why = if !check_digests(&e.view()).is_empty() || e.is_erased() {
             Some("its content does not match its digest".to_string())
         } else if e
             .committed_record_bytes()
@@ -665,10 +688,10 @@ async fn proven_erasure_steps(
 /// Recomputes the field digests of an entry from its stored values. An
 /// entry without its salt is erased: it must hold no value either (whether
 /// an erasure order covers it is checked once the namespace is read).
-fn check_digests(e: &Entry) -> Vec<String> {
+fn check_digests(e: &EntryRef<'_>) -> Vec<String> {
     let mut msgs = Vec::new();
     let Some(salt) = &e.salt else {
-        for (name, value) in [("content", &e.content), ("attributes", &e.attributes)] {
+        for (name, value) in [("content", e.content), ("attributes", e.attributes)] {
             if value.is_some() {
                 msgs.push(format!(
                     "{name} present but the salt is gone (erased entry holding a value)"
@@ -678,12 +701,12 @@ fn check_digests(e: &Entry) -> Vec<String> {
         return msgs;
     };
     for (name, value, digest) in [
-        ("content", &e.content, &e.content_digest),
-        ("attributes", &e.attributes, &e.attributes_digest),
+        ("content", e.content, e.content_digest),
+        ("attributes", e.attributes, e.attributes_digest),
     ] {
         match (value, digest) {
             (Some(v), Some(d)) => {
-                if field_digest(name, salt, v.as_bytes()) != *d {
+                if field_digest(name, salt, v.as_bytes()) != d {
                     msgs.push(format!("{name} does not match its digest (value edited)"));
                 }
             }
@@ -1039,6 +1062,8 @@ async fn verify_namespace(
 
     // Stream segments: check in parallel, fold in index order.
     let concurrency = opts.concurrency.max(1);
+    let checkers = &crate::worker_pool::WorkerPool::new("verify", concurrency)
+        .map_err(|e| VerifyError::Usage(format!("cannot start the checking threads: {e}")))?;
     let key2 = *key;
     let mut stream = futures::stream::iter(named)
         .map(|((first, last), name)| {
@@ -1054,10 +1079,11 @@ async fn verify_namespace(
                 let obj = object.clone();
                 let ns2 = ns.clone();
                 let must = erased_by_orders.clone();
-                let out = tokio::task::spawn_blocking(move || {
-                    check_segment(&ns, (first, last), object, bytes, &key2, key_id, &must)
-                })
-                .await;
+                let out = checkers
+                    .run(move || {
+                        check_segment(&ns, (first, last), object, bytes, &key2, key_id, &must)
+                    })
+                    .await;
                 // A file crafted to break the checker is a finding about that
                 // file, never a reason to stop checking the rest of the store.
                 let out = out.unwrap_or_else(|e| SegmentOutcome {
@@ -1398,7 +1424,7 @@ async fn resume_from_tiles(
 struct StateCheck {
     /// Snapshots not yet checked, by size.
     pending: BTreeMap<u64, (String, crate::session_state::SessionState)>,
-    sessions: std::collections::HashMap<String, u64>,
+    sessions: HashMap<Arc<str>, u64>,
     last_received: i64,
     chain: Hash,
     active: bool,
@@ -1457,6 +1483,7 @@ impl StateCheck {
         if !self.active {
             return;
         }
+        // (A shared id: cloning it allocates nothing.)
         let next = self.sessions.entry(row.session_id.clone()).or_insert(0);
         // The writer numbers each session 0, 1, 2, ...: a gap or a repeat
         // is an entry dropped, or a number handed out twice (as a lowered
@@ -1497,14 +1524,15 @@ impl StateCheck {
         if st.last_received != self.last_received {
             wrong.push("last received_at");
         }
-        let mut sessions: Vec<(&String, &u64)> = self.sessions.iter().collect();
+        let mut sessions: Vec<(&str, u64)> =
+            self.sessions.iter().map(|(s, n)| (&**s, *n)).collect();
         sessions.sort();
         if st.sessions.len() != sessions.len()
             || st
                 .sessions
                 .iter()
                 .zip(&sessions)
-                .any(|(a, b)| (&a.0, &a.1) != *b)
+                .any(|(a, b)| (a.0.as_str(), a.1) != *b)
         {
             wrong.push("session counters");
         }
