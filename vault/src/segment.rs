@@ -985,6 +985,49 @@ mod tests {
     }
 
     #[test]
+    fn unique_columns_are_plain_rising_ones_delta_packed_and_rows_read_back_alike() {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let entries = sample_entries(300);
+        let (_, bytes) = encode(&entries, &test_seal(&key)).unwrap();
+        let reader = SerializedFileReader::new(bytes.clone()).unwrap();
+        let rg = reader.metadata().row_group(0);
+        let encodings = |name: &str| {
+            let c = rg
+                .columns()
+                .iter()
+                .find(|c| c.column_path().string() == name)
+                .unwrap();
+            c.encodings().collect::<Vec<_>>()
+        };
+        for name in [
+            col::CONTENT,
+            col::ATTRIBUTES,
+            col::LEAF_HASH,
+            col::SALT,
+            col::CHAIN_HASH,
+        ] {
+            let e = encodings(name);
+            assert!(e.contains(&Encoding::PLAIN), "{name}: {e:?}");
+            assert!(!e.contains(&Encoding::DELTA_BYTE_ARRAY), "{name}: {e:?}");
+            assert!(!e.contains(&Encoding::RLE_DICTIONARY), "{name}: {e:?}");
+        }
+        for name in [col::IDX, col::RECEIVED_AT] {
+            let e = encodings(name);
+            assert!(e.contains(&Encoding::DELTA_BINARY_PACKED), "{name}: {e:?}");
+            assert!(!e.contains(&Encoding::RLE_DICTIONARY), "{name}: {e:?}");
+        }
+        // The borrowed rows `verify` checks are the entries, as the owned
+        // decoder gives them.
+        let mut borrowed = Vec::new();
+        decode_rows(bytes.clone(), |e| borrowed.push(e.to_entry())).unwrap();
+        let mut owned = Vec::new();
+        decode_each(bytes, |e| owned.push(e)).unwrap();
+        assert_eq!(borrowed, entries);
+        assert_eq!(owned, entries);
+    }
+
+    #[test]
     fn decode_indices_reads_exactly_the_rows_asked_for() {
         let key = SigningKey::from_bytes(&[7; 32]);
         let seal = test_seal(&key);
