@@ -5,7 +5,8 @@
 # on, COPY batches), one after the other in one sitting on this machine.
 #   scripts/bench_ingest_vs_pg.sh WORKDIR [EVENTS] [CLIENTS] [BATCH] [SIZE]
 # Afterwards the namespace's checkpoint is checked to cover every acknowledged
-# event (`bench ingest` waits for it and reports the lag).
+# event (`bench ingest` waits for it and reports the lag). CONFIG=FILE starts
+# tracevault with that config file.
 set -euo pipefail
 WORK=$1
 EVENTS=${2:-1500000}
@@ -22,7 +23,7 @@ mkdir -p "$WORK"
 # the next run's tile and segment writes by a fifth (docs/benchmarks.md).
 rm -rf "$WORK/tv"
 PORT=18531
-"$BIN" serve --data "$WORK/tv" --listen 127.0.0.1:$PORT > "$WORK/serve.log" 2>&1 &
+"$BIN" serve --data "$WORK/tv" --listen 127.0.0.1:$PORT ${CONFIG:+--config "$CONFIG"} > "$WORK/serve.log" 2>&1 &
 SP=$!
 trap 'kill $SP 2>/dev/null || true' EXIT
 for _ in $(seq 300); do grep -q "listening on" "$WORK/serve.log" && break; sleep 0.1; done

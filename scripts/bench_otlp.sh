@@ -6,6 +6,8 @@
 # PERF=1 records a call-graph profile of the server during the first run
 # (PERF_ARGS, default -g: e.g. "--call-graph dwarf,16384 -F 499")
 # (WORKDIR/perf.data; `perf report -i WORKDIR/perf.data --no-children`).
+# CONFIG=FILE starts the server with that config file (e.g. `[log]
+# segment_compression = "lz4"`).
 set -euo pipefail
 WORK=$1
 EVENTS=${2:-600000}
@@ -19,7 +21,7 @@ mkdir -p "$WORK"
 # slows file creation on ext4 without a journal (docs/benchmarks.md).
 DATA=$WORK/tv-$(date +%s)
 PORT=18532
-"$BIN" serve --data "$DATA" --listen 127.0.0.1:$PORT > "$WORK/serve.log" 2>&1 &
+"$BIN" serve --data "$DATA" --listen 127.0.0.1:$PORT ${CONFIG:+--config "$CONFIG"} > "$WORK/serve.log" 2>&1 &
 SP=$!
 trap 'kill $SP 2>/dev/null || true' EXIT
 for _ in $(seq 300); do grep -q "listening on" "$WORK/serve.log" && break; sleep 0.1; done

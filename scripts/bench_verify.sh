@@ -9,6 +9,8 @@
 # BIN= picks the binary that verifies (the store is written by the release
 # build); PERF=1 records a call-graph profile of the first run
 # (WORKDIR/perf.data).
+# CONFIG=FILE starts the server with that config file (e.g. `[log]
+# segment_compression = "lz4"`).
 set -euo pipefail
 WORK=$1
 EVENTS=${2:-2000000}
@@ -21,7 +23,7 @@ BIN=${BIN:-$REL}
 mkdir -p "$WORK"
 if [ ! -d "$WORK/store" ]; then
   PORT=18533
-  "$REL" serve --data "$WORK/store" --listen 127.0.0.1:$PORT > "$WORK/serve.log" 2>&1 &
+  "$REL" serve --data "$WORK/store" --listen 127.0.0.1:$PORT ${CONFIG:+--config "$CONFIG"} > "$WORK/serve.log" 2>&1 &
   SP=$!
   trap 'kill $SP 2>/dev/null || true' EXIT
   for _ in $(seq 300); do grep -q "listening on" "$WORK/serve.log" && break; sleep 0.1; done

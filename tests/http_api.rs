@@ -46,7 +46,12 @@ fn independent_check(job: &Value) -> Value {
 async fn write_api_receipts_proofs_and_segments_check_out_independently() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let cfg = config(dir.path(), "[log]\nflush_interval_ms = 100\n");
+    // LZ4 segments here (zstd, the default, everywhere else): pyarrow and
+    // DuckDB read them below as they read zstd ones.
+    let cfg = config(
+        dir.path(),
+        "[log]\nflush_interval_ms = 100\nsegment_compression = \"lz4\"\n",
+    );
     let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
     let c = client();
     let w = token(&data, "writer", "alpha", "pipeline-a");
@@ -175,6 +180,8 @@ async fn write_api_receipts_proofs_and_segments_check_out_independently() {
         "tlog_proofs": proofs,
         "tlog_leaves": receipts.iter().map(|r| r["leaf_hash"].clone()).collect::<Vec<_>>(),
         "segments": segments,
+        // pyarrow names Parquet's LZ4_RAW codec "LZ4".
+        "segment_codec": "LZ4",
         "receipts": all_receipts,
     });
     let out = independent_check(&job);

@@ -19,7 +19,12 @@ fn col(body: &Value, row: usize, c: usize) -> &Value {
 async fn readers_see_only_their_rows_masked_whatever_sql_they_write() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let cfg = config(dir.path(), "[log]\nflush_interval_ms = 50\n");
+    // LZ4 segments (`[log] segment_compression`): the SQL engines (DataFusion,
+    // and Ballista's executors in the Ballista pass) read them as zstd ones.
+    let cfg = config(
+        dir.path(),
+        "[log]\nflush_interval_ms = 50\nsegment_compression = \"lz4\"\n",
+    );
     let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
     let c = client();
     let url = &srv.url;

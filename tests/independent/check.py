@@ -128,7 +128,7 @@ def ts(v):
     return v.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def check_segments(paths):
+def check_segments(paths, codec):
     import pyarrow.parquet as pq
     import duckdb
 
@@ -140,7 +140,7 @@ def check_segments(paths):
         meta = f.metadata.metadata or {}
         assert b"tracevault.segment.header" in meta, "segment header missing in footer"
         header = json.loads(meta[b"tracevault.segment.header"])
-        assert f.metadata.row_group(0).column(0).compression == "ZSTD"
+        assert f.metadata.row_group(0).column(0).compression == codec, f.metadata.row_group(0).column(0).compression
         t = f.read().to_pylist()
         prev_idx = None
         for row in t:
@@ -199,7 +199,7 @@ def main():
         verify_inclusion(index, psize, leaf, proof, proot)
     out["tlog_checked"] = len(job.get("tlog_proofs", []))
     if job.get("segments"):
-        leaves, total, n, mn, mx = check_segments(job["segments"])
+        leaves, total, n, mn, mx = check_segments(job["segments"], job.get("segment_codec", "ZSTD"))
         for r in job.get("receipts", []):
             assert leaves.get(r["index"]) == r["leaf_hash"], f"receipt {r['index']} not in segments"
         out.update({"rows": total, "duckdb_rows": n, "duckdb_min": mn, "duckdb_max": mx})

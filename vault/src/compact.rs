@@ -27,6 +27,8 @@ pub struct CompactPolicy {
     pub target_rows: u64,
     /// Merge a run only once it has this many segments (or reaches half the target).
     pub min_segments: usize,
+    /// Codec of the merged segment.
+    pub compression: segment::SegmentCompression,
 }
 
 pub use crate::tiling::{Range, cover_order, split_covered};
@@ -191,8 +193,9 @@ where
     let key_id = crate::note::key_id(origin, &key.verifying_key().to_bytes());
     let k = key.clone();
     let chain_in = chain_in.unwrap_or([0; 32]);
+    let compression = policy.compression;
     let (_, bytes) = tokio::task::spawn_blocking(move || {
-        segment::encode(
+        segment::encode_with(
             &entries,
             &SegmentSeal {
                 chain_in,
@@ -200,6 +203,7 @@ where
                 key_id,
                 key: &k,
             },
+            compression,
         )
     })
     .await
@@ -252,6 +256,7 @@ mod tests {
         let p = CompactPolicy {
             target_rows: 100,
             min_segments: 3,
+            compression: Default::default(),
         };
         let segs: Vec<(u64, u64)> = (0..5).map(|i| (i * 10, i * 10 + 9)).collect();
         assert_eq!(pick_run(&segs, p), Some((0, 5)));

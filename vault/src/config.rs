@@ -14,6 +14,10 @@ pub struct LogConfig {
     pub segment_max_rows: usize,
     /// Most payload bytes (approximate, before compression) in one segment.
     pub segment_max_bytes: usize,
+    /// Codec of the segments written from now on (published, merged and
+    /// rewritten by an erasure): `zstd` (smaller) or `lz4` (cheaper to write
+    /// and to read). Segments already stored keep theirs; readers take both.
+    pub segment_compression: crate::segment::SegmentCompression,
     /// Most events sealed and fsynced together in one group commit.
     pub group_max_events: usize,
     /// Append requests that may wait for the sequencer before callers get 503.
@@ -67,6 +71,7 @@ impl Default for LogConfig {
             flush_interval_ms: 500,
             segment_max_rows: 50_000,
             segment_max_bytes: 64 << 20,
+            segment_compression: crate::segment::SegmentCompression::default(),
             group_max_events: 20_000,
             queue_requests: 1024,
             max_unpublished_events: 150_000,

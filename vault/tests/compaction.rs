@@ -5,11 +5,13 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
-use tracevault_vault::segment::{self, SegmentSeal};
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use tracevault_vault::segment::{self, SegmentCompression, SegmentSeal};
 use tracevault_vault::{LogConfig, Vault, VaultOptions, compact, keys, merkle, note};
 
 fn cfg(compact_interval_ms: u64) -> LogConfig {
@@ -23,12 +25,34 @@ fn cfg(compact_interval_ms: u64) -> LogConfig {
 }
 
 async fn open_with(data: &Path, compact_interval_ms: u64) -> Vault {
+    open_compressed(data, compact_interval_ms, SegmentCompression::default()).await
+}
+
+async fn open_compressed(
+    data: &Path,
+    compact_interval_ms: u64,
+    segment_compression: SegmentCompression,
+) -> Vault {
     Vault::open(VaultOptions {
-        log: cfg(compact_interval_ms),
+        log: LogConfig {
+            segment_compression,
+            ..cfg(compact_interval_ms)
+        },
         ..opts(data, 10)
     })
     .await
     .unwrap()
+}
+
+/// The codecs Parquet recorded for the column chunks of a segment.
+fn codecs(data: &Path, name: &str) -> BTreeSet<String> {
+    let bytes = std::fs::read(store_dir(data).join("ns/n/segments").join(name)).unwrap();
+    let r = SerializedFileReader::new(bytes::Bytes::from(bytes)).unwrap();
+    r.metadata()
+        .row_groups()
+        .iter()
+        .flat_map(|g| g.columns().iter().map(|c| format!("{:?}", c.compression())))
+        .collect()
 }
 
 fn segment_names(data: &Path) -> Vec<String> {
@@ -69,7 +93,9 @@ async fn fill(vault: &Vault) -> Vec<tracevault_vault::Receipt> {
 async fn small_segments_are_merged_and_everything_still_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
-    let vault = open_with(&data, 30).await;
+    // Written and merged with LZ4, continued after the restart with zstd:
+    // one store holds both codecs and verifies.
+    let vault = open_compressed(&data, 30, SegmentCompression::Lz4).await;
     let receipts = fill(&vault).await;
     // Which runs get merged depends on how publishing and compaction rounds
     // interleave, so wait for the state the policy itself calls finished: no
@@ -77,6 +103,7 @@ async fn small_segments_are_merged_and_everything_still_verifies() {
     let policy = compact::CompactPolicy {
         target_rows: 200,
         min_segments: 4,
+        compression: Default::default(),
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     let (names, ranges) = loop {
@@ -100,6 +127,13 @@ async fn small_segments_are_merged_and_everything_still_verifies() {
         ranges.iter().any(|(a, b)| b - a + 1 >= 100),
         "no large segment: {names:?}"
     );
+    for n in &names {
+        assert_eq!(
+            codecs(&data, n),
+            BTreeSet::from(["LZ4_RAW".to_string()]),
+            "{n}"
+        );
+    }
     // Proofs still verify against the latest checkpoint.
     let log = vault.log("n").await.unwrap();
     let (size, text) = log.latest_checkpoint().unwrap();
@@ -120,6 +154,11 @@ async fn small_segments_are_merged_and_everything_still_verifies() {
         .unwrap();
     assert_eq!(r[0].index, 300);
     vault.shutdown(Duration::from_secs(10)).await;
+    drop(vault);
+    let newest = segment_names(&data).pop().unwrap();
+    assert!(newest.starts_with("00000000000000000300-"), "{newest}");
+    assert!(codecs(&data, &newest).iter().all(|c| c.starts_with("ZSTD")));
+    assert_clean(&verify(&store_dir(&data), pinned(key)).await);
 }
 
 /// Merges segments [i, j) of the store by hand with the real key, as an

@@ -39,7 +39,7 @@ pub struct Erased {
 /// verified cover. Idempotent: a second run over the same indices changes
 /// nothing, and a run interrupted anywhere is completed by the next.
 /// The caller excludes compaction for the duration (it rewrites the same
-/// objects).
+/// objects). Rewritten segments are compressed with `compression`.
 pub async fn erase_in_store<F, Fut>(
     store: &Store,
     ns: &str,
@@ -47,6 +47,7 @@ pub async fn erase_in_store<F, Fut>(
     key: &SigningKey,
     root_at: F,
     indices: &IndexRanges,
+    compression: segment::SegmentCompression,
 ) -> Result<Erased, CompactError>
 where
     F: Fn(u64) -> Fut,
@@ -91,7 +92,7 @@ where
             })?;
             let k = key.clone();
             let (header, bytes) = tokio::task::spawn_blocking(move || {
-                segment::encode(
+                segment::encode_with(
                     &entries,
                     &SegmentSeal {
                         chain_in,
@@ -99,6 +100,7 @@ where
                         key_id,
                         key: &k,
                     },
+                    compression,
                 )
             })
             .await

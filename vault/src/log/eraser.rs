@@ -50,6 +50,7 @@ impl Appender {
                 &self.ctx.key,
                 trusted_roots(self.shared.clone(), self.tiles.clone()),
                 indices,
+                self.shared.cfg.segment_compression,
             )
             .await
             .map_err(|e| EraseError::Rewrite(e.to_string()))?

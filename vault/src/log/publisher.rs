@@ -316,6 +316,7 @@ impl Publisher {
         let policy = crate::compact::CompactPolicy {
             target_rows: cfg.compact_target_rows.max(2),
             min_segments: cfg.compact_min_segments.max(2),
+            compression: cfg.segment_compression,
         };
         let root_at = super::trusted_roots(self.shared.clone(), self.tiles.clone());
         let r = crate::compact::compact_once(
@@ -386,6 +387,7 @@ impl Publisher {
     {
         let key = self.ctx.key.clone();
         let key_id = note::key_id(&self.shared.origin, &key.verifying_key().to_bytes());
+        let compression = self.shared.cfg.segment_compression;
         tokio::task::spawn_blocking(move || {
             let seal = SegmentSeal {
                 chain_in,
@@ -393,7 +395,7 @@ impl Publisher {
                 key_id,
                 key: &key,
             };
-            segment::encode(&entries, &seal)
+            segment::encode_with(&entries, &seal, compression)
         })
     }
 
