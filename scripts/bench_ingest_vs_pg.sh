@@ -23,10 +23,8 @@ mkdir -p "$WORK"
 # the next run's tile and segment writes by a fifth (docs/benchmarks.md).
 rm -rf "$WORK/tv"
 PORT=18531
-"$BIN" serve --data "$WORK/tv" --listen 127.0.0.1:$PORT ${CONFIG:+--config "$CONFIG"} > "$WORK/serve.log" 2>&1 &
-SP=$!
-trap 'kill $SP 2>/dev/null || true' EXIT
-for _ in $(seq 300); do grep -q "listening on" "$WORK/serve.log" && break; sleep 0.1; done
+. "$ROOT/scripts/serve_bg.sh"
+serve_bg "$BIN" "$WORK/tv" $PORT "$WORK/serve.log"
 T=$("$BIN" token issue --data "$WORK/tv" --role writer --namespace bench --sub bench)
 echo "tracevault: $("$BIN" bench ingest --url http://127.0.0.1:$PORT --token "$T" --ns bench \
   --events "$EVENTS" --batch "$BATCH" --concurrency "$CLIENTS" --size "$SIZE")"

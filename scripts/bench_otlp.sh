@@ -21,10 +21,8 @@ mkdir -p "$WORK"
 # slows file creation on ext4 without a journal (docs/benchmarks.md).
 DATA=$WORK/tv-$(date +%s)
 PORT=18532
-"$BIN" serve --data "$DATA" --listen 127.0.0.1:$PORT ${CONFIG:+--config "$CONFIG"} > "$WORK/serve.log" 2>&1 &
-SP=$!
-trap 'kill $SP 2>/dev/null || true' EXIT
-for _ in $(seq 300); do grep -q "listening on" "$WORK/serve.log" && break; sleep 0.1; done
+. "$ROOT/scripts/serve_bg.sh"
+serve_bg "$BIN" "$DATA" $PORT "$WORK/serve.log"
 NS=$(seq -s, -f "o%g" 1 "$RUNS")
 T=$("$BIN" token issue --data "$DATA" --role writer --namespace "$NS" --sub bench)
 for r in $(seq 1 "$RUNS"); do

@@ -21,12 +21,10 @@ REL=$ROOT/target/release/tracevault
 BIN=${BIN:-$REL}
 [ -x "$REL" ] || { echo "build the release binary first: cargo build --release --workspace --locked" >&2; exit 1; }
 mkdir -p "$WORK"
+. "$ROOT/scripts/serve_bg.sh"
 if [ ! -d "$WORK/store" ]; then
   PORT=18533
-  "$REL" serve --data "$WORK/store" --listen 127.0.0.1:$PORT ${CONFIG:+--config "$CONFIG"} > "$WORK/serve.log" 2>&1 &
-  SP=$!
-  trap 'kill $SP 2>/dev/null || true' EXIT
-  for _ in $(seq 300); do grep -q "listening on" "$WORK/serve.log" && break; sleep 0.1; done
+  serve_bg "$REL" "$WORK/store" $PORT "$WORK/serve.log"
   T=$("$REL" token issue --data "$WORK/store" --role writer --namespace b --sub bench)
   "$REL" bench ingest --url http://127.0.0.1:$PORT --token "$T" --ns b \
     --events "$EVENTS" --batch 500 --concurrency 8 --size 1024
