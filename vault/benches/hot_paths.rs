@@ -8,7 +8,7 @@ use serde_json::json;
 use tracevault_schemas::Event;
 use tracevault_vault::merkle::{MerkleTree, leaf_hash};
 use tracevault_vault::record::{Entry, Sequence, field_digest};
-use tracevault_vault::segment::{SegmentSeal, encode};
+use tracevault_vault::segment::{SegmentCompression, SegmentSeal, encode, encode_with};
 use tracevault_vault::{jcs, note};
 
 fn event(i: u64) -> Event {
@@ -38,6 +38,89 @@ fn seal(i: u64, prev: [u8; 32]) -> Entry {
         },
     )
     .unwrap()
+}
+
+/// About `n` bytes of chat-like text (words drawn by a xorshift), so that
+/// codecs compress it as they would real prompts, unlike a repeated byte.
+fn text(n: usize, seed: u64) -> String {
+    const WORDS: [&str; 16] = [
+        "the",
+        "model",
+        "called",
+        "tool",
+        "search",
+        "with",
+        "query",
+        "result",
+        "reasoning",
+        "step",
+        "token",
+        "agent",
+        "plan",
+        "observe",
+        "answer",
+        "because",
+    ];
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    let mut s = String::with_capacity(n + 16);
+    while s.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.push_str(WORDS[(x % 16) as usize]);
+        s.push(' ');
+    }
+    s
+}
+
+/// The two segment codecs on 10k entries of chat-like text.
+fn codecs(c: &mut Criterion) {
+    let mut prev = [0u8; 32];
+    let entries: Vec<Entry> = (0..10_000u64)
+        .map(|i| {
+            let mut ev = event(i);
+            ev.content = Some(serde_json::Value::String(text(1024, i)));
+            let e = Entry::seal(
+                ev,
+                Sequence {
+                    ns: "bench",
+                    idx: i,
+                    session_seq: i / 64,
+                    received_at: 1_700_000_000_000_000 + i as i64,
+                    ingested_by: "w",
+                    salt: [7; 32],
+                    prev_chain: prev,
+                },
+            )
+            .unwrap();
+            prev = e.chain_hash;
+            e
+        })
+        .collect();
+    let key = SigningKey::from_bytes(&[9; 32]);
+    let seal = SegmentSeal {
+        chain_in: [0; 32],
+        root: [1; 32],
+        key_id: note::key_id("bench", &key.verifying_key().to_bytes()),
+        key: &key,
+    };
+    let mut g = c.benchmark_group("segment_codec");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(entries.len() as u64));
+    for (name, codec) in [
+        ("zstd", SegmentCompression::Zstd),
+        ("lz4", SegmentCompression::Lz4),
+    ] {
+        g.bench_function(format!("encode_10k_text_{name}"), |b| {
+            b.iter(|| encode_with(&entries, &seal, codec).unwrap())
+        });
+        let (_, file) = encode_with(&entries, &seal, codec).unwrap();
+        println!("segment_codec/{name}: {} bytes for 10k entries", file.len());
+        g.bench_function(format!("decode_10k_text_{name}"), |b| {
+            b.iter(|| tracevault_vault::segment::decode(file.clone()).unwrap())
+        });
+    }
+    g.finish();
 }
 
 fn benches(c: &mut Criterion) {
@@ -141,5 +224,5 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(hot, benches);
+criterion_group!(hot, benches, codecs);
 criterion_main!(hot);
