@@ -100,6 +100,7 @@ impl ServerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tracevault_vault::segment::SegmentCompression;
 
     #[test]
     fn parses_every_section_and_rejects_unknown_keys() {
@@ -112,6 +113,26 @@ mod tests {
         assert_eq!(c.limits.max_events_per_request, 5);
         assert!(toml::from_str::<ServerConfig>("lisen = 1").is_err());
         assert!(toml::from_str::<ServerConfig>("[log]\nflush = 1").is_err());
+        // The segment codec: the two names, nothing else.
+        for (text, want) in [
+            ("zstd", SegmentCompression::Zstd),
+            ("lz4", SegmentCompression::Lz4),
+        ] {
+            let c: ServerConfig =
+                toml::from_str(&format!("[log]\nsegment_compression = \"{text}\"\n")).unwrap();
+            assert_eq!(c.log.segment_compression, want);
+        }
+        assert_eq!(
+            ServerConfig::default().log.segment_compression,
+            SegmentCompression::Zstd
+        );
+        for bad in ["\"snappy\"", "\"LZ4\"", "1"] {
+            let e =
+                toml::from_str::<ServerConfig>(&format!("[log]\nsegment_compression = {bad}\n"))
+                    .unwrap_err()
+                    .to_string();
+            assert!(e.contains("segment_compression"), "{bad}: {e}");
+        }
         // Combinations that could never work are refused.
         let bad: ServerConfig = toml::from_str(
             "[log]\nmax_unpublished_events = 100\n[limits]\nmax_events_per_request = 500\n",
