@@ -9,33 +9,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tracevault_query::masking::{Masker, Policy};
 
 fn clean_text(n: usize) -> String {
-    let words = [
-        "the",
-        "model",
-        "called",
-        "tool",
-        "search",
-        "with",
-        "query",
-        "result",
-        "reasoning",
-        "step",
-        "agent",
-        "plan",
-        "observe",
-        "answer",
-        "because",
-        "weather",
-    ];
-    let mut s = String::new();
-    let mut i = 7usize;
-    while s.len() < n {
-        i = i.wrapping_mul(31).wrapping_add(17);
-        s.push_str(words[i % words.len()]);
-        s.push(' ');
-    }
-    s.truncate(n);
-    s
+    tracevault_schemas::sample::chat_text(n, 7)
 }
 
 fn bench(c: &mut Criterion) {

@@ -8,6 +8,7 @@ mod event;
 mod kind;
 pub mod otlp;
 pub mod rows;
+pub mod sample;
 
 pub use event::{
     Event, EventError, MAX_SESSION_ID_LEN, MAX_SHORT_FIELD_LEN, format_timestamp, parse_timestamp,

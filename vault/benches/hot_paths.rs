@@ -6,6 +6,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use ed25519_dalek::SigningKey;
 use serde_json::json;
 use tracevault_schemas::Event;
+use tracevault_schemas::sample::chat_text;
 use tracevault_vault::merkle::{MerkleTree, leaf_hash};
 use tracevault_vault::record::{Entry, Sequence, field_digest};
 use tracevault_vault::segment::{SegmentCompression, SegmentSeal, encode, encode_with};
@@ -25,8 +26,12 @@ fn event(i: u64) -> Event {
 }
 
 fn seal(i: u64, prev: [u8; 32]) -> Entry {
+    seal_event(event(i), i, prev)
+}
+
+fn seal_event(ev: Event, i: u64, prev: [u8; 32]) -> Entry {
     Entry::seal(
-        event(i),
+        ev,
         Sequence {
             ns: "bench",
             idx: i,
@@ -40,59 +45,14 @@ fn seal(i: u64, prev: [u8; 32]) -> Entry {
     .unwrap()
 }
 
-/// About `n` bytes of chat-like text (words drawn by a xorshift), so that
-/// codecs compress it as they would real prompts, unlike a repeated byte.
-fn text(n: usize, seed: u64) -> String {
-    const WORDS: [&str; 16] = [
-        "the",
-        "model",
-        "called",
-        "tool",
-        "search",
-        "with",
-        "query",
-        "result",
-        "reasoning",
-        "step",
-        "token",
-        "agent",
-        "plan",
-        "observe",
-        "answer",
-        "because",
-    ];
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-    let mut s = String::with_capacity(n + 16);
-    while s.len() < n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        s.push_str(WORDS[(x % 16) as usize]);
-        s.push(' ');
-    }
-    s
-}
-
 /// The two segment codecs on 10k entries of chat-like text.
 fn codecs(c: &mut Criterion) {
     let mut prev = [0u8; 32];
     let entries: Vec<Entry> = (0..10_000u64)
         .map(|i| {
             let mut ev = event(i);
-            ev.content = Some(serde_json::Value::String(text(1024, i)));
-            let e = Entry::seal(
-                ev,
-                Sequence {
-                    ns: "bench",
-                    idx: i,
-                    session_seq: i / 64,
-                    received_at: 1_700_000_000_000_000 + i as i64,
-                    ingested_by: "w",
-                    salt: [7; 32],
-                    prev_chain: prev,
-                },
-            )
-            .unwrap();
+            ev.content = Some(serde_json::Value::String(chat_text(1024, i)));
+            let e = seal_event(ev, i, prev);
             prev = e.chain_hash;
             e
         })

@@ -66,7 +66,7 @@ pub const ROW_GROUP_ROWS: usize = 16 * 1024;
 #[serde(rename_all = "lowercase")]
 pub enum SegmentCompression {
     /// Zstandard level 1: the smaller files (1.74x smaller than LZ4 on chat
-    /// text), for about 1.6x LZ4's time to encode a segment and 1.1x to
+    /// text), for 1.3-1.6x LZ4's time to encode a segment and 1.1-1.6x to
     /// decode one (`segment_codec` in docs/benchmarks.md).
     #[default]
     Zstd,

@@ -222,37 +222,7 @@ fn otlp_body(
 
 /// A deterministic, compressible-but-not-trivial payload of `n` bytes.
 fn payload(n: usize, seed: u64) -> String {
-    const WORDS: [&str; 16] = [
-        "the",
-        "model",
-        "called",
-        "tool",
-        "search",
-        "with",
-        "query",
-        "result",
-        "reasoning",
-        "step",
-        "token",
-        "agent",
-        "plan",
-        "observe",
-        "answer",
-        "because",
-    ];
-    let mut s = String::with_capacity(n + 16);
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    while s.len() < n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        s.push_str(WORDS[(x % 16) as usize]);
-        s.push(' ');
-    }
-    s.truncate(n);
-    s
+    tracevault_schemas::sample::chat_text(n, seed)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
