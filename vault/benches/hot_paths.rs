@@ -184,5 +184,18 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(hot, benches, codecs);
+/// SHA-256 alone at `openssl speed`'s block sizes: the crate's own ceiling,
+/// set beside the machine's bound that `verify` is measured against.
+fn sha256(c: &mut Criterion) {
+    use sha2::{Digest, Sha256};
+    let mut g = c.benchmark_group("sha256");
+    for size in [64usize, 1024, 16384] {
+        let data = vec![0x5au8; size];
+        g.throughput(Throughput::Bytes(size as u64));
+        g.bench_function(format!("{size}B"), |b| b.iter(|| Sha256::digest(&data)));
+    }
+    g.finish();
+}
+
+criterion_group!(hot, benches, codecs, sha256);
 criterion_main!(hot);

@@ -1107,7 +1107,10 @@ async fn verify_namespace(
                 Ok(Some(out))
             }
         })
-        .buffered(concurrency);
+        // Two segments beyond the threads: a thread that finishes while an
+        // earlier segment is still being checked (the fold takes segments in
+        // order) starts on the next one instead of waiting.
+        .buffered(concurrency + 2);
     let mut tree = CompactRange::default();
     let mut vanished = false;
     let mut chain: Hash = [0; 32];
