@@ -8,6 +8,8 @@
 # (WORKDIR/perf.data; `perf report -i WORKDIR/perf.data --no-children`).
 # CONFIG=FILE starts the server with that config file (e.g. `[log]
 # segment_compression = "lz4"`).
+# Each run also prints the server's CPU time for it (user + system), steadier
+# than events/s when other work shares the machine.
 set -euo pipefail
 WORK=$1
 EVENTS=${2:-600000}
@@ -30,10 +32,12 @@ for r in $(seq 1 "$RUNS"); do
     perf record ${PERF_ARGS:--g} -o "$WORK/perf.data" -p $SP 2>/dev/null &
     PP=$!
   fi
+  C0=$(cpu_secs $SP)
   echo "run $r: $("$BIN" bench ingest --url http://127.0.0.1:$PORT --token "$T" --ns "o$r" \
     --events "$EVENTS" --batch 500 --concurrency 8 --size 1024 --format "$FORMAT")"
   if [ -n "${PP:-}" ]; then kill -INT $PP; wait $PP || true; PP=; fi
   sleep 3
+  echo "run $r: server CPU $(awk -v a="$C0" -v b="$(cpu_secs $SP)" -v n="$EVENTS" 'BEGIN { printf "%.2f s, %.1f us per event", b - a, (b - a) * 1e6 / n }') (segments encoded and published included)"
 done
 kill -INT $SP; wait $SP || true
 "$BIN" verify --data "$DATA" > "$WORK/verify.txt" 2>&1 && echo "verify: $(tail -1 "$WORK/verify.txt")"

@@ -10,3 +10,9 @@ serve_bg() {
   echo "the server did not start; see $4" >&2
   return 1
 }
+
+# CPU seconds (user + system) the process PID has used so far: a figure that
+# moves less between runs than events/s on a shared machine.
+cpu_secs() {
+  awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"
+}

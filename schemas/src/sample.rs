@@ -58,3 +58,60 @@ mod tests {
         );
     }
 }
+
+/// An OTLP trace export of `n` GenAI chat spans as the load generator sends
+/// them (batch `k` of run `run`: ids unique to both): each span carries a
+/// conversation id, a model and one user message of `size` bytes of
+/// [`chat_text`], and maps to two events. Shared by `bench ingest --format
+/// otlp-*` and the criterion bench of the OTLP door, so both measure the same
+/// spans.
+pub fn genai_traces_request(
+    run: u64,
+    k: u64,
+    n: u64,
+    size: usize,
+) -> opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    let kv = |k: &str, v: String| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v)),
+        }),
+        ..Default::default()
+    };
+    let start = 1_795_000_000_000_000_000u64 + k * 1_000_000;
+    let spans = (0..n)
+        .map(|i| {
+            let mut trace_id = [0u8; 16];
+            trace_id[..8].copy_from_slice(&run.to_be_bytes());
+            trace_id[8..].copy_from_slice(&((k << 32) | i).to_be_bytes());
+            let messages = serde_json::json!([{"role": "user", "parts": [{"type": "text", "content": chat_text(size, k * 1_000_003 + i)}]}]);
+            Span {
+                trace_id: trace_id.to_vec(),
+                span_id: (i + 1).to_be_bytes().to_vec(),
+                name: "chat bench-model".into(),
+                kind: 3,
+                start_time_unix_nano: start + i,
+                end_time_unix_nano: start + i + 1000,
+                attributes: vec![
+                    kv("gen_ai.operation.name", "chat".into()),
+                    kv("gen_ai.request.model", "bench-model".into()),
+                    kv("gen_ai.conversation.id", format!("bench-{}", (k * n + i) % 64)),
+                    kv("gen_ai.input.messages", messages.to_string()),
+                ],
+                ..Default::default()
+            }
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}

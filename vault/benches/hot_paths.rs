@@ -2,6 +2,11 @@
 //! digests and leaf hashing, sealing a whole entry, Merkle tree append, and
 //! Parquet segment encoding. Run by hand: `cargo bench --workspace --bench hot_paths`.
 
+/// The server's allocator (`src/main.rs`), so per-event allocation costs what
+/// it costs in the server.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use ed25519_dalek::SigningKey;
 use serde_json::json;
@@ -197,5 +202,31 @@ fn sha256(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(hot, benches, codecs, sha256);
+/// The OTLP door's CPU work per request, as the server does it between the
+/// body and the sequencer: protobuf decode, GenAI mapping, canonical text,
+/// salts and field digests (`server::write::otlp`'s `seal_each`), on the
+/// load generator's own request of 250 spans (500 events).
+fn otlp_door(c: &mut Criterion) {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+    use tracevault_vault::record::Salts;
+    let body = tracevault_schemas::sample::genai_traces_request(1, 2, 250, 1024).encode_to_vec();
+    let mut g = c.benchmark_group("otlp_door");
+    g.throughput(Throughput::Elements(500));
+    g.bench_function("decode_map_prepare_250_spans", |b| {
+        b.iter(|| {
+            let req = ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
+            let mut salts = Salts::new();
+            let mut prepared = Vec::with_capacity(500);
+            tracevault_schemas::otlp::map_traces_each(&req, &mut |events| {
+                prepared.extend(events.into_iter().map(|e| salts.prepare(e).unwrap()))
+            });
+            assert_eq!(prepared.len(), 500);
+            prepared
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(hot, benches, codecs, sha256, otlp_door);
 criterion_main!(hot);
