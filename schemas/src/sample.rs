@@ -40,25 +40,6 @@ pub fn chat_text(n: usize, seed: u64) -> String {
     s
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn text_has_the_exact_size_and_depends_on_the_seed() {
-        for n in [0, 1, 63, 1024] {
-            assert_eq!(chat_text(n, 1).len(), n);
-        }
-        assert_eq!(chat_text(64, 1), chat_text(64, 1));
-        assert_ne!(chat_text(64, 1), chat_text(64, 2));
-        assert!(
-            chat_text(200, 3)
-                .split(' ')
-                .all(|w| w.is_empty() || WORDS.iter().any(|x| x.starts_with(w)))
-        );
-    }
-}
-
 /// An OTLP trace export of `n` GenAI chat spans as the load generator sends
 /// them (batch `k` of run `run`: ids unique to both): each span carries a
 /// conversation id, a model and one user message of `size` bytes of
@@ -113,5 +94,24 @@ pub fn genai_traces_request(
             }],
             ..Default::default()
         }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_has_the_exact_size_and_depends_on_the_seed() {
+        for n in [0, 1, 63, 1024] {
+            assert_eq!(chat_text(n, 1).len(), n);
+        }
+        assert_eq!(chat_text(64, 1), chat_text(64, 1));
+        assert_ne!(chat_text(64, 1), chat_text(64, 2));
+        assert!(
+            chat_text(200, 3)
+                .split(' ')
+                .all(|w| w.is_empty() || WORDS.iter().any(|x| x.starts_with(w)))
+        );
     }
 }
