@@ -46,6 +46,12 @@ impl Draft {
         self
     }
 
+    /// [`Draft::content`] for a value the caller owns: moved, not cloned.
+    pub fn content_owned(mut self, v: Option<Value>) -> Self {
+        self.content = v.filter(|v| !v.is_null());
+        self
+    }
+
     /// Sets the actor (the message role) and `gen_ai.message.role`.
     pub fn role(mut self, role: Option<&str>) -> Self {
         if let Some(r) = role.filter(|r| !r.is_empty()) {

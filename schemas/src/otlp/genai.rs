@@ -43,8 +43,8 @@ pub(super) fn from_attributes(attrs: &Map<String, Value>, start: u64, end: u64) 
     let end = if end == 0 { start } else { end };
     let mut out = Vec::new();
     if let Some(v) = non_null(attrs.get(SYSTEM_INSTRUCTIONS)) {
-        for (j, p) in as_list(structured(v)).iter().enumerate() {
-            let origin = part_info(SYSTEM_INSTRUCTIONS, &[("part", j)], part_type(p));
+        for (j, p) in as_list(structured(v)).into_iter().enumerate() {
+            let origin = part_info(SYSTEM_INSTRUCTIONS, &[("part", j)], part_type(&p));
             out.push(part(p, Side::System, Some("system"), origin, start));
         }
     }
@@ -78,9 +78,19 @@ fn part_type(p: &Value) -> Option<&str> {
 /// One event per part of each message, in order.
 fn messages(v: &Value, side: Side, source: &str, ts: u64) -> Vec<Draft> {
     let mut out = Vec::new();
-    for (i, msg) in as_list(structured(v)).iter().enumerate() {
-        let parts = msg.get("parts").map(structured);
-        let Some(Value::Array(parts)) = parts else {
+    for (i, mut msg) in as_list(structured(v)).into_iter().enumerate() {
+        // The parts are moved out of the parsed message, not cloned: each
+        // part's content then moves on into its event (a 1 KiB message was
+        // copied twice more per span).
+        let parts = match msg.get_mut("parts") {
+            Some(Value::Array(a)) => Some(std::mem::take(a)),
+            Some(v @ Value::String(_)) => match structured(v) {
+                Value::Array(a) => Some(a),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some(parts) = parts else {
             // Not a parts message: a bare text or an older `{role, content}`
             // chat message.
             let spec = ChatSpec {
@@ -89,7 +99,7 @@ fn messages(v: &Value, side: Side, source: &str, ts: u64) -> Vec<Draft> {
                 default_role: None,
             };
             out.extend(legacy::chat_message(
-                msg,
+                &msg,
                 &spec,
                 source,
                 &[("message", i)],
@@ -98,8 +108,8 @@ fn messages(v: &Value, side: Side, source: &str, ts: u64) -> Vec<Draft> {
             continue;
         };
         let role = non_empty_str(msg.get("role"));
-        for (j, p) in parts.iter().enumerate() {
-            let origin = part_info(source, &[("message", i), ("part", j)], part_type(p));
+        for (j, p) in parts.into_iter().enumerate() {
+            let origin = part_info(source, &[("message", i), ("part", j)], part_type(&p));
             let d = part(p, side, role, origin, ts)
                 .attr("gen_ai.message.name", msg.get("name"))
                 .attr("gen_ai.output.finish_reason", msg.get("finish_reason"));
@@ -110,7 +120,13 @@ fn messages(v: &Value, side: Side, source: &str, ts: u64) -> Vec<Draft> {
 }
 
 /// One part as a draft.
-fn part(p: &Value, side: Side, role: Option<&str>, origin: Map<String, Value>, ts: u64) -> Draft {
+fn part(
+    mut p: Value,
+    side: Side,
+    role: Option<&str>,
+    origin: Map<String, Value>,
+    ts: u64,
+) -> Draft {
     let text_kind = match side {
         Side::System => Kind::Prompt,
         Side::Output => Kind::Response,
@@ -122,37 +138,46 @@ fn part(p: &Value, side: Side, role: Option<&str>, origin: Map<String, Value>, t
             kind: text_kind,
             ..d
         }
-        .content(Some(p));
+        .content_owned(Some(p));
     }
-    match part_type(p) {
+    // The part is owned: its content is taken out of it, not cloned.
+    fn take(p: &mut Value, key: &str) -> Option<Value> {
+        p.get_mut(key).map(Value::take)
+    }
+    match part_type(&p).map(str::to_string).as_deref() {
         Some("text") => Draft {
             kind: text_kind,
             ..d
         }
-        .content(p.get("content")),
+        .content_owned(take(&mut p, "content")),
         Some("reasoning") => Draft {
             kind: Kind::Reasoning,
             ..d
         }
-        .content(p.get("content")),
-        Some("tool_call") => Draft {
-            kind: Kind::ToolCall,
-            ..d
+        .content_owned(take(&mut p, "content")),
+        Some("tool_call") => {
+            let args = take(&mut p, "arguments");
+            Draft {
+                kind: Kind::ToolCall,
+                ..d
+            }
+            .name(non_empty_str(p.get("name")))
+            .content_owned(args)
+            .attr("gen_ai.tool.call.id", p.get("id"))
         }
-        .name(non_empty_str(p.get("name")))
-        .content(p.get("arguments"))
-        .attr("gen_ai.tool.call.id", p.get("id")),
-        Some("tool_call_response") => Draft {
-            kind: Kind::ToolResult,
-            ..d
+        Some("tool_call_response") => {
+            let response = take(&mut p, "response");
+            Draft {
+                kind: Kind::ToolResult,
+                ..d
+            }
+            .content_owned(response)
+            .attr("gen_ai.tool.call.id", p.get("id"))
         }
-        .content(p.get("response"))
-        .attr("gen_ai.tool.call.id", p.get("id")),
-        _ => d.content(Some(p)),
+        _ => d.content_owned(Some(p)),
     }
 }
 
-/// `execute_tool` spans: the call's arguments and its result.
 fn tool_execution(attrs: &Map<String, Value>, start: u64, end: u64) -> Vec<Draft> {
     if get_str(attrs, "gen_ai.operation.name") != Some("execute_tool") {
         return Vec::new();
