@@ -72,10 +72,11 @@ pub fn to_canonical_vec(v: &Value) -> Result<Vec<u8>, JcsError> {
     to_canonical_string(v).map(String::into_bytes)
 }
 
-/// The length of `v`'s canonical text when no string needs escaping and
-/// every number is short: exact for most messages, a little under otherwise
-/// (the text then grows once or twice). Stops at [`MAX_DEPTH`] as
-/// [`write_value`] does.
+/// About the length of `v`'s canonical text, to size it once: strings and
+/// brackets are counted exactly, each member and item with one separator (one
+/// too many per array or object), literals and numbers as up to 8 bytes. Only
+/// escapes and longer numbers make the text outgrow it (and grow once or
+/// twice). Stops at [`MAX_DEPTH`] as [`write_value`] does.
 fn length_hint(v: &Value, depth: usize) -> usize {
     match v {
         Value::Null | Value::Bool(_) => 5,
@@ -274,6 +275,32 @@ fn may_need_escape(w: u64) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The size hint covers the canonical text of an OTLP-like attribute map
+    /// without escapes (so the text is allocated once) and overshoots by at
+    /// most one separator per array or object and the slack of short literals.
+    #[test]
+    fn length_hint_covers_unescaped_text_with_little_slack() {
+        let v = json!({
+            "gen_ai.conversation.id": "bench-0",
+            "otlp.scope": {"attributes": {}, "name": "", "version": ""},
+            "otlp.span": {"events": [], "flags": 0, "kind": 3, "name": "chat m",
+                          "status": {"code": 0, "message": ""}},
+            "parts": [{"content": "x".repeat(1000), "type": "text"}, null, true],
+        });
+        let text = to_canonical_string(&v).unwrap();
+        let hint = length_hint(&v, 0);
+        assert!(hint >= text.len(), "hint {hint} < {}", text.len());
+        // 7 arrays and objects, 3 numbers (7 over each), null and true (1 each).
+        assert!(
+            hint - text.len() <= 7 + 3 * 7 + 2,
+            "hint {hint} for {}",
+            text.len()
+        );
+        // Escapes are what the hint does not count.
+        let escaped = json!({"a": "\n\"".repeat(100)});
+        assert!(length_hint(&escaped, 0) < to_canonical_string(&escaped).unwrap().len());
+    }
 
     /// JCS escapes strings as JSON.stringify does, which is what serde_json
     /// writes too: every byte value, at every offset of the eight-byte

@@ -41,9 +41,8 @@ impl Draft {
     }
 
     /// Sets the content unless it is absent or `null` (content may not be null).
-    pub fn content(mut self, v: Option<&Value>) -> Self {
-        self.content = v.filter(|v| !v.is_null()).cloned();
-        self
+    pub fn content(self, v: Option<&Value>) -> Self {
+        self.content_owned(v.cloned())
     }
 
     /// [`Draft::content`] for a value the caller owns: moved, not cloned.
