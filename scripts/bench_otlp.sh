@@ -8,8 +8,9 @@
 # (WORKDIR/perf.data; `perf report -i WORKDIR/perf.data --no-children`).
 # CONFIG=FILE starts the server with that config file (e.g. `[log]
 # segment_compression = "lz4"`).
-# Each run also prints the server's CPU time for it (user + system), steadier
-# than events/s when other work shares the machine.
+# Each run also prints the server's CPU time for it (user + system): a second
+# figure beside events/s (it drifts with the machine too; compare variants in
+# interleaved rounds with scripts/bench_ab.sh).
 set -euo pipefail
 WORK=$1
 EVENTS=${2:-600000}

@@ -11,8 +11,7 @@ serve_bg() {
   return 1
 }
 
-# CPU seconds (user + system) the process PID has used so far: a figure that
-# moves less between runs than events/s on a shared machine.
+# CPU seconds (user + system) the process PID has used so far.
 cpu_secs() {
   awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"
 }

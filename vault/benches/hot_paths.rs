@@ -1,6 +1,7 @@
 //! Criterion benches of the per-event hot paths: canonical encoding, field
-//! digests and leaf hashing, sealing a whole entry, Merkle tree append, and
-//! Parquet segment encoding. Run by hand: `cargo bench --workspace --bench hot_paths`.
+//! digests and leaf hashing, sealing a whole entry, Merkle tree append,
+//! Parquet segment encoding (both codecs), SHA-256 alone, and the OTLP door's
+//! per-request work. Run by hand: `cargo bench --workspace --bench hot_paths`.
 
 /// The server's allocator (`src/main.rs`), so per-event allocation costs what
 /// it costs in the server.

@@ -277,8 +277,8 @@ mod tests {
     use serde_json::json;
 
     /// The size hint covers the canonical text of an OTLP-like attribute map
-    /// without escapes (so the text is allocated once) and overshoots by at
-    /// most one separator per array or object and the slack of short literals.
+    /// without escapes (so the text is allocated once), overshooting by just
+    /// the separators and literal slack its doc comment names.
     #[test]
     fn length_hint_covers_unescaped_text_with_little_slack() {
         let v = json!({
@@ -291,9 +291,12 @@ mod tests {
         let text = to_canonical_string(&v).unwrap();
         let hint = length_hint(&v, 0);
         assert!(hint >= text.len(), "hint {hint} < {}", text.len());
-        // 7 arrays and objects, 3 numbers (7 over each), null and true (1 each).
-        assert!(
-            hint - text.len() <= 7 + 3 * 7 + 2,
+        // Exactly: one separator too many in each of the 6 non-empty arrays
+        // and objects, 7 bytes over each of the 3 one-digit numbers, one over
+        // `null` and one over `true`.
+        assert_eq!(
+            hint - text.len(),
+            6 + 3 * 7 + 2,
             "hint {hint} for {}",
             text.len()
         );
