@@ -7,7 +7,7 @@
 //! contiguous indexes with no duplicates; chain continuity across segments;
 //! each header's tree root; every stored checkpoint's signature and root; and
 //! consistency with a pinned checkpoint. Segments are fetched and checked in
-//! parallel and streamed through a compact Merkle range, so memory is bounded
+//! parallel and streamed through the tree's open tiles (one hash per node), so memory is bounded
 //! by the number of segments in flight, not the size of the log.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -18,7 +18,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::VerifyingKey;
 use futures::StreamExt;
 
-use crate::merkle::{leaf_hash, node_hash};
+use crate::merkle::leaf_hash;
 use crate::note;
 use crate::record::{EntryRef, Hash, chain_next, field_digest};
 use crate::segment::{self, SegmentHeader};
@@ -124,39 +124,6 @@ pub struct VerifyOptions {
 
 /// Most findings reported per segment before summarising.
 const MAX_PER_SEGMENT: usize = 20;
-
-/// RFC 6962 root of a growing tree kept as a compact range (O(log n) memory).
-#[derive(Default)]
-struct CompactRange {
-    nodes: Vec<(u32, Hash)>,
-    size: u64,
-}
-
-impl CompactRange {
-    fn push(&mut self, leaf: Hash) {
-        let mut cur = (0u32, leaf);
-        while let Some(&(h, left)) = self.nodes.last() {
-            if h != cur.0 {
-                break;
-            }
-            self.nodes.pop();
-            cur = (h + 1, node_hash(&left, &cur.1));
-        }
-        self.nodes.push(cur);
-        self.size += 1;
-    }
-
-    fn root(&self) -> Hash {
-        let mut it = self.nodes.iter().rev();
-        let Some(&(_, mut acc)) = it.next() else {
-            return crate::merkle::empty_root();
-        };
-        for (_, left) in it {
-            acc = node_hash(left, &acc);
-        }
-        acc
-    }
-}
 
 /// What the order checks need of a row.
 struct RowFacts {
@@ -1111,7 +1078,9 @@ async fn verify_namespace(
         // earlier segment is still being checked (the fold takes segments in
         // order) starts on the next one instead of waiting.
         .buffered(concurrency + 2);
-    let mut tree = CompactRange::default();
+    // The tree as its tiles: the leaves folded so far, giving its root at
+    // any size and every tile as it is completed, with one hash per node.
+    let mut tree = TileBuilder::default();
     let mut vanished = false;
     let mut chain: Hash = [0; 32];
     // Incremental: the tree, tiles and chain resume at `from`; the chain is
@@ -1120,9 +1089,8 @@ async fn verify_namespace(
     if let Some(old) = &since {
         let newest = checkpoints.keys().next_back().copied().unwrap_or(0);
         match resume_from_tiles(store, ns, old, newest, &checkpoints).await {
-            Ok((compact, builder)) => {
-                tree = compact;
-                tiles.builder = builder;
+            Ok(builder) => {
+                tree = builder;
                 resume_chain = true;
             }
             Err(message) => {
@@ -1139,10 +1107,10 @@ async fn verify_namespace(
     // The last segment folded into the tree: its first index and leaves.
     let mut cover: Option<(u64, Vec<Hash>)> = None;
     let mut roots: BTreeMap<u64, Hash> = BTreeMap::new();
-    // Why the tree could not be rebuilt past `tree.size`, if it stopped early.
+    // Why the tree could not be rebuilt past `tree.size()`, if it stopped early.
     let mut stopped: Option<String> = None;
-    if wanted.contains(&tree.size) {
-        roots.insert(tree.size, tree.root());
+    if wanted.contains(&tree.size()) {
+        roots.insert(tree.size(), tree.root());
     }
     while let Some(res) = stream.next().await {
         let Some(seg) = res? else {
@@ -1175,12 +1143,12 @@ async fn verify_namespace(
         // (its rows were checked above) is folded from the pin on, and the
         // chain is taken from it.
         let resuming = std::mem::take(&mut resume_chain);
-        if seg.first < tree.size && !resuming {
+        if seg.first < tree.size() && !resuming {
             // A segment inside the previous one (left by an interrupted merge)
             // is fine when it holds exactly the same entries.
             let same = cover.as_ref().is_some_and(|(cf, leaves)| {
                 seg.first >= *cf
-                    && seg.last < tree.size
+                    && seg.last < tree.size()
                     && seg.header.is_some()
                     && seg.leaves.len() as u64 == seg.last - seg.first + 1
                     && leaves.get((seg.first - cf) as usize..=(seg.last - cf) as usize)
@@ -1189,27 +1157,27 @@ async fn verify_namespace(
             if !same {
                 report.findings.push(find(format!(
                     "segment overlaps entries already covered up to {} with different entries (duplicate or forged segment)",
-                    tree.size - 1
+                    tree.size() - 1
                 )));
             }
             continue;
         }
-        if seg.first > tree.size {
+        if seg.first > tree.size() {
             let next = seg.object.rsplit('/').next().unwrap_or_default();
             report.findings.push(Finding {
                 ns: ns.into(),
                 object: seg_prefix.to_string(),
-                index: Some(tree.size),
+                index: Some(tree.size()),
                 message: format!(
                     "entries {}-{} are missing (segment dropped; the next segment is {next})",
-                    tree.size,
+                    tree.size(),
                     seg.first - 1
                 ),
             });
             // The tree cannot be rebuilt across a hole; stop folding.
             stopped = Some(format!(
                 "entries {}-{} are missing",
-                tree.size,
+                tree.size(),
                 seg.first - 1
             ));
             break;
@@ -1226,23 +1194,22 @@ async fn verify_namespace(
         if !resuming && hex32(&h.chain_in) != Some(chain) {
             report.findings.push(find("chain_in does not continue the previous segment's chain (segment replaced or reordered)".into()));
         }
-        let skip = tree.size.saturating_sub(seg.first) as usize;
+        let skip = tree.size().saturating_sub(seg.first) as usize;
         for (i, leaf) in seg.leaves[skip..].iter().enumerate() {
-            tree.push(*leaf);
-            tiles.push(*leaf);
-            if wanted.contains(&tree.size) {
-                roots.insert(tree.size, tree.root());
+            tiles.push(&mut tree, *leaf);
+            if wanted.contains(&tree.size()) {
+                roots.insert(tree.size(), tree.root());
             }
             if let Some((chain, facts)) = seg.rows.get(skip + i) {
-                states.push(ns, tree.size - 1, chain, facts, report);
-                states.check_at(ns, tree.size, &tree, report);
+                states.push(ns, tree.size() - 1, chain, facts, report);
+                states.check_at(ns, tree.size(), &tree, report);
             }
         }
         tiles.check_pending(store, ns, report).await?;
         if B64.encode(tree.root()) != h.root {
             report.findings.push(find(format!(
                 "signed header root does not match the tree at size {}",
-                tree.size
+                tree.size()
             )));
         }
         chain = seg.chain_out.unwrap_or(chain);
@@ -1252,25 +1219,25 @@ async fn verify_namespace(
     if vanished {
         return Ok((summary, true));
     }
-    summary.entries = tree.size;
+    summary.entries = tree.size();
     summary.erased = summary.erased_entries.count();
     let last_range_end = ranges.iter().map(|(_, b)| b + 1).max().unwrap_or(0);
-    if last_range_end > tree.size && !report.findings.iter().any(|f| f.ns == ns) {
+    if last_range_end > tree.size() && !report.findings.iter().any(|f| f.ns == ns) {
         report.findings.push(Finding {
             ns: ns.into(),
             object: seg_prefix.to_string(),
-            index: Some(tree.size),
+            index: Some(tree.size()),
             message: "entries after this index could not be checked".into(),
         });
     }
     let unchecked = |size: u64, what: &str| match &stopped {
         Some(why) => format!(
             "{what} covers {size} entries and could not be checked: the tree could only be rebuilt up to {} ({why})",
-            tree.size
+            tree.size()
         ),
         None => format!(
             "{what} covers {size} entries but the store holds only {} (tail truncated or segments dropped)",
-            tree.size
+            tree.size()
         ),
     };
     for (size, objects) in &checkpoints {
@@ -1286,19 +1253,19 @@ async fn verify_namespace(
                 None => report.findings.push(Finding {
                     ns: ns.into(),
                     object: object.clone(),
-                    index: Some(tree.size),
+                    index: Some(tree.size()),
                     message: unchecked(*size, "checkpoint"),
                 }),
             }
         }
     }
-    states.finish(ns, tree.size, report);
+    states.finish(ns, tree.size(), report);
     let max_cp = checkpoints.keys().next_back().copied().unwrap_or(0);
     tiles.finish(
         ns,
         from,
-        max_cp.min(tree.size),
-        max_cp.max(tree.size),
+        max_cp.min(tree.size()),
+        max_cp.max(tree.size()),
         stopped.is_none(),
         report,
     );
@@ -1318,10 +1285,10 @@ async fn verify_namespace(
             "{ns}: the latest-checkpoint pointer ({p}) lags the newest checkpoint ({n})"
         ));
     }
-    if tree.size > max_cp {
+    if tree.size() > max_cp {
         report.warnings.push(format!(
             "{ns}: entries {max_cp}..{} are not covered by a checkpoint yet",
-            tree.size
+            tree.size()
         ));
     }
     if let Some(p) = pinned {
@@ -1340,16 +1307,17 @@ async fn verify_namespace(
             None if stopped.is_some() => report.findings.push(Finding {
                 ns: ns.into(),
                 object,
-                index: Some(tree.size),
+                index: Some(tree.size()),
                 message: unchecked(p.size, "the pinned checkpoint"),
             }),
             None => report.findings.push(Finding {
                 ns: ns.into(),
                 object,
-                index: Some(tree.size),
+                index: Some(tree.size()),
                 message: format!(
                     "rollback: the pinned checkpoint covers {} entries, the store only {}",
-                    p.size, tree.size
+                    p.size,
+                    tree.size()
                 ),
             }),
         }
@@ -1368,15 +1336,15 @@ fn leaves_spanned(id: &TileId) -> u64 {
 /// of the newest checkpoint (`newest`): the store's tree is proven
 /// consistent from `old` to `newest` (RFC 6962, with both signed roots),
 /// and the complete subtrees at `old` must hash to its signed root. Gives
-/// the compact range and the open tiles at `old`, to fold the entries
-/// after it; or why the store is not consistent with the pin.
+/// the tree's open tiles at `old`, to fold the entries after it; or why the
+/// store is not consistent with the pin.
 async fn resume_from_tiles(
     store: &Store,
     ns: &str,
     old: &note::Checkpoint,
     newest: u64,
     checkpoints: &BTreeMap<u64, Vec<(String, note::Checkpoint)>>,
-) -> Result<(CompactRange, TileBuilder), String> {
+) -> Result<TileBuilder, String> {
     if newest < old.size {
         return Err(format!(
             "rollback: the pinned checkpoint covers {} entries, the store's newest checkpoint {newest}",
@@ -1399,13 +1367,11 @@ async fn resume_from_tiles(
     crate::merkle::verify_consistency(old.size, newest, &proof, &old.root, &new_root).map_err(
         |e| format!("fork: the store's tiles are not consistent with the pinned checkpoint ({e})"),
     )?;
-    let mut compact = CompactRange::default();
+    let mut subtrees = Vec::new();
     for (height, index) in crate::merkle::perfect_subtrees(0, old.size) {
-        let h = tt.subtree(height, index).await.map_err(unreadable)?;
-        compact.nodes.push((height, h));
+        subtrees.push(tt.subtree(height, index).await.map_err(unreadable)?);
     }
-    compact.size = old.size;
-    if compact.root() != old.root {
+    if crate::merkle::fold_subtrees(&subtrees) != old.root {
         return Err("fork: the tiles at the pinned size do not hash to its root".into());
     }
     // The open tiles, read separately, must give the same root: never
@@ -1415,7 +1381,7 @@ async fn resume_from_tiles(
     if builder.root() != old.root {
         return Err("fork: the tiles at the pinned size do not hash to its root".into());
     }
-    Ok((compact, builder))
+    Ok(builder)
 }
 
 /// The session-state snapshots of a namespace against the state rebuilt
@@ -1510,7 +1476,7 @@ impl StateCheck {
         self.chain = *chain;
     }
 
-    fn check_at(&mut self, ns: &str, size: u64, tree: &CompactRange, report: &mut Report) {
+    fn check_at(&mut self, ns: &str, size: u64, tree: &TileBuilder, report: &mut Report) {
         if !self.active {
             return;
         }
@@ -1588,7 +1554,6 @@ struct TileCheck {
     listed: BTreeMap<TileId, String>,
     /// Tiles checked against the data.
     checked: BTreeSet<TileId>,
-    builder: TileBuilder,
     /// Listed tiles whose content the leaves pushed so far determine.
     pending: Vec<(TileId, Vec<u8>)>,
 }
@@ -1621,14 +1586,14 @@ impl TileCheck {
         Ok(TileCheck {
             listed,
             checked: BTreeSet::new(),
-            builder: TileBuilder::default(),
             pending: Vec::new(),
         })
     }
 
-    fn push(&mut self, leaf: Hash) {
+    /// Pushes `leaf` onto `tree`, noting each listed tile it completes or grows.
+    fn push(&mut self, tree: &mut TileBuilder, leaf: Hash) {
         let (listed, pending) = (&self.listed, &mut self.pending);
-        self.builder.push(leaf, |id, hashes| {
+        tree.push(leaf, |id, hashes| {
             if listed.contains_key(&id) {
                 pending.push((id, hashes.iter().flatten().copied().collect()));
             }
@@ -1722,25 +1687,6 @@ impl TileCheck {
                     message: format!("tile is missing (checkpoint {size} needs it)"),
                 });
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::merkle::MerkleTree;
-
-    #[test]
-    fn compact_range_matches_the_tree() {
-        let mut t = MerkleTree::new();
-        let mut c = CompactRange::default();
-        assert_eq!(c.root(), t.root());
-        for i in 0..100u8 {
-            let l = leaf_hash(&[i]);
-            t.push(l);
-            c.push(l);
-            assert_eq!(c.root(), t.root(), "size {}", i + 1);
         }
     }
 }
