@@ -3,9 +3,12 @@
 # protobuf (or JSON), 2 events per span, against a fresh server on the release
 # build, RUNS runs one after the other, each into its own namespace.
 #   scripts/bench_otlp.sh WORKDIR [EVENTS] [RUNS] [FORMAT]
-# PERF=1 records a call-graph profile of the server during the first run
-# (PERF_ARGS, default -g: e.g. "--call-graph dwarf,16384 -F 499")
-# (WORKDIR/perf.data; `perf report -i WORKDIR/perf.data --no-children`).
+# PERF=1 records a call-graph profile of the whole machine during the first
+# run (PERF_ARGS, default -g: e.g. "--call-graph dwarf,16384 -F 499")
+# (WORKDIR/perf.data; `perf report -i WORKDIR/perf.data --no-children
+# --pid PID`, or `--comm seq-o1` for the namespace's sequencer). System-wide
+# because `perf record -p` missed the sequencer thread, which the first
+# request starts after perf has attached (a quarter of the server's CPU).
 # CONFIG=FILE starts the server with that config file (e.g. `[log]
 # segment_compression = "lz4"`).
 # Each run also prints the server's CPU time for it (user + system): a second
@@ -30,7 +33,8 @@ NS=$(seq -s, -f "o%g" 1 "$RUNS")
 T=$("$BIN" token issue --data "$DATA" --role writer --namespace "$NS" --sub bench)
 for r in $(seq 1 "$RUNS"); do
   if [ "$r" = 1 ] && [ "${PERF:-0}" = 1 ]; then
-    perf record ${PERF_ARGS:--g} -o "$WORK/perf.data" -p $SP 2>/dev/null &
+    echo "server pid $SP"
+    perf record -a ${PERF_ARGS:--g} -o "$WORK/perf.data" 2>/dev/null &
     PP=$!
   fi
   C0=$(cpu_secs $SP)
