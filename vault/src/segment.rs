@@ -203,8 +203,9 @@ pub struct SegmentSeal<'a> {
     pub key: &'a SigningKey,
 }
 
-/// The 32-byte columns of uniformly random bytes (SHA-256 outputs and salts).
-const RANDOM_COLUMNS: [&str; 5] = [
+/// The 32-byte columns of uniformly random bytes (SHA-256 outputs and
+/// salts), stored uncompressed whatever the segment's codec.
+pub const RANDOM_COLUMNS: [&str; 5] = [
     col::LEAF_HASH,
     col::SALT,
     col::CONTENT_DIGEST,

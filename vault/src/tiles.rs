@@ -236,6 +236,13 @@ pub struct TileBuilder {
     open: Vec<Vec<Hash>>,
     /// Per level, the hashes pushed so far.
     counts: Vec<u64>,
+    /// Per level, the open tile's compact range: the roots of the perfect
+    /// subtrees its hashes make, largest first, with their heights within
+    /// the tile. Kept as hashes arrive, so each node of the tree is hashed
+    /// once, a full tile's root is its single node, and the tree's root
+    /// takes a few hashes per level (a log with a checkpoint per entry asks
+    /// `verify` for a root per entry).
+    edges: Vec<Vec<(u32, Hash)>>,
 }
 
 impl TileBuilder {
@@ -249,7 +256,7 @@ impl TileBuilder {
             open.push(tree.level_hashes(height, start, count)?.to_vec());
             counts.push(count);
         }
-        Some(TileBuilder { open, counts })
+        Some(TileBuilder::resume(open, counts))
     }
 
     /// Leaves pushed so far (the tree size).
@@ -257,24 +264,37 @@ impl TileBuilder {
         self.counts.first().copied().unwrap_or(0)
     }
 
-    /// The RFC 6962 root of the tree so far. Every complete subtree of the
-    /// root's decomposition lies in the open tile of its level.
+    /// The RFC 6962 root of the tree so far: the perfect subtrees of its
+    /// decomposition are the open tiles' compact ranges, from the highest
+    /// level down.
     pub fn root(&self) -> Hash {
-        let mut roots = Vec::new();
-        for (height, index) in crate::merkle::perfect_subtrees(0, self.size()) {
-            let level = (height / TILE_HEIGHT) as usize;
-            let rest = height % TILE_HEIGHT;
-            let tile_start = self.counts[level] / TILE_WIDTH * TILE_WIDTH;
-            let first = ((index << rest) - tile_start) as usize;
-            roots.push(subtree_root(&self.open[level][first..first + (1 << rest)]));
-        }
+        let roots: Vec<Hash> = self
+            .edges
+            .iter()
+            .rev()
+            .flat_map(|edge| edge.iter().map(|(_, h)| *h))
+            .collect();
         crate::merkle::fold_subtrees(&roots)
     }
 
     /// A builder that continues a tree whose levels hold `counts[L]` hashes,
     /// `open[L]` being those of the level's last, unfinished tile.
     pub fn resume(open: Vec<Vec<Hash>>, counts: Vec<u64>) -> TileBuilder {
-        TileBuilder { open, counts }
+        let edges = open
+            .iter()
+            .map(|hashes| {
+                let mut edge = Vec::new();
+                for h in hashes {
+                    push_edge(&mut edge, *h);
+                }
+                edge
+            })
+            .collect();
+        TileBuilder {
+            open,
+            counts,
+            edges,
+        }
     }
 
     /// Appends a leaf hash. `each` sees every tile this push changes, with
@@ -287,8 +307,10 @@ impl TileBuilder {
             if self.open.len() == level {
                 self.open.push(Vec::with_capacity(TILE_WIDTH as usize));
                 self.counts.push(0);
+                self.edges.push(Vec::new());
             }
             self.open[level].push(carry);
+            push_edge(&mut self.edges[level], carry);
             self.counts[level] += 1;
             let count = self.counts[level];
             let width = self.open[level].len() as u64;
@@ -301,23 +323,26 @@ impl TileBuilder {
             if width < TILE_WIDTH {
                 return;
             }
-            carry = subtree_root(&self.open[level]);
+            // A full tile is one perfect subtree: its root goes up a level.
+            carry = self.edges[level][0].1;
             self.open[level].clear();
+            self.edges[level].clear();
             level += 1;
         }
     }
 }
 
-/// The root of a full tile's 256 hashes (a perfect subtree).
-fn subtree_root(hashes: &[Hash]) -> Hash {
-    let mut row: Vec<Hash> = hashes.to_vec();
-    while row.len() > 1 {
-        row = row
-            .chunks(2)
-            .map(|p| crate::merkle::node_hash(&p[0], &p[1]))
-            .collect();
+/// Adds `hash` to a compact range, merging equal heights as RFC 6962 does.
+fn push_edge(edge: &mut Vec<(u32, Hash)>, hash: Hash) {
+    let mut cur = (0u32, hash);
+    while let Some(&(height, left)) = edge.last() {
+        if height != cur.0 {
+            break;
+        }
+        edge.pop();
+        cur = (height + 1, crate::merkle::node_hash(&left, &cur.1));
     }
-    row[0]
+    edge.push(cur);
 }
 
 /// Every tile a checkpoint of `size` needs: all full tiles below it and

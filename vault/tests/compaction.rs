@@ -45,14 +45,21 @@ async fn open_compressed(
 }
 
 /// The codecs Parquet recorded for the column chunks of a segment.
+/// The codecs of a segment's compressed columns (all but the random
+/// ones, which are stored as they are: checked here too).
 fn codecs(data: &Path, name: &str) -> BTreeSet<String> {
     let bytes = std::fs::read(store_dir(data).join("ns/n/segments").join(name)).unwrap();
     let r = SerializedFileReader::new(bytes::Bytes::from(bytes)).unwrap();
-    r.metadata()
-        .row_groups()
-        .iter()
-        .flat_map(|g| g.columns().iter().map(|c| format!("{:?}", c.compression())))
-        .collect()
+    let mut out = BTreeSet::new();
+    for c in r.metadata().row_groups().iter().flat_map(|g| g.columns()) {
+        let codec = format!("{:?}", c.compression());
+        if segment::RANDOM_COLUMNS.contains(&c.column_path().string().as_str()) {
+            assert_eq!(codec, "UNCOMPRESSED", "{name}: {}", c.column_path());
+        } else {
+            out.insert(codec);
+        }
+    }
+    out
 }
 
 fn segment_names(data: &Path) -> Vec<String> {
