@@ -7,8 +7,9 @@
 //! contiguous indexes with no duplicates; chain continuity across segments;
 //! each header's tree root; every stored checkpoint's signature and root; and
 //! consistency with a pinned checkpoint. Segments are fetched and checked in
-//! parallel and streamed through the tree's open tiles (one hash per node), so memory is bounded
-//! by the number of segments in flight, not the size of the log.
+//! parallel and streamed through the tree's open tiles (one hash per node),
+//! so memory is bounded by the number of segments in flight, not the size of
+//! the log.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
