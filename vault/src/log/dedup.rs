@@ -110,8 +110,11 @@ impl Dedup {
             }
             self.order.pop_front();
             // The key may have been taken again by a newer entry since.
-            if self.map.get(&old).is_some_and(|r| r.index == old_idx) {
-                self.map.remove(&old);
+            // (One probe of the map: it is large, and each probe a cache miss.)
+            if let std::collections::hash_map::Entry::Occupied(o) = self.map.entry(old)
+                && o.get().index == old_idx
+            {
+                o.remove();
             }
         }
         self.order.push_back((idx, key));

@@ -88,15 +88,15 @@ pub(super) fn sequencer_loop(
         for req in pending.by_ref() {
             // All or nothing: a request with an `event_id` conflict is refused
             // before any of its events is sealed.
-            if let Some(msg) = conflict(&s.dedup, &s.ns, &req, s.next) {
-                answers.push((req.reply, Err(AppendError::Conflict(msg))));
-                continue;
-            }
+            let keys = match keys_unless_conflict(&s.dedup, &s.ns, &req, s.next) {
+                Ok(keys) => keys,
+                Err(msg) => {
+                    answers.push((req.reply, Err(AppendError::Conflict(msg))));
+                    continue;
+                }
+            };
             let mut receipts = Vec::with_capacity(req.events.len());
-            for ev in req.events {
-                let key = ev
-                    .event_id()
-                    .map(|id| dedup_key(&req.ingested_by, ev.session_id(), id));
+            for (ev, key) in req.events.into_iter().zip(keys) {
                 if let Some(key) = &key
                     && let Seen::Duplicate(r) =
                         s.dedup.seen(key, &ev, &s.ns, &req.ingested_by, s.next)
@@ -211,14 +211,25 @@ pub(super) fn clone_err(e: &AppendError) -> AppendError {
     }
 }
 
-/// The first `event_id` conflict of `req`, if any: an event whose key the
-/// window (or an earlier event of the same request) holds for a different
-/// event.
-pub(super) fn conflict(dedup: &Dedup, ns: &str, req: &AppendReq, next: u64) -> Option<String> {
-    let mut own: HashMap<Hash, &Prepared> = HashMap::new();
+/// The dedupe keys of `req`'s events, in order (`None` for an event without
+/// an `event_id`), computed once for the check here and the appends after
+/// it; or the first `event_id` conflict: an event whose key the window (or
+/// an earlier event of the same request) holds for a different event.
+pub(super) fn keys_unless_conflict(
+    dedup: &Dedup,
+    ns: &str,
+    req: &AppendReq,
+    next: u64,
+) -> Result<Vec<Option<Hash>>, String> {
+    let mut keys = Vec::with_capacity(req.events.len());
+    let mut own: HashMap<Hash, &Prepared> = HashMap::with_capacity(req.events.len());
     for ev in &req.events {
-        let Some(id) = ev.event_id() else { continue };
+        let Some(id) = ev.event_id() else {
+            keys.push(None);
+            continue;
+        };
         let key = dedup_key(&req.ingested_by, ev.session_id(), id);
+        keys.push(Some(key));
         let clash = match dedup.seen(&key, ev, ns, &req.ingested_by, next) {
             Seen::Conflict => true,
             Seen::Duplicate(_) => false,
@@ -226,11 +237,11 @@ pub(super) fn conflict(dedup: &Dedup, ns: &str, req: &AppendReq, next: u64) -> O
         };
         if clash {
             let shown: String = id.chars().take(128).collect();
-            return Some(format!(
+            return Err(format!(
                 "event_id {shown:?} of session {:?} was already used by this writer for a different event; nothing of this request was appended",
                 ev.session_id()
             ));
         }
     }
-    None
+    Ok(keys)
 }
