@@ -178,6 +178,7 @@ fn part(
     }
 }
 
+/// `execute_tool` spans: the call's arguments and its result.
 fn tool_execution(attrs: &Map<String, Value>, start: u64, end: u64) -> Vec<Draft> {
     if get_str(attrs, "gen_ai.operation.name") != Some("execute_tool") {
         return Vec::new();
