@@ -182,9 +182,32 @@ fn write_micros(o: &mut String, us: i64) -> Result<(), RecordError> {
     put(15, 2, t.minute());
     put(18, 2, t.second());
     put(21, 6, t.timestamp_subsec_micros());
-    // Digits and ASCII punctuation only: each byte is its char.
-    o.extend(b.iter().map(|&b| char::from(b)));
+    push_ascii(o, &b);
     Ok(())
+}
+
+/// Appends bytes known to be ASCII (digits and punctuation written here) in
+/// one copy rather than char by char.
+fn push_ascii(o: &mut String, b: &[u8]) {
+    debug_assert!(b.is_ascii());
+    o.push_str(std::str::from_utf8(b).unwrap_or_default());
+}
+
+/// Appends `v` in decimal, as `write!(o, "{v}")` does without the
+/// formatting machinery (index and session sequence of every committed
+/// record, sealed and verified).
+fn push_u64(o: &mut String, mut v: u64) {
+    let mut b = [0u8; 20];
+    let mut at = b.len();
+    loop {
+        at -= 1;
+        b[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    push_ascii(o, &b[at..]);
 }
 
 /// Where the log puts an entry (everything [`Sequence`] holds but the salt).
@@ -654,7 +677,6 @@ impl EntryRef<'_> {
     /// identical to `jcs(committed_record())`. Taking the buffer lets the
     /// verifier reuse one for every row.
     pub fn write_committed_record(&self, o: &mut String) -> Result<(), RecordError> {
-        use std::fmt::Write;
         let mut first = true;
         let mut key = |o: &mut String, k: &str| {
             o.push(if first { '{' } else { ',' });
@@ -691,7 +713,7 @@ impl EntryRef<'_> {
             str_field(o, v);
         }
         key(o, "index");
-        let _ = write!(o, "{}", self.idx);
+        push_u64(o, self.idx);
         key(o, "ingested_by");
         str_field(o, self.ingested_by);
         key(o, "kind");
@@ -715,7 +737,7 @@ impl EntryRef<'_> {
         key(o, "session_id");
         str_field(o, self.session_id);
         key(o, "session_seq");
-        let _ = write!(o, "{}", self.session_seq);
+        push_u64(o, self.session_seq);
         if let Some(v) = self.span_id {
             key(o, "span_id");
             str_field(o, v);
@@ -999,5 +1021,20 @@ mod tests {
         let e = Entry::seal(ev, seq).unwrap();
         let text = serde_json::to_string(&e).unwrap();
         assert_eq!(serde_json::from_str::<Entry>(&text).unwrap(), e);
+    }
+
+    #[test]
+    fn integers_are_written_as_the_formatter_writes_them() {
+        let mut cases = vec![0u64, 1, 9, 10, 99, 100, 12_345, u64::MAX - 1, u64::MAX];
+        cases.extend(
+            (0..19)
+                .map(|p| 10u64.pow(p))
+                .flat_map(|x| [x - 1, x, x + 1]),
+        );
+        for v in cases {
+            let mut o = String::from("x");
+            push_u64(&mut o, v);
+            assert_eq!(o, format!("x{v}"));
+        }
     }
 }
