@@ -1,0 +1,777 @@
+//! `tracevault verify`: proves a store intact or says exactly what changed.
+//!
+//! Everything the format allows is checked, with nothing taken on trust from
+//! the store except what the pinned key (or, failing that, `vault.json`)
+//! signs: every segment's header signature and data digest; every row's
+//! field digests, leaf hash and chain link (every link, not only the ends);
+//! contiguous indexes with no duplicates; chain continuity across segments;
+//! each header's tree root; every stored checkpoint's signature and root; and
+//! consistency with a pinned checkpoint. Segments are fetched and checked in
+//! parallel and streamed through the tree's open tiles (one hash per node),
+//! so memory is bounded by the number of segments in flight, not the size of
+//! the log.
+//!
+//! This module lists the store and folds the checked segments in index
+//! order; its parts check one thing each: `segment_check` (a segment file on
+//! its own), `tree_check` (the stored tiles, and where an incremental run
+//! resumes), `state_check` (session-state snapshots) and `erasure_orders`
+//! (erased entries against the orders in `_audit`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use ed25519_dalek::VerifyingKey;
+use futures::StreamExt;
+
+use crate::note;
+use crate::record::Hash;
+use crate::store::{Store, StoreError, layout};
+use crate::tiles::TileBuilder;
+use crate::vault::read_meta;
+
+mod erasure_orders;
+mod segment_check;
+mod state_check;
+mod tree_check;
+
+use erasure_orders::{check_erasures, load_orders};
+use segment_check::{SegmentOutcome, check_segment};
+use state_check::StateCheck;
+use tree_check::{TileCheck, resume_from_tiles};
+
+/// One integrity problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// Namespace (empty for vault-level findings).
+    pub ns: String,
+    /// The object concerned.
+    pub object: String,
+    /// The entry index concerned, if any.
+    pub index: Option<u64>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ns = if self.ns.is_empty() { "-" } else { &self.ns };
+        write!(f, "ns={ns} object={}", self.object)?;
+        if let Some(i) = self.index {
+            write!(f, " index={i}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Per-namespace totals.
+#[derive(Debug, Clone, Default)]
+pub struct NsSummary {
+    /// Namespace.
+    pub ns: String,
+    /// Entries found.
+    pub entries: u64,
+    /// Segments found.
+    pub segments: usize,
+    /// Checkpoints checked.
+    pub checkpoints: usize,
+    /// Segment bytes read.
+    pub bytes: u64,
+    /// Message bytes put through SHA-256 to check the segments (file
+    /// digests, field digests, leaf hashes, chain links, Merkle nodes;
+    /// without SHA-256's padding): `verify`'s speed against the hash bound.
+    pub hashed: u64,
+    /// Entries found erased (payload and salt removed), each checked
+    /// against the erasure orders recorded in `_audit`.
+    pub erased_entries: crate::erasure::IndexRanges,
+    /// Number of erased entries found.
+    pub erased: u64,
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Integrity failures (exit 1 when non-empty).
+    pub findings: Vec<Finding>,
+    /// Things worth knowing that are not failures.
+    pub warnings: Vec<String>,
+    /// What was checked.
+    pub namespaces: Vec<NsSummary>,
+}
+
+/// Errors that stop verification (exit 2), as opposed to findings.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// See [`StoreError`].
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Bad arguments or an unusable store.
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// Progress callback: called with bytes of each segment once checked.
+pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// What to verify and against what.
+#[derive(Default, Clone)]
+pub struct VerifyOptions {
+    /// Expected log key; otherwise the key in `vault.json` is used (with a warning).
+    pub pinned_key: Option<VerifyingKey>,
+    /// A checkpoint obtained earlier: the store must be consistent with it.
+    pub pinned_checkpoint: Option<String>,
+    /// Only this namespace.
+    pub namespace: Option<String>,
+    /// Incremental (`verify --since`): with a pinned checkpoint, prove the
+    /// store consistent with it through the tiles and check only the
+    /// entries added after it (and the tiles and checkpoints they make).
+    pub incremental: bool,
+    /// Segments checked at once.
+    pub concurrency: usize,
+    /// Progress reporting.
+    pub progress: Option<Progress>,
+    /// Witness cosignatures the checkpoint presented as current (the pinned
+    /// one, else the store's latest) must carry.
+    pub witnesses: Option<crate::cosignature::WitnessPolicy>,
+}
+
+fn hex32(s: &str) -> Option<Hash> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(s, &mut out).ok().map(|_| out)
+}
+
+/// Verifies a whole store (or one namespace of it).
+pub async fn verify_store(store: &Store, opts: &VerifyOptions) -> Result<Report, VerifyError> {
+    let mut report = Report::default();
+    let meta = read_meta(store)
+        .await
+        .map_err(|e| VerifyError::Usage(e.to_string()))?;
+    let namespaces = store.list_dirs(&layout::namespaces()).await?;
+    let Some(meta) = meta else {
+        if namespaces.is_empty() {
+            return Err(VerifyError::Usage(format!(
+                "{} holds no vault (no vault.json)",
+                store.describe()
+            )));
+        }
+        report.findings.push(Finding {
+            ns: String::new(),
+            object: "vault.json".into(),
+            index: None,
+            message: "vault.json is missing".into(),
+        });
+        return Ok(report);
+    };
+    let stored_key = meta.public_key();
+    let key = match (&opts.pinned_key, &stored_key) {
+        (Some(pinned), Ok(stored)) => {
+            if pinned != stored {
+                report.findings.push(Finding {
+                    ns: String::new(),
+                    object: "vault.json".into(),
+                    index: None,
+                    message: format!(
+                        "vault key swapped: vault.json names {}, the pinned key is {}",
+                        meta.log_public_key,
+                        B64.encode(pinned.to_bytes())
+                    ),
+                });
+            }
+            *pinned
+        }
+        (Some(pinned), Err(e)) => {
+            report.findings.push(Finding {
+                ns: String::new(),
+                object: "vault.json".into(),
+                index: None,
+                message: e.clone(),
+            });
+            *pinned
+        }
+        (None, Ok(stored)) => {
+            report.warnings.push(format!(
+                "no --key given: trusting the key recorded in vault.json ({}); pin it to detect a swapped key",
+                meta.log_public_key
+            ));
+            *stored
+        }
+        (None, Err(e)) => return Err(VerifyError::Usage(format!("vault.json: {e}; pass --key"))),
+    };
+    let mut pinned = None;
+    if let Some(text) = &opts.pinned_checkpoint {
+        let origin = text.lines().next().unwrap_or_default().to_string();
+        let ns = origin
+            .strip_prefix(&format!("{}/", meta.origin))
+            .ok_or_else(|| {
+                VerifyError::Usage(format!(
+                    "pinned checkpoint origin {origin:?} is not a namespace of this vault ({})",
+                    meta.origin
+                ))
+            })?
+            .to_string();
+        match note::open_checkpoint(text, &origin, &key) {
+            Ok(cp) => pinned = Some((ns, cp)),
+            Err(e) => {
+                return Err(VerifyError::Usage(format!(
+                    "pinned checkpoint does not verify with the log key: {e}"
+                )));
+            }
+        }
+    }
+    // A checkpoint of another namespace than the one asked for is a usage
+    // error; the pinned namespace gone from the store is a finding (below).
+    if let Some((pns, _)) = &pinned
+        && let Some(only) = opts.namespace.as_ref().filter(|only| *only != pns)
+    {
+        return Err(VerifyError::Usage(format!(
+            "the pinned checkpoint is of namespace {pns}, not of --namespace {only}"
+        )));
+    }
+    let selected: Vec<String> = match &opts.namespace {
+        Some(ns) if pinned.is_some() && !namespaces.contains(ns) => Vec::new(),
+        Some(ns) => {
+            if !namespaces.contains(ns) {
+                return Err(VerifyError::Usage(format!(
+                    "namespace {ns} is not in the store"
+                )));
+            }
+            vec![ns.clone()]
+        }
+        None => namespaces,
+    };
+    let orders = load_orders(store, &meta.origin, &key, &mut report).await;
+    for ns in selected {
+        let origin = format!("{}/{ns}", meta.origin);
+        let pin = pinned
+            .as_ref()
+            .filter(|(p, _)| *p == ns)
+            .map(|(_, cp)| cp.clone());
+        // A segment deleted mid-run (a live server merging) means the listing
+        // is stale: check the namespace again from a fresh listing.
+        let mut attempt = 0;
+        loop {
+            let mut part = Report::default();
+            let (summary, vanished) = verify_namespace(
+                store,
+                &ns,
+                &origin,
+                &key,
+                pin.clone(),
+                opts,
+                Arc::new(orders.performed(&ns)),
+                &mut part,
+            )
+            .await?;
+            if vanished && attempt < 3 {
+                attempt += 1;
+                continue;
+            }
+            if vanished {
+                part.findings.push(Finding {
+                    ns: ns.clone(),
+                    object: layout::segments(&ns).to_string(),
+                    index: None,
+                    message: "segments kept disappearing while being read; verify a quiet store"
+                        .into(),
+                });
+            }
+            report.findings.extend(part.findings);
+            report.warnings.extend(part.warnings);
+            report.namespaces.push(summary);
+            break;
+        }
+    }
+    check_erasures(&orders, &mut report);
+    if let Some((ns, _)) = &pinned
+        && !report.namespaces.iter().any(|s| &s.ns == ns)
+    {
+        report.findings.push(Finding {
+            ns: ns.clone(),
+            object: format!("ns/{ns}"),
+            index: None,
+            message: "the pinned checkpoint's namespace is missing from the store (rollback)"
+                .into(),
+        });
+    }
+    Ok(report)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn verify_namespace(
+    store: &Store,
+    ns: &str,
+    origin: &str,
+    key: &VerifyingKey,
+    pinned: Option<note::Checkpoint>,
+    opts: &VerifyOptions,
+    erased_by_orders: Arc<crate::erasure::IndexRanges>,
+    report: &mut Report,
+) -> Result<(NsSummary, bool), VerifyError> {
+    let mut summary = NsSummary {
+        ns: ns.to_string(),
+        ..Default::default()
+    };
+    let key_id = note::key_id(origin, &key.to_bytes());
+    // Checkpoints first, so their sizes are known while the tree is streamed,
+    // and so that a live store's newer segments cannot look like a truncation.
+    let cp_prefix = layout::checkpoints(ns);
+    // By size; several objects may hold the same size (`checkpoints/{size}` and the pointer).
+    let mut checkpoints: BTreeMap<u64, Vec<(String, note::Checkpoint)>> = BTreeMap::new();
+    // Incremental: the state at the pinned size is proven through the tiles,
+    // so only what was added after it is read.
+    let since = pinned
+        .clone()
+        .filter(|_| opts.incremental && pinned.as_ref().is_some_and(|p| p.size > 0));
+    let from = since.as_ref().map_or(0, |p| p.size);
+    let names: Vec<String> = store
+        .list_names(&cp_prefix)
+        .await?
+        .into_iter()
+        .filter(|n| from == 0 || n.parse::<u64>().map_or(true, |size| size >= from))
+        .collect();
+    let fetched: Vec<(String, Result<Option<bytes::Bytes>, StoreError>)> =
+        futures::stream::iter(names)
+            .map(|name| {
+                let p = object_store::path::Path::from(format!("{cp_prefix}/{name}"));
+                async move {
+                    let r = store.get(&p).await;
+                    (name, r)
+                }
+            })
+            .buffered(16)
+            .collect()
+            .await;
+    let mut cp_objects: Vec<(String, String)> = Vec::new();
+    for (name, r) in fetched {
+        let object = format!("{cp_prefix}/{name}");
+        let Some(bytes) = r? else { continue };
+        cp_objects.push((object.clone(), String::from_utf8_lossy(&bytes).to_string()));
+        if name.len() != 20 || name.parse::<u64>().is_err() {
+            report.findings.push(Finding {
+                ns: ns.into(),
+                object,
+                index: None,
+                message: "unexpected object among checkpoints".into(),
+            });
+            cp_objects.pop();
+        }
+    }
+    let latest_obj = layout::latest_checkpoint(ns).to_string();
+    let latest_text = store
+        .get(&layout::latest_checkpoint(ns))
+        .await?
+        .map(|b| String::from_utf8_lossy(&b).to_string());
+    if let Some(t) = &latest_text {
+        cp_objects.push((latest_obj.clone(), t.clone()));
+    }
+    // The newest checkpoint witnesses cosigned (with a witness policy).
+    let cosigned_obj = layout::cosigned_checkpoint(ns).to_string();
+    let cosigned_text = store
+        .get(&layout::cosigned_checkpoint(ns))
+        .await?
+        .map(|b| String::from_utf8_lossy(&b).to_string());
+    if let Some(t) = &cosigned_text {
+        cp_objects.push((cosigned_obj.clone(), t.clone()));
+    }
+    let named_for_size = |o: &String| o != &latest_obj && o != &cosigned_obj;
+    for (object, text) in &cp_objects {
+        match note::open_checkpoint(text, origin, key) {
+            Ok(cp) => {
+                if named_for_size(object) && !object.ends_with(&format!("{:020}", cp.size)) {
+                    report.findings.push(Finding {
+                        ns: ns.into(),
+                        object: object.clone(),
+                        index: None,
+                        message: format!(
+                            "object name does not match the checkpoint's size {}",
+                            cp.size
+                        ),
+                    });
+                }
+                checkpoints
+                    .entry(cp.size)
+                    .or_default()
+                    .push((object.clone(), cp));
+            }
+            Err(e) => report.findings.push(Finding {
+                ns: ns.into(),
+                object: object.clone(),
+                index: None,
+                message: format!("checkpoint does not verify (forged or altered): {e}"),
+            }),
+        }
+    }
+    summary.checkpoints = cp_objects.len();
+    if let Some(policy) = &opts.witnesses {
+        let (object, text) = match (&pinned, &opts.pinned_checkpoint, &cosigned_text) {
+            (Some(_), Some(t), _) => (format!("pinned checkpoint {origin}"), Some(t.clone())),
+            (_, _, Some(t)) => (cosigned_obj.clone(), Some(t.clone())),
+            _ => (latest_obj.clone(), latest_text.clone()),
+        };
+        // Say how far the witnessed history reaches: entries after the
+        // cosigned checkpoint are not witnessed yet.
+        if let (None, Some(c), Some(l)) = (&pinned, &cosigned_text, &latest_text) {
+            let size = |t: &str| t.lines().nth(1).and_then(|n| n.parse::<u64>().ok());
+            if let (Some(cs), Some(ls)) = (size(c), size(l))
+                && cs < ls
+            {
+                report.warnings.push(format!(
+                    "{ns}: witnessed up to size {cs} of {ls}: the newest {} entries are not cosigned yet",
+                    ls - cs
+                ));
+            }
+        }
+        if let Some(message) = text.and_then(|t| policy.shortfall(&t)) {
+            report.findings.push(Finding {
+                ns: ns.into(),
+                object,
+                index: None,
+                message,
+            });
+        }
+    }
+    // Tiles are listed after the checkpoints and before the segments: on a
+    // live store a listed tile's segment is always in the later listing.
+    let mut tiles = TileCheck::list(store, ns, from, report).await?;
+    // Snapshots too: one written meanwhile is never beyond the segments.
+    let mut states = StateCheck::list(store, ns, origin, key, since.is_none(), report).await?;
+    // Segments are listed after the checkpoints: on a live store, segments
+    // published meanwhile are only extra (not yet checkpointed), never a gap.
+    let seg_prefix = layout::segments(ns);
+    let names = store.list_names(&seg_prefix).await?;
+    let tiling = crate::tiling::tile(names.iter().map(String::as_str));
+    for name in &tiling.unexpected {
+        report.findings.push(Finding {
+            ns: ns.into(),
+            object: format!("{seg_prefix}/{name}"),
+            index: None,
+            message: "unexpected object among segments".into(),
+        });
+    }
+    // Incremental: a segment removed under the pin is still a finding (the
+    // listing shows it for free), though its entries are not read.
+    // (A missing tail is the rollback finding's, below.)
+    let listed_end = tiling.cover.last().map_or(0, |c| c.1 + 1);
+    if let Some((a, b)) = tiling.hole_below(from.min(listed_end)).filter(|_| from > 0) {
+        report.findings.push(Finding {
+            ns: ns.into(),
+            object: seg_prefix.to_string(),
+            index: Some(a),
+            message: format!(
+                "entries {a}-{b} are missing (segment dropped under the pinned checkpoint)"
+            ),
+        });
+    }
+    // Incremental: from the segment holding entry `from - 1` on (its chain
+    // out is where the new entries' chain starts).
+    let named: Vec<((u64, u64), String)> = tiling
+        .all_named()
+        .into_iter()
+        .filter(|((_, last), _)| last + 1 >= from)
+        .collect();
+    let ranges: Vec<(u64, u64)> = named.iter().map(|(r, _)| *r).collect();
+    summary.segments = ranges.len();
+
+    let mut wanted: BTreeSet<u64> = checkpoints.keys().copied().collect();
+    if let Some(p) = &pinned {
+        wanted.insert(p.size);
+    }
+
+    // Stream segments: check in parallel, fold in index order.
+    let concurrency = opts.concurrency.max(1);
+    let checkers = &crate::worker_pool::WorkerPool::new("verify", concurrency)
+        .map_err(|e| VerifyError::Usage(format!("cannot start the checking threads: {e}")))?;
+    let key2 = *key;
+    let mut stream = futures::stream::iter(named)
+        .map(|((first, last), name)| {
+            let path = layout::segment_named(ns, &name);
+            let ns = ns.to_string();
+            let erased_by_orders = erased_by_orders.clone();
+            async move {
+                let object = path.to_string();
+                let bytes = store.get(&path).await?;
+                let Some(bytes) = bytes else {
+                    return Ok::<_, StoreError>(None);
+                };
+                let obj = object.clone();
+                let ns2 = ns.clone();
+                let must = erased_by_orders.clone();
+                let out = checkers
+                    .run(move || {
+                        check_segment(&ns, (first, last), object, bytes, &key2, key_id, &must)
+                    })
+                    .await;
+                // A file crafted to break the checker is a finding about that
+                // file, never a reason to stop checking the rest of the store.
+                let out = out.unwrap_or_else(|e| SegmentOutcome {
+                    first,
+                    last,
+                    object: obj.clone(),
+                    header: None,
+                    leaves: Vec::new(),
+                    rows: Vec::new(),
+                    chain_out: None,
+                    findings: vec![Finding {
+                        ns: ns2,
+                        object: obj,
+                        index: None,
+                        message: format!("segment could not be checked (malformed file): {e}"),
+                    }],
+                    bytes: 0,
+                    hashed: 0,
+                    erased: Vec::new(),
+                });
+                Ok(Some(out))
+            }
+        })
+        // Two segments beyond the threads: a thread that finishes while an
+        // earlier segment is still being checked (the fold takes segments in
+        // order) starts on the next one instead of waiting.
+        .buffered(concurrency + 2);
+    // The tree as its tiles: the leaves folded so far, giving its root at
+    // any size and every tile as it is completed, with one hash per node.
+    let mut tree = TileBuilder::default();
+    let mut vanished = false;
+    let mut chain: Hash = [0; 32];
+    // Incremental: the tree, tiles and chain resume at `from`; the chain is
+    // taken from the first segment read (the proven prefix covers the rest).
+    let mut resume_chain = false;
+    if let Some(old) = &since {
+        let newest = checkpoints.keys().next_back().copied().unwrap_or(0);
+        match resume_from_tiles(store, ns, old, newest, &checkpoints).await {
+            Ok(builder) => {
+                tree = builder;
+                resume_chain = true;
+            }
+            Err(message) => {
+                report.findings.push(Finding {
+                    ns: ns.into(),
+                    object: format!("pinned checkpoint {origin} size {}", old.size),
+                    index: None,
+                    message,
+                });
+                return Ok((summary, false));
+            }
+        }
+    }
+    // The last segment folded into the tree: its first index and leaves.
+    let mut cover: Option<(u64, Vec<Hash>)> = None;
+    let mut roots: BTreeMap<u64, Hash> = BTreeMap::new();
+    // Why the tree could not be rebuilt past `tree.size()`, if it stopped early.
+    let mut stopped: Option<String> = None;
+    if wanted.contains(&tree.size()) {
+        roots.insert(tree.size(), tree.root());
+    }
+    while let Some(res) = stream.next().await {
+        let Some(seg) = res? else {
+            // Deleted between listing and reading: a live server merged it.
+            vanished = true;
+            break;
+        };
+        summary.bytes += seg.bytes;
+        summary.hashed += seg.hashed;
+        // Every erased row, in the cover or in a leftover, must be under an
+        // order (checked once `_audit` is read).
+        if !seg.erased.is_empty() {
+            summary
+                .erased_entries
+                .union(&crate::erasure::IndexRanges::from_sorted(
+                    seg.erased.iter().copied(),
+                ));
+        }
+        if let Some(p) = &opts.progress {
+            p(seg.bytes);
+        }
+        report.findings.extend(seg.findings.iter().cloned());
+        let find = |message: String| Finding {
+            ns: ns.into(),
+            object: seg.object.clone(),
+            index: None,
+            message,
+        };
+        // Incremental: the segment holding the pinned size's last entries
+        // (its rows were checked above) is folded from the pin on, and the
+        // chain is taken from it.
+        let resuming = std::mem::take(&mut resume_chain);
+        if seg.first < tree.size() && !resuming {
+            // A segment inside the previous one (left by an interrupted merge)
+            // is fine when it holds exactly the same entries.
+            let same = cover.as_ref().is_some_and(|(cf, leaves)| {
+                seg.first >= *cf
+                    && seg.last < tree.size()
+                    && seg.header.is_some()
+                    && seg.leaves.len() as u64 == seg.last - seg.first + 1
+                    && leaves.get((seg.first - cf) as usize..=(seg.last - cf) as usize)
+                        == Some(&seg.leaves[..])
+            });
+            if !same {
+                report.findings.push(find(format!(
+                    "segment overlaps entries already covered up to {} with different entries (duplicate or forged segment)",
+                    tree.size() - 1
+                )));
+            }
+            continue;
+        }
+        if seg.first > tree.size() {
+            let next = seg.object.rsplit('/').next().unwrap_or_default();
+            report.findings.push(Finding {
+                ns: ns.into(),
+                object: seg_prefix.to_string(),
+                index: Some(tree.size()),
+                message: format!(
+                    "entries {}-{} are missing (segment dropped; the next segment is {next})",
+                    tree.size(),
+                    seg.first - 1
+                ),
+            });
+            // The tree cannot be rebuilt across a hole; stop folding.
+            stopped = Some(format!(
+                "entries {}-{} are missing",
+                tree.size(),
+                seg.first - 1
+            ));
+            break;
+        }
+        let Some(h) = &seg.header else {
+            stopped = Some(format!("{} is unreadable", seg.object));
+            break;
+        };
+        if seg.leaves.len() as u64 != seg.last - seg.first + 1 {
+            // Row count findings were reported; the tree past here is meaningless.
+            stopped = Some(format!("{} holds the wrong rows", seg.object));
+            break;
+        }
+        if !resuming && hex32(&h.chain_in) != Some(chain) {
+            report.findings.push(find("chain_in does not continue the previous segment's chain (segment replaced or reordered)".into()));
+        }
+        let skip = tree.size().saturating_sub(seg.first) as usize;
+        for (i, leaf) in seg.leaves[skip..].iter().enumerate() {
+            tiles.push(&mut tree, *leaf);
+            if wanted.contains(&tree.size()) {
+                roots.insert(tree.size(), tree.root());
+            }
+            if let Some((chain, facts)) = seg.rows.get(skip + i) {
+                states.push(ns, tree.size() - 1, chain, facts, report);
+                states.check_at(ns, tree.size(), &tree, report);
+            }
+        }
+        tiles.check_pending(store, ns, report).await?;
+        if B64.encode(tree.root()) != h.root {
+            report.findings.push(find(format!(
+                "signed header root does not match the tree at size {}",
+                tree.size()
+            )));
+        }
+        chain = seg.chain_out.unwrap_or(chain);
+        cover = Some((seg.first, seg.leaves));
+    }
+    drop(stream);
+    if vanished {
+        return Ok((summary, true));
+    }
+    summary.entries = tree.size();
+    summary.erased = summary.erased_entries.count();
+    let last_range_end = ranges.iter().map(|(_, b)| b + 1).max().unwrap_or(0);
+    if last_range_end > tree.size() && !report.findings.iter().any(|f| f.ns == ns) {
+        report.findings.push(Finding {
+            ns: ns.into(),
+            object: seg_prefix.to_string(),
+            index: Some(tree.size()),
+            message: "entries after this index could not be checked".into(),
+        });
+    }
+    let unchecked = |size: u64, what: &str| match &stopped {
+        Some(why) => format!(
+            "{what} covers {size} entries and could not be checked: the tree could only be rebuilt up to {} ({why})",
+            tree.size()
+        ),
+        None => format!(
+            "{what} covers {size} entries but the store holds only {} (tail truncated or segments dropped)",
+            tree.size()
+        ),
+    };
+    for (size, objects) in &checkpoints {
+        for (object, cp) in objects {
+            match roots.get(size) {
+                Some(root) if *root == cp.root => {}
+                Some(_) => report.findings.push(Finding {
+                    ns: ns.into(),
+                    object: object.clone(),
+                    index: None,
+                    message: format!("checkpoint root does not match the data at size {size}"),
+                }),
+                None => report.findings.push(Finding {
+                    ns: ns.into(),
+                    object: object.clone(),
+                    index: Some(tree.size()),
+                    message: unchecked(*size, "checkpoint"),
+                }),
+            }
+        }
+    }
+    states.finish(ns, tree.size(), report);
+    let max_cp = checkpoints.keys().next_back().copied().unwrap_or(0);
+    tiles.finish(
+        ns,
+        from,
+        max_cp.min(tree.size()),
+        max_cp.max(tree.size()),
+        stopped.is_none(),
+        report,
+    );
+    let pointer_size = checkpoints
+        .iter()
+        .find(|(_, v)| v.iter().any(|(o, _)| o == &latest_obj))
+        .map(|(s, _)| *s);
+    let newest_immutable = checkpoints
+        .iter()
+        .rev()
+        .find(|(_, v)| v.iter().any(|(o, _)| named_for_size(o)))
+        .map(|(s, _)| *s);
+    if let (Some(p), Some(n)) = (pointer_size, newest_immutable)
+        && p < n
+    {
+        report.warnings.push(format!(
+            "{ns}: the latest-checkpoint pointer ({p}) lags the newest checkpoint ({n})"
+        ));
+    }
+    if tree.size() > max_cp {
+        report.warnings.push(format!(
+            "{ns}: entries {max_cp}..{} are not covered by a checkpoint yet",
+            tree.size()
+        ));
+    }
+    if let Some(p) = pinned {
+        let object = format!("pinned checkpoint {origin} size {}", p.size);
+        match roots.get(&p.size) {
+            Some(root) if *root == p.root => {}
+            Some(_) => report.findings.push(Finding {
+                ns: ns.into(),
+                object,
+                index: None,
+                message: format!(
+                    "fork: the store's tree at size {} differs from the pinned checkpoint",
+                    p.size
+                ),
+            }),
+            None if stopped.is_some() => report.findings.push(Finding {
+                ns: ns.into(),
+                object,
+                index: Some(tree.size()),
+                message: unchecked(p.size, "the pinned checkpoint"),
+            }),
+            None => report.findings.push(Finding {
+                ns: ns.into(),
+                object,
+                index: Some(tree.size()),
+                message: format!(
+                    "rollback: the pinned checkpoint covers {} entries, the store only {}",
+                    p.size,
+                    tree.size()
+                ),
+            }),
+        }
+    }
+    Ok((summary, false))
+}
