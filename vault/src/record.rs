@@ -187,10 +187,14 @@ fn write_micros(o: &mut String, us: i64) -> Result<(), RecordError> {
 }
 
 /// Appends bytes known to be ASCII (digits and punctuation written here) in
-/// one copy rather than char by char.
+/// one copy rather than char by char (each byte is then its char; were one
+/// not, it would still be written, as the char of that code point, never
+/// dropped).
 fn push_ascii(o: &mut String, b: &[u8]) {
-    debug_assert!(b.is_ascii());
-    o.push_str(std::str::from_utf8(b).unwrap_or_default());
+    match std::str::from_utf8(b) {
+        Ok(s) => o.push_str(s),
+        Err(_) => o.extend(b.iter().map(|&c| char::from(c))),
+    }
 }
 
 /// Appends `v` in decimal, as `write!(o, "{v}")` does without the

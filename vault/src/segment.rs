@@ -878,13 +878,9 @@ enum Strings<'a> {
 
 impl<'a> Strings<'a> {
     fn of(b: &'a RecordBatch, name: &str) -> Result<Self, SegmentError> {
-        let c = b.column_by_name(name).map(|c| c.as_any());
-        if let Some(a) = c.and_then(|c| c.downcast_ref::<StringArray>()) {
-            return Ok(Strings::Copied(a));
-        }
-        c.and_then(|c| c.downcast_ref::<StringViewArray>())
-            .map(Strings::Viewed)
-            .ok_or_else(|| SegmentError::Format(format!("column {name} missing or mistyped")))
+        column::<StringArray>(b, name)
+            .map(Strings::Copied)
+            .or_else(|_| column::<StringViewArray>(b, name).map(Strings::Viewed))
     }
 
     fn get(&self, i: usize) -> Option<&'a str> {

@@ -64,7 +64,7 @@ async fn read_whole(path: &Path, r: object_store::GetResult) -> Result<Bytes, St
     match payload {
         GetResultPayload::File(mut file, fs_path) => {
             let name = path.to_string();
-            tokio::task::spawn_blocking(move || {
+            let read = move || {
                 use std::io::{Read, Seek, SeekFrom};
                 let want = (range.end - range.start) as usize;
                 let mut buf = Vec::with_capacity(want);
@@ -78,9 +78,15 @@ async fn read_whole(path: &Path, r: object_store::GetResult) -> Result<Bytes, St
                     )));
                 }
                 Ok(Bytes::from(buf))
-            })
-            .await
-            .map_err(|e| StoreError::Other(format!("read task: {e}")))?
+            };
+            // Off the async threads when there are some, as object_store does.
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => rt
+                    .spawn_blocking(read)
+                    .await
+                    .map_err(|e| StoreError::Other(format!("read task: {e}")))?,
+                Err(_) => read(),
+            }
         }
         payload => object_store::GetResult {
             payload,
