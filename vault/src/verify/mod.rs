@@ -12,10 +12,11 @@
 //! the log.
 //!
 //! This module lists the store and folds the checked segments in index
-//! order; its parts check one thing each: `segment_check` (a segment file on
-//! its own), `tree_check` (the stored tiles, and where an incremental run
-//! resumes), `state_check` (session-state snapshots) and `erasure_orders`
-//! (erased entries against the orders in `_audit`).
+//! order; its parts check one thing each: `checkpoint_check` (the stored
+//! checkpoints, read first), `segment_check` (a segment file on its own),
+//! `tree_check` (the stored tiles, and where an incremental run resumes),
+//! `state_check` (session-state snapshots) and `erasure_orders` (erased
+//! entries against the orders in `_audit`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -31,11 +32,13 @@ use crate::store::{Store, StoreError, layout};
 use crate::tiles::TileBuilder;
 use crate::vault::read_meta;
 
+mod checkpoint_check;
 mod erasure_orders;
 mod segment_check;
 mod state_check;
 mod tree_check;
 
+use checkpoint_check::read_checkpoints;
 use erasure_orders::{check_erasures, load_orders};
 use segment_check::{SegmentOutcome, check_segment};
 use state_check::StateCheck;
@@ -313,124 +316,18 @@ async fn verify_namespace(
         ..Default::default()
     };
     let key_id = note::key_id(origin, &key.to_bytes());
-    // Checkpoints first, so their sizes are known while the tree is streamed,
-    // and so that a live store's newer segments cannot look like a truncation.
-    let cp_prefix = layout::checkpoints(ns);
-    // By size; several objects may hold the same size (`checkpoints/{size}` and the pointer).
-    let mut checkpoints: BTreeMap<u64, Vec<(String, note::Checkpoint)>> = BTreeMap::new();
     // Incremental: the state at the pinned size is proven through the tiles,
     // so only what was added after it is read.
     let since = pinned
         .clone()
         .filter(|_| opts.incremental && pinned.as_ref().is_some_and(|p| p.size > 0));
     let from = since.as_ref().map_or(0, |p| p.size);
-    let names: Vec<String> = store
-        .list_names(&cp_prefix)
-        .await?
-        .into_iter()
-        .filter(|n| from == 0 || n.parse::<u64>().map_or(true, |size| size >= from))
-        .collect();
-    let fetched: Vec<(String, Result<Option<bytes::Bytes>, StoreError>)> =
-        futures::stream::iter(names)
-            .map(|name| {
-                let p = object_store::path::Path::from(format!("{cp_prefix}/{name}"));
-                async move {
-                    let r = store.get(&p).await;
-                    (name, r)
-                }
-            })
-            .buffered(16)
-            .collect()
-            .await;
-    let mut cp_objects: Vec<(String, String)> = Vec::new();
-    for (name, r) in fetched {
-        let object = format!("{cp_prefix}/{name}");
-        let Some(bytes) = r? else { continue };
-        cp_objects.push((object.clone(), String::from_utf8_lossy(&bytes).to_string()));
-        if name.len() != 20 || name.parse::<u64>().is_err() {
-            report.findings.push(Finding {
-                ns: ns.into(),
-                object,
-                index: None,
-                message: "unexpected object among checkpoints".into(),
-            });
-            cp_objects.pop();
-        }
-    }
-    let latest_obj = layout::latest_checkpoint(ns).to_string();
-    let latest_text = store
-        .get(&layout::latest_checkpoint(ns))
-        .await?
-        .map(|b| String::from_utf8_lossy(&b).to_string());
-    if let Some(t) = &latest_text {
-        cp_objects.push((latest_obj.clone(), t.clone()));
-    }
-    // The newest checkpoint witnesses cosigned (with a witness policy).
-    let cosigned_obj = layout::cosigned_checkpoint(ns).to_string();
-    let cosigned_text = store
-        .get(&layout::cosigned_checkpoint(ns))
-        .await?
-        .map(|b| String::from_utf8_lossy(&b).to_string());
-    if let Some(t) = &cosigned_text {
-        cp_objects.push((cosigned_obj.clone(), t.clone()));
-    }
-    let named_for_size = |o: &String| o != &latest_obj && o != &cosigned_obj;
-    for (object, text) in &cp_objects {
-        match note::open_checkpoint(text, origin, key) {
-            Ok(cp) => {
-                if named_for_size(object) && !object.ends_with(&format!("{:020}", cp.size)) {
-                    report.findings.push(Finding {
-                        ns: ns.into(),
-                        object: object.clone(),
-                        index: None,
-                        message: format!(
-                            "object name does not match the checkpoint's size {}",
-                            cp.size
-                        ),
-                    });
-                }
-                checkpoints
-                    .entry(cp.size)
-                    .or_default()
-                    .push((object.clone(), cp));
-            }
-            Err(e) => report.findings.push(Finding {
-                ns: ns.into(),
-                object: object.clone(),
-                index: None,
-                message: format!("checkpoint does not verify (forged or altered): {e}"),
-            }),
-        }
-    }
-    summary.checkpoints = cp_objects.len();
-    if let Some(policy) = &opts.witnesses {
-        let (object, text) = match (&pinned, &opts.pinned_checkpoint, &cosigned_text) {
-            (Some(_), Some(t), _) => (format!("pinned checkpoint {origin}"), Some(t.clone())),
-            (_, _, Some(t)) => (cosigned_obj.clone(), Some(t.clone())),
-            _ => (latest_obj.clone(), latest_text.clone()),
-        };
-        // Say how far the witnessed history reaches: entries after the
-        // cosigned checkpoint are not witnessed yet.
-        if let (None, Some(c), Some(l)) = (&pinned, &cosigned_text, &latest_text) {
-            let size = |t: &str| t.lines().nth(1).and_then(|n| n.parse::<u64>().ok());
-            if let (Some(cs), Some(ls)) = (size(c), size(l))
-                && cs < ls
-            {
-                report.warnings.push(format!(
-                    "{ns}: witnessed up to size {cs} of {ls}: the newest {} entries are not cosigned yet",
-                    ls - cs
-                ));
-            }
-        }
-        if let Some(message) = text.and_then(|t| policy.shortfall(&t)) {
-            report.findings.push(Finding {
-                ns: ns.into(),
-                object,
-                index: None,
-                message,
-            });
-        }
-    }
+    // Checkpoints first, so their sizes are known while the tree is streamed,
+    // and so that a live store's newer segments cannot look like a truncation.
+    let read =
+        read_checkpoints(store, ns, origin, key, from, pinned.as_ref(), opts, report).await?;
+    let checkpoints = read.by_size;
+    summary.checkpoints = read.objects;
     // Tiles are listed after the checkpoints and before the segments: on a
     // live store a listed tile's segment is always in the later listing.
     let mut tiles = TileCheck::list(store, ns, from, report).await?;
@@ -720,22 +617,6 @@ async fn verify_namespace(
         stopped.is_none(),
         report,
     );
-    let pointer_size = checkpoints
-        .iter()
-        .find(|(_, v)| v.iter().any(|(o, _)| o == &latest_obj))
-        .map(|(s, _)| *s);
-    let newest_immutable = checkpoints
-        .iter()
-        .rev()
-        .find(|(_, v)| v.iter().any(|(o, _)| named_for_size(o)))
-        .map(|(s, _)| *s);
-    if let (Some(p), Some(n)) = (pointer_size, newest_immutable)
-        && p < n
-    {
-        report.warnings.push(format!(
-            "{ns}: the latest-checkpoint pointer ({p}) lags the newest checkpoint ({n})"
-        ));
-    }
     if tree.size() > max_cp {
         report.warnings.push(format!(
             "{ns}: entries {max_cp}..{} are not covered by a checkpoint yet",

@@ -1,0 +1,166 @@
+//! A namespace's stored checkpoints, read before its segments: each one's
+//! signature, each object's name against the size it signs, the witness
+//! policy on the checkpoint presented as current, and whether the
+//! latest-checkpoint pointer lags. Their roots are compared with the rebuilt
+//! tree as the segments are folded (`verify/mod.rs`).
+
+use std::collections::BTreeMap;
+
+use ed25519_dalek::VerifyingKey;
+use futures::StreamExt;
+
+use super::{Finding, Report, VerifyError, VerifyOptions};
+use crate::note;
+use crate::store::{Store, StoreError, layout};
+
+/// The checkpoints of a namespace that verify.
+pub(super) struct Checkpoints {
+    /// By size; several objects may hold the same size (`checkpoints/{size}`,
+    /// the latest-checkpoint pointer, the cosigned copy).
+    pub(super) by_size: BTreeMap<u64, Vec<(String, note::Checkpoint)>>,
+    /// Checkpoint objects read, whether they verify or not.
+    pub(super) objects: usize,
+}
+
+/// Reads and checks the checkpoints of `ns` at sizes from `from` on (all
+/// when 0); what is wrong with them goes to `report`.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn read_checkpoints(
+    store: &Store,
+    ns: &str,
+    origin: &str,
+    key: &VerifyingKey,
+    from: u64,
+    pinned: Option<&note::Checkpoint>,
+    opts: &VerifyOptions,
+    report: &mut Report,
+) -> Result<Checkpoints, VerifyError> {
+    let cp_prefix = layout::checkpoints(ns);
+    let mut by_size: BTreeMap<u64, Vec<(String, note::Checkpoint)>> = BTreeMap::new();
+    let names: Vec<String> = store
+        .list_names(&cp_prefix)
+        .await?
+        .into_iter()
+        .filter(|n| from == 0 || n.parse::<u64>().map_or(true, |size| size >= from))
+        .collect();
+    let fetched: Vec<(String, Result<Option<bytes::Bytes>, StoreError>)> =
+        futures::stream::iter(names)
+            .map(|name| {
+                let p = object_store::path::Path::from(format!("{cp_prefix}/{name}"));
+                async move {
+                    let r = store.get(&p).await;
+                    (name, r)
+                }
+            })
+            .buffered(16)
+            .collect()
+            .await;
+    let mut cp_objects: Vec<(String, String)> = Vec::new();
+    for (name, r) in fetched {
+        let object = format!("{cp_prefix}/{name}");
+        let Some(bytes) = r? else { continue };
+        cp_objects.push((object.clone(), String::from_utf8_lossy(&bytes).to_string()));
+        if name.len() != 20 || name.parse::<u64>().is_err() {
+            report.findings.push(Finding {
+                ns: ns.into(),
+                object,
+                index: None,
+                message: "unexpected object among checkpoints".into(),
+            });
+            cp_objects.pop();
+        }
+    }
+    let latest_obj = layout::latest_checkpoint(ns).to_string();
+    let latest_text = store
+        .get(&layout::latest_checkpoint(ns))
+        .await?
+        .map(|b| String::from_utf8_lossy(&b).to_string());
+    if let Some(t) = &latest_text {
+        cp_objects.push((latest_obj.clone(), t.clone()));
+    }
+    // The newest checkpoint witnesses cosigned (with a witness policy).
+    let cosigned_obj = layout::cosigned_checkpoint(ns).to_string();
+    let cosigned_text = store
+        .get(&layout::cosigned_checkpoint(ns))
+        .await?
+        .map(|b| String::from_utf8_lossy(&b).to_string());
+    if let Some(t) = &cosigned_text {
+        cp_objects.push((cosigned_obj.clone(), t.clone()));
+    }
+    let named_for_size = |o: &String| o != &latest_obj && o != &cosigned_obj;
+    for (object, text) in &cp_objects {
+        match note::open_checkpoint(text, origin, key) {
+            Ok(cp) => {
+                if named_for_size(object) && !object.ends_with(&format!("{:020}", cp.size)) {
+                    report.findings.push(Finding {
+                        ns: ns.into(),
+                        object: object.clone(),
+                        index: None,
+                        message: format!(
+                            "object name does not match the checkpoint's size {}",
+                            cp.size
+                        ),
+                    });
+                }
+                by_size
+                    .entry(cp.size)
+                    .or_default()
+                    .push((object.clone(), cp));
+            }
+            Err(e) => report.findings.push(Finding {
+                ns: ns.into(),
+                object: object.clone(),
+                index: None,
+                message: format!("checkpoint does not verify (forged or altered): {e}"),
+            }),
+        }
+    }
+    if let Some(policy) = &opts.witnesses {
+        let (object, text) = match (pinned, &opts.pinned_checkpoint, &cosigned_text) {
+            (Some(_), Some(t), _) => (format!("pinned checkpoint {origin}"), Some(t.clone())),
+            (_, _, Some(t)) => (cosigned_obj.clone(), Some(t.clone())),
+            _ => (latest_obj.clone(), latest_text.clone()),
+        };
+        // Say how far the witnessed history reaches: entries after the
+        // cosigned checkpoint are not witnessed yet.
+        if let (None, Some(c), Some(l)) = (pinned, &cosigned_text, &latest_text) {
+            let size = |t: &str| t.lines().nth(1).and_then(|n| n.parse::<u64>().ok());
+            if let (Some(cs), Some(ls)) = (size(c), size(l))
+                && cs < ls
+            {
+                report.warnings.push(format!(
+                    "{ns}: witnessed up to size {cs} of {ls}: the newest {} entries are not cosigned yet",
+                    ls - cs
+                ));
+            }
+        }
+        if let Some(message) = text.and_then(|t| policy.shortfall(&t)) {
+            report.findings.push(Finding {
+                ns: ns.into(),
+                object,
+                index: None,
+                message,
+            });
+        }
+    }
+    let pointer_size = by_size
+        .iter()
+        .find(|(_, v)| v.iter().any(|(o, _)| o == &latest_obj))
+        .map(|(s, _)| *s);
+    let newest_immutable = by_size
+        .iter()
+        .rev()
+        .find(|(_, v)| v.iter().any(|(o, _)| named_for_size(o)))
+        .map(|(s, _)| *s);
+    if let (Some(p), Some(n)) = (pointer_size, newest_immutable)
+        && p < n
+    {
+        report.warnings.push(format!(
+            "{ns}: the latest-checkpoint pointer ({p}) lags the newest checkpoint ({n})"
+        ));
+    }
+    Ok(Checkpoints {
+        by_size,
+        objects: cp_objects.len(),
+    })
+}
