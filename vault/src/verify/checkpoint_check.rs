@@ -70,22 +70,21 @@ pub(super) async fn read_checkpoints(
             cp_objects.pop();
         }
     }
-    let latest_obj = layout::latest_checkpoint(ns).to_string();
-    let latest_text = store
-        .get(&layout::latest_checkpoint(ns))
-        .await?
-        .map(|b| String::from_utf8_lossy(&b).to_string());
-    if let Some(t) = &latest_text {
-        cp_objects.push((latest_obj.clone(), t.clone()));
-    }
-    // The newest checkpoint witnesses cosigned (with a witness policy).
-    let cosigned_obj = layout::cosigned_checkpoint(ns).to_string();
-    let cosigned_text = store
-        .get(&layout::cosigned_checkpoint(ns))
-        .await?
-        .map(|b| String::from_utf8_lossy(&b).to_string());
-    if let Some(t) = &cosigned_text {
-        cp_objects.push((cosigned_obj.clone(), t.clone()));
+    // The latest-checkpoint pointer, and the newest checkpoint witnesses
+    // cosigned (with a witness policy).
+    let text = |path: object_store::path::Path| async move {
+        let bytes = store.get(&path).await?;
+        Ok::<_, StoreError>((
+            path.to_string(),
+            bytes.map(|b| String::from_utf8_lossy(&b).to_string()),
+        ))
+    };
+    let (latest_obj, latest_text) = text(layout::latest_checkpoint(ns)).await?;
+    let (cosigned_obj, cosigned_text) = text(layout::cosigned_checkpoint(ns)).await?;
+    for (object, text) in [(&latest_obj, &latest_text), (&cosigned_obj, &cosigned_text)] {
+        if let Some(t) = text {
+            cp_objects.push((object.clone(), t.clone()));
+        }
     }
     let named_for_size = |o: &String| o != &latest_obj && o != &cosigned_obj;
     for (object, text) in &cp_objects {
