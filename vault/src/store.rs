@@ -562,6 +562,43 @@ pub mod layout {
 mod tests {
     use super::*;
 
+    /// A local read returns exactly the object's bytes, and a file that is
+    /// shorter than its listed size by the time it is read (truncated by
+    /// someone with the disk, mid-`verify`) is an error, never a short
+    /// buffer taken for the whole object.
+    #[tokio::test]
+    async fn local_reads_are_whole_or_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::local(dir.path()).unwrap();
+        let p = Path::from("ns/x/segments/a.parquet");
+        let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        store
+            .put_create(&p, Bytes::from(body.clone()))
+            .await
+            .unwrap();
+        assert_eq!(store.get(&p).await.unwrap().unwrap(), body);
+
+        let file = dir.path().join("short");
+        std::fs::write(&file, &body[..10]).unwrap();
+        let listed = object_store::GetResult {
+            payload: object_store::GetResultPayload::File(
+                std::fs::File::open(&file).unwrap(),
+                file.clone(),
+            ),
+            meta: object_store::ObjectMeta {
+                location: Path::from("short"),
+                last_modified: chrono::Utc::now(),
+                size: 20,
+                e_tag: None,
+                version: None,
+            },
+            range: 0..20,
+            attributes: Default::default(),
+        };
+        let err = read_whole(&Path::from("short"), listed).await.unwrap_err();
+        assert!(err.to_string().contains("read 10 of 20 bytes"), "{err}");
+    }
+
     #[tokio::test]
     async fn create_is_create_only_on_memory_and_local() {
         let dir = tempfile::tempdir().unwrap();
