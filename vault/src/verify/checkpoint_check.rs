@@ -1,8 +1,9 @@
-//! A namespace's stored checkpoints, read before its segments: each one's
+//! A namespace's checkpoints. Read before its segments: each one's
 //! signature, each object's name against the size it signs, the witness
 //! policy on the checkpoint presented as current, and whether the
-//! latest-checkpoint pointer lags. Their roots are compared with the rebuilt
-//! tree as the segments are folded (`verify/mod.rs`).
+//! latest-checkpoint pointer lags. Once the segments are folded
+//! (`verify/mod.rs`): their roots, and the pinned checkpoint's, against the
+//! tree rebuilt from the entries.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +12,7 @@ use futures::StreamExt;
 
 use super::{Finding, Report, VerifyError, VerifyOptions};
 use crate::note;
+use crate::record::Hash;
 use crate::store::{Store, StoreError, layout};
 
 /// The checkpoints of a namespace that verify.
@@ -162,4 +164,99 @@ pub(super) async fn read_checkpoints(
         by_size,
         objects: cp_objects.len(),
     })
+}
+
+/// What the fold rebuilt from the entries.
+pub(super) struct Rebuilt<'a> {
+    /// The tree's root at each checkpointed (and the pinned) size it reached.
+    pub(super) roots: &'a BTreeMap<u64, Hash>,
+    /// How many entries the tree holds.
+    pub(super) size: u64,
+    /// Why the tree could not be rebuilt further, if it stopped short of
+    /// the entries listed.
+    pub(super) stopped: Option<&'a str>,
+}
+
+impl Rebuilt<'_> {
+    /// Why `what`, covering `size` entries (more than were rebuilt), could
+    /// not be checked.
+    fn unchecked(&self, size: u64, what: &str) -> String {
+        match self.stopped {
+            Some(why) => format!(
+                "{what} covers {size} entries and could not be checked: the tree could only be rebuilt up to {} ({why})",
+                self.size
+            ),
+            None => format!(
+                "{what} covers {size} entries but the store holds only {} (tail truncated or segments dropped)",
+                self.size
+            ),
+        }
+    }
+}
+
+/// Every stored checkpoint's root against the rebuilt tree at its size.
+pub(super) fn check_stored_roots(
+    ns: &str,
+    checkpoints: &BTreeMap<u64, Vec<(String, note::Checkpoint)>>,
+    rebuilt: &Rebuilt<'_>,
+    report: &mut Report,
+) {
+    for (size, objects) in checkpoints {
+        for (object, cp) in objects {
+            match rebuilt.roots.get(size) {
+                Some(root) if *root == cp.root => {}
+                Some(_) => report.findings.push(Finding {
+                    ns: ns.into(),
+                    object: object.clone(),
+                    index: None,
+                    message: format!("checkpoint root does not match the data at size {size}"),
+                }),
+                None => report.findings.push(Finding {
+                    ns: ns.into(),
+                    object: object.clone(),
+                    index: Some(rebuilt.size),
+                    message: rebuilt.unchecked(*size, "checkpoint"),
+                }),
+            }
+        }
+    }
+}
+
+/// The pinned checkpoint against the rebuilt tree: a different root at its
+/// size is a fork, a tree smaller than it a rollback.
+pub(super) fn check_pinned_root(
+    ns: &str,
+    origin: &str,
+    p: &note::Checkpoint,
+    rebuilt: &Rebuilt<'_>,
+    report: &mut Report,
+) {
+    let object = format!("pinned checkpoint {origin} size {}", p.size);
+    match rebuilt.roots.get(&p.size) {
+        Some(root) if *root == p.root => {}
+        Some(_) => report.findings.push(Finding {
+            ns: ns.into(),
+            object,
+            index: None,
+            message: format!(
+                "fork: the store's tree at size {} differs from the pinned checkpoint",
+                p.size
+            ),
+        }),
+        None if rebuilt.stopped.is_some() => report.findings.push(Finding {
+            ns: ns.into(),
+            object,
+            index: Some(rebuilt.size),
+            message: rebuilt.unchecked(p.size, "the pinned checkpoint"),
+        }),
+        None => report.findings.push(Finding {
+            ns: ns.into(),
+            object,
+            index: Some(rebuilt.size),
+            message: format!(
+                "rollback: the pinned checkpoint covers {} entries, the store only {}",
+                p.size, rebuilt.size
+            ),
+        }),
+    }
 }

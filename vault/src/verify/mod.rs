@@ -38,7 +38,7 @@ mod segment_check;
 mod state_check;
 mod tree_check;
 
-use checkpoint_check::read_checkpoints;
+use checkpoint_check::{Rebuilt, check_pinned_root, check_stored_roots, read_checkpoints};
 use erasure_orders::{check_erasures, load_orders};
 use segment_check::{SegmentOutcome, check_segment};
 use state_check::StateCheck;
@@ -578,35 +578,12 @@ async fn verify_namespace(
             message: "entries after this index could not be checked".into(),
         });
     }
-    let unchecked = |size: u64, what: &str| match &stopped {
-        Some(why) => format!(
-            "{what} covers {size} entries and could not be checked: the tree could only be rebuilt up to {} ({why})",
-            tree.size()
-        ),
-        None => format!(
-            "{what} covers {size} entries but the store holds only {} (tail truncated or segments dropped)",
-            tree.size()
-        ),
+    let rebuilt = Rebuilt {
+        roots: &roots,
+        size: tree.size(),
+        stopped: stopped.as_deref(),
     };
-    for (size, objects) in &checkpoints {
-        for (object, cp) in objects {
-            match roots.get(size) {
-                Some(root) if *root == cp.root => {}
-                Some(_) => report.findings.push(Finding {
-                    ns: ns.into(),
-                    object: object.clone(),
-                    index: None,
-                    message: format!("checkpoint root does not match the data at size {size}"),
-                }),
-                None => report.findings.push(Finding {
-                    ns: ns.into(),
-                    object: object.clone(),
-                    index: Some(tree.size()),
-                    message: unchecked(*size, "checkpoint"),
-                }),
-            }
-        }
-    }
+    check_stored_roots(ns, &checkpoints, &rebuilt, report);
     states.finish(ns, tree.size(), report);
     let max_cp = checkpoints.keys().next_back().copied().unwrap_or(0);
     tiles.finish(
@@ -623,36 +600,8 @@ async fn verify_namespace(
             tree.size()
         ));
     }
-    if let Some(p) = pinned {
-        let object = format!("pinned checkpoint {origin} size {}", p.size);
-        match roots.get(&p.size) {
-            Some(root) if *root == p.root => {}
-            Some(_) => report.findings.push(Finding {
-                ns: ns.into(),
-                object,
-                index: None,
-                message: format!(
-                    "fork: the store's tree at size {} differs from the pinned checkpoint",
-                    p.size
-                ),
-            }),
-            None if stopped.is_some() => report.findings.push(Finding {
-                ns: ns.into(),
-                object,
-                index: Some(tree.size()),
-                message: unchecked(p.size, "the pinned checkpoint"),
-            }),
-            None => report.findings.push(Finding {
-                ns: ns.into(),
-                object,
-                index: Some(tree.size()),
-                message: format!(
-                    "rollback: the pinned checkpoint covers {} entries, the store only {}",
-                    p.size,
-                    tree.size()
-                ),
-            }),
-        }
+    if let Some(p) = &pinned {
+        check_pinned_root(ns, origin, p, &rebuilt, report);
     }
     Ok((summary, false))
 }
