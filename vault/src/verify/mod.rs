@@ -11,14 +11,16 @@
 //! so memory is bounded by the number of segments in flight, not the size of
 //! the log.
 //!
-//! This module lists the store and folds the checked segments in index
-//! order; its parts check one thing each: `checkpoint_check` (the stored
-//! checkpoints, read first), `segment_check` (a segment file on its own),
+//! This module lists the store, has the segments checked in parallel and
+//! hands them in index order to `fold` (the tree, the chain and the roots
+//! rebuilt from their leaves); the other parts check one thing each:
+//! `checkpoint_check` (the stored checkpoints, read first, and their roots
+//! against the tree), `segment_check` (a segment file on its own),
 //! `tree_check` (the stored tiles, and where an incremental run resumes),
 //! `state_check` (session-state snapshots) and `erasure_orders` (erased
 //! entries against the orders in `_audit`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -29,17 +31,18 @@ use futures::StreamExt;
 use crate::note;
 use crate::record::Hash;
 use crate::store::{Store, StoreError, layout};
-use crate::tiles::TileBuilder;
 use crate::vault::read_meta;
 
 mod checkpoint_check;
 mod erasure_orders;
+mod fold;
 mod segment_check;
 mod state_check;
 mod tree_check;
 
 use checkpoint_check::{Rebuilt, check_pinned_root, check_stored_roots, read_checkpoints};
 use erasure_orders::{check_erasures, load_orders};
+use fold::{Fold, Folding};
 use segment_check::{SegmentOutcome, check_segment};
 use state_check::StateCheck;
 use tree_check::{TileCheck, resume_from_tiles};
@@ -426,40 +429,28 @@ async fn verify_namespace(
         // earlier segment is still being checked (the fold takes segments in
         // order) starts on the next one instead of waiting.
         .buffered(concurrency + 2);
-    // The tree as its tiles: the leaves folded so far, giving its root at
-    // any size and every tile as it is completed, with one hash per node.
-    let mut tree = TileBuilder::default();
-    let mut vanished = false;
-    let mut chain: Hash = [0; 32];
     // Incremental: the tree, tiles and chain resume at `from`; the chain is
     // taken from the first segment read (the proven prefix covers the rest).
-    let mut resume_chain = false;
-    if let Some(old) = &since {
-        let newest = checkpoints.keys().next_back().copied().unwrap_or(0);
-        match resume_from_tiles(store, ns, old, newest, &checkpoints).await {
-            Ok(builder) => {
-                tree = builder;
-                resume_chain = true;
-            }
-            Err(message) => {
-                report.findings.push(Finding {
-                    ns: ns.into(),
-                    object: format!("pinned checkpoint {origin} size {}", old.size),
-                    index: None,
-                    message,
-                });
-                return Ok((summary, false));
+    let resumed = match &since {
+        None => None,
+        Some(old) => {
+            let newest = checkpoints.keys().next_back().copied().unwrap_or(0);
+            match resume_from_tiles(store, ns, old, newest, &checkpoints).await {
+                Ok(builder) => Some(builder),
+                Err(message) => {
+                    report.findings.push(Finding {
+                        ns: ns.into(),
+                        object: format!("pinned checkpoint {origin} size {}", old.size),
+                        index: None,
+                        message,
+                    });
+                    return Ok((summary, false));
+                }
             }
         }
-    }
-    // The last segment folded into the tree: its first index and leaves.
-    let mut cover: Option<(u64, Vec<Hash>)> = None;
-    let mut roots: BTreeMap<u64, Hash> = BTreeMap::new();
-    // Why the tree could not be rebuilt past `tree.size()`, if it stopped early.
-    let mut stopped: Option<String> = None;
-    if wanted.contains(&tree.size()) {
-        roots.insert(tree.size(), tree.root());
-    }
+    };
+    let mut fold = Fold::new(ns, resumed, wanted);
+    let mut vanished = false;
     while let Some(res) = stream.next().await {
         let Some(seg) = res? else {
             // Deleted between listing and reading: a live server merged it.
@@ -481,88 +472,23 @@ async fn verify_namespace(
             p(seg.bytes);
         }
         report.findings.extend(seg.findings.iter().cloned());
-        let find = |message: String| Finding {
-            ns: ns.into(),
-            object: seg.object.clone(),
-            index: None,
-            message,
+        let mut with = Folding {
+            store,
+            seg_prefix: &seg_prefix,
+            tiles: &mut tiles,
+            states: &mut states,
+            report,
         };
-        // Incremental: the segment holding the pinned size's last entries
-        // (its rows were checked above) is folded from the pin on, and the
-        // chain is taken from it.
-        let resuming = std::mem::take(&mut resume_chain);
-        if seg.first < tree.size() && !resuming {
-            // A segment inside the previous one (left by an interrupted merge)
-            // is fine when it holds exactly the same entries.
-            let same = cover.as_ref().is_some_and(|(cf, leaves)| {
-                seg.first >= *cf
-                    && seg.last < tree.size()
-                    && seg.header.is_some()
-                    && seg.leaves.len() as u64 == seg.last - seg.first + 1
-                    && leaves.get((seg.first - cf) as usize..=(seg.last - cf) as usize)
-                        == Some(&seg.leaves[..])
-            });
-            if !same {
-                report.findings.push(find(format!(
-                    "segment overlaps entries already covered up to {} with different entries (duplicate or forged segment)",
-                    tree.size() - 1
-                )));
-            }
-            continue;
-        }
-        if seg.first > tree.size() {
-            let next = seg.object.rsplit('/').next().unwrap_or_default();
-            report.findings.push(Finding {
-                ns: ns.into(),
-                object: seg_prefix.to_string(),
-                index: Some(tree.size()),
-                message: format!(
-                    "entries {}-{} are missing (segment dropped; the next segment is {next})",
-                    tree.size(),
-                    seg.first - 1
-                ),
-            });
-            // The tree cannot be rebuilt across a hole; stop folding.
-            stopped = Some(format!(
-                "entries {}-{} are missing",
-                tree.size(),
-                seg.first - 1
-            ));
+        if !fold.take(seg, &mut with).await? {
             break;
         }
-        let Some(h) = &seg.header else {
-            stopped = Some(format!("{} is unreadable", seg.object));
-            break;
-        };
-        if seg.leaves.len() as u64 != seg.last - seg.first + 1 {
-            // Row count findings were reported; the tree past here is meaningless.
-            stopped = Some(format!("{} holds the wrong rows", seg.object));
-            break;
-        }
-        if !resuming && hex32(&h.chain_in) != Some(chain) {
-            report.findings.push(find("chain_in does not continue the previous segment's chain (segment replaced or reordered)".into()));
-        }
-        let skip = tree.size().saturating_sub(seg.first) as usize;
-        for (i, leaf) in seg.leaves[skip..].iter().enumerate() {
-            tiles.push(&mut tree, *leaf);
-            if wanted.contains(&tree.size()) {
-                roots.insert(tree.size(), tree.root());
-            }
-            if let Some((chain, facts)) = seg.rows.get(skip + i) {
-                states.push(ns, tree.size() - 1, chain, facts, report);
-                states.check_at(ns, tree.size(), &tree, report);
-            }
-        }
-        tiles.check_pending(store, ns, report).await?;
-        if B64.encode(tree.root()) != h.root {
-            report.findings.push(find(format!(
-                "signed header root does not match the tree at size {}",
-                tree.size()
-            )));
-        }
-        chain = seg.chain_out.unwrap_or(chain);
-        cover = Some((seg.first, seg.leaves));
     }
+    let Fold {
+        tree,
+        roots,
+        stopped,
+        ..
+    } = fold;
     drop(stream);
     if vanished {
         return Ok((summary, true));
