@@ -624,6 +624,25 @@ async fn h_forged_checkpoints() {
             "object name does not match the checkpoint's size 10",
         )],
     );
+
+    // A stray object among the checkpoints, even one holding a valid
+    // checkpoint, is reported and never counted as one.
+    let d = f.copy();
+    let stray = "ns/alpha/checkpoints/latest-good-one";
+    std::fs::write(d.path().join(stray), &f.alpha_checkpoints[4]).unwrap();
+    let clean = check(f.copy().path(), f).await;
+    let r = check(d.path(), f).await;
+    assert_findings(
+        &r,
+        &[("alpha", stray, None, "unexpected object among checkpoints")],
+    );
+    let counted = |r: &Report| {
+        r.namespaces
+            .iter()
+            .find(|s| s.ns == "alpha")
+            .map(|s| s.checkpoints)
+    };
+    assert_eq!(counted(&r), counted(&clean), "{}", describe(&r));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -61,7 +61,6 @@ pub(super) async fn read_checkpoints(
     for (name, r) in fetched {
         let object = format!("{cp_prefix}/{name}");
         let Some(bytes) = r? else { continue };
-        cp_objects.push((object.clone(), String::from_utf8_lossy(&bytes).to_string()));
         if name.len() != 20 || name.parse::<u64>().is_err() {
             report.findings.push(Finding {
                 ns: ns.into(),
@@ -69,8 +68,9 @@ pub(super) async fn read_checkpoints(
                 index: None,
                 message: "unexpected object among checkpoints".into(),
             });
-            cp_objects.pop();
+            continue;
         }
+        cp_objects.push((object, String::from_utf8_lossy(&bytes).to_string()));
     }
     // The latest-checkpoint pointer, and the newest checkpoint witnesses
     // cosigned (with a witness policy).
