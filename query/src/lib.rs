@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+mod checked_parquet;
 pub mod distributed;
 pub mod export;
 mod footers;

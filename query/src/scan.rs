@@ -61,6 +61,7 @@ use tracevault_schemas::rows::{TRACES_COLUMNS, col as c, segment_schema};
 use tracevault_vault::record::Entry;
 use tracevault_vault::{ReadPlan, Vault, VaultError};
 
+use crate::checked_parquet::CheckedReaderFactory;
 use crate::masking::Masker;
 use crate::sql::{Access, traces_schema};
 
@@ -435,10 +436,12 @@ impl TableProvider for TracesTable {
                 });
             }
             let mut source = ParquetSource::new(seg_schema.clone())
-                .with_parquet_file_reader_factory(Arc::new(CachedParquetFileReaderFactory::new(
-                    self.source.object_store(),
-                    crate::footers::footer_cache(),
-                )))
+                .with_parquet_file_reader_factory(Arc::new(CheckedReaderFactory(Arc::new(
+                    CachedParquetFileReaderFactory::new(
+                        self.source.object_store(),
+                        crate::footers::footer_cache(),
+                    ),
+                ))))
                 .with_metadata_size_hint(crate::footers::FOOTER_READ_BYTES)
                 .with_bloom_filter_on_read(true)
                 // Row-group statistics and bloom filters are checked against

@@ -517,3 +517,85 @@ async fn the_reader_serves_any_rows_across_row_groups() {
     let cut = bytes::Bytes::from(file[..file.len() / 2].to_vec());
     assert!(BundleReader::open(cut).is_err());
 }
+
+/// `parquet` (a bundle's rows) with its first string column stored as bare
+/// bytes (the first value made not UTF-8), while the embedded Arrow schema
+/// still calls it a string.
+fn bytes_declared_strings(parquet: &[u8]) -> Vec<u8> {
+    use arrow::array::{Array, ArrayRef, BinaryArray, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use parquet::arrow::ArrowWriter;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::arrow::arrow_writer::ArrowWriterOptions;
+    use std::sync::Arc;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::copy_from_slice(parquet))
+        .unwrap()
+        .build()
+        .unwrap();
+    let declared = arrow::array::RecordBatchReader::schema(&reader);
+    let at = declared
+        .fields()
+        .iter()
+        .position(|f| f.data_type() == &DataType::Utf8)
+        .unwrap();
+    let mut fields: Vec<Field> = declared
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields[at] = fields[at].clone().with_data_type(DataType::Binary);
+    let stored = Arc::new(Schema::new(fields));
+    let options = ArrowWriterOptions::new().with_skip_arrow_metadata(true);
+    let mut w = ArrowWriter::try_new_with_options(Vec::new(), stored.clone(), options).unwrap();
+    for (b, batch) in reader.enumerate() {
+        let batch = batch.unwrap();
+        let strings = batch
+            .column(at)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        let bytes = BinaryArray::from_iter((0..strings.len()).map(|i| {
+            strings.is_valid(i).then(|| {
+                let mut v = strings.value(i).as_bytes().to_vec();
+                if b == 0 && i == 0 {
+                    v.push(0xff);
+                }
+                v
+            })
+        }));
+        let mut columns = batch.columns().to_vec();
+        columns[at] = Arc::new(bytes) as ArrayRef;
+        w.write(&RecordBatch::try_new(stored.clone(), columns).unwrap())
+            .unwrap();
+    }
+    w.append_key_value_metadata(parquet::file::metadata::KeyValue::new(
+        "ARROW:schema".into(),
+        parquet::arrow::encode_arrow_schema(&declared),
+    ));
+    w.into_inner().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_stored_as_bytes_but_declared_strings_are_refused_even_resealed() {
+    // Decoded as it declares itself, such a file would hand its readers
+    // strings nobody checked as UTF-8. The key holder re-seals the bundle so
+    // that every digest matches: the verifier and the reader still refuse it.
+    let f = fixture(3).await;
+    let mut parts = members(&bundle(&f, "u", &unmasked(), |_| true).await);
+    let at = parts
+        .iter()
+        .position(|(n, _)| n == "events.parquet")
+        .unwrap();
+    parts[at].1 = bytes_declared_strings(&parts[at].1);
+    let file = reseal(&parts, &f.key);
+    let r = check(&f, &file);
+    assert!(
+        r.findings
+            .iter()
+            .any(|x| x.contains("events.parquet") && x.contains("is declared a string")),
+        "{:?}",
+        r.findings
+    );
+    let err = BundleReader::open(bytes::Bytes::from(file)).err().unwrap();
+    assert!(err.to_string().contains("is declared a string"), "{err}");
+}

@@ -20,6 +20,7 @@ pub mod lease;
 pub mod log;
 pub mod merkle;
 pub mod note;
+pub mod parquet_input;
 pub mod pruning;
 mod reader;
 pub mod record;

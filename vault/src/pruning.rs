@@ -12,9 +12,7 @@
 use arrow_array::{Array, Int64Array, StringArray, TimestampMicrosecondArray};
 use bytes::Bytes;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
-};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Type as PhysicalType;
 use parquet::bloom_filter::Sbbf;
 
@@ -56,7 +54,7 @@ impl Seen {
 /// segment file) against its rows. Returns one message per disagreement;
 /// `Err` when the file cannot be read.
 pub fn check_pruning_metadata(bytes: &Bytes) -> Result<Vec<String>, SegmentError> {
-    let meta = ArrowReaderMetadata::load(bytes, ArrowReaderOptions::new()).map_err(pq)?;
+    let meta = crate::parquet_input::load(bytes)?;
     let schema = meta.parquet_schema();
     let mut findings = Vec::new();
     for (g, rg) in meta.metadata().row_groups().iter().enumerate() {

@@ -188,6 +188,15 @@ pub enum SegmentError {
     Empty,
 }
 
+impl From<crate::parquet_input::InputError> for SegmentError {
+    fn from(e: crate::parquet_input::InputError) -> Self {
+        match e {
+            crate::parquet_input::InputError::Parquet(e) => pq(e),
+            e => SegmentError::Format(e.to_string()),
+        }
+    }
+}
+
 fn pq<E: std::fmt::Display>(e: E) -> SegmentError {
     SegmentError::Parquet(e.to_string())
 }
@@ -587,6 +596,19 @@ pub fn holds_event_ids(bytes: &Bytes) -> Result<bool, SegmentError> {
     Ok(false)
 }
 
+/// A segment file's reader metadata: loaded as every untrusted Parquet file
+/// is ([`crate::parquet_input`]: no string column decoded unchecked), with
+/// the columns of the segment schema.
+fn segment_metadata(bytes: &Bytes) -> Result<ArrowReaderMetadata, SegmentError> {
+    let meta = crate::parquet_input::load(bytes)?;
+    if !is_segment_schema(meta.schema().fields()) {
+        return Err(SegmentError::Format(
+            "columns differ from the segment schema".into(),
+        ));
+    }
+    Ok(meta)
+}
+
 /// Decodes a segment file batch by batch, handing each entry to `f` in file
 /// order, so that memory stays bounded by one batch whatever the segment size.
 /// Returns the footer header and signature.
@@ -603,13 +625,8 @@ pub fn decode_rows(
     bytes: Bytes,
     mut f: impl FnMut(EntryRef<'_>),
 ) -> Result<(SegmentHeader, Vec<u8>), SegmentError> {
-    let meta = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new()).map_err(pq)?;
+    let meta = segment_metadata(&bytes)?;
     let (header, signature) = read_header(meta.metadata().file_metadata().key_value_metadata())?;
-    if !is_segment_schema(meta.schema().fields()) {
-        return Err(SegmentError::Format(
-            "columns differ from the segment schema".into(),
-        ));
-    }
     let meta = with_viewed_payloads(meta)?;
     let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, meta)
         .with_batch_size(4096)
@@ -662,12 +679,7 @@ pub fn decode_session(
     mut f: impl FnMut(Entry),
 ) -> Result<u64, SegmentError> {
     // No page index: pages are read in sequence, as `verify` reads them.
-    let meta = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new()).map_err(pq)?;
-    if !is_segment_schema(meta.schema().fields()) {
-        return Err(SegmentError::Format(
-            "columns differ from the segment schema".into(),
-        ));
-    }
+    let meta = segment_metadata(&bytes)?;
     let only_sid = ProjectionMask::columns(meta.parquet_schema(), [col::SESSION_ID]);
     let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes.clone(), meta.clone())
         .with_projection(only_sid)
@@ -727,12 +739,7 @@ pub struct SessionKey {
 /// file, in file order, decoding six small columns only. Nothing is
 /// verified here.
 pub fn decode_session_keys(bytes: Bytes, session: &str) -> Result<Vec<SessionKey>, SegmentError> {
-    let meta = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new()).map_err(pq)?;
-    if !is_segment_schema(meta.schema().fields()) {
-        return Err(SegmentError::Format(
-            "columns differ from the segment schema".into(),
-        ));
-    }
+    let meta = segment_metadata(&bytes)?;
     let cols = [
         col::IDX,
         col::SESSION_ID,
@@ -796,12 +803,7 @@ pub fn decode_indices(
             "wanted indices must ascend from the segment's first".into(),
         ));
     }
-    let meta = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new()).map_err(pq)?;
-    if !is_segment_schema(meta.schema().fields()) {
-        return Err(SegmentError::Format(
-            "columns differ from the segment schema".into(),
-        ));
-    }
+    let meta = segment_metadata(&bytes)?;
     let rows = meta.metadata().file_metadata().num_rows().max(0) as u64;
     if let Some(&last) = wanted.last().filter(|&&i| i - first >= rows) {
         return Err(SegmentError::Format(format!(
@@ -842,14 +844,12 @@ pub fn decode_indices(
 
 /// Decodes a whole segment file.
 pub fn decode(bytes: Bytes) -> Result<DecodedSegment, SegmentError> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(pq)?;
-    let (header, signature) = read_header(builder.metadata().file_metadata().key_value_metadata())?;
-    if !is_segment_schema(builder.schema().fields()) {
-        return Err(SegmentError::Format(
-            "columns differ from the segment schema".into(),
-        ));
-    }
-    let reader = builder.with_batch_size(8192).build().map_err(pq)?;
+    let meta = segment_metadata(&bytes)?;
+    let (header, signature) = read_header(meta.metadata().file_metadata().key_value_metadata())?;
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, meta)
+        .with_batch_size(8192)
+        .build()
+        .map_err(pq)?;
     let mut entries = Vec::new();
     for batch in reader {
         let batch = batch.map_err(pq)?;
@@ -1198,6 +1198,80 @@ mod tests {
             let err = decode_rows(write(&tampered), |_| rows += 1).unwrap_err();
             assert!(err.to_string().contains("UTF-8"), "{name}: {err}");
             assert!(rows < 8, "{name}: the bad row was handed on");
+        }
+    }
+
+    /// A file that stores a string column as bare bytes (no UTF-8
+    /// annotation) while its embedded Arrow schema calls it a string would be
+    /// decoded into strings nobody checked ([`crate::parquet_input`]). Every
+    /// segment reader refuses it before handing on a row, whichever column.
+    #[test]
+    fn columns_declared_strings_but_stored_as_bytes_are_refused() {
+        use arrow_array::BinaryArray;
+        use arrow_schema::Field;
+        use parquet::arrow::arrow_writer::ArrowWriterOptions;
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let entries = sample_entries(50);
+        let (_, good) = encode(&entries, &test_seal(&key)).unwrap();
+        let (header, sig) = decode_header(&good).unwrap();
+        let batch = entries_to_batch(&entries).unwrap();
+        for name in [col::CONTENT, col::SESSION_ID, col::NS] {
+            let at = batch.schema().index_of(name).unwrap();
+            let clean = batch
+                .column(at)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap();
+            let bytes = BinaryArray::from_iter((0..clean.len()).map(|i| {
+                clean.is_valid(i).then(|| {
+                    let mut v = clean.value(i).as_bytes().to_vec();
+                    if i == 7 {
+                        v.extend_from_slice(&[0xff, 0xfe]);
+                    }
+                    v
+                })
+            }));
+            let mut fields: Vec<Field> = segment_schema()
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect();
+            fields[at] = fields[at].clone().with_data_type(DataType::Binary);
+            let stored = Arc::new(Schema::new(fields));
+            let mut columns = batch.columns().to_vec();
+            columns[at] = Arc::new(bytes);
+            let tampered = RecordBatch::try_new(stored.clone(), columns).unwrap();
+            let options = ArrowWriterOptions::new()
+                .with_properties(writer_props(SegmentCompression::Zstd))
+                .with_skip_arrow_metadata(true);
+            let mut w = ArrowWriter::try_new_with_options(Vec::new(), stored, options).unwrap();
+            w.write(&tampered).unwrap();
+            w.append_key_value_metadata(KeyValue::new(
+                "ARROW:schema".into(),
+                parquet::arrow::encode_arrow_schema(&segment_schema()),
+            ));
+            w.append_key_value_metadata(KeyValue::new(
+                HEADER_KEY.into(),
+                serde_json::to_string(&header).unwrap(),
+            ));
+            w.append_key_value_metadata(KeyValue::new(SIGNATURE_KEY.into(), B64.encode(&sig)));
+            let file = Bytes::from(w.into_inner().unwrap());
+            let refused = |err: SegmentError| {
+                let msg = err.to_string();
+                assert!(
+                    msg.contains(&format!("column {name} is declared a string")),
+                    "{name}: {msg}"
+                );
+            };
+            let mut rows = 0;
+            refused(decode_rows(file.clone(), |_| rows += 1).unwrap_err());
+            assert_eq!(rows, 0, "{name}: a row was handed on");
+            refused(decode(file.clone()).map(|_| ()).unwrap_err());
+            refused(decode_session(file.clone(), "s", |_| rows += 1).unwrap_err());
+            refused(decode_session_keys(file.clone(), "s").unwrap_err());
+            refused(decode_indices(file.clone(), 0, &[7], |_| rows += 1).unwrap_err());
+            refused(crate::pruning::check_pruning_metadata(&file).unwrap_err());
+            assert_eq!(rows, 0, "{name}: a row was handed on");
         }
     }
 

@@ -21,6 +21,7 @@ use datafusion::logical_expr::{Extension, LogicalPlan, ScalarUDF};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
+use object_store::ObjectStore;
 
 use super::{PlannedNode, node_masking, plan_err};
 use crate::guard::{Bounded, GuardLimits};
@@ -111,6 +112,9 @@ pub struct PhysicalCodec {
     /// The masking id a server's plans are made with (a scheduler re-encodes
     /// the specs it decoded, which carry their own).
     masking_id: Option<String>,
+    /// An executor's store: the scans under a decoded masking operator read
+    /// it through checked readers ([`crate::checked_parquet`]).
+    store: Option<Arc<dyn ObjectStore>>,
 }
 
 impl PhysicalCodec {
@@ -119,6 +123,15 @@ impl PhysicalCodec {
         PhysicalCodec {
             inner: BallistaPhysicalExtensionCodec::default(),
             masking_id: Some(masking_id.to_string()),
+            store: None,
+        }
+    }
+
+    /// The codec of an executor reading segments from `store`.
+    pub fn for_executor(store: Arc<dyn ObjectStore>) -> PhysicalCodec {
+        PhysicalCodec {
+            store: Some(store),
+            ..PhysicalCodec::default()
         }
     }
 }
@@ -139,11 +152,12 @@ impl PhysicalExtensionCodec for PhysicalCodec {
         let [input] = inputs else {
             return Err(plan_err("a masking operator has one input"));
         };
-        Ok(Arc::new(MaskExec::from_spec(
-            input.clone(),
-            spec,
-            node_masking(),
-        )?))
+        // The scans under the mask: decoded without the server's readers.
+        let input = match &self.store {
+            Some(store) => crate::checked_parquet::check_scans(input.clone(), store)?,
+            None => input.clone(),
+        };
+        Ok(Arc::new(MaskExec::from_spec(input, spec, node_masking())?))
     }
 
     fn try_encode(
@@ -287,6 +301,38 @@ mod tests {
         let same = crate::distributed::NodeMasking { policy, key, id };
         let exec = MaskExec::from_spec(input, spec, Some(&same)).unwrap();
         assert!(exec.execute(0, Arc::new(TaskContext::default())).is_ok());
+    }
+
+    /// A scan reaches an executor without the server's readers (DataFusion's
+    /// encoding carries none): decoded under a mask by an executor, it reads
+    /// through checked readers and refuses a forged file.
+    #[tokio::test]
+    async fn an_executor_scans_through_checked_readers() {
+        use crate::checked_parquet::tests::{run, scan, store_with_forged_strings};
+        let store = store_with_forged_strings().await;
+        let key = [7u8; 32];
+        let id = super::super::masking_id(None, &key);
+        let conv = DefaultPhysicalProtoConverter {};
+        let mut buf = Vec::new();
+        PhysicalCodec::for_server(&id)
+            .try_encode(mask(&key), &mut buf, &conv)
+            .unwrap();
+        let ctx = TaskContext::default();
+        for (name, want) in [("bad.parquet", None), ("good.parquet", Some(2))] {
+            let input = scan(&store, name).await;
+            let decoded = PhysicalCodec::for_executor(store.clone())
+                .try_decode(&buf, &[input], &ctx, &conv)
+                .unwrap();
+            let got = run(&store, decoded.children()[0].clone()).await;
+            match want {
+                Some(rows) => assert_eq!(got, Ok(rows), "{name}"),
+                None => assert!(
+                    got.as_ref()
+                        .is_err_and(|e| e.contains("column b is declared a string")),
+                    "{name}: {got:?}"
+                ),
+            }
+        }
     }
 
     #[test]

@@ -79,6 +79,7 @@ pub async fn run_executor(o: ExecutorOptions) -> Result<(), String> {
     }
     let url = url::Url::parse(STORE_URL).map_err(|e| e.to_string())?;
     let store = o.store;
+    let codec_store = store.clone();
     let memory = o.task_memory_bytes;
     let runtime: RuntimeProducer = Arc::new(move |_config: &SessionConfig| {
         let rt = RuntimeEnvBuilder::new()
@@ -103,7 +104,7 @@ pub async fn run_executor(o: ExecutorOptions) -> Result<(), String> {
         work_dir: Some(o.work_dir.to_string_lossy().into_owned()),
         executor_heartbeat_interval_seconds: 5,
         override_logical_codec: Some(Arc::new(LogicalCodec::default())),
-        override_physical_codec: Some(Arc::new(PhysicalCodec::default())),
+        override_physical_codec: Some(Arc::new(PhysicalCodec::for_executor(codec_store))),
         override_runtime_producer: Some(runtime),
         ..ExecutorProcessConfig::default()
     };

@@ -15,7 +15,7 @@ use arrow::array::{Array, StringArray, TimestampMicrosecondArray, UInt64Array};
 use bytes::Bytes;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+    ArrowReaderMetadata, ParquetRecordBatchReaderBuilder, RowSelection,
 };
 use serde::Deserialize;
 use tracevault_vault::record::{Entry, Hash};
@@ -108,8 +108,8 @@ impl BundleReader {
         // No page index: pages are read in sequence, exactly as
         // `verify_bundle` reads them, so an offset index pointing elsewhere
         // cannot show rows that were never verified.
-        let meta = ArrowReaderMetadata::load(&parquet, ArrowReaderOptions::new())
-            .map_err(unreadable("events.parquet"))?;
+        let meta = tracevault_vault::parquet_input::load(&parquet)
+            .map_err(|e| ExportError::Unreadable(format!("events.parquet: {e}")))?;
         let mut group_starts = vec![0u64];
         for rg in meta.metadata().row_groups() {
             let last = group_starts.last().copied().unwrap_or_default();

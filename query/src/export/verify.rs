@@ -348,13 +348,17 @@ pub fn verify_bundle_with(
     }
 
     // Rows: each bound to its committed record, one batch at a time.
-    let reader =
-        ParquetRecordBatchReaderBuilder::try_new(Bytes::copy_from_slice(get("events.parquet")))
-            .map(|b| {
-                let total = b.metadata().file_metadata().num_rows().max(0) as u64;
-                (total, b.with_batch_size(4096))
-            })
-            .and_then(|(total, b)| Ok((total, b.build()?)));
+    let file = Bytes::copy_from_slice(get("events.parquet"));
+    let reader = tracevault_vault::parquet_input::load(&file)
+        .map_err(|e| e.to_string())
+        .and_then(|meta| {
+            let total = meta.metadata().file_metadata().num_rows().max(0) as u64;
+            ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta)
+                .with_batch_size(4096)
+                .build()
+                .map(|r| (total, r))
+                .map_err(|e| e.to_string())
+        });
     let (total, reader) = match reader {
         Ok(r) => r,
         Err(e) => {
