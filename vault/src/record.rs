@@ -186,11 +186,12 @@ fn write_micros(o: &mut String, us: i64) -> Result<(), RecordError> {
     Ok(())
 }
 
-/// Appends bytes known to be ASCII (digits and punctuation written here) in
-/// one copy rather than char by char (each byte is then its char; were one
-/// not, it would still be written, as the char of that code point, never
-/// dropped).
+/// Appends bytes written here as ASCII (digits and punctuation) in one copy
+/// rather than char by char. Only ASCII reaches it (asserted in debug
+/// builds); bytes that were not valid UTF-8 would still be written, each as
+/// the char of its own code point, never dropped.
 fn push_ascii(o: &mut String, b: &[u8]) {
+    debug_assert!(b.is_ascii(), "push_ascii given {b:?}");
     match std::str::from_utf8(b) {
         Ok(s) => o.push_str(s),
         Err(_) => o.extend(b.iter().map(|&c| char::from(c))),

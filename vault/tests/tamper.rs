@@ -138,19 +138,34 @@ fn rewrite_segment(
     key_id: [u8; 4],
     edit: impl FnOnce(&mut Vec<Entry>),
 ) {
-    let path = root.join(object);
-    let seg = segment::decode(Bytes::from(std::fs::read(&path).unwrap())).unwrap();
+    resign_segment(root, object, object, key, key_id, edit, |_, _| {});
+}
+
+/// As [`rewrite_segment`], written to `to`, and `seal` may change the
+/// header's chain_in and root (the key holder signing what it likes).
+fn resign_segment(
+    root: &Path,
+    object: &str,
+    to: &str,
+    key: &SigningKey,
+    key_id: [u8; 4],
+    edit: impl FnOnce(&mut Vec<Entry>),
+    seal: impl FnOnce(&mut [u8; 32], &mut [u8; 32]),
+) {
+    let seg = segment::decode(Bytes::from(std::fs::read(root.join(object)).unwrap())).unwrap();
     let mut entries = seg.entries;
     edit(&mut entries);
-    let root_hash: [u8; 32] = B64.decode(&seg.header.root).unwrap().try_into().unwrap();
+    let mut root_hash: [u8; 32] = B64.decode(&seg.header.root).unwrap().try_into().unwrap();
+    let mut chain_in = hex32(&seg.header.chain_in);
+    seal(&mut chain_in, &mut root_hash);
     let seal = SegmentSeal {
-        chain_in: hex32(&seg.header.chain_in),
+        chain_in,
         root: root_hash,
         key_id,
         key,
     };
     let (_, bytes) = segment::encode(&entries, &seal).unwrap();
-    std::fs::write(&path, bytes).unwrap();
+    std::fs::write(root.join(to), bytes).unwrap();
 }
 
 fn real_key_id(f: &Fixture, ns: &str) -> [u8; 4] {
@@ -1266,5 +1281,143 @@ async fn u_incremental_verify_since_a_checkpoint() {
     assert_findings(
         &verify(d.path(), since(&f.alpha_checkpoints[4])).await,
         &[("alpha", &pin, None, "rollback")],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn o_chain_restarted_by_the_key_holder() {
+    // The key holder re-seals alpha's last segment on another chain: its
+    // rows' chain hashes are recomputed from the new chain_in, so the file
+    // is consistent in itself, and its leaves (and so every root) are
+    // unchanged. Only the link to the previous segment's chain shows it.
+    let f = fixture().await;
+    let d = f.copy();
+    let obj = seg_object("alpha", 4);
+    let id = real_key_id(f, "alpha");
+    let rechain = |rows: &mut Vec<Entry>| {
+        let mut prev = [0x42; 32];
+        for row in rows {
+            row.chain_hash = tracevault_vault::record::chain_next(&prev, &row.leaf_hash);
+            prev = row.chain_hash;
+        }
+    };
+    resign_segment(d.path(), &obj, &obj, &f.key, id, rechain, |chain_in, _| {
+        *chain_in = [0x42; 32]
+    });
+    let r = check(d.path(), f).await;
+    assert_findings(
+        &r,
+        &[(
+            "alpha",
+            &obj,
+            None,
+            "chain_in does not continue the previous segment's chain",
+        )],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p_header_root_resigned() {
+    // The key holder signs a segment header with a root other than the
+    // tree's after it: rows, chain and checkpoints are untouched.
+    let f = fixture().await;
+    let d = f.copy();
+    let obj = seg_object("alpha", 2);
+    let id = real_key_id(f, "alpha");
+    resign_segment(
+        d.path(),
+        &obj,
+        &obj,
+        &f.key,
+        id,
+        |_| {},
+        |_, root| *root = [0x42; 32],
+    );
+    let r = check(d.path(), f).await;
+    assert_findings(
+        &r,
+        &[(
+            "alpha",
+            &obj,
+            None,
+            "signed header root does not match the tree at size 15",
+        )],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q_overlapping_segment_with_other_entries() {
+    // Beside alpha's second segment (entries 5-9), a key-signed segment for
+    // entries 5-7 with one content changed, named as a merge interrupted
+    // halfway would leave one. A leftover is fine only when it holds exactly
+    // the entries already covered.
+    let f = fixture().await;
+    let d = f.copy();
+    let from = seg_object("alpha", 1);
+    let to = format!("ns/alpha/segments/{}", segment::segment_file_name(5, 7));
+    let id = real_key_id(f, "alpha");
+    // Entries 6 and 7 re-sealed as other events, consistently (digests,
+    // leaves and chain), as the key holder can.
+    let edit = |rows: &mut Vec<Entry>| {
+        rows.truncate(3);
+        let mut prev = rows[0].chain_hash;
+        for row in rows.iter_mut().skip(1) {
+            let o = row.clone();
+            let sequence = Sequence {
+                ns: "alpha",
+                idx: o.idx,
+                session_seq: o.session_seq,
+                received_at: o.received_at,
+                ingested_by: &o.ingested_by,
+                salt: o.salt.expect("a stored salt"),
+                prev_chain: prev,
+            };
+            *row = Entry::seal(ev(&o.session_id, 1000 + o.idx, None), sequence).unwrap();
+            prev = row.chain_hash;
+        }
+    };
+    resign_segment(d.path(), &from, &to, &f.key, id, edit, |_, _| {});
+    let r = check(d.path(), f).await;
+    assert_findings(
+        &r,
+        &[(
+            "alpha",
+            &to,
+            None,
+            "overlaps entries already covered up to 9 with different entries",
+        )],
+    );
+    // The same entries, unchanged: an interrupted merge's leftover, no finding.
+    let d = f.copy();
+    resign_segment(
+        d.path(),
+        &from,
+        &to,
+        &f.key,
+        id,
+        |rows| rows.truncate(3),
+        |_, _| {},
+    );
+    assert_clean(&check(d.path(), f).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_latest_pointer_behind_the_newest_checkpoint_is_warned() {
+    // The latest-checkpoint pointer put back to an older checkpoint (a
+    // rollback of what readers are shown): every checkpoint is intact, so
+    // it is a warning, naming both sizes.
+    let f = fixture().await;
+    let d = f.copy();
+    std::fs::copy(
+        d.path().join(cp_object("alpha", 20)),
+        d.path().join("ns/alpha/checkpoint"),
+    )
+    .unwrap();
+    let r = check(d.path(), f).await;
+    assert!(
+        r.warnings.iter().any(|w| w.contains("alpha")
+            && w.contains("latest-checkpoint pointer (20) lags the newest checkpoint (25)")),
+        "{:?}",
+        r.warnings
     );
 }

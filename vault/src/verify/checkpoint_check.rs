@@ -39,12 +39,24 @@ pub(super) async fn read_checkpoints(
 ) -> Result<Checkpoints, VerifyError> {
     let cp_prefix = layout::checkpoints(ns);
     let mut by_size: BTreeMap<u64, Vec<(String, note::Checkpoint)>> = BTreeMap::new();
-    let names: Vec<String> = store
+    // A checkpoint's object is named for its size; anything else is
+    // reported by name, never read (it may be anything, of any size).
+    let (names, stray): (Vec<String>, Vec<String>) = store
         .list_names(&cp_prefix)
         .await?
         .into_iter()
-        .filter(|n| from == 0 || n.parse::<u64>().map_or(true, |size| size >= from))
-        .collect();
+        .partition(|n| n.len() == 20 && n.parse::<u64>().is_ok());
+    for name in stray {
+        report.findings.push(Finding {
+            ns: ns.into(),
+            object: format!("{cp_prefix}/{name}"),
+            index: None,
+            message: "unexpected object among checkpoints".into(),
+        });
+    }
+    let names = names
+        .into_iter()
+        .filter(|n| from == 0 || n.parse::<u64>().is_ok_and(|size| size >= from));
     let fetched: Vec<(String, Result<Option<bytes::Bytes>, StoreError>)> =
         futures::stream::iter(names)
             .map(|name| {
@@ -61,15 +73,6 @@ pub(super) async fn read_checkpoints(
     for (name, r) in fetched {
         let object = format!("{cp_prefix}/{name}");
         let Some(bytes) = r? else { continue };
-        if name.len() != 20 || name.parse::<u64>().is_err() {
-            report.findings.push(Finding {
-                ns: ns.into(),
-                object,
-                index: None,
-                message: "unexpected object among checkpoints".into(),
-            });
-            continue;
-        }
         cp_objects.push((object, String::from_utf8_lossy(&bytes).to_string()));
     }
     // The latest-checkpoint pointer, and the newest checkpoint witnesses
