@@ -394,7 +394,7 @@ async fn a_query_that_exhausts_memory_fails_alone() {
     count_all().await;
     // A worker is kept started for the next query; one that died while
     // idle (here killed) is replaced, and the query does not notice.
-    let spares = idle_workers(srv.child.id());
+    let spares = settled_workers(srv.child.id());
     assert_eq!(spares.len(), 1, "one idle worker: {spares:?}");
     let killed = std::process::Command::new("kill")
         .args(["-9", &spares[0].to_string()])
@@ -403,12 +403,27 @@ async fn a_query_that_exhausts_memory_fails_alone() {
     assert!(killed.success());
     std::thread::sleep(Duration::from_millis(100));
     count_all().await;
-    let after = idle_workers(srv.child.id());
+    let after = settled_workers(srv.child.id());
     assert!(
         after.len() == 1 && after != spares,
         "a new idle worker: {after:?}"
     );
     assert_eq!(srv.terminate(), Some(0));
+}
+
+/// [`idle_workers`] once the workers that answered have exited: each is
+/// reaped after its answer is taken, and may still be unmapping itself when
+/// the response arrives (up to two seconds).
+fn settled_workers(server: u32) -> Vec<u32> {
+    let mut seen = idle_workers(server);
+    for _ in 0..40 {
+        if seen.len() == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        seen = idle_workers(server);
+    }
+    seen
 }
 
 /// Live `query-worker` children of `server` (reaped ones are gone from

@@ -100,32 +100,37 @@ type Started = (Vec<String>, tokio::process::Child);
 
 impl Spare {
     /// A started worker for `args`: the spare if it was started with them
-    /// and is still alive, else a new one; in both cases the next spare is
-    /// started.
-    fn take_and_refill(
+    /// and is still alive, else a new one. The next spare is started by
+    /// [`Spare::refill`] once this query has its answer: started now, its
+    /// start-up (loading the binary, faulting its pages in) would take CPU
+    /// from the query that took this one.
+    fn take(
         &self,
         exe: &std::path::Path,
         args: &[String],
     ) -> Result<tokio::process::Child, QueryError> {
-        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let ready = match slot.take() {
+        let taken = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match taken {
             Some((a, mut child)) if a == args => match child.try_wait() {
-                Ok(None) => Some(child),
-                _ => None,
+                Ok(None) => Ok(child),
+                _ => start_worker(exe, args),
             },
-            _ => None,
-        };
-        let child = match ready {
-            Some(c) => c,
-            None => start_worker(exe, args)?,
-        };
+            _ => start_worker(exe, args),
+        }
+    }
+
+    /// Starts the next spare for `args` unless one is waiting already.
+    fn refill(&self, exe: &std::path::Path, args: &[String]) {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_some() {
+            return;
+        }
         // A failure to start the spare is not this query's: the next query
         // starts its own worker and says why if it cannot.
         match start_worker(exe, args) {
             Ok(next) => *slot = Some((args.to_vec(), next)),
             Err(e) => tracing::warn!("starting a spare query worker: {e}"),
         }
-        Ok(child)
     }
 }
 
@@ -336,7 +341,8 @@ async fn run_once(job: Job<'_>) -> Result<Answer, QueryError> {
     let input = serde_json::to_vec(&request).map_err(failed)?;
     drop(request);
 
-    let mut child = cfg.spare.take_and_refill(&cfg.exe, &cfg.args(&limits))?;
+    let args = cfg.args(&limits);
+    let mut child = cfg.spare.take(&cfg.exe, &args)?;
     let mut stdin = child.stdin.take().ok_or_else(|| failed("worker stdin"))?;
     let mut stdout = child.stdout.take().ok_or_else(|| failed("worker stdout"))?;
     let mut stderr = child.stderr.take().ok_or_else(|| failed("worker stderr"))?;
@@ -370,18 +376,32 @@ async fn run_once(job: Job<'_>) -> Result<Answer, QueryError> {
     };
     // The worker enforces the same timeout itself; this is the backstop.
     let deadline = limits.timeout + Duration::from_secs(5);
-    let (w, r, errs) = match tokio::time::timeout(deadline, exchange).await {
+    let exchanged = tokio::time::timeout(deadline, exchange).await;
+    cfg.spare.refill(&cfg.exe, &args);
+    let (w, r, errs) = match exchanged {
         Ok(x) => x,
         Err(_) => {
             let _ = child.kill().await;
             return Err(QueryError::Timeout(limits.timeout));
         }
     };
+    let out = r.map_err(|e| failed(format!("reading the query worker: {e}")))?;
+    // A whole answer (a result, or an error the worker reported) is the
+    // answer: the worker closed its output after writing it, and is reaped
+    // meanwhile instead of waited for (its exit unmaps a large process).
+    if w.is_ok()
+        && out.len() <= cap
+        && let Some(answer) = whole_answer(&out)
+    {
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        return answer;
+    }
     let status = child
         .wait()
         .await
         .map_err(|e| failed(format!("query worker: {e}")))?;
-    let out = r.map_err(|e| failed(format!("reading the query worker: {e}")))?;
     if !status.success() || w.is_err() {
         return Err(died(status, &errs));
     }
@@ -389,6 +409,18 @@ async fn run_once(job: Job<'_>) -> Result<Answer, QueryError> {
         return Err(QueryError::ResultTooManyBytes(limits.max_result_bytes));
     }
     parse_answer(&out)
+}
+
+/// The answer in `out` if it is whole: its header line and, for a result,
+/// the complete Arrow stream after it. `None` when it is not (the worker
+/// died while writing, or wrote something else): then its exit says why.
+fn whole_answer(out: &[u8]) -> Option<Result<Answer, QueryError>> {
+    let nl = out.iter().position(|&b| b == b'\n')?;
+    let header: Header = serde_json::from_slice(&out[..nl]).ok()?;
+    match header.error {
+        Some(_) => Some(parse_answer(out)),
+        None => parse_answer(out).ok().map(Ok),
+    }
 }
 
 /// Why a worker ended without an answer, in words for the caller.
@@ -526,6 +558,17 @@ pub fn worker_main(limits: SelfLimits) -> i32 {
         .and_then(|_| std::io::Write::write_all(&mut out, b"\n"))
         .and_then(|_| std::io::Write::write_all(&mut out, &body))
         .and_then(|_| std::io::Write::flush(&mut out));
+    drop(out);
+    // The server reads both pipes to their end: close them now rather than
+    // when the exit has unmapped this process (milliseconds for a binary
+    // this size). Nothing is written after the answer.
+    #[cfg(unix)]
+    // SAFETY: closes this process's own stdout and stderr; no Rust handle
+    // writes to them after this point (the worker returns and exits).
+    unsafe {
+        libc::close(1);
+        libc::close(2);
+    }
     if ok.is_err() { 3 } else { 0 }
 }
 
