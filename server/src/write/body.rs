@@ -14,8 +14,9 @@ use tracevault_schemas::Event;
 use crate::Limits;
 use crate::error::ApiError;
 
-/// Returns the body, gunzipped if `Content-Encoding: gzip`, enforcing `max`
-/// bytes after decompression.
+/// Returns the body, decompressed if `Content-Encoding: gzip` or `deflate`,
+/// enforcing `max` bytes after decompression. Bytes a decoder would leave
+/// unread are refused, never ignored.
 pub fn decode_body(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Bytes, ApiError> {
     let enc = headers
         .get(header::CONTENT_ENCODING)
@@ -30,9 +31,26 @@ pub fn decode_body(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Bytes
             }
             Ok(body)
         }
-        "gzip" | "x-gzip" => inflate(flate2::read::GzDecoder::new(&body[..]), "gzip", max),
-        // HTTP's "deflate" is the zlib format (RFC 9110 section 8.4.1.2).
-        "deflate" => inflate(flate2::read::ZlibDecoder::new(&body[..]), "deflate", max),
+        // A gzip body may hold several members (RFC 1952 section 2.2), as
+        // concatenating compressed parts makes one: every member is read.
+        // (Reading only the first silently dropped the events after it.)
+        "gzip" | "x-gzip" => {
+            let mut dec = flate2::bufread::MultiGzDecoder::new(&body[..]);
+            inflate(&mut dec, "gzip", max)
+        }
+        // HTTP's "deflate" is the zlib format (RFC 9110 section 8.4.1.2):
+        // one stream, and nothing may follow it.
+        "deflate" => {
+            let mut dec = flate2::bufread::ZlibDecoder::new(&body[..]);
+            let out = inflate(&mut dec, "deflate", max)?;
+            match dec.get_ref().len() {
+                0 => Ok(out),
+                n => Err(ApiError::bad_request(
+                    "invalid_encoding",
+                    format!("{n} bytes follow the end of the deflate stream"),
+                )),
+            }
+        }
         other => Err(ApiError::new(
             axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_encoding",
@@ -152,5 +170,58 @@ pub fn parse_events(
                 "Content-Type {ct:?} is not supported (use application/json or application/x-ndjson)"
             ),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn headers(encoding: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_ENCODING, encoding.parse().unwrap());
+        h
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn zlib(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// What a client that compresses its lines part by part sends: every
+    /// part's lines are read, none dropped after the first member.
+    #[test]
+    fn every_gzip_member_is_read() {
+        let mut body = gzip(b"{\"kind\":\"output\"}\n");
+        body.extend(gzip(b"{\"kind\":\"prompt\"}\n"));
+        let out = decode_body(&headers("gzip"), Bytes::from(body), 1 << 20).unwrap();
+        assert_eq!(&out[..], b"{\"kind\":\"output\"}\n{\"kind\":\"prompt\"}\n");
+    }
+
+    /// Bytes after the compressed data are refused, not ignored.
+    #[test]
+    fn bytes_after_the_compressed_data_are_refused() {
+        let mut body = gzip(b"{\"kind\":\"output\"}\n");
+        body.extend_from_slice(b"{\"kind\":\"prompt\"}\n");
+        let err = decode_body(&headers("gzip"), Bytes::from(body), 1 << 20).unwrap_err();
+        assert_eq!(err.code, "invalid_encoding", "{}", err.message);
+
+        let ok = decode_body(&headers("deflate"), Bytes::from(zlib(b"abc")), 1 << 20).unwrap();
+        assert_eq!(&ok[..], b"abc");
+        for extra in [&b"{\"kind\":\"prompt\"}\n"[..], &zlib(b"def")[..]] {
+            let mut body = zlib(b"abc");
+            body.extend_from_slice(extra);
+            let err = decode_body(&headers("deflate"), Bytes::from(body), 1 << 20).unwrap_err();
+            assert_eq!(err.code, "invalid_encoding", "{}", err.message);
+        }
     }
 }
