@@ -500,6 +500,15 @@ impl Exports {
                         "only the requester downloads its export",
                     ));
                 }
+                // The token downloading must still cover the namespace (the
+                // requester's later token may no longer).
+                if !ns_allowed(&r.ns) {
+                    return Err(refuse(
+                        RefusalKind::Forbidden,
+                        "wrong_namespace",
+                        format!("this token does not cover namespace {}", r.ns),
+                    ));
+                }
                 match self.state(r, now) {
                     State::Approved => Ok(()),
                     State::Pending => Err(refuse(
@@ -689,6 +698,10 @@ mod tests {
             step(&mut x, download("e", "bob", 106), 106),
             Err("not_requester")
         );
+        // The requester, through a later token that no longer covers the
+        // namespace, does not get the bundle.
+        let elsewhere = x.check(&download("e", "alice", 107), &|ns| ns == "staging", 107);
+        assert_eq!(elsewhere.map_err(|r| r.code), Err("wrong_namespace"));
         step(&mut x, download("e", "alice", 107), 107).unwrap();
         assert_eq!(
             step(&mut x, download("e", "alice", 108), 108),
