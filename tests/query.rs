@@ -210,7 +210,7 @@ async fn oversized_results_are_refused_not_cut() {
     let data = dir.path().join("data");
     let cfg = config(
         dir.path(),
-        "[query]\nmax_result_rows = 5\nmax_scan_rows = 50\n",
+        "[query]\nmax_result_rows = 5\nmax_scan_rows = 50\nmax_result_bytes = 20000\n",
     );
     let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
     let c = client();
@@ -240,6 +240,20 @@ async fn oversized_results_are_refused_not_cut() {
     .await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["rows"], json!([[0], [1], [2], [3], [4]]));
+    // Small as Arrow (columns of nulls take no memory), huge as JSON: the
+    // rendered text is held to the same budget, and refused past it.
+    let wide: Vec<String> = (0..1000).map(|i| format!("NULL AS c{i}")).collect();
+    let wide = format!("SELECT {} FROM traces LIMIT 5", wide.join(", "));
+    let (s, b) = sql(&c, &srv.url, &reader, &wide).await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (413, Some("result_too_large")),
+        "{b}"
+    );
+    assert!(
+        b["error"]["message"].as_str().unwrap().contains("as JSON"),
+        "{b}"
+    );
     // More visible rows than max_scan_rows: refused.
     let events: Vec<Value> = (0..40)
         .map(|i| json!({"session_id": "s", "kind": "output", "content": i.to_string()}))

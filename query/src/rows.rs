@@ -4,6 +4,8 @@
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::scalar::ScalarValue;
+use std::io::Write;
+
 use serde_json::{Value, json};
 
 /// One value as JSON: numbers and booleans natively, timestamps as RFC 3339
@@ -48,29 +50,86 @@ fn scalar_to_json(v: &ScalarValue) -> Value {
     }
 }
 
-/// The JSON body of a query result.
-pub fn to_json(schema: &SchemaRef, batches: &[RecordBatch]) -> Value {
+/// The result did not fit the byte budget once rendered as JSON.
+#[derive(Debug, thiserror::Error)]
+#[error("the result exceeds {0} bytes as JSON (ask for fewer rows or columns, or for Arrow IPC)")]
+pub struct JsonTooLarge(pub usize);
+
+/// The JSON body of a query result, `{"columns": [..], "rows": [[..]..]}`
+/// and then `extra`'s fields, written straight into bytes: at most `max`
+/// of them. The text is counted, not the result's Arrow memory: a result
+/// that is small as Arrow (say thousands of all-null columns) can be huge
+/// as JSON, and as a tree of JSON values far bigger still, so rendering
+/// stops at the budget instead.
+pub fn to_json(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    extra: &serde_json::Map<String, Value>,
+    max: usize,
+) -> Result<Vec<u8>, JsonTooLarge> {
+    let mut out = Capped {
+        buf: Vec::new(),
+        max,
+    };
     let columns: Vec<Value> = schema
         .fields()
         .iter()
         .map(|f| json!({"name": f.name(), "type": f.data_type().to_string()}))
         .collect();
-    let mut rows = Vec::new();
-    for b in batches {
-        for r in 0..b.num_rows() {
-            let row: Vec<Value> = b
-                .columns()
-                .iter()
-                .map(|c| {
-                    ScalarValue::try_from_array(c, r)
+    let written = (|| -> std::io::Result<()> {
+        out.write_all(b"{\"columns\":")?;
+        serde_json::to_writer(&mut out, &columns)?;
+        out.write_all(b",\"rows\":[")?;
+        let mut first_row = true;
+        for b in batches {
+            for r in 0..b.num_rows() {
+                out.write_all(if first_row { b"[" } else { b",[" })?;
+                first_row = false;
+                for (i, c) in b.columns().iter().enumerate() {
+                    if i > 0 {
+                        out.write_all(b",")?;
+                    }
+                    let v = ScalarValue::try_from_array(c, r)
                         .map(|s| scalar_to_json(&s))
-                        .unwrap_or(Value::Null)
-                })
-                .collect();
-            rows.push(Value::Array(row));
+                        .unwrap_or(Value::Null);
+                    serde_json::to_writer(&mut out, &v)?;
+                }
+                out.write_all(b"]")?;
+            }
         }
+        out.write_all(b"]")?;
+        for (k, v) in extra {
+            out.write_all(b",")?;
+            serde_json::to_writer(&mut out, k)?;
+            out.write_all(b":")?;
+            serde_json::to_writer(&mut out, v)?;
+        }
+        out.write_all(b"}")
+    })();
+    match written {
+        Ok(()) => Ok(out.buf),
+        Err(_) => Err(JsonTooLarge(max)),
     }
-    json!({"columns": columns, "rows": rows})
+}
+
+/// A buffer that refuses to grow past `max` bytes.
+struct Capped {
+    buf: Vec<u8>,
+    max: usize,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len().saturating_add(b.len()) > self.max {
+            return Err(std::io::Error::other("over the byte budget"));
+        }
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The result as an Arrow IPC stream.

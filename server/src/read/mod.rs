@@ -663,10 +663,17 @@ async fn query(
             .map_err(|e| ApiError::unavailable("internal", e))?;
         return Ok(([(axum::http::header::CONTENT_TYPE, ARROW_STREAM)], bytes).into_response());
     }
-    let mut body = tracevault_query::rows::to_json(&result.schema, &result.batches);
-    body["masking_profile"] = json!(profile.name);
+    let mut extra = serde_json::Map::new();
+    extra.insert("masking_profile".into(), json!(profile.name));
     if access.diagnostics {
-        body["scan"] = json!(result.scan);
+        extra.insert("scan".into(), json!(result.scan));
     }
-    Ok(Json(body).into_response())
+    let max = rc.query.max_result_bytes;
+    let body = tracevault_query::rows::to_json(&result.schema, &result.batches, &extra, max)
+        .map_err(|e| ApiError::too_large("result_too_large", e.to_string()))?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
 }
