@@ -508,6 +508,16 @@ async fn bad_otlp_input_gets_documented_errors_and_writes_nothing() {
     let flood = prost::Message::encode_to_vec(&req(30_000, 1));
     let (s, _, _) = post_otlp(&c, url, Some(&w), pb_ct, &[], flood).await;
     assert_eq!(s, 413);
+    // 1.5 million empty resources (field 1, length 0: 2 bytes each), no span
+    // at all: as many structs once decoded, so refused before decoding too.
+    let empties = [0x0a_u8, 0x00].repeat(1_500_000);
+    let (s, _, body) = post_otlp(&c, url, Some(&w), pb_ct, &[], empties).await;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(s, 413, "{body}");
+    assert!(
+        body.contains("too_many_items") && body.contains("protobuf messages"),
+        "{body}"
+    );
     // A 100 KiB resource repeated on 1 000 spans would expand to 100 MB.
     let expanding = prost::Message::encode_to_vec(&req(1_000, 100 << 10));
     let (s, _, body) = post_otlp(&c, url, Some(&w), pb_ct, &[], expanding).await;

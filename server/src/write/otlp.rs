@@ -382,6 +382,14 @@ async fn export_inner<S: Signal>(
                 {
                     return Err(too_many(format!("the request holds {n} {}", S::ITEMS)));
                 }
+                // Empty resources, scopes or attributes are not items but
+                // become structs all the same: as for JSON's objects, at
+                // most 50 messages per item allowed.
+                if let Some(n) = otlp_count::protobuf_messages(&body)
+                    && n > items_max.saturating_mul(50)
+                {
+                    return Err(too_many(format!("the request holds {n} protobuf messages")));
+                }
             }
             Encoding::Json => {
                 let n = otlp_count::json_objects(&body);

@@ -26,6 +26,36 @@ pub fn protobuf_items(buf: &[u8]) -> Option<u64> {
     Some(n)
 }
 
+/// Deepest nesting [`protobuf_messages`] looks into. OTLP's own messages
+/// nest about eight deep; attribute values (arrays, key-value lists) may go
+/// deeper, and those are left uncounted rather than walked without end.
+const MAX_DEPTH: u32 = 16;
+
+/// An upper bound on the messages at every depth of a protobuf body (each
+/// one a struct when decoded, however few bytes it takes on the wire): every
+/// length-delimited field whose bytes parse as a message, with its own, and
+/// every empty one. Strings whose bytes happen to parse count too, so it
+/// over-counts, never under-counts (below [`MAX_DEPTH`]). `None` when the
+/// body is not well-formed protobuf.
+pub fn protobuf_messages(buf: &[u8]) -> Option<u64> {
+    messages_within(buf, 0)
+}
+
+fn messages_within(buf: &[u8], depth: u32) -> Option<u64> {
+    let mut n = 0u64;
+    for_each_field(buf, |_, v| {
+        if v.is_empty() {
+            n += 1;
+        } else if depth < MAX_DEPTH
+            && let Some(inner) = messages_within(v, depth + 1)
+        {
+            n += 1 + inner;
+        }
+        Some(())
+    })?;
+    Some(n)
+}
+
 /// An upper bound on the objects in a JSON body: its `{` bytes (inside
 /// strings too, so it over-counts, never under-counts).
 pub fn json_objects(buf: &[u8]) -> u64 {
@@ -118,6 +148,46 @@ mod tests {
         // Truncated or garbage input is not counted (decoding reports it).
         assert_eq!(protobuf_items(&bytes[..bytes.len() - 1]), None);
         assert_eq!(protobuf_items(&[0xff; 16]), None);
+        assert_eq!(protobuf_messages(&[0xff; 16]), None);
+    }
+
+    #[test]
+    fn messages_are_counted_at_every_depth_even_empty_ones() {
+        use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+        // Ten thousand empty resources: no span at all, 2 bytes each.
+        let empty = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans::default(); 10_000],
+        };
+        let bytes = empty.encode_to_vec();
+        assert_eq!(bytes.len(), 20_000);
+        assert_eq!(protobuf_items(&bytes), Some(0));
+        assert_eq!(protobuf_messages(&bytes), Some(10_000));
+        // A span with many empty attributes: each a message.
+        let span = Span {
+            attributes: vec![KeyValue::default(); 5_000],
+            ..Default::default()
+        };
+        let one = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![span],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let n = protobuf_messages(&one.encode_to_vec()).unwrap();
+        assert!(n >= 5_003, "{n}");
+        // An attribute with a value: key, value and the value's string are
+        // all length-delimited; the value message is counted, never missed.
+        let kv = KeyValue {
+            key: "gen_ai.system".into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue("openai".into())),
+            }),
+            ..Default::default()
+        };
+        assert!(protobuf_messages(&kv.encode_to_vec()).unwrap() >= 1);
     }
 
     #[test]
