@@ -19,6 +19,7 @@
 //! body is not read, which pushes back on the client through TCP; if the log
 //! stays unavailable the stream ends with an error line and the summary.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -44,6 +45,13 @@ use crate::{AppState, auth};
 /// Batches of lines (one per network read) a stream queues while an append
 /// is being made durable.
 const STREAM_QUEUE: usize = 64;
+/// Bytes a stream may hold queued beyond two of its longest lines: the
+/// lines' text and their bookkeeping (see [`Queue`]).
+const STREAM_QUEUE_BYTES: usize = 4 << 20;
+/// What a queued line costs beyond its text (its `Line`, and an error's
+/// message if it has one): a body of bare newlines queues no text at all,
+/// but a `Line` each.
+const LINE_COST: usize = 128;
 /// Most lines one append of a stream takes from its queue.
 const MAX_STREAM_BATCH_LINES: usize = 10_000;
 
@@ -214,6 +222,43 @@ struct Line {
 /// Why the receipts could not be delivered.
 struct Stalled;
 
+/// Lines read and not yet committed, and the room they hold.
+struct Queued {
+    lines: Vec<Line>,
+    held: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// The reader's side of a stream's queue: bounded in batches (the channel)
+/// and in bytes (`room`: a batch waits for room for its text and its lines'
+/// bookkeeping; with none, the body is not read and TCP pushes back).
+struct Queue {
+    tx: mpsc::Sender<Queued>,
+    room: Arc<tokio::sync::Semaphore>,
+    budget: usize,
+}
+
+impl Queue {
+    /// Queues `lines`, read from `bytes` bytes of body, once there is room.
+    /// `Err` when the committer has stopped.
+    async fn send(&self, lines: Vec<Line>, bytes: usize) -> Result<(), ()> {
+        let cost = bytes
+            .saturating_add(lines.len().saturating_mul(LINE_COST))
+            .min(self.budget);
+        let held = self
+            .room
+            .clone()
+            .acquire_many_owned(u32::try_from(cost).unwrap_or(u32::MAX))
+            .await
+            .map_err(|_| ())?;
+        self.tx.send(Queued { lines, held }).await.map_err(|_| ())
+    }
+
+    /// Resolves when the committer has stopped.
+    async fn closed(&self) {
+        self.tx.closed().await
+    }
+}
+
 /// How often an open stream re-checks its token while idle.
 const TOKEN_CHECK_EVERY: Duration = Duration::from_millis(500);
 
@@ -237,7 +282,15 @@ impl StreamIngest {
     /// however the client cut its writes. With the queue full the body is
     /// not read, which pushes back on the client through TCP.
     async fn run(self, body: Body) {
-        let (queue, queued) = mpsc::channel::<Vec<Line>>(STREAM_QUEUE);
+        let (tx, queued) = mpsc::channel::<Queued>(STREAM_QUEUE);
+        let budget = STREAM_QUEUE_BYTES
+            .saturating_add(self.st.limits.max_event_bytes.saturating_mul(2))
+            .min(u32::MAX as usize);
+        let queue = Queue {
+            tx,
+            room: Arc::new(tokio::sync::Semaphore::new(budget)),
+            budget,
+        };
         let reading = self.read(body, queue);
         let this = &self;
         let committing = async move {
@@ -245,14 +298,21 @@ impl StreamIngest {
             // reader at once.
             let mut queued = queued;
             let mut tally = Tally::default();
-            while let Some(mut lines) = queued.recv().await {
+            while let Some(Queued { mut lines, held }) = queued.recv().await {
+                let mut held = vec![held];
                 while lines.len() < MAX_STREAM_BATCH_LINES {
                     match queued.try_recv() {
-                        Ok(more) => lines.extend(more),
+                        Ok(more) => {
+                            lines.extend(more.lines);
+                            held.push(more.held);
+                        }
                         Err(_) => break,
                     }
                 }
-                if let Err(end) = this.commit(lines, &mut tally).await {
+                // The room is given back once the lines are committed.
+                let committed = this.commit(lines, &mut tally).await;
+                drop(held);
+                if let Err(end) = committed {
                     return (tally, Some(end));
                 }
             }
@@ -282,7 +342,7 @@ impl StreamIngest {
     /// committer, until the body ends, the client goes, the token stops
     /// being valid, the server shuts down, or the committer stops. Returns
     /// why it stopped and the bytes it discarded.
-    async fn read(&self, body: Body, queue: mpsc::Sender<Vec<Line>>) -> (&'static str, u64) {
+    async fn read(&self, body: Body, queue: Queue) -> (&'static str, u64) {
         let idle = Duration::from_secs(self.st.limits.stream_idle_timeout_s.max(1));
         let max_line = self.st.limits.max_event_bytes;
         let mut shutdown = self.st.shutdown.subscribe();
@@ -326,8 +386,9 @@ impl StreamIngest {
                     if !buf.is_empty() && !skipping {
                         line_no += 1;
                         let text = buf.split().freeze();
+                        let cost = text.len();
                         let line = self.checked(line_no, text, max_line);
-                        if queue.send(vec![line]).await.is_err() {
+                        if queue.send(vec![line], cost).await.is_err() {
                             break "append_failed";
                         }
                     }
@@ -372,7 +433,7 @@ impl StreamIngest {
                     text: Err(too_long(max_line)),
                 });
             }
-            if !lines.is_empty() && queue.send(lines).await.is_err() {
+            if !lines.is_empty() && queue.send(lines, chunk.len()).await.is_err() {
                 // The committer stopped (its reason is the stream's end).
                 break "append_failed";
             }
@@ -567,5 +628,51 @@ impl StreamIngest {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blank_lines(n: u64) -> Vec<Line> {
+        (0..n)
+            .map(|n| Line {
+                n,
+                text: Ok(Bytes::new()),
+            })
+            .collect()
+    }
+
+    /// A body of bare newlines queues no text but a `Line` per newline: the
+    /// queue is bounded by what it holds, not by how many reads made it, so
+    /// a stream whose committer is stuck cannot grow without end.
+    #[tokio::test]
+    async fn a_stream_queue_holds_at_most_its_budget() {
+        let (tx, mut rx) = mpsc::channel::<Queued>(STREAM_QUEUE);
+        let budget = 10 * LINE_COST;
+        let queue = Queue {
+            tx,
+            room: Arc::new(tokio::sync::Semaphore::new(budget)),
+            budget,
+        };
+        // Six newlines: their cost fits.
+        queue.send(blank_lines(6), 6).await.unwrap();
+        // Six more do not, while the first six are held...
+        let more = tokio::time::timeout(Duration::from_millis(200), queue.send(blank_lines(6), 6));
+        assert!(more.await.is_err(), "queued past the budget");
+        // ...and fit once the committer has taken and committed them.
+        let first = rx.recv().await.unwrap();
+        assert_eq!(first.lines.len(), 6);
+        drop(first);
+        queue.send(blank_lines(6), 6).await.unwrap();
+        // A batch costlier than the whole budget waits for all of it, then
+        // goes alone (never refused, never stuck).
+        drop(rx.recv().await.unwrap());
+        queue.send(blank_lines(1000), 1000).await.unwrap();
+        assert_eq!(queue.room.available_permits(), 0);
+        // A stopped committer fails the reader's send instead.
+        drop(rx);
+        assert!(queue.send(blank_lines(1), 1).await.is_err());
     }
 }
