@@ -448,6 +448,16 @@ async fn queries_beyond_max_concurrent_are_refused_busy_and_slow_ones_time_out()
     tokio::time::sleep(std::time::Duration::from_millis(700)).await;
     let (s, b) = sql(&c, &srv.url, &reader, "SELECT 1").await;
     assert_eq!((s, b["error"]["code"].as_str()), (503, Some("busy")), "{b}");
+    // Reading an entry reads a segment: it waits for no slot either.
+    let entry = |i: u64| {
+        c.get(format!("{}/v1/logs/alpha/entries/{i}", srv.url))
+            .bearer_auth(&reader)
+            .send()
+    };
+    let r = entry(7).await.unwrap();
+    assert_eq!(r.status(), 503);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["error"]["code"], "busy", "{b}");
     let (s, b) = slow.await.unwrap();
     assert_eq!(
         (s, b["error"]["code"].as_str()),
@@ -457,4 +467,8 @@ async fn queries_beyond_max_concurrent_are_refused_busy_and_slow_ones_time_out()
     // The slot is free again.
     let (s, b) = sql(&c, &srv.url, &reader, "SELECT 1 AS one").await;
     assert_eq!((s, b["rows"].clone()), (200, json!([[1]])), "{b}");
+    let r = entry(7).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["index"], 7, "{b}");
 }

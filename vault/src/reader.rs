@@ -261,11 +261,15 @@ impl LogReader {
             let Some(bytes) = self.store.get(&path).await? else {
                 continue; // merged away since the listing: list again
             };
-            let seg = tokio::task::spawn_blocking(move || segment::decode(bytes))
-                .await
-                .map_err(|e| VaultError::Read(e.to_string()))?
-                .map_err(|e| VaultError::Read(format!("segment {first}-{last}: {e}")))?;
-            return match seg.entries.into_iter().find(|e| e.idx == index) {
+            // Only the row of `index` (and the pages holding it) is decoded.
+            let found = tokio::task::spawn_blocking(move || {
+                let mut found = None;
+                segment::decode_indices(bytes, first, &[index], |e| found = Some(e)).map(|()| found)
+            })
+            .await
+            .map_err(|e| VaultError::Read(e.to_string()))?
+            .map_err(|e| VaultError::Read(format!("segment {first}-{last}: {e}")))?;
+            return match found {
                 None if index < floor => Err(missing()),
                 found => Ok(found),
             };

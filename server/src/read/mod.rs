@@ -485,6 +485,9 @@ async fn entry(
             format!("namespace {ns} has no entry {index} in this token's window"),
         )
     };
+    // Reading an entry reads its segment: it takes a query slot, so that
+    // many at once are refused (`503 busy`) rather than all loaded.
+    let _slot = rc.take_slot(&claims)?;
     let e = st.vault.entry(&ns, index).await?.ok_or_else(not_found)?;
     // Outside the reader's window looks exactly like absent.
     if !access.admits(&e.ns, e.received_at) {
