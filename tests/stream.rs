@@ -354,3 +354,61 @@ async fn fast_streams_share_appends_and_segments() {
     assert!(segments <= 20, "{segments} segments for 8000 lines");
     assert_eq!(srv.terminate(), Some(0));
 }
+
+/// With receipts sent once the store holds the lines (`ack_after_publish`,
+/// as in cluster mode), a store slower than `ack_publish_timeout_ms` ends
+/// the stream, but its error line says the lines are durable (resending
+/// lines without an `event_id` would store them twice), and they are
+/// published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_durable_but_not_yet_in_the_store_are_not_called_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(
+        dir.path(),
+        "[log]\nack_after_publish = true\nack_publish_timeout_ms = 1\nflush_interval_ms = 500\n",
+    );
+    let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    let w = token(&data, "writer", "term", "w");
+    let resp = client()
+        .post(format!("{}/v1/logs/term/sessions/slow/stream", srv.url))
+        .bearer_auth(&w)
+        .body("{\"kind\":\"output\",\"content\":\"one\"}\n{\"kind\":\"output\",\"content\":\"two\"}\n")
+        .send()
+        .await
+        .unwrap();
+    let mut lines = Lines::of(resp);
+    let e = lines.next().await.unwrap();
+    assert_eq!(e["error"]["code"], "not_yet_in_store", "{e}");
+    assert_eq!(
+        (e["lines"].clone(), e["durable"].clone()),
+        (json!([1, 2]), json!(true)),
+        "{e}"
+    );
+    let s = lines.next().await.unwrap();
+    assert_eq!(s["summary"]["end"], "not_yet_in_store", "{s}");
+    // Both lines reach the store all the same.
+    let c = client();
+    let mut size = 0;
+    for _ in 0..100 {
+        let (status, body) = get(
+            &c,
+            &format!("{}/v1/logs/term/checkpoint", srv.url),
+            Some(&w),
+        )
+        .await;
+        // A C2SP note: origin, then the tree size.
+        if status == 200 {
+            size = body
+                .lines()
+                .nth(1)
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(0);
+            if size == 2 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(size, 2);
+}

@@ -495,6 +495,15 @@ impl StreamIngest {
             }
             match self.append_lines(events).await {
                 Ok(r) => r,
+                // Durable on this node, not yet confirmed in the store (with
+                // receipts sent once there): these lines are not lost, and
+                // resending them (without event_id) would store them twice.
+                Err(e) if e.code == "not_yet_in_store" => {
+                    let _ = self
+                        .send(json!({"lines": [first, last], "durable": true, "error": {"code": e.code, "message": e.message}}))
+                        .await;
+                    return Err("not_yet_in_store");
+                }
                 Err(e) => {
                     let _ = self
                         .send(json!({"lines": [first, last], "error": {"code": e.code, "message": e.message}}))
