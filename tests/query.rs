@@ -108,6 +108,12 @@ async fn readers_see_only_their_rows_masked_whatever_sql_they_write() {
         "DROP TABLE traces",
         "SET datafusion.catalog.information_schema = true",
         "SELECT 1; SELECT 2",
+        // Prepared statements: a session state of their own, never kept.
+        "PREPARE p(VARCHAR) AS SELECT * FROM traces WHERE session_id = $1",
+        "EXECUTE p('alpha-s0')",
+        "DEALLOCATE p",
+        "CREATE VIEW v AS SELECT * FROM traces",
+        "CREATE FUNCTION f(INT) RETURNS INT RETURN $1",
     ] {
         let (s, b) = sql(&c, url, &reader, q).await;
         assert_eq!(s, 400, "{q} was not refused: {b}");
