@@ -220,3 +220,75 @@ fn regex_tags(text: &str, prefix: &str) -> Vec<String> {
         })
         .collect()
 }
+
+/// A filter on a column the caller's profile masks is evaluated on what
+/// the caller sees, never below the mask (where it could prune by, or count,
+/// the raw values): the raw session id matches nothing, its pseudonym
+/// matches its rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_on_a_masked_session_id_sees_the_masked_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[[profile]]\nname = \"pseudonymous\"\nroles = [\"reader\"]\n\n\
+         [[profile.rule]]\ndetector = \"custom\"\npattern = '[a-z-]+-session'\nlabel = \"sid\"\n\
+         action = \"hash\"\ncolumns = [\"session_id\"]\n",
+    )
+    .unwrap();
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "masking_policy = {:?}\n[log]\nflush_interval_ms = 50\n",
+            policy.to_str().unwrap()
+        ),
+    );
+    let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    let c = client();
+    let url = &srv.url;
+    let w = token(&data, "writer", "pii", "agent");
+    let events: Vec<Value> = (0..5)
+        .map(|i| {
+            let session = if i < 3 {
+                "alice-private-session"
+            } else {
+                "other"
+            };
+            json!({"session_id": session, "kind": "output", "content": format!("{i}")})
+        })
+        .collect();
+    let (s, r) = post_events(
+        &c,
+        url,
+        "pii",
+        &w,
+        json!({"events": events}),
+        "?wait=checkpoint",
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    let reader = token(&data, "reader", "pii", "auditor");
+    let count = |q: String| {
+        let (c, url, reader) = (c.clone(), url.clone(), reader.clone());
+        async move {
+            let (s, b) = sql(&c, &url, &reader, &q).await;
+            assert_eq!(s, 200, "{q}: {b}");
+            b
+        }
+    };
+    let b = count("SELECT count(*) FROM traces WHERE session_id = 'alice-private-session'".into())
+        .await;
+    assert_eq!(b["rows"], json!([[0]]), "the raw value matched: {b}");
+    let b =
+        count("SELECT session_id, count(*) FROM traces GROUP BY session_id ORDER BY 2 DESC".into())
+            .await;
+    let shown = b["rows"][0][0].as_str().unwrap().to_string();
+    assert!(!shown.contains("alice"), "{b}");
+    assert_eq!(b["rows"][0][1], 3, "{b}");
+    let b = count(format!(
+        "SELECT count(*) FROM traces WHERE session_id = '{shown}'"
+    ))
+    .await;
+    assert_eq!(b["rows"], json!([[3]]), "{b}");
+}
