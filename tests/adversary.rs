@@ -453,3 +453,54 @@ fn idle_workers(server: u32) -> Vec<u32> {
     }
     out
 }
+
+/// A writer that keeps uploads open (slowly, or never finishing them) holds
+/// at most its share of the write slots: the other writers still write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_writer_cannot_hold_every_write_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(
+        dir.path(),
+        "[limits]\nmax_inflight_writes = 4\nmax_inflight_writes_per_token = 2\n",
+    );
+    let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    let addr = srv.url.trim_start_matches("http://").to_string();
+    let c = client();
+    let hog = token(&data, "writer", "alpha", "hog");
+    let other = token(&data, "writer", "alpha", "other");
+    // Two uploads that announce 100 bytes and send none.
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = TcpStream::connect(&addr).unwrap();
+            write!(
+                s,
+                "POST /v1/logs/alpha/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {hog}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let one = json!({"events": [{"session_id": "s", "kind": "output", "content": "x"}]});
+    let (s, b) = post_events(&c, &srv.url, "alpha", &hog, one.clone(), "").await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (503, Some("overloaded")),
+        "{b}"
+    );
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("this token"),
+        "{b}"
+    );
+    let (s, b) = post_events(&c, &srv.url, "alpha", &other, one.clone(), "").await;
+    assert_eq!(s, 200, "{b}");
+    // Once the hog's uploads are gone, it writes again.
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (s, b) = post_events(&c, &srv.url, "alpha", &hog, one, "").await;
+    assert_eq!(s, 200, "{b}");
+}

@@ -68,6 +68,10 @@ pub struct Limits {
     /// more get 503. Together with the body limits this bounds the memory
     /// request bodies can take.
     pub max_inflight_writes: usize,
+    /// Write requests one token may have in flight at once; more get 503
+    /// `overloaded`, so one writer (say, uploading slowly) cannot take every
+    /// write slot and lock the others out.
+    pub max_inflight_writes_per_token: usize,
     /// Largest OTLP/HTTP body, after decompression (the OTLP endpoints only).
     pub max_otlp_body_bytes: usize,
     /// Most events one OTLP request may map to (a span gives one event per
@@ -123,6 +127,7 @@ impl Default for Limits {
             checkpoint_wait_ms: 10_000,
             max_token_ttl_s: 30 * 24 * 3600,
             max_inflight_writes: 64,
+            max_inflight_writes_per_token: 32,
             max_otlp_body_bytes: 20 << 20,
             max_otlp_events_per_request: 100_000,
             max_otlp_items_per_request: 20_000,
@@ -182,6 +187,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Permits for write requests in flight (`max_inflight_writes`).
     pub write_permits: Arc<tokio::sync::Semaphore>,
+    /// Write slots per token (`max_inflight_writes_per_token`).
+    write_slots: Arc<fair::PerKeySlots>,
     /// Permits for open session streams (`max_streams`).
     pub stream_permits: Arc<tokio::sync::Semaphore>,
     /// Stream slots per token (`max_streams_per_token`).
@@ -230,6 +237,7 @@ impl AppState {
             vault,
             tokens,
             write_permits: permits,
+            write_slots: Arc::new(fair::PerKeySlots::new(limits.max_inflight_writes_per_token)),
             stream_permits: Arc::new(tokio::sync::Semaphore::new(limits.max_streams.max(1))),
             stream_slots: Arc::new(fair::PerKeySlots::new(limits.max_streams_per_token)),
             otlp_decoding: Arc::new(tokio::sync::Semaphore::new(limits.max_otlp_decoding.max(1))),

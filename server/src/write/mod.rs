@@ -41,8 +41,9 @@ pub(crate) fn rate_limited(wait: Duration) -> ApiError {
 
 /// Guards every write request before its body is read: the token must be
 /// valid (401 otherwise, so unauthenticated clients can never hold a write
-/// slot), and beyond `max_inflight_writes` concurrent writes the answer is 503
-/// with `Retry-After`. The whole request, body upload included, must finish
+/// slot), and beyond `max_inflight_writes` concurrent writes, or
+/// `max_inflight_writes_per_token` of one token, the answer is 503 with
+/// `Retry-After`. The whole request, body upload included, must finish
 /// within `write_timeout_s` (408 otherwise), so slow senders cannot pin a slot.
 pub(crate) async fn shed_writes(
     State(st): State<AppState>,
@@ -58,9 +59,19 @@ pub(crate) async fn shed_writes(
         Some(enc) => otlp::error_response(e, enc),
         None => e.into_response(),
     };
-    if let Err(e) = auth::authenticate(&st, req.headers()) {
-        return reject(e);
-    }
+    let claims = match auth::authenticate(&st, req.headers()) {
+        Ok(c) => c,
+        Err(e) => return reject(e),
+    };
+    let Some(_own) = st.write_slots.try_take(&claims.jti) else {
+        return reject(ApiError::unavailable(
+            "overloaded",
+            format!(
+                "this token already has {} write requests in flight; retry later",
+                st.write_slots.per_key()
+            ),
+        ));
+    };
     let Ok(_permit) = st.write_permits.clone().try_acquire_owned() else {
         return reject(ApiError::unavailable(
             "overloaded",
