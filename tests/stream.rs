@@ -412,3 +412,42 @@ async fn lines_durable_but_not_yet_in_the_store_are_not_called_lost() {
     }
     assert_eq!(size, 2);
 }
+
+/// A stream's lines go into the log in appends no larger than a request may
+/// be, so a burst larger than the log's unpublished bound is taken in turns
+/// (it was one append that could never find room, and ended the stream).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_larger_than_the_unpublished_bound_is_taken_in_turns() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(
+        dir.path(),
+        "[log]\nmax_unpublished_events = 150\nflush_interval_ms = 50\n\
+         [limits]\nmax_events_per_request = 100\nmax_otlp_events_per_request = 100\nstream_retry_ms = 2000\n",
+    );
+    let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    let w = token(&data, "writer", "term", "w");
+    let body: String = (0..1000)
+        .map(|i| format!("{{\"kind\":\"output\",\"content\":\"{i}\"}}\n"))
+        .collect();
+    let resp = client()
+        .post(format!("{}/v1/logs/term/sessions/burst/stream", srv.url))
+        .bearer_auth(&w)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let mut lines = Lines::of(resp);
+    let mut receipts = 0;
+    let summary = loop {
+        let l = lines.next().await.unwrap();
+        if l.get("summary").is_some() {
+            break l;
+        }
+        assert!(l.get("error").is_none(), "{l}");
+        receipts += 1;
+    };
+    assert_eq!(receipts, 1000);
+    assert_eq!(summary["summary"]["end"], "eof", "{summary}");
+    assert_eq!(summary["summary"]["committed"], 1000, "{summary}");
+}

@@ -583,6 +583,17 @@ impl StreamIngest {
         &self,
         events: Vec<Prepared>,
     ) -> Result<Vec<Result<tracevault_vault::Receipt, ApiError>>, ApiError> {
+        // No more per append than a request may carry (which the log's
+        // unpublished bound is checked to admit at start-up): a larger
+        // append could never find room and would end the stream.
+        let most = self.st.limits.max_events_per_request.max(1);
+        if events.len() > most {
+            let mut out = Vec::with_capacity(events.len());
+            for part in events.chunks(most) {
+                out.extend(Box::pin(self.append_lines(part.to_vec())).await?);
+            }
+            return Ok(out);
+        }
         match self.append(&events).await {
             Ok(r) => Ok(r.into_iter().map(Ok).collect()),
             Err(e) if e.code == "event_id_conflict" && events.len() > 1 => {
