@@ -96,7 +96,9 @@ const SCALAR: &[(&str, Estimate)] = &[
     ("find_in_set", Estimate::After),
     ("initcap", Estimate::After),
     ("left", Estimate::After),
-    ("levenshtein", Estimate::After),
+    // Not `levenshtein`: quadratic in its arguments' lengths, in one call
+    // nothing can interrupt (two strings of `max_call_bytes` would take
+    // hours; a query timeout cannot stop a call already running).
     ("lower", Estimate::After),
     ("lpad", Estimate::Pad),
     ("ltrim", Estimate::After),
@@ -659,5 +661,7 @@ mod tests {
             assert!(AGGREGATE.contains(&f.name()), "{}", f.name());
         }
         assert!(state.table_functions().is_empty());
+        // Quadratic and uninterruptible within a call: never admitted.
+        assert!(!state.scalar_functions().contains_key("levenshtein"));
     }
 }
