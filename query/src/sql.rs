@@ -231,6 +231,19 @@ pub async fn run_on(
 /// Prefix of the error for a segment that vanished during a query.
 pub(crate) const VANISHED: &str = "a segment vanished during the query";
 
+/// How many times its memory a query (or a Ballista task) may spill to disk.
+pub(crate) const SPILL_PER_MEMORY: u64 = 4;
+
+/// The runtime of one query or Ballista task: `memory_bytes` of memory pool,
+/// and at most [`SPILL_PER_MEMORY`] times that in spill files (DataFusion's
+/// default is 100 GB of the OS temporary directory per query: a sort of a
+/// self-join would fill the disk until the timeout).
+pub(crate) fn bounded_runtime(memory_bytes: usize) -> RuntimeEnvBuilder {
+    RuntimeEnvBuilder::new()
+        .with_memory_limit(memory_bytes, 1.0)
+        .with_max_temp_directory_size((memory_bytes as u64).saturating_mul(SPILL_PER_MEMORY))
+}
+
 /// Plans and runs `sql` over the caller's `traces` in a locked-down session.
 async fn execute(
     source: Arc<dyn ReadPlanSource>,
@@ -240,8 +253,7 @@ async fn execute(
     engine: &Engine,
 ) -> Result<QueryResult, QueryError> {
     let failed = |e: DataFusionError| QueryError::Failed(e.to_string());
-    let runtime = RuntimeEnvBuilder::new()
-        .with_memory_limit(limits.memory_bytes, 1.0)
+    let runtime = bounded_runtime(limits.memory_bytes)
         .build_arc()
         .map_err(failed)?;
     let url = url::Url::parse(STORE_URL).map_err(|e| QueryError::Failed(e.to_string()))?;
@@ -483,6 +495,17 @@ fn vanished(e: DataFusionError) -> QueryError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Spilling is bounded by the query's memory, not by DataFusion's
+    /// default of 100 GB of the temporary directory.
+    #[test]
+    fn a_query_spills_at_most_a_few_times_its_memory() {
+        let rt = bounded_runtime(8 << 20).build().unwrap();
+        assert_eq!(
+            rt.disk_manager.max_temp_directory_size(),
+            (8 << 20) * SPILL_PER_MEMORY
+        );
+    }
 
     #[test]
     fn a_segment_merged_away_mid_query_is_retryable() {

@@ -82,9 +82,7 @@ pub async fn run_executor(o: ExecutorOptions) -> Result<(), String> {
     let codec_store = store.clone();
     let memory = o.task_memory_bytes;
     let runtime: RuntimeProducer = Arc::new(move |_config: &SessionConfig| {
-        let rt = RuntimeEnvBuilder::new()
-            .with_memory_limit(memory, 1.0)
-            .build_arc()?;
+        let rt = crate::sql::bounded_runtime(memory).build_arc()?;
         rt.register_object_store(&url, store.clone());
         Ok(rt)
     });
