@@ -733,3 +733,56 @@ async fn the_load_generator_waits_out_rate_limits() {
     let c = client();
     assert_eq!(wait_size(&c, &srv.url, "loadgen", &w, 4000).await, 4000);
 }
+
+/// A span whose ids are already in the log with other content is refused
+/// alone, as a partial success: the other spans of its export are stored
+/// (a 409 for the whole export made OTLP clients drop them all).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_conflicting_span_is_a_partial_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let srv = Server::start(&data, &[]);
+    let c = client();
+    let w = token(&data, "writer", "spans", "w");
+    let url = &srv.url;
+    let span = |id: &str, name: &str| {
+        json!({"traceId": "5b8efff798038103d269b633813fc60c", "spanId": id, "name": name,
+               "kind": 1, "startTimeUnixNano": "1700000000000000000",
+               "endTimeUnixNano": "1700000001000000000"})
+    };
+    let export = |spans: Vec<Value>| {
+        json!({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]})
+            .to_string()
+            .into_bytes()
+    };
+    let ct = "application/json";
+    let (s, _, body) = post_otlp(
+        &c,
+        url,
+        Some(&w),
+        ct,
+        &[],
+        export(vec![span("eee19b7ec3c1b174", "first")]),
+    )
+    .await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&body));
+    let first = wait_size(&c, url, "spans", &w, 1).await;
+    // The same span with other content, beside a new one.
+    let both = export(vec![
+        span("eee19b7ec3c1b174", "changed"),
+        span("eee19b7ec3c1b175", "new"),
+    ]);
+    let (s, _, body) = post_otlp(&c, url, Some(&w), ct, &[], both).await;
+    let resp: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(s, 200, "{resp}");
+    assert_eq!(resp["partialSuccess"]["rejectedSpans"], 1, "{resp}");
+    assert!(
+        resp["partialSuccess"]["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("already in the log"),
+        "{resp}"
+    );
+    // The new span is stored.
+    assert!(wait_size(&c, url, "spans", &w, first + 1).await > first);
+}

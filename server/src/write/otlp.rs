@@ -332,6 +332,8 @@ enum Exported {
 /// about the rest.
 struct Decoded {
     events: Vec<Prepared>,
+    /// How many of `events` each accepted span (or record) gave, in order.
+    items: Vec<usize>,
     rejected: u64,
     messages: Vec<String>,
 }
@@ -366,105 +368,62 @@ async fn export_inner<S: Signal>(
         .acquire_owned()
         .await
         .map_err(|_| ApiError::unavailable("shutting_down", "the server is stopping"))?;
-    let decoded = tokio::task::spawn_blocking(move || -> Result<Decoded, ApiError> {
-        let body = body::decode_body(&headers, raw, max)?;
-        let items_max = limits.max_otlp_items_per_request as u64;
-        let too_many = |what: String| {
-            ApiError::too_large(
-                "too_many_items",
-                format!("{what}; at most {items_max} {} per request", S::ITEMS),
-            )
-        };
-        match enc {
-            Encoding::Protobuf => {
-                if let Some(n) = otlp_count::protobuf_items(&body)
-                    && n > items_max
-                {
-                    return Err(too_many(format!("the request holds {n} {}", S::ITEMS)));
-                }
-                // Empty resources, scopes or attributes are not items but
-                // become structs all the same: as for JSON's objects, at
-                // most 50 messages per item allowed.
-                if let Some(n) = otlp_count::protobuf_messages(&body)
-                    && n > items_max.saturating_mul(50)
-                {
-                    return Err(too_many(format!("the request holds {n} protobuf messages")));
-                }
-            }
-            Encoding::Json => {
-                let n = otlp_count::json_objects(&body);
-                if n > items_max.saturating_mul(50) {
-                    return Err(too_many(format!("the request holds {n} JSON objects")));
-                }
-            }
-        }
-        let req: S = match enc {
-            Encoding::Protobuf => S::decode(&body[..]).map_err(|e| {
-                ApiError::bad_request("invalid_protobuf", format!("body is not a valid OTLP protobuf message: {e}"))
-            })?,
-            Encoding::Json => serde_json::from_slice(&body).map_err(|e| {
-                ApiError::bad_request("invalid_json", format!("body is not valid OTLP JSON: {e}"))
-            })?,
-        };
-        let items = req.items();
-        if items > items_max {
-            return Err(too_many(format!("the request holds {items} {}", S::ITEMS)));
-        }
-        // Every item's first event keeps the resource and scope attributes:
-        // refuse requests where that copying alone would outgrow the body.
-        let repeated = req.repeated_bytes();
-        if repeated > (max as u64).saturating_mul(4) {
-            return Err(ApiError::too_large(
-                "too_large_when_mapped",
-                format!(
-                    "resource and scope attributes repeated on each of the {items} {} come to {repeated} bytes; send fewer {} per request or smaller resource attributes",
-                    S::ITEMS,
-                    S::ITEMS
-                ),
-            ));
-        }
-        let mut messages = Vec::new();
-        if req.is_empty() && !is_trivially_empty(&body) {
-            messages.push(format!(
-                "the request decoded to no {}; OTLP JSON uses lowerCamelCase keys (resourceSpans, scopeSpans, ...), unknown keys are ignored",
-                S::ITEMS
-            ));
-        }
-        let sealed = seal_each::<S>(&req, &limits)?;
-        messages.extend(sealed.rejected.messages);
-        if sealed.oversized > 0 {
-            messages.push(format!(
-                "{} {} refused: an event would exceed {} bytes",
-                sealed.oversized,
-                S::ITEMS,
-                limits.max_event_bytes
-            ));
-        }
-        Ok(Decoded {
-            events: sealed.events,
-            rejected: sealed.rejected.count + sealed.oversized,
-            messages,
-        })
-    })
-    .await
-    .map_err(|e| ApiError::unavailable("internal", e.to_string()))??;
+    let (again_headers, again_raw, again_limits) = (headers.clone(), raw.clone(), limits.clone());
+    let decoded =
+        tokio::task::spawn_blocking(move || decode::<S>(&headers, raw, enc, &limits, max))
+            .await
+            .map_err(|e| ApiError::unavailable("internal", e.to_string()))??;
     let mut new = 0;
+    let (mut rejected, mut messages) = (decoded.rejected, decoded.messages);
     if !decoded.events.is_empty() {
         st.rate_limit(&claims, decoded.events.len() as u64)?;
         let request = (uri.path(), &forward_headers, forward_body);
         match crate::cluster::append_or_forward(&st, &ns, decoded.events, &claims.sub, request)
-            .await?
+            .await
         {
-            crate::cluster::Appended::Here(receipts) => {
+            Ok(crate::cluster::Appended::Here(receipts)) => {
                 new = receipts.iter().filter(|r| !r.duplicate).count() as u64;
             }
-            crate::cluster::Appended::Forwarded(resp) => return Ok(Exported::Forwarded(resp)),
+            Ok(crate::cluster::Appended::Forwarded(resp)) => {
+                return Ok(Exported::Forwarded(resp));
+            }
+            // One span reusing another's event ids: the others are not to
+            // be lost with it (OTLP clients drop a batch answered 409).
+            // Appended span by span (the batch was refused whole, so nothing
+            // of it is in the log; it is decoded again rather than kept, so
+            // that the common case copies nothing), the conflicting ones are
+            // rejected.
+            Err(e) if e.code == "event_id_conflict" && decoded.items.len() > 1 => {
+                let again = tokio::task::spawn_blocking(move || {
+                    decode::<S>(&again_headers, again_raw, enc, &again_limits, max)
+                })
+                .await
+                .map_err(|e| ApiError::unavailable("internal", e.to_string()))??;
+                let mut conflicting = 0u64;
+                let mut events = again.events.into_iter();
+                for n in again.items {
+                    let item: Vec<Prepared> = events.by_ref().take(n).collect();
+                    match st.vault.append_prepared(&ns, item, &claims.sub).await {
+                        Ok(r) => new += r.iter().filter(|r| !r.duplicate).count() as u64,
+                        Err(e) => match ApiError::from(e) {
+                            e if e.code == "event_id_conflict" => conflicting += 1,
+                            e => return Err(e),
+                        },
+                    }
+                }
+                rejected += conflicting;
+                messages.push(format!(
+                    "{conflicting} {} refused: their event ids are already in the log with other content",
+                    S::ITEMS
+                ));
+            }
+            Err(e) => return Err(e),
         }
     }
     st.metrics
         .ingested(&ns, S::SOURCE, new, raw_len as u64, started.elapsed());
-    let message = decoded.messages.join("; ");
-    let resp = S::response(decoded.rejected as i64, message);
+    let message = messages.join("; ");
+    let resp = S::response(rejected as i64, message);
     let body = match enc {
         Encoding::Protobuf => resp.encode_to_vec(),
         Encoding::Json => {
@@ -478,6 +437,99 @@ async fn export_inner<S: Signal>(
         }
     };
     Ok(Exported::Here(Bytes::from(body)))
+}
+
+/// Decodes, checks, maps and seals an OTLP request body (CPU-heavy: run it
+/// off the async threads).
+fn decode<S: Signal>(
+    headers: &HeaderMap,
+    raw: Bytes,
+    enc: Encoding,
+    limits: &crate::Limits,
+    max: usize,
+) -> Result<Decoded, ApiError> {
+    let body = body::decode_body(headers, raw, max)?;
+    let items_max = limits.max_otlp_items_per_request as u64;
+    let too_many = |what: String| {
+        ApiError::too_large(
+            "too_many_items",
+            format!("{what}; at most {items_max} {} per request", S::ITEMS),
+        )
+    };
+    match enc {
+        Encoding::Protobuf => {
+            if let Some(n) = otlp_count::protobuf_items(&body)
+                && n > items_max
+            {
+                return Err(too_many(format!("the request holds {n} {}", S::ITEMS)));
+            }
+            // Empty resources, scopes or attributes are not items but
+            // become structs all the same: as for JSON's objects, at
+            // most 50 messages per item allowed.
+            if let Some(n) = otlp_count::protobuf_messages(&body)
+                && n > items_max.saturating_mul(50)
+            {
+                return Err(too_many(format!("the request holds {n} protobuf messages")));
+            }
+        }
+        Encoding::Json => {
+            let n = otlp_count::json_objects(&body);
+            if n > items_max.saturating_mul(50) {
+                return Err(too_many(format!("the request holds {n} JSON objects")));
+            }
+        }
+    }
+    let req: S = match enc {
+        Encoding::Protobuf => S::decode(&body[..]).map_err(|e| {
+            ApiError::bad_request(
+                "invalid_protobuf",
+                format!("body is not a valid OTLP protobuf message: {e}"),
+            )
+        })?,
+        Encoding::Json => serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request("invalid_json", format!("body is not valid OTLP JSON: {e}"))
+        })?,
+    };
+    let items = req.items();
+    if items > items_max {
+        return Err(too_many(format!("the request holds {items} {}", S::ITEMS)));
+    }
+    // Every item's first event keeps the resource and scope attributes:
+    // refuse requests where that copying alone would outgrow the body.
+    let repeated = req.repeated_bytes();
+    if repeated > (max as u64).saturating_mul(4) {
+        return Err(ApiError::too_large(
+            "too_large_when_mapped",
+            format!(
+                "resource and scope attributes repeated on each of the {items} {} come to {repeated} bytes; send fewer {} per request or smaller resource attributes",
+                S::ITEMS,
+                S::ITEMS
+            ),
+        ));
+    }
+    let mut messages = Vec::new();
+    if req.is_empty() && !is_trivially_empty(&body) {
+        messages.push(format!(
+            "the request decoded to no {}; OTLP JSON uses lowerCamelCase keys (resourceSpans, scopeSpans, ...), unknown keys are ignored",
+            S::ITEMS
+        ));
+    }
+    let sealed = seal_each::<S>(&req, limits)?;
+    messages.extend(sealed.rejected.messages);
+    if sealed.oversized > 0 {
+        messages.push(format!(
+            "{} {} refused: an event would exceed {} bytes",
+            sealed.oversized,
+            S::ITEMS,
+            limits.max_event_bytes
+        ));
+    }
+    Ok(Decoded {
+        events: sealed.events,
+        items: sealed.items,
+        rejected: sealed.rejected.count + sealed.oversized,
+        messages,
+    })
 }
 
 /// `""`, `{}` and the empty protobuf message carry nothing to warn about.
@@ -494,6 +546,8 @@ fn is_trivially_empty(body: &[u8]) -> bool {
 /// by span (or record by record) as the mapping yields them.
 struct Sealed {
     events: Vec<Prepared>,
+    /// Events per accepted span (or record), in order.
+    items: Vec<usize>,
     rejected: Rejected,
     /// Spans (or records) refused whole because one of their events' stored
     /// payload (content and attributes) would exceed `max_event_bytes`.
@@ -503,6 +557,7 @@ struct Sealed {
 fn seal_each<S: Signal>(req: &S, limits: &crate::Limits) -> Result<Sealed, ApiError> {
     let mut salts = Salts::new();
     let mut events = Vec::new();
+    let mut items = Vec::new();
     let (mut count, mut oversized) = (0usize, 0u64);
     let mut failed = None;
     let rejected = req.map_each(&mut |item: Vec<Event>| {
@@ -517,6 +572,7 @@ fn seal_each<S: Signal>(req: &S, limits: &crate::Limits) -> Result<Sealed, ApiEr
                 if p.iter()
                     .all(|e| e.payload_bytes() <= limits.max_event_bytes) =>
             {
+                items.push(p.len());
                 events.extend(p)
             }
             Ok(_) => oversized += 1,
@@ -537,6 +593,7 @@ fn seal_each<S: Signal>(req: &S, limits: &crate::Limits) -> Result<Sealed, ApiEr
     }
     Ok(Sealed {
         events,
+        items,
         rejected,
         oversized,
     })
