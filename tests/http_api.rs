@@ -703,3 +703,28 @@ async fn waiting_for_a_checkpoint_publishes_at_once() {
     }
     assert_eq!(srv.terminate(), Some(0));
 }
+
+/// With one native request decoded at a time, concurrent writers take turns
+/// (the decoding permit is released after sealing, before the append) and
+/// every event lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_requests_take_turns_to_be_decoded() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(dir.path(), "[limits]\nmax_native_decoding = 1\n");
+    let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    let c = client();
+    let w = token(&data, "writer", "turns", "w");
+    let sends = (0..8).map(|r| {
+        let (c, url, w) = (c.clone(), srv.url.clone(), w.clone());
+        async move {
+            let events: Vec<Value> = (0..100)
+                .map(|i| json!({"session_id": format!("s{r}"), "kind": "output", "content": format!("{r}-{i}")}))
+                .collect();
+            post_events(&c, &url, "turns", &w, json!({"events": events}), "").await.0
+        }
+    });
+    let statuses = futures::future::join_all(sends).await;
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    assert_eq!(wait_size(&c, &srv.url, "turns", &w, 800).await, 800);
+}

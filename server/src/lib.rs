@@ -84,6 +84,11 @@ pub struct Limits {
     /// OTLP requests decoded and mapped at once (the CPU- and memory-heavy
     /// part); others wait their turn. Bounds the peak memory of decoding.
     pub max_otlp_decoding: usize,
+    /// Native (JSON, NDJSON) requests parsed and sealed at once; others wait
+    /// their turn. A request's events are held parsed (as JSON values, up to
+    /// about 16 times the body for small numbers) until sealed: this bounds
+    /// that memory across requests, as `max_otlp_decoding` does for OTLP.
+    pub max_native_decoding: usize,
     /// Events per second one writer token may append (0 = unlimited); over
     /// it, 429 with `Retry-After` (session streams wait instead).
     pub writer_events_per_s: u64,
@@ -132,6 +137,7 @@ impl Default for Limits {
             max_otlp_events_per_request: 100_000,
             max_otlp_items_per_request: 20_000,
             max_otlp_decoding: 4,
+            max_native_decoding: 8,
             writer_events_per_s: 200_000,
             writer_burst_events: 400_000,
             max_streams: 256,
@@ -195,6 +201,8 @@ pub struct AppState {
     stream_slots: Arc<fair::PerKeySlots>,
     /// Permits for OTLP decoding (`max_otlp_decoding`).
     otlp_decoding: Arc<tokio::sync::Semaphore>,
+    /// Permits for native request decoding (`max_native_decoding`).
+    native_decoding: Arc<tokio::sync::Semaphore>,
     /// Permits for batch proof requests being computed
     /// ([`PROOF_BATCHES_AT_ONCE`]).
     proof_batches: Arc<tokio::sync::Semaphore>,
@@ -241,6 +249,9 @@ impl AppState {
             stream_permits: Arc::new(tokio::sync::Semaphore::new(limits.max_streams.max(1))),
             stream_slots: Arc::new(fair::PerKeySlots::new(limits.max_streams_per_token)),
             otlp_decoding: Arc::new(tokio::sync::Semaphore::new(limits.max_otlp_decoding.max(1))),
+            native_decoding: Arc::new(tokio::sync::Semaphore::new(
+                limits.max_native_decoding.max(1),
+            )),
             proof_batches: Arc::new(tokio::sync::Semaphore::new(PROOF_BATCHES_AT_ONCE)),
             limiter: Arc::new(write::ratelimit::RateLimiter::new(
                 limits.writer_events_per_s,

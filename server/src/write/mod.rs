@@ -133,6 +133,12 @@ pub(crate) async fn append_events(
     // Decompression, parsing, validation and payload hashing run off the async
     // threads and in parallel across requests; the sequencer only hashes the
     // small committed record.
+    let _decoding = st
+        .native_decoding
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::unavailable("shutting_down", "the server is stopping"))?;
     let events = tokio::task::spawn_blocking(move || {
         let body = body::decode_body(&headers, body, limits.max_body_bytes)?;
         let events = body::parse_events(&headers, &body, &limits)?;
@@ -140,6 +146,7 @@ pub(crate) async fn append_events(
     })
     .await
     .map_err(|e| ApiError::unavailable("internal", e.to_string()))??;
+    drop(_decoding);
     st.rate_limit(&claims, events.len() as u64)?;
     let pq = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
     let receipts =
