@@ -8,7 +8,7 @@
 //!
 //! - **A connection cap** (`max_connections`). At the cap the loop stops
 //!   calling `accept`: further connections wait in the kernel's accept queue
-//!   (the listen backlog, 1024) until a slot frees, and are served then; past
+//!   (the listen backlog, [`BACKLOG`]) until a slot frees, and are served then; past
 //!   the backlog the kernel drops them. Nothing is closed at once, so honest
 //!   clients only see latency while the cap is reached. Every slot is bounded
 //!   in time for a peer that sends no valid request (the timeouts below), so
@@ -234,12 +234,10 @@ impl Listener {
     /// address actually bound, so `localhost` and names resolving to
     /// loopback are fine and `0.0.0.0` or `[::]` are not.
     pub async fn bind(self, addr: &str) -> Result<BoundListener, ListenerError> {
-        let tcp = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ListenerError::Bind {
-                addr: addr.to_string(),
-                source,
-            })?;
+        let tcp = bind_tcp(addr).await.map_err(|source| ListenerError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
         let local = tcp.local_addr().map_err(|source| ListenerError::Bind {
             addr: addr.to_string(),
             source,
@@ -438,6 +436,37 @@ async fn serve_http<I>(
     }
 }
 
+/// Connections the kernel queues while the accept loop is busy or at its
+/// cap. `TcpListener::bind` (tokio, mio and std alike) asks for 128: a burst
+/// of a few hundred clients, such as 256 session streams opening at once,
+/// overflowed it, and each dropped connection waited a second for its SYN
+/// to be sent again (the kernel caps it at `net.core.somaxconn`).
+const BACKLOG: u32 = 1024;
+
+/// Binds the first address `addr` resolves to that can be bound, listening
+/// with [`BACKLOG`].
+async fn bind_tcp(addr: &str) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = match a {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        // As `TcpListener::bind`: a restarted server rebinds at once.
+        socket.set_reuseaddr(true)?;
+        match socket.bind(a) {
+            Ok(()) => return socket.listen(BACKLOG),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{addr} resolves to no address"),
+        )
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -478,6 +507,38 @@ mod tests {
         })
         .unwrap();
         assert!(l.bind("0.0.0.0:0").await.is_ok());
+    }
+
+    /// A burst of connections while nothing accepts them waits in the
+    /// kernel's queue, up to the backlog, instead of being dropped (a dropped
+    /// SYN is retried a second later): 300 clients connect at once to a
+    /// listener that accepts none of them yet.
+    #[tokio::test]
+    async fn a_burst_of_connections_waits_in_the_backlog() {
+        let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(BACKLOG);
+        let tcp = bind_tcp("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let want = 300.min(somaxconn as usize);
+        let connected = tokio::task::spawn_blocking(move || {
+            let mut held = Vec::new();
+            for _ in 0..want {
+                match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+                    Ok(s) => held.push(s),
+                    Err(_) => break,
+                }
+            }
+            held.len()
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            connected, want,
+            "only {connected} queued before one was dropped"
+        );
+        drop(tcp);
     }
 
     #[test]
