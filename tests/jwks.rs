@@ -592,3 +592,60 @@ async fn one_person_cannot_approve_their_own_export_through_a_second_issuer() {
     assert_eq!((s, b["state"].as_str()), (200, Some("approved")), "{b}");
     assert_eq!(srv.terminate(), Some(0));
 }
+
+/// An external issuer picks its tokens' `jti`s. A token of that issuer
+/// carrying the `jti` of the vault's own writer token must not spend that
+/// token's write budget: budgets are keyed by issuer and `jti`
+/// (`auth::budget_key`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_token_cannot_spend_another_issuers_budget_by_copying_its_jti() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let idp = dir.path().join("idp");
+    mint(
+        &idp,
+        json!({"keys": {"ed-1": "Ed25519"}, "jwks": {"jwks.json": ["ed-1"]}, "tokens": []}),
+    );
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "[log]\nflush_interval_ms = 50\n\
+             [limits]\nwriter_events_per_s = 10\nwriter_burst_events = 100\n\n\
+             [[issuers]]\nissuer = \"{ISS}\"\naudience = \"tracevault\"\njwks_file = \"{}\"\n\
+             role_claim = \"groups\"\nsubject_prefix = \"idp:\"\n{MAP}",
+            idp.join("jwks.json").display()
+        ),
+    );
+    let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    let (c, url) = (client(), srv.url.clone());
+    let own = token(&data, "writer", "prod", "pipeline");
+    let payload = own.split('.').nth(1).unwrap();
+    let own_claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    let jti = own_claims["jti"].as_str().unwrap().to_string();
+    let twin = mint(
+        &idp,
+        json!({"keys": {"ed-1": "Ed25519"},
+               "tokens": [tok("ed-1", "EdDSA", claims(json!("pipelines"), json!({"jti": jti})))]}),
+    )
+    .remove(0);
+    // The twin spends its whole budget and more (a batch over the allowance
+    // passes and leaves the token in debt for about 20 s)...
+    let (s, b) = post_events(&c, &url, "prod", &twin, events(300), "").await;
+    assert_eq!(s, 200, "{b}");
+    refused(
+        post_events(&c, &url, "prod", &twin, events(1), "").await,
+        429,
+        "rate_limited",
+        "the twin, in debt",
+    );
+    // ...and the vault's own token with that jti still writes.
+    let (s, b) = post_events(&c, &url, "prod", &own, events(1), "").await;
+    assert_eq!(s, 200, "the vault's own token: {b}");
+    assert_eq!(srv.terminate(), Some(0));
+}

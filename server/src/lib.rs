@@ -305,7 +305,7 @@ impl AppState {
     /// Charges `events` to the writer token's rate limit; 429 when over it.
     fn rate_limit(&self, claims: &Claims, events: u64) -> Result<(), ApiError> {
         self.limiter
-            .take(&claims.jti, events)
+            .take(&auth::budget_key(claims), events)
             .map_err(write::rate_limited)
     }
 }

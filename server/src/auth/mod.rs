@@ -97,6 +97,17 @@ pub fn check_live(state: &AppState, claims: &Claims) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The key of a token's own budgets (write rate, write slots, session
+/// streams, query slots): its issuer and its `jti`, length-prefixed so no two
+/// pairs meet. An external issuer chooses its tokens' `jti`s: keyed by the
+/// `jti` alone, a token of one issuer could spend the budget of another
+/// issuer's (or the vault's own) token that carries the same id. Revocation
+/// stays keyed by `jti` alone: revoking an id revokes it for every issuer,
+/// which fails closed.
+pub fn budget_key(claims: &Claims) -> String {
+    format!("{}:{}{}", claims.iss.len(), claims.iss, claims.jti)
+}
+
 /// Requires one of `roles` and, when given, access to namespace `ns`. 403 otherwise.
 pub fn authorize(claims: &Claims, roles: &[Role], ns: Option<&str>) -> Result<(), ApiError> {
     if !roles.contains(&claims.role) {

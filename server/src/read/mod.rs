@@ -273,15 +273,18 @@ impl ReadContext {
     /// A query slot for `claims`' token: `503 busy` when the server runs
     /// `max_concurrent` queries, or this token already runs its share.
     pub fn take_slot(&self, claims: &Claims) -> Result<QuerySlot, ApiError> {
-        let own = self.per_token.try_take(&claims.jti).ok_or_else(|| {
-            ApiError::unavailable(
-                "busy",
-                format!(
-                    "this token already runs {} queries; retry when one ends",
-                    self.per_token.per_key()
-                ),
-            )
-        })?;
+        let own = self
+            .per_token
+            .try_take(&crate::auth::budget_key(claims))
+            .ok_or_else(|| {
+                ApiError::unavailable(
+                    "busy",
+                    format!(
+                        "this token already runs {} queries; retry when one ends",
+                        self.per_token.per_key()
+                    ),
+                )
+            })?;
         let slot = self.slots.clone().try_acquire_owned().map_err(|_| {
             ApiError::unavailable(
                 "busy",

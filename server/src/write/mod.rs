@@ -63,7 +63,7 @@ pub(crate) async fn shed_writes(
         Ok(c) => c,
         Err(e) => return reject(e),
     };
-    let Some(_own) = st.write_slots.try_take(&claims.jti) else {
+    let Some(_own) = st.write_slots.try_take(&auth::budget_key(&claims)) else {
         return reject(ApiError::unavailable(
             "overloaded",
             format!(

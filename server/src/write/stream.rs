@@ -99,7 +99,8 @@ pub async fn session_stream(
             "session streams are not compressed (each line must be readable as it arrives)",
         ));
     }
-    let own_slot = st.stream_slots.try_take(&claims.jti).ok_or_else(|| {
+    let budget = auth::budget_key(&claims);
+    let own_slot = st.stream_slots.try_take(&budget).ok_or_else(|| {
         ApiError::unavailable(
             "too_many_streams",
             format!(
@@ -152,6 +153,7 @@ pub async fn session_stream(
         ns,
         session,
         claims,
+        budget,
         tx,
     };
     tokio::spawn(async move {
@@ -177,6 +179,8 @@ struct StreamIngest {
     /// The writer's token: checked again (revocation, expiry) before every
     /// append and at least once a second, so a stream never outlives it.
     claims: Claims,
+    /// The token's rate-limit key ([`auth::budget_key`]).
+    budget: String,
     tx: mpsc::Sender<Bytes>,
 }
 
@@ -624,7 +628,7 @@ impl StreamIngest {
         events: &[Prepared],
     ) -> Result<Vec<tracevault_vault::Receipt>, ApiError> {
         let deadline = Instant::now() + Duration::from_millis(self.st.limits.stream_retry_ms);
-        while let Err(wait) = self.st.limiter.take(&self.claims.jti, events.len() as u64) {
+        while let Err(wait) = self.st.limiter.take(&self.budget, events.len() as u64) {
             if Instant::now() + wait > deadline {
                 return Err(super::rate_limited(wait));
             }
