@@ -124,7 +124,9 @@ pub(crate) async fn append_events(
     };
     let started = std::time::Instant::now();
     let raw_len = body.len() as u64;
-    st.rate_limit(&claims, 1)?;
+    // Refused before decoding when the token is already in debt; charged
+    // (its events, not one more) once they are counted.
+    st.rate_limit(&claims, 0)?;
     let limits = st.limits.clone();
     // Kept (a reference, not a copy) in case the namespace is held by
     // another node and the request is forwarded there as it came.

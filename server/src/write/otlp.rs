@@ -357,7 +357,9 @@ async fn export_inner<S: Signal>(
             "OTLP/HTTP bodies must be application/x-protobuf or application/json",
         ));
     };
-    st.rate_limit(&claims, 1)?;
+    // Refused before decoding when the token is already in debt; charged
+    // (its events, not one more) once they are counted.
+    st.rate_limit(&claims, 0)?;
     let limits = st.limits.clone();
     let raw_len = raw.len();
     // Kept (a reference) in case the namespace is held by another node.

@@ -1,7 +1,7 @@
-//! Per-token write rate limits: a token bucket per writer token (`jti`),
-//! counted in events. A request may take the bucket into debt (a large batch
-//! is never refused outright for being larger than the burst); the next
-//! requests then wait until the debt is repaid. Over the limit → 429 with a
+//! Per-token write rate limits: a token bucket per writer token (issuer and
+//! `jti`: `auth::budget_key`), counted in events. A request may take the
+//! bucket into debt (a large batch is never refused outright for being larger
+//! than the burst); the next requests then wait until the debt is repaid. Over the limit → 429 with a
 //! `Retry-After` saying when to come back.
 
 use std::collections::HashMap;
@@ -34,6 +34,7 @@ impl RateLimiter {
     }
 
     /// Takes `n` events from `key`'s bucket, or says how long to wait.
+    /// `n = 0` only asks whether the bucket is out of debt.
     pub fn take(&self, key: &str, n: u64) -> Result<(), Duration> {
         self.take_at(key, n, Instant::now())
     }
@@ -82,6 +83,20 @@ mod tests {
         assert!(l.take_at("b", 1, t0).is_ok());
         // After the debt is repaid, writes pass again.
         assert!(l.take_at("a", 1, t0 + Duration::from_millis(2100)).is_ok());
+    }
+
+    /// The check a request makes before decoding (`n = 0`) costs nothing: a
+    /// token with one event of budget left writes one event, not zero.
+    #[test]
+    fn asking_costs_nothing() {
+        let l = RateLimiter::new(1, 1);
+        let t0 = Instant::now();
+        assert!(l.take_at("a", 0, t0).is_ok());
+        assert!(l.take_at("a", 0, t0).is_ok());
+        assert!(l.take_at("a", 1, t0).is_ok());
+        // Now spent: even asking is refused until it refills.
+        assert!(l.take_at("a", 0, t0).is_err());
+        assert!(l.take_at("a", 0, t0 + Duration::from_millis(1100)).is_ok());
     }
 
     #[test]
