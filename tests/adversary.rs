@@ -287,6 +287,25 @@ async fn attacks_fail_closed_and_the_server_stays_up() {
     assert!(got.contains("request_timeout"), "{got}");
     assert!(started.elapsed() < Duration::from_secs(15));
 
+    // A writer sending to a namespace its token does not cover is refused
+    // on its headers: the answer comes with none of the announced megabyte
+    // sent (the server does not wait for, or hold, a body it will refuse).
+    for (path, extra) in [
+        ("/v1/logs/beta/events", ""),
+        ("/otlp/v1/traces", "x-tracevault-namespace: beta\r\n"),
+    ] {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {canary}\r\n\
+             Content-Type: application/json\r\n{extra}Content-Length: 1000000\r\n\r\n"
+        );
+        let got = raw(&addr, head.as_bytes(), Duration::from_secs(5));
+        assert!(got.starts_with("HTTP/1.1 403"), "{path}: {got:?}");
+        assert!(
+            got.contains("does not cover namespace beta"),
+            "{path}: {got}"
+        );
+    }
+
     // 5. Every error is the JSON shape, the framework's own included.
     let approver = token(&data, "approver", "alpha", "boss");
     let r = c

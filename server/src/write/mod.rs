@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::Path;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -92,6 +92,20 @@ pub(crate) async fn shed_writes(
     }
 }
 
+/// Reads a write request's body, once everything the headers and path can
+/// refuse it for has been checked (token, role, namespace, query): a writer
+/// for one namespace sending to another is answered 403 without the server
+/// taking its body. `max` is the route's `DefaultBodyLimit`, named here for
+/// the error message.
+pub(crate) async fn read_body(
+    st: &AppState,
+    req: axum::extract::Request,
+    max: usize,
+) -> Result<Bytes, ApiError> {
+    use axum::extract::FromRequest;
+    body_bytes(Bytes::from_request(req, st).await, max)
+}
+
 #[derive(Deserialize)]
 pub(crate) struct AppendQuery {
     #[serde(default)]
@@ -104,13 +118,12 @@ pub(crate) async fn append_events(
     q: Result<Query<AppendQuery>, QueryRejection>,
     uri: axum::http::Uri,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::extract::Request,
 ) -> Result<axum::response::Response, ApiError> {
     let ns = path_ns(ns)?;
     let claims = auth::authenticate(&st, &headers)?;
     auth::authorize(&claims, &[Role::Writer], Some(&ns))?;
     let q = query(q)?;
-    let body = body_bytes(body, st.limits.max_body_bytes)?;
     validate_namespace(&ns, false)?;
     let wait_checkpoint = match q.wait.as_deref() {
         None => false,
@@ -122,6 +135,7 @@ pub(crate) async fn append_events(
             ));
         }
     };
+    let body = read_body(&st, body, st.limits.max_body_bytes).await?;
     let started = std::time::Instant::now();
     let raw_len = body.len() as u64;
     // Refused before decoding when the token is already in debt; charged

@@ -9,7 +9,6 @@
 //! (trace, span, position) make a resent batch append nothing new.
 
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -29,7 +28,7 @@ use tracevault_vault::token::{Claims, Role};
 
 use super::{body, otlp_count};
 use crate::error::ApiError;
-use crate::{AppState, auth, body_bytes, metrics::Source};
+use crate::{AppState, auth, metrics::Source};
 
 /// The header that picks one of the token's namespaces.
 pub const NAMESPACE_HEADER: &str = "x-tracevault-namespace";
@@ -285,7 +284,7 @@ pub async fn traces(
     State(st): State<AppState>,
     uri: axum::http::Uri,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::extract::Request,
 ) -> Response {
     export::<ExportTraceServiceRequest>(st, uri, headers, body).await
 }
@@ -295,7 +294,7 @@ pub async fn logs(
     State(st): State<AppState>,
     uri: axum::http::Uri,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::extract::Request,
 ) -> Response {
     export::<ExportLogsServiceRequest>(st, uri, headers, body).await
 }
@@ -304,7 +303,7 @@ async fn export<S: Signal>(
     st: AppState,
     uri: axum::http::Uri,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::extract::Request,
 ) -> Response {
     let enc = Encoding::of(&headers).unwrap_or(Encoding::Protobuf);
     match export_inner::<S>(st, uri, headers, body).await {
@@ -342,14 +341,14 @@ async fn export_inner<S: Signal>(
     st: AppState,
     uri: axum::http::Uri,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::extract::Request,
 ) -> Result<Exported, ApiError> {
     let started = std::time::Instant::now();
     let claims = auth::authenticate(&st, &headers)?;
     auth::authorize(&claims, &[Role::Writer], None)?;
     let ns = namespace(&claims, &headers)?;
     let max = st.limits.max_otlp_body_bytes;
-    let raw = body_bytes(body, max)?;
+    let raw = crate::write::read_body(&st, body, max).await?;
     let Some(enc) = Encoding::of(&headers) else {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
