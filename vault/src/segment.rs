@@ -1139,13 +1139,26 @@ mod tests {
         assert_eq!(owned, entries);
     }
 
+    /// `clean`'s values as bytes, nulls kept, with row `bad` made invalid
+    /// UTF-8: what a writer that skipped the UTF-8 check could store.
+    fn bytes_with_bad_row(clean: &StringArray, bad: usize) -> arrow_array::BinaryArray {
+        arrow_array::BinaryArray::from_iter((0..clean.len()).map(|i| {
+            clean.is_valid(i).then(|| {
+                let mut v = clean.value(i).as_bytes().to_vec();
+                if i == bad {
+                    v.extend_from_slice(&[0xff, 0xfe]);
+                }
+                v
+            })
+        }))
+    }
+
     /// Payloads are read as views into the decoded pages: a file whose
     /// `content` or `attributes` bytes are not UTF-8 (written by something
     /// that skipped the check) must still be refused, never handed on as
     /// `&str`.
     #[test]
     fn payloads_that_are_not_utf8_are_refused() {
-        use arrow_array::BinaryArray;
         let key = SigningKey::from_bytes(&[7; 32]);
         let entries = sample_entries(50);
         let (_, good) = encode(&entries, &test_seal(&key)).unwrap();
@@ -1175,13 +1188,7 @@ mod tests {
                 .as_any()
                 .downcast_ref::<StringArray>()
                 .unwrap();
-            let bytes = BinaryArray::from_iter_values((0..clean.len()).map(|i| {
-                let mut v = clean.value(i).as_bytes().to_vec();
-                if i == 7 {
-                    v.extend_from_slice(&[0xff, 0xfe]);
-                }
-                v
-            }));
+            let bytes = bytes_with_bad_row(clean, 7);
             // SAFETY: deliberately invalid UTF-8, the input under test; the
             // array is only handed to the Parquet writer, which copies bytes.
             let bad = unsafe {
@@ -1207,7 +1214,6 @@ mod tests {
     /// segment reader refuses it before handing on a row, whichever column.
     #[test]
     fn columns_declared_strings_but_stored_as_bytes_are_refused() {
-        use arrow_array::BinaryArray;
         use arrow_schema::Field;
         use parquet::arrow::arrow_writer::ArrowWriterOptions;
         let key = SigningKey::from_bytes(&[7; 32]);
@@ -1222,15 +1228,7 @@ mod tests {
                 .as_any()
                 .downcast_ref::<StringArray>()
                 .unwrap();
-            let bytes = BinaryArray::from_iter((0..clean.len()).map(|i| {
-                clean.is_valid(i).then(|| {
-                    let mut v = clean.value(i).as_bytes().to_vec();
-                    if i == 7 {
-                        v.extend_from_slice(&[0xff, 0xfe]);
-                    }
-                    v
-                })
-            }));
+            let bytes = bytes_with_bad_row(clean, 7);
             let mut fields: Vec<Field> = segment_schema()
                 .fields()
                 .iter()
