@@ -523,3 +523,92 @@ async fn one_writer_cannot_hold_every_write_slot() {
     let (s, b) = post_events(&c, &srv.url, "alpha", &hog, one, "").await;
     assert_eq!(s, 200, "{b}");
 }
+
+/// `write_timeout_s` bounds the upload, never the answer: a write whose body
+/// came in time is answered for what happened to it (here the witness it
+/// waits on never answers, so `503 checkpoint_timeout` after the append),
+/// not `408`, which a client would take as "not stored" and send again; and
+/// a body that does not come in time is cut off with `408` before anything
+/// of it is appended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_timeout_never_follows_an_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // A witness that takes connections and never answers: `?wait=checkpoint`
+    // then waits its whole `checkpoint_wait_ms`, longer than the write
+    // deadline.
+    let stall = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stall_url = format!("http://{}/witness", stall.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = stall.accept().await {
+            held.push(sock);
+        }
+    });
+    let stall_key = tracevault_vault::cosignature::Cosigner::of(
+        "witness.test/stall",
+        &ed25519_dalek::SigningKey::from_bytes(&[6; 32]),
+    )
+    .verifier_key();
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "[log]\nflush_interval_ms = 50\n[limits]\nwrite_timeout_s = 2\ncheckpoint_wait_ms = 3500\n[witnesses]\nthreshold = 1\n[[witnesses.witness]]\nurl = \"{stall_url}\"\nkey = \"{stall_key}\"\n"
+        ),
+    );
+    let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    let addr = srv.url.trim_start_matches("http://").to_string();
+    let c = client();
+    let w = token(&data, "writer", "alpha", "w");
+    let event = |id: &str| json!({"events": [{"session_id": "s", "kind": "output", "content": id, "event_id": id}]});
+
+    let started = Instant::now();
+    let (s, b) = post_events(
+        &c,
+        &srv.url,
+        "alpha",
+        &w,
+        event("in-time"),
+        "?wait=checkpoint",
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (503, Some("checkpoint_timeout")),
+        "{b}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(3400),
+        "{:?}",
+        started.elapsed()
+    );
+    // It was stored, once: the same event again is a duplicate.
+    let (s, b) = post_events(&c, &srv.url, "alpha", &w, event("in-time"), "").await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["receipts"][0]["duplicate"], true, "{b}");
+
+    // A body that stops short of its announced length: 408 at the deadline,
+    // and nothing of it appended.
+    let started = Instant::now();
+    let part = event("too-slow").to_string();
+    let answer = raw(
+        &addr,
+        format!(
+            "POST /v1/logs/alpha/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {w}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{part}",
+            part.len() + 10
+        )
+        .as_bytes(),
+        Duration::from_secs(10),
+    );
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("nothing was appended"), "{answer}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(8),
+        "{waited:?}"
+    );
+    let (s, b) = post_events(&c, &srv.url, "alpha", &w, event("too-slow"), "").await;
+    assert_eq!(s, 200, "{b}");
+    assert!(b["receipts"][0].get("duplicate").is_none(), "{b}");
+    assert_eq!(srv.terminate(), Some(0));
+}

@@ -144,13 +144,10 @@ mod tests {
                 .unwrap_err()
                 .contains("max_events_per_request")
         );
-        let bad: ServerConfig = toml::from_str("[limits]\nwrite_timeout_s = 5\n").unwrap();
-        assert!(
-            bad.limits
-                .check(&bad.log)
-                .unwrap_err()
-                .contains("write_timeout_s")
-        );
+        // The write deadline bounds uploads only, so it may be shorter than
+        // a checkpoint wait.
+        let short: ServerConfig = toml::from_str("[limits]\nwrite_timeout_s = 5\n").unwrap();
+        assert!(short.limits.check(&short.log).is_ok());
         let ok = ServerConfig::default();
         assert!(ok.limits.check(&ok.log).is_ok());
     }

@@ -8,6 +8,7 @@ pub(crate) mod otlp;
 pub(crate) mod otlp_count;
 pub(crate) mod ratelimit;
 pub(crate) mod stream;
+pub(crate) mod upload;
 
 use std::time::Duration;
 
@@ -43,8 +44,11 @@ pub(crate) fn rate_limited(wait: Duration) -> ApiError {
 /// valid (401 otherwise, so unauthenticated clients can never hold a write
 /// slot), and beyond `max_inflight_writes` concurrent writes, or
 /// `max_inflight_writes_per_token` of one token, the answer is 503 with
-/// `Retry-After`. The whole request, body upload included, must finish
-/// within `write_timeout_s` (408 otherwise), so slow senders cannot pin a slot.
+/// `Retry-After`. The body must arrive whole within `write_timeout_s` of the
+/// headers (408 otherwise), so slow senders cannot pin a slot; once it has,
+/// the request runs to its answer whatever the time (its waits have their
+/// own bounds: `overload_wait_ms`, `checkpoint_wait_ms`), so a `408` always
+/// means nothing was appended ([`upload`]).
 pub(crate) async fn shed_writes(
     State(st): State<AppState>,
     req: axum::extract::Request,
@@ -79,16 +83,29 @@ pub(crate) async fn shed_writes(
         ));
     };
     let limit = Duration::from_secs(st.limits.write_timeout_s.max(1));
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(resp) => resp,
-        Err(_) => reject(ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
-            format!(
-                "the request was not completed within {} s (upload too slow?)",
-                limit.as_secs()
-            ),
-        )),
+    let received = upload::Received::default();
+    let (parts, body) = req.into_parts();
+    let req = axum::extract::Request::from_parts(parts, received.watch(body));
+    let run = next.run(req);
+    tokio::pin!(run);
+    tokio::select! {
+        resp = &mut run => resp,
+        () = tokio::time::sleep(limit) => {
+            // The route is not being polled here: if its body is not whole
+            // yet, it has not appended anything, and dropping it is safe.
+            if received.whole() {
+                run.await
+            } else {
+                reject(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    format!(
+                        "the request body did not arrive within {} s (upload too slow?); nothing was appended",
+                        limit.as_secs()
+                    ),
+                ))
+            }
+        }
     }
 }
 
