@@ -45,8 +45,7 @@ fn push_hex32(o: &mut String, h: &Hash) {
         buf[2 * i] = LUT[(b >> 4) as usize];
         buf[2 * i + 1] = LUT[(b & 15) as usize];
     }
-    // Hex digits are ASCII: each byte is its char.
-    o.extend(buf.iter().map(|&b| char::from(b)));
+    push_ascii(o, &buf);
 }
 
 /// `chain_hash_i = SHA-256(chain_hash_{i-1} || leaf_hash_i)`.
@@ -159,15 +158,17 @@ fn micros_to_string(us: i64) -> Result<String, RecordError> {
 /// twice per entry when sealing and when verifying. Others go through
 /// [`format_timestamp`] itself; a test keeps the two identical.
 fn write_micros(o: &mut String, us: i64) -> Result<(), RecordError> {
-    use chrono::{Datelike, Timelike};
-    let t = DateTime::<Utc>::from_timestamp_micros(us).ok_or(RecordError::Timestamp(us))?;
-    let year = t.year();
+    let secs = us.div_euclid(1_000_000);
+    let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
     if !(0..=9999).contains(&year) {
+        // Rare enough for the formatter (which also refuses what chrono cannot represent).
+        let t = DateTime::<Utc>::from_timestamp_micros(us).ok_or(RecordError::Timestamp(us))?;
         o.push('"');
         o.push_str(&format_timestamp(&t));
         o.push('"');
         return Ok(());
     }
+    let of_day = secs.rem_euclid(86_400) as u32;
     let mut b = *b"\"0000-00-00T00:00:00.000000Z\"";
     let mut put = |at: usize, width: usize, mut v: u32| {
         for i in (at..at + width).rev() {
@@ -176,14 +177,31 @@ fn write_micros(o: &mut String, us: i64) -> Result<(), RecordError> {
         }
     };
     put(1, 4, year as u32);
-    put(6, 2, t.month());
-    put(9, 2, t.day());
-    put(12, 2, t.hour());
-    put(15, 2, t.minute());
-    put(18, 2, t.second());
-    put(21, 6, t.timestamp_subsec_micros());
+    put(6, 2, month);
+    put(9, 2, day);
+    put(12, 2, of_day / 3600);
+    put(15, 2, of_day / 60 % 60);
+    put(18, 2, of_day % 60);
+    put(21, 6, us.rem_euclid(1_000_000) as u32);
     push_ascii(o, &b);
     Ok(())
+}
+
+/// The proleptic Gregorian (year, month, day) of `days` since 1970-01-01:
+/// Howard Hinnant's `civil_from_days` (eras of 400 years starting on March
+/// 1st, so that the leap day is the last day of a year). Integer arithmetic
+/// only, where chrono's conversion was a tenth of writing a record; a test
+/// compares the two over the whole range.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // day of era, 0..=146096
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // 0..=399
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of year from March 1st
+    let mp = (5 * doy + 2) / 153; // month from March, 0..=11
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
 /// Appends bytes written here as ASCII (digits and punctuation) in one copy
@@ -683,12 +701,16 @@ impl EntryRef<'_> {
     /// verifier reuse one for every row.
     pub fn write_committed_record(&self, o: &mut String) -> Result<(), RecordError> {
         let mut first = true;
-        let mut key = |o: &mut String, k: &str| {
-            o.push(if first { '{' } else { ',' });
+        // Each key with its quotes and colon in one copy, after `{` or `,`.
+        macro_rules! key_ {
+            ($k:literal) => {
+                concat!("\"", $k, "\":")
+            };
+        }
+        let mut key = |o: &mut String, quoted: &str| {
+            o.push_str(if first { "{" } else { "," });
             first = false;
-            o.push('"');
-            o.push_str(k);
-            o.push_str("\":");
+            o.push_str(quoted);
         };
         let str_field = |o: &mut String, v: &str| jcs::write_string(o, v);
         let hex_field = |o: &mut String, d: &Hash| {
@@ -698,64 +720,64 @@ impl EntryRef<'_> {
         };
         // Keys in UTF-16 code unit order (plain ASCII order here).
         if let Some(v) = self.actor {
-            key(o, "actor");
+            key(o, key_!("actor"));
             str_field(o, v);
         }
         if let Some(d) = &self.attributes_digest {
-            key(o, "attributes_digest");
+            key(o, key_!("attributes_digest"));
             hex_field(o, d);
         }
         if let Some(d) = &self.content_digest {
-            key(o, "content_digest");
+            key(o, key_!("content_digest"));
             hex_field(o, d);
         }
         if let Some(ct) = self.content_type {
-            key(o, "content_type");
+            key(o, key_!("content_type"));
             str_field(o, ct.as_str());
         }
         if let Some(v) = self.event_id {
-            key(o, "event_id");
+            key(o, key_!("event_id"));
             str_field(o, v);
         }
-        key(o, "index");
+        key(o, key_!("index"));
         push_u64(o, self.idx);
-        key(o, "ingested_by");
+        key(o, key_!("ingested_by"));
         str_field(o, self.ingested_by);
-        key(o, "kind");
+        key(o, key_!("kind"));
         str_field(o, self.kind.as_str());
         if let Some(v) = self.model {
-            key(o, "model");
+            key(o, key_!("model"));
             str_field(o, v);
         }
         if let Some(v) = self.name {
-            key(o, "name");
+            key(o, key_!("name"));
             str_field(o, v);
         }
-        key(o, "ns");
+        key(o, key_!("ns"));
         str_field(o, self.ns);
         if let Some(v) = self.parent_span_id {
-            key(o, "parent_span_id");
+            key(o, key_!("parent_span_id"));
             str_field(o, v);
         }
-        key(o, "received_at");
+        key(o, key_!("received_at"));
         write_micros(o, self.received_at)?;
-        key(o, "session_id");
+        key(o, key_!("session_id"));
         str_field(o, self.session_id);
-        key(o, "session_seq");
+        key(o, key_!("session_seq"));
         push_u64(o, self.session_seq);
         if let Some(v) = self.span_id {
-            key(o, "span_id");
+            key(o, key_!("span_id"));
             str_field(o, v);
         }
         if let Some(v) = self.trace_id {
-            key(o, "trace_id");
+            key(o, key_!("trace_id"));
             str_field(o, v);
         }
         if let Some(ts) = self.ts {
-            key(o, "ts");
+            key(o, key_!("ts"));
             write_micros(o, ts)?;
         }
-        key(o, "v");
+        key(o, key_!("v"));
         o.push_str("1}");
         Ok(())
     }
