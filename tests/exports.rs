@@ -151,6 +151,16 @@ async fn a_session_export_is_approved_downloaded_once_and_verifies_offline() {
         (403, Some("self_approval")),
         "{b}"
     );
+    // Nor under a subject that differs only by case or an invisible character.
+    for variant in ["Alice", "ALICE"] {
+        let tok = token(&data, "approver", "prod", variant);
+        let (s, b) = send(&c, "POST", &format!("{ex}/approve"), &tok, None).await;
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (403, Some("self_approval")),
+            "{variant}: {b}"
+        );
+    }
     let (s, _) = send(&c, "POST", &format!("{ex}/approve"), &w, None).await;
     assert_eq!(s, 403);
     let (s, _) = send(&c, "POST", &format!("{ex}/approve"), &alice, None).await;
@@ -174,6 +184,21 @@ async fn a_session_export_is_approved_downloaded_once_and_verifies_offline() {
     let (s, _) = send(&c, "POST", &format!("{ex}/approve"), &bob, None).await;
     assert_eq!(s, 409);
 
+    // The requester under a token whose window no longer covers the
+    // request's: refused (narrower access now is never read past).
+    let narrowed = reader_token_window(
+        &data,
+        "prod",
+        "alice",
+        "2099-01-01T00:00:00Z",
+        "2100-01-01T00:00:00Z",
+    );
+    let (s, b) = send(&c, "GET", &format!("{ex}/bundle"), &narrowed, None).await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (403, Some("window_changed")),
+        "{b}"
+    );
     // Only the requester downloads, once.
     let (s, _) = send(
         &c,

@@ -649,3 +649,90 @@ async fn an_external_token_cannot_spend_another_issuers_budget_by_copying_its_jt
     assert_eq!(s, 200, "the vault's own token: {b}");
     assert_eq!(srv.terminate(), Some(0));
 }
+
+/// An admin of an external issuer cannot approve its own erasure through an
+/// approver token it minted over `POST /v1/tokens`, nor through one minted
+/// by an admin it minted: the vault follows every token back through
+/// whoever minted it, whatever issuer the requester came from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_admin_cannot_approve_its_own_erasure_through_tokens_it_minted() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let idp = dir.path().join("idp");
+    let t = mint(
+        &idp,
+        json!({"keys": {"ed-1": "Ed25519"}, "jwks": {"jwks.json": ["ed-1"]},
+               "tokens": [tok("ed-1", "EdDSA", claims(json!("admins"), json!({"jti": "alice-1"})))]}),
+    );
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "[log]\nflush_interval_ms = 50\n\n\
+             [[issuers]]\nissuer = \"{ISS}\"\naudience = \"tracevault\"\njwks_file = \"{}\"\n\
+             role_claim = \"groups\"\nsubject_prefix = \"idp:\"\n\
+             [[issuers.map]]\nvalue = \"admins\"\nrole = \"admin\"\nns = [\"prod\"]\n",
+            idp.join("jwks.json").display()
+        ),
+    );
+    let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    let (c, url) = (client(), srv.url.clone());
+    let alice = &t[0];
+    let writer = common::issue(&data, "writer", "prod", "w", &[]);
+    let (s, b) = post_events(&c, &url, "prod", &writer, events(2), "?wait=checkpoint").await;
+    assert_eq!(s, 200, "{b}");
+    async fn post_at(c: &reqwest::Client, at: String, tok: &str, body: Value) -> (u16, Value) {
+        send(c.post(at).json(&body), tok).await
+    }
+    let (s, b) = post_at(
+        &c,
+        format!("{url}/v1/erasures"),
+        alice,
+        json!({"namespace": "prod", "session_id": "s1", "reason": "data subject request"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let id = b["id"].as_str().unwrap().to_string();
+    let tokens_at = format!("{url}/v1/tokens");
+    let mint_token = |tok: String, role: &'static str, sub: &'static str| {
+        let body = json!({"role": role, "ns": ["prod"], "sub": sub, "ttl_s": 600});
+        let (c, at) = (c.clone(), tokens_at.clone());
+        async move { post_at(&c, at, &tok, body).await }
+    };
+    let (s, b) = mint_token(alice.clone(), "approver", "dpo").await;
+    assert_eq!(s, 200, "{b}");
+    let puppet = b["token"].as_str().unwrap().to_string();
+    let (s, b) = mint_token(alice.clone(), "admin", "deputy").await;
+    assert_eq!(s, 200, "{b}");
+    let deputy = b["token"].as_str().unwrap().to_string();
+    let (s, b) = mint_token(deputy, "approver", "dpo-2").await;
+    assert_eq!(s, 200, "{b}");
+    let puppet2 = b["token"].as_str().unwrap().to_string();
+    for (who, tok) in [
+        ("minted by alice", &puppet),
+        ("minted by alice's deputy", &puppet2),
+    ] {
+        refused(
+            post_at(
+                &c,
+                format!("{url}/v1/erasures/{id}/approve"),
+                tok,
+                json!({}),
+            )
+            .await,
+            403,
+            "self_approval",
+            who,
+        );
+    }
+    // An approver alice had nothing to do with decides.
+    let bob = common::issue(&data, "approver", "prod", "bob", &[]);
+    let (s, b) = post_at(
+        &c,
+        format!("{url}/v1/erasures/{id}/approve"),
+        &bob,
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(srv.terminate(), Some(0));
+}

@@ -1,7 +1,8 @@
 //! Token life cycle against a real server: issue and revoke over HTTP, both
 //! recorded in the vault's own `_audit` log (read back with pyarrow), the
 //! revocation effective at once and after a restart, the reader lifetime cap
-//! applied whatever `exp` says, and denied requests recorded too.
+//! applied whatever `exp` says, denied requests recorded too, and an admin
+//! of some namespaces held to them.
 
 mod common;
 
@@ -252,4 +253,111 @@ async fn reader_tokens_are_capped_whatever_exp_says() {
             .0,
         200
     );
+}
+
+/// An admin of some namespaces issues and revokes tokens for those alone:
+/// not for another namespace, not `*`, not `_audit` (which would hand it, or
+/// anyone, more than it holds), and it revokes only ids it can see were
+/// issued for its namespaces (an id is revoked for every issuer, so an
+/// unknown one could be anyone's). Subjects that differ from another only
+/// by spaces or invisible characters are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_issues_and_revokes_only_within_its_namespaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let srv = Server::start(&data, &[]);
+    let c = client();
+    let root = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let root = root.trim();
+    let scoped = token(&data, "admin", "alpha", "alpha-admin");
+    let issue = |tok: &str, body: Value| {
+        let (c, url, tok) = (c.clone(), format!("{}/v1/tokens", srv.url), tok.to_string());
+        async move { post_json(&c, &url, &tok, body).await }
+    };
+    let revoke = |tok: &str, jti: &str| {
+        let (c, url, tok) = (
+            c.clone(),
+            format!("{}/v1/tokens/revoke", srv.url),
+            tok.to_string(),
+        );
+        let body = json!({"jti": jti});
+        async move { post_json(&c, &url, &tok, body).await }
+    };
+    for (role, ns) in [
+        ("writer", json!(["beta"])),
+        ("writer", json!(["alpha", "beta"])),
+        ("admin", json!(["*"])),
+        ("admin", json!(["_audit"])),
+    ] {
+        let (s, b) = issue(
+            &scoped,
+            json!({"role": role, "ns": ns, "sub": "x", "ttl_s": 60}),
+        )
+        .await;
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (403, Some("outside_scope")),
+            "{role} {ns}: {b}"
+        );
+    }
+    let (s, own) = issue(
+        &scoped,
+        json!({"role": "writer", "ns": ["alpha"], "sub": "pipe", "ttl_s": 60}),
+    )
+    .await;
+    assert_eq!(s, 200, "{own}");
+    let (s, other) = issue(
+        root,
+        json!({"role": "writer", "ns": ["beta"], "sub": "pipe", "ttl_s": 60}),
+    )
+    .await;
+    assert_eq!(s, 200, "{other}");
+    // Another namespace's token, and a token not issued over HTTP: refused.
+    let other_jti = other["claims"]["jti"].as_str().unwrap();
+    let (s, b) = revoke(&scoped, other_jti).await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (403, Some("outside_scope")),
+        "{b}"
+    );
+    let (s, b) = revoke(&scoped, "an-id-nobody-issued-here").await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (403, Some("outside_scope")),
+        "{b}"
+    );
+    let ev = json!({"events": [{"session_id": "s", "kind": "output", "content": "x"}]});
+    let other_tok = other["token"].as_str().unwrap();
+    assert_eq!(
+        post_events(&c, &srv.url, "beta", other_tok, ev.clone(), "")
+            .await
+            .0,
+        200
+    );
+    // Its own namespace's: revoked. The root admin revokes anything.
+    let (s, b) = revoke(&scoped, own["claims"]["jti"].as_str().unwrap()).await;
+    assert_eq!(s, 200, "{b}");
+    let own_tok = own["token"].as_str().unwrap();
+    assert_eq!(
+        post_events(&c, &srv.url, "alpha", own_tok, ev.clone(), "")
+            .await
+            .0,
+        401
+    );
+    let (s, b) = revoke(root, other_jti).await;
+    assert_eq!(s, 200, "{b}");
+    // A subject that would look like another one.
+    for sub in ["alice ", " alice", "ali\u{200b}ce", "alice\u{202e}"] {
+        let (s, b) = issue(
+            root,
+            json!({"role": "approver", "ns": ["alpha"], "sub": sub, "ttl_s": 60}),
+        )
+        .await;
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (400, Some("invalid_token_request")),
+            "{sub:?}: {b}"
+        );
+    }
+    assert_eq!(srv.terminate(), Some(0));
 }

@@ -210,18 +210,6 @@ async fn append_here(
     Ok(Json(json!({ "receipts": receipts })))
 }
 
-/// Who minted token `jti` over HTTP (the `sub` of the admin whose
-/// `POST /v1/tokens` recorded it in `_audit`), if it was.
-pub async fn token_minter(vault: &Vault, jti: &str) -> Result<Option<String>, VaultError> {
-    let entries = vault.session_entries(AUDIT_NS, TOKEN_ISSUES).await?;
-    Ok(entries.into_iter().find_map(|e| {
-        let c: Value = serde_json::from_str(e.content.as_deref()?).ok()?;
-        (c.get("jti")?.as_str()? == jti)
-            .then_some(e.actor)
-            .flatten()
-    }))
-}
-
 /// The token id a revocation entry revokes.
 fn revoked_jti(e: &tracevault_vault::record::Entry) -> Option<String> {
     let v: Value = serde_json::from_str(e.content.as_deref()?).ok()?;

@@ -22,10 +22,54 @@ impl Actor {
     /// Whether `self` and `other` are one person: the same token identity
     /// (`iss`, `sub`), or the same named person whatever the issuers. This
     /// is the rule for "never decides their own request" and "counts once".
+    ///
+    /// Subjects are compared as [`folded`]: `Alice`, `alice ` and `alice`
+    /// with a zero-width space are one subject, so an admin cannot mint a
+    /// "second person" by varying case or adding invisible characters.
     pub fn same_person(&self, other: &Actor) -> bool {
-        (self.iss == other.iss && self.sub == other.sub)
+        (self.iss == other.iss && folded(&self.sub) == folded(&other.sub))
             || self.person.is_some() && self.person == other.person
     }
+}
+
+/// An identity as the two-person rules compare it: trimmed, without the
+/// characters a terminal or a browser does not show ([`is_invisible`]), and
+/// lowercased. (Look-alike letters of other scripts are not folded: where
+/// that matters, name people with `person` from an identity provider.)
+pub fn folded(s: &str) -> String {
+    s.trim()
+        .chars()
+        .filter(|c| !is_invisible(*c))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Control characters and Unicode's default-ignorable code points (zero-width
+/// spaces and joiners, bidirectional controls, variation selectors, the soft
+/// hyphen, tags): they change an identity's bytes without changing how it
+/// looks.
+pub fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{061C}'
+                | '\u{115F}'..='\u{1160}'
+                | '\u{17B4}'..='\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{FFF0}'..='\u{FFF8}'
+                | '\u{1BCA0}'..='\u{1BCA3}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0000}'..='\u{E0FFF}'
+        )
 }
 
 /// Why a step is refused: a stable code (for the API) and a message.
@@ -112,4 +156,39 @@ pub fn approval_counts<'a>(
     by: &Actor,
 ) -> bool {
     !by.same_person(requester) && !approvals.any(|a| a.same_person(by))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn actor(iss: &str, sub: &str, person: Option<&str>) -> Actor {
+        Actor {
+            iss: iss.into(),
+            sub: sub.into(),
+            person: person.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_subject_varied_by_case_spaces_or_invisible_characters_is_one_person() {
+        let alice = actor("vault", "alice", None);
+        for other in [
+            "Alice",
+            "alice ",
+            " ALICE",
+            "ali\u{200b}ce",
+            "alice\u{202e}",
+            "a\u{00ad}lice",
+        ] {
+            assert!(alice.same_person(&actor("vault", other, None)), "{other:?}");
+        }
+        // Other subjects, or the same subject of another issuer, are not.
+        assert!(!alice.same_person(&actor("vault", "alicia", None)));
+        assert!(!alice.same_person(&actor("idp", "alice", None)));
+        // A named person is one across issuers.
+        let a = actor("vault", "a1", Some("alice@example.com"));
+        assert!(a.same_person(&actor("idp", "xyz", Some("alice@example.com"))));
+        assert!(!a.same_person(&actor("idp", "xyz", None)));
+    }
 }

@@ -95,6 +95,9 @@ pub struct Claims {
     pub person: Option<String>,
 }
 
+/// Longest `sub` the vault issues a token for (bytes).
+pub const MAX_SUB_BYTES: usize = 256;
+
 /// Longest `person` value accepted (bytes).
 pub const MAX_PERSON_BYTES: usize = 256;
 
@@ -103,7 +106,8 @@ pub const MAX_PERSON_BYTES: usize = 256;
 /// longer than [`MAX_PERSON_BYTES`], or when it holds control characters.
 pub fn normalize_person(p: &str) -> Option<String> {
     let p = p.trim().to_lowercase();
-    (!p.is_empty() && p.len() <= MAX_PERSON_BYTES && !p.chars().any(char::is_control)).then_some(p)
+    (!p.is_empty() && p.len() <= MAX_PERSON_BYTES && !p.chars().any(crate::approval::is_invisible))
+        .then_some(p)
 }
 
 impl Claims {
@@ -402,12 +406,18 @@ impl TokenIssuer {
             None => None,
             Some(p) => Some(normalize_person(p).ok_or_else(|| {
                 TokenError::Issue(format!(
-                    "person must be 1-{MAX_PERSON_BYTES} bytes without control characters"
+                    "person must be 1-{MAX_PERSON_BYTES} bytes without control or invisible characters"
                 ))
             })?),
         };
-        if sub.is_empty() {
-            return Err(TokenError::Issue("sub must not be empty".into()));
+        if sub.is_empty()
+            || sub.len() > MAX_SUB_BYTES
+            || sub.trim() != sub
+            || sub.chars().any(crate::approval::is_invisible)
+        {
+            return Err(TokenError::Issue(format!(
+                "sub must be 1-{MAX_SUB_BYTES} bytes, without surrounding spaces, control or invisible characters"
+            )));
         }
         if ttl_s <= 0 {
             return Err(TokenError::Issue("ttl must be positive".into()));

@@ -675,10 +675,12 @@ async fn decide(
     Ok(Json(view))
 }
 
-/// An approval by a token that the requester minted (`POST /v1/tokens`,
-/// recorded in `_audit`) is the requester approving under another name:
-/// refused. (Tokens minted on the box with `tracevault token issue` are
-/// the operator's, and not recorded.)
+/// An approval by a token the requester minted (`POST /v1/tokens`,
+/// recorded in `_audit`), or that anyone minted with a token the requester
+/// minted, down any chain, is the requester approving under another name:
+/// refused, whatever issuer the requester's own token came from. (Tokens
+/// minted on the box with `tracevault token issue` are the operator's, and
+/// not recorded.)
 async fn refuse_minted_by_requester(
     st: &AppState,
     ec: &Arc<ErasureContext>,
@@ -694,18 +696,14 @@ async fn refuse_minted_by_requester(
     let Some(requester) = requester else {
         return Ok(()); // no such order, or a retention run: the workflow says so
     };
-    if requester.iss != st.tokens.issuer() {
-        return Ok(());
-    }
-    if audit::token_minter(&st.vault, &claims.jti)
-        .await?
-        .as_deref()
-        == Some(requester.sub.as_str())
+    let minters = crate::auth::tokens::minters(&st.vault, &claims.jti).await?;
+    if minters
+        .iter()
+        .any(|m| crate::auth::tokens::may_be(m, &requester))
     {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
+        return Err(ApiError::forbidden(
             "self_approval",
-            "this approver token was minted by the erasure's requester",
+            "this approver token was minted by the erasure's requester (or with a token the requester minted)",
         ));
     }
     Ok(())

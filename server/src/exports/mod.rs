@@ -694,6 +694,22 @@ async fn deny(
     decide(st, xc, headers, id, body, false).await
 }
 
+/// Whether window `outer` holds all of window `inner` (bounds in
+/// microseconds, `None` unbounded).
+fn window_covers(outer: (Option<i64>, Option<i64>), inner: (Option<i64>, Option<i64>)) -> bool {
+    let from_ok = match (outer.0, inner.0) {
+        (None, _) => true,
+        (Some(o), Some(i)) => i >= o,
+        (Some(_), None) => false,
+    };
+    let to_ok = match (outer.1, inner.1) {
+        (None, _) => true,
+        (Some(o), Some(i)) => i <= o,
+        (Some(_), None) => false,
+    };
+    from_ok && to_ok
+}
+
 async fn bundle(
     State(st): State<AppState>,
     Extension(rc): Extension<Arc<ReadContext>>,
@@ -732,6 +748,14 @@ async fn bundle(
                 r.profile,
                 masker.profile().name
             ),
+        ));
+    }
+    // The downloading token must still see every row the request could:
+    // a narrower window now is narrower access, never read past.
+    if !window_covers(window(&claims)?, (sel.from_us, sel.to_us)) {
+        return Err(ApiError::forbidden(
+            "window_changed",
+            "this token's window no longer covers the window the export was requested under; request it again",
         ));
     }
     let (indices, digest, _) = select(
