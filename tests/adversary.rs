@@ -612,3 +612,67 @@ async fn a_write_timeout_never_follows_an_append() {
     assert!(b["receipts"][0].get("duplicate").is_none(), "{b}");
     assert_eq!(srv.terminate(), Some(0));
 }
+
+/// The routes with small bodies (queries, exports, erasures, approvals,
+/// batch proofs) hold little for slow or oversized senders: at most
+/// `max_body_reads` bodies are read at once (503 beyond, never a queue of
+/// buffers), each within its route's limit (413 past it, not past
+/// `max_body_bytes`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_or_large_bodies_cannot_fill_the_servers_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(dir.path(), "[limits]\nmax_body_reads = 2\n");
+    let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    let addr = srv.url.trim_start_matches("http://").to_string();
+    let c = client();
+    let reader = token(&data, "reader", "alpha", "r");
+    let writer = token(&data, "writer", "alpha", "w");
+    let query = json!({"sql": "SELECT count(*) FROM traces"});
+    // Two bodies announced and never sent take both reads.
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = TcpStream::connect(&addr).unwrap();
+            write!(
+                s,
+                "POST /v1/query HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {reader}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (s, b) = post_json(&c, &format!("{}/v1/query", srv.url), &reader, query.clone()).await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (503, Some("overloaded")),
+        "{b}"
+    );
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (s, b) = post_json(&c, &format!("{}/v1/query", srv.url), &reader, query).await;
+    assert_eq!(s, 200, "{b}");
+    // A query body past max_request_body_bytes (1 MiB), and a batch of
+    // proofs past its own 64 KiB, are refused when they pass the limit.
+    let big = json!({"sql": format!("SELECT 1 -- {}", "x".repeat(1 << 20))});
+    let (s, b) = post_json(&c, &format!("{}/v1/query", srv.url), &reader, big).await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (413, Some("body_too_large")),
+        "{b}"
+    );
+    let many = json!({"indices": vec![0; 40_000]});
+    let (s, b) = post_json(
+        &c,
+        &format!("{}/v1/logs/alpha/proof/inclusion", srv.url),
+        &writer,
+        many,
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (413, Some("body_too_large")),
+        "{b}"
+    );
+    assert_eq!(srv.terminate(), Some(0));
+}

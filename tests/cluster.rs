@@ -600,18 +600,22 @@ async fn node_calls_are_signed_addressed_and_used_once(
     };
     let path = "/v1/internal/audit/append";
     let body = json!({"events": [{"session_id": "probe", "kind": "annotation", "content": "a node call"}]}).to_string();
-    let call = |key: &ed25519_dalek::SigningKey, to: &str, nonce: &str| {
+    let call_for = |key: &ed25519_dalek::SigningKey, to: &str, nonce: &str, body: &str| {
         let ts = chrono_ms();
+        let digest = hex::encode(sha2::Sha256::digest(body.as_bytes()));
         let mut m = b"tracevault/node-call/v1\n".to_vec();
         m.extend_from_slice(format!("{to}\n{path}\n{ts}\n{nonce}\n").as_bytes());
-        m.extend_from_slice(hex::encode(sha2::Sha256::digest(body.as_bytes())).as_bytes());
+        m.extend_from_slice(digest.as_bytes());
         vec![
             ("x-tracevault-node", "test".to_string()),
             ("x-tracevault-node-ts", ts.to_string()),
             ("x-tracevault-node-nonce", nonce.to_string()),
             ("x-tracevault-node-sig", b64.encode(key.sign(&m).to_bytes())),
+            ("x-tracevault-node-body", digest),
         ]
     };
+    let call =
+        |key: &ed25519_dalek::SigningKey, to: &str, nonce: &str| call_for(key, to, nonce, &body);
     let send = |url: String, headers: Vec<(&'static str, String)>| {
         let (c, body) = (c.clone(), body.clone());
         async move {
@@ -641,6 +645,32 @@ async fn node_calls_are_signed_addressed_and_used_once(
     assert_eq!(s, 401, "replayed: {r}");
     let (s, r) = send(url(other), call(&log_key, &holder, &"c".repeat(32))).await;
     assert_eq!(s, 401, "addressed to another node: {r}");
+    // Signed for another body than the one sent.
+    let other_body = call_for(&log_key, &holder, &"d".repeat(32), "{\"events\": []}");
+    let (s, r) = send(url(at), other_body).await;
+    assert_eq!(s, 401, "another body: {r}");
+    // Without a signature, a body is never read: 16 MiB announced, none
+    // sent, refused at once.
+    let addr = nodes[at].url.trim_start_matches("http://").to_string();
+    let answer = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 16777215\r\nx-tracevault-node: n\r\nx-tracevault-node-ts: {}\r\nx-tracevault-node-nonce: {}\r\nx-tracevault-node-sig: AAAA\r\nx-tracevault-node-body: {}\r\n\r\n",
+            chrono_ms(),
+            "e".repeat(32),
+            "0".repeat(64)
+        )
+        .unwrap();
+        let mut buf = [0u8; 1024];
+        let n = s.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
 }
 
 fn chrono_ms() -> i64 {

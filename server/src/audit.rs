@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
 use bytes::Bytes;
@@ -182,12 +181,13 @@ pub fn routes() -> Router<AppState> {
     Router::new().route(APPEND_PATH, post(append_here))
 }
 
+/// Takes only calls the body guard authenticated as a node's (the
+/// [`peer::Caller`] it puts on the request; without it the route fails).
 async fn append_here(
     State(st): State<AppState>,
-    headers: HeaderMap,
+    axum::Extension(_node): axum::Extension<peer::Caller>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    peer::authenticate(&st.vault, APPEND_PATH, &headers, &body)?;
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Call {

@@ -78,6 +78,13 @@ impl ServerConfig {
     /// tunables, external issuers without a subject prefix, ...).
     pub fn check(&self) -> Result<(), StartError> {
         self.limits.check(&self.log).map_err(StartError)?;
+        // A query or export names its SQL in a body the body guard bounds.
+        if self.limits.max_request_body_bytes < self.query.max_sql_bytes.saturating_add(16 << 10) {
+            return Err(StartError(format!(
+                "[limits] max_request_body_bytes = {} must leave room for [query] max_sql_bytes = {} (and 16 KiB more)",
+                self.limits.max_request_body_bytes, self.query.max_sql_bytes
+            )));
+        }
         self.witnesses.policy().map_err(StartError)?;
         self.erasure.check().map_err(StartError)?;
         self.retention.check().map_err(StartError)?;

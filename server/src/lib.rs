@@ -56,6 +56,12 @@ pub struct StartError(pub String);
 pub struct Limits {
     /// Largest request body, after decompression.
     pub max_body_bytes: usize,
+    /// Largest body of a query, export, erasure, approval or batch-proof
+    /// request (the body guard's limit; writes have `max_body_bytes`).
+    pub max_request_body_bytes: usize,
+    /// Bodies of those requests read at once (503 beyond): with the limit
+    /// above, what slow senders holding connections can make the server hold.
+    pub max_body_reads: usize,
     /// Largest single event (its JSON text).
     pub max_event_bytes: usize,
     /// Most events in one request.
@@ -128,6 +134,8 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_body_bytes: 16 << 20,
+            max_request_body_bytes: 1 << 20,
+            max_body_reads: 64,
             max_event_bytes: 1 << 20,
             max_events_per_request: 10_000,
             checkpoint_wait_ms: 10_000,
@@ -305,14 +313,27 @@ impl AppState {
     }
 }
 
-/// Guards the routes that read a body and are not write requests (queries,
-/// exports and their approvals, batch proofs): the token is checked from the
-/// headers before any byte of the body is read (401/403 cost the server no
-/// body), and the body must arrive whole within `body_read_timeout_s` (408
-/// otherwise) and within `max_body_bytes` (413), so a slow or endless sender
-/// cannot hold a connection or memory. Requests without a body pass through.
+/// What one body guard allows ([`guard_body`]): the largest body of its
+/// routes, and the bodies being read at once, shared by every guarded route.
+#[derive(Clone)]
+pub struct BodyGuard {
+    st: AppState,
+    max: usize,
+    reads: Arc<tokio::sync::Semaphore>,
+}
+
+/// Guards the routes that take a small JSON body besides the writes
+/// (queries, exports and erasures with their approvals, batch proofs, calls
+/// between nodes): the token (or, for a node's call, its signature, which
+/// covers the body's digest) is checked from the headers before any byte of
+/// the body is read, so a caller that cannot act costs the server no body;
+/// at most `max_body_reads` bodies are read at once (503 beyond); and the
+/// body must arrive whole within `body_read_timeout_s` (408 otherwise) and
+/// within the route's limit (413): `max_request_body_bytes`, or less for
+/// batch proofs. A node's call, once its signature is checked, may be as
+/// large as `max_body_bytes`. Requests without a body pass through.
 pub async fn guard_body(
-    State(st): State<AppState>,
+    State(g): State<BodyGuard>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -320,23 +341,28 @@ pub async fn guard_body(
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return next.run(req).await;
     }
-    // Calls between nodes carry no token: their signature covers the body,
-    // and is checked by the route once the body is read (within the same
-    // bounds).
-    if req.uri().path().starts_with(cluster::peer::INTERNAL_PREFIX) {
-        if !cluster::peer::plausible(req.headers()) {
-            return ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "not_a_node",
-                "internal routes take calls from the cluster's nodes only",
-            )
-            .into_response();
+    let st = &g.st;
+    let path = req.uri().path().to_string();
+    let (caller, max) = if path.starts_with(cluster::peer::INTERNAL_PREFIX) {
+        match cluster::peer::authenticate(&st.vault, &path, req.headers()) {
+            Ok(c) => (Some(c), st.limits.max_body_bytes),
+            Err(e) => return e.into_response(),
         }
-    } else if let Err(e) = auth::authenticate(&st, req.headers()) {
-        return e.into_response();
-    }
-    let (parts, body) = req.into_parts();
-    let max = st.limits.max_body_bytes;
+    } else {
+        if let Err(e) = auth::authenticate(st, req.headers()) {
+            return e.into_response();
+        }
+        (None, g.max)
+    };
+    let Ok(_reading) = g.reads.clone().try_acquire_owned() else {
+        return ApiError::unavailable(
+            "overloaded",
+            "too many request bodies are being read at once; retry",
+        )
+        .retry_after(1)
+        .into_response();
+    };
+    let (mut parts, body) = req.into_parts();
     let limit = Duration::from_secs(st.limits.body_read_timeout_s.max(1));
     let read = async move {
         let mut stream = body.into_data_stream();
@@ -353,22 +379,33 @@ pub async fn guard_body(
         }
         Ok(buf.freeze())
     };
-    match tokio::time::timeout(limit, read).await {
-        Err(_) => ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
-            format!(
-                "the request body did not arrive within {} s",
-                limit.as_secs()
-            ),
-        )
-        .into_response(),
-        Ok(Err(e)) => e.into_response(),
-        Ok(Ok(bytes)) => {
-            let req = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
-            next.run(req).await
+    let bytes = match tokio::time::timeout(limit, read).await {
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!(
+                    "the request body did not arrive within {} s",
+                    limit.as_secs()
+                ),
+            )
+            .into_response();
         }
+        Ok(Err(e)) => return e.into_response(),
+        Ok(Ok(bytes)) => bytes,
+    };
+    drop(_reading);
+    if let Some(caller) = caller {
+        if let Err(e) = caller.check_body(&bytes) {
+            return e.into_response();
+        }
+        parts.extensions.insert(caller);
     }
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
 }
 
 /// Counts every failed response by status and stable code, and logs it.
@@ -452,6 +489,15 @@ pub fn router(state: AppState) -> Router {
 pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     // Compressed bodies are capped at the same size as decompressed ones.
     let raw_limit = state.limits.max_body_bytes;
+    let reads = Arc::new(tokio::sync::Semaphore::new(
+        state.limits.max_body_reads.max(1),
+    ));
+    let guard = |max: usize| BodyGuard {
+        st: state.clone(),
+        max,
+        reads: reads.clone(),
+    };
+    let small = state.limits.max_request_body_bytes;
     let writes = Router::new()
         .route("/v1/tokens", post(auth::tokens::issue_token))
         .route("/v1/tokens/revoke", post(auth::tokens::revoke_token))
@@ -498,7 +544,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
                     MAX_PROOF_BATCH_BODY_BYTES.min(raw_limit),
                 ))
                 .layer(axum::middleware::from_fn_with_state(
-                    state.clone(),
+                    guard(MAX_PROOF_BATCH_BODY_BYTES.min(small)),
                     guard_body,
                 )),
         )
@@ -509,7 +555,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(writes)
         .merge(otlp)
         .merge(extra.route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            guard(small),
             guard_body,
         )))
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })

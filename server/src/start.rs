@@ -137,6 +137,7 @@ impl Server {
                 Duration::from_millis(cfg.cluster.heartbeat_ms),
             );
         }
+        crate::cluster::peer::mark_started();
         let app = router_with(
             state.clone(),
             read::routes()

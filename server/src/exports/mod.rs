@@ -141,10 +141,9 @@ struct StepCall {
 async fn step_here(
     State(st): State<AppState>,
     Extension(xc): Extension<Arc<ExportContext>>,
-    headers: HeaderMap,
+    Extension(_node): Extension<peer::Caller>,
     body: bytes::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    peer::authenticate(&st.vault, STEP_PATH, &headers, &body)?;
     let call: StepCall = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("invalid_call", e.to_string()))?;
     Ok(Json(commit_here(&st, &xc, &call.claims, call.step).await?))
