@@ -251,6 +251,11 @@ pub struct VerifyArgs {
     /// store's latest); default: all of them.
     #[arg(long, requires = "witness")]
     pub witness_threshold: Option<usize>,
+    /// Fail (not only warn) when the store holds entries past the newest
+    /// checkpoint the witnesses cosigned: they are signed by the log key
+    /// alone, and a key holder could have rewritten them.
+    #[arg(long, requires = "witness")]
+    pub require_witnessed: bool,
 }
 
 #[derive(Subcommand)]

@@ -56,6 +56,7 @@ fn run_inner(a: VerifyArgs) -> anyhow::Result<bool> {
     let witnesses = crate::witness_cmd::policy(&a.witness, a.witness_threshold)?;
     let opts = VerifyOptions {
         witnesses,
+        require_witnessed: a.require_witnessed,
         pinned_key,
         pinned_checkpoint,
         namespace: a.namespace.clone(),

@@ -507,6 +507,52 @@ async fn a_vault_serves_checkpoints_its_witness_cosigned() {
     let other = other.verifier_key();
     let (code, out, _) = verify(&["--data", d, "--namespace", "n", "--witness", &other]);
     assert_eq!(code, 1, "{out}");
+    // The key holder puts back an older cosigned copy (size 15): the entries
+    // past it are signed by the log key alone. verify says so, and with
+    // --require-witnessed it fails.
+    let cosigned = data.join("store/ns/n/checkpoint.cosigned");
+    let genuine = std::fs::read(&cosigned).unwrap();
+    std::fs::write(&cosigned, &cp15).unwrap();
+    let (code, out, err) = verify(&["--data", d, "--namespace", "n", "--witness", &wkey]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("witnessed up to size 15 of"), "{err}");
+    let (code, out, _) = verify(&[
+        "--data",
+        d,
+        "--namespace",
+        "n",
+        "--witness",
+        &wkey,
+        "--require-witnessed",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("witnessed up to size 15 of"), "{out}");
+    // Also with the auditor's own pin at 15: the warning is not lost.
+    let pin = dir.path().join("pin15");
+    std::fs::write(&pin, &cp15).unwrap();
+    let (code, out, err) = verify(&[
+        "--data",
+        d,
+        "--namespace",
+        "n",
+        "--witness",
+        &wkey,
+        "--checkpoint",
+        pin.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("witnessed up to size 15 of"), "{err}");
+    std::fs::write(&cosigned, genuine).unwrap();
+    let (code, out, _) = verify(&[
+        "--data",
+        d,
+        "--namespace",
+        "n",
+        "--witness",
+        &wkey,
+        "--require-witnessed",
+    ]);
+    assert_eq!(code, 0, "{out}");
 
     // The key holder rewrites history: same keys, same vault, other
     // entries, every checkpoint signed with the real log key. The witness

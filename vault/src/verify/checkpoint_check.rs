@@ -125,17 +125,36 @@ pub(super) async fn read_checkpoints(
             (_, _, Some(t)) => (cosigned_obj.clone(), Some(t.clone())),
             _ => (latest_obj.clone(), latest_text.clone()),
         };
-        // Say how far the witnessed history reaches: entries after the
-        // cosigned checkpoint are not witnessed yet.
-        if let (None, Some(c), Some(l)) = (pinned, &cosigned_text, &latest_text) {
-            let size = |t: &str| t.lines().nth(1).and_then(|n| n.parse::<u64>().ok());
-            if let (Some(cs), Some(ls)) = (size(c), size(l))
-                && cs < ls
-            {
-                report.warnings.push(format!(
-                    "{ns}: witnessed up to size {cs} of {ls}: the newest {} entries are not cosigned yet",
-                    ls - cs
-                ));
+        // Say how far the witnessed history reaches, in every mode: the
+        // newest size a checkpoint meeting the policy covers (the store's
+        // cosigned copy, or the pinned one), against the newest checkpoint
+        // the store holds. The entries past it are signed by the log key
+        // alone, and the key holder can also put back an older cosigned
+        // copy: so the lag is a finding when the auditor requires it.
+        let size = |t: &str| t.lines().nth(1).and_then(|n| n.parse::<u64>().ok());
+        let witnessed = [cosigned_text.as_deref(), opts.pinned_checkpoint.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter(|t| policy.shortfall(t).is_none())
+            .filter_map(size)
+            .max()
+            .unwrap_or(0);
+        if let Some(&newest) = by_size.keys().next_back()
+            && witnessed < newest
+        {
+            let message = format!(
+                "witnessed up to size {witnessed} of {newest}: the newest {} entries are not cosigned (signed by the log key alone)",
+                newest - witnessed
+            );
+            if opts.require_witnessed {
+                report.findings.push(Finding {
+                    ns: ns.into(),
+                    object: cosigned_obj.clone(),
+                    index: None,
+                    message,
+                });
+            } else {
+                report.warnings.push(format!("{ns}: {message}"));
             }
         }
         if let Some(message) = text.and_then(|t| policy.shortfall(&t)) {

@@ -140,6 +140,9 @@ pub struct VerifyOptions {
     /// Witness cosignatures the checkpoint presented as current (the pinned
     /// one, else the store's latest) must carry.
     pub witnesses: Option<crate::cosignature::WitnessPolicy>,
+    /// With `witnesses`: entries past the newest checkpoint that meets the
+    /// policy are a finding, not a warning (`verify --require-witnessed`).
+    pub require_witnessed: bool,
 }
 
 fn hex32(s: &str) -> Option<Hash> {
