@@ -309,6 +309,8 @@ async fn store_outage_sheds_with_503_and_loses_no_acknowledged_event() {
         .and_then(|v| v.parse().ok())
         .unwrap();
     assert!(unpublished <= 550, "{unpublished}");
+    // (A probe of the store answers /readyz for a second.)
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let (s, body) = get(&c, &format!("{}/readyz", srv.url), None).await;
     assert_eq!(s, 503, "{body}");
     assert!(body.contains("store_unreachable"), "{body}");
@@ -326,6 +328,7 @@ async fn store_outage_sheds_with_503_and_loses_no_acknowledged_event() {
         assert!(Instant::now() < deadline, "writes did not resume: {r}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(get(&c, &format!("{}/readyz", srv.url), None).await.0, 200);
     assert_eq!(srv.terminate(), Some(0));
     let (code, out, err) = verify_env(&["--store", url], &env);

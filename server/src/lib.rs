@@ -209,6 +209,9 @@ pub struct AppState {
     /// Permits for batch proof requests being computed
     /// ([`PROOF_BATCHES_AT_ONCE`]).
     proof_batches: Arc<tokio::sync::Semaphore>,
+    /// The last object-store probe of `/readyz` and when it ran: anyone may
+    /// ask for readiness, and each probe is a request to the store.
+    ready_probe: Arc<tokio::sync::Mutex<Option<ops::Probe>>>,
     /// Per-token write rate limits.
     limiter: Arc<write::ratelimit::RateLimiter>,
     /// Counters for `/metrics`.
@@ -256,6 +259,7 @@ impl AppState {
                 limits.max_native_decoding.max(1),
             )),
             proof_batches: Arc::new(tokio::sync::Semaphore::new(PROOF_BATCHES_AT_ONCE)),
+            ready_probe: Arc::default(),
             limiter: Arc::new(write::ratelimit::RateLimiter::new(
                 limits.writer_events_per_s,
                 limits.writer_burst_events,

@@ -20,28 +20,47 @@ pub(crate) async fn healthz() -> Json<Value> {
 /// Ready when the object store answers within `ready_timeout_ms` and no open
 /// log has failed or been fenced; 503 otherwise (take this server out of a
 /// load balancer, it cannot acknowledge writes).
-pub(crate) async fn readyz(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// An object-store probe's answer (`None`: it answered) and when it was asked.
+pub(crate) type Probe = (std::time::Instant, Option<ApiError>);
+
+/// How long one probe of the store answers `/readyz`: callers within it
+/// (anyone may ask) share it instead of each sending the store a request.
+const PROBE_FOR: Duration = Duration::from_secs(1);
+
+/// The store's readiness, probed at most once per [`PROBE_FOR`] (concurrent
+/// callers wait for the one probe in flight).
+async fn store_ready(st: &AppState) -> Result<(), ApiError> {
+    let mut last = st.ready_probe.lock().await;
+    if let Some((at, answer)) = last.as_ref()
+        && at.elapsed() < PROBE_FOR
+    {
+        return answer.clone().map_or(Ok(()), Err);
+    }
     let timeout = Duration::from_millis(st.limits.ready_timeout_ms);
-    match tokio::time::timeout(timeout, st.vault.store().probe()).await {
-        Err(_) => {
-            return Err(ApiError::unavailable(
-                "store_unreachable",
-                format!(
-                    "the object store did not answer within {} ms",
-                    timeout.as_millis()
-                ),
-            ));
-        }
+    let answer = match tokio::time::timeout(timeout, st.vault.store().probe()).await {
+        Err(_) => Some(ApiError::unavailable(
+            "store_unreachable",
+            format!(
+                "the object store did not answer within {} ms",
+                timeout.as_millis()
+            ),
+        )),
         Ok(Err(e)) => {
             // Details (endpoint, bucket) go to the log, not to unauthenticated callers.
             tracing::warn!("readiness: the object store failed: {e}");
-            return Err(ApiError::unavailable(
+            Some(ApiError::unavailable(
                 "store_unreachable",
                 "the object store failed (see the server log)",
-            ));
+            ))
         }
-        Ok(Ok(())) => {}
-    }
+        Ok(Ok(())) => None,
+    };
+    *last = Some((std::time::Instant::now(), answer.clone()));
+    answer.map_or(Ok(()), Err)
+}
+
+pub(crate) async fn readyz(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
+    store_ready(&st).await?;
     let failed: Vec<String> = st
         .vault
         .open_logs()
