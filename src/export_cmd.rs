@@ -158,7 +158,10 @@ pub fn run(cmd: ExportCmd) -> anyhow::Result<ExitCode> {
                 path.display()
             );
         }
-        None => println!("{}", String::from_utf8_lossy(&bytes)),
+        None => println!(
+            "{}",
+            crate::terminal_text::block(&String::from_utf8_lossy(&bytes))
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -33,6 +33,7 @@ mod remote;
 mod replay;
 mod serve;
 mod stream_cmd;
+mod terminal_text;
 mod verify_bundle_cmd;
 mod verify_cmd;
 mod witness_cmd;
@@ -348,7 +349,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", terminal_text::block(&format!("{e:#}")));
             ExitCode::from(2)
         }
     }

@@ -69,10 +69,15 @@ fn csv_field(s: &str) -> String {
 fn table(body: &Value) -> String {
     let names: Vec<String> = body["columns"]
         .as_array()
-        .map(|c| c.iter().map(|c| cell(&c["name"])).collect())
+        .map(|c| {
+            c.iter()
+                .map(|c| crate::terminal_text::line(&cell(&c["name"])).into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     let clip = |s: String| {
         let s = s.replace(['\n', '\r', '\t'], " ");
+        let s = crate::terminal_text::line(&s).into_owned();
         if s.chars().count() > 60 {
             format!("{}…", s.chars().take(59).collect::<String>())
         } else {
@@ -150,7 +155,11 @@ pub fn run(a: QueryArgs) -> anyhow::Result<ExitCode> {
                 .ok()
                 .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
                 .unwrap_or_else(|| String::from_utf8_lossy(&e.body).to_string());
-            eprintln!("error: the server answered {}: {msg}", e.status);
+            eprintln!(
+                "error: the server answered {}: {}",
+                e.status,
+                crate::terminal_text::line(&msg)
+            );
             return Ok(ExitCode::from(1));
         }
         Err(e) => {
@@ -158,6 +167,7 @@ pub fn run(a: QueryArgs) -> anyhow::Result<ExitCode> {
             return Err(anyhow::Error::new(e).context(format!("POST {url}")));
         }
     };
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let mut out = std::io::stdout().lock();
     match a.format {
         OutFormat::Arrow => out.write_all(&bytes)?,
@@ -180,7 +190,14 @@ pub fn run(a: QueryArgs) -> anyhow::Result<ExitCode> {
                         .as_array()
                         .map(|r| r.iter().map(|c| csv_field(&cell(c))).collect())
                         .unwrap_or_default();
-                    writeln!(out, "{}", cells.join(","))?;
+                    let row = cells.join(",");
+                    // Exact bytes for a file or a pipe; escapes shown, not
+                    // obeyed, on a terminal.
+                    if terminal {
+                        writeln!(out, "{}", crate::terminal_text::block(&row))?;
+                    } else {
+                        writeln!(out, "{row}")?;
+                    }
                 }
             }
         }

@@ -45,6 +45,10 @@ pub fn report_refusal(e: &tracevault_client::ServerError) -> std::process::ExitC
     } else {
         format!("{} ({})", e.message, e.code)
     };
-    eprintln!("error: the server answered {}: {msg}", e.status);
+    eprintln!(
+        "error: the server answered {}: {}",
+        e.status,
+        crate::terminal_text::line(&msg)
+    );
     std::process::ExitCode::from(1)
 }

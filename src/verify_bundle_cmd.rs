@@ -10,6 +10,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use tracevault_query::export::verify_bundle_with;
 
+use crate::terminal_text::line;
+
 /// `verify-bundle` options.
 #[derive(Args)]
 pub struct VerifyBundleArgs {
@@ -59,7 +61,7 @@ fn run_inner(a: VerifyBundleArgs) -> anyhow::Result<bool> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         for f in &report.findings {
-            println!("FAIL {f}");
+            println!("FAIL {}", line(f));
         }
         let withheld: Vec<String> = report
             .withheld
@@ -68,8 +70,8 @@ fn run_inner(a: VerifyBundleArgs) -> anyhow::Result<bool> {
             .collect();
         eprintln!(
             "export {} of {}: {} rows against checkpoint size {}; {} bound to their records, {} proven by leaf only (record withheld); {} erased (values and salt removed under an erasure order); withheld (masked, not verified): {}; history: {} steps proven in _audit, {} bound; {} findings",
-            report.export_id,
-            report.ns,
+            line(&report.export_id),
+            line(&report.ns),
             report.rows,
             report.size,
             report.bound,
@@ -94,7 +96,7 @@ pub fn run(a: VerifyBundleArgs) -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", line(&format!("{e:#}")));
             ExitCode::from(2)
         }
     }

@@ -68,12 +68,12 @@ async fn the_cli_verifies_offline_and_names_what_changed() {
         person: None,
     };
     let approved = Transition::Approved {
-        id: "e1".into(),
+        id: "export-e1".into(),
         by: by("boss"),
         comment: "ok".into(),
         at: 2,
     };
-    let requested = json!({"step": "requested", "id": "e1", "by": by("auditor")});
+    let requested = json!({"step": "requested", "id": "export-e1", "by": by("auditor")});
     let steps = [
         ("export_requested", "auditor", requested),
         (
@@ -91,11 +91,12 @@ async fn the_cli_verifies_offline_and_names_what_changed() {
         .append_system("_audit", steps.to_vec(), "tracevault")
         .await
         .unwrap();
-    let (approvals, audit_checkpoint) = history_for(&vault, "e1", &|v| v, Duration::from_secs(10))
-        .await
-        .unwrap();
+    let (approvals, audit_checkpoint) =
+        history_for(&vault, "export-e1", &|v| v, Duration::from_secs(10))
+            .await
+            .unwrap();
     let input = BundleInput {
-        export_id: "e1".into(),
+        export_id: "export-e1".into(),
         ns: "n".into(),
         checkpoint,
         size,
@@ -190,6 +191,26 @@ async fn the_cli_verifies_offline_and_names_what_changed() {
     assert!(
         text.lines().all(|l| l.starts_with("FAIL ")) && !text.is_empty(),
         "{text}"
+    );
+
+    // The bundle's own strings are the adversary's: an export id carrying
+    // escape sequences (cursor up, erase line) would wipe the FAIL lines
+    // off the screen. They are printed as escapes, never as raw bytes.
+    let text = String::from_utf8_lossy(&bundle).into_owned();
+    let id_at = text.find("\"export_id\":\"").unwrap() + "\"export_id\":\"".len();
+    let mut evil = bundle.clone();
+    // Same length: `\u001b` is six bytes of JSON text standing for ESC.
+    evil[id_at..id_at + 6].copy_from_slice(b"\\u001b");
+    let escaped = dir.path().join("escape.tar");
+    std::fs::write(&escaped, &evil).unwrap();
+    let out = run(&escaped);
+    assert_eq!(out.status.code(), Some(1));
+    let all = [out.stdout.as_slice(), out.stderr.as_slice()].concat();
+    assert!(!all.contains(&0x1b), "{}", String::from_utf8_lossy(&all));
+    assert!(
+        String::from_utf8_lossy(&all).contains("\\u{1b}"),
+        "{}",
+        String::from_utf8_lossy(&all)
     );
 
     // Not a bundle at all.

@@ -87,15 +87,21 @@ pub(crate) fn member_ranges(file: &[u8]) -> Result<(Members, Vec<String>), Expor
     let mut out = HashMap::new();
     let mut findings = Vec::new();
     let mut archive = tar::Archive::new(std::io::Cursor::new(file));
-    for entry in archive.entries_with_seek().map_err(bad)? {
+    let mut order = Vec::new();
+    let mut end = 0u64;
+    // Raw entries: every header as it is in the file. A bundle is plain
+    // ustar members only, as the server writes it. PAX and GNU extension
+    // headers (long names, sparse maps, size overrides) are refused: other
+    // tar readers honour extensions this one ignores, so a member could
+    // extract differently from what was hashed here.
+    for entry in archive.entries_with_seek().map_err(bad)?.raw(true) {
         let entry = entry.map_err(bad)?;
         let name = entry.path().map_err(bad)?.to_string_lossy().into_owned();
-        // Only plain files, and no PAX size override: other tar readers
-        // honour the override, so a member could extract differently from
-        // what was hashed here.
-        if entry.header().entry_type() != tar::EntryType::Regular {
+        if entry.header().entry_type() != tar::EntryType::Regular
+            || entry.header().as_ustar().is_none()
+        {
             return Err(ExportError::Unreadable(format!(
-                "member {name} is not a regular file"
+                "member {name:?} is not a plain ustar file (extension headers and other member types are refused)"
             )));
         }
         let size = entry.header().size().map_err(bad)?;
@@ -120,13 +126,27 @@ pub(crate) fn member_ranges(file: &[u8]) -> Result<(Members, Vec<String>), Expor
                     "not a readable bundle: member {name} is cut short"
                 ))
             })?;
+        end = end.max(range.end as u64);
         if !MEMBERS.contains(&name.as_str()) {
             findings.push(format!("unexpected member {name:?} (added to the bundle)"));
             continue;
         }
+        order.push(name.clone());
         if out.insert(name.clone(), range).is_some() {
             findings.push(format!("member {name} appears twice"));
         }
+    }
+    if order.iter().map(String::as_str).ne(MEMBERS.iter().copied()) && out.len() == MEMBERS.len() {
+        findings.push(format!(
+            "members are not in the bundle's order ({})",
+            MEMBERS.join(", ")
+        ));
+    }
+    // After the last member (padded to a block) only the end-of-archive
+    // zeros: bytes there are read by some tools and not by others.
+    let after = (end.div_ceil(512) * 512).min(file.len() as u64) as usize;
+    if file[after..].iter().any(|b| *b != 0) {
+        findings.push("bytes after the end of the archive (appended to the bundle)".into());
     }
     Ok((out, findings))
 }
@@ -219,12 +239,14 @@ pub fn verify_bundle_with(
         .unwrap_or_default()
         .to_string();
     report.ns = manifest["ns"].as_str().unwrap_or_default().to_string();
+    let mut changed = Vec::new();
     for m in &MEMBERS[2..] {
         let want = manifest["members"][*m].as_str().unwrap_or_default();
         if hex::encode(Sha256::digest(get(m))) != want {
             findings.push(format!(
                 "{m}: SHA-256 differs from the manifest (member changed)"
             ));
+            changed.push(*m);
         }
     }
 
@@ -347,7 +369,18 @@ pub fn verify_bundle_with(
         );
     }
 
-    // Rows: each bound to its committed record, one batch at a time.
+    // Rows: each bound to its committed record, one batch at a time. Only
+    // from a file the key signed for: a Parquet file is a program for its
+    // reader's memory (a few KB can describe gigabytes of values), so one
+    // that is already known not to be the exported one is not decoded.
+    if !sig_ok || changed.contains(&"events.parquet") {
+        findings.push(
+            "events.parquet: not decoded, since the manifest's signature or its hash does not hold"
+                .into(),
+        );
+        report.findings = findings;
+        return Ok(report);
+    }
     let file = Bytes::copy_from_slice(get("events.parquet"));
     let reader = tracevault_vault::parquet_input::load(&file)
         .map_err(|e| e.to_string())
