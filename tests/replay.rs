@@ -165,7 +165,9 @@ async fn replay_in_a_real_terminal_plays_seeks_searches_and_shows_integrity() {
         dir.path().display()
     ));
     // The header: session, namespace and the verdict with the pinned key.
-    let s = t.wait("the verified badge", |s| s.contains("verified: 6 events"));
+    let s = t.wait("the in-the-log badge", |s| {
+        s.contains("in the log: 6 events")
+    });
     assert!(s.contains("s1") && s.contains("prod"), "{s}");
     assert!(s.contains("get_weather"), "{s}");
     // The strict profile masks the email: it never reaches the screen.
@@ -357,7 +359,9 @@ async fn follow_tails_new_events_and_a_bundle_replays_offline() {
         "--server {} --token {reader} --session s1 --key '{vk}' --follow",
         srv.url
     ));
-    t.wait("the verified badge", |s| s.contains("verified: 6 events"));
+    t.wait("the in-the-log badge", |s| {
+        s.contains("in the log: 6 events")
+    });
     let more = json!({"events": [
         {"session_id": "s1", "kind": "message", "content": "late arrival one"},
         {"session_id": "s1", "kind": "message", "content": "late arrival two"},
@@ -365,7 +369,7 @@ async fn follow_tails_new_events_and_a_bundle_replays_offline() {
     let (s, r) = post_events(&c, &srv.url, "prod", &w, more, "").await;
     assert_eq!(s, 200, "{r}");
     t.wait("the new events, checked", |s| {
-        s.contains("late arrival two") && s.contains("verified: 8 events")
+        s.contains("late arrival two") && s.contains("in the log: 8 events")
     });
     t.quit();
     t.text("clear");

@@ -86,4 +86,74 @@ fn every_source_keeps_the_source_contract() {
     let mut data_source = data::open(&data, Some("prod"), "s1", None, None).unwrap();
     assert_eq!(tracevault_replay::Source::len(&data_source), 50);
     conformance::check(&mut data_source).unwrap();
+
+    lying_servers_are_never_shown_as_verified(&srv, &reader);
+}
+
+/// A server between the replayer and the vault that changes the rows it
+/// shows: with the leaf hashes kept, the badge says the leaves are in the
+/// log and the values are as served (never "verified": a reader gets no
+/// salts or records to bind them); with rows of other events put in their
+/// place, the page is refused and the badge fails.
+fn lying_servers_are_never_shown_as_verified(srv: &Server, reader: &str) {
+    use std::io::BufRead;
+    use tracevault_replay::{Integrity, Source};
+    let (_, vault) = tokio::runtime::Runtime::new().unwrap().block_on(get(
+        &client(),
+        &format!("{}/v1/vault", srv.url),
+        Some(reader),
+    ));
+    let vault: Value = serde_json::from_str(&vault).unwrap();
+    let vk = vault["namespaces"][0]["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/independent/lying_server.py"
+    );
+    for mode in ["values", "rows"] {
+        let mut child = std::process::Command::new(python())
+            .args([script, mode, &srv.url])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut port = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut port)
+            .unwrap();
+        let url = format!("http://127.0.0.1:{}", port.trim());
+        let mut src =
+            ServerSource::open(&url, reader, "s1", Some("prod"), Some(vk.clone()), None).unwrap();
+        let page = src.page(0, 10);
+        let mut verdict = src.integrity();
+        for _ in 0..200 {
+            if !matches!(verdict, Integrity::Checking) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            verdict = src.integrity();
+        }
+        match mode {
+            "values" => {
+                assert!(
+                    page.unwrap()[0]
+                        .content
+                        .as_deref()
+                        .unwrap()
+                        .contains("rm -rf")
+                );
+                assert!(matches!(verdict, Integrity::InLog { .. }), "{verdict:?}");
+            }
+            _ => {
+                assert!(page.is_err());
+                assert!(
+                    matches!(&verdict, Integrity::Failed { reason, .. } if reason.contains("not the one whose leaf hash is proven")),
+                    "{verdict:?}"
+                );
+            }
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
 }

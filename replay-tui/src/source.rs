@@ -35,6 +35,17 @@ pub enum Integrity {
         /// Number of events checked.
         events_checked: u64,
     },
+    /// Every shown event's leaf hash proven in a signed checkpoint, but not
+    /// its values: a reader of the server gets neither salts nor records,
+    /// so a server could show other values under a proven leaf hash
+    /// (`--server`; `--bundle` and `--data` bind the values, and say
+    /// [`Integrity::Verified`]).
+    InLog {
+        /// Size of the checkpoint the proofs were checked against.
+        checkpoint_size: u64,
+        /// Number of events whose leaf hash was proven.
+        events_checked: u64,
+    },
     /// A check failed.
     Failed {
         /// Log index of the first event that failed, when the failure is

@@ -50,6 +50,18 @@ pub(super) fn render(app: &App, frame: &mut Frame, area: Rect) {
                 .bg(Color::Green)
                 .add_modifier(Modifier::BOLD),
         ),
+        Integrity::InLog {
+            checkpoint_size,
+            events_checked,
+        } => Span::styled(
+            format!(
+                " \u{2714} in the log: {events_checked} events proven in signed checkpoint of size {checkpoint_size} (values as served, not bound) "
+            ),
+            Style::new()
+                .fg(Color::Black)
+                .bg(Color::LightBlue)
+                .add_modifier(Modifier::BOLD),
+        ),
         Integrity::Failed { index, reason } => Span::styled(
             match index {
                 Some(index) => format!(" \u{2718} FAILED at index {index}: {reason} "),

@@ -49,8 +49,12 @@ pub type Verdict = Arc<Mutex<Integrity>>;
 
 /// Sets the verdict. A poisoned lock is left alone: [`Checked`] then shows
 /// "unverified", never a stale "verified".
+/// Sets the verdict, unless a failure is already shown: once a check has
+/// failed, nothing a later check finds hides it.
 pub fn set(v: &Verdict, i: Integrity) {
-    if let Ok(mut g) = v.lock() {
+    if let Ok(mut g) = v.lock()
+        && !matches!(*g, Integrity::Failed { .. })
+    {
         *g = i;
     }
 }

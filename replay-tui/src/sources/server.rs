@@ -56,7 +56,7 @@ fn integrity(p: Progress) -> Integrity {
             checkpoint_size,
             events_checked,
             pinned: true,
-        } => Integrity::Verified {
+        } => Integrity::InLog {
             checkpoint_size,
             events_checked,
         },
@@ -125,6 +125,9 @@ pub struct ServerSource {
     session: String,
     /// Log index of each position.
     idxs: Vec<u64>,
+    /// Leaf hash of each position, as the index read it (what the proof
+    /// checker proves): a page row must carry the same.
+    leaf_at: Vec<String>,
     /// `(index, leaf hash)` of every event, for the proof checker.
     leaves: Leaves,
     index: Option<TimelineIndex>,
@@ -191,6 +194,7 @@ impl ServerSource {
             ns,
             session: session.to_string(),
             idxs: Vec::new(),
+            leaf_at: Vec::new(),
             leaves: Arc::new(Mutex::new(Vec::new())),
             index: Some(TimelineIndex::new()),
             info: SessionInfo::default(),
@@ -286,6 +290,7 @@ impl ServerSource {
                         ix.push(&e);
                     }
                     self.idxs.push(e.idx);
+                    self.leaf_at.push(e.leaf_hash.clone());
                     self.info.last_us = Some(e.time_us());
                     self.info.first_us.get_or_insert(e.time_us());
                     leaves.push((e.idx, e.leaf_hash));
@@ -344,6 +349,22 @@ impl Source for ServerSource {
             return Err(SourceError::Data(format!(
                 "the server answered {} rows for positions {start}..{end}; the session changed under the reader?",
                 events.len()
+            )));
+        }
+        // And each row must be the one whose leaf hash is proven: a page is a
+        // second query, which a server could answer with other rows.
+        let proven = &self.leaf_at[start as usize..end as usize];
+        if let Some(e) = events.iter().zip(proven).find(|(e, l)| e.leaf_hash != **l) {
+            let index = e.0.idx;
+            set(
+                &self.verdict,
+                Integrity::Failed {
+                    index: Some(index),
+                    reason: "the row shown is not the one whose leaf hash is proven".into(),
+                },
+            );
+            return Err(SourceError::Data(format!(
+                "event {index}: the server showed a row whose leaf hash is not the proven one"
             )));
         }
         if let Some(key) = self.checker.take() {
