@@ -91,20 +91,16 @@ pub enum ExportCmd {
 /// Runs a subcommand.
 pub fn run(cmd: ExportCmd) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
-    let (conn, output) = match &cmd {
+    if let ExportCmd::Download { conn, id, output } = &cmd {
+        return download(&rt, conn, id, output);
+    }
+    let conn = match &cmd {
         ExportCmd::Request { conn, .. }
         | ExportCmd::List { conn, .. }
         | ExportCmd::Status { conn, .. }
         | ExportCmd::Approve { conn, .. }
-        | ExportCmd::Deny { conn, .. } => (conn, None),
-        ExportCmd::Download { conn, output, .. } => {
-            anyhow::ensure!(
-                !output.exists(),
-                "{} exists; not overwriting it",
-                output.display()
-            );
-            (conn, Some(output))
-        }
+        | ExportCmd::Deny { conn, .. }
+        | ExportCmd::Download { conn, .. } => conn,
     };
     let client = conn.remote.client()?;
     let answer = rt.block_on(async {
@@ -132,7 +128,7 @@ pub fn run(cmd: ExportCmd) -> anyhow::Result<ExitCode> {
             ExportCmd::Status { id, .. } => client.export_status(id).await,
             ExportCmd::Approve { id, comment, .. } => client.approve_export(id, comment).await,
             ExportCmd::Deny { id, comment, .. } => client.deny_export(id, comment).await,
-            ExportCmd::Download { id, .. } => client.download_export(id).await,
+            ExportCmd::Download { .. } => unreachable!("downloads are streamed above"),
         }
         .map(Some)
     });
@@ -142,26 +138,45 @@ pub fn run(cmd: ExportCmd) -> anyhow::Result<ExitCode> {
         Err(tracevault_client::Error::Status(e)) => return Ok(report_refusal(&e)),
         Err(e) => return Err(anyhow::Error::new(e).context("sending")),
     };
-    match output {
-        Some(path) => {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(path)
-                .with_context(|| format!("creating {}", path.display()))?;
-            std::io::Write::write_all(&mut f, &bytes)?;
+    println!(
+        "{}",
+        crate::terminal_text::block(&String::from_utf8_lossy(&bytes))
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `export download`: the bundle streamed into a new file (never one that
+/// exists; a bundle can be larger than memory). A refused or failed download
+/// leaves no file behind.
+fn download(
+    rt: &tokio::runtime::Runtime,
+    conn: &Conn,
+    id: &str,
+    output: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    let client = conn.remote.client()?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(output)
+        .with_context(|| format!("creating {} (refusing to overwrite)", output.display()))?;
+    match rt.block_on(client.download_export_to(id, &mut f)) {
+        Ok(n) => {
             f.sync_all()?;
             eprintln!(
-                "wrote {} ({} bytes); check it with: tracevault verify-bundle {} --key <verifier key>",
-                path.display(),
-                bytes.len(),
-                path.display()
+                "wrote {} ({n} bytes); check it with: tracevault verify-bundle {} --key <verifier key>",
+                output.display(),
+                output.display()
             );
+            Ok(ExitCode::SUCCESS)
         }
-        None => println!(
-            "{}",
-            crate::terminal_text::block(&String::from_utf8_lossy(&bytes))
-        ),
+        Err(e) => {
+            drop(f);
+            let _ = std::fs::remove_file(output);
+            match e {
+                tracevault_client::Error::Status(e) => Ok(report_refusal(&e)),
+                e => Err(anyhow::Error::new(e).context("downloading")),
+            }
+        }
     }
-    Ok(ExitCode::SUCCESS)
 }

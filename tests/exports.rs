@@ -564,3 +564,41 @@ async fn expired_requests_are_refused_and_their_end_is_recorded_in_audit() {
     let (code, out, err) = verify(&["--data", data.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// A hostile server cannot make the CLI hold more than the client's bound:
+/// a gzip answer of a few hundred KB that inflates to 600 MiB is refused at
+/// `MAX_ANSWER_BYTES` (512 MiB), with a clear error, not read to the end.
+#[test]
+fn a_hostile_servers_answer_is_cut_at_the_clients_bound() {
+    use std::io::BufRead;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/independent/inflating_server.py"
+    );
+    let mut child = std::process::Command::new(python())
+        .arg(script)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args([
+            "export",
+            "status",
+            "x",
+            "--server",
+            &format!("http://127.0.0.1:{}", port.trim()),
+            "--token",
+            "t",
+        ])
+        .output()
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("exceeds 536870912 bytes"), "{err}");
+}

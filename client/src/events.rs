@@ -42,6 +42,7 @@ impl Client {
             .header("content-type", encoding.content_type())
             .header("x-tracevault-namespace", ns)
             .body(body);
-        Ok(Client::send(req).await?.text().await?)
+        let body = Client::send_bytes(req).await?;
+        Ok(String::from_utf8_lossy(&body).into_owned())
     }
 }

@@ -60,8 +60,26 @@ impl Client {
         Client::send_bytes(req).await
     }
 
-    /// `GET /v1/exports/{id}/bundle`: the bundle (a tar file), once by default.
+    /// `GET /v1/exports/{id}/bundle`: the bundle (a tar file), once by
+    /// default, into memory (up to [`crate::MAX_ANSWER_BYTES`]).
     pub async fn download_export(&self, id: &str) -> Result<Bytes, Error> {
         Client::send_bytes(self.get(&format!("/v1/exports/{id}/bundle"))).await
+    }
+
+    /// [`Client::download_export`] written to `out` as it arrives (a bundle
+    /// can be larger than memory). Returns the bytes written.
+    pub async fn download_export_to(
+        &self,
+        id: &str,
+        out: &mut impl std::io::Write,
+    ) -> Result<u64, Error> {
+        let mut r = Client::send(self.get(&format!("/v1/exports/{id}/bundle"))).await?;
+        let mut n = 0u64;
+        while let Some(chunk) = r.chunk().await? {
+            out.write_all(&chunk)?;
+            n += chunk.len() as u64;
+        }
+        out.flush()?;
+        Ok(n)
     }
 }

@@ -66,7 +66,25 @@ pub enum Error {
     /// The base URL cannot take API paths.
     #[error(transparent)]
     Url(#[from] UrlError),
+    /// The answer is larger than this client takes ([`MAX_ANSWER_BYTES`];
+    /// error answers: [`MAX_ERROR_BYTES`]), counted after decompression.
+    #[error("the server's answer exceeds {max} bytes; not read further")]
+    TooLarge {
+        /// The bound that was passed.
+        max: usize,
+    },
+    /// Writing a downloaded answer to a file failed.
+    #[error("writing the answer: {0}")]
+    Write(#[from] std::io::Error),
 }
+
+/// Largest answer read into memory (after decompression): above the
+/// server's largest query result (`max_result_bytes`, 128 MiB by default),
+/// far below what a gzip body from a hostile server could inflate to.
+/// Export bundles are streamed to a file instead ([`Client::download_export_to`]).
+pub const MAX_ANSWER_BYTES: usize = 512 << 20;
+/// Largest error answer read (the server's are a small JSON object).
+pub const MAX_ERROR_BYTES: usize = 64 << 10;
 
 impl Error {
     /// The HTTP status, when the server answered with an error.
@@ -251,15 +269,33 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = r.bytes().await.unwrap_or_default();
+        let body = Client::read_capped(r, MAX_ERROR_BYTES)
+            .await
+            .unwrap_or_default();
         let mut e = ServerError::new(status, body);
         e.retry_after = retry_after;
         Err(e.into())
     }
 
-    /// Sends `req`; the whole body when 2xx.
+    /// Sends `req`; the whole body when 2xx, up to [`MAX_ANSWER_BYTES`].
     async fn send_bytes(req: reqwest::RequestBuilder) -> Result<Bytes, Error> {
-        Ok(Client::send(req).await?.bytes().await?)
+        Client::read_capped(Client::send(req).await?, MAX_ANSWER_BYTES).await
+    }
+
+    /// The body of `r`, refused past `max` bytes (a body cannot make the
+    /// client hold more than the bound, however it is compressed).
+    async fn read_capped(mut r: reqwest::Response, max: usize) -> Result<Bytes, Error> {
+        if r.content_length().is_some_and(|n| n > max as u64) {
+            return Err(Error::TooLarge { max });
+        }
+        let mut out = bytes::BytesMut::new();
+        while let Some(chunk) = r.chunk().await? {
+            if out.len() + chunk.len() > max {
+                return Err(Error::TooLarge { max });
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out.freeze())
     }
 
     /// Sends `req`; the body parsed as `T` when 2xx.

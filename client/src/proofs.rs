@@ -72,10 +72,8 @@ impl Client {
     /// `GET /v1/logs/{ns}/checkpoint`: the latest signed checkpoint, a C2SP
     /// signed note (not opened here).
     pub async fn checkpoint(&self, ns: &str) -> Result<String, Error> {
-        Ok(Client::send(self.get(&format!("/v1/logs/{ns}/checkpoint")))
-            .await?
-            .text()
-            .await?)
+        let body = Client::send_bytes(self.get(&format!("/v1/logs/{ns}/checkpoint"))).await?;
+        Ok(String::from_utf8_lossy(&body).into_owned())
     }
 
     /// `GET /v1/logs/{ns}/proof/inclusion?index=..&size=..`: one proof.
