@@ -316,8 +316,11 @@ async fn a_vault_serves_checkpoints_its_witness_cosigned() {
     let log_key: [u8; 32] = B64.decode(srv.public_key()).unwrap().try_into().unwrap();
     assert_eq!(srv.terminate(), Some(0));
     let vkey = note::verifier_key(&format!("{origin}/n"), &log_key);
+    // The witness trusts namespace n and `_audit` (bundles prove their
+    // approval history in `_audit`, against a cosigned checkpoint).
+    let audit_vkey = note::verifier_key(&format!("{origin}/_audit"), &log_key);
     let wdir = dir.path().join("witness");
-    let wit = Server::start_witness(&wdir, "witness.test/w1", &[&vkey]);
+    let wit = Server::start_witness(&wdir, "witness.test/w1", &[&vkey, &audit_vkey]);
     let wkey = wit
         .stdout
         .iter()
@@ -375,7 +378,7 @@ async fn a_vault_serves_checkpoints_its_witness_cosigned() {
     );
     // Back up: it catches up.
     let addr = wurl.trim_start_matches("http://");
-    let wit = Server::start_witness_at(&wdir, "witness.test/w1", &[&vkey], addr);
+    let wit = Server::start_witness_at(&wdir, "witness.test/w1", &[&vkey, &audit_vkey], addr);
     served_at_least(&c, &srv.url, &w, 21).await;
     let (_, info) = get(&c, &format!("{}/v1/vault", srv.url), Some(&w)).await;
     let info: Value = serde_json::from_str(&info).unwrap();
@@ -438,6 +441,14 @@ async fn a_vault_serves_checkpoints_its_witness_cosigned() {
     let (code, out) = verify_bundle(&["--witness", &other.verifier_key()]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("cosignatures of 0 of the 1"), "{out}");
+    // The approval history is held to the policy too: its `_audit`
+    // checkpoint must be cosigned (a key holder could otherwise prove
+    // invented approvals in a private `_audit` tree).
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("FAIL audit_checkpoint:") && l.contains("cosignatures of 0")),
+        "{out}"
+    );
     // replay follows the policy too: from the bundle, and from the server.
     let policy = |vk: &str| WitnessPolicy::from_vkeys(&[vk], None).unwrap();
     let verdict = |mut src: Box<dyn tracevault_replay::Source>| {
@@ -499,11 +510,10 @@ async fn a_vault_serves_checkpoints_its_witness_cosigned() {
     assert_eq!(wit.terminate(), Some(0));
     // verify follows the policy on the stored cosigned checkpoint.
     let d = data.to_str().unwrap();
-    // (The witness trusts only namespace n; `_audit` is not witnessed.)
     let (code, out, err) = verify(&["--data", d, "--namespace", "n", "--witness", &wkey]);
     assert_eq!(code, 0, "{out}{err}");
-    let (code, out, _) = verify(&["--data", d, "--witness", &wkey]);
-    assert!(code == 1 && out.contains("ns=_audit"), "{out}");
+    let (code, out, err) = verify(&["--data", d, "--witness", &wkey]);
+    assert_eq!(code, 0, "n and _audit are both witnessed: {out}{err}");
     let other = other.verifier_key();
     let (code, out, _) = verify(&["--data", d, "--namespace", "n", "--witness", &other]);
     assert_eq!(code, 1, "{out}");
@@ -569,7 +579,7 @@ async fn a_vault_serves_checkpoints_its_witness_cosigned() {
         forged.join("store/vault.json"),
     )
     .unwrap();
-    let wit = Server::start_witness_at(&wdir, "witness.test/w1", &[&vkey], addr);
+    let wit = Server::start_witness_at(&wdir, "witness.test/w1", &[&vkey, &audit_vkey], addr);
     let srv = Server::start(&forged, &["--config", &cfg]);
     let fw = token(&forged, "writer", "n", "mallory");
     let (s, _) = post_events(&c, &srv.url, "n", &fw, events(30), "").await;

@@ -49,22 +49,16 @@ fn history_line(e: &Entry, shown: &Value, proof: &[Hash]) -> Result<Value, Expor
     }))
 }
 
-/// The history of export `export_id` as `approvals.jsonl` lines, with the
-/// signed `_audit` checkpoint their proofs are against. Waits (up to
-/// `wait`) for a checkpoint that covers the newest step: one is signed
-/// within the log's checkpoint interval. `show` turns a stored step into
-/// what the requester may see (its masking of the selection).
-pub async fn history_for(
+/// The `_audit` entries holding the steps of export `export_id`, with
+/// their steps, and the size a checkpoint must have to cover them all.
+pub async fn history_steps(
     vault: &tracevault_vault::Vault,
     export_id: &str,
-    show: &(dyn Fn(Value) -> Value + Sync),
-    wait: std::time::Duration,
-) -> Result<(Vec<Value>, String), ExportError> {
-    let fail = |m: String| ExportError::Build(format!("export history: {m}"));
+) -> Result<(Vec<(Entry, Value)>, u64), ExportError> {
     let steps: Vec<(Entry, Value)> = vault
         .session_entries(AUDIT_NS, EXPORTS_SESSION)
         .await
-        .map_err(|e| fail(e.to_string()))?
+        .map_err(|e| history_error(e.to_string()))?
         .into_iter()
         .filter_map(|e| {
             let step: Value = serde_json::from_str(e.content.as_deref()?).ok()?;
@@ -72,34 +66,72 @@ pub async fn history_for(
         })
         .collect();
     let need = steps.iter().map(|(e, _)| e.idx + 1).max().unwrap_or(0);
+    Ok((steps, need))
+}
+
+/// `approvals.jsonl` lines for `steps` ([`history_steps`]), each proven
+/// in the `_audit` tree of `size` (a checkpoint of that size must cover
+/// them). `show` turns a stored step into what the requester may see (its
+/// masking of the selection).
+pub async fn history_lines(
+    vault: &tracevault_vault::Vault,
+    steps: Vec<(Entry, Value)>,
+    size: u64,
+    show: &(dyn Fn(Value) -> Value + Sync),
+) -> Result<Vec<Value>, ExportError> {
+    let view = vault
+        .view(AUDIT_NS)
+        .await
+        .map_err(|e| history_error(e.to_string()))?
+        .ok_or_else(|| history_error("_audit cannot be read".into()))?;
+    let mut lines = Vec::with_capacity(steps.len());
+    for (e, step) in steps {
+        let (_, proof) = view
+            .inclusion_proof(e.idx, size)
+            .await
+            .map_err(|x| history_error(x.to_string()))?;
+        lines.push(history_line(&e, &show(step), &proof)?);
+    }
+    Ok(lines)
+}
+
+fn history_error(m: String) -> ExportError {
+    ExportError::Build(format!("export history: {m}"))
+}
+
+/// The history of export `export_id` as `approvals.jsonl` lines, with the
+/// signed `_audit` checkpoint their proofs are against: the latest one,
+/// waited for (up to `wait`) until it covers the newest step (one is
+/// signed within the log's checkpoint interval). Under a witness policy
+/// the server picks a cosigned checkpoint instead ([`history_steps`],
+/// [`history_lines`]).
+pub async fn history_for(
+    vault: &tracevault_vault::Vault,
+    export_id: &str,
+    show: &(dyn Fn(Value) -> Value + Sync),
+    wait: std::time::Duration,
+) -> Result<(Vec<Value>, String), ExportError> {
+    let (steps, need) = history_steps(vault, export_id).await?;
     // From the store, whichever node writes `_audit`.
     let deadline = tokio::time::Instant::now() + wait;
-    let (view, size, checkpoint) = loop {
+    let (size, checkpoint) = loop {
         let view = vault
             .view(AUDIT_NS)
             .await
-            .map_err(|e| fail(e.to_string()))?
-            .ok_or_else(|| fail("_audit cannot be read".into()))?;
-        if let Some((size, checkpoint)) = view.latest_checkpoint().filter(|(s, _)| *s >= need) {
-            break (view, size, checkpoint);
+            .map_err(|e| history_error(e.to_string()))?
+            .ok_or_else(|| history_error("_audit cannot be read".into()))?;
+        if let Some(c) = view.latest_checkpoint().filter(|(s, _)| *s >= need) {
+            break c;
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(fail(format!(
+            return Err(history_error(format!(
                 "no signed _audit checkpoint covers entry {} yet",
                 need.saturating_sub(1)
             )));
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
-    let mut lines = Vec::with_capacity(steps.len());
-    for (e, step) in steps {
-        let (_, proof) = view
-            .inclusion_proof(e.idx, size)
-            .await
-            .map_err(|x| fail(x.to_string()))?;
-        lines.push(history_line(&e, &show(step), &proof)?);
-    }
-    Ok((lines, checkpoint))
+    Ok((history_lines(vault, steps, size, show).await?, checkpoint))
 }
 
 /// What checking the history found.
@@ -121,6 +153,7 @@ pub fn check_history(
     ns_key_name: &str,
     pubkey: &VerifyingKey,
     manifest: &Value,
+    witnesses: Option<&tracevault_vault::cosignature::WitnessPolicy>,
     findings: &mut Vec<String>,
 ) -> HistoryReport {
     let mut report = HistoryReport::default();
@@ -136,6 +169,15 @@ pub fn check_history(
             return report;
         }
     };
+    // Under a witness policy the history is witnessed too: a key holder
+    // could otherwise prove invented approvals in a private `_audit` tree.
+    if let Some(why) = witnesses.and_then(|p| {
+        std::str::from_utf8(audit_checkpoint)
+            .ok()
+            .and_then(|t| p.shortfall(t))
+    }) {
+        findings.push(format!("audit_checkpoint: {why}"));
+    }
     let export_id = manifest["export_id"].as_str().unwrap_or_default();
     let mut seen = BTreeSet::new();
     let mut requester = None;

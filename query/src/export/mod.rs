@@ -17,7 +17,7 @@ mod verify;
 pub mod workflow;
 
 pub use bundle::{BundleInput, BundleRow, BundleWriter, write_bundle};
-pub use history::{AUDIT_NS, EXPORTS_SESSION, history_for};
+pub use history::{AUDIT_NS, EXPORTS_SESSION, history_for, history_lines, history_steps};
 pub use read::{BundleReader, RowKey};
 pub use verify::{BundleReport, verify_bundle, verify_bundle_with};
 

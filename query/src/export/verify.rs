@@ -290,6 +290,7 @@ pub fn verify_bundle_with(
         &name,
         &pubkey,
         &manifest,
+        witnesses,
         &mut findings,
     );
     report.history_steps = history.steps;

@@ -812,14 +812,40 @@ async fn bundle(
         }
         c
     };
-    let (history, audit_checkpoint) = tracevault_query::export::history_for(
-        &st.vault,
-        &id,
-        &show,
-        std::time::Duration::from_secs(10),
-    )
-    .await
-    .map_err(|e| ApiError::unavailable("unavailable", e.to_string()))?;
+    let unavailable = |e: tracevault_query::export::ExportError| {
+        ApiError::unavailable("unavailable", e.to_string())
+    };
+    let (history, audit_checkpoint) = match &st.witnessing {
+        None => tracevault_query::export::history_for(
+            &st.vault,
+            &id,
+            &show,
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .map_err(unavailable)?,
+        // The history is proven against a cosigned `_audit` checkpoint, so
+        // the witnesses vouch for the approvals as for the rows.
+        Some(w) => {
+            let (steps, need) = tracevault_query::export::history_steps(&st.vault, &id)
+                .await
+                .map_err(unavailable)?;
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+            let (size, note) = w
+                .wait_cosigned(&st.vault, audit::AUDIT_NS, need, deadline)
+                .await
+                .ok_or_else(|| {
+                    ApiError::unavailable(
+                        "checkpoint_not_witnessed",
+                        "the witnesses have not cosigned an _audit checkpoint covering this export's history yet; retry",
+                    )
+                })?;
+            let lines = tracevault_query::export::history_lines(&st.vault, steps, size, &show)
+                .await
+                .map_err(unavailable)?;
+            (lines, note)
+        }
+    };
     let input = BundleInput {
         export_id: id.clone(),
         ns: r.ns.clone(),
