@@ -87,7 +87,34 @@ fn every_source_keeps_the_source_contract() {
     assert_eq!(tracevault_replay::Source::len(&data_source), 50);
     conformance::check(&mut data_source).unwrap();
 
-    lying_servers_are_never_shown_as_verified(&srv, &reader);
+    let (_, vault) = rt.block_on(get(
+        &client(),
+        &format!("{}/v1/vault", srv.url),
+        Some(&reader),
+    ));
+    let vault: Value = serde_json::from_str(&vault).unwrap();
+    let vk = vault["namespaces"][0]["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    lying_servers_are_never_shown_as_verified(&srv, &reader, &vk);
+
+    // A bundle whose rows are not the signed ones is not decoded at all when
+    // a key is given (a crafted Parquet file can ask for gigabytes).
+    let mut bad = bundle_bytes.to_vec();
+    // A byte of events.parquet (a Parquet file starts with `PAR1`).
+    let at = bad.windows(4).position(|w| w == b"PAR1").unwrap() + 64;
+    bad[at] ^= 0x20;
+    let bad_file = dir.path().join("tampered.tar");
+    std::fs::write(&bad_file, &bad).unwrap();
+    match bundle::open(&bad_file, None, Some(vk.clone()), None) {
+        Err(e) => assert!(
+            e.to_string().contains("not the ones the log key signed"),
+            "{e}"
+        ),
+        Ok(_) => panic!("a tampered bundle was opened"),
+    }
+    assert!(bundle::open(&file, None, Some(vk), None).is_ok());
 }
 
 /// A server between the replayer and the vault that changes the rows it
@@ -95,19 +122,9 @@ fn every_source_keeps_the_source_contract() {
 /// log and the values are as served (never "verified": a reader gets no
 /// salts or records to bind them); with rows of other events put in their
 /// place, the page is refused and the badge fails.
-fn lying_servers_are_never_shown_as_verified(srv: &Server, reader: &str) {
+fn lying_servers_are_never_shown_as_verified(srv: &Server, reader: &str, vk: &str) {
     use std::io::BufRead;
     use tracevault_replay::{Integrity, Source};
-    let (_, vault) = tokio::runtime::Runtime::new().unwrap().block_on(get(
-        &client(),
-        &format!("{}/v1/vault", srv.url),
-        Some(reader),
-    ));
-    let vault: Value = serde_json::from_str(&vault).unwrap();
-    let vk = vault["namespaces"][0]["verifier_key"]
-        .as_str()
-        .unwrap()
-        .to_string();
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/independent/lying_server.py"
@@ -124,7 +141,8 @@ fn lying_servers_are_never_shown_as_verified(srv: &Server, reader: &str) {
             .unwrap();
         let url = format!("http://127.0.0.1:{}", port.trim());
         let mut src =
-            ServerSource::open(&url, reader, "s1", Some("prod"), Some(vk.clone()), None).unwrap();
+            ServerSource::open(&url, reader, "s1", Some("prod"), Some(vk.to_string()), None)
+                .unwrap();
         let page = src.page(0, 10);
         let mut verdict = src.integrity();
         for _ in 0..200 {

@@ -19,7 +19,7 @@ pub mod workflow;
 pub use bundle::{BundleInput, BundleRow, BundleWriter, write_bundle};
 pub use history::{AUDIT_NS, EXPORTS_SESSION, history_for, history_lines, history_steps};
 pub use read::{BundleReader, RowKey};
-pub use verify::{BundleReport, verify_bundle, verify_bundle_with};
+pub use verify::{BundleReport, rows_signed, verify_bundle, verify_bundle_with};
 
 /// `format` of the manifest.
 pub const FORMAT: &str = "tracevault-export/1";

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use tracevault_query::export::{BundleReader, RowKey, verify_bundle_with};
+use tracevault_query::export::{BundleReader, RowKey, rows_signed, verify_bundle_with};
 
 use super::{Checked, OpenError, from_entry, set};
 use crate::{Integrity, ReplayEvent, SessionInfo, Source, SourceError, TimelineIndex};
@@ -88,6 +88,17 @@ pub fn open(
     let bytes = Bytes::from(
         std::fs::read(file).map_err(|e| OpenError::Refused(format!("{}: {e}", file.display())))?,
     );
+    // With a key, no row is decoded from a file the key did not sign for
+    // (a crafted Parquet file of a few KB can ask for gigabytes). Without
+    // one nothing can be authenticated: check such a bundle with
+    // `verify-bundle` first.
+    if let Some(k) = &key
+        && !rows_signed(&bytes, k)?
+    {
+        return Err(OpenError::Refused(
+            "the bundle's rows are not the ones the log key signed for (manifest signature or events.parquet hash); run verify-bundle for the findings".into(),
+        ));
+    }
     let reader = BundleReader::open(bytes.clone())?;
     let all = reader.keys()?;
     let session = match session {
