@@ -331,7 +331,8 @@ pub struct BodyGuard {
 /// between nodes): the token (or, for a node's call, its signature, which
 /// covers the body's digest) is checked from the headers before any byte of
 /// the body is read, so a caller that cannot act costs the server no body;
-/// at most `max_body_reads` bodies are read at once (503 beyond); and the
+/// at most `max_body_reads` bodies are read at once (503 beyond; calls
+/// between nodes are not counted); and the
 /// body must arrive whole within `body_read_timeout_s` (408 otherwise) and
 /// within the route's limit (413): `max_request_body_bytes`, or less for
 /// batch proofs. A node's call, once its signature is checked, may be as
@@ -358,13 +359,21 @@ pub async fn guard_body(
         }
         (None, g.max)
     };
-    let Ok(_reading) = g.reads.clone().try_acquire_owned() else {
-        return ApiError::unavailable(
-            "overloaded",
-            "too many request bodies are being read at once; retry",
-        )
-        .retry_after(1)
-        .into_response();
+    // (A node's call, its signature checked, does not wait behind readers'
+    // bodies: slow readers must not stop the cluster's audit records.)
+    let _reading = match caller {
+        Some(_) => None,
+        None => match g.reads.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                return ApiError::unavailable(
+                    "overloaded",
+                    "too many request bodies are being read at once; retry",
+                )
+                .retry_after(1)
+                .into_response();
+            }
+        },
     };
     let (mut parts, body) = req.into_parts();
     let limit = Duration::from_secs(st.limits.body_read_timeout_s.max(1));
