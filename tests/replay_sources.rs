@@ -98,6 +98,7 @@ fn every_source_keeps_the_source_contract() {
         .unwrap()
         .to_string();
     lying_servers_are_never_shown_as_verified(&srv, &reader, &vk);
+    a_checkpoint_kept_from_before_must_be_extended(&srv, &data, &reader, &vk);
 
     // A bundle whose rows are not the signed ones is not decoded at all when
     // a key is given (a crafted Parquet file can ask for gigabytes).
@@ -173,5 +174,78 @@ fn lying_servers_are_never_shown_as_verified(srv: &Server, reader: &str, vk: &st
         }
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+}
+
+/// `replay --server --checkpoint`: a checkpoint kept from an earlier run
+/// must be extended by what the server shows. The genuine one is; one of
+/// another history (a tree of the same size with another root, signed with
+/// the real log key, as a key holder showing a fork would) fails the badge.
+fn a_checkpoint_kept_from_before_must_be_extended(
+    srv: &Server,
+    data: &std::path::Path,
+    reader: &str,
+    vk: &str,
+) {
+    use base64::Engine;
+    use tracevault_replay::{Integrity, Source};
+    use tracevault_vault::note;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (s, genuine) = rt.block_on(get(
+        &client(),
+        &format!("{}/v1/logs/prod/checkpoint", srv.url),
+        Some(reader),
+    ));
+    assert_eq!(s, 200, "{genuine}");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let seed: [u8; 32] = b64
+        .decode(
+            std::fs::read_to_string(data.join("keys/log.key"))
+                .unwrap()
+                .trim(),
+        )
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let origin = genuine.lines().next().unwrap().to_string();
+    let size: u64 = genuine.lines().nth(1).unwrap().parse().unwrap();
+    let fork = note::sign_checkpoint(
+        &note::Checkpoint {
+            origin: origin.clone(),
+            size,
+            root: [7; 32],
+        },
+        &origin,
+        &key,
+    );
+    for (pinned, forked) in [(genuine, false), (fork, true)] {
+        let mut src = ServerSource::open(
+            &srv.url,
+            reader,
+            "s1",
+            Some("prod"),
+            Some(vk.to_string()),
+            None,
+        )
+        .unwrap()
+        .since(Some(pinned));
+        src.page(0, 5).unwrap();
+        let mut verdict = src.integrity();
+        for _ in 0..200 {
+            if !matches!(verdict, Integrity::Checking) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            verdict = src.integrity();
+        }
+        if forked {
+            assert!(
+                matches!(&verdict, Integrity::Failed { reason, .. } if reason.contains("fork")),
+                "{verdict:?}"
+            );
+        } else {
+            assert!(matches!(verdict, Integrity::InLog { .. }), "{verdict:?}");
+        }
     }
 }

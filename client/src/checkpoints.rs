@@ -145,6 +145,17 @@ impl CheckpointTracker {
         self
     }
 
+    /// The same, starting from `text`, a checkpoint kept from an earlier
+    /// run (a receipt, a bundle, `verify`): every checkpoint the server shows
+    /// must extend it, so a server holding the key cannot show this reader
+    /// another history than the one it saw before.
+    pub fn starting_from(mut self, text: &str) -> Result<CheckpointTracker, CheckError> {
+        let cp = note::open_checkpoint(text, &self.name, &self.key)
+            .map_err(|e| CheckError::bad(format!("the pinned checkpoint: {e}")))?;
+        self.last = Some((cp.size, cp.root));
+        Ok(self)
+    }
+
     /// The latest checkpoint: its signature checked, and consistent with the
     /// one accepted before (same size: same root; larger: a consistency
     /// proof; smaller: refused). Once accepted it is the one the next is

@@ -87,6 +87,8 @@ pub struct ProofChecker {
     batches: bool,
     /// Cosignatures every checkpoint must carry, if any.
     witnesses: Option<tracevault_vault::cosignature::WitnessPolicy>,
+    /// A checkpoint from an earlier run every served one must extend.
+    since: Option<String>,
 }
 
 impl ProofChecker {
@@ -102,7 +104,16 @@ impl ProofChecker {
             checked: 0,
             batches: true,
             witnesses: None,
+            since: None,
         }
+    }
+
+    /// The same, and every checkpoint the server shows must be consistent
+    /// with `checkpoint` (a signed note kept from an earlier run), so that
+    /// a server holding the key cannot show another history than before.
+    pub fn since(mut self, checkpoint: Option<String>) -> ProofChecker {
+        self.since = checkpoint;
+        self
     }
 
     /// The same, and every checkpoint must carry the cosignatures
@@ -150,9 +161,12 @@ impl ProofChecker {
     ) -> Result<bool, CheckError> {
         if self.tracker.is_none() {
             let (name, key) = namespace_key(&self.client, &self.ns, self.pinned.as_deref()).await?;
-            self.tracker = Some(
-                CheckpointTracker::new(&self.ns, name, key).with_witnesses(self.witnesses.clone()),
-            );
+            let tracker =
+                CheckpointTracker::new(&self.ns, name, key).with_witnesses(self.witnesses.clone());
+            self.tracker = Some(match &self.since {
+                Some(text) => tracker.starting_from(text)?,
+                None => tracker,
+            });
         }
         let pending = unchecked(leaves, self.checked)?;
         if pending.is_empty() {

@@ -46,6 +46,12 @@ pub struct ReplayArgs {
     /// How many of the --witness keys must have cosigned it (default: all).
     #[arg(long, requires = "witness")]
     witness_threshold: Option<usize>,
+    /// With --server: a checkpoint kept from an earlier run (a file with the
+    /// signed note, from a receipt, a bundle or `verify`); every checkpoint
+    /// the server shows must be consistent with it, so a server holding the
+    /// log key cannot show you another history than the one you saw.
+    #[arg(long, requires = "server")]
+    checkpoint: Option<PathBuf>,
     /// Tail the session as new events arrive.
     #[arg(long)]
     follow: bool,
@@ -67,15 +73,25 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<()> {
         "--max-gap must be a non-negative number of seconds"
     );
     let witnesses = crate::witness_cmd::policy(&a.witness, a.witness_threshold)?;
+    let since = match &a.checkpoint {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .map_err(|e| anyhow::anyhow!("--checkpoint {}: {e}", p.display()))?,
+        ),
+        None => None,
+    };
     let source: Box<dyn Source> = match (&a.server, &a.bundle, &a.data) {
-        (Some(url), None, None) => Box::new(server::ServerSource::open(
-            url,
-            a.token.as_deref().unwrap_or_default(),
-            a.session.as_deref().unwrap_or_default(),
-            a.ns.as_deref(),
-            a.key.clone(),
-            witnesses,
-        )?),
+        (Some(url), None, None) => Box::new(
+            server::ServerSource::open(
+                url,
+                a.token.as_deref().unwrap_or_default(),
+                a.session.as_deref().unwrap_or_default(),
+                a.ns.as_deref(),
+                a.key.clone(),
+                witnesses,
+            )?
+            .since(since),
+        ),
         (None, Some(file), None) => Box::new(bundle::open(
             file,
             a.session.as_deref(),

@@ -136,6 +136,8 @@ pub struct ServerSource {
     /// The pinned key, until the proof checker starts: after the first
     /// page, so that its requests do not delay the first frame.
     checker: Option<Option<String>>,
+    /// A checkpoint from an earlier run every served one must extend.
+    since: Option<String>,
     /// Cosignatures the checkpoints must carry.
     witnesses: Option<WitnessPolicy>,
     /// Rows per index query (see [`INDEX_CHUNK`]).
@@ -201,6 +203,7 @@ impl ServerSource {
             verdict: Arc::new(Mutex::new(Integrity::Checking)),
             checker: None,
             witnesses,
+            since: None,
             chunk: INDEX_CHUNK,
         };
         s.read_more()?;
@@ -216,6 +219,15 @@ impl ServerSource {
         s.update_info();
         s.checker = Some(key);
         Ok(s)
+    }
+
+    /// Every checkpoint the server shows must be consistent with
+    /// `checkpoint`, a signed note kept from an earlier run (a receipt, an
+    /// export bundle, a `verify`): a server holding the key cannot then show
+    /// this reader another history than the one seen before.
+    pub fn since(mut self, checkpoint: Option<String>) -> Self {
+        self.since = checkpoint;
+        self
     }
 
     fn where_session(&self) -> String {
@@ -370,6 +382,7 @@ impl Source for ServerSource {
         if let Some(key) = self.checker.take() {
             let verdict = self.verdict.clone();
             let checker = ProofChecker::new(self.client.clone(), &self.ns, key)
+                .since(self.since.clone())
                 .with_witnesses(self.witnesses.clone());
             self.rt
                 .spawn(checker.run(self.leaves.clone(), move |p| set(&verdict, integrity(p))));
