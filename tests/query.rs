@@ -203,8 +203,36 @@ async fn readers_see_only_their_rows_masked_whatever_sql_they_write() {
     .await;
     assert_eq!(s, 200, "{b}");
     assert!(col(&b, 0, 0).as_u64().unwrap() >= 20, "{b}");
+    // A query that fails on a row's value: the engine's message quotes the
+    // value (to the caller, as its profile shows it), but `_audit`, which is
+    // never erased, records only the error's code.
+    let (s, b) = sql(
+        &c,
+        url,
+        admin.trim(),
+        "SELECT CAST(content AS BIGINT) FROM traces WHERE ns = 'alpha'",
+    )
+    .await;
+    assert_eq!(s, 400, "{b}");
+    assert!(
+        b.to_string().contains("Cannot cast string 'alpha"),
+        "the caller sees the value (masked as its profile masks it): {b}"
+    );
     assert_eq!(srv.terminate(), Some(0));
     let audit = stored_rows(&data, "_audit");
+    let failed: Vec<&Value> = audit
+        .iter()
+        .filter(|r| r["name"] == "query" && r["content"].as_str().unwrap().contains("CAST(content"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{audit:?}");
+    let record: Value = serde_json::from_str(failed[0]["content"].as_str().unwrap()).unwrap();
+    assert_eq!(record["error"], "query_failed", "{record}");
+    assert!(
+        audit
+            .iter()
+            .all(|r| !r["content"].as_str().unwrap_or("").contains("Cannot cast")),
+        "a row's value reached _audit"
+    );
     assert!(audit.iter().any(|r| r["name"] == "query"
         && r["actor"] == "auditor"
         && r["content"].as_str().unwrap().contains("OR ns = 'beta'")));

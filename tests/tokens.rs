@@ -108,6 +108,17 @@ async fn revocation_is_immediate_recorded_and_survives_restarts() {
             .0,
         401
     );
+    // A denial anyone can cause: what it leaves in `_audit` (never erased)
+    // is bounded and plain, whatever path and request id the caller chose.
+    let r = c
+        .post(format!("{}/v1/logs/jane.doe@example.com/events", srv.url))
+        .bearer_auth("not.a.token")
+        .header("x-request-id", "x".repeat(2000))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(srv.terminate(), Some(0));
 
@@ -161,6 +172,21 @@ async fn revocation_is_immediate_recorded_and_survives_restarts() {
     assert!(
         denied.iter().any(|d| d["code"] == "invalid_token"),
         "{denied:?}"
+    );
+    let planted: Vec<&Value> = denied
+        .iter()
+        .filter(|d| d["path"] == "/v1/logs/jane.doe_example.com/events")
+        .collect();
+    assert_eq!(planted.len(), 1, "{denied:?}");
+    assert!(planted[0]["first_request_id"].is_null(), "{denied:?}");
+    assert!(
+        rows.iter()
+            .all(|r| !r["content"].as_str().unwrap_or("").contains('@')
+                && !r["content"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx")),
+        "{rows:?}"
     );
     assert!(rows.iter().all(|r| r["ingested_by"] == "tracevault"));
     let (code, out, err) = verify(&["--data", data.to_str().unwrap()]);

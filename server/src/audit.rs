@@ -296,7 +296,7 @@ impl Revocations {
 
 /// Distinct (status, code, method, path) groups kept per interval; further
 /// denials are still counted, in the interval's `other` total.
-const MAX_DENIED_GROUPS: usize = 256;
+const MAX_DENIED_GROUPS: usize = 64;
 
 /// One denied request, as the access log groups it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -307,7 +307,8 @@ pub struct Denial {
     pub code: &'static str,
     /// Request method.
     pub method: String,
-    /// Request path (at most 512 characters).
+    /// Request path (at most 128 characters, others than letters, digits
+    /// and `/-_.` replaced by `_`).
     pub path: String,
 }
 

@@ -428,10 +428,17 @@ async fn count_rejections(
     next: axum::middleware::Next,
 ) -> Response {
     let (method, path) = (req.method().to_string(), req.uri().path().to_string());
+    // Recorded in `_audit` (never erased) for denials, which anyone can
+    // cause: the caller's id only when it is a plain short id.
     let request_id = req
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
         .map(str::to_string);
     let mut resp = next.run(req).await;
     let status = resp.status();
@@ -450,7 +457,16 @@ async fn count_rejections(
                 status: status.as_u16(),
                 code,
                 method,
-                path: path.chars().take(512).collect(),
+                // Short, and only the characters of the API's paths: the
+                // caller chooses it, and it stays in `_audit` for good.
+                path: path
+                    .chars()
+                    .take(128)
+                    .map(|c| match c {
+                        'a'..='z' | 'A'..='Z' | '0'..='9' | '/' | '-' | '_' | '.' => c,
+                        _ => '_',
+                    })
+                    .collect(),
             };
             st.denied.record(denial, request_id);
         }

@@ -561,7 +561,7 @@ async fn query(
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
-    use tracevault_query::sql::{Access, QueryError};
+    use tracevault_query::sql::Access;
     let claims = auth::authenticate(&st, &headers)?;
     auth::authorize(&claims, &[Role::Reader, Role::Admin], None)?;
     let body = body.map_err(|e| {
@@ -629,9 +629,13 @@ async fn query(
     let (outcome, masked) = rc
         .run_sql(&st.vault, &claims, &access, &req.sql, slot)
         .await;
+    // The record names the error by its code only: an engine's message can
+    // quote a row's value (a failed cast prints it), and `_audit` is never
+    // erased. The caller gets the message, masked as its rows are.
+    let outcome = outcome.map_err(query_error);
     let (rows, scan, error) = match &outcome {
         Ok(r) => (Some(r.rows), Some(r.scan), None),
-        Err(e) => (None, None, Some(e.to_string())),
+        Err(e) => (None, None, Some(e.code)),
     };
     // A token revoked or expired while its query ran gets no answer (the
     // query is still recorded below).
@@ -650,16 +654,7 @@ async fn query(
     )
     .await?;
     still_valid?;
-    let result = outcome.map_err(|e| match e {
-        QueryError::Refused(m) => ApiError::bad_request("invalid_query", m),
-        e @ QueryError::ScanTooLarge(..) => ApiError::too_large("scan_too_large", e.to_string()),
-        e @ (QueryError::ResultTooLarge(_) | QueryError::ResultTooManyBytes(_)) => {
-            ApiError::too_large("result_too_large", e.to_string())
-        }
-        e @ QueryError::Timeout(_) => ApiError::unavailable("query_timeout", e.to_string()),
-        e @ QueryError::Failed(_) => ApiError::bad_request("query_failed", e.to_string()),
-        QueryError::Vault(v) => v.into(),
-    })?;
+    let result = outcome?;
     let wants_arrow = headers
         .get(axum::http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -682,4 +677,19 @@ async fn query(
         body,
     )
         .into_response())
+}
+
+/// The answer to a query that failed: status, stable code and message.
+fn query_error(e: tracevault_query::sql::QueryError) -> ApiError {
+    use tracevault_query::sql::QueryError;
+    match e {
+        QueryError::Refused(m) => ApiError::bad_request("invalid_query", m),
+        QueryError::ScanTooLarge(..) => ApiError::too_large("scan_too_large", e.to_string()),
+        QueryError::ResultTooLarge(_) | QueryError::ResultTooManyBytes(_) => {
+            ApiError::too_large("result_too_large", e.to_string())
+        }
+        QueryError::Timeout(_) => ApiError::unavailable("query_timeout", e.to_string()),
+        QueryError::Failed(_) => ApiError::bad_request("query_failed", e.to_string()),
+        QueryError::Vault(v) => v.into(),
+    }
 }
