@@ -698,6 +698,13 @@ async fn an_external_admin_cannot_approve_its_own_erasure_through_tokens_it_mint
         let (c, at) = (c.clone(), tokens_at.clone());
         async move { post_at(&c, at, &tok, body).await }
     };
+    // Not under a name of the external issuer's own subjects.
+    let (s, b) = mint_token(alice.clone(), "approver", "idp:bob").await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (400, Some("reserved_sub")),
+        "{b}"
+    );
     let (s, b) = mint_token(alice.clone(), "approver", "dpo").await;
     assert_eq!(s, 200, "{b}");
     let puppet = b["token"].as_str().unwrap().to_string();

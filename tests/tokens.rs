@@ -372,6 +372,17 @@ async fn an_admin_issues_and_revokes_only_within_its_namespaces() {
     );
     let (s, b) = revoke(root, other_jti).await;
     assert_eq!(s, 200, "{b}");
+    // The server's own name is nobody's subject.
+    let (s, b) = issue(
+        root,
+        json!({"role": "writer", "ns": ["alpha"], "sub": "tracevault", "ttl_s": 60}),
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (400, Some("reserved_sub")),
+        "{b}"
+    );
     // A subject that would look like another one.
     for sub in ["alice ", " alice", "ali\u{200b}ce", "alice\u{202e}"] {
         let (s, b) = issue(

@@ -1014,6 +1014,17 @@ impl ExternalIssuers {
         self.issuers.is_empty()
     }
 
+    /// The issuer whose subjects start like `sub` (its `subject_prefix`),
+    /// if any: the vault's own tokens must not take such names, or they
+    /// would pass for that issuer's people (in `ingested_by`, in masking
+    /// profile matches, in duplicate detection).
+    pub fn prefix_of(&self, sub: &str) -> Option<&str> {
+        self.issuers
+            .iter()
+            .find(|i| sub.starts_with(&i.subject_prefix))
+            .map(|i| i.subject_prefix.as_str())
+    }
+
     /// How many keys each issuer holds now (`None`: no key set yet).
     pub fn key_counts(&self) -> Vec<(String, Option<usize>)> {
         self.issuers

@@ -74,6 +74,20 @@ pub(crate) async fn issue_token(
         }
     }
     within_scope(&claims, &req.ns)?;
+    // Names that would pass for someone else's: the server's own (what it
+    // writes about itself) and an external issuer's subjects.
+    if req.sub == audit::SERVER {
+        return Err(ApiError::bad_request(
+            "reserved_sub",
+            format!("sub {:?} is the server's own name", audit::SERVER),
+        ));
+    }
+    if let Some(prefix) = st.external.prefix_of(&req.sub) {
+        return Err(ApiError::bad_request(
+            "reserved_sub",
+            format!("subjects starting with {prefix:?} are those of an external issuer"),
+        ));
+    }
     for (name, w) in [("win_from", &req.win_from), ("win_to", &req.win_to)] {
         if let Some(w) = w {
             tracevault_schemas::parse_timestamp(name, w)
