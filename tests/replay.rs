@@ -174,6 +174,8 @@ async fn replay_in_a_real_terminal_plays_seeks_searches_and_shows_integrity() {
     t.keys(&["G"]);
     let s = t.wait("the last event", |s| s.contains("idx 5"));
     assert!(!s.contains("jane.doe@example.com"), "{s}");
+    // Who wrote it, as the vault recorded it (not what the writer says).
+    assert!(s.contains("written by agent"), "{s}");
 
     // Search: `/` text Enter selects the error; `n` wraps to it again.
     t.keys(&["g"]);

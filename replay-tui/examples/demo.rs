@@ -35,6 +35,7 @@ fn main() {
                 name: matches!(kind, "tool_call" | "tool_result").then(|| "web_search".into()),
                 actor: Some("agent".into()),
                 model: Some("model-x".into()),
+                ingested_by: None,
                 event_id: format!("ev-{i}"),
                 span_id: (kind == "tool_call").then(|| format!("span-{i}")),
                 parent_span_id: (kind == "tool_result").then(|| format!("span-{}", i - 1)),

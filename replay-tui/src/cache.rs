@@ -123,6 +123,7 @@ mod tests {
                 name: None,
                 actor: None,
                 model: None,
+                ingested_by: None,
                 event_id: format!("e{i}"),
                 span_id: None,
                 parent_span_id: None,

@@ -24,6 +24,11 @@ pub struct ReplayEvent {
     pub actor: Option<String>,
     /// Model that produced the event.
     pub model: Option<String>,
+    /// Who wrote it: the writing token's subject, set by the vault (unlike
+    /// `actor`, which the writer says), so events another writer put into
+    /// the session show as such.
+    #[serde(default)]
+    pub ingested_by: Option<String>,
     /// Writer-chosen event id.
     pub event_id: String,
     /// Span id, when the event belongs to a trace.
@@ -62,6 +67,7 @@ impl ReplayEvent {
             name: None,
             actor: None,
             model: None,
+            ingested_by: None,
             event_id: String::new(),
             span_id: None,
             parent_span_id: None,

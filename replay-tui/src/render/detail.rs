@@ -56,6 +56,7 @@ pub(super) fn render(app: &mut App, frame: &mut Frame, area: Rect) {
         ("name", "name", &event.name),
         ("actor", "actor", &event.actor),
         ("model", "model", &event.model),
+        ("written by", "ingested_by", &event.ingested_by),
     ] {
         if let Some(v) = value {
             who.push(Span::styled(format!("{label} "), dim));

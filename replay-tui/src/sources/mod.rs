@@ -132,6 +132,7 @@ pub fn from_entry(e: &Entry) -> ReplayEvent {
         name: e.name.clone(),
         actor: e.actor.clone(),
         model: e.model.clone(),
+        ingested_by: Some(e.ingested_by.clone()),
         event_id: e.event_id.clone().unwrap_or_default(),
         span_id: e.span_id.clone(),
         parent_span_id: e.parent_span_id.clone(),

@@ -28,7 +28,7 @@ use crate::{Integrity, ReplayEvent, SessionInfo, Source, SourceError, TimelineIn
 /// Halved while the server refuses it as too large (a lower setting).
 const INDEX_CHUNK: usize = 100_000;
 /// Columns of a page.
-const COLUMNS: &str = "idx, session_seq, kind, ts, received_at, name, actor, model, event_id, span_id, parent_span_id, content, attributes, leaf_hash";
+const COLUMNS: &str = "idx, session_seq, kind, ts, received_at, name, actor, model, event_id, span_id, parent_span_id, content, attributes, leaf_hash, ingested_by";
 
 /// A client error as the replayer reports it: the server's answer not
 /// understood is bad data, anything else (network, refusal) makes the
@@ -89,7 +89,7 @@ fn text(v: &Value) -> Option<String> {
 /// A page row (columns as [`COLUMNS`]) as an event.
 fn event(r: &[Value]) -> Result<ReplayEvent, SourceError> {
     let bad = || SourceError::Data(format!("unexpected row {r:?}"));
-    if r.len() != 14 {
+    if r.len() != 15 {
         return Err(bad());
     }
     let content = text(&r[11]);
@@ -106,6 +106,7 @@ fn event(r: &[Value]) -> Result<ReplayEvent, SourceError> {
         name: text(&r[5]),
         actor: text(&r[6]),
         model: text(&r[7]),
+        ingested_by: text(&r[14]),
         event_id: text(&r[8]).unwrap_or_default(),
         span_id: text(&r[9]),
         parent_span_id: text(&r[10]),

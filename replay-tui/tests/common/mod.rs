@@ -18,6 +18,7 @@ pub fn event(seq: u64, kind: &str, at_us: i64, name: Option<&str>, content: &str
         name: name.map(Into::into),
         actor: Some("agent-7".into()),
         model: None,
+        ingested_by: None,
         event_id: format!("ev-{seq}"),
         span_id: None,
         parent_span_id: None,
