@@ -570,30 +570,9 @@ async fn expired_requests_are_refused_and_their_end_is_recorded_in_audit() {
 /// `MAX_ANSWER_BYTES` (512 MiB), with a clear error, not read to the end.
 #[test]
 fn a_hostile_servers_answer_is_cut_at_the_clients_bound() {
-    use std::io::BufRead;
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/independent/inflating_server.py"
-    );
-    let mut child = std::process::Command::new(python())
-        .arg(script)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut port = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut port)
-        .unwrap();
+    let (mut child, url) = stand_in_server("inflating_server.py", &[]);
     let out = std::process::Command::new(BIN)
-        .args([
-            "export",
-            "status",
-            "x",
-            "--server",
-            &format!("http://127.0.0.1:{}", port.trim()),
-            "--token",
-            "t",
-        ])
+        .args(["export", "status", "x", "--server", &url, "--token", "t"])
         .output()
         .unwrap();
     child.kill().unwrap();

@@ -124,35 +124,14 @@ fn every_source_keeps_the_source_contract() {
 /// salts or records to bind them); with rows of other events put in their
 /// place, the page is refused and the badge fails.
 fn lying_servers_are_never_shown_as_verified(srv: &Server, reader: &str, vk: &str) {
-    use std::io::BufRead;
     use tracevault_replay::{Integrity, Source};
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/independent/lying_server.py"
-    );
     for mode in ["values", "rows"] {
-        let mut child = std::process::Command::new(python())
-            .args([script, mode, &srv.url])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut port = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut port)
-            .unwrap();
-        let url = format!("http://127.0.0.1:{}", port.trim());
+        let (mut child, url) = stand_in_server("lying_server.py", &[mode, &srv.url]);
         let mut src =
             ServerSource::open(&url, reader, "s1", Some("prod"), Some(vk.to_string()), None)
                 .unwrap();
         let page = src.page(0, 10);
-        let mut verdict = src.integrity();
-        for _ in 0..200 {
-            if !matches!(verdict, Integrity::Checking) {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-            verdict = src.integrity();
-        }
+        let verdict = settled(&mut src);
         match mode {
             "values" => {
                 assert!(
@@ -231,14 +210,7 @@ fn a_checkpoint_kept_from_before_must_be_extended(
         .unwrap()
         .since(Some(pinned));
         src.page(0, 5).unwrap();
-        let mut verdict = src.integrity();
-        for _ in 0..200 {
-            if !matches!(verdict, Integrity::Checking) {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-            verdict = src.integrity();
-        }
+        let verdict = settled(&mut src);
         if forked {
             assert!(
                 matches!(&verdict, Integrity::Failed { reason, .. } if reason.contains("fork")),
@@ -248,4 +220,18 @@ fn a_checkpoint_kept_from_before_must_be_extended(
             assert!(matches!(verdict, Integrity::InLog { .. }), "{verdict:?}");
         }
     }
+}
+
+/// The source's verdict once the proof checker has reached one (10 s at most).
+fn settled(src: &mut ServerSource) -> tracevault_replay::Integrity {
+    use tracevault_replay::{Integrity, Source};
+    let mut verdict = src.integrity();
+    for _ in 0..200 {
+        if !matches!(verdict, Integrity::Checking) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        verdict = src.integrity();
+    }
+    verdict
 }

@@ -351,6 +351,26 @@ pub fn python() -> PathBuf {
         .expect("python3 not found; run scripts/test.sh, which creates .venv with the test tools")
 }
 
+/// Starts `tests/independent/<script>` (a stand-in server that prints the
+/// port it listens on) with `args`; returns it, to kill, and its base URL.
+pub fn stand_in_server(script: &str, args: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/independent")
+        .join(script);
+    let mut child = std::process::Command::new(python())
+        .arg(path)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    (child, format!("http://127.0.0.1:{}", port.trim()))
+}
+
 /// The size of the namespace's latest checkpoint (0 when it has none).
 pub async fn checkpoint_size(c: &reqwest::Client, url: &str, ns: &str, tok: &str) -> u64 {
     let (s, text) = get(c, &format!("{url}/v1/logs/{ns}/checkpoint"), Some(tok)).await;
