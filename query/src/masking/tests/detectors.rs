@@ -130,6 +130,9 @@ fn iban_positives() {
             "DE89 3704 0044 0532 0130 00",
             "FR14 2004 1010 0505 0001 3M02 606",
             "NL91ABNA0417164300",
+            // Written by hand, in lower case: the same account.
+            "gb82west12345698765432",
+            "de89 3704 0044 0532 0130 00",
         ],
         "iban",
     );
@@ -146,7 +149,7 @@ fn iban_near_misses() {
         "DE89370400440532013001",
         "GB00WEST12345698765432",
         "ABCD1234",
-        "gb82west12345698765432",
+        "gb82west12345698765431",
     ]);
 }
 
