@@ -1231,6 +1231,21 @@ async fn u_incremental_verify_since_a_checkpoint() {
     // From the newest checkpoint: only the last segment is read.
     assert_clean(&verify(d.path(), since(&f.alpha_checkpoints[4])).await);
 
+    // The store's latest pointer below the auditor's pin (it lags, or a
+    // witness is down for the cosigned copy): under the pin, not a finding.
+    let lagging = f.copy();
+    std::fs::write(
+        lagging.path().join("ns/alpha/checkpoint"),
+        &f.alpha_checkpoints[1],
+    )
+    .unwrap();
+    let r = verify(lagging.path(), since(&f.alpha_checkpoints[3])).await;
+    assert!(
+        r.findings.is_empty(),
+        "{:?}",
+        r.findings.iter().map(|f| &f.message).collect::<Vec<_>>()
+    );
+
     // A value changed after the pin is found.
     let obj = seg_object("alpha", 4);
     rewrite_segment(d.path(), &obj, &f.key, real_key_id(f, "alpha"), |rows| {
@@ -1312,6 +1327,24 @@ async fn o_chain_restarted_by_the_key_holder() {
             &obj,
             None,
             "chain_in does not continue the previous segment's chain",
+        )],
+    );
+    // Incrementally, from the newest checkpoint: the re-chained segment is
+    // the one verify resumes from. The chain is in no checkpoint, so its
+    // chain_in is held to the previous segment's signed chain_out.
+    let since = VerifyOptions {
+        pinned_checkpoint: Some(f.alpha_checkpoints[4].clone()),
+        namespace: Some("alpha".into()),
+        incremental: true,
+        ..pinned(f.public())
+    };
+    assert_findings(
+        &verify(d.path(), since).await,
+        &[(
+            "alpha",
+            &obj,
+            None,
+            "signed chain_out of the segment before it",
         )],
     );
 }

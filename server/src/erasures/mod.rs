@@ -274,9 +274,12 @@ async fn run_due(st: &AppState, ec: &Arc<ErasureContext>) {
         };
         match outcome {
             Ok(done) => {
+                // Every entry of the order is erased now, those an
+                // interrupted run erased included (recording only this
+                // run's would read as entries left unerased).
                 let step = Step::Performed {
                     id: id.clone(),
-                    entries: done.entries,
+                    entries: done.entries + done.already,
                     segments: done.segments,
                     at: now(),
                 };

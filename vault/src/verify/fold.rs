@@ -37,6 +37,10 @@ pub(super) struct Fold<'a> {
     /// Incremental: the next segment holds the pinned size's last entries;
     /// it is folded from the pin on and the chain is taken from it.
     resuming: bool,
+    /// Incremental: the signed `chain_out` of the segment before the
+    /// resumed one (the empty chain when it starts the log), which the
+    /// resumed segment's `chain_in` must continue.
+    resume_chain: Option<Hash>,
     /// The last segment folded into the tree: its first index and leaves.
     cover: Option<(u64, Vec<Hash>)>,
     /// The sizes whose roots are wanted (checkpoints, the pin).
@@ -61,11 +65,17 @@ impl<'a> Fold<'a> {
             tree,
             chain: [0; 32],
             resuming,
+            resume_chain: None,
             cover: None,
             wanted,
             roots,
             stopped: None,
         }
+    }
+
+    /// Incremental: anchors the resumed segment's `chain_in` to `chain`.
+    pub(super) fn anchor_resume(&mut self, chain: Hash) {
+        self.resume_chain = Some(chain);
     }
 
     /// Folds the next segment in index order. `false` when the tree cannot
@@ -136,6 +146,12 @@ impl<'a> Fold<'a> {
         }
         if !resuming && hex32(&h.chain_in) != Some(self.chain) {
             report.findings.push(find("chain_in does not continue the previous segment's chain (segment replaced or reordered)".into()));
+        }
+        if resuming
+            && let Some(want) = self.resume_chain
+            && hex32(&h.chain_in) != Some(want)
+        {
+            report.findings.push(find("chain_in does not continue the signed chain_out of the segment before it (the chain after the pinned checkpoint was rewritten)".into()));
         }
         let skip = tree.size().saturating_sub(seg.first) as usize;
         for (i, leaf) in seg.leaves[skip..].iter().enumerate() {

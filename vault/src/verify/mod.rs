@@ -374,6 +374,7 @@ async fn verify_namespace(
         .filter(|((_, last), _)| last + 1 >= from)
         .collect();
     let ranges: Vec<(u64, u64)> = named.iter().map(|(r, _)| *r).collect();
+    let first_read = ranges.first().map(|r| r.0);
     summary.segments = ranges.len();
 
     let mut wanted: BTreeSet<u64> = checkpoints.keys().copied().collect();
@@ -452,7 +453,29 @@ async fn verify_namespace(
             }
         }
     };
+    let resuming = resumed.is_some();
     let mut fold = Fold::new(ns, resumed, wanted);
+    // Incremental: the chain is not in the checkpoint, so the resumed
+    // segment's `chain_in` is held to the signed `chain_out` of the segment
+    // before it (or to the empty chain at the log's start).
+    if resuming && let Some(first) = first_read {
+        let anchor = if first == 0 {
+            Ok(Some([0; 32]))
+        } else {
+            previous_chain_out(store, ns, &tiling, first, key).await
+        };
+        match anchor {
+            Ok(Some(chain)) => fold.anchor_resume(chain),
+            // No segment ends there: the listing's hole is already a finding.
+            Ok(None) => {}
+            Err(message) => report.findings.push(Finding {
+                ns: ns.into(),
+                object: format!("segment before entry {first}"),
+                index: None,
+                message,
+            }),
+        }
+    }
     let mut vanished = false;
     while let Some(res) = stream.next().await {
         let Some(seg) = res? else {
@@ -512,7 +535,7 @@ async fn verify_namespace(
         size: tree.size(),
         stopped: stopped.as_deref(),
     };
-    check_stored_roots(ns, &checkpoints, &rebuilt, report);
+    check_stored_roots(ns, &checkpoints, from, &rebuilt, report);
     states.finish(ns, tree.size(), report);
     let max_cp = checkpoints.keys().next_back().copied().unwrap_or(0);
     tiles.finish(
@@ -533,4 +556,37 @@ async fn verify_namespace(
         check_pinned_root(ns, origin, p, &rebuilt, report);
     }
     Ok((summary, false))
+}
+
+/// The signed `chain_out` of the segment that ends at entry `first - 1`:
+/// where the chain continues into the segment starting at `first` (`None`
+/// when no segment ends there).
+async fn previous_chain_out(
+    store: &Store,
+    ns: &str,
+    tiling: &crate::tiling::Tiling,
+    first: u64,
+    key: &VerifyingKey,
+) -> Result<Option<Hash>, String> {
+    let Some(name) = tiling
+        .all_named()
+        .into_iter()
+        .find(|((_, last), _)| last + 1 == first)
+        .map(|(_, name)| name)
+    else {
+        return Ok(None);
+    };
+    let path = layout::segment_named(ns, &name);
+    let bytes = store
+        .get(&path)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{path} vanished: the chain cannot be anchored"))?;
+    let (h, sig) = crate::segment::decode_header(&bytes).map_err(|e| format!("{path}: {e}"))?;
+    if !crate::segment::verify_header_signature(&h, &sig, key) {
+        return Err(format!("{path}: header signature does not verify"));
+    }
+    hex32(&h.chain_out)
+        .map(Some)
+        .ok_or_else(|| format!("{path}: malformed chain_out"))
 }
