@@ -91,9 +91,19 @@ fn witness_error(e: WitnessError) -> Response {
             ApiError::new(StatusCode::FORBIDDEN, "not_signed_by_log", msg).into_response()
         }
         WitnessError::Unprocessable(_) => {
-            // Signed by the log and not consistent with what we cosigned:
-            // evidence of misbehaviour, worth a line in the log.
-            tracing::warn!("refused an inconsistent checkpoint: {msg}");
+            // A checkpoint signed by the log whose proof does not reach what
+            // we cosigned: a fork, or only a bad proof from whoever sent it
+            // (anyone holding a genuine newer checkpoint can send one). Worth
+            // a line in the log, at most one a minute.
+            static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+            if let Ok(mut last) = LAST.lock()
+                && last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60))
+            {
+                *last = Some(std::time::Instant::now());
+                tracing::warn!(
+                    "refused a checkpoint whose consistency proof does not verify (a fork, or a bad proof from the submitter; further ones this minute are not logged): {msg}"
+                );
+            }
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "inconsistent_checkpoint",
