@@ -570,7 +570,7 @@ async fn expired_requests_are_refused_and_their_end_is_recorded_in_audit() {
 /// `MAX_ANSWER_BYTES` (512 MiB), with a clear error, not read to the end.
 #[test]
 fn a_hostile_servers_answer_is_cut_at_the_clients_bound() {
-    let (mut child, url) = stand_in_server("inflating_server.py", &[]);
+    let (mut child, url) = stand_in_server(&["inflating"]);
     let out = std::process::Command::new(BIN)
         .args(["export", "status", "x", "--server", &url, "--token", "t"])
         .output()

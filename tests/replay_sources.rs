@@ -125,15 +125,15 @@ fn every_source_keeps_the_source_contract() {
 /// place, the page is refused and the badge fails.
 fn lying_servers_are_never_shown_as_verified(srv: &Server, reader: &str, vk: &str) {
     use tracevault_replay::{Integrity, Source};
-    for mode in ["values", "rows"] {
-        let (mut child, url) = stand_in_server("lying_server.py", &[mode, &srv.url]);
+    for mode in ["lying-values", "lying-rows"] {
+        let (mut child, url) = stand_in_server(&[mode, &srv.url]);
         let mut src =
             ServerSource::open(&url, reader, "s1", Some("prod"), Some(vk.to_string()), None)
                 .unwrap();
         let page = src.page(0, 10);
         let verdict = settled(&mut src);
         match mode {
-            "values" => {
+            "lying-values" => {
                 assert!(
                     page.unwrap()[0]
                         .content

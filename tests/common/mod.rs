@@ -351,13 +351,12 @@ pub fn python() -> PathBuf {
         .expect("python3 not found; run scripts/test.sh, which creates .venv with the test tools")
 }
 
-/// Starts `tests/independent/<script>` (a stand-in server that prints the
-/// port it listens on) with `args`; returns it, to kill, and its base URL.
-pub fn stand_in_server(script: &str, args: &[&str]) -> (std::process::Child, String) {
+/// Starts `tests/independent/stand_in_server.py` (a hostile server for the
+/// clients' tests, which prints the port it listens on) with `args`;
+/// returns it, to kill, and its base URL.
+pub fn stand_in_server(args: &[&str]) -> (std::process::Child, String) {
     use std::io::BufRead;
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/independent")
-        .join(script);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/independent/stand_in_server.py");
     let mut child = std::process::Command::new(python())
         .arg(path)
         .args(args)

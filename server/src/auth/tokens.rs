@@ -290,8 +290,14 @@ pub(crate) async fn minters(vault: &Vault, jti: &str) -> Result<Vec<Actor>, ApiE
 
 /// Whether `minter` (as [`minters`] returns it) may be `who`: the same
 /// person by [`Actor::same_person`], or, for a record that named no issuer,
-/// the same subject under any issuer (fails closed).
+/// the same subject under any issuer, or, for one that named no minter,
+/// anyone (fails closed).
 pub(crate) fn may_be(minter: &Actor, who: &Actor) -> bool {
+    // A record naming no minter at all (the server always writes one) could
+    // be anyone's: fail closed.
+    if minter.sub.is_empty() {
+        return true;
+    }
     if minter.iss.is_empty() {
         let assumed = Actor {
             iss: who.iss.clone(),
