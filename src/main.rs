@@ -98,6 +98,9 @@ enum Cmd {
         /// Nice value of the worker.
         #[arg(long, default_value_t = 10)]
         nice: i32,
+        /// Directory under which the worker spills (into `w-{pid}`).
+        #[arg(long)]
+        spill_dir: std::path::PathBuf,
     },
     /// Distributed SQL: the Ballista scheduler and executors of `[query] engine = "ballista"`.
     Ballista {
@@ -332,6 +335,7 @@ fn main() -> ExitCode {
             memory_bytes,
             cpu_seconds,
             nice,
+            spill_dir,
         } => {
             let limits = tracevault_query::worker::SelfLimits {
                 memory_bytes,
@@ -339,7 +343,7 @@ fn main() -> ExitCode {
                 nice,
             };
             return ExitCode::from(
-                tracevault_query::worker::worker_main(limits).clamp(0, 255) as u8
+                tracevault_query::worker::worker_main(limits, &spill_dir).clamp(0, 255) as u8,
             );
         }
         Cmd::Bench {

@@ -508,3 +508,110 @@ async fn queries_beyond_max_concurrent_are_refused_busy_and_slow_ones_time_out()
     let b: Value = r.json().await.unwrap();
     assert_eq!(b["index"], 7, "{b}");
 }
+
+/// Spill files hold rows (values an erasure may later remove from the
+/// store): queries spill only under `<data>/spill`, a worker's directory is
+/// removed once the worker is gone however it ended (here: killed while it
+/// spilled), and what an earlier run left there is removed at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spill_files_live_under_the_data_dir_and_go_with_their_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let leftover = data.join("spill/w-4000000/datafusion-x");
+    std::fs::create_dir_all(&leftover).unwrap();
+    std::fs::write(leftover.join("spill.arrow"), "rows of a killed run").unwrap();
+    let cfg = config(
+        dir.path(),
+        "[query]\nmemory_mb = 4\ntimeout_s = 60\nthreads = 1\n",
+    );
+    let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    assert!(
+        !data.join("spill/w-4000000").exists(),
+        "an earlier run's spill files must be removed at start"
+    );
+    let c = client();
+    let reader = token(&data, "reader", "alpha", "auditor");
+    let writer = token(&data, "writer", "alpha", "w");
+    let events: Vec<Value> = (0..300)
+        .map(|i| json!({"session_id": "s", "kind": "output", "content": format!("{i:04}")}))
+        .collect();
+    let (s, b) = post_events(
+        &c,
+        &srv.url,
+        "alpha",
+        &writer,
+        json!({"events": events}),
+        "",
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    // 27M distinct keys grouped in 4 MiB of memory: the aggregate spills.
+    let spilling = {
+        let (c, url, reader) = (c.clone(), srv.url.clone(), reader.clone());
+        tokio::spawn(async move {
+            sql(
+                &c,
+                &url,
+                &reader,
+                "SELECT count(*) FROM (SELECT concat(a.content, b.content, c.content) AS k, count(*) \
+                 FROM traces a, traces b, traces c GROUP BY k) g",
+            )
+            .await
+        })
+    };
+    // Wait for a spill file in a worker's own directory.
+    let spill = data.join("spill");
+    let mut worker = None;
+    for _ in 0..600 {
+        for w in std::fs::read_dir(&spill).unwrap().flatten() {
+            let files = walk_files(&w.path());
+            if !files.is_empty() {
+                worker = Some(w.path());
+            }
+        }
+        if worker.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let worker = worker.expect("the query spilled under <data>/spill");
+    let pid: u32 = worker.file_name().unwrap().to_str().unwrap()["w-".len()..]
+        .parse()
+        .unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let (s, b) = spilling.await.unwrap();
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (400, Some("query_failed")),
+        "a killed worker fails its query alone: {b}"
+    );
+    for _ in 0..100 {
+        if !worker.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        !worker.exists(),
+        "the killed worker's spill files are removed: {:?}",
+        walk_files(&worker)
+    );
+    assert_eq!(srv.terminate(), Some(0));
+}
+
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -12,6 +12,7 @@
 //! scan by `max_scan_rows`.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::error::DataFusionError;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::analyze::AnalyzeExec;
@@ -239,9 +241,28 @@ pub(crate) const SPILL_PER_MEMORY: u64 = 4;
 /// default is 100 GB of the OS temporary directory per query: a sort of a
 /// self-join would fill the disk until the timeout).
 pub(crate) fn bounded_runtime(memory_bytes: usize) -> RuntimeEnvBuilder {
+    let mut disk = DiskManagerBuilder::default()
+        .with_max_temp_directory_size((memory_bytes as u64).saturating_mul(SPILL_PER_MEMORY));
+    if let Some(dir) = SPILL_DIR.get() {
+        disk = disk.with_mode(DiskManagerMode::Directories(vec![dir.clone()]));
+    }
     RuntimeEnvBuilder::new()
         .with_memory_limit(memory_bytes, 1.0)
-        .with_max_temp_directory_size((memory_bytes as u64).saturating_mul(SPILL_PER_MEMORY))
+        .with_disk_manager_builder(disk)
+}
+
+/// Where this process's queries spill (see [`spill_into`]).
+static SPILL_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Makes every query of this process spill into `dir` instead of the
+/// operating system's temporary directory. Spill files hold rows (masked
+/// ones, but also values an erasure later removes from the store): a
+/// process killed mid-query leaves them behind, and only a directory the
+/// vault owns can be emptied after it (`serve` empties `<data>/spill` at
+/// start and each query worker's own directory when the worker exits).
+/// Set once per process: the first call wins and later ones return false.
+pub fn spill_into(dir: PathBuf) -> bool {
+    SPILL_DIR.set(dir).is_ok()
 }
 
 /// Plans and runs `sql` over the caller's `traces` in a locked-down session.

@@ -54,6 +54,10 @@ pub struct WorkerConfig {
     pub threads: usize,
     /// A worker started ahead of the next query (see [`Spare`]).
     pub spare: Spare,
+    /// Where workers spill: each into `w-{pid}` under it, removed by the
+    /// server once the worker has exited, however it ended (see
+    /// [`crate::sql::spill_into`]). The server empties it at start.
+    pub spill_dir: PathBuf,
 }
 
 impl WorkerConfig {
@@ -66,6 +70,7 @@ impl WorkerConfig {
             format!("--memory-bytes={}", self.memory_bytes),
             format!("--cpu-seconds={cpu}"),
             format!("--nice={}", self.nice.clamp(0, 19)),
+            format!("--spill-dir={}", self.spill_dir.display()),
         ]
     }
 
@@ -343,6 +348,11 @@ async fn run_once(job: Job<'_>) -> Result<Answer, QueryError> {
 
     let args = cfg.args(&limits);
     let mut child = cfg.spare.take(&cfg.exe, &args)?;
+    // Removed when this function returns, however the worker ended; a
+    // worker still running then is killed first (`kill_on_drop`).
+    let spill = child
+        .id()
+        .map(|pid| SpillDir(worker_spill_dir(&cfg.spill_dir, pid)));
     let mut stdin = child.stdin.take().ok_or_else(|| failed("worker stdin"))?;
     let mut stdout = child.stdout.take().ok_or_else(|| failed("worker stdout"))?;
     let mut stderr = child.stderr.take().ok_or_else(|| failed("worker stderr"))?;
@@ -395,6 +405,7 @@ async fn run_once(job: Job<'_>) -> Result<Answer, QueryError> {
     {
         tokio::spawn(async move {
             let _ = child.wait().await;
+            drop(spill);
         });
         return answer;
     }
@@ -409,6 +420,25 @@ async fn run_once(job: Job<'_>) -> Result<Answer, QueryError> {
         return Err(QueryError::ResultTooManyBytes(limits.max_result_bytes));
     }
     parse_answer(&out)
+}
+
+/// A worker's own spill directory under the server's `dir`.
+fn worker_spill_dir(dir: &std::path::Path, pid: u32) -> PathBuf {
+    dir.join(format!("w-{pid}"))
+}
+
+/// A worker's spill directory, removed (with whatever a killed worker left
+/// in it) when dropped: after the worker has exited.
+struct SpillDir(PathBuf);
+
+impl Drop for SpillDir {
+    fn drop(&mut self) {
+        match std::fs::remove_dir_all(&self.0) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("removing {}: {e}", self.0.display()),
+        }
+    }
 }
 
 /// The answer in `out` if it is whole: its header line and, for a result,
@@ -515,11 +545,21 @@ fn limit_self(l: SelfLimits) -> std::io::Result<()> {
 /// The worker's side: limits itself, reads the request on stdin, runs it,
 /// answers on stdout. Returns the process exit code (0 whenever an answer,
 /// result or error, was written).
-pub fn worker_main(limits: SelfLimits) -> i32 {
+pub fn worker_main(limits: SelfLimits, spill_dir: &std::path::Path) -> i32 {
     if let Err(e) = limit_self(limits) {
         eprintln!("query worker: setting its limits: {e}");
         return 2;
     }
+    // Its own directory, which the server removes once this process has
+    // exited (a killed worker's spill files included). Without it, no query:
+    // spilling into the OS temporary directory would leave rows where
+    // nothing cleans them.
+    let own = worker_spill_dir(spill_dir, std::process::id());
+    if let Err(e) = std::fs::create_dir_all(&own) {
+        eprintln!("query worker: creating {}: {e}", own.display());
+        return 2;
+    }
+    crate::sql::spill_into(own);
     let mut input = Vec::new();
     if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin(), &mut input) {
         eprintln!("query worker: reading the request: {e}");

@@ -87,6 +87,9 @@ pub async fn run_executor(o: ExecutorOptions) -> Result<(), String> {
         Ok(rt)
     });
     std::fs::create_dir_all(&o.work_dir).map_err(|e| format!("{}: {e}", o.work_dir.display()))?;
+    // Tasks spill beside the shuffle files, not into the OS temporary
+    // directory: both hold rows, and the operator cleans one place.
+    crate::sql::spill_into(o.work_dir.join("spill"));
     let config = ExecutorProcessConfig {
         bind_host: o.listen.ip().to_string(),
         external_host: Some(o.listen.ip().to_string()),

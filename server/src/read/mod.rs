@@ -184,6 +184,21 @@ fn start_engine(threads: usize, nice: i32) -> Result<tokio::runtime::Handle, Sta
         .map_err(|e| StartError(format!("building the query runtime: {e}")))
 }
 
+/// `<data>/spill`, emptied: what queries of an earlier run spilled there
+/// (rows, see [`tracevault_query::sql::spill_into`]) is removed before
+/// this one starts. The data directory is this server's alone.
+fn empty_spill_dir(data: &FsPath) -> Result<std::path::PathBuf, StartError> {
+    let dir = data.join("spill");
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(StartError(format!("emptying {}: {e}", dir.display()))),
+    }
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| StartError(format!("creating {}: {e}", dir.display())))?;
+    Ok(dir)
+}
+
 impl ReadContext {
     /// Loads the policy file (if any) and the hash key
     /// (`<data>/keys/masking.key`, created 0600 on first use).
@@ -204,6 +219,10 @@ impl ReadContext {
             }
             None => (Policy::default_policy(), None),
         };
+        let spill_dir = empty_spill_dir(data)?;
+        // In-process queries spill there too (the first server of this
+        // process decides: tests run several in one).
+        tracevault_query::sql::spill_into(spill_dir.clone());
         let worker = match query.isolation {
             Isolation::Thread => None,
             Isolation::Process => {
@@ -225,6 +244,7 @@ impl ReadContext {
                     nice: query.nice,
                     threads: query.threads,
                     spare: Default::default(),
+                    spill_dir,
                 })
             }
         };
