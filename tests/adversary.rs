@@ -676,3 +676,215 @@ async fn slow_or_large_bodies_cannot_fill_the_servers_memory() {
     );
     assert_eq!(srv.terminate(), Some(0));
 }
+
+/// Spill files hold rows (values an erasure may later remove from the
+/// store): queries spill only under `<data>/spill`, a worker's directory is
+/// removed once the worker is gone however it ended (here: killed while it
+/// spilled), and what an earlier run left there is removed at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spill_files_live_under_the_data_dir_and_go_with_their_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let leftover = data.join("spill/w-4000000/datafusion-x");
+    std::fs::create_dir_all(&leftover).unwrap();
+    std::fs::write(leftover.join("spill.arrow"), "rows of a killed run").unwrap();
+    let cfg = config(
+        dir.path(),
+        "[query]\nmemory_mb = 4\ntimeout_s = 60\nthreads = 1\n",
+    );
+    let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    assert!(
+        !data.join("spill/w-4000000").exists(),
+        "an earlier run's spill files must be removed at start"
+    );
+    let c = client();
+    let reader = token(&data, "reader", "alpha", "auditor");
+    let writer = token(&data, "writer", "alpha", "w");
+    let events: Vec<Value> = (0..300)
+        .map(|i| json!({"session_id": "s", "kind": "output", "content": format!("{i:04}")}))
+        .collect();
+    let (s, b) = post_events(
+        &c,
+        &srv.url,
+        "alpha",
+        &writer,
+        json!({"events": events}),
+        "",
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    // 27M distinct keys grouped in 4 MiB of memory: the aggregate spills.
+    let spilling = {
+        let (c, url, reader) = (c.clone(), srv.url.clone(), reader.clone());
+        tokio::spawn(async move {
+            sql(
+                &c,
+                &url,
+                &reader,
+                "SELECT count(*) FROM (SELECT concat(a.content, b.content, c.content) AS k, count(*) \
+                 FROM traces a, traces b, traces c GROUP BY k) g",
+            )
+            .await
+        })
+    };
+    // Wait for a spill file in a worker's own directory.
+    let spill = data.join("spill");
+    let mut worker = None;
+    for _ in 0..600 {
+        for w in std::fs::read_dir(&spill).unwrap().flatten() {
+            let files = walk_files(&w.path());
+            if !files.is_empty() {
+                worker = Some(w.path());
+            }
+        }
+        if worker.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let worker = worker.expect("the query spilled under <data>/spill");
+    let pid: u32 = worker.file_name().unwrap().to_str().unwrap()["w-".len()..]
+        .parse()
+        .unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let (s, b) = spilling.await.unwrap();
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (400, Some("query_failed")),
+        "a killed worker fails its query alone: {b}"
+    );
+    for _ in 0..100 {
+        if !worker.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        !worker.exists(),
+        "the killed worker's spill files are removed: {:?}",
+        walk_files(&worker)
+    );
+    assert_eq!(srv.terminate(), Some(0));
+}
+
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// A reader that sends queries and never reads the answers holds at most
+/// its query slots, and only for `answer_timeout_s`: the answer keeps its
+/// slot until read (other queries get `503 busy` meanwhile, where each
+/// unread answer used to stay in memory with its slot free: 3 GB for 50),
+/// then it is dropped and the connection cut short of its `Content-Length`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unread_answers_hold_their_slot_only_until_the_answer_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(
+        dir.path(),
+        "[query]\nmax_concurrent = 1\nanswer_timeout_s = 2\n",
+    );
+    let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    let c = client();
+    let slow = token(&data, "reader", "alpha", "slow");
+    let other = token(&data, "reader", "alpha", "other");
+    let sql_text = r#"{"sql": "SELECT repeat('x', 40000000) AS a"}"#;
+    let addr = srv.url.trim_start_matches("http://").to_string();
+    let mut sock = TcpStream::connect(&addr).unwrap();
+    write!(
+        sock,
+        "POST /v1/query HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {slow}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{sql_text}",
+        sql_text.len()
+    )
+    .unwrap();
+    // The answer is ready once its head arrives; then stop reading.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        sock.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let announced: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(str::to_string)
+        })
+        .expect("the answer's length is announced")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(announced > 40_000_000, "{announced}");
+    let (s, b) = sql(&c, &srv.url, &other, "SELECT 1 AS one").await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (503, Some("busy")),
+        "an unread answer holds its slot: {b}"
+    );
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let (s, b) = sql(&c, &srv.url, &other, "SELECT 1 AS one").await;
+    assert_eq!((s, b["rows"].clone()), (200, json!([[1]])), "{b}");
+    // What the connection still delivers ends short of the announced length.
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = sock.read_to_end(&mut rest);
+    assert!(
+        rest.len() < announced,
+        "the expired answer is cut: {} of {announced} bytes",
+        rest.len()
+    );
+    assert_eq!(srv.terminate(), Some(0));
+}
+
+/// Query workers run the server's own image, not whatever file is at its
+/// path now: after an upgrade in place (the file replaced while the old
+/// server runs) queries went to a worker of another build, which refused
+/// them (another protocol) or could mask by other rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_run_the_servers_own_image_after_its_file_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let exe = dir.path().join("tracevault-copy");
+    std::fs::copy(BIN, &exe).unwrap();
+    let srv = Server::spawn_exe(&exe, &serve_args(&data, std::iter::empty()), &[], &data).unwrap();
+    let c = client();
+    let reader = token(&data, "reader", "alpha", "r");
+    let (s, b) = sql(&c, &srv.url, &reader, "SELECT 1 AS one").await;
+    assert_eq!((s, b["rows"].clone()), (200, json!([[1]])), "{b}");
+    // An upgrade in place: a new file renamed over the old path.
+    let next = dir.path().join("next");
+    std::fs::write(&next, "#!/bin/sh\necho 'another build' >&2\nexit 7\n").unwrap();
+    std::fs::set_permissions(&next, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::rename(&next, &exe).unwrap();
+    // The idle spare (started from the old file) is replaced on the next
+    // query: kill it so that query starts a worker of its own.
+    for pid in settled_workers(srv.child.id()) {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    for _ in 0..2 {
+        let (s, b) = sql(&c, &srv.url, &reader, "SELECT 2 AS two").await;
+        assert_eq!((s, b["rows"].clone()), (200, json!([[2]])), "{b}");
+    }
+    assert_eq!(srv.terminate(), Some(0));
+}

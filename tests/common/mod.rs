@@ -96,7 +96,17 @@ impl Server {
 
     /// Runs the binary with `args` and waits for its "listening on" line.
     pub fn spawn(args: &[&str], env: &[(&str, &str)], data: &Path) -> Result<Server, String> {
-        let mut child = Command::new(BIN)
+        Self::spawn_exe(Path::new(BIN), args, env, data)
+    }
+
+    /// [`Server::spawn`] of another copy of the binary.
+    pub fn spawn_exe(
+        exe: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        data: &Path,
+    ) -> Result<Server, String> {
+        let mut child = Command::new(exe)
             .args(args)
             .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
@@ -193,7 +203,7 @@ impl Drop for Server {
 }
 
 /// `serve --data DATA --listen 127.0.0.1:0`, then `extra`.
-fn serve_args<'a>(data: &'a Path, extra: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+pub fn serve_args<'a>(data: &'a Path, extra: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
     let mut args = vec![
         "serve",
         "--data",

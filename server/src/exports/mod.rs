@@ -356,7 +356,7 @@ pub(crate) async fn select(
     };
     // A query like any other: a slot (the requester's), and where queries run.
     let slot = rc.take_slot(claims)?;
-    let (outcome, _) = rc.run_sql(&st.vault, claims, &access, &q, slot).await;
+    let (outcome, _, _) = rc.run_sql(&st.vault, claims, &access, &q, slot).await;
     let result = outcome.map_err(|e| match e {
         QueryError::ScanTooLarge(..)
         | QueryError::ResultTooLarge(_)

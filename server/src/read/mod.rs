@@ -13,6 +13,8 @@
 use std::path::Path as FsPath;
 use std::sync::Arc;
 
+mod answer;
+
 use crate::{ApiError, AppState, StartError, audit, auth};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Extension, Path, State};
@@ -58,6 +60,10 @@ pub struct QueryConfig {
     pub isolation: Isolation,
     /// Memory a query worker process may use (MiB; 0: `memory_mb` + 512).
     pub worker_memory_mb: usize,
+    /// Time a client has to read a query's answer once it is ready
+    /// (seconds). The answer keeps its query slot until it is read; past
+    /// this the server drops it and the connection is closed.
+    pub answer_timeout_s: u64,
     /// What runs the planned query: `embedded` (DataFusion here, the
     /// default) or `ballista` (a Ballista cluster: `ballista_scheduler`).
     pub engine: EngineKind,
@@ -119,6 +125,7 @@ impl Default for QueryConfig {
             nice: 10,
             isolation: Isolation::Process,
             worker_memory_mb: 0,
+            answer_timeout_s: 60,
             engine: EngineKind::Embedded,
             ballista_scheduler: None,
         }
@@ -184,6 +191,19 @@ fn start_engine(threads: usize, nice: i32) -> Result<tokio::runtime::Handle, Sta
         .map_err(|e| StartError(format!("building the query runtime: {e}")))
 }
 
+/// This process's own executable, to start query workers with. On Linux
+/// `/proc/self/exe`, which names the image this server runs even after the
+/// file at its path was replaced (an upgrade in place): a worker of another
+/// build would not speak this one's protocol, and would mask with its own
+/// code (found by an attacker review: every query failed after a rebuild).
+fn own_executable() -> Result<std::path::PathBuf, StartError> {
+    let proc_self = std::path::PathBuf::from("/proc/self/exe");
+    if cfg!(target_os = "linux") && proc_self.exists() {
+        return Ok(proc_self);
+    }
+    std::env::current_exe().map_err(|e| StartError(format!("locating this executable: {e}")))
+}
+
 /// `<data>/spill`, emptied: what queries of an earlier run spilled there
 /// (rows, see [`tracevault_query::sql::spill_into`]) is removed before
 /// this one starts. The data directory is this server's alone.
@@ -237,8 +257,7 @@ impl ReadContext {
                     query.worker_memory_mb
                 };
                 Some(tracevault_query::worker::WorkerConfig {
-                    exe: std::env::current_exe()
-                        .map_err(|e| StartError(format!("locating this executable: {e}")))?,
+                    exe: own_executable()?,
                     store_url: store_url.to_string(),
                     memory_bytes: (mb as u64) << 20,
                     nice: query.nice,
@@ -336,6 +355,7 @@ impl ReadContext {
     ) -> (
         Result<tracevault_query::sql::QueryResult, tracevault_query::sql::QueryError>,
         std::collections::BTreeMap<String, u64>,
+        Option<QuerySlot>,
     ) {
         use tracevault_query::sql::QueryError;
         let limits = self.query.limits();
@@ -354,7 +374,6 @@ impl ReadContext {
                 };
                 let (cfg, key) = (cfg.clone(), self.hash_key);
                 self.engine.spawn(async move {
-                    let _slot = slot;
                     let job = tracevault_query::worker::Job {
                         cfg: &cfg,
                         vault: &vault,
@@ -365,8 +384,8 @@ impl ReadContext {
                         limits,
                     };
                     match tracevault_query::worker::run(job).await {
-                        Ok(a) => (Ok(a.result), a.masked),
-                        Err(e) => (Err(e), Default::default()),
+                        Ok(a) => (Ok(a.result), a.masked, Some(slot)),
+                        Err(e) => (Err(e), Default::default(), Some(slot)),
                     }
                 })
             }
@@ -377,13 +396,12 @@ impl ReadContext {
                 let masker = Arc::new(Masker::new(profile, &self.hash_key));
                 let engine = self.sql_engine.clone();
                 self.engine.spawn(async move {
-                    let _slot = slot;
                     let source: Arc<dyn tracevault_query::ReadPlanSource> = Arc::new(vault);
                     let r = tracevault_query::sql::run_on(
                         source, &access, &masker, &sql, limits, &engine,
                     )
                     .await;
-                    (r, masker.counts())
+                    (r, masker.counts(), Some(slot))
                 })
             }
         };
@@ -391,8 +409,24 @@ impl ReadContext {
             (
                 Err(QueryError::Failed(format!("the query task failed: {e}"))),
                 Default::default(),
+                None,
             )
         })
+    }
+
+    /// Runs `render` (turning a result into its answer's bytes: seconds of
+    /// CPU for a large JSON answer) on the query engine's threads, which
+    /// yield to ingest, holding `slot` meanwhile (a client gone meanwhile
+    /// does not free it early); gives the slot back with the bytes.
+    async fn render_on_engine(
+        &self,
+        slot: Option<QuerySlot>,
+        render: impl FnOnce() -> Result<Vec<u8>, ApiError> + Send + 'static,
+    ) -> Result<(Vec<u8>, Option<QuerySlot>), ApiError> {
+        self.engine
+            .spawn(async move { render().map(|bytes| (bytes, slot)) })
+            .await
+            .map_err(|e| ApiError::unavailable("internal", format!("rendering the answer: {e}")))?
     }
 }
 
@@ -646,7 +680,7 @@ async fn query(
     let slot = rc.take_slot(&claims)?;
     let role = role_name(&claims);
     let profile = rc.policy.profile_for(role, &claim_map(&claims));
-    let (outcome, masked) = rc
+    let (outcome, masked, slot) = rc
         .run_sql(&st.vault, &claims, &access, &req.sql, slot)
         .await;
     // The record names the error by its code only: an engine's message can
@@ -679,24 +713,39 @@ async fn query(
         .get(axum::http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains(ARROW_STREAM));
-    if wants_arrow {
-        let bytes = tracevault_query::rows::to_arrow_ipc(&result.schema, &result.batches)
-            .map_err(|e| ApiError::unavailable("internal", e))?;
-        return Ok(([(axum::http::header::CONTENT_TYPE, ARROW_STREAM)], bytes).into_response());
-    }
     let mut extra = serde_json::Map::new();
     extra.insert("masking_profile".into(), json!(profile.name));
     if access.diagnostics {
         extra.insert("scan".into(), json!(result.scan));
     }
     let max = rc.query.max_result_bytes;
-    let body = tracevault_query::rows::to_json(&result.schema, &result.batches, &extra, max)
-        .map_err(|e| ApiError::too_large("result_too_large", e.to_string()))?;
-    Ok((
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        body,
+    let (bytes, slot) = rc
+        .render_on_engine(slot, move || {
+            if wants_arrow {
+                tracevault_query::rows::to_arrow_ipc(&result.schema, &result.batches)
+                    .map_err(|e| ApiError::unavailable("internal", e))
+            } else {
+                tracevault_query::rows::to_json(&result.schema, &result.batches, &extra, max)
+                    .map_err(|e| ApiError::too_large("result_too_large", e.to_string()))
+            }
+        })
+        .await?;
+    let content_type = if wants_arrow {
+        ARROW_STREAM
+    } else {
+        "application/json"
+    };
+    let deadline = std::time::Duration::from_secs(rc.query.answer_timeout_s.max(1));
+    let len = bytes.len();
+    let mut response = (
+        [(axum::http::header::CONTENT_TYPE, content_type)],
+        answer::held(bytes, slot, deadline),
     )
-        .into_response())
+        .into_response();
+    response
+        .headers_mut()
+        .insert(axum::http::header::CONTENT_LENGTH, len.into());
+    Ok(response)
 }
 
 /// The answer to a query that failed: status, stable code and message.
