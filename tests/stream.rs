@@ -451,3 +451,59 @@ async fn a_burst_larger_than_the_unpublished_bound_is_taken_in_turns() {
     assert_eq!(summary["summary"]["end"], "eof", "{summary}");
     assert_eq!(summary["summary"]["committed"], 1000, "{summary}");
 }
+
+/// When one append of a stream's batch fails (here the writer's rate limit
+/// outlasts `stream_retry_ms`), the appends before it are committed and
+/// their lines get receipts: the error line names only the lines not
+/// committed. (The receipts were dropped and the error line named every
+/// line of the batch: a client resent committed lines, stored twice.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_append_keeps_the_receipts_of_the_appends_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(
+        dir.path(),
+        "[limits]\nmax_events_per_request = 100\nwriter_events_per_s = 100\n\
+         writer_burst_events = 100\nstream_retry_ms = 200\n",
+    );
+    let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    let w = token(&data, "writer", "term", "w");
+    // 300 short lines in one write: one batch of more than 100 lines.
+    let body: String = (0..300)
+        .map(|i| format!("{{\"kind\":\"output\",\"content\":\"{i}\"}}\n"))
+        .collect();
+    let resp = client()
+        .post(format!("{}/v1/logs/term/sessions/chunks/stream", srv.url))
+        .bearer_auth(&w)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let mut lines = Lines::of(resp);
+    let mut receipts = Vec::new();
+    let mut errors = Vec::new();
+    let summary = loop {
+        let l = lines.next().await.unwrap();
+        if l.get("summary").is_some() {
+            break l;
+        }
+        if l.get("error").is_some() {
+            errors.push(l);
+        } else {
+            receipts.push(l["line"].as_u64().unwrap());
+        }
+    };
+    let k = receipts.len() as u64;
+    assert!(k >= 100, "the first append's lines are answered: {k}");
+    assert_eq!(receipts, (1..=k).collect::<Vec<_>>());
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0]["error"]["code"], "rate_limited", "{}", errors[0]);
+    assert_eq!(errors[0]["lines"][0], k + 1, "{}", errors[0]);
+    assert_eq!(summary["summary"]["end"], "append_failed", "{summary}");
+    assert_eq!(summary["summary"]["committed"], k, "{summary}");
+    // The log holds exactly the lines that got receipts.
+    let c = client();
+    let reader = token(&data, "reader", "term", "r");
+    let (s, b) = sql(&c, &srv.url, &reader, "SELECT count(*) AS n FROM traces").await;
+    assert_eq!((s, b["rows"][0][0].as_u64()), (200, Some(k)), "{b}");
+}

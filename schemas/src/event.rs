@@ -324,7 +324,8 @@ impl Event {
 
     /// Parses an event from JSON text.
     pub fn from_json(text: &str) -> Result<Event, EventError> {
-        let v: Value = serde_json::from_str(text)
+        // A key named twice is refused, never resolved (see strict_json).
+        let v: Value = crate::strict_json::from_str(text)
             .map_err(|e| EventError::new("", format!("invalid JSON: {e}")))?;
         Event::from_value(v)
     }
@@ -339,6 +340,15 @@ impl Event {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_event_naming_a_field_twice_is_refused() {
+        let e = Event::from_json(
+            r#"{"session_id":"s","kind":"annotation","content":"APPROVED","content":"DENIED"}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("duplicate key \"content\""), "{e}");
+    }
 
     #[test]
     fn minimal_event_parses() {

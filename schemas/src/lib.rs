@@ -9,6 +9,7 @@ mod kind;
 pub mod otlp;
 pub mod rows;
 pub mod sample;
+pub mod strict_json;
 
 pub use event::{
     Event, EventError, MAX_SESSION_ID_LEN, MAX_SHORT_FIELD_LEN, format_timestamp, parse_timestamp,

@@ -484,10 +484,11 @@ impl TokenIssuer {
             // Perhaps a key rotated in by the CLI since the last read.
             ring = self.current(true);
         }
-        let decoding = ring
-            .decoding
-            .get(&kid)
-            .ok_or_else(|| TokenError::Invalid(format!("unknown key id {kid:?}")))?;
+        let decoding = ring.decoding.get(&kid).ok_or_else(|| {
+            // The caller's text, shown bounded (an error body is no echo).
+            let shown: String = kid.chars().take(64).collect();
+            TokenError::Invalid(format!("unknown key id {shown:?}"))
+        })?;
         let data = jsonwebtoken::decode::<Claims>(token, decoding, &self.validation)
             .map_err(|e| TokenError::Invalid(e.to_string()))?;
         let c = data.claims;

@@ -77,13 +77,14 @@ pub(super) fn non_null(v: Option<&Value>) -> Option<&Value> {
 }
 
 /// A value that may carry JSON as text: a string that parses as a JSON array
-/// or object is returned parsed; anything else is returned as is.
+/// or object is returned parsed; anything else is returned as is (JSON
+/// naming a key twice too: parsed, it would lose one of the two).
 pub(super) fn structured(v: &Value) -> Value {
     if let Value::String(s) = v {
         let t = s.trim_start();
         if (t.starts_with('[') || t.starts_with('{'))
             && let Ok(parsed @ (Value::Array(_) | Value::Object(_))) =
-                serde_json::from_str::<Value>(s)
+                crate::strict_json::from_str(s)
         {
             return parsed;
         }

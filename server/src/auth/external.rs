@@ -794,9 +794,10 @@ impl Issuer {
                 Pick::UnknownKid => break,
             }
         }
+        // The caller's text, shown bounded (an error body is no echo).
+        let shown: String = kid.unwrap_or_default().chars().take(64).collect();
         Err(invalid(format!(
-            "key id {:?} is not in the key set of issuer {}",
-            kid.unwrap_or_default(),
+            "key id {shown:?} is not in the key set of issuer {}",
             self.name
         )))
     }

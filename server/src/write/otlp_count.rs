@@ -26,17 +26,20 @@ pub fn protobuf_items(buf: &[u8]) -> Option<u64> {
     Some(n)
 }
 
-/// Deepest nesting [`protobuf_messages`] looks into. OTLP's own messages
-/// nest about eight deep; attribute values (arrays, key-value lists) may go
-/// deeper, and those are left uncounted rather than walked without end.
+/// Deepest nesting [`protobuf_messages`] walks. OTLP's own messages nest
+/// about eight deep; attribute values (arrays, key-value lists) may go
+/// deeper. Below this depth a field is not walked but bounded: a message
+/// takes at least two bytes on the wire, so `len / 2` messages at most.
+/// (Left uncounted, as before, an AnyValue 14 levels deep carried millions
+/// of empty values past the count: four 20 KB gzip bodies took 3 GB.)
 const MAX_DEPTH: u32 = 16;
 
 /// An upper bound on the messages at every depth of a protobuf body (each
 /// one a struct when decoded, however few bytes it takes on the wire): every
 /// length-delimited field whose bytes parse as a message, with its own, and
-/// every empty one. Strings whose bytes happen to parse count too, so it
-/// over-counts, never under-counts (below [`MAX_DEPTH`]). `None` when the
-/// body is not well-formed protobuf.
+/// every empty one; below [`MAX_DEPTH`], half of a field's bytes. Strings
+/// whose bytes happen to parse count too, so it over-counts, never
+/// under-counts. `None` when the body is not well-formed protobuf.
 pub fn protobuf_messages(buf: &[u8]) -> Option<u64> {
     messages_within(buf, 0)
 }
@@ -46,9 +49,9 @@ fn messages_within(buf: &[u8], depth: u32) -> Option<u64> {
     for_each_field(buf, |_, v| {
         if v.is_empty() {
             n += 1;
-        } else if depth < MAX_DEPTH
-            && let Some(inner) = messages_within(v, depth + 1)
-        {
+        } else if depth >= MAX_DEPTH {
+            n += 1 + v.len() as u64 / 2;
+        } else if let Some(inner) = messages_within(v, depth + 1) {
             n += 1 + inner;
         }
         Some(())
@@ -188,6 +191,25 @@ mod tests {
             ..Default::default()
         };
         assert!(protobuf_messages(&kv.encode_to_vec()).unwrap() >= 1);
+    }
+
+    #[test]
+    fn values_nested_past_the_walked_depth_are_still_bounded() {
+        use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, any_value};
+        // 100k empty values in an array nested 20 arrays deep: decoded, each
+        // is a struct, so the count must reach them whatever the depth.
+        let mut v = AnyValue {
+            value: Some(any_value::Value::ArrayValue(ArrayValue {
+                values: vec![AnyValue::default(); 100_000],
+            })),
+        };
+        for _ in 0..20 {
+            v = AnyValue {
+                value: Some(any_value::Value::ArrayValue(ArrayValue { values: vec![v] })),
+            };
+        }
+        let n = protobuf_messages(&v.encode_to_vec()).unwrap();
+        assert!(n >= 100_000, "{n}");
     }
 
     #[test]

@@ -486,6 +486,7 @@ impl StreamIngest {
                 Err(e) => outcome.push((l.n, Err(e))),
             }
         }
+        let mut stopped = None;
         let receipts = if events.is_empty() {
             Vec::new()
         } else {
@@ -497,24 +498,9 @@ impl StreamIngest {
                     .await;
                 return Err(end_reason(&e));
             }
-            match self.append_lines(events).await {
-                Ok(r) => r,
-                // Durable on this node, not yet confirmed in the store (with
-                // receipts sent once there): these lines are not lost, and
-                // resending them (without event_id) would store them twice.
-                Err(e) if e.code == "not_yet_in_store" => {
-                    let _ = self
-                        .send(json!({"lines": [first, last], "durable": true, "error": {"code": e.code, "message": e.message}}))
-                        .await;
-                    return Err("not_yet_in_store");
-                }
-                Err(e) => {
-                    let _ = self
-                        .send(json!({"lines": [first, last], "error": {"code": e.code, "message": e.message}}))
-                        .await;
-                    return Err("append_failed");
-                }
-            }
+            let appended = self.append_lines(events).await;
+            stopped = appended.stopped;
+            appended.receipts
         };
         self.st.metrics.ingested(
             &self.ns,
@@ -526,7 +512,13 @@ impl StreamIngest {
             bytes as u64,
             started.elapsed(),
         );
-        for (n, o) in outcome {
+        // Lines are answered in order up to the first event an append did
+        // not take; the appends before it are committed and get their
+        // receipts (dropping them made a client resend committed lines).
+        let mut rest = outcome.into_iter().peekable();
+        while let Some((n, o)) =
+            rest.next_if(|(_, o)| o.as_ref().map_or(true, |&i| i < receipts.len()))
+        {
             let line = match o.and_then(|i| receipts[i].clone()) {
                 Ok(r) => {
                     tally.add(r.index, r.duplicate);
@@ -545,7 +537,55 @@ impl StreamIngest {
                 .await
                 .map_err(|Stalled| "client_not_reading")?;
         }
-        Ok(())
+        // (No error yet lines left would mean the log gave fewer receipts
+        // than events: never answered as if committed.)
+        let stopped = stopped.or_else(|| {
+            rest.peek().is_some().then(|| {
+                let e = ApiError::unavailable("internal", "the log answered too few receipts");
+                (e, 0)
+            })
+        });
+        let Some((e, tried)) = stopped else {
+            return Ok(());
+        };
+        // The lines from the first event not taken: those of the failed
+        // append, then those never tried.
+        let lines: Vec<(u64, bool)> = rest.map(|(n, o)| (n, o.is_ok())).collect();
+        let first = lines.first().map_or(0, |l| l.0);
+        let last = lines.last().map_or(first, |l| l.0);
+        let error = json!({"code": e.code, "message": e.message});
+        if e.code != "not_yet_in_store" {
+            let _ = self
+                .send(json!({"lines": [first, last], "error": error}))
+                .await;
+            return Err("append_failed");
+        }
+        // Durable on this node, not yet confirmed in the store (with
+        // receipts sent once there): the failed append's lines are not lost,
+        // and resending them (without event_id) would store them twice.
+        let mut events_seen = 0;
+        let failed_last = lines
+            .iter()
+            .take_while(|(_, is_event)| {
+                events_seen += usize::from(*is_event);
+                events_seen <= tried
+            })
+            .last()
+            .map_or(first, |l| l.0);
+        let _ = self
+            .send(json!({"lines": [first, failed_last], "durable": true, "error": error}))
+            .await;
+        if failed_last < last {
+            let next = lines
+                .iter()
+                .find(|l| l.0 > failed_last)
+                .map_or(last, |l| l.0);
+            let _ = self
+                .send(json!({"lines": [next, last], "error": {"code": "not_appended",
+                    "message": "an earlier line's append did not complete; these lines were not appended"}}))
+                .await;
+        }
+        Err("not_yet_in_store")
     }
 
     /// One line → an event of this session. `Ok(None)` for a blank line.
@@ -554,7 +594,7 @@ impl StreamIngest {
         if text.iter().all(u8::is_ascii_whitespace) {
             return Ok(None);
         }
-        let mut v: Value = serde_json::from_slice(text)
+        let mut v: Value = tracevault_schemas::strict_json::from_slice(text)
             .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?;
         if let Value::Object(m) = &mut v {
             match m.get("session_id") {
@@ -583,41 +623,54 @@ impl StreamIngest {
     /// Appends the lines' events as one batch; when the batch is refused for
     /// an `event_id` conflict, appends them one at a time instead, so that
     /// only the conflicting lines are refused (in-band, the stream goes on).
-    async fn append_lines(
-        &self,
-        events: Vec<Prepared>,
-    ) -> Result<Vec<Result<tracevault_vault::Receipt, ApiError>>, ApiError> {
+    async fn append_lines(&self, events: Vec<Prepared>) -> Appended {
         // No more per append than a request may carry (which the log's
         // unpublished bound is checked to admit at start-up): a larger
         // append could never find room and would end the stream.
         let most = self.st.limits.max_events_per_request.max(1);
         if events.len() > most {
-            let mut out = Vec::with_capacity(events.len());
+            let mut out = Appended::default();
             for part in events.chunks(most) {
-                out.extend(Box::pin(self.append_lines(part.to_vec())).await?);
+                let next = Box::pin(self.append_lines(part.to_vec())).await;
+                out.receipts.extend(next.receipts);
+                if next.stopped.is_some() {
+                    out.stopped = next.stopped;
+                    break;
+                }
             }
-            return Ok(out);
+            return out;
         }
         match self.append(&events).await {
-            Ok(r) => Ok(r.into_iter().map(Ok).collect()),
+            Ok(r) => Appended {
+                receipts: r.into_iter().map(Ok).collect(),
+                stopped: None,
+            },
             Err(e) if e.code == "event_id_conflict" && events.len() > 1 => {
-                let mut out = Vec::with_capacity(events.len());
+                let mut out = Appended::default();
                 for ev in &events {
                     match self.append(std::slice::from_ref(ev)).await {
-                        Ok(mut r) if r.len() == 1 => out.push(Ok(r.remove(0))),
+                        Ok(mut r) if r.len() == 1 => out.receipts.push(Ok(r.remove(0))),
                         Ok(_) => {
-                            return Err(ApiError::unavailable(
+                            let e = ApiError::unavailable(
                                 "internal",
                                 "the log answered one event with a wrong number of receipts",
-                            ));
+                            );
+                            out.stopped = Some((e, 1));
+                            break;
                         }
-                        Err(e) if e.code == "event_id_conflict" => out.push(Err(e)),
-                        Err(e) => return Err(e),
+                        Err(e) if e.code == "event_id_conflict" => out.receipts.push(Err(e)),
+                        Err(e) => {
+                            out.stopped = Some((e, 1));
+                            break;
+                        }
                     }
                 }
-                Ok(out)
+                out
             }
-            Err(e) => Err(e),
+            Err(e) => Appended {
+                receipts: Vec::new(),
+                stopped: Some((e, events.len())),
+            },
         }
     }
 
@@ -653,6 +706,16 @@ impl StreamIngest {
             }
         }
     }
+}
+
+/// What [`StreamIngest::append_lines`] did: a receipt (or an in-band
+/// refusal) for each event taken, in order, and the error that stopped it
+/// with the number of events of the append that failed (the events after
+/// those were not tried).
+#[derive(Default)]
+struct Appended {
+    receipts: Vec<Result<tracevault_vault::Receipt, ApiError>>,
+    stopped: Option<(ApiError, usize)>,
 }
 
 #[cfg(test)]
