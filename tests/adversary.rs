@@ -700,33 +700,15 @@ async fn spill_files_live_under_the_data_dir_and_go_with_their_worker() {
     let c = client();
     let reader = token(&data, "reader", "alpha", "auditor");
     let writer = token(&data, "writer", "alpha", "w");
-    let events: Vec<Value> = (0..300)
-        .map(|i| json!({"session_id": "s", "kind": "output", "content": format!("{i:04}")}))
-        .collect();
-    let (s, b) = post_events(
+    append_numbered(&c, &srv.url, "alpha", &writer, 300, |i| format!("{i:04}")).await;
+    // 27M distinct keys grouped in 4 MiB of memory: the aggregate spills.
+    let spilling = spawn_sql(
         &c,
         &srv.url,
-        "alpha",
-        &writer,
-        json!({"events": events}),
-        "",
-    )
-    .await;
-    assert_eq!(s, 200, "{b}");
-    // 27M distinct keys grouped in 4 MiB of memory: the aggregate spills.
-    let spilling = {
-        let (c, url, reader) = (c.clone(), srv.url.clone(), reader.clone());
-        tokio::spawn(async move {
-            sql(
-                &c,
-                &url,
-                &reader,
-                "SELECT count(*) FROM (SELECT concat(a.content, b.content, c.content) AS k, count(*) \
-                 FROM traces a, traces b, traces c GROUP BY k) g",
-            )
-            .await
-        })
-    };
+        &reader,
+        "SELECT count(*) FROM (SELECT concat(a.content, b.content, c.content) AS k, count(*) \
+         FROM traces a, traces b, traces c GROUP BY k) g",
+    );
     // Wait for a spill file in a worker's own directory.
     let spill = data.join("spill");
     let mut worker = None;

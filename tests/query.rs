@@ -455,32 +455,14 @@ async fn queries_beyond_max_concurrent_are_refused_busy_and_slow_ones_time_out()
     // 200 rows, joined with themselves four times: 1.6e9 combinations (table
     // functions such as generate_series are not allowed).
     let writer = token(&data, "writer", "alpha", "w");
-    let events: Vec<Value> = (0..200)
-        .map(|i| json!({"session_id": "s", "kind": "output", "content": format!("{i}")}))
-        .collect();
-    let (s, b) = post_events(
+    append_numbered(&c, &srv.url, "alpha", &writer, 200, |i| format!("{i}")).await;
+    let slow = spawn_sql(
         &c,
         &srv.url,
-        "alpha",
-        &writer,
-        json!({"events": events}),
-        "",
-    )
-    .await;
-    assert_eq!(s, 200, "{b}");
-    let slow = {
-        let (c, url, reader) = (c.clone(), srv.url.clone(), reader.clone());
-        tokio::spawn(async move {
-            sql(
-                &c,
-                &url,
-                &reader,
-                "SELECT count(*) FROM traces a, traces b, traces c, traces d \
-                 WHERE concat(a.content, b.content) <> concat(c.content, d.content)",
-            )
-            .await
-        })
-    };
+        &reader,
+        "SELECT count(*) FROM traces a, traces b, traces c, traces d \
+         WHERE concat(a.content, b.content) <> concat(c.content, d.content)",
+    );
     tokio::time::sleep(std::time::Duration::from_millis(700)).await;
     let (s, b) = sql(&c, &srv.url, &reader, "SELECT 1").await;
     assert_eq!((s, b["error"]["code"].as_str()), (503, Some("busy")), "{b}");

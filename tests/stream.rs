@@ -427,29 +427,18 @@ async fn a_burst_larger_than_the_unpublished_bound_is_taken_in_turns() {
     );
     let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
     let w = token(&data, "writer", "term", "w");
-    let body: String = (0..1000)
-        .map(|i| format!("{{\"kind\":\"output\",\"content\":\"{i}\"}}\n"))
-        .collect();
     let resp = client()
         .post(format!("{}/v1/logs/term/sessions/burst/stream", srv.url))
         .bearer_auth(&w)
-        .body(body)
+        .body(numbered_lines(1000))
         .send()
         .await
         .unwrap();
-    let mut lines = Lines::of(resp);
-    let mut receipts = 0;
-    let summary = loop {
-        let l = lines.next().await.unwrap();
-        if l.get("summary").is_some() {
-            break l;
-        }
-        assert!(l.get("error").is_none(), "{l}");
-        receipts += 1;
-    };
-    assert_eq!(receipts, 1000);
-    assert_eq!(summary["summary"]["end"], "eof", "{summary}");
-    assert_eq!(summary["summary"]["committed"], 1000, "{summary}");
+    let a = Lines::of(resp).until_summary().await;
+    assert!(a.errors.is_empty(), "{:?}", a.errors);
+    assert_eq!(a.receipts.len(), 1000);
+    assert_eq!(a.summary["summary"]["end"], "eof", "{}", a.summary);
+    assert_eq!(a.summary["summary"]["committed"], 1000, "{}", a.summary);
 }
 
 /// When one append of a stream's batch fails (here the writer's rate limit
@@ -469,30 +458,18 @@ async fn a_failed_append_keeps_the_receipts_of_the_appends_before_it() {
     let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
     let w = token(&data, "writer", "term", "w");
     // 300 short lines in one write: one batch of more than 100 lines.
-    let body: String = (0..300)
-        .map(|i| format!("{{\"kind\":\"output\",\"content\":\"{i}\"}}\n"))
-        .collect();
     let resp = client()
         .post(format!("{}/v1/logs/term/sessions/chunks/stream", srv.url))
         .bearer_auth(&w)
-        .body(body)
+        .body(numbered_lines(300))
         .send()
         .await
         .unwrap();
-    let mut lines = Lines::of(resp);
-    let mut receipts = Vec::new();
-    let mut errors = Vec::new();
-    let summary = loop {
-        let l = lines.next().await.unwrap();
-        if l.get("summary").is_some() {
-            break l;
-        }
-        if l.get("error").is_some() {
-            errors.push(l);
-        } else {
-            receipts.push(l["line"].as_u64().unwrap());
-        }
-    };
+    let StreamAnswer {
+        receipts,
+        errors,
+        summary,
+    } = Lines::of(resp).until_summary().await;
     let k = receipts.len() as u64;
     assert!(k >= 100, "the first append's lines are answered: {k}");
     assert_eq!(receipts, (1..=k).collect::<Vec<_>>());

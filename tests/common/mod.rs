@@ -520,7 +520,35 @@ pub struct Lines {
     pub buf: Vec<u8>,
 }
 
+/// What a session stream answered: the line numbers that got receipts, the
+/// error lines, and the summary.
+pub struct StreamAnswer {
+    pub receipts: Vec<u64>,
+    pub errors: Vec<serde_json::Value>,
+    pub summary: serde_json::Value,
+}
+
 impl Lines {
+    /// Reads a stream's answer up to its summary.
+    pub async fn until_summary(&mut self) -> StreamAnswer {
+        let (mut receipts, mut errors) = (Vec::new(), Vec::new());
+        loop {
+            let l = self.next().await.expect("a summary");
+            if l.get("summary").is_some() {
+                return StreamAnswer {
+                    receipts,
+                    errors,
+                    summary: l,
+                };
+            }
+            if l.get("error").is_some() {
+                errors.push(l);
+            } else {
+                receipts.push(l["line"].as_u64().expect("a receipt names its line"));
+            }
+        }
+    }
+
     /// The lines of `resp`'s body.
     pub fn of(resp: reqwest::Response) -> Lines {
         Lines {
@@ -547,6 +575,48 @@ impl Lines {
 }
 
 /// Runs `q` through `POST /v1/query`; returns (status, JSON body or null).
+/// [`sql`] on a task of its own: a query left running while the test goes on.
+pub fn spawn_sql(
+    c: &reqwest::Client,
+    url: &str,
+    tok: &str,
+    q: &str,
+) -> tokio::task::JoinHandle<(u16, serde_json::Value)> {
+    let (c, url, tok, q) = (c.clone(), url.to_string(), tok.to_string(), q.to_string());
+    tokio::spawn(async move { sql(&c, &url, &tok, &q).await })
+}
+
+/// Appends `n` events of session `s` to `ns`, the i-th with `content(i)`.
+pub async fn append_numbered(
+    c: &reqwest::Client,
+    url: &str,
+    ns: &str,
+    writer: &str,
+    n: usize,
+    content: impl Fn(usize) -> String,
+) {
+    let events: Vec<serde_json::Value> = (0..n)
+        .map(|i| serde_json::json!({"session_id": "s", "kind": "output", "content": content(i)}))
+        .collect();
+    let (s, b) = post_events(
+        c,
+        url,
+        ns,
+        writer,
+        serde_json::json!({"events": events}),
+        "",
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+}
+
+/// `n` NDJSON lines for a session stream, the i-th with content `i`.
+pub fn numbered_lines(n: usize) -> String {
+    (0..n)
+        .map(|i| format!("{{\"kind\":\"output\",\"content\":\"{i}\"}}\n"))
+        .collect()
+}
+
 pub async fn sql(c: &reqwest::Client, url: &str, tok: &str, q: &str) -> (u16, serde_json::Value) {
     let r = c
         .post(format!("{url}/v1/query"))
