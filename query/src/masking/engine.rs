@@ -201,6 +201,22 @@ impl RuleSet {
         if applicable == 0 || text.is_empty() {
             return;
         }
+        self.detect(set, text, applicable, spans);
+        // Then the text folded (fullwidth forms, `%40`, invisible characters:
+        // see `fold`), its detections mapped back onto the text as written.
+        if let Some(folded) = super::fold::fold(text) {
+            let mut more = Vec::new();
+            self.detect(set, &folded.text, applicable, &mut more);
+            spans.extend(more.into_iter().map(|s| Span {
+                range: folded.original(s.range),
+                ..s
+            }));
+        }
+        merge(spans);
+    }
+
+    /// One detection pass over `text`, pushing unmerged spans.
+    fn detect(&self, set: &RegexSet, text: &str, applicable: u128, spans: &mut Vec<Span>) {
         let hits = set.matches(text);
         if !hits.matched_any() {
             return;
@@ -227,7 +243,6 @@ impl RuleSet {
                 }
             }
         }
-        merge(spans);
     }
 }
 

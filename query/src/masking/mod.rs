@@ -23,6 +23,7 @@ mod checks;
 mod detectors;
 mod engine;
 mod error;
+mod fold;
 mod jsonpath;
 mod masker;
 mod policy;

@@ -36,6 +36,32 @@ fn email_positives() {
 }
 
 #[test]
+fn forms_written_to_evade_are_masked_as_written() {
+    masked_whole(
+        &[
+            "alice＠example.com",
+            "ａｌｉｃｅ＠ｅｘａｍｐｌｅ．ｃｏｍ",
+            "alice%40example.com",
+            "al\u{200B}ice@exam\u{00AD}ple.com",
+            "alice@example.com\u{FEFF}",
+        ],
+        "email",
+    );
+    masked_whole(
+        &[
+            "４１１１ １１１１ １１１１ １１１１",
+            "4111\u{200B}1111\u{200B}1111\u{200B}1111",
+        ],
+        "card",
+    );
+    // The text around keeps its own characters.
+    assert_eq!(
+        strict("to: bob＠corp.io — “thanks”"),
+        "to: [REDACTED:email] — “thanks”"
+    );
+}
+
+#[test]
 fn email_near_misses() {
     untouched(&[
         "user@localhost",
