@@ -77,13 +77,18 @@ impl<'de> Visitor<'de> for StrictVisitor {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
             let Strict(v) = map.next_value()?;
-            if out.contains_key(&key) {
-                let shown: String = key.chars().take(64).collect();
-                return Err(de::Error::custom(format_args!(
-                    "duplicate key {shown:?} in one object"
-                )));
+            // One lookup, as `serde_json`'s own insert.
+            match out.entry(key) {
+                serde_json::map::Entry::Vacant(slot) => {
+                    slot.insert(v);
+                }
+                serde_json::map::Entry::Occupied(taken) => {
+                    let shown: String = taken.key().chars().take(64).collect();
+                    return Err(de::Error::custom(format_args!(
+                        "duplicate key {shown:?} in one object"
+                    )));
+                }
             }
-            out.insert(key, v);
         }
         Ok(Value::Object(out))
     }
