@@ -18,6 +18,7 @@ pub mod metrics;
 mod ops;
 pub mod read;
 mod start;
+mod throttle;
 pub mod witness;
 pub mod witnessing;
 mod write;

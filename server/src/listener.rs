@@ -39,7 +39,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
@@ -310,17 +310,16 @@ impl BoundListener {
         // Dropping the sender tells every connection to finish gracefully.
         let (stop_tx, stop_rx) = watch::channel(());
         let mut shutdown = std::pin::pin!(shutdown);
-        let mut cap_logged: Option<Instant> = None;
+        let cap_logged = crate::throttle::AtMostEvery::new(CAP_LOG_EVERY);
         loop {
             let permit = match slots.clone().try_acquire_owned() {
                 Ok(p) => p,
                 Err(_) => {
-                    if cap_logged.is_none_or(|t| t.elapsed() >= CAP_LOG_EVERY) {
+                    if cap_logged.due() {
                         tracing::warn!(
                             max_connections = cap,
                             "connection cap reached: new connections wait until one closes"
                         );
-                        cap_logged = Some(Instant::now());
                     }
                     tokio::select! {
                         biased;

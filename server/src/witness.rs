@@ -95,11 +95,9 @@ fn witness_error(e: WitnessError) -> Response {
             // we cosigned: a fork, or only a bad proof from whoever sent it
             // (anyone holding a genuine newer checkpoint can send one). Worth
             // a line in the log, at most one a minute.
-            static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
-            if let Ok(mut last) = LAST.lock()
-                && last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60))
-            {
-                *last = Some(std::time::Instant::now());
+            static REFUSED: crate::throttle::AtMostEvery =
+                crate::throttle::AtMostEvery::new(std::time::Duration::from_secs(60));
+            if REFUSED.due() {
                 tracing::warn!(
                     "refused a checkpoint whose consistency proof does not verify (a fork, or a bad proof from the submitter; further ones this minute are not logged): {msg}"
                 );
