@@ -870,3 +870,63 @@ async fn workers_run_the_servers_own_image_after_its_file_is_replaced() {
     }
     assert_eq!(srv.terminate(), Some(0));
 }
+
+/// Every query, entry read and export request adds an entry to `_audit`,
+/// which is never erased: a reader looping on queries (64 KiB of SQL each)
+/// could grow it without end. Reads are rate-limited per token, a query
+/// counting one more per 4 KiB of SQL; other tokens are not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_cannot_grow_the_access_log_at_will() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(
+        dir.path(),
+        "[limits]\nreader_requests_per_s = 1\nreader_burst_requests = 4\n",
+    );
+    let srv = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    let c = client();
+    let loud = token(&data, "reader", "alpha", "loud");
+    let quiet = token(&data, "reader", "alpha", "quiet");
+    // The burst of 4 (a fifth may pass on what refilled meanwhile).
+    let mut passed = 0;
+    let r = loop {
+        let r = c
+            .post(format!("{}/v1/query", srv.url))
+            .bearer_auth(&loud)
+            .json(&json!({"sql": "SELECT 1 AS one"}))
+            .send()
+            .await
+            .unwrap();
+        if r.status() != 200 || passed == 10 {
+            break r;
+        }
+        passed += 1;
+    };
+    assert!((4..=5).contains(&passed), "{passed} passed");
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["error"]["code"], "rate_limited", "{b}");
+    // Entry reads count too.
+    let r = c
+        .get(format!("{}/v1/logs/alpha/entries/0", srv.url))
+        .bearer_auth(&loud)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    // A long SQL text costs more: 16 KiB of comment is five requests' worth,
+    // which puts a burst of 4 into debt after one query.
+    let (s, b) = sql(&c, &srv.url, &quiet, "SELECT 1 AS one").await;
+    assert_eq!(s, 200, "another token is not limited: {b}");
+    let long = format!("SELECT 1 AS one -- {}", "x".repeat(16 << 10));
+    let (s, b) = sql(&c, &srv.url, &quiet, &long).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = sql(&c, &srv.url, &quiet, "SELECT 1 AS one").await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (429, Some("rate_limited")),
+        "{b}"
+    );
+    assert_eq!(srv.terminate(), Some(0));
+}

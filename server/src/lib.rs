@@ -16,6 +16,7 @@ pub mod follow;
 pub mod listener;
 pub mod metrics;
 mod ops;
+mod ratelimit;
 pub mod read;
 mod start;
 mod throttle;
@@ -101,6 +102,13 @@ pub struct Limits {
     pub writer_events_per_s: u64,
     /// Burst allowance of that rate, in events.
     pub writer_burst_events: u64,
+    /// Reads recorded in `_audit` (queries, entry reads, export requests)
+    /// per second one token may make (0 = unlimited); a query or export
+    /// counts one more per 4 KiB of SQL. Over it, 429 with `Retry-After`:
+    /// `_audit` is never erased, and each read adds to it.
+    pub reader_requests_per_s: u64,
+    /// Burst allowance of that rate, in requests.
+    pub reader_burst_requests: u64,
     /// Session streams open at once; more get 503.
     pub max_streams: usize,
     /// Session streams one token may hold open at once; more get 503
@@ -150,6 +158,8 @@ impl Default for Limits {
             max_native_decoding: 8,
             writer_events_per_s: 200_000,
             writer_burst_events: 400_000,
+            reader_requests_per_s: 100,
+            reader_burst_requests: 500,
             max_streams: 256,
             max_streams_per_token: 64,
             stream_idle_timeout_s: 3600,
@@ -214,7 +224,9 @@ pub struct AppState {
     /// ask for readiness, and each probe is a request to the store.
     ready_probe: Arc<tokio::sync::Mutex<Option<ops::Probe>>>,
     /// Per-token write rate limits.
-    limiter: Arc<write::ratelimit::RateLimiter>,
+    limiter: Arc<ratelimit::RateLimiter>,
+    /// Per-token limits of the reads recorded in `_audit`.
+    read_limiter: Arc<ratelimit::RateLimiter>,
     /// Counters for `/metrics`.
     pub metrics: Arc<metrics::Metrics>,
     /// Whether `/metrics` is served without a token (else: admin tokens only).
@@ -261,9 +273,13 @@ impl AppState {
             )),
             proof_batches: Arc::new(tokio::sync::Semaphore::new(PROOF_BATCHES_AT_ONCE)),
             ready_probe: Arc::default(),
-            limiter: Arc::new(write::ratelimit::RateLimiter::new(
+            limiter: Arc::new(ratelimit::RateLimiter::new(
                 limits.writer_events_per_s,
                 limits.writer_burst_events,
+            )),
+            read_limiter: Arc::new(ratelimit::RateLimiter::new(
+                limits.reader_requests_per_s,
+                limits.reader_burst_requests,
             )),
             metrics: Arc::new(metrics::Metrics::default()),
             metrics_public: true,
@@ -315,6 +331,16 @@ impl AppState {
         self.limiter
             .take(&auth::budget_key(claims), events)
             .map_err(write::rate_limited)
+    }
+
+    /// Charges a read that `_audit` records to the token's read rate limit:
+    /// one, and one more per 4 KiB of `sql` (the record holds it); 429 when
+    /// over it.
+    pub(crate) fn charge_read(&self, claims: &Claims, sql: &str) -> Result<(), ApiError> {
+        let cost = 1 + (sql.len() / 4096) as u64;
+        self.read_limiter
+            .take(&auth::budget_key(claims), cost)
+            .map_err(|wait| ratelimit::rate_limited(wait, "read"))
     }
 }
 

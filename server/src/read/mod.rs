@@ -544,6 +544,7 @@ async fn entry(
     };
     // Reading an entry reads its segment: it takes a query slot, so that
     // many at once are refused (`503 busy`) rather than all loaded.
+    st.charge_read(&claims, "")?;
     let _slot = rc.take_slot(&claims)?;
     let e = st.vault.entry(&ns, index).await?.ok_or_else(not_found)?;
     // Outside the reader's window looks exactly like absent.
@@ -677,6 +678,7 @@ async fn query(
         // outside a reader's window: for admins only.
         diagnostics: claims.role == Role::Admin,
     };
+    st.charge_read(&claims, &req.sql)?;
     let slot = rc.take_slot(&claims)?;
     let role = role_name(&claims);
     let profile = rc.policy.profile_for(role, &claim_map(&claims));

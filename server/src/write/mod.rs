@@ -6,7 +6,6 @@
 pub(crate) mod body;
 pub(crate) mod otlp;
 pub(crate) mod otlp_count;
-pub(crate) mod ratelimit;
 pub(crate) mod stream;
 pub(crate) mod upload;
 
@@ -27,17 +26,9 @@ use tracevault_vault::{note, validate_namespace};
 
 use crate::{ApiError, AppState, auth, body_bytes, metrics, path_ns, query};
 
-/// 429 with a `Retry-After` of `wait` (rounded up to whole seconds).
+/// 429 with a `Retry-After` of `wait`: over the writer's rate limit.
 pub(crate) fn rate_limited(wait: Duration) -> ApiError {
-    ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
-        format!(
-            "this token is over its write rate limit; retry in {} ms",
-            wait.as_millis()
-        ),
-    )
-    .retry_after(wait.as_secs_f64().ceil() as u64)
+    crate::ratelimit::rate_limited(wait, "write")
 }
 
 /// Guards every write request before its body is read: the token must be

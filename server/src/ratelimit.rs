@@ -1,12 +1,31 @@
-//! Per-token write rate limits: a token bucket per writer token (issuer and
-//! `jti`: `auth::budget_key`), counted in events. A request may take the
-//! bucket into debt (a large batch is never refused outright for being larger
-//! than the burst); the next requests then wait until the debt is repaid. Over the limit → 429 with a
-//! `Retry-After` saying when to come back.
+//! Per-token rate limits: a token bucket per token (issuer and `jti`:
+//! `auth::budget_key`), counted in events for writers and in requests for
+//! the reads recorded in `_audit`. A request may take the bucket into debt
+//! (a large batch is never refused outright for being larger than the
+//! burst); the next requests then wait until the debt is repaid. Over the
+//! limit → 429 with a `Retry-After` saying when to come back.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+
+use crate::ApiError;
+
+/// 429 `rate_limited` with a `Retry-After` of `wait` (rounded up to whole
+/// seconds); `what` names the limit (`write`, `read`).
+pub(crate) fn rate_limited(wait: Duration, what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!(
+            "this token is over its {what} rate limit; retry in {} ms",
+            wait.as_millis()
+        ),
+    )
+    .retry_after(wait.as_secs_f64().ceil() as u64)
+}
 
 /// Buckets kept before idle (full) ones are dropped.
 const PRUNE_AT: usize = 10_000;
