@@ -412,8 +412,11 @@ async fn serve_http<I>(
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    let abort = ConnectionAbort(Arc::new(tokio::sync::Notify::new()));
+    let handle = abort.clone();
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
+        req.extensions_mut().insert(handle.clone());
         let mut app = app.clone();
         async move { app.call(req).await }
     });
@@ -427,11 +430,29 @@ async fn serve_http<I>(
                 stopping = true;
                 conn.as_mut().graceful_shutdown();
             }
+            () = abort.0.notified() => {
+                tracing::debug!(%peer, "connection closed by its request");
+                return;
+            }
         }
     };
     if let Err(e) = result {
         // Header timeouts, resets and malformed requests: the peer's problem.
         tracing::debug!(%peer, error = %e, "connection closed with an error");
+    }
+}
+
+/// Closes the connection a request came on (a request extension set by
+/// the listener): for an answer its client stopped reading, which would
+/// otherwise hold the connection, and the kernel's buffers, until the client
+/// closes it.
+#[derive(Clone)]
+pub struct ConnectionAbort(Arc<tokio::sync::Notify>);
+
+impl ConnectionAbort {
+    /// Closes the connection (its socket is dropped, unsent bytes with it).
+    pub fn close(&self) {
+        self.0.notify_one();
     }
 }
 

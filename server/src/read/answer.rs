@@ -6,61 +6,98 @@
 //! answer per connection (50 unread 60 MB answers: 3 GB). Held until the
 //! answer is read, the slot bounds the answers in memory by
 //! `max_concurrent` (and a token's share by `max_concurrent_per_token`),
-//! and `answer_timeout_s` bounds how long a client that stops reading keeps
-//! one: then the bytes and the slot are dropped and the connection closed.
+//! and `answer_stall_timeout_s` bounds how long a client that stops reading
+//! keeps one: when it has taken nothing for that long, the answer and the
+//! slot are dropped and its connection is closed (a client reading slowly
+//! but steadily reads answers of any size). Chunks are copies, not views of
+//! the answer: a view held by the connection kept the whole answer alive.
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
+use tokio::time::Instant;
 
 use super::QuerySlot;
+use crate::listener::ConnectionAbort;
 
 /// Bytes handed to the connection at a time.
 const CHUNK: usize = 64 << 10;
 
 enum Sending {
-    /// What is left to send, and the slot it holds.
+    /// The answer, how much of it was taken, when last, and the slot it holds.
     Left {
-        bytes: Bytes,
+        bytes: Vec<u8>,
+        sent: usize,
+        progress: Instant,
         _slot: Option<QuerySlot>,
     },
     /// All sent.
     Done,
-    /// The client did not read it in time.
+    /// The client stopped reading.
     Expired,
 }
 
 /// A response body sending `bytes` that holds `slot` until it is sent or
-/// dropped, and gives both up `deadline` after now.
-pub(super) fn held(bytes: Vec<u8>, slot: Option<QuerySlot>, deadline: Duration) -> Body {
+/// dropped, and gives both up (closing the connection through `abort`)
+/// once the client has taken nothing for `stall`.
+pub(super) fn held(
+    bytes: Vec<u8>,
+    slot: Option<QuerySlot>,
+    stall: Duration,
+    abort: Option<ConnectionAbort>,
+) -> Body {
     let state = Arc::new(Mutex::new(Sending::Left {
-        bytes: Bytes::from(bytes),
+        bytes,
+        sent: 0,
+        progress: Instant::now(),
         _slot: slot,
     }));
     // The connection polls the body only when it can write: a client that
     // stops reading stops the polls, so the deadline is kept by a task of
-    // its own (which holds the state weakly: a body sent or dropped before
-    // the deadline frees everything at once).
-    let watched: Weak<Mutex<Sending>> = Arc::downgrade(&state);
+    // its own (which holds the state weakly: a body sent or dropped frees
+    // everything at once).
+    let watched = Arc::downgrade(&state);
     tokio::spawn(async move {
-        tokio::time::sleep(deadline).await;
-        if let Some(state) = watched.upgrade() {
+        let mut deadline = Instant::now() + stall;
+        loop {
+            tokio::time::sleep_until(deadline).await;
+            let Some(state) = watched.upgrade() else {
+                return;
+            };
             let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
-            if matches!(*s, Sending::Left { .. }) {
-                tracing::info!("a query's answer was not read within {deadline:?}: dropped");
-                *s = Sending::Expired;
+            match &*s {
+                Sending::Left { progress, .. } if progress.elapsed() < stall => {
+                    deadline = *progress + stall;
+                }
+                Sending::Left { .. } => {
+                    tracing::info!("a query's answer was not read for {stall:?}: dropped");
+                    *s = Sending::Expired;
+                    if let Some(abort) = &abort {
+                        abort.close();
+                    }
+                    return;
+                }
+                Sending::Done | Sending::Expired => return,
             }
         }
     });
     let stream = futures::stream::poll_fn(move |_| {
         let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
         match &mut *s {
-            Sending::Left { bytes: left, .. } if !left.is_empty() => {
-                let n = left.len().min(CHUNK);
-                Poll::Ready(Some(Ok(left.split_to(n))))
+            Sending::Left {
+                bytes,
+                sent,
+                progress,
+                ..
+            } if *sent < bytes.len() => {
+                let n = (bytes.len() - *sent).min(CHUNK);
+                let chunk = Bytes::copy_from_slice(&bytes[*sent..*sent + n]);
+                *sent += n;
+                *progress = Instant::now();
+                Poll::Ready(Some(Ok(chunk)))
             }
             Sending::Left { .. } | Sending::Done => {
                 *s = Sending::Done;

@@ -60,10 +60,10 @@ pub struct QueryConfig {
     pub isolation: Isolation,
     /// Memory a query worker process may use (MiB; 0: `memory_mb` + 512).
     pub worker_memory_mb: usize,
-    /// Time a client has to read a query's answer once it is ready
-    /// (seconds). The answer keeps its query slot until it is read; past
-    /// this the server drops it and the connection is closed.
-    pub answer_timeout_s: u64,
+    /// How long a client may take no bytes of a query's answer (seconds).
+    /// The answer keeps its query slot until it is read; a client that
+    /// stops reading for this long has it dropped and its connection closed.
+    pub answer_stall_timeout_s: u64,
     /// What runs the planned query: `embedded` (DataFusion here, the
     /// default) or `ballista` (a Ballista cluster: `ballista_scheduler`).
     pub engine: EngineKind,
@@ -125,7 +125,7 @@ impl Default for QueryConfig {
             nice: 10,
             isolation: Isolation::Process,
             worker_memory_mb: 0,
-            answer_timeout_s: 60,
+            answer_stall_timeout_s: 30,
             engine: EngineKind::Embedded,
             ballista_scheduler: None,
         }
@@ -612,6 +612,7 @@ const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 async fn query(
     State(st): State<AppState>,
     Extension(rc): Extension<Arc<ReadContext>>,
+    abort: Option<Extension<crate::listener::ConnectionAbort>>,
     headers: HeaderMap,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<axum::response::Response, ApiError> {
@@ -737,11 +738,11 @@ async fn query(
     } else {
         "application/json"
     };
-    let deadline = std::time::Duration::from_secs(rc.query.answer_timeout_s.max(1));
+    let stall = std::time::Duration::from_secs(rc.query.answer_stall_timeout_s.max(1));
     let len = bytes.len();
     let mut response = (
         [(axum::http::header::CONTENT_TYPE, content_type)],
-        answer::held(bytes, slot, deadline),
+        answer::held(bytes, slot, stall, abort.map(|a| a.0)),
     )
         .into_response();
     response

@@ -459,17 +459,24 @@ fn decode<S: Signal>(
     };
     match enc {
         Encoding::Protobuf => {
-            if let Some(n) = otlp_count::protobuf_items(&body)
-                && n > items_max
-            {
+            // Counted before decoding, or not decoded at all: bytes the
+            // count cannot walk are refused (skipping the count let them
+            // decode into whatever they held).
+            let malformed = || {
+                ApiError::bad_request(
+                    "invalid_protobuf",
+                    "body is not well-formed protobuf (its fields could not be walked)",
+                )
+            };
+            let n = otlp_count::protobuf_items(&body).ok_or_else(malformed)?;
+            if n > items_max {
                 return Err(too_many(format!("the request holds {n} {}", S::ITEMS)));
             }
             // Empty resources, scopes or attributes are not items but
             // become structs all the same: as for JSON's objects, at
             // most 50 messages per item allowed.
-            if let Some(n) = otlp_count::protobuf_messages(&body)
-                && n > items_max.saturating_mul(50)
-            {
+            let n = otlp_count::protobuf_messages(&body).ok_or_else(malformed)?;
+            if n > items_max.saturating_mul(50) {
                 return Err(too_many(format!("the request holds {n} protobuf messages")));
             }
         }

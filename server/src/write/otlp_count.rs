@@ -79,7 +79,11 @@ fn varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
 }
 
 /// Calls `f(field_number, bytes)` for each length-delimited field of a
-/// message, skipping the other wire types; `None` on malformed input.
+/// message and for each group (the deprecated wire types 3 and 4, whose
+/// contents are a message's fields: `bytes` is what lies between its start
+/// and end tags), skipping the other wire types; `None` on malformed input.
+/// Groups must be walked: the decoder skips unknown ones, contents and all,
+/// and their contents, uncounted, decoded into millions of structs.
 fn for_each_field(buf: &[u8], mut f: impl FnMut(u64, &[u8]) -> Option<()>) -> Option<()> {
     let mut pos = 0;
     while pos < buf.len() {
@@ -97,10 +101,50 @@ fn for_each_field(buf: &[u8], mut f: impl FnMut(u64, &[u8]) -> Option<()>) -> Op
                 f(field, buf.get(pos..end)?)?;
                 pos = end;
             }
+            3 => {
+                let (inner, end) = group(buf, pos, field)?;
+                f(field, inner)?;
+                pos = end;
+            }
             _ => return None,
         }
     }
     (pos == buf.len()).then_some(())
+}
+
+/// Groups nested deeper than this are malformed (as for the decoder, whose
+/// recursion limit is 100).
+const MAX_GROUP_DEPTH: usize = 100;
+
+/// The contents of the group of `field` whose start tag ends at `start`,
+/// and the position after its end tag; `None` when it does not end well.
+fn group(buf: &[u8], start: usize, field: u64) -> Option<(&[u8], usize)> {
+    let mut open = vec![field];
+    let mut pos = start;
+    while pos < buf.len() {
+        let tag_at = pos;
+        let key = varint(buf, &mut pos)?;
+        let (f, wire) = (key >> 3, key & 7);
+        match wire {
+            0 => {
+                varint(buf, &mut pos)?;
+            }
+            1 => pos = pos.checked_add(8)?,
+            5 => pos = pos.checked_add(4)?,
+            2 => {
+                let len = usize::try_from(varint(buf, &mut pos)?).ok()?;
+                pos = pos.checked_add(len)?;
+            }
+            3 if open.len() < MAX_GROUP_DEPTH => open.push(f),
+            4 if open.pop() == Some(f) => {
+                if open.is_empty() {
+                    return Some((buf.get(start..tag_at)?, pos));
+                }
+            }
+            _ => return None,
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -210,6 +254,47 @@ mod tests {
         }
         let n = protobuf_messages(&v.encode_to_vec()).unwrap();
         assert!(n >= 100_000, "{n}");
+    }
+
+    #[test]
+    fn groups_are_walked_not_skipped() {
+        // An unknown group (field 99, wire types 3 and 4) holding 50k empty
+        // length-delimited fields, at the top and inside a message: each
+        // counts, and the request still parses as a whole.
+        let tag = |field: u64, wire: u64| {
+            let mut v = Vec::new();
+            let mut k = (field << 3) | wire;
+            while k >= 0x80 {
+                v.push((k as u8) | 0x80);
+                k >>= 7;
+            }
+            v.push(k as u8);
+            v
+        };
+        let mut grouped = tag(99, 3);
+        for _ in 0..50_000 {
+            grouped.extend([0x0a, 0x00]);
+        }
+        grouped.extend(tag(99, 4));
+        let n = protobuf_messages(&grouped).unwrap();
+        assert!(n >= 50_000, "{n}");
+        let mut nested = vec![0x0a];
+        let mut len = grouped.len();
+        while len >= 0x80 {
+            nested.push((len as u8) | 0x80);
+            len >>= 7;
+        }
+        nested.push(len as u8);
+        nested.extend(&grouped);
+        assert!(protobuf_messages(&nested).unwrap() >= 50_000);
+        // A group that does not end, or ends with another field's tag, is
+        // malformed.
+        assert_eq!(protobuf_messages(&grouped[..grouped.len() - 1]), None);
+        let mut wrong = grouped.clone();
+        let end = wrong.len() - tag(99, 4).len();
+        wrong.truncate(end);
+        wrong.extend(tag(98, 4));
+        assert_eq!(protobuf_messages(&wrong), None);
     }
 
     #[test]
