@@ -373,20 +373,32 @@ async fn lines_durable_but_not_yet_in_the_store_are_not_called_lost() {
     let resp = client()
         .post(format!("{}/v1/logs/term/sessions/slow/stream", srv.url))
         .bearer_auth(&w)
-        .body("{\"kind\":\"output\",\"content\":\"one\"}\n{\"kind\":\"output\",\"content\":\"two\"}\n")
+        .body(
+            "{\"kind\":\"output\",\"content\":\"one\"}\nnot json\n\
+             {\"kind\":\"output\",\"content\":\"two\"}\n",
+        )
         .send()
         .await
         .unwrap();
     let mut lines = Lines::of(resp);
+    // The refused line is answered on its own first: the durable range
+    // names event lines only.
+    let e = lines.next().await.unwrap();
+    assert_eq!(
+        (e["line"].as_u64(), e["error"]["code"].as_str()),
+        (Some(2), Some("invalid_json")),
+        "{e}"
+    );
     let e = lines.next().await.unwrap();
     assert_eq!(e["error"]["code"], "not_yet_in_store", "{e}");
     assert_eq!(
         (e["lines"].clone(), e["durable"].clone()),
-        (json!([1, 2]), json!(true)),
+        (json!([1, 3]), json!(true)),
         "{e}"
     );
     let s = lines.next().await.unwrap();
     assert_eq!(s["summary"]["end"], "not_yet_in_store", "{s}");
+    assert_eq!(s["summary"]["rejected_lines"], 1, "{s}");
     // Both lines reach the store all the same.
     let c = client();
     let mut size = 0;

@@ -548,11 +548,24 @@ impl StreamIngest {
         let Some((e, tried)) = stopped else {
             return Ok(());
         };
-        // The lines from the first event not taken: those of the failed
-        // append, then those never tried.
-        let lines: Vec<(u64, bool)> = rest.map(|(n, o)| (n, o.is_ok())).collect();
-        let first = lines.first().map_or(0, |l| l.0);
-        let last = lines.last().map_or(first, |l| l.0);
+        // The lines from the first event not taken. Those refused on their
+        // own (invalid JSON or event) get their own error line first, so that
+        // no range below is read as naming them: the ranges name event lines,
+        // those of the failed append, then those never tried.
+        let mut events: Vec<u64> = Vec::new();
+        for (n, o) in rest {
+            match o {
+                Ok(_) => events.push(n),
+                Err(refused) => {
+                    tally.rejected_lines += 1;
+                    self.send(json!({"line": n, "error": {"code": refused.code, "message": refused.message}}))
+                        .await
+                        .map_err(|Stalled| "client_not_reading")?;
+                }
+            }
+        }
+        let first = events.first().copied().unwrap_or(0);
+        let last = events.last().copied().unwrap_or(first);
         let error = json!({"code": e.code, "message": e.message});
         if e.code != "not_yet_in_store" {
             let _ = self
@@ -563,23 +576,12 @@ impl StreamIngest {
         // Durable on this node, not yet confirmed in the store (with
         // receipts sent once there): the failed append's lines are not lost,
         // and resending them (without event_id) would store them twice.
-        let mut events_seen = 0;
-        let failed_last = lines
-            .iter()
-            .take_while(|(_, is_event)| {
-                events_seen += usize::from(*is_event);
-                events_seen <= tried
-            })
-            .last()
-            .map_or(first, |l| l.0);
+        let durable = &events[..tried.min(events.len())];
+        let failed_last = durable.last().copied().unwrap_or(first);
         let _ = self
             .send(json!({"lines": [first, failed_last], "durable": true, "error": error}))
             .await;
-        if failed_last < last {
-            let next = lines
-                .iter()
-                .find(|l| l.0 > failed_last)
-                .map_or(last, |l| l.0);
+        if let Some(&next) = events.get(durable.len()) {
             let _ = self
                 .send(json!({"lines": [next, last], "error": {"code": "not_appended",
                     "message": "an earlier line's append did not complete; these lines were not appended"}}))
