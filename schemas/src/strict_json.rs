@@ -22,6 +22,70 @@ pub fn from_slice(bytes: &[u8]) -> Result<Value, serde_json::Error> {
     serde_json::from_slice::<Strict>(bytes).map(|s| s.0)
 }
 
+/// Checks that no object in the JSON text `bytes` names a key twice,
+/// without building its values: for bodies decoded by other means (OTLP/JSON
+/// into its own structs, whose decoder kept the last of a repeated field).
+pub fn check_no_repeated_keys(bytes: &[u8]) -> Result<(), serde_json::Error> {
+    serde_json::from_slice::<NoRepeat>(bytes).map(|_| ())
+}
+
+/// Any JSON value, checked for repeated keys and dropped.
+struct NoRepeat;
+
+impl<'de> Deserialize<'de> for NoRepeat {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NoRepeatVisitor).map(|()| NoRepeat)
+    }
+}
+
+struct NoRepeatVisitor;
+
+impl<'de> Visitor<'de> for NoRepeatVisitor {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        NoRepeat::deserialize(d).map(|_| ())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<NoRepeat>()?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut keys = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            map.next_value::<NoRepeat>()?;
+            if !keys.insert(key) {
+                return Err(de::Error::custom("duplicate key in one object"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A [`Value`] deserialized as `serde_json` does, except for duplicate keys.
 struct Strict(Value);
 
@@ -115,6 +179,17 @@ mod tests {
         // lone surrogate, nesting past its recursion limit).
         for bad in [r#"1e400"#, r#""\ud800""#, &"[".repeat(200)] {
             assert!(from_str(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_check_without_values_agrees() {
+        assert!(check_no_repeated_keys(br#"{"a":[{"b":1},{"b":2}],"c":{"d":null}}"#).is_ok());
+        for text in [
+            r#"{"stringValue":"A","stringValue":"B"}"#,
+            r#"{"a":[{"k":1,"k\u0031":2,"k1":3}]}"#,
+        ] {
+            assert!(check_no_repeated_keys(text.as_bytes()).is_err(), "{text}");
         }
     }
 

@@ -46,8 +46,41 @@ fn double_to_json(d: f64) -> Value {
     }
 }
 
-/// Converts a list of attributes to a JSON object. When a key repeats (which
-/// OTLP forbids), the first occurrence wins.
+/// The first key that `kvs` (or a key-value list inside one of its values,
+/// at any depth) names twice. OTLP forbids repeated keys; a span or record
+/// with one is refused ([`super::Mapped::rejected`]) rather than mapped
+/// keeping one of the values: a reader of the request that kept the other
+/// would see another event than the one committed.
+pub(super) fn repeated_key(kvs: &[KeyValue]) -> Option<&str> {
+    let mut keys: Vec<&str> = kvs.iter().map(|kv| kv.key.as_str()).collect();
+    keys.sort_unstable();
+    if let Some(w) = keys.windows(2).find(|w| w[0] == w[1]) {
+        return Some(w[0]);
+    }
+    kvs.iter()
+        .find_map(|kv| kv.value.as_ref().and_then(repeated_key_in))
+}
+
+/// [`repeated_key`] inside a value (its key-value lists, at any depth).
+pub(super) fn repeated_key_in(v: &AnyValue) -> Option<&str> {
+    match &v.value {
+        Some(any_value::Value::KvlistValue(kv)) => repeated_key(&kv.values),
+        Some(any_value::Value::ArrayValue(a)) => a.values.iter().find_map(repeated_key_in),
+        _ => None,
+    }
+}
+
+/// The refusal of a span or record naming `key` twice.
+pub(super) fn repeated(key: &str) -> String {
+    let shown: String = key.chars().take(64).collect();
+    format!(
+        "attribute key {shown:?} appears twice in one list (OTLP forbids it; one value would be lost)"
+    )
+}
+
+/// Converts a list of attributes to a JSON object. Repeated keys are refused
+/// before mapping ([`repeated_key`]); were one to reach here, the first
+/// occurrence would win.
 pub(super) fn kvs_to_map(kvs: &[KeyValue]) -> Map<String, Value> {
     let mut m = Map::new();
     for kv in kvs {

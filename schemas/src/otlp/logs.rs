@@ -4,7 +4,9 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use serde_json::{Map, Value};
 
-use super::anyvalue::{get_str, kvs_to_map, opt_any_to_json};
+use super::anyvalue::{
+    get_str, kvs_to_map, opt_any_to_json, repeated, repeated_key, repeated_key_in,
+};
 use super::draft::{Draft, Envelope};
 use super::ids::{content_digest, hex_id, session_for};
 use super::raw::{Origin, add_log};
@@ -21,10 +23,24 @@ pub(super) fn map_logs(req: &ExportLogsServiceRequest, mut out: Collector<'_>) -
                 sl.scope.as_ref(),
                 &sl.schema_url,
             );
+            // Repeated keys in the resource or scope refuse every record under them.
+            let shared = rl
+                .resource
+                .as_ref()
+                .and_then(|r| repeated_key(&r.attributes))
+                .or_else(|| sl.scope.as_ref().and_then(|s| repeated_key(&s.attributes)));
             for (li, rec) in sl.log_records.iter().enumerate() {
                 let digest =
                     content_digest(&[&Some(rec), &rl.resource.as_ref(), &sl.scope.as_ref()]);
-                match record_events(&origin, rec, &digest) {
+                let own = || {
+                    repeated_key(&rec.attributes)
+                        .or_else(|| rec.body.as_ref().and_then(repeated_key_in))
+                };
+                let outcome = match shared.or_else(own) {
+                    Some(key) => Err(repeated(key)),
+                    None => record_events(&origin, rec, &digest),
+                };
+                match outcome {
                     Ok(events) => out.accept(events),
                     Err(why) => out.reject(format!(
                         "resource_logs[{ri}].scope_logs[{si}].log_records[{li}] (event {}): {why}",

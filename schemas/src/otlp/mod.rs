@@ -36,8 +36,9 @@
 //!   `null` content is absent.
 //! - **AnyValue → JSON**: string, bool, int (number), double (number; NaN and
 //!   ±infinity as the strings `"NaN"`, `"Infinity"`, `"-Infinity"`), bytes →
-//!   `{"bytes_base64": "..."}`, array → array, kvlist → object (on a repeated
-//!   key the first wins), empty value → `null`. The message attributes
+//!   `{"bytes_base64": "..."}`, array → array, kvlist → object, empty value
+//!   → `null`. A key repeated in any attribute or key-value list of a span
+//!   or record (or of its resource or scope) refuses it. The message attributes
 //!   (`gen_ai.system_instructions`, `gen_ai.input.messages`,
 //!   `gen_ai.output.messages`, and the legacy `tool_calls`, `message`,
 //!   `gen_ai.event.content`, `gen_ai.prompt`, `gen_ai.completion`) are parsed

@@ -5,7 +5,7 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use serde_json::Value;
 
-use super::anyvalue::{get_str, kvs_to_map};
+use super::anyvalue::{get_str, kvs_to_map, repeated, repeated_key};
 use super::draft::{Draft, Envelope};
 use super::ids::{content_digest, hex_id, session_for};
 use super::raw::{Origin, add_span};
@@ -22,10 +22,20 @@ pub(super) fn map_traces(req: &ExportTraceServiceRequest, mut out: Collector<'_>
                 ss.scope.as_ref(),
                 &ss.schema_url,
             );
+            // Repeated keys in the resource or scope refuse every span under them.
+            let shared = rs
+                .resource
+                .as_ref()
+                .and_then(|r| repeated_key(&r.attributes))
+                .or_else(|| ss.scope.as_ref().and_then(|s| repeated_key(&s.attributes)));
             for (pi, span) in ss.spans.iter().enumerate() {
                 let digest =
                     || content_digest(&[&Some(span), &rs.resource.as_ref(), &ss.scope.as_ref()]);
-                match span_events(&origin, span, digest) {
+                let outcome = match shared.or_else(|| span_repeated_key(span)) {
+                    Some(key) => Err(repeated(key)),
+                    None => span_events(&origin, span, digest),
+                };
+                match outcome {
                     Ok(events) => out.accept(events),
                     Err(why) => out.reject(format!(
                         "resource_spans[{ri}].scope_spans[{si}].spans[{pi}] (span {}): {why}",
@@ -36,6 +46,13 @@ pub(super) fn map_traces(req: &ExportTraceServiceRequest, mut out: Collector<'_>
         }
     }
     out.finish()
+}
+
+/// A key repeated in the span's attributes, its events' or its links'.
+fn span_repeated_key(span: &Span) -> Option<&str> {
+    repeated_key(&span.attributes)
+        .or_else(|| span.events.iter().find_map(|e| repeated_key(&e.attributes)))
+        .or_else(|| span.links.iter().find_map(|l| repeated_key(&l.attributes)))
 }
 
 /// All events of one span, all or nothing.

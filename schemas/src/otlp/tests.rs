@@ -1330,6 +1330,49 @@ fn any_value_conversion() {
 }
 
 #[test]
+fn a_key_repeated_anywhere_refuses_its_span_or_record() {
+    let good = mk_span("fine", 51, 1, vec![ks("decision", "APPROVED")]);
+    let twice = mk_span(
+        "twice",
+        51,
+        2,
+        vec![ks("decision", "APPROVED"), ks("decision", "DENIED")],
+    );
+    let nested = mk_span(
+        "nested",
+        51,
+        3,
+        vec![kv(
+            "outer",
+            arr(vec![kvl(vec![ks("k", "1"), ks("k", "2")])]),
+        )],
+    );
+    let mut in_event = mk_span("in_event", 51, 4, vec![]);
+    in_event.events = vec![mk_event("e", 1, vec![ks("x", "1"), ks("x", "2")])];
+    let m = map_traces(&traces(vec![good, twice, nested, in_event]));
+    assert_eq!(m.rejected, 3, "{:?}", m.messages);
+    assert!(
+        m.messages.iter().all(|msg| msg.contains("appears twice")),
+        "{:?}",
+        m.messages
+    );
+    assert_eq!(m.events.len(), 1);
+    // In the resource: every span under it.
+    let m = map_traces(&traces_with(
+        vec![ks("service.name", "a"), ks("service.name", "b")],
+        vec![mk_span("s", 52, 1, vec![])],
+    ));
+    assert_eq!((m.rejected, m.events.len()), (1, 0), "{:?}", m.messages);
+    // A log record's body.
+    let m = map_logs(&logs(vec![mk_log(
+        "ev",
+        Some(kvl(vec![ks("role", "user"), ks("role", "system")])),
+        vec![],
+    )]));
+    assert_eq!((m.rejected, m.events.len()), (1, 0), "{:?}", m.messages);
+}
+
+#[test]
 fn sender_attributes_colliding_with_mapping_keys_are_shadowed_not_lost() {
     let sp = mk_span(
         "s",

@@ -485,6 +485,12 @@ fn decode<S: Signal>(
             if n > items_max.saturating_mul(50) {
                 return Err(too_many(format!("the request holds {n} JSON objects")));
             }
+            // The OTLP/JSON decoder keeps the last of a repeated field
+            // (`{"stringValue":"A","stringValue":"B"}` was stored as "B"):
+            // refused, as repeated keys are on the native doors.
+            tracevault_schemas::strict_json::check_no_repeated_keys(&body).map_err(|e| {
+                ApiError::bad_request("invalid_json", format!("body is not valid OTLP JSON: {e}"))
+            })?;
         }
     }
     let req: S = match enc {
