@@ -131,6 +131,20 @@ fn benches(c: &mut Criterion) {
         let text = json!({"session_id": "s", "kind": "output", "content": "x".repeat(1024), "attributes": {"a": 1}}).to_string();
         b.iter(|| Event::from_json(&text).unwrap())
     });
+    // The JSON tree of an event with a dozen keys at two levels: as
+    // serde_json builds it, and refusing repeated keys (what events go
+    // through since the thirteenth session).
+    let text = json!({"session_id": "s", "kind": "tool_call", "ts": "2026-12-05T10:00:00Z",
+        "event_id": "e-1", "name": "search", "actor": "agent", "model": "m",
+        "content": {"query": "x".repeat(900), "top_k": 5, "filters": {"lang": "en", "site": "docs"}},
+        "attributes": {"gen_ai.system": "openai", "tokens": 1234, "cost": 0.5}})
+    .to_string();
+    g.bench_function("json_tree_serde_1KiB", |b| {
+        b.iter(|| serde_json::from_str::<serde_json::Value>(&text).unwrap())
+    });
+    g.bench_function("json_tree_strict_1KiB", |b| {
+        b.iter(|| tracevault_schemas::strict_json::from_str(&text).unwrap())
+    });
     g.finish();
 
     let mut g = c.benchmark_group("merkle");
