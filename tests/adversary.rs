@@ -955,5 +955,17 @@ async fn a_reader_cannot_grow_the_access_log_at_will() {
         (429, Some("rate_limited")),
         "{b}"
     );
+    // Charged as recorded: 3,000 control characters are 18,000 bytes of
+    // JSON in `_audit` (five requests' worth), not 3,000.
+    let ctrl = token(&data, "reader", "alpha", "ctrl");
+    let escaped = format!("SELECT 1 AS one -- {}", "\u{1}".repeat(3000));
+    let (s, b) = sql(&c, &srv.url, &ctrl, &escaped).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = sql(&c, &srv.url, &ctrl, "SELECT 1 AS one").await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (429, Some("rate_limited")),
+        "{b}"
+    );
     assert_eq!(srv.terminate(), Some(0));
 }

@@ -22,25 +22,30 @@ pub fn from_slice(bytes: &[u8]) -> Result<Value, serde_json::Error> {
     serde_json::from_slice::<Strict>(bytes).map(|s| s.0)
 }
 
-/// Checks that no object in the JSON text `bytes` names a key twice,
-/// without building its values: for bodies decoded by other means (OTLP/JSON
-/// into its own structs, whose decoder kept the last of a repeated field).
-pub fn check_no_repeated_keys(bytes: &[u8]) -> Result<(), serde_json::Error> {
-    serde_json::from_slice::<NoRepeat>(bytes).map(|_| ())
+/// Checks that no object in the JSON text `bytes` names a key twice, nor
+/// more than one of the keys in `one_of` (the members of a protobuf oneof:
+/// OTLP/JSON's `{"stringValue":"a","intValue":"5"}` decoded to whichever came
+/// last), without building its values: for bodies decoded by other means
+/// (OTLP/JSON into its own structs, whose decoder kept the last).
+pub fn check_object_keys(bytes: &[u8], one_of: &[&str]) -> Result<(), serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    de::DeserializeSeed::deserialize(KeyCheck(one_of), &mut de)?;
+    de.end()
 }
 
-/// Any JSON value, checked for repeated keys and dropped.
-struct NoRepeat;
+/// Any JSON value, its objects' keys checked, dropped.
+#[derive(Clone, Copy)]
+struct KeyCheck<'k>(&'k [&'k str]);
 
-impl<'de> Deserialize<'de> for NoRepeat {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(NoRepeatVisitor).map(|()| NoRepeat)
+impl<'de> de::DeserializeSeed<'de> for KeyCheck<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
     }
 }
 
-struct NoRepeatVisitor;
-
-impl<'de> Visitor<'de> for NoRepeatVisitor {
+impl<'de> Visitor<'de> for KeyCheck<'_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -68,16 +73,23 @@ impl<'de> Visitor<'de> for NoRepeatVisitor {
         Ok(())
     }
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        NoRepeat::deserialize(d).map(|_| ())
+        de::DeserializeSeed::deserialize(self, d)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element::<NoRepeat>()?.is_some() {}
+        while seq.next_element_seed(self)?.is_some() {}
         Ok(())
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut keys = std::collections::HashSet::new();
+        let mut members = 0;
         while let Some(key) = map.next_key::<String>()? {
-            map.next_value::<NoRepeat>()?;
+            map.next_value_seed(self)?;
+            members += usize::from(self.0.contains(&key.as_str()));
+            if members > 1 {
+                return Err(de::Error::custom(
+                    "more than one member of one oneof in one object",
+                ));
+            }
             if !keys.insert(key) {
                 return Err(de::Error::custom("duplicate key in one object"));
             }
@@ -184,12 +196,19 @@ mod tests {
 
     #[test]
     fn the_check_without_values_agrees() {
-        assert!(check_no_repeated_keys(br#"{"a":[{"b":1},{"b":2}],"c":{"d":null}}"#).is_ok());
+        let one_of = ["stringValue", "intValue"];
+        let fine = br#"{"a":[{"b":1},{"b":2}],"c":{"stringValue":"x"},"d":[{"intValue":"5"}]}"#;
+        assert!(check_object_keys(fine, &one_of).is_ok());
         for text in [
             r#"{"stringValue":"A","stringValue":"B"}"#,
             r#"{"a":[{"k":1,"k\u0031":2,"k1":3}]}"#,
+            r#"{"value":{"stringValue":"visible","intValue":"5"}}"#,
+            r#"{"a":1} {"b":2}"#,
         ] {
-            assert!(check_no_repeated_keys(text.as_bytes()).is_err(), "{text}");
+            assert!(
+                check_object_keys(text.as_bytes(), &one_of).is_err(),
+                "{text}"
+            );
         }
     }
 

@@ -334,10 +334,18 @@ impl AppState {
     }
 
     /// Charges a read that `_audit` records to the token's read rate limit:
-    /// one, and one more per 4 KiB of `sql` (the record holds it); 429 when
-    /// over it.
+    /// one, and one more per 4 KiB of `sql` as the record holds it (JSON
+    /// text: a control character takes six bytes there); 429 when over it.
     pub(crate) fn charge_read(&self, claims: &Claims, sql: &str) -> Result<(), ApiError> {
-        let cost = 1 + (sql.len() / 4096) as u64;
+        let recorded: usize = sql
+            .bytes()
+            .map(|b| match b {
+                b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+                0..=0x1f => 6,
+                _ => 1,
+            })
+            .sum();
+        let cost = 1 + (recorded / 4096) as u64;
         self.read_limiter
             .take(&auth::budget_key(claims), cost)
             .map_err(|wait| ratelimit::rate_limited(wait, "read"))

@@ -78,7 +78,13 @@ pub(crate) fn render(
             let mut mac = mac.clone();
             mac.update(label.as_bytes());
             mac.update(&[0]);
-            mac.update(kind.normalize(value).as_bytes());
+            // Folded first (fullwidth digits and letters, `%40`, invisible
+            // characters), so the value hashes as its plain form does:
+            // normalised as written, every all-fullwidth card number kept no
+            // digit and all of them shared one tag.
+            let folded = super::fold::fold(value);
+            let plain = folded.as_ref().map_or(value, |f| f.text.as_str());
+            mac.update(kind.normalize(plain).as_bytes());
             let tag = mac.finalize().into_bytes();
             out.push_str("[HASH:");
             out.push_str(label);

@@ -355,8 +355,8 @@ pub(crate) async fn select(
         diagnostics: false,
     };
     // A query like any other: a slot (the requester's), and where queries run.
-    st.charge_read(claims, &q)?;
     let slot = rc.take_slot(claims)?;
+    st.charge_read(claims, &q)?;
     let (outcome, _, _) = rc.run_sql(&st.vault, claims, &access, &q, slot).await;
     let result = outcome.map_err(|e| match e {
         QueryError::ScanTooLarge(..)

@@ -544,8 +544,9 @@ async fn entry(
     };
     // Reading an entry reads its segment: it takes a query slot, so that
     // many at once are refused (`503 busy`) rather than all loaded.
-    st.charge_read(&claims, "")?;
+    // Charged once it has a slot: a `503 busy` is not a read.
     let _slot = rc.take_slot(&claims)?;
+    st.charge_read(&claims, "")?;
     let e = st.vault.entry(&ns, index).await?.ok_or_else(not_found)?;
     // Outside the reader's window looks exactly like absent.
     if !access.admits(&e.ns, e.received_at) {
@@ -679,8 +680,9 @@ async fn query(
         // outside a reader's window: for admins only.
         diagnostics: claims.role == Role::Admin,
     };
-    st.charge_read(&claims, &req.sql)?;
+    // Charged once it has a slot: a `503 busy` is not a read.
     let slot = rc.take_slot(&claims)?;
+    st.charge_read(&claims, &req.sql)?;
     let role = role_name(&claims);
     let profile = rc.policy.profile_for(role, &claim_map(&claims));
     let (outcome, masked, slot) = rc

@@ -440,6 +440,17 @@ async fn export_inner<S: Signal>(
     Ok(Exported::Here(Bytes::from(body)))
 }
 
+/// The members of OTLP/JSON's `AnyValue` oneof: one object holds one.
+const ANY_VALUE_MEMBERS: &[&str] = &[
+    "stringValue",
+    "boolValue",
+    "intValue",
+    "doubleValue",
+    "arrayValue",
+    "kvlistValue",
+    "bytesValue",
+];
+
 /// Decodes, checks, maps and seals an OTLP request body (CPU-heavy: run it
 /// off the async threads).
 fn decode<S: Signal>(
@@ -485,12 +496,19 @@ fn decode<S: Signal>(
             if n > items_max.saturating_mul(50) {
                 return Err(too_many(format!("the request holds {n} JSON objects")));
             }
-            // The OTLP/JSON decoder keeps the last of a repeated field
-            // (`{"stringValue":"A","stringValue":"B"}` was stored as "B"):
-            // refused, as repeated keys are on the native doors.
-            tracevault_schemas::strict_json::check_no_repeated_keys(&body).map_err(|e| {
-                ApiError::bad_request("invalid_json", format!("body is not valid OTLP JSON: {e}"))
-            })?;
+            // The OTLP/JSON decoder keeps the last of a repeated field, or
+            // of two members of an AnyValue (`{"stringValue":"A",
+            // "stringValue":"B"}` or `{"stringValue":"A","intValue":"5"}`
+            // was stored as the last): refused, as repeated keys are on the
+            // native doors.
+            tracevault_schemas::strict_json::check_object_keys(&body, ANY_VALUE_MEMBERS).map_err(
+                |e| {
+                    ApiError::bad_request(
+                        "invalid_json",
+                        format!("body is not valid OTLP JSON: {e}"),
+                    )
+                },
+            )?;
         }
     }
     let req: S = match enc {

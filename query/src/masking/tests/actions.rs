@@ -116,6 +116,28 @@ fn hash_normalises_so_equal_values_join() {
 }
 
 #[test]
+fn hash_of_a_folded_value_is_the_hash_of_its_plain_form() {
+    let p = policy(&(rule("email", "hash") + &rule("card", "hash") + &rule("iban", "hash")));
+    let h = |s: &str| mask(&p, &KEY, "content", s).unwrap();
+    // Found only by the folded pass, yet joined with the plain form...
+    assert_eq!(
+        h("４１１１ １１１１ １１１１ １１１１"),
+        h("4111 1111 1111 1111")
+    );
+    assert_eq!(h("alice＠example.com"), h("alice@example.com"));
+    assert_eq!(h("al\u{200B}ice@example.com"), h("alice@example.com"));
+    // ...and different values written in fullwidth do not share a tag.
+    assert_ne!(
+        h("４１１１ １１１１ １１１１ １１１１"),
+        h("５５５５ ５５５５ ５５５５ ４４４４")
+    );
+    assert_ne!(
+        h("ＧＢ８２ ＷＥＳＴ １２３４ ５６９８ ７６５４ ３２"),
+        h("ＤＥ８９ ３７０４ ００４４ ０５３２ ０１３０ ００")
+    );
+}
+
+#[test]
 fn hash_label_separates_domains() {
     let p = policy(
         "[[profile.rule]]\ndetector = \"custom\"\npattern = 'X-\\d{4}'\nlabel = \"one\"\naction = \"hash\"\ncolumns = [\"content\"]\n\
