@@ -244,7 +244,20 @@ pub(crate) fn bounded_runtime(memory_bytes: usize) -> RuntimeEnvBuilder {
     let mut disk = DiskManagerBuilder::default()
         .with_max_temp_directory_size((memory_bytes as u64).saturating_mul(SPILL_PER_MEMORY));
     if let Some(dir) = SPILL_DIR.get() {
-        disk = disk.with_mode(DiskManagerMode::Directories(vec![dir.clone()]));
+        // DataFusion creates only the last component: a directory removed
+        // meanwhile (by hand, or a test's data directory) is made again. One
+        // that cannot be made disables spilling (a query that needs it
+        // fails) rather than spilling where nothing cleans up.
+        disk = match std::fs::create_dir_all(dir) {
+            Ok(()) => disk.with_mode(DiskManagerMode::Directories(vec![dir.clone()])),
+            Err(e) => {
+                tracing::warn!(
+                    "spill directory {}: {e}; queries cannot spill",
+                    dir.display()
+                );
+                disk.with_mode(DiskManagerMode::Disabled)
+            }
+        };
     }
     RuntimeEnvBuilder::new()
         .with_memory_limit(memory_bytes, 1.0)

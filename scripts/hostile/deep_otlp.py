@@ -3,13 +3,7 @@
 # Usage: deep_otlp.py N DEPTH CONCURRENCY PORT TOKEN_FILE
 import sys, gzip, time, threading, requests
 N=int(sys.argv[1]); depth=int(sys.argv[2]); conc=int(sys.argv[3]); port=sys.argv[4]; tokfile=sys.argv[5]
-def ld(field, payload):
-    n=len(payload); v=b''
-    while True:
-        b=n&0x7f; n>>=7
-        if n: v+=bytes([b|0x80])
-        else: v+=bytes([b]); break
-    return bytes([(field<<3)|2])+v+payload
+from protobuf import ld
 anyv=ld(5, b'\x0a\x00'*N)
 for _ in range(depth): anyv=ld(5, ld(1, anyv))
 kv=ld(1,b'deep')+ld(2,anyv)

@@ -4,13 +4,7 @@
 import sys, gzip, time, threading, requests, os
 N=int(sys.argv[1]); group=sys.argv[2]=="1"; conc=int(sys.argv[3]); port=sys.argv[4]; tok=open(sys.argv[5]).read().strip()
 pid=int(open(sys.argv[6]).read())
-def ld(field, payload):
-    n=len(payload); v=b''
-    while True:
-        b=n&0x7f; n>>=7
-        if n: v+=bytes([b|0x80])
-        else: v+=bytes([b]); break
-    return bytes([(field<<3)|2])+v+payload
+from protobuf import ld
 arr=ld(5, b'\x0a\x00'*N)          # AnyValue{array_value: ArrayValue{values: N x empty AnyValue}}
 kv=ld(1,b'big')+ld(2,arr)
 span=ld(1,bytes(range(16)))+ld(2,bytes([9,9,9,9,9,9,8,7]))+ld(5,b'n')+ld(9,kv)

@@ -78,38 +78,69 @@ fn varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
     None
 }
 
+/// One field of a message as the wire holds it.
+enum Wire<'a> {
+    /// A varint or a fixed 32- or 64-bit value.
+    Scalar,
+    /// Length-delimited bytes (a message, a string, packed values).
+    Bytes(&'a [u8]),
+    /// The start or the end tag of a group (the deprecated wire types 3, 4).
+    GroupStart,
+    GroupEnd,
+}
+
+/// The field at `pos`, moving `pos` past it: its number and what it holds;
+/// `None` on malformed input.
+fn next_field<'a>(buf: &'a [u8], pos: &mut usize) -> Option<(u64, Wire<'a>)> {
+    let key = varint(buf, pos)?;
+    let (field, wire) = (key >> 3, key & 7);
+    let held = match wire {
+        0 => {
+            varint(buf, pos)?;
+            Wire::Scalar
+        }
+        1 | 5 => {
+            *pos = pos.checked_add(if wire == 1 { 8 } else { 4 })?;
+            if *pos > buf.len() {
+                return None;
+            }
+            Wire::Scalar
+        }
+        2 => {
+            let len = usize::try_from(varint(buf, pos)?).ok()?;
+            let end = pos.checked_add(len)?;
+            let bytes = buf.get(*pos..end)?;
+            *pos = end;
+            Wire::Bytes(bytes)
+        }
+        3 => Wire::GroupStart,
+        4 => Wire::GroupEnd,
+        _ => return None,
+    };
+    Some((field, held))
+}
+
 /// Calls `f(field_number, bytes)` for each length-delimited field of a
-/// message and for each group (the deprecated wire types 3 and 4, whose
-/// contents are a message's fields: `bytes` is what lies between its start
-/// and end tags), skipping the other wire types; `None` on malformed input.
-/// Groups must be walked: the decoder skips unknown ones, contents and all,
-/// and their contents, uncounted, decoded into millions of structs.
+/// message and for each group (whose contents are a message's fields:
+/// `bytes` is what lies between its start and end tags), skipping the other
+/// wire types; `None` on malformed input. Groups must be walked: the decoder
+/// skips unknown ones, contents and all, and their contents, uncounted,
+/// decoded into millions of structs.
 fn for_each_field(buf: &[u8], mut f: impl FnMut(u64, &[u8]) -> Option<()>) -> Option<()> {
     let mut pos = 0;
     while pos < buf.len() {
-        let key = varint(buf, &mut pos)?;
-        let (field, wire) = (key >> 3, key & 7);
-        match wire {
-            0 => {
-                varint(buf, &mut pos)?;
-            }
-            1 => pos = pos.checked_add(8)?,
-            5 => pos = pos.checked_add(4)?,
-            2 => {
-                let len = usize::try_from(varint(buf, &mut pos)?).ok()?;
-                let end = pos.checked_add(len)?;
-                f(field, buf.get(pos..end)?)?;
-                pos = end;
-            }
-            3 => {
+        match next_field(buf, &mut pos)? {
+            (_, Wire::Scalar) => {}
+            (field, Wire::Bytes(bytes)) => f(field, bytes)?,
+            (field, Wire::GroupStart) => {
                 let (inner, end) = group(buf, pos, field)?;
                 f(field, inner)?;
                 pos = end;
             }
-            _ => return None,
+            (_, Wire::GroupEnd) => return None,
         }
     }
-    (pos == buf.len()).then_some(())
+    Some(())
 }
 
 /// Groups nested deeper than this are malformed (as for the decoder, whose
@@ -123,25 +154,15 @@ fn group(buf: &[u8], start: usize, field: u64) -> Option<(&[u8], usize)> {
     let mut pos = start;
     while pos < buf.len() {
         let tag_at = pos;
-        let key = varint(buf, &mut pos)?;
-        let (f, wire) = (key >> 3, key & 7);
-        match wire {
-            0 => {
-                varint(buf, &mut pos)?;
-            }
-            1 => pos = pos.checked_add(8)?,
-            5 => pos = pos.checked_add(4)?,
-            2 => {
-                let len = usize::try_from(varint(buf, &mut pos)?).ok()?;
-                pos = pos.checked_add(len)?;
-            }
-            3 if open.len() < MAX_GROUP_DEPTH => open.push(f),
-            4 if open.pop() == Some(f) => {
+        match next_field(buf, &mut pos)? {
+            (f, Wire::GroupStart) if open.len() < MAX_GROUP_DEPTH => open.push(f),
+            (f, Wire::GroupEnd) if open.pop() == Some(f) => {
                 if open.is_empty() {
                     return Some((buf.get(start..tag_at)?, pos));
                 }
             }
-            _ => return None,
+            (_, Wire::GroupStart | Wire::GroupEnd) => return None,
+            (_, Wire::Scalar | Wire::Bytes(_)) => {}
         }
     }
     None
