@@ -537,30 +537,43 @@ impl StreamIngest {
                 .await
                 .map_err(|Stalled| "client_not_reading")?;
         }
-        // (No error yet lines left would mean the log gave fewer receipts
-        // than events: never answered as if committed.)
+        // Lines left without an error would mean the log gave fewer receipts
+        // than events: they are never answered as committed.
         let stopped = stopped.or_else(|| {
             rest.peek().is_some().then(|| {
                 let e = ApiError::unavailable("internal", "the log answered too few receipts");
                 (e, 0)
             })
         });
-        let Some((e, tried)) = stopped else {
-            return Ok(());
-        };
-        // The lines from the first event not taken. Those refused on their
-        // own (invalid JSON or event) get their own error line first, so that
-        // no range below is read as naming them: the ranges name event lines,
-        // those of the failed append, then those never tried.
+        match stopped {
+            None => Ok(()),
+            Some((e, tried)) => Err(self.answer_not_committed(rest, e, tried, tally).await),
+        }
+    }
+
+    /// Answers the lines from the first event an append did not take, after
+    /// `e` stopped the appends (`tried`: the events of the append that
+    /// failed), and says why the stream ends. Lines refused on their own
+    /// (invalid JSON or event) get their own error line first, so that no
+    /// range is read as naming them: the ranges name event lines, those of
+    /// the failed append, then those never tried.
+    async fn answer_not_committed(
+        &self,
+        rest: impl Iterator<Item = (u64, Result<usize, ApiError>)>,
+        e: ApiError,
+        tried: usize,
+        tally: &mut Tally,
+    ) -> &'static str {
         let mut events: Vec<u64> = Vec::new();
         for (n, o) in rest {
             match o {
                 Ok(_) => events.push(n),
                 Err(refused) => {
                     tally.rejected_lines += 1;
-                    self.send(json!({"line": n, "error": {"code": refused.code, "message": refused.message}}))
-                        .await
-                        .map_err(|Stalled| "client_not_reading")?;
+                    let line = json!({"line": n, "error": {"code": refused.code, "message": refused.message}});
+                    if self.send(line).await.is_err() {
+                        return "client_not_reading";
+                    }
                 }
             }
         }
@@ -571,7 +584,7 @@ impl StreamIngest {
             let _ = self
                 .send(json!({"lines": [first, last], "error": error}))
                 .await;
-            return Err("append_failed");
+            return "append_failed";
         }
         // Durable on this node, not yet confirmed in the store (with
         // receipts sent once there): the failed append's lines are not lost,
@@ -587,7 +600,7 @@ impl StreamIngest {
                     "message": "an earlier line's append did not complete; these lines were not appended"}}))
                 .await;
         }
-        Err("not_yet_in_store")
+        "not_yet_in_store"
     }
 
     /// One line → an event of this session. `Ok(None)` for a blank line.
