@@ -120,10 +120,11 @@ mod tests {
         assert_eq!(c.limits.max_events_per_request, 5);
         assert!(toml::from_str::<ServerConfig>("lisen = 1").is_err());
         assert!(toml::from_str::<ServerConfig>("[log]\nflush = 1").is_err());
-        // The segment codec: the two names, nothing else.
+        // The segment codec: the three names, nothing else.
         for (text, want) in [
             ("zstd", SegmentCompression::Zstd),
             ("lz4", SegmentCompression::Lz4),
+            ("none", SegmentCompression::None),
         ] {
             let c: ServerConfig =
                 toml::from_str(&format!("[log]\nsegment_compression = \"{text}\"\n")).unwrap();
@@ -133,7 +134,7 @@ mod tests {
             ServerConfig::default().log.segment_compression,
             SegmentCompression::Zstd
         );
-        for bad in ["\"snappy\"", "\"LZ4\"", "1"] {
+        for bad in ["\"snappy\"", "\"LZ4\"", "\"uncompressed\"", "1"] {
             let e =
                 toml::from_str::<ServerConfig>(&format!("[log]\nsegment_compression = {bad}\n"))
                     .unwrap_err()

@@ -76,6 +76,7 @@ fn codecs(c: &mut Criterion) {
     for (name, codec) in [
         ("zstd", SegmentCompression::Zstd),
         ("lz4", SegmentCompression::Lz4),
+        ("none", SegmentCompression::None),
     ] {
         g.bench_function(format!("encode_10k_text_{name}"), |b| {
             b.iter(|| encode_with(&entries, &seal, codec).unwrap())

@@ -15,8 +15,9 @@ pub struct LogConfig {
     /// Most payload bytes (approximate, before compression) in one segment.
     pub segment_max_bytes: usize,
     /// Codec of the segments written from now on (published, merged and
-    /// rewritten by an erasure): `zstd` (smaller) or `lz4` (cheaper to write
-    /// and to read). Segments already stored keep theirs; readers take both.
+    /// rewritten by an erasure): `zstd` (smaller), `lz4` (cheaper to write
+    /// and to read) or `none` (cheapest, largest). Segments already stored
+    /// keep theirs; readers take any.
     pub segment_compression: crate::segment::SegmentCompression,
     /// Most events sealed and fsynced together in one group commit.
     pub group_max_events: usize,

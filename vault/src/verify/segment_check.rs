@@ -91,7 +91,15 @@ pub(super) fn check_segment(
     };
     // Stream the rows: per-row content checks happen as rows are decoded, and
     // only (index, leaf, chain) of each row is kept for the order checks.
-    let mut rows: Vec<RowFacts> = Vec::new();
+    // Sized up front from the object's name, at most one row per 64 bytes
+    // of file (a row takes five 32-byte hashes and salts stored as they
+    // are): a name cannot make the checker reserve more than the file.
+    let mut rows: Vec<RowFacts> = Vec::with_capacity(
+        (last.saturating_sub(first).saturating_add(1)).min(bytes.len() as u64 / 64) as usize,
+    );
+    // Statistics and bloom filters that would make a query skip rows,
+    // checked on the batches decoded for the rows.
+    let mut pruning = crate::pruning::PruningCheck::new(&bytes);
     let mut sessions: HashMap<String, Arc<str>> = HashMap::new();
     let mut content: Vec<(u64, String)> = Vec::new();
     let mut erased: Vec<u64> = Vec::new();
@@ -99,7 +107,15 @@ pub(super) fn check_segment(
     let mut hashed = bytes.len() as u64;
     // One buffer for every row's committed record.
     let mut record = String::with_capacity(1024);
-    let decoded = segment::decode_rows(bytes.clone(), |e| {
+    // Rows of one session often come together: the last one's id is reused
+    // without a lookup.
+    let mut last_session: Option<Arc<str>> = None;
+    let observe = |b: &arrow_array::RecordBatch| {
+        if let Ok(p) = pruning.as_mut() {
+            p.observe(b)
+        }
+    };
+    let decoded = segment::decode_batches_and_rows(bytes.clone(), observe, |e| {
         // Per row: its field digests (domain, name, salt, value), leaf hash
         // (0x00 and the record), chain link (two hashes), and about one
         // Merkle node (0x01 and two hashes).
@@ -135,11 +151,18 @@ pub(super) fn check_segment(
             }
             Err(err) => content.push((e.idx, format!("committed record cannot be rebuilt: {err}"))),
         }
-        let session_id = match sessions.get(e.session_id) {
-            Some(id) => id.clone(),
-            None => {
-                let id: Arc<str> = e.session_id.into();
-                sessions.insert(e.session_id.to_string(), id.clone());
+        let session_id = match &last_session {
+            Some(id) if **id == *e.session_id => id.clone(),
+            _ => {
+                let id = match sessions.get(e.session_id) {
+                    Some(id) => id.clone(),
+                    None => {
+                        let id: Arc<str> = e.session_id.into();
+                        sessions.insert(e.session_id.to_string(), id.clone());
+                        id
+                    }
+                };
+                last_session = Some(id.clone());
                 id
             }
         };
@@ -175,8 +198,7 @@ pub(super) fn check_segment(
             return out;
         }
     };
-    // Statistics and bloom filters that would make a query skip rows.
-    match crate::pruning::check_pruning_metadata(&bytes) {
+    match pruning.and_then(crate::pruning::PruningCheck::finish) {
         Ok(problems) => {
             for p in problems {
                 find(None, p);
