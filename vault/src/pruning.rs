@@ -78,32 +78,38 @@ impl Seen {
 pub fn check_pruning_metadata(bytes: &Bytes) -> Result<Vec<String>, SegmentError> {
     let mut check = PruningCheck::new(bytes)?;
     let meta = crate::parquet_input::load(bytes)?;
-    let leaves = check.columns();
-    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes.clone(), meta.clone())
-        .with_projection(ProjectionMask::leaves(meta.parquet_schema(), leaves))
-        .with_batch_size(8192)
-        .build()
-        .map_err(pq)?;
-    for batch in reader {
-        check.observe(&batch.map_err(pq)?);
+    for g in 0..check.groups.len() {
+        let leaves = check.groups[g].leaves.clone();
+        if leaves.is_empty() {
+            continue;
+        }
+        let reader =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(bytes.clone(), meta.clone())
+                .with_row_groups(vec![g])
+                .with_projection(ProjectionMask::leaves(meta.parquet_schema(), leaves))
+                .with_batch_size(8192)
+                .build()
+                .map_err(pq)?;
+        for batch in reader {
+            check.observe(g, &batch.map_err(pq)?);
+        }
     }
     check.finish()
 }
 
 /// The statistics and bloom filters of one segment file, checked against
-/// its rows as a reader decodes them: batches in file order, each shown to
-/// [`PruningCheck::observe`] (any projection holding the checked columns).
-/// `verify` decodes every column of every row anyway; a second reader of
-/// the checked columns was a few percent of its CPU.
+/// its rows as a reader decodes them: each row group's batches shown to
+/// [`PruningCheck::observe`] with that group's index (any projection
+/// holding the checked columns). `verify` decodes every column of every row
+/// anyway; a second reader of the checked columns was a few percent of its
+/// CPU. Which group a row is in must come from the reader of that group
+/// alone: the footer's row counts are the attacker's to change (declaring
+/// 16,383 and 16,385 rows for two groups of 16,384 moves a row past the
+/// first group's statistics without touching a page).
 pub struct PruningCheck {
     meta: Arc<ParquetMetaData>,
     /// Per row group: the checked columns and what their rows hold.
     groups: Vec<GroupCheck>,
-    /// The row group the next row belongs to, and rows of it seen so far.
-    group: usize,
-    row_in_group: u64,
-    /// Rows beyond the last row group (the reader would fail first).
-    extra_rows: u64,
     error: Option<SegmentError>,
 }
 
@@ -147,50 +153,26 @@ impl PruningCheck {
         Ok(PruningCheck {
             meta,
             groups,
-            group: 0,
-            row_in_group: 0,
-            extra_rows: 0,
             error: None,
         })
     }
 
-    /// Every leaf column checked in some row group, in order.
-    fn columns(&self) -> Vec<usize> {
-        let all: std::collections::BTreeSet<usize> = self
-            .groups
-            .iter()
-            .flat_map(|g| g.leaves.iter().copied())
-            .collect();
-        all.into_iter().collect()
-    }
-
-    /// Takes the next rows of the file, split where row groups end.
-    pub fn observe(&mut self, batch: &RecordBatch) {
-        let mut at = 0;
-        while at < batch.num_rows() && self.error.is_none() {
-            let Some(rg) = self.meta.row_groups().get(self.group) else {
-                self.extra_rows += (batch.num_rows() - at) as u64;
-                return;
-            };
-            let left = (rg.num_rows().max(0) as u64).saturating_sub(self.row_in_group);
-            if left == 0 {
-                self.group += 1;
-                self.row_in_group = 0;
-                continue;
-            }
-            let n = left.min((batch.num_rows() - at) as u64) as usize;
-            if let Err(e) = self.observe_group(&batch.slice(at, n)) {
-                self.error = Some(e);
-            }
-            at += n;
-            self.row_in_group += n as u64;
+    /// Takes rows that the reader of row group `group` decoded.
+    pub fn observe(&mut self, group: usize, batch: &RecordBatch) {
+        if self.error.is_none()
+            && let Err(e) = self.observe_group(group, batch)
+        {
+            self.error = Some(e);
         }
     }
 
-    /// Rows `part` all of the current row group.
-    fn observe_group(&mut self, part: &RecordBatch) -> Result<(), SegmentError> {
-        let rg = self.meta.row_group(self.group);
-        let g = &mut self.groups[self.group];
+    fn observe_group(&mut self, group: usize, part: &RecordBatch) -> Result<(), SegmentError> {
+        let (Some(rg), Some(g)) = (
+            self.meta.row_groups().get(group),
+            self.groups.get_mut(group),
+        ) else {
+            return Err(SegmentError::Format(format!("no row group {group}")));
+        };
         for (k, s) in g.seen.iter_mut().enumerate() {
             let name = rg.column(g.leaves[k]).column_path().string();
             let a = part
@@ -224,12 +206,6 @@ impl PruningCheck {
             return Err(e);
         }
         let mut findings = Vec::new();
-        if self.extra_rows > 0 {
-            findings.push(format!(
-                "{} rows beyond the row groups the footer declares",
-                self.extra_rows
-            ));
-        }
         for (g, (rg, GroupCheck { leaves, seen, .. })) in
             self.meta.row_groups().iter().zip(&self.groups).enumerate()
         {

@@ -631,29 +631,37 @@ pub fn decode_rows(
     bytes: Bytes,
     f: impl FnMut(EntryRef<'_>),
 ) -> Result<(SegmentHeader, Vec<u8>), SegmentError> {
-    decode_batches_and_rows(bytes, |_| {}, f)
+    decode_batches_and_rows(bytes, |_, _| {}, f)
 }
 
 /// As [`decode_rows`], showing each decoded batch (every column, payloads
-/// as string views) to `batches` before its rows go to `f`: for checks of
+/// as string views), with the index of its row group, to `batches` before
+/// its rows go to `f`: for checks of
 /// whole columns ([`crate::pruning::PruningCheck`]) that would otherwise
 /// decode the file again.
 pub fn decode_batches_and_rows(
     bytes: Bytes,
-    mut batches: impl FnMut(&RecordBatch),
+    mut batches: impl FnMut(usize, &RecordBatch),
     mut f: impl FnMut(EntryRef<'_>),
 ) -> Result<(SegmentHeader, Vec<u8>), SegmentError> {
     let meta = segment_metadata(&bytes)?;
     let (header, signature) = read_header(meta.metadata().file_metadata().key_value_metadata())?;
     let meta = with_viewed_payloads(meta)?;
-    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, meta)
-        .with_batch_size(4096)
-        .build()
-        .map_err(pq)?;
-    for batch in reader {
-        let batch = batch.map_err(pq)?;
-        batches(&batch);
-        batch_rows(&batch, &mut f)?;
+    // One reader per row group, so that which group a batch came from is
+    // what was decoded from that group's pages, never what the footer's row
+    // counts say (see `PruningCheck`).
+    for g in 0..meta.metadata().num_row_groups() {
+        let reader =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(bytes.clone(), meta.clone())
+                .with_row_groups(vec![g])
+                .with_batch_size(4096)
+                .build()
+                .map_err(pq)?;
+        for batch in reader {
+            let batch = batch.map_err(pq)?;
+            batches(g, &batch);
+            batch_rows(&batch, &mut f)?;
+        }
     }
     Ok((header, signature))
 }
@@ -1373,26 +1381,18 @@ mod tests {
         let key = SigningKey::from_bytes(&[7; 32]);
         let seal = test_seal(&key);
         let (_, bytes) = encode(&sample_entries(2 * ROW_GROUP_ROWS as u64 + 10), &seal).unwrap();
-        // The check as `verify` runs it: shown the batches of a row reader,
-        // here of a size that makes them straddle row groups (as a forged
-        // file's odd row groups would).
-        let straddling = |bytes: &Bytes| {
+        // The check as `verify` runs it: shown the batches the row reader
+        // decodes, group by group.
+        let on_rows = |bytes: &Bytes| {
             let mut check = crate::pruning::PruningCheck::new(bytes).unwrap();
-            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
-                .unwrap()
-                .with_batch_size(1007)
-                .build()
-                .unwrap();
-            for b in reader {
-                check.observe(&b.unwrap());
-            }
+            decode_batches_and_rows(bytes.clone(), |g, b| check.observe(g, b), |_| {}).unwrap();
             check.finish().unwrap()
         };
         assert_eq!(
             crate::pruning::check_pruning_metadata(&bytes).unwrap(),
             Vec::<String>::new()
         );
-        assert_eq!(straddling(&bytes), Vec::<String>::new());
+        assert_eq!(on_rows(&bytes), Vec::<String>::new());
         // Zero the bitset of the last row group's session_id bloom filter:
         // it no longer admits the sessions stored there.
         let meta = parquet::file::metadata::ParquetMetaDataReader::new()
@@ -1410,7 +1410,7 @@ mod tests {
         let forged = Bytes::from(forged);
         for findings in [
             crate::pruning::check_pruning_metadata(&forged).unwrap(),
-            straddling(&forged),
+            on_rows(&forged),
         ] {
             assert_eq!(findings.len(), 1, "{findings:?}");
             assert!(
@@ -1418,6 +1418,55 @@ mod tests {
                     && findings[0].contains("session_id"),
                 "{findings:?}"
             );
+        }
+    }
+
+    #[test]
+    fn rows_belong_to_the_row_group_whose_pages_hold_them() {
+        // The key holder changes only the footer's row counts: two groups of
+        // 16,384 declared as 16,383 and 16,385, so that the first group's
+        // last row would be checked against the second group's statistics
+        // (which a forger would then lower it out of) while every page, and
+        // so every row, stays as it was.
+        use parquet::file::metadata::{ParquetMetaDataReader, ParquetMetaDataWriter};
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let n = 2 * ROW_GROUP_ROWS + 10;
+        let (_, bytes) = encode(&sample_entries(n as u64), &test_seal(&key)).unwrap();
+        let meta = ParquetMetaDataReader::new()
+            .parse_and_finish(&bytes)
+            .unwrap();
+        let mut groups = meta.row_groups().to_vec();
+        for (g, delta) in [(0, -1), (1, 1)] {
+            let declared = groups[g].num_rows() + delta;
+            groups[g] = groups[g]
+                .clone()
+                .into_builder()
+                .set_num_rows(declared)
+                .build()
+                .unwrap();
+        }
+        let meta = meta.into_builder().set_row_groups(groups).build();
+        let mut forged = bytes[..footer_range(&bytes).unwrap().start].to_vec();
+        ParquetMetaDataWriter::new(&mut forged, &meta)
+            .finish()
+            .unwrap();
+        let forged = Bytes::from(forged);
+        let mut check = crate::pruning::PruningCheck::new(&forged).unwrap();
+        let mut rows = 0;
+        decode_batches_and_rows(forged.clone(), |g, b| check.observe(g, b), |_| rows += 1).unwrap();
+        assert_eq!(rows, n, "every row is still decoded");
+        for findings in [
+            check.finish().unwrap(),
+            crate::pruning::check_pruning_metadata(&forged).unwrap(),
+        ] {
+            for g in [0, 1] {
+                assert!(
+                    findings
+                        .iter()
+                        .any(|f| f.starts_with(&format!("row group {g}: row count"))),
+                    "group {g}: {findings:?}"
+                );
+            }
         }
     }
 

@@ -110,9 +110,9 @@ pub(super) fn check_segment(
     // Rows of one session often come together: the last one's id is reused
     // without a lookup.
     let mut last_session: Option<Arc<str>> = None;
-    let observe = |b: &arrow_array::RecordBatch| {
+    let observe = |group: usize, b: &arrow_array::RecordBatch| {
         if let Ok(p) = pruning.as_mut() {
-            p.observe(b)
+            p.observe(group, b)
         }
     };
     let decoded = segment::decode_batches_and_rows(bytes.clone(), observe, |e| {
