@@ -12,7 +12,8 @@
 use std::sync::Arc;
 
 use arrow_array::{
-    Array, Int64Array, RecordBatch, StringArray, StringViewArray, TimestampMicrosecondArray,
+    Array, FixedSizeBinaryArray, Int64Array, RecordBatch, StringArray, StringViewArray,
+    TimestampMicrosecondArray,
 };
 use bytes::Bytes;
 use parquet::arrow::ProjectionMask;
@@ -30,7 +31,6 @@ fn pq<E: std::fmt::Display>(e: E) -> SegmentError {
 /// What one column chunk actually holds.
 #[derive(Default)]
 struct Seen {
-    rows: u64,
     nulls: u64,
     min_i: Option<i64>,
     max_i: Option<i64>,
@@ -79,10 +79,10 @@ pub fn check_pruning_metadata(bytes: &Bytes) -> Result<Vec<String>, SegmentError
     let mut check = PruningCheck::new(bytes)?;
     let meta = crate::parquet_input::load(bytes)?;
     for g in 0..check.groups.len() {
-        let leaves = check.groups[g].leaves.clone();
-        if leaves.is_empty() {
-            continue;
-        }
+        // At least one column, so that a group without statistics still has
+        // its rows counted.
+        let mut leaves = check.groups[g].leaves.clone();
+        leaves.push(0);
         let reader =
             ParquetRecordBatchReaderBuilder::new_with_metadata(bytes.clone(), meta.clone())
                 .with_row_groups(vec![g])
@@ -119,6 +119,10 @@ struct GroupCheck {
     leaves: Vec<usize>,
     blooms: Vec<Option<Sbbf>>,
     seen: Vec<Seen>,
+    /// Rows decoded from the group's pages, with statistics or not: a group
+    /// stripped of them still must not declare fewer rows than it holds
+    /// (readers that trust the count would drop the rest).
+    rows: u64,
 }
 
 impl PruningCheck {
@@ -127,16 +131,13 @@ impl PruningCheck {
         let meta = crate::parquet_input::load(bytes)?.metadata().clone();
         let mut groups = Vec::with_capacity(meta.num_row_groups());
         for rg in meta.row_groups() {
-            // Columns with statistics or a bloom filter, of the types we
-            // store as Int64 (integers, timestamps) or byte arrays (strings).
+            // Columns with statistics or a bloom filter, whatever their type:
+            // the writer gives none to the hash and salt columns, but a
+            // forged footer may, and outside tools would prune by them.
             let leaves: Vec<usize> = (0..rg.num_columns())
                 .filter(|&c| {
                     let cc = rg.column(c);
-                    (cc.statistics().is_some() || cc.bloom_filter_offset().is_some())
-                        && matches!(
-                            cc.column_type(),
-                            PhysicalType::INT64 | PhysicalType::BYTE_ARRAY
-                        )
+                    cc.statistics().is_some() || cc.bloom_filter_offset().is_some()
                 })
                 .collect();
             let blooms = leaves
@@ -148,6 +149,7 @@ impl PruningCheck {
                 leaves,
                 blooms,
                 seen,
+                rows: 0,
             });
         }
         Ok(PruningCheck {
@@ -173,12 +175,12 @@ impl PruningCheck {
         ) else {
             return Err(SegmentError::Format(format!("no row group {group}")));
         };
+        g.rows += part.num_rows() as u64;
         for (k, s) in g.seen.iter_mut().enumerate() {
             let name = rg.column(g.leaves[k]).column_path().string();
             let a = part
                 .column_by_name(&name)
                 .ok_or_else(|| SegmentError::Format(format!("column {name} was not decoded")))?;
-            s.rows += a.len() as u64;
             s.nulls += a.null_count() as u64;
             let bloom = g.blooms[k].as_ref();
             if let Some(a) = a.as_any().downcast_ref::<StringArray>() {
@@ -189,6 +191,13 @@ impl PruningCheck {
                 s.ints(a.iter().flatten(), bloom);
             } else if let Some(a) = a.as_any().downcast_ref::<TimestampMicrosecondArray>() {
                 s.ints(a.iter().flatten(), bloom);
+            } else if let Some(a) = a.as_any().downcast_ref::<FixedSizeBinaryArray>() {
+                for v in a.iter().flatten() {
+                    s.bytes(v);
+                    if s.not_in_bloom.is_none() && bloom.is_some_and(|b| !b.check(v)) {
+                        s.not_in_bloom = Some(hex::encode(v));
+                    }
+                }
             } else {
                 return Err(SegmentError::Format(format!(
                     "column {name} has an unexpected type {}",
@@ -206,9 +215,38 @@ impl PruningCheck {
             return Err(e);
         }
         let mut findings = Vec::new();
-        for (g, (rg, GroupCheck { leaves, seen, .. })) in
-            self.meta.row_groups().iter().zip(&self.groups).enumerate()
+        let declared: i64 = self.meta.row_groups().iter().map(|rg| rg.num_rows()).sum();
+        let total = self.meta.file_metadata().num_rows();
+        if total != declared {
+            findings.push(format!(
+                "the footer declares {total} rows, its row groups {declared} (readers could drop rows)"
+            ));
+        }
+        for (
+            g,
+            (
+                rg,
+                GroupCheck {
+                    leaves, seen, rows, ..
+                },
+            ),
+        ) in self.meta.row_groups().iter().zip(&self.groups).enumerate()
         {
+            if rg.num_rows() != *rows as i64 {
+                findings.push(format!(
+                    "row group {g}: declares {} rows, its pages hold {rows} (readers could drop rows)",
+                    rg.num_rows()
+                ));
+            }
+            for c in rg.columns() {
+                if c.num_values() != *rows as i64 {
+                    findings.push(format!(
+                        "row group {g}: column {} declares {} values, its pages hold {rows} rows (readers could drop rows)",
+                        c.column_path().string(),
+                        c.num_values()
+                    ));
+                }
+            }
             for (k, s) in seen.iter().enumerate() {
                 let cc = rg.column(leaves[k]);
                 let name = cc.column_path().string();
@@ -217,13 +255,6 @@ impl PruningCheck {
                         "row group {g}: {what} of column {name} disagree with its rows (queries could skip rows)"
                     ))
                 };
-                if s.rows != rg.num_rows().max(0) as u64 {
-                    bad(format!(
-                        "row count {} (rows read: {})",
-                        rg.num_rows(),
-                        s.rows
-                    ));
-                }
                 if let Some(v) = &s.not_in_bloom {
                     bad(format!("the bloom filter (value {v:?} not admitted)"));
                 }

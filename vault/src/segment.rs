@@ -1421,13 +1421,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn rows_belong_to_the_row_group_whose_pages_hold_them() {
-        // The key holder changes only the footer's row counts: two groups of
-        // 16,384 declared as 16,383 and 16,385, so that the first group's
-        // last row would be checked against the second group's statistics
-        // (which a forger would then lower it out of) while every page, and
-        // so every row, stays as it was.
+    /// A three-row-group segment (16,384, 16,384 and 10 rows) whose footer
+    /// `edit` changed, pages untouched.
+    fn forge(edit: impl FnOnce(&mut Vec<parquet::file::metadata::RowGroupMetaData>)) -> Vec<u8> {
         use parquet::file::metadata::{ParquetMetaDataReader, ParquetMetaDataWriter};
         let key = SigningKey::from_bytes(&[7; 32]);
         let n = 2 * ROW_GROUP_ROWS + 10;
@@ -1436,37 +1432,176 @@ mod tests {
             .parse_and_finish(&bytes)
             .unwrap();
         let mut groups = meta.row_groups().to_vec();
-        for (g, delta) in [(0, -1), (1, 1)] {
-            let declared = groups[g].num_rows() + delta;
-            groups[g] = groups[g]
-                .clone()
-                .into_builder()
-                .set_num_rows(declared)
-                .build()
-                .unwrap();
-        }
+        edit(&mut groups);
         let meta = meta.into_builder().set_row_groups(groups).build();
         let mut forged = bytes[..footer_range(&bytes).unwrap().start].to_vec();
         ParquetMetaDataWriter::new(&mut forged, &meta)
             .finish()
             .unwrap();
+        forged
+    }
+
+    /// What the pruning check finds in `forged` as `verify` runs it, and as
+    /// `check_pruning_metadata` does, once every row is seen decoded.
+    fn footer_findings(forged: Vec<u8>) -> Vec<Vec<String>> {
+        let n = 2 * ROW_GROUP_ROWS + 10;
         let forged = Bytes::from(forged);
         let mut check = crate::pruning::PruningCheck::new(&forged).unwrap();
         let mut rows = 0;
         decode_batches_and_rows(forged.clone(), |g, b| check.observe(g, b), |_| rows += 1).unwrap();
         assert_eq!(rows, n, "every row is still decoded");
-        for findings in [
+        vec![
             check.finish().unwrap(),
             crate::pruning::check_pruning_metadata(&forged).unwrap(),
-        ] {
-            for g in [0, 1] {
-                assert!(
-                    findings
-                        .iter()
-                        .any(|f| f.starts_with(&format!("row group {g}: row count"))),
-                    "group {g}: {findings:?}"
-                );
+        ]
+    }
+
+    fn has(findings: &[String], prefix: &str) -> bool {
+        findings.iter().any(|f| f.starts_with(prefix))
+    }
+
+    #[test]
+    fn rows_belong_to_the_row_group_whose_pages_hold_them() {
+        // The key holder changes only the footer's row counts: two groups of
+        // 16,384 declared as 16,383 and 16,385, so that the first group's
+        // last row would be checked against the second group's statistics
+        // (which a forger would then lower it out of).
+        let shifted = footer_findings(forge(|groups| {
+            for (g, delta) in [(0, -1), (1, 1)] {
+                let declared = groups[g].num_rows() + delta;
+                groups[g] = groups[g]
+                    .clone()
+                    .into_builder()
+                    .set_num_rows(declared)
+                    .build()
+                    .unwrap();
             }
+        }));
+        for findings in shifted {
+            assert!(
+                has(
+                    &findings,
+                    "row group 0: declares 16383 rows, its pages hold 16384"
+                ),
+                "{findings:?}"
+            );
+            assert!(
+                has(
+                    &findings,
+                    "row group 1: declares 16385 rows, its pages hold 16384"
+                ),
+                "{findings:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_row_group_without_statistics_still_has_its_rows_counted() {
+        // Group 0 stripped of statistics and bloom filters (which only stops
+        // pruning), then declared one row and one value per column short:
+        // readers that trust the counts would drop its last row.
+        let stripped = footer_findings(forge(|groups| {
+            let g = &groups[0];
+            let columns = g
+                .columns()
+                .iter()
+                .map(|c| {
+                    c.clone()
+                        .into_builder()
+                        .clear_statistics()
+                        .set_bloom_filter_offset(None)
+                        .set_bloom_filter_length(None)
+                        .set_num_values(c.num_values() - 1)
+                        .build()
+                        .unwrap()
+                })
+                .collect();
+            groups[0] = g
+                .clone()
+                .into_builder()
+                .set_num_rows(g.num_rows() - 1)
+                .set_column_metadata(columns)
+                .build()
+                .unwrap();
+        }));
+        for findings in stripped {
+            assert!(
+                has(
+                    &findings,
+                    "row group 0: declares 16383 rows, its pages hold 16384"
+                ),
+                "{findings:?}"
+            );
+            assert!(
+                has(&findings, "row group 0: column idx declares 16383 values"),
+                "{findings:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_file_row_count_must_be_the_sum_of_its_row_groups() {
+        // Parquet's metadata writer sums the groups itself, so the file's
+        // count is patched in the Thrift bytes: field 3 (i64, compact header
+        // 0x16) of 32,778 rows (zigzag varint 94 80 04) made 32,777.
+        let mut forged = forge(|_| {});
+        let footer = footer_range(&forged).unwrap();
+        let at = footer.start
+            + forged[footer]
+                .windows(4)
+                .position(|w| w == [0x16, 0x94, 0x80, 0x04])
+                .unwrap();
+        forged[at + 1] = 0x92;
+        for findings in footer_findings(forged) {
+            assert_eq!(
+                findings,
+                ["the footer declares 32777 rows, its row groups 32778 (readers could drop rows)"]
+            );
+        }
+    }
+
+    #[test]
+    fn statistics_on_hash_columns_are_checked_too() {
+        // The writer gives the hash columns no statistics; a forged footer
+        // gives `leaf_hash` a min/max that leaves out some rows' hashes, by
+        // which an outside tool would skip the group when asked for them.
+        use parquet::data_type::FixedLenByteArray;
+        use parquet::file::statistics::Statistics;
+        let forged = footer_findings(forge(|groups| {
+            let g = &groups[0];
+            let columns = g
+                .columns()
+                .iter()
+                .map(|c| match c.column_path().string() == col::LEAF_HASH {
+                    false => c.clone(),
+                    true => {
+                        let min = FixedLenByteArray::from(vec![0x00; 32]);
+                        let max = FixedLenByteArray::from(vec![0x80; 32]);
+                        let st = Statistics::fixed_len_byte_array(
+                            Some(min),
+                            Some(max),
+                            None,
+                            Some(0),
+                            false,
+                        );
+                        c.clone().into_builder().set_statistics(st).build().unwrap()
+                    }
+                })
+                .collect();
+            groups[0] = g
+                .clone()
+                .into_builder()
+                .set_column_metadata(columns)
+                .build()
+                .unwrap();
+        }));
+        for findings in forged {
+            assert_eq!(
+                findings,
+                [
+                    "row group 0: min/max statistics of column leaf_hash disagree with its rows (queries could skip rows)"
+                ],
+            );
         }
     }
 
