@@ -20,7 +20,10 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Type as PhysicalType;
 use parquet::bloom_filter::Sbbf;
-use parquet::file::metadata::ParquetMetaData;
+use parquet::file::metadata::{
+    ParquetMetaData, ParquetMetaDataOptions, ParquetMetaDataReader, ParquetMetaDataWriter,
+};
+use parquet::file::statistics::Statistics;
 
 use crate::segment::SegmentError;
 
@@ -97,6 +100,92 @@ pub fn check_pruning_metadata(bytes: &Bytes) -> Result<Vec<String>, SegmentError
     check.finish()
 }
 
+/// Whether the footer of `bytes` is exactly what parquet-rs writes for the
+/// metadata it reads from it, as the segment writer wrote it. Readers differ
+/// in which footer fields they believe: parquet-rs ignores the deprecated
+/// `min`/`max` once `min_value` or `max_value` is set, DuckDB takes each
+/// bound from whichever is there, pyarrow takes the deprecated ones when
+/// `column_orders` is missing. The statistics this module checks are
+/// parquet-rs's; a footer edited to show other readers other statistics (or
+/// carrying any field parquet-rs drops) does not re-encode to itself.
+///
+/// Read back, the metadata loses two things the writer put there, which
+/// [`metadata_as_written`] restores before encoding: the page encoding statistics (kept whole, not as
+/// the usual mask) and the deprecated `min`/`max` beside `min_value` and
+/// `max_value`, which the writer adds for columns of signed sort order.
+fn footer_is_canonical(bytes: &Bytes) -> Result<bool, SegmentError> {
+    let n = bytes.len();
+    let Some(len) = n
+        .checked_sub(8)
+        .and_then(|at| bytes.get(at..at + 4))
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(|b| u32::from_le_bytes(b) as usize)
+    else {
+        return Ok(false);
+    };
+    let Some(written) = n.checked_sub(8 + len).and_then(|start| bytes.get(start..)) else {
+        return Ok(false);
+    };
+    let meta = metadata_as_written(bytes)?;
+    let mut again = Vec::with_capacity(written.len());
+    ParquetMetaDataWriter::new(&mut again, &meta)
+        .finish()
+        .map_err(pq)?;
+    Ok(again == written)
+}
+
+/// The metadata of `bytes` as the writer had it when it wrote the footer
+/// (see [`footer_is_canonical`]).
+pub(crate) fn metadata_as_written(bytes: &Bytes) -> Result<ParquetMetaData, SegmentError> {
+    let options = ParquetMetaDataOptions::new().with_encoding_stats_as_mask(false);
+    let meta = ParquetMetaDataReader::new()
+        .with_metadata_options(Some(options))
+        .parse_and_finish(bytes)
+        .map_err(pq)?;
+    let mut groups = Vec::with_capacity(meta.num_row_groups());
+    for rg in meta.row_groups() {
+        let mut columns = Vec::with_capacity(rg.num_columns());
+        for c in rg.columns() {
+            let signed = c.column_descr().sort_order().is_signed();
+            columns.push(match c.statistics() {
+                Some(st) if signed => c
+                    .clone()
+                    .into_builder()
+                    .set_statistics(with_deprecated_min_max(st.clone()))
+                    .build()
+                    .map_err(pq)?,
+                _ => c.clone(),
+            });
+        }
+        groups.push(
+            rg.clone()
+                .into_builder()
+                .set_column_metadata(columns)
+                .build()
+                .map_err(pq)?,
+        );
+    }
+    Ok(meta.into_builder().set_row_groups(groups).build())
+}
+
+/// `st`, to be written with the deprecated `min`/`max` fields as well.
+pub(crate) fn with_deprecated_min_max(st: Statistics) -> Statistics {
+    match st {
+        Statistics::Boolean(v) => Statistics::Boolean(v.with_backwards_compatible_min_max(true)),
+        Statistics::Int32(v) => Statistics::Int32(v.with_backwards_compatible_min_max(true)),
+        Statistics::Int64(v) => Statistics::Int64(v.with_backwards_compatible_min_max(true)),
+        Statistics::Int96(v) => Statistics::Int96(v.with_backwards_compatible_min_max(true)),
+        Statistics::Float(v) => Statistics::Float(v.with_backwards_compatible_min_max(true)),
+        Statistics::Double(v) => Statistics::Double(v.with_backwards_compatible_min_max(true)),
+        Statistics::ByteArray(v) => {
+            Statistics::ByteArray(v.with_backwards_compatible_min_max(true))
+        }
+        Statistics::FixedLenByteArray(v) => {
+            Statistics::FixedLenByteArray(v.with_backwards_compatible_min_max(true))
+        }
+    }
+}
+
 /// The statistics and bloom filters of one segment file, checked against
 /// its rows as a reader decodes them: each row group's batches shown to
 /// [`PruningCheck::observe`] with that group's index (any projection
@@ -108,6 +197,8 @@ pub fn check_pruning_metadata(bytes: &Bytes) -> Result<Vec<String>, SegmentError
 /// first group's statistics without touching a page).
 pub struct PruningCheck {
     meta: Arc<ParquetMetaData>,
+    /// Whether the footer re-encodes to itself ([`footer_is_canonical`]).
+    canonical: bool,
     /// Per row group: the checked columns and what their rows hold.
     groups: Vec<GroupCheck>,
     error: Option<SegmentError>,
@@ -153,6 +244,7 @@ impl PruningCheck {
             });
         }
         Ok(PruningCheck {
+            canonical: footer_is_canonical(bytes)?,
             meta,
             groups,
             error: None,
@@ -215,6 +307,11 @@ impl PruningCheck {
             return Err(e);
         }
         let mut findings = Vec::new();
+        if !self.canonical {
+            findings.push(
+                "the footer is not as the segment writer writes it (fields other readers prune by were changed or added)".into(),
+            );
+        }
         let declared: i64 = self.meta.row_groups().iter().map(|rg| rg.num_rows()).sum();
         let total = self.meta.file_metadata().num_rows();
         if total != declared {
@@ -268,18 +365,26 @@ impl PruningCheck {
                 }
                 let as_i64 = |b: &[u8]| <[u8; 8]>::try_from(b).ok().map(i64::from_le_bytes);
                 let (min, max) = (st.min_bytes_opt(), st.max_bytes_opt());
+                // A bound marked exact must be the rows' own: readers answer
+                // min() and max() from it without reading a row.
+                let (min_exact, max_exact) = (st.min_is_exact(), st.max_is_exact());
                 let wrong = match cc.column_type() {
                     PhysicalType::INT64 => {
                         let lo = min.map(|b| as_i64(b).zip(s.min_i).is_none_or(|(m, v)| m <= v));
                         let hi = max.map(|b| as_i64(b).zip(s.max_i).is_none_or(|(m, v)| m >= v));
                         let malformed = min.is_some_and(|b| as_i64(b).is_none())
                             || max.is_some_and(|b| as_i64(b).is_none());
-                        malformed || lo == Some(false) || hi == Some(false)
+                        let inexact =
+                            (min_exact && min.is_some() && min.and_then(as_i64) != s.min_i)
+                                || (max_exact && max.is_some() && max.and_then(as_i64) != s.max_i);
+                        malformed || lo == Some(false) || hi == Some(false) || inexact
                     }
                     _ => {
                         let lo = min.zip(s.min_b.as_deref()).is_none_or(|(m, v)| m <= v);
                         let hi = max.zip(s.max_b.as_deref()).is_none_or(|(m, v)| m >= v);
-                        !lo || !hi
+                        let inexact = (min_exact && min.is_some() && min != s.min_b.as_deref())
+                            || (max_exact && max.is_some() && max != s.max_b.as_deref());
+                        !lo || !hi || inexact
                     }
                 };
                 if wrong {

@@ -1424,13 +1424,12 @@ mod tests {
     /// A three-row-group segment (16,384, 16,384 and 10 rows) whose footer
     /// `edit` changed, pages untouched.
     fn forge(edit: impl FnOnce(&mut Vec<parquet::file::metadata::RowGroupMetaData>)) -> Vec<u8> {
-        use parquet::file::metadata::{ParquetMetaDataReader, ParquetMetaDataWriter};
+        use parquet::file::metadata::ParquetMetaDataWriter;
         let key = SigningKey::from_bytes(&[7; 32]);
         let n = 2 * ROW_GROUP_ROWS + 10;
         let (_, bytes) = encode(&sample_entries(n as u64), &test_seal(&key)).unwrap();
-        let meta = ParquetMetaDataReader::new()
-            .parse_and_finish(&bytes)
-            .unwrap();
+        // As written, so that only `edit` makes it differ from the writer's.
+        let meta = crate::pruning::metadata_as_written(&bytes).unwrap();
         let mut groups = meta.row_groups().to_vec();
         edit(&mut groups);
         let meta = meta.into_builder().set_row_groups(groups).build();
@@ -1555,7 +1554,83 @@ mod tests {
         for findings in footer_findings(forged) {
             assert_eq!(
                 findings,
-                ["the footer declares 32777 rows, its row groups 32778 (readers could drop rows)"]
+                [
+                    // Parquet's writer would have written the sum.
+                    "the footer is not as the segment writer writes it (fields other readers prune by were changed or added)",
+                    "the footer declares 32777 rows, its row groups 32778 (readers could drop rows)"
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn a_footer_must_re_encode_to_itself() {
+        // A field parquet-rs reads past without keeping (here an unknown
+        // i32, id 15, before the stop of the file's metadata; the deprecated
+        // `max` beside a `max_value` is one other readers prune by) makes a
+        // footer that is not the writer's.
+        let mut forged = forge(|_| {});
+        let footer = footer_range(&forged).unwrap();
+        assert_eq!(forged[footer.end - 1], 0, "the struct's stop");
+        forged.splice(footer.end - 1..footer.end - 1, [0x85, 0x02]);
+        let len = (footer.len() + 2) as u32;
+        let at = forged.len() - 8;
+        forged[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        for findings in footer_findings(forged) {
+            assert_eq!(
+                findings,
+                [
+                    "the footer is not as the segment writer writes it (fields other readers prune by were changed or added)"
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn statistics_marked_exact_must_be_the_rows_own() {
+        // `idx` of group 0 (0..=16383) given a max of 10^9 marked exact:
+        // it admits every row, but DuckDB answers max(idx) from it.
+        use parquet::file::statistics::{Statistics, ValueStatistics};
+        let widened = footer_findings(forge(|groups| {
+            let g = &groups[0];
+            let columns = g
+                .columns()
+                .iter()
+                .map(|c| match c.column_path().string() == col::IDX {
+                    false => c.clone(),
+                    true => {
+                        let st = ValueStatistics::new(
+                            Some(0i64),
+                            Some(1_000_000_000),
+                            None,
+                            Some(0),
+                            false,
+                        )
+                        .with_min_is_exact(true)
+                        .with_max_is_exact(true);
+                        c.clone()
+                            .into_builder()
+                            .set_statistics(crate::pruning::with_deprecated_min_max(
+                                Statistics::Int64(st),
+                            ))
+                            .build()
+                            .unwrap()
+                    }
+                })
+                .collect();
+            groups[0] = g
+                .clone()
+                .into_builder()
+                .set_column_metadata(columns)
+                .build()
+                .unwrap();
+        }));
+        for findings in widened {
+            assert_eq!(
+                findings,
+                [
+                    "row group 0: min/max statistics of column idx disagree with its rows (queries could skip rows)"
+                ]
             );
         }
     }
