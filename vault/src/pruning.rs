@@ -15,9 +15,10 @@ use arrow_array::{
     Array, FixedSizeBinaryArray, Int64Array, RecordBatch, StringArray, StringViewArray,
     TimestampMicrosecondArray,
 };
+use arrow_schema::{FieldRef, Schema};
 use bytes::Bytes;
-use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::{ArrowSchemaConverter, ProjectionMask};
 use parquet::basic::Type as PhysicalType;
 use parquet::bloom_filter::Sbbf;
 use parquet::file::metadata::{
@@ -26,6 +27,7 @@ use parquet::file::metadata::{
 use parquet::file::statistics::Statistics;
 
 use crate::segment::SegmentError;
+use tracevault_schemas::rows::{col, segment_schema};
 
 fn pq<E: std::fmt::Display>(e: E) -> SegmentError {
     SegmentError::Format(e.to_string())
@@ -168,6 +170,31 @@ pub(crate) fn metadata_as_written(bytes: &Bytes) -> Result<ParquetMetaData, Segm
     Ok(meta.into_builder().set_row_groups(groups).build())
 }
 
+/// Whether the footer's Parquet schema is the one the segment writer
+/// derives from the segment's Arrow schema (either form of `salt`; see
+/// [`tracevault_schemas::rows::is_segment_schema`]). parquet-rs reads a segment through the Arrow
+/// schema stored beside it, so a Parquet type edited underneath (say a
+/// timestamp no longer adjusted to UTC, or no timestamp at all) changes
+/// nothing for our readers; DuckDB and pyarrow read the Parquet types and
+/// would shift every time window by the local zone's offset.
+fn schema_is_as_written(meta: &ParquetMetaData) -> bool {
+    let stored = meta.file_metadata().schema_descr().root_schema();
+    let written = segment_schema();
+    [false, true].into_iter().any(|salt_required| {
+        let fields: Vec<FieldRef> = written
+            .fields()
+            .iter()
+            .map(|f| match salt_required && f.name() == col::SALT {
+                true => Arc::new(f.as_ref().clone().with_nullable(false)),
+                false => f.clone(),
+            })
+            .collect();
+        ArrowSchemaConverter::new()
+            .convert(&Schema::new(fields))
+            .is_ok_and(|d| d.root_schema() == stored)
+    })
+}
+
 /// `st`, to be written with the deprecated `min`/`max` fields as well.
 pub(crate) fn with_deprecated_min_max(st: Statistics) -> Statistics {
     match st {
@@ -244,7 +271,7 @@ impl PruningCheck {
             });
         }
         Ok(PruningCheck {
-            canonical: footer_is_canonical(bytes)?,
+            canonical: footer_is_canonical(bytes)? && schema_is_as_written(&meta),
             meta,
             groups,
             error: None,
@@ -309,7 +336,7 @@ impl PruningCheck {
         let mut findings = Vec::new();
         if !self.canonical {
             findings.push(
-                "the footer is not as the segment writer writes it (fields other readers prune by were changed or added)".into(),
+                "the footer is not as the segment writer writes it (other readers would see other statistics or types)".into(),
             );
         }
         let declared: i64 = self.meta.row_groups().iter().map(|rg| rg.num_rows()).sum();

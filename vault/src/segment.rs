@@ -1556,7 +1556,7 @@ mod tests {
                 findings,
                 [
                     // Parquet's writer would have written the sum.
-                    "the footer is not as the segment writer writes it (fields other readers prune by were changed or added)",
+                    "the footer is not as the segment writer writes it (other readers would see other statistics or types)",
                     "the footer declares 32777 rows, its row groups 32778 (readers could drop rows)"
                 ]
             );
@@ -1580,10 +1580,67 @@ mod tests {
             assert_eq!(
                 findings,
                 [
-                    "the footer is not as the segment writer writes it (fields other readers prune by were changed or added)"
+                    "the footer is not as the segment writer writes it (other readers would see other statistics or types)"
                 ]
             );
         }
+    }
+
+    #[test]
+    fn the_parquet_schema_must_be_the_writers() {
+        // `ts` and `received_at` declared timestamps not adjusted to UTC in
+        // the Parquet schema; the Arrow schema beside it still says UTC, so
+        // parquet-rs reads the same rows, but DuckDB reads local times.
+        use parquet::arrow::ArrowSchemaConverter;
+        use parquet::file::metadata::{
+            FileMetaData, ParquetMetaDataBuilder, ParquetMetaDataWriter,
+        };
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let (_, bytes) = encode(&sample_entries(100), &test_seal(&key)).unwrap();
+        let meta = crate::pruning::metadata_as_written(&bytes).unwrap();
+        let local: Vec<arrow_schema::FieldRef> = segment_schema()
+            .fields()
+            .iter()
+            .map(
+                |f| match f.name() == col::TS || f.name() == col::RECEIVED_AT {
+                    true => Arc::new(f.as_ref().clone().with_data_type(DataType::Timestamp(
+                        arrow_schema::TimeUnit::Microsecond,
+                        None,
+                    ))),
+                    false => f.clone(),
+                },
+            )
+            .collect();
+        let descr = ArrowSchemaConverter::new()
+            .convert(&Schema::new(local))
+            .unwrap();
+        let fm = meta.file_metadata();
+        let file = FileMetaData::new(
+            fm.version(),
+            fm.num_rows(),
+            fm.created_by().map(str::to_string),
+            fm.key_value_metadata().cloned(),
+            Arc::new(descr),
+            fm.column_orders().cloned(),
+        );
+        let meta = ParquetMetaDataBuilder::new(file)
+            .set_row_groups(meta.row_groups().to_vec())
+            .build();
+        let mut forged = bytes[..footer_range(&bytes).unwrap().start].to_vec();
+        ParquetMetaDataWriter::new(&mut forged, &meta)
+            .finish()
+            .unwrap();
+        let forged = Bytes::from(forged);
+        let mut rows = 0;
+        let mut check = crate::pruning::PruningCheck::new(&forged).unwrap();
+        decode_batches_and_rows(forged.clone(), |g, b| check.observe(g, b), |_| rows += 1).unwrap();
+        assert_eq!(rows, 100, "parquet-rs still reads every row");
+        assert_eq!(
+            check.finish().unwrap(),
+            [
+                "the footer is not as the segment writer writes it (other readers would see other statistics or types)"
+            ]
+        );
     }
 
     #[test]
