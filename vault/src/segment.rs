@@ -1459,6 +1459,34 @@ mod tests {
         findings.iter().any(|f| f.starts_with(prefix))
     }
 
+    /// Group 0 of `groups` with the statistics of column `name` replaced.
+    fn set_statistics(
+        groups: &mut [parquet::file::metadata::RowGroupMetaData],
+        name: &str,
+        st: parquet::file::statistics::Statistics,
+    ) {
+        let g = &groups[0];
+        let columns = g
+            .columns()
+            .iter()
+            .map(|c| match c.column_path().string() == name {
+                false => c.clone(),
+                true => c
+                    .clone()
+                    .into_builder()
+                    .set_statistics(st.clone())
+                    .build()
+                    .unwrap(),
+            })
+            .collect();
+        groups[0] = g
+            .clone()
+            .into_builder()
+            .set_column_metadata(columns)
+            .build()
+            .unwrap();
+    }
+
     #[test]
     fn rows_belong_to_the_row_group_whose_pages_hold_them() {
         // The key holder changes only the footer's row counts: two groups of
@@ -1648,40 +1676,11 @@ mod tests {
         // `idx` of group 0 (0..=16383) given a max of 10^9 marked exact:
         // it admits every row, but DuckDB answers max(idx) from it.
         use parquet::file::statistics::{Statistics, ValueStatistics};
-        let widened = footer_findings(forge(|groups| {
-            let g = &groups[0];
-            let columns = g
-                .columns()
-                .iter()
-                .map(|c| match c.column_path().string() == col::IDX {
-                    false => c.clone(),
-                    true => {
-                        let st = ValueStatistics::new(
-                            Some(0i64),
-                            Some(1_000_000_000),
-                            None,
-                            Some(0),
-                            false,
-                        )
-                        .with_min_is_exact(true)
-                        .with_max_is_exact(true);
-                        c.clone()
-                            .into_builder()
-                            .set_statistics(crate::pruning::with_deprecated_min_max(
-                                Statistics::Int64(st),
-                            ))
-                            .build()
-                            .unwrap()
-                    }
-                })
-                .collect();
-            groups[0] = g
-                .clone()
-                .into_builder()
-                .set_column_metadata(columns)
-                .build()
-                .unwrap();
-        }));
+        let st = ValueStatistics::new(Some(0i64), Some(1_000_000_000), None, Some(0), false)
+            .with_min_is_exact(true)
+            .with_max_is_exact(true);
+        let st = crate::pruning::with_deprecated_min_max(Statistics::Int64(st));
+        let widened = footer_findings(forge(|groups| set_statistics(groups, col::IDX, st)));
         for findings in widened {
             assert_eq!(
                 findings,
@@ -1699,34 +1698,10 @@ mod tests {
         // which an outside tool would skip the group when asked for them.
         use parquet::data_type::FixedLenByteArray;
         use parquet::file::statistics::Statistics;
-        let forged = footer_findings(forge(|groups| {
-            let g = &groups[0];
-            let columns = g
-                .columns()
-                .iter()
-                .map(|c| match c.column_path().string() == col::LEAF_HASH {
-                    false => c.clone(),
-                    true => {
-                        let min = FixedLenByteArray::from(vec![0x00; 32]);
-                        let max = FixedLenByteArray::from(vec![0x80; 32]);
-                        let st = Statistics::fixed_len_byte_array(
-                            Some(min),
-                            Some(max),
-                            None,
-                            Some(0),
-                            false,
-                        );
-                        c.clone().into_builder().set_statistics(st).build().unwrap()
-                    }
-                })
-                .collect();
-            groups[0] = g
-                .clone()
-                .into_builder()
-                .set_column_metadata(columns)
-                .build()
-                .unwrap();
-        }));
+        let min = FixedLenByteArray::from(vec![0x00; 32]);
+        let max = FixedLenByteArray::from(vec![0x80; 32]);
+        let st = Statistics::fixed_len_byte_array(Some(min), Some(max), None, Some(0), false);
+        let forged = footer_findings(forge(|groups| set_statistics(groups, col::LEAF_HASH, st)));
         for findings in forged {
             assert_eq!(
                 findings,
