@@ -1455,8 +1455,14 @@ mod tests {
         ]
     }
 
-    fn has(findings: &[String], prefix: &str) -> bool {
-        findings.iter().any(|f| f.starts_with(prefix))
+    /// Asserts that each of `prefixes` begins some finding.
+    fn assert_found(findings: &[String], prefixes: &[&str]) {
+        for prefix in prefixes {
+            assert!(
+                findings.iter().any(|f| f.starts_with(prefix)),
+                "{prefix:?} not in {findings:?}"
+            );
+        }
     }
 
     /// Group 0 of `groups` with the statistics of column `name` replaced.
@@ -1505,19 +1511,12 @@ mod tests {
             }
         }));
         for findings in shifted {
-            assert!(
-                has(
-                    &findings,
-                    "row group 0: declares 16383 rows, its pages hold 16384"
-                ),
-                "{findings:?}"
-            );
-            assert!(
-                has(
-                    &findings,
-                    "row group 1: declares 16385 rows, its pages hold 16384"
-                ),
-                "{findings:?}"
+            assert_found(
+                &findings,
+                &[
+                    "row group 0: declares 16383 rows, its pages hold 16384",
+                    "row group 1: declares 16385 rows, its pages hold 16384",
+                ],
             );
         }
     }
@@ -1552,16 +1551,12 @@ mod tests {
                 .unwrap();
         }));
         for findings in stripped {
-            assert!(
-                has(
-                    &findings,
-                    "row group 0: declares 16383 rows, its pages hold 16384"
-                ),
-                "{findings:?}"
-            );
-            assert!(
-                has(&findings, "row group 0: column idx declares 16383 values"),
-                "{findings:?}"
+            assert_found(
+                &findings,
+                &[
+                    "row group 0: declares 16383 rows, its pages hold 16384",
+                    "row group 0: column idx declares 16383 values",
+                ],
             );
         }
     }
