@@ -104,6 +104,14 @@ fn benches(c: &mut Criterion) {
     let bytes = jcs::to_canonical_vec(&record).unwrap();
     g.bench_function("leaf_hash", |b| b.iter(|| leaf_hash(&bytes)));
     let content = "x".repeat(1024);
+    g.bench_function("jcs_string_1KiB", |b| {
+        let text = chat_text(1024, 7);
+        b.iter(|| {
+            let mut out = String::new();
+            jcs::write_string(&mut out, &text);
+            out
+        })
+    });
     g.bench_function("field_digest_1KiB", |b| {
         b.iter(|| field_digest("content", &[7; 32], content.as_bytes()))
     });

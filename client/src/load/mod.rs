@@ -14,7 +14,10 @@ use serde_json::{Value, json};
 use crate::events::Encoding;
 use crate::{Client, Error, StatusCode};
 
+mod otlp;
 mod stream;
+
+use otlp::OtlpBodies;
 
 /// What to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,22 +165,6 @@ const REQUEST_MARK: &str = "@@REQ@@";
 /// Log events one benchmark span becomes.
 const EVENTS_PER_SPAN: u64 = 2;
 
-/// An OTLP export of `n` GenAI spans with ids unique to this run (`run`, a
-/// random nonce) and batch `k`, encoded for `format`.
-fn otlp_body(
-    format: LoadFormat,
-    run: u64,
-    k: u64,
-    n: u64,
-    size: usize,
-) -> Result<Vec<u8>, LoadError> {
-    let req = tracevault_schemas::sample::genai_traces_request(run, k, n, size);
-    Ok(match format {
-        LoadFormat::OtlpJson => serde_json::to_vec(&req)?,
-        _ => prost::Message::encode_to_vec(&req),
-    })
-}
-
 /// A deterministic, compressible-but-not-trivial payload of `n` bytes.
 fn payload(n: usize, seed: u64) -> String {
     tracevault_schemas::sample::chat_text(n, seed)
@@ -252,6 +239,17 @@ pub async fn run(client: &Client, plan: &LoadPlan) -> Result<LoadReport, LoadErr
             })
             .collect(),
     );
+    // OTLP: full requests are patched copies of a few templates (new trace
+    // ids each time), so that building them does not limit the server.
+    let otlp: Option<Arc<OtlpBodies>> = match a.format {
+        LoadFormat::Api => None,
+        f => Some(Arc::new(OtlpBodies::new(
+            f,
+            run,
+            a.batch.div_ceil(EVENTS_PER_SPAN),
+            a.size,
+        )?)),
+    };
     let next = Arc::new(AtomicU64::new(0));
     let max_index = Arc::new(AtomicU64::new(0));
     let retries = Arc::new(AtomicU64::new(0));
@@ -260,24 +258,18 @@ pub async fn run(client: &Client, plan: &LoadPlan) -> Result<LoadReport, LoadErr
     let start = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..a.concurrency {
-        let (client, bodies, next, bytes_sent, max_index, retries, limited) = (
+        let (client, bodies, otlp, next, bytes_sent, max_index, retries, limited) = (
             client.clone(),
             bodies.clone(),
+            otlp.clone(),
             next.clone(),
             bytes_sent.clone(),
             max_index.clone(),
             retries.clone(),
             limited.clone(),
         );
-        let (rate, batch, total, format, size, ns, session_events) = (
-            a.rate,
-            a.batch,
-            a.events,
-            a.format,
-            a.size,
-            a.ns.clone(),
-            a.session_events,
-        );
+        let (rate, batch, total, ns, session_events) =
+            (a.rate, a.batch, a.events, a.ns.clone(), a.session_events);
         workers.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             loop {
@@ -295,10 +287,10 @@ pub async fn run(client: &Client, plan: &LoadPlan) -> Result<LoadReport, LoadErr
                     None => Instant::now(),
                 };
                 let body = &bodies[(k % bodies.len() as u64) as usize];
-                let body: bytes::Bytes = if format != LoadFormat::Api {
+                let body: bytes::Bytes = if let Some(otlp) = &otlp {
                     // OTLP: `batch` counts log events; ids are unique per span,
                     // so every request is new work (no idempotent replays).
-                    otlp_body(format, run, k, n.div_ceil(EVENTS_PER_SPAN), size)?.into()
+                    otlp.body(k, n.div_ceil(EVENTS_PER_SPAN))?.into()
                 } else if n == batch && session_events > 0 {
                     body.replace(REQUEST_MARK, &format!("s{k:08}")).into()
                 } else if n == batch {
@@ -426,7 +418,7 @@ mod tests {
     #[test]
     fn otlp_bodies_map_to_two_new_events_per_span() {
         use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-        let pb = otlp_body(LoadFormat::OtlpProto, 9, 3, 10, 1024).unwrap();
+        let pb = otlp::otlp_body(LoadFormat::OtlpProto, 9, 3, 10, 1024).unwrap();
         let req: ExportTraceServiceRequest = prost::Message::decode(&pb[..]).unwrap();
         let mapped = tracevault_schemas::otlp::map_traces(&req);
         assert_eq!(mapped.rejected, 0, "{:?}", mapped.messages);
@@ -441,7 +433,7 @@ mod tests {
         );
         // Another batch number gives other ids (no dedup across requests).
         let other: ExportTraceServiceRequest =
-            serde_json::from_slice(&otlp_body(LoadFormat::OtlpJson, 9, 4, 10, 1024).unwrap())
+            serde_json::from_slice(&otlp::otlp_body(LoadFormat::OtlpJson, 9, 4, 10, 1024).unwrap())
                 .unwrap();
         let ids = |r: &ExportTraceServiceRequest| {
             tracevault_schemas::otlp::map_traces(r)
