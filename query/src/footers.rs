@@ -13,8 +13,8 @@
 //!   empty caches: the server sends it the statistics of the segments of its
 //!   read plans (taken from its own cache, or read once), encoded with
 //!   DataFusion's protobuf ([`encoded_statistics`], [`decode`]). Each
-//!   segment's encoding is cached with its statistics: encoding all 240
-//!   segments' again for every query took about 8 ms of a lookup's 49.
+//!   segment's encoding is kept with its statistics once made: encoding all
+//!   240 segments' again for every query took about 8 ms of a lookup's 49.
 //!
 //! Why a cache may be trusted: a segment object is written once under its
 //! own name (compaction and erasure write new generations under new names,
@@ -63,11 +63,12 @@ pub(crate) fn footer_cache() -> Arc<FileMetadataCache> {
         .clone()
 }
 
-/// A segment's statistics, for its size, and their protobuf encoding.
+/// A segment's statistics, for its size, and their protobuf encoding once
+/// a worker needed it (servers running queries in threads never do).
 struct Cached {
     size: u64,
     stats: Arc<Statistics>,
-    encoded: Arc<[u8]>,
+    encoded: Option<Arc<[u8]>>,
 }
 
 type StatisticsMap = Mutex<HashMap<Path, Cached>>;
@@ -92,16 +93,11 @@ fn object_meta(path: &Path, size: u64) -> ObjectMeta {
 /// The statistics of the segment at `path` of `size` bytes, if this process
 /// has them or has its footer (no I/O).
 pub(crate) fn cached_statistics(path: &Path, size: u64) -> Option<Arc<Statistics>> {
-    cached(path, size).map(|(stats, _)| stats)
-}
-
-/// [`cached_statistics`] with their encoding.
-fn cached(path: &Path, size: u64) -> Option<(Arc<Statistics>, Arc<[u8]>)> {
     let map = statistics_map();
     if let Some(c) = map.lock().ok()?.get(path)
         && c.size == size
     {
-        return Some((c.stats.clone(), c.encoded.clone()));
+        return Some(c.stats.clone());
     }
     let entry = footer_cache().get(path)?;
     if !entry.is_valid_for(&object_meta(path, size)) {
@@ -116,16 +112,15 @@ fn cached(path: &Path, size: u64) -> Option<(Arc<Statistics>, Arc<[u8]>)> {
     remember(path, size, &footer)
 }
 
-/// The statistics of the segment at `path` of `size` bytes as DataFusion's
-/// protobuf (for a worker's request): cached, or from its footer (read
-/// once, then cached).
-pub(crate) async fn encoded_statistics(
+/// The statistics of the segment at `path` of `size` bytes: cached, or from
+/// its footer (read once, then cached).
+async fn statistics(
     store: &Arc<dyn ObjectStore>,
     path: &Path,
     size: u64,
-) -> Option<Arc<[u8]>> {
-    if let Some((_, encoded)) = cached(path, size) {
-        return Some(encoded);
+) -> Option<Arc<Statistics>> {
+    if let Some(s) = cached_statistics(path, size) {
+        return Some(s);
     }
     let meta = object_meta(path, size);
     let footer = DFParquetMetadata::new(store.as_ref(), &meta)
@@ -136,18 +131,35 @@ pub(crate) async fn encoded_statistics(
         .await
         // Without statistics the file is opened and pruned as before.
         .ok()?;
-    remember(path, size, &footer).map(|(_, encoded)| encoded)
+    remember(path, size, &footer)
 }
 
-fn remember(
+/// [`statistics`] as DataFusion's protobuf, for a worker's request: encoded
+/// once per segment, then kept beside them.
+pub(crate) async fn encoded_statistics(
+    store: &Arc<dyn ObjectStore>,
     path: &Path,
     size: u64,
-    footer: &ParquetMetaData,
-) -> Option<(Arc<Statistics>, Arc<[u8]>)> {
+) -> Option<Arc<[u8]>> {
+    let kept = (statistics_map().lock().ok()?.get(path))
+        .filter(|c| c.size == size)
+        .and_then(|c| c.encoded.clone());
+    if kept.is_some() {
+        return kept;
+    }
+    let stats = statistics(store, path, size).await?;
+    let encoded: Arc<[u8]> = encode(&stats).into();
+    let mut map = statistics_map().lock().ok()?;
+    if let Some(c) = map.get_mut(path).filter(|c| c.size == size) {
+        c.encoded = Some(encoded.clone());
+    }
+    Some(encoded)
+}
+
+fn remember(path: &Path, size: u64, footer: &ParquetMetaData) -> Option<Arc<Statistics>> {
     let stats = Arc::new(
         DFParquetMetadata::statistics_from_parquet_metadata(footer, &segment_schema()).ok()?,
     );
-    let encoded: Arc<[u8]> = encode(&stats).into();
     let mut map = statistics_map().lock().ok()?;
     if map.len() >= MAX_STATISTICS {
         map.clear();
@@ -157,10 +169,10 @@ fn remember(
         Cached {
             size,
             stats: stats.clone(),
-            encoded: encoded.clone(),
+            encoded: None,
         },
     );
-    Some((stats, encoded))
+    Some(stats)
 }
 
 /// `stats` as DataFusion's protobuf.
