@@ -30,8 +30,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use datafusion::common::Statistics;
-use datafusion::datasource::physical_plan::parquet::CachedParquetMetaData;
-use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
+use datafusion::datasource::physical_plan::parquet::metadata::{
+    CachedParquetMetaData, DFParquetMetadata,
+};
 use datafusion::execution::cache::cache_manager::FileMetadataCache;
 use datafusion::execution::cache::default_cache::DefaultCache;
 use object_store::path::Path;
@@ -103,6 +104,9 @@ pub(crate) fn cached_statistics(path: &Path, size: u64) -> Option<Arc<Statistics
     if !entry.is_valid_for(&object_meta(path, size)) {
         return None;
     }
+    // DataFusion 55 has two types of this name; its readers cache the one
+    // of `metadata` (downcasting to the other found nothing, so a server
+    // running queries in threads never skipped a segment unopened).
     let footer = entry
         .file_metadata
         .as_any()
@@ -191,10 +195,62 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Arc<Statistics>> {
 
 #[cfg(test)]
 mod tests {
+    use arrow::array::{RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
     use datafusion::common::stats::Precision;
     use datafusion::common::{ColumnStatistics, ScalarValue};
+    use datafusion::datasource::listing::PartitionedFile;
+    use datafusion::datasource::physical_plan::parquet::{
+        CachedParquetFileReaderFactory, ParquetFileReaderFactory,
+    };
+    use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
+    use object_store::ObjectStoreExt;
+    use object_store::memory::InMemory;
+    use parquet::arrow::ArrowWriter;
 
     use super::*;
+
+    /// A footer the scans' readers loaded makes the segment's statistics
+    /// known without I/O: what lets a server running queries in threads
+    /// skip segments unopened from its second query on.
+    #[tokio::test]
+    async fn statistics_come_from_the_footers_the_scans_read() {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "session_id",
+            DataType::Utf8,
+            false,
+        )]));
+        let sessions = StringArray::from(vec!["s1", "s9", "s5"]);
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(sessions)]).unwrap();
+        let mut w = ArrowWriter::try_new(Vec::new(), schema, None).unwrap();
+        w.write(&batch).unwrap();
+        let bytes = w.into_inner().unwrap();
+        let size = bytes.len() as u64;
+        // The caches are the process's: a name no other test uses.
+        let path = Path::from("footers-test/statistics-from-read-footers.parquet");
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        store.put(&path, bytes.into()).await.unwrap();
+        assert!(cached_statistics(&path, size).is_none(), "nothing read yet");
+
+        // A scan's reader (as `scan.rs` makes it) loads the footer.
+        CachedParquetFileReaderFactory::new(store, footer_cache())
+            .create_reader(
+                0,
+                PartitionedFile::new(path.to_string(), size),
+                Some(FOOTER_READ_BYTES),
+                &ExecutionPlanMetricsSet::new(),
+            )
+            .unwrap()
+            .get_metadata(None)
+            .await
+            .unwrap();
+        let stats = cached_statistics(&path, size).expect("statistics from the cached footer");
+        let col = &stats.column_statistics[segment_schema().index_of("session_id").unwrap()];
+        assert_eq!(col.min_value, Precision::Exact(ScalarValue::from("s1")));
+        assert_eq!(col.max_value, Precision::Exact(ScalarValue::from("s9")));
+        // Another size is another object: not these statistics.
+        assert!(cached_statistics(&path, size + 1).is_none());
+    }
 
     #[test]
     fn statistics_travel_to_a_worker_unchanged_and_garbage_gives_none() {
