@@ -12,7 +12,10 @@
 //! exactly what the writer writes, so that readers which believe other
 //! footer fields than parquet-rs does (DuckDB, pyarrow) see the same
 //! statistics and types. Four attacker reviews shaped these rules; each has
-//! a forged-footer test in `segment.rs`. (Page indexes are not checked: no
+//! a forged-footer test in `segment.rs`. Footer fields that re-encode as
+//! they are, whatever they say, are held to what the writer writes
+//! ([`unwritten_fields`]): key-value entries, the embedded Arrow schema, the
+//! declared sort order, distinct counts. (Page indexes are not checked: no
 //! reader of ours uses them.)
 
 use std::sync::Arc;
@@ -24,7 +27,9 @@ use arrow_array::{
 use arrow_schema::{FieldRef, Schema};
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::{ArrowSchemaConverter, ProjectionMask};
+use parquet::arrow::{
+    ARROW_SCHEMA_META_KEY, ArrowSchemaConverter, ProjectionMask, encode_arrow_schema,
+};
 use parquet::basic::Type as PhysicalType;
 use parquet::bloom_filter::Sbbf;
 use parquet::file::metadata::{
@@ -201,6 +206,86 @@ fn schema_is_as_written(meta: &ParquetMetaData) -> bool {
     })
 }
 
+/// The footer fields of `meta` that the segment writer never writes so
+/// (one message each). A canonical footer ([`footer_is_canonical`]) can
+/// still say anything in these, and other readers believe them: pyarrow's
+/// `to_pandas` takes column names, index and types from a `pandas` entry
+/// (an extra entry could relabel `content` as `attributes`), a second
+/// header key may be the one another reader takes, an edited Arrow schema
+/// changes types and metadata for every Arrow reader, a declared sort order
+/// lets an engine skip sorting (or merging) by it, and distinct counts feed
+/// planners. So: exactly the writer's three entries, once each; its Arrow
+/// schema, byte for byte (either form of `salt`); its sort order or none
+/// (none claims nothing); no distinct counts.
+fn unwritten_fields(meta: &ParquetMetaData) -> Vec<String> {
+    use crate::segment::{HEADER_KEY, SIGNATURE_KEY};
+    let mut out = Vec::new();
+    let kv = meta
+        .file_metadata()
+        .key_value_metadata()
+        .map_or(&[][..], Vec::as_slice);
+    let mut keys: Vec<&str> = kv.iter().map(|e| e.key.as_str()).collect();
+    keys.sort_unstable();
+    let mut written = [ARROW_SCHEMA_META_KEY, HEADER_KEY, SIGNATURE_KEY];
+    written.sort_unstable();
+    if keys != written {
+        out.push(format!(
+            "the footer's key-value entries are {keys:?}, not the writer's {written:?} once each (other readers would believe the others)"
+        ));
+    }
+    let arrow = kv
+        .iter()
+        .find(|e| e.key == ARROW_SCHEMA_META_KEY)
+        .and_then(|e| e.value.as_deref());
+    if arrow.is_some_and(|a| !written_arrow_schemas().iter().any(|w| w == a)) {
+        out.push(
+            "the footer's Arrow schema is not the one the writer writes (Arrow readers would see other types or metadata)".into(),
+        );
+    }
+    let sorting = crate::segment::sorting_columns();
+    for (g, rg) in meta.row_groups().iter().enumerate() {
+        if rg.sorting_columns().is_some_and(|s| *s != sorting) {
+            out.push(format!(
+                "row group {g}: declares the sort order {:?}, the writer {sorting:?} (engines could skip sorting by it)",
+                rg.sorting_columns()
+            ));
+        }
+        for c in rg.columns() {
+            if c.statistics()
+                .and_then(|st| st.distinct_count_opt())
+                .is_some()
+            {
+                out.push(format!(
+                    "row group {g}: column {} declares a distinct count, which the writer never writes (planners would believe it)",
+                    c.column_path().string()
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The embedded Arrow schema as the segment writer writes it: of
+/// [`segment_schema`], and of its form before erasure (`salt` required).
+fn written_arrow_schemas() -> &'static [String; 2] {
+    static WRITTEN: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
+    WRITTEN.get_or_init(|| {
+        let now = segment_schema();
+        let before: Vec<FieldRef> = now
+            .fields()
+            .iter()
+            .map(|f| match f.name() == col::SALT {
+                true => Arc::new(f.as_ref().clone().with_nullable(false)),
+                false => f.clone(),
+            })
+            .collect();
+        [
+            encode_arrow_schema(&now),
+            encode_arrow_schema(&Schema::new_with_metadata(before, now.metadata().clone())),
+        ]
+    })
+}
+
 /// `st`, to be written with the deprecated `min`/`max` fields as well.
 pub(crate) fn with_deprecated_min_max(st: Statistics) -> Statistics {
     match st {
@@ -232,6 +317,8 @@ pub struct PruningCheck {
     meta: Arc<ParquetMetaData>,
     /// Whether the footer re-encodes to itself ([`footer_is_canonical`]).
     canonical: bool,
+    /// Footer fields the writer never writes so ([`unwritten_fields`]).
+    unwritten: Vec<String>,
     /// Per row group: the checked columns and what their rows hold.
     groups: Vec<GroupCheck>,
     error: Option<SegmentError>,
@@ -278,6 +365,7 @@ impl PruningCheck {
         }
         Ok(PruningCheck {
             canonical: footer_is_canonical(bytes)? && schema_is_as_written(&meta),
+            unwritten: unwritten_fields(&meta),
             meta,
             groups,
             error: None,
@@ -339,7 +427,7 @@ impl PruningCheck {
         if let Some(e) = self.error {
             return Err(e);
         }
-        let mut findings = Vec::new();
+        let mut findings = self.unwritten;
         if !self.canonical {
             findings.push(
                 "the footer is not as the segment writer writes it (other readers would see other statistics or types)".into(),

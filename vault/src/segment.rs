@@ -229,6 +229,16 @@ pub const RANDOM_COLUMNS: [&str; 5] = [
     col::CHAIN_HASH,
 ];
 
+/// The order every row group declares: by `idx`, ascending (rows are
+/// appended in log order). `verify` refuses any other declaration.
+pub(crate) fn sorting_columns() -> Vec<SortingColumn> {
+    vec![SortingColumn {
+        column_idx: 1,
+        descending: false,
+        nulls_first: false,
+    }]
+}
+
 fn writer_props(compression: SegmentCompression) -> WriterProperties {
     let mut b = WriterProperties::builder()
         .set_writer_version(WriterVersion::PARQUET_2_0)
@@ -236,11 +246,7 @@ fn writer_props(compression: SegmentCompression) -> WriterProperties {
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_bloom_filter_position(BloomFilterPosition::AfterRowGroup)
-        .set_sorting_columns(Some(vec![SortingColumn {
-            column_idx: 1,
-            descending: false,
-            nulls_first: false,
-        }]))
+        .set_sorting_columns(Some(sorting_columns()))
         .set_created_by("tracevault".to_string());
     for c in [col::SESSION_ID, col::EVENT_ID, col::TRACE_ID] {
         b = b.set_column_bloom_filter_enabled(ColumnPath::from(c), true);
@@ -1664,6 +1670,118 @@ mod tests {
                 "the footer is not as the segment writer writes it (other readers would see other statistics or types)"
             ]
         );
+    }
+
+    /// A segment (as [`forge`]) whose footer key-value entries `edit`
+    /// changed, row groups as written.
+    fn forge_entries(edit: impl FnOnce(&mut Vec<KeyValue>)) -> Vec<u8> {
+        use parquet::file::metadata::{
+            FileMetaData, ParquetMetaDataBuilder, ParquetMetaDataWriter,
+        };
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let n = 2 * ROW_GROUP_ROWS + 10;
+        let (_, bytes) = encode(&sample_entries(n as u64), &test_seal(&key)).unwrap();
+        let meta = crate::pruning::metadata_as_written(&bytes).unwrap();
+        let fm = meta.file_metadata();
+        let mut kv = fm.key_value_metadata().cloned().unwrap_or_default();
+        edit(&mut kv);
+        let file = FileMetaData::new(
+            fm.version(),
+            fm.num_rows(),
+            fm.created_by().map(str::to_string),
+            Some(kv),
+            fm.schema_descr_ptr(),
+            fm.column_orders().cloned(),
+        );
+        let meta = ParquetMetaDataBuilder::new(file)
+            .set_row_groups(meta.row_groups().to_vec())
+            .build();
+        let mut forged = bytes[..footer_range(&bytes).unwrap().start].to_vec();
+        ParquetMetaDataWriter::new(&mut forged, &meta)
+            .finish()
+            .unwrap();
+        forged
+    }
+
+    #[test]
+    fn footer_fields_that_other_readers_believe_are_the_writers_own() {
+        // Each forged footer re-encodes to itself and keeps every row and
+        // statistic honest; only the field it edits is wrong.
+        let entries = "the footer's key-value entries are";
+        // pyarrow's to_pandas would take column labels from this (here:
+        // `content` shown under the name `attributes`).
+        let pandas = forge_entries(|kv| {
+            kv.push(KeyValue::new(
+                "pandas".into(),
+                r#"{"columns": [{"name": "attributes", "field_name": "content"}]}"#.to_string(),
+            ))
+        });
+        // A second header: ours reads the first, another reader the last.
+        let second_header = forge_entries(|kv| {
+            let h = kv.iter().find(|e| e.key == HEADER_KEY).unwrap().clone();
+            kv.push(h);
+        });
+        let no_header = forge_entries(|kv| kv.retain(|e| e.key != SIGNATURE_KEY));
+        for forged in [pandas, second_header] {
+            for findings in footer_findings(forged) {
+                assert_eq!(findings.len(), 1, "{findings:?}");
+                assert_found(&findings, &[entries]);
+            }
+        }
+        // (A footer without its signature fails before: no verifiable header.)
+        assert!(decode_header(&Bytes::from(no_header)).is_err());
+
+        // The Arrow schema every Arrow reader goes by, given metadata.
+        let schema = forge_entries(|kv| {
+            let mut meta = std::collections::HashMap::new();
+            meta.insert("pandas".to_string(), "{}".to_string());
+            let edited = Schema::new_with_metadata(segment_schema().fields().clone(), meta);
+            let e = kv.iter_mut().find(|e| e.key == "ARROW:schema").unwrap();
+            e.value = Some(parquet::arrow::encode_arrow_schema(&edited));
+        });
+        for findings in footer_findings(schema) {
+            assert_eq!(
+                findings,
+                [
+                    "the footer's Arrow schema is not the one the writer writes (Arrow readers would see other types or metadata)"
+                ]
+            );
+        }
+
+        // A sort order by `session_id`: an engine trusting it would merge
+        // or group rows as if they were.
+        let sorted = forge(|groups| {
+            groups[1] = groups[1]
+                .clone()
+                .into_builder()
+                .set_sorting_columns(Some(vec![SortingColumn {
+                    column_idx: 2,
+                    descending: false,
+                    nulls_first: false,
+                }]))
+                .build()
+                .unwrap();
+        });
+        for findings in footer_findings(sorted) {
+            assert_eq!(findings.len(), 1, "{findings:?}");
+            assert_found(&findings, &["row group 1: declares the sort order"]);
+        }
+
+        // A distinct count on `idx`, bounds left exact and true.
+        use parquet::file::statistics::{Statistics, ValueStatistics};
+        let st = ValueStatistics::new(Some(0i64), Some(16_383), Some(3), Some(0), false)
+            .with_min_is_exact(true)
+            .with_max_is_exact(true);
+        let st = crate::pruning::with_deprecated_min_max(Statistics::Int64(st));
+        let counted = forge(|groups| set_statistics(groups, col::IDX, st));
+        for findings in footer_findings(counted) {
+            assert_eq!(
+                findings,
+                [
+                    "row group 0: column idx declares a distinct count, which the writer never writes (planners would believe it)"
+                ]
+            );
+        }
     }
 
     #[test]

@@ -1142,6 +1142,46 @@ async fn n_forged_statistics_that_would_hide_rows_from_queries() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s_footer_declares_another_sort_order() {
+    // The key holder edits the sort order every row group declares from
+    // `idx` (column 1) to `session_id` (column 2), in place, rows and
+    // statistics untouched, and re-seals the file. The footer re-encodes to
+    // itself; an engine trusting the order would skip sorting by session.
+    let f = fixture().await;
+    let d = f.copy();
+    let obj = seg_object("alpha", 2);
+    let path = d.path().join(&obj);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let (header, _) = segment::decode_header(&Bytes::from(bytes.clone())).unwrap();
+    // SortingColumn {column_idx: 1, descending: false, nulls_first: false}
+    // in Thrift's compact protocol.
+    let written = [0x15, 0x02, 0x12, 0x12, 0x00];
+    let mut at = header.data_len as usize;
+    let mut forged = 0;
+    while let Some(p) = bytes[at..]
+        .windows(written.len())
+        .position(|w| w == written)
+    {
+        bytes[at + p + 1] = 0x04;
+        at += p + written.len();
+        forged += 1;
+    }
+    assert!(forged >= 1, "the footer declares the writer's order");
+    reseal(&mut bytes, &f.key);
+    std::fs::write(&path, &bytes).unwrap();
+    let meta = parquet::file::metadata::ParquetMetaDataReader::new()
+        .parse_and_finish(&Bytes::from(bytes))
+        .unwrap();
+    let declared = meta.row_group(0).sorting_columns().unwrap();
+    assert_eq!(declared[0].column_idx, 2, "the edit is the sort order");
+    let r = check(d.path(), f).await;
+    assert_findings(
+        &r,
+        &[("alpha", &obj, None, "row group 0: declares the sort order")],
+    );
+}
+
 /// The tiles are checked against the leaves: a changed tile, a dropped one,
 /// one copied from another namespace, one beyond the data and a stray
 /// object are each a finding naming the object.
