@@ -237,7 +237,9 @@ fn unwritten_fields(meta: &ParquetMetaData) -> Vec<String> {
         .iter()
         .find(|e| e.key == ARROW_SCHEMA_META_KEY)
         .and_then(|e| e.value.as_deref());
-    if arrow.is_some_and(|a| !written_arrow_schemas().iter().any(|w| w == a)) {
+    // An entry without a value counts as another schema: readers then fall
+    // back to the Parquet types.
+    if !arrow.is_some_and(|a| written_arrow_schemas().iter().any(|w| w == a)) {
         out.push(
             "the footer's Arrow schema is not the one the writer writes (Arrow readers would see other types or metadata)".into(),
         );

@@ -1739,13 +1739,19 @@ mod tests {
             let e = kv.iter_mut().find(|e| e.key == "ARROW:schema").unwrap();
             e.value = Some(parquet::arrow::encode_arrow_schema(&edited));
         });
-        for findings in footer_findings(schema) {
-            assert_eq!(
-                findings,
-                [
-                    "the footer's Arrow schema is not the one the writer writes (Arrow readers would see other types or metadata)"
-                ]
-            );
+        let valueless = forge_entries(|kv| {
+            let e = kv.iter_mut().find(|e| e.key == "ARROW:schema").unwrap();
+            e.value = None;
+        });
+        for forged in [schema, valueless] {
+            for findings in footer_findings(forged) {
+                assert_eq!(
+                    findings,
+                    [
+                        "the footer's Arrow schema is not the one the writer writes (Arrow readers would see other types or metadata)"
+                    ]
+                );
+            }
         }
 
         // A sort order by `session_id`: an engine trusting it would merge
