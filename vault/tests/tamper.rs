@@ -1105,6 +1105,24 @@ fn reseal(bytes: &mut [u8], key: &SigningKey) {
     bytes[s_at..s_at + new_sig.len()].copy_from_slice(new_sig.as_bytes());
 }
 
+/// Sets byte `at` of every occurrence of `needle` in the footer of segment
+/// file `bytes` (after its data pages) to `to`, lengths unchanged; returns
+/// how many were edited.
+fn edit_footer(bytes: &mut [u8], needle: &[u8], at: usize, to: u8) -> usize {
+    let (header, _) = segment::decode_header(&Bytes::from(bytes.to_vec())).unwrap();
+    let mut from = header.data_len as usize;
+    let mut edited = 0;
+    while let Some(p) = bytes[from..]
+        .windows(needle.len())
+        .position(|w| w == needle)
+    {
+        bytes[from + p + at] = to;
+        from += p + needle.len();
+        edited += 1;
+    }
+    edited
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn n_forged_statistics_that_would_hide_rows_from_queries() {
     // The key holder keeps every row and the log intact but lowers the
@@ -1116,14 +1134,7 @@ async fn n_forged_statistics_that_would_hide_rows_from_queries() {
     let obj = seg_object("alpha", 2);
     let path = d.path().join(&obj);
     let mut bytes = std::fs::read(&path).unwrap();
-    let (header, _) = segment::decode_header(&Bytes::from(bytes.clone())).unwrap();
-    let mut at = header.data_len as usize;
-    let mut forged = 0;
-    while let Some(p) = bytes[at..].windows(6).position(|w| w == b"sess-1") {
-        bytes[at + p + 5] = b'0';
-        at += p + 6;
-        forged += 1;
-    }
+    let forged = edit_footer(&mut bytes, b"sess-1", 5, b'0');
     assert!(forged >= 1, "the footer holds the max session id");
     reseal(&mut bytes, &f.key);
     std::fs::write(&path, &bytes).unwrap();
@@ -1153,20 +1164,10 @@ async fn s_footer_declares_another_sort_order() {
     let obj = seg_object("alpha", 2);
     let path = d.path().join(&obj);
     let mut bytes = std::fs::read(&path).unwrap();
-    let (header, _) = segment::decode_header(&Bytes::from(bytes.clone())).unwrap();
     // SortingColumn {column_idx: 1, descending: false, nulls_first: false}
-    // in Thrift's compact protocol.
+    // in Thrift's compact protocol; column 2 is zigzag 4.
     let written = [0x15, 0x02, 0x12, 0x12, 0x00];
-    let mut at = header.data_len as usize;
-    let mut forged = 0;
-    while let Some(p) = bytes[at..]
-        .windows(written.len())
-        .position(|w| w == written)
-    {
-        bytes[at + p + 1] = 0x04;
-        at += p + written.len();
-        forged += 1;
-    }
+    let forged = edit_footer(&mut bytes, &written, 1, 0x04);
     assert!(forged >= 1, "the footer declares the writer's order");
     reseal(&mut bytes, &f.key);
     std::fs::write(&path, &bytes).unwrap();
