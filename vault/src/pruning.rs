@@ -244,6 +244,13 @@ fn unwritten_fields(meta: &ParquetMetaData) -> Vec<String> {
             "the footer's Arrow schema is not the one the writer writes (Arrow readers would see other types or metadata)".into(),
         );
     }
+    let created_by = meta.file_metadata().created_by();
+    if created_by != Some(crate::segment::CREATED_BY) {
+        out.push(format!(
+            "the footer says it was written by {created_by:?}, not by {:?} (readers switch workarounds for other writers on it)",
+            crate::segment::CREATED_BY
+        ));
+    }
     let sorting = crate::segment::sorting_columns();
     for (g, rg) in meta.row_groups().iter().enumerate() {
         if rg.sorting_columns().is_some_and(|s| *s != sorting) {
@@ -253,13 +260,36 @@ fn unwritten_fields(meta: &ParquetMetaData) -> Vec<String> {
             ));
         }
         for c in rg.columns() {
+            let name = c.column_path().string();
+            // parquet-rs starts a chunk at its dictionary page offset when
+            // there is one; Arrow C++ (pyarrow) at the lower of the two. A
+            // dictionary offset past the data page offset gives the two
+            // readers different bytes to decode.
+            if c.dictionary_page_offset()
+                .is_some_and(|d| d >= c.data_page_offset())
+            {
+                out.push(format!(
+                    "row group {g}: column {name} starts at its dictionary page offset {:?} for some readers, at its data page offset {} for others",
+                    c.dictionary_page_offset(),
+                    c.data_page_offset()
+                ));
+            }
+            if c.file_path().is_some() {
+                out.push(format!(
+                    "row group {g}: column {name} names another file for its data (readers honouring it would read that)"
+                ));
+            }
+            if c.bloom_filter_offset().is_some() != c.bloom_filter_length().is_some() {
+                out.push(format!(
+                    "row group {g}: column {name} has a bloom filter offset without its length, or a length without its offset"
+                ));
+            }
             if c.statistics()
                 .and_then(|st| st.distinct_count_opt())
                 .is_some()
             {
                 out.push(format!(
-                    "row group {g}: column {} declares a distinct count, which the writer never writes (planners would believe it)",
-                    c.column_path().string()
+                    "row group {g}: column {name} declares a distinct count, which the writer never writes (planners would believe it)"
                 ));
             }
         }

@@ -229,6 +229,10 @@ pub const RANDOM_COLUMNS: [&str; 5] = [
     col::CHAIN_HASH,
 ];
 
+/// The footer's `created_by`: readers switch workarounds for known writers'
+/// bugs on it, so `verify` refuses any other.
+pub(crate) const CREATED_BY: &str = "tracevault";
+
 /// The order every row group declares: by `idx`, ascending (rows are
 /// appended in log order). `verify` refuses any other declaration.
 pub(crate) fn sorting_columns() -> Vec<SortingColumn> {
@@ -247,7 +251,7 @@ fn writer_props(compression: SegmentCompression) -> WriterProperties {
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_bloom_filter_position(BloomFilterPosition::AfterRowGroup)
         .set_sorting_columns(Some(sorting_columns()))
-        .set_created_by("tracevault".to_string());
+        .set_created_by(CREATED_BY.to_string());
     for c in [col::SESSION_ID, col::EVENT_ID, col::TRACE_ID] {
         b = b.set_column_bloom_filter_enabled(ColumnPath::from(c), true);
     }
@@ -1618,7 +1622,11 @@ mod tests {
     /// A segment (as [`forge`]) whose file metadata `edit` changed (its
     /// key-value entries and Parquet schema), row groups as written.
     fn forge_file(
-        edit: impl FnOnce(&mut Vec<KeyValue>, &mut parquet::schema::types::SchemaDescPtr),
+        edit: impl FnOnce(
+            &mut Vec<KeyValue>,
+            &mut parquet::schema::types::SchemaDescPtr,
+            &mut Option<String>,
+        ),
     ) -> Vec<u8> {
         use parquet::file::metadata::{
             FileMetaData, ParquetMetaDataBuilder, ParquetMetaDataWriter,
@@ -1630,11 +1638,12 @@ mod tests {
         let fm = meta.file_metadata();
         let mut kv = fm.key_value_metadata().cloned().unwrap_or_default();
         let mut schema = fm.schema_descr_ptr();
-        edit(&mut kv, &mut schema);
+        let mut created_by = fm.created_by().map(str::to_string);
+        edit(&mut kv, &mut schema, &mut created_by);
         let file = FileMetaData::new(
             fm.version(),
             fm.num_rows(),
-            fm.created_by().map(str::to_string),
+            created_by,
             Some(kv),
             schema,
             fm.column_orders().cloned(),
@@ -1651,7 +1660,7 @@ mod tests {
 
     /// [`forge_file`] editing the key-value entries only.
     fn forge_entries(edit: impl FnOnce(&mut Vec<KeyValue>)) -> Vec<u8> {
-        forge_file(|kv, _| edit(kv))
+        forge_file(|kv, _, _| edit(kv))
     }
 
     #[test]
@@ -1677,7 +1686,7 @@ mod tests {
             .convert(&Schema::new(local))
             .unwrap();
         // (Every row is still decoded: `footer_findings` asserts it.)
-        let forged = forge_file(|_, schema| *schema = Arc::new(descr));
+        let forged = forge_file(|_, schema, _| *schema = Arc::new(descr));
         for findings in footer_findings(forged) {
             assert_eq!(
                 findings,
@@ -1771,6 +1780,83 @@ mod tests {
                 [
                     "row group 0: column idx declares a distinct count, which the writer never writes (planners would believe it)"
                 ]
+            );
+        }
+    }
+
+    #[test]
+    fn chunk_layout_fields_that_readers_differ_on_are_the_writers() {
+        // Found by an attacker review: each forged footer re-encodes to
+        // itself and parquet-rs reads the same rows from it.
+        // The writer named as another: pyarrow then decodes pages with the
+        // workarounds of old parquet-cpp (and fails on ours).
+        let other_writer =
+            forge_file(|_, _, created_by| *created_by = Some("parquet-cpp version 1.0.0".into()));
+        for findings in footer_findings(other_writer) {
+            assert_eq!(findings.len(), 1, "{findings:?}");
+            assert_found(&findings, &["the footer says it was written by"]);
+        }
+        // `content` (no dictionary) given a dictionary page offset at its
+        // first page and a data page offset before it: parquet-rs starts at
+        // the former, pyarrow at the lower, so bytes planted before the
+        // chunk would be what pyarrow decodes.
+        let content = segment_schema().index_of(col::CONTENT).unwrap();
+        let split = forge(|groups| {
+            let mut columns = groups[0].columns().to_vec();
+            let c = &columns[content];
+            let first = c.data_page_offset();
+            columns[content] = c
+                .clone()
+                .into_builder()
+                .set_dictionary_page_offset(Some(first))
+                .set_data_page_offset(first - 1)
+                .build()
+                .unwrap();
+            groups[0] = groups[0]
+                .clone()
+                .into_builder()
+                .set_column_metadata(columns)
+                .build()
+                .unwrap();
+        });
+        for findings in footer_findings(split) {
+            assert_eq!(findings.len(), 1, "{findings:?}");
+            assert_found(
+                &findings,
+                &["row group 0: column content starts at its dictionary page offset"],
+            );
+        }
+        // Data said to be in another file; a bloom filter's length dropped.
+        let session = segment_schema().index_of(col::SESSION_ID).unwrap();
+        let elsewhere = forge(|groups| {
+            let mut columns = groups[1].columns().to_vec();
+            columns[content] = columns[content]
+                .clone()
+                .into_builder()
+                .set_file_path("other.parquet".into())
+                .build()
+                .unwrap();
+            columns[session] = columns[session]
+                .clone()
+                .into_builder()
+                .set_bloom_filter_length(None)
+                .build()
+                .unwrap();
+            groups[1] = groups[1]
+                .clone()
+                .into_builder()
+                .set_column_metadata(columns)
+                .build()
+                .unwrap();
+        });
+        for findings in footer_findings(elsewhere) {
+            assert_eq!(findings.len(), 2, "{findings:?}");
+            assert_found(
+                &findings,
+                &[
+                    "row group 1: column content names another file",
+                    "row group 1: column session_id has a bloom filter offset without its length",
+                ],
             );
         }
     }
