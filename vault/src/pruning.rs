@@ -15,8 +15,10 @@
 //! a forged-footer test in `segment.rs`. Footer fields that re-encode as
 //! they are, whatever they say, are held to what the writer writes
 //! ([`unwritten_fields`]): key-value entries, the embedded Arrow schema, the
-//! declared sort order, distinct counts. (Page indexes are not checked: no
-//! reader of ours uses them.)
+//! declared sort order, distinct counts, the writer's name and the layout
+//! fields readers disagree on. (Page indexes are not checked: no reader of
+//! ours uses them; stock DataFusion with its page index on can be misled by
+//! a re-sealed segment's, see docs/architecture.md.)
 
 use std::sync::Arc;
 
@@ -216,7 +218,8 @@ fn schema_is_as_written(meta: &ParquetMetaData) -> bool {
 /// lets an engine skip sorting (or merging) by it, and distinct counts feed
 /// planners. So: exactly the writer's three entries, once each; its Arrow
 /// schema, byte for byte (either form of `salt`); its sort order or none
-/// (none claims nothing); no distinct counts.
+/// (none claims nothing); no distinct counts; its `created_by`; and per
+/// column chunk the layout fields readers disagree on (below).
 fn unwritten_fields(meta: &ParquetMetaData) -> Vec<String> {
     use crate::segment::{HEADER_KEY, SIGNATURE_KEY};
     let mut out = Vec::new();
