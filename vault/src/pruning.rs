@@ -232,8 +232,13 @@ fn unwritten_fields(meta: &ParquetMetaData) -> Vec<String> {
     let mut written = [ARROW_SCHEMA_META_KEY, HEADER_KEY, SIGNATURE_KEY];
     written.sort_unstable();
     if keys != written {
+        let mut list: Vec<String> = keys.iter().take(8).map(|k| shown(k)).collect();
+        if keys.len() > 8 {
+            list.push(format!("... ({} in all)", keys.len()));
+        }
         out.push(format!(
-            "the footer's key-value entries are {keys:?}, not the writer's {written:?} once each (other readers would believe the others)"
+            "the footer's key-value entries are [{}], not the writer's {written:?} once each (other readers would believe the others)",
+            list.join(", ")
         ));
     }
     let arrow = kv
@@ -250,7 +255,8 @@ fn unwritten_fields(meta: &ParquetMetaData) -> Vec<String> {
     let created_by = meta.file_metadata().created_by();
     if created_by != Some(crate::segment::CREATED_BY) {
         out.push(format!(
-            "the footer says it was written by {created_by:?}, not by {:?} (readers switch workarounds for other writers on it)",
+            "the footer says it was written by {}, not by {:?} (readers switch workarounds for other writers on it)",
+            created_by.map_or("nobody".into(), shown),
             crate::segment::CREATED_BY
         ));
     }
@@ -298,6 +304,16 @@ fn unwritten_fields(meta: &ParquetMetaData) -> Vec<String> {
         }
     }
     out
+}
+
+/// A footer string as a finding shows it: quoted, cut to 64 characters
+/// (the key holder can make one as long as the file).
+fn shown(s: &str) -> String {
+    let cut: String = s.chars().take(64).collect();
+    match cut.len() < s.len() {
+        true => format!("{cut:?}..."),
+        false => format!("{cut:?}"),
+    }
 }
 
 /// The embedded Arrow schema as the segment writer writes it: of

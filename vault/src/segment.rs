@@ -1722,6 +1722,20 @@ mod tests {
                 assert_found(&findings, &[entries]);
             }
         }
+        // Findings show the key holder's strings cut short, however long.
+        let flood = forge_file(|kv, _, created_by| {
+            kv.extend((0..100).map(|i| KeyValue::new(format!("{i}{}", "k".repeat(10_000)), None)));
+            *created_by = Some("w".repeat(100_000));
+        });
+        for findings in footer_findings(flood) {
+            assert_eq!(findings.len(), 2, "{findings:?}");
+            assert_found(
+                &findings,
+                &[entries, "the footer says it was written by \"www"],
+            );
+            assert!(findings.iter().all(|f| f.len() < 1_000), "{findings:?}");
+            assert!(findings[0].contains("(103 in all)"), "{}", findings[0]);
+        }
         // (A footer without its signature fails before: no verifiable header.)
         assert!(decode_header(&Bytes::from(no_header)).is_err());
 
