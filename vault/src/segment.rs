@@ -1475,32 +1475,37 @@ mod tests {
         }
     }
 
+    /// Group `g` of `groups` with column `name`'s metadata passed through
+    /// `edit`.
+    fn edit_column(
+        groups: &mut [parquet::file::metadata::RowGroupMetaData],
+        g: usize,
+        name: &str,
+        edit: impl FnOnce(
+            parquet::file::metadata::ColumnChunkMetaDataBuilder,
+        ) -> parquet::file::metadata::ColumnChunkMetaDataBuilder,
+    ) {
+        let mut columns = groups[g].columns().to_vec();
+        let at = columns
+            .iter()
+            .position(|c| c.column_path().string() == name)
+            .unwrap();
+        columns[at] = edit(columns[at].clone().into_builder()).build().unwrap();
+        groups[g] = groups[g]
+            .clone()
+            .into_builder()
+            .set_column_metadata(columns)
+            .build()
+            .unwrap();
+    }
+
     /// Group 0 of `groups` with the statistics of column `name` replaced.
     fn set_statistics(
         groups: &mut [parquet::file::metadata::RowGroupMetaData],
         name: &str,
         st: parquet::file::statistics::Statistics,
     ) {
-        let g = &groups[0];
-        let columns = g
-            .columns()
-            .iter()
-            .map(|c| match c.column_path().string() == name {
-                false => c.clone(),
-                true => c
-                    .clone()
-                    .into_builder()
-                    .set_statistics(st.clone())
-                    .build()
-                    .unwrap(),
-            })
-            .collect();
-        groups[0] = g
-            .clone()
-            .into_builder()
-            .set_column_metadata(columns)
-            .build()
-            .unwrap();
+        edit_column(groups, 0, name, |c| c.set_statistics(st));
     }
 
     #[test]
@@ -1814,24 +1819,13 @@ mod tests {
         // first page and a data page offset before it: parquet-rs starts at
         // the former, pyarrow at the lower, so bytes planted before the
         // chunk would be what pyarrow decodes.
-        let content = segment_schema().index_of(col::CONTENT).unwrap();
         let split = forge(|groups| {
-            let mut columns = groups[0].columns().to_vec();
-            let c = &columns[content];
-            let first = c.data_page_offset();
-            columns[content] = c
-                .clone()
-                .into_builder()
-                .set_dictionary_page_offset(Some(first))
-                .set_data_page_offset(first - 1)
-                .build()
-                .unwrap();
-            groups[0] = groups[0]
-                .clone()
-                .into_builder()
-                .set_column_metadata(columns)
-                .build()
-                .unwrap();
+            let first = groups[0].column(segment_schema().index_of(col::CONTENT).unwrap());
+            let first = first.data_page_offset();
+            edit_column(groups, 0, col::CONTENT, |c| {
+                c.set_dictionary_page_offset(Some(first))
+                    .set_data_page_offset(first - 1)
+            });
         });
         for findings in footer_findings(split) {
             assert_eq!(findings.len(), 1, "{findings:?}");
@@ -1841,27 +1835,13 @@ mod tests {
             );
         }
         // Data said to be in another file; a bloom filter's length dropped.
-        let session = segment_schema().index_of(col::SESSION_ID).unwrap();
         let elsewhere = forge(|groups| {
-            let mut columns = groups[1].columns().to_vec();
-            columns[content] = columns[content]
-                .clone()
-                .into_builder()
-                .set_file_path("other.parquet".into())
-                .build()
-                .unwrap();
-            columns[session] = columns[session]
-                .clone()
-                .into_builder()
-                .set_bloom_filter_length(None)
-                .build()
-                .unwrap();
-            groups[1] = groups[1]
-                .clone()
-                .into_builder()
-                .set_column_metadata(columns)
-                .build()
-                .unwrap();
+            edit_column(groups, 1, col::CONTENT, |c| {
+                c.set_file_path("other.parquet".into())
+            });
+            edit_column(groups, 1, col::SESSION_ID, |c| {
+                c.set_bloom_filter_length(None)
+            });
         });
         for findings in footer_findings(elsewhere) {
             assert_eq!(findings.len(), 2, "{findings:?}");
