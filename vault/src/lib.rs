@@ -20,6 +20,7 @@ pub mod lease;
 pub mod log;
 pub mod merkle;
 pub mod note;
+mod page_headers;
 pub mod parquet_input;
 pub mod pruning;
 mod reader;

@@ -306,6 +306,23 @@ fn unwritten_fields(meta: &ParquetMetaData) -> Vec<String> {
     out
 }
 
+/// One message per column chunk whose page headers would not read the same
+/// for every reader ([`crate::page_headers`]).
+fn page_problems(bytes: &[u8], meta: &ParquetMetaData) -> Vec<String> {
+    let mut out = Vec::new();
+    for (g, rg) in meta.row_groups().iter().enumerate() {
+        for c in rg.columns() {
+            if let Some(p) = crate::page_headers::chunk_problem(bytes, c) {
+                out.push(format!(
+                    "row group {g}: column {}: {p} (other readers would decode other pages)",
+                    c.column_path().string()
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// A footer string as a finding shows it: quoted, cut to 64 characters
 /// (the key holder can make one as long as the file).
 fn shown(s: &str) -> String {
@@ -416,7 +433,10 @@ impl PruningCheck {
         }
         Ok(PruningCheck {
             canonical: footer_is_canonical(bytes)? && schema_is_as_written(&meta),
-            unwritten: unwritten_fields(&meta),
+            unwritten: unwritten_fields(&meta)
+                .into_iter()
+                .chain(page_problems(bytes, &meta))
+                .collect(),
             meta,
             groups,
             error: None,
