@@ -39,6 +39,7 @@ use parquet::file::metadata::{
 };
 use parquet::file::statistics::Statistics;
 
+use crate::page_index::ChunkIndex;
 use crate::segment::SegmentError;
 use tracevault_schemas::rows::{col, segment_schema};
 
@@ -46,16 +47,28 @@ fn pq<E: std::fmt::Display>(e: E) -> SegmentError {
     SegmentError::Format(e.to_string())
 }
 
-/// What one column chunk actually holds.
+/// What one page (or, merged, one column chunk) actually holds.
 #[derive(Default)]
 struct Seen {
+    rows: u64,
     nulls: u64,
     min_i: Option<i64>,
     max_i: Option<i64>,
     min_b: Option<Vec<u8>>,
     max_b: Option<Vec<u8>>,
+    /// The byte lengths of its byte array values, summed.
+    lengths: u64,
     /// First value a bloom filter does not admit.
     not_in_bloom: Option<String>,
+}
+
+/// What a column's rows are looked at for.
+#[derive(Clone, Copy)]
+struct Wanted {
+    /// Minimum and maximum (statistics or a column index to check).
+    bounds: bool,
+    /// Summed value lengths (the offset index declares them per page).
+    lengths: bool,
 }
 
 impl Seen {
@@ -87,20 +100,114 @@ impl Seen {
             self.max_b = Some(v.to_vec());
         }
     }
+
+    /// Takes the rows of `a` (a column of one page, or part of one).
+    fn take(&mut self, a: &dyn Array, bloom: Option<&Sbbf>, want: Wanted) -> Result<(), String> {
+        self.rows += a.len() as u64;
+        self.nulls += a.null_count() as u64;
+        let scan = want.bounds || bloom.is_some();
+        if let Some(a) = a.as_any().downcast_ref::<StringArray>() {
+            if want.lengths {
+                self.lengths += a.iter().flatten().map(|v| v.len() as u64).sum::<u64>();
+            }
+            if scan {
+                self.strings(a.iter().flatten(), bloom);
+            }
+        } else if let Some(a) = a.as_any().downcast_ref::<StringViewArray>() {
+            if want.lengths {
+                self.lengths += a.iter().flatten().map(|v| v.len() as u64).sum::<u64>();
+            }
+            if scan {
+                self.strings(a.iter().flatten(), bloom);
+            }
+        } else if let Some(a) = a.as_any().downcast_ref::<Int64Array>() {
+            if scan {
+                self.ints(a.iter().flatten(), bloom);
+            }
+        } else if let Some(a) = a.as_any().downcast_ref::<TimestampMicrosecondArray>() {
+            if scan {
+                self.ints(a.iter().flatten(), bloom);
+            }
+        } else if let Some(a) = a.as_any().downcast_ref::<FixedSizeBinaryArray>() {
+            for v in a.iter().flatten() {
+                if !scan {
+                    break;
+                }
+                self.bytes(v);
+                if self.not_in_bloom.is_none() && bloom.is_some_and(|b| !b.check(v)) {
+                    self.not_in_bloom = Some(hex::encode(v));
+                }
+            }
+        } else {
+            return Err(format!("an unexpected type {}", a.data_type()));
+        }
+        Ok(())
+    }
+
+    /// Folds another page's rows in.
+    fn merge(&mut self, o: &Seen) {
+        self.rows += o.rows;
+        self.nulls += o.nulls;
+        self.lengths += o.lengths;
+        for v in [o.min_i, o.max_i].into_iter().flatten() {
+            self.int(v);
+        }
+        for v in [&o.min_b, &o.max_b].into_iter().flatten() {
+            self.bytes(v);
+        }
+        if self.not_in_bloom.is_none() {
+            self.not_in_bloom = o.not_in_bloom.clone();
+        }
+    }
+
+    /// Whether `bound`, plain-encoded as statistics and column indexes hold
+    /// it, is at or below (`lower`) or at or above every value seen.
+    fn admits(&self, ty: PhysicalType, bound: &[u8], lower: bool) -> bool {
+        match ty {
+            PhysicalType::INT64 => as_i64(bound).is_some_and(|m| match lower {
+                true => self.min_i.is_none_or(|v| m <= v),
+                false => self.max_i.is_none_or(|v| m >= v),
+            }),
+            _ => match lower {
+                true => self.min_b.as_deref().is_none_or(|v| bound <= v),
+                false => self.max_b.as_deref().is_none_or(|v| bound >= v),
+            },
+        }
+    }
+
+    /// Whether `bound` is the lowest (`lower`) or highest value seen itself.
+    fn is_own(&self, ty: PhysicalType, bound: &[u8], lower: bool) -> bool {
+        match (ty, lower) {
+            (PhysicalType::INT64, true) => as_i64(bound).is_some() && as_i64(bound) == self.min_i,
+            (PhysicalType::INT64, false) => as_i64(bound).is_some() && as_i64(bound) == self.max_i,
+            (_, true) => self.min_b.as_deref() == Some(bound),
+            (_, false) => self.max_b.as_deref() == Some(bound),
+        }
+    }
 }
 
-/// Checks every row group's statistics and bloom filters of `bytes` (a
-/// segment file) against its rows, decoding the columns that have either.
+fn as_i64(b: &[u8]) -> Option<i64> {
+    <[u8; 8]>::try_from(b).ok().map(i64::from_le_bytes)
+}
+
+/// How two plain-encoded bounds of a column of type `ty` compare (`None`
+/// when one is not a value of the type).
+fn compare(ty: PhysicalType, a: &[u8], b: &[u8]) -> Option<std::cmp::Ordering> {
+    match ty {
+        PhysicalType::INT64 => Some(as_i64(a)?.cmp(&as_i64(b)?)),
+        _ => Some(a.cmp(b)),
+    }
+}
+
+/// Checks every row group's statistics, bloom filters and page indexes of
+/// `bytes` (a segment file) against its rows, decoding every column.
 /// Returns one message per disagreement; `Err` when the file cannot be read.
 /// (`verify` shows a [`PruningCheck`] the batches it decodes anyway.)
 pub fn check_pruning_metadata(bytes: &Bytes) -> Result<Vec<String>, SegmentError> {
     let mut check = PruningCheck::new(bytes)?;
     let meta = crate::parquet_input::load(bytes)?;
     for g in 0..check.groups.len() {
-        // At least one column, so that a group without statistics still has
-        // its rows counted.
-        let mut leaves = check.groups[g].leaves.clone();
-        leaves.push(0);
+        let leaves: Vec<usize> = check.groups[g].columns.iter().map(|c| c.leaf).collect();
         let reader =
             ParquetRecordBatchReaderBuilder::new_with_metadata(bytes.clone(), meta.clone())
                 .with_row_groups(vec![g])
@@ -306,23 +413,6 @@ fn unwritten_fields(meta: &ParquetMetaData) -> Vec<String> {
     out
 }
 
-/// One message per column chunk whose page headers would not read the same
-/// for every reader ([`crate::page_headers`]).
-fn page_problems(bytes: &[u8], meta: &ParquetMetaData) -> Vec<String> {
-    let mut out = Vec::new();
-    for (g, rg) in meta.row_groups().iter().enumerate() {
-        for c in rg.columns() {
-            if let Some(p) = crate::page_headers::chunk_problem(bytes, c) {
-                out.push(format!(
-                    "row group {g}: column {}: {p} (other readers would decode other pages)",
-                    c.column_path().string()
-                ));
-            }
-        }
-    }
-    out
-}
-
 /// A footer string as a finding shows it: quoted, cut to 64 characters
 /// (the key holder can make one as long as the file).
 fn shown(s: &str) -> String {
@@ -372,71 +462,106 @@ pub(crate) fn with_deprecated_min_max(st: Statistics) -> Statistics {
     }
 }
 
-/// The statistics and bloom filters of one segment file, checked against
-/// its rows as a reader decodes them: each row group's batches shown to
-/// [`PruningCheck::observe`] with that group's index (any projection
-/// holding the checked columns). `verify` decodes every column of every row
-/// anyway; a second reader of the checked columns was a few percent of its
-/// CPU. Which group a row is in must come from the reader of that group
-/// alone: the footer's row counts are the attacker's to change (declaring
-/// 16,383 and 16,385 rows for two groups of 16,384 moves a row past the
-/// first group's statistics without touching a page).
+/// The statistics, bloom filters and page indexes of one segment file,
+/// checked against its rows as a reader decodes them: each row group's
+/// batches shown to [`PruningCheck::observe`] with that group's index (every
+/// column). `verify` decodes every column of every row anyway; a second
+/// reader of the checked columns was a few percent of its CPU. Which group
+/// a row is in must come from the reader of that group alone: the footer's
+/// row counts are the attacker's to change (declaring 16,383 and 16,385
+/// rows for two groups of 16,384 moves a row past the first group's
+/// statistics without touching a page). Which page a row is in comes from
+/// the page headers ([`crate::page_headers`]), which the offset index must
+/// match ([`crate::page_index`]).
 pub struct PruningCheck {
     meta: Arc<ParquetMetaData>,
     /// Whether the footer re-encodes to itself ([`footer_is_canonical`]).
     canonical: bool,
-    /// Footer fields the writer never writes so ([`unwritten_fields`]).
+    /// Footer fields the writer never writes so ([`unwritten_fields`]), and
+    /// page headers or indexes that do not read the same for every reader.
     unwritten: Vec<String>,
-    /// Per row group: the checked columns and what their rows hold.
+    /// Per row group: its columns and what their rows hold.
     groups: Vec<GroupCheck>,
     error: Option<SegmentError>,
 }
 
-/// The checked columns of one row group.
+/// The columns of one row group.
 struct GroupCheck {
-    /// Leaf column indexes (a segment's schema is flat: field indexes too).
-    leaves: Vec<usize>,
-    blooms: Vec<Option<Sbbf>>,
-    seen: Vec<Seen>,
+    columns: Vec<ColumnCheck>,
     /// Rows decoded from the group's pages, with statistics or not: a group
     /// stripped of them still must not declare fewer rows than it holds
     /// (readers that trust the count would drop the rest).
     rows: u64,
 }
 
+/// One column chunk: what to look at, and what each of its pages holds.
+struct ColumnCheck {
+    /// Leaf column index (a segment's schema is flat: its field index too).
+    leaf: usize,
+    name: String,
+    bloom: Option<Sbbf>,
+    want: Wanted,
+    /// Its pages' rows and indexes; one page of all rows when its page
+    /// headers could not be walked (a finding already).
+    index: ChunkIndex,
+    pages: Vec<Seen>,
+}
+
 impl PruningCheck {
-    /// Reads the footer and bloom filters of `bytes`.
+    /// Reads the footer, bloom filters, page headers and page indexes of
+    /// `bytes`.
     pub fn new(bytes: &Bytes) -> Result<Self, SegmentError> {
         let meta = crate::parquet_input::load(bytes)?.metadata().clone();
+        let mut unwritten = unwritten_fields(&meta);
         let mut groups = Vec::with_capacity(meta.num_row_groups());
-        for rg in meta.row_groups() {
-            // Columns with statistics or a bloom filter, whatever their type:
-            // the writer gives none to the hash and salt columns, but a
-            // forged footer may, and outside tools would prune by them.
-            let leaves: Vec<usize> = (0..rg.num_columns())
-                .filter(|&c| {
-                    let cc = rg.column(c);
-                    cc.statistics().is_some() || cc.bloom_filter_offset().is_some()
-                })
-                .collect();
-            let blooms = leaves
-                .iter()
-                .map(|&c| Sbbf::read_from_column_chunk(rg.column(c), bytes).map_err(pq))
-                .collect::<Result<_, _>>()?;
-            let seen = leaves.iter().map(|_| Seen::default()).collect();
-            groups.push(GroupCheck {
-                leaves,
-                blooms,
-                seen,
-                rows: 0,
-            });
+        for (g, rg) in meta.row_groups().iter().enumerate() {
+            let mut columns = Vec::with_capacity(rg.num_columns());
+            for (leaf, c) in rg.columns().iter().enumerate() {
+                let name = c.column_path().string();
+                let index = match crate::page_headers::data_pages(bytes, c) {
+                    Err(p) => {
+                        unwritten.push(format!(
+                            "row group {g}: column {name}: {p} (other readers would decode other pages)"
+                        ));
+                        None
+                    }
+                    Ok(pages) => match crate::page_index::read(bytes, c, &pages) {
+                        Err(p) => {
+                            unwritten.push(format!(
+                                "row group {g}: column {name}: {p} (engines reading page indexes would skip or misread pages)"
+                            ));
+                            None
+                        }
+                        Ok(index) => Some(index).filter(|i| i.bounds.len() >= 2),
+                    },
+                };
+                let index = index.unwrap_or_else(|| ChunkIndex {
+                    bounds: vec![0, u64::MAX],
+                    header_nulls: vec![None],
+                    ..ChunkIndex::default()
+                });
+                // Statistics, bloom filters and column indexes are checked on
+                // any column that has them, whatever its type: the writer
+                // gives the hash and salt columns none, but a forged footer
+                // may, and outside tools would prune by them.
+                let want = Wanted {
+                    bounds: c.statistics().is_some() || index.column.is_some(),
+                    lengths: index.unencoded.is_some(),
+                };
+                columns.push(ColumnCheck {
+                    leaf,
+                    name,
+                    bloom: Sbbf::read_from_column_chunk(c, bytes).map_err(pq)?,
+                    want,
+                    pages: (1..index.bounds.len()).map(|_| Seen::default()).collect(),
+                    index,
+                });
+            }
+            groups.push(GroupCheck { columns, rows: 0 });
         }
         Ok(PruningCheck {
             canonical: footer_is_canonical(bytes)? && schema_is_as_written(&meta),
-            unwritten: unwritten_fields(&meta)
-                .into_iter()
-                .chain(page_problems(bytes, &meta))
-                .collect(),
+            unwritten,
             meta,
             groups,
             error: None,
@@ -453,47 +578,42 @@ impl PruningCheck {
     }
 
     fn observe_group(&mut self, group: usize, part: &RecordBatch) -> Result<(), SegmentError> {
-        let (Some(rg), Some(g)) = (
-            self.meta.row_groups().get(group),
-            self.groups.get_mut(group),
-        ) else {
+        let Some(g) = self.groups.get_mut(group) else {
             return Err(SegmentError::Format(format!("no row group {group}")));
         };
-        g.rows += part.num_rows() as u64;
-        for (k, s) in g.seen.iter_mut().enumerate() {
-            let name = rg.column(g.leaves[k]).column_path().string();
-            let a = part
-                .column_by_name(&name)
-                .ok_or_else(|| SegmentError::Format(format!("column {name} was not decoded")))?;
-            s.nulls += a.null_count() as u64;
-            let bloom = g.blooms[k].as_ref();
-            if let Some(a) = a.as_any().downcast_ref::<StringArray>() {
-                s.strings(a.iter().flatten(), bloom);
-            } else if let Some(a) = a.as_any().downcast_ref::<StringViewArray>() {
-                s.strings(a.iter().flatten(), bloom);
-            } else if let Some(a) = a.as_any().downcast_ref::<Int64Array>() {
-                s.ints(a.iter().flatten(), bloom);
-            } else if let Some(a) = a.as_any().downcast_ref::<TimestampMicrosecondArray>() {
-                s.ints(a.iter().flatten(), bloom);
-            } else if let Some(a) = a.as_any().downcast_ref::<FixedSizeBinaryArray>() {
-                for v in a.iter().flatten() {
-                    s.bytes(v);
-                    if s.not_in_bloom.is_none() && bloom.is_some_and(|b| !b.check(v)) {
-                        s.not_in_bloom = Some(hex::encode(v));
-                    }
-                }
-            } else {
-                return Err(SegmentError::Format(format!(
-                    "column {name} has an unexpected type {}",
-                    a.data_type()
-                )));
+        let (start, n) = (g.rows, part.num_rows() as u64);
+        g.rows += n;
+        for c in &mut g.columns {
+            let a = part.column_by_name(&c.name).ok_or_else(|| {
+                SegmentError::Format(format!("column {} was not decoded", c.name))
+            })?;
+            // The pages these rows are in; rows past the last page's (which
+            // the counts checks report) go to the last page.
+            let last = c.pages.len() - 1;
+            let mut p = c
+                .index
+                .bounds
+                .partition_point(|&b| b <= start)
+                .saturating_sub(1);
+            let mut at = start;
+            while at < start + n {
+                let end = match p >= last {
+                    true => start + n,
+                    false => c.index.bounds[p + 1].min(start + n),
+                };
+                let rows = a.slice((at - start) as usize, (end - at) as usize);
+                c.pages[p.min(last)]
+                    .take(&rows, c.bloom.as_ref(), c.want)
+                    .map_err(|e| SegmentError::Format(format!("column {}: {e}", c.name)))?;
+                (at, p) = (end, p + 1);
             }
         }
         Ok(())
     }
 
-    /// One message per statistic or bloom filter that does not admit every
-    /// row of its row group; `Err` when a column could not be checked.
+    /// One message per statistic, bloom filter or page index that does not
+    /// admit every row it describes; `Err` when a column could not be
+    /// checked.
     pub fn finish(self) -> Result<Vec<String>, SegmentError> {
         if let Some(e) = self.error {
             return Err(e);
@@ -511,15 +631,8 @@ impl PruningCheck {
                 "the footer declares {total} rows, its row groups {declared} (readers could drop rows)"
             ));
         }
-        for (
-            g,
-            (
-                rg,
-                GroupCheck {
-                    leaves, seen, rows, ..
-                },
-            ),
-        ) in self.meta.row_groups().iter().zip(&self.groups).enumerate()
+        for (g, (rg, GroupCheck { columns, rows })) in
+            self.meta.row_groups().iter().zip(&self.groups).enumerate()
         {
             if rg.num_rows() != *rows as i64 {
                 findings.push(format!(
@@ -536,54 +649,186 @@ impl PruningCheck {
                     ));
                 }
             }
-            for (k, s) in seen.iter().enumerate() {
-                let cc = rg.column(leaves[k]);
-                let name = cc.column_path().string();
+            for col in columns {
+                let cc = rg.column(col.leaf);
+                let mut chunk = Seen::default();
+                for p in &col.pages {
+                    chunk.merge(p);
+                }
                 let mut bad = |what: String| {
                     findings.push(format!(
-                        "row group {g}: {what} of column {name} disagree with its rows (queries could skip rows)"
+                        "row group {g}: {what} of column {} disagree with its rows (queries could skip rows)",
+                        col.name
                     ))
                 };
-                if let Some(v) = &s.not_in_bloom {
+                if let Some(v) = &chunk.not_in_bloom {
                     bad(format!("the bloom filter (value {v:?} not admitted)"));
                 }
+                for problem in page_problems(col, cc.column_type()) {
+                    bad(problem);
+                }
                 let Some(st) = cc.statistics() else { continue };
-                if st.null_count_opt().is_some_and(|n| n != s.nulls) {
+                if st.null_count_opt().is_some_and(|n| n != chunk.nulls) {
                     bad(format!(
                         "null count {:?} (nulls read: {})",
                         st.null_count_opt(),
-                        s.nulls
+                        chunk.nulls
                     ));
                 }
-                let as_i64 = |b: &[u8]| <[u8; 8]>::try_from(b).ok().map(i64::from_le_bytes);
+                let ty = cc.column_type();
                 let (min, max) = (st.min_bytes_opt(), st.max_bytes_opt());
                 // A bound marked exact must be the rows' own: readers answer
                 // min() and max() from it without reading a row.
-                let (min_exact, max_exact) = (st.min_is_exact(), st.max_is_exact());
-                let wrong = match cc.column_type() {
-                    PhysicalType::INT64 => {
-                        let lo = min.map(|b| as_i64(b).zip(s.min_i).is_none_or(|(m, v)| m <= v));
-                        let hi = max.map(|b| as_i64(b).zip(s.max_i).is_none_or(|(m, v)| m >= v));
-                        let malformed = min.is_some_and(|b| as_i64(b).is_none())
-                            || max.is_some_and(|b| as_i64(b).is_none());
-                        let inexact =
-                            (min_exact && min.is_some() && min.and_then(as_i64) != s.min_i)
-                                || (max_exact && max.is_some() && max.and_then(as_i64) != s.max_i);
-                        malformed || lo == Some(false) || hi == Some(false) || inexact
-                    }
-                    _ => {
-                        let lo = min.zip(s.min_b.as_deref()).is_none_or(|(m, v)| m <= v);
-                        let hi = max.zip(s.max_b.as_deref()).is_none_or(|(m, v)| m >= v);
-                        let inexact = (min_exact && min.is_some() && min != s.min_b.as_deref())
-                            || (max_exact && max.is_some() && max != s.max_b.as_deref());
-                        !lo || !hi || inexact
-                    }
-                };
+                let wrong = min.is_some_and(|b| !chunk.admits(ty, b, true))
+                    || max.is_some_and(|b| !chunk.admits(ty, b, false))
+                    || (st.min_is_exact() && min.is_some_and(|b| !chunk.is_own(ty, b, true)))
+                    || (st.max_is_exact() && max.is_some_and(|b| !chunk.is_own(ty, b, false)));
                 if wrong {
                     bad("min/max statistics".into());
                 }
             }
         }
         Ok(findings)
+    }
+}
+
+/// What in a column chunk's page index or page headers disagrees with the
+/// rows of its pages, one message each (cut to the first few pages).
+fn page_problems(col: &ColumnCheck, ty: PhysicalType) -> Vec<String> {
+    let mut out = Vec::new();
+    let ix = &col.index;
+    for (k, seen) in col.pages.iter().enumerate() {
+        if out.len() >= 4 {
+            break;
+        }
+        let rows = ix.bounds[k + 1].saturating_sub(ix.bounds[k]);
+        if let Some(n) = ix.header_nulls[k]
+            && n != seen.nulls as i64
+        {
+            out.push(format!(
+                "page {k}'s header null count {n} (nulls read: {})",
+                seen.nulls
+            ));
+        }
+        if let Some(u) = &ix.unencoded
+            && u[k] != seen.lengths as i64
+        {
+            out.push(format!(
+                "the offset index's unencoded size {} of page {k} (bytes read: {})",
+                u[k], seen.lengths
+            ));
+        }
+        let Some(ci) = &ix.column else { continue };
+        let all_null = seen.nulls == rows;
+        let ok = match ci.null_pages[k] {
+            true => all_null && ci.min[k].is_empty() && ci.max[k].is_empty(),
+            false => {
+                !all_null && seen.admits(ty, &ci.min[k], true) && seen.admits(ty, &ci.max[k], false)
+            }
+        };
+        if !ok {
+            out.push(format!("the column index's bounds of page {k}"));
+        }
+        if ci
+            .null_counts
+            .as_ref()
+            .is_some_and(|v| v[k] != seen.nulls as i64)
+        {
+            out.push(format!(
+                "the column index's null count of page {k} (nulls read: {})",
+                seen.nulls
+            ));
+        }
+        if let Some(h) = &ci.def_levels
+            && (h[2 * k], h[2 * k + 1]) != (seen.nulls as i64, (rows - seen.nulls) as i64)
+        {
+            out.push(format!(
+                "the column index's definition level histogram of page {k}"
+            ));
+        }
+    }
+    // Engines binary-search bounds declared ordered: every non-null page's
+    // must be in that order.
+    if let Some(ci) = &ix.column
+        && ci.order != crate::page_index::UNORDERED
+    {
+        let want = match ci.order == crate::page_index::ASCENDING {
+            true => std::cmp::Ordering::Less,
+            false => std::cmp::Ordering::Greater,
+        };
+        let pages: Vec<usize> = (0..ci.null_pages.len())
+            .filter(|&k| !ci.null_pages[k])
+            .collect();
+        let in_order = pages.windows(2).all(|w| {
+            [&ci.min, &ci.max]
+                .iter()
+                .all(|b| compare(ty, &b[w[0]], &b[w[1]]).is_some_and(|o| o == want || o.is_eq()))
+        });
+        if !in_order {
+            out.push("the column index's declared page order".into());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::page_index::{ASCENDING, ColumnIndex, DESCENDING, UNORDERED};
+
+    /// Two pages of an INT64 column holding 1..=2 and 3..=4, described by a
+    /// column index with `min`, `max` and `order`.
+    fn two_pages(min: [i64; 2], max: [i64; 2], order: i32) -> Vec<String> {
+        let mut pages = [Seen::default(), Seen::default()];
+        for (k, p) in pages.iter_mut().enumerate() {
+            p.rows = 2;
+            p.ints([2 * k as i64 + 1, 2 * k as i64 + 2].into_iter(), None);
+        }
+        let col = ColumnCheck {
+            leaf: 0,
+            name: "idx".into(),
+            bloom: None,
+            want: Wanted {
+                bounds: true,
+                lengths: false,
+            },
+            index: ChunkIndex {
+                bounds: vec![0, 2, 4],
+                header_nulls: vec![Some(0), Some(0)],
+                unencoded: None,
+                column: Some(ColumnIndex {
+                    null_pages: vec![false, false],
+                    min: min.iter().map(|v| v.to_le_bytes().to_vec()).collect(),
+                    max: max.iter().map(|v| v.to_le_bytes().to_vec()).collect(),
+                    order,
+                    null_counts: Some(vec![0, 0]),
+                    def_levels: None,
+                }),
+            },
+            pages: pages.into(),
+        };
+        page_problems(&col, PhysicalType::INT64)
+    }
+
+    #[test]
+    fn a_declared_page_order_must_hold() {
+        assert!(two_pages([1, 3], [2, 4], ASCENDING).is_empty());
+        assert!(two_pages([1, 3], [2, 4], UNORDERED).is_empty());
+        // Engines binary-searching a list declared descending would look
+        // for 3 in the wrong half.
+        assert_eq!(
+            two_pages([1, 3], [2, 4], DESCENDING),
+            ["the column index's declared page order"]
+        );
+        // Bounds that admit every row but are out of the declared order.
+        assert_eq!(
+            two_pages([1, 0], [5, 4], ASCENDING),
+            ["the column index's declared page order"]
+        );
+        // A page whose maximum leaves out its last row.
+        assert_eq!(
+            two_pages([1, 3], [2, 3], ASCENDING),
+            ["the column index's bounds of page 1"]
+        );
     }
 }

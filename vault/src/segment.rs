@@ -1888,8 +1888,9 @@ mod tests {
                 .unwrap();
             chunk_problem(&file, &c)
         };
+        // num_values 0 (replaced below), num_nulls 0, num_rows 3, then zeros.
         let v2 = [
-            0x15, 0x00, 0x15, 0x00, 0x15, 0x00, 0x15, 0x00, 0x15, 0x00, 0x15, 0x00, 0x00,
+            0x15, 0x00, 0x15, 0x00, 0x15, 0x06, 0x15, 0x00, 0x15, 0x00, 0x15, 0x00, 0x00,
         ];
         let mut honest = vec![0x15, 0x06, 0x15, 0x14, 0x15, 0x14, 0x5c];
         honest.extend_from_slice(&[0x15, 0x06]);
@@ -1925,6 +1926,119 @@ mod tests {
         unknown.extend_from_slice(&honest[6..]);
         let e = page(&unknown, 10, 3).unwrap();
         assert!(e.contains("not one the writer writes"), "{e}");
+    }
+
+    #[test]
+    fn page_indexes_must_match_the_pages() {
+        // A real segment's page indexes edited in place, lengths unchanged:
+        // what engines reading them (stock DataFusion) would skip or read.
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let (_, bytes) = encode(&sample_entries(100), &test_seal(&key)).unwrap();
+        let clean = crate::pruning::check_pruning_metadata(&bytes).unwrap();
+        assert_eq!(clean, Vec::<String>::new());
+        let meta = crate::pruning::metadata_as_written(&bytes).unwrap();
+        let findings = |name: &str, column_index: bool, edit: &dyn Fn(&mut [u8])| {
+            let c = meta
+                .row_group(0)
+                .column(segment_schema().index_of(name).unwrap());
+            let (at, len) = match column_index {
+                true => (c.column_index_offset(), c.column_index_length()),
+                false => (c.offset_index_offset(), c.offset_index_length()),
+            };
+            let at = at.unwrap() as usize;
+            let mut forged = bytes.to_vec();
+            edit(&mut forged[at..at + len.unwrap() as usize]);
+            let mut f = crate::pruning::check_pruning_metadata(&Bytes::from(forged)).unwrap();
+            assert_eq!(f.len(), 1, "{name}: {f:?}");
+            f.remove(0)
+        };
+        // Column index of `session_id` (one page): null flag, min, max,
+        // boundary order, null counts, as 19 12 02 | 19 18 n min | 19 18
+        // n max | 15 02 | 19 16 00 | 00.
+        let lowered = findings(col::SESSION_ID, true, &|ci| {
+            let max = 6 + ci[5] as usize + 3;
+            ci[max] = b'!';
+        });
+        assert_eq!(
+            lowered,
+            "row group 0: the column index's bounds of page 0 of column session_id disagree with its rows (queries could skip rows)"
+        );
+        let null_page = findings(col::SESSION_ID, true, &|ci| ci[2] = 0x01);
+        assert!(
+            null_page.contains("column index's bounds of page 0"),
+            "{null_page}"
+        );
+        let nulls = findings(col::SESSION_ID, true, &|ci| {
+            let n = ci.len();
+            ci[n - 2] = 0x02;
+        });
+        assert!(
+            nulls.contains("column index's null count of page 0 (nulls read: 0)"),
+            "{nulls}"
+        );
+        let tagged = findings(col::SESSION_ID, true, &|ci| ci[0] = 0x1a);
+        assert!(
+            tagged.contains("column index: field 1 tagged with type 10"),
+            "{tagged}"
+        );
+        let order = findings(col::SESSION_ID, true, &|ci| {
+            let n = ci.len();
+            ci[n - 5] = 0x08;
+        });
+        assert!(order.contains("boundary order 4"), "{order}");
+        // `ts` (null in every row): 19 12 01 | 19 18 00 | 19 18 00 | 15 02
+        // | 19 16 c8 01 | 29 26 c8 01 00 | 00, the histogram [100, 0].
+        let histogram = findings(col::TS, true, &|ci| {
+            let n = ci.len();
+            ci[n - 2] = 0x02;
+        });
+        assert!(
+            histogram.contains("definition level histogram of page 0"),
+            "{histogram}"
+        );
+        // Offset index of `session_id`: 19 1c | 16 offset 15 size 16 00 00 |
+        // 19 16 unencoded | 00.
+        let moved = findings(col::SESSION_ID, false, &|oi| oi[3] ^= 0x02);
+        assert!(moved.contains("offset index page 0 at Some("), "{moved}");
+        let first_row = findings(col::SESSION_ID, false, &|oi| {
+            let at = oi.windows(3).position(|w| w == [0x16, 0x00, 0x00]).unwrap();
+            oi[at + 1] = 0x02;
+        });
+        assert!(first_row.contains("first row Some(1)"), "{first_row}");
+        let unencoded = findings(col::SESSION_ID, false, &|oi| {
+            let n = oi.len();
+            oi[n - 2] ^= 0x02;
+        });
+        assert!(
+            unencoded.contains("the offset index's unencoded size"),
+            "{unencoded}"
+        );
+    }
+
+    #[test]
+    fn page_headers_declare_the_nulls_they_hold() {
+        // `ts` is null in every row: its page header's num_nulls (the
+        // second field of its version 2 header) lowered from 100 to 1.
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let (_, bytes) = encode(&sample_entries(100), &test_seal(&key)).unwrap();
+        let meta = crate::pruning::metadata_as_written(&bytes).unwrap();
+        let ts = meta
+            .row_group(0)
+            .column(segment_schema().index_of(col::TS).unwrap());
+        let at = ts.data_page_offset() as usize;
+        let mut forged = bytes.to_vec();
+        // 15 (type) 15 (sizes) 15 | 5c 15 c8 01 (values) 15 c8 01 (nulls) ...
+        let header = &forged[at..at + 64];
+        let v2 = header.windows(2).position(|w| w == [0x5c, 0x15]).unwrap();
+        assert_eq!(header[v2 + 4..v2 + 7], [0x15, 0xc8, 0x01]);
+        forged[at + v2 + 5] = 0x82;
+        let f = crate::pruning::check_pruning_metadata(&Bytes::from(forged)).unwrap();
+        assert_eq!(
+            f,
+            [
+                "row group 0: page 0's header null count 65 (nulls read: 100) of column ts disagree with its rows (queries could skip rows)"
+            ]
+        );
     }
 
     #[test]

@@ -1144,12 +1144,20 @@ async fn n_forged_statistics_that_would_hide_rows_from_queries() {
     let r = check(d.path(), f).await;
     assert_findings(
         &r,
-        &[(
-            "alpha",
-            &obj,
-            None,
-            "min/max statistics of column session_id disagree with its rows",
-        )],
+        &[
+            (
+                "alpha",
+                &obj,
+                None,
+                "min/max statistics of column session_id disagree with its rows",
+            ),
+            (
+                "alpha",
+                &obj,
+                None,
+                "the column index's bounds of page 0 of column session_id disagree with its rows",
+            ),
+        ],
     );
 }
 
