@@ -16,9 +16,10 @@
 //! they are, whatever they say, are held to what the writer writes
 //! ([`unwritten_fields`]): key-value entries, the embedded Arrow schema, the
 //! declared sort order, distinct counts, the writer's name and the layout
-//! fields readers disagree on. (Page indexes are not checked: no reader of
-//! ours uses them; stock DataFusion with its page index on can be misled by
-//! a re-sealed segment's, see docs/architecture.md.)
+//! fields readers disagree on. Page headers and page indexes are read
+//! strictly ([`crate::page_headers`], [`crate::page_index`]) and each page's
+//! declared nulls, bounds, sizes and first row are checked against the rows
+//! it holds: stock DataFusion skips pages by them.
 
 use std::sync::Arc;
 
@@ -108,14 +109,21 @@ impl Seen {
         let scan = want.bounds || bloom.is_some();
         if let Some(a) = a.as_any().downcast_ref::<StringArray>() {
             if want.lengths {
-                self.lengths += a.iter().flatten().map(|v| v.len() as u64).sum::<u64>();
+                self.lengths += match a.null_count() {
+                    0 => (a.value_offsets()[a.len()] - a.value_offsets()[0]) as u64,
+                    _ => a.iter().flatten().map(|v| v.len() as u64).sum::<u64>(),
+                };
             }
             if scan {
                 self.strings(a.iter().flatten(), bloom);
             }
         } else if let Some(a) = a.as_any().downcast_ref::<StringViewArray>() {
             if want.lengths {
-                self.lengths += a.iter().flatten().map(|v| v.len() as u64).sum::<u64>();
+                // A view's low 32 bits are its length.
+                self.lengths += match a.null_count() {
+                    0 => a.views().iter().map(|v| u64::from(*v as u32)).sum::<u64>(),
+                    _ => a.iter().flatten().map(|v| v.len() as u64).sum::<u64>(),
+                };
             }
             if scan {
                 self.strings(a.iter().flatten(), bloom);
