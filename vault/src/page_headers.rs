@@ -19,7 +19,7 @@
 
 use parquet::file::metadata::ColumnChunkMetaData;
 
-use crate::thrift_strict::{Kind, read_struct};
+use crate::thrift_strict::{Fields, Kind, Value, read_struct};
 
 // `PageType`.
 const DATA_PAGE: i32 = 0;
@@ -66,8 +66,42 @@ const PAGE_HEADER: &[(i16, Kind)] = &[
     (8, Kind::Struct(DATA_PAGE_HEADER_V2)),
 ];
 
+/// The statistics a data page header may carry (the writer writes none;
+/// segments of other writers or versions may), raw as the header holds them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct PageStatistics {
+    /// Lower bounds: `min_value`, and the deprecated `min`.
+    pub lower: Vec<Vec<u8>>,
+    /// Upper bounds: `max_value`, and the deprecated `max`.
+    pub upper: Vec<Vec<u8>>,
+    pub null_count: Option<i64>,
+    /// Whether it declares a distinct count (planners would believe it).
+    pub distinct_count: bool,
+    /// `min_value` and `max_value` when marked exact.
+    pub exact_min: Option<Vec<u8>>,
+    pub exact_max: Option<Vec<u8>>,
+}
+
+impl PageStatistics {
+    fn read(f: &Fields) -> Self {
+        let bytes = |id| match f.get(id) {
+            Some(Value::Binary(b)) => Some(b.to_vec()),
+            _ => None,
+        };
+        let flag = |id| f.get(id) == Some(&Value::Bool(true));
+        PageStatistics {
+            lower: [bytes(6), bytes(2)].into_iter().flatten().collect(),
+            upper: [bytes(5), bytes(1)].into_iter().flatten().collect(),
+            null_count: f.i64(3),
+            distinct_count: f.get(4).is_some(),
+            exact_min: bytes(6).filter(|_| flag(8)),
+            exact_max: bytes(5).filter(|_| flag(7)),
+        }
+    }
+}
+
 /// One data page of a chunk, as its header says.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct DataPage {
     /// Where its header starts in the file.
     pub offset: i64,
@@ -77,6 +111,7 @@ pub(crate) struct DataPage {
     pub rows: i64,
     /// The nulls a version 2 header declares (version 1 headers declare none).
     pub nulls: Option<i64>,
+    pub statistics: Option<PageStatistics>,
 }
 
 /// Why column chunk `c` of `file` would not read the same for every reader,
@@ -113,7 +148,7 @@ pub(crate) fn data_pages(file: &[u8], c: &ColumnChunkMetaData) -> Result<Vec<Dat
             {
                 None
             }
-            (DATA_PAGE, Some(d), None, None) => Some((d.i32(1), None)),
+            (DATA_PAGE, Some(d), None, None) => Some((d.i32(1), None, d.strukt(5))),
             (DATA_PAGE_V2, None, None, Some(d)) => {
                 // num_values, num_nulls, num_rows: in a flat schema every
                 // value is a row (readers skip rows by the one or the other).
@@ -124,7 +159,7 @@ pub(crate) fn data_pages(file: &[u8], c: &ColumnChunkMetaData) -> Result<Vec<Dat
                         d.i32(3)
                     ));
                 }
-                Some((d.i32(1), Some(d.i32(2))))
+                Some((d.i32(1), Some(d.i32(2)), d.strukt(8)))
             }
             (DATA_PAGE | DATA_PAGE_V2, ..) => {
                 return Err(format!("page at {at}: not one data page header"));
@@ -135,7 +170,7 @@ pub(crate) fn data_pages(file: &[u8], c: &ColumnChunkMetaData) -> Result<Vec<Dat
                 ));
             }
         };
-        if let Some((n, nulls)) = page {
+        if let Some((n, nulls, statistics)) = page {
             let (Some(n), Some(nulls)) = (n, nulls.unwrap_or(Some(0))) else {
                 return Err(format!("page at {at}: a required field is missing"));
             };
@@ -145,6 +180,7 @@ pub(crate) fn data_pages(file: &[u8], c: &ColumnChunkMetaData) -> Result<Vec<Dat
                 size: (next - at) as i64,
                 rows: i64::from(n),
                 nulls: v2.map(|_| i64::from(nulls)),
+                statistics: statistics.map(PageStatistics::read),
             });
         }
         at = next;

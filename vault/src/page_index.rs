@@ -50,8 +50,8 @@ pub(crate) struct ChunkIndex {
     /// The first row of each data page within its row group, and one past
     /// the last row (pages.len() + 1 entries).
     pub bounds: Vec<u64>,
-    /// The nulls each page's version 2 header declares.
-    pub header_nulls: Vec<Option<i64>>,
+    /// Each data page's header.
+    pub headers: Vec<DataPage>,
     /// Each page's unencoded byte size, when the offset index has them.
     pub unencoded: Option<Vec<i64>>,
     pub column: Option<ColumnIndex>,
@@ -74,15 +74,14 @@ pub(crate) struct ColumnIndex {
 pub(crate) fn read(
     file: &[u8],
     c: &ColumnChunkMetaData,
-    pages: &[DataPage],
+    pages: Vec<DataPage>,
 ) -> Result<ChunkIndex, String> {
     let mut out = ChunkIndex {
         bounds: Vec::with_capacity(pages.len() + 1),
-        header_nulls: pages.iter().map(|p| p.nulls).collect(),
         ..ChunkIndex::default()
     };
     let mut row = 0u64;
-    for p in pages {
+    for p in &pages {
         out.bounds.push(row);
         row = row.saturating_add(u64::try_from(p.rows).map_err(|_| "negative rows")?);
     }
@@ -102,7 +101,7 @@ pub(crate) fn read(
                 locations.len()
             ));
         }
-        for (k, (loc, p)) in locations.iter().zip(pages).enumerate() {
+        for (k, (loc, p)) in locations.iter().zip(&pages).enumerate() {
             let Value::Struct(loc) = loc else {
                 return Err("offset index: a page location is not a struct".into());
             };
@@ -135,6 +134,7 @@ pub(crate) fn read(
         let ci = read_exact(f, COLUMN_INDEX).map_err(|e| format!("column index: {e}"))?;
         out.column = Some(column_index(&ci, n, c)?);
     }
+    out.headers = pages;
     Ok(out)
 }
 

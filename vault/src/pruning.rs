@@ -533,7 +533,7 @@ impl PruningCheck {
                         ));
                         None
                     }
-                    Ok(pages) => match crate::page_index::read(bytes, c, &pages) {
+                    Ok(pages) => match crate::page_index::read(bytes, c, pages) {
                         Err(p) => {
                             unwritten.push(format!(
                                 "row group {g}: column {name}: {p} (engines reading page indexes would skip or misread pages)"
@@ -545,7 +545,6 @@ impl PruningCheck {
                 };
                 let index = index.unwrap_or_else(|| ChunkIndex {
                     bounds: vec![0, u64::MAX],
-                    header_nulls: vec![None],
                     ..ChunkIndex::default()
                 });
                 // Statistics, bloom filters and column indexes are checked on
@@ -553,7 +552,9 @@ impl PruningCheck {
                 // gives the hash and salt columns none, but a forged footer
                 // may, and outside tools would prune by them.
                 let want = Wanted {
-                    bounds: c.statistics().is_some() || index.column.is_some(),
+                    bounds: c.statistics().is_some()
+                        || index.column.is_some()
+                        || index.headers.iter().any(|h| h.statistics.is_some()),
                     lengths: index.unencoded.is_some(),
                 };
                 columns.push(ColumnCheck {
@@ -710,13 +711,31 @@ fn page_problems(col: &ColumnCheck, ty: PhysicalType) -> Vec<String> {
             break;
         }
         let rows = ix.bounds[k + 1].saturating_sub(ix.bounds[k]);
-        if let Some(n) = ix.header_nulls[k]
+        let header = ix.headers.get(k);
+        if let Some(n) = header.and_then(|h| h.nulls)
             && n != seen.nulls as i64
         {
             out.push(format!(
                 "page {k}'s header null count {n} (nulls read: {})",
                 seen.nulls
             ));
+        }
+        if let Some(st) = header.and_then(|h| h.statistics.as_ref()) {
+            let wrong = st.lower.iter().any(|b| !seen.admits(ty, b, true))
+                || st.upper.iter().any(|b| !seen.admits(ty, b, false))
+                || st.null_count.is_some_and(|n| n != seen.nulls as i64)
+                || st.distinct_count
+                || st
+                    .exact_min
+                    .as_ref()
+                    .is_some_and(|b| !seen.is_own(ty, b, true))
+                || st
+                    .exact_max
+                    .as_ref()
+                    .is_some_and(|b| !seen.is_own(ty, b, false));
+            if wrong {
+                out.push(format!("page {k}'s header statistics"));
+            }
         }
         if let Some(u) = &ix.unencoded
             && u[k] != seen.lengths as i64
@@ -802,7 +821,7 @@ mod tests {
             },
             index: ChunkIndex {
                 bounds: vec![0, 2, 4],
-                header_nulls: vec![Some(0), Some(0)],
+                headers: Vec::new(),
                 unencoded: None,
                 column: Some(ColumnIndex {
                     null_pages: vec![false, false],

@@ -2042,6 +2042,51 @@ mod tests {
     }
 
     #[test]
+    fn statistics_in_page_headers_must_admit_the_pages_rows() {
+        // The writer writes none; another writer's would be read by tools
+        // that skip pages by them. A file written with them is clean; its
+        // `session_id` page's maximum lowered in place is a finding.
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let entries = sample_entries(100);
+        let (_, good) = encode(&entries, &test_seal(&key)).unwrap();
+        let (header, sig) = decode_header(&good).unwrap();
+        let props = writer_props(SegmentCompression::Zstd)
+            .into_builder()
+            .set_write_page_header_statistics(true)
+            .build();
+        let mut w = ArrowWriter::try_new(Vec::new(), segment_schema(), Some(props)).unwrap();
+        w.write(&entries_to_batch(&entries).unwrap()).unwrap();
+        w.append_key_value_metadata(KeyValue::new(
+            HEADER_KEY.into(),
+            serde_json::to_string(&header).unwrap(),
+        ));
+        w.append_key_value_metadata(KeyValue::new(SIGNATURE_KEY.into(), B64.encode(&sig)));
+        let file = w.into_inner().unwrap();
+        let findings =
+            |f: Vec<u8>| crate::pruning::check_pruning_metadata(&Bytes::from(f)).unwrap();
+        assert_eq!(findings(file.clone()), Vec::<String>::new());
+        let meta = crate::pruning::metadata_as_written(&Bytes::from(file.clone())).unwrap();
+        let c = meta
+            .row_group(0)
+            .column(segment_schema().index_of(col::SESSION_ID).unwrap());
+        let at = c.data_page_offset() as usize;
+        // Sessions are s0..s2: the page's max_value "s2" (field 5 of the
+        // statistics, length 2) becomes "s0", which leaves out s1 and s2.
+        let mut forged = file;
+        let max = forged[at..at + 64]
+            .windows(3)
+            .position(|w| w == [0x02, b's', b'2'])
+            .unwrap();
+        forged[at + max + 2] = b'0';
+        assert_eq!(
+            findings(forged),
+            [
+                "row group 0: page 0's header statistics of column session_id disagree with its rows (queries could skip rows)"
+            ]
+        );
+    }
+
+    #[test]
     fn statistics_marked_exact_must_be_the_rows_own() {
         // `idx` of group 0 (0..=16383) given a max of 10^9 marked exact:
         // it admits every row, but DuckDB answers max(idx) from it.
