@@ -8,6 +8,7 @@
 //! [`note`] and [`segment`] that third parties can reuse to check our output.
 
 pub mod approval;
+mod bloom_filter;
 mod codec;
 pub mod compact;
 pub mod config;

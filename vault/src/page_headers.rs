@@ -54,13 +54,13 @@ const DATA_PAGE_HEADER_V2: &[(i16, Kind)] = &[
     (7, Kind::Bool),
     (8, Kind::Struct(STATISTICS)),
 ];
-/// `PageHeader` without `index_page_header` (6): the writer writes no index
-/// pages, and sequential readers skip them, bodies and all.
+/// `PageHeader` without `crc` (4) or `index_page_header` (6): the writer
+/// writes neither (a checksum some readers check and others ignore), and
+/// sequential readers skip index pages, bodies and all.
 const PAGE_HEADER: &[(i16, Kind)] = &[
     (1, Kind::I32),
     (2, Kind::I32),
     (3, Kind::I32),
-    (4, Kind::I32),
     (5, Kind::Struct(DATA_PAGE_HEADER)),
     (7, Kind::Struct(DICTIONARY_PAGE_HEADER)),
     (8, Kind::Struct(DATA_PAGE_HEADER_V2)),
@@ -135,12 +135,21 @@ pub(crate) fn data_pages(file: &[u8], c: &ColumnChunkMetaData) -> Result<Vec<Dat
     while at < end {
         let (h, body_at) = read_struct(&file[..end], at, PAGE_HEADER)
             .map_err(|e| format!("page header at {at}: {e}"))?;
-        let (Some(ty), Some(_), Some(size)) = (h.i32(1), h.i32(2), h.i32(3)) else {
+        let (Some(ty), Some(unpacked), Some(size)) = (h.i32(1), h.i32(2), h.i32(3)) else {
             return Err(format!("page header at {at}: a required field is missing"));
         };
         let body = usize::try_from(size).map_err(|_| format!("page at {at}: negative size"))?;
         let next = body_at.checked_add(body).filter(|&n| n <= end);
         let next = next.ok_or_else(|| format!("page at {at} runs past its chunk"))?;
+        // A chunk without a codec: no reader unpacks its pages, so each
+        // must be as long as it says it is unpacked (parquet-rs checks the
+        // size only of what it decompresses, DuckDB of every page).
+        let uncompressed = c.compression() == parquet::basic::Compression::UNCOMPRESSED;
+        if uncompressed && unpacked != size {
+            return Err(format!(
+                "page at {at}: {size} bytes stored as they are, {unpacked} declared unpacked"
+            ));
+        }
         let (v1, dict, v2) = (h.strukt(5), h.strukt(7), h.strukt(8));
         let page = match (ty, v1, dict, v2) {
             (DICTIONARY_PAGE, None, Some(_), None)
@@ -157,6 +166,23 @@ pub(crate) fn data_pages(file: &[u8], c: &ColumnChunkMetaData) -> Result<Vec<Dat
                         "page at {at}: declares {:?} values in {:?} rows",
                         d.i32(1),
                         d.i32(3)
+                    ));
+                }
+                // Level bytes: none for repetition (flat), none for
+                // definition in a required column.
+                let (def, rep) = (d.i32(5).unwrap_or(-1), d.i32(6).unwrap_or(-1));
+                if rep != 0 || (c.column_descr().max_def_level() == 0 && def != 0) || def < 0 {
+                    return Err(format!(
+                        "page at {at}: {def} definition and {rep} repetition level bytes where the column has none"
+                    ));
+                }
+                // Nor does any unpack a version 2 body flagged stored as it
+                // is, or holding levels only.
+                let stored =
+                    uncompressed || d.get(7) == Some(&Value::Bool(false)) || unpacked == def;
+                if stored && unpacked != size {
+                    return Err(format!(
+                        "page at {at}: {size} bytes stored as they are, {unpacked} declared unpacked"
                     ));
                 }
                 Some((d.i32(1), Some(d.i32(2)), d.strukt(8)))

@@ -551,6 +551,11 @@ impl PruningCheck {
                 // any column that has them, whatever its type: the writer
                 // gives the hash and salt columns none, but a forged footer
                 // may, and outside tools would prune by them.
+                if let Some(p) = crate::bloom_filter::header_problem(bytes, c) {
+                    unwritten.push(format!(
+                        "row group {g}: column {name}: {p} (readers would probe other bits)"
+                    ));
+                }
                 let want = Wanted {
                     bounds: c.statistics().is_some()
                         || index.column.is_some()

@@ -2087,6 +2087,54 @@ mod tests {
     }
 
     #[test]
+    fn bloom_filter_headers_must_read_the_same_for_every_reader() {
+        // `session_id`'s filter header, 15 <numBytes> 2c 1c 00 00 1c 1c 00
+        // 00 1c 1c 00 00 00, edited in place.
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let (_, bytes) = encode(&sample_entries(100), &test_seal(&key)).unwrap();
+        let meta = crate::pruning::metadata_as_written(&bytes).unwrap();
+        let c = meta
+            .row_group(0)
+            .column(segment_schema().index_of(col::SESSION_ID).unwrap());
+        let at = c.bloom_filter_offset().unwrap() as usize;
+        assert_eq!(bytes[at], 0x15);
+        let findings = |edit: &dyn Fn(&mut [u8])| {
+            let mut forged = bytes.to_vec();
+            edit(&mut forged[at..]);
+            crate::pruning::check_pruning_metadata(&Bytes::from(forged))
+                .map_or_else(|e| vec![e.to_string()], |f| f)
+        };
+        // numBytes tagged as bytes: DuckDB skips it, parquet-rs reads it.
+        let tagged = findings(&|b| b[0] = 0x18);
+        assert!(
+            tagged.iter().any(|f| f
+                .contains("column session_id: bloom filter header: field 1 tagged with type 8")),
+            "{tagged:?}"
+        );
+        // numBytes other than the rest of the length (one block fewer; a
+        // varint's low bits, so the same number of bytes).
+        let short = findings(&|b| b[1] ^= 0x40);
+        assert!(
+            short
+                .iter()
+                .any(|f| f.contains("bloom filter header declares")),
+            "{short:?}"
+        );
+        // A hash other than the one the format defines.
+        let hash = findings(&|b| {
+            let at = b
+                .windows(4)
+                .position(|w| w == [0x1c, 0x1c, 0x00, 0x00])
+                .unwrap();
+            b[at + 1] = 0x2c;
+        });
+        assert!(
+            hash.iter().any(|f| f.contains("bloom filter header")),
+            "{hash:?}"
+        );
+    }
+
+    #[test]
     fn statistics_marked_exact_must_be_the_rows_own() {
         // `idx` of group 0 (0..=16383) given a max of 10^9 marked exact:
         // it admits every row, but DuckDB answers max(idx) from it.
