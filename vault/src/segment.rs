@@ -2102,7 +2102,7 @@ mod tests {
             let mut forged = bytes.to_vec();
             edit(&mut forged[at..]);
             crate::pruning::check_pruning_metadata(&Bytes::from(forged))
-                .map_or_else(|e| vec![e.to_string()], |f| f)
+                .unwrap_or_else(|e| vec![e.to_string()])
         };
         // numBytes tagged as bytes: DuckDB skips it, parquet-rs reads it.
         let tagged = findings(&|b| b[0] = 0x18);
