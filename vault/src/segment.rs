@@ -1920,6 +1920,12 @@ mod tests {
         assert!(page(&honest, 12, 3).is_some());
         let e = page(&honest, 10, 4).unwrap();
         assert!(e.contains("hold 3 values, the footer declares 4"), "{e}");
+        // Repetition level bytes in a flat column.
+        let mut levels = honest.clone();
+        assert_eq!(levels[17..19], [0x15, 0x00]);
+        levels[18] = 0x08;
+        let e = page(&levels, 10, 3).unwrap();
+        assert!(e.contains("0 definition and 4 repetition level bytes"), "{e}");
         // A field the writer does not know.
         let mut unknown = honest[..6].to_vec();
         unknown.extend_from_slice(&[0x35, 0x00]);
@@ -2131,6 +2137,30 @@ mod tests {
         assert!(
             hash.iter().any(|f| f.contains("bloom filter header")),
             "{hash:?}"
+        );
+    }
+
+    #[test]
+    fn stored_pages_are_as_long_as_they_declare_unpacked() {
+        // `leaf_hash` is stored without a codec: parquet-rs never checks its
+        // pages' unpacked size, DuckDB refuses a file where it is off. Its
+        // header, 15 06 15 <unpacked> 15 <size> ..., one more byte declared.
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let (_, bytes) = encode(&sample_entries(100), &test_seal(&key)).unwrap();
+        let meta = crate::pruning::metadata_as_written(&bytes).unwrap();
+        let c = meta
+            .row_group(0)
+            .column(segment_schema().index_of(col::LEAF_HASH).unwrap());
+        let at = c.data_page_offset() as usize;
+        assert_eq!(bytes[at..at + 3], [0x15, 0x06, 0x15]);
+        let mut forged = bytes.to_vec();
+        forged[at + 3] ^= 0x02;
+        let f = crate::pruning::check_pruning_metadata(&Bytes::from(forged)).unwrap();
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(
+            f[0].contains("column leaf_hash: page at")
+                && f[0].contains("3200 bytes stored as they are, 3201 declared unpacked"),
+            "{f:?}"
         );
     }
 
