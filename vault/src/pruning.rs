@@ -717,7 +717,7 @@ fn page_problems(col: &ColumnCheck, ty: PhysicalType) -> Vec<String> {
         }
         let rows = ix.bounds[k + 1].saturating_sub(ix.bounds[k]);
         let header = ix.headers.get(k);
-        if let Some(n) = header.and_then(|h| h.nulls)
+        if let Some(n) = header.map(|h| h.nulls)
             && n != seen.nulls as i64
         {
             out.push(format!(

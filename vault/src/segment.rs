@@ -1925,7 +1925,24 @@ mod tests {
         assert_eq!(levels[17..19], [0x15, 0x00]);
         levels[18] = 0x08;
         let e = page(&levels, 10, 3).unwrap();
-        assert!(e.contains("0 definition and 4 repetition level bytes"), "{e}");
+        assert!(
+            e.contains("0 definition and 4 repetition level bytes"),
+            "{e}"
+        );
+        // A version 1 data page (its header declares level encodings,
+        // which readers honour differently).
+        let mut v1 = vec![0x15, 0x00, 0x15, 0x14, 0x15, 0x14, 0x2c, 0x15, 0x06];
+        v1.extend_from_slice(&[0x15, 0x00, 0x15, 0x00, 0x15, 0x00, 0x00, 0x00]);
+        let e = page(&v1, 10, 3).unwrap();
+        assert!(e.contains("field 5 is not one the writer writes"), "{e}");
+        // Values encoded as dictionary indexes with no dictionary, or RLE.
+        for (encoding, name) in [(0x10, "encoded 8"), (0x06, "encoded 3")] {
+            let mut other = honest.clone();
+            assert_eq!(other[13..15], [0x15, 0x00]);
+            other[14] = encoding;
+            let e = page(&other, 10, 3).unwrap();
+            assert!(e.contains(name), "{e}");
+        }
         // A field the writer does not know.
         let mut unknown = honest[..6].to_vec();
         unknown.extend_from_slice(&[0x35, 0x00]);
@@ -2160,6 +2177,39 @@ mod tests {
         assert!(
             f[0].contains("column leaf_hash: page at")
                 && f[0].contains("3200 bytes stored as they are, 3201 declared unpacked"),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn definition_levels_read_the_same_for_every_reader() {
+        // `ts` is null in every row: its levels are one run of 100 zeros,
+        // c8 01 00, right after its page header. A repeated 2 instead
+        // reads as "present" to parquet-rs and is refused by pyarrow.
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let (_, bytes) = encode(&sample_entries(100), &test_seal(&key)).unwrap();
+        let meta = crate::pruning::metadata_as_written(&bytes).unwrap();
+        let ts = meta
+            .row_group(0)
+            .column(segment_schema().index_of(col::TS).unwrap());
+        let at = ts.data_page_offset() as usize;
+        let run = bytes[at..at + 64]
+            .windows(3)
+            .position(|w| w == [0xc8, 0x01, 0x00])
+            .unwrap();
+        let mut forged = bytes.to_vec();
+        forged[at + run + 2] = 0x02;
+        // (parquet-rs then fails to read the page: the finding is made
+        // before any row is read.)
+        let forged = Bytes::from(forged);
+        assert!(crate::pruning::check_pruning_metadata(&forged).is_err());
+        let f = crate::pruning::PruningCheck::new(&forged)
+            .unwrap()
+            .finish()
+            .unwrap();
+        assert!(
+            f.iter().any(|f| f.contains("column ts: page at")
+                && f.contains("definition levels: a repeated level of 2")),
             "{f:?}"
         );
     }
