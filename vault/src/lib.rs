@@ -14,6 +14,7 @@ pub mod compact;
 pub mod config;
 pub mod cosignature;
 mod direct_write;
+mod encoded_runs;
 pub mod erasure;
 pub mod jcs;
 pub mod keys;

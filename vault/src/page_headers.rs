@@ -19,8 +19,8 @@
 //! declared `BIT_PACKED` (parquet-rs and pyarrow read bare level bits, DuckDB
 //! a length-prefixed run, then other dictionary indexes): the writer writes
 //! version 2 pages only, with the encodings of [`DATA_ENCODINGS`], and their
-//! definition levels are decoded here too, each 0 or 1. Headers that pass
-//! mean the same to every reader.
+//! definition levels are decoded here too ([`crate::encoded_runs`]), each 0
+//! or 1. Headers that pass mean the same to every reader.
 
 use parquet::file::metadata::ColumnChunkMetaData;
 
@@ -201,7 +201,15 @@ pub(crate) fn data_pages(file: &[u8], c: &ColumnChunkMetaData) -> Result<Vec<Dat
                     && let Some(p) = file
                         .get(levels)
                         .ok_or("levels past the chunk".to_string())
-                        .and_then(|b| levels_problem(b, max_def, d.i32(1).unwrap_or(0)))
+                        .and_then(|b| match max_def {
+                            1 => crate::encoded_runs::runs_problem(
+                                b,
+                                1,
+                                usize::try_from(d.i32(1).unwrap_or(0)).unwrap_or(0),
+                                1,
+                            ),
+                            m => Err(format!("a maximum level of {m}, where the writer's is 1")),
+                        })
                         .err()
                 {
                     return Err(format!("page at {at}: definition levels: {p}"));
@@ -260,83 +268,4 @@ pub(crate) fn data_pages(file: &[u8], c: &ColumnChunkMetaData) -> Result<Vec<Dat
         ));
     }
     Ok(pages)
-}
-
-/// Why `b` is not exactly a run of definition levels as every reader reads
-/// them (the RLE / bit-packed hybrid of a version 2 page, bit width 1 for a
-/// column whose levels are 0 or 1), at least `n` of them, if it is not.
-/// parquet-rs takes any non-zero repeated value as 1; pyarrow and DuckDB
-/// refuse it.
-fn levels_problem(b: &[u8], max: i16, n: i32) -> Result<(), String> {
-    if max != 1 {
-        return Err(format!("a maximum level of {max}, where the writer's is 1"));
-    }
-    let (mut at, mut count) = (0usize, 0u64);
-    while at < b.len() {
-        let mut header = 0u64;
-        for shift in (0..35).step_by(7) {
-            let byte = *b.get(at).ok_or("cut short")?;
-            at += 1;
-            header |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                break;
-            }
-            if shift == 28 {
-                return Err("run header too long".into());
-            }
-        }
-        let run = header >> 1;
-        match header & 1 {
-            // Bit-packed: groups of 8 one-bit levels, a byte each.
-            1 => {
-                at = at.checked_add(run as usize).ok_or("cut short")?;
-                count += run * 8;
-            }
-            // Repeated: one value, in one byte.
-            _ => {
-                let v = *b.get(at).ok_or("cut short")?;
-                if v > 1 {
-                    return Err(format!("a repeated level of {v}"));
-                }
-                at += 1;
-                count += run;
-            }
-        }
-    }
-    if at != b.len() {
-        return Err("runs past their bytes".into());
-    }
-    if count < n.max(0) as u64 {
-        return Err(format!("{count} levels for {n} values"));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::levels_problem;
-
-    #[test]
-    fn definition_levels_are_zeros_and_ones_exactly_filling_their_bytes() {
-        // A run of 3 ones; 8 bit-packed levels; both.
-        assert_eq!(levels_problem(&[0x06, 0x01], 1, 3), Ok(()));
-        assert_eq!(levels_problem(&[0x03, 0xa5], 1, 8), Ok(()));
-        assert_eq!(levels_problem(&[0x06, 0x00, 0x03, 0xff], 1, 11), Ok(()));
-        // parquet-rs reads a repeated 2 as "present"; pyarrow and DuckDB refuse.
-        let e = levels_problem(&[0x06, 0x02], 1, 3).unwrap_err();
-        assert!(e.contains("repeated level of 2"), "{e}");
-        // Fewer levels than values, bytes left over, bytes missing.
-        assert!(
-            levels_problem(&[0x04, 0x01], 1, 3)
-                .unwrap_err()
-                .contains("2 levels for 3")
-        );
-        assert!(levels_problem(&[0x06, 0x01, 0x00], 1, 3).is_err());
-        assert!(
-            levels_problem(&[0x05, 0xff], 1, 8)
-                .unwrap_err()
-                .contains("runs past")
-        );
-        assert!(levels_problem(&[0x06, 0x01], 2, 3).is_err());
-    }
 }

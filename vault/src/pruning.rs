@@ -543,6 +543,17 @@ impl PruningCheck {
                         Ok(index) => Some(index).filter(|i| i.bounds.len() >= 2),
                     },
                 };
+                if index.is_some()
+                    && let Some(p) = crate::encoded_runs::dictionary_problem(
+                        bytes,
+                        c,
+                        usize::try_from(rg.num_rows()).unwrap_or(0),
+                    )
+                {
+                    unwritten.push(format!(
+                        "row group {g}: column {name}: {p} (other readers would decode other values)"
+                    ));
+                }
                 let index = index.unwrap_or_else(|| ChunkIndex {
                     bounds: vec![0, u64::MAX],
                     ..ChunkIndex::default()

@@ -2059,6 +2059,8 @@ mod tests {
         assert_eq!(
             f,
             [
+                // (C++ readers would look for 35 dictionary indexes.)
+                "row group 0: column ts: dictionary indexes: 0 values where the page has 35 (other readers would decode other values)",
                 "row group 0: page 0's header null count 65 (nulls read: 100) of column ts disagree with its rows (queries could skip rows)"
             ]
         );
@@ -2209,7 +2211,36 @@ mod tests {
             .unwrap();
         assert!(
             f.iter().any(|f| f.contains("column ts: page at")
-                && f.contains("definition levels: a repeated level of 2")),
+                && f.contains("definition levels: a repeated value of 2, above 1")),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn dictionaries_hold_the_entries_they_declare() {
+        // `session_id`'s dictionary (s0, s1, s2) declared to hold 4: every
+        // reader but `verify`'s fails on it (the SQL door included).
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let (_, bytes) = encode(&sample_entries(100), &test_seal(&key)).unwrap();
+        let meta = crate::pruning::metadata_as_written(&bytes).unwrap();
+        let c = meta
+            .row_group(0)
+            .column(segment_schema().index_of(col::SESSION_ID).unwrap());
+        let at = c.dictionary_page_offset().unwrap() as usize;
+        // ... 4c (dictionary_page_header) 15 06 (num_values 3) 15 00 ...
+        let n = bytes[at..at + 32]
+            .windows(4)
+            .position(|w| w == [0x4c, 0x15, 0x06, 0x15])
+            .unwrap();
+        let mut forged = bytes.to_vec();
+        forged[at + n + 2] = 0x08;
+        let f = crate::pruning::PruningCheck::new(&Bytes::from(forged))
+            .unwrap()
+            .finish()
+            .unwrap();
+        assert!(
+            f.iter().any(|f| f
+                == "row group 0: column session_id: a dictionary of 3 entries declaring 4 (other readers would decode other values)"),
             "{f:?}"
         );
     }
