@@ -164,7 +164,7 @@ fn check_pages(
 
 /// The entries of a plain-encoded dictionary page of `ty`.
 fn dictionary_entries(buf: &[u8], ty: PhysicalType, type_length: i32) -> Result<usize, String> {
-    let fixed = |size: usize| match size > 0 && buf.len() % size == 0 {
+    let fixed = |size: usize| match size > 0 && buf.len().is_multiple_of(size) {
         true => Ok(buf.len() / size),
         false => Err(format!(
             "a dictionary of {} bytes, not whole values",
