@@ -1859,13 +1859,29 @@ mod tests {
         }
     }
 
+    /// A 100-row segment (one row group, one page per column chunk) and its
+    /// footer as written.
+    fn hundred_rows() -> (Bytes, parquet::file::metadata::ParquetMetaData) {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let (_, bytes) = encode(&sample_entries(100), &test_seal(&key)).unwrap();
+        let meta = crate::pruning::metadata_as_written(&bytes).unwrap();
+        (bytes, meta)
+    }
+
+    /// Column `name`'s chunk in row group 0 of `meta`.
+    fn chunk<'a>(
+        meta: &'a parquet::file::metadata::ParquetMetaData,
+        name: &str,
+    ) -> &'a parquet::file::metadata::ColumnChunkMetaData {
+        meta.row_group(0)
+            .column(segment_schema().index_of(name).unwrap())
+    }
+
     #[test]
     fn page_headers_must_read_the_same_for_every_reader() {
         use crate::page_headers::chunk_problem;
         // A real segment's chunks all pass.
-        let key = SigningKey::from_bytes(&[7; 32]);
-        let (_, bytes) = encode(&sample_entries(100), &test_seal(&key)).unwrap();
-        let meta = crate::pruning::metadata_as_written(&bytes).unwrap();
+        let (bytes, meta) = hundred_rows();
         for c in meta.row_group(0).columns() {
             assert_eq!(chunk_problem(&bytes, c), None, "{}", c.column_path());
         }
@@ -1875,9 +1891,7 @@ mod tests {
             let mut file = b"PAR1".to_vec();
             file.extend_from_slice(header);
             file.extend_from_slice(&[0; 10]);
-            let c = meta
-                .row_group(0)
-                .column(segment_schema().index_of(col::CONTENT).unwrap())
+            let c = chunk(&meta, col::CONTENT)
                 .clone()
                 .into_builder()
                 .set_dictionary_page_offset(None)
@@ -1955,15 +1969,11 @@ mod tests {
     fn page_indexes_must_match_the_pages() {
         // A real segment's page indexes edited in place, lengths unchanged:
         // what engines reading them (stock DataFusion) would skip or read.
-        let key = SigningKey::from_bytes(&[7; 32]);
-        let (_, bytes) = encode(&sample_entries(100), &test_seal(&key)).unwrap();
+        let (bytes, meta) = hundred_rows();
         let clean = crate::pruning::check_pruning_metadata(&bytes).unwrap();
         assert_eq!(clean, Vec::<String>::new());
-        let meta = crate::pruning::metadata_as_written(&bytes).unwrap();
         let findings = |name: &str, column_index: bool, edit: &dyn Fn(&mut [u8])| {
-            let c = meta
-                .row_group(0)
-                .column(segment_schema().index_of(name).unwrap());
+            let c = chunk(&meta, name);
             let (at, len) = match column_index {
                 true => (c.column_index_offset(), c.column_index_length()),
                 false => (c.offset_index_offset(), c.offset_index_length()),
@@ -2042,12 +2052,8 @@ mod tests {
     fn page_headers_declare_the_nulls_they_hold() {
         // `ts` is null in every row: its page header's num_nulls (the
         // second field of its version 2 header) lowered from 100 to 1.
-        let key = SigningKey::from_bytes(&[7; 32]);
-        let (_, bytes) = encode(&sample_entries(100), &test_seal(&key)).unwrap();
-        let meta = crate::pruning::metadata_as_written(&bytes).unwrap();
-        let ts = meta
-            .row_group(0)
-            .column(segment_schema().index_of(col::TS).unwrap());
+        let (bytes, meta) = hundred_rows();
+        let ts = chunk(&meta, col::TS);
         let at = ts.data_page_offset() as usize;
         let mut forged = bytes.to_vec();
         // 15 (type) 15 (sizes) 15 | 5c 15 c8 01 (values) 15 c8 01 (nulls) ...
@@ -2091,9 +2097,7 @@ mod tests {
             |f: Vec<u8>| crate::pruning::check_pruning_metadata(&Bytes::from(f)).unwrap();
         assert_eq!(findings(file.clone()), Vec::<String>::new());
         let meta = crate::pruning::metadata_as_written(&Bytes::from(file.clone())).unwrap();
-        let c = meta
-            .row_group(0)
-            .column(segment_schema().index_of(col::SESSION_ID).unwrap());
+        let c = chunk(&meta, col::SESSION_ID);
         let at = c.data_page_offset() as usize;
         // Sessions are s0..s2: the page's max_value "s2" (field 5 of the
         // statistics, length 2) becomes "s0", which leaves out s1 and s2.
@@ -2115,12 +2119,8 @@ mod tests {
     fn bloom_filter_headers_must_read_the_same_for_every_reader() {
         // `session_id`'s filter header, 15 <numBytes> 2c 1c 00 00 1c 1c 00
         // 00 1c 1c 00 00 00, edited in place.
-        let key = SigningKey::from_bytes(&[7; 32]);
-        let (_, bytes) = encode(&sample_entries(100), &test_seal(&key)).unwrap();
-        let meta = crate::pruning::metadata_as_written(&bytes).unwrap();
-        let c = meta
-            .row_group(0)
-            .column(segment_schema().index_of(col::SESSION_ID).unwrap());
+        let (bytes, meta) = hundred_rows();
+        let c = chunk(&meta, col::SESSION_ID);
         let at = c.bloom_filter_offset().unwrap() as usize;
         assert_eq!(bytes[at], 0x15);
         let findings = |edit: &dyn Fn(&mut [u8])| {
@@ -2164,12 +2164,8 @@ mod tests {
         // `leaf_hash` is stored without a codec: parquet-rs never checks its
         // pages' unpacked size, DuckDB refuses a file where it is off. Its
         // header, 15 06 15 <unpacked> 15 <size> ..., one more byte declared.
-        let key = SigningKey::from_bytes(&[7; 32]);
-        let (_, bytes) = encode(&sample_entries(100), &test_seal(&key)).unwrap();
-        let meta = crate::pruning::metadata_as_written(&bytes).unwrap();
-        let c = meta
-            .row_group(0)
-            .column(segment_schema().index_of(col::LEAF_HASH).unwrap());
+        let (bytes, meta) = hundred_rows();
+        let c = chunk(&meta, col::LEAF_HASH);
         let at = c.data_page_offset() as usize;
         assert_eq!(bytes[at..at + 3], [0x15, 0x06, 0x15]);
         let mut forged = bytes.to_vec();
@@ -2188,12 +2184,8 @@ mod tests {
         // `ts` is null in every row: its levels are one run of 100 zeros,
         // c8 01 00, right after its page header. A repeated 2 instead
         // reads as "present" to parquet-rs and is refused by pyarrow.
-        let key = SigningKey::from_bytes(&[7; 32]);
-        let (_, bytes) = encode(&sample_entries(100), &test_seal(&key)).unwrap();
-        let meta = crate::pruning::metadata_as_written(&bytes).unwrap();
-        let ts = meta
-            .row_group(0)
-            .column(segment_schema().index_of(col::TS).unwrap());
+        let (bytes, meta) = hundred_rows();
+        let ts = chunk(&meta, col::TS);
         let at = ts.data_page_offset() as usize;
         let run = bytes[at..at + 64]
             .windows(3)
@@ -2220,12 +2212,8 @@ mod tests {
     fn dictionaries_hold_the_entries_they_declare() {
         // `session_id`'s dictionary (s0, s1, s2) declared to hold 4: every
         // reader but `verify`'s fails on it (the SQL door included).
-        let key = SigningKey::from_bytes(&[7; 32]);
-        let (_, bytes) = encode(&sample_entries(100), &test_seal(&key)).unwrap();
-        let meta = crate::pruning::metadata_as_written(&bytes).unwrap();
-        let c = meta
-            .row_group(0)
-            .column(segment_schema().index_of(col::SESSION_ID).unwrap());
+        let (bytes, meta) = hundred_rows();
+        let c = chunk(&meta, col::SESSION_ID);
         let at = c.dictionary_page_offset().unwrap() as usize;
         // ... 4c (dictionary_page_header) 15 06 (num_values 3) 15 00 ...
         let n = bytes[at..at + 32]
