@@ -120,16 +120,28 @@ pub(crate) struct DataPage {
     pub statistics: Option<PageStatistics>,
 }
 
+/// What the walk of a chunk's pages found.
+#[derive(Debug, Default)]
+pub(crate) struct ChunkPages {
+    pub data: Vec<DataPage>,
+    /// Every page's header and declared unpacked body, summed: the footer's
+    /// `total_uncompressed_size` of the chunk.
+    pub unpacked: i64,
+    /// (page type, encoding) of every page, in order: the footer's
+    /// `encoding_stats`.
+    pub encodings: Vec<(i32, i32)>,
+}
+
 /// Why column chunk `c` of `file` would not read the same for every reader,
 /// if it would not (see the module docs).
 #[cfg(test)]
 pub(crate) fn chunk_problem(file: &[u8], c: &ColumnChunkMetaData) -> Option<String> {
-    data_pages(file, c).err()
+    walk(file, c).err()
 }
 
-/// The data pages of column chunk `c` of `file`, if its headers read the
-/// same for every reader (see the module docs).
-pub(crate) fn data_pages(file: &[u8], c: &ColumnChunkMetaData) -> Result<Vec<DataPage>, String> {
+/// The pages of column chunk `c` of `file`, if their headers read the same
+/// for every reader (see the module docs).
+pub(crate) fn walk(file: &[u8], c: &ColumnChunkMetaData) -> Result<ChunkPages, String> {
     let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset());
     let start = usize::try_from(start).map_err(|_| "negative chunk offset")?;
     let len = usize::try_from(c.compressed_size()).map_err(|_| "negative chunk size")?;
@@ -137,7 +149,7 @@ pub(crate) fn data_pages(file: &[u8], c: &ColumnChunkMetaData) -> Result<Vec<Dat
         .checked_add(len)
         .filter(|&e| start >= 4 && e <= file.len())
         .ok_or("chunk outside the file")?;
-    let (mut at, mut values, mut pages) = (start, 0i64, Vec::new());
+    let (mut at, mut values, mut out) = (start, 0i64, ChunkPages::default());
     while at < end {
         let (h, body_at) = read_struct(&file[..end], at, PAGE_HEADER)
             .map_err(|e| format!("page header at {at}: {e}"))?;
@@ -156,6 +168,7 @@ pub(crate) fn data_pages(file: &[u8], c: &ColumnChunkMetaData) -> Result<Vec<Dat
                 "page at {at}: {size} bytes stored as they are, {unpacked} declared unpacked"
             ));
         }
+        out.unpacked += (body_at - at) as i64 + i64::from(unpacked);
         let (dict, v2) = (h.strukt(7), h.strukt(8));
         let page = match (ty, dict, v2) {
             (DICTIONARY_PAGE, Some(d), None)
@@ -167,6 +180,7 @@ pub(crate) fn data_pages(file: &[u8], c: &ColumnChunkMetaData) -> Result<Vec<Dat
                         d.i32(2)
                     ));
                 }
+                out.encodings.push((ty, PLAIN));
                 None
             }
             (DATA_PAGE_V2, None, Some(d)) => {
@@ -178,6 +192,7 @@ pub(crate) fn data_pages(file: &[u8], c: &ColumnChunkMetaData) -> Result<Vec<Dat
                         "page at {at}: values encoded {encoding}, which the writer does not write there"
                     ));
                 }
+                out.encodings.push((ty, encoding));
                 // num_values, num_nulls, num_rows: in a flat schema every
                 // value is a row (readers skip rows by the one or the other).
                 if d.i32(1) != d.i32(3) {
@@ -241,7 +256,7 @@ pub(crate) fn data_pages(file: &[u8], c: &ColumnChunkMetaData) -> Result<Vec<Dat
                 return Err(format!("page at {at}: a required field is missing"));
             };
             values += i64::from(n);
-            pages.push(DataPage {
+            out.data.push(DataPage {
                 offset: at as i64,
                 size: (next - at) as i64,
                 rows: i64::from(n),
@@ -251,11 +266,12 @@ pub(crate) fn data_pages(file: &[u8], c: &ColumnChunkMetaData) -> Result<Vec<Dat
         }
         at = next;
     }
-    if c.dictionary_page_offset().is_some() && pages.first().map(|p| p.offset) == Some(start as i64)
+    if c.dictionary_page_offset().is_some()
+        && out.data.first().map(|p| p.offset) == Some(start as i64)
     {
         return Err("a dictionary page offset where there is no dictionary page".into());
     }
-    if pages.first().map(|p| p.offset) != Some(c.data_page_offset()) {
+    if out.data.first().map(|p| p.offset) != Some(c.data_page_offset()) {
         return Err(format!(
             "the data page offset {} is not where the first data page is",
             c.data_page_offset()
@@ -267,5 +283,5 @@ pub(crate) fn data_pages(file: &[u8], c: &ColumnChunkMetaData) -> Result<Vec<Dat
             c.num_values()
         ));
     }
-    Ok(pages)
+    Ok(out)
 }

@@ -243,7 +243,7 @@ pub fn check_pruning_metadata(bytes: &Bytes) -> Result<Vec<String>, SegmentError
 /// [`metadata_as_written`] restores before encoding: the page encoding statistics (kept whole, not as
 /// the usual mask) and the deprecated `min`/`max` beside `min_value` and
 /// `max_value`, which the writer adds for columns of signed sort order.
-fn footer_is_canonical(bytes: &Bytes) -> Result<bool, SegmentError> {
+fn footer_is_canonical(bytes: &Bytes, meta: &ParquetMetaData) -> Result<bool, SegmentError> {
     let n = bytes.len();
     let Some(len) = n
         .checked_sub(8)
@@ -256,9 +256,8 @@ fn footer_is_canonical(bytes: &Bytes) -> Result<bool, SegmentError> {
     let Some(written) = n.checked_sub(8 + len).and_then(|start| bytes.get(start..)) else {
         return Ok(false);
     };
-    let meta = metadata_as_written(bytes)?;
     let mut again = Vec::with_capacity(written.len());
-    ParquetMetaDataWriter::new(&mut again, &meta)
+    ParquetMetaDataWriter::new(&mut again, meta)
         .finish()
         .map_err(pq)?;
     Ok(again == written)
@@ -421,6 +420,84 @@ fn unwritten_fields(meta: &ParquetMetaData) -> Vec<String> {
     out
 }
 
+/// Where a column chunk's summary in the footer (read as written, encoding
+/// statistics whole) disagrees with the walk of its pages: the encodings it
+/// lists (the pages' and RLE, which the writer always adds), its page
+/// encoding statistics, and its unpacked size. Readers choose decoders and
+/// size buffers by them (pyarrow reads a chunk as dictionary-encoded when
+/// the statistics say every data page is).
+fn chunk_summary_problem(
+    c: &parquet::file::metadata::ColumnChunkMetaData,
+    pages: &crate::page_headers::ChunkPages,
+) -> Option<String> {
+    const RLE: i32 = 3;
+    let mut used: Vec<i32> = pages.encodings.iter().map(|&(_, e)| e).collect();
+    used.push(RLE);
+    used.sort_unstable();
+    used.dedup();
+    let mut listed: Vec<i32> = c.encodings().map(|e| e as i32).collect();
+    listed.sort_unstable();
+    if listed != used {
+        return Some(format!(
+            "the footer lists encodings {listed:?}, its pages use {used:?}"
+        ));
+    }
+    if let Some(stats) = c.page_encoding_stats() {
+        let mut declared: Vec<(i32, i32, i32)> = stats
+            .iter()
+            .map(|s| (s.page_type as i32, s.encoding as i32, s.count))
+            .collect();
+        declared.sort_unstable();
+        let mut counted: Vec<(i32, i32, i32)> = Vec::new();
+        for &(ty, e) in &pages.encodings {
+            match counted.iter_mut().find(|(t, x, _)| (*t, *x) == (ty, e)) {
+                Some(entry) => entry.2 += 1,
+                None => counted.push((ty, e, 1)),
+            }
+        }
+        counted.sort_unstable();
+        if declared != counted {
+            return Some(format!(
+                "the footer counts pages by encoding as {declared:?}, its pages are {counted:?}"
+            ));
+        }
+    }
+    if c.uncompressed_size() != pages.unpacked {
+        return Some(format!(
+            "the footer declares {} bytes unpacked, its pages {}",
+            c.uncompressed_size(),
+            pages.unpacked
+        ));
+    }
+    None
+}
+
+/// Where a row group's summary in the footer disagrees with its columns':
+/// its ordinal, its offset (the first chunk's start) and its total sizes.
+/// Readers that split a file among workers assign row groups by them.
+fn row_group_summaries(meta: &ParquetMetaData) -> Vec<String> {
+    let mut out = Vec::new();
+    for (g, rg) in meta.row_groups().iter().enumerate() {
+        let first = rg
+            .columns()
+            .first()
+            .map(|c| c.dictionary_page_offset().unwrap_or(c.data_page_offset()));
+        let unpacked: i64 = rg.columns().iter().map(|c| c.uncompressed_size()).sum();
+        let packed: i64 = rg.columns().iter().map(|c| c.compressed_size()).sum();
+        let wrong = rg.ordinal().is_some_and(|o| i64::from(o) != g as i64)
+            || rg.file_offset().is_some_and(|o| Some(o) != first)
+            || rg.total_byte_size() != unpacked
+            || rg.compressed_size() != packed
+            || rg.columns().iter().any(|c| c.file_offset() != 0);
+        if wrong {
+            out.push(format!(
+                "row group {g}: its ordinal, offset or sizes are not its columns' (readers splitting the file by them could skip it)"
+            ));
+        }
+    }
+    out
+}
+
 /// A footer string as a finding shows it: quoted, cut to 64 characters
 /// (the key holder can make one as long as the file).
 fn shown(s: &str) -> String {
@@ -520,20 +597,30 @@ impl PruningCheck {
     /// `bytes`.
     pub fn new(bytes: &Bytes) -> Result<Self, SegmentError> {
         let meta = crate::parquet_input::load(bytes)?.metadata().clone();
+        let written = metadata_as_written(bytes)?;
         let mut unwritten = unwritten_fields(&meta);
+        unwritten.extend(row_group_summaries(&written));
         let mut groups = Vec::with_capacity(meta.num_row_groups());
         for (g, rg) in meta.row_groups().iter().enumerate() {
             let mut columns = Vec::with_capacity(rg.num_columns());
             for (leaf, c) in rg.columns().iter().enumerate() {
                 let name = c.column_path().string();
-                let index = match crate::page_headers::data_pages(bytes, c) {
+                let walked = crate::page_headers::walk(bytes, c);
+                if let (Ok(pages), Some(w)) = (&walked, written.row_groups().get(g))
+                    && let Some(p) = chunk_summary_problem(w.column(leaf), pages)
+                {
+                    unwritten.push(format!(
+                        "row group {g}: column {name}: {p} (readers planning by the footer would be misled)"
+                    ));
+                }
+                let index = match walked {
                     Err(p) => {
                         unwritten.push(format!(
                             "row group {g}: column {name}: {p} (other readers would decode other pages)"
                         ));
                         None
                     }
-                    Ok(pages) => match crate::page_index::read(bytes, c, pages) {
+                    Ok(pages) => match crate::page_index::read(bytes, c, pages.data) {
                         Err(p) => {
                             unwritten.push(format!(
                                 "row group {g}: column {name}: {p} (engines reading page indexes would skip or misread pages)"
@@ -571,7 +658,8 @@ impl PruningCheck {
                     bounds: c.statistics().is_some()
                         || index.column.is_some()
                         || index.headers.iter().any(|h| h.statistics.is_some()),
-                    lengths: index.unencoded.is_some(),
+                    lengths: index.unencoded.is_some()
+                        || c.unencoded_byte_array_data_bytes().is_some(),
                 };
                 columns.push(ColumnCheck {
                     leaf,
@@ -585,7 +673,7 @@ impl PruningCheck {
             groups.push(GroupCheck { columns, rows: 0 });
         }
         Ok(PruningCheck {
-            canonical: footer_is_canonical(bytes)? && schema_is_as_written(&meta),
+            canonical: footer_is_canonical(bytes, &written)? && schema_is_as_written(&meta),
             unwritten,
             meta,
             groups,
@@ -691,6 +779,19 @@ impl PruningCheck {
                 }
                 for problem in page_problems(col, cc.column_type()) {
                     bad(problem);
+                }
+                // Size statistics: byte arrays' value bytes and the count of
+                // values at each definition level (none by repetition level:
+                // the columns are flat).
+                if cc
+                    .unencoded_byte_array_data_bytes()
+                    .is_some_and(|n| n != chunk.lengths as i64)
+                    || cc.repetition_level_histogram().is_some()
+                    || cc.definition_level_histogram().is_some_and(|h| {
+                        h.values() != [chunk.nulls as i64, (chunk.rows - chunk.nulls) as i64]
+                    })
+                {
+                    bad("the size statistics".into());
                 }
                 let Some(st) = cc.statistics() else { continue };
                 if st.null_count_opt().is_some_and(|n| n != chunk.nulls) {

@@ -2234,6 +2234,70 @@ mod tests {
     }
 
     #[test]
+    fn footer_summaries_are_the_pages_own() {
+        // Fields that re-encode as they are and that the reviews saw no
+        // reader act on, held to the pages anyway: a chunk's unpacked size,
+        // its encodings and page counts by encoding, its size statistics,
+        // and a row group's ordinal (readers splitting files use them).
+        use parquet::basic::Encoding;
+        let cases: Vec<(
+            &str,
+            Box<dyn FnOnce(&mut Vec<parquet::file::metadata::RowGroupMetaData>)>,
+        )> = vec![
+            (
+                "row group 0: column content: the footer declares",
+                Box::new(|groups| {
+                    let n = groups[0].column(segment_schema().index_of(col::CONTENT).unwrap());
+                    let n = n.uncompressed_size() + 1;
+                    edit_column(groups, 0, col::CONTENT, |c| {
+                        c.set_total_uncompressed_size(n)
+                    })
+                }),
+            ),
+            (
+                "row group 0: column idx: the footer lists encodings",
+                Box::new(|groups| {
+                    edit_column(groups, 0, col::IDX, |c| {
+                        c.set_encodings(vec![Encoding::PLAIN, Encoding::RLE])
+                    })
+                }),
+            ),
+            (
+                "row group 1: column kind: the footer counts pages by encoding",
+                Box::new(|groups| {
+                    edit_column(groups, 1, col::KIND, |c| {
+                        c.set_page_encoding_stats(Vec::new())
+                    })
+                }),
+            ),
+            (
+                "row group 0: the size statistics of column session_id",
+                Box::new(|groups| {
+                    edit_column(groups, 0, col::SESSION_ID, |c| {
+                        c.set_unencoded_byte_array_data_bytes(Some(1))
+                    })
+                }),
+            ),
+            (
+                "row group 1: its ordinal, offset or sizes",
+                Box::new(|groups| {
+                    groups[1] = groups[1]
+                        .clone()
+                        .into_builder()
+                        .set_ordinal(0)
+                        .build()
+                        .unwrap()
+                }),
+            ),
+        ];
+        for (want, edit) in cases {
+            for findings in footer_findings(forge(edit)) {
+                assert_found(&findings, &[want]);
+            }
+        }
+    }
+
+    #[test]
     fn statistics_marked_exact_must_be_the_rows_own() {
         // `idx` of group 0 (0..=16383) given a max of 10^9 marked exact:
         // it admits every row, but DuckDB answers max(idx) from it.
