@@ -2240,10 +2240,8 @@ mod tests {
         // its encodings and page counts by encoding, its size statistics,
         // and a row group's ordinal (readers splitting files use them).
         use parquet::basic::Encoding;
-        let cases: Vec<(
-            &str,
-            Box<dyn FnOnce(&mut Vec<parquet::file::metadata::RowGroupMetaData>)>,
-        )> = vec![
+        type Edit = Box<dyn FnOnce(&mut Vec<parquet::file::metadata::RowGroupMetaData>)>;
+        let cases: Vec<(&str, Edit)> = vec![
             (
                 "row group 0: column content: the footer declares",
                 Box::new(|groups| {
