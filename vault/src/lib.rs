@@ -16,6 +16,7 @@ pub mod cosignature;
 mod direct_write;
 mod encoded_runs;
 pub mod erasure;
+mod footer_rules;
 pub mod jcs;
 pub mod keys;
 pub mod lease;

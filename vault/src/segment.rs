@@ -1439,7 +1439,7 @@ mod tests {
         let n = 2 * ROW_GROUP_ROWS + 10;
         let (_, bytes) = encode(&sample_entries(n as u64), &test_seal(&key)).unwrap();
         // As written, so that only `edit` makes it differ from the writer's.
-        let meta = crate::pruning::metadata_as_written(&bytes).unwrap();
+        let meta = crate::footer_rules::metadata_as_written(&bytes).unwrap();
         let mut groups = meta.row_groups().to_vec();
         edit(&mut groups);
         let meta = meta.into_builder().set_row_groups(groups).build();
@@ -1639,7 +1639,7 @@ mod tests {
         let key = SigningKey::from_bytes(&[7; 32]);
         let n = 2 * ROW_GROUP_ROWS + 10;
         let (_, bytes) = encode(&sample_entries(n as u64), &test_seal(&key)).unwrap();
-        let meta = crate::pruning::metadata_as_written(&bytes).unwrap();
+        let meta = crate::footer_rules::metadata_as_written(&bytes).unwrap();
         let fm = meta.file_metadata();
         let mut kv = fm.key_value_metadata().cloned().unwrap_or_default();
         let mut schema = fm.schema_descr_ptr();
@@ -1791,7 +1791,7 @@ mod tests {
         let st = ValueStatistics::new(Some(0i64), Some(16_383), Some(3), Some(0), false)
             .with_min_is_exact(true)
             .with_max_is_exact(true);
-        let st = crate::pruning::with_deprecated_min_max(Statistics::Int64(st));
+        let st = crate::footer_rules::with_deprecated_min_max(Statistics::Int64(st));
         let counted = forge(|groups| set_statistics(groups, col::IDX, st));
         for findings in footer_findings(counted) {
             assert_eq!(
@@ -1864,7 +1864,7 @@ mod tests {
     fn hundred_rows() -> (Bytes, parquet::file::metadata::ParquetMetaData) {
         let key = SigningKey::from_bytes(&[7; 32]);
         let (_, bytes) = encode(&sample_entries(100), &test_seal(&key)).unwrap();
-        let meta = crate::pruning::metadata_as_written(&bytes).unwrap();
+        let meta = crate::footer_rules::metadata_as_written(&bytes).unwrap();
         (bytes, meta)
     }
 
@@ -2096,7 +2096,7 @@ mod tests {
         let findings =
             |f: Vec<u8>| crate::pruning::check_pruning_metadata(&Bytes::from(f)).unwrap();
         assert_eq!(findings(file.clone()), Vec::<String>::new());
-        let meta = crate::pruning::metadata_as_written(&Bytes::from(file.clone())).unwrap();
+        let meta = crate::footer_rules::metadata_as_written(&Bytes::from(file.clone())).unwrap();
         let c = chunk(&meta, col::SESSION_ID);
         let at = c.data_page_offset() as usize;
         // Sessions are s0..s2: the page's max_value "s2" (field 5 of the
@@ -2303,7 +2303,7 @@ mod tests {
         let st = ValueStatistics::new(Some(0i64), Some(1_000_000_000), None, Some(0), false)
             .with_min_is_exact(true)
             .with_max_is_exact(true);
-        let st = crate::pruning::with_deprecated_min_max(Statistics::Int64(st));
+        let st = crate::footer_rules::with_deprecated_min_max(Statistics::Int64(st));
         let widened = footer_findings(forge(|groups| set_statistics(groups, col::IDX, st)));
         for findings in widened {
             assert_eq!(
