@@ -18,6 +18,8 @@ use parquet::column::page::{Page, PageReader};
 use parquet::file::metadata::ColumnChunkMetaData;
 use parquet::file::serialized_reader::SerializedPageReader;
 
+use crate::delta_encoding;
+
 /// Why `b` is not exactly `n` values of `bit_width` bits, each at most
 /// `max`, in the RLE / bit-packed hybrid, if it is not.
 pub(crate) fn runs_problem(b: &[u8], bit_width: u8, n: usize, max: u64) -> Result<(), String> {
@@ -97,17 +99,23 @@ fn bits(b: &[u8], from: usize, width: usize) -> u64 {
 }
 
 /// Why column chunk `c` (of a row group of `rows` rows) of `file` holds
-/// dictionary indexes that not every reader reads alike, if it does: its
-/// dictionary's entry count against its header's, and every index run of
-/// its dictionary-encoded pages. Runs after the page headers were walked
-/// strictly ([`crate::page_headers`]); a chunk without a dictionary has
-/// nothing to check.
-pub(crate) fn dictionary_problem(
+/// encoded values that not every reader reads alike, if it does: its
+/// dictionary's entry count against its header's, every index run of its
+/// dictionary-encoded pages, and every delta-encoded page
+/// ([`crate::delta_encoding`]). Runs after the page headers were walked
+/// strictly ([`crate::page_headers`]); `delta` says whether the walk found
+/// delta-encoded pages. A chunk of plain pages only has nothing to unpack
+/// here: its values' sizes are checked against the rows
+/// ([`crate::pruning`]).
+pub(crate) fn values_problem(
     file: &Bytes,
     c: &ColumnChunkMetaData,
     rows: usize,
+    delta: bool,
 ) -> Option<String> {
-    c.dictionary_page_offset()?;
+    if c.dictionary_page_offset().is_none() && !delta {
+        return None;
+    }
     let pages = match SerializedPageReader::new(std::sync::Arc::new(file.clone()), c, rows, None) {
         Ok(p) => p,
         Err(e) => return Some(format!("pages unreadable: {e}")),
@@ -140,20 +148,51 @@ fn check_pages(
                 buf,
                 num_values,
                 num_nulls,
-                encoding: Encoding::RLE_DICTIONARY,
+                encoding,
                 def_levels_byte_len,
                 rep_levels_byte_len,
                 ..
             } => {
-                let n = entries.ok_or("dictionary indexes before the dictionary")?;
                 let at = (def_levels_byte_len + rep_levels_byte_len) as usize;
                 let values = buf.get(at..).ok_or("levels past the page")?;
-                let (&width, runs) = values.split_first().ok_or("no bit width")?;
                 let present = num_values.saturating_sub(num_nulls) as usize;
-                runs_problem(runs, width, present, n.saturating_sub(1) as u64)
-                    .map_err(|e| format!("dictionary indexes: {e}"))?;
-                if n == 0 && present > 0 {
-                    return Err("dictionary indexes into an empty dictionary".into());
+                match encoding {
+                    Encoding::RLE_DICTIONARY => {
+                        let n = entries.ok_or("dictionary indexes before the dictionary")?;
+                        let (&width, runs) = values.split_first().ok_or("no bit width")?;
+                        runs_problem(runs, width, present, n.saturating_sub(1) as u64)
+                            .map_err(|e| format!("dictionary indexes: {e}"))?;
+                        if n == 0 && present > 0 {
+                            return Err("dictionary indexes into an empty dictionary".into());
+                        }
+                    }
+                    Encoding::DELTA_BINARY_PACKED => match c.column_type() {
+                        PhysicalType::INT64 => {
+                            delta_encoding::binary_packed_problem(values, present)
+                                .map_err(|e| format!("delta-packed values: {e}"))?
+                        }
+                        other => {
+                            return Err(format!(
+                                "delta-packed {other} values, which the writer never writes"
+                            ));
+                        }
+                    },
+                    Encoding::DELTA_BYTE_ARRAY => {
+                        let fixed = match c.column_type() {
+                            PhysicalType::BYTE_ARRAY => None,
+                            PhysicalType::FIXED_LEN_BYTE_ARRAY => {
+                                usize::try_from(c.column_descr().type_length()).ok()
+                            }
+                            other => {
+                                return Err(format!(
+                                    "delta-encoded {other} byte arrays, which the writer never writes"
+                                ));
+                            }
+                        };
+                        delta_encoding::byte_array_problem(values, present, fixed)
+                            .map_err(|e| format!("delta-encoded byte arrays: {e}"))?;
+                    }
+                    _ => {}
                 }
             }
             _ => {}

@@ -13,6 +13,7 @@ mod codec;
 pub mod compact;
 pub mod config;
 pub mod cosignature;
+mod delta_encoding;
 mod direct_write;
 mod encoded_runs;
 pub mod erasure;

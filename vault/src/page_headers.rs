@@ -31,12 +31,16 @@ const DICTIONARY_PAGE: i32 = 2;
 const DATA_PAGE_V2: i32 = 3;
 
 // `Encoding`.
-const PLAIN: i32 = 0;
-const RLE_DICTIONARY: i32 = 8;
+pub(crate) const PLAIN: i32 = 0;
+pub(crate) const RLE_DICTIONARY: i32 = 8;
+pub(crate) const DELTA_BINARY_PACKED: i32 = 5;
+pub(crate) const DELTA_BYTE_ARRAY: i32 = 7;
 /// The encodings a data page of the writer's may have: dictionary indexes,
 /// plain values, and the fallbacks of a version 2 writer whose dictionary
-/// grew too large (deltas of integers, of byte arrays' prefixes and lengths).
-pub(crate) const DATA_ENCODINGS: [i32; 5] = [PLAIN, 5, 6, 7, RLE_DICTIONARY];
+/// grew too large (deltas of integers; of byte arrays' prefixes and
+/// suffixes). `DELTA_LENGTH_BYTE_ARRAY` (6) is never written.
+pub(crate) const DATA_ENCODINGS: [i32; 4] =
+    [PLAIN, DELTA_BINARY_PACKED, DELTA_BYTE_ARRAY, RLE_DICTIONARY];
 
 const STATISTICS: &[(i16, Kind)] = &[
     (1, Kind::Binary),
@@ -117,6 +121,11 @@ pub(crate) struct DataPage {
     pub rows: i64,
     /// The nulls its header declares.
     pub nulls: i64,
+    /// How its values are encoded (one of [`DATA_ENCODINGS`]).
+    pub encoding: i32,
+    /// The bytes of its values once unpacked: its declared unpacked size
+    /// less its level bytes, which a version 2 page stores as they are.
+    pub value_bytes: i64,
     pub statistics: Option<PageStatistics>,
 }
 
@@ -240,7 +249,14 @@ pub(crate) fn walk(file: &[u8], c: &ColumnChunkMetaData) -> Result<ChunkPages, S
                         "page at {at}: {size} bytes stored as they are, {unpacked} declared unpacked"
                     ));
                 }
-                Some((d.i32(1), d.i32(2), d.strukt(8)))
+                // The levels are stored as they are, ahead of the values,
+                // inside both sizes.
+                if def > unpacked || def > size {
+                    return Err(format!(
+                        "page at {at}: {def} level bytes in a page of {size} bytes, {unpacked} unpacked"
+                    ));
+                }
+                Some((d.i32(1), d.i32(2), d.strukt(8), encoding, unpacked - def))
             }
             (DATA_PAGE_V2, ..) => {
                 return Err(format!("page at {at}: not one data page header"));
@@ -251,7 +267,7 @@ pub(crate) fn walk(file: &[u8], c: &ColumnChunkMetaData) -> Result<ChunkPages, S
                 ));
             }
         };
-        if let Some((n, nulls, statistics)) = page {
+        if let Some((n, nulls, statistics, encoding, value_bytes)) = page {
             let (Some(n), Some(nulls)) = (n, nulls) else {
                 return Err(format!("page at {at}: a required field is missing"));
             };
@@ -261,6 +277,8 @@ pub(crate) fn walk(file: &[u8], c: &ColumnChunkMetaData) -> Result<ChunkPages, S
                 size: (next - at) as i64,
                 rows: i64::from(n),
                 nulls: i64::from(nulls),
+                encoding,
+                value_bytes: i64::from(value_bytes),
                 statistics: statistics.map(PageStatistics::read),
             });
         }

@@ -238,6 +238,9 @@ pub struct PruningCheck {
     /// Footer fields the writer never writes so ([`unwritten_fields`]), and
     /// page headers or indexes that do not read the same for every reader.
     unwritten: Vec<String>,
+    /// Whether page headers or encoded values read differently for other
+    /// readers ([`PruningCheck::pages_misread`]).
+    undecodable: bool,
     /// Per row group: its columns and what their rows hold.
     groups: Vec<GroupCheck>,
     error: Option<SegmentError>,
@@ -274,6 +277,7 @@ impl PruningCheck {
         let mut unwritten = footer_rules::unwritten_fields(&meta);
         unwritten.extend(footer_rules::row_group_summaries(&written));
         let mut groups = Vec::with_capacity(meta.num_row_groups());
+        let mut undecodable = false;
         for (g, rg) in meta.row_groups().iter().enumerate() {
             let mut columns = Vec::with_capacity(rg.num_columns());
             for (leaf, c) in rg.columns().iter().enumerate() {
@@ -286,8 +290,15 @@ impl PruningCheck {
                         "row group {g}: column {name}: {p} (readers planning by the footer would be misled)"
                     ));
                 }
+                let delta = walked.as_ref().is_ok_and(|p| {
+                    p.encodings.iter().any(|&(_, e)| {
+                        e == crate::page_headers::DELTA_BINARY_PACKED
+                            || e == crate::page_headers::DELTA_BYTE_ARRAY
+                    })
+                });
                 let index = match walked {
                     Err(p) => {
+                        undecodable = true;
                         unwritten.push(format!(
                             "row group {g}: column {name}: {p} (other readers would decode other pages)"
                         ));
@@ -304,12 +315,14 @@ impl PruningCheck {
                     },
                 };
                 if index.is_some()
-                    && let Some(p) = crate::encoded_runs::dictionary_problem(
+                    && let Some(p) = crate::encoded_runs::values_problem(
                         bytes,
                         c,
                         usize::try_from(rg.num_rows()).unwrap_or(0),
+                        delta,
                     )
                 {
+                    undecodable = true;
                     unwritten.push(format!(
                         "row group {g}: column {name}: {p} (other readers would decode other values)"
                     ));
@@ -327,12 +340,16 @@ impl PruningCheck {
                         "row group {g}: column {name}: {p} (readers would probe other bits)"
                     ));
                 }
+                let plain =
+                    |h: &crate::page_headers::DataPage| h.encoding == crate::page_headers::PLAIN;
                 let want = Wanted {
                     bounds: c.statistics().is_some()
                         || index.column.is_some()
                         || index.headers.iter().any(|h| h.statistics.is_some()),
                     lengths: index.unencoded.is_some()
-                        || c.unencoded_byte_array_data_bytes().is_some(),
+                        || c.unencoded_byte_array_data_bytes().is_some()
+                        || (c.column_type() == PhysicalType::BYTE_ARRAY
+                            && index.headers.iter().any(plain)),
                 };
                 columns.push(ColumnCheck {
                     leaf,
@@ -349,10 +366,25 @@ impl PruningCheck {
             canonical: footer_rules::footer_is_canonical(bytes, &written)?
                 && footer_rules::schema_is_as_written(&meta),
             unwritten,
+            undecodable,
             meta,
             groups,
             error: None,
         })
+    }
+
+    /// Whether some page is not as the writer writes it in a way that makes
+    /// readers decode other pages or values than `verify`'s reader would:
+    /// such a file is not handed to a decoder at all (parquet-rs panics on
+    /// some of them), and [`PruningCheck::findings_before_decoding`] says why.
+    pub fn pages_misread(&self) -> bool {
+        self.undecodable
+    }
+
+    /// What was found before any row was decoded: the footer and page
+    /// rules, for a file whose rows are not decoded ([`Self::pages_misread`]).
+    pub fn findings_before_decoding(self) -> Vec<String> {
+        self.unwritten
     }
 
     /// Takes rows that the reader of row group `group` decoded.
@@ -442,6 +474,12 @@ impl PruningCheck {
                 for p in &col.pages {
                     chunk.merge(p);
                 }
+                if let Some(p) = plain_problem(col, cc) {
+                    findings.push(format!(
+                        "row group {g}: column {}: {p} (other readers would decode other values)",
+                        col.name
+                    ));
+                }
                 let mut bad = |what: String| {
                     findings.push(format!(
                         "row group {g}: {what} of column {} disagree with its rows (queries could skip rows)",
@@ -490,6 +528,44 @@ impl PruningCheck {
         }
         Ok(findings)
     }
+}
+
+/// The first plain-encoded page of a column chunk whose value bytes are not
+/// exactly its values, if there is one. Plain values carry no count of
+/// their own: readers take as many as the page header says and ignore what
+/// follows, so bytes after them could hold anything; and the sizes are the
+/// writer's only when nothing but the values is there. (Delta and
+/// dictionary encodings are decoded by [`crate::encoded_runs`].)
+fn plain_problem(
+    col: &ColumnCheck,
+    cc: &parquet::file::metadata::ColumnChunkMetaData,
+) -> Option<String> {
+    let width = match cc.column_type() {
+        PhysicalType::INT64 | PhysicalType::DOUBLE => Some(8),
+        PhysicalType::INT32 | PhysicalType::FLOAT => Some(4),
+        PhysicalType::INT96 => Some(12),
+        PhysicalType::FIXED_LEN_BYTE_ARRAY => u64::try_from(cc.column_descr().type_length()).ok(),
+        PhysicalType::BYTE_ARRAY | PhysicalType::BOOLEAN => None,
+    };
+    for (k, (h, seen)) in col.index.headers.iter().zip(&col.pages).enumerate() {
+        if h.encoding != crate::page_headers::PLAIN {
+            continue;
+        }
+        let present = seen.rows - seen.nulls;
+        let want = match (cc.column_type(), width) {
+            (PhysicalType::BYTE_ARRAY, _) => seen.lengths + 4 * present,
+            (PhysicalType::BOOLEAN, _) => present.div_ceil(8),
+            (_, Some(w)) => w * present,
+            (_, None) => return Some(format!("page {k}: plain values of no width")),
+        };
+        if h.value_bytes != want as i64 {
+            return Some(format!(
+                "page {k}: {} bytes of plain values where its {present} values take {want}",
+                h.value_bytes
+            ));
+        }
+    }
+    None
 }
 
 /// What in a column chunk's page index or page headers disagrees with the

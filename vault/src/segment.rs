@@ -2233,6 +2233,160 @@ mod tests {
         );
     }
 
+    /// What the pruning check finds in `file` before and after its rows
+    /// are decoded, as `verify` runs it (rows are decoded only when no page
+    /// would read differently for other readers).
+    fn value_findings(file: Vec<u8>) -> (bool, Vec<String>) {
+        let file = Bytes::from(file);
+        let mut check = crate::pruning::PruningCheck::new(&file).unwrap();
+        if check.pages_misread() {
+            return (true, check.findings_before_decoding());
+        }
+        decode_batches_and_rows(file, |g, b| check.observe(g, b), |_| {}).unwrap();
+        (false, check.finish().unwrap())
+    }
+
+    /// The last data page of column `name` in row group 0 of `file`, and
+    /// where its values start.
+    fn last_page(file: &Bytes, name: &str) -> (crate::page_headers::DataPage, usize) {
+        let meta = crate::footer_rules::metadata_as_written(file).unwrap();
+        let pages = crate::page_headers::walk(file, chunk(&meta, name)).unwrap();
+        let p = pages.data.last().unwrap().clone();
+        let values = (p.offset + p.size - p.value_bytes) as usize;
+        (p, values)
+    }
+
+    #[test]
+    fn plain_values_fill_their_pages_exactly() {
+        // Stored as they are, so that the values can be edited in place.
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let entries = sample_entries(100);
+        let (_, bytes) = encode_with(&entries, &test_seal(&key), SegmentCompression::None).unwrap();
+        assert_eq!(value_findings(bytes.to_vec()), (false, vec![]));
+        // `content`'s last value one byte shorter: readers take the 100
+        // values the header declares and ignore the byte left over, where
+        // anything could be written.
+        let (page, values) = last_page(&bytes, col::CONTENT);
+        let end = (page.offset + page.size) as usize;
+        let mut at = values;
+        let mut last = at;
+        while at < end {
+            last = at;
+            let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+            at += 4 + len as usize;
+        }
+        assert_eq!(at, end);
+        let mut forged = bytes.to_vec();
+        forged[last] -= 1;
+        let (misread, f) = value_findings(forged);
+        assert!(!misread);
+        let n = page.value_bytes;
+        let want = format!(
+            "row group 0: column content: page 0: {n} bytes of plain values where its 100 values take {} (other readers would decode other values)",
+            n - 1
+        );
+        assert!(f.contains(&want), "{f:?}");
+    }
+
+    #[test]
+    fn delta_packed_values_are_the_writers_form() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let (_, bytes) = encode_with(
+            &sample_entries(100),
+            &test_seal(&key),
+            SegmentCompression::None,
+        )
+        .unwrap();
+        // `idx` 0..=99: 80 02 (blocks of 256) 04 (4 miniblocks) 64 (100
+        // values) 00 (first 0), then one block: 02 (minimum delta 1) and
+        // four miniblocks 0 bits wide.
+        let (_, values) = last_page(&bytes, col::IDX);
+        assert_eq!(
+            bytes[values..values + 10],
+            [0x80, 0x02, 0x04, 0x64, 0x00, 0x02, 0, 0, 0, 0]
+        );
+        // A header declaring 99 values: the file is not decoded, and the
+        // finding says why.
+        let mut forged = bytes.to_vec();
+        forged[values + 3] = 0x63;
+        let (misread, f) = value_findings(forged);
+        assert!(misread);
+        assert!(
+            f.contains(&"row group 0: column idx: delta-packed values: a header of 99 values where the page has 100 (other readers would decode other values)".to_string()),
+            "{f:?}"
+        );
+        // A miniblock declared 8 bits wide whose bytes then run past the page.
+        let mut forged = bytes.to_vec();
+        forged[values + 9] = 8;
+        let (misread, f) = value_findings(forged);
+        assert!(misread);
+        assert!(
+            f.iter()
+                .any(|f| f.starts_with("row group 0: column idx: delta-packed values:")),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn a_dictionary_that_falls_back_to_delta_encoded_byte_arrays_is_the_writers_form() {
+        // 9,000 distinct session ids of 120 bytes outgrow the writer's 1 MiB
+        // dictionary: later pages fall back to DELTA_BYTE_ARRAY. Such
+        // segments must verify clean, and their values must be checked.
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let mut prev = [0u8; 32];
+        let entries: Vec<Entry> = (0..9_000u64)
+            .map(|i| {
+                let ev = Event::from_value(serde_json::json!({
+                    "session_id": format!("{:0>112}-{i:07}", "s"), "kind": "output", "content": "x"
+                }))
+                .unwrap();
+                let e = Entry::seal(
+                    ev,
+                    Sequence {
+                        ns: "t",
+                        idx: i,
+                        session_seq: 0,
+                        received_at: 1_000 + i as i64,
+                        ingested_by: "w",
+                        salt: [i as u8; 32],
+                        prev_chain: prev,
+                    },
+                )
+                .unwrap();
+                prev = e.chain_hash;
+                e
+            })
+            .collect();
+        let (_, bytes) = encode_with(&entries, &test_seal(&key), SegmentCompression::None).unwrap();
+        let meta = crate::footer_rules::metadata_as_written(&bytes).unwrap();
+        let pages = crate::page_headers::walk(&bytes, chunk(&meta, col::SESSION_ID)).unwrap();
+        assert!(
+            pages
+                .encodings
+                .contains(&(3, crate::page_headers::DELTA_BYTE_ARRAY)),
+            "{:?}",
+            pages.encodings
+        );
+        assert_eq!(value_findings(bytes.to_vec()), (false, vec![]));
+        // The count in the header of the last page's prefix lengths, one off.
+        let (page, values) = last_page(&bytes, col::SESSION_ID);
+        assert_eq!(page.encoding, crate::page_headers::DELTA_BYTE_ARRAY);
+        assert_eq!(bytes[values..values + 3], [0x80, 0x01, 0x04]);
+        let mut forged = bytes.to_vec();
+        match forged[values + 3] & 0x7f {
+            0 => forged[values + 3] += 1,
+            _ => forged[values + 3] -= 1,
+        }
+        let (misread, f) = value_findings(forged);
+        assert!(misread);
+        assert!(
+            f.iter().any(|f| f.starts_with(
+                "row group 0: column session_id: delta-encoded byte arrays: prefix lengths: a header of"
+            )),
+            "{f:?}"
+        );
+    }
+
     #[test]
     fn footer_summaries_are_the_pages_own() {
         // Fields that re-encode as they are and that the reviews saw no

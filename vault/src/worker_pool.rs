@@ -9,9 +9,10 @@
 //! their heaps segment after segment.
 
 use std::any::Any;
+use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::{Sender, channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -27,9 +28,35 @@ pub struct WorkerPool {
 #[error("{0}")]
 pub struct Panicked(pub String);
 
+thread_local! {
+    /// Whether this thread is running a pool job, whose panic is caught
+    /// and returned to the caller.
+    static IN_JOB: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Makes panics inside pool jobs quiet: each is returned as [`Panicked`]
+/// (for `verify`, a finding naming the segment), so the default hook's
+/// message and backtrace on standard error would only repeat it, out of
+/// order with the report. A panic anywhere else goes to the hook that was
+/// there before.
+fn quiet_job_panics() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if IN_JOB.with(Cell::get) {
+                tracing::debug!("a pool job panicked: {info}");
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
 impl WorkerPool {
     /// `n` threads (at least one) named `{name}-{i}`.
     pub fn new(name: &str, n: usize) -> std::io::Result<WorkerPool> {
+        quiet_job_panics();
         let (tx, rx) = channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..n.max(1) {
@@ -58,7 +85,10 @@ impl WorkerPool {
     ) -> Result<T, Panicked> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
-            let _ = tx.send(catch_unwind(AssertUnwindSafe(f)).map_err(panic_message));
+            IN_JOB.with(|j| j.set(true));
+            let outcome = catch_unwind(AssertUnwindSafe(f)).map_err(panic_message);
+            IN_JOB.with(|j| j.set(false));
+            let _ = tx.send(outcome);
         });
         if self.queue.send(job).is_err() {
             return Err(Panicked("the worker threads are gone".into()));
