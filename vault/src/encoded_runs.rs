@@ -23,6 +23,18 @@ use crate::delta_encoding;
 /// Why `b` is not exactly `n` values of `bit_width` bits, each at most
 /// `max`, in the RLE / bit-packed hybrid, if it is not.
 pub(crate) fn runs_problem(b: &[u8], bit_width: u8, n: usize, max: u64) -> Result<(), String> {
+    decode_runs(b, bit_width, n, max, &mut |_| Ok(()))
+}
+
+/// [`runs_problem`], showing `each` every value in order (a repeated
+/// run's value once).
+fn decode_runs(
+    b: &[u8],
+    bit_width: u8,
+    n: usize,
+    max: u64,
+    each: &mut dyn FnMut(u64) -> Result<(), String>,
+) -> Result<(), String> {
     if bit_width > 32 {
         return Err(format!("a bit width of {bit_width}"));
     }
@@ -63,6 +75,7 @@ pub(crate) fn runs_problem(b: &[u8], bit_width: u8, n: usize, max: u64) -> Resul
                 if v > max {
                     return Err(format!("a value of {v}, above {max}"));
                 }
+                each(v)?;
             }
             padded = run * 8 > n - count;
             at += len;
@@ -76,6 +89,7 @@ pub(crate) fn runs_problem(b: &[u8], bit_width: u8, n: usize, max: u64) -> Resul
             if v > max {
                 return Err(format!("a repeated value of {v}, above {max}"));
             }
+            each(v)?;
             if run > n - count {
                 return Err(format!("runs holding more than the {n} values"));
             }
@@ -128,6 +142,8 @@ fn check_pages(
     c: &ColumnChunkMetaData,
 ) -> Result<(), String> {
     let mut entries = None;
+    // The highest dictionary index the pages so far use.
+    let mut used: Option<u64> = None;
     while let Some(page) = pages
         .get_next_page()
         .map_err(|e| format!("pages unreadable: {e}"))?
@@ -160,10 +176,35 @@ fn check_pages(
                     Encoding::RLE_DICTIONARY => {
                         let n = entries.ok_or("dictionary indexes before the dictionary")?;
                         let (&width, runs) = values.split_first().ok_or("no bit width")?;
-                        runs_problem(runs, width, present, n.saturating_sub(1) as u64)
-                            .map_err(|e| format!("dictionary indexes: {e}"))?;
+                        // The writer adds an entry when a row first uses its
+                        // value: a new index is one past the highest so far.
+                        let mut first_use = |v: u64| match used.map_or(0, |u| u + 1) {
+                            next if v == next => {
+                                used = Some(v);
+                                Ok(())
+                            }
+                            next if v < next => Ok(()),
+                            next => Err(format!(
+                                "index {v} used before index {next} (not the writer's order of first use)"
+                            )),
+                        };
+                        decode_runs(
+                            runs,
+                            width,
+                            present,
+                            n.saturating_sub(1) as u64,
+                            &mut first_use,
+                        )
+                        .map_err(|e| format!("dictionary indexes: {e}"))?;
                         if n == 0 && present > 0 {
                             return Err("dictionary indexes into an empty dictionary".into());
+                        }
+                        // As narrow as the entries so far allow.
+                        let narrowest = used.map_or(0, |u| 64 - u.leading_zeros());
+                        if u32::from(width) != narrowest {
+                            return Err(format!(
+                                "dictionary indexes {width} bits wide where {narrowest} hold them"
+                            ));
                         }
                     }
                     Encoding::DELTA_BINARY_PACKED => match c.column_type() {
@@ -198,39 +239,63 @@ fn check_pages(
             _ => {}
         }
     }
+    // Every entry is used: the writer's dictionary holds the values of the
+    // rows that were dictionary-encoded, nothing else.
+    if let Some(n) = entries
+        && used.map_or(0, |u| u + 1) != n as u64
+    {
+        return Err(format!(
+            "a dictionary of {n} entries whose pages use {}",
+            used.map_or(0, |u| u + 1)
+        ));
+    }
     Ok(())
 }
 
-/// The entries of a plain-encoded dictionary page of `ty`.
+/// The entries of a plain-encoded dictionary page of `ty`, each a distinct
+/// value (the writer adds a value once).
 fn dictionary_entries(buf: &[u8], ty: PhysicalType, type_length: i32) -> Result<usize, String> {
-    let fixed = |size: usize| match size > 0 && buf.len().is_multiple_of(size) {
-        true => Ok(buf.len() / size),
-        false => Err(format!(
+    let size = match ty {
+        PhysicalType::INT64 | PhysicalType::DOUBLE => 8,
+        PhysicalType::INT32 | PhysicalType::FLOAT => 4,
+        PhysicalType::FIXED_LEN_BYTE_ARRAY => usize::try_from(type_length).unwrap_or(0),
+        PhysicalType::BYTE_ARRAY => 0,
+        other => {
+            return Err(format!(
+                "a dictionary of {other} values, which the writer never writes"
+            ));
+        }
+    };
+    let mut entries: Vec<&[u8]> = Vec::new();
+    if ty == PhysicalType::BYTE_ARRAY {
+        let mut at = 0usize;
+        while at < buf.len() {
+            let len = buf.get(at..at + 4).ok_or("a dictionary cut short")?;
+            let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+            let end = at
+                .checked_add(4 + len)
+                .filter(|&e| e <= buf.len())
+                .ok_or("a dictionary cut short")?;
+            entries.push(&buf[at + 4..end]);
+            at = end;
+        }
+    } else if size > 0 && buf.len().is_multiple_of(size) {
+        entries.extend(buf.chunks(size));
+    } else {
+        return Err(format!(
             "a dictionary of {} bytes, not whole values",
             buf.len()
-        )),
-    };
-    match ty {
-        PhysicalType::INT64 | PhysicalType::DOUBLE => fixed(8),
-        PhysicalType::INT32 | PhysicalType::FLOAT => fixed(4),
-        PhysicalType::FIXED_LEN_BYTE_ARRAY => fixed(usize::try_from(type_length).unwrap_or(0)),
-        PhysicalType::BYTE_ARRAY => {
-            let (mut at, mut n) = (0usize, 0usize);
-            while at < buf.len() {
-                let len = buf.get(at..at + 4).ok_or("a dictionary cut short")?;
-                let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
-                at = at
-                    .checked_add(4 + len)
-                    .filter(|&e| e <= buf.len())
-                    .ok_or("a dictionary cut short")?;
-                n += 1;
-            }
-            Ok(n)
-        }
-        other => Err(format!(
-            "a dictionary of {other} values, which the writer never writes"
-        )),
+        ));
     }
+    let distinct: std::collections::HashSet<&[u8]> = entries.iter().copied().collect();
+    if distinct.len() != entries.len() {
+        return Err(format!(
+            "a dictionary of {} entries holding {} distinct values",
+            entries.len(),
+            distinct.len()
+        ));
+    }
+    Ok(entries.len())
 }
 
 #[cfg(test)]

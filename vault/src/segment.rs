@@ -2289,6 +2289,77 @@ mod tests {
     }
 
     #[test]
+    fn dictionaries_are_the_values_in_order_of_first_use() {
+        // `session_id` is s0, s1, s2, s0, ...: a dictionary of s0, s1, s2
+        // and indexes 0, 1, 2, 0, ..., two bits each, in one bit-packed run
+        // of 13 groups (1b) after the width (02).
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let (_, bytes) = encode_with(
+            &sample_entries(100),
+            &test_seal(&key),
+            SegmentCompression::None,
+        )
+        .unwrap();
+        let (page, values) = last_page(&bytes, col::SESSION_ID);
+        assert_eq!(page.encoding, crate::page_headers::RLE_DICTIONARY);
+        assert_eq!(bytes[values..values + 3], [0x02, 0x1b, 0b00_10_01_00]);
+        let indexes = values + 2..values + 2 + 26;
+        let found = |forged: Vec<u8>| {
+            let (misread, f) = value_findings(forged);
+            assert!(misread, "{f:?}");
+            f
+        };
+        let column = "row group 0: column session_id: ";
+        let why = " (other readers would decode other values)";
+        // The first row using entry 1: readers show s1, and the dictionary
+        // is not the writer's.
+        let mut forged = bytes.to_vec();
+        forged[values + 2] |= 1;
+        let want = format!(
+            "{column}dictionary indexes: index 1 used before index 0 (not the writer's order of first use){why}"
+        );
+        assert!(found(forged).contains(&want));
+        // No row left using s2: indexes 0 and 1 need one bit, not two.
+        let mut forged = bytes.to_vec();
+        for b in &mut forged[indexes] {
+            for k in 0..4 {
+                if (*b >> (2 * k)) & 3 == 2 {
+                    *b &= !(3 << (2 * k));
+                }
+            }
+        }
+        let want = format!("{column}dictionary indexes 2 bits wide where 1 hold them{why}");
+        assert!(found(forged).contains(&want));
+        // `session_seq` is i / 3: 34 entries, indexes 6 bits wide. Row 99,
+        // the only one of 33, moved to 32 (bits 2-7 of the run's byte 74):
+        // the width still fits, but entry 33 is one no page uses.
+        let (_, values) = last_page(&bytes, col::SESSION_SEQ);
+        assert_eq!(bytes[values..values + 2], [0x06, 0x1b]);
+        let at = values + 2 + 74;
+        assert_eq!(bytes[at] >> 2, 33);
+        let mut forged = bytes.to_vec();
+        forged[at] &= !(1 << 2);
+        let want = format!(
+            "row group 0: column session_seq: a dictionary of 34 entries whose pages use 33{why}"
+        );
+        let f = found(forged);
+        assert!(f.contains(&want), "{f:?}");
+        // s2 rewritten as s1 in the dictionary: two entries of one value.
+        let meta = crate::footer_rules::metadata_as_written(&bytes).unwrap();
+        let dict = chunk(&meta, col::SESSION_ID)
+            .dictionary_page_offset()
+            .unwrap() as usize;
+        let s2 = bytes[dict..]
+            .windows(6)
+            .position(|w| w == b"\x02\0\0\0s2")
+            .unwrap();
+        let mut forged = bytes.to_vec();
+        forged[dict + s2 + 5] = b'1';
+        let want = format!("{column}a dictionary of 3 entries holding 2 distinct values{why}");
+        assert!(found(forged).contains(&want));
+    }
+
+    #[test]
     fn delta_packed_values_are_the_writers_form() {
         let key = SigningKey::from_bytes(&[7; 32]);
         let (_, bytes) = encode_with(
