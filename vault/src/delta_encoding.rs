@@ -186,40 +186,53 @@ pub(crate) fn byte_array_problem(b: &[u8], n: usize, fixed: Option<usize>) -> Re
         binary_packed(b, &mut at, n, true).map_err(|e| format!("prefix lengths: {e}"))?;
     let suffixes =
         binary_packed(b, &mut at, n, true).map_err(|e| format!("suffix lengths: {e}"))?;
-    // The value before, rebuilt: a prefix of the one before it and a suffix.
-    let mut previous: Vec<u8> = Vec::new();
-    let mut value: Vec<u8> = Vec::new();
+    // The value before, as pieces of the page: (its position in the value,
+    // where it is in `b`, its length). Values are never copied out: a
+    // page of long shared prefixes would make that quadratic (an attacker
+    // review kept `verify` busy for minutes with one 4 MB page).
+    let mut pieces: Vec<(usize, usize, usize)> = Vec::new();
+    let mut previous_len = 0usize;
     for (i, (&p, &s)) in prefixes.iter().zip(&suffixes).enumerate() {
         let (Ok(p), Ok(s)) = (usize::try_from(p), usize::try_from(s)) else {
             return Err(format!("value {i}: a negative length"));
         };
-        if p > previous.len() {
+        if p > previous_len {
             return Err(format!(
-                "value {i}: a prefix of {p} bytes of a value of {}",
-                previous.len()
+                "value {i}: a prefix of {p} bytes of a value of {previous_len}"
             ));
         }
+        let suffix_at = at;
         let suffix = b
             .get(at..at.checked_add(s).ok_or("cut short")?)
             .ok_or("suffixes cut short")?;
         at += s;
         // The longest common prefix: the suffix must not begin with the
         // byte that follows the shared prefix in the value before.
-        if let (Some(next), Some(first)) = (previous.get(p), suffix.first())
-            && next == first
+        if let Some(&first) = suffix.first()
+            && p < previous_len
         {
-            return Err(format!("value {i}: a prefix shorter than the one shared"));
+            let k = pieces.partition_point(|&(from, _, _)| from <= p) - 1;
+            let (from, start, _) = pieces[k];
+            if b[start + (p - from)] == first {
+                return Err(format!("value {i}: a prefix shorter than the one shared"));
+            }
         }
-        value.clear();
-        value.extend_from_slice(&previous[..p]);
-        value.extend_from_slice(suffix);
-        if fixed.is_some_and(|f| f != value.len()) {
+        // This value: the pieces of the one before, cut at `p`, and its suffix.
+        while pieces.last().is_some_and(|&(from, _, _)| from >= p) {
+            pieces.pop();
+        }
+        if let Some(last) = pieces.last_mut() {
+            last.2 = last.2.min(p - last.0);
+        }
+        if s > 0 {
+            pieces.push((p, suffix_at, s));
+        }
+        previous_len = p + s;
+        if fixed.is_some_and(|f| f != previous_len) {
             return Err(format!(
-                "value {i}: {} bytes in a column of fixed width",
-                value.len()
+                "value {i}: {previous_len} bytes in a column of fixed width"
             ));
         }
-        std::mem::swap(&mut previous, &mut value);
     }
     match at == b.len() {
         true => Ok(()),
@@ -416,6 +429,33 @@ mod tests {
             byte_array_problem(&negative, 2, None)
                 .unwrap_err()
                 .contains("negative")
+        );
+        // Prefixes reaching into older values' bytes, and a prefix one
+        // short of the shared one whose next byte lies in an older suffix.
+        let values: [&[u8]; 7] = [b"abcdef", b"abcxyz", b"abq", b"abqrs", b"b", b"bb", b""];
+        assert_eq!(byte_array_problem(&encode_bytes(&values), 7, None), Ok(()));
+        let short = {
+            // "abcxyz" then "abcxq" written as prefix 3 and suffix "xq".
+            let mut out = encode(&[0, 3, 3]);
+            out.extend(encode(&[6, 3, 2]));
+            out.extend_from_slice(b"abcdefxyzxq");
+            out
+        };
+        assert!(
+            byte_array_problem(&short, 3, None)
+                .unwrap_err()
+                .contains("value 2: a prefix shorter")
+        );
+        // One long first value shared by every other (checked without
+        // copying it for each).
+        let long = vec![b'x'; 4096];
+        let many: Vec<&[u8]> = std::iter::repeat_n(&long[..], 2_000).collect();
+        let many = encode_bytes(&many);
+        assert_eq!(byte_array_problem(&many, 2_000, None), Ok(()));
+        assert!(
+            byte_array_problem(&many, 2_000, Some(5))
+                .unwrap_err()
+                .contains("value 0: 4096 bytes in a column of fixed width")
         );
         // Lengths past 32 bits, which a 32-bit reader would cut.
         let mut at = 0;

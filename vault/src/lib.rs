@@ -11,6 +11,7 @@ pub mod approval;
 mod bloom_filter;
 mod codec;
 pub mod compact;
+mod compressed_pages;
 pub mod config;
 pub mod cosignature;
 mod delta_encoding;

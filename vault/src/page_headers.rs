@@ -158,6 +158,9 @@ pub(crate) fn walk(file: &[u8], c: &ColumnChunkMetaData) -> Result<ChunkPages, S
         .checked_add(len)
         .filter(|&e| start >= 4 && e <= file.len())
         .ok_or("chunk outside the file")?;
+    if let Some(p) = crate::compressed_pages::codec_problem(c.compression()) {
+        return Err(p);
+    }
     let (mut at, mut values, mut out) = (start, 0i64, ChunkPages::default());
     while at < end {
         let (h, body_at) = read_struct(&file[..end], at, PAGE_HEADER)
@@ -189,6 +192,13 @@ pub(crate) fn walk(file: &[u8], c: &ColumnChunkMetaData) -> Result<ChunkPages, S
                         d.i32(2)
                     ));
                 }
+                if let Some(p) = crate::compressed_pages::body_problem(
+                    c.compression(),
+                    &file[body_at..next],
+                    usize::try_from(unpacked).unwrap_or(0),
+                ) {
+                    return Err(format!("page at {at}: {p}"));
+                }
                 out.encodings.push((ty, PLAIN));
                 None
             }
@@ -202,6 +212,17 @@ pub(crate) fn walk(file: &[u8], c: &ColumnChunkMetaData) -> Result<ChunkPages, S
                     ));
                 }
                 out.encodings.push((ty, encoding));
+                // No more values than a row group of the writer's holds: a
+                // few bytes of runs or deltas can declare billions, which
+                // every reader (`verify` first) would then decode.
+                if d.i32(1)
+                    .is_some_and(|n| n < 0 || n as usize > crate::segment::ROW_GROUP_ROWS)
+                {
+                    return Err(format!(
+                        "page at {at}: {:?} values, more than the writer puts in a row group",
+                        d.i32(1)
+                    ));
+                }
                 // num_values, num_nulls, num_rows: in a flat schema every
                 // value is a row (readers skip rows by the one or the other).
                 if d.i32(1) != d.i32(3) {
@@ -255,6 +276,18 @@ pub(crate) fn walk(file: &[u8], c: &ColumnChunkMetaData) -> Result<ChunkPages, S
                     return Err(format!(
                         "page at {at}: {def} level bytes in a page of {size} bytes, {unpacked} unpacked"
                     ));
+                }
+                // The values, compressed: as every reader unpacks them.
+                let packed = &file[body_at + def as usize..next];
+                if !stored
+                    && !packed.is_empty()
+                    && let Some(p) = crate::compressed_pages::body_problem(
+                        c.compression(),
+                        packed,
+                        usize::try_from(unpacked - def).unwrap_or(0),
+                    )
+                {
+                    return Err(format!("page at {at}: {p}"));
                 }
                 Some((d.i32(1), d.i32(2), d.strukt(8), encoding, unpacked - def))
             }

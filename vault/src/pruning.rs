@@ -279,6 +279,16 @@ impl PruningCheck {
         let mut groups = Vec::with_capacity(meta.num_row_groups());
         let mut undecodable = false;
         for (g, rg) in meta.row_groups().iter().enumerate() {
+            // Decoding is bounded by what the writer writes: a row group of
+            // more rows is not its, and a few bytes of runs could make
+            // every reader decode billions.
+            if rg.num_rows() < 0 || rg.num_rows() > crate::segment::ROW_GROUP_ROWS as i64 {
+                undecodable = true;
+                unwritten.push(format!(
+                    "row group {g}: declares {} rows, more than the writer puts in a row group (readers would decode them all)",
+                    rg.num_rows()
+                ));
+            }
             let mut columns = Vec::with_capacity(rg.num_columns());
             for (leaf, c) in rg.columns().iter().enumerate() {
                 let name = c.column_path().string();

@@ -1514,7 +1514,7 @@ mod tests {
         // 16,384 declared as 16,383 and 16,385, so that the first group's
         // last row would be checked against the second group's statistics
         // (which a forger would then lower it out of).
-        let shifted = footer_findings(forge(|groups| {
+        let forged = forge(|groups| {
             for (g, delta) in [(0, -1), (1, 1)] {
                 let declared = groups[g].num_rows() + delta;
                 groups[g] = groups[g]
@@ -1524,8 +1524,16 @@ mod tests {
                     .build()
                     .unwrap();
             }
-        }));
-        for findings in shifted {
+        });
+        // More rows than the writer puts in a group: `verify` does not
+        // decode the file (a forged count can make readers decode billions).
+        let check = crate::pruning::PruningCheck::new(&Bytes::from(forged.clone())).unwrap();
+        assert!(check.pages_misread());
+        assert_found(
+            &check.findings_before_decoding(),
+            &["row group 1: declares 16385 rows, more than the writer puts in a row group"],
+        );
+        for findings in footer_findings(forged) {
             assert_found(
                 &findings,
                 &[
@@ -1886,7 +1894,8 @@ mod tests {
             assert_eq!(chunk_problem(&bytes, c), None, "{}", c.column_path());
         }
         // One version 2 data page of 3 values and a 10-byte body, after the
-        // magic, described by `content`'s metadata moved there.
+        // magic, described by `content`'s metadata moved there (stored as
+        // it is: the body is no zstd frame).
         let page = |header: &[u8], declared_len: usize, values: i64| {
             let mut file = b"PAR1".to_vec();
             file.extend_from_slice(header);
@@ -1896,6 +1905,7 @@ mod tests {
                 .into_builder()
                 .set_dictionary_page_offset(None)
                 .set_data_page_offset(4)
+                .set_compression(parquet::basic::Compression::UNCOMPRESSED)
                 .set_total_compressed_size((header.len() + declared_len) as i64)
                 .set_num_values(values)
                 .build()
@@ -1950,13 +1960,29 @@ mod tests {
         let e = page(&v1, 10, 3).unwrap();
         assert!(e.contains("field 5 is not one the writer writes"), "{e}");
         // Values encoded as dictionary indexes with no dictionary, or RLE.
-        for (encoding, name) in [(0x10, "encoded 8"), (0x06, "encoded 3")] {
+        // (and DELTA_LENGTH_BYTE_ARRAY, which the writer never writes).
+        for (encoding, name) in [
+            (0x10, "encoded 8"),
+            (0x06, "encoded 3"),
+            (0x0c, "encoded 6"),
+        ] {
             let mut other = honest.clone();
             assert_eq!(other[13..15], [0x15, 0x00]);
             other[14] = encoding;
             let e = page(&other, 10, 3).unwrap();
             assert!(e.contains(name), "{e}");
         }
+        // More values than a row group of the writer's holds (16,385,
+        // zigzag 82 80 02), which a few bytes of runs could declare.
+        let mut big = honest[..7].to_vec();
+        big.extend_from_slice(&[0x15, 0x82, 0x80, 0x02, 0x15, 0x00, 0x15, 0x82, 0x80, 0x02]);
+        big.extend_from_slice(&v2[6..]);
+        big.push(0x00);
+        let e = page(&big, 10, 16_385).unwrap();
+        assert!(
+            e.contains("more than the writer puts in a row group"),
+            "{e}"
+        );
         // A field the writer does not know.
         let mut unknown = honest[..6].to_vec();
         unknown.extend_from_slice(&[0x35, 0x00]);
@@ -2357,6 +2383,25 @@ mod tests {
         forged[dict + s2 + 5] = b'1';
         let want = format!("{column}a dictionary of 3 entries holding 2 distinct values{why}");
         assert!(found(forged).contains(&want));
+    }
+
+    #[test]
+    fn only_the_writers_codecs_are_read() {
+        // `session_id` declared GZIP: a review showed DuckDB and zlib
+        // inflate different streams from one gzip body (DuckDB does not
+        // skip the header's file name). Refused before any row is decoded.
+        use parquet::basic::{Compression, GzipLevel};
+        let forged = forge(|groups| {
+            edit_column(groups, 0, col::SESSION_ID, |c| {
+                c.set_compression(Compression::GZIP(GzipLevel::default()))
+            })
+        });
+        let check = crate::pruning::PruningCheck::new(&Bytes::from(forged)).unwrap();
+        assert!(check.pages_misread());
+        assert_found(
+            &check.findings_before_decoding(),
+            &["row group 0: column session_id: compressed with GZIP"],
+        );
     }
 
     #[test]

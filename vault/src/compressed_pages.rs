@@ -1,0 +1,177 @@
+//! Compressed page bodies as every reader reads them.
+//!
+//! Readers unpack page bodies with their own codec libraries, and those
+//! differ at the edges of a format. An attacker review re-sealed a segment
+//! whose `session_id` chunk was GZIP-compressed with the gzip header's
+//! file-name flag set: zlib (pyarrow) and flate2 (parquet-rs: `verify`,
+//! DataFusion) skip the name and inflate the true page after it, while
+//! DuckDB inflates from right after the fixed header, reading a deflate
+//! stream hidden in the "name" that holds forged dictionary indexes. DuckDB
+//! showed rows under other session ids while `verify` said OK. So only the
+//! writer's codecs are accepted (zstd, LZ4 raw blocks, or none), and a zstd
+//! body must be exactly one frame: no skippable frames, no second frame, no
+//! bytes after it, no dictionary, a declared content size (when there is
+//! one) equal to the page's, no reserved bits. Within one frame every zstd
+//! decoder produces the same bytes or fails. An LZ4 raw block has no framing
+//! to disagree on: its sequences decode alike wherever they decode.
+
+use parquet::basic::Compression;
+
+/// Why a chunk compressed with `codec` is not one the writer writes, if it
+/// is not.
+pub(crate) fn codec_problem(codec: Compression) -> Option<String> {
+    match codec {
+        Compression::UNCOMPRESSED | Compression::ZSTD(_) | Compression::LZ4_RAW => None,
+        other => Some(format!(
+            "compressed with {other}, which the writer never uses (readers' libraries unpack it differently)"
+        )),
+    }
+}
+
+/// Why `body`, the compressed part of a page of `codec` that unpacks to
+/// `unpacked` bytes, would not unpack alike for every reader, if it would
+/// not.
+pub(crate) fn body_problem(codec: Compression, body: &[u8], unpacked: usize) -> Option<String> {
+    match codec {
+        Compression::ZSTD(_) => zstd_frame_problem(body, unpacked).err(),
+        _ => None,
+    }
+}
+
+/// Why `b` is not exactly one zstd frame (RFC 8878) of `unpacked` bytes
+/// as the writer writes it, if it is not. The blocks are walked, not
+/// decoded: the frame's extent is what readers could disagree on.
+fn zstd_frame_problem(b: &[u8], unpacked: usize) -> Result<(), String> {
+    const MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+    let byte = |at: usize| b.get(at).copied().ok_or("a zstd frame cut short");
+    if b.get(..4) != Some(&MAGIC[..]) {
+        return Err("not a zstd frame (a skippable frame, or another format)".into());
+    }
+    let descriptor = byte(4)?;
+    let (fcs_flag, single_segment) = (descriptor >> 6, descriptor & 0x20 != 0);
+    let (unused, reserved, checksum) = (descriptor & 0x10, descriptor & 0x08, descriptor & 0x04);
+    if unused != 0 || reserved != 0 {
+        return Err("a zstd frame header with reserved bits set".into());
+    }
+    if descriptor & 0x03 != 0 {
+        return Err("a zstd frame that needs a dictionary".into());
+    }
+    let mut at = 5 + usize::from(!single_segment);
+    let fcs_len = match (fcs_flag, single_segment) {
+        (0, false) => 0,
+        (0, true) => 1,
+        (1, _) => 2,
+        (2, _) => 4,
+        _ => 8,
+    };
+    if fcs_len > 0 {
+        let field = b.get(at..at + fcs_len).ok_or("a zstd frame cut short")?;
+        let mut size = field
+            .iter()
+            .rev()
+            .fold(0u64, |acc, &x| (acc << 8) | u64::from(x));
+        if fcs_len == 2 {
+            size += 256;
+        }
+        if size != unpacked as u64 {
+            return Err(format!(
+                "a zstd frame declaring {size} bytes where the page has {unpacked}"
+            ));
+        }
+        at += fcs_len;
+    }
+    loop {
+        let header = b.get(at..at + 3).ok_or("a zstd frame cut short")?;
+        let header = u32::from(header[0]) | u32::from(header[1]) << 8 | u32::from(header[2]) << 16;
+        at += 3;
+        let (last, kind, size) = (header & 1 == 1, (header >> 1) & 3, (header >> 3) as usize);
+        at += match kind {
+            0 | 2 => size,
+            1 => 1,
+            _ => return Err("a zstd block of the reserved type".into()),
+        };
+        if at > b.len() {
+            return Err("a zstd frame cut short".into());
+        }
+        if last {
+            break;
+        }
+    }
+    if checksum != 0 {
+        at += 4;
+    }
+    match at.cmp(&b.len()) {
+        std::cmp::Ordering::Equal => Ok(()),
+        std::cmp::Ordering::Less => Err(format!(
+            "{} bytes after the zstd frame (another frame, or anything)",
+            b.len() - at
+        )),
+        std::cmp::Ordering::Greater => Err("a zstd frame cut short".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One zstd frame holding `data` in one raw block (the writer's
+    /// frames are checked by every segment test and real store).
+    fn zstd(data: &[u8]) -> Vec<u8> {
+        // Magic, a single-segment header with a 1-byte content size, then
+        // the last block: raw, `data.len()` bytes.
+        let mut out = vec![0x28, 0xb5, 0x2f, 0xfd, 0x20, data.len() as u8];
+        let header = (data.len() as u32) << 3 | 1;
+        out.extend_from_slice(&header.to_le_bytes()[..3]);
+        out.extend_from_slice(data);
+        out
+    }
+
+    #[test]
+    fn a_zstd_body_is_one_frame_of_the_pages_size() {
+        let codec = Compression::ZSTD(Default::default());
+        let data: Vec<u8> = (0..200u8).collect();
+        let frame = zstd(&data);
+        assert_eq!(body_problem(codec, &frame, data.len()), None);
+        let empty = zstd(&[]);
+        assert_eq!(body_problem(codec, &empty, 0), None);
+        // Another size than the page's.
+        let e = body_problem(codec, &frame, data.len() + 1).unwrap();
+        assert!(
+            e.contains("declaring 200 bytes where the page has 201"),
+            "{e}"
+        );
+        // Two frames: readers that stop after the first see other bytes.
+        let mut two = frame.clone();
+        two.extend_from_slice(&zstd(b"forged"));
+        let e = body_problem(codec, &two, data.len()).unwrap();
+        assert!(e.contains("after the zstd frame"), "{e}");
+        // A skippable frame first (magic 0x184D2A50, 4 bytes of length).
+        let mut skip = vec![0x50, 0x2a, 0x4d, 0x18, 2, 0, 0, 0, 0xaa, 0xbb];
+        skip.extend_from_slice(&frame);
+        assert!(
+            body_problem(codec, &skip, data.len())
+                .unwrap()
+                .contains("skippable")
+        );
+        // Cut short, and reserved bits.
+        assert!(body_problem(codec, &frame[..frame.len() - 1], data.len()).is_some());
+        let mut reserved = frame.clone();
+        reserved[4] |= 0x08;
+        assert!(
+            body_problem(codec, &reserved, data.len())
+                .unwrap()
+                .contains("reserved")
+        );
+        // Other codecs are refused outright; LZ4 raw blocks and none pass.
+        for c in [
+            Compression::GZIP(Default::default()),
+            Compression::SNAPPY,
+            Compression::LZ4,
+        ] {
+            assert!(codec_problem(c).is_some(), "{c}");
+        }
+        for c in [codec, Compression::LZ4_RAW, Compression::UNCOMPRESSED] {
+            assert_eq!(codec_problem(c), None);
+        }
+    }
+}
