@@ -2272,6 +2272,16 @@ mod tests {
         (false, check.finish().unwrap())
     }
 
+    /// A hundred rows stored without a codec, so that page contents can be
+    /// edited in place.
+    fn hundred_stored_rows() -> Bytes {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let seal = test_seal(&key);
+        encode_with(&sample_entries(100), &seal, SegmentCompression::None)
+            .unwrap()
+            .1
+    }
+
     /// The last data page of column `name` in row group 0 of `file`, and
     /// where its values start.
     fn last_page(file: &Bytes, name: &str) -> (crate::page_headers::DataPage, usize) {
@@ -2284,10 +2294,7 @@ mod tests {
 
     #[test]
     fn plain_values_fill_their_pages_exactly() {
-        // Stored as they are, so that the values can be edited in place.
-        let key = SigningKey::from_bytes(&[7; 32]);
-        let entries = sample_entries(100);
-        let (_, bytes) = encode_with(&entries, &test_seal(&key), SegmentCompression::None).unwrap();
+        let bytes = hundred_stored_rows();
         assert_eq!(value_findings(bytes.to_vec()), (false, vec![]));
         // `content`'s last value one byte shorter: readers take the 100
         // values the header declares and ignore the byte left over, where
@@ -2319,13 +2326,7 @@ mod tests {
         // `session_id` is s0, s1, s2, s0, ...: a dictionary of s0, s1, s2
         // and indexes 0, 1, 2, 0, ..., two bits each, in one bit-packed run
         // of 13 groups (1b) after the width (02).
-        let key = SigningKey::from_bytes(&[7; 32]);
-        let (_, bytes) = encode_with(
-            &sample_entries(100),
-            &test_seal(&key),
-            SegmentCompression::None,
-        )
-        .unwrap();
+        let bytes = hundred_stored_rows();
         let (page, values) = last_page(&bytes, col::SESSION_ID);
         assert_eq!(page.encoding, crate::page_headers::RLE_DICTIONARY);
         assert_eq!(bytes[values..values + 3], [0x02, 0x1b, 0b00_10_01_00]);
@@ -2406,13 +2407,7 @@ mod tests {
 
     #[test]
     fn delta_packed_values_are_the_writers_form() {
-        let key = SigningKey::from_bytes(&[7; 32]);
-        let (_, bytes) = encode_with(
-            &sample_entries(100),
-            &test_seal(&key),
-            SegmentCompression::None,
-        )
-        .unwrap();
+        let bytes = hundred_stored_rows();
         // `idx` 0..=99: 80 02 (blocks of 256) 04 (4 miniblocks) 64 (100
         // values) 00 (first 0), then one block: 02 (minimum delta 1) and
         // four miniblocks 0 bits wide.
