@@ -115,7 +115,6 @@ pub(super) fn sequencer_loop(
                     ));
                     break;
                 }
-                let session_id = ev.session_id().to_string();
                 let sealed = ev.seal(Position {
                     ns: &s.ns,
                     idx: s.next,
@@ -128,7 +127,14 @@ pub(super) fn sequencer_loop(
                     Ok(e) => {
                         s.next += 1;
                         s.chain = e.chain_hash;
-                        s.sessions.insert(session_id, session_seq + 1);
+                        // A known session's counter is bumped in place: no
+                        // copy of its id per event on this thread.
+                        match s.sessions.get_mut(e.session_id.as_str()) {
+                            Some(next) => *next = session_seq + 1,
+                            None => {
+                                s.sessions.insert(e.session_id.clone(), session_seq + 1);
+                            }
+                        }
                         if let Some(key) = key {
                             s.dedup.insert(key, &e);
                         }
