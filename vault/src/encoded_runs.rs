@@ -134,12 +134,15 @@ pub(crate) fn values_problem(
         Ok(p) => p,
         Err(e) => return Some(format!("pages unreadable: {e}")),
     };
-    check_pages(pages, c).err()
+    check_pages(pages, c, rows.min(crate::segment::ROW_GROUP_ROWS)).err()
 }
 
+/// `rows`: the rows of the chunk's group, which bound its dictionary (every
+/// entry is some row's value).
 fn check_pages(
     mut pages: SerializedPageReader<Bytes>,
     c: &ColumnChunkMetaData,
+    rows: usize,
 ) -> Result<(), String> {
     let mut entries = None;
     // The highest dictionary index the pages so far use.
@@ -152,7 +155,8 @@ fn check_pages(
             Page::DictionaryPage {
                 buf, num_values, ..
             } => {
-                let n = dictionary_entries(&buf, c.column_type(), c.column_descr().type_length())?;
+                let ty = c.column_type();
+                let n = dictionary_entries(&buf, ty, c.column_descr().type_length(), rows)?;
                 if n != num_values as usize {
                     return Err(format!(
                         "a dictionary of {n} entries declaring {num_values}"
@@ -253,8 +257,16 @@ fn check_pages(
 }
 
 /// The entries of a plain-encoded dictionary page of `ty`, each a distinct
-/// value (the writer adds a value once).
-fn dictionary_entries(buf: &[u8], ty: PhysicalType, type_length: i32) -> Result<usize, String> {
+/// value (the writer adds a value once), at most `max` of them (counted
+/// before any is kept: a few bytes of zstd can unpack to millions of empty
+/// entries).
+fn dictionary_entries(
+    buf: &[u8],
+    ty: PhysicalType,
+    type_length: i32,
+    max: usize,
+) -> Result<usize, String> {
+    let too_many = || format!("a dictionary of more than {max} entries, the rows of its group");
     let size = match ty {
         PhysicalType::INT64 | PhysicalType::DOUBLE => 8,
         PhysicalType::INT32 | PhysicalType::FLOAT => 4,
@@ -276,10 +288,16 @@ fn dictionary_entries(buf: &[u8], ty: PhysicalType, type_length: i32) -> Result<
                 .checked_add(4 + len)
                 .filter(|&e| e <= buf.len())
                 .ok_or("a dictionary cut short")?;
+            if entries.len() == max {
+                return Err(too_many());
+            }
             entries.push(&buf[at + 4..end]);
             at = end;
         }
     } else if size > 0 && buf.len().is_multiple_of(size) {
+        if buf.len() / size > max {
+            return Err(too_many());
+        }
         entries.extend(buf.chunks(size));
     } else {
         return Err(format!(

@@ -70,6 +70,7 @@ pub(crate) fn footer_is_canonical(
 /// The metadata of `bytes` as the writer had it when it wrote the footer
 /// (see [`footer_is_canonical`]).
 pub(crate) fn metadata_as_written(bytes: &Bytes) -> Result<ParquetMetaData, SegmentError> {
+    crate::segment::footer_parses_safely(bytes)?;
     let options = ParquetMetaDataOptions::new().with_encoding_stats_as_mask(false);
     let meta = ParquetMetaDataReader::new()
         .with_metadata_options(Some(options))

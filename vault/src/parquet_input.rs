@@ -23,6 +23,9 @@ pub enum InputError {
     /// Not a readable Parquet file.
     #[error("parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
+    /// A footer that could make a parser recurse or reserve without bound.
+    #[error("unsafe footer: {0}")]
+    Footer(String),
     /// A column's embedded Arrow type disagrees with its Parquet type.
     #[error("column {0} is declared a string but stored as bytes not annotated UTF-8")]
     UncheckedStrings(String),
@@ -30,6 +33,9 @@ pub enum InputError {
 
 /// The reader metadata of `bytes`, once [`check`] has passed it.
 pub fn load(bytes: &Bytes) -> Result<ArrowReaderMetadata, InputError> {
+    if let Some(p) = crate::footer_shape::problem(bytes) {
+        return Err(InputError::Footer(p));
+    }
     let meta = ArrowReaderMetadata::load(bytes, ArrowReaderOptions::new())?;
     check(meta.metadata())?;
     Ok(meta)

@@ -575,9 +575,19 @@ fn read_header(kv: Option<&Vec<KeyValue>>) -> Result<(SegmentHeader, Vec<u8>), S
     Ok((header, signature))
 }
 
+/// Refuses a footer that could make parquet-rs recurse or reserve without
+/// bound ([`crate::footer_shape`]) before it parses one.
+pub(crate) fn footer_parses_safely(bytes: &[u8]) -> Result<(), SegmentError> {
+    match crate::footer_shape::problem(bytes) {
+        None => Ok(()),
+        Some(p) => Err(SegmentError::Format(p)),
+    }
+}
+
 /// Reads only the signed header and its signature from the footer, without
 /// decoding any rows: what is left to check when data pages are damaged.
 pub fn decode_header(bytes: &Bytes) -> Result<(SegmentHeader, Vec<u8>), SegmentError> {
+    footer_parses_safely(bytes)?;
     let meta = parquet::file::metadata::ParquetMetaDataReader::new()
         .parse_and_finish(bytes)
         .map_err(pq)?;
@@ -590,6 +600,7 @@ pub fn decode_header(bytes: &Bytes) -> Result<(SegmentHeader, Vec<u8>), SegmentE
 /// by the signed file digest (check it first); `verify` checks them against
 /// the rows for files re-sealed by the key holder.
 pub fn holds_event_ids(bytes: &Bytes) -> Result<bool, SegmentError> {
+    footer_parses_safely(bytes)?;
     let meta = parquet::file::metadata::ParquetMetaDataReader::new()
         .parse_and_finish(bytes)
         .map_err(pq)?;

@@ -12,10 +12,15 @@
 // Compact protocol types.
 const BOOL_TRUE: u8 = 1;
 const BOOL_FALSE: u8 = 2;
+const BYTE: u8 = 3;
+const I16: u8 = 4;
 const I32: u8 = 5;
 const I64: u8 = 6;
+const DOUBLE: u8 = 7;
 const BINARY: u8 = 8;
 const LIST: u8 = 9;
+const SET: u8 = 10;
+const MAP: u8 = 11;
 const STRUCT: u8 = 12;
 
 /// What a field may be.
@@ -102,6 +107,24 @@ pub(crate) fn read_exact<'a>(
     }
 }
 
+/// Walks a struct at `at` of whatever fields, keeping none: nesting at most
+/// [`SKIM_DEPTH`] deep and no list, set or map declaring more elements than
+/// bytes are left, so that a parser reading the same bytes after it cannot
+/// be made to recurse or reserve without bound. Returns where the struct
+/// ends and the value of its top-level integer field `capture`, if any.
+pub(crate) fn skim_struct(
+    bytes: &[u8],
+    at: usize,
+    capture: i16,
+) -> Result<(usize, Option<i64>), String> {
+    let mut r = Reader { b: bytes, at };
+    let v = r.skim_fields(0, capture)?;
+    Ok((r.at, v))
+}
+
+/// How deep [`skim_struct`] lets structs and lists nest.
+pub(crate) const SKIM_DEPTH: u8 = 16;
+
 struct Reader<'a> {
     b: &'a [u8],
     at: usize,
@@ -144,6 +167,95 @@ impl<'a> Reader<'a> {
         let v = self.b.get(self.at..end).ok_or("cut short")?;
         self.at = end;
         Ok(v)
+    }
+
+    fn skim_fields(&mut self, depth: u8, capture: i16) -> Result<Option<i64>, String> {
+        if depth > SKIM_DEPTH {
+            return Err("nested too deep".into());
+        }
+        let (mut last, mut got) = (0i16, None);
+        loop {
+            let h = self.byte()?;
+            if h == 0 {
+                return Ok(got);
+            }
+            let (delta, ty) = (h >> 4, h & 0x0f);
+            let id = match delta {
+                0 => i16::try_from(self.i64()?).map_err(|_| "field id out of range")?,
+                d => last
+                    .checked_add(i16::from(d))
+                    .ok_or("field id out of range")?,
+            };
+            last = id;
+            match ty {
+                BOOL_TRUE | BOOL_FALSE => {}
+                I16 | I32 | I64 => {
+                    let v = self.i64()?;
+                    if id == capture {
+                        got = Some(v);
+                    }
+                }
+                _ => self.skim_value(ty, depth)?,
+            }
+        }
+    }
+
+    /// Skips a value of compact type `ty` (a bool as a byte of its own, as
+    /// in lists).
+    fn skim_value(&mut self, ty: u8, depth: u8) -> Result<(), String> {
+        if depth > SKIM_DEPTH {
+            return Err("nested too deep".into());
+        }
+        let left = |r: &Self| r.b.len().saturating_sub(r.at) as u64;
+        match ty {
+            BOOL_TRUE | BOOL_FALSE | BYTE => {
+                self.byte()?;
+            }
+            I16 | I32 | I64 => {
+                self.varint()?;
+            }
+            DOUBLE => {
+                self.at = self
+                    .at
+                    .checked_add(8)
+                    .filter(|&e| e <= self.b.len())
+                    .ok_or("cut short")?;
+            }
+            BINARY => {
+                self.binary()?;
+            }
+            LIST | SET => {
+                let h = self.byte()?;
+                let n = match h >> 4 {
+                    15 => self.varint()?,
+                    n => u64::from(n),
+                };
+                if n > left(self) {
+                    return Err(format!("a list of {n} elements in {} bytes", left(self)));
+                }
+                for _ in 0..n {
+                    self.skim_value(h & 0x0f, depth + 1)?;
+                }
+            }
+            MAP => {
+                let n = self.varint()?;
+                if n > 0 {
+                    let kv = self.byte()?;
+                    if n > left(self) {
+                        return Err(format!("a map of {n} entries in {} bytes", left(self)));
+                    }
+                    for _ in 0..n {
+                        self.skim_value(kv >> 4, depth + 1)?;
+                        self.skim_value(kv & 0x0f, depth + 1)?;
+                    }
+                }
+            }
+            STRUCT => {
+                self.skim_fields(depth + 1, -1)?;
+            }
+            other => return Err(format!("a value of unknown type {other}")),
+        }
+        Ok(())
     }
 
     fn strukt(&mut self, spec: &'static [(i16, Kind)], depth: u8) -> Result<Fields<'a>, String> {
