@@ -163,9 +163,7 @@ mod tests {
         assert!(e.contains("elements in"), "{e}");
         // Structs nested past the walk's bound.
         let mut nested = vec![0x15, 0x04];
-        for _ in 0..40 {
-            nested.push(0x1c);
-        }
+        nested.extend(std::iter::repeat_n(0x1c, 40));
         nested.extend(std::iter::repeat_n(0x00, 41));
         let e = problem(&file(&nested)).unwrap();
         assert!(e.contains("nested too deep"), "{e}");
