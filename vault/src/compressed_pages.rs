@@ -34,7 +34,68 @@ pub(crate) fn codec_problem(codec: Compression) -> Option<String> {
 pub(crate) fn body_problem(codec: Compression, body: &[u8], unpacked: usize) -> Option<String> {
     match codec {
         Compression::ZSTD(_) => zstd_frame_problem(body, unpacked).err(),
+        Compression::LZ4_RAW => lz4_block_problem(body, unpacked).err(),
         _ => None,
+    }
+}
+
+/// Why `b` is not one LZ4 block of `unpacked` bytes that every LZ4 library
+/// decodes, if it is not. The sequences are walked, not decoded. The block
+/// format's end rules (the last sequence is literals only, no match starts
+/// in the last 12 bytes, the last 5 are literals) are kept by every
+/// compressor; lz4_flex (parquet-rs) decodes blocks that break them, the
+/// LZ4 library (pyarrow, DuckDB) refuses them: a review's file that
+/// `verify` passed was unreadable there.
+fn lz4_block_problem(b: &[u8], unpacked: usize) -> Result<(), String> {
+    const MFLIMIT: usize = 12;
+    const LAST_LITERALS: usize = 5;
+    let (mut at, mut out) = (0usize, 0usize);
+    let length = |at: &mut usize, mut n: usize| -> Result<usize, String> {
+        if n == 15 {
+            loop {
+                let x = *b.get(*at).ok_or("an LZ4 block cut short")?;
+                *at += 1;
+                n = n
+                    .checked_add(usize::from(x))
+                    .ok_or("an LZ4 length too long")?;
+                if x != 255 {
+                    break;
+                }
+            }
+        }
+        Ok(n)
+    };
+    loop {
+        let token = *b.get(at).ok_or("an LZ4 block cut short")?;
+        at += 1;
+        let literals = length(&mut at, usize::from(token >> 4))?;
+        at = at
+            .checked_add(literals)
+            .filter(|&e| e <= b.len())
+            .ok_or("an LZ4 block cut short")?;
+        out += literals;
+        if at == b.len() {
+            break;
+        }
+        let offset = b.get(at..at + 2).ok_or("an LZ4 block cut short")?;
+        let offset = usize::from(u16::from_le_bytes([offset[0], offset[1]]));
+        at += 2;
+        if offset == 0 || offset > out {
+            return Err("an LZ4 match reaching before the block's start".into());
+        }
+        let matched = length(&mut at, usize::from(token & 15))? + 4;
+        if out + MFLIMIT > unpacked || out + matched + LAST_LITERALS > unpacked {
+            return Err(
+                "an LZ4 match in the block's last bytes, which the LZ4 library refuses".into(),
+            );
+        }
+        out += matched;
+    }
+    match out == unpacked {
+        true => Ok(()),
+        false => Err(format!(
+            "an LZ4 block of {out} bytes where the page has {unpacked}"
+        )),
     }
 }
 
@@ -161,6 +222,32 @@ mod tests {
             body_problem(codec, &reserved, data.len())
                 .unwrap()
                 .contains("reserved")
+        );
+        // LZ4 blocks: literals only; a match then literals; a block ending
+        // with a match, or with a match too close to its end.
+        let lz4 = Compression::LZ4_RAW;
+        assert_eq!(body_problem(lz4, &[0x30, b'a', b'b', b'c'], 3), None);
+        let mut m = vec![0x1f, b'a', 0x01, 0x00, 0x0f];
+        m.extend_from_slice(&[0x50, b'1', b'2', b'3', b'4', b'5']);
+        // 'a', then 34 more by a match of offset 1 (15 + 15 + 4), then 5
+        assert_eq!(body_problem(lz4, &m, 1 + 34 + 5), None);
+        assert!(
+            body_problem(lz4, &m, 41)
+                .unwrap()
+                .contains("40 bytes where")
+        );
+        let e = body_problem(lz4, &[0x1f, b'a', 0x01, 0x00, 0x0f], 35).unwrap();
+        assert!(e.contains("last bytes"), "{e}");
+        let e = body_problem(lz4, &[0x1f, b'a', 0x01, 0x00, 0x0f], 400).unwrap();
+        assert!(e.contains("cut short"), "{e}");
+        let late = [0x10, b'a', 0x01, 0x00, 0x20, b'1', b'2'];
+        let e = body_problem(lz4, &late, 1 + 4 + 2).unwrap();
+        assert!(e.contains("last bytes"), "{e}");
+        let before = [0x10, b'a', 0x02, 0x00, 0x50, b'1', b'2', b'3', b'4', b'5'];
+        assert!(
+            body_problem(lz4, &before, 30)
+                .unwrap()
+                .contains("before the block")
         );
         // Other codecs are refused outright; LZ4 raw blocks and none pass.
         for c in [

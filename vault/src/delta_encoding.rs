@@ -80,7 +80,10 @@ pub(crate) fn binary_packed(
     if !fits(first) {
         return Err(format!("a first value of {first} in 32-bit values"));
     }
+    // Both are 32-bit ints for other readers (pyarrow fails on a block
+    // size past them, where the others read on).
     if block == 0
+        || block > i32::MAX as u64
         || !block.is_multiple_of(128)
         || miniblocks == 0
         || !block.is_multiple_of(miniblocks)
@@ -349,6 +352,9 @@ mod tests {
         let mut block = good.clone();
         block[0] = 0x81;
         assert!(problem(&block, 40).contains("blocks of 129"));
+        let mut huge = vec![0x80, 0x80, 0x80, 0x80, 0x10];
+        huge.extend_from_slice(&good[2..]);
+        assert!(problem(&huge, 40).contains("blocks of 4294967296"));
         let overlong = [0x80, 0x81, 0x00, 0x04, 0x28, 0xd0, 0x0f];
         assert!(problem(&overlong, 40).contains("overlong"));
         // Cut short.
