@@ -49,41 +49,60 @@ pub(crate) fn body_problem(codec: Compression, body: &[u8], unpacked: usize) -> 
 fn lz4_block_problem(b: &[u8], unpacked: usize) -> Result<(), String> {
     const MFLIMIT: usize = 12;
     const LAST_LITERALS: usize = 5;
+    const CUT: &str = "an LZ4 block cut short";
+    // One pass over the sequences, as tight as a decoder's parse: this runs
+    // over every LZ4 page `verify` reads (on text, one sequence per ten
+    // bytes or so).
+    let n = b.len();
     let (mut at, mut out) = (0usize, 0usize);
-    let length = |at: &mut usize, mut n: usize| -> Result<usize, String> {
-        if n == 15 {
+    loop {
+        let Some(&token) = b.get(at) else {
+            return Err(CUT.into());
+        };
+        at += 1;
+        let mut literals = usize::from(token >> 4);
+        if literals == 15 {
             loop {
-                let x = *b.get(*at).ok_or("an LZ4 block cut short")?;
-                *at += 1;
-                n = n
-                    .checked_add(usize::from(x))
-                    .ok_or("an LZ4 length too long")?;
+                let Some(&x) = b.get(at) else {
+                    return Err(CUT.into());
+                };
+                at += 1;
+                literals += usize::from(x);
                 if x != 255 {
                     break;
                 }
             }
         }
-        Ok(n)
-    };
-    loop {
-        let token = *b.get(at).ok_or("an LZ4 block cut short")?;
-        at += 1;
-        let literals = length(&mut at, usize::from(token >> 4))?;
-        at = at
-            .checked_add(literals)
-            .filter(|&e| e <= b.len())
-            .ok_or("an LZ4 block cut short")?;
+        at += literals;
         out += literals;
-        if at == b.len() {
-            break;
+        if at >= n {
+            if at == n {
+                break;
+            }
+            return Err(CUT.into());
         }
-        let offset = b.get(at..at + 2).ok_or("an LZ4 block cut short")?;
-        let offset = usize::from(u16::from_le_bytes([offset[0], offset[1]]));
+        let Some(&[lo, hi]) = b.get(at..at + 2) else {
+            return Err(CUT.into());
+        };
         at += 2;
+        let offset = usize::from(u16::from_le_bytes([lo, hi]));
         if offset == 0 || offset > out {
             return Err("an LZ4 match reaching before the block's start".into());
         }
-        let matched = length(&mut at, usize::from(token & 15))? + 4;
+        let mut matched = usize::from(token & 15);
+        if matched == 15 {
+            loop {
+                let Some(&x) = b.get(at) else {
+                    return Err(CUT.into());
+                };
+                at += 1;
+                matched += usize::from(x);
+                if x != 255 {
+                    break;
+                }
+            }
+        }
+        matched += 4;
         if out + MFLIMIT > unpacked || out + matched + LAST_LITERALS > unpacked {
             return Err(
                 "an LZ4 match in the block's last bytes, which the LZ4 library refuses".into(),
