@@ -169,22 +169,30 @@ impl<'a> Reader<'a> {
         Ok(v)
     }
 
+    /// The next field's id and type after field `last`; `None` at the stop.
+    fn field_header(&mut self, last: i16) -> Result<Option<(i16, u8)>, String> {
+        let h = self.byte()?;
+        if h == 0 {
+            return Ok(None);
+        }
+        let (delta, ty) = (h >> 4, h & 0x0f);
+        let id = match delta {
+            0 => i16::try_from(self.i64()?).map_err(|_| "field id out of range")?,
+            d => last
+                .checked_add(i16::from(d))
+                .ok_or("field id out of range")?,
+        };
+        Ok(Some((id, ty)))
+    }
+
     fn skim_fields(&mut self, depth: u8, capture: i16) -> Result<Option<i64>, String> {
         if depth > SKIM_DEPTH {
             return Err("nested too deep".into());
         }
         let (mut last, mut got) = (0i16, None);
         loop {
-            let h = self.byte()?;
-            if h == 0 {
+            let Some((id, ty)) = self.field_header(last)? else {
                 return Ok(got);
-            }
-            let (delta, ty) = (h >> 4, h & 0x0f);
-            let id = match delta {
-                0 => i16::try_from(self.i64()?).map_err(|_| "field id out of range")?,
-                d => last
-                    .checked_add(i16::from(d))
-                    .ok_or("field id out of range")?,
             };
             last = id;
             match ty {
@@ -264,16 +272,8 @@ impl<'a> Reader<'a> {
         }
         let (mut last, mut out) = (0i16, Vec::new());
         loop {
-            let h = self.byte()?;
-            if h == 0 {
+            let Some((id, ty)) = self.field_header(last)? else {
                 return Ok(Fields(out));
-            }
-            let (delta, ty) = (h >> 4, h & 0x0f);
-            let id = match delta {
-                0 => i16::try_from(self.i64()?).map_err(|_| "field id out of range")?,
-                d => last
-                    .checked_add(i16::from(d))
-                    .ok_or("field id out of range")?,
             };
             if id <= last {
                 return Err(format!("field {id} out of order or repeated"));
