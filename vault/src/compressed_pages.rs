@@ -60,19 +60,7 @@ fn lz4_block_problem(b: &[u8], unpacked: usize) -> Result<(), String> {
             return Err(CUT.into());
         };
         at += 1;
-        let mut literals = usize::from(token >> 4);
-        if literals == 15 {
-            loop {
-                let Some(&x) = b.get(at) else {
-                    return Err(CUT.into());
-                };
-                at += 1;
-                literals += usize::from(x);
-                if x != 255 {
-                    break;
-                }
-            }
-        }
+        let literals = lz4_length(b, &mut at, token >> 4).ok_or(CUT)?;
         at += literals;
         out += literals;
         if at >= n {
@@ -89,20 +77,7 @@ fn lz4_block_problem(b: &[u8], unpacked: usize) -> Result<(), String> {
         if offset == 0 || offset > out {
             return Err("an LZ4 match reaching before the block's start".into());
         }
-        let mut matched = usize::from(token & 15);
-        if matched == 15 {
-            loop {
-                let Some(&x) = b.get(at) else {
-                    return Err(CUT.into());
-                };
-                at += 1;
-                matched += usize::from(x);
-                if x != 255 {
-                    break;
-                }
-            }
-        }
-        matched += 4;
+        let matched = lz4_length(b, &mut at, token & 15).ok_or(CUT)? + 4;
         if out + MFLIMIT > unpacked || out + matched + LAST_LITERALS > unpacked {
             return Err(
                 "an LZ4 match in the block's last bytes, which the LZ4 library refuses".into(),
@@ -116,6 +91,24 @@ fn lz4_block_problem(b: &[u8], unpacked: usize) -> Result<(), String> {
             "an LZ4 block of {out} bytes where the page has {unpacked}"
         )),
     }
+}
+
+/// A sequence's literal or match length: the token's 4 bits, and when they
+/// are 15, the bytes after `*at` up to one below 255 added on.
+#[inline]
+fn lz4_length(b: &[u8], at: &mut usize, nibble: u8) -> Option<usize> {
+    let mut n = usize::from(nibble);
+    if n == 15 {
+        loop {
+            let x = *b.get(*at)?;
+            *at += 1;
+            n += usize::from(x);
+            if x != 255 {
+                break;
+            }
+        }
+    }
+    Some(n)
 }
 
 /// Why `b` is not exactly one zstd frame (RFC 8878) of `unpacked` bytes
