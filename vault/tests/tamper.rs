@@ -1503,3 +1503,44 @@ async fn r_latest_pointer_behind_the_newest_checkpoint_is_warned() {
         r.warnings
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v_pages_that_other_readers_would_unpack_otherwise_are_not_decoded() {
+    // The key holder declares `session_id`'s chunk GZIP (zigzag 2) instead
+    // of zstd (6) in the footer and re-seals: a review showed DuckDB and
+    // zlib inflating different streams from one gzip body. `verify` names
+    // the codec and checks no row of the file rather than decode it.
+    let f = fixture().await;
+    let d = f.copy();
+    let obj = seg_object("alpha", 2);
+    let path = d.path().join(&obj);
+    let mut bytes = std::fs::read(&path).unwrap();
+    // path_in_schema ["session_id"], then codec (field 4, i32).
+    assert_eq!(edit_footer(&mut bytes, b"session_id\x15\x0c", 11, 0x04), 1);
+    reseal(&mut bytes, &f.key);
+    std::fs::write(&path, &bytes).unwrap();
+    let r = check(d.path(), f).await;
+    let all = describe(&r);
+    for want in [
+        "column session_id: compressed with GZIP",
+        "rows not checked: its pages would not read the same for every reader",
+    ] {
+        assert!(
+            r.findings
+                .iter()
+                .any(|x| x.object == obj && x.message.contains(want)),
+            "missing {want:?}:\n{all}"
+        );
+    }
+    // Everything else is that object's, or the checkpoints and tiles its
+    // unchecked entries leave unchecked.
+    for x in &r.findings {
+        assert!(
+            x.ns == "alpha"
+                && (x.object == obj
+                    || x.message.contains("could not be checked")
+                    || x.object.starts_with("ns/alpha/tile/")),
+            "{x}\n{all}"
+        );
+    }
+}
