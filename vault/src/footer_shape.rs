@@ -15,11 +15,11 @@
 use crate::thrift_strict::skim_struct;
 
 /// How deep a file's schema tree may be.
-pub const MAX_DEPTH: usize = 8;
+pub(crate) const MAX_DEPTH: usize = 8;
 
 /// Why the footer of the Parquet file `file` could make a parser recurse or
 /// reserve without bound, if it could.
-pub fn problem(file: &[u8]) -> Option<String> {
+pub(crate) fn problem(file: &[u8]) -> Option<String> {
     let n = file.len();
     if n < 12 || &file[n - 4..] != b"PAR1" {
         return Some("not a Parquet file (no PAR1 at its end)".into());

@@ -19,7 +19,7 @@ mod direct_write;
 mod encoded_runs;
 pub mod erasure;
 mod footer_rules;
-pub mod footer_shape;
+mod footer_shape;
 pub mod jcs;
 pub mod keys;
 pub mod lease;
