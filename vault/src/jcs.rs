@@ -180,18 +180,48 @@ fn in_utf16_order(map: &Map<String, Value>) -> bool {
 
 fn write_number(out: &mut String, n: &Number) -> Result<(), JcsError> {
     if let Some(u) = n.as_u64() {
-        // Writing into a String cannot fail.
-        let _ = write!(out, "{u}");
+        write_u64(out, u);
         return Ok(());
     }
     if let Some(i) = n.as_i64() {
-        let _ = write!(out, "{i}");
+        // Negative here: `as_u64` took every other integer.
+        out.push('-');
+        write_u64(out, i.unsigned_abs());
         return Ok(());
     }
     let f = n
         .as_f64()
         .ok_or_else(|| JcsError::UnrepresentableNumber(n.to_string()))?;
     write_f64(out, f)
+}
+
+/// Appends bytes written here as ASCII (digits and punctuation) in one copy
+/// rather than char by char. Only ASCII reaches it (asserted in debug
+/// builds); bytes that were not valid UTF-8 would still be written, each as
+/// the char of its own code point, never dropped.
+pub(crate) fn push_ascii(o: &mut String, b: &[u8]) {
+    debug_assert!(b.is_ascii(), "push_ascii given {b:?}");
+    match std::str::from_utf8(b) {
+        Ok(s) => o.push_str(s),
+        Err(_) => o.extend(b.iter().map(|&c| char::from(c))),
+    }
+}
+
+/// Appends `v` in decimal, as `write!(o, "{v}")` does without the
+/// formatting machinery: the index and session sequence of every committed
+/// record, sealed and verified, and every integer of a canonicalised payload.
+pub(crate) fn write_u64(o: &mut String, mut v: u64) {
+    let mut b = [0u8; 20];
+    let mut at = b.len();
+    loop {
+        at -= 1;
+        b[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    push_ascii(o, &b[at..]);
 }
 
 /// ECMAScript `Number.prototype.toString` for a finite double.
@@ -291,6 +321,24 @@ fn escape_mask(w: u64) -> u64 {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn integers_are_written_as_the_formatter_writes_them() {
+        let mut cases = vec![0u64, 1, 9, 10, 99, 100, 12_345, u64::MAX - 1, u64::MAX];
+        cases.extend(
+            (0..19)
+                .map(|p| 10u64.pow(p))
+                .flat_map(|x| [x - 1, x, x + 1]),
+        );
+        for v in cases {
+            let mut o = String::from("x");
+            write_u64(&mut o, v);
+            assert_eq!(o, format!("x{v}"));
+        }
+        for i in [-1i64, -9, -10, -12_345, i64::MIN + 1, i64::MIN] {
+            assert_eq!(to_canonical_string(&json!(i)).unwrap(), i.to_string());
+        }
+    }
 
     /// The size hint covers the canonical text of an OTLP-like attribute map
     /// without escapes (so the text is allocated once), overshooting by just

@@ -45,7 +45,7 @@ fn push_hex32(o: &mut String, h: &Hash) {
         buf[2 * i] = LUT[(b >> 4) as usize];
         buf[2 * i + 1] = LUT[(b & 15) as usize];
     }
-    push_ascii(o, &buf);
+    jcs::push_ascii(o, &buf);
 }
 
 /// `chain_hash_i = SHA-256(chain_hash_{i-1} || leaf_hash_i)`.
@@ -183,7 +183,7 @@ fn write_micros(o: &mut String, us: i64) -> Result<(), RecordError> {
     put(15, 2, of_day / 60 % 60);
     put(18, 2, of_day % 60);
     put(21, 6, us.rem_euclid(1_000_000) as u32);
-    push_ascii(o, &b);
+    jcs::push_ascii(o, &b);
     Ok(())
 }
 
@@ -202,35 +202,6 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     (yoe + era * 400 + i64::from(month <= 2), month, day)
-}
-
-/// Appends bytes written here as ASCII (digits and punctuation) in one copy
-/// rather than char by char. Only ASCII reaches it (asserted in debug
-/// builds); bytes that were not valid UTF-8 would still be written, each as
-/// the char of its own code point, never dropped.
-fn push_ascii(o: &mut String, b: &[u8]) {
-    debug_assert!(b.is_ascii(), "push_ascii given {b:?}");
-    match std::str::from_utf8(b) {
-        Ok(s) => o.push_str(s),
-        Err(_) => o.extend(b.iter().map(|&c| char::from(c))),
-    }
-}
-
-/// Appends `v` in decimal, as `write!(o, "{v}")` does without the
-/// formatting machinery (index and session sequence of every committed
-/// record, sealed and verified).
-fn push_u64(o: &mut String, mut v: u64) {
-    let mut b = [0u8; 20];
-    let mut at = b.len();
-    loop {
-        at -= 1;
-        b[at] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    push_ascii(o, &b[at..]);
 }
 
 /// Where the log puts an entry (everything [`Sequence`] holds but the salt).
@@ -740,7 +711,7 @@ impl EntryRef<'_> {
             str_field(o, v);
         }
         key(o, key_!("index"));
-        push_u64(o, self.idx);
+        jcs::write_u64(o, self.idx);
         key(o, key_!("ingested_by"));
         str_field(o, self.ingested_by);
         key(o, key_!("kind"));
@@ -764,7 +735,7 @@ impl EntryRef<'_> {
         key(o, key_!("session_id"));
         str_field(o, self.session_id);
         key(o, key_!("session_seq"));
-        push_u64(o, self.session_seq);
+        jcs::write_u64(o, self.session_seq);
         if let Some(v) = self.span_id {
             key(o, key_!("span_id"));
             str_field(o, v);
@@ -1048,20 +1019,5 @@ mod tests {
         let e = Entry::seal(ev, seq).unwrap();
         let text = serde_json::to_string(&e).unwrap();
         assert_eq!(serde_json::from_str::<Entry>(&text).unwrap(), e);
-    }
-
-    #[test]
-    fn integers_are_written_as_the_formatter_writes_them() {
-        let mut cases = vec![0u64, 1, 9, 10, 99, 100, 12_345, u64::MAX - 1, u64::MAX];
-        cases.extend(
-            (0..19)
-                .map(|p| 10u64.pow(p))
-                .flat_map(|x| [x - 1, x, x + 1]),
-        );
-        for v in cases {
-            let mut o = String::from("x");
-            push_u64(&mut o, v);
-            assert_eq!(o, format!("x{v}"));
-        }
     }
 }

@@ -207,14 +207,13 @@ struct Flat {
 /// chat messages ordered by `i` (prompts dated `start`, completions `end`).
 pub(super) fn flattened(attrs: &Map<String, Value>, start: u64, end: u64) -> Vec<Draft> {
     let mut out = Vec::new();
-    for (source, output, ts) in [
-        ("gen_ai.prompt", false, start),
-        ("gen_ai.completion", true, end),
+    for (source, prefix, output, ts) in [
+        ("gen_ai.prompt", "gen_ai.prompt.", false, start),
+        ("gen_ai.completion", "gen_ai.completion.", true, end),
     ] {
-        let prefix = format!("{source}.");
         let mut msgs: BTreeMap<usize, Flat> = BTreeMap::new();
         for (k, v) in attrs {
-            let Some((i, field)) = k.strip_prefix(&prefix).and_then(|r| r.split_once('.')) else {
+            let Some((i, field)) = k.strip_prefix(prefix).and_then(|r| r.split_once('.')) else {
                 continue;
             };
             let Ok(i) = i.parse::<usize>() else {
