@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use super::ids::nanos_to_time;
+use super::ids::{event_id, nanos_to_time};
 use crate::{Event, EventError, Kind};
 
 /// One step found in a span or log record.
@@ -115,7 +115,7 @@ impl Envelope {
             session_id: self.session_id.clone(),
             kind: d.kind,
             ts: nanos_to_time(d.ts),
-            event_id: Some(format!("{}:{n}", self.id_prefix)),
+            event_id: Some(event_id(&self.id_prefix, n)),
             trace_id: text(self.trace_id.as_deref()),
             span_id: text(self.span_id.as_deref()),
             parent_span_id: text(self.parent_span_id.as_deref()),

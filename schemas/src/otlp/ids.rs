@@ -21,8 +21,41 @@ pub(super) fn hex_id(bytes: &[u8]) -> Option<String> {
     if bytes.iter().all(|b| *b == 0) {
         None
     } else {
-        Some(hex::encode(bytes))
+        Some(lower_hex(bytes))
     }
+}
+
+/// Lowercase hex, two table lookups per byte: what `hex::encode` gives,
+/// without its per-character iterator (three ids of every span).
+pub(super) fn lower_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    s
+}
+
+/// `<prefix>:<n>`, the `event_id` of a span's or record's `n`-th event,
+/// written without the formatter (every OTLP event has one).
+pub(super) fn event_id(prefix: &str, n: usize) -> String {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut v = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let mut s = String::with_capacity(prefix.len() + 1 + digits.len() - at);
+    s.push_str(prefix);
+    s.push(':');
+    s.extend(digits[at..].iter().map(|&d| char::from(d)));
+    s
 }
 
 /// Lowercase hex of the SHA-256 of `data`, cut to `chars` characters.

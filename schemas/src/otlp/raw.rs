@@ -8,6 +8,7 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use serde_json::{Map, Value, json};
 
 use super::anyvalue::{kvs_to_map, opt_any_to_json};
+use super::ids::lower_hex;
 
 /// Key under which sender attributes that collide with a key set by the
 /// mapping (`otlp.*`, `gen_ai.message.role`, ...) are kept.
@@ -143,8 +144,8 @@ pub(super) fn add_span(
         .iter()
         .map(|l| {
             json!({
-                "trace_id": hex::encode(&l.trace_id),
-                "span_id": hex::encode(&l.span_id),
+                "trace_id": lower_hex(&l.trace_id),
+                "span_id": lower_hex(&l.span_id),
                 "trace_state": l.trace_state,
                 "attributes": kvs_to_map(&l.attributes),
                 "dropped_attributes_count": l.dropped_attributes_count,

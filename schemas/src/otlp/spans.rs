@@ -65,7 +65,7 @@ fn span_events(
     let trace_id = hex_id(&span.trace_id);
     let span_id = hex_id(&span.span_id);
     let id_prefix = match (&trace_id, &span_id) {
-        (Some(t), Some(s)) => format!("otlp:{t}:{s}"),
+        (Some(t), Some(s)) => ["otlp:", t, ":", s].concat(),
         _ => format!("otlp-span:{}", digest()),
     };
     let env = Envelope {

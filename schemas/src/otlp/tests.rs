@@ -14,7 +14,7 @@ use prost::Message;
 use serde_json::{Value, json};
 
 use super::anyvalue::{any_to_json, kvs_to_map};
-use super::ids::{nanos_to_time, normalise_session};
+use super::ids::{event_id, lower_hex, nanos_to_time, normalise_session};
 use super::*;
 use crate::{Kind, format_timestamp, validate_session_id};
 
@@ -224,6 +224,23 @@ fn current_convention_span() -> Span {
             kv("gen_ai.usage.input_tokens", iv(12)),
         ],
     )
+}
+
+/// The id writers are the formatter's and `hex`'s output, written faster.
+#[test]
+fn id_writers_match_hex_and_the_formatter() {
+    for bytes in [
+        &[][..],
+        &[0],
+        &[0x0f, 0xf0, 0xab],
+        &[0xff; 16],
+        &[1, 2, 3, 4, 5, 6, 7, 8],
+    ] {
+        assert_eq!(lower_hex(bytes), hex::encode(bytes));
+    }
+    for n in [0usize, 1, 9, 10, 11, 99, 100, 12_345, usize::MAX] {
+        assert_eq!(event_id("otlp:ab:cd", n), format!("otlp:ab:cd:{n}"));
+    }
 }
 
 #[test]
