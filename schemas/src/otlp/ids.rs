@@ -37,24 +37,20 @@ pub(super) fn lower_hex(bytes: &[u8]) -> String {
     s
 }
 
-/// `<prefix>:<n>`, the `event_id` of a span's or record's `n`-th event,
-/// written without the formatter (every OTLP event has one).
+/// `<prefix>:<n>`, the `event_id` of a span's or record's `n`-th event. A
+/// span's events are numbered from 0 and rarely reach 10: one digit is
+/// written without the formatter, which every OTLP event would go through.
 pub(super) fn event_id(prefix: &str, n: usize) -> String {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut v = n;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    let mut s = String::with_capacity(prefix.len() + 1 + digits.len() - at);
+    let mut s = String::with_capacity(prefix.len() + 4);
     s.push_str(prefix);
     s.push(':');
-    s.extend(digits[at..].iter().map(|&d| char::from(d)));
+    match u8::try_from(n).ok().filter(|d| *d < 10) {
+        Some(d) => s.push(char::from(b'0' + d)),
+        None => {
+            use std::fmt::Write as _;
+            let _ = write!(s, "{n}");
+        }
+    }
     s
 }
 
