@@ -18,6 +18,22 @@
 //! (`DELTA_LENGTH_BYTE_ARRAY` is never written by this writer and is refused
 //! by [`crate::page_headers`] before any value is read.)
 
+/// Writes `v` as the unsigned LEB128 varint [`varint`] reads back (Thrift's
+/// and the delta encodings' form): for tests that build pages and footers
+/// by hand.
+#[cfg(test)]
+pub(crate) fn write_varint(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
 /// Reads an unsigned LEB128 varint of at most 64 bits at `*at`, refusing
 /// overlong forms (a trailing zero byte), which the writer never writes.
 fn varint(b: &[u8], at: &mut usize) -> Result<u64, String> {
@@ -249,27 +265,16 @@ mod tests {
 
     /// The writer's encoding of `values`: blocks of 128 in 4 miniblocks.
     fn encode(values: &[i64]) -> Vec<u8> {
-        fn uvar(out: &mut Vec<u8>, mut v: u64) {
-            loop {
-                let byte = (v & 0x7f) as u8;
-                v >>= 7;
-                if v == 0 {
-                    out.push(byte);
-                    return;
-                }
-                out.push(byte | 0x80);
-            }
-        }
         let zz = |v: i64| ((v << 1) ^ (v >> 63)) as u64;
         let mut out = Vec::new();
-        uvar(&mut out, 128);
-        uvar(&mut out, 4);
-        uvar(&mut out, values.len() as u64);
-        uvar(&mut out, zz(values.first().copied().unwrap_or(0)));
+        write_varint(&mut out, 128);
+        write_varint(&mut out, 4);
+        write_varint(&mut out, values.len() as u64);
+        write_varint(&mut out, zz(values.first().copied().unwrap_or(0)));
         let deltas: Vec<i64> = values.windows(2).map(|w| w[1].wrapping_sub(w[0])).collect();
         for block in deltas.chunks(128) {
             let min = *block.iter().min().unwrap();
-            uvar(&mut out, zz(min));
+            write_varint(&mut out, zz(min));
             let widths_at = out.len();
             out.extend_from_slice(&[0; 4]);
             for (m, mini) in block.chunks(32).enumerate() {

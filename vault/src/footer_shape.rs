@@ -121,16 +121,7 @@ mod tests {
             f.push((children.len() as u8) << 4 | 12);
         } else {
             f.push(0xfc);
-            let mut n = children.len();
-            loop {
-                let b = (n & 0x7f) as u8;
-                n >>= 7;
-                if n == 0 {
-                    f.push(b);
-                    break;
-                }
-                f.push(b | 0x80);
-            }
+            crate::delta_encoding::write_varint(&mut f, children.len() as u64);
         }
         for c in children {
             // field 4 (name, binary "g"), then field 5 (i32) when a group.
